@@ -1,0 +1,530 @@
+"""The typed pipeline model: what a definition file says (contract sections 4, 5 and 7).
+
+Field names are snake_case; the XML attribute / YAML key is the camelCase alias
+(`keep_last` <-> `keepLast`). Readers (xml_reader, yaml_reader) turn a file into a plain
+tree of dicts carrying source locations and validate it into these frozen models.
+This module imports neither dagster nor pyspark.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+LAYERS: tuple[str, ...] = ("raw", "bronze", "silver", "gold", "service")
+LAYER_ALIASES: dict[str, str] = {"staging": "raw", "standardization": "silver"}
+
+Layer = Literal["raw", "bronze", "silver", "gold", "service"]
+
+
+def _canonical_layer(value: Any) -> Any:
+    if isinstance(value, str):
+        return LAYER_ALIASES.get(value.strip(), value.strip())
+    return value
+
+
+def _split_commas(value: Any) -> Any:
+    """`"a, b,c"` -> ("a", "b", "c"); lists from YAML pass through."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if isinstance(value, list | tuple):
+        return tuple(str(v).strip() for v in value)
+    return value
+
+
+CanonicalLayer = Annotated[Layer, BeforeValidator(_canonical_layer)]
+CommaList = Annotated[tuple[str, ...], BeforeValidator(_split_commas)]
+
+
+class Loc(BaseModel):
+    """Where an element starts in its definition file."""
+
+    model_config = ConfigDict(frozen=True)
+    file: str
+    line: int = 0
+    column: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+class Node(BaseModel):
+    """Base of every element: frozen, unknown attributes rejected, camelCase aliases."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        populate_by_name=True,
+        alias_generator=to_camel,
+    )
+    loc: Loc | None = Field(default=None, exclude=True, description="Source location.")
+
+
+# --------------------------------------------------------------------------- sources
+
+
+class Incremental(Node):
+    column: str = Field(description="Monotonic column; only rows above the watermark are read.")
+
+
+class Watch(Node):
+    enabled: bool = Field(default=True, description="Sensor starts running by default.")
+    poll_seconds: int = Field(default=30, ge=1, description="Seconds between sensor ticks.")
+    min_age_seconds: int = Field(default=10, ge=0, description="Younger files are not taken.")
+    max_size_bytes: int | None = Field(default=None, ge=1, description="Larger files rejected.")
+    max_files_per_run: int = Field(default=500, ge=1, description="Files per requested run.")
+
+
+class _SourceBase(Node):
+    id: str = Field(description="Dataset name used by transformations and targets.")
+    load_policy: Literal["eager", "onDemand"] = Field(
+        default="onDemand", description="eager caches the source before transformations."
+    )
+    incremental: Incremental | None = None
+
+
+class CsvSource(_SourceBase):
+    kind: Literal["csv"] = "csv"
+    path: str = Field(description="Glob; relative to DATAHUB_DATA_DIR/<app>/ or s3://.")
+    header: bool = True
+    delimiter: str = ","
+    infer_schema: bool = False
+    quote: str | None = None
+    escape: str | None = None
+    encoding: str | None = None
+    null_value: str | None = None
+    date_format: str | None = None
+    schema_ref: str | None = Field(default=None, description="Avro/JSON schema in the app.")
+    watch: Watch | None = None
+
+
+class JsonSource(_SourceBase):
+    kind: Literal["json"] = "json"
+    path: str
+    multiline: bool = False
+    schema_ref: str | None = None
+    watch: Watch | None = None
+
+
+class ParquetSource(_SourceBase):
+    kind: Literal["parquet"] = "parquet"
+    path: str
+    watch: Watch | None = None
+
+
+class DatabaseSource(_SourceBase):
+    kind: Literal["database"] = "database"
+    jdbc_url: str | None = None
+    connection: str | None = Field(default=None, description="Name in app.yaml connections.")
+    user_secret_ref: str | None = None
+    fetch_size: int | None = None
+    partition_column: str | None = None
+    num_partitions: int | None = None
+    schema_ref: str | None = None
+    isolation_level: str | None = None
+    sql: str | None = Field(default=None, description="Query with :named parameters.")
+    table_name: str | None = Field(default=None, description="<table name=...> full load.")
+
+
+class MongoSource(_SourceBase):
+    kind: Literal["mongo"] = "mongo"
+    database: str
+    collection: str
+    uri_secret_ref: str | None = None
+    connection: str | None = None
+    flatten: bool = False
+    sample_size: int = 1000
+    schema_ref: str | None = None
+    filter: str | None = Field(default=None, description="JSON filter document.")
+    projection: str | None = Field(default=None, description="JSON projection document.")
+
+
+class TableSource(_SourceBase):
+    kind: Literal["table"] = "table"
+    ref: str = Field(description="<app>.<layer>.<table> or <layer>.<table>.")
+
+
+class LookupSource(_SourceBase):
+    kind: Literal["lookup"] = "lookup"
+    path: str = Field(description="CSV file in the app's lookups/ folder.")
+
+
+Source = Annotated[
+    CsvSource | JsonSource | ParquetSource | DatabaseSource | MongoSource | TableSource
+    | LookupSource,
+    Field(discriminator="kind"),
+]
+FILE_SOURCE_KINDS = ("csv", "json", "parquet")
+
+# ------------------------------------------------------------------- transformations
+
+
+class _Step(Node):
+    source: str | None = None
+    output: str | None = None
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.source,) if self.source else ()
+
+    @property
+    def result(self) -> str:
+        """Dataset this step writes: `output`, else it replaces `source`."""
+        return self.output or self.inputs[0]
+
+
+class Deduplicate(_Step):
+    kind: Literal["deduplicate"] = "deduplicate"
+    source: str
+    keys: CommaList
+    keep: Literal["first", "last", "latest"] = "first"
+    order_by: str | None = None
+
+
+class Sort(_Step):
+    kind: Literal["sort"] = "sort"
+    source: str
+    order_by: str
+    direction: Literal["asc", "desc"] = "asc"
+    nulls: Literal["first", "last"] | None = None
+
+
+class Join(_Step):
+    kind: Literal["join"] = "join"
+    left: str
+    right: str
+    condition: str
+    type: Literal["inner", "left", "right", "full", "semi", "anti"] = "inner"
+    broadcast: Literal["left", "right", "true", "false"] | bool | None = None
+    select: str | None = Field(default=None, description="Columns to keep after the join.")
+    right_prefix: str | None = None
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.left, self.right)
+
+
+class Lookup(_Step):
+    kind: Literal["lookup"] = "lookup"
+    source: str
+    reference: str
+    on: str = Field(description="`source_col=reference_col[,...]`.")
+    output_fields: CommaList
+    join_type: Literal["left", "inner"] = "left"
+    defaults: str | None = Field(default=None, description="`field:value,...` for misses.")
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.source, self.reference)
+
+
+class Merge(_Step):
+    kind: Literal["merge"] = "merge"
+    sources: CommaList
+    output: str
+    mode: Literal["union", "unionByName"] = "unionByName"
+    allow_missing_columns: bool = False
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return self.sources
+
+
+class Aggregate(_Step):
+    kind: Literal["aggregate"] = "aggregate"
+    source: str
+    group_by: CommaList
+    metrics: CommaList
+    window: Literal["daily", "weekly", "monthly"] | None = None
+    time_column: str | None = None
+
+
+class Mask(_Step):
+    kind: Literal["mask"] = "mask"
+    source: str
+    columns: CommaList
+    strategy: Literal["hash", "redact", "tokenize", "encrypt"]
+    secret_ref: str | None = None
+    keep_last: int = Field(default=0, ge=0)
+
+
+class Filter(_Step):
+    kind: Literal["filter"] = "filter"
+    source: str
+    condition: str
+
+
+class Select(_Step):
+    kind: Literal["select"] = "select"
+    source: str
+    columns: str = Field(description="`a, b as c, upper(d) as d` (commas inside () allowed).")
+
+
+class Derive(_Step):
+    kind: Literal["derive"] = "derive"
+    source: str
+    column: str
+    expr: str
+
+
+class Rename(_Step):
+    kind: Literal["rename"] = "rename"
+    source: str
+    mapping: CommaList
+
+
+class Cast(_Step):
+    kind: Literal["cast"] = "cast"
+    source: str
+    types: str = Field(description="`col:type,...`; types may contain commas, e.g. decimal(12,2).")
+
+
+class Flatten(_Step):
+    kind: Literal["flatten"] = "flatten"
+    source: str
+    separator: str = "_"
+    arrays: Literal["explode", "first", "count", "json"] = "json"
+
+
+class Sql(_Step):
+    kind: Literal["sql"] = "sql"
+    output: str
+    query: str = Field(description="Spark SQL over datasets by id (the element's CDATA).")
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return ()
+
+
+Transformation = Annotated[
+    Deduplicate | Sort | Join | Lookup | Merge | Aggregate | Mask | Filter | Select | Derive
+    | Rename | Cast | Flatten | Sql,
+    Field(discriminator="kind"),
+]
+
+# ---------------------------------------------------------------------------- targets
+
+
+class TableTarget(Node):
+    kind: Literal["table"] = "table"
+    table: str = Field(description="`name` or `<layer>.name`.")
+    source: str | None = None
+    mode: Literal["append", "overwrite", "merge"] = "append"
+    keys: CommaList = ()
+    partition_by: CommaList = ()
+    format: str | None = None
+    schema_ref: str | None = None
+
+
+class CsvTarget(Node):
+    kind: Literal["csv"] = "csv"
+    path: str = Field(description="Relative to DATAHUB_DATA_DIR/<app>/; %Y/%m/%d expand.")
+    name: str | None = Field(default=None, description="Asset name; default from the path.")
+    source: str | None = None
+    mode: Literal["append", "overwrite", "ignore", "error"] = "overwrite"
+    compression: Literal["none", "gzip", "bzip2"] = "none"
+    partition_by: CommaList = ()
+    header: bool = True
+    delimiter: str = ","
+    schema_ref: str | None = None
+
+
+class DatabaseTarget(Node):
+    kind: Literal["database"] = "database"
+    id: str | None = None
+    jdbc_url: str | None = None
+    connection: str | None = None
+    source: str | None = None
+    mode: Literal["append", "overwrite", "merge", "truncateInsert"] = "append"
+    keys: CommaList = ()
+    write_batch_size: int | None = None
+    user_secret_ref: str | None = None
+    table_name: str | None = None
+    schema_ref: str | None = None
+
+
+Target = Annotated[TableTarget | CsvTarget | DatabaseTarget, Field(discriminator="kind")]
+
+# ----------------------------------------------------------------------------- checks
+
+
+class _Check(Node):
+    target: str | None = None
+    name: str | None = None
+    severity: Literal["error", "warn"] = "error"
+
+
+class NotNullCheck(_Check):
+    kind: Literal["notNull"] = "notNull"
+    columns: CommaList
+
+
+class UniqueCheck(_Check):
+    kind: Literal["unique"] = "unique"
+    columns: CommaList
+
+
+class RowCountCheck(_Check):
+    kind: Literal["rowCount"] = "rowCount"
+    min: int | None = None
+    max: int | None = None
+
+
+class RangeCheck(_Check):
+    kind: Literal["range"] = "range"
+    column: str
+    min: float | None = None
+    max: float | None = None
+
+
+class AcceptedValuesCheck(_Check):
+    kind: Literal["acceptedValues"] = "acceptedValues"
+    column: str
+    values: CommaList
+
+
+class RegexCheck(_Check):
+    kind: Literal["regex"] = "regex"
+    column: str
+    pattern: str
+
+
+class FreshnessCheck(_Check):
+    kind: Literal["freshness"] = "freshness"
+    column: str
+    max_age: str = Field(description="ISO-8601 duration.")
+
+
+class ExpressionCheck(_Check):
+    kind: Literal["expression"] = "expression"
+    expr: str
+
+
+class ReferentialCheck(_Check):
+    kind: Literal["referential"] = "referential"
+    column: str
+    ref: str = Field(description="`[<app>.]<layer>.<table>.<column>`.")
+
+
+class SchemaCheck(_Check):
+    kind: Literal["schema"] = "schema"
+    schema_ref: str
+
+
+Check = Annotated[
+    NotNullCheck | UniqueCheck | RowCountCheck | RangeCheck | AcceptedValuesCheck | RegexCheck
+    | FreshnessCheck | ExpressionCheck | ReferentialCheck | SchemaCheck,
+    Field(discriminator="kind"),
+]
+
+# --------------------------------------------------------------------------- pipeline
+
+
+class Metadata(Node):
+    owner: str | None = None
+    description: str | None = None
+    sla: str | None = Field(default=None, description="ISO-8601 duration.")
+    schedule: str | None = Field(default=None, description="Cron expression.")
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class Pipeline(Node):
+    """One data pipeline file, as written (contract section 4)."""
+
+    id: str
+    version: str = "1.0.0"
+    layer: CanonicalLayer
+    metadata: Metadata = Field(default_factory=Metadata)
+    sources: tuple[Source, ...]
+    transformations: tuple[Transformation, ...] = ()
+    targets: tuple[Target, ...]
+    checks: tuple[Check, ...] = ()
+
+
+class Connection(Node):
+    jdbc_url: str | None = None
+    user_secret_ref: str | None = None
+    uri_secret_ref: str | None = None
+
+
+class AppConfig(Node):
+    """Optional `app.yaml` of an application (contract section 7)."""
+
+    owner: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    connections: dict[str, Connection] = Field(default_factory=dict)
+
+
+# ----------------------------------------------------------------- resolved (validated)
+
+
+class TableRef(BaseModel):
+    """A table's identity: Dagster key [app, layer, table]; Iceberg `<app>_<layer>.<table>`."""
+
+    model_config = ConfigDict(frozen=True)
+    app: str
+    layer: Layer
+    table: str
+
+    @property
+    def asset_path(self) -> list[str]:
+        return [self.app, self.layer, self.table]
+
+    @property
+    def namespace(self) -> str:
+        return f"{self.app}_{self.layer}"
+
+    @property
+    def identifier(self) -> str:
+        return f"{self.namespace}.{self.table}"
+
+    def __str__(self) -> str:
+        return f"{self.app}.{self.layer}.{self.table}"
+
+
+class ResolvedTarget(BaseModel):
+    """A target with its asset identity and the dataset it writes."""
+
+    model_config = ConfigDict(frozen=True)
+    ref: TableRef
+    dataset: str = Field(description="Dataset written (the target's source, defaulted).")
+    target: TableTarget | CsvTarget | DatabaseTarget
+
+
+class PipelineSpec(BaseModel):
+    """A validated pipeline with everything the build and execute stages need."""
+
+    model_config = ConfigDict(frozen=True)
+    app: str
+    file: str = Field(description="Definition file, relative to the pipelines dir.")
+    line: int = Field(description="Line of the <pipeline> element.")
+    pipeline: Pipeline
+    targets: tuple[ResolvedTarget, ...]
+    upstream: tuple[TableRef, ...] = Field(description="Tables read (table sources/lookups).")
+    source_refs: dict[str, TableRef] = Field(
+        default_factory=dict, description="Source id -> table, for `table` sources."
+    )
+    owner: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.app}.{self.pipeline.id}"
+
+    @property
+    def layer(self) -> str:
+        return self.pipeline.layer
+
+
+class Project(BaseModel):
+    """Every validated pipeline under DATAHUB_PIPELINES_DIR."""
+
+    model_config = ConfigDict(frozen=True)
+    root: str
+    apps: dict[str, AppConfig]
+    pipelines: tuple[PipelineSpec, ...]
+
+    def by_table(self) -> dict[TableRef, PipelineSpec]:
+        return {t.ref: p for p in self.pipelines for t in p.targets}

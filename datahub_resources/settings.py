@@ -1,0 +1,41 @@
+"""Environment (contract section 3), read in one place.
+
+Every default makes a laptop run work; production sets the variables.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _path(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser().resolve() if value else default.resolve()
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    pipelines_dir: Path
+    data_dir: Path
+    catalog_uri: str
+    warehouse: str
+    spark_remote: str | None
+    spark_state_dir: Path
+    dagster_home: Path
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        home = _path("DATAHUB_HOME", Path(".datahub"))
+        return cls(
+            home=home,
+            pipelines_dir=_path("DATAHUB_PIPELINES_DIR", Path("pipelines_xml")),
+            data_dir=_path("DATAHUB_DATA_DIR", Path("data")),
+            catalog_uri=os.environ.get("DATAHUB_CATALOG_URI") or f"sqlite:///{home}/catalog.db",
+            warehouse=os.environ.get("DATAHUB_WAREHOUSE") or f"file://{home}/warehouse",
+            spark_remote=os.environ.get("DATAHUB_SPARK_REMOTE") or None,
+            spark_state_dir=_path("DATAHUB_SPARK_STATE", home / "spark"),
+            dagster_home=_path("DAGSTER_HOME", home / "dagster"),
+        )

@@ -1,0 +1,32 @@
+"""Spark Connect sessions: a remote `sc://` endpoint, or the shared local server."""
+
+from __future__ import annotations
+
+import dagster as dg
+from pydantic import Field
+from pyspark.sql import SparkSession
+
+from datahub_resources import spark_server
+from datahub_resources.settings import Settings
+
+
+def connect(settings: Settings | None = None, remote: str | None = None) -> SparkSession:
+    """A Spark Connect session to `remote`, DATAHUB_SPARK_REMOTE, or the local shared server."""
+    settings = settings or Settings.from_env()
+    url = remote or settings.spark_remote
+    if not url:
+        url = spark_server.ensure_running(settings.spark_state_dir).remote
+    return SparkSession.builder.remote(url).getOrCreate()
+
+
+class SparkConnectResource(dg.ConfigurableResource):
+    """Spark session for asset bodies. Opens lazily: loading definitions never touches Spark."""
+
+    remote: str | None = Field(
+        default=None,
+        description="sc://host:port of a Spark Connect endpoint; unset uses "
+        "DATAHUB_SPARK_REMOTE, else a local server started once and shared by all steps.",
+    )
+
+    def get_session(self) -> SparkSession:
+        return connect(remote=self.remote)

@@ -1,0 +1,171 @@
+"""A long-lived local Spark Connect server, started once and shared by every step process.
+
+A classic SparkSession costs ~5 s of JVM start per process and Dagster runs each step in
+its own process, so steps connect (~0.5 s) to one server instead. Starting is race-free
+across processes: an exclusive file lock guards "is it up? else start it", and the
+server's port and pid are recorded in `<state_dir>/server.json`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyspark
+
+SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+JDBC_JARS = (  # Debian packages libpostgresql-jdbc-java and libmariadb-java
+    "/usr/share/java/postgresql.jar",
+    "/usr/share/java/mariadb-java-client.jar",
+)
+START_TIMEOUT_S = 120
+
+
+class SparkServerError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    pid: int
+    port: int
+    log: str
+
+    @property
+    def remote(self) -> str:
+        return f"sc://localhost:{self.port}"
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def _locked(state_dir: Path):
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open(state_dir / "server.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def status(state_dir: Path) -> ServerInfo | None:
+    """The running server recorded in state_dir, or None."""
+    state = state_dir / "server.json"
+    if not state.exists():
+        return None
+    info = ServerInfo(**json.loads(state.read_text()))
+    if _pid_alive(info.pid) and _port_open(info.port):
+        return info
+    return None
+
+
+def _spark_conf() -> dict[str, str]:
+    return {
+        "spark.driver.memory": os.environ.get("DATAHUB_SPARK_DRIVER_MEMORY", "4g"),
+        "spark.sql.session.timeZone": "UTC",
+        # pyiceberg reads Parquet timestamps as INT64 micros, not Spark's legacy INT96.
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        "spark.sql.shuffle.partitions": os.environ.get("DATAHUB_SPARK_SHUFFLE_PARTITIONS", "8"),
+        "spark.sql.adaptive.enabled": "true",
+        "spark.ui.enabled": os.environ.get("DATAHUB_SPARK_UI", "false"),
+        "spark.ui.showConsoleProgress": "false",
+        "spark.connect.session.manager.defaultSessionTimeout": "60min",
+    }
+
+
+def ensure_running(state_dir: Path) -> ServerInfo:
+    """Return the shared server, starting it first if none is up. Safe to call concurrently."""
+    with _locked(state_dir):
+        info = status(state_dir)
+        if info is not None:
+            return info
+        return _start(state_dir)
+
+
+def _start(state_dir: Path) -> ServerInfo:
+    spark_home = Path(pyspark.__file__).parent
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        raise SparkServerError(
+            "Java 17 is required to start the local Spark Connect server: install "
+            "openjdk-17-jre-headless (make setup does), or set DATAHUB_SPARK_REMOTE."
+        )
+    port = int(os.environ.get("DATAHUB_SPARK_PORT") or _free_port())
+    log = state_dir / "server.log"
+    cmd = [str(spark_home / "bin" / "spark-submit"), "--class", SERVER_CLASS]
+    cmd += ["--name", "datahub-spark-connect", "--master", os.environ.get(
+        "DATAHUB_SPARK_MASTER", "local[*]")]
+    jars = [j for j in JDBC_JARS if Path(j).exists()]
+    if jars:
+        cmd += ["--jars", ",".join(jars)]
+    conf = _spark_conf() | {"spark.connect.grpc.binding.port": str(port)}
+    for key, value in conf.items():
+        cmd += ["--conf", f"{key}={value}"]
+    cmd.append("spark-internal")
+    env = os.environ | {"SPARK_HOME": str(spark_home), "SPARK_LOG_DIR": str(state_dir)}
+    env.pop("SPARK_CONNECT_MODE_ENABLED", None)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env, cwd=state_dir, start_new_session=True,
+        )
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SparkServerError(
+                f"Spark Connect server exited with code {proc.returncode}; see {log}"
+            )
+        if _port_open(port):
+            info = ServerInfo(pid=proc.pid, port=port, log=str(log))
+            (state_dir / "server.json").write_text(json.dumps(info.__dict__))
+            return info
+        time.sleep(0.25)
+    proc.kill()
+    raise SparkServerError(f"Spark Connect server did not listen within {START_TIMEOUT_S}s; "
+                           f"see {log}")
+
+
+def stop(state_dir: Path) -> bool:
+    """Stop the recorded server; True if one was running."""
+    with _locked(state_dir):
+        info = status(state_dir)
+        (state_dir / "server.json").unlink(missing_ok=True)
+        if info is None:
+            return False
+        os.killpg(os.getpgid(info.pid), signal.SIGTERM)
+        for _ in range(80):
+            if not _pid_alive(info.pid):
+                break
+            time.sleep(0.25)
+        else:
+            os.killpg(os.getpgid(info.pid), signal.SIGKILL)
+        return True
