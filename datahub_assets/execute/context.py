@@ -1,0 +1,52 @@
+"""What a step of a pipeline run can see: Spark, paths, secrets, other tables."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+
+from datahub_assets.spec.models import TableRef
+from datahub_resources import secrets
+from datahub_resources.settings import Settings
+
+
+@dataclass
+class ExecContext:
+    spark: SparkSession
+    settings: Settings
+    app: str
+    run_id: str = "local"
+    run_date: date = field(default_factory=date.today)
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("datahub"))
+    read_table: Callable[[TableRef], DataFrame] | None = None
+    """Reads an Iceberg table (pyiceberg plans files, Spark reads them)."""
+
+    @property
+    def app_dir(self) -> Path:
+        """The app's definitions folder (schemaRef and lookups resolve here)."""
+        return self.settings.pipelines_dir / self.app
+
+    def data_path(self, path: str) -> str:
+        """A data path: s3:// and absolute paths as written, else under DATAHUB_DATA_DIR/<app>/."""
+        if "://" in path or path.startswith("/"):
+            return path
+        return str(self.settings.data_dir / self.app / path)
+
+    def app_path(self, path: str) -> str:
+        """A schemaRef/lookup path: s3:// and absolute as written, else under the app folder."""
+        if "://" in path or path.startswith("/"):
+            return path
+        return str(self.app_dir / path)
+
+    def secret(self, name: str) -> str:
+        return secrets.resolve(name)
+
+    def mask_key(self, secret_ref: str | None) -> str:
+        if secret_ref:
+            return secrets.resolve(secret_ref)
+        return secrets.default_mask_key(self.settings.home)
