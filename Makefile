@@ -1,0 +1,65 @@
+# Data Hub — two commands: `make demo` and `make test` (both set everything up first).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+ROWS ?= 2000
+
+export DATAHUB_HOME ?= $(CURDIR)/.datahub
+export DAGSTER_HOME ?= $(DATAHUB_HOME)/dagster
+export DATAHUB_PIPELINES_DIR ?= $(CURDIR)/pipelines_xml
+export DATAHUB_DATA_DIR ?= $(CURDIR)/data
+
+.PHONY: setup demo dev test test-fast lint bench-load bench-tpch bench-overhead spark-stop clean
+
+setup: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
+
+$(VENV)/.installed: pyproject.toml scripts/ensure_system.sh
+	bash scripts/ensure_system.sh
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+demo: setup
+	$(BIN)/datahub validate
+	$(BIN)/datahub spark start
+	$(BIN)/datahub demo --rows $(ROWS)
+	$(BIN)/dagster asset materialize -m datahub_assets.definitions --select '*'
+	@echo
+	@echo "== Iceberg tables (catalog $(DATAHUB_HOME)/catalog.db) =="
+	@$(BIN)/datahub tables
+	@echo
+	@echo "CSV exports: $(DATAHUB_DATA_DIR)/<app>/service/"
+	@echo "Open the Dagster UI with:  make dev   (then http://localhost:3000)"
+
+dev: setup
+	$(BIN)/dagster dev -w workspace.yaml
+
+lint: setup
+	$(BIN)/ruff check datahub_assets datahub_resources tests bench
+
+test: setup lint
+	$(BIN)/pytest -q -n 2 --dist loadgroup
+
+test-fast: setup
+	$(BIN)/pytest -q -m "not slow and not spark"
+
+bench-load: setup
+	$(BIN)/python bench/run.py load
+
+bench-tpch: setup
+	$(BIN)/python bench/run.py tpch
+
+bench-overhead: setup
+	$(BIN)/python bench/run.py overhead
+
+spark-stop:
+	-$(BIN)/datahub spark stop
+
+clean: spark-stop
+	rm -rf $(DATAHUB_HOME) $(DATAHUB_DATA_DIR)

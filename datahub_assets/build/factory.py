@@ -1,0 +1,119 @@
+"""Typed pipeline spec → one Dagster multi_asset (one AssetSpec per target).
+
+Building opens no Spark session and reads no data: the asset body calls
+`execute.runner.run_pipeline` with the spec when a run materialises it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import dagster as dg
+
+from datahub_assets.build.automation import condition_for
+from datahub_assets.build.keys import asset_key, op_name, owners, split_tags
+from datahub_assets.execute.context import ExecContext
+from datahub_assets.execute.runner import TargetOutcome, run_pipeline
+from datahub_assets.spec.models import PipelineSpec, ResolvedTarget, TableRef
+from datahub_resources.iceberg import IcebergResource
+from datahub_resources.settings import Settings
+from datahub_resources.spark import SparkConnectResource
+
+SPARK_POOL = "spark"
+RUN_DATE_TAG = "datahub/run_date"
+
+
+def _kinds(target: ResolvedTarget) -> set[str]:
+    return {"spark", "iceberg"} if target.target.kind == "table" else {"spark", target.target.kind}
+
+
+def _code_version(spec: PipelineSpec) -> str:
+    digest = hashlib.sha256(spec.pipeline.model_dump_json().encode()).hexdigest()[:12]
+    return f"{spec.pipeline.version}-{digest}"
+
+
+def _asset_spec(spec: PipelineSpec, target: ResolvedTarget, pipelines_dir: Path,
+                downstream_of_watch: set[TableRef]) -> dg.AssetSpec:
+    meta = spec.pipeline.metadata
+    tags, other_tags = split_tags(spec)
+    line = target.target.loc.line if target.target.loc else spec.line
+    metadata: dict[str, object] = {
+        "datahub/pipeline": spec.key,
+        "datahub/definition": f"{spec.file}:{line}",
+        "dagster/code_references": dg.CodeReferencesMetadataValue(code_references=[
+            dg.LocalFileCodeReference(file_path=str(pipelines_dir / spec.file),
+                                      line_number=spec.line, label="pipeline definition"),
+            dg.LocalFileCodeReference(file_path=str(pipelines_dir / spec.file),
+                                      line_number=line, label="target"),
+        ]),
+    }
+    if target.target.kind == "table":
+        metadata["dagster/table_name"] = f"datahub.{target.ref.identifier}"
+        metadata["datahub/write_mode"] = target.target.mode
+    else:
+        metadata["datahub/export_path"] = getattr(target.target, "path", "")
+    if meta.schedule:
+        metadata["datahub/schedule"] = meta.schedule
+    if meta.sla:
+        metadata["datahub/sla"] = meta.sla
+    metadata.update({f"datahub/tag/{k}": v for k, v in other_tags.items()})
+    return dg.AssetSpec(
+        key=asset_key(target.ref),
+        deps=[asset_key(ref) for ref in spec.upstream],
+        description=meta.description or f"{spec.layer} pipeline {spec.key}",
+        group_name=spec.layer,
+        owners=owners(spec),
+        tags=tags,
+        kinds=_kinds(target),
+        metadata=metadata,
+        code_version=_code_version(spec),
+        automation_condition=condition_for(spec, downstream_of_watch, target.ref),
+    )
+
+
+def _run_date(context: dg.AssetExecutionContext) -> date:
+    tag = context.run.tags.get(RUN_DATE_TAG)
+    return date.fromisoformat(tag) if tag else datetime.now(UTC).date()
+
+
+def _result(outcome: TargetOutcome) -> dg.MaterializeResult:
+    metadata: dict[str, object] = {"dagster/row_count": dg.MetadataValue.int(outcome.rows)}
+    if outcome.columns:
+        metadata["dagster/column_schema"] = dg.TableSchema(columns=[
+            dg.TableColumn(name, type_str, constraints=dg.TableColumnConstraints(
+                nullable=nullable)) for name, type_str, nullable in outcome.columns
+        ])
+    if outcome.snapshot_id is not None:
+        metadata["datahub/snapshot_id"] = dg.MetadataValue.text(str(outcome.snapshot_id))
+        metadata["datahub/previous_snapshot_id"] = dg.MetadataValue.text(
+            str(outcome.previous_snapshot_id or ""))
+        metadata["datahub/iceberg_table"] = dg.MetadataValue.text(outcome.ref.identifier)
+    if outcome.location:
+        metadata["dagster/uri"] = dg.MetadataValue.path(outcome.location)
+    metadata.update({f"datahub/{k}": v for k, v in outcome.extra.items()})
+    return dg.MaterializeResult(asset_key=asset_key(outcome.ref), metadata=metadata)
+
+
+def build_pipeline_asset(spec: PipelineSpec, pipelines_dir: Path,
+                         downstream_of_watch: set[TableRef]) -> dg.AssetsDefinition:
+    """The multi_asset of one pipeline: all its targets materialise together in one step."""
+
+    @dg.multi_asset(
+        name=op_name(spec),
+        specs=[_asset_spec(spec, t, pipelines_dir, downstream_of_watch) for t in spec.targets],
+        can_subset=False,
+        pool=SPARK_POOL,
+        op_tags={"datahub/pipeline": spec.key},
+    )
+    def _pipeline(context: dg.AssetExecutionContext, spark: SparkConnectResource,
+                  iceberg: IcebergResource):
+        ctx = ExecContext(
+            spark=spark.get_session(), settings=Settings.from_env(), app=spec.app,
+            run_id=context.run.run_id, run_date=_run_date(context), log=context.log,
+        )
+        for outcome in run_pipeline(spec, ctx, iceberg.catalog()):
+            yield _result(outcome)
+
+    return _pipeline
