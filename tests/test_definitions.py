@@ -1,0 +1,81 @@
+"""Definitions load on every test run: a snapshot of the example graph, and the dagster CLI.
+
+The snapshot (tests/snapshots/definitions.json) makes every change to asset keys, deps,
+groups, kinds or automation a reviewed diff. Regenerate with UPDATE_SNAPSHOTS=1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+REPO = Path(__file__).resolve().parents[1]
+SNAPSHOT = REPO / "tests" / "snapshots" / "definitions.json"
+
+
+def _graph_snapshot() -> dict:
+    from datahub_assets.build.project import build_assets
+    from datahub_assets.spec.loader import load_project
+
+    defs = dg.Definitions(assets=build_assets(load_project(REPO / "pipelines_xml")))
+    graph = defs.resolve_asset_graph()
+    out = {}
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        node = graph.get(key)
+        cond = node.automation_condition
+        out[key.to_user_string()] = {
+            "group": node.group_name,
+            "deps": sorted(k.to_user_string() for k in node.parent_keys),
+            "kinds": sorted(node.kinds),
+            "owners": list(node.owners),
+            "automation": cond.get_label() if cond else None,
+            "op": graph.get_assets_def(key).node_def.name,
+        }
+    return out
+
+
+def test_definitions_snapshot():
+    current = _graph_snapshot()
+    if os.environ.get("UPDATE_SNAPSHOTS"):
+        SNAPSHOT.parent.mkdir(exist_ok=True)
+        SNAPSHOT.write_text(json.dumps(current, indent=2) + "\n")
+    assert SNAPSHOT.exists(), "no snapshot: run with UPDATE_SNAPSHOTS=1, review, commit it"
+    assert current == json.loads(SNAPSHOT.read_text())
+
+
+def test_dagster_definitions_validate(tmp_path):
+    env = os.environ | {"DATAHUB_PIPELINES_DIR": str(REPO / "pipelines_xml"),
+                        "DAGSTER_HOME": str(tmp_path), "DATAHUB_HOME": str(tmp_path)}
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate",
+         "-m", "datahub_assets.definitions"],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Validation successful" in proc.stdout + proc.stderr
+
+
+def test_invalid_definitions_fail_validate_with_file_and_line(tmp_path):
+    bad = tmp_path / "pipes" / "shop" / "raw"
+    bad.mkdir(parents=True)
+    (bad / "orders.xml").write_text(
+        '<pipeline id="orders" layer="raw">\n'
+        '  <sources><csv id="o" path="x.csv"/></sources>\n'
+        '  <targets><table table="orders" mode="upsert"/></targets>\n'
+        '</pipeline>\n'
+    )
+    env = os.environ | {"DATAHUB_PIPELINES_DIR": str(tmp_path / "pipes"),
+                        "DAGSTER_HOME": str(tmp_path), "DATAHUB_HOME": str(tmp_path)}
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate",
+         "-m", "datahub_assets.definitions"],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert "orders.xml:3" in text and "upsert" in text
