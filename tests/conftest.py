@@ -34,3 +34,47 @@ def settings(tmp_path, monkeypatch):
     monkeypatch.delenv("DATAHUB_WAREHOUSE", raising=False)
     home.mkdir(parents=True)
     return Settings.from_env()
+
+
+def _pg_bin() -> Path:
+    import glob
+    import shutil
+
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not candidates:
+        raise RuntimeError("PostgreSQL binaries not found: `make setup` installs `postgresql`")
+    return Path(candidates[-1]).parent
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory):
+    """A private PostgreSQL cluster (initdb in a temp dir) on a free loopback port."""
+    import os
+    import shutil
+    import socket
+    import subprocess
+
+    bin_dir = _pg_bin()
+    root = tmp_path_factory.mktemp("pg")
+    data = root / "data"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses root: run the cluster as the postgres user
+        shutil.chown(root, "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(prefix + [str(bin_dir / "initdb"), "-D", str(data), "-U", "datahub",
+                             "--auth=trust", "-E", "UTF8"], check=True, capture_output=True)
+    subprocess.run(prefix + [str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l",
+                             str(root / "pg.log"), "-o",
+                             f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"],
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://datahub@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(prefix + [str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast",
+                                 "stop"], capture_output=True)
