@@ -4,8 +4,6 @@ Building opens no Spark session and reads no data: the asset body calls
 `execute.runner.run_pipeline` with the spec when a run materialises it.
 """
 
-from __future__ import annotations
-
 import hashlib
 from datetime import UTC, date, datetime
 from pathlib import Path
