@@ -14,6 +14,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from datahub_resources.deployment import resources
+
 REPO = Path(__file__).resolve().parents[1]
 SNAPSHOT = REPO / "tests" / "snapshots" / "definitions.json"
 
@@ -22,7 +24,8 @@ def _graph_snapshot() -> dict:
     from datahub_assets.build.project import build_assets
     from datahub_assets.spec.loader import load_project
 
-    defs = dg.Definitions(assets=build_assets(load_project(REPO / "pipelines_xml")))
+    defs = dg.Definitions(assets=build_assets(load_project(REPO / "pipelines_xml")),
+                          resources=resources())
     graph = defs.resolve_asset_graph()
     out = {}
     for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
@@ -34,7 +37,7 @@ def _graph_snapshot() -> dict:
             "kinds": sorted(node.kinds),
             "owners": list(node.owners),
             "automation": cond.get_label() if cond else None,
-            "op": graph.get_assets_def(key).node_def.name,
+            "op": graph.get(key).assets_def.node_def.name,
         }
     return out
 

@@ -8,6 +8,7 @@ import dagster as dg
 
 from datahub_assets.build.project import build_assets
 from datahub_assets.spec.loader import load_project
+from datahub_resources.deployment import resources
 
 RAW = """<pipeline id="orders_raw" version="1.0.0" layer="raw">
   <metadata><owner>sales-team</owner><description>Orders as dropped</description>
@@ -103,7 +104,7 @@ def test_cron_and_eager_automation(tmp_path):
 
 
 def test_definitions_resolve_as_one_graph(tmp_path):
-    defs = dg.Definitions(assets=build_assets(_project(tmp_path)))
+    defs = dg.Definitions(assets=build_assets(_project(tmp_path)), resources=resources())
     graph = defs.resolve_asset_graph()
     bronze = dg.AssetKey(["shop", "bronze", "orders"])
     assert graph.get(bronze).parent_keys == {dg.AssetKey(["shop", "raw", "orders"])}
