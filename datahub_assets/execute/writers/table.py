@@ -1,0 +1,323 @@
+"""Iceberg table writes in two phases: Spark stages Parquet files, pyiceberg commits them.
+
+`stage_write` aligns the frame to the table schema (adding new columns, widening int->long,
+float->double, decimal precision; anything else is an error), then Spark writes Parquet in
+parallel into `<table location>/data/<commit uuid>/`, a folder no other run uses. Partitioned
+tables are written with `partitionBy` on a hash of the partition columns (directory names
+stay short whatever the values), so each file holds ONE partition value while the columns
+stay inside the file and the partition is read back from the column statistics (or, for
+values too long for Parquet statistics, from the file's first row). pyiceberg then builds
+the DataFile records from the Parquet footers (metadata only) inside a transaction that also
+holds the schema update (or the table creation).
+
+`commit` adds ONE snapshot: append (new files), overwrite (all current files, or with
+partitionBy only the partitions present in the new files, are replaced) or merge
+(copy-on-write upsert at file granularity: the current files holding an incoming key are
+rewritten without those keys, plus the incoming rows deduplicated last-wins; other files
+are untouched). The transaction asserts the snapshot it was staged on, so a concurrent
+commit fails instead of being lost. `abort` deletes the staged files; `rollback` moves the
+table back to an earlier snapshot when a later target of the same run fails.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from pyiceberg.catalog import Catalog
+from pyiceberg.io.pyarrow import (
+    compute_statistics_plan,
+    data_file_statistics_from_parquet_metadata,
+    parquet_path_to_id_mapping,
+)
+from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.table import TableProperties, Transaction
+from pyiceberg.transforms import IdentityTransform
+from pyiceberg.typedef import Record
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from datahub_assets.execute.table_reader import (
+    TableNotFoundError,
+    data_files,
+    file_key,
+    load_table,
+    read_files,
+    spark_path,
+)
+from datahub_assets.spec.models import TableRef, TableTarget
+from datahub_resources.iceberg import (
+    align,
+    evolve_schema,
+    iceberg_to_spark_schema,
+    schema_summary,
+    spark_to_iceberg_schema,
+)
+
+PART_COL = "__datahub_part"
+
+
+@dataclass
+class StagedWrite:
+    ref: TableRef
+    mode: str
+    folder: str
+    txn: Transaction
+    created: bool
+    previous_snapshot_id: int | None
+    run_id: str
+    added: list[DataFile] = field(default_factory=list)
+    removed: list[DataFile] = field(default_factory=list)
+    stage_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    identifier: str
+    snapshot_id: int | None
+    previous_snapshot_id: int | None
+    operation: str
+    rows: int
+    files_added: int
+    files_removed: int
+    schema: list[tuple[str, str, bool]]
+    location: str
+    commit_seconds: float
+
+    @property
+    def rows_written(self) -> int:
+        return self.rows
+
+
+def _fs(uri: str) -> tuple[pafs.FileSystem, str, str]:
+    """(filesystem, path inside it, URI prefix to rebuild a full URI)."""
+    filesystem, path = pafs.FileSystem.from_uri(uri)
+    prefix = "file://" if uri.startswith("file:") or "://" not in uri else uri.split("://")[0] + "://"
+    return filesystem, path, prefix
+
+
+def _delete_folder(folder: str) -> None:
+    filesystem, path, _ = _fs(folder)
+    if filesystem.get_file_info(path).type != pafs.FileType.NotFound:
+        filesystem.delete_dir(path)
+
+
+def _written_files(folder: str) -> list[str]:
+    """Parquet files Spark committed into `folder`; its marker and checksum files removed."""
+    filesystem, path, prefix = _fs(folder)
+    result = []
+    for info in filesystem.get_file_info(pafs.FileSelector(path, recursive=True)):
+        name = info.base_name
+        if info.type != pafs.FileType.File:
+            continue
+        if name.endswith(".parquet") and not name.startswith((".", "_")):
+            result.append(prefix + info.path)
+        elif name == "_SUCCESS" or name.endswith(".crc"):
+            filesystem.delete_file(info.path)
+    return sorted(result)
+
+
+def _partition_value(pf: PartitionField, schema, stats, input_file) -> object:
+    agg = stats.column_aggregates.get(pf.source_id)
+    if agg is not None and agg.current_min is not None:
+        return stats._partition_value(pf, schema)
+    if stats.null_value_counts.get(pf.source_id) == stats.record_count:
+        return None
+    # No statistics (values longer than Parquet's 4 KiB stats limit): read the first value
+    # of that one column (every row of the file holds the same value).
+    name = schema.find_field(pf.source_id).name
+    with input_file.open() as stream:
+        batch = next(pq.ParquetFile(stream).iter_batches(batch_size=1, columns=[name]))
+    return batch.column(0)[0].as_py()
+
+
+def _data_file(io, metadata, uri: str) -> DataFile:
+    """A DataFile for a Spark-written Parquet file (columns matched by name)."""
+    input_file = io.new_input(uri)
+    with input_file.open() as stream:
+        md = pq.read_metadata(stream)
+    schema = metadata.schema()
+    stats = data_file_statistics_from_parquet_metadata(
+        parquet_metadata=md,
+        stats_columns=compute_statistics_plan(schema, metadata.properties),
+        parquet_column_mapping=parquet_path_to_id_mapping(schema),
+    )
+    spec = metadata.spec()
+    partition = Record()
+    if spec.fields and md.num_rows:
+        partition = Record(*[_partition_value(pf, schema, stats, input_file) for pf in spec.fields])
+    return DataFile.from_args(
+        content=DataFileContent.DATA, file_path=uri, file_format=FileFormat.PARQUET,
+        partition=partition, file_size_in_bytes=len(input_file), sort_order_id=None,
+        spec_id=metadata.default_spec_id, equality_ids=None, key_metadata=None,
+        **stats.to_serialized_dict(),
+    )
+
+
+def _open_transaction(catalog: Catalog, ref: TableRef, df: DataFrame, target: TableTarget):
+    """(transaction, created, partition column names) for the table of `ref`."""
+    try:
+        table = load_table(catalog, ref)
+    except TableNotFoundError:
+        catalog.create_namespace_if_not_exists(ref.namespace)
+        schema = spark_to_iceberg_schema(df.schema)
+        spec = PartitionSpec(*[
+            PartitionField(schema.find_field(c).field_id, 1000 + i, IdentityTransform(), c)
+            for i, c in enumerate(target.partition_by)
+        ])
+        props = {TableProperties.DEFAULT_NAME_MAPPING: schema.name_mapping.model_dump_json()}
+        txn = catalog.create_table_transaction(
+            (ref.namespace, ref.table), schema=schema, partition_spec=spec, properties=props
+        )
+        return txn, True, list(target.partition_by)
+    meta = table.metadata
+    parts = [meta.schema().find_field(f.source_id).name for f in meta.spec().fields]
+    if target.partition_by and list(target.partition_by) != parts:
+        raise ValueError(
+            f"table {ref.identifier} is partitioned by {parts or 'nothing'}, the target says "
+            f"partitionBy={list(target.partition_by)}: partitioning cannot change"
+        )
+    txn = table.transaction()
+    if TableProperties.DEFAULT_NAME_MAPPING not in meta.properties:
+        txn.set_properties(**{
+            TableProperties.DEFAULT_NAME_MAPPING: meta.schema().name_mapping.model_dump_json()
+        })
+    return txn, False, parts
+
+
+def _dedupe_last(df: DataFrame, keys: list[str]) -> DataFrame:
+    order = "__datahub_order"
+    w = Window.partitionBy(*keys).orderBy(F.col(order).desc())
+    ranked = df.withColumn(order, F.monotonically_increasing_id())
+    return ranked.withColumn("__rn", F.row_number().over(w)).where("__rn = 1").drop("__rn", order)
+
+
+def _merge_frame(spark: SparkSession, staged: StagedWrite, old_schema, incoming: DataFrame,
+                 keys: list[str], target_schema) -> DataFrame:
+    """Rows to write for a merge; records in staged.removed the files they replace."""
+    missing = [k for k in keys if k not in incoming.columns]
+    if not keys or missing:
+        raise ValueError(f"merge into {staged.ref.identifier} needs keys present in the frame "
+                         f"(keys={keys}, missing={missing})")
+    incoming = _dedupe_last(incoming, keys)
+    current = {file_key(f.file_path): f for f in data_files(staged.txn._table)} \
+        if not staged.created else {}
+    if not current:
+        return incoming
+    read_schema = iceberg_to_spark_schema(old_schema)
+    existing = read_files(spark, [f.file_path for f in current.values()], read_schema)
+    hits = (existing.select(*keys, F.col("_metadata.file_path").alias("__file"))
+            .join(incoming.select(*keys), keys, "left_semi").select("__file").distinct())
+    touched = [current[file_key(r["__file"])] for r in hits.collect()]
+    staged.removed = touched
+    if not touched:
+        return incoming
+    kept = read_files(spark, [f.file_path for f in touched], read_schema)
+    kept = align(kept, target_schema, staged.ref.identifier)
+    kept = kept.join(incoming.select(*keys), keys, "left_anti")
+    return kept.unionByName(incoming)
+
+
+def stage_write(spark: SparkSession, catalog: Catalog, ref: TableRef, df: DataFrame,
+                target: TableTarget, run_id: str) -> StagedWrite:
+    """Write the Parquet files of `df` for `ref` (nothing visible to readers until commit)."""
+    started = time.monotonic()
+    txn, created, parts = _open_transaction(catalog, ref, df, target)
+    old_schema = txn.table_metadata.schema()
+    if not created:
+        evolve_schema(txn, df.schema, ref.identifier)
+    new_schema = txn.table_metadata.schema()
+    snapshot = None if created else txn.table_metadata.current_snapshot()
+    folder = f"{txn.table_metadata.location}/data/{uuid.uuid4()}"
+    staged = StagedWrite(ref, target.mode, folder, txn, created,
+                         snapshot.snapshot_id if snapshot else None, run_id)
+    out = align(df, new_schema, ref.identifier)
+    try:
+        if target.mode == "merge":
+            out = _merge_frame(spark, staged, old_schema, out, list(target.keys), new_schema)
+        writer = out
+        if parts:
+            # hash distribution (Iceberg's default for partitioned tables): one file per
+            # partition and task instead of one per partition and input split
+            writer = out.withColumn(PART_COL, F.xxhash64(*[F.col(c) for c in parts]))
+            writer = writer.repartition(F.col(PART_COL))
+        w = writer.write.mode("error").option(
+            "mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
+        (w.partitionBy(PART_COL) if parts else w).parquet(spark_path(folder))
+        io = txn._table.io
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            files = list(pool.map(lambda u: _data_file(io, txn.table_metadata, u),
+                                  _written_files(folder)))
+        for f in files:
+            if f.record_count == 0:
+                io.delete(f.file_path)
+        staged.added = [f for f in files if f.record_count > 0]
+        if target.mode == "overwrite" and not created:
+            current = data_files(txn._table)
+            if target.partition_by:
+                present = {tuple(f.partition) for f in staged.added}
+                current = [f for f in current if tuple(f.partition) in present]
+            staged.removed = current
+    except BaseException:
+        _delete_folder(folder)
+        raise
+    staged.stage_seconds = time.monotonic() - started
+    return staged
+
+
+def commit(staged: StagedWrite) -> CommitResult:
+    """Publish the staged files in ONE transaction (schema change + snapshot)."""
+    started = time.monotonic()
+    txn = staged.txn
+    props = {"datahub.run-id": staged.run_id, "datahub.mode": staged.mode}
+    update = txn.update_snapshot(snapshot_properties=props)
+    producer = update.overwrite() if staged.removed else update.fast_append()
+    with producer as snap:
+        for f in staged.removed:
+            snap.delete_data_file(f)
+        for f in staged.added:
+            snap.append_data_file(f)
+    txn.commit_transaction()
+    table = txn._table.catalog.load_table((staged.ref.namespace, staged.ref.table))
+    current = table.current_snapshot()
+    return CommitResult(
+        identifier=staged.ref.identifier,
+        snapshot_id=current.snapshot_id if current else None,
+        previous_snapshot_id=staged.previous_snapshot_id,
+        operation="overwrite" if staged.removed else "append",
+        rows=sum(f.record_count for f in staged.added),
+        files_added=len(staged.added), files_removed=len(staged.removed),
+        schema=schema_summary(table.schema()), location=table.location(),
+        commit_seconds=time.monotonic() - started,
+    )
+
+
+def abort(staged: StagedWrite) -> None:
+    """Delete the staged files (the table never referenced them)."""
+    _delete_folder(staged.folder)
+
+
+def rollback(catalog: Catalog, ref: TableRef, snapshot_id: int | None) -> None:
+    """Set `ref` back to `snapshot_id`; None (the table was created by this run) drops it."""
+    if snapshot_id is None:
+        catalog.drop_table((ref.namespace, ref.table))
+        return
+    load_table(catalog, ref).manage_snapshots().set_current_snapshot(snapshot_id).commit()
+
+
+def write_table(spark: SparkSession, catalog: Catalog, ref: TableRef, df: DataFrame,
+                target: TableTarget, run_id: str) -> CommitResult:
+    """stage_write + commit; the staged files are deleted when the commit fails."""
+    staged = stage_write(spark, catalog, ref, df, target, run_id)
+    try:
+        return commit(staged)
+    except BaseException:
+        abort(staged)
+        raise
+
+
