@@ -50,15 +50,17 @@ def _pg_bin() -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory):
+def postgres_url():
     """A private PostgreSQL cluster (initdb in a temp dir) on a free loopback port."""
     import os
     import shutil
     import socket
     import subprocess
+    import tempfile
 
     bin_dir = _pg_bin()
-    root = tmp_path_factory.mktemp("pg")
+    # not under pytest's tmp root: that is private to root and the cluster runs as postgres
+    root = Path(tempfile.mkdtemp(prefix="datahub-pg-"))
     data = root / "data"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -78,3 +80,4 @@ def postgres_url(tmp_path_factory):
     finally:
         subprocess.run(prefix + [str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast",
                                  "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
