@@ -1,0 +1,227 @@
+"""Load every pipeline under DATAHUB_PIPELINES_DIR into a validated Project.
+
+Layout (contract section 1): `<dir>/<app>/{raw,bronze,silver,gold,service}/*.xml|*.yaml|*.yml`
+plus an optional `<app>/app.yaml`. `jobs/`, `schemas/` and `lookups/` are not data
+pipelines and are skipped here. Every problem in every file is raised together.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from datahub_assets.spec.errors import SpecError, SpecErrors
+from datahub_assets.spec.models import (
+    LAYER_ALIASES,
+    LAYERS,
+    AppConfig,
+    Pipeline,
+    PipelineSpec,
+    Project,
+    ResolvedTarget,
+    TableRef,
+    TableSource,
+)
+from datahub_assets.spec.validate import PipelineCheck, canonical_layer
+from datahub_assets.spec.xml_reader import read_pipeline_xml
+from datahub_assets.spec.yaml_reader import read_app_yaml, read_pipeline_yaml
+
+APP_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+LAYER_DIRS = (*LAYERS, *LAYER_ALIASES)
+SKIPPED_DIRS = ("jobs", "schemas", "lookups")
+SUFFIXES = (".xml", ".yaml", ".yml")
+
+
+def read_pipeline_text(text: str, file: str) -> Pipeline:
+    """Read one pipeline definition; the format follows the file name's suffix."""
+    if file.endswith(".xml"):
+        return read_pipeline_xml(text, file)
+    return read_pipeline_yaml(text, file)
+
+
+@dataclass(eq=False)
+class _Loaded:
+    app: str
+    file: str
+    pipeline: Pipeline
+    targets: list[ResolvedTarget]
+
+
+@dataclass
+class _State:
+    root: Path
+    errors: list[SpecError] = field(default_factory=list)
+    apps: dict[str, AppConfig] = field(default_factory=dict)
+    loaded: list[_Loaded] = field(default_factory=list)
+    broken_apps: set[str] = field(default_factory=set)
+
+    def rel(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def err(self, file: str, message: str, node: Any = None) -> None:
+        loc = getattr(node, "loc", None)
+        line, col = (loc.line, loc.column) if loc else (0, 0)
+        self.errors.append(SpecError(file, line, col, message))
+
+
+def load_project(pipelines_dir: Path) -> Project:
+    """Read and validate every app under `pipelines_dir`; raises SpecErrors listing all errors."""
+    root = Path(pipelines_dir)
+    state = _State(root)
+    if not root.is_dir():
+        raise SpecErrors([SpecError(str(root), 0, 0, "pipelines directory not found")])
+    for app_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if not APP_NAME.match(app_dir.name):
+            state.err(app_dir.name, f"app folder name \"{app_dir.name}\" is not valid; allowed: "
+                                    "lowercase letters, digits and _, starting with a letter")
+            continue
+        _load_app(state, app_dir)
+    specs = _resolve(state)
+    if state.errors:
+        raise SpecErrors(state.errors)
+    return Project(root=str(root), apps=state.apps, pipelines=tuple(specs))
+
+
+def _load_app(state: _State, app_dir: Path) -> None:
+    app = app_dir.name
+    config = AppConfig()
+    for name in ("app.yaml", "app.yml"):
+        if (app_dir / name).is_file():
+            path = app_dir / name
+            try:
+                config = read_app_yaml(path.read_text("utf-8"), state.rel(path))
+            except SpecErrors as exc:
+                state.errors += exc.errors
+    state.apps[app] = config
+    for entry in sorted(app_dir.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_file():
+            if entry.suffix in SUFFIXES and entry.name not in ("app.yaml", "app.yml"):
+                state.err(state.rel(entry), "pipeline files belong in a layer folder; allowed: "
+                                            + ", ".join(f"{app}/{d}/" for d in LAYERS))
+            continue
+        if entry.name in SKIPPED_DIRS:
+            continue
+        if entry.name not in LAYER_DIRS:
+            state.err(state.rel(entry), f"unknown folder \"{entry.name}\" in app {app}; allowed: "
+                                        + ", ".join((*LAYER_DIRS, *SKIPPED_DIRS)))
+            continue
+        for file in sorted(entry.iterdir()):
+            if file.is_file() and file.suffix in SUFFIXES:
+                _load_file(state, app, entry.name, file, config)
+
+
+def _load_file(state: _State, app: str, folder: str, path: Path, config: AppConfig) -> None:
+    rel = state.rel(path)
+    try:
+        pipeline = read_pipeline_text(path.read_text("utf-8"), rel)
+    except SpecErrors as exc:
+        state.errors += exc.errors
+        state.broken_apps.add(app)
+        return
+    except UnicodeDecodeError as exc:
+        state.err(rel, f"not UTF-8 text: {exc.reason}")
+        state.broken_apps.add(app)
+        return
+    check = PipelineCheck(pipeline, rel)
+    check.run(folder, config)
+    targets = check.resolve_targets(app)
+    state.errors += check.errors
+    state.loaded.append(_Loaded(app, rel, pipeline, targets))
+
+
+def _line(p: Pipeline) -> int:
+    return p.loc.line if p.loc else 0
+
+
+def _resolve(state: _State) -> list[PipelineSpec]:
+    ids: dict[tuple[str, str], _Loaded] = {}
+    tables: dict[TableRef, _Loaded] = {}
+    for item in state.loaded:
+        key = (item.app, item.pipeline.id)
+        if key in ids:
+            first = ids[key]
+            state.err(item.file, f"pipeline id=\"{item.pipeline.id}\" is already used by "
+                                 f"{first.file}:{_line(first.pipeline)}; ids must be unique "
+                                 f"within app {item.app}", item.pipeline)
+        ids.setdefault(key, item)
+        for target in item.targets:
+            if target.ref in tables:
+                other = tables[target.ref]
+                state.err(item.file, f"table {target.ref} is already written by "
+                                     f"{other.file}:{_line(other.pipeline)}; each table has "
+                                     "one writing pipeline", target.target)
+            tables.setdefault(target.ref, item)
+    specs, edges = [], {}
+    for item in state.loaded:
+        refs = _source_refs(state, item, tables)
+        upstream = tuple(dict.fromkeys(refs.values()))
+        edges[item] = [(tables[r], r) for r in upstream if r in tables]
+        config = state.apps[item.app]
+        meta = item.pipeline.metadata
+        specs.append(PipelineSpec(
+            app=item.app, file=item.file, line=_line(item.pipeline), pipeline=item.pipeline,
+            targets=tuple(item.targets), upstream=upstream, source_refs=refs,
+            owner=meta.owner or config.owner, tags={**config.tags, **meta.tags}))
+    _cycles(state, edges)
+    return sorted(specs, key=lambda s: (s.app, s.file))
+
+
+def _source_refs(state: _State, item: _Loaded, tables: dict) -> dict[str, TableRef]:
+    refs: dict[str, TableRef] = {}
+    for src in item.pipeline.sources:
+        if not isinstance(src, TableSource):
+            continue
+        parts = src.ref.split(".")
+        if len(parts) == 2:
+            parts = [item.app, *parts]
+        if len(parts) != 3 or canonical_layer(parts[1]) not in LAYERS:
+            state.err(item.file, f"ref=\"{src.ref}\" on <table> source is not a table "
+                                 "reference; allowed: <app>.<layer>.<table> or <layer>.<table> "
+                                 f"with layer one of {', '.join(LAYERS)}", src)
+            continue
+        ref = TableRef(app=parts[0], layer=canonical_layer(parts[1]), table=parts[2])
+        if ref not in tables:
+            if ref.app not in state.broken_apps:
+                near = difflib.get_close_matches(str(ref), [str(t) for t in tables], n=3)
+                hint = f"; near matches: {', '.join(near)}" if near else ""
+                state.err(item.file, f"ref=\"{src.ref}\" on <table> source names no table "
+                                     f"target in the project ({ref}){hint}", src)
+            continue
+        refs[src.id] = ref
+    return refs
+
+
+def _cycles(state: _State, edges: dict) -> None:
+    """Report every cycle among pipelines through table references, once each."""
+    reported: set[frozenset[str]] = set()
+    done: set[int] = set()
+
+    def key(item: _Loaded) -> str:
+        return f"{item.app}.{item.pipeline.id}"
+
+    def visit(item: _Loaded, stack: list[tuple[_Loaded, TableRef | None]]) -> None:
+        if id(item) in done:
+            return
+        on_stack = [s[0] for s in stack]
+        for producer, ref in edges.get(item, []):
+            if producer in on_stack:
+                cycle = [*stack[on_stack.index(producer):], (producer, ref)]
+                names = frozenset(key(c[0]) for c in cycle)
+                if names not in reported:
+                    reported.add(names)
+                    path = " -> ".join(key(c[0]) for c in cycle)
+                    via = ", ".join(str(c[1]) for c in cycle[1:])
+                    state.err(item.file, "pipelines form a cycle through table references: "
+                              f"{path} (each reads the next one's table: {via})",
+                              item.pipeline)
+                continue
+            visit(producer, [*stack, (producer, ref)])
+        done.add(id(item))
+
+    for item in sorted(edges, key=key):
+        visit(item, [(item, None)])

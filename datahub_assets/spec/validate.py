@@ -1,0 +1,255 @@
+"""Rules within one pipeline (beyond the XSD / model), and its targets' asset identities."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from datahub_assets.spec.errors import SpecError
+from datahub_assets.spec.models import (
+    LAYER_ALIASES,
+    LAYERS,
+    Aggregate,
+    AppConfig,
+    CsvTarget,
+    DatabaseSource,
+    DatabaseTarget,
+    Deduplicate,
+    FreshnessCheck,
+    Join,
+    Lookup,
+    Merge,
+    MongoSource,
+    Pipeline,
+    ResolvedTarget,
+    Sql,
+    TableRef,
+    TableTarget,
+)
+
+METRIC_FUNCTIONS = ("count", "count_distinct", "sum", "avg", "min", "max", "first", "last",
+                    "stddev")
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DURATION = re.compile(
+    r"^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$"
+)
+CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,\-?#]+$")
+CRON_MACROS = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually")
+_GLOB = set("*?[]{}%")
+
+
+def canonical_layer(value: str) -> str:
+    return LAYER_ALIASES.get(value, value)
+
+
+class PipelineCheck:
+    """Collects errors for one pipeline; `node` positions come from each element's Loc."""
+
+    def __init__(self, pipeline: Pipeline, file: str) -> None:
+        self.p, self.file = pipeline, file
+        self.errors: list[SpecError] = []
+
+    def err(self, node: Any, message: str) -> None:
+        loc = getattr(node, "loc", None) or self.p.loc
+        line, col = (loc.line, loc.column) if loc else (0, 0)
+        self.errors.append(SpecError(self.file, line, col, message))
+
+    # ------------------------------------------------------------------ rules
+    def run(self, folder_layer: str, app: AppConfig) -> list[SpecError]:
+        p = self.p
+        if p.layer != canonical_layer(folder_layer):
+            self.err(p, f"layer=\"{p.layer}\" does not match its folder \"{folder_layer}/\"; "
+                        f"allowed: {canonical_layer(folder_layer)} (or move the file)")
+        self.metadata()
+        datasets = self.sources(app)
+        self.steps(datasets)
+        self.targets(datasets, app)
+        self.checks()
+        return self.errors
+
+    def metadata(self) -> None:
+        meta = self.p.metadata
+        if meta.sla is not None and not DURATION.match(meta.sla):
+            self.err(meta, f"sla=\"{meta.sla}\" in <metadata> is not an ISO-8601 duration; "
+                           "allowed: e.g. PT2H, PT30M, P1D")
+        if meta.schedule is not None:
+            self.cron(meta, meta.schedule)
+
+    def cron(self, node: Any, cron: str) -> None:
+        fields = cron.split()
+        if len(fields) == 1 and fields[0] in CRON_MACROS:
+            return
+        bad = [f for f in fields if not CRON_FIELD.match(f)]
+        if len(fields) != 5 or bad:
+            found = f"found {len(fields)}" if len(fields) != 5 else f"bad field {bad[0]!r}"
+            self.err(node, f"schedule=\"{cron}\" is not a cron expression ({found}); allowed: "
+                           "5 fields 'minute hour day-of-month month day-of-week', e.g. "
+                           "\"0 2 * * *\", or one of " + ", ".join(CRON_MACROS))
+
+    def sources(self, app: AppConfig) -> list[str]:
+        for section in ("sources", "targets"):
+            if not getattr(self.p, section):
+                self.err(self.p, f"a pipeline needs at least one entry in {section}")
+        seen: dict[str, Any] = {}
+        for src in self.p.sources:
+            if src.id in seen:
+                line = seen[src.id].loc.line if seen[src.id].loc else 0
+                self.err(src, f"source id=\"{src.id}\" is already used at line {line}; "
+                              "source ids must be unique within a pipeline")
+            seen.setdefault(src.id, src)
+            watch = getattr(src, "watch", None)
+            if watch is not None and self.p.layer != "raw":
+                self.err(watch, f"<watch> on source \"{src.id}\" is only allowed in raw-layer "
+                                f"pipelines; this pipeline's layer is {self.p.layer}")
+            if isinstance(src, DatabaseSource):
+                if src.jdbc_url is None and src.connection is None:
+                    self.err(src, f"<database> source \"{src.id}\" needs jdbcUrl= or "
+                                  "connection=")
+                if (src.sql is None) == (src.table_name is None):
+                    self.err(src, f"<database> source \"{src.id}\" needs exactly one of "
+                                  "<sql> or <table name=...>")
+            if isinstance(src, DatabaseSource | MongoSource):
+                self.connection(src, app)
+        return list(seen)
+
+    def connection(self, node: Any, app: AppConfig) -> None:
+        name = node.connection
+        if name is not None and name not in app.connections:
+            allowed = ", ".join(sorted(app.connections)) or "none (app.yaml defines none)"
+            self.err(node, f"connection=\"{name}\" on <{node.kind}> is not defined in the "
+                           f"app's app.yaml connections; allowed: {allowed}")
+
+    def steps(self, datasets: list[str]) -> None:
+        for step in self.p.transformations:
+            for attr, ref in _step_refs(step):
+                if ref not in datasets:
+                    self.err(step, f"{attr}=\"{ref}\" on <{step.kind}> names no dataset defined "
+                                   f"before this step; allowed: {', '.join(datasets)}")
+            if isinstance(step, Sql) and not step.query.strip():
+                self.err(step, f"<sql output=\"{step.output}\"> has an empty query; allowed: "
+                               "a Spark SQL SELECT over datasets by id")
+            if isinstance(step, Deduplicate) and step.keep == "latest" and not step.order_by:
+                self.err(step, "keep=\"latest\" on <deduplicate> requires orderBy= (the column "
+                               "that decides the latest row)")
+            if isinstance(step, Aggregate):
+                self.aggregate(step)
+            if step.result not in datasets:
+                datasets.append(step.result)
+
+    def aggregate(self, step: Aggregate) -> None:
+        if step.window and not step.time_column:
+            self.err(step, f"window=\"{step.window}\" on <aggregate> requires timeColumn=")
+        for metric in step.metrics:
+            parts = metric.split(":")
+            ok = len(parts) in (2, 3) and all(NAME.match(x) for x in parts[1:])
+            if not ok or parts[0] not in METRIC_FUNCTIONS:
+                self.err(step, f"metrics item \"{metric}\" on <aggregate> is not valid; allowed: "
+                               "count:alias, fn:column or fn:column:alias with fn one of "
+                               + ", ".join(METRIC_FUNCTIONS))
+
+    def targets(self, datasets: list[str], app: AppConfig) -> None:
+        for target in self.p.targets:
+            if target.source is not None and target.source not in datasets:
+                self.err(target, f"source=\"{target.source}\" on <{target.kind}> target is not "
+                                 f"a dataset of this pipeline; allowed: {', '.join(datasets)}")
+            mode = target.mode
+            if isinstance(target, TableTarget | DatabaseTarget) and mode == "merge" and (
+                    not target.keys):
+                self.err(target, f"mode=\"merge\" on <{target.kind}> target requires keys= "
+                                 "(the upsert key columns)")
+            if isinstance(target, TableTarget):
+                self.table_name(target)
+            if isinstance(target, DatabaseTarget):
+                if target.jdbc_url is None and target.connection is None:
+                    self.err(target, "<database> target needs jdbcUrl= or connection=")
+                if target.table_name is None:
+                    self.err(target, "<database> target needs <table name=...>")
+                self.connection(target, app)
+
+    def table_name(self, target: TableTarget, report: bool = True) -> str | None:
+        if not report:
+            parts = target.table.split(".")
+            return parts[-1] if NAME.match(parts[-1]) and self._prefix_ok(target.table) else None
+        parts = target.table.split(".")
+        layer = self.p.layer
+        allowed = f"allowed: \"name\" or \"{layer}.name\""
+        if len(parts) == 2 and canonical_layer(parts[0]) != layer:
+            self.err(target, f"table=\"{target.table}\": the layer prefix must be this "
+                             f"pipeline's layer \"{layer}\"; {allowed}")
+            return None
+        if len(parts) > 2 or not NAME.match(parts[-1]):
+            self.err(target, f"table=\"{target.table}\" is not a table name; {allowed} "
+                             "(letters, digits and _)")
+            return None
+        return parts[-1]
+
+    def checks(self) -> None:
+        tables = [t.table.split(".")[-1] for t in self.p.targets if isinstance(t, TableTarget)]
+        for check in self.p.checks:
+            if isinstance(check, FreshnessCheck) and not DURATION.match(check.max_age):
+                self.err(check, f"maxAge=\"{check.max_age}\" on <freshness> is not an ISO-8601 "
+                                "duration; allowed: e.g. PT6H, P1D")
+            if check.target is None:
+                if len(tables) != 1:
+                    self.err(check, f"<{check.kind}> needs target=: the pipeline has "
+                                    f"{len(tables)} table targets; allowed: {', '.join(tables)}")
+            elif check.target.split(".")[-1] not in tables or not self._prefix_ok(check.target):
+                self.err(check, f"target=\"{check.target}\" on <{check.kind}> names no table "
+                                f"target of this pipeline; allowed: {', '.join(tables)}")
+
+    def _prefix_ok(self, name: str) -> bool:
+        parts = name.split(".")
+        return len(parts) == 1 or (len(parts) == 2 and canonical_layer(parts[0]) == self.p.layer)
+
+    # ------------------------------------------------------------- resolution
+    def resolve_targets(self, app: str) -> list[ResolvedTarget]:
+        p = self.p
+        if not p.sources:
+            return []
+        default = p.transformations[-1].result if p.transformations else p.sources[-1].id
+        out: list[ResolvedTarget] = []
+        seen: dict[str, Any] = {}
+        for target in p.targets:
+            name = self.asset_name(target)
+            if name is None:
+                continue
+            if name in seen:
+                first = seen[name].loc.line if seen[name].loc else 0
+                self.err(target, f"target asset \"{name}\" is already defined at line {first}; "
+                                 "give one of them a distinct name (name= / id= / table=)")
+                continue
+            seen[name] = target
+            ref = TableRef(app=app, layer=p.layer, table=name)
+            out.append(ResolvedTarget(ref=ref, dataset=target.source or default, target=target))
+        return out
+
+    def asset_name(self, target: Any) -> str | None:
+        if isinstance(target, TableTarget):
+            return self.table_name(target, report=False)
+        if isinstance(target, CsvTarget):
+            return target.name or csv_asset_name(target.path) or f"{self.p.id}_export"
+        return target.id or f"{self.p.id}_export"
+
+
+def csv_asset_name(path: str) -> str | None:
+    """`service/customer_360/%Y/%m/%d` -> `customer_360`; `out/customers.csv` -> `customers`."""
+    for segment in reversed([s for s in path.split("/") if s]):
+        if _GLOB & set(segment) or segment.endswith(":"):
+            continue
+        stem = re.sub(r"\.(csv|txt|tsv)(\.(gz|bz2))?$", "", segment)
+        name = re.sub(r"[^A-Za-z0-9_]", "_", stem)
+        return name if not name[0].isdigit() else f"_{name}"
+    return None
+
+
+def _step_refs(step: Any) -> list[tuple[str, str]]:
+    if isinstance(step, Join):
+        return [("left", step.left), ("right", step.right)]
+    if isinstance(step, Lookup):
+        return [("source", step.source), ("reference", step.reference)]
+    if isinstance(step, Merge):
+        return [("sources", s) for s in step.sources]
+    return [("source", step.source)] if step.source else []
+
+
+__all__ = ["LAYERS", "PipelineCheck", "canonical_layer", "csv_asset_name"]
