@@ -1,0 +1,75 @@
+"""Shared pieces of the file readers: path checks, schemaRef loading, load policy."""
+
+from __future__ import annotations
+
+import glob
+
+from pyspark.errors import AnalysisException
+from pyspark.sql import DataFrame, DataFrameReader
+from pyspark.sql.types import StructType
+
+from datahub_assets.execute import schemas
+from datahub_assets.execute.context import ExecContext
+
+
+class SourceError(ValueError):
+    """A source cannot be read: names the source id and the offending path or value."""
+
+
+def _local(path: str) -> str | None:
+    """The filesystem path of a local path (plain or file://), else None."""
+    if path.startswith("file://"):
+        return path[len("file://") :]
+    return None if "://" in path else path
+
+
+def check_exists(path: str, source_id: str) -> None:
+    """A local path or glob must match at least one file or folder.
+
+    Hadoop brace patterns (`{a,b}`) and remote paths (s3://) are left to Spark, whose
+    error is translated by `resolve`.
+    """
+    local = _local(path)
+    if local is None or "{" in local:
+        return
+    if not glob.glob(local):
+        raise SourceError(f"source {source_id!r}: no file matches path {path!r}")
+
+
+def schema_for(ref: str, ctx: ExecContext) -> StructType:
+    """The StructType of a schemaRef (relative to the app folder, or s3://)."""
+    path = ctx.app_path(ref)
+    local = _local(path)
+    if local is not None:
+        return schemas.load_schema(local)
+    text = ctx.spark.read.text(path, wholetext=True).first()
+    if text is None:
+        raise SourceError(f"schemaRef {ref!r}: {path} is empty")
+    return schemas.parse_schema(text[0], path)
+
+
+def reader(ctx: ExecContext, schema_ref: str | None) -> DataFrameReader:
+    """A DataFrameReader with the explicit schema of `schema_ref`, if any."""
+    r = ctx.spark.read
+    return r.schema(schema_for(schema_ref, ctx)) if schema_ref else r
+
+
+def options(**values: object) -> dict[str, str]:
+    """Reader options without the unset ones, as strings Spark understands."""
+    out = {}
+    for key, value in values.items():
+        if value is not None:
+            out[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out
+
+
+def resolve(df: DataFrame, source_id: str, path: str) -> DataFrame:
+    """Analyse `df` now, so a missing path or bad option fails here with the source id."""
+    try:
+        df.isLocal()  # analyses the plan on the server: paths, schema inference, options
+    except AnalysisException as exc:
+        if "PATH_NOT_FOUND" in str(exc):
+            raise SourceError(f"source {source_id!r}: no file matches path {path!r}") from None
+        first_line = str(exc).strip().split("\n", 1)[0][:600]
+        raise SourceError(f"source {source_id!r} ({path}): {first_line}") from None
+    return df

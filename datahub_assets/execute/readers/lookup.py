@@ -1,0 +1,30 @@
+"""`lookup` source: a small CSV reference file in the app folder, marked for broadcast."""
+
+from __future__ import annotations
+
+import os
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from datahub_assets.execute.context import ExecContext
+from datahub_assets.execute.readers._files import check_exists, resolve
+from datahub_assets.spec.models import LookupSource
+
+
+def lookup_path(source: LookupSource, ctx: ExecContext) -> str:
+    """`path` relative to the app folder; a bare file name is also looked up in `lookups/`."""
+    path = ctx.app_path(source.path)
+    if "://" not in path and not os.path.exists(path):
+        in_lookups = ctx.app_path(os.path.join("lookups", source.path))
+        if os.path.exists(in_lookups):
+            return in_lookups
+    return path
+
+
+def read_lookup(source: LookupSource, ctx: ExecContext) -> DataFrame:
+    """CSV with a header; every column a string (codes such as `007` keep leading zeros)."""
+    path = lookup_path(source, ctx)
+    check_exists(path, source.id)
+    df = resolve(ctx.spark.read.option("header", "true").csv(path), source.id, path)
+    return F.broadcast(df)

@@ -1,0 +1,17 @@
+"""`filter`: keep the rows where a Spark SQL boolean expression is true."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from datahub_assets.execute.context import ExecContext
+from datahub_assets.execute.transforms._base import dataset, register
+from datahub_assets.spec.models import Filter
+
+
+@register("filter")
+def filter_rows(step: Filter, datasets: dict[str, DataFrame], ctx: ExecContext) -> DataFrame:
+    """Rows where `condition` is true (null counts as false, as in SQL WHERE)."""
+    df = dataset(datasets, step.source, step.kind)
+    return df.where(F.expr(step.condition))

@@ -1,0 +1,109 @@
+"""`mask`: hash, redact, tokenize or encrypt sensitive columns.
+
+Every masked column is cast to string first and nulls stay null. Key material:
+- hash: sha2(salt || value, 256) hex, the salt being the step's secret (`secretRef`, else
+  the install's mask key, see `ExecContext.mask_key`);
+- tokenize / encrypt: AES-256-GCM with key = sha256(secret), computed in the driver and sent
+  to Spark as a binary literal. tokenize derives the 12-byte IV from
+  sha256(key || value) (SIV-like), so equal values give equal tokens (joinable, groupable):
+  `tok_` + base64(iv || ciphertext || tag). encrypt uses a random IV (Spark's default):
+  base64(iv || ciphertext || tag), different on each run.
+Both are reversible with the key: `detokenize` / `decrypt_value` here, or Spark's
+`aes_decrypt(unbase64(...), key, 'GCM')`.
+
+No secret is logged or put in an error: the key material is a literal in the step's plan,
+and Spark prints plans in its error messages, so the step's result is materialised at once
+(`localCheckpoint`) and later plans only reference the masked data; Spark error text quoted
+by `apply_steps` is cut to its first line and scrubbed of the key material.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from datahub_assets.execute.context import ExecContext
+from datahub_assets.execute.transforms._base import (
+    TransformError,
+    dataset,
+    mark_sensitive,
+    register,
+    require_columns,
+)
+from datahub_assets.spec.models import Mask
+
+TOKEN_PREFIX = "tok_"
+REDACTED = "***"
+_IV_BYTES = 12
+
+
+def derive_key(secret: str | bytes) -> bytes:
+    """The 32-byte AES key for a mask secret: sha256(secret)."""
+    raw = secret.encode() if isinstance(secret, str) else secret
+    return hashlib.sha256(raw).digest()
+
+
+def _open(blob: bytes, secret: str | bytes) -> str:
+    iv, sealed = blob[:_IV_BYTES], blob[_IV_BYTES:]
+    return AESGCM(derive_key(secret)).decrypt(iv, sealed, None).decode()
+
+
+def detokenize(token: str, key: str | bytes) -> str:
+    """The value behind a `tok_...` token, given the mask secret it was made with."""
+    if not token.startswith(TOKEN_PREFIX):
+        raise ValueError(f"not a token (expected prefix {TOKEN_PREFIX!r})")
+    return _open(base64.b64decode(token[len(TOKEN_PREFIX) :]), key)
+
+
+def decrypt_value(ciphertext_b64: str, key: str | bytes) -> str:
+    """The value behind an `encrypt` output, given the mask secret it was made with."""
+    return _open(base64.b64decode(ciphertext_b64), key)
+
+
+def _hash(value: Column, secret: str) -> Column:
+    return F.sha2(F.concat(F.lit(secret), value), 256)
+
+
+def _redact(value: Column, keep_last: int) -> Column:
+    if keep_last == 0:
+        return F.when(value.isNotNull(), F.lit(REDACTED))
+    # Never reveal a whole value: values no longer than keepLast become '***' only.
+    tail = F.when(F.length(value) > keep_last, F.substring(value, -keep_last, keep_last))
+    return F.when(value.isNotNull(), F.concat(F.lit(REDACTED), F.coalesce(tail, F.lit(""))))
+
+
+def _tokenize(value: Column, key: bytes) -> Column:
+    data = value.cast("binary")
+    iv = F.substring(F.unhex(F.sha2(F.concat(F.lit(key), data), 256)), 1, _IV_BYTES)
+    sealed = F.aes_encrypt(data, F.lit(key), F.lit("GCM"), F.lit("DEFAULT"), iv)
+    return F.concat(F.lit(TOKEN_PREFIX), F.base64(sealed))
+
+
+def _encrypt(value: Column, key: bytes) -> Column:
+    return F.base64(F.aes_encrypt(value, F.lit(key), F.lit("GCM")))
+
+
+@register("mask")
+def mask(step: Mask, datasets: dict[str, DataFrame], ctx: ExecContext) -> DataFrame:
+    """Replace each of `columns` by its masked string (see the module docstring)."""
+    df = dataset(datasets, step.source, step.kind)
+    if not step.columns:
+        raise TransformError(f"mask: no columns given for dataset {step.source!r}")
+    require_columns(df, step.columns, step.kind, step.source)
+    secret = "" if step.strategy == "redact" else ctx.mask_key(step.secret_ref)
+    key = derive_key(secret)
+    if secret:
+        mark_sensitive(secret, key.hex().upper(), key.hex())
+    strategies = {
+        "hash": lambda v: _hash(v, secret),
+        "redact": lambda v: _redact(v, step.keep_last),
+        "tokenize": lambda v: _tokenize(v, key),
+        "encrypt": lambda v: _encrypt(v, key),
+    }
+    fn = strategies[step.strategy]
+    out = df.withColumns({c: fn(F.col(f"`{c}`").cast("string")) for c in step.columns})
+    return out if step.strategy == "redact" else out.localCheckpoint(eager=True)

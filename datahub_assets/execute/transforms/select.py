@@ -1,0 +1,24 @@
+"""`select`: project columns / expressions (`a, b as c, upper(d) as d`)."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+
+from datahub_assets.execute.context import ExecContext
+from datahub_assets.execute.transforms._base import (
+    TransformError,
+    dataset,
+    register,
+    split_top_level,
+)
+from datahub_assets.spec.models import Select
+
+
+@register("select")
+def select(step: Select, datasets: dict[str, DataFrame], ctx: ExecContext) -> DataFrame:
+    """Split `columns` on top-level commas (not inside (), quotes or backticks) and selectExpr."""
+    df = dataset(datasets, step.source, step.kind)
+    exprs = split_top_level(step.columns)
+    if not exprs:
+        raise TransformError(f"select: no columns given for dataset {step.source!r}")
+    return df.selectExpr(*exprs)
