@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import dagster as dg
 from pydantic import Field
+from pyspark.logger import PySparkLogger
 from pyspark.sql import SparkSession
 
 from datahub_resources import spark_server
 from datahub_resources.settings import Settings
 
 
+def _silence_plan_loggers() -> None:
+    """PySpark logs every analysis error with its whole plan, bypassing logging config; a
+    plan can hold a masking key as a literal, so those two loggers are turned off (the error
+    itself still reaches the caller, shortened and scrubbed by the transforms)."""
+    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+        PySparkLogger.getLogger(name).disabled = True
+
+
 def connect(settings: Settings | None = None, remote: str | None = None) -> SparkSession:
     """A Spark Connect session to `remote`, DATAHUB_SPARK_REMOTE, or the local shared server."""
+    _silence_plan_loggers()
     settings = settings or Settings.from_env()
     url = remote or settings.spark_remote
     if not url:
