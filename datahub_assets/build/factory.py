@@ -5,6 +5,7 @@ Building opens no Spark session and reads no data: the asset body calls
 """
 
 import hashlib
+import warnings
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -32,6 +33,18 @@ def _code_version(spec: PipelineSpec) -> str:
     return f"{spec.pipeline.version}-{digest}"
 
 
+def _code_references(path: Path, pipeline_line: int, target_line: int):
+    """Links from the UI to the definition's lines (a beta Dagster API: its warning muted)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return dg.CodeReferencesMetadataValue(code_references=[
+            dg.LocalFileCodeReference(file_path=str(path), line_number=pipeline_line,
+                                      label="pipeline definition"),
+            dg.LocalFileCodeReference(file_path=str(path), line_number=target_line,
+                                      label="target"),
+        ])
+
+
 def _asset_spec(spec: PipelineSpec, target: ResolvedTarget, pipelines_dir: Path,
                 downstream_of_watch: set[TableRef]) -> dg.AssetSpec:
     meta = spec.pipeline.metadata
@@ -40,12 +53,7 @@ def _asset_spec(spec: PipelineSpec, target: ResolvedTarget, pipelines_dir: Path,
     metadata: dict[str, object] = {
         "datahub/pipeline": spec.key,
         "datahub/definition": f"{spec.file}:{line}",
-        "dagster/code_references": dg.CodeReferencesMetadataValue(code_references=[
-            dg.LocalFileCodeReference(file_path=str(pipelines_dir / spec.file),
-                                      line_number=spec.line, label="pipeline definition"),
-            dg.LocalFileCodeReference(file_path=str(pipelines_dir / spec.file),
-                                      line_number=line, label="target"),
-        ]),
+        "dagster/code_references": _code_references(pipelines_dir / spec.file, spec.line, line),
     }
     if target.target.kind == "table":
         metadata["dagster/table_name"] = f"datahub.{target.ref.identifier}"
