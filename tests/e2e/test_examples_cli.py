@@ -129,3 +129,24 @@ def test_ecommerce_customer_360_export_matches_gold(demo, catalog):
     assert len(exported) == len(gold)
     assert {str(r["customer_id"]) for r in exported} == {str(i) for i in ids}
 
+
+
+def test_materialisations_record_rows_schema_and_snapshot(demo, catalog):
+    import dagster as dg
+
+    root, _ = demo
+    instance = dg.DagsterInstance.from_config(str(root / "home" / "dagster"))
+    key = dg.AssetKey(["ecommerce", "gold", "customer_360"])
+    event = instance.get_latest_materialization_event(key)
+    meta = event.asset_materialization.metadata
+    table = catalog.load_table("ecommerce_gold.customer_360")
+    snapshot = table.current_snapshot()
+    assert meta["datahub/snapshot_id"].value == str(snapshot.snapshot_id)
+    assert meta["datahub/iceberg_table"].value == "ecommerce_gold.customer_360"
+    assert meta["dagster/row_count"].value == table.scan().to_arrow().num_rows
+    columns = [c.name for c in meta["dagster/column_schema"].schema.columns]
+    assert columns == [f.name for f in table.schema().fields]
+
+    export_key = dg.AssetKey(["ecommerce", "service", "customer_360_csv"])
+    export = instance.get_latest_materialization_event(export_key).asset_materialization
+    assert export.metadata["dagster/row_count"].value == meta["dagster/row_count"].value
