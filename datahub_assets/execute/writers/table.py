@@ -74,6 +74,8 @@ class StagedWrite:
     added: list[DataFile] = field(default_factory=list)
     removed: list[DataFile] = field(default_factory=list)
     stage_seconds: float = 0.0
+    properties: dict[str, str] = field(default_factory=dict)
+    """Extra snapshot summary properties written by `commit` (e.g. source watermarks)."""
 
 
 @dataclass(frozen=True)
@@ -224,8 +226,11 @@ def _merge_frame(spark: SparkSession, staged: StagedWrite, old_schema, incoming:
 
 
 def stage_write(spark: SparkSession, catalog: Catalog, ref: TableRef, df: DataFrame,
-                target: TableTarget, run_id: str) -> StagedWrite:
-    """Write the Parquet files of `df` for `ref` (nothing visible to readers until commit)."""
+                target: TableTarget, run_id: str,
+                properties: dict[str, str] | None = None) -> StagedWrite:
+    """Write the Parquet files of `df` for `ref` (nothing visible to readers until commit).
+
+    `properties` are extra snapshot summary properties the commit records."""
     started = time.monotonic()
     txn, created, parts = _open_transaction(catalog, ref, df, target)
     old_schema = txn.table_metadata.schema()
@@ -235,7 +240,8 @@ def stage_write(spark: SparkSession, catalog: Catalog, ref: TableRef, df: DataFr
     snapshot = None if created else txn.table_metadata.current_snapshot()
     folder = f"{txn.table_metadata.location}/data/{uuid.uuid4()}"
     staged = StagedWrite(ref, target.mode, folder, txn, created,
-                         snapshot.snapshot_id if snapshot else None, run_id)
+                         snapshot.snapshot_id if snapshot else None, run_id,
+                         properties=dict(properties or {}))
     out = align(df, new_schema, ref.identifier)
     try:
         if target.mode == "merge":
@@ -274,7 +280,7 @@ def commit(staged: StagedWrite) -> CommitResult:
     """Publish the staged files in ONE transaction (schema change + snapshot)."""
     started = time.monotonic()
     txn = staged.txn
-    props = {"datahub.run-id": staged.run_id, "datahub.mode": staged.mode}
+    props = {**staged.properties, "datahub.run-id": staged.run_id, "datahub.mode": staged.mode}
     update = txn.update_snapshot(snapshot_properties=props)
     producer = update.overwrite() if staged.removed else update.fast_append()
     with producer as snap:
@@ -311,9 +317,10 @@ def rollback(catalog: Catalog, ref: TableRef, snapshot_id: int | None) -> None:
 
 
 def write_table(spark: SparkSession, catalog: Catalog, ref: TableRef, df: DataFrame,
-                target: TableTarget, run_id: str) -> CommitResult:
+                target: TableTarget, run_id: str,
+                properties: dict[str, str] | None = None) -> CommitResult:
     """stage_write + commit; the staged files are deleted when the commit fails."""
-    staged = stage_write(spark, catalog, ref, df, target, run_id)
+    staged = stage_write(spark, catalog, ref, df, target, run_id, properties)
     try:
         return commit(staged)
     except BaseException:
