@@ -6,7 +6,7 @@ import dagster as dg
 
 from datahub_assets.build.project import build_assets
 from datahub_assets.spec.loader import load_project
-from datahub_resources.deployment import resources
+from datahub_resources.deployment import executor, resources
 from datahub_resources.settings import Settings
 
 settings = Settings.from_env()
@@ -21,4 +21,5 @@ defs = dg.Definitions(
         default_status=dg.DefaultSensorStatus.RUNNING,
     )],
     resources=resources(),
+    executor=executor(),
 )
