@@ -11,10 +11,11 @@ Every masked column is cast to string first and nulls stay null. Key material:
 Both are reversible with the key: `detokenize` / `decrypt_value` here, or Spark's
 `aes_decrypt(unbase64(...), key, 'GCM')`.
 
-No secret is logged or put in an error: the key material is a literal in the step's plan,
-and Spark prints plans in its error messages, so the step's result is materialised at once
-(`localCheckpoint`) and later plans only reference the masked data; Spark error text quoted
-by `apply_steps` is cut to its first line and scrubbed of the key material.
+No secret is logged or put in an error. Spark prints plans in its error messages, so the key
+material is never a literal in a plan: it travels as the data of a one-row relation that is
+broadcast and cross-joined onto the dataset (plans show only its column names), used by the
+masking expressions, then dropped. No extra pass over the data is needed. Spark error text
+quoted by `apply_steps` is also cut to its first line and scrubbed of the key material.
 """
 
 from __future__ import annotations
@@ -64,8 +65,12 @@ def decrypt_value(ciphertext_b64: str, key: str | bytes) -> str:
     return _open(base64.b64decode(ciphertext_b64), key)
 
 
-def _hash(value: Column, secret: str) -> Column:
-    return F.sha2(F.concat(F.lit(secret), value), 256)
+_SALT = "__datahub_mask_salt"
+_KEY = "__datahub_mask_key"
+
+
+def _hash(value: Column) -> Column:
+    return F.sha2(F.concat(F.col(_SALT), value), 256)
 
 
 def _redact(value: Column, keep_last: int) -> Column:
@@ -76,15 +81,15 @@ def _redact(value: Column, keep_last: int) -> Column:
     return F.when(value.isNotNull(), F.concat(F.lit(REDACTED), F.coalesce(tail, F.lit(""))))
 
 
-def _tokenize(value: Column, key: bytes) -> Column:
+def _tokenize(value: Column) -> Column:
     data = value.cast("binary")
-    iv = F.substring(F.unhex(F.sha2(F.concat(F.lit(key), data), 256)), 1, _IV_BYTES)
-    sealed = F.aes_encrypt(data, F.lit(key), F.lit("GCM"), F.lit("DEFAULT"), iv)
+    iv = F.substring(F.unhex(F.sha2(F.concat(F.col(_KEY), data), 256)), 1, _IV_BYTES)
+    sealed = F.aes_encrypt(data, F.col(_KEY), F.lit("GCM"), F.lit("DEFAULT"), iv)
     return F.concat(F.lit(TOKEN_PREFIX), F.base64(sealed))
 
 
-def _encrypt(value: Column, key: bytes) -> Column:
-    return F.base64(F.aes_encrypt(value, F.lit(key), F.lit("GCM")))
+def _encrypt(value: Column) -> Column:
+    return F.base64(F.aes_encrypt(value, F.col(_KEY), F.lit("GCM")))
 
 
 @register("mask")
@@ -98,12 +103,10 @@ def mask(step: Mask, datasets: dict[str, DataFrame], ctx: ExecContext) -> DataFr
     key = derive_key(secret)
     if secret:
         mark_sensitive(secret, key.hex().upper(), key.hex())
-    strategies = {
-        "hash": lambda v: _hash(v, secret),
-        "redact": lambda v: _redact(v, step.keep_last),
-        "tokenize": lambda v: _tokenize(v, key),
-        "encrypt": lambda v: _encrypt(v, key),
-    }
-    fn = strategies[step.strategy]
-    out = df.withColumns({c: fn(F.col(f"`{c}`").cast("string")) for c in step.columns})
-    return out if step.strategy == "redact" else out.localCheckpoint(eager=True)
+    columns = {c: F.col(f"`{c}`").cast("string") for c in step.columns}
+    if step.strategy == "redact":
+        return df.withColumns({c: _redact(v, step.keep_last) for c, v in columns.items()})
+    fn = {"hash": _hash, "tokenize": _tokenize, "encrypt": _encrypt}[step.strategy]
+    keys = ctx.spark.createDataFrame([(secret, key)], f"{_SALT} string, {_KEY} binary")
+    with_keys = df.crossJoin(F.broadcast(keys))
+    return with_keys.withColumns({c: fn(v) for c, v in columns.items()}).drop(_SALT, _KEY)
