@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import time
@@ -79,6 +80,23 @@ def spark_env() -> dict[str, str]:
     """Environment pointing at the shared Spark Connect server (unless the caller set one)."""
     env = dict(os.environ)
     env.setdefault("DATAHUB_SPARK_STATE", str(DEFAULT_SPARK_STATE))
+    return env
+
+
+def platform_env(pipelines: Path, data: Path, home: Path) -> dict[str, str]:
+    """Environment for a platform run on the shared Spark server, with its own DATAHUB_HOME
+    and a Dagster instance configured like `make setup` does (the repo's dagster.yaml)."""
+    dagster_home = home / "dagster"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    data.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    env = spark_env()
+    env.update(
+        DATAHUB_PIPELINES_DIR=str(pipelines),
+        DATAHUB_DATA_DIR=str(data),
+        DATAHUB_HOME=str(home),
+        DAGSTER_HOME=str(dagster_home),
+    )
     return env
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from bench.common import (
     machine,
     median,
     now,
+    platform_env,
     revision,
     timed_run,
     write_json,
@@ -41,18 +41,7 @@ TARGETS = {2000: 20.0, 5000: 45.0}
 
 
 def _env(pipelines_dir: Path) -> dict[str, str]:
-    home = WORK / "load" / "home"
-    (home / "dagster").mkdir(parents=True, exist_ok=True)
-    (home / "dagster" / "dagster.yaml").touch()
-    (WORK / "load" / "data").mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env.update(
-        DATAHUB_PIPELINES_DIR=str(pipelines_dir),
-        DATAHUB_DATA_DIR=str(WORK / "load" / "data"),
-        DATAHUB_HOME=str(home),
-        DAGSTER_HOME=str(home / "dagster"),
-    )
-    return env
+    return platform_env(pipelines_dir, WORK / "load" / "data", WORK / "load" / "home")
 
 
 def measure(n: int, repeat: int, per_app: int) -> dict:

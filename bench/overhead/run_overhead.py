@@ -23,13 +23,13 @@ from pathlib import Path
 
 from bench.common import (
     DAGSTER,
-    DEFAULT_SPARK_STATE,
     DEFINITIONS_MODULE,
     WORK,
     definitions_present,
     machine,
     median,
     now,
+    platform_env,
     revision,
     timed_run,
     write_json,
@@ -42,18 +42,7 @@ TARGET_S_PER_ASSET = 1.0
 
 
 def _env() -> dict[str, str]:
-    dagster_home = HOME / "dagster"
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    (dagster_home / "dagster.yaml").touch()
-    env = dict(os.environ)
-    env.setdefault("DATAHUB_SPARK_STATE", str(DEFAULT_SPARK_STATE))
-    env.update(
-        DATAHUB_PIPELINES_DIR=str(PIPELINES),
-        DATAHUB_DATA_DIR=str(DATA),
-        DATAHUB_HOME=str(HOME),
-        DAGSTER_HOME=str(dagster_home),
-    )
-    return env
+    return platform_env(PIPELINES, DATA, HOME)
 
 
 def warm_spark(env: dict[str, str]) -> float:

@@ -16,20 +16,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from bench.common import (
     BENCH,
     DAGSTER,
-    DEFAULT_SPARK_STATE,
     DEFINITIONS_MODULE,
     WORK,
     definitions_present,
     machine,
     median,
     now,
+    platform_env,
     revision,
     timed_run,
     write_json,
@@ -46,18 +45,7 @@ TARGET_RATIO = 1.10
 
 
 def _env() -> dict[str, str]:
-    dagster_home = HOME / "dagster"
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    (dagster_home / "dagster.yaml").touch()
-    env = dict(os.environ)
-    env.setdefault("DATAHUB_SPARK_STATE", str(DEFAULT_SPARK_STATE))
-    env.update(
-        DATAHUB_PIPELINES_DIR=str(PIPELINES),
-        DATAHUB_DATA_DIR=str(DATA_DIR),
-        DATAHUB_HOME=str(HOME),
-        DAGSTER_HOME=str(dagster_home),
-    )
-    return env
+    return platform_env(PIPELINES, DATA_DIR, HOME)
 
 
 def _read_csv_dir(path: Path):
