@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from spec_helpers import find_error
 
 from datahub_assets.spec.errors import SpecError, SpecErrors
 from datahub_assets.spec.models import (
@@ -37,13 +38,7 @@ def errors_of(read, text: str, file: str) -> list[SpecError]:
     return info.value.errors
 
 
-def find(errors: list[SpecError], file: str, line: int, *fragments: str) -> SpecError:
-    for err in errors:
-        if err.file == file and err.line == line and all(f in err.message for f in fragments):
-            assert str(err).startswith(f"{file}:{line}:")
-            return err
-    raise AssertionError(f"no error at {file}:{line} with {fragments}; got:\n"
-                         + "\n".join(map(str, errors)))
+find = find_error
 
 
 # ------------------------------------------------------------------------ valid files

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from spec_helpers import find_error
 
 from datahub_assets.spec.errors import SpecError, SpecErrors
 from datahub_assets.spec.loader import load_project
@@ -52,12 +53,7 @@ def expect(tmp_path: Path, text: str, needle: str, *fragments: str,
            file: str = "app/silver/p.xml", extra: dict | None = None) -> SpecError:
     errors = load_errors(tmp_path, {file: text, **(extra or {})})
     line = line_of(text, needle)
-    for err in errors:
-        if err.file == file and err.line == line and all(f in err.message for f in fragments):
-            assert str(err).startswith(f"{file}:{line}:")
-            return err
-    raise AssertionError(f"no error at {file}:{line} with {fragments}; got:\n"
-                         + "\n".join(map(str, errors)))
+    return find_error(errors, file, line, *fragments)
 
 
 # ------------------------------------------------------------------------ valid project
