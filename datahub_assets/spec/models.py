@@ -8,6 +8,7 @@ This module imports neither dagster nor pyspark.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -354,6 +355,18 @@ class _Check(Node):
     target: str | None = None
     name: str | None = None
     severity: Literal["error", "warn"] = "error"
+
+    @property
+    def check_name(self) -> str:
+        """`name`, else derived from kind and columns (`notNull_customer_id_email`); always a
+        valid Dagster check name."""
+        if self.name:
+            raw = self.name
+        else:
+            cols = getattr(self, "columns", None) or (
+                (getattr(self, "column", None),) if getattr(self, "column", None) else ())
+            raw = "_".join([self.kind, *cols])
+        return re.sub(r"[^A-Za-z0-9_]", "_", raw)
 
 
 class NotNullCheck(_Check):
