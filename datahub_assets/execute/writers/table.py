@@ -16,7 +16,8 @@ partitionBy only the partitions present in the new files, are replaced) or merge
 rewritten without those keys, plus the incoming rows deduplicated last-wins; other files
 are untouched). The transaction asserts the snapshot it was staged on, so a concurrent
 commit fails instead of being lost. `abort` deletes the staged files; `rollback` moves the
-table back to an earlier snapshot when a later target of the same run fails.
+table back to an earlier snapshot when a later target of the same run fails. For blocking
+checks, `writers.audit` commits the same snapshot staged (main unmoved) and publishes it later.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from pyiceberg.io.pyarrow import (
 from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.table import TableProperties, Transaction
+from pyiceberg.table.refs import MAIN_BRANCH
 from pyiceberg.transforms import IdentityTransform
 from pyiceberg.typedef import Record
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -276,24 +278,25 @@ def stage_write(spark: SparkSession, catalog: Catalog, ref: TableRef, df: DataFr
     return staged
 
 
-def commit(staged: StagedWrite) -> CommitResult:
-    """Publish the staged files in ONE transaction (schema change + snapshot)."""
-    started = time.monotonic()
-    txn = staged.txn
+def produce_snapshot(staged: StagedWrite, branch: str) -> int:
+    """Stage in `staged.txn` the ONE snapshot of the write on `branch`; its snapshot id."""
     props = {**staged.properties, "datahub.run-id": staged.run_id, "datahub.mode": staged.mode}
-    update = txn.update_snapshot(snapshot_properties=props)
+    update = staged.txn.update_snapshot(snapshot_properties=props, branch=branch)
     producer = update.overwrite() if staged.removed else update.fast_append()
     with producer as snap:
         for f in staged.removed:
             snap.delete_data_file(f)
         for f in staged.added:
             snap.append_data_file(f)
-    txn.commit_transaction()
-    table = txn._table.catalog.load_table((staged.ref.namespace, staged.ref.table))
-    current = table.current_snapshot()
+    return snap.snapshot_id
+
+
+def commit_result(staged: StagedWrite, table, snapshot_id: int | None,
+                  started: float) -> CommitResult:
+    """The CommitResult of `staged` committed as `snapshot_id` into `table` (reloaded)."""
     return CommitResult(
         identifier=staged.ref.identifier,
-        snapshot_id=current.snapshot_id if current else None,
+        snapshot_id=snapshot_id,
         previous_snapshot_id=staged.previous_snapshot_id,
         operation="overwrite" if staged.removed else "append",
         rows=sum(f.record_count for f in staged.added),
@@ -301,6 +304,18 @@ def commit(staged: StagedWrite) -> CommitResult:
         schema=schema_summary(table.schema()), location=table.location(),
         commit_seconds=time.monotonic() - started,
     )
+
+
+def commit(staged: StagedWrite) -> CommitResult:
+    """Publish the staged files in ONE transaction (schema change + snapshot on main).
+
+    For write-audit-publish (the snapshot on a branch first) see `writers.audit`."""
+    started = time.monotonic()
+    produce_snapshot(staged, MAIN_BRANCH)
+    staged.txn.commit_transaction()
+    table = staged.txn._table.catalog.load_table((staged.ref.namespace, staged.ref.table))
+    current = table.current_snapshot()
+    return commit_result(staged, table, current.snapshot_id if current else None, started)
 
 
 def abort(staged: StagedWrite) -> None:
