@@ -18,6 +18,11 @@ LAYERS: tuple[str, ...] = ("raw", "bronze", "silver", "gold", "service")
 LAYER_ALIASES: dict[str, str] = {"staging": "raw", "standardization": "silver"}
 
 Layer = Literal["raw", "bronze", "silver", "gold", "service"]
+OnInvalid = Literal["fail", "quarantine", "drop"]
+OnSchemaChange = Literal["evolve", "freeze", "fail"]
+_ON_INVALID_HELP = ("Row validation against the declared schema and the row-level checks: "
+                    "fail stops the run, quarantine writes bad rows to <table>__quarantine, "
+                    "drop discards them; absent = no row validation.")
 
 
 def _canonical_layer(value: Any) -> Any:
@@ -99,6 +104,7 @@ class CsvSource(_SourceBase):
     date_format: str | None = None
     schema_ref: str | None = Field(default=None, description="Avro/JSON schema in the app.")
     watch: Watch | None = None
+    on_invalid: OnInvalid | None = Field(default=None, description=_ON_INVALID_HELP)
 
 
 class JsonSource(_SourceBase):
@@ -107,12 +113,15 @@ class JsonSource(_SourceBase):
     multiline: bool = False
     schema_ref: str | None = None
     watch: Watch | None = None
+    on_invalid: OnInvalid | None = Field(default=None, description=_ON_INVALID_HELP)
 
 
 class ParquetSource(_SourceBase):
     kind: Literal["parquet"] = "parquet"
     path: str
     watch: Watch | None = None
+    schema_ref: str | None = Field(default=None, description="Declared schema (onInvalid).")
+    on_invalid: OnInvalid | None = Field(default=None, description=_ON_INVALID_HELP)
 
 
 class DatabaseSource(_SourceBase):
@@ -317,6 +326,11 @@ class TableTarget(Node):
     partition_by: CommaList = ()
     format: str | None = None
     schema_ref: str | None = None
+    on_invalid: OnInvalid | None = Field(default=None, description=_ON_INVALID_HELP)
+    on_schema_change: OnSchemaChange = Field(
+        default="evolve",
+        description="Incoming vs table schema: evolve adds columns and widens types, freeze "
+                    "keeps the table schema, fail stops on any difference.")
 
 
 class CsvTarget(Node):

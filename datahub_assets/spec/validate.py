@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from datahub_assets.spec.durations import DURATION
 from datahub_assets.spec.errors import SpecError
 from datahub_assets.spec.models import (
     LAYER_ALIASES,
@@ -30,9 +31,6 @@ from datahub_assets.spec.models import (
 METRIC_FUNCTIONS = ("count", "count_distinct", "sum", "avg", "min", "max", "first", "last",
                     "stddev")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-DURATION = re.compile(
-    r"^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$"
-)
 CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,\-?#]+$")
 CRON_MACROS = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually")
 _GLOB = set("*?[]{}%")
@@ -110,6 +108,11 @@ class PipelineCheck:
                                   "<sql> or <table name=...>")
             if isinstance(src, DatabaseSource | MongoSource):
                 self.connection(src, app)
+            on_invalid = getattr(src, "on_invalid", None)
+            if on_invalid is not None and not getattr(src, "schema_ref", None):
+                self.err(src, f"onInvalid=\"{on_invalid}\" on <{src.kind}> source "
+                              f"\"{src.id}\" requires schemaRef= (the declared schema rows "
+                              "are cast to and validated against)")
         return list(seen)
 
     def connection(self, node: Any, app: AppConfig) -> None:
@@ -185,7 +188,14 @@ class PipelineCheck:
 
     def checks(self) -> None:
         tables = [t.table.split(".")[-1] for t in self.p.targets if isinstance(t, TableTarget)]
+        names: dict[tuple[str, str], Any] = {}
         for check in self.p.checks:
+            table = check.target.split(".")[-1] if check.target else (
+                tables[0] if len(tables) == 1 else None)
+            if table is not None:
+                first = names.setdefault((table, check.check_name), check)
+                if first is not check:
+                    self.duplicate_check(first, check, table)
             if isinstance(check, FreshnessCheck) and not DURATION.match(check.max_age):
                 self.err(check, f"maxAge=\"{check.max_age}\" on <freshness> is not an ISO-8601 "
                                 "duration; allowed: e.g. PT6H, P1D")
@@ -196,6 +206,14 @@ class PipelineCheck:
             elif check.target.split(".")[-1] not in tables or not self._prefix_ok(check.target):
                 self.err(check, f"target=\"{check.target}\" on <{check.kind}> names no table "
                                 f"target of this pipeline; allowed: {', '.join(tables)}")
+
+    def duplicate_check(self, first: Any, check: Any, table: str) -> None:
+        line = first.loc.line if first.loc else 0
+        here = check.loc.line if check.loc else 0
+        self.err(check, f"<{check.kind}> check name \"{check.check_name}\" on target "
+                        f"\"{table}\" (line {here}) is already used by the <{first.kind}> "
+                        f"check at line {line}; check names must be unique per target: give "
+                        "one of them a distinct name=")
 
     def _prefix_ok(self, name: str) -> bool:
         parts = name.split(".")
