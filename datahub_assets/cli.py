@@ -56,6 +56,34 @@ def _tables(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _history(args: argparse.Namespace, settings: Settings) -> int:
+    from datahub_assets.ops import history, parse_table
+    from datahub_resources.iceberg import load_catalog
+
+    rows = history(load_catalog(settings), parse_table(args.table))
+    header = ("snapshot id", "committed at (UTC)", "operation", "+rows", "-rows", "total",
+              "run id", "refs")
+    table = [header] + [(
+        str(r["snapshot_id"]), r["committed_at"], r["operation"] or "",
+        str(r["added_records"] or 0), str(r["deleted_records"] or 0),
+        str(r["total_records"] or 0), (r["run_id"] or "")[:8],
+        ",".join(r["refs"]) + (" (current)" if r["current"] and "main" not in r["refs"] else ""),
+    ) for r in rows]
+    width = [max(len(r[i]) for r in table) for i in range(len(header))]
+    for r in table:
+        print("  ".join(c.ljust(w) for c, w in zip(r, width, strict=True)))
+    return 0
+
+
+def _rollback(args: argparse.Namespace, settings: Settings) -> int:
+    from datahub_assets.ops import parse_table, rollback
+    from datahub_resources.iceberg import load_catalog
+
+    before, after = rollback(load_catalog(settings), parse_table(args.table), args.to)
+    print(f"{args.table}: main moved from snapshot {before} to {after}")
+    return 0
+
+
 def _spark(args: argparse.Namespace, settings: Settings) -> int:
     from datahub_resources import spark_server
 
@@ -84,11 +112,22 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--rows", type=int, default=1000)
     demo.add_argument("--seed", type=int, default=42)
     sub.add_parser("tables", help="list every table asset with its rows and current snapshot")
+    hist = sub.add_parser("history", help="snapshots of a table, newest first")
+    hist.add_argument("table", help="<app>.<layer>.<table>")
+    back = sub.add_parser("rollback", help="point a table's main branch at an older snapshot")
+    back.add_argument("table", help="<app>.<layer>.<table>")
+    back.add_argument("--to", type=int, default=None,
+                      help="snapshot id (default: the parent of the current snapshot)")
     spark = sub.add_parser("spark", help="the local shared Spark Connect server")
     spark.add_argument("action", choices=["status", "start", "stop"])
     args = parser.parse_args(argv)
-    handler = {"validate": _validate, "demo": _demo, "tables": _tables, "spark": _spark}
-    return handler[args.command](args, Settings.from_env())
+    handler = {"validate": _validate, "demo": _demo, "tables": _tables, "spark": _spark,
+               "history": _history, "rollback": _rollback}
+    try:
+        return handler[args.command](args, Settings.from_env())
+    except (ValueError, LookupError) as exc:  # bad table name, unknown snapshot, no table
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Definitions load on every test run: a snapshot of the example graph, and the dagster CLI.
 
 The snapshot (tests/snapshots/definitions.json) makes every change to asset keys, deps,
-groups, kinds or automation a reviewed diff. Regenerate with UPDATE_SNAPSHOTS=1.
+groups, kinds, automation or asset checks a reviewed diff. Regenerate with UPDATE_SNAPSHOTS=1.
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ def _graph_snapshot() -> dict:
             "owners": list(node.owners),
             "automation": cond.get_label() if cond else None,
             "op": graph.get(key).assets_def.node_def.name,
+            "checks": sorted(
+                f"{c.name}{' (blocking)' if c.blocking else ''}"
+                for c in graph.get(key).assets_def.check_specs if c.asset_key == key),
         }
     return out
 

@@ -12,9 +12,12 @@ from pathlib import Path
 import dagster as dg
 
 from datahub_assets.build.automation import condition_for
+from datahub_assets.build.checks import check_specs
 from datahub_assets.build.keys import asset_key, op_name, owners, split_tags
 from datahub_assets.execute.context import ExecContext
-from datahub_assets.execute.runner import TargetOutcome, run_pipeline
+from datahub_assets.execute.outcomes import ChecksFailed, TargetOutcome
+from datahub_assets.execute.runner import run_pipeline
+from datahub_assets.spec.durations import parse_duration
 from datahub_assets.spec.models import PipelineSpec, ResolvedTarget, TableRef
 from datahub_resources.iceberg import IcebergResource
 from datahub_resources.settings import Settings
@@ -76,7 +79,17 @@ def _asset_spec(spec: PipelineSpec, target: ResolvedTarget, pipelines_dir: Path,
         metadata=metadata,
         code_version=_code_version(spec),
         automation_condition=condition_for(spec, downstream_of_watch, target.ref),
+        freshness_policy=_freshness(meta.sla),
     )
+
+
+def _freshness(sla: str | None) -> dg.FreshnessPolicy | None:
+    """`<sla>`: the asset is overdue (failed freshness in the UI) when its last
+    materialisation is older than the SLA; a warning at 80 % of it."""
+    if not sla:
+        return None
+    window = parse_duration(sla)
+    return dg.FreshnessPolicy.time_window(fail_window=window, warn_window=window * 0.8)
 
 
 def _run_date(context: dg.AssetExecutionContext) -> date:
@@ -102,6 +115,27 @@ def _result(outcome: TargetOutcome) -> dg.MaterializeResult:
     return dg.MaterializeResult(asset_key=asset_key(outcome.ref), metadata=metadata)
 
 
+def _check_results(outcome: TargetOutcome, published: bool):
+    for check in outcome.checks:
+        metadata: dict[str, object] = {
+            "datahub/failing_rows": dg.MetadataValue.int(check.failing_rows),
+            "datahub/total_rows": dg.MetadataValue.int(check.total_rows),
+            "datahub/published": published,
+            **{f"datahub/{k}": v for k, v in check.metadata.items()},
+        }
+        if outcome.snapshot_id is not None:
+            key = "datahub/snapshot_id" if published else "datahub/staged_snapshot_id"
+            metadata[key] = dg.MetadataValue.text(str(outcome.snapshot_id))
+        if check.sample:
+            metadata["datahub/failing_sample"] = dg.MetadataValue.json(check.sample)
+        yield dg.AssetCheckResult(
+            asset_key=asset_key(outcome.ref), check_name=check.name, passed=check.passed,
+            severity=(dg.AssetCheckSeverity.ERROR if check.severity == "error"
+                      else dg.AssetCheckSeverity.WARN),
+            description=check.description, metadata=metadata,
+        )
+
+
 def build_pipeline_asset(spec: PipelineSpec, pipelines_dir: Path,
                          downstream_of_watch: set[TableRef]) -> dg.AssetsDefinition:
     """The multi_asset of one pipeline: all its targets materialise together in one step."""
@@ -109,6 +143,7 @@ def build_pipeline_asset(spec: PipelineSpec, pipelines_dir: Path,
     @dg.multi_asset(
         name=op_name(spec),
         specs=[_asset_spec(spec, t, pipelines_dir, downstream_of_watch) for t in spec.targets],
+        check_specs=check_specs(spec),
         can_subset=False,
         pool=SPARK_POOL,
         op_tags={"datahub/pipeline": spec.key},
@@ -119,7 +154,15 @@ def build_pipeline_asset(spec: PipelineSpec, pipelines_dir: Path,
             spark=spark.get_session(), settings=Settings.from_env(), app=spec.app,
             run_id=context.run.run_id, run_date=_run_date(context), log=context.log,
         )
-        for outcome in run_pipeline(spec, ctx, iceberg.catalog()):
+        try:
+            outcomes = run_pipeline(spec, ctx, iceberg.catalog())
+        except ChecksFailed as failed:
+            # write-audit-publish: the audited snapshots were not published; report why
+            for outcome in failed.outcomes:
+                yield from _check_results(outcome, published=False)
+            raise dg.Failure(description=str(failed), allow_retries=False) from None
+        for outcome in outcomes:
             yield _result(outcome)
+            yield from _check_results(outcome, published=True)
 
     return _pipeline

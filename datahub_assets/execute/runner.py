@@ -1,11 +1,11 @@
 """One pipeline run: read sources → apply transformations → write every target.
 
-Tables are written in two phases so a run is all-or-nothing: Spark first writes the Parquet
-files of every table target (the expensive part that can fail), then each table's metadata
-is committed (fast). If a later commit or an export fails, the tables this run already
-committed are rolled back to their previous snapshot, so a failed run leaves every table as
-it was. Exports run after the table commits and read the committed files back instead of
-recomputing the plan.
+Tables are written in phases so a run is all-or-nothing: Spark first writes the Parquet
+files of every table target (the expensive part that can fail), then each table's snapshot
+is committed to an audit branch, checked, and published only if no blocking check failed
+(`execute.publish`). If an export fails after publishing, the run's tables are rolled back to
+their previous snapshot, so a failed run leaves every table as it was. Exports run after the
+tables are published and read the published files back instead of recomputing the plan.
 
 Incremental sources (`<incremental column=.../>`, see `execute.incremental`) read only the
 rows above their committed watermark; the new watermarks are recorded in the snapshot
@@ -14,7 +14,6 @@ summary of every table target, in the same commit as the rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from pyiceberg.catalog import Catalog
@@ -22,28 +21,16 @@ from pyspark.sql import DataFrame
 
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.incremental import WatermarkState, load_state, read_incremental
+from datahub_assets.execute.outcomes import PipelineRunError, TargetOutcome
+from datahub_assets.execute.publish import publish_tables
+from datahub_assets.execute.quality import Prepared, prepare_table, validate_source
 from datahub_assets.execute.readers import read_source
 from datahub_assets.execute.table_reader import read_table
 from datahub_assets.execute.transforms import apply_steps
 from datahub_assets.execute.writers.csv_export import write_csv
-from datahub_assets.execute.writers.table import abort, commit, rollback, stage_write
+from datahub_assets.execute.writers.table import abort, rollback, stage_write, write_table
+from datahub_assets.spec.check_targets import checks_by_target, table_targets
 from datahub_assets.spec.models import CsvTarget, PipelineSpec, TableRef, TableTarget
-
-
-class PipelineRunError(RuntimeError):
-    """A run failed; the message names the definition file and line of the failing element."""
-
-
-@dataclass(frozen=True)
-class TargetOutcome:
-    ref: TableRef
-    kind: str
-    rows: int
-    snapshot_id: int | None = None
-    previous_snapshot_id: int | None = None
-    location: str | None = None
-    columns: tuple[tuple[str, str, bool], ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _where(spec: PipelineSpec, node: Any) -> str:
@@ -52,7 +39,8 @@ def _where(spec: PipelineSpec, node: Any) -> str:
 
 
 def build_datasets(spec: PipelineSpec, ctx: ExecContext,
-                   watermarks: WatermarkState | None = None) -> dict[str, DataFrame]:
+                   watermarks: WatermarkState | None = None,
+                   gate: Prepared | None = None) -> dict[str, DataFrame]:
     """Sources read lazily, then every transformation applied in written order.
 
     Incremental sources read the rows above their watermark in `watermarks.previous` (all
@@ -61,6 +49,12 @@ def build_datasets(spec: PipelineSpec, ctx: ExecContext,
     for source in spec.pipeline.sources:
         ref = spec.source_refs.get(source.id)
         try:
+            if getattr(source, "on_invalid", None):
+                into = next((t.ref for t in table_targets(spec)), None)
+                datasets[source.id] = validate_source(
+                    ctx, source, lambda s, r=ref: read_source(s, ctx, r), into,
+                    _where(spec, source), gate if gate is not None else Prepared(df=None))
+                continue
             if source.incremental is None:
                 datasets[source.id] = read_source(source, ctx, ref)
                 continue
@@ -114,14 +108,21 @@ def run_pipeline(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog) -> list
     tables = [t for t in spec.targets if isinstance(t.target, TableTarget)]
     others = [t for t in spec.targets if not isinstance(t.target, TableTarget)]
     watermarks = _watermarks(spec, catalog, tables)
-    datasets = build_datasets(spec, ctx, watermarks)
+    # source-level quarantine counts are reported on (and stored next to) the first table
+    prepared = {t.ref: Prepared(df=None) for t in tables}
+    gate = prepared[tables[0].ref] if tables else Prepared(df=None)
+    datasets = build_datasets(spec, ctx, watermarks, gate)
     properties = watermarks.properties() if watermarks else {}
+    by_target = checks_by_target(spec)
+    for t in tables:
+        prepare_table(ctx, catalog, t, datasets[t.dataset], by_target[t.ref],
+                      _where(spec, t.target), prepared[t.ref])
 
     staged = []
     try:
         for t in tables:
             ctx.log.info("writing %s (%s)", t.ref.identifier, t.target.mode)
-            staged.append(stage_write(ctx.spark, catalog, t.ref, datasets[t.dataset], t.target,
+            staged.append(stage_write(ctx.spark, catalog, t.ref, prepared[t.ref].df, t.target,
                                       ctx.run_id, properties))
     except Exception as exc:
         for s in staged:
@@ -138,28 +139,23 @@ def run_pipeline(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog) -> list
     extra = {f"watermark.{sid}": wm.value for sid, wm in sorted(watermarks.current.items())} \
         if watermarks else {}
 
-    outcomes: dict[TableRef, TargetOutcome] = {}
-    committed: list[TargetOutcome] = []
+    published = publish_tables(
+        spec, ctx, catalog, tables, staged,
+        extra={ref: {**extra, **p.extra} for ref, p in prepared.items()},
+        pre_checks={ref: p.checks for ref, p in prepared.items()},
+    )
+    outcomes: dict[TableRef, TargetOutcome] = {o.ref: o for o in published}
     try:
-        for t, s in zip(tables, staged, strict=True):
-            result = commit(s)
-            outcome = TargetOutcome(
-                ref=t.ref, kind="table", rows=result.rows, snapshot_id=result.snapshot_id,
-                previous_snapshot_id=result.previous_snapshot_id, location=result.location,
-                columns=tuple(result.schema),
-                extra={"files_added": result.files_added, "files_removed": result.files_removed,
-                       **extra},
-            )
-            committed.append(outcome)
-            outcomes[t.ref] = outcome
+        for p in prepared.values():
+            for qref, rows in p.quarantine:
+                write_table(ctx.spark, catalog, qref, rows,
+                            TableTarget(table=qref.table, mode="append"), ctx.run_id)
         snapshot_of = {t.dataset: outcomes[t.ref] for t in tables}
         for t in others:
             outcomes[t.ref] = _export(spec, ctx, catalog, t, datasets, snapshot_of)
     except Exception as exc:
-        for done in committed:
+        for done in published:
             rollback(catalog, done.ref, done.previous_snapshot_id)
-        for s in staged[len(committed):]:
-            abort(s)
         if isinstance(exc, PipelineRunError):
             raise
         raise PipelineRunError(f"{spec.file}: run failed, tables rolled back: {exc}") from exc

@@ -109,3 +109,39 @@ def test_definitions_resolve_as_one_graph(tmp_path):
     bronze = dg.AssetKey(["shop", "bronze", "orders"])
     assert graph.get(bronze).parent_keys == {dg.AssetKey(["shop", "raw", "orders"])}
     assert dg.AssetKey(["shop", "gold", "daily_orders"]) in graph.get(bronze).child_keys
+
+
+CHECKED = """<pipeline id="customers" version="1.0.0" layer="silver">
+  <metadata><sla>PT2H</sla></metadata>
+  <sources><table id="orders" ref="bronze.orders"/></sources>
+  <targets><table table="customers"/></targets>
+  <checks>
+    <notNull columns="customer_id,email"/>
+    <unique columns="customer_id" severity="warn"/>
+    <referential column="order_id" ref="bronze.orders.order_id" name="orders_exist"/>
+  </checks>
+</pipeline>
+"""
+
+
+def test_checks_become_asset_checks_blocking_on_error(tmp_path):
+    folder = tmp_path / "shop" / "silver"
+    folder.mkdir(parents=True)
+    (folder / "customers.xml").write_text(CHECKED)
+    for layer, text in (("raw", RAW), ("bronze", BRONZE)):
+        (tmp_path / "shop" / layer).mkdir(parents=True)
+        (tmp_path / "shop" / layer / f"{layer}.xml").write_text(text)
+    assets = build_assets(load_project(tmp_path))
+    (silver,) = [a for a in assets if a.node_def.name == "shop__customers"]
+    specs = {c.name: c for c in silver.check_specs}
+    key = dg.AssetKey(["shop", "silver", "customers"])
+    assert set(specs) == {"notNull_customer_id_email", "unique_customer_id", "orders_exist",
+                          "schema_drift"}
+    assert all(c.asset_key == key for c in specs.values())
+    assert specs["notNull_customer_id_email"].blocking is True
+    assert specs["unique_customer_id"].blocking is False
+    assert specs["schema_drift"].blocking is False
+    assert [d.asset_key for d in specs["orders_exist"].additional_deps] == [
+        dg.AssetKey(["shop", "bronze", "orders"])]
+    (spec,) = silver.specs
+    assert spec.freshness_policy.fail_window.to_timedelta().total_seconds() == 7200

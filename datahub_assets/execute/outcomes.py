@@ -1,0 +1,35 @@
+"""What a run reports: one outcome per target, and the errors a run raises."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from datahub_assets.spec.models import TableRef
+
+
+class PipelineRunError(RuntimeError):
+    """A run failed; the message names the definition file and line of the failing element."""
+
+
+@dataclass(frozen=True)
+class TargetOutcome:
+    ref: TableRef
+    kind: str
+    rows: int
+    snapshot_id: int | None = None
+    previous_snapshot_id: int | None = None
+    location: str | None = None
+    columns: tuple[tuple[str, str, bool], ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+    checks: tuple[Any, ...] = ()
+    """CheckOutcomes of this table's checks (schema drift included)."""
+
+
+class ChecksFailed(PipelineRunError):
+    """A blocking check failed: nothing was published. `outcomes` carry the check results and
+    the staged (audited, unpublished) snapshot ids."""
+
+    def __init__(self, message: str, outcomes: list[TargetOutcome]):
+        super().__init__(message)
+        self.outcomes = outcomes
