@@ -74,3 +74,81 @@ def test_first_write_failing_checks_leaves_no_table(spark, settings):
     with pytest.raises(ChecksFailed):
         _run(spark, settings, BAD)
     assert not load_catalog(settings).table_exists(("shop_bronze", "customers"))
+
+
+QUARANTINE = """<pipeline id="orders" version="1.0.0" layer="raw">
+  <sources>
+    <csv id="o" path="landing/o/*.csv" onInvalid="quarantine">
+      <schemaRef>schemas/orders.avsc</schemaRef>
+    </csv>
+  </sources>
+  <targets><table table="orders" onInvalid="drop"/></targets>
+  <checks><range column="amount" min="0" severity="warn"/></checks>
+</pipeline>
+"""
+AVSC = """{"type": "record", "name": "orders", "fields": [
+  {"name": "id", "type": "long"},
+  {"name": "amount", "type": ["null", "double"]}]}"""
+
+
+def test_bad_rows_are_quarantined_with_reasons(spark, settings):
+    folder = settings.pipelines_dir / "shop" / "raw"
+    folder.mkdir(parents=True)
+    (folder / "orders.xml").write_text(QUARANTINE)
+    (settings.pipelines_dir / "shop" / "schemas").mkdir()
+    (settings.pipelines_dir / "shop" / "schemas" / "orders.avsc").write_text(AVSC)
+    landing = settings.data_dir / "shop" / "landing" / "o"
+    landing.mkdir(parents=True)
+    # x is not a long, abc not a double, -5 breaks the row-level range rule at the target
+    (landing / "o.csv").write_text("id,amount\n1,10.5\nx,3\n3,abc\n4,-5\n5,\n")
+    (spec,) = load_project(settings.pipelines_dir).pipelines
+    ctx = ExecContext(spark=spark, settings=settings, app="shop", run_id="run-q")
+    (outcome,) = run_pipeline(spec, ctx, load_catalog(settings))
+
+    catalog = load_catalog(settings)
+    kept = catalog.load_table("shop_raw.orders").scan().to_arrow().to_pylist()
+    assert sorted((r["id"], r["amount"]) for r in kept) == [(1, 10.5), (5, None)]
+    assert outcome.extra["invalid_rows"] == 3  # 2 quarantined at the source, 1 dropped
+    assert outcome.extra["quarantine_table"] == "shop_raw.orders__quarantine"
+    bad = catalog.load_table("shop_raw.orders__quarantine").scan().to_arrow().to_pylist()
+    reasons = {r["id"]: r["_reason"] for r in bad}
+    assert set(reasons) == {"x", "3"}
+    assert "column 'id': value 'x' is not" in reasons["x"]
+    assert "column 'amount': value 'abc' is not" in reasons["3"]
+    assert {r["_run_id"] for r in bad} == {"run-q"}
+
+
+DRIFT = """<pipeline id="c" version="1.0.0" layer="bronze">
+  <sources><csv id="c" path="landing/c/*.csv" inferSchema="true"/></sources>
+  <targets><table table="c" onSchemaChange="{policy}"/></targets>
+</pipeline>
+"""
+
+
+@pytest.mark.parametrize("policy", ["evolve", "fail"])
+def test_schema_drift_policy(spark, settings, policy):
+    folder = settings.pipelines_dir / "shop" / "bronze"
+    folder.mkdir(parents=True)
+    (folder / "c.xml").write_text(DRIFT.format(policy=policy))
+    landing = settings.data_dir / "shop" / "landing" / "c"
+    landing.mkdir(parents=True)
+    (spec,) = load_project(settings.pipelines_dir).pipelines
+    ctx = ExecContext(spark=spark, settings=settings, app="shop", run_id="run-d")
+    (landing / "c.csv").write_text("id,name\n1,a\n")
+    (first,) = run_pipeline(spec, ctx, load_catalog(settings))
+    (landing / "c.csv").write_text("id,name,extra\n2,b,x\n")
+    if policy == "evolve":
+        (second,) = run_pipeline(spec, ctx, load_catalog(settings))
+        drift = {c.name: c for c in second.checks}["schema_drift"]
+        assert drift.passed and "extra" in drift.description
+        rows = load_catalog(settings).load_table("shop_bronze.c").scan().to_arrow().to_pylist()
+        assert sorted(rows, key=lambda r: r["id"]) == [
+            {"id": 1, "name": "a", "extra": None}, {"id": 2, "name": "b", "extra": "x"}]
+    else:
+        with pytest.raises(ChecksFailed, match="extra") as failed:
+            run_pipeline(spec, ctx, load_catalog(settings))
+        (outcome,) = failed.value.outcomes
+        assert [c.passed for c in outcome.checks] == [False]
+        table = load_catalog(settings).load_table("shop_bronze.c")
+        assert table.current_snapshot().snapshot_id == first.snapshot_id
+        assert [f.name for f in table.schema().fields] == ["id", "name"]
