@@ -28,7 +28,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 demo: setup
 	$(BIN)/datahub validate
 	$(BIN)/datahub spark start
-	$(BIN)/datahub demo --rows $(ROWS)
+	$(BIN)/datahub demo --fresh --rows $(ROWS)
 	$(BIN)/dagster asset materialize -m datahub_assets.definitions --select '*'
 	@echo
 	@echo "== Iceberg tables (catalog $(DATAHUB_HOME)/catalog.db) =="

@@ -23,9 +23,36 @@ def _validate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+DEMO_APPS = ("ecommerce", "github", "customer")
+
+
+def _reset_demo(settings: Settings) -> None:
+    """Drop the example apps' tables and their landing/service files (nothing else)."""
+    import shutil
+
+    from datahub_resources.iceberg import load_catalog
+
+    catalog = load_catalog(settings)
+    for (namespace,) in catalog.list_namespaces():
+        if namespace.split("_")[0] not in DEMO_APPS:
+            continue
+        for ident in catalog.list_tables(namespace):
+            location = catalog.load_table(ident).location()
+            catalog.drop_table(ident)
+            if location.startswith("file://"):
+                shutil.rmtree(location.removeprefix("file://"), ignore_errors=True)
+        catalog.drop_namespace(namespace)
+    for app in DEMO_APPS:
+        for folder in ("landing", "service"):
+            shutil.rmtree(settings.data_dir / app / folder, ignore_errors=True)
+
+
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from datahub_assets.demo_data import generate
 
+    if args.fresh:
+        _reset_demo(settings)
+        print(f"dropped the tables and sample files of {', '.join(DEMO_APPS)}")
     files = generate(settings.data_dir, rows=args.rows, seed=args.seed)
     count = sum(len(v) for v in files.values())
     print(f"wrote {count} sample files for {', '.join(sorted(files))} under {settings.data_dir}")
@@ -111,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="write deterministic sample files for the example apps")
     demo.add_argument("--rows", type=int, default=1000)
     demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument("--fresh", action="store_true",
+                      help="first drop the example apps' tables and sample files, so the demo "
+                           "starts from nothing (raw tables append what is in landing/)")
     sub.add_parser("tables", help="list every table asset with its rows and current snapshot")
     hist = sub.add_parser("history", help="snapshots of a table, newest first")
     hist.add_argument("table", help="<app>.<layer>.<table>")

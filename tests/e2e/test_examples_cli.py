@@ -42,7 +42,7 @@ def demo(tmp_path_factory):
         "DATAHUB_DATA_DIR": str(root / "data"),
         "DATAHUB_PIPELINES_DIR": str(REPO / "pipelines_xml"),
     }
-    _run([str(BIN / "datahub"), "demo", "--rows", "300"], env)
+    _run([str(BIN / "datahub"), "demo", "--fresh", "--rows", "300"], env)
     _run([str(BIN / "dagster"), "asset", "materialize", "-m", "datahub_assets.definitions",
           "--select", "*"], env)
     return root, env
