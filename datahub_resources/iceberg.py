@@ -247,13 +247,15 @@ def evolve_schema(txn, frame_schema: st.StructType, where: str) -> bool:
     return bool(ops)
 
 
-def _nullable(dt: st.DataType) -> st.DataType:
+def without_nullability(dt: st.DataType) -> st.DataType:
+    """`dt` with every nested field nullable: types compared regardless of nullability."""
     if isinstance(dt, st.StructType):
-        return st.StructType([st.StructField(f.name, _nullable(f.dataType)) for f in dt.fields])
+        return st.StructType([st.StructField(f.name, without_nullability(f.dataType))
+                              for f in dt.fields])
     if isinstance(dt, st.ArrayType):
-        return st.ArrayType(_nullable(dt.elementType))
+        return st.ArrayType(without_nullability(dt.elementType))
     if isinstance(dt, st.MapType):
-        return st.MapType(_nullable(dt.keyType), _nullable(dt.valueType))
+        return st.MapType(without_nullability(dt.keyType), without_nullability(dt.valueType))
     return dt
 
 
@@ -277,7 +279,7 @@ def align(df, schema: Schema, where: str):
     frame = {f.name: f for f in df.schema.fields}
     cols = []
     for f in schema.fields:
-        target = _nullable(iceberg_type_to_spark(f.field_type))
+        target = without_nullability(iceberg_type_to_spark(f.field_type))
         if f.name not in frame:
             if f.required:
                 raise SchemaMismatchError(
@@ -286,7 +288,7 @@ def align(df, schema: Schema, where: str):
             continue
         col = F.col(f"`{f.name}`")
         source = frame[f.name].dataType
-        if _nullable(source) != target and (
+        if without_nullability(source) != target and (
                 _same_shape(source, target) or isinstance(source, st.NullType)):
             col = col.cast(target)
         if f.required and frame[f.name].nullable:

@@ -28,7 +28,11 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from datahub_resources.iceberg import iceberg_to_spark_schema, spark_to_iceberg_schema
+from datahub_resources.iceberg import (
+    iceberg_to_spark_schema,
+    spark_to_iceberg_schema,
+    without_nullability,
+)
 
 POLICIES = ("evolve", "freeze", "fail")
 
@@ -78,17 +82,6 @@ class Drift:
         }
 
 
-def _plain(dt: T.DataType) -> T.DataType:
-    """`dt` without nullability flags."""
-    if isinstance(dt, T.StructType):
-        return T.StructType([T.StructField(f.name, _plain(f.dataType)) for f in dt.fields])
-    if isinstance(dt, T.ArrayType):
-        return T.ArrayType(_plain(dt.elementType))
-    if isinstance(dt, T.MapType):
-        return T.MapType(_plain(dt.keyType), _plain(dt.valueType))
-    return dt
-
-
 def widens(old: T.DataType, new: T.DataType) -> bool:
     """True when a column of type `old` can be promoted to `new` without loss."""
     if isinstance(old, T.IntegerType) and isinstance(new, T.LongType):
@@ -113,7 +106,7 @@ def _diff(prefix: str, old: T.StructType, new: T.StructType, out: dict[str, list
     out["removed"] += [prefix + n for n in known if n not in incoming]
     for name, new_t in incoming.items():
         old_t = known.get(name)
-        if old_t is None or _plain(old_t) == _plain(new_t):
+        if old_t is None or without_nullability(old_t) == without_nullability(new_t):
             continue
         if isinstance(old_t, T.StructType) and isinstance(new_t, T.StructType):
             _diff(f"{prefix}{name}.", old_t, new_t, out)
