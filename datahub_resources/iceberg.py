@@ -206,6 +206,17 @@ def _widens(old: it.IcebergType, new: it.IcebergType) -> bool:
             and old.scale == new.scale and new.precision > old.precision)
 
 
+def spark_type_widens(old: st.DataType, new: st.DataType) -> bool:
+    """`_widens` for Spark types: the same promotions the writer applies to a table."""
+    def iceberg(dt: st.DataType) -> it.IcebergType:
+        return spark_to_iceberg_schema(st.StructType([st.StructField("c", dt)])).fields[0] \
+            .field_type
+    try:
+        return _widens(iceberg(old), iceberg(new))
+    except TypeError:  # a type Iceberg cannot store
+        return False
+
+
 def _diff(path: tuple[str, ...], old: it.IcebergType, new: it.IcebergType, where: str,
           ops: list[tuple[str, tuple[str, ...], it.IcebergType]]) -> None:
     if isinstance(old, it.StructType) and isinstance(new, it.StructType):

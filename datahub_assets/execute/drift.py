@@ -31,6 +31,7 @@ from pyspark.sql import types as T
 from datahub_resources.iceberg import (
     iceberg_to_spark_schema,
     spark_to_iceberg_schema,
+    spark_type_widens,
     without_nullability,
 )
 
@@ -83,13 +84,9 @@ class Drift:
 
 
 def widens(old: T.DataType, new: T.DataType) -> bool:
-    """True when a column of type `old` can be promoted to `new` without loss."""
-    if isinstance(old, T.IntegerType) and isinstance(new, T.LongType):
-        return True
-    if isinstance(old, T.FloatType) and isinstance(new, T.DoubleType):
-        return True
-    return (isinstance(old, T.DecimalType) and isinstance(new, T.DecimalType)
-            and old.scale == new.scale and new.precision > old.precision)
+    """True when a column of type `old` can be promoted to `new` without loss (the writer's
+    rule: int→bigint, float→double, decimal precision up at the same scale)."""
+    return spark_type_widens(old, new)
 
 
 def _normalise(schema: T.StructType) -> T.StructType:
