@@ -54,14 +54,19 @@ def test_definitions_snapshot():
     assert current == json.loads(SNAPSHOT.read_text())
 
 
-def test_dagster_definitions_validate(tmp_path):
-    env = os.environ | {"DATAHUB_PIPELINES_DIR": str(REPO / "pipelines_xml"),
-                        "DAGSTER_HOME": str(tmp_path), "DATAHUB_HOME": str(tmp_path)}
-    proc = subprocess.run(
+def _validate(pipelines_dir: Path, home: Path) -> subprocess.CompletedProcess:
+    """`dagster definitions validate` on the code location, as CI would run it."""
+    env = os.environ | {"DATAHUB_PIPELINES_DIR": str(pipelines_dir),
+                        "DAGSTER_HOME": str(home), "DATAHUB_HOME": str(home)}
+    return subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), "definitions", "validate",
          "-m", "datahub_assets.definitions"],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=300,
     )
+
+
+def test_dagster_definitions_validate(tmp_path):
+    proc = _validate(REPO / "pipelines_xml", tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Validation successful" in proc.stdout + proc.stderr
 
@@ -75,13 +80,7 @@ def test_invalid_definitions_fail_validate_with_file_and_line(tmp_path):
         '  <targets><table table="orders" mode="upsert"/></targets>\n'
         '</pipeline>\n'
     )
-    env = os.environ | {"DATAHUB_PIPELINES_DIR": str(tmp_path / "pipes"),
-                        "DAGSTER_HOME": str(tmp_path), "DATAHUB_HOME": str(tmp_path)}
-    proc = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate",
-         "-m", "datahub_assets.definitions"],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=300,
-    )
+    proc = _validate(tmp_path / "pipes", tmp_path)
     assert proc.returncode != 0
     text = proc.stdout + proc.stderr
     assert "orders.xml:3" in text and "upsert" in text
