@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.s3"]
+
 REPO = Path(__file__).resolve().parents[1]
 # One shared server for the whole test session (and for parallel workers / helpers).
 os.environ.setdefault("DATAHUB_SPARK_STATE", str(REPO / ".datahub" / "test-spark"))
