@@ -211,28 +211,30 @@ def test_ledger_on_postgres_with_racing_creators(postgres_url, tmp_path):
     """Processes creating the same ledger at once all end up with the one table."""
     ref = ledger_ref(f"pg{uuid.uuid4().hex[:8]}", "orders_drop")
     writers = 4
-    barrier = threading.Barrier(writers)
+    # opened up front: the first SqlCatalog on a fresh database creates the catalog's own
+    # tables, which pyiceberg does not do race-safely
+    catalogs = [open_catalog(postgres_url, f"file://{tmp_path}/wh") for _ in range(writers)]
+    barrier = threading.Barrier(writers, timeout=60)
     uuids: list[str] = []
     errors: list[BaseException] = []
 
-    def create() -> None:
-        own = open_catalog(postgres_url, f"file://{tmp_path}/wh")
+    def create(own) -> None:
         try:
             barrier.wait()
             uuids.append(str(ensure_ledger(own, ref).metadata.table_uuid))
         except BaseException as exc:  # reported below
             errors.append(exc)
-        finally:
-            own.engine.dispose()
 
-    threads = [threading.Thread(target=create) for _ in range(writers)]
+    threads = [threading.Thread(target=create, args=(c,)) for c in catalogs]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=120)
+    for c in catalogs[1:]:
+        c.engine.dispose()
     assert not errors and len(uuids) == writers and len(set(uuids)) == 1
 
-    catalog = open_catalog(postgres_url, f"file://{tmp_path}/wh")
+    catalog = catalogs[0]
     try:
         commit_tables(catalog, [ledger_change(ensure_ledger(catalog, ref),
                                               [_entry(1), _entry(2, status="rejected")])])

@@ -139,7 +139,7 @@ def test_concurrent_multi_table_commits_stay_consistent(catalog, namespace, tmp_
     both tables or on neither, and none deadlocks."""
     a, b = _table(catalog, namespace, "a"), _table(catalog, namespace, "b")
     writers = 4
-    barrier = threading.Barrier(writers)
+    barrier = threading.Barrier(writers, timeout=60)
     outcomes: list[str] = []
 
     def write(n: int) -> None:
