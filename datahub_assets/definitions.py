@@ -6,7 +6,9 @@ import gc
 
 import dagster as dg
 
+from datahub_assets.build.automation import automation_sensors
 from datahub_assets.build.project import build_assets
+from datahub_assets.build.sensors import watch_sensors
 from datahub_assets.spec.loader import load_project
 from datahub_resources.deployment import executor, resources
 from datahub_resources.settings import Settings
@@ -19,18 +21,17 @@ gc.disable()
 try:
     project = load_project(settings.pipelines_dir)
     assets = build_assets(project)
+    # automation (cron; after upstream changes) and one file-drop sensor per <watch>ed source,
+    # all running by default so schedules and file drops work without a click in the UI
+    automation = automation_sensors(project)
+    sensors = watch_sensors(project)
 finally:
     gc.enable()
 gc.freeze()
 
 defs = dg.Definitions(
     assets=assets,
-    # One sensor evaluates every asset's automation condition (cron and after-upstream);
-    # running by default so schedules and file-drop flows work without a click in the UI.
-    sensors=[dg.AutomationConditionSensorDefinition(
-        "datahub_automation", target=dg.AssetSelection.all(),
-        default_status=dg.DefaultSensorStatus.RUNNING,
-    )],
+    sensors=[*automation, *sensors],
     resources=resources(),
     executor=executor(),
 )

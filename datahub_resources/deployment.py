@@ -9,13 +9,17 @@ from __future__ import annotations
 import os
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 
 from datahub_resources.iceberg import IcebergResource
 from datahub_resources.spark import SparkConnectResource
 
 
 def resources() -> dict[str, object]:
-    return {"spark": SparkConnectResource(), "iceberg": IcebergResource()}
+    """`s3` serves file drops on `s3://` paths (sensors list, runs read and move). Unset
+    fields come from boto3's environment: AWS_ENDPOINT_URL (MinIO or any S3 API),
+    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION."""
+    return {"spark": SparkConnectResource(), "iceberg": IcebergResource(), "s3": S3Resource()}
 
 
 def executor() -> dg.ExecutorDefinition:

@@ -1,7 +1,8 @@
 """Definitions load on every test run: a snapshot of the example graph, and the dagster CLI.
 
 The snapshot (tests/snapshots/definitions.json) makes every change to asset keys, deps,
-groups, kinds, automation or asset checks a reviewed diff. Regenerate with UPDATE_SNAPSHOTS=1.
+groups, kinds, automation, asset checks or sensors a reviewed diff. Regenerate with
+UPDATE_SNAPSHOTS=1.
 """
 
 from __future__ import annotations
@@ -21,13 +22,22 @@ SNAPSHOT = REPO / "tests" / "snapshots" / "definitions.json"
 
 
 def _graph_snapshot() -> dict:
+    from datahub_assets.build.automation import automation_sensors
     from datahub_assets.build.project import build_assets
+    from datahub_assets.build.sensors import watch_sensors
     from datahub_assets.spec.loader import load_project
 
-    defs = dg.Definitions(assets=build_assets(load_project(REPO / "pipelines_xml")),
-                          resources=resources())
+    project = load_project(REPO / "pipelines_xml")
+    sensors = [*automation_sensors(project), *watch_sensors(project)]
+    defs = dg.Definitions(assets=build_assets(project), sensors=sensors, resources=resources())
     graph = defs.resolve_asset_graph()
-    out = {}
+    out: dict = {"__sensors__": {
+        sensor.name: {
+            "interval_seconds": sensor.minimum_interval_seconds,
+            "default_status": sensor.default_status.value,
+            "targets": sorted(k.to_user_string()
+                              for k in sensor.asset_selection.resolve(graph)),
+        } for sensor in sorted(sensors, key=lambda x: x.name)}}
     for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
         node = graph.get(key)
         cond = node.automation_condition

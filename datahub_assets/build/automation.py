@@ -25,9 +25,53 @@ def on_cron(cron: str) -> dg.AutomationCondition:
     ).with_label(f"on schedule {cron}")
 
 
+class UpstreamNewer(dg.AutomationCondition):
+    """True while a dependency's latest materialisation is newer than this asset's own (or
+    this asset was never materialised and a dependency was).
+
+    Level-triggered, unlike `eager()`'s "a dependency updated since the last evaluation":
+    eager() treats an upstream update as handled when the downstream was requested or updated
+    in the same evaluation window, even by a run that started before the update
+    (dagster-io/dagster#24650). File drops landing every few seconds hit that window all the
+    time, and the last file of a burst would never reach the service layer. Comparing storage
+    ids of the latest materialisations (observations ignored: a rejected file is observed,
+    not materialised) cannot miss an update. Unpartitioned assets only (Data Hub's tables)."""
+
+    @property
+    def name(self) -> str:
+        return "upstream_newer"
+
+    def evaluate(self, context):
+        queryer = context.asset_graph_view.get_inner_queryer_for_back_compat()
+
+        def latest(key: dg.AssetKey) -> int | None:
+            record = queryer.get_asset_record(key)
+            event = record.asset_entry.last_materialization_record if record else None
+            return event.storage_id if event else None
+
+        own = latest(context.key)
+        parents = context.asset_graph.get(context.key).parent_keys
+        newer = any((p := latest(key)) is not None and (own is None or p > own)
+                    for key in parents)
+        return dg.AutomationResult(
+            context, context.candidate_subset if newer else context.get_empty_subset())
+
+
 @cache
 def after_upstream() -> dg.AutomationCondition:
-    return dg.AutomationCondition.eager().with_label("after upstream changes")
+    """Run when a dependency has newer data than this asset (`UpstreamNewer`), or together
+    with a dependency that runs now; never while it or a dependency is in progress or missing.
+    After a failed run it waits for the next upstream update instead of retrying every tick."""
+    c = dg.AutomationCondition
+    return (
+        c.in_latest_time_window()
+        & ((UpstreamNewer() & ~c.execution_failed())
+           | (c.any_deps_updated() & c.execution_failed())
+           | c.any_deps_match(c.will_be_requested()))
+        & ~c.any_deps_missing()
+        & ~c.any_deps_in_progress()
+        & ~c.in_progress()
+    ).with_label("after upstream changes")
 
 
 def watched_closure(project: Project) -> set[TableRef]:
@@ -61,3 +105,47 @@ def condition_for(spec: PipelineSpec, downstream_of_watch: set[TableRef],
     if ref in downstream_of_watch:
         return after_upstream()
     return None
+
+
+MAX_ENTITIES_PER_SENSOR = 450
+"""Assets + checks per user-code automation sensor (Dagster refuses more than 500)."""
+
+
+def followers(project: Project, downstream_of_watch: set[TableRef]) -> list[PipelineSpec]:
+    """Pipelines whose assets use `after_upstream()` (downstream of a watch, no schedule)."""
+    return [spec for spec in project.pipelines
+            if not spec.pipeline.metadata.schedule
+            and any(t.ref in downstream_of_watch for t in spec.targets)]
+
+
+def automation_sensors(project: Project) -> list[dg.SensorDefinition]:
+    """`datahub_automation` evaluates the built-in conditions (cron) in the daemon, for any
+    number of assets; `UpstreamNewer` is Python, so the assets that follow file drops are
+    evaluated on the code server by `datahub_follow_<n>` sensors of at most 450 assets and
+    checks each. All run by default."""
+    from datahub_assets.build.keys import asset_key
+    from datahub_assets.spec.check_targets import checks_by_target
+
+    following = followers(project, watched_closure(project))
+    chunks: list[list[dg.AssetKey]] = []
+    size = MAX_ENTITIES_PER_SENSOR
+    for spec in following:
+        checks = sum(len(v) for v in checks_by_target(spec).values()) + len(spec.targets)
+        entities = len(spec.targets) + checks
+        if size + entities > MAX_ENTITIES_PER_SENSOR:
+            chunks.append([])
+            size = 0
+        chunks[-1].extend(asset_key(t.ref) for t in spec.targets)
+        size += entities
+    follow_keys = [key for chunk in chunks for key in chunk]
+    sensors = [dg.AutomationConditionSensorDefinition(
+        "datahub_automation", target=dg.AssetSelection.all() - dg.AssetSelection.assets(
+            *follow_keys),
+        default_status=dg.DefaultSensorStatus.RUNNING)]
+    for n, chunk in enumerate(chunks):
+        sensors.append(dg.AutomationConditionSensorDefinition(
+            f"datahub_follow_{n}", target=dg.AssetSelection.assets(*chunk),
+            default_status=dg.DefaultSensorStatus.RUNNING, use_user_code_server=True,
+            description="Materialises assets downstream of file drops when an upstream table "
+                        "has newer data (condition `after upstream changes`)."))
+    return sensors

@@ -10,11 +10,14 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 
 from datahub_assets.build.automation import condition_for
 from datahub_assets.build.checks import check_specs
 from datahub_assets.build.keys import asset_key, op_name, owners, split_tags
+from datahub_assets.build.sensors import watched_sources
 from datahub_assets.execute.context import ExecContext
+from datahub_assets.execute.drops import REJECTED
 from datahub_assets.execute.outcomes import ChecksFailed, TargetOutcome
 from datahub_assets.execute.runner import run_pipeline
 from datahub_assets.spec.durations import parse_duration
@@ -136,33 +139,84 @@ def _check_results(outcome: TargetOutcome, published: bool):
         )
 
 
+FILES_CONFIG = dg.Field(
+    dg.Map(str, [str]), is_required=False,
+    description="File drops to ingest, by source id (set by the watch sensor). Leave it out "
+    "to ingest every file the watched path matches now.")
+
+
+def _drop_events(spec: PipelineSpec, drops, materialized: bool):
+    """What the UI shows of a file-drop batch: one observation per rejected file, and, when
+    nothing was materialised, one observation of the batch on each target."""
+    for f in drops.with_status(REJECTED):
+        for t in spec.targets:
+            yield dg.AssetObservation(asset_key=asset_key(t.ref), metadata={
+                "datahub/file": f.info.path, "datahub/rejected_rule": f.rejection.rule,
+                "datahub/rejected_reason": f.rejection.message,
+                "datahub/moved_to": f.moved_to or "(still in landing)",
+            })
+    if not materialized:
+        meta = {f"datahub/{k}": v for k, v in drops.metadata().items()}
+        for t in spec.targets:
+            yield dg.AssetObservation(asset_key=asset_key(t.ref), metadata=meta)
+
+
 def build_pipeline_asset(spec: PipelineSpec, pipelines_dir: Path,
                          downstream_of_watch: set[TableRef]) -> dg.AssetsDefinition:
-    """The multi_asset of one pipeline: all its targets materialise together in one step."""
+    """The multi_asset of one pipeline: all its targets materialise together in one step.
 
-    @dg.multi_asset(
-        name=op_name(spec),
-        specs=[_asset_spec(spec, t, pipelines_dir, downstream_of_watch) for t in spec.targets],
-        check_specs=check_specs(spec),
-        can_subset=False,
-        pool=SPARK_POOL,
-        op_tags={"datahub/pipeline": spec.key},
-    )
-    def _pipeline(context: dg.AssetExecutionContext, spark: SparkConnectResource,
-                  iceberg: IcebergResource):
+    A pipeline with watched file sources takes its batch of files from the run config and
+    may materialise nothing (every file rejected or already ingested): its specs are then
+    skippable, and its checks optional (can_subset), so downstream assets do not run."""
+    is_drop = bool(watched_sources(spec))
+    specs = [_asset_spec(spec, t, pipelines_dir, downstream_of_watch) for t in spec.targets]
+    if is_drop:
+        specs = [s.replace_attributes(skippable=True) for s in specs]
+
+    def body(context: dg.AssetExecutionContext, spark: SparkConnectResource,
+             iceberg: IcebergResource, s3_client=None):
+        if is_drop and len(context.selected_asset_keys) != len(specs):
+            raise dg.Failure(f"{spec.file}: a file-drop pipeline writes all its targets in one "
+                             "commit; select all of them")
         ctx = ExecContext(
             spark=spark.get_session(), settings=Settings.from_env(), app=spec.app,
             run_id=context.run.run_id, run_date=_run_date(context), log=context.log,
+            s3_client=s3_client,
         )
+        files = (context.op_config or {}).get("files") if is_drop else None
         try:
-            outcomes = run_pipeline(spec, ctx, iceberg.catalog())
+            outcomes = run_pipeline(spec, ctx, iceberg.catalog(), files=files)
         except ChecksFailed as failed:
             # write-audit-publish: the audited snapshots were not published; report why
             for outcome in failed.outcomes:
                 yield from _check_results(outcome, published=False)
+            if ctx.drops is not None:
+                yield from _drop_events(spec, ctx.drops, materialized=False)
             raise dg.Failure(description=str(failed), allow_retries=False) from None
+        if ctx.drops is not None:
+            yield from _drop_events(spec, ctx.drops, materialized=bool(outcomes))
         for outcome in outcomes:
             yield _result(outcome)
             yield from _check_results(outcome, published=True)
+
+    decorate = dg.multi_asset(
+        name=op_name(spec),
+        specs=specs,
+        check_specs=check_specs(spec),
+        can_subset=is_drop,
+        pool=SPARK_POOL,
+        op_tags={"datahub/pipeline": spec.key},
+        config_schema={"files": FILES_CONFIG} if is_drop else None,
+    )
+    if not is_drop:
+        @decorate
+        def _pipeline(context: dg.AssetExecutionContext, spark: SparkConnectResource,
+                      iceberg: IcebergResource):
+            yield from body(context, spark, iceberg)
+    else:
+        @decorate
+        def _pipeline(context: dg.AssetExecutionContext, spark: SparkConnectResource,
+                      iceberg: IcebergResource, s3: S3Resource):
+            yield from body(context, spark, iceberg, s3.get_client)
 
     return _pipeline

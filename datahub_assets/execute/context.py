@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -25,6 +26,10 @@ class ExecContext:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("datahub"))
     read_table: Callable[[TableRef], DataFrame] | None = None
     """Reads an Iceberg table (pyiceberg plans files, Spark reads them)."""
+    s3_client: Callable[[], Any] | None = None
+    """Makes a boto3 S3 client (the `s3` resource); None: boto3 from the environment."""
+    drops: Any = None
+    """The batch of dropped files the run took (`execute.drops.DropBatch`), if any."""
 
     @property
     def app_dir(self) -> Path:

@@ -2,12 +2,15 @@
 
 Every staged table write is committed as a snapshot on the run's audit branch (main does not
 move, readers see the table as it was), the table's checks run against that audited snapshot,
-and only when no `error` check failed on any table does main move to the audited snapshots.
+and only when no `error` check failed on any table does main move to the audited snapshots,
+for all tables in ONE catalog transaction (`writers.multi_commit`).
 Otherwise every audit branch is discarded and `ChecksFailed` carries the results and the
 staged snapshot ids (kept in the table's metadata for inspection until snapshots expire).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from pyiceberg.catalog import Catalog
 
@@ -15,8 +18,14 @@ from datahub_assets.execute.checks import CheckOutcome, evaluate_checks
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.outcomes import ChecksFailed, PipelineRunError, TargetOutcome
 from datahub_assets.execute.table_reader import read_table
-from datahub_assets.execute.writers.audit import audit_branch, audit_commit, discard, publish
-from datahub_assets.execute.writers.table import StagedWrite, abort, rollback
+from datahub_assets.execute.writers.audit import (
+    audit_branch,
+    audit_commit,
+    discard,
+    publish_change,
+)
+from datahub_assets.execute.writers.multi_commit import TableChange, commit_tables
+from datahub_assets.execute.writers.table import StagedWrite, abort
 from datahub_assets.spec.check_targets import checks_by_target, referenced
 from datahub_assets.spec.models import PipelineSpec, ReferentialCheck, ResolvedTarget
 
@@ -44,9 +53,13 @@ def _failure_message(spec: PipelineSpec, outcomes: list[TargetOutcome]) -> str:
 
 def publish_tables(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog,
                    tables: list[ResolvedTarget], staged: list[StagedWrite],
-                   extra: dict, pre_checks: dict) -> list[TargetOutcome]:
-    """Audit, check and publish every staged table (all or none). `extra` maps a table to
-    metadata for its outcome; `pre_checks` to outcomes computed before staging (drift)."""
+                   extra: dict, pre_checks: dict,
+                   with_changes: Callable[[list[TargetOutcome]], list[TableChange]] | None = None,
+                   ) -> list[TargetOutcome]:
+    """Audit, check and publish every staged table (all or none, in one catalog commit).
+    `extra` maps a table to metadata for its outcome; `pre_checks` to outcomes computed before
+    staging (drift); `with_changes` builds, from the audited outcomes, more table changes to
+    commit in the same transaction (the file-drop ledger)."""
     branch = audit_branch(ctx.run_id)
     audited = []
     try:
@@ -75,17 +88,15 @@ def publish_tables(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog,
         _discard(catalog, tables, staged, branch, len(audited))
         raise ChecksFailed(_failure_message(spec, outcomes), outcomes)
 
-    published: list[TargetOutcome] = []
     try:
-        for t, result, outcome in zip(tables, audited, outcomes, strict=True):
-            publish(catalog, t.ref, result, branch)
-            published.append(outcome)
+        changes = [publish_change(catalog, t.ref, result, branch)
+                   for t, result in zip(tables, audited, strict=True)]
+        if with_changes is not None:
+            changes += with_changes(outcomes)
+        commit_tables(catalog, changes)  # every table (and e.g. the file ledger) or none
     except Exception as exc:
-        for done in published:
-            rollback(catalog, done.ref, done.previous_snapshot_id)
-        _discard(catalog, tables[len(published):], staged[len(published):], branch,
-                 len(audited) - len(published))
-        raise PipelineRunError(f"{spec.file}: publishing failed, tables rolled back: "
+        _discard(catalog, tables, staged, branch, len(audited))
+        raise PipelineRunError(f"{spec.file}: publishing failed, nothing was published: "
                                f"{exc}") from exc
     return outcomes
 

@@ -18,19 +18,42 @@ from typing import Any
 
 from pyiceberg.catalog import Catalog
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from datahub_assets.execute.context import ExecContext
+from datahub_assets.execute.drops import (
+    INGEST,
+    DropBatch,
+    cleanup,
+    empty_drops,
+    finish,
+    ledger_entries,
+    plan_batch,
+    read_drops,
+    reject_batch,
+    watched,
+)
 from datahub_assets.execute.incremental import WatermarkState, load_state, read_incremental
-from datahub_assets.execute.outcomes import PipelineRunError, TargetOutcome
+from datahub_assets.execute.outcomes import ChecksFailed, PipelineRunError, TargetOutcome
 from datahub_assets.execute.publish import publish_tables
 from datahub_assets.execute.quality import Prepared, prepare_table, validate_source
 from datahub_assets.execute.readers import read_source
 from datahub_assets.execute.table_reader import read_table
 from datahub_assets.execute.transforms import apply_steps
+from datahub_assets.execute.writers.audit import rollback_change
 from datahub_assets.execute.writers.csv_export import write_csv
+from datahub_assets.execute.writers.multi_commit import TableChange, commit_tables
 from datahub_assets.execute.writers.table import abort, rollback, stage_write, write_table
+from datahub_assets.ingest.ledger import ensure_ledger, ledger_change
+from datahub_assets.ingest.validate import Rejection
 from datahub_assets.spec.check_targets import checks_by_target, table_targets
-from datahub_assets.spec.models import CsvTarget, PipelineSpec, TableRef, TableTarget
+from datahub_assets.spec.models import (
+    CsvTarget,
+    PipelineSpec,
+    ResolvedTarget,
+    TableRef,
+    TableTarget,
+)
 
 
 def _where(spec: PipelineSpec, node: Any) -> str:
@@ -38,22 +61,37 @@ def _where(spec: PipelineSpec, node: Any) -> str:
     return f"{spec.file}:{line}"
 
 
+def _reader(source, ctx: ExecContext, ref: TableRef | None, drops: DropBatch | None):
+    """How to read `source`: a watched file source reads the run's batch of dropped files."""
+    if drops is not None and getattr(source, "watch", None) is not None:
+        if not drops.with_status(INGEST, source.id):
+            return lambda s: empty_drops(s, ctx)
+        return lambda s: read_drops(s, ctx, drops)
+    return lambda s: read_source(s, ctx, ref)
+
+
 def build_datasets(spec: PipelineSpec, ctx: ExecContext,
                    watermarks: WatermarkState | None = None,
-                   gate: Prepared | None = None) -> dict[str, DataFrame]:
+                   gate: Prepared | None = None,
+                   drops: DropBatch | None = None) -> dict[str, DataFrame]:
     """Sources read lazily, then every transformation applied in written order.
 
     Incremental sources read the rows above their watermark in `watermarks.previous` (all
-    rows without `watermarks`) and store the watermark to record in `watermarks.current`."""
+    rows without `watermarks`) and store the watermark to record in `watermarks.current`.
+    Watched file sources read the files of `drops` (all matching files without it)."""
     datasets: dict[str, DataFrame] = {}
     for source in spec.pipeline.sources:
         ref = spec.source_refs.get(source.id)
+        read = _reader(source, ctx, ref, drops)
         try:
             if getattr(source, "on_invalid", None):
                 into = next((t.ref for t in table_targets(spec)), None)
                 datasets[source.id] = validate_source(
-                    ctx, source, lambda s, r=ref: read_source(s, ctx, r), into,
+                    ctx, source, read, into,
                     _where(spec, source), gate if gate is not None else Prepared(df=None))
+                continue
+            if drops is not None and getattr(source, "watch", None) is not None:
+                datasets[source.id] = read(source)
                 continue
             if source.incremental is None:
                 datasets[source.id] = read_source(source, ctx, ref)
@@ -101,17 +139,82 @@ def _watermarks(spec: PipelineSpec, catalog: Catalog, tables: list) -> Watermark
         ) from exc
 
 
-def run_pipeline(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog) -> list[TargetOutcome]:
-    """Run a pipeline end to end; returns one outcome per target, in target order."""
+def run_pipeline(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog,
+                 files: dict[str, list[str]] | None = None) -> list[TargetOutcome]:
+    """Run a pipeline end to end; returns one outcome per target, in target order.
+
+    A pipeline with watched file sources ingests a batch of dropped files (`execute.drops`):
+    `files` maps a source id to the files the sensor asked for (None: every matching file).
+    The batch is left in `ctx.drops`; when it has no new valid file the run writes no table
+    and returns no outcome."""
     if ctx.read_table is None:
         ctx.read_table = lambda ref: read_table(ctx.spark, catalog, ref)
+    if not watched(spec):
+        return _run(spec, ctx, catalog, None)
+    drops = ctx.drops = plan_batch(spec, ctx, catalog, files, ctx.s3_client)
+    try:
+        if not drops.has_rows:
+            _commit_ledger_only(spec, ctx, catalog, drops)
+            finish(drops, ctx)
+            return []
+        try:
+            outcomes = _run(spec, ctx, catalog, drops)
+        except ChecksFailed as failed:
+            # the batch broke a blocking check: its files are refused with the check's verdict
+            reject_batch(drops, ctx, spec, Rejection("checks", str(failed)))
+            _commit_ledger_only(spec, ctx, catalog, drops)
+            raise
+        finish(drops, ctx)
+        return outcomes
+    finally:
+        cleanup(drops)
+
+
+def _commit_ledger_only(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog,
+                        drops: DropBatch) -> None:
+    entries = ledger_entries(drops, ctx, None, {})
+    if entries:
+        try:
+            commit_tables(catalog, [ledger_change(ensure_ledger(catalog, drops.ledger),
+                                                  entries)])
+        except Exception as exc:
+            raise PipelineRunError(f"{spec.file}: recording the rejected files in "
+                                   f"{drops.ledger.identifier} failed: {exc}") from exc
+
+
+def _ledger_changes(ctx: ExecContext, catalog: Catalog, drops: DropBatch,
+                    tables: list[ResolvedTarget]):
+    """The ledger append to publish with the tables, with rows per file from the first table
+    target's audited snapshot when it keeps `_source_file`."""
+    def build(outcomes: list[TargetOutcome]) -> list[TableChange]:
+        first = outcomes[0]
+        rows = _rows_by_file(ctx, catalog, first) if tables else {}
+        entries = ledger_entries(drops, ctx, first.snapshot_id, rows)
+        ledger = ensure_ledger(catalog, drops.ledger)
+        current = ledger.current_snapshot()
+        drops.ledger_before = current.snapshot_id if current else None
+        return [ledger_change(ledger, entries)]
+    return build
+
+
+def _rows_by_file(ctx: ExecContext, catalog: Catalog, outcome: TargetOutcome) -> dict[str, int]:
+    if "_source_file" not in {name for name, _, _ in outcome.columns}:
+        return {}
+    df = read_table(ctx.spark, catalog, outcome.ref, outcome.snapshot_id)
+    counts = (df.where(F.col("_run_id") == ctx.run_id).groupBy("_source_file").count()
+              .collect())
+    return {r["_source_file"]: r["count"] for r in counts}
+
+
+def _run(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog,
+         drops: DropBatch | None) -> list[TargetOutcome]:
     tables = [t for t in spec.targets if isinstance(t.target, TableTarget)]
     others = [t for t in spec.targets if not isinstance(t.target, TableTarget)]
     watermarks = _watermarks(spec, catalog, tables)
     # source-level quarantine counts are reported on (and stored next to) the first table
     prepared = {t.ref: Prepared(df=None) for t in tables}
     gate = prepared[tables[0].ref] if tables else Prepared(df=None)
-    datasets = build_datasets(spec, ctx, watermarks, gate)
+    datasets = build_datasets(spec, ctx, watermarks, gate, drops)
     properties = watermarks.properties() if watermarks else {}
     by_target = checks_by_target(spec)
     for t in tables:
@@ -139,10 +242,12 @@ def run_pipeline(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog) -> list
     extra = {f"watermark.{sid}": wm.value for sid, wm in sorted(watermarks.current.items())} \
         if watermarks else {}
 
+    drop_meta = drops.metadata() if drops else {}
     published = publish_tables(
         spec, ctx, catalog, tables, staged,
-        extra={ref: {**extra, **p.extra} for ref, p in prepared.items()},
+        extra={ref: {**extra, **p.extra, **drop_meta} for ref, p in prepared.items()},
         pre_checks={ref: p.checks for ref, p in prepared.items()},
+        with_changes=_ledger_changes(ctx, catalog, drops, tables) if drops else None,
     )
     outcomes: dict[TableRef, TargetOutcome] = {o.ref: o for o in published}
     try:
@@ -154,12 +259,24 @@ def run_pipeline(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog) -> list
         for t in others:
             outcomes[t.ref] = _export(spec, ctx, catalog, t, datasets, snapshot_of)
     except Exception as exc:
-        for done in published:
-            rollback(catalog, done.ref, done.previous_snapshot_id)
+        _roll_back(catalog, published, drops)
         if isinstance(exc, PipelineRunError):
             raise
         raise PipelineRunError(f"{spec.file}: run failed, tables rolled back: {exc}") from exc
     return [outcomes[t.ref] for t in spec.targets]
+
+
+def _roll_back(catalog: Catalog, published: list[TargetOutcome],
+               drops: DropBatch | None) -> None:
+    """Every published table (and the file ledger) back to where the run found it, in one
+    catalog commit; tables the run created are dropped afterwards."""
+    changes = [rollback_change(catalog, o.ref, o.previous_snapshot_id) for o in published]
+    if drops is not None and published:
+        changes.append(rollback_change(catalog, drops.ledger, drops.ledger_before))
+    commit_tables(catalog, changes)
+    for o in published:
+        if o.previous_snapshot_id is None:
+            rollback(catalog, o.ref, None)
 
 
 def _export(spec, ctx, catalog, t, datasets, snapshot_of) -> TargetOutcome:

@@ -9,8 +9,10 @@ points at it, which names it and protects it from snapshot expiry. Checks read i
 
 `publish` fast-forwards main to the audited snapshot in one catalog commit that asserts main
 is still the audited snapshot's parent (a concurrent commit makes it fail) and removes the
-branch. `discard` removes the branch (the snapshot stays in the metadata, unreferenced, for
-inspection until it is expired) or, for a table this run created, drops the table.
+branch; `publish_change` builds that commit without making it, so the runner can publish all
+of a run's tables (and the file-drop ledger) in one atomic catalog transaction. `discard`
+removes the branch (the snapshot stays in the metadata, unreferenced, for inspection until it
+is expired) or, for a table this run created, drops the table.
 
 A table created by the write: Iceberg refuses a branch on a table without snapshots, so the
 snapshot is committed staged (no ref at all: main stays empty) and the branch is added to it
@@ -34,6 +36,7 @@ from pyiceberg.table.update import (
 )
 
 from datahub_assets.execute.table_reader import TableNotFoundError, load_table
+from datahub_assets.execute.writers.multi_commit import TableChange, commit_tables
 from datahub_assets.execute.writers.table import (
     CommitResult,
     StagedWrite,
@@ -121,11 +124,11 @@ def _moved(ref: TableRef, result: CommitResult, main: int | None,
         f"audited snapshot stays on branch {branch}")
 
 
-def publish(catalog: Catalog, ref: TableRef, result: CommitResult, branch: str) -> int:
-    """Fast-forward main to the audited snapshot of `result` and remove `branch`.
-
-    Raises ConcurrentCommitError when main is no longer the snapshot the write was audited
-    against; returns main's new snapshot id."""
+def publish_change(catalog: Catalog, ref: TableRef, result: CommitResult,
+                   branch: str) -> TableChange:
+    """The (uncommitted) change that fast-forwards main to the audited snapshot of `result`
+    and removes `branch`; it asserts main is still the snapshot the write was audited against.
+    `commit_tables` commits it, alone or atomically with other tables' changes."""
     table = load_table(catalog, ref)
     head = table.metadata.refs.get(branch)
     if head is None or head.snapshot_id != result.snapshot_id:
@@ -136,18 +139,41 @@ def publish(catalog: Catalog, ref: TableRef, result: CommitResult, branch: str) 
     if main != result.previous_snapshot_id:
         raise _moved(ref, result, main, branch)
     assert result.snapshot_id is not None
+    return TableChange(
+        table=table,
+        requirements=(AssertRefSnapshotId(ref=MAIN_BRANCH, snapshot_id=main),
+                      AssertRefSnapshotId(ref=branch, snapshot_id=result.snapshot_id)),
+        updates=(SetSnapshotRefUpdate(ref_name=MAIN_BRANCH, type=SnapshotRefType.BRANCH,
+                                      snapshot_id=result.snapshot_id),
+                 RemoveSnapshotRefUpdate(ref_name=branch)),
+    )
+
+
+def publish(catalog: Catalog, ref: TableRef, result: CommitResult, branch: str) -> int:
+    """Fast-forward main to the audited snapshot of `result` and remove `branch`.
+
+    Raises ConcurrentCommitError when main is no longer the snapshot the write was audited
+    against; returns main's new snapshot id."""
+    change = publish_change(catalog, ref, result, branch)
     try:
-        catalog.commit_table(
-            table,
-            requirements=(AssertRefSnapshotId(ref=MAIN_BRANCH, snapshot_id=main),
-                          AssertRefSnapshotId(ref=branch, snapshot_id=result.snapshot_id)),
-            updates=(SetSnapshotRefUpdate(ref_name=MAIN_BRANCH, type=SnapshotRefType.BRANCH,
-                                          snapshot_id=result.snapshot_id),
-                     RemoveSnapshotRefUpdate(ref_name=branch)),
-        )
+        commit_tables(catalog, [change])
     except CommitFailedException as exc:
         raise _moved(ref, result, _main_id(load_table(catalog, ref)), branch) from exc
+    assert result.snapshot_id is not None
     return result.snapshot_id
+
+
+def rollback_change(catalog: Catalog, ref: TableRef, snapshot_id: int | None) -> TableChange:
+    """The change that moves main back to `snapshot_id` (None: no snapshot, an empty table),
+    asserting main is where this run left it."""
+    table = load_table(catalog, ref)
+    main = _main_id(table)
+    update = (RemoveSnapshotRefUpdate(ref_name=MAIN_BRANCH) if snapshot_id is None else
+              SetSnapshotRefUpdate(ref_name=MAIN_BRANCH, type=SnapshotRefType.BRANCH,
+                                   snapshot_id=snapshot_id))
+    return TableChange(table=table,
+                       requirements=(AssertRefSnapshotId(ref=MAIN_BRANCH, snapshot_id=main),),
+                       updates=(update,))
 
 
 def discard(catalog: Catalog, ref: TableRef, branch: str, created: bool) -> None:

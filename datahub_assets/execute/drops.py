@@ -1,0 +1,357 @@
+"""File drops inside a run: take the batch, validate it, skip what was ingested, read the rest
+with lineage columns, and after the commit move every file out of landing.
+
+1. `plan_batch`: the files of each watched source, as requested by the sensor (run config
+   `files.<source id>`) or, for a run started by hand, every file the path matches now. A file
+   that is gone, outside the watched path or younger than `minAgeSeconds` is left alone (it
+   stays in landing). Each file is validated (`ingest.validate`); an invalid file moves to
+   `rejected/<date>/` at once with `<file>.reason.json`. Valid files whose fingerprint the
+   ledger already holds (a crash after the commit, a retried run, a second request) are not
+   read again: they only move to processed/.
+2. `read_drops`: Spark reads the valid files through links in a run folder under
+   `$DATAHUB_HOME/ingest/<run id>/` (S3 objects are downloaded there first: Spark has no S3
+   connector here). CSV files are read per distinct header and unioned by column name, so a
+   file with reordered columns cannot shift values. Every row gets `_source_file` (the path
+   as landed), `_ingested_at` (the run's ingest time) and `_run_id`.
+3. The runner commits the table targets and the ledger entries (`ledger_entries`) in one
+   catalog transaction (`writers.multi_commit`).
+4. `finish`: ingested and already-ingested files move to `processed/<date>/` (with their
+   sidecars). A move that fails leaves the file in landing; the ledger makes the next run
+   move it without ingesting it again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pyiceberg.catalog import Catalog
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from datahub_assets.execute.context import ExecContext
+from datahub_assets.execute.readers._files import options, schema_for
+from datahub_assets.ingest import paths
+from datahub_assets.ingest.fileinfo import FileInfo
+from datahub_assets.ingest.ledger import LedgerEntry, ingested, ledger_ref
+from datahub_assets.ingest.store import FileStore, default_s3_client, store_for
+from datahub_assets.ingest.validate import Rejection, reason_document, validate_file
+from datahub_assets.spec.models import FILE_SOURCE_KINDS, PipelineSpec, TableRef
+
+LINEAGE_COLUMNS = ("_source_file", "_ingested_at", "_run_id")
+INGEST, REJECTED, DUPLICATE = "ingest", "rejected", "duplicate"
+
+
+def watched(spec: PipelineSpec) -> list:
+    return [s for s in spec.pipeline.sources
+            if s.kind in FILE_SOURCE_KINDS and getattr(s, "watch", None) is not None]
+
+
+@dataclass
+class DropFile:
+    source_id: str
+    info: FileInfo
+    status: str
+    fingerprint: str = ""
+    checksum: str | None = None
+    header: tuple[str, ...] | None = None
+    rejection: Rejection | None = None
+    previous: LedgerEntry | None = None
+    moved_to: str | None = None
+    move_error: str | None = None
+
+    def summary(self) -> dict:
+        out = {"file": self.info.path, "source": self.source_id, "status": self.status,
+               "size": self.info.size}
+        if self.rejection:
+            out.update(rule=self.rejection.rule, reason=self.rejection.message)
+        if self.previous:
+            out["ingested_by_run"] = self.previous.run_id
+        if self.moved_to:
+            out["moved_to"] = self.moved_to
+        if self.move_error:
+            out["move_error"] = self.move_error
+        return out
+
+
+@dataclass
+class DropBatch:
+    ledger: TableRef
+    ingested_at: datetime
+    workdir: Path
+    files: list[DropFile] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    """(path, why) of requested files left in landing (gone, too young, not watched)."""
+    stores: dict[str, FileStore] = field(default_factory=dict)
+    patterns: dict[str, str] = field(default_factory=dict)
+    ledger_before: int | None = None
+    """The ledger's snapshot before this run's commit (to roll back to)."""
+
+    def with_status(self, status: str, source_id: str | None = None) -> list[DropFile]:
+        return [f for f in self.files
+                if f.status == status and (source_id is None or f.source_id == source_id)]
+
+    @property
+    def has_rows(self) -> bool:
+        return bool(self.with_status(INGEST))
+
+    def metadata(self) -> dict:
+        """Counts and per-file outcomes for the materialisation / observation in the UI."""
+        return {
+            "files_ingested": len(self.with_status(INGEST)),
+            "files_rejected": len(self.with_status(REJECTED)),
+            "files_already_ingested": len(self.with_status(DUPLICATE)),
+            "files_left_in_landing": len(self.skipped),
+            "files": [f.summary() for f in self.files][:200],
+            "ledger_table": self.ledger.identifier,
+        }
+
+
+def _pattern(ctx: ExecContext, source) -> str:
+    return ctx.data_path(source.path)
+
+
+def plan_batch(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog,
+               requested: dict[str, list[str]] | None,
+               s3_client: Callable | None = None, now: float | None = None) -> DropBatch:
+    """Step 1 of the module doc. Rejected files are already moved when this returns."""
+    batch = DropBatch(ledger=ledger_ref(spec.app, spec.pipeline.id),
+                      ingested_at=datetime.now(UTC),
+                      workdir=ctx.settings.home / "ingest" / ctx.run_id)
+    now = now if now is not None else batch.ingested_at.timestamp()
+    for source in watched(spec):
+        pattern = _pattern(ctx, source)
+        store = store_for(pattern, s3_client or default_s3_client)
+        batch.stores[source.id], batch.patterns[source.id] = store, pattern
+        if requested is not None and source.id in requested:
+            infos = _requested(store, pattern, requested[source.id], batch)
+        else:
+            infos = list(store.list(pattern))
+        expected = schema_for(source.schema_ref, ctx) if source.schema_ref else None
+        for info in sorted(set(infos), key=lambda i: (i.modified, i.path)):
+            if now - info.modified < source.watch.min_age_seconds:
+                batch.skipped.append((info.path, f"younger than minAgeSeconds="
+                                                 f"{source.watch.min_age_seconds}"))
+                continue
+            result = validate_file(store, info, source, expected)
+            if isinstance(result, Rejection):
+                batch.files.append(DropFile(source.id, info, REJECTED, info.fingerprint(),
+                                            rejection=result))
+            else:
+                batch.files.append(DropFile(source.id, info, INGEST,
+                                            info.fingerprint(result.checksum),
+                                            checksum=result.checksum, header=result.header))
+    valid = [f for f in batch.files if f.status == INGEST]
+    if valid:
+        seen = ingested(catalog, batch.ledger, [f.fingerprint for f in valid])
+        for f in valid:
+            if f.fingerprint in seen:
+                f.status, f.previous = DUPLICATE, seen[f.fingerprint]
+    for f in batch.with_status(REJECTED):
+        _reject(batch, f, ctx, spec)
+    for path, why in batch.skipped:
+        ctx.log.info("file drop %s left in landing: %s", path, why)
+    return batch
+
+
+def _requested(store: FileStore, pattern: str, wanted: list[str],
+               batch: DropBatch) -> list[FileInfo]:
+    regex = paths.glob_regex(pattern)
+    infos = []
+    for path in dict.fromkeys(wanted):
+        if not regex.fullmatch(path) or paths.is_lifecycle_path(path, pattern):
+            batch.skipped.append((path, f"not a file of the watched path {pattern}"))
+            continue
+        info = store.stat(path)
+        if info is None:
+            batch.skipped.append((path, "no longer in landing (moved or deleted)"))
+        else:
+            infos.append(info)
+    return infos
+
+
+def _move_with_sidecars(store: FileStore, path: str, dest: str) -> None:
+    store.move(path, dest)
+    for sidecar in paths.sidecars(path):
+        if store.exists(sidecar):
+            store.move(sidecar, dest + sidecar[len(path):])
+
+
+def _reject(batch: DropBatch, f: DropFile, ctx: ExecContext, spec: PipelineSpec) -> None:
+    store, pattern = batch.stores[f.source_id], batch.patterns[f.source_id]
+    dest = paths.destination(f.info.path, pattern, "rejected", ctx.run_date)
+    document = reason_document(f.rejection, f.info, ctx.run_id, f.source_id, spec.key)
+    try:
+        # the reason first: a crash before the move leaves the file in landing to be
+        # rejected again, never a rejected file without its reason
+        store.write_text(dest + ".reason.json", json.dumps(document, indent=2) + "\n")
+        _move_with_sidecars(store, f.info.path, dest)
+        f.moved_to = dest
+    except Exception as exc:  # noqa: BLE001 - reported, the file stays in landing
+        f.move_error = f"{type(exc).__name__}: {exc}"
+    ctx.log.warning("file drop %s rejected (%s): %s", f.info.path, f.rejection.rule,
+                    f.rejection.message)
+
+
+def reject_batch(batch: DropBatch, ctx: ExecContext, spec: PipelineSpec,
+                 rejection: Rejection) -> None:
+    """Refuse every file the run was ingesting (a blocking check failed on their rows)."""
+    for f in batch.with_status(INGEST):
+        f.status, f.rejection = REJECTED, rejection
+        _reject(batch, f, ctx, spec)
+
+
+def finish(batch: DropBatch, ctx: ExecContext) -> None:
+    """Step 4: move ingested and already-ingested files to processed/<date>/."""
+    for f in batch.with_status(INGEST) + batch.with_status(DUPLICATE):
+        store, pattern = batch.stores[f.source_id], batch.patterns[f.source_id]
+        dest = paths.destination(f.info.path, pattern, "processed", ctx.run_date)
+        try:
+            _move_with_sidecars(store, f.info.path, dest)
+            f.moved_to = dest
+        except Exception as exc:  # noqa: BLE001 - the ledger lets the next run move it
+            f.move_error = f"{type(exc).__name__}: {exc}"
+            ctx.log.warning("file drop %s was ingested but could not be moved to %s (%s); "
+                            "the next run moves it without ingesting it again",
+                            f.info.path, dest, f.move_error)
+    cleanup(batch)
+
+
+def cleanup(batch: DropBatch) -> None:
+    shutil.rmtree(batch.workdir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------- reading
+
+def _link(batch: DropBatch, f: DropFile, index: int) -> str:
+    """A local path Spark can read for `f`, named `<index><ext>` in the run folder."""
+    folder = batch.workdir / f.source_id
+    folder.mkdir(parents=True, exist_ok=True)
+    ext = "".join(Path(f.info.path).suffixes[-2:]) if f.info.path.endswith(".gz") \
+        else Path(f.info.path).suffix
+    target = folder / f"{index:06d}{ext}"
+    store = batch.stores[f.source_id]
+    local = store.localize(f.info.path, str(folder / "download"))
+    if local != f.info.path:  # downloaded: take it over
+        os.replace(local, target)
+        return str(target)
+    try:
+        os.link(local, target)  # a hard link survives a concurrent move of the original
+    except OSError:
+        os.symlink(os.path.abspath(local), target)
+    return str(target)
+
+
+def _with_lineage(df: DataFrame, names: dict[str, str], batch: DropBatch,
+                  run_id: str) -> DataFrame:
+    mapping = F.create_map(*[F.lit(x) for kv in names.items() for x in kv])
+    return df.select(
+        "*",
+        F.element_at(mapping, F.col("_metadata.file_name")).alias("_source_file"),
+        F.lit(batch.ingested_at).cast(T.TimestampType()).alias("_ingested_at"),
+        F.lit(run_id).alias("_run_id"),
+    )
+
+
+def _csv_schema(header: tuple[str, ...], declared: T.StructType | None) -> T.StructType | None:
+    """Read schema of one header group: declared types by (case-insensitive) name, the
+    rest strings; None without a declared schema (Spark names the columns from the header)."""
+    if declared is None:
+        return None
+    by_name = {f.name.lower(): f for f in declared.fields}
+    return T.StructType([
+        T.StructField(c, by_name[c.lower()].dataType if c.lower() in by_name else T.StringType())
+        for c in header])
+
+
+def read_drops(source, ctx: ExecContext, batch: DropBatch) -> DataFrame:
+    """Step 2 of the module doc: the valid new files of `source` with lineage columns.
+    `source` may be a copy without schemaRef (onInvalid reads raw values first)."""
+    files = batch.with_status(INGEST, source.id)
+    links = [(f, _link(batch, f, i)) for i, f in enumerate(files)]
+    declared = schema_for(source.schema_ref, ctx) if source.schema_ref else None
+    spark = ctx.spark
+    frames: list[DataFrame] = []
+    if source.kind == "csv":
+        groups: dict[tuple[str, ...] | None, list[tuple[DropFile, str]]] = {}
+        for f, link in links:
+            groups.setdefault(f.header if source.header else None, []).append((f, link))
+        opts = options(header=source.header, sep=source.delimiter, quote=source.quote,
+                       escape=source.escape, encoding=source.encoding,
+                       nullValue=source.null_value, dateFormat=source.date_format,
+                       inferSchema=source.infer_schema and declared is None)
+        for header, group in groups.items():
+            reader = spark.read.options(**opts)
+            schema = _csv_schema(header, declared) if header else declared
+            if schema is not None:
+                reader = reader.schema(schema)
+            names = {Path(link).name: f.info.path for f, link in group}
+            df = _with_lineage(reader.csv([link for _, link in group]), names, batch,
+                               ctx.run_id)
+            if declared is not None and header:
+                df = df.select(*[F.col(f"`{c}`").alias(d.name) for d in declared.fields
+                                 for c in header if c.lower() == d.name.lower()],
+                               *LINEAGE_COLUMNS)
+            frames.append(df)
+    else:
+        reader = spark.read
+        if source.kind == "json":
+            reader = reader.options(**options(multiLine=source.multiline))
+            if declared is not None:
+                reader = reader.schema(declared)
+            df = reader.json([link for _, link in links])
+        else:
+            df = reader.option("mergeSchema", "true").parquet(*[link for _, link in links])
+        names = {Path(link).name: f.info.path for f, link in links}
+        df = _with_lineage(df, names, batch, ctx.run_id)
+        if source.kind == "parquet" and declared is not None:
+            df = df.select(*[F.col(f"`{d.name}`") for d in declared.fields], *LINEAGE_COLUMNS)
+        frames.append(df)
+    result = frames[0]
+    for other in frames[1:]:
+        result = result.unionByName(other, allowMissingColumns=True)
+    return result
+
+
+def empty_drops(source, ctx: ExecContext) -> DataFrame:
+    """No valid new file for `source` (another watched source of the pipeline has some):
+    an empty frame with the declared columns, if any, and the lineage columns."""
+    declared = schema_for(source.schema_ref, ctx) if source.schema_ref else T.StructType()
+    schema = T.StructType(list(declared.fields) + [
+        T.StructField("_source_file", T.StringType()),
+        T.StructField("_ingested_at", T.TimestampType()),
+        T.StructField("_run_id", T.StringType())])
+    return ctx.spark.createDataFrame([], schema)
+
+
+# ---------------------------------------------------------------------------------- ledger
+
+def ledger_entries(batch: DropBatch, ctx: ExecContext, snapshot_id: int | None,
+                   rows_by_file: dict[str, int]) -> list[LedgerEntry]:
+    """Ledger rows of this run: every ingested file (with its row count when the table keeps
+    `_source_file`) and every rejected one."""
+    entries = []
+    for f in batch.with_status(INGEST) + batch.with_status(REJECTED):
+        entries.append(LedgerEntry(
+            fingerprint=f.fingerprint, source_id=f.source_id, path=f.info.path,
+            size=f.info.size, modified=datetime.fromtimestamp(f.info.modified, UTC),
+            etag=f.info.etag, checksum=f.checksum,
+            status="ingested" if f.status == INGEST else "rejected",
+            rule=f.rejection.rule if f.rejection else None,
+            reason=f.rejection.message if f.rejection else None,
+            rows=rows_by_file.get(f.info.path, 0 if rows_by_file else None)
+            if f.status == INGEST else None,
+            moved_to=paths.destination(
+                f.info.path, batch.patterns[f.source_id],
+                "processed" if f.status == INGEST else "rejected", ctx.run_date),
+            run_id=ctx.run_id,
+            snapshot_id=snapshot_id if f.status == INGEST else None,
+            ingested_at=batch.ingested_at,
+        ))
+    return entries
