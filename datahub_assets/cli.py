@@ -27,7 +27,8 @@ DEMO_APPS = ("ecommerce", "github", "customer")
 
 
 def _reset_demo(settings: Settings) -> None:
-    """Drop the example apps' tables and their landing/service files (nothing else)."""
+    """Drop the example apps' tables (file ledgers included) and their landing, processed,
+    rejected and service files (nothing else)."""
     import shutil
 
     from datahub_resources.iceberg import load_catalog
@@ -43,7 +44,7 @@ def _reset_demo(settings: Settings) -> None:
                 shutil.rmtree(location.removeprefix("file://"), ignore_errors=True)
         catalog.drop_namespace(namespace)
     for app in DEMO_APPS:
-        for folder in ("landing", "service"):
+        for folder in ("landing", "processed", "rejected", "service"):
             shutil.rmtree(settings.data_dir / app / folder, ignore_errors=True)
 
 
@@ -140,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--fresh", action="store_true",
                       help="first drop the example apps' tables and sample files, so the demo "
-                           "starts from nothing (raw tables append what is in landing/)")
+                           "starts from nothing (raw pipelines ingest each file in landing/ "
+                           "once and move it to processed/)")
     sub.add_parser("tables", help="list every table asset with its rows and current snapshot")
     hist = sub.add_parser("history", help="snapshots of a table, newest first")
     hist.add_argument("table", help="<app>.<layer>.<table>")

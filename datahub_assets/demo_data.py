@@ -38,7 +38,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -59,13 +61,21 @@ def _ts(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _landed(path: Path) -> Path:
+    """Date the finished file a minute back, as a drop that has settled: a file-drop run does
+    not take files younger than its source's minAgeSeconds (default 10 s)."""
+    settled = time.time() - 60
+    os.utime(path, (settled, settled))
+    return path
+
+
 def _write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(header)
         writer.writerows(rows)
-    return path
+    return _landed(path)
 
 
 def _write_jsonl(path: Path, records: list[dict]) -> Path:
@@ -73,7 +83,7 @@ def _write_jsonl(path: Path, records: list[dict]) -> Path:
     with path.open("w", newline="", encoding="utf-8") as handle:
         for record in records:
             handle.write(json.dumps(record, separators=(",", ":")) + "\n")
-    return path
+    return _landed(path)
 
 
 def _person(rng: random.Random, domain: str = "example.com") -> tuple[str, str, str]:

@@ -22,6 +22,7 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.schema import Schema
 from pyspark.sql import types as st
+from sqlalchemy.exc import IntegrityError
 
 from datahub_resources.settings import Settings
 
@@ -52,6 +53,16 @@ def load_catalog(settings: Settings | None = None) -> Catalog:
     """The platform catalog from DATAHUB_CATALOG_URI / DATAHUB_WAREHOUSE (contract section 3)."""
     settings = settings or Settings.from_env()
     return open_catalog(settings.catalog_uri, settings.warehouse)
+
+
+def ensure_namespace(catalog: Catalog, namespace: str) -> None:
+    """create_namespace_if_not_exists, also when another process creates it at the same time
+    (the SQL catalog then fails on its unique key instead of NamespaceAlreadyExistsError)."""
+    try:
+        catalog.create_namespace_if_not_exists(namespace)
+    except IntegrityError:
+        if not catalog.namespace_exists(namespace):
+            raise
 
 
 class IcebergResource(dg.ConfigurableResource):

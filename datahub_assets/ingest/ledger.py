@@ -32,10 +32,10 @@ from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.table.update.snapshot import ExpireSnapshots
 from pyiceberg.types import LongType, NestedField, PrimitiveType, StringType, TimestamptzType
-from sqlalchemy.exc import IntegrityError
 
 from datahub_assets.execute.writers.multi_commit import TableChange, change_of
 from datahub_assets.spec.models import TableRef
+from datahub_resources.iceberg import ensure_namespace
 
 LEDGER_LAYER = "raw"
 LEDGER_SUFFIX = "__files"
@@ -113,16 +113,6 @@ def ledger_ref(app: str, pipeline_id: str) -> TableRef:
     return TableRef(app=app, layer=LEDGER_LAYER, table=f"{pipeline_id}{LEDGER_SUFFIX}")
 
 
-def _ensure_namespace(catalog: Catalog, namespace: str) -> None:
-    """create_namespace_if_not_exists, also when another process creates it at the same time
-    (the SQL catalog then fails on its unique key instead of NamespaceAlreadyExistsError)."""
-    try:
-        catalog.create_namespace_if_not_exists(namespace)
-    except IntegrityError:
-        if not catalog.namespace_exists(namespace):
-            raise
-
-
 def ensure_ledger(catalog: Catalog, ref: TableRef) -> Table:
     """The ledger table of `ref`, created (with its namespace) when missing. Safe when two
     processes create it at once: the loser loads the winner's table."""
@@ -130,7 +120,7 @@ def ensure_ledger(catalog: Catalog, ref: TableRef) -> Table:
         return catalog.load_table((ref.namespace, ref.table))
     except NoSuchTableError:
         pass
-    _ensure_namespace(catalog, ref.namespace)
+    ensure_namespace(catalog, ref.namespace)
     # create_table_if_not_exists loads the table when the create loses a race
     return catalog.create_table_if_not_exists(
         (ref.namespace, ref.table), schema=LEDGER_SCHEMA, properties=LEDGER_PROPERTIES)

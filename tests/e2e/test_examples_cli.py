@@ -1,7 +1,8 @@
 """The example apps materialised through the dagster CLI, checked against the sample files.
 
-Expected values are computed here from the generated landing files with the standard
-library, independently of Spark and of the platform code.
+Expected values are computed here from the generated files (after the run they sit in
+processed/<date>/: raw pipelines watch their landing folders) with the standard library,
+independently of Spark and of the platform code.
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ def test_every_table_asset_has_a_snapshot(demo, catalog):
     project = load_project(REPO / "pipelines_xml")
     tables = [t.ref for p in project.pipelines for t in p.targets if t.target.kind == "table"]
     assert len(tables) >= 10
+    # every dropped file was taken: landing is empty, nothing was rejected
+    root, _ = demo
+    assert [p for p in (root / "data").glob("*/landing/**/*") if p.is_file()] == []
+    assert list((root / "data").glob("*/rejected/**/*")) == []
     for ref in tables:
         table = catalog.load_table(ref.identifier)
         assert table.current_snapshot() is not None, ref
@@ -82,7 +87,7 @@ def test_every_table_asset_has_a_snapshot(demo, catalog):
 def test_github_users_deduplicated_per_actor(demo, catalog):
     root, _ = demo
     latest: dict[str, tuple[str, str]] = {}
-    for path in sorted((root / "data" / "github" / "landing").rglob("*.json")):
+    for path in sorted((root / "data" / "github" / "processed").rglob("*.json")):
         for line in path.read_text().splitlines():
             if line.strip():
                 event = json.loads(line)
@@ -98,7 +103,7 @@ def test_customer_masking_and_export(demo, catalog):
     root, _ = demo
     key = (root / "home" / "secrets" / "mask.key").read_text().strip()
     emails = set()
-    for path in (root / "data" / "customer" / "landing").rglob("*.csv"):
+    for path in (root / "data" / "customer" / "processed").rglob("*.csv"):
         with path.open() as f:
             emails |= {row["email"] for row in csv.DictReader(f) if row["email"]}
     expected_hashes = {hashlib.sha256((key + e).encode()).hexdigest() for e in emails}

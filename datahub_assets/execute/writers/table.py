@@ -55,6 +55,7 @@ from datahub_assets.execute.table_reader import (
 from datahub_assets.spec.models import TableRef, TableTarget
 from datahub_resources.iceberg import (
     align,
+    ensure_namespace,
     evolve_schema,
     iceberg_to_spark_schema,
     schema_summary,
@@ -168,7 +169,7 @@ def _open_transaction(catalog: Catalog, ref: TableRef, df: DataFrame, target: Ta
     try:
         table = load_table(catalog, ref)
     except TableNotFoundError:
-        catalog.create_namespace_if_not_exists(ref.namespace)
+        ensure_namespace(catalog, ref.namespace)
         schema = spark_to_iceberg_schema(df.schema)
         spec = PartitionSpec(*[
             PartitionField(schema.find_field(c).field_id, 1000 + i, IdentityTransform(), c)
