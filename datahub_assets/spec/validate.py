@@ -99,6 +99,10 @@ class PipelineCheck:
             if watch is not None and self.p.layer != "raw":
                 self.err(watch, f"<watch> on source \"{src.id}\" is only allowed in raw-layer "
                                 f"pipelines; this pipeline's layer is {self.p.layer}")
+            if watch is not None and src.incremental is not None:
+                self.err(src.incremental, f"source \"{src.id}\" has both <watch> and "
+                                          "<incremental>: a watched source already reads each "
+                                          "file once; remove <incremental>")
             if isinstance(src, DatabaseSource):
                 if src.jdbc_url is None and src.connection is None:
                     self.err(src, f"<database> source \"{src.id}\" needs jdbcUrl= or "

@@ -253,6 +253,13 @@ def test_watch_only_in_raw(tmp_path):
            "layer is silver")
 
 
+def test_watched_source_cannot_also_be_incremental(tmp_path):
+    text = pipeline(layer="raw", sources='<csv id="a" path="x/*.csv">\n<watch/>\n'
+                                         '<incremental column="ts"/>\n</csv>')
+    expect(tmp_path, text, "<incremental", 'source "a" has both <watch> and <incremental>',
+           "remove <incremental>", file="app/raw/p.xml")
+
+
 def test_target_asset_names_must_be_distinct(tmp_path):
     text = pipeline(layer="service", targets='<csv path="out/x/%Y"/>\n<csv path="more/x/%m"/>')
     expect(tmp_path, text, "more/x", 'target asset "x" is already defined at line',
