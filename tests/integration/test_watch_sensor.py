@@ -192,3 +192,49 @@ def test_files_of_a_failed_run_are_asked_for_again_after_a_backoff(project, monk
     (retry,) = _tick(defs, instance, waiting.cursor).run_requests
     assert _launch(defs, instance, retry).success
     assert not a.exists()
+
+
+def test_s3_drops_through_the_dagster_s3_resource_with_an_endpoint_override(settings,
+                                                                            s3_client):
+    """The sensor lists and the run reads, validates and moves objects on a real S3 endpoint
+    (moto's server), configured only through dagster-aws's S3Resource."""
+    from dagster_aws.s3 import S3Resource
+
+    from tests.s3 import ACCESS_KEY, REGION, SECRET_KEY
+
+    client, bucket = s3_client
+    app = settings.pipelines_dir / "shop" / "raw"
+    app.mkdir(parents=True)
+    (app / "orders.xml").write_text(RAW.replace(
+        'path="landing/orders/*.csv"', f'path="{s3_client.uri("landing/orders/*.csv")}"')
+        .replace('minAgeSeconds="5"', 'minAgeSeconds="0"'))
+    project = load_project(settings.pipelines_dir)
+    s3 = S3Resource(endpoint_url=client.meta.endpoint_url, region_name=REGION,
+                    aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
+    defs = dg.Definitions(assets=build_assets(project), sensors=watch_sensors(project),
+                          resources={**resources(), "s3": s3})
+    for name, body in (("a.csv", b"id,amount\n1,1\n2,2\n"), ("b.csv", b""),
+                       ("c.csv", b"id,amount\n3,3\n")):
+        client.put_object(Bucket=bucket, Key=f"landing/orders/{name}", Body=body)
+    with dg.instance_for_test() as instance:
+        sensor = defs.get_sensor_def("watch__shop__orders_raw__orders")
+        tick = sensor.evaluate_tick(dg.build_sensor_context(
+            instance=instance, definitions=defs, resources={"s3": s3}))
+        assert [len(r.run_config["ops"]["shop__orders_raw"]["config"]["files"]["orders"])
+                for r in tick.run_requests] == [2, 1]
+        for request in tick.run_requests:
+            assert _launch(defs, instance, request).success
+    keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"])
+    day = keys[0].split("/")[1]
+    assert keys == [f"processed/{day}/orders/a.csv", f"processed/{day}/orders/c.csv",
+                    f"rejected/{day}/orders/b.csv", f"rejected/{day}/orders/b.csv.reason.json"]
+    from datahub_assets.execute.table_reader import read_table
+    from datahub_assets.spec.models import TableRef
+    from datahub_resources.iceberg import load_catalog
+    from datahub_resources.spark import connect
+
+    rows = read_table(connect(), load_catalog(settings),
+                      TableRef(app="shop", layer="raw", table="orders")).collect()
+    assert sorted((r["id"], r["_source_file"]) for r in rows) == [
+        ("1", s3_client.uri("landing/orders/a.csv")), ("2", s3_client.uri("landing/orders/a.csv")),
+        ("3", s3_client.uri("landing/orders/c.csv"))]
