@@ -12,6 +12,7 @@ metadata. This module opens that catalog and translates schemas both ways:
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -22,7 +23,7 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.schema import Schema
 from pyspark.sql import types as st
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from datahub_resources.settings import Settings
 
@@ -46,7 +47,13 @@ def open_catalog(uri: str, warehouse: str) -> Catalog:
     """A pyiceberg SqlCatalog `datahub` over `uri` (sqlite:/// or postgresql+psycopg://)."""
     _ensure_sqlite_dir(uri)
     _ensure_warehouse_dir(warehouse)
-    return SqlCatalog(CATALOG_NAME, uri=uri, warehouse=warehouse)
+    try:
+        return SqlCatalog(CATALOG_NAME, uri=uri, warehouse=warehouse)
+    except (OperationalError, IntegrityError):
+        # the first processes to open a new catalog database race to create its tables;
+        # the loser finds them created when it opens again
+        time.sleep(0.5)
+        return SqlCatalog(CATALOG_NAME, uri=uri, warehouse=warehouse)
 
 
 def load_catalog(settings: Settings | None = None) -> Catalog:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import CommitFailedException
 
 from datahub_assets.execute.checks import CheckOutcome, evaluate_checks
 from datahub_assets.execute.context import ExecContext
@@ -96,6 +97,10 @@ def publish_tables(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog,
         commit_tables(catalog, changes)  # every table (and e.g. the file ledger) or none
     except Exception as exc:
         _discard(catalog, tables, staged, branch, len(audited))
+        if isinstance(exc, CommitFailedException):
+            raise PipelineRunError(
+                f"{spec.file}: another run published to these tables first ({exc}); nothing "
+                "was published, run again") from exc
         raise PipelineRunError(f"{spec.file}: publishing failed, nothing was published: "
                                f"{exc}") from exc
     return outcomes

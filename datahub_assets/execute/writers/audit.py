@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 
 from pyiceberg.catalog import Catalog
-from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.exceptions import CommitFailedException, TableAlreadyExistsError
 from pyiceberg.table import Table
 from pyiceberg.table.refs import MAIN_BRANCH, SnapshotRefType
 from pyiceberg.table.snapshots import Snapshot
@@ -105,6 +105,11 @@ def audit_commit(staged: StagedWrite, branch: str) -> CommitResult:
         # a concurrent commit makes the catalog refuse the snapshot (its sequence number)
         if not staged.created:
             _check_main(staged, load_table(catalog, staged.ref), None, exc)
+        if isinstance(exc, CommitFailedException | TableAlreadyExistsError) or (
+                isinstance(exc, ValueError) and "sequence number" in str(exc)):
+            raise ConcurrentCommitError(
+                f"table {ident}: another run wrote to the table at the same time ({exc}); "
+                "nothing was published, run again") from exc
         raise
     table = load_table(catalog, staged.ref)
     _check_main(staged, table, table.snapshot_by_id(snapshot_id))
