@@ -2,7 +2,8 @@
 with lineage columns, and after the commit move every file out of landing.
 
 1. `plan_batch`: the files of each watched source, as requested by the sensor (run config
-   `files.<source id>`) or, for a run started by hand, every file the path matches now. A file
+   `files.<source id>`) or, for a run started by hand, the oldest `maxFilesPerRun` settled
+   files the path matches now. A file
    that is gone, outside the watched path or younger than `minAgeSeconds` is left alone (it
    stays in landing). Each file is validated (`ingest.validate`); an invalid file moves to
    `rejected/<date>/` at once with `<file>.reason.json`. Valid files whose fingerprint the
@@ -131,8 +132,11 @@ def plan_batch(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog,
         batch.stores[source.id], batch.patterns[source.id] = store, pattern
         if requested is not None and source.id in requested:
             infos = _requested(store, pattern, requested[source.id], batch)
-        else:
-            infos = list(store.list(pattern))
+        else:  # started by hand: the oldest maxFilesPerRun settled files
+            settled = [i for i in store.list(pattern)
+                       if now - i.modified >= source.watch.min_age_seconds]
+            infos = sorted(settled, key=lambda i: (i.modified, i.path))[
+                :source.watch.max_files_per_run]
         expected = schema_for(source.schema_ref, ctx) if source.schema_ref else None
         for info in sorted(set(infos), key=lambda i: (i.modified, i.path)):
             if now - info.modified < source.watch.min_age_seconds:

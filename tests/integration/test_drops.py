@@ -25,7 +25,7 @@ pytestmark = pytest.mark.spark
 PIPELINE = """<pipeline id="orders_raw" version="1.0.0" layer="raw">
   <sources>
     <csv id="orders" path="{path}"{schema}>
-      <watch minAgeSeconds="{min_age}" maxSizeBytes="1000"/>
+      <watch minAgeSeconds="{min_age}" maxSizeBytes="1000" maxFilesPerRun="{per_run}"/>
     </csv>
   </sources>
   <targets><table table="orders" mode="append"/></targets>
@@ -37,11 +37,11 @@ SCHEMA = """{"type": "record", "name": "orders", "fields": [
 OLD = time.time() - 3600
 
 
-def _project(settings, path="landing/orders/*.csv", schema=False, min_age=5):
+def _project(settings, path="landing/orders/*.csv", schema=False, min_age=5, per_run=500):
     app = settings.pipelines_dir / "shop"
     (app / "raw").mkdir(parents=True, exist_ok=True)
     attr = ' schemaRef="schemas/orders.avsc"' if schema else ""
-    text = PIPELINE.format(path=path, schema=attr, min_age=min_age)
+    text = PIPELINE.format(path=path, schema=attr, min_age=min_age, per_run=per_run)
     (app / "raw" / "orders.xml").write_text(text)
     if schema:
         (app / "schemas").mkdir(exist_ok=True)
@@ -338,3 +338,14 @@ def test_s3_drops_are_ingested_and_moved_on_a_real_s3_endpoint(spark, settings, 
     ctx2 = _ctx(spark, settings, "s3-rerun")
     ctx2.s3_client = lambda: client
     assert run_pipeline(spec, ctx2, catalog) == []
+
+
+def test_a_run_started_by_hand_takes_the_oldest_max_files_per_run(spark, settings):
+    spec = _project(settings, per_run=2)
+    landing = _landing(settings)
+    for i in range(3):
+        _drop(landing, f"f{i}.csv", f"order_id,amount\n{i},1\n", mtime=OLD + i)
+    catalog = load_catalog(settings)
+    run_pipeline(spec, _ctx(spark, settings, "manual"), catalog)
+    assert sorted(r[0] for r in _rows(spark, catalog)) == ["0", "1"]
+    assert [p.name for p in landing.iterdir()] == ["f2.csv"]
