@@ -9,6 +9,7 @@ shared by every asset that uses it.
 
 from __future__ import annotations
 
+import warnings
 from functools import cache
 
 import dagster as dg
@@ -142,10 +143,12 @@ def automation_sensors(project: Project) -> list[dg.SensorDefinition]:
         "datahub_automation", target=dg.AssetSelection.all() - dg.AssetSelection.assets(
             *follow_keys),
         default_status=dg.DefaultSensorStatus.RUNNING)]
-    for n, chunk in enumerate(chunks):
-        sensors.append(dg.AutomationConditionSensorDefinition(
-            f"datahub_follow_{n}", target=dg.AssetSelection.assets(*chunk),
-            default_status=dg.DefaultSensorStatus.RUNNING, use_user_code_server=True,
-            description="Materialises assets downstream of file drops when an upstream table "
-                        "has newer data (condition `after upstream changes`)."))
+    with warnings.catch_warnings():  # use_user_code_server is a beta parameter
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        for n, chunk in enumerate(chunks):
+            sensors.append(dg.AutomationConditionSensorDefinition(
+                f"datahub_follow_{n}", target=dg.AssetSelection.assets(*chunk),
+                default_status=dg.DefaultSensorStatus.RUNNING, use_user_code_server=True,
+                description="Materialises assets downstream of file drops when an upstream "
+                            "table has newer data (condition `after upstream changes`)."))
     return sensors
