@@ -99,6 +99,11 @@ class PipelineCheck:
             if watch is not None and self.p.layer != "raw":
                 self.err(watch, f"<watch> on source \"{src.id}\" is only allowed in raw-layer "
                                 f"pipelines; this pipeline's layer is {self.p.layer}")
+            if watch is not None and not any(isinstance(t, TableTarget)
+                                             for t in self.p.targets):
+                self.err(watch, f"<watch> on source \"{src.id}\" needs a <table> target: the "
+                                "rows and the record of the files they came from commit "
+                                "together to Iceberg")
             if watch is not None and src.incremental is not None:
                 self.err(src.incremental, f"source \"{src.id}\" has both <watch> and "
                                           "<incremental>: a watched source already reads each "

@@ -260,6 +260,13 @@ def test_watched_source_cannot_also_be_incremental(tmp_path):
            "remove <incremental>", file="app/raw/p.xml")
 
 
+def test_watched_source_needs_a_table_target(tmp_path):
+    text = pipeline(layer="raw", sources='<csv id="a" path="x/*.csv">\n<watch/>\n</csv>',
+                    targets='<csv path="out/a"/>')
+    expect(tmp_path, text, "<watch", 'source "a" needs a <table> target',
+           file="app/raw/p.xml")
+
+
 def test_target_asset_names_must_be_distinct(tmp_path):
     text = pipeline(layer="service", targets='<csv path="out/x/%Y"/>\n<csv path="more/x/%m"/>')
     expect(tmp_path, text, "more/x", 'target asset "x" is already defined at line',
