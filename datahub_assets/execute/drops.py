@@ -11,8 +11,9 @@ with lineage columns, and after the commit move every file out of landing.
    read again: they only move to processed/.
 2. `read_drops`: Spark reads the valid files through links in a run folder under
    `$DATAHUB_HOME/ingest/<run id>/` (S3 objects are downloaded there first: Spark has no S3
-   connector here). CSV files are read per distinct header and unioned by column name, so a
-   file with reordered columns cannot shift values. Every row gets `_source_file` (the path
+   connector here), one folder per read so Spark lists one path, not hundreds. CSV files
+   are read per distinct header and unioned by column name, so a file with reordered
+   columns cannot shift values. Every row gets `_source_file` (the path
    as landed), `_ingested_at` (the run's ingest time) and `_run_id`.
 3. The runner commits the table targets and the ledger entries (`ledger_entries`) in one
    catalog transaction (`writers.multi_commit`).
@@ -233,23 +234,38 @@ def cleanup(batch: DropBatch) -> None:
 
 # ---------------------------------------------------------------------------------- reading
 
-def _link(batch: DropBatch, f: DropFile, index: int) -> str:
-    """A local path Spark can read for `f`, named `<index><ext>` in the run folder."""
-    folder = batch.workdir / f.source_id
+def _link(batch: DropBatch, f: DropFile, folder: Path, index: int) -> str:
+    """`f` as `<folder>/<index><ext>`, a local file Spark can read: a hard link (it survives a
+    concurrent move of the original), else a symlink; S3 objects are downloaded."""
     folder.mkdir(parents=True, exist_ok=True)
     ext = "".join(Path(f.info.path).suffixes[-2:]) if f.info.path.endswith(".gz") \
         else Path(f.info.path).suffix
     target = folder / f"{index:06d}{ext}"
+    if target.exists():
+        return str(target)
     store = batch.stores[f.source_id]
-    local = store.localize(f.info.path, str(folder / "download"))
+    local = store.localize(f.info.path, str(batch.workdir / "_download" / f.source_id))
     if local != f.info.path:  # downloaded: take it over
         os.replace(local, target)
         return str(target)
     try:
-        os.link(local, target)  # a hard link survives a concurrent move of the original
+        os.link(local, target)
     except OSError:
         os.symlink(os.path.abspath(local), target)
     return str(target)
+
+
+def _folder(batch: DropBatch, files: list[DropFile], source_id: str,
+            group: int) -> tuple[str, dict[str, str]]:
+    """(folder, link name -> landed path) of one group of files. Spark reads the FOLDER: a
+    read of N paths makes Spark Connect list the N paths again at every analysis of the plan,
+    as a distributed job above 32 paths (measured 2.45 s per analysis at 500 paths, 0.19 s
+    for one folder)."""
+    folder = batch.workdir / source_id / f"g{group}"
+    names = {}
+    for i, f in enumerate(files):
+        names[Path(_link(batch, f, folder, i)).name] = f.info.path
+    return str(folder), names
 
 
 def _with_lineage(df: DataFrame, names: dict[str, str], batch: DropBatch,
@@ -278,41 +294,39 @@ def read_drops(source, ctx: ExecContext, batch: DropBatch) -> DataFrame:
     """Step 2 of the module doc: the valid new files of `source` with lineage columns.
     `source` may be a copy without schemaRef (onInvalid reads raw values first)."""
     files = batch.with_status(INGEST, source.id)
-    links = [(f, _link(batch, f, i)) for i, f in enumerate(files)]
     declared = schema_for(source.schema_ref, ctx) if source.schema_ref else None
     spark = ctx.spark
     frames: list[DataFrame] = []
     if source.kind == "csv":
-        groups: dict[tuple[str, ...] | None, list[tuple[DropFile, str]]] = {}
-        for f, link in links:
-            groups.setdefault(f.header if source.header else None, []).append((f, link))
+        groups: dict[tuple[str, ...] | None, list[DropFile]] = {}
+        for f in files:
+            groups.setdefault(f.header if source.header else None, []).append(f)
         opts = options(header=source.header, sep=source.delimiter, quote=source.quote,
                        escape=source.escape, encoding=source.encoding,
                        nullValue=source.null_value, dateFormat=source.date_format,
                        inferSchema=source.infer_schema and declared is None)
-        for header, group in groups.items():
+        for n, (header, group) in enumerate(groups.items()):
             reader = spark.read.options(**opts)
             schema = _csv_schema(header, declared) if header else declared
             if schema is not None:
                 reader = reader.schema(schema)
-            names = {Path(link).name: f.info.path for f, link in group}
-            df = _with_lineage(reader.csv([link for _, link in group]), names, batch,
-                               ctx.run_id)
+            folder, names = _folder(batch, group, source.id, n)
+            df = _with_lineage(reader.csv(folder), names, batch, ctx.run_id)
             if declared is not None and header:
                 df = df.select(*[F.col(f"`{c}`").alias(d.name) for d in declared.fields
                                  for c in header if c.lower() == d.name.lower()],
                                *LINEAGE_COLUMNS)
             frames.append(df)
     else:
+        folder, names = _folder(batch, files, source.id, 0)
         reader = spark.read
         if source.kind == "json":
             reader = reader.options(**options(multiLine=source.multiline))
             if declared is not None:
                 reader = reader.schema(declared)
-            df = reader.json([link for _, link in links])
+            df = reader.json(folder)
         else:
-            df = reader.option("mergeSchema", "true").parquet(*[link for _, link in links])
-        names = {Path(link).name: f.info.path for f, link in links}
+            df = reader.option("mergeSchema", "true").parquet(folder)
         df = _with_lineage(df, names, batch, ctx.run_id)
         if source.kind == "parquet" and declared is not None:
             df = df.select(*[F.col(f"`{d.name}`") for d in declared.fields], *LINEAGE_COLUMNS)
