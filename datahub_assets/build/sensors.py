@@ -88,6 +88,8 @@ def build_watch_sensor(spec: PipelineSpec, source) -> dg.SensorDefinition:
             settle(cursor, now,
                    active=_run_ids_by_batch(context.instance, name, _IN_PROGRESS),
                    failed=_run_ids_by_batch(context.instance, name, _FAILED, oldest - 1),
+                   succeeded=_run_ids_by_batch(context.instance, name,
+                                               [dg.DagsterRunStatus.SUCCESS], oldest - 1),
                    grace_seconds=grace, poll_seconds=watch.poll_seconds)
         plan = plan_tick(store.list(pattern), cursor, now,
                          min_age_seconds=watch.min_age_seconds,

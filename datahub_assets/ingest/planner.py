@@ -16,8 +16,11 @@ of landing, or they are listed again). A file whose run failed is asked for agai
 backoff that doubles per failure (poll interval x 2^attempts, at most an hour), so a broken
 pipeline does not start a run every tick. A batch whose run is not found yet stays in flight
 for a grace period (the daemon launches runs after the tick). Files are taken oldest first,
-at most `maxFilesPerRun` per run and `max_runs` runs per tick: a burst of 10,000 files
-becomes 20 runs of 500, and a backlog of any size costs one listing per tick.
+at most `maxFilesPerRun` per run, with at most `max_runs` batches in flight at once (runs of
+one pipeline commit one after another, so queueing more gains nothing): a burst of 10,000
+files becomes 20 runs of 500, a larger backlog waits in landing, the cursor stays below
+`max_runs` x `maxFilesPerRun` fingerprints (190 KB at 20 x 500), and a backlog of any size
+costs one listing per tick.
 """
 
 from __future__ import annotations
@@ -83,11 +86,14 @@ class TickPlan:
 
 
 def settle(cursor: WatchCursor, now: float, active: set[str], failed: set[str],
-           grace_seconds: float, poll_seconds: float) -> None:
-    """Forget the batches whose runs ended; files of failed runs wait for a backoff."""
+           grace_seconds: float, poll_seconds: float,
+           succeeded: frozenset[str] | set[str] = frozenset()) -> None:
+    """Forget the batches whose runs ended; files of failed runs wait for a backoff. A batch
+    with no run found (active or ended) stays in flight for `grace_seconds`."""
     for batch_id in list(cursor.batches):
         batch = cursor.batches[batch_id]
-        if batch_id in active or (batch_id not in failed and now - batch["at"] < grace_seconds):
+        ended = batch_id in failed or batch_id in succeeded
+        if batch_id in active or (not ended and now - batch["at"] < grace_seconds):
             continue
         del cursor.batches[batch_id]
         if batch_id in failed:
@@ -119,7 +125,9 @@ def plan_tick(listing: Iterable[FileInfo], cursor: WatchCursor, now: float, *,
     # retry entries of files no longer listed (moved, replaced) are dropped
     cursor.retry = {fp: v for fp, v in cursor.retry.items() if fp in listed_fps}
     new.sort(key=lambda item: (item[0].modified, item[0].path))
-    capacity = max_files_per_run * max_runs
+    # back-pressure: at most `max_runs` batches in flight (runs of one pipeline commit one
+    # after another anyway); the rest waits in landing, which keeps the cursor small
+    capacity = max_files_per_run * max(0, max_runs - len(cursor.batches))
     plan.left_for_next_tick = max(0, len(new) - capacity)
     new = new[:capacity]
     for start in range(0, len(new), max_files_per_run):

@@ -94,3 +94,28 @@ def test_cursor_round_trip_and_garbage():
     assert again.in_flight() == cursor.in_flight() and len(again.in_flight()) == 4
     assert WatchCursor.parse("not json").batches == {}
     assert WatchCursor.parse(None).batches == {}
+
+
+def test_no_more_than_max_runs_batches_are_in_flight():
+    files = _files(30)
+    first = _plan(files, max_files_per_run=5, max_runs=2)
+    assert [len(b.files) for b in first.batches] == [5, 5]
+    blocked = plan_tick(files, first.cursor, NOW + 30, min_age_seconds=10, max_files_per_run=5,
+                        max_runs=2)
+    assert blocked.batches == [] and blocked.left_for_next_tick == 20
+    assert len(blocked.cursor.in_flight()) == 10
+    (done, _) = blocked.cursor.batches
+    blocked.cursor.batches.pop(done)  # one run ended (its files moved out of landing)
+    listing = [f for f in files if short_fingerprint(f) in blocked.cursor.in_flight()
+               or f not in first.batches[0].files + first.batches[1].files]
+    nxt = plan_tick(listing, blocked.cursor, NOW + 60, min_age_seconds=10, max_files_per_run=5,
+                    max_runs=2)
+    assert [len(b.files) for b in nxt.batches] == [5]
+
+
+def test_a_batch_whose_run_succeeded_is_forgotten_at_once():
+    cursor = _plan(_files(2)).cursor
+    (batch_id,) = cursor.batches
+    settle(cursor, NOW + 1, active=set(), failed=set(), grace_seconds=120, poll_seconds=30,
+           succeeded={batch_id})
+    assert cursor.batches == {} and cursor.retry == {}
