@@ -10,7 +10,7 @@ export DAGSTER_HOME ?= $(DATAHUB_HOME)/dagster
 export DATAHUB_PIPELINES_DIR ?= $(CURDIR)/pipelines_xml
 export DATAHUB_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: setup demo dev test test-fast lint bench-load bench-tpch bench-overhead spark-stop clean
+.PHONY: setup demo dev test test-fast lint bench-load bench-tpch bench-overhead bench-watch-tick bench-watch-burst spark-stop clean
 
 setup: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 
@@ -57,6 +57,12 @@ bench-tpch: setup
 
 bench-overhead: setup
 	$(BIN)/python bench/run.py overhead
+
+bench-watch-tick: setup
+	$(BIN)/python bench/run.py watch-tick
+
+bench-watch-burst: setup
+	$(BIN)/python bench/run.py watch-burst
 
 spark-stop:
 	-$(BIN)/datahub spark stop

@@ -4,6 +4,8 @@
     .venv/bin/python bench/run.py tpch-platform   # the XML app through Dagster, ratio vs baseline
     .venv/bin/python bench/run.py load            # definitions validate at 0/200/2000/5000
     .venv/bin/python bench/run.py overhead        # 20-asset chain, seconds per asset
+    .venv/bin/python bench/run.py watch-tick      # file-drop sensor tick over 1k-100k files
+    .venv/bin/python bench/run.py watch-burst     # 10,000 small files ingested in batches
     .venv/bin/python bench/run.py all
 
 Extra arguments after the name go to that benchmark (e.g. `load --sizes 200 2000`).
@@ -25,6 +27,8 @@ MODULES = {
     "tpch-platform": ["bench.tpch.run_platform"],
     "load": ["bench.load.run_load"],
     "overhead": ["bench.overhead.run_overhead"],
+    "watch-tick": ["bench.watch tick"],
+    "watch-burst": ["bench.watch burst"],
 }
 ALL = ("tpch", "load", "overhead", "tpch-platform")
 
@@ -35,7 +39,7 @@ def run(name: str, extra: list[str]) -> int:
     rc = 0
     for module in MODULES[name]:
         print(f"== {name}: {module} {' '.join(extra)}", flush=True)
-        rc = rc or subprocess.call([str(PYTHON), "-m", module, *extra], cwd=ROOT, env=env)
+        rc = rc or subprocess.call([str(PYTHON), "-m", *module.split(), *extra], cwd=ROOT, env=env)
     return rc
 
 
