@@ -122,15 +122,20 @@ def _os_path(path: str) -> str:
     return path
 
 
+def _literal(store: FileStore, glob, pattern: str) -> Iterator[FileInfo]:
+    """A pattern without wildcards names one file: one stat, no listing."""
+    info = store.stat(pattern) if glob.lists(pattern) else None
+    if info is not None:
+        yield info
+
+
 class LocalStore:
     """Files on a local (or mounted) filesystem."""
 
     def list(self, pattern: str) -> Iterator[FileInfo]:
         glob = compiled(pattern)
         if glob.is_literal:
-            info = self.stat(pattern) if glob.lists(pattern) else None
-            if info is not None:
-                yield info
+            yield from _literal(self, glob, pattern)
             return
         for shown, entry in self._walk(glob, _os_path(glob.prefix), glob.prefix, 0):
             if glob.lists(shown):
@@ -261,9 +266,7 @@ class S3Store:
     def list(self, pattern: str) -> Iterator[FileInfo]:
         glob = compiled(pattern)
         if glob.is_literal:
-            info = self.stat(pattern) if glob.lists(pattern) else None
-            if info is not None:
-                yield info
+            yield from _literal(self, glob, pattern)
             return
         bucket, key_prefix = _split_s3(glob.prefix)
         base = glob.prefix[:len(glob.prefix) - len(key_prefix)]  # s3://bucket/
