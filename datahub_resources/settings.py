@@ -39,3 +39,9 @@ class Settings:
             spark_state_dir=_path("DATAHUB_SPARK_STATE", home / "spark"),
             dagster_home=_path("DAGSTER_HOME", home / "dagster"),
         )
+
+    def data_path(self, app: str, path: str) -> str:
+        """A data path: s3:// and absolute paths as written, else under DATAHUB_DATA_DIR/<app>/."""
+        if "://" in path or path.startswith("/"):
+            return path
+        return str(self.data_dir / app / path)

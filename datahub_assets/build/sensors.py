@@ -48,13 +48,6 @@ def sensor_name(spec: PipelineSpec, source_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", f"watch__{spec.app}__{spec.pipeline.id}__{source_id}")
 
 
-def watch_pattern(settings: Settings, app: str, path: str) -> str:
-    """The watched glob: `s3://` and absolute paths as written, else under the app's data dir."""
-    if "://" in path or path.startswith("/"):
-        return path
-    return str(settings.data_dir / app / path)
-
-
 def _run_ids_by_batch(instance: dg.DagsterInstance, name: str, statuses,
                       updated_after: float | None = None) -> set[str]:
     """Batch ids of this sensor's runs in `statuses` (updated after an epoch time)."""
@@ -80,7 +73,7 @@ def build_watch_sensor(spec: PipelineSpec, source) -> dg.SensorDefinition:
     def evaluate(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         started = time.monotonic()
         now = time.time()
-        pattern = watch_pattern(Settings.from_env(), spec.app, source.path)
+        pattern = Settings.from_env().data_path(spec.app, source.path)
         store = store_for(pattern, lambda: _client(context.resources.s3))
         cursor = WatchCursor.parse(context.cursor)
         if cursor.batches:

@@ -38,9 +38,7 @@ class ExecContext:
 
     def data_path(self, path: str) -> str:
         """A data path: s3:// and absolute paths as written, else under DATAHUB_DATA_DIR/<app>/."""
-        if "://" in path or path.startswith("/"):
-            return path
-        return str(self.settings.data_dir / self.app / path)
+        return self.settings.data_path(self.app, path)
 
     def app_path(self, path: str) -> str:
         """A schemaRef/lookup path: s3:// and absolute as written, else under the app folder."""
