@@ -14,7 +14,7 @@ from functools import cache
 
 import dagster as dg
 
-from datahub_assets.spec.models import FILE_SOURCE_KINDS, PipelineSpec, Project, TableRef
+from datahub_assets.spec.models import PipelineSpec, Project, TableRef
 
 
 @cache
@@ -84,8 +84,7 @@ def watched_closure(project: Project) -> set[TableRef]:
     frontier = [
         t.ref
         for spec in project.pipelines
-        if any(getattr(s, "watch", None) is not None and s.kind in FILE_SOURCE_KINDS
-               for s in spec.pipeline.sources)
+        if spec.watched_sources
         for t in spec.targets
     ]
     seen: set[TableRef] = set()

@@ -15,7 +15,6 @@ from dagster_aws.s3 import S3Resource
 from datahub_assets.build.automation import condition_for
 from datahub_assets.build.checks import check_specs
 from datahub_assets.build.keys import asset_key, op_name, owners, split_tags
-from datahub_assets.build.sensors import watched_sources
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.drops import REJECTED
 from datahub_assets.execute.outcomes import ChecksFailed, TargetOutcome
@@ -168,7 +167,7 @@ def build_pipeline_asset(spec: PipelineSpec, pipelines_dir: Path,
     A pipeline with watched file sources takes its batch of files from the run config and
     may materialise nothing (every file rejected or already ingested): its specs are then
     skippable, and its checks optional (can_subset), so downstream assets do not run."""
-    is_drop = bool(watched_sources(spec))
+    is_drop = bool(spec.watched_sources)
     specs = [_asset_spec(spec, t, pipelines_dir, downstream_of_watch) for t in spec.targets]
     if is_drop:
         specs = [s.replace_attributes(skippable=True) for s in specs]

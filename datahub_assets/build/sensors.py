@@ -24,7 +24,7 @@ import dagster as dg
 from datahub_assets.build.keys import asset_key, op_name
 from datahub_assets.ingest.planner import WatchCursor, plan_tick, settle
 from datahub_assets.ingest.store import store_for
-from datahub_assets.spec.models import FILE_SOURCE_KINDS, PipelineSpec, Project
+from datahub_assets.spec.models import PipelineSpec, Project
 from datahub_resources.settings import Settings
 
 WATCH_TAG = "datahub/watch"
@@ -36,12 +36,6 @@ _IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
                 dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
                 dg.DagsterRunStatus.CANCELING]
 _FAILED = [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
-
-
-def watched_sources(spec: PipelineSpec) -> list:
-    """The file sources of `spec` that carry `<watch>` (raw layer only, by validation)."""
-    return [s for s in spec.pipeline.sources
-            if s.kind in FILE_SOURCE_KINDS and getattr(s, "watch", None) is not None]
 
 
 def sensor_name(spec: PipelineSpec, source_id: str) -> str:
@@ -57,12 +51,6 @@ def _run_ids_by_batch(instance: dg.DagsterInstance, name: str, statuses,
     return {r.dagster_run.tags.get(BATCH_TAG, "") for r in instance.get_run_records(filters)}
 
 
-def _client(s3):
-    """A boto3 client from the `s3` resource (sensors get the client itself)."""
-    return s3.get_client() if hasattr(s3, "get_client") and not hasattr(s3, "list_objects_v2") \
-        else s3
-
-
 def build_watch_sensor(spec: PipelineSpec, source) -> dg.SensorDefinition:
     name = sensor_name(spec, source.id)
     watch = source.watch
@@ -74,7 +62,8 @@ def build_watch_sensor(spec: PipelineSpec, source) -> dg.SensorDefinition:
         started = time.monotonic()
         now = time.time()
         pattern = Settings.from_env().data_path(spec.app, source.path)
-        store = store_for(pattern, lambda: _client(context.resources.s3))
+        # a sensor's `s3` resource is the boto3 client S3Resource makes
+        store = store_for(pattern, lambda: context.resources.s3)
         cursor = WatchCursor.parse(context.cursor)
         if cursor.batches:
             oldest = min(b["at"] for b in cursor.batches.values())
@@ -122,4 +111,4 @@ def build_watch_sensor(spec: PipelineSpec, source) -> dg.SensorDefinition:
 
 def watch_sensors(project: Project) -> list[dg.SensorDefinition]:
     return [build_watch_sensor(spec, source)
-            for spec in project.pipelines for source in watched_sources(spec)]
+            for spec in project.pipelines for source in spec.watched_sources]

@@ -44,15 +44,10 @@ from datahub_assets.ingest.fileinfo import FileInfo
 from datahub_assets.ingest.ledger import LedgerEntry, ingested, ledger_ref
 from datahub_assets.ingest.store import FileStore, default_s3_client, store_for
 from datahub_assets.ingest.validate import Rejection, reason_document, validate_file
-from datahub_assets.spec.models import FILE_SOURCE_KINDS, PipelineSpec, TableRef
+from datahub_assets.spec.models import PipelineSpec, TableRef
 
 LINEAGE_COLUMNS = ("_source_file", "_ingested_at", "_run_id")
 INGEST, REJECTED, DUPLICATE = "ingest", "rejected", "duplicate"
-
-
-def watched(spec: PipelineSpec) -> list:
-    return [s for s in spec.pipeline.sources
-            if s.kind in FILE_SOURCE_KINDS and getattr(s, "watch", None) is not None]
 
 
 @dataclass
@@ -115,10 +110,6 @@ class DropBatch:
         }
 
 
-def _pattern(ctx: ExecContext, source) -> str:
-    return ctx.data_path(source.path)
-
-
 def plan_batch(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog,
                requested: dict[str, list[str]] | None,
                s3_client: Callable | None = None, now: float | None = None) -> DropBatch:
@@ -127,8 +118,8 @@ def plan_batch(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog,
                       ingested_at=datetime.now(UTC),
                       workdir=ctx.settings.home / "ingest" / ctx.run_id)
     now = now if now is not None else batch.ingested_at.timestamp()
-    for source in watched(spec):
-        pattern = _pattern(ctx, source)
+    for source in spec.watched_sources:
+        pattern = ctx.data_path(source.path)
         store = store_for(pattern, s3_client or default_s3_client)
         batch.stores[source.id], batch.patterns[source.id] = store, pattern
         if requested is not None and source.id in requested:

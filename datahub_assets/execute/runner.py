@@ -31,7 +31,6 @@ from datahub_assets.execute.drops import (
     plan_batch,
     read_drops,
     reject_batch,
-    watched,
 )
 from datahub_assets.execute.incremental import WatermarkState, load_state, read_incremental
 from datahub_assets.execute.outcomes import ChecksFailed, PipelineRunError, TargetOutcome
@@ -149,7 +148,7 @@ def run_pipeline(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog,
     and returns no outcome."""
     if ctx.read_table is None:
         ctx.read_table = lambda ref: read_table(ctx.spark, catalog, ref)
-    if not watched(spec):
+    if not spec.watched_sources:
         return _run(spec, ctx, catalog, None)
     drops = ctx.drops = plan_batch(spec, ctx, catalog, files, ctx.s3_client)
     try:

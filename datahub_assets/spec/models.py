@@ -544,6 +544,12 @@ class PipelineSpec(BaseModel):
     def layer(self) -> str:
         return self.pipeline.layer
 
+    @property
+    def watched_sources(self) -> list:
+        """The file sources carrying `<watch>` (file drops; raw layer only, by validation)."""
+        return [s for s in self.pipeline.sources
+                if s.kind in FILE_SOURCE_KINDS and getattr(s, "watch", None) is not None]
+
 
 class Project(BaseModel):
     """Every validated pipeline under DATAHUB_PIPELINES_DIR."""
