@@ -14,6 +14,8 @@ from functools import cache
 
 import dagster as dg
 
+from datahub_assets.build.checks import check_specs
+from datahub_assets.build.keys import asset_key
 from datahub_assets.spec.models import PipelineSpec, Project, TableRef
 
 
@@ -123,15 +125,10 @@ def automation_sensors(project: Project) -> list[dg.SensorDefinition]:
     number of assets; `UpstreamNewer` is Python, so the assets that follow file drops are
     evaluated on the code server by `datahub_follow_<n>` sensors of at most 450 assets and
     checks each. All run by default."""
-    from datahub_assets.build.keys import asset_key
-    from datahub_assets.spec.check_targets import checks_by_target
-
-    following = followers(project, watched_closure(project))
     chunks: list[list[dg.AssetKey]] = []
     size = MAX_ENTITIES_PER_SENSOR
-    for spec in following:
-        checks = sum(len(v) for v in checks_by_target(spec).values()) + len(spec.targets)
-        entities = len(spec.targets) + checks
+    for spec in followers(project, watched_closure(project)):
+        entities = len(spec.targets) + len(check_specs(spec))
         if size + entities > MAX_ENTITIES_PER_SENSOR:
             chunks.append([])
             size = 0
