@@ -49,7 +49,6 @@ from datahub_assets.spec.check_targets import checks_by_target, table_targets
 from datahub_assets.spec.models import (
     CsvTarget,
     PipelineSpec,
-    ResolvedTarget,
     TableRef,
     TableTarget,
 )
@@ -181,14 +180,14 @@ def _commit_ledger_only(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog,
                                    f"{drops.ledger.identifier} failed: {exc}") from exc
 
 
-def _ledger_changes(ctx: ExecContext, catalog: Catalog, drops: DropBatch,
-                    tables: list[ResolvedTarget]):
+def _ledger_changes(ctx: ExecContext, catalog: Catalog, drops: DropBatch):
     """The ledger append to publish with the tables, with rows per file from the first table
-    target's audited snapshot when it keeps `_source_file`."""
+    target's audited snapshot when it keeps `_source_file` (a watched pipeline has a table
+    target: validation)."""
     def build(outcomes: list[TargetOutcome]) -> list[TableChange]:
         first = outcomes[0]
-        rows = _rows_by_file(ctx, catalog, first) if tables else {}
-        entries = ledger_entries(drops, ctx, first.snapshot_id, rows)
+        entries = ledger_entries(drops, ctx, first.snapshot_id,
+                                 _rows_by_file(ctx, catalog, first))
         ledger = ensure_ledger(catalog, drops.ledger)
         current = ledger.current_snapshot()
         drops.ledger_before = current.snapshot_id if current else None
@@ -246,7 +245,7 @@ def _run(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog,
         spec, ctx, catalog, tables, staged,
         extra={ref: {**extra, **p.extra, **drop_meta} for ref, p in prepared.items()},
         pre_checks={ref: p.checks for ref, p in prepared.items()},
-        with_changes=_ledger_changes(ctx, catalog, drops, tables) if drops else None,
+        with_changes=_ledger_changes(ctx, catalog, drops) if drops else None,
     )
     outcomes: dict[TableRef, TargetOutcome] = {o.ref: o for o in published}
     try:
