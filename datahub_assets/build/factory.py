@@ -141,7 +141,7 @@ def _check_results(outcome: TargetOutcome, published: bool):
 FILES_CONFIG = dg.Field(
     dg.Map(str, [str]), is_required=False,
     description="File drops to ingest, by source id (set by the watch sensor). Leave it out "
-    "to ingest every file the watched path matches now.")
+    "to ingest the oldest maxFilesPerRun settled files the watched path matches now.")
 
 
 def _drop_events(spec: PipelineSpec, drops, materialized: bool):
