@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what pip cannot: Java 17 (for the local Spark Connect server) and the
-# PostgreSQL/MariaDB JDBC jars, from Debian packages, only when missing.
+# PostgreSQL/MariaDB JDBC jars, and the PostgreSQL and MariaDB servers that tests and the
+# demo start privately, from Debian packages, only when missing.
 set -euo pipefail
 need=()
 command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
@@ -9,6 +10,7 @@ command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need+=(postgresql)
 fi
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "installing system packages: ${need[*]}"
 SUDO=""

@@ -38,48 +38,64 @@ def settings(tmp_path, monkeypatch):
     return Settings.from_env()
 
 
-def _pg_bin() -> Path:
-    import glob
-    import shutil
-
-    found = shutil.which("initdb")
-    if found:
-        return Path(found).resolve().parent
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not candidates:
-        raise RuntimeError("PostgreSQL binaries not found: `make setup` installs `postgresql`")
-    return Path(candidates[-1]).parent
+APP_USER_PASSWORD = "s3cr3t-P@ss:w0rd'\\\\"
 
 
 @pytest.fixture(scope="session")
-def postgres_url():
-    """A private PostgreSQL cluster (initdb in a temp dir) on a free loopback port."""
-    import os
+def postgres_server():
+    """A private PostgreSQL cluster (initdb in a temp dir) on a free loopback port, with a
+    password-only role `app_user` (password in `APP_USER_PASSWORD`) besides trust `datahub`."""
     import shutil
-    import socket
-    import subprocess
     import tempfile
 
-    bin_dir = _pg_bin()
+    from datahub_resources import local_servers
+
     # not under pytest's tmp root: that is private to root and the cluster runs as postgres
     root = Path(tempfile.mkdtemp(prefix="datahub-pg-"))
-    data = root / "data"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    prefix: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses root: run the cluster as the postgres user
-        shutil.chown(root, "postgres")
-        prefix = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(prefix + [str(bin_dir / "initdb"), "-D", str(data), "-U", "datahub",
-                             "--auth=trust", "-E", "UTF8"], check=True, capture_output=True)
-    subprocess.run(prefix + [str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l",
-                             str(root / "pg.log"), "-o",
-                             f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"],
-                   check=True, capture_output=True)
+    server = local_servers.start_postgres(root)
+    local_servers.add_password_user(server, "app_user", APP_USER_PASSWORD)
     try:
-        yield f"postgresql+psycopg://datahub@127.0.0.1:{port}/postgres"
+        yield server
     finally:
-        subprocess.run(prefix + [str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast",
-                                 "stop"], capture_output=True)
+        local_servers.stop(root)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server):
+    """The private PostgreSQL server as a SQLAlchemy URL (the Iceberg SQL catalog's form)."""
+    return postgres_server.sqlalchemy_url
+
+
+@pytest.fixture(scope="session")
+def mariadb_server():
+    """A private MariaDB server (mariadb-install-db in a temp dir), root without password."""
+    import shutil
+    import tempfile
+
+    from datahub_resources import local_servers
+
+    root = Path(tempfile.mkdtemp(prefix="datahub-mariadb-"))
+    server = local_servers.start_mariadb(root)
+    try:
+        yield server
+    finally:
+        local_servers.stop(root)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mongo_server():
+    """The nx-27017 MongoDB-wire server on a free loopback port, data in a temp dir."""
+    import shutil
+    import tempfile
+
+    from datahub_resources import local_servers
+
+    root = Path(tempfile.mkdtemp(prefix="datahub-mongo-"))
+    server = local_servers.start_mongo(root)
+    try:
+        yield server
+    finally:
+        local_servers.stop(root)
         shutil.rmtree(root, ignore_errors=True)

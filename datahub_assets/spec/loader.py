@@ -166,9 +166,16 @@ def _resolve(state: _State) -> list[PipelineSpec]:
         specs.append(PipelineSpec(
             app=item.app, file=item.file, line=_line(item.pipeline), pipeline=item.pipeline,
             targets=tuple(item.targets), upstream=upstream, source_refs=refs,
-            owner=meta.owner or config.owner, tags={**config.tags, **meta.tags}))
+            owner=meta.owner or config.owner, tags={**config.tags, **meta.tags},
+            connections=_connections_used(item.pipeline, config)))
     _cycles(state, edges)
     return sorted(specs, key=lambda s: (s.app, s.file))
+
+
+def _connections_used(pipeline, config) -> dict:
+    names = {getattr(n, "connection", None) for n in (*pipeline.sources, *pipeline.targets)}
+    return {name: config.connections[name] for name in sorted(names - {None})
+            if name in config.connections}
 
 
 def _source_refs(state: _State, item: _Loaded, tables: dict) -> dict[str, TableRef]:

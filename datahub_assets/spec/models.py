@@ -124,16 +124,26 @@ class ParquetSource(_SourceBase):
     on_invalid: OnInvalid | None = Field(default=None, description=_ON_INVALID_HELP)
 
 
+IsolationLevel = Literal["READ_UNCOMMITTED", "READ_COMMITTED", "REPEATABLE_READ",
+                         "SERIALIZABLE", "NONE"]
+
+
 class DatabaseSource(_SourceBase):
     kind: Literal["database"] = "database"
-    jdbc_url: str | None = None
+    jdbc_url: str | None = Field(
+        default=None, description="jdbc:postgresql://, jdbc:mariadb:// or jdbc:mysql:// URL "
+        "without credentials; or use connection=.")
     connection: str | None = Field(default=None, description="Name in app.yaml connections.")
-    user_secret_ref: str | None = None
-    fetch_size: int | None = None
-    partition_column: str | None = None
-    num_partitions: int | None = None
+    user_secret_ref: str | None = Field(
+        default=None, description="Secret holding `user:password` for the database.")
+    fetch_size: int | None = Field(default=None, ge=1, description="Rows per JDBC round trip.")
+    partition_column: str | None = Field(
+        default=None, description="Numeric, date or timestamp column to split parallel reads on.")
+    num_partitions: int | None = Field(
+        default=None, ge=1, description="Parallel JDBC connections (with partitionColumn).")
     schema_ref: str | None = None
-    isolation_level: str | None = None
+    isolation_level: IsolationLevel | None = Field(
+        default=None, description="Transaction isolation of the read connections.")
     sql: str | None = Field(default=None, description="Query with :named parameters.")
     table_name: str | None = Field(default=None, description="<table name=...> full load.")
 
@@ -142,13 +152,18 @@ class MongoSource(_SourceBase):
     kind: Literal["mongo"] = "mongo"
     database: str
     collection: str
-    uri_secret_ref: str | None = None
-    connection: str | None = None
-    flatten: bool = False
-    sample_size: int = 1000
-    schema_ref: str | None = None
+    uri_secret_ref: str | None = Field(
+        default=None, description="Secret holding the mongodb:// URI; or use connection=.")
+    connection: str | None = Field(default=None, description="Name in app.yaml connections.")
+    flatten: bool = Field(default=False, description="Nested documents to parent_child columns.")
+    sample_size: int = Field(default=1000, ge=1, description="Documents sampled to infer the "
+                             "schema when no schemaRef pins it.")
+    schema_ref: str | None = Field(default=None, description="Pinned JSON schema of documents.")
     filter: str | None = Field(default=None, description="JSON filter document.")
     projection: str | None = Field(default=None, description="JSON projection document.")
+    on_invalid: OnInvalid | None = Field(
+        default=None, description="Documents that do not fit schemaRef: fail the run, "
+        "quarantine them with the reason, or drop them (default fail with a schemaRef).")
 
 
 class TableSource(_SourceBase):
@@ -471,9 +486,11 @@ class Pipeline(Node):
 
 
 class Connection(Node):
-    jdbc_url: str | None = None
-    user_secret_ref: str | None = None
-    uri_secret_ref: str | None = None
+    """A named database endpoint in app.yaml (contract section 7)."""
+
+    jdbc_url: str | None = Field(default=None, description="JDBC URL without credentials.")
+    user_secret_ref: str | None = Field(default=None, description="Secret: `user:password`.")
+    uri_secret_ref: str | None = Field(default=None, description="Secret: a mongodb:// URI.")
 
 
 class AppConfig(Node):
@@ -535,6 +552,20 @@ class PipelineSpec(BaseModel):
     )
     owner: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
+    connections: dict[str, Connection] = Field(
+        default_factory=dict, description="The app.yaml connections this pipeline names.")
+
+    def endpoint(self, node: Any) -> Connection:
+        """Where a database/mongo source or target connects: its own attributes, else those of
+        its `connection=` (validation guarantees the connection exists)."""
+        named = self.connections.get(node.connection) if getattr(node, "connection", None) \
+            else None
+        base = named or Connection()
+        return Connection(
+            jdbc_url=getattr(node, "jdbc_url", None) or base.jdbc_url,
+            user_secret_ref=getattr(node, "user_secret_ref", None) or base.user_secret_ref,
+            uri_secret_ref=getattr(node, "uri_secret_ref", None) or base.uri_secret_ref,
+        )
 
     @property
     def key(self) -> str:

@@ -1,0 +1,215 @@
+"""JDBC endpoints of `database` sources and targets: dialect, credentials, connections.
+
+One place knows what a JDBC URL means:
+- `Dialect` of a URL (`jdbc:postgresql:`, `jdbc:mariadb:`, `jdbc:mysql:`): the JDBC driver
+  class Spark loads, identifier quoting, typed and escaped SQL literals, and how Python opens
+  the same database (psycopg for PostgreSQL, PyMySQL for MariaDB/MySQL) for the statements
+  Spark cannot run (bounds, staging-table swaps, upserts).
+- `Endpoint`: URL plus credentials resolved from `userSecretRef` (a secret holding
+  `user:password`, or `user` alone). Its repr and every message built here name the secret,
+  never its value; `scrub()` removes the password from driver errors before they are raised.
+
+The URL itself must not carry credentials (validation refuses `user=`/`password=` in it and
+`user:pass@` authorities), so plans, logs and the UI can show it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from datahub_resources import secrets
+
+SUPPORTED_SCHEMES = ("postgresql", "mariadb", "mysql")
+URL = re.compile(r"^jdbc:(?P<scheme>[a-z0-9]+):(?P<rest>//.*)$", re.IGNORECASE)
+
+
+class JdbcError(ValueError):
+    """A JDBC URL, credential or database statement problem (never carries a secret)."""
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    """postgresql | mariadb (MySQL URLs use the MariaDB dialect and driver)."""
+    driver: str
+    """JDBC driver class on the Spark server's classpath."""
+
+    def quote(self, identifier: str) -> str:
+        """A quoted identifier; dotted names (`schema.table`) are quoted per part."""
+        q = '"' if self.name == "postgresql" else "`"
+        return ".".join(q + part.replace(q, q + q) + q for part in identifier.split("."))
+
+    def literal(self, value: Any) -> str:
+        """`value` as a typed SQL literal of this dialect: a parameter value can only ever be
+        one literal, never change the statement around it."""
+        if value is None:
+            return "NULL"
+        if isinstance(value, bool):
+            return "TRUE" if value else "FALSE"
+        if isinstance(value, int):
+            return str(int(value))
+        if isinstance(value, float):
+            if value != value or value in (float("inf"), float("-inf")):
+                raise JdbcError(f"parameter value {value!r} has no SQL literal")
+            return repr(float(value))
+        if isinstance(value, Decimal):
+            if not value.is_finite():
+                raise JdbcError(f"parameter value {value!r} has no SQL literal")
+            return format(value, "f")
+        if isinstance(value, datetime):
+            text = value.isoformat(sep=" ", timespec="microseconds")
+            if value.tzinfo is not None:
+                # both dialects compare against the session's zone; Spark runs in UTC
+                text = value.astimezone(UTC).replace(tzinfo=None).isoformat(
+                    sep=" ", timespec="microseconds")
+            return f"TIMESTAMP '{text}'"
+        if isinstance(value, date):
+            return f"DATE '{value.isoformat()}'"
+        return self.string(str(value))
+
+    def string(self, text: str) -> str:
+        """A string literal: quotes doubled; MariaDB/MySQL also treat backslash as an escape
+        character (unless NO_BACKSLASH_ESCAPES), so backslashes are doubled there. NUL bytes
+        have no literal and are refused."""
+        if "\x00" in text:
+            raise JdbcError("a parameter value contains a NUL byte, which no SQL string can hold")
+        body = text.replace("'", "''")
+        if self.name != "postgresql":
+            body = body.replace("\\", "\\\\")
+            return f"'{body}'"
+        # PostgreSQL: standard_conforming_strings (on by default) leaves backslashes literal;
+        # E'' makes that independent of the server setting.
+        return "E'" + body.replace("\\", "\\\\") + "'"
+
+DIALECTS = {
+    "postgresql": Dialect("postgresql", "org.postgresql.Driver"),
+    "mariadb": Dialect("mariadb", "org.mariadb.jdbc.Driver"),
+    "mysql": Dialect("mariadb", "org.mariadb.jdbc.Driver"),
+}
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be used (None: it can). Checked at load time by validation."""
+    m = URL.match(url.strip())
+    if not m:
+        return ("is not a JDBC URL; allowed: jdbc:postgresql://host:port/db, "
+                "jdbc:mariadb://host:port/db, jdbc:mysql://host:port/db")
+    scheme = m["scheme"].lower()
+    if scheme not in SUPPORTED_SCHEMES:
+        return (f"uses the unsupported JDBC scheme {scheme!r}; allowed: "
+                + ", ".join(SUPPORTED_SCHEMES))
+    parts = urlsplit("x:" + m["rest"])
+    if parts.username or parts.password:
+        return "carries credentials; put them in the secret named by userSecretRef"
+    if any(k.lower() in ("user", "password") for k, _ in parse_qsl(parts.query)):
+        return "carries user=/password=; put them in the secret named by userSecretRef"
+    if not parts.hostname:
+        return "names no host"
+    return None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A JDBC URL with its resolved credentials."""
+
+    url: str
+    dialect: Dialect
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    secret_ref: str | None = None
+
+    @property
+    def host(self) -> str:
+        return _split(self.url).hostname or "localhost"
+
+    @property
+    def port(self) -> int:
+        return _split(self.url).port or (5432 if self.dialect.name == "postgresql" else 3306)
+
+    @property
+    def database(self) -> str:
+        return unquote(_split(self.url).path.lstrip("/")) or (
+            "postgres" if self.dialect.name == "postgresql" else "")
+
+    @property
+    def url_params(self) -> dict[str, str]:
+        return dict(parse_qsl(_split(self.url).query))
+
+    def spark_options(self) -> dict[str, str]:
+        """Options of Spark's JDBC data source (credentials included: never log these)."""
+        opts = {"url": self.url, "driver": self.dialect.driver}
+        if self.user is not None:
+            opts["user"] = self.user
+        if self.password is not None:
+            opts["password"] = self.password
+        return opts
+
+    def connect(self, autocommit: bool = False):
+        """A Python DB-API connection to the same database."""
+        try:
+            if self.dialect.name == "postgresql":
+                import psycopg
+
+                return psycopg.connect(host=self.host, port=self.port, dbname=self.database,
+                                       user=self.user, password=self.password,
+                                       autocommit=autocommit, connect_timeout=30)
+            import pymysql
+
+            return pymysql.connect(host=self.host, port=self.port, user=self.user or "root",
+                                   password=self.password or "", database=self.database or None,
+                                   autocommit=autocommit, connect_timeout=30, charset="utf8mb4")
+        except Exception as exc:
+            raise JdbcError(f"cannot connect to {self.url}: {self.scrub(str(exc))}") from None
+
+    def scrub(self, text: str) -> str:
+        """`text` with the password (and its URL-encoded form) replaced by `***`."""
+        if self.password:
+            for form in {self.password, _quote(self.password)}:
+                text = text.replace(form, "***")
+        return text
+
+
+def _split(url: str):
+    m = URL.match(url.strip())
+    if not m:
+        raise JdbcError(f"{url!r} is not a JDBC URL")
+    return urlsplit("x:" + m["rest"])
+
+
+def _quote(text: str) -> str:
+    from urllib.parse import quote
+
+    return quote(text, safe="")
+
+
+def dialect_of(url: str) -> Dialect:
+    problem = url_problem(url)
+    if problem:
+        raise JdbcError(f"jdbcUrl {url!r} {problem}")
+    return DIALECTS[URL.match(url.strip())["scheme"].lower()]
+
+
+def endpoint(url: str, user_secret_ref: str | None) -> Endpoint:
+    """The endpoint of `url` with the credentials of secret `user_secret_ref`
+    (`user:password`; a value without a colon is a user with no password)."""
+    dialect = dialect_of(url)
+    user = password = None
+    if user_secret_ref:
+        value = secrets.resolve(user_secret_ref)
+        user, sep, rest = value.partition(":")
+        password = rest if sep else None
+    return Endpoint(url=url.strip(), dialect=dialect, user=user or None, password=password,
+                    secret_ref=user_secret_ref)
+
+
+def endpoint_for(spec, node) -> Endpoint:
+    """The endpoint a `database` source or target of `spec` connects to."""
+    conn = spec.endpoint(node)
+    if not conn.jdbc_url:
+        raise JdbcError(f"<database> {getattr(node, 'id', None) or ''} has no jdbcUrl")
+    return endpoint(conn.jdbc_url, conn.user_secret_ref)

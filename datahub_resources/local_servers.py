@@ -1,0 +1,281 @@
+"""Private database servers on loopback, for tests and for `make demo` (never production).
+
+Each server lives in a folder of its own (data, socket, log, `server.json`), listens on a free
+127.0.0.1 port and is stopped by `stop()`. The same code serves the test fixtures and the
+`crm` example app of `datahub demo`, so the demo runs against the servers the tests prove.
+
+- PostgreSQL: `initdb` (Debian's `postgresql`), trust auth on loopback for the superuser
+  `datahub`; `add_password_user` adds a role that must log in with a password (scram).
+- MariaDB: `mariadb-install-db` (Debian's `mariadb-server`), root without a password over TCP.
+- MongoDB wire protocol: the `nx-27017` server (a MongoDB-wire server on SQLite, from PyPI).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+START_TIMEOUT_S = 60
+
+
+class LocalServerError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class LocalServer:
+    kind: str
+    """postgres | mariadb | mongo"""
+    root: str
+    port: int
+    pid: int
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    def jdbc_url(self, database: str) -> str:
+        scheme = {"postgres": "postgresql", "mariadb": "mariadb"}[self.kind]
+        return f"jdbc:{scheme}://127.0.0.1:{self.port}/{database}"
+
+    @property
+    def mongo_uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The PostgreSQL server as a SQLAlchemy URL (the Iceberg SQL catalog's form)."""
+        return f"postgresql+psycopg://datahub@127.0.0.1:{self.port}/postgres"
+
+    def alive(self) -> bool:
+        return _pid_alive(self.pid) and _port_open(self.port)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _pid_alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie left by a server this process started counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    if state == "Z":
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        return False
+    return True
+
+
+def _as_service_user(root: Path, user: str) -> list[str]:
+    """Database servers refuse to run as root: hand `root` to `user` and run as it."""
+    if os.geteuid() != 0:
+        return []
+    subprocess.run(["chown", "-R", f"{user}:", str(root)], check=True)
+    return ["runuser", "-u", user, "--"]
+
+
+def _wait(proc_pid: int, port: int, log: Path, what: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if _port_open(port):
+            return
+        if not _pid_alive(proc_pid):
+            break
+        time.sleep(0.2)
+    tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
+    raise LocalServerError(f"{what} did not start on port {port}; log {log}:\n{tail}")
+
+
+def _record(server: LocalServer) -> LocalServer:
+    (Path(server.root) / "server.json").write_text(json.dumps(asdict(server)))
+    return server
+
+
+def running(root: Path) -> LocalServer | None:
+    """The server recorded in `root`, if it is up."""
+    state = root / "server.json"
+    if not state.exists():
+        return None
+    server = LocalServer(**json.loads(state.read_text()))
+    return server if server.alive() else None
+
+
+# ----------------------------------------------------------------------------- PostgreSQL
+
+
+def pg_bin() -> Path:
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not candidates:
+        raise LocalServerError("PostgreSQL binaries not found: `make setup` installs `postgresql`")
+    return Path(candidates[-1]).parent
+
+
+def start_postgres(root: Path) -> LocalServer:
+    """A private PostgreSQL cluster in `root` (made on first use, reused after)."""
+    root.mkdir(parents=True, exist_ok=True)
+    up = running(root)
+    if up is not None:
+        return up
+    bin_dir, data, log = pg_bin(), root / "data", root / "pg.log"
+    prefix = _as_service_user(root, "postgres")
+    if not (data / "PG_VERSION").exists():
+        subprocess.run(prefix + [str(bin_dir / "initdb"), "-D", str(data), "-U", "datahub",
+                                 "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"],
+                       check=True, capture_output=True)
+    port = free_port()
+    subprocess.run(prefix + [str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(log),
+                             "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
+                             "start"], check=True, capture_output=True)
+    pid = int((data / "postmaster.pid").read_text().split()[0])
+    return _record(LocalServer("postgres", str(root), port, pid))
+
+
+def add_password_user(server: LocalServer, user: str, password: str) -> None:
+    """A role that must authenticate with `password` (scram-sha-256) over TCP, superuser so
+    tests can use it for anything; other roles keep trust."""
+    import psycopg
+    from psycopg import sql
+
+    hba = Path(server.root) / "data" / "pg_hba.conf"
+    line = f"host all {user} 127.0.0.1/32 scram-sha-256\n"
+    text = hba.read_text()
+    if line not in text:
+        hba.write_text(line + text)
+    with psycopg.connect(host="127.0.0.1", port=server.port, user="datahub",
+                         dbname="postgres", autocommit=True) as conn:
+        exists = conn.execute("select 1 from pg_roles where rolname = %s", (user,)).fetchone()
+        verb = "alter" if exists else "create"
+        conn.execute(sql.SQL("{} role {} with login superuser password {}").format(
+            sql.SQL(verb), sql.Identifier(user), sql.Literal(password)))
+        conn.execute("select pg_reload_conf()")
+
+
+def create_database(server: LocalServer, name: str) -> None:
+    """`create database` on a PostgreSQL or MariaDB server, if it is not there yet."""
+    if server.kind == "postgres":
+        import psycopg
+
+        with psycopg.connect(host="127.0.0.1", port=server.port, user="datahub",
+                             dbname="postgres", autocommit=True) as conn:
+            if conn.execute("select 1 from pg_database where datname = %s",
+                            (name,)).fetchone() is None:
+                conn.execute(f'create database "{name}"')
+        return
+    import pymysql
+
+    conn = pymysql.connect(host="127.0.0.1", port=server.port, user="root", autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"create database if not exists `{name}`")
+    finally:
+        conn.close()
+
+
+# -------------------------------------------------------------------------------- MariaDB
+
+
+def start_mariadb(root: Path) -> LocalServer:
+    """A private MariaDB server in `root` (datadir made on first use)."""
+    root.mkdir(parents=True, exist_ok=True)
+    up = running(root)
+    if up is not None:
+        return up
+    mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
+    install = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"
+    if not Path(mariadbd).exists():
+        raise LocalServerError("MariaDB not found: `make setup` installs `mariadb-server`")
+    data, log = root / "data", root / "mariadb.log"
+    prefix = _as_service_user(root, "mysql")
+    user = ["--user=mysql"] if prefix else []
+    if not (data / "mysql").exists():
+        subprocess.run(prefix + [install, f"--datadir={data}", "--auth-root-authentication-method"
+                                 "=normal", "--skip-test-db", *user],
+                       check=True, capture_output=True)
+    port = free_port()
+    cmd = [mariadbd, "--no-defaults", f"--datadir={data}", f"--port={port}",
+           "--bind-address=127.0.0.1", f"--socket={root / 'mariadb.sock'}",
+           f"--pid-file={root / 'mariadb.pid'}", f"--log-error={log}", "--skip-grant-tables=0",
+           "--innodb-buffer-pool-size=64M", "--skip-log-bin", *user]
+    with open(os.devnull, "wb") as devnull:
+        proc = subprocess.Popen(cmd, stdout=devnull, stderr=devnull, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    _wait(proc.pid, port, log, "MariaDB")
+    return _record(LocalServer("mariadb", str(root), port, proc.pid))
+
+
+# -------------------------------------------------------------------- MongoDB wire (nx-27017)
+
+
+def start_mongo(root: Path) -> LocalServer:
+    """The `nx-27017` MongoDB-wire server with its SQLite files in `root`."""
+    root.mkdir(parents=True, exist_ok=True)
+    up = running(root)
+    if up is not None:
+        return up
+    port, log = free_port(), root / "mongo.log"
+    exe = Path(sys.executable).parent / "nx-27017"
+    cmd = [str(exe) if exe.exists() else "nx-27017", "--data-dir", str(root / "data"),
+           "--host", "127.0.0.1", "--port", str(port), "--log-file", str(log),
+           "--pid-file", str(root / "mongo.pid")]
+    (root / "data").mkdir(exist_ok=True)
+    with open(root / "mongo.out", "ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    _wait(proc.pid, port, log, "nx-27017 (MongoDB wire)")
+    return _record(LocalServer("mongo", str(root), port, proc.pid))
+
+
+# ---------------------------------------------------------------------------------- stop
+
+
+def stop(root: Path) -> bool:
+    """Stop the server recorded in `root`; True if one was running."""
+    state = root / "server.json"
+    if not state.exists():
+        return False
+    server = LocalServer(**json.loads(state.read_text()))
+    state.unlink()
+    if not _pid_alive(server.pid):
+        return False
+    if server.kind == "postgres":
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run(prefix + [str(pg_bin() / "pg_ctl"), "-D", str(root / "data"), "-m",
+                                 "fast", "-w", "stop"], capture_output=True)
+    else:
+        os.kill(server.pid, signal.SIGTERM)
+    for _ in range(100):
+        if not _pid_alive(server.pid):
+            return True
+        time.sleep(0.1)
+    os.kill(server.pid, signal.SIGKILL)
+    return True
