@@ -30,6 +30,13 @@ class ExecContext:
     """Makes a boto3 S3 client (the `s3` resource); None: boto3 from the environment."""
     drops: Any = None
     """The batch of dropped files the run took (`execute.drops.DropBatch`), if any."""
+    spec: Any = None
+    """The running pipeline (`spec.models.PipelineSpec`): resolves `connection=` endpoints."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """Named parameters of the run (`:name` in a database source's <sql>); `runDate` is added
+    from `run_date` when absent."""
+    full_refresh: bool = False
+    """Ignore committed watermarks: incremental sources read every row again."""
 
     @property
     def app_dir(self) -> Path:

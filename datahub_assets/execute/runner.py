@@ -147,6 +147,8 @@ def run_pipeline(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog,
     and returns no outcome."""
     if ctx.read_table is None:
         ctx.read_table = lambda ref: read_table(ctx.spark, catalog, ref)
+    if ctx.spec is None:
+        ctx.spec = spec
     if not spec.watched_sources:
         return _run(spec, ctx, catalog, None)
     drops = ctx.drops = plan_batch(spec, ctx, catalog, files, ctx.s3_client)
