@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -132,6 +133,10 @@ def _start(state_dir: Path) -> ServerInfo:
         cmd += ["--conf", f"{key}={value}"]
     cmd.append("spark-internal")
     env = os.environ | {"SPARK_HOME": str(spark_home), "SPARK_LOG_DIR": str(state_dir)}
+    # Python workers (mapInArrow, UDFs) run this interpreter, so the venv's pymongo and
+    # pyarrow are importable there; an explicit PYSPARK_PYTHON in the environment wins.
+    env.setdefault("PYSPARK_PYTHON", sys.executable)
+    env.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     env.pop("SPARK_CONNECT_MODE_ENABLED", None)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
