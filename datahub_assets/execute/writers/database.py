@@ -1,0 +1,427 @@
+"""`database` targets (contract 4.3): a DataFrame into a PostgreSQL or MariaDB/MySQL table.
+
+Two phases, so the reporting table only ever changes inside one database transaction:
+
+1. **Stage.** Spark writes the frame in parallel over JDBC into a fresh staging table next to
+   the target (same schema/database), named `<table[:40]>__dhstage_<10 hex>` (unique per
+   write; `batchsize` = `writeBatchSize`). Nothing reads it; a failure here leaves the target
+   untouched.
+2. **Move.** One DB-API transaction (`Endpoint.connect()`) moves the rows into the target:
+
+   - append: INSERT … SELECT (PostgreSQL also drops the staging table inside the transaction:
+     its DDL is transactional).
+   - overwrite: PostgreSQL DROP target + RENAME staging → target in one transaction; MariaDB
+     `RENAME TABLE target TO old, staging TO target` (one atomic statement), then DROP old.
+   - truncateInsert: PostgreSQL TRUNCATE + INSERT … SELECT in one transaction; MariaDB
+     DELETE + INSERT … SELECT (its TRUNCATE commits implicitly, so it could not roll back).
+   - merge: PostgreSQL INSERT … SELECT … ON CONFLICT (keys) DO UPDATE; MariaDB INSERT … SELECT
+     … ON DUPLICATE KEY UPDATE.
+
+   A missing target is created from the staging table (renamed into place; for `merge` with a
+   primary key on `keys`). `merge` into an existing table needs a primary key or unique
+   constraint on exactly `keys` (the error names the statement to add); incoming rows with
+   the same key fail the write (the database cannot say which one wins).
+
+Any failure rolls the transaction back (the target is exactly as before) and the staging
+table is dropped in a `finally` (best effort). Errors are `DatabaseTargetError`s whose text has
+the password scrubbed and which chain no driver exception (the cause's text could carry it).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql import DataFrame
+from pyspark.sql.types import StringType
+
+from datahub_assets.execute.jdbc import Endpoint, JdbcError
+from datahub_assets.execute.outcomes import TargetOutcome
+from datahub_assets.spec.models import DatabaseTarget, TableRef
+
+LOG = logging.getLogger("datahub")
+STAGE_TAG = "__dhstage_"
+OLD_TAG = "__dhold_"
+MARIADB_KEY_VARCHAR = 255
+"""String key columns of a merge target MariaDB creates: VARCHAR(255) (a key cannot be TEXT)."""
+TRANSACTIONAL_ENGINES = {"innodb", "rocksdb"}
+
+
+class DatabaseTargetError(JdbcError):
+    """A database export failed; the message never carries a credential."""
+
+
+@dataclass
+class _Table:
+    """Where the target lives: schema (PostgreSQL) or database (MariaDB) and bare name."""
+
+    schema: str
+    name: str
+    exists: bool
+    columns: list[str]
+    unique_keys: list[set[str]]
+    engine: str | None = None
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+class _Sql:
+    """Identifier quoting of one dialect; table names are quoted per part."""
+
+    def __init__(self, endpoint: Endpoint):
+        self.dialect = endpoint.dialect
+        self.pg = endpoint.dialect.name == "postgresql"
+        self._q = endpoint.dialect.quote("x")[0]
+
+    def col(self, name: str) -> str:
+        """One column name, quoted whole (a dot in it stays part of the name)."""
+        return self._q + name.replace(self._q, self._q * 2) + self._q
+
+    def table(self, schema: str, name: str) -> str:
+        return f"{self.col(schema)}.{self.col(name)}"
+
+
+def write_database(df: DataFrame, target: DatabaseTarget, endpoint: Endpoint, ref: TableRef,
+                   log: logging.Logger | None = None) -> TargetOutcome:
+    """Write `df` to `target`'s table through `endpoint` (see the module doc)."""
+    log = log or LOG
+    sql = _Sql(endpoint)
+    error: str | None = None
+    try:
+        return _write(df, target, endpoint, ref, sql, log)
+    except DatabaseTargetError as exc:
+        error = endpoint.scrub(str(exc))
+    except Exception as exc:  # driver / Spark errors: scrubbed, never chained
+        error = endpoint.scrub(f"{type(exc).__name__}: {_short(exc)}")
+    raise DatabaseTargetError(error)
+
+
+def _short(exc: Exception) -> str:
+    """The first lines of an error (Spark's carry a JVM stack trace after them)."""
+    text = str(exc).strip()
+    lines = text.splitlines()
+    return "\n".join(lines[:6]) + (" …" if len(lines) > 6 else "")
+
+
+def _write(df: DataFrame, target: DatabaseTarget, endpoint: Endpoint, ref: TableRef,
+           sql: _Sql, log: logging.Logger) -> TargetOutcome:
+    incoming = list(df.columns)
+    mode = target.mode
+    keys = list(target.keys)
+    if mode == "merge":
+        missing = [k for k in keys if k not in incoming]
+        if missing:
+            raise DatabaseTargetError(
+                f"merge keys {', '.join(missing)} are not columns of the data "
+                f"(columns: {', '.join(incoming)})")
+    lowered = [c.lower() for c in incoming]
+    if len(set(lowered)) != len(lowered):
+        raise DatabaseTargetError(f"the data has columns differing only in case "
+                                  f"({', '.join(incoming)}); rename one")
+
+    conn = endpoint.connect()
+    stage_name = old_name = None
+    table: _Table | None = None
+    committed = False
+    try:
+        table = _locate(conn, sql, target.table_name)
+        _precheck(table, incoming, keys, mode, sql)
+        conn.rollback()  # end the catalog reads: no snapshot or lock held during the write
+        stage_name = f"{table.name[:40]}{STAGE_TAG}{uuid.uuid4().hex[:10]}"
+        stage = sql.table(table.schema, stage_name)
+        log.info("database target %s (%s, %s): staging %d columns into %s", table.qualified,
+                 mode, endpoint.dialect.name, len(incoming), stage_name)
+        writer = (df.write.format("jdbc").options(**_spark_options(endpoint))
+                  .option("dbtable", stage).mode("error"))
+        if target.write_batch_size:
+            writer = writer.option("batchsize", str(target.write_batch_size))
+        types = _create_types(df, keys) if (
+            mode == "merge" and not table.exists and not sql.pg) else None
+        if types:
+            writer = writer.option("createTableColumnTypes", types)
+        writer.save()
+
+        cur = conn.cursor()
+        rows = _scalar(cur, f"SELECT COUNT(*) FROM {stage}")
+        if mode == "merge":
+            _no_duplicate_keys(cur, sql, stage, keys, table.qualified)
+            conn.rollback()
+        tgt = sql.table(table.schema, table.name)
+        created = not table.exists
+        if created:
+            _create_from_stage(cur, sql, table, stage_name, keys if mode == "merge" else [])
+        elif mode == "overwrite":
+            # MariaDB swaps the old table out under this name and drops it after the swap
+            old_name = f"{table.name[:40]}{OLD_TAG}{uuid.uuid4().hex[:10]}"
+            _replace(cur, sql, table, stage_name, old_name)
+        else:
+            if mode == "truncateInsert":
+                cur.execute(f"TRUNCATE TABLE {tgt}" if sql.pg else f"DELETE FROM {tgt}")
+            cur.execute(_insert(sql, tgt, stage, incoming, table, mode, keys))
+            if sql.pg:
+                cur.execute(f"DROP TABLE {stage}")
+        in_target = _scalar(cur, f"SELECT COUNT(*) FROM {tgt}")
+        conn.commit()
+        committed = True
+        log.info("database target %s: %d rows %s, %d rows in the table", table.qualified, rows,
+                 "written" if mode != "merge" else "merged", in_target)
+    finally:
+        if not committed:
+            _quietly(conn.rollback)
+        _cleanup(conn, endpoint, sql, table, stage_name, old_name, log)
+    return TargetOutcome(
+        ref=ref, kind="database", rows=rows,
+        extra={"mode": mode, "table": table.qualified, "rows_in_table": in_target,
+               "created": created, "database": endpoint.database,
+               "dialect": endpoint.dialect.name})
+
+
+# ----------------------------------------------------------------------------- the target
+
+
+def _locate(conn, sql: _Sql, name: str | None) -> _Table:
+    if not name:
+        raise DatabaseTargetError("<database> target has no <table name=...>")
+    parts = name.split(".")
+    if len(parts) > 2 or not all(parts):
+        raise DatabaseTargetError(f"table name {name!r} must be `table` or "
+                                  f"`{'schema' if sql.pg else 'database'}.table`")
+    cur = conn.cursor()
+    return _locate_pg(cur, parts) if sql.pg else _locate_mariadb(cur, parts)
+
+
+def _locate_pg(cur, parts: list[str]) -> _Table:
+    if len(parts) == 2:
+        schema, name = parts
+    else:
+        name = parts[0]
+        # an unqualified name means what the search_path finds, else the current schema
+        cur.execute("SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = "
+                    "c.relnamespace WHERE c.oid = to_regclass(%s)", ('"' + name.replace(
+                        '"', '""') + '"',))
+        row = cur.fetchone()
+        schema = row[0] if row else _scalar(cur, "SELECT current_schema()")
+        if schema is None:
+            raise DatabaseTargetError(f"table {name!r}: the connection has no current schema; "
+                                      "write it as schema.table")
+    cur.execute("SELECT c.oid, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = "
+                "c.relnamespace WHERE n.nspname = %s AND c.relname = %s", (schema, name))
+    row = cur.fetchone()
+    if row is None:
+        return _Table(schema, name, False, [], [])
+    oid, kind = row
+    if kind not in ("r", "p"):
+        raise DatabaseTargetError(f"{schema}.{name} is not a table (relkind {kind!r})")
+    cur.execute("SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0 "
+                "AND NOT attisdropped ORDER BY attnum", (oid,))
+    columns = [r[0] for r in cur.fetchall()]
+    cur.execute("SELECT ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = "
+                "i.indrelid AND a.attnum = ANY(i.indkey)) FROM pg_index i WHERE i.indrelid = "
+                "%s AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL", (oid,))
+    unique = [set(r[0]) for r in cur.fetchall()]
+    return _Table(schema, name, True, columns, unique)
+
+
+def _locate_mariadb(cur, parts: list[str]) -> _Table:
+    if len(parts) == 2:
+        schema, name = parts
+    else:
+        name = parts[0]
+        schema = _scalar(cur, "SELECT DATABASE()")
+        if not schema:
+            raise DatabaseTargetError(f"table {name!r}: the jdbcUrl names no database; add "
+                                      "it to the URL or write the table as database.table")
+    cur.execute("SELECT TABLE_TYPE, ENGINE FROM information_schema.TABLES WHERE "
+                "TABLE_SCHEMA = %s AND TABLE_NAME = %s", (schema, name))
+    row = cur.fetchone()
+    if row is None:
+        return _Table(schema, name, False, [], [])
+    if row[0] != "BASE TABLE":
+        raise DatabaseTargetError(f"{schema}.{name} is not a table ({row[0]})")
+    cur.execute("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
+                "AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION", (schema, name))
+    columns = [r[0] for r in cur.fetchall()]
+    cur.execute("SELECT INDEX_NAME, COLUMN_NAME, SUB_PART FROM information_schema.STATISTICS "
+                "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND NON_UNIQUE = 0",
+                (schema, name))
+    indexes: dict[str, set[str]] = {}
+    prefixed: set[str] = set()
+    for index, column, sub_part in cur.fetchall():
+        indexes.setdefault(index, set()).add(column)
+        if sub_part is not None:
+            prefixed.add(index)  # unique on a prefix only: not a key on the whole value
+    unique = [cols for index, cols in indexes.items() if index not in prefixed]
+    return _Table(schema, name, True, columns, unique, (row[1] or "").lower())
+
+
+def _precheck(table: _Table, incoming: list[str], keys: list[str], mode: str,
+              sql: _Sql) -> None:
+    """Everything that can be refused before Spark writes a row."""
+    if not table.exists or mode == "overwrite":
+        return
+    if not sql.pg and table.engine not in TRANSACTIONAL_ENGINES:
+        raise DatabaseTargetError(
+            f"{table.qualified} uses the {table.engine or 'unknown'} engine, which cannot roll "
+            f"a failed {mode} back; convert it (ALTER TABLE {sql.table(table.schema, table.name)}"
+            " ENGINE=InnoDB) or use mode=\"overwrite\"")
+    target_cols = _column_map(table)
+    extra = [c for c in incoming if c.lower() not in target_cols]
+    if extra:
+        raise DatabaseTargetError(
+            f"the data has columns that {table.qualified} lacks: {', '.join(extra)} (table "
+            f"columns: {', '.join(table.columns)}); add them to the table, drop them with a "
+            "<select> step, or use mode=\"overwrite\" to replace the table")
+    if mode == "merge":
+        wanted = {target_cols[k.lower()] for k in keys}
+        if not any(u == wanted for u in table.unique_keys):
+            cols = ", ".join(sql.col(target_cols[k.lower()]) for k in keys)
+            tgt = sql.table(table.schema, table.name)
+            add = (f"ALTER TABLE {tgt} ADD CONSTRAINT "
+                   f"{sql.col(table.name[:40] + '_merge_key')} UNIQUE ({cols})" if sql.pg
+                   else f"ALTER TABLE {tgt} ADD UNIQUE KEY ({cols})")
+            raise DatabaseTargetError(
+                f"mode=\"merge\" upserts on ({', '.join(keys)}), but {table.qualified} has no "
+                f"primary key or unique constraint on exactly those columns; add one: {add}")
+
+
+def _column_map(table: _Table) -> dict[str, str]:
+    """lower-cased name -> the table's column (names match case-insensitively; an exact match
+    wins where two columns differ only in case)."""
+    out: dict[str, str] = {}
+    for c in table.columns:
+        out.setdefault(c.lower(), c)
+    for c in table.columns:
+        if c.lower() == c:
+            out[c] = c
+    return out
+
+
+def _create_types(df: DataFrame, keys: list[str]) -> str | None:
+    """MariaDB cannot index TEXT: string key columns of a merge target it creates are
+    VARCHAR(255) (Spark's `createTableColumnTypes`)."""
+    string_keys = [f.name for f in df.schema.fields
+                   if f.name in keys and isinstance(f.dataType, StringType)]
+    return ", ".join(f"`{k.replace('`', '``')}` VARCHAR({MARIADB_KEY_VARCHAR})"
+                     for k in string_keys) or None
+
+
+def _spark_options(endpoint: Endpoint) -> dict[str, str]:
+    """Spark's JDBC options. Spark picks its MySQL dialect (backtick quoting, MySQL types)
+    only for `jdbc:mysql:` URLs, so a `jdbc:mariadb:` URL is handed to the MariaDB driver as
+    `jdbc:mysql:` (which it accepts; `permitMysqlScheme` for Connector/J 3)."""
+    opts = endpoint.spark_options()
+    url = opts["url"]
+    if endpoint.dialect.name == "mariadb" and url.lower().startswith("jdbc:mariadb:"):
+        url = "jdbc:mysql:" + url[len("jdbc:mariadb:"):]
+        opts["url"] = url + ("&" if "?" in url else "?") + "permitMysqlScheme=true"
+    return opts
+
+
+# ----------------------------------------------------------------------------- the move
+
+
+def _scalar(cur, statement: str, params: Any = None):
+    cur.execute(statement, params)
+    row = cur.fetchone()
+    return row[0] if row else None
+
+
+def _no_duplicate_keys(cur, sql: _Sql, stage: str, keys: list[str], where: str) -> None:
+    cols = ", ".join(sql.col(k) for k in keys)
+    cur.execute(f"SELECT {cols}, COUNT(*) FROM {stage} GROUP BY {cols} HAVING COUNT(*) > 1 "
+                f"ORDER BY COUNT(*) DESC LIMIT 3")
+    dupes = cur.fetchall()
+    if dupes:
+        total = _scalar(cur, f"SELECT COUNT(*) FROM (SELECT 1 AS x FROM {stage} GROUP BY {cols} "
+                             "HAVING COUNT(*) > 1) d")
+        sample = "; ".join(", ".join(f"{k}={v!r}" for k, v in zip(keys, row[:-1], strict=True))
+                           + f" ({row[-1]} rows)" for row in dupes)
+        raise DatabaseTargetError(
+            f"merge into {where}: {total} key(s) occur more than once in the data, e.g. "
+            f"{sample}; an upsert needs one row per key: add <deduplicate keys="
+            f"\"{','.join(keys)}\"/> before the target")
+
+
+def _insert(sql: _Sql, tgt: str, stage: str, incoming: list[str], table: _Table, mode: str,
+            keys: list[str]) -> str:
+    names = _column_map(table)
+    into = [names[c.lower()] for c in incoming]
+    statement = (f"INSERT INTO {tgt} ({', '.join(sql.col(c) for c in into)}) "
+                 f"SELECT {', '.join(sql.col(c) for c in incoming)} FROM {stage}")
+    if mode != "merge":
+        return statement
+    key_cols = {names[k.lower()] for k in keys}
+    update = [c for c in into if c not in key_cols]
+    if sql.pg:
+        conflict = ", ".join(sql.col(names[k.lower()]) for k in keys)
+        if not update:
+            return f"{statement} ON CONFLICT ({conflict}) DO NOTHING"
+        sets = ", ".join(f"{sql.col(c)} = EXCLUDED.{sql.col(c)}" for c in update)
+        return f"{statement} ON CONFLICT ({conflict}) DO UPDATE SET {sets}"
+    # the target's columns qualified: the SELECT's columns have the same names
+    sets = ", ".join(f"{tgt}.{sql.col(c)} = VALUES({sql.col(c)})" for c in update) or \
+        ", ".join(f"{tgt}.{sql.col(c)} = {tgt}.{sql.col(c)}" for c in key_cols)
+    return f"{statement} ON DUPLICATE KEY UPDATE {sets}"
+
+
+def _create_from_stage(cur, sql: _Sql, table: _Table, stage_name: str,
+                       keys: list[str]) -> None:
+    """A missing target: the staging table becomes it (with a primary key on merge keys)."""
+    stage = sql.table(table.schema, stage_name)
+    if keys:
+        cur.execute(f"ALTER TABLE {stage} ADD PRIMARY KEY "
+                    f"({', '.join(sql.col(k) for k in keys)})")
+    if sql.pg:
+        cur.execute(f"ALTER TABLE {stage} RENAME TO {sql.col(table.name)}")
+    else:
+        cur.execute(f"RENAME TABLE {stage} TO {sql.table(table.schema, table.name)}")
+
+
+def _replace(cur, sql: _Sql, table: _Table, stage_name: str, old_name: str) -> None:
+    tgt = sql.table(table.schema, table.name)
+    stage = sql.table(table.schema, stage_name)
+    if sql.pg:  # DDL is transactional: readers see the old table until COMMIT
+        cur.execute(f"DROP TABLE {tgt}")
+        cur.execute(f"ALTER TABLE {stage} RENAME TO {sql.col(table.name)}")
+    else:  # one RENAME TABLE swaps both names atomically
+        cur.execute(f"RENAME TABLE {tgt} TO {sql.table(table.schema, old_name)}, "
+                    f"{stage} TO {tgt}")
+
+
+def _quietly(fn, *args) -> Exception | None:
+    try:
+        fn(*args)
+    except Exception as exc:
+        return exc
+    return None
+
+
+def _cleanup(conn, endpoint: Endpoint, sql: _Sql, table: _Table | None, stage_name: str | None,
+             old_name: str | None, log: logging.Logger) -> None:
+    """Drop the staging (and swapped-out) table if still there; best effort."""
+    leftovers = [n for n in (stage_name, old_name) if n]
+    try:
+        if table is not None and leftovers:
+            own = _quietly(conn.rollback) is None
+            if not own:
+                _quietly(conn.close)
+                conn = endpoint.connect()
+            if sql.pg:
+                conn.autocommit = True
+            else:
+                conn.autocommit(True)
+            cur = conn.cursor()
+            for name in leftovers:
+                failed = _quietly(cur.execute,
+                                  f"DROP TABLE IF EXISTS {sql.table(table.schema, name)}")
+                if failed is not None:
+                    log.warning("could not drop %s.%s: %s", table.schema, name,
+                                endpoint.scrub(str(failed)))
+    except Exception as exc:
+        log.warning("could not drop the staging table: %s", endpoint.scrub(str(exc)))
+    finally:
+        _quietly(conn.close)
