@@ -382,3 +382,42 @@ def test_a_run_exports_and_a_failing_export_rolls_the_iceberg_table_back(spark, 
     assert sorted((r["order_id"], r["amount"]) for r in rows) == [(1, 5.0), (2, 7.5), (3, 1.0)]
     assert db.rows("report", order="order_id") == [(1, 5.0), (2, 7.5), (3, 1.0)]
     assert _staging_left(db) == []
+
+
+def test_a_dagster_run_shows_no_credentials(spark, settings, db):
+    """Everything Dagster records of a good and a failing run (events, metadata, the error
+    and its causes) is free of the password."""
+    import dagster as dg
+    from dagster._serdes import serialize_value
+
+    from datahub_assets.build.project import build_assets
+    from datahub_resources.deployment import resources
+
+    _project(settings, db, "order_id,amount\n1,5.0\n")
+    with dg.instance_for_test() as instance:
+        good = dg.materialize(build_assets(load_project(settings.pipelines_dir)),
+                              resources=resources(), instance=instance)
+        (mat,) = [m for m in good.asset_materializations_for_node("shop__orders")
+                  if m.asset_key.path[-1] == "orders_report"]
+        assert mat.metadata["datahub/rows_in_table"].value == 1
+        assert mat.metadata["datahub/mode"].value == "merge"
+        db.run("ALTER TABLE report ADD CONSTRAINT amount_small CHECK (amount < 100)")
+        _project(settings, db, "order_id,amount\n2,500.0\n")
+        bad = dg.materialize(build_assets(load_project(settings.pipelines_dir)),
+                             resources=resources(), instance=instance, raise_on_error=False)
+        assert not bad.success
+        for run in (good, bad):
+            text = "".join(serialize_value(e) for e in instance.all_logs(run.run_id))
+            assert APP_USER_PASSWORD not in text and "s3cr3t-P@ss" not in text
+        assert "amount_small" in text  # the failure is reported, only without the secret
+    assert db.rows("report", order="order_id") == [(1, 5.0)]
+
+
+def test_a_non_transactional_mariadb_table_is_refused(spark, db):
+    if db.pg:
+        pytest.skip("MariaDB engines only")
+    db.run("CREATE TABLE orders (id integer PRIMARY KEY, name varchar(100), amount double) "
+           "ENGINE=MyISAM", "INSERT INTO orders VALUES (1, 'one', 1)")
+    with pytest.raises(DatabaseTargetError, match="MyISAM engine, which cannot roll"):
+        _write(spark, db, [(2, "two", 2.0)], "append")
+    _unchanged(db, [(1, "one", 1.0)])

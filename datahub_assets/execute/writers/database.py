@@ -255,7 +255,7 @@ def _locate_mariadb(cur, parts: list[str]) -> _Table:
         if sub_part is not None:
             prefixed.add(index)  # unique on a prefix only: not a key on the whole value
     unique = [cols for index, cols in indexes.items() if index not in prefixed]
-    return _Table(schema, name, True, columns, unique, (row[1] or "").lower())
+    return _Table(schema, name, True, columns, unique, row[1])
 
 
 def _precheck(table: _Table, incoming: list[str], keys: list[str], mode: str,
@@ -263,7 +263,7 @@ def _precheck(table: _Table, incoming: list[str], keys: list[str], mode: str,
     """Everything that can be refused before Spark writes a row."""
     if not table.exists or mode == "overwrite":
         return
-    if not sql.pg and table.engine not in TRANSACTIONAL_ENGINES:
+    if not sql.pg and (table.engine or "").lower() not in TRANSACTIONAL_ENGINES:
         raise DatabaseTargetError(
             f"{table.qualified} uses the {table.engine or 'unknown'} engine, which cannot roll "
             f"a failed {mode} back; convert it (ALTER TABLE {sql.table(table.schema, table.name)}"
