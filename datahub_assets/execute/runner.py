@@ -33,6 +33,7 @@ from datahub_assets.execute.drops import (
     reject_batch,
 )
 from datahub_assets.execute.incremental import WatermarkState, load_state, read_incremental
+from datahub_assets.execute.mongo.source import read_mongo_source
 from datahub_assets.execute.outcomes import ChecksFailed, PipelineRunError, TargetOutcome
 from datahub_assets.execute.publish import publish_tables
 from datahub_assets.execute.quality import Prepared, prepare_table, validate_source
@@ -82,6 +83,12 @@ def build_datasets(spec: PipelineSpec, ctx: ExecContext,
         ref = spec.source_refs.get(source.id)
         read = _reader(source, ctx, ref, drops)
         try:
+            if source.kind == "mongo":  # misfits, quarantine and watermark push-down: mongo/
+                into = next((t.ref for t in table_targets(spec)), None)
+                datasets[source.id] = read_mongo_source(
+                    ctx, source, into, _where(spec, source),
+                    gate if gate is not None else Prepared(df=None), watermarks)
+                continue
             if getattr(source, "on_invalid", None):
                 into = next((t.ref for t in table_targets(spec)), None)
                 datasets[source.id] = validate_source(
