@@ -93,7 +93,7 @@ def write_database(df: DataFrame, target: DatabaseTarget, endpoint: Endpoint, re
     error: str | None = None
     try:
         return _write(df, target, endpoint, ref, sql, log)
-    except DatabaseTargetError as exc:
+    except JdbcError as exc:  # ours and jdbc's (connect): already say what failed
         error = endpoint.scrub(str(exc))
     except Exception as exc:  # driver / Spark errors: scrubbed, never chained
         error = endpoint.scrub(f"{type(exc).__name__}: {_short(exc)}")
