@@ -225,7 +225,8 @@ def start_mariadb(root: Path) -> LocalServer:
     cmd = [mariadbd, "--no-defaults", f"--datadir={data}", f"--port={port}",
            "--bind-address=127.0.0.1", f"--socket={root / 'mariadb.sock'}",
            f"--pid-file={root / 'mariadb.pid'}", f"--log-error={log}", "--skip-grant-tables=0",
-           "--innodb-buffer-pool-size=64M", "--skip-log-bin", *user]
+           "--innodb-buffer-pool-size=64M", "--skip-log-bin",
+           "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci", *user]
     with open(os.devnull, "wb") as devnull:
         proc = subprocess.Popen(cmd, stdout=devnull, stderr=devnull, stdin=subprocess.DEVNULL,
                                 start_new_session=True)

@@ -14,6 +14,9 @@ the property (snapshots written by something else, e.g. maintenance, are skipped
 yet, or no property anywhere in its history: everything is read. Dropping the table resets
 the watermark. A pipeline with an incremental source and no table target is an error.
 
+Database sources slice on the database instead (`readers/database.py`): rows with
+`watermark <= column <= newest`, the boundary rows merged on the targets' keys.
+
 Reading: rows with `column > watermark` (all rows on the first run), then ONE small
 aggregate job computes the new watermark = max(column) of those rows, and the frame is also
 bounded by `column <= new watermark`: the rows written are exactly the rows the watermark
@@ -48,6 +51,7 @@ from pyspark.sql import types as T
 
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.readers import materialise, read_source
+from datahub_assets.execute.readers.database import read_increment
 from datahub_assets.execute.table_reader import TableNotFoundError, load_table
 from datahub_assets.spec.models import TableRef
 
@@ -163,8 +167,15 @@ def _max_watermark(df: DataFrame, col: Column, dtype: T.DataType) -> Watermark |
 
 def read_incremental(source, ctx: ExecContext, table_ref: TableRef | None,
                      previous: Watermark | None) -> tuple[DataFrame, Watermark | None]:
-    """(new rows of `source`, watermark to record) given its committed watermark."""
+    """(new rows of `source`, watermark to record) given its committed watermark.
+
+    A `database` source computes its slice on the database (`readers.database.read_increment`:
+    inclusive at the watermark, merged on keys); every other source is read and filtered here.
+    """
     eager = source.load_policy == "eager"
+    if source.kind == "database":
+        df, newest = read_increment(source, ctx, previous, Watermark)
+        return (materialise(df) if eager else df), newest
     lazy = source.model_copy(update={"load_policy": "onDemand"}) if eager else source
     df = read_source(lazy, ctx, table_ref)
     column = _resolve_column(df, source.id, source.incremental.column)

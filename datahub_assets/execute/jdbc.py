@@ -9,8 +9,9 @@ One place knows what a JDBC URL means:
   `user:password`, or `user` alone). Its repr and every message built here name the secret,
   never its value; `scrub()` removes the password from driver errors before they are raised.
 
-The URL itself must not carry credentials (validation refuses `user=`/`password=` in it and
-`user:pass@` authorities), so plans, logs and the UI can show it.
+The URL itself must not carry credentials (`spec.validate.jdbc_url_problem` refuses
+`user=`/`password=` in it and `user:pass@` authorities at load time), so plans, logs and the
+UI can show it.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
+from datahub_assets.spec.validate import jdbc_url_problem
 from datahub_resources import secrets
 
-SUPPORTED_SCHEMES = ("postgresql", "mariadb", "mysql")
 URL = re.compile(r"^jdbc:(?P<scheme>[a-z0-9]+):(?P<rest>//.*)$", re.IGNORECASE)
 
 
@@ -93,26 +94,6 @@ DIALECTS = {
 }
 
 
-def url_problem(url: str) -> str | None:
-    """Why `url` cannot be used (None: it can). Checked at load time by validation."""
-    m = URL.match(url.strip())
-    if not m:
-        return ("is not a JDBC URL; allowed: jdbc:postgresql://host:port/db, "
-                "jdbc:mariadb://host:port/db, jdbc:mysql://host:port/db")
-    scheme = m["scheme"].lower()
-    if scheme not in SUPPORTED_SCHEMES:
-        return (f"uses the unsupported JDBC scheme {scheme!r}; allowed: "
-                + ", ".join(SUPPORTED_SCHEMES))
-    parts = urlsplit("x:" + m["rest"])
-    if parts.username or parts.password:
-        return "carries credentials; put them in the secret named by userSecretRef"
-    if any(k.lower() in ("user", "password") for k, _ in parse_qsl(parts.query)):
-        return "carries user=/password=; put them in the secret named by userSecretRef"
-    if not parts.hostname:
-        return "names no host"
-    return None
-
-
 @dataclass(frozen=True)
 class Endpoint:
     """A JDBC URL with its resolved credentials."""
@@ -140,9 +121,22 @@ class Endpoint:
     def url_params(self) -> dict[str, str]:
         return dict(parse_qsl(_split(self.url).query))
 
+    @property
+    def spark_url(self) -> str:
+        """The URL handed to Spark. Spark picks its SQL dialect (identifier quoting, type
+        mapping) by URL prefix and knows MariaDB only as `jdbc:mysql:`, so MariaDB URLs are
+        given in that form; `permitMysqlScheme` lets MariaDB Connector/J 3 accept it (2.x
+        accepts it as is). `allowMultiQueries` lets a connection's init statement set the
+        session zone and isolation level in one go."""
+        if self.dialect.name == "postgresql":
+            return self.url
+        rest = self.url.split(":", 2)[2]
+        sep = "&" if "?" in rest else "?"
+        return f"jdbc:mysql:{rest}{sep}permitMysqlScheme&allowMultiQueries=true"
+
     def spark_options(self) -> dict[str, str]:
         """Options of Spark's JDBC data source (credentials included: never log these)."""
-        opts = {"url": self.url, "driver": self.dialect.driver}
+        opts = {"url": self.spark_url, "driver": self.dialect.driver}
         if self.user is not None:
             opts["user"] = self.user
         if self.password is not None:
@@ -169,7 +163,7 @@ class Endpoint:
     def scrub(self, text: str) -> str:
         """`text` with the password (and its URL-encoded form) replaced by `***`."""
         if self.password:
-            for form in {self.password, _quote(self.password)}:
+            for form in {self.password, quote(self.password, safe="")}:
                 text = text.replace(form, "***")
         return text
 
@@ -181,14 +175,8 @@ def _split(url: str):
     return urlsplit("x:" + m["rest"])
 
 
-def _quote(text: str) -> str:
-    from urllib.parse import quote
-
-    return quote(text, safe="")
-
-
 def dialect_of(url: str) -> Dialect:
-    problem = url_problem(url)
+    problem = jdbc_url_problem(url)
     if problem:
         raise JdbcError(f"jdbcUrl {url!r} {problem}")
     return DIALECTS[URL.match(url.strip())["scheme"].lower()]

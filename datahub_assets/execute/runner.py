@@ -115,8 +115,11 @@ def build_datasets(spec: PipelineSpec, ctx: ExecContext,
         raise PipelineRunError(f"{spec.file}: transformation failed: {exc}") from exc
 
 
-def _watermarks(spec: PipelineSpec, catalog: Catalog, tables: list) -> WatermarkState | None:
-    """Committed watermarks of the incremental sources (None: the pipeline has none)."""
+def _watermarks(spec: PipelineSpec, catalog: Catalog, tables: list, full_refresh: bool = False,
+                log=None) -> WatermarkState | None:
+    """Committed watermarks of the incremental sources (None: the pipeline has none); with
+    `full_refresh` none are taken, so every row is read again and the new watermark is the
+    maximum of all rows."""
     incremental = [s for s in spec.pipeline.sources if s.incremental is not None]
     if not incremental:
         return None
@@ -137,11 +140,16 @@ def _watermarks(spec: PipelineSpec, catalog: Catalog, tables: list) -> Watermark
             )
     ref = tables[0].ref
     try:
-        return load_state(catalog, ref, [s.id for s in incremental])
+        state = load_state(catalog, ref, [s.id for s in incremental])
     except Exception as exc:
         raise PipelineRunError(
             f"{_where(spec, tables[0].target)}: reading the watermarks of {ref} failed: {exc}"
         ) from exc
+    if full_refresh and state.previous:
+        log.info("full refresh: ignoring the committed watermarks %s",
+                 ", ".join(f"{k}={v.value}" for k, v in sorted(state.previous.items())))
+        state.previous.clear()
+    return state
 
 
 def run_pipeline(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog,
@@ -217,7 +225,7 @@ def _run(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog,
          drops: DropBatch | None) -> list[TargetOutcome]:
     tables = [t for t in spec.targets if isinstance(t.target, TableTarget)]
     others = [t for t in spec.targets if not isinstance(t.target, TableTarget)]
-    watermarks = _watermarks(spec, catalog, tables)
+    watermarks = _watermarks(spec, catalog, tables, ctx.full_refresh, ctx.log)
     # source-level quarantine counts are reported on (and stored next to) the first table
     prepared = {t.ref: Prepared(df=None) for t in tables}
     gate = prepared[tables[0].ref] if tables else Prepared(df=None)

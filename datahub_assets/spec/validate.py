@@ -12,6 +12,7 @@ from datahub_assets.spec.models import (
     LAYERS,
     Aggregate,
     AppConfig,
+    Connection,
     CsvTarget,
     DatabaseSource,
     DatabaseTarget,
@@ -27,6 +28,7 @@ from datahub_assets.spec.models import (
     TableRef,
     TableTarget,
 )
+from datahub_assets.spec.sql_params import find_params
 
 METRIC_FUNCTIONS = ("count", "count_distinct", "sum", "avg", "min", "max", "first", "last",
                     "stddev")
@@ -109,27 +111,87 @@ class PipelineCheck:
                                           "<incremental>: a watched source already reads each "
                                           "file once; remove <incremental>")
             if isinstance(src, DatabaseSource):
-                if src.jdbc_url is None and src.connection is None:
-                    self.err(src, f"<database> source \"{src.id}\" needs jdbcUrl= or "
-                                  "connection=")
-                if (src.sql is None) == (src.table_name is None):
-                    self.err(src, f"<database> source \"{src.id}\" needs exactly one of "
-                                  "<sql> or <table name=...>")
-            if isinstance(src, DatabaseSource | MongoSource):
-                self.connection(src, app)
+                self.database_source(src, app)
+            if isinstance(src, MongoSource):
+                self.mongo_source(src, app)
             on_invalid = getattr(src, "on_invalid", None)
-            if on_invalid is not None and not getattr(src, "schema_ref", None):
+            if on_invalid is not None and not getattr(src, "schema_ref", None) and not (
+                    isinstance(src, MongoSource)):
                 self.err(src, f"onInvalid=\"{on_invalid}\" on <{src.kind}> source "
                               f"\"{src.id}\" requires schemaRef= (the declared schema rows "
                               "are cast to and validated against)")
         return list(seen)
 
-    def connection(self, node: Any, app: AppConfig) -> None:
+    def connection(self, node: Any, app: AppConfig) -> Connection | None:
+        """The app.yaml connection `node` names (None: it names none, or an unknown one)."""
         name = node.connection
         if name is not None and name not in app.connections:
             allowed = ", ".join(sorted(app.connections)) or "none (app.yaml defines none)"
             self.err(node, f"connection=\"{name}\" on <{node.kind}> is not defined in the "
                            f"app's app.yaml connections; allowed: {allowed}")
+            return None
+        return app.connections.get(name) if name else None
+
+    def jdbc_endpoint(self, node: Any, app: AppConfig, what: str) -> None:
+        """jdbcUrl= or connection= given, known, and a JDBC URL Data Hub can use."""
+        conn = self.connection(node, app)
+        if node.connection is not None and conn is None:
+            return
+        url = node.jdbc_url or (conn.jdbc_url if conn else None)
+        if url is None:
+            via = f" (connection \"{node.connection}\" in app.yaml has no jdbcUrl)" \
+                if conn else ""
+            self.err(node, f"{what} needs jdbcUrl= or connection={via}")
+            return
+        problem = jdbc_url_problem(url)
+        if problem:
+            via = f" (from connection \"{node.connection}\" in app.yaml)" \
+                if not node.jdbc_url else ""
+            self.err(node, f"jdbcUrl \"{_redact(url)}\"{via} {problem}")
+
+    def database_source(self, src: DatabaseSource, app: AppConfig) -> None:
+        what = f"<database> source \"{src.id}\""
+        self.jdbc_endpoint(src, app, what)
+        if (src.sql is None) == (src.table_name is None):
+            self.err(src, f"{what} needs exactly one of <sql> or <table name=...>")
+        if (src.partition_column is None) != (src.num_partitions is None):
+            self.err(src, f"{what}: partitionColumn= and numPartitions= go together (the column "
+                          "to split on and how many parallel reads)")
+        if src.sql is not None:
+            allowed = ["runDate"] + (["watermark"] if src.incremental else [])
+            for param in find_params(src.sql):
+                if param.name not in allowed:
+                    self.err(src, f"{what}: <sql> names parameter :{param.name}, which no run "
+                                  f"defines; allowed: {', '.join(':' + a for a in allowed)} "
+                                  "(write :: for a PostgreSQL cast)")
+        if src.incremental is not None:
+            tables = [t for t in self.p.targets if isinstance(t, TableTarget)]
+            if not tables or any(t.mode != "merge" or not t.keys for t in tables):
+                self.err(src.incremental, f"{what} is incremental: each run reads the rows at "
+                         "or above the watermark again (so rows committed later with the same "
+                         "value are not lost), so its <table> targets must use mode=\"merge\" "
+                         "with keys= to keep them once")
+
+    def mongo_source(self, src: MongoSource, app: AppConfig) -> None:
+        what = f"<mongo> source \"{src.id}\""
+        conn = self.connection(src, app)
+        if src.connection is not None and conn is None:
+            pass
+        elif not (src.uri_secret_ref or (conn and conn.uri_secret_ref)):
+            via = f" (connection \"{src.connection}\" in app.yaml has no uriSecretRef)" \
+                if conn else ""
+            self.err(src, f"{what} needs uriSecretRef= (the secret holding the mongodb:// URI) "
+                          f"or connection={via}")
+        for element in ("filter", "projection"):
+            text = getattr(src, element)
+            if text is None:
+                continue
+            problem = json_object_problem(text)
+            if problem:
+                self.err(src, f"{what}: <{element}> {problem}")
+        if src.on_invalid is not None and not src.schema_ref:
+            self.err(src, f"onInvalid=\"{src.on_invalid}\" on {what} requires schemaRef= (the "
+                          "pinned schema documents are checked against)")
 
     def steps(self, datasets: list[str]) -> None:
         for step in self.p.transformations:
@@ -172,11 +234,13 @@ class PipelineCheck:
             if isinstance(target, TableTarget):
                 self.table_name(target)
             if isinstance(target, DatabaseTarget):
-                if target.jdbc_url is None and target.connection is None:
-                    self.err(target, "<database> target needs jdbcUrl= or connection=")
+                self.jdbc_endpoint(target, app, "<database> target")
                 if target.table_name is None:
                     self.err(target, "<database> target needs <table name=...>")
-                self.connection(target, app)
+                if target.keys and mode != "merge":
+                    self.err(target, f"keys= on a <database> target with mode=\"{mode}\" "
+                                     "has no effect; keys are the upsert columns of "
+                                     "mode=\"merge\"")
 
     def table_name(self, target: TableTarget, report: bool = True) -> str | None:
         if not report:
@@ -256,6 +320,46 @@ class PipelineCheck:
         if isinstance(target, CsvTarget):
             return target.name or csv_asset_name(target.path) or f"{self.p.id}_export"
         return target.id or f"{self.p.id}_export"
+
+
+JDBC_SCHEMES = ("postgresql", "mariadb", "mysql")
+_JDBC = re.compile(r"^jdbc:([a-z0-9]+)://([^/?#]*)", re.IGNORECASE)
+
+
+def jdbc_url_problem(url: str) -> str | None:
+    """Why Data Hub cannot use `url` (None: it can): the scheme must be one whose driver ships
+    with the platform, and credentials belong in userSecretRef, never in the URL."""
+    m = _JDBC.match(url.strip())
+    if not m:
+        return ("is not a JDBC URL; allowed: jdbc:postgresql://host:port/db, "
+                "jdbc:mariadb://host:port/db, jdbc:mysql://host:port/db")
+    if m.group(1).lower() not in JDBC_SCHEMES:
+        return (f"uses the unsupported JDBC scheme \"{m.group(1)}\"; allowed: "
+                + ", ".join(JDBC_SCHEMES))
+    if "@" in m.group(2) or re.search(r"[?&;](user|password)=", url, re.IGNORECASE):
+        return "carries credentials; put them in the secret named by userSecretRef"
+    if not m.group(2) or m.group(2).startswith(":"):
+        return "names no host"
+    return None
+
+
+def _redact(url: str) -> str:
+    """A URL fit for an error message: credentials in it replaced by ***."""
+    url = re.sub(r"//[^/@]*@", "//***@", url)
+    return re.sub(r"((?:user|password)=)[^&;]*", r"\1***", url, flags=re.IGNORECASE)
+
+
+def json_object_problem(text: str) -> str | None:
+    """Why `text` is not a JSON object (MongoDB extended JSON such as {"$oid": ...} is fine)."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        return f"is not valid JSON: {exc}"
+    if not isinstance(value, dict):
+        return f"must be a JSON object ({{...}}), not {type(value).__name__}"
+    return None
 
 
 def csv_asset_name(path: str) -> str | None:

@@ -68,7 +68,7 @@ def test_full_xml_parses_every_element():
     table, crm, regions, mongo = p.sources[:4]
     assert isinstance(table, TableSource) and table.incremental.column == "updated_at"
     assert isinstance(crm, DatabaseSource) and crm.sql.startswith("SELECT id, status")
-    assert ":watermark" in crm.sql and crm.load_policy == "eager" and crm.fetch_size == 1000
+    assert ":runDate" in crm.sql and crm.load_policy == "eager" and crm.fetch_size == 1000
     assert regions.table_name == "public.regions" and regions.sql is None
     assert isinstance(mongo, MongoSource) and mongo.filter == '{"type": "click"}'
     assert mongo.flatten is True and mongo.sample_size == 500

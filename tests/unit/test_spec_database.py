@@ -1,0 +1,163 @@
+"""Load-time rules of database and mongo sources and database targets (validate is the
+truth), and the `:name` parameter scanner."""
+
+from __future__ import annotations
+
+import pytest
+
+from datahub_assets.execute.jdbc import DIALECTS, JdbcError
+from datahub_assets.spec.errors import SpecErrors
+from datahub_assets.spec.loader import load_project
+from datahub_assets.spec.sql_params import find_params, render
+from tests.unit.spec_helpers import find_error
+
+APP_YAML = """connections:
+  crm: {jdbcUrl: "jdbc:postgresql://crm:5432/crm", userSecretRef: CRM_DB}
+  legacy: {jdbcUrl: "jdbc:oracle:thin:@db:1521/x"}
+  mongo_nouri: {jdbcUrl: "jdbc:postgresql://x/y"}
+  products: {uriSecretRef: PRODUCTS_URI}
+"""
+
+
+def _errors(tmp_path, sources: str, targets: str = '<table table="t" mode="merge" keys="id"/>'):
+    app = tmp_path / "crm"
+    (app / "raw").mkdir(parents=True)
+    (app / "app.yaml").write_text(APP_YAML)
+    (app / "raw" / "p.xml").write_text(f"""<pipeline id="p" layer="raw">
+  <sources>
+    {sources}
+  </sources>
+  <targets>
+    {targets}
+  </targets>
+</pipeline>
+""")
+    with pytest.raises(SpecErrors) as exc:
+        load_project(tmp_path)
+    return exc.value.errors
+
+
+def _loads(tmp_path, sources: str, targets: str = '<table table="t" mode="merge" keys="id"/>'):
+    app = tmp_path / "crm"
+    (app / "raw").mkdir(parents=True)
+    (app / "app.yaml").write_text(APP_YAML)
+    (app / "raw" / "p.xml").write_text(f"""<pipeline id="p" layer="raw">
+  <sources>
+    {sources}
+  </sources>
+  <targets>
+    {targets}
+  </targets>
+</pipeline>
+""")
+    return load_project(tmp_path).pipelines[0]
+
+
+F = "crm/raw/p.xml"
+
+
+@pytest.mark.parametrize(("url", "fragment"), [
+    ("jdbc:oracle:thin:@db:1521/x", "not a JDBC URL"),
+    ("jdbc:sqlserver://db:1433", "unsupported JDBC scheme"),
+    ("jdbc:postgresql://bob:pw@db/x", "carries credentials"),
+    ("jdbc:mysql://db/x?user=bob&amp;password=pw", "carries credentials"),
+    ("postgresql://db/x", "not a JDBC URL"),
+])
+def test_unsupported_or_credential_bearing_urls_are_load_errors(tmp_path, url, fragment):
+    errors = _errors(tmp_path, f'<database id="d" jdbcUrl="{url}"><table name="t"/></database>')
+    err = find_error(errors, F, 3, fragment)
+    assert "pw" not in err.message  # the error shows no credential of the URL
+
+
+def test_connection_rules(tmp_path):
+    errors = _errors(tmp_path, """<database id="a" connection="nope"><table name="t"/></database>
+    <database id="b" connection="legacy"><table name="t"/></database>
+    <mongo id="m" database="d" collection="c" connection="mongo_nouri"/>
+    <mongo id="n" database="d" collection="c"/>""")
+    find_error(errors, F, 3, 'connection="nope"', "allowed: crm, legacy")
+    find_error(errors, F, 4, 'from connection "legacy"', "not a JDBC URL")
+    find_error(errors, F, 5, "needs uriSecretRef=", "has no uriSecretRef")
+    find_error(errors, F, 6, "needs uriSecretRef=")
+
+
+def test_sql_parameters_partitions_and_incremental_merge(tmp_path):
+    errors = _errors(tmp_path, """<database id="a" connection="crm" partitionColumn="id">
+      <sql>select * from x where d = :runDate and w > :watermark and c = :custom</sql>
+    </database>
+    <database id="b" connection="crm"><table name="t"/><incremental column="u"/></database>""",
+        targets='<table table="t" mode="append"/>')
+    find_error(errors, F, 3, "partitionColumn= and numPartitions= go together")
+    find_error(errors, F, 3, ":watermark", "allowed: :runDate")
+    find_error(errors, F, 3, ":custom")
+    find_error(errors, F, 6, 'must use mode="merge"')
+
+
+def test_mongo_filter_projection_json(tmp_path):
+    errors = _errors(tmp_path, """<mongo id="m" database="d" collection="c" connection="products">
+      <filter>{"type": 'click'}</filter><projection>[1, 2]</projection></mongo>""")
+    find_error(errors, F, 3, "<filter> is not valid JSON")
+    find_error(errors, F, 3, "<projection> must be a JSON object")
+
+
+def test_database_target_rules(tmp_path):
+    errors = _errors(tmp_path, '<database id="a" connection="crm"><table name="t"/></database>',
+                     targets="""<database jdbcUrl="jdbc:postgresql://r/x" mode="merge">
+      <table name="report"/></database>
+    <database connection="crm" mode="append" keys="id"><table name="r2"/></database>
+    <database mode="append"><table name="r3"/></database>""")
+    find_error(errors, F, 6, 'mode="merge"', "requires keys=")
+    find_error(errors, F, 8, "keys= on a <database> target")
+    find_error(errors, F, 9, "needs jdbcUrl= or connection=")
+
+
+def test_valid_definition_resolves_connections(tmp_path):
+    spec = _loads(tmp_path, """<database id="a" connection="crm" partitionColumn="id"
+      numPartitions="4"><sql>select * from x where d >= :runDate::date and s = ':x'</sql>
+      <incremental column="u"/></database>""")
+    ep = spec.endpoint(spec.pipeline.sources[0])
+    assert (ep.jdbc_url, ep.user_secret_ref) == ("jdbc:postgresql://crm:5432/crm", "CRM_DB")
+    assert set(spec.connections) == {"crm"}
+
+
+def test_parameter_scanner_skips_literals_comments_and_casts():
+    sql = """select ':a', "x:y", `q:z`, $$ :d $$, $t$ :e $t$, x::int, E'\\' :f'
+             -- :g
+             /* :h */ from t where a = :one and b=:two_2 and c = t.x:three"""
+    assert [p.name for p in find_params(sql)] == ["one", "two_2"]
+    assert render("a = :one and b = ':one'", lambda n: "42") == "a = 42 and b = ':one'"
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mariadb"])
+def test_literals_are_single_typed_tokens(dialect):
+    import datetime as dt
+    from decimal import Decimal
+
+    d = DIALECTS[dialect]
+    assert d.literal(5) == "5" and d.literal(Decimal("1.50")) == "1.50"
+    assert d.literal(dt.date(2024, 1, 2)) == "DATE '2024-01-02'"
+    assert d.literal(dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)) == \
+        "TIMESTAMP '2024-01-02 03:04:05.000000'"
+    for payload in ("it's \\'; DROP TABLE x; --", "\\", "''", "ünï ✓ \"dq\" `b`"):
+        assert _read_literal(d.literal(payload)) == payload
+    with pytest.raises(JdbcError):
+        d.literal("nul\x00byte")
+
+
+def _read_literal(text: str) -> str:
+    """Read one string literal as both databases do (E'' / MariaDB: backslash escapes, ''
+    is a quote); fails if the literal ends before the text does (a value broke out)."""
+    assert text.startswith(("'", "E'")) and text.endswith("'")
+    body, out, i = text[text.index("'") + 1:-1], [], 0
+    while i < len(body):
+        c = body[i]
+        if c == "\\":
+            out.append(body[i + 1])
+            i += 2
+        elif c == "'":
+            assert body[i + 1] == "'", f"literal ends early in {text!r}"
+            out.append("'")
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
