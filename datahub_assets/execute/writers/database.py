@@ -135,7 +135,7 @@ def _write(df: DataFrame, target: DatabaseTarget, endpoint: Endpoint, ref: Table
         stage = sql.table(table.schema, stage_name)
         log.info("database target %s (%s, %s): staging %d columns into %s", table.qualified,
                  mode, endpoint.dialect.name, len(incoming), stage_name)
-        writer = (df.write.format("jdbc").options(**_spark_options(endpoint))
+        writer = (df.write.format("jdbc").options(**endpoint.spark_options())
                   .option("dbtable", stage).mode("error"))
         if target.write_batch_size:
             writer = writer.option("batchsize", str(target.write_batch_size))
@@ -307,18 +307,6 @@ def _create_types(df: DataFrame, keys: list[str]) -> str | None:
                    if f.name in keys and isinstance(f.dataType, StringType)]
     return ", ".join(f"`{k.replace('`', '``')}` VARCHAR({MARIADB_KEY_VARCHAR})"
                      for k in string_keys) or None
-
-
-def _spark_options(endpoint: Endpoint) -> dict[str, str]:
-    """Spark's JDBC options. Spark picks its MySQL dialect (backtick quoting, MySQL types)
-    only for `jdbc:mysql:` URLs, so a `jdbc:mariadb:` URL is handed to the MariaDB driver as
-    `jdbc:mysql:` (which it accepts; `permitMysqlScheme` for Connector/J 3)."""
-    opts = endpoint.spark_options()
-    url = opts["url"]
-    if endpoint.dialect.name == "mariadb" and url.lower().startswith("jdbc:mariadb:"):
-        url = "jdbc:mysql:" + url[len("jdbc:mariadb:"):]
-        opts["url"] = url + ("&" if "?" in url else "?") + "permitMysqlScheme=true"
-    return opts
 
 
 # ----------------------------------------------------------------------------- the move
