@@ -152,9 +152,11 @@ def main(argv: list[str] | None = None) -> int:
                       help="snapshot id (default: the parent of the current snapshot)")
     spark = sub.add_parser("spark", help="the local shared Spark Connect server")
     spark.add_argument("action", choices=["status", "start", "stop"])
+    from datahub_assets.execute.mongo import cli as mongo_cli
+    mongo_cli.add_parser(sub)
     args = parser.parse_args(argv)
     handler = {"validate": _validate, "demo": _demo, "tables": _tables, "spark": _spark,
-               "history": _history, "rollback": _rollback}
+               "history": _history, "rollback": _rollback, "mongo": mongo_cli.run}
     try:
         return handler[args.command](args, Settings.from_env())
     except (ValueError, LookupError) as exc:  # bad table name, unknown snapshot, no table
