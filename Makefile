@@ -10,7 +10,7 @@ export DAGSTER_HOME ?= $(DATAHUB_HOME)/dagster
 export DATAHUB_PIPELINES_DIR ?= $(CURDIR)/pipelines_xml
 export DATAHUB_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: setup demo dev test test-fast lint bench-load bench-tpch bench-overhead bench-watch-tick bench-watch-burst spark-stop clean
+.PHONY: setup demo dev test test-fast lint bench-load bench-tpch bench-overhead bench-watch-tick bench-watch-burst bench-mongo spark-stop clean
 
 setup: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 
@@ -63,6 +63,9 @@ bench-watch-tick: setup
 
 bench-watch-burst: setup
 	$(BIN)/python bench/run.py watch-burst
+
+bench-mongo: setup
+	$(BIN)/python bench/run.py mongo
 
 spark-stop:
 	-$(BIN)/datahub spark stop
