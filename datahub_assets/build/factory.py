@@ -138,6 +138,12 @@ def _check_results(outcome: TargetOutcome, published: bool):
         )
 
 
+FULL_REFRESH_TAG = "datahub/full_refresh"
+FULL_REFRESH_CONFIG = dg.Field(
+    bool, default_value=False,
+    description="Ignore the committed watermarks of the incremental sources and read every "
+    "row again (also set by the run tag datahub/full_refresh=true).")
+
 FILES_CONFIG = dg.Field(
     dg.Map(str, [str]), is_required=False,
     description="File drops to ingest, by source id (set by the watch sensor). Leave it out "
@@ -160,6 +166,15 @@ def _drop_events(spec: PipelineSpec, drops, materialized: bool):
             yield dg.AssetObservation(asset_key=asset_key(t.ref), metadata=meta)
 
 
+def _config_schema(spec: PipelineSpec, is_drop: bool) -> dict | None:
+    """Run config of a pipeline's step: the files of a drop batch; full refresh when it has
+    incremental sources."""
+    schema = {"files": FILES_CONFIG} if is_drop else {}
+    if any(s.incremental is not None for s in spec.pipeline.sources):
+        schema["full_refresh"] = FULL_REFRESH_CONFIG
+    return schema or None
+
+
 def build_pipeline_asset(spec: PipelineSpec, pipelines_dir: Path,
                          downstream_of_watch: set[TableRef]) -> dg.AssetsDefinition:
     """The multi_asset of one pipeline: all its targets materialise together in one step.
@@ -177,12 +192,15 @@ def build_pipeline_asset(spec: PipelineSpec, pipelines_dir: Path,
         if is_drop and len(context.selected_asset_keys) != len(specs):
             raise dg.Failure(f"{spec.file}: a file-drop pipeline writes all its targets in one "
                              "commit; select all of them")
+        config = context.op_config or {}
         ctx = ExecContext(
             spark=spark.get_session(), settings=Settings.from_env(), app=spec.app,
             run_id=context.run.run_id, run_date=_run_date(context), log=context.log,
-            s3_client=s3_client,
+            s3_client=s3_client, spec=spec,
+            full_refresh=bool(config.get("full_refresh"))
+            or context.run.tags.get(FULL_REFRESH_TAG, "").lower() == "true",
         )
-        files = (context.op_config or {}).get("files") if is_drop else None
+        files = config.get("files") if is_drop else None
         try:
             outcomes = run_pipeline(spec, ctx, iceberg.catalog(), files=files)
         except ChecksFailed as failed:
@@ -205,7 +223,7 @@ def build_pipeline_asset(spec: PipelineSpec, pipelines_dir: Path,
         can_subset=is_drop,
         pool=SPARK_POOL,
         op_tags={"datahub/pipeline": spec.key},
-        config_schema={"files": FILES_CONFIG} if is_drop else None,
+        config_schema=_config_schema(spec, is_drop),
     )
     if not is_drop:
         @decorate
