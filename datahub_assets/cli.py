@@ -132,6 +132,25 @@ def _spark(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _watermark(args: argparse.Namespace, settings: Settings) -> int:
+    from datahub_assets import ops
+    from datahub_assets.spec.loader import load_project
+    from datahub_resources.iceberg import load_catalog
+
+    spec = ops.find_pipeline(load_project(settings.pipelines_dir), args.pipeline)
+    catalog = load_catalog(settings)
+    if args.action == "reset":
+        snapshot = ops.reset_watermarks(catalog, spec, args.source)
+        print(f"{spec.key}: watermark reset" + (f" (snapshot {snapshot}); the next run reads "
+              "every row" if snapshot else ": the table does not exist yet, nothing to reset"))
+        return 0
+    for w in ops.watermarks(catalog, spec):
+        value = f"{w['value']} ({w['type']}, snapshot {w['snapshot_id']})" if w["value"] \
+            else "none: the next run reads every row"
+        print(f"{spec.key} source {w['source']} column {w['column']} in {w['table']}: {value}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="datahub", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,13 +169,18 @@ def main(argv: list[str] | None = None) -> int:
     back.add_argument("table", help="<app>.<layer>.<table>")
     back.add_argument("--to", type=int, default=None,
                       help="snapshot id (default: the parent of the current snapshot)")
+    mark = sub.add_parser("watermark", help="committed watermarks of incremental sources")
+    mark.add_argument("action", choices=["show", "reset"])
+    mark.add_argument("pipeline", help="<app>.<pipeline id>")
+    mark.add_argument("--source", default=None, help="only this source (reset)")
     spark = sub.add_parser("spark", help="the local shared Spark Connect server")
     spark.add_argument("action", choices=["status", "start", "stop"])
     from datahub_assets.execute.mongo import cli as mongo_cli
     mongo_cli.add_parser(sub)
     args = parser.parse_args(argv)
     handler = {"validate": _validate, "demo": _demo, "tables": _tables, "spark": _spark,
-               "history": _history, "rollback": _rollback, "mongo": mongo_cli.run}
+               "history": _history, "rollback": _rollback, "watermark": _watermark,
+               "mongo": mongo_cli.run}
     try:
         return handler[args.command](args, Settings.from_env())
     except (ValueError, LookupError) as exc:  # bad table name, unknown snapshot, no table

@@ -1,4 +1,4 @@
-"""Operator functions behind `datahub history` and `datahub rollback`.
+"""Operator functions behind `datahub history`, `datahub rollback` and `datahub watermark`.
 
 `history` lists a table's snapshots newest first (what each commit did, which run made it,
 which refs point at it); `rollback` moves main back to its parent or to any snapshot still in
@@ -98,3 +98,48 @@ def rollback(catalog: Catalog, ref: TableRef, to: int | None = None) -> tuple[in
         manage = manage.set_current_snapshot(snapshot_id=to)
     manage.commit()
     return current.snapshot_id, to
+
+
+def find_pipeline(project, key: str):
+    """The pipeline `<app>.<id>` of a loaded project (ValueError listing the app's others)."""
+    for spec in project.pipelines:
+        if spec.key == key:
+            return spec
+    app = key.split(".")[0]
+    known = sorted(p.key for p in project.pipelines if p.app == app)
+    raise ValueError(f"no pipeline {key!r}; pipelines of app {app!r}: "
+                     f"{', '.join(known) or '(none)'}")
+
+
+def _incremental(spec) -> tuple[list[str], TableRef]:
+    from datahub_assets.spec.check_targets import table_targets
+
+    ids = [s.id for s in spec.pipeline.sources if s.incremental is not None]
+    tables = list(table_targets(spec))
+    if not ids or not tables:
+        raise ValueError(f"pipeline {spec.key} has no incremental source")
+    return ids, tables[0].ref
+
+
+def watermarks(catalog: Catalog, spec) -> list[dict[str, Any]]:
+    """The committed watermark of each incremental source of `spec` (None: reads all)."""
+    from datahub_assets.execute.incremental import load_state
+
+    ids, ref = _incremental(spec)
+    state = load_state(catalog, ref, ids)
+    columns = {s.id: s.incremental.column for s in spec.pipeline.sources if s.incremental}
+    return [{"source": sid, "column": columns[sid], "table": ref.identifier,
+             "type": state.previous[sid].type if sid in state.previous else None,
+             "value": state.previous[sid].value if sid in state.previous else None,
+             "snapshot_id": state.recorded_in.get(sid)} for sid in ids]
+
+
+def reset_watermarks(catalog: Catalog, spec, source: str | None = None) -> int | None:
+    """Forget the watermarks of `spec` (or of one source): the next run reads every row."""
+    from datahub_assets.execute.incremental import reset_watermarks as reset
+
+    ids, ref = _incremental(spec)
+    if source is not None and source not in ids:
+        raise ValueError(f"{spec.key} has no incremental source {source!r}; it has "
+                         f"{', '.join(ids)}")
+    return reset(catalog, ref, [source] if source else ids)

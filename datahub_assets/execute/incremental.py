@@ -12,7 +12,9 @@ so a failed or rolled-back run leaves the watermark where it was. The committed 
 read from the FIRST table target: its current snapshot, else the nearest ancestor carrying
 the property (snapshots written by something else, e.g. maintenance, are skipped). No table
 yet, or no property anywhere in its history: everything is read. Dropping the table resets
-the watermark. A pipeline with an incremental source and no table target is an error.
+the watermark, and so does `datahub watermark reset` (`reset_watermarks`: a data-free snapshot
+whose property is the marker `{"type": "reset", "value": ""}`). A pipeline with an
+incremental source and no table target is an error.
 
 Database sources slice on the database instead (`readers/database.py`): rows with
 `watermark <= column <= newest`, the boundary rows merged on the targets' keys.
@@ -58,6 +60,7 @@ from datahub_assets.spec.models import TableRef
 PROPERTY_PREFIX = "datahub.watermark."
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICRO = timedelta(microseconds=1)
+RESET = "reset"
 SUPPORTED = (T.NumericType, T.StringType, T.DateType, T.TimestampType, T.TimestampNTZType)
 
 
@@ -100,6 +103,8 @@ class WatermarkState:
     """Current snapshot of `ref` when the watermarks were read (None: no table yet)."""
     previous: dict[str, Watermark] = field(default_factory=dict)
     current: dict[str, Watermark] = field(default_factory=dict)
+    recorded_in: dict[str, int] = field(default_factory=dict)
+    """Snapshot that recorded each previous watermark."""
 
     def properties(self) -> dict[str, str]:
         """Snapshot summary properties recording this run's watermarks."""
@@ -122,16 +127,37 @@ def load_state(catalog: Catalog, ref: TableRef, source_ids: list[str]) -> Waterm
             if text is None:
                 continue
             try:
-                state.previous[sid] = Watermark.from_json(text)
+                found = Watermark.from_json(text)
             except (ValueError, KeyError, TypeError) as exc:
                 raise IncrementalError(
                     f"table {ref.identifier}: snapshot {snapshot.snapshot_id} has an unreadable "
                     f"{PROPERTY_PREFIX}{sid} property {text!r}: {exc}"
                 ) from exc
+            if found.type != RESET:  # a reset marker: as if no run had recorded one
+                state.previous[sid] = found
+                state.recorded_in[sid] = snapshot.snapshot_id
             missing.discard(sid)
         if not missing:
             break
     return state
+
+
+def reset_watermarks(catalog: Catalog, ref: TableRef, source_ids: list[str]) -> int | None:
+    """Forget the committed watermarks of `source_ids`: one snapshot that adds no data and
+    records a reset marker, so the next run reads every row again (history is kept, and a
+    rollback past the marker brings the old watermark back). Returns the new snapshot id,
+    or None when the table does not exist yet (nothing to reset)."""
+    try:
+        table = load_table(catalog, ref)
+    except TableNotFoundError:
+        return None
+    marker = Watermark(type=RESET, value="").to_json()
+    txn = table.transaction()
+    props = {PROPERTY_PREFIX + sid: marker for sid in sorted(source_ids)}
+    with txn.update_snapshot(snapshot_properties=props).fast_append():
+        pass
+    txn.commit_transaction()
+    return load_table(catalog, ref).current_snapshot().snapshot_id
 
 
 def _resolve_column(df: DataFrame, source_id: str, column: str) -> T.StructField:

@@ -277,3 +277,42 @@ def test_connection_from_app_yaml_and_isolation_level(spark, settings, db):
                                for r in _table(load_catalog(settings))]
     assert (ident, name) == (1, "a")
     assert level.lower().replace("-", " ") == "repeatable read"
+
+
+def test_watermark_show_and_reset_cli(spark, settings, postgres_server, monkeypatch, capsys):
+    from datahub_assets.cli import main
+
+    local_servers.create_database(postgres_server, "crm_cli")
+    import psycopg
+
+    def sql(statement):
+        with psycopg.connect(host="127.0.0.1", port=postgres_server.port, user="datahub",
+                             dbname="crm_cli", autocommit=True) as conn:
+            conn.execute(statement)
+
+    sql("create table p (id int primary key, name text, u timestamp)")
+    sql("insert into p values (1, 'a', '2024-01-01 00:00:00'), (2, 'b', '2024-01-02 00:00:00')")
+    monkeypatch.setenv("CRM_DB", "datahub")
+    spec = _pipeline(settings, postgres_server.jdbc_url("crm_cli"),
+                     """<database id="people" jdbcUrl="{url}" userSecretRef="CRM_DB">
+                     <table name="p"/><incremental column="u"/></database>""",
+                     '<table table="people" mode="merge" keys="id"/>')
+
+    def names():
+        return {r["id"]: r["name"] for r in _table(load_catalog(settings))}
+
+    assert main(["watermark", "show", "crm.people"]) == 0
+    assert "none: the next run reads every row" in capsys.readouterr().out
+    run_pipeline(spec, _ctx(spark, settings, run_id="r1"), load_catalog(settings))
+    assert main(["watermark", "show", "crm.people"]) == 0
+    assert "2024-01-02T00:00:00" in capsys.readouterr().out
+    sql("update p set name = 'a2' where id = 1")  # below the watermark: not read again
+    run_pipeline(spec, _ctx(spark, settings, run_id="r2"), load_catalog(settings))
+    assert names() == {1: "a", 2: "b"}
+    assert main(["watermark", "reset", "crm.people"]) == 0
+    assert "watermark reset" in capsys.readouterr().out
+    assert main(["watermark", "show", "crm.people"]) == 0
+    assert "none: the next run reads every row" in capsys.readouterr().out
+    run_pipeline(spec, _ctx(spark, settings, run_id="r3"), load_catalog(settings))
+    assert names() == {1: "a2", 2: "b"}
+    assert main(["watermark", "show", "crm.nope"]) == 1
