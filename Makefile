@@ -9,8 +9,12 @@ export DATAHUB_HOME ?= $(CURDIR)/.datahub
 export DAGSTER_HOME ?= $(DATAHUB_HOME)/dagster
 export DATAHUB_PIPELINES_DIR ?= $(CURDIR)/pipelines_xml
 export DATAHUB_DATA_DIR ?= $(CURDIR)/data
+# secrets of the crm example's local servers (datahub demo starts them; see pipelines_xml/crm)
+export CRM_DB ?= datahub
+export PRODUCTS_MONGO_URI ?= mongodb://127.0.0.1:27019/
 
-.PHONY: setup demo dev test test-fast lint bench-load bench-tpch bench-overhead bench-watch-tick bench-watch-burst bench-mongo spark-stop clean
+.PHONY: setup demo dev test test-fast lint bench-load bench-tpch bench-overhead bench-watch-tick \
+        bench-watch-burst bench-mongo spark-stop servers-stop clean
 
 setup: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 
@@ -70,5 +74,8 @@ bench-mongo: setup
 spark-stop:
 	-$(BIN)/datahub spark stop
 
-clean: spark-stop
+servers-stop:
+	-$(BIN)/datahub servers stop
+
+clean: spark-stop servers-stop
 	rm -rf $(DATAHUB_HOME) $(DATAHUB_DATA_DIR)

@@ -23,7 +23,7 @@ def _validate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-DEMO_APPS = ("ecommerce", "github", "customer")
+DEMO_APPS = ("ecommerce", "github", "customer", "crm")
 
 
 def _reset_demo(settings: Settings) -> None:
@@ -54,10 +54,37 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     if args.fresh:
         _reset_demo(settings)
         print(f"dropped the tables and sample files of {', '.join(DEMO_APPS)}")
+    if args.touch_crm:
+        from datahub_assets.demo_databases import touch_crm
+
+        touch_crm(settings.home)
+        print("crm: updated customer 1 and added orders (one at the watermark's timestamp)")
+        return 0
     files = generate(settings.data_dir, rows=args.rows, seed=args.seed)
     count = sum(len(v) for v in files.values())
     print(f"wrote {count} sample files for {', '.join(sorted(files))} under {settings.data_dir}")
+    from datahub_assets.demo_databases import seed_crm
+
+    counts = seed_crm(settings.home, rows=args.rows, seed=args.seed)
+    print("seeded crm: PostgreSQL crm.public.customers ({customers}), orders ({orders}); "
+          "MongoDB catalog.products ({products})".format(**counts))
     return 0
+
+
+def _servers(args: argparse.Namespace, settings: Settings) -> int:
+    from datahub_assets import demo_databases as dbs
+
+    if args.action == "stop":
+        stopped = dbs.stop_servers(settings.home)
+        print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+        return 0
+    if args.action == "start":
+        dbs.start_servers(settings.home)
+    state = dbs.status(settings.home)
+    for kind, server in state.items():
+        print(f"{kind}: " + (f"running on 127.0.0.1:{server.port} (pid {server.pid}, "
+                             f"{server.root})" if server else "not running"))
+    return 0 if all(state.values()) else 3
 
 
 def _tables(args: argparse.Namespace, settings: Settings) -> int:
@@ -162,6 +189,12 @@ def main(argv: list[str] | None = None) -> int:
                       help="first drop the example apps' tables and sample files, so the demo "
                            "starts from nothing (raw pipelines ingest each file in landing/ "
                            "once and move it to processed/)")
+    demo.add_argument("--touch-crm", action="store_true",
+                      help="only change the crm source data (new and updated rows), to show "
+                           "an incremental run")
+    servers = sub.add_parser("servers", help="the crm example's local PostgreSQL and "
+                                             "MongoDB-wire servers")
+    servers.add_argument("action", choices=["status", "start", "stop"])
     sub.add_parser("tables", help="list every table asset with its rows and current snapshot")
     hist = sub.add_parser("history", help="snapshots of a table, newest first")
     hist.add_argument("table", help="<app>.<layer>.<table>")
@@ -180,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler = {"validate": _validate, "demo": _demo, "tables": _tables, "spark": _spark,
                "history": _history, "rollback": _rollback, "watermark": _watermark,
+               "servers": _servers,
                "mongo": mongo_cli.run}
     try:
         return handler[args.command](args, Settings.from_env())

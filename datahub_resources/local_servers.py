@@ -140,8 +140,9 @@ def pg_bin() -> Path:
     return Path(candidates[-1]).parent
 
 
-def start_postgres(root: Path) -> LocalServer:
-    """A private PostgreSQL cluster in `root` (made on first use, reused after)."""
+def start_postgres(root: Path, port: int | None = None) -> LocalServer:
+    """A private PostgreSQL cluster in `root` (made on first use, reused after), on `port`
+    (default: a free one)."""
     root.mkdir(parents=True, exist_ok=True)
     up = running(root)
     if up is not None:
@@ -152,7 +153,7 @@ def start_postgres(root: Path) -> LocalServer:
         subprocess.run(prefix + [str(bin_dir / "initdb"), "-D", str(data), "-U", "datahub",
                                  "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"],
                        check=True, capture_output=True)
-    port = free_port()
+    port = port or free_port()
     subprocess.run(prefix + [str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(log),
                              "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
                              "start"], check=True, capture_output=True)
@@ -204,8 +205,9 @@ def create_database(server: LocalServer, name: str) -> None:
 # -------------------------------------------------------------------------------- MariaDB
 
 
-def start_mariadb(root: Path) -> LocalServer:
-    """A private MariaDB server in `root` (datadir made on first use)."""
+def start_mariadb(root: Path, port: int | None = None) -> LocalServer:
+    """A private MariaDB server in `root` (datadir made on first use), on `port` (default: a
+    free one)."""
     root.mkdir(parents=True, exist_ok=True)
     up = running(root)
     if up is not None:
@@ -221,7 +223,7 @@ def start_mariadb(root: Path) -> LocalServer:
         subprocess.run(prefix + [install, f"--datadir={data}", "--auth-root-authentication-method"
                                  "=normal", "--skip-test-db", *user],
                        check=True, capture_output=True)
-    port = free_port()
+    port = port or free_port()
     cmd = [mariadbd, "--no-defaults", f"--datadir={data}", f"--port={port}",
            "--bind-address=127.0.0.1", f"--socket={root / 'mariadb.sock'}",
            f"--pid-file={root / 'mariadb.pid'}", f"--log-error={log}", "--skip-grant-tables=0",
@@ -237,13 +239,14 @@ def start_mariadb(root: Path) -> LocalServer:
 # -------------------------------------------------------------------- MongoDB wire (nx-27017)
 
 
-def start_mongo(root: Path) -> LocalServer:
-    """The `nx-27017` MongoDB-wire server with its SQLite files in `root`."""
+def start_mongo(root: Path, port: int | None = None) -> LocalServer:
+    """The `nx-27017` MongoDB-wire server with its SQLite files in `root`, on `port` (default:
+    a free one)."""
     root.mkdir(parents=True, exist_ok=True)
     up = running(root)
     if up is not None:
         return up
-    port, log = free_port(), root / "mongo.log"
+    port, log = port or free_port(), root / "mongo.log"
     exe = Path(sys.executable).parent / "nx-27017"
     cmd = [str(exe) if exe.exists() else "nx-27017", "--data-dir", str(root / "data"),
            "--host", "127.0.0.1", "--port", str(port), "--log-file", str(log),

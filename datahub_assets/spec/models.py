@@ -309,8 +309,11 @@ class Cast(_Step):
 class Flatten(_Step):
     kind: Literal["flatten"] = "flatten"
     source: str
-    separator: str = "_"
-    arrays: Literal["explode", "first", "count", "json"] = "json"
+    separator: str = Field(default="_", description="Between parent and child names.")
+    arrays: Literal["explode", "first", "count", "json", "index"] = Field(
+        default="json", description="Arrays: explode to rows, first element, count, JSON text, "
+        "or index columns items_0_x, items_1_x, ... for the first maxIndex elements.")
+    max_index: int = Field(default=5, ge=1, description="Elements kept by arrays=\"index\".")
 
 
 class Sql(_Step):
@@ -499,6 +502,9 @@ class AppConfig(Node):
     owner: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     connections: dict[str, Connection] = Field(default_factory=dict)
+    notifications: AppNotifications | None = Field(
+        default=None, description="SMTP server and default notification targets of the "
+        "app's job pipelines and SLA misses (spec/job_models.py).")
 
 
 # ----------------------------------------------------------------- resolved (validated)
@@ -589,6 +595,14 @@ class Project(BaseModel):
     root: str
     apps: dict[str, AppConfig]
     pipelines: tuple[PipelineSpec, ...]
+    jobs: tuple[JobSpec, ...] = Field(default=(), description="Job pipelines (section 6).")
 
     def by_table(self) -> dict[TableRef, PipelineSpec]:
         return {t.ref: p for p in self.pipelines for t in p.targets}
+
+
+# job pipelines and notifications live in their own module, which builds on Node
+from datahub_assets.spec.job_models import AppNotifications, JobSpec  # noqa: E402
+
+AppConfig.model_rebuild()
+Project.model_rebuild()

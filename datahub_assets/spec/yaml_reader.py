@@ -8,6 +8,8 @@ does XML attribute text, which makes both forms produce equal models.
 from __future__ import annotations
 
 import json
+import os
+import re
 import typing
 from typing import Any
 
@@ -232,5 +234,30 @@ def read_app_yaml(text: str, file: str) -> AppConfig:
                                                         f"connections.{name}")
             if isinstance(conn, dict):
                 conn["loc"] = {"file": file, "line": where.line, "column": where.column}
+                for key, value in list(conn.items()):
+                    if key != "loc" and isinstance(value, str):
+                        conn[key] = _expand_env(value, builder, where, f"{name}.{key}")
     return _validate(AppConfig, data, builder, file)
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand_env(value: str, builder: _Builder, where: Where, what: str) -> str:
+    """`${NAME}` / `${NAME:-default}` in a connection value, from the environment at load
+    time: the same app.yaml serves laptops and production (hosts and ports differ; secrets
+    still belong in *SecretRef). An unset variable without a default is a load error."""
+    def expand(m: re.Match) -> str:
+        found = os.environ.get(m.group(1))
+        if found:
+            return found
+        if m.group(2) is not None:
+            return m.group(2)
+        builder.errors.append(SpecError(builder.file, where.line, where.column,
+                                        f"connections.{what}: environment variable "
+                                        f"{m.group(1)} is not set; set it or write "
+                                        f"${{{m.group(1)}:-default}}"))
+        return m.group(0)
+
+    return _ENV_REF.sub(expand, value)
 

@@ -33,6 +33,8 @@ def _run(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
+    from datahub_resources.local_servers import free_port
+
     root = tmp_path_factory.mktemp("demo")
     home = root / "home"
     (home / "dagster").mkdir(parents=True)
@@ -42,11 +44,19 @@ def demo(tmp_path_factory):
         "DAGSTER_HOME": str(home / "dagster"),
         "DATAHUB_DATA_DIR": str(root / "data"),
         "DATAHUB_PIPELINES_DIR": str(REPO / "pipelines_xml"),
+        # the crm example's servers (datahub demo starts them) on ports of this test's own
+        "CRM_DB": "datahub",
+        "CRM_DB_ADDRESS": f"127.0.0.1:{free_port()}",
+        "PRODUCTS_MONGO_URI": f"mongodb://127.0.0.1:{free_port()}/",
     }
-    _run([str(BIN / "datahub"), "demo", "--fresh", "--rows", "300"], env)
-    _run([str(BIN / "dagster"), "asset", "materialize", "-m", "datahub_assets.definitions",
-          "--select", "*"], env)
-    return root, env
+    try:
+        _run([str(BIN / "datahub"), "demo", "--fresh", "--rows", "300"], env)
+        _run([str(BIN / "dagster"), "asset", "materialize", "-m", "datahub_assets.definitions",
+              "--select", "*"], env)
+        yield root, env
+    finally:
+        subprocess.run([str(BIN / "datahub"), "servers", "stop"], env=env, cwd=REPO,
+                       capture_output=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +165,68 @@ def test_materialisations_record_rows_schema_and_snapshot(demo, catalog):
     export_key = dg.AssetKey(["ecommerce", "service", "customer_360_csv"])
     export = instance.get_latest_materialization_event(export_key).asset_materialization
     assert export.metadata["dagster/row_count"].value == meta["dagster/row_count"].value
+
+
+# ------------------------------------------------------------------------------------ crm
+
+
+def _crm_sql(env, statement: str) -> list[tuple]:
+    import psycopg
+
+    host, port = env["CRM_DB_ADDRESS"].split(":")
+    with psycopg.connect(host=host, port=int(port), user="datahub", dbname="crm") as conn:
+        return conn.execute(statement).fetchall()
+
+
+def _expected_revenue(env) -> dict[int, tuple]:
+    """Revenue per customer computed in PostgreSQL and MongoDB directly (not by the platform):
+    (orders, revenue, distinct product categories) of non-cancelled orders."""
+    import pymongo
+
+    client = pymongo.MongoClient(env["PRODUCTS_MONGO_URI"])
+    category = {d["sku"]: d["category"]["main"]
+                for d in client["catalog"]["products"].find({"active": True})}
+    client.close()
+    out: dict[int, list] = {cid: [0, 0, set()] for (cid,) in _crm_sql(
+        env, "select customer_id from public.customers")}
+    for cid, sku, amount in _crm_sql(env, "select customer_id, product_sku, "
+                                     "round(quantity * unit_price, 2) from public.orders "
+                                     "where status <> 'cancelled'"):
+        out[cid][0] += 1
+        out[cid][1] += amount
+        if sku in category:
+            out[cid][2].add(category[sku])
+    return {cid: (n, rev, len(cats)) for cid, (n, rev, cats) in out.items()}
+
+
+def _reported(env) -> dict[int, tuple]:
+    return {cid: (n, rev, cats) for cid, n, rev, cats in _crm_sql(
+        env, "select customer_id, orders, revenue, categories from reporting.customer_revenue")}
+
+
+def test_crm_database_and_mongo_to_reporting_table(demo, catalog):
+    root, env = demo
+    assert _reported(env) == _expected_revenue(env)
+    raw = _rows(catalog, "crm_raw.orders")
+    assert sorted(r["order_id"] for r in raw) == sorted(
+        i for (i,) in _crm_sql(env, "select order_id from public.orders"))
+    products = _rows(catalog, "crm_silver.products")
+    assert {"category_main", "dimensions_width", "variants_0_color", "tags_0"} <= set(products[0])
+    assert len(products) == 36  # active products only (the <filter>)
+
+
+def test_crm_incremental_round_merges_new_and_tied_rows(demo, catalog):
+    root, env = demo
+    before = catalog.load_table("crm_raw.orders").current_snapshot().summary \
+        .additional_properties["datahub.watermark.orders"]
+    _run([str(BIN / "datahub"), "demo", "--touch-crm"], env)
+    _run([str(BIN / "dagster"), "asset", "materialize", "-m", "datahub_assets.definitions",
+          "--select", "*crm/service/customer_revenue_pg"], env)
+    ids = [r["order_id"] for r in _rows(catalog, "crm_raw.orders")]
+    assert len(ids) == len(set(ids)) == _crm_sql(env, "select count(*) from public.orders")[0][0]
+    after = catalog.load_table("crm_raw.orders").current_snapshot().summary \
+        .additional_properties["datahub.watermark.orders"]
+    assert after != before
+    assert _reported(env) == _expected_revenue(env)
+    segment = {r["customer_id"]: r["segment"] for r in _rows(catalog, "crm_silver.customers")}
+    assert segment[1] == "vip"

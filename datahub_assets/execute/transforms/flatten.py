@@ -113,4 +113,4 @@ def flatten(step: Flatten, datasets: dict[str, DataFrame], ctx: ExecContext) -> 
     """The `flatten` step: `flatten_frame` with the step's separator, arrays and maxIndex."""
     df = dataset(datasets, step.source, step.kind)
     return flatten_frame(df, step.separator, step.arrays,
-                         getattr(step, "max_index", None) or DEFAULT_MAX_INDEX, step.source)
+                         step.max_index, step.source)
