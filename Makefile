@@ -14,7 +14,7 @@ export CRM_DB ?= datahub
 export PRODUCTS_MONGO_URI ?= mongodb://127.0.0.1:27019/
 
 .PHONY: setup demo dev test test-fast lint bench-load bench-tpch bench-overhead bench-watch-tick \
-        bench-watch-burst bench-mongo spark-stop servers-stop clean
+        bench-watch-burst bench-mongo bench-jdbc spark-stop servers-stop clean
 
 setup: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 
@@ -71,11 +71,14 @@ bench-watch-burst: setup
 bench-mongo: setup
 	$(BIN)/python bench/run.py mongo
 
+bench-jdbc: setup
+	$(BIN)/python bench/run.py jdbc
+
 spark-stop:
 	-$(BIN)/datahub spark stop
 
 servers-stop:
-	-$(BIN)/datahub servers stop
+	-$(BIN)/datahub servers stop --purge
 
 clean: spark-stop servers-stop
 	rm -rf $(DATAHUB_HOME) $(DATAHUB_DATA_DIR)

@@ -7,6 +7,7 @@
     .venv/bin/python bench/run.py watch-tick      # file-drop sensor tick over 1k-100k files
     .venv/bin/python bench/run.py watch-burst     # 10,000 small files ingested in batches
     .venv/bin/python bench/run.py mongo           # 1M nested Mongo docs vs a pymongo drain
+    .venv/bin/python bench/run.py jdbc            # 5M PostgreSQL rows: partitioned vs single
     .venv/bin/python bench/run.py all
 
 Extra arguments after the name go to that benchmark (e.g. `load --sizes 200 2000`).
@@ -31,6 +32,7 @@ MODULES = {
     "watch-tick": ["bench.watch tick"],
     "watch-burst": ["bench.watch burst"],
     "mongo": ["bench.mongo"],
+    "jdbc": ["bench.jdbc"],
 }
 ALL = ("tpch", "load", "overhead", "tpch-platform")
 

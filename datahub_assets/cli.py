@@ -75,7 +75,7 @@ def _servers(args: argparse.Namespace, settings: Settings) -> int:
     from datahub_assets import demo_databases as dbs
 
     if args.action == "stop":
-        stopped = dbs.stop_servers(settings.home)
+        stopped = dbs.stop_servers(settings.home, purge=args.purge)
         print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
         return 0
     if args.action == "start":
@@ -195,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     servers = sub.add_parser("servers", help="the crm example's local PostgreSQL and "
                                              "MongoDB-wire servers")
     servers.add_argument("action", choices=["status", "start", "stop"])
+    servers.add_argument("--purge", action="store_true",
+                         help="with stop: also delete the servers' data (make clean does)")
     sub.add_parser("tables", help="list every table asset with its rows and current snapshot")
     hist = sub.add_parser("history", help="snapshots of a table, newest first")
     hist.add_argument("table", help="<app>.<layer>.<table>")
@@ -210,11 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     spark.add_argument("action", choices=["status", "start", "stop"])
     from datahub_assets.execute.mongo import cli as mongo_cli
     mongo_cli.add_parser(sub)
+    from datahub_assets.runs import cli as runs_cli
+    runs_cli.add_parser(sub)
     args = parser.parse_args(argv)
     handler = {"validate": _validate, "demo": _demo, "tables": _tables, "spark": _spark,
                "history": _history, "rollback": _rollback, "watermark": _watermark,
                "servers": _servers,
-               "mongo": mongo_cli.run}
+               "mongo": mongo_cli.run, "runs": runs_cli.run}
     try:
         return handler[args.command](args, Settings.from_env())
     except (ValueError, LookupError) as exc:  # bad table name, unknown snapshot, no table

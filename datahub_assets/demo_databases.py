@@ -67,9 +67,11 @@ def start_servers(home: Path) -> dict[str, local_servers.LocalServer]:
     return {"postgres": pg, "mongo": mongo}
 
 
-def stop_servers(home: Path) -> list[str]:
-    """Stop the demo servers; returns the kinds that were running."""
-    return [kind for kind in SERVERS if local_servers.stop(server_root(home, kind))]
+def stop_servers(home: Path, purge: bool = False) -> list[str]:
+    """Stop the demo servers; returns the kinds that were running. `purge` also deletes their
+    data kept outside $DATAHUB_HOME (see `local_servers._service_home`)."""
+    return [kind for kind in SERVERS
+            if local_servers.stop(server_root(home, kind), purge=purge)]
 
 
 def status(home: Path) -> dict[str, local_servers.LocalServer | None]:

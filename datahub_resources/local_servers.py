@@ -13,6 +13,7 @@ Each server lives in a folder of its own (data, socket, log, `server.json`), lis
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -36,8 +37,12 @@ class LocalServer:
     kind: str
     """postgres | mariadb | mongo"""
     root: str
+    """Where `server.json` records the server (the caller's folder)."""
     port: int
     pid: int
+    files: str = ""
+    """Where the server keeps its data and log: `root`, or a folder the service user can reach
+    (`_service_home`)."""
 
     @property
     def host(self) -> str:
@@ -93,12 +98,25 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _as_service_user(root: Path, user: str) -> list[str]:
-    """Database servers refuse to run as root: hand `root` to `user` and run as it."""
+def _service_home(root: Path, user: str) -> tuple[Path, list[str]]:
+    """(folder for the server's files, command prefix to run as the service user).
+
+    Database servers refuse to run as root, so as root they run as `user` (postgres, mysql)
+    in a folder handed to it. When `user` cannot reach `root` (e.g. under /root or pytest's
+    private tmp dir), the files go to /var/tmp/datahub-servers/<kind>-<hash of root>."""
     if os.geteuid() != 0:
-        return []
+        return root, []
+    prefix = ["runuser", "-u", user, "--"]
     subprocess.run(["chown", "-R", f"{user}:", str(root)], check=True)
-    return ["runuser", "-u", user, "--"]
+    if subprocess.run(prefix + ["test", "-w", str(root)], capture_output=True).returncode == 0:
+        return root, prefix
+    digest = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:12]
+    home = Path("/var/tmp/datahub-servers") / f"{user}-{digest}"
+    home.parent.mkdir(parents=True, exist_ok=True)
+    home.parent.chmod(0o1777)
+    home.mkdir(exist_ok=True)
+    subprocess.run(["chown", "-R", f"{user}:", str(home)], check=True)
+    return home, prefix
 
 
 def _wait(proc_pid: int, port: int, log: Path, what: str) -> None:
@@ -147,18 +165,18 @@ def start_postgres(root: Path, port: int | None = None) -> LocalServer:
     up = running(root)
     if up is not None:
         return up
-    bin_dir, data, log = pg_bin(), root / "data", root / "pg.log"
-    prefix = _as_service_user(root, "postgres")
+    home, prefix = _service_home(root, "postgres")
+    bin_dir, data, log = pg_bin(), home / "data", home / "pg.log"
     if not (data / "PG_VERSION").exists():
         subprocess.run(prefix + [str(bin_dir / "initdb"), "-D", str(data), "-U", "datahub",
                                  "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"],
                        check=True, capture_output=True)
     port = port or free_port()
     subprocess.run(prefix + [str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(log),
-                             "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
+                             "-o", f"-p {port} -k {home} -c listen_addresses=127.0.0.1",
                              "start"], check=True, capture_output=True)
     pid = int((data / "postmaster.pid").read_text().split()[0])
-    return _record(LocalServer("postgres", str(root), port, pid))
+    return _record(LocalServer("postgres", str(root), port, pid, str(home)))
 
 
 def add_password_user(server: LocalServer, user: str, password: str) -> None:
@@ -167,7 +185,7 @@ def add_password_user(server: LocalServer, user: str, password: str) -> None:
     import psycopg
     from psycopg import sql
 
-    hba = Path(server.root) / "data" / "pg_hba.conf"
+    hba = Path(server.files) / "data" / "pg_hba.conf"
     line = f"host all {user} 127.0.0.1/32 scram-sha-256\n"
     text = hba.read_text()
     if line not in text:
@@ -216,8 +234,8 @@ def start_mariadb(root: Path, port: int | None = None) -> LocalServer:
     install = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"
     if not Path(mariadbd).exists():
         raise LocalServerError("MariaDB not found: `make setup` installs `mariadb-server`")
-    data, log = root / "data", root / "mariadb.log"
-    prefix = _as_service_user(root, "mysql")
+    home, prefix = _service_home(root, "mysql")
+    data, log = home / "data", home / "mariadb.log"
     user = ["--user=mysql"] if prefix else []
     if not (data / "mysql").exists():
         subprocess.run(prefix + [install, f"--datadir={data}", "--auth-root-authentication-method"
@@ -225,15 +243,15 @@ def start_mariadb(root: Path, port: int | None = None) -> LocalServer:
                        check=True, capture_output=True)
     port = port or free_port()
     cmd = [mariadbd, "--no-defaults", f"--datadir={data}", f"--port={port}",
-           "--bind-address=127.0.0.1", f"--socket={root / 'mariadb.sock'}",
-           f"--pid-file={root / 'mariadb.pid'}", f"--log-error={log}", "--skip-grant-tables=0",
+           "--bind-address=127.0.0.1", f"--socket={home / 'mariadb.sock'}",
+           f"--pid-file={home / 'mariadb.pid'}", f"--log-error={log}", "--skip-grant-tables=0",
            "--innodb-buffer-pool-size=64M", "--skip-log-bin",
            "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci", *user]
     with open(os.devnull, "wb") as devnull:
         proc = subprocess.Popen(cmd, stdout=devnull, stderr=devnull, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
     _wait(proc.pid, port, log, "MariaDB")
-    return _record(LocalServer("mariadb", str(root), port, proc.pid))
+    return _record(LocalServer("mariadb", str(root), port, proc.pid, str(home)))
 
 
 # -------------------------------------------------------------------- MongoDB wire (nx-27017)
@@ -256,30 +274,39 @@ def start_mongo(root: Path, port: int | None = None) -> LocalServer:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     _wait(proc.pid, port, log, "nx-27017 (MongoDB wire)")
-    return _record(LocalServer("mongo", str(root), port, proc.pid))
+    return _record(LocalServer("mongo", str(root), port, proc.pid, str(root)))
 
 
 # ---------------------------------------------------------------------------------- stop
 
 
-def stop(root: Path) -> bool:
-    """Stop the server recorded in `root`; True if one was running."""
+def stop(root: Path, purge: bool = False) -> bool:
+    """Stop the server recorded in `root`; True if one was running. `purge` also deletes its
+    files when they live outside `root` (tests: the caller removes `root` itself)."""
     state = root / "server.json"
     if not state.exists():
         return False
     server = LocalServer(**json.loads(state.read_text()))
     state.unlink()
-    if not _pid_alive(server.pid):
-        return False
+    was_running = _pid_alive(server.pid)
+    if was_running:
+        _terminate(server)
+    files = Path(server.files) if server.files else root
+    if purge and files.resolve() != root.resolve():
+        shutil.rmtree(files, ignore_errors=True)
+    return was_running
+
+
+def _terminate(server: LocalServer) -> None:
     if server.kind == "postgres":
         prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        subprocess.run(prefix + [str(pg_bin() / "pg_ctl"), "-D", str(root / "data"), "-m",
-                                 "fast", "-w", "stop"], capture_output=True)
+        subprocess.run(prefix + [str(pg_bin() / "pg_ctl"), "-D",
+                                 str(Path(server.files) / "data"), "-m", "fast", "-w", "stop"],
+                       capture_output=True)
     else:
         os.kill(server.pid, signal.SIGTERM)
     for _ in range(100):
         if not _pid_alive(server.pid):
-            return True
+            return
         time.sleep(0.1)
     os.kill(server.pid, signal.SIGKILL)
-    return True

@@ -57,7 +57,7 @@ def postgres_server():
     try:
         yield server
     finally:
-        local_servers.stop(root)
+        local_servers.stop(root, purge=True)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -80,7 +80,7 @@ def mariadb_server():
     try:
         yield server
     finally:
-        local_servers.stop(root)
+        local_servers.stop(root, purge=True)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -97,5 +97,5 @@ def mongo_server():
     try:
         yield server
     finally:
-        local_servers.stop(root)
+        local_servers.stop(root, purge=True)
         shutil.rmtree(root, ignore_errors=True)

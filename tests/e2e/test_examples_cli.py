@@ -55,7 +55,7 @@ def demo(tmp_path_factory):
               "--select", "*"], env)
         yield root, env
     finally:
-        subprocess.run([str(BIN / "datahub"), "servers", "stop"], env=env, cwd=REPO,
+        subprocess.run([str(BIN / "datahub"), "servers", "stop", "--purge"], env=env, cwd=REPO,
                        capture_output=True, timeout=120)
 
 
