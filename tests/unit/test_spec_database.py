@@ -161,3 +161,28 @@ def _read_literal(text: str) -> str:
             out.append(c)
             i += 1
     return "".join(out)
+
+
+def test_app_yaml_connection_values_expand_environment_variables(tmp_path, monkeypatch):
+    app = tmp_path / "crm"
+    (app / "raw").mkdir(parents=True)
+    (app / "app.yaml").write_text(
+        'connections:\n'
+        '  crm: {jdbcUrl: "jdbc:postgresql://${CRM_TEST_ADDR:-127.0.0.1:5432}/crm"}\n'
+        '  other: {jdbcUrl: "jdbc:postgresql://${CRM_TEST_UNSET}/x"}\n')
+    (app / "raw" / "p.xml").write_text("""<pipeline id="p" layer="raw">
+  <sources><database id="a" connection="crm"><table name="t"/></database></sources>
+  <targets><table table="t"/></targets>
+</pipeline>
+""")
+    monkeypatch.delenv("CRM_TEST_UNSET", raising=False)
+    with pytest.raises(SpecErrors) as exc:
+        load_project(tmp_path)
+    find_error(exc.value.errors, "crm/app.yaml", 3, "CRM_TEST_UNSET is not set")
+    monkeypatch.setenv("CRM_TEST_UNSET", "db:1")
+    spec = load_project(tmp_path).pipelines[0]
+    assert spec.endpoint(spec.pipeline.sources[0]).jdbc_url == \
+        "jdbc:postgresql://127.0.0.1:5432/crm"
+    monkeypatch.setenv("CRM_TEST_ADDR", "db.prod:6432")
+    spec = load_project(tmp_path).pipelines[0]
+    assert spec.endpoint(spec.pipeline.sources[0]).jdbc_url == "jdbc:postgresql://db.prod:6432/crm"
