@@ -9,6 +9,7 @@ import dagster as dg
 from datahub_assets.build.automation import automation_sensors
 from datahub_assets.build.project import build_assets
 from datahub_assets.build.sensors import watch_sensors
+from datahub_assets.runs.defs import ops_definitions
 from datahub_assets.spec.loader import load_project
 from datahub_resources.deployment import executor, resources
 from datahub_resources.settings import Settings
@@ -25,13 +26,15 @@ try:
     # all running by default so schedules and file drops work without a click in the UI
     automation = automation_sensors(project)
     sensors = watch_sensors(project)
+    # built in, constant: run records table, daily dashboard, the sensor that records runs
+    ops_assets, run_records = ops_definitions(project)
 finally:
     gc.enable()
 gc.freeze()
 
 defs = dg.Definitions(
-    assets=assets,
-    sensors=[*automation, *sensors],
+    assets=[*assets, *ops_assets],
+    sensors=[*automation, *sensors, run_records],
     resources=resources(),
     executor=executor(),
 )

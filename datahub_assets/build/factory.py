@@ -6,7 +6,6 @@ Building opens no Spark session and reads no data: the asset body calls
 
 import hashlib
 import warnings
-from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -15,6 +14,8 @@ from dagster_aws.s3 import S3Resource
 from datahub_assets.build.automation import condition_for
 from datahub_assets.build.checks import check_specs
 from datahub_assets.build.keys import asset_key, op_name, owners, split_tags
+from datahub_assets.build.params import run_parameters
+from datahub_assets.build.retries import transient_retry
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.drops import REJECTED
 from datahub_assets.execute.outcomes import ChecksFailed, TargetOutcome
@@ -26,7 +27,6 @@ from datahub_resources.settings import Settings
 from datahub_resources.spark import SparkConnectResource
 
 SPARK_POOL = "spark"
-RUN_DATE_TAG = "datahub/run_date"
 
 
 def _kinds(target: ResolvedTarget) -> set[str]:
@@ -92,11 +92,6 @@ def _freshness(sla: str | None) -> dg.FreshnessPolicy | None:
         return None
     window = parse_duration(sla)
     return dg.FreshnessPolicy.time_window(fail_window=window, warn_window=window * 0.8)
-
-
-def _run_date(context: dg.AssetExecutionContext) -> date:
-    tag = context.run.tags.get(RUN_DATE_TAG)
-    return date.fromisoformat(tag) if tag else datetime.now(UTC).date()
 
 
 def _result(outcome: TargetOutcome) -> dg.MaterializeResult:
@@ -193,10 +188,12 @@ def build_pipeline_asset(spec: PipelineSpec, pipelines_dir: Path,
             raise dg.Failure(f"{spec.file}: a file-drop pipeline writes all its targets in one "
                              "commit; select all of them")
         config = context.op_config or {}
+        # run date and :name parameters from the run's tags (build/params.py)
+        run_date, params = run_parameters(context.run.tags)
         ctx = ExecContext(
             spark=spark.get_session(), settings=Settings.from_env(), app=spec.app,
-            run_id=context.run.run_id, run_date=_run_date(context), log=context.log,
-            s3_client=s3_client, spec=spec,
+            run_id=context.run.run_id, run_date=run_date, log=context.log,
+            s3_client=s3_client, spec=spec, params=params,
             full_refresh=bool(config.get("full_refresh"))
             or context.run.tags.get(FULL_REFRESH_TAG, "").lower() == "true",
         )
@@ -210,6 +207,9 @@ def build_pipeline_asset(spec: PipelineSpec, pipelines_dir: Path,
             if ctx.drops is not None:
                 yield from _drop_events(spec, ctx.drops, materialized=False)
             raise dg.Failure(description=str(failed), allow_retries=False) from None
+        except Exception as exc:
+            transient_retry(context, exc, ctx.spark)  # raises RetryRequested when transient
+            raise
         if ctx.drops is not None:
             yield from _drop_events(spec, ctx.drops, materialized=bool(outcomes))
         for outcome in outcomes:

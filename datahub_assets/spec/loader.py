@@ -1,8 +1,10 @@
 """Load every pipeline under DATAHUB_PIPELINES_DIR into a validated Project.
 
 Layout (contract section 1): `<dir>/<app>/{raw,bronze,silver,gold,service}/*.xml|*.yaml|*.yml`
-plus an optional `<app>/app.yaml`. `jobs/`, `schemas/` and `lookups/` are not data
-pipelines and are skipped here. Every problem in every file is raised together.
+plus an optional `<app>/app.yaml`, and job pipelines in `<app>/jobs/` (read first: the
+parameters a job declares may be used by the pipelines it runs; resolved last, against the
+loaded pipelines: `spec/jobs.py`). `schemas/` and `lookups/` are not pipelines. Every
+problem in every file is raised together.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from datahub_assets.spec.errors import SpecError, SpecErrors
+from datahub_assets.spec.job_models import JobPipeline
+from datahub_assets.spec.jobs import JobCheck, job_parameters, read_job_text
 from datahub_assets.spec.models import (
     LAYER_ALIASES,
     LAYERS,
@@ -57,6 +61,8 @@ class _State:
     apps: dict[str, AppConfig] = field(default_factory=dict)
     loaded: list[_Loaded] = field(default_factory=list)
     broken_apps: set[str] = field(default_factory=set)
+    jobs: list[tuple[str, str, JobPipeline]] = field(default_factory=list)
+    job_params: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -73,16 +79,41 @@ def load_project(pipelines_dir: Path) -> Project:
     state = _State(root)
     if not root.is_dir():
         raise SpecErrors([SpecError(str(root), 0, 0, "pipelines directory not found")])
+    app_dirs = []
     for app_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if not APP_NAME.match(app_dir.name):
             state.err(app_dir.name, f"app folder name \"{app_dir.name}\" is not valid; allowed: "
                                     "lowercase letters, digits and _, starting with a letter")
             continue
+        app_dirs.append(app_dir)
+        _read_jobs(state, app_dir)
+    state.job_params = job_parameters(state.jobs)
+    for app_dir in app_dirs:
         _load_app(state, app_dir)
     specs = _resolve(state)
+    check = JobCheck(specs, state.broken_apps,
+                     {app: config.notifications for app, config in state.apps.items()})
+    jobs = check.resolve(state.jobs)
+    state.errors += check.errors
     if state.errors:
         raise SpecErrors(state.errors)
-    return Project(root=str(root), apps=state.apps, pipelines=tuple(specs))
+    return Project(root=str(root), apps=state.apps, pipelines=tuple(specs), jobs=tuple(jobs))
+
+
+def _read_jobs(state: _State, app_dir: Path) -> None:
+    folder = app_dir / "jobs"
+    if not folder.is_dir():
+        return
+    for file in sorted(folder.iterdir()):
+        if not (file.is_file() and file.suffix in SUFFIXES) or file.name.startswith("."):
+            continue
+        rel = state.rel(file)
+        try:
+            state.jobs.append((app_dir.name, rel, read_job_text(file.read_text("utf-8"), rel)))
+        except SpecErrors as exc:
+            state.errors += exc.errors
+        except UnicodeDecodeError as exc:
+            state.err(rel, f"not UTF-8 text: {exc.reason}")
 
 
 def _load_app(state: _State, app_dir: Path) -> None:
@@ -128,7 +159,7 @@ def _load_file(state: _State, app: str, folder: str, path: Path, config: AppConf
         state.broken_apps.add(app)
         return
     check = PipelineCheck(pipeline, rel)
-    check.run(folder, config)
+    check.run(folder, config, state.job_params.get(f"{app}.{pipeline.id}", frozenset()))
     targets = check.resolve_targets(app)
     state.errors += check.errors
     state.loaded.append(_Loaded(app, rel, pipeline, targets))

@@ -9,10 +9,13 @@ This module imports neither dagster nor pyspark.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+if TYPE_CHECKING:  # completed at the end of this module (job pipelines)
+    from datahub_assets.spec.job_models import AppNotifications, JobSpec
 
 LAYERS: tuple[str, ...] = ("raw", "bronze", "silver", "gold", "service")
 LAYER_ALIASES: dict[str, str] = {"staging": "raw", "standardization": "silver"}
@@ -601,8 +604,6 @@ class Project(BaseModel):
         return {t.ref: p for p in self.pipelines for t in p.targets}
 
 
-# job pipelines and notifications live in their own module, which builds on Node
-from datahub_assets.spec.job_models import AppNotifications, JobSpec  # noqa: E402
-
-AppConfig.model_rebuild()
-Project.model_rebuild()
+# job pipelines and notifications live in their own module, which builds on Node and
+# completes AppConfig and Project (their annotations name its models) when it is imported
+import datahub_assets.spec.job_models  # noqa: E402, F401

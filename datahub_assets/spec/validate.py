@@ -55,7 +55,11 @@ class PipelineCheck:
         self.errors.append(SpecError(self.file, line, col, message))
 
     # ------------------------------------------------------------------ rules
-    def run(self, folder_layer: str, app: AppConfig) -> list[SpecError]:
+    def run(self, folder_layer: str, app: AppConfig,
+            job_params: frozenset[str] = frozenset()) -> list[SpecError]:
+        """`job_params`: parameters declared by every job pipeline that runs this pipeline
+        (its database <sql> may use them)."""
+        self.job_params = job_params
         p = self.p
         if p.layer != canonical_layer(folder_layer):
             self.err(p, f"layer=\"{p.layer}\" does not match its folder \"{folder_layer}/\"; "
@@ -158,12 +162,14 @@ class PipelineCheck:
             self.err(src, f"{what}: partitionColumn= and numPartitions= go together (the column "
                           "to split on and how many parallel reads)")
         if src.sql is not None:
-            allowed = ["runDate"] + (["watermark"] if src.incremental else [])
+            allowed = ["runDate"] + (["watermark"] if src.incremental else []) + sorted(
+                getattr(self, "job_params", frozenset()) - {"runDate"})
             for param in find_params(src.sql):
                 if param.name not in allowed:
                     self.err(src, f"{what}: <sql> names parameter :{param.name}, which no run "
                                   f"defines; allowed: {', '.join(':' + a for a in allowed)} "
-                                  "(write :: for a PostgreSQL cast)")
+                                  "(and parameters declared by every job pipeline that runs "
+                                  "this pipeline; write :: for a PostgreSQL cast)")
         if src.incremental is not None:
             tables = [t for t in self.p.targets if isinstance(t, TableTarget)]
             if not tables or any(t.mode != "merge" or not t.keys for t in tables):

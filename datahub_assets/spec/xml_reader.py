@@ -34,9 +34,10 @@ def xml_schema() -> etree.XMLSchema:
 
 
 @functools.cache
-def xsd_declarations() -> Decls:
-    """(parent element, element) -> (attribute names, child element names), read from the XSD."""
-    root = etree.parse(str(XSD_PATH)).getroot()
+def xsd_declarations(xsd: Path = XSD_PATH) -> Decls:
+    """(parent element, element) -> (attribute names, child element names), read from the XSD
+    (`pipeline.xsd` unless another is given: `job.xsd` for job pipelines)."""
+    root = etree.parse(str(xsd)).getroot()
     types = {ct.get("name"): ct for ct in root.findall(f"{_XS}complexType")}
     groups = {g.get("name"): g for g in root.findall(f"{_XS}attributeGroup")}
     out: Decls = {}
@@ -94,9 +95,11 @@ def _tag_of(node: Any) -> str | None:
     return _local(node.tag) if node is not None else None
 
 
-def _rewrite(el: str, attr: str | None, body: str, node: Any) -> str | None:
+def _rewrite(el: str, attr: str | None, body: str, node: Any,
+             xsd: Path = XSD_PATH) -> str | None:
     parent = _tag_of(node.getparent()) if node is not None else None
-    attrs = xsd_declarations().get((parent, el), ((), ()))[0]
+    decls = xsd_declarations(xsd)
+    attrs = decls.get((parent, el), ((), ()))[0]
     what = f"{attr}=\"{{v}}\"" if attr else f"<{el}> text \"{{v}}\""
     on = f" on <{el}>" if attr else ""
     if "is not a valid value of the local atomic type" in body:
@@ -119,7 +122,7 @@ def _rewrite(el: str, attr: str | None, body: str, node: Any) -> str | None:
         return f"<{el}> is missing required attribute \"{m.group(1)}\""
     if "This element is not expected" in body:
         grand = _tag_of(node.getparent().getparent()) if parent else None
-        siblings = xsd_declarations().get((grand, parent), ((), ()))[1] if parent else ()
+        siblings = decls.get((grand, parent), ((), ()))[1] if parent else ()
         if el in siblings:
             return f"<{el}> may appear only once in <{parent}>"
         return f"unknown element <{el}> in <{parent}>; allowed: {', '.join(siblings) or 'none'}"
@@ -127,13 +130,15 @@ def _rewrite(el: str, attr: str | None, body: str, node: Any) -> str | None:
         wanted = re.findall(r"\( (.*) \)", body)
         return f"<{el}> is missing a required element: {wanted[0] if wanted else body}"
     if "No matching global declaration" in body:
-        return f"the root element must be <pipeline>, found <{el}>"
+        roots = sorted(name for parent, name in decls if parent is None)
+        return f"the root element must be <{', '.join(roots)}>, found <{el}>"
     if "Character content" in body:
         return f"<{el}> must not contain text"
     return f"<{el}>: {body.strip()}"
 
 
-def _xsd_errors(root: Any, schema: etree.XMLSchema, file: str, lines: list[str]) -> list[SpecError]:
+def _xsd_errors(root: Any, schema: etree.XMLSchema, file: str, lines: list[str],
+                xsd: Path = XSD_PATH) -> list[SpecError]:
     by_line: dict[tuple[int, str], Any] = {}
     for node in root.iter():
         if isinstance(node.tag, str):
@@ -145,7 +150,7 @@ def _xsd_errors(root: Any, schema: etree.XMLSchema, file: str, lines: list[str])
             out.append(SpecError(file, entry.line, entry.column or 1, entry.message))
             continue
         el, attr, body = m.group(1), m.group(2), m.group(3)
-        message = _rewrite(el, attr, body, by_line.get((entry.line, el)))
+        message = _rewrite(el, attr, body, by_line.get((entry.line, el)), xsd)
         if message is None:
             continue
         col = _column(lines, entry.line, f"{attr}=" if attr else f"<{el}")

@@ -126,7 +126,7 @@ def test_layer_must_match_folder(tmp_path):
 def test_alias_folders_are_accepted(tmp_path):
     files = {"app/standardization/p.xml": pipeline(layer="silver"),
              "app/staging/q.xml": pipeline(pid="q", layer="raw", targets='<table table="u"/>'),
-             "app/lookups/countries.xml": "not a pipeline", "app/jobs/j.xml": "<jobPipeline/>"}
+             "app/lookups/countries.xml": "not a pipeline"}  # jobs/: test_spec_jobs.py
     project = load_project(write(tmp_path / "p", files))
     assert {s.layer for s in project.pipelines} == {"silver", "raw"}
 

@@ -1,0 +1,222 @@
+"""Notifications: run-status sensors for every job pipeline, and SLA misses.
+
+`datahub_notify_failure` (`run_failure_sensor`) and `datahub_notify_success`
+(`run_status_sensor` SUCCESS) watch every run of this code location; a run of a job pipeline
+is summarised from its event log (per pipeline: status and duration; failed and skipped
+pipelines; the root error) and sent to the job's targets whose `on` takes the outcome. Two
+sensors in all, not one per job: load time does not grow with the number of jobs.
+
+`datahub_sla` checks, every minute, each asset with a `<sla>` against its last
+materialisation (the same rule as the asset's freshness policy: overdue after the SLA) and
+sends one notification per miss (per last materialisation) to the app's default targets.
+
+The run's link is `$DATAHUB_UI_URL/runs/<run id>` (default http://localhost:3000).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from datahub_assets.build.jobs import OUTCOME_KEY, op_name
+from datahub_assets.build.keys import asset_key
+from datahub_assets.build.notify_delivery import deliver, wants
+from datahub_assets.spec.durations import parse_duration
+from datahub_assets.spec.job_models import AppNotifications, JobSpec, SmtpServer
+from datahub_assets.spec.models import Project
+
+UI_URL_ENV = "DATAHUB_UI_URL"
+_EVENTS = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS,
+           dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.STEP_SKIPPED,
+           dg.DagsterEventType.ASSET_OBSERVATION}
+
+
+def ui_url() -> str:
+    return os.environ.get(UI_URL_ENV, "http://localhost:3000").rstrip("/")
+
+
+def _root(error) -> tuple[str, str]:
+    while error.cause is not None or error.context is not None:
+        error = error.cause or error.context
+    return error.cls_name or "Error", error.message.strip()
+
+
+def summarize(instance: dg.DagsterInstance, run: dg.DagsterRun, job: JobSpec) -> dict:
+    """The notification payload of a finished job run (Slack-compatible `text` first)."""
+    steps = {op_name(job, s): {"pipeline": s.pipeline_key, "status": "not started",
+                               "duration_s": None} for s in job.steps}
+    started: dict[str, float] = {}
+    error = None
+    for entry in instance.all_logs(run.run_id, of_type=_EVENTS):
+        event, step = entry.dagster_event, steps.get(entry.step_key or "")
+        if event is None or step is None:
+            continue
+        kind = event.event_type
+        if kind == dg.DagsterEventType.STEP_START:
+            started.setdefault(entry.step_key, entry.timestamp)
+            step["status"] = "running"
+        elif kind in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+            if entry.step_key in started:
+                step["duration_s"] = round(entry.timestamp - started[entry.step_key], 3)
+            if kind == dg.DagsterEventType.STEP_FAILURE:
+                step["status"] = "failed"
+                info = event.step_failure_data.error
+                if error is None and info is not None:
+                    cls, message = _root(info)
+                    error = {"class": cls, "message": message[:2000],
+                             "summary": info.message.strip()[:2000], "pipeline":
+                             step["pipeline"]}
+            elif step["status"] == "running":
+                step["status"] = "succeeded"
+        elif kind == dg.DagsterEventType.STEP_SKIPPED:
+            step["status"] = "skipped"
+        else:
+            meta = event.asset_observation_data.asset_observation.metadata
+            outcome = meta.get(OUTCOME_KEY)
+            if outcome is not None:
+                step["status"] = outcome.value
+                if error is None and "datahub/error_class" in meta:
+                    error = {"class": meta["datahub/error_class"].value,
+                             "message": meta["datahub/error"].value,
+                             "summary": meta["datahub/error"].value,
+                             "pipeline": step["pipeline"]}
+    failed = [s["pipeline"] for s in steps.values() if s["status"] in
+              ("failed", "failed_continued")]
+    skipped = [s["pipeline"] for s in steps.values() if s["status"] in
+               ("skipped", "halted", "not started")]
+    status = run.status.value
+    link = f"{ui_url()}/runs/{run.run_id}"
+    text = f"Data Hub job {job.name}: {status}"
+    if failed:
+        text += f"; failed: {', '.join(failed)}"
+    if skipped:
+        text += f"; skipped: {', '.join(skipped)}"
+    if error:
+        text += f"; error {error['class']}: {error['message'][:300]}"
+    return {
+        "text": f"{text} ({link})", "job": job.name, "app": job.app, "run_id": run.run_id,
+        "status": status, "failed_pipelines": failed, "skipped_pipelines": skipped,
+        "error": error, "steps": list(steps.values()), "run_url": link,
+        "run_date": run.tags.get("datahub/run_date"),
+    }
+
+
+def _body(payload: dict) -> str:
+    lines = [payload["text"], "", f"run: {payload.get('run_url', '')}"]
+    for step in payload.get("steps", []):
+        lines.append(f"  {step['pipeline']}: {step['status']}"
+                     + (f" ({step['duration_s']} s)" if step.get("duration_s") is not None
+                        else ""))
+    if payload.get("error"):
+        lines += ["", f"error: {payload['error']['class']}: {payload['error']['message']}"]
+    return "\n".join(lines)
+
+
+def _smtp(project: Project, app: str) -> SmtpServer:
+    config = project.apps.get(app)
+    notes = config.notifications if config else None
+    return notes.smtp if notes else SmtpServer()
+
+
+def notify_run(instance, run, jobs: dict[str, JobSpec], project: Project, log,
+               attempts: int = 3) -> list[str]:
+    """Notify the targets of a finished job run; returns the deliveries that failed."""
+    job = jobs.get(run.job_name)
+    if job is None:
+        return []
+    outcome = "success" if run.status == dg.DagsterRunStatus.SUCCESS else "failure"
+    targets = [t for t in job.notifications if wants(t, outcome)]
+    if not targets:
+        return []
+    payload = summarize(instance, run, job)
+    subject = f"[Data Hub] {job.name} {payload['status']}"
+    return deliver(targets, _smtp(project, job.app), payload, subject, _body(payload), log,
+                   attempts=attempts)
+
+
+def notification_sensors(project: Project) -> list[dg.SensorDefinition]:
+    jobs = {j.name: j for j in project.jobs if j.notifications}
+    out: list[dg.SensorDefinition] = []
+    if jobs:
+        @dg.run_failure_sensor(name="datahub_notify_failure",
+                               default_status=dg.DefaultSensorStatus.RUNNING,
+                               description="Notifies job pipelines' on=failure|completion "
+                                           "targets")
+        def _failed(context: dg.RunFailureSensorContext):
+            notify_run(context.instance, context.dagster_run, jobs, project, context.log.info)
+
+        @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS,
+                              name="datahub_notify_success",
+                              default_status=dg.DefaultSensorStatus.RUNNING,
+                              description="Notifies job pipelines' on=success|completion "
+                                          "targets")
+        def _succeeded(context: dg.RunStatusSensorContext):
+            notify_run(context.instance, context.dagster_run, jobs, project, context.log.info)
+
+        out += [_failed, _succeeded]
+    sla = sla_sensor(project)
+    return out + ([sla] if sla else [])
+
+
+def sla_assets(project: Project) -> dict[dg.AssetKey, tuple[str, float]]:
+    """asset key -> (app, SLA seconds), for apps with default notification targets."""
+    out = {}
+    for spec in project.pipelines:
+        notes: AppNotifications | None = getattr(project.apps.get(spec.app), "notifications",
+                                                 None)
+        sla = spec.pipeline.metadata.sla
+        if sla and notes and any(wants(t, "sla") for t in notes.targets):
+            seconds = parse_duration(sla).total_seconds()
+            out.update({asset_key(t.ref): (spec.app, seconds) for t in spec.targets})
+    return out
+
+
+def check_sla(instance, project: Project, watched: dict, cursor: dict, log,
+              now: float | None = None, attempts: int = 3) -> dict:
+    """Notify each newly overdue asset once per last materialisation; returns the cursor."""
+    now = now if now is not None else time.time()
+    records = instance.get_asset_records(list(watched))
+    for record in records:
+        key = record.asset_entry.asset_key
+        last = record.asset_entry.last_materialization
+        if last is None or key not in watched:
+            continue
+        app, seconds = watched[key]
+        name = key.to_user_string()
+        if now - last.timestamp <= seconds or cursor.get(name) == last.timestamp:
+            continue
+        cursor[name] = last.timestamp
+        notes = project.apps[app].notifications
+        at = datetime.fromtimestamp(last.timestamp, UTC).isoformat(timespec="seconds")
+        payload = {
+            "text": f"Data Hub SLA missed: {name} was last materialised at {at} "
+                    f"(SLA {seconds / 3600:g} h)",
+            "kind": "sla_miss", "asset": name, "app": app, "sla_seconds": seconds,
+            "last_materialization": at, "overdue_s": round(now - last.timestamp - seconds),
+            "run_id": last.run_id, "run_url": f"{ui_url()}/runs/{last.run_id}",
+        }
+        targets = [t for t in notes.targets if wants(t, "sla")]
+        deliver(targets, notes.smtp, payload, f"[Data Hub] SLA missed: {name}",
+                payload["text"], log, attempts=attempts)
+    return cursor
+
+
+def sla_sensor(project: Project) -> dg.SensorDefinition | None:
+    watched = sla_assets(project)
+    if not watched:
+        return None
+
+    @dg.sensor(name="datahub_sla", minimum_interval_seconds=60,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Notifies the app's default targets when an asset's <sla> is missed")
+    def _sla(context: dg.SensorEvaluationContext):
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        cursor = check_sla(context.instance, project, watched, cursor, context.log.info)
+        context.update_cursor(json.dumps(cursor))
+        return dg.SkipReason(f"{len(watched)} assets with an SLA checked")
+
+    return _sla
