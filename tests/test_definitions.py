@@ -25,11 +25,14 @@ def _graph_snapshot() -> dict:
     from datahub_assets.build.automation import automation_sensors
     from datahub_assets.build.project import build_assets
     from datahub_assets.build.sensors import watch_sensors
+    from datahub_assets.runs.defs import ops_definitions
     from datahub_assets.spec.loader import load_project
 
     project = load_project(REPO / "pipelines_xml")
-    sensors = [*automation_sensors(project), *watch_sensors(project)]
-    defs = dg.Definitions(assets=build_assets(project), sensors=sensors, resources=resources())
+    ops_assets, run_records = ops_definitions(project)
+    sensors = [*automation_sensors(project), *watch_sensors(project), run_records]
+    defs = dg.Definitions(assets=[*build_assets(project), *ops_assets], sensors=sensors,
+                          resources=resources())
     graph = defs.resolve_asset_graph()
     out: dict = {"__sensors__": {
         sensor.name: {
