@@ -52,8 +52,8 @@ def _load(server, rows: int) -> None:
         conn.execute("drop table if exists big")
         conn.execute("""create table big (id bigint primary key, customer_id int, name text,
                         amount numeric(12,2), status text, created_at timestamp)""")
-        conn.execute("""insert into big select g, g % 100000, md5(g::text),
-                        (g % 10000) / 100.0, (array['new','paid','shipped'])[g % 3 + 1],
+        conn.execute("""insert into big select g, g %% 100000, md5(g::text),
+                        (g %% 10000) / 100.0, (array['new','paid','shipped'])[g %% 3 + 1],
                         timestamp '2024-01-01' + g * interval '1 second'
                         from generate_series(1, %s) g""", (rows,))
         conn.execute("vacuum analyze big")
