@@ -41,11 +41,12 @@ COMMIT_CONFLICT = RetryClass("commit_conflict", 3, 1.0)
 DB_CONNECTION = RetryClass("db_connection", 3, 3.0)
 
 _SPARK = re.compile(
-    r"SESSION_CLOSED|SESSION_NOT_FOUND|SESSION_CHANGED|INVALID_HANDLE\.(OPERATION|SESSION)"
+    r"NO_ACTIVE_SESSION|SESSION_CLOSED|SESSION_NOT_FOUND|SESSION_CHANGED|INVALID_HANDLE\.(OPERATION|SESSION)"
     r"|StatusCode\.UNAVAILABLE|failed to connect to all addresses|Cannot invoke RPC on closed "
     r"channel|Socket closed|GOAWAY|RST_STREAM", re.I)
 _CONFLICT = re.compile(
-    r"CommitFailedException|concurrent(ly)? (commit|modif)|changed while this run was reading"
+    r"CommitFailedException|ConcurrentCommitError|another run committed|main moved from"
+    r"|concurrent(ly)? (commit|modif)|changed while this run was reading"
     r"|branch main (has )?(changed|moved)|Requirement failed: .*(snapshot|branch)", re.I)
 _DB = re.compile(
     r"SQLSTATE\W*08\d{3}|SQLState: 08|Connection reset|connection attempt failed|Connection "

@@ -178,3 +178,79 @@ def test_run_date_and_parameters_reach_the_pipeline(spark, settings):
         jobs_module.run_pipeline = real
     assert result.success
     assert seen["a"] == ("2026-01-31", {"runDate": "2026-01-31", "region": "us"})
+
+
+# ------------------------------------------------------- transient failures, every step
+
+
+def _asset_project(settings):
+    _project(settings, "halt")
+    from datahub_assets.build.project import build_assets
+
+    project = load_project(settings.pipelines_dir)
+    return {a.node_def.name: a for a in build_assets(project)}
+
+
+def test_commit_conflict_is_retried(spark, settings, monkeypatch):
+    """Another writer commits to the table between this run's staging and its publish: the
+    step fails with a real catalog conflict, is retried, and the retry publishes."""
+    from datahub_assets.build import retries
+    from datahub_assets.execute import runner
+
+    monkeypatch.setattr(retries, "COMMIT_CONFLICT", retries.RetryClass("commit_conflict", 3, 0))
+    asset = _asset_project(settings)["shop__a"]
+    assert dg.materialize([asset], resources=resources()).success
+    real, calls = runner.publish_tables, []
+
+    def racing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:  # "another run wrote first"
+            table = load_catalog(settings).load_table("shop_bronze.a")
+            table.append(table.scan().to_arrow().slice(0, 1))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "publish_tables", racing)
+    result = dg.materialize([asset], resources=resources(), raise_on_error=False)
+    retried = [e for e in result.all_events
+               if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    assert len(retried) == 1
+    assert result.success and len(calls) == 2
+    assert _rows(settings, "shop_bronze.a") == 2  # overwrite: the retry's rows only
+
+
+SPARK_DROP = """
+import dagster as dg
+from datahub_assets.build import factory, retries
+from datahub_assets.build.project import build_assets
+from datahub_assets.spec.loader import load_project
+from datahub_resources.deployment import resources
+from datahub_resources.settings import Settings
+
+retries.SPARK_SESSION = retries.RetryClass("spark_session", 3, 0)
+real, calls = factory.run_pipeline, []
+
+def dropping(spec, ctx, catalog, **kw):
+    calls.append(id(ctx.spark))
+    if len(calls) == 1:
+        ctx.spark.client.release_session()  # the server forgets the session
+    return real(spec, ctx, catalog, **kw)
+
+factory.run_pipeline = dropping
+assets = {a.node_def.name: a for a in build_assets(load_project(Settings.from_env().pipelines_dir))}
+result = dg.materialize([assets["shop__a"]], resources=resources(), raise_on_error=False)
+kinds = [e.event_type_value for e in result.all_events]
+print("RESULT", result.success, kinds.count("STEP_UP_FOR_RETRY"), len(calls),
+      calls[0] != calls[-1])
+"""
+
+
+def test_dropped_spark_session_is_retried_on_a_new_session(spark, settings):
+    """In a separate process (stopping a session there cannot disturb this one's)."""
+    import subprocess
+    import sys
+
+    _project(settings, "halt")
+    proc = subprocess.run([sys.executable, "-c", SPARK_DROP], capture_output=True, text=True,
+                          timeout=300)
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")]
+    assert line == ["RESULT True 1 2 True"], proc.stdout[-2000:] + proc.stderr[-3000:]
