@@ -81,11 +81,16 @@ def _insert(server, connect, rows):
         conn.close()
 
 
-def _pipeline(settings, url, body, targets, layer="raw", app_yaml=None):
+def _pipeline(settings, url, body, targets, layer="raw", app_yaml=None, job=None):
     folder = settings.pipelines_dir / "crm" / layer
     folder.mkdir(parents=True, exist_ok=True)
     if app_yaml:
         (settings.pipelines_dir / "crm" / "app.yaml").write_text(app_yaml)
+    if job:  # a job pipeline running this one, declaring `job` (its <parameters>)
+        (settings.pipelines_dir / "crm" / "jobs").mkdir(exist_ok=True)
+        (settings.pipelines_dir / "crm" / "jobs" / "j.xml").write_text(
+            f'<jobPipeline id="j">{job}<pipelines><pipelineRef id="people"/></pipelines>'
+            '</jobPipeline>')
     (folder / "people.xml").write_text(f"""<pipeline id="people" layer="{layer}">
   <sources>
     {body.format(url=url)}
@@ -131,9 +136,10 @@ def test_parameters_are_literals_not_sql(spark, settings, db, payload):
     spec = _pipeline(settings, url, """<database id="people" jdbcUrl="{url}" userSecretRef="CRM_DB">
       <sql><![CDATA[select id, name, :runDate as run_day, ':notaparam' as lit
                     from crm_people where name = :who -- :commented
-      ]]></sql></database>""", '<table table="people" mode="append"/>')
+      ]]></sql></database>""", '<table table="people" mode="append"/>',
+        job='<parameters><parameter name="who" default="nobody"/></parameters>')
     ctx = _ctx(spark, settings, run_date=dt.date(2024, 5, 6), params={"who": payload})
-    # the loader refuses unknown names; the run's own parameters come from the job (ctx.params)
+    # the job pipeline declares :who; the run's value reaches the step as ctx.params
     (out,) = run_pipeline(spec, ctx, load_catalog(settings))
     (row,) = _table(load_catalog(settings))
     assert (row["id"], row["name"], row["lit"]) == (1, payload, ":notaparam")
