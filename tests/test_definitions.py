@@ -23,6 +23,8 @@ SNAPSHOT = REPO / "tests" / "snapshots" / "definitions.json"
 
 def _graph_snapshot() -> dict:
     from datahub_assets.build.automation import automation_sensors
+    from datahub_assets.build.jobs import build_jobs
+    from datahub_assets.build.notify import notification_sensors
     from datahub_assets.build.project import build_assets
     from datahub_assets.build.sensors import watch_sensors
     from datahub_assets.runs.defs import ops_definitions
@@ -31,7 +33,10 @@ def _graph_snapshot() -> dict:
     project = load_project(REPO / "pipelines_xml")
     ops_assets, run_records = ops_definitions(project)
     sensors = [*automation_sensors(project), *watch_sensors(project), run_records]
-    defs = dg.Definitions(assets=[*build_assets(project), *ops_assets], sensors=sensors,
+    jobs, schedules = build_jobs(project)
+    notify = notification_sensors(project)
+    defs = dg.Definitions(assets=[*build_assets(project), *ops_assets],
+                          sensors=[*sensors, *notify], jobs=jobs, schedules=schedules,
                           resources=resources())
     graph = defs.resolve_asset_graph()
     out: dict = {"__sensors__": {
@@ -41,6 +46,16 @@ def _graph_snapshot() -> dict:
             "targets": sorted(k.to_user_string()
                               for k in sensor.asset_selection.resolve(graph)),
         } for sensor in sorted(sensors, key=lambda x: x.name)}}
+    out["__notify_sensors__"] = sorted(s.name for s in notify)
+    out["__jobs__"] = {job.name: {
+        "ops": {node: sorted(up.node_name for up in job.graph.dependency_structure
+                             .all_upstream_outputs_from_node(node)) for node in
+                sorted(n.name for n in job.graph.nodes)},
+        "tags": dict(job.tags),
+    } for job in jobs}
+    out["__schedules__"] = {s.name: {
+        "cron": s.cron_schedule, "job": s.job_name, "timezone": s.execution_timezone,
+        "default_status": s.default_status.value} for s in schedules}
     for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
         node = graph.get(key)
         cond = node.automation_condition
