@@ -322,3 +322,14 @@ def test_watermark_show_and_reset_cli(spark, settings, postgres_server, monkeypa
     run_pipeline(spec, _ctx(spark, settings, run_id="r3"), load_catalog(settings))
     assert names() == {1: "a2", 2: "b"}
     assert main(["watermark", "show", "crm.nope"]) == 1
+
+
+def test_partition_column_of_a_text_type_is_a_clear_error(spark, settings, db):
+    server, url, connect = db
+    _people(server, connect, [(1, "a", Decimal(1), T0)])
+    spec = _pipeline(settings, url, """<database id="people" jdbcUrl="{url}" userSecretRef="CRM_DB"
+        partitionColumn="name" numPartitions="2"><table name="crm_people"/></database>""",
+        '<table table="people"/>')
+    with pytest.raises(PipelineRunError, match="partitionColumn 'name' has type string; "
+                                               "allowed: a numeric, date or timestamp"):
+        run_pipeline(spec, _ctx(spark, settings), load_catalog(settings))

@@ -35,6 +35,7 @@ from decimal import Decimal
 from typing import Any
 
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from datahub_assets.execute.context import ExecContext
@@ -114,11 +115,18 @@ class _Reader:
                 f"`{f.name}` {f.dataType.simpleString()}" for f in declared.fields))
         return reader.option("dbtable", f"({statement}) datahub_src").load()
 
-    def first(self, statement: str):
-        """The first row of a small query (bounds), run by Spark over the same JDBC options."""
+    def first(self, statement: str) -> tuple[T.StructType, dict[str, Any]]:
+        """The first row of a small query (bounds), run by Spark over the same JDBC options.
+        Timestamps come back as UTC-aware datetimes (read as epoch micros, so the Python
+        process's own time zone never shifts them)."""
         df = self.ctx.spark.read.format("jdbc").options(**self.options(fetch=False)).option(
             "query", statement).load()
-        return df.schema, df.first()
+        ts = {f.name for f in df.schema.fields if isinstance(f.dataType, T.TimestampType)}
+        row = df.select(*[F.unix_micros(F.col(c)).alias(c) if c in ts else F.col(c)
+                          for c in df.columns]).first()
+        values = {c: (EPOCH + timedelta(microseconds=row[c]) if c in ts and row[c] is not None
+                      else row[c]) for c in df.columns}
+        return df.schema, values
 
     def declared(self, df: DataFrame) -> DataFrame:
         """With a schemaRef: exactly the declared columns, in the declared order."""
@@ -132,6 +140,17 @@ class _Reader:
                               f"{', '.join(missing)} that the query does not return; it "
                               f"returns {', '.join(df.columns)}")
         return df.select(*[f"`{have[f.name.lower()]}`" for f in declared.fields])
+
+    def bounds(self, schema: T.StructType, row) -> tuple[Any, Any] | None:
+        """(min, max) of the partition column from a bounds query's row (None: no split)."""
+        if "lo" not in schema.names:
+            return None
+        if not isinstance(schema["lo"].dataType, PARTITION_TYPES):
+            raise SourceError(
+                f"source {self.source.id!r}: partitionColumn {self.source.partition_column!r} "
+                f"has type {schema['lo'].dataType.simpleString()}; allowed: a numeric, date or "
+                "timestamp column")
+        return row["lo"], row["hi"]
 
     def read(self, statement: str, bounds: tuple[Any, Any] | None) -> DataFrame:
         src = self.source
@@ -184,8 +203,7 @@ def read_database(source: DatabaseSource, ctx: ExecContext) -> DataFrame:
         bounds = None
         sql = reader.bounds_sql("", None)
         if sql:
-            _, row = reader.first(sql)
-            bounds = (row["lo"], row["hi"])
+            bounds = reader.bounds(*reader.first(sql))
         df = reader.read(reader.base, bounds)
         df.schema  # noqa: B018  (resolves the statement on the database now)
         return df
@@ -237,9 +255,7 @@ def watermark_value(wm) -> Any:
 def _watermark_of(value: Any, dtype: T.DataType, watermark_cls):
     if value is None:
         return None
-    if isinstance(dtype, T.TimestampType):
-        if value.tzinfo is None:  # Spark Connect returns session-zone (UTC) naive values
-            value = value.replace(tzinfo=UTC)
+    if isinstance(dtype, T.TimestampType):  # `_Reader.first` made it UTC-aware
         text = value.astimezone(UTC).isoformat(timespec="microseconds")
         return watermark_cls(type="timestamp", value=text)
     if isinstance(dtype, T.TimestampNTZType):
@@ -272,8 +288,7 @@ def read_increment(source: DatabaseSource, ctx: ExecContext, previous, watermark
             return empty, previous
         upper = reader.ep.dialect.literal(_upper_literal_value(newest_value, dtype))
         statement = f"SELECT * FROM ({reader.base}) datahub_s{low} AND {q} <= {upper}"
-        bounds = (row["lo"], row["hi"]) if "lo" in row.asDict() else None
-        df = reader.read(statement, bounds)
+        df = reader.read(statement, reader.bounds(schema, row))
         ctx.log.info("source %s: reading rows with %s in [%s, %s]", source.id, column,
                      previous.value if previous else "-inf", newest.value)
         return df, newest
@@ -289,5 +304,3 @@ def _upper_literal_value(value: Any, dtype: T.DataType) -> Any:
         return value.astimezone(UTC).replace(tzinfo=None)
     return value
 
-
-__all__ = ["read_database", "read_increment", "watermark_value", "EPOCH", "timedelta"]
