@@ -6,8 +6,10 @@ Each app (`load_a000`, `load_a001`, ...) gets `--per-app` pipelines: 40% raw CSV
 with `<watch/>` (file-drop sensors), 60% bronze pipelines reading them through table refs
 (every 10th also reads a raw table of the previous app: a cross-app lineage edge). Every
 pipeline carries several checks; bronze pipelines carry one of a handful of distinct
-`<schedule>` crons, and every 4th bronze pipeline has 2-3 table targets. Default output:
-bench/_work/load/pipelines_<N>/ (regenerated only when missing or --force).
+`<schedule>` crons, and every 4th bronze pipeline has 2-3 table targets. With `--jobs J`,
+J job pipelines with a `<schedule>` are spread over the apps, each running 5 of its app's
+pipelines (a raw one, the bronze ones reading it, one with dependsOn). Default output:
+bench/_work/load/pipelines_<N>[_jobs<J>]/ (regenerated only when missing or --force).
 """
 
 from __future__ import annotations
@@ -112,8 +114,29 @@ def bronze_xml(n: int, raw_n: int, n_raw: int, cross_ref: str | None, n_targets:
 """
 
 
-def generate(n: int, per_app: int = 50, out: Path | None = None, force: bool = False) -> dict:
-    out = out or LOAD_WORK / f"pipelines_{n}"
+def job_xml(j: int, n_raw: int, n_bronze: int) -> str:
+    r = j % n_raw
+    bronze = [b for b in range(n_bronze) if b % n_raw == r][:3] or [0]
+    refs = [f'    <pipelineRef id="ingest_src{r:03d}" onFailure="retry" maxRetries="2"/>']
+    refs += [f'    <pipelineRef id="conform_t{b:03d}"/>' for b in bronze]
+    refs.append(f'    <pipelineRef id="conform_t{(bronze[-1] + 1) % n_bronze:03d}" '
+                f'dependsOn="conform_t{bronze[0]:03d}" onFailure="continue"/>')
+    refs = list(dict.fromkeys(refs))
+    nl = "\n"
+    return f"""<jobPipeline id="job{j:03d}" version="1.0">
+  <schedule>{CRONS[j % len(CRONS)]}</schedule>
+  <parameters><parameter name="region" default="eu"/></parameters>
+  <pipelines>
+{nl.join(refs)}
+  </pipelines>
+  <notifications><webhook url="http://localhost:8765/x" on="failure"/></notifications>
+</jobPipeline>
+"""
+
+
+def generate(n: int, per_app: int = 50, out: Path | None = None, force: bool = False,
+             jobs: int = 0) -> dict:
+    out = out or LOAD_WORK / (f"pipelines_{n}" + (f"_jobs{jobs}" if jobs else ""))
     manifest = out / "_manifest.json"
     if manifest.exists() and not force:
         return json.loads(manifest.read_text())
@@ -128,7 +151,9 @@ def generate(n: int, per_app: int = 50, out: Path | None = None, force: bool = F
         "watch_sensors": 0,
         "schedules": 0,
         "apps": 0,
+        "jobs": 0,
     }
+    n_apps = -(-n // per_app)
     app_i = 0
     remaining = n
     while remaining > 0:
@@ -152,6 +177,12 @@ def generate(n: int, per_app: int = 50, out: Path | None = None, force: bool = F
             (app_dir / "bronze" / f"conform_t{b:03d}.xml").write_text(xml)
             counts["assets"] += n_targets
             counts["checks"] += 5 + (n_targets > 1)
+        app_jobs = jobs // n_apps + (app_i < jobs % n_apps)
+        if app_jobs and n_bronze:
+            (app_dir / "jobs").mkdir()
+            for j in range(app_jobs):
+                (app_dir / "jobs" / f"job{j:03d}.xml").write_text(job_xml(j, n_raw, n_bronze))
+            counts["jobs"] += app_jobs
         counts["_last_raw"] = n_raw
         counts["pipelines"] += size
         counts["raw"] += n_raw
@@ -176,9 +207,10 @@ def main() -> None:
     parser.add_argument("--per-app", type=int, default=50)
     parser.add_argument("--out", type=Path, help="output dir (only with a single N)")
     parser.add_argument("--force", action="store_true")
+    parser.add_argument("--jobs", type=int, default=0, help="job pipelines with schedules")
     args = parser.parse_args()
     for n in args.n:
-        print(json.dumps(generate(n, args.per_app, args.out, args.force)))
+        print(json.dumps(generate(n, args.per_app, args.out, args.force, args.jobs)))
 
 
 if __name__ == "__main__":

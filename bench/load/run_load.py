@@ -44,13 +44,13 @@ def _env(pipelines_dir: Path) -> dict[str, str]:
     return platform_env(pipelines_dir, WORK / "load" / "data", WORK / "load" / "home")
 
 
-def measure(n: int, repeat: int, per_app: int) -> dict:
+def measure(n: int, repeat: int, per_app: int, jobs: int = 0) -> dict:
     if n == 0:
         pipelines_dir = WORK / "load" / "pipelines_0"
         pipelines_dir.mkdir(parents=True, exist_ok=True)
         manifest = {"n": 0, "pipelines": 0, "dir": str(pipelines_dir)}
     else:
-        manifest = generate(n, per_app)
+        manifest = generate(n, per_app, jobs=jobs)
         pipelines_dir = Path(manifest["dir"])
     cmd = [str(DAGSTER), "definitions", "validate", "-m", DEFINITIONS_MODULE]
     runs = [timed_run(cmd, env=_env(pipelines_dir), timeout=900) for _ in range(repeat)]
@@ -142,6 +142,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[0, 200, 2000, 5000])
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--per-app", type=int, default=50)
+    parser.add_argument("--jobs", type=int, default=0,
+                        help="also generate this many scheduled job pipelines (e.g. 200)")
     parser.add_argument("--out", type=Path, default=RESULTS / "load.json")
     args = parser.parse_args()
     if not definitions_present():
@@ -152,7 +154,7 @@ def main() -> None:
         sys.exit(2)
     rows = []
     for n in args.sizes:
-        row = measure(n, args.repeat, args.per_app)
+        row = measure(n, args.repeat, args.per_app, args.jobs)
         print(json.dumps({k: v for k, v in row.items() if k != "manifest"}), flush=True)
         rows.append(row)
     result = {
