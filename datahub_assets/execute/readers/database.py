@@ -226,6 +226,10 @@ def _scrubbed(source: DatabaseSource, ctx: ExecContext, exc: Exception) -> Sourc
             ep.connect().close()
         except JdbcError as why:
             return SourceError(f"source {source.id!r}: {why}")
+        # the database takes connections again: the one Spark opened was dropped or reset
+        return SourceError(f"source {source.id!r}: reading {ep.url} failed: a connection was "
+                           "dropped or reset while connecting (SQLSTATE 08001), and a new one "
+                           "succeeds; a transient failure, retried")
     return SourceError(f"source {source.id!r}: reading {ep.url} failed: {ep.scrub(message)}")
 
 
