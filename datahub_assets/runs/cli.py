@@ -58,7 +58,8 @@ def _first_line(row: dict) -> str:
     return message.splitlines()[0][:100] if message else ""
 
 
-def print_summary(s: Summary, failed: bool, limit: int, out=sys.stdout) -> None:
+def print_summary(s: Summary, failed: bool, limit: int, out=None) -> None:
+    out = out or sys.stdout
     _say(f"pipeline runs {s.since:%Y-%m-%d %H:%M} -> {s.now:%Y-%m-%d %H:%M} UTC: {s.runs} runs, "
          f"{s.succeeded} succeeded, {s.failed} failed, {s.other} skipped/canceled, "
          f"success rate {rate_text(s.success_rate)}", out)

@@ -20,7 +20,7 @@ main{{max-width:1080px;margin:0 auto;padding:24px}}
 h1{{font-size:22px;margin:0 0 4px}} h2{{font-size:16px;margin:28px 0 8px}}
 .sub{{color:{MUTED};margin:0 0 16px}}
 .kpis{{display:flex;gap:12px;flex-wrap:wrap}}
-.kpi{{background:#fff;border-radius:8px;padding:12px 16px;min-width:140px;
+.kpi{{background:#fff;border-radius:8px;padding:12px 16px;flex:1 1 0;min-width:110px;
 box-shadow:0 1px 2px rgba(0,0,0,.08)}}
 .kpi .value{{display:block;font-size:26px;font-weight:600}}
 .kpi .label{{color:{MUTED};font-size:12px;text-transform:uppercase;letter-spacing:.04em}}
@@ -28,7 +28,7 @@ box-shadow:0 1px 2px rgba(0,0,0,.08)}}
 table{{border-collapse:collapse;width:100%;background:#fff}}
 th,td{{text-align:left;padding:6px 8px;border-bottom:1px solid #e4e7eb;vertical-align:top}}
 th{{font-size:12px;color:{MUTED};text-transform:uppercase;letter-spacing:.03em}}
-td.n{{text-align:right;font-variant-numeric:tabular-nums}}
+td.n{{text-align:right;font-variant-numeric:tabular-nums}} td.t{{white-space:nowrap}}
 code{{font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;word-break:break-word}}
 .legend span{{display:inline-block;margin-right:14px;color:{MUTED};font-size:12px}}
 .legend i{{display:inline-block;width:10px;height:10px;margin-right:4px;border-radius:2px}}
@@ -42,18 +42,29 @@ def _kpi(name: str, label: str, value: str, raw: object, cls: str = "") -> str:
             f'<span class="label">{escape(label)}</span></div>')
 
 
+def _nice(raw: float) -> int:
+    """The smallest 1, 2 or 5 x 10^n at least `raw` (axis steps of whole runs)."""
+    magnitude = 1
+    while True:
+        for m in (1, 2, 5):
+            if m * magnitude >= raw:
+                return m * magnitude
+        magnitude *= 10
+
+
 def _day_chart(s: Summary, width: int = 1040, height: int = 240) -> str:
     days = s.days
     left, bottom, top = 40, 28, 10
     plot_w, plot_h = width - left - 10, height - bottom - top
-    peak = max([d.runs for d in days] + [1])
+    step_y = _nice(max([d.runs for d in days] + [1]) / 4)
+    peak = step_y * 4
     step = plot_w / max(len(days), 1)
     bar = max(min(step * 0.7, 48), 2)
     every = max(1, len(days) // 14)
     out = [f'<svg id="chart-days" role="img" aria-label="pipeline runs per day" '
            f'viewBox="0 0 {width} {height}" width="100%" xmlns="http://www.w3.org/2000/svg">']
     for i in range(5):
-        value = peak * i / 4
+        value = step_y * i
         y = top + plot_h - plot_h * i / 4
         out.append(f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" '
                    f'stroke="#e4e7eb"/><text x="{left - 6}" y="{y + 4:.1f}" font-size="11" '
@@ -152,22 +163,23 @@ def render(s: Summary, title: str = "Data Hub — pipeline runs") -> str:
     ])
     day_rows = [
         f'<tr data-day="{d.day}" data-runs="{d.runs}" data-succeeded="{d.succeeded}" '
-        f'data-failed="{d.failed}"><td>{d.day}</td><td class="n">{d.runs}</td>'
+        f'data-failed="{d.failed}"><td class="t">{d.day}</td><td class="n">{d.runs}</td>'
         f'<td class="n">{d.succeeded}</td><td class="n">{d.failed}</td>'
         f'<td class="n">{d.other}</td><td class="n">{rate_text(d.success_rate)}</td></tr>'
         for d in reversed(s.days)]
     failure_rows = [
         f'<tr data-count="{f.count}"><td class="n">{f.count}</td><td><code>{e(f.signature)}'
         f'</code><br><small class="none">{e(f.example)}</small></td>'
-        f'<td>{e(", ".join(f.pipelines[:8]))}</td><td>{f.last_seen:%Y-%m-%d %H:%M}</td></tr>'
+        f'<td>{e(", ".join(f.pipelines[:8]))}</td>'
+        f'<td class="t">{f.last_seen:%Y-%m-%d %H:%M}</td></tr>'
         for f in s.failures]
     breach_rows = [
-        f'<tr><td>{e(b.pipeline)}</td><td>{e(b.sla)}</td><td>'
+        f'<tr><td>{e(b.pipeline)}</td><td>{e(b.sla)}</td><td class="t">'
         f'{f"{b.last_success:%Y-%m-%d %H:%M}" if b.last_success else "never"}</td>'
         f'<td class="n">{duration_text(b.overdue_s)}</td></tr>' for b in s.breaches]
     recent_rows = [
-        f'<tr><td>{r["started_at"]:%Y-%m-%d %H:%M}</td><td>{e(r["pipeline"])}</td>'
-        f'<td><code>{e(r["run_id"][:8])}</code></td><td>{e(r.get("trigger") or "")}</td>'
+        f'<tr><td class="t">{r["started_at"]:%Y-%m-%d %H:%M}</td><td>{e(r["pipeline"])}</td>'
+        f'<td class="t"><code>{e(r["run_id"][:8])}</code></td><td>{e(r.get("trigger") or "")}</td>'
         f'<td><code>{e(r.get("error_class") or "")}</code> '
         f'{e((r.get("error_message") or "")[:240])}</td></tr>' for r in s.recent_failures]
     legend = (f'<div class="legend"><span><i style="background:{GREEN}"></i>succeeded</span>'

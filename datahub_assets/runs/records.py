@@ -233,6 +233,9 @@ def run_rows(instance: dg.DagsterInstance, terminal: Any, run_record: Any,
     kind = terminal.event_log_entry.dagster_event.event_type
     run_data = terminal.event_log_entry.dagster_event.event_specific_data
     run_error = error_of(getattr(run_data, "error", None)) if run_data else None
+    if run_error is None and kind == E.RUN_FAILURE:  # e.g. marked failed by run monitoring
+        message = terminal.event_log_entry.dagster_event.message or "the run failed"
+        run_error = ("RunFailure", message[:MESSAGE_MAX])
     any_step_failed = any(s.status == FAILED for s in steps.values())
     trigger, trigger_name = trigger_of(run.tags)
     run_start = run_record.start_time
@@ -245,18 +248,19 @@ def run_rows(instance: dg.DagsterInstance, terminal: Any, run_record: Any,
             if kind == E.RUN_CANCELED:
                 status = CANCELED
             elif kind == E.RUN_FAILURE and (step.start is not None or not any_step_failed):
-                status, error = FAILED, run_error or ("RunFailure", "the run failed")
+                status, error = FAILED, run_error
             elif kind == E.RUN_FAILURE:
                 status = SKIPPED
             else:
                 status = SKIPPED  # a successful run that did not execute the step
         start = step.start if step.start is not None else None
         end = step.end if step.end is not None else (run_end if start is not None else None)
-        targets = [{"asset_key": "/".join(key), **step.targets.get(key, {})}
-                   for key in p.targets]
+        # planned outputs, and materialisations an op job's step reported on its own
+        keys = [*p.targets, *(k for k in step.targets if k not in p.targets)]
+        targets = [{"asset_key": "/".join(key), **step.targets.get(key, {})} for key in keys]
         written = [t["rows_written"] for t in targets if t.get("rows_written") is not None]
         app = p.pipeline.split(".", 1)[0]
-        layer = next((key[1] for key in p.targets if len(key) == 3 and key[0] == app), None)
+        layer = next((key[1] for key in keys if len(key) == 3 and key[0] == app), None)
         error_class, message = error if error else (None, None)
         rows.append({
             "run_id": run.run_id, "pipeline": p.pipeline, "app": app, "layer": layer,

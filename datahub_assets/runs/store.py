@@ -8,9 +8,11 @@ Exactly once: the table holds its own cursor. Every commit is one snapshot whose
 carries `datahub.runs-cursor` = the event-log storage id of the last run-terminating event
 (RUN_SUCCESS / RUN_FAILURE / RUN_CANCELED) whose records it contains; the rows and the cursor
 are therefore committed together or not at all. A writer reads the cursor from the current
-snapshot and commits with pyiceberg's requirement that main is still that snapshot, so two
-writers racing (the sensor and a manual materialisation) cannot both append the same runs:
-the second commit fails and is retried from the new cursor. Rolling the table back rolls the
+snapshot and commits (`multi_commit.commit_tables`, which never retries: pyiceberg's own
+Transaction would re-apply a failed append on top of the new head) with the requirement that
+main is still that snapshot, so two writers racing (the sensor and a manual materialisation)
+cannot both append the same runs: the second commit fails, and the next sync starts from
+the new cursor. Rolling the table back rolls the
 cursor back with it, and the runs after it are recorded again.
 
 The table stays small in files the way the file ledger does (`ingest/ledger.py`): manifests
@@ -43,6 +45,7 @@ from pyiceberg.types import (
     TimestamptzType,
 )
 
+from datahub_assets.execute.writers.multi_commit import change_of, commit_tables
 from datahub_assets.spec.models import TableRef
 from datahub_resources.iceberg import ensure_namespace
 
@@ -54,6 +57,9 @@ PROPERTIES = {
     "commit.manifest-merge.enabled": "true",
     "write.metadata.delete-after-commit.enabled": "true",
     "write.metadata.previous-versions-max": "20",
+    # pyiceberg's Transaction retries a failed append on top of the new head: that would
+    # record the same runs twice, under a stale cursor. Never retry; the next sync re-reads.
+    "commit.retry.num-retries": "0",
 }
 
 _TARGET = StructType(
@@ -149,7 +155,10 @@ def commit(table: Table, rows: Sequence[dict[str, Any]], cursor: int) -> Table:
         expired = _expired(table)
         if expired:
             ExpireSnapshots(txn).by_ids(expired).commit()
-    return txn.commit_transaction()
+    # one catalog commit that requires main to be the snapshot the cursor was read from
+    # (commit_tables never retries, whatever the table's properties say)
+    commit_tables(table.catalog, [change_of(txn)])
+    return table.catalog.load_table(table.name())
 
 
 def read_rows(catalog: Catalog, since: datetime | None = None,
