@@ -8,6 +8,7 @@
     .venv/bin/python bench/run.py watch-burst     # 10,000 small files ingested in batches
     .venv/bin/python bench/run.py mongo           # 1M nested Mongo docs vs a pymongo drain
     .venv/bin/python bench/run.py jdbc            # 5M PostgreSQL rows: partitioned vs single
+    .venv/bin/python bench/run.py runs            # run-records sensor tick, 10,000 runs
     .venv/bin/python bench/run.py all
 
 Extra arguments after the name go to that benchmark (e.g. `load --sizes 200 2000`).
@@ -33,6 +34,7 @@ MODULES = {
     "watch-burst": ["bench.watch burst"],
     "mongo": ["bench.mongo"],
     "jdbc": ["bench.jdbc"],
+    "runs": ["bench.runs"],
 }
 ALL = ("tpch", "load", "overhead", "tpch-platform")
 

@@ -56,16 +56,18 @@ def _day_chart(s: Summary, width: int = 1040, height: int = 240) -> str:
     days = s.days
     left, bottom, top = 40, 28, 10
     plot_w, plot_h = width - left - 10, height - bottom - top
-    step_y = _nice(max([d.runs for d in days] + [1]) / 4)
-    peak = step_y * 4
+    most = max([d.runs for d in days] + [1])
+    step_y = _nice(most / 4)
+    ticks = -(-most // step_y)  # gridlines up to the first step at or above the busiest day
+    peak = step_y * ticks
     step = plot_w / max(len(days), 1)
     bar = max(min(step * 0.7, 48), 2)
     every = max(1, len(days) // 14)
     out = [f'<svg id="chart-days" role="img" aria-label="pipeline runs per day" '
            f'viewBox="0 0 {width} {height}" width="100%" xmlns="http://www.w3.org/2000/svg">']
-    for i in range(5):
+    for i in range(ticks + 1):
         value = step_y * i
-        y = top + plot_h - plot_h * i / 4
+        y = top + plot_h - plot_h * i / ticks
         out.append(f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" '
                    f'stroke="#e4e7eb"/><text x="{left - 6}" y="{y + 4:.1f}" font-size="11" '
                    f'text-anchor="end" fill="{MUTED}">{value:.0f}</text>')
