@@ -12,11 +12,14 @@ used:
                                                datahub/iceberg_table (datahub/rows_read when a
                                                runner reports it) per target
     ASSET_CHECK_EVALUATION                     passed / failed (error) / warned (warn) counts
+    ASSET_OBSERVATION datahub/job_outcome      a job pipeline's step that caught its pipeline's
+                                               failure (onFailure skip/continue: failed, with
+                                               the error) or did not start it (halt: skipped)
 
 A pipeline step that never started is `skipped` (an upstream step failed), or `canceled` in a
 canceled run; when a run failed without any step failure (its worker died, it never started)
 its unfinished pipelines are `failed` with the run's own error. Runs without a pipeline step
-(e.g. the ops assets' own runs when untagged) give no record. Error messages are kept as the
+(a plain asset, a job of other ops) give no record. Error messages are kept as the
 exception raised in the asset body said them (Dagster's wrapper exceptions skipped), and
 `signature` normalises one into the key the dashboard groups failures by.
 """
@@ -38,7 +41,11 @@ E = dg.DagsterEventType
 TERMINAL = (E.RUN_SUCCESS, E.RUN_FAILURE, E.RUN_CANCELED)
 _RUN_STATUS = {E.RUN_SUCCESS: "SUCCESS", E.RUN_FAILURE: "FAILURE", E.RUN_CANCELED: "CANCELED"}
 _STEP_EVENTS = {E.STEP_START, E.STEP_SUCCESS, E.STEP_FAILURE, E.ASSET_MATERIALIZATION,
-                E.ASSET_CHECK_EVALUATION}
+                E.ASSET_CHECK_EVALUATION, E.ASSET_OBSERVATION}
+# a job pipeline's step that swallowed its pipeline's failure (onFailure skip / continue) or
+# did not start it (halt) succeeds, and says so in an observation (build/jobs.py)
+JOB_OUTCOME = "datahub/job_outcome"
+_JOB_OUTCOMES = {"skipped": FAILED, "failed_continued": FAILED, "halted": SKIPPED}
 MESSAGE_MAX = 4000
 
 
@@ -179,6 +186,7 @@ class _Step:
         self.targets: dict[tuple[str, ...], dict[str, Any]] = {}
         self.rows_read: int | None = None
         self.checks = {"passed": 0, "failed": 0, "warned": 0}
+        self.outcome: str | None = None
 
 
 def _steps(entries: Iterable[Any]) -> dict[str, _Step]:
@@ -210,6 +218,14 @@ def _steps(entries: Iterable[Any]) -> dict[str, _Step]:
             read = _int(_meta(md, "datahub/rows_read"))
             if read is not None:
                 step.rows_read = max(step.rows_read or 0, read)
+        elif kind == E.ASSET_OBSERVATION:
+            md = data.asset_observation.metadata
+            outcome = _JOB_OUTCOMES.get(_meta(md, JOB_OUTCOME))
+            if outcome is not None:
+                step.outcome = outcome
+                if outcome == FAILED:
+                    step.error = (str(_meta(md, "datahub/error_class") or "Error"),
+                                  str(_meta(md, "datahub/error") or "")[:MESSAGE_MAX])
         elif kind == E.ASSET_CHECK_EVALUATION:
             if data.passed:
                 step.checks["passed"] += 1
@@ -244,6 +260,8 @@ def run_rows(instance: dg.DagsterInstance, terminal: Any, run_record: Any,
     for p in planned:
         step = steps.get(p.step_key) or _Step()
         status, error = step.status, step.error
+        if status == SUCCESS and step.outcome is not None:
+            status = step.outcome
         if status is None:
             if kind == E.RUN_CANCELED:
                 status = CANCELED

@@ -189,6 +189,39 @@ def test_canceled_runs_and_failures_outside_any_step(instance, catalog):
     assert lost["error_signature"] == "RunFailure: run worker <n> exited unexpectedly"
 
 
+def test_job_pipeline_steps_report_what_their_policy_swallowed(instance, catalog):
+    """build/jobs.py: a step whose pipeline failed under onFailure=continue succeeds and says
+    so in an observation; a step a halt kept from starting observes `halted`."""
+    def step(name: str, outcome: str | None):
+        @dg.op(name=name, tags={"datahub/pipeline": f"shop.{name}"})
+        def _op():
+            key = dg.AssetKey(["shop", "gold", name])
+            if outcome is None:
+                yield dg.AssetMaterialization(key, metadata={"dagster/row_count": 3})
+            else:
+                yield dg.AssetObservation(key, metadata={
+                    "datahub/job_outcome": outcome, "datahub/error_class": "PipelineRunError",
+                    "datahub/error": "shop/gold/a.xml: boom 7"})
+            yield dg.Output(None)
+        return _op
+
+    @dg.job(name="shop__daily")
+    def daily():
+        step("a", "failed_continued")()
+        step("b", "halted")()
+        step("c", None)()
+
+    result = daily.execute_in_process(instance=instance)
+    sync_all(instance, catalog)
+    rows = _by(read_rows(catalog))
+    a, b, c = (rows[(result.run_id, f"shop.{n}")] for n in "abc")
+    assert (a["status"], a["error_class"], a["error_signature"]) == (
+        "failed", "PipelineRunError", "PipelineRunError: <path>: boom <n>")
+    assert (b["status"], b["error_class"]) == ("skipped", None)
+    assert (c["status"], c["layer"], c["rows_written"], c["job"]) == (
+        "success", "gold", 3, "shop__daily")
+
+
 def _defs():
     ops_assets, sensor = ops_definitions(Project(root=".", apps={}, pipelines=()))
     return dg.Definitions(assets=[RAW, SILVER, *ops_assets], sensors=[sensor],
