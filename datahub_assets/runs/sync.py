@@ -26,11 +26,13 @@ from datetime import UTC, datetime
 
 import dagster as dg
 from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import CommitFailedException
 
 from datahub_assets.runs.records import TERMINAL, run_rows
 from datahub_assets.runs.store import commit, cursor_of, ensure_table
 
 MAX_RUNS = 500
+CONFLICTS = 5
 
 
 @dataclass(frozen=True)
@@ -97,10 +99,18 @@ def sync_once(instance: dg.DagsterInstance, catalog: Catalog, *, max_runs: int =
 
 def sync_all(instance: dg.DagsterInstance, catalog: Catalog, *,
              max_runs: int = MAX_RUNS) -> list[SyncResult]:
-    """Batches until the table has every finished run (a backfill, or a catch-up)."""
-    results = []
+    """Batches until the table has every finished run (a backfill, or a catch-up). A batch
+    that loses a commit race to another writer (the sensor) is read again from the new
+    cursor, up to `CONFLICTS` times."""
+    results, conflicts = [], 0
     while True:
-        result = sync_once(instance, catalog, max_runs=max_runs)
+        try:
+            result = sync_once(instance, catalog, max_runs=max_runs)
+        except CommitFailedException:
+            conflicts += 1
+            if conflicts > CONFLICTS:
+                raise
+            continue
         results.append(result)
         if not result.has_more:
             return results

@@ -158,6 +158,27 @@ def test_a_racing_writer_fails_instead_of_recording_twice(instance, catalog):
     assert len(read_rows(catalog)) == 2
 
 
+def test_a_catch_up_that_loses_a_race_reads_again(instance, catalog, monkeypatch):
+    import datahub_assets.runs.sync as sync
+
+    _run(instance)
+    real, calls = sync.commit, []
+
+    def racing(table, rows, cursor):
+        calls.append(cursor)
+        if len(calls) == 1:  # the sensor commits the same runs first
+            real(table, rows, cursor)
+            raise CommitFailedException("main moved")
+        return real(table, rows, cursor)
+
+    monkeypatch.setattr(sync, "commit", racing)
+    _run(instance, fail="shop__orders_raw")
+    sync_all(instance, catalog, max_runs=1)
+    rows = read_rows(catalog)
+    # the retry started after the runs the winner recorded: each run was written once
+    assert len(rows) == len(_by(rows)) == 4 and len(calls) == 2 and calls[0] < calls[1]
+
+
 def test_rolling_the_table_back_records_the_runs_again(instance, catalog):
     from datahub_assets.ops import parse_table, rollback
 
