@@ -38,6 +38,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from datahub_assets.execute.context import ExecContext
+from datahub_assets.execute.malformed import CORRUPT, CORRUPT_OPTIONS, with_corrupt
 from datahub_assets.execute.readers._files import options, schema_for
 from datahub_assets.ingest import paths
 from datahub_assets.ingest.fileinfo import FileInfo
@@ -62,6 +63,10 @@ class DropFile:
     previous: LedgerEntry | None = None
     moved_to: str | None = None
     move_error: str | None = None
+    local: str | None = None
+    """The local file Spark reads (run-folder link or download)."""
+    invalid_rows: int = 0
+    """Malformed/invalid records of the file that were quarantined or dropped."""
 
     def summary(self) -> dict:
         out = {"file": self.info.path, "source": self.source_id, "status": self.status,
@@ -74,6 +79,8 @@ class DropFile:
             out["moved_to"] = self.moved_to
         if self.move_error:
             out["move_error"] = self.move_error
+        if self.invalid_rows:
+            out["invalid_rows"] = self.invalid_rows
         return out
 
 
@@ -203,6 +210,16 @@ def reject_batch(batch: DropBatch, ctx: ExecContext, spec: PipelineSpec,
         _reject(batch, f, ctx, spec)
 
 
+def reject_files(batch: DropBatch, ctx: ExecContext, spec: PipelineSpec,
+                 rejections: dict[str, Rejection]) -> None:
+    """Refuse the files of the batch named in `rejections` (landed path -> why), e.g. the files
+    holding malformed records under onInvalid="fail"."""
+    for f in batch.with_status(INGEST):
+        if f.info.path in rejections:
+            f.status, f.rejection = REJECTED, rejections[f.info.path]
+            _reject(batch, f, ctx, spec)
+
+
 def finish(batch: DropBatch, ctx: ExecContext) -> None:
     """Step 4: move ingested and already-ingested files to processed/<date>/."""
     for f in batch.with_status(INGEST) + batch.with_status(DUPLICATE):
@@ -255,7 +272,8 @@ def _folder(batch: DropBatch, files: list[DropFile], source_id: str,
     folder = batch.workdir / source_id / f"g{group}"
     names = {}
     for i, f in enumerate(files):
-        names[Path(_link(batch, f, folder, i)).name] = f.info.path
+        f.local = _link(batch, f, folder, i)
+        names[Path(f.local).name] = f.info.path
     return str(folder), names
 
 
@@ -283,7 +301,8 @@ def _csv_schema(header: tuple[str, ...], declared: T.StructType | None) -> T.Str
 
 def read_drops(source, ctx: ExecContext, batch: DropBatch) -> DataFrame:
     """Step 2 of the module doc: the valid new files of `source` with lineage columns.
-    `source` may be a copy without schemaRef (onInvalid reads raw values first)."""
+    `source` may be a copy without schemaRef (onInvalid reads raw values first). csv and
+    json frames carry the helper column `_corrupt_record` (`execute.malformed`)."""
     files = batch.with_status(INGEST, source.id)
     declared = schema_for(source.schema_ref, ctx) if source.schema_ref else None
     spark = ctx.spark
@@ -297,25 +316,25 @@ def read_drops(source, ctx: ExecContext, batch: DropBatch) -> DataFrame:
                        nullValue=source.null_value, dateFormat=source.date_format,
                        inferSchema=source.infer_schema and declared is None)
         for n, (header, group) in enumerate(groups.items()):
-            reader = spark.read.options(**opts)
+            reader = spark.read.options(**opts, **CORRUPT_OPTIONS)
             schema = _csv_schema(header, declared) if header else declared
-            if schema is not None:
-                reader = reader.schema(schema)
             folder, names = _folder(batch, group, source.id, n)
-            df = _with_lineage(reader.csv(folder), names, batch, ctx.run_id)
+            if schema is None:  # malformed records need an explicit schema: Spark's own
+                schema = spark.read.options(**opts).csv(folder).schema
+            df = _with_lineage(reader.schema(with_corrupt(schema)).csv(folder), names, batch,
+                               ctx.run_id)
             if declared is not None and header:
                 df = df.select(*[F.col(f"`{c}`").alias(d.name) for d in declared.fields
                                  for c in header if c.lower() == d.name.lower()],
-                               *LINEAGE_COLUMNS)
+                               CORRUPT, *LINEAGE_COLUMNS)
             frames.append(df)
     else:
         folder, names = _folder(batch, files, source.id, 0)
         reader = spark.read
         if source.kind == "json":
             reader = reader.options(**options(multiLine=source.multiline))
-            if declared is not None:
-                reader = reader.schema(declared)
-            df = reader.json(folder)
+            schema = declared if declared is not None else reader.json(folder).schema
+            df = reader.schema(with_corrupt(schema)).options(**CORRUPT_OPTIONS).json(folder)
         else:
             df = reader.option("mergeSchema", "true").parquet(folder)
         df = _with_lineage(df, names, batch, ctx.run_id)
@@ -352,6 +371,7 @@ def ledger_entries(batch: DropBatch, ctx: ExecContext, snapshot_id: int | None,
             size=f.info.size, modified=datetime.fromtimestamp(f.info.modified, UTC),
             etag=f.info.etag, checksum=f.checksum,
             status="ingested" if f.status == INGEST else "rejected",
+            invalid_rows=f.invalid_rows if f.status == INGEST else None,
             rule=f.rejection.rule if f.rejection else None,
             reason=f.rejection.message if f.rejection else None,
             rows=rows_by_file.get(f.info.path, 0 if rows_by_file else None)

@@ -3,7 +3,8 @@
 Order for a table target: rows are validated (quarantined, dropped or failing the run), then the
 incoming schema is compared with the table's and the target's policy applied, then the frame is
 staged. Source-level `onInvalid` runs right after the source is read, against its `schemaRef`.
-Quarantined rows land in `<table>__quarantine` (same namespace) after the run's tables publish.
+Quarantined rows land in `<table>__quarantine` (same namespace) in the same catalog commit as
+the run's tables (`writers.quarantine_write`).
 """
 
 from __future__ import annotations

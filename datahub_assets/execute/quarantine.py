@@ -137,8 +137,9 @@ def validate_rows(df: DataFrame, schema: T.StructType,
 def with_lineage(invalid: DataFrame, run_id: str, source: str) -> DataFrame:
     """Quarantine rows as written: + `_run_id`, `_source` (where they came from) and
     `_quarantined_at` (timestamp of the write)."""
-    return invalid.select(
-        "*", F.lit(run_id).alias("_run_id"), F.lit(source).alias("_source"),
+    kept = [c for c in invalid.columns if c not in ("_run_id", "_source", "_quarantined_at")]
+    return invalid.select(  # a file drop's own `_run_id` lineage column is the same run
+        *[qcol(c) for c in kept], F.lit(run_id).alias("_run_id"), F.lit(source).alias("_source"),
         F.current_timestamp().alias("_quarantined_at"))
 
 

@@ -20,6 +20,8 @@ from pyiceberg.catalog import Catalog
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from datahub_assets.execute.bad_records import KINDS as BAD_RECORD_KINDS
+from datahub_assets.execute.bad_records import checked_reader
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.drops import (
     INGEST,
@@ -43,8 +45,9 @@ from datahub_assets.execute.transforms import apply_steps
 from datahub_assets.execute.writers.audit import rollback_change
 from datahub_assets.execute.writers.csv_export import write_csv
 from datahub_assets.execute.writers.multi_commit import TableChange, commit_tables
-from datahub_assets.execute.writers.table import abort, rollback, stage_write, write_table
-from datahub_assets.ingest.ledger import ensure_ledger, ledger_change
+from datahub_assets.execute.writers.quarantine_write import QuarantineWrites, stage_quarantine
+from datahub_assets.execute.writers.table import abort, rollback, stage_write
+from datahub_assets.ingest.ledger import ensure_ledger, ingested, ledger_change
 from datahub_assets.ingest.validate import Rejection
 from datahub_assets.spec.check_targets import checks_by_target, table_targets
 from datahub_assets.spec.models import (
@@ -66,7 +69,7 @@ def _reader(source, ctx: ExecContext, ref: TableRef | None, drops: DropBatch | N
         if not drops.with_status(INGEST, source.id):
             return lambda s: empty_drops(s, ctx)
         return lambda s: read_drops(s, ctx, drops)
-    return lambda s: read_source(s, ctx, ref)
+    return lambda s: read_source(s, ctx, ref, corrupt=source.kind in BAD_RECORD_KINDS)
 
 
 def build_datasets(spec: PipelineSpec, ctx: ExecContext,
@@ -82,6 +85,12 @@ def build_datasets(spec: PipelineSpec, ctx: ExecContext,
     for source in spec.pipeline.sources:
         ref = spec.source_refs.get(source.id)
         read = _reader(source, ctx, ref, drops)
+        if source.kind in BAD_RECORD_KINDS and source.incremental is None:
+            # malformed records are split off and follow onInvalid (execute/bad_records.py)
+            read = checked_reader(read, spec, ctx, source, drops,
+                                  gate if gate is not None else Prepared(df=None),
+                                  next((t.ref for t in table_targets(spec)), None),
+                                  _where(spec, source))
         try:
             if source.kind == "mongo":  # misfits, quarantine and watermark push-down: mongo/
                 into = next((t.ref for t in table_targets(spec)), None)
@@ -89,7 +98,7 @@ def build_datasets(spec: PipelineSpec, ctx: ExecContext,
                     ctx, source, into, _where(spec, source),
                     gate if gate is not None else Prepared(df=None), watermarks)
                 continue
-            if getattr(source, "on_invalid", None):
+            if getattr(source, "on_invalid", None) and getattr(source, "schema_ref", None):
                 into = next((t.ref for t in table_targets(spec)), None)
                 datasets[source.id] = validate_source(
                     ctx, source, read, into,
@@ -99,7 +108,7 @@ def build_datasets(spec: PipelineSpec, ctx: ExecContext,
                 datasets[source.id] = read(source)
                 continue
             if source.incremental is None:
-                datasets[source.id] = read_source(source, ctx, ref)
+                datasets[source.id] = read(source)
                 continue
             previous = watermarks.previous.get(source.id) if watermarks else None
             datasets[source.id], newest = read_incremental(source, ctx, ref, previous)
@@ -208,6 +217,17 @@ def _ledger_changes(ctx: ExecContext, catalog: Catalog, drops: DropBatch):
         ledger = ensure_ledger(catalog, drops.ledger)
         current = ledger.current_snapshot()
         drops.ledger_before = current.snapshot_id if current else None
+        # exactly once: a run that planned its batch before another run's commit of the same
+        # files must not publish them again. Checked against the ledger snapshot the change
+        # asserts (the commit fails if the ledger moves after this check).
+        fresh = [f.fingerprint for f in drops.with_status(INGEST)]
+        if current is not None and fresh:
+            taken = ingested(catalog, drops.ledger, fresh, current.snapshot_id)
+            if taken:
+                raise PipelineRunError(
+                    f"another run ingested {len(taken)} of this run's files (e.g. "
+                    f"{next(iter(taken.values())).path}) after this run planned its batch; "
+                    "nothing was published, run again")
         return [ledger_change(ledger, entries)]
     return build
 
@@ -257,24 +277,36 @@ def _run(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog,
     extra = {f"watermark.{sid}": wm.value for sid, wm in sorted(watermarks.current.items())} \
         if watermarks else {}
 
+    # quarantine rows are staged now and committed WITH the tables (writers/quarantine_write)
+    try:
+        quarantine = stage_quarantine(ctx.spark, catalog, ctx.run_id,
+                                      [q for p in prepared.values() for q in p.quarantine])
+    except Exception as exc:
+        for s in staged:
+            abort(s)
+        raise PipelineRunError(f"{spec.file}: staging the quarantine rows failed: {exc}") from exc
+    if drops:
+        for f in drops.with_status(INGEST):
+            f.invalid_rows += quarantine.invalid_by_file.get(f.info.path, 0)
     drop_meta = drops.metadata() if drops else {}
-    published = publish_tables(
-        spec, ctx, catalog, tables, staged,
-        extra={ref: {**extra, **p.extra, **drop_meta} for ref, p in prepared.items()},
-        pre_checks={ref: p.checks for ref, p in prepared.items()},
-        with_changes=_ledger_changes(ctx, catalog, drops) if drops else None,
-    )
+    ledger = _ledger_changes(ctx, catalog, drops) if drops else None
+    try:
+        published = publish_tables(
+            spec, ctx, catalog, tables, staged,
+            extra={ref: {**extra, **p.extra, **drop_meta} for ref, p in prepared.items()},
+            pre_checks={ref: p.checks for ref, p in prepared.items()},
+            with_changes=lambda outs: (ledger(outs) if ledger else []) + quarantine.changes,
+        )
+    except BaseException:
+        quarantine.abort(catalog)
+        raise
     outcomes: dict[TableRef, TargetOutcome] = {o.ref: o for o in published}
     try:
-        for p in prepared.values():
-            for qref, rows in p.quarantine:
-                write_table(ctx.spark, catalog, qref, rows,
-                            TableTarget(table=qref.table, mode="append"), ctx.run_id)
         snapshot_of = {t.dataset: outcomes[t.ref] for t in tables}
         for t in others:
             outcomes[t.ref] = _export(spec, ctx, catalog, t, datasets, snapshot_of)
     except Exception as exc:
-        _roll_back(catalog, published, drops)
+        _roll_back(catalog, published, drops, quarantine)
         if isinstance(exc, PipelineRunError):
             raise
         raise PipelineRunError(f"{spec.file}: run failed, tables rolled back: {exc}") from exc
@@ -282,12 +314,15 @@ def _run(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog,
 
 
 def _roll_back(catalog: Catalog, published: list[TargetOutcome],
-               drops: DropBatch | None) -> None:
-    """Every published table (and the file ledger) back to where the run found it, in one
-    catalog commit; tables the run created are dropped afterwards."""
+               drops: DropBatch | None, quarantine: QuarantineWrites | None = None) -> None:
+    """Every published table (and the file ledger, the quarantine tables) back to where the
+    run found it, in one catalog commit; tables the run created are dropped afterwards."""
     changes = [rollback_change(catalog, o.ref, o.previous_snapshot_id) for o in published]
     if drops is not None and published:
         changes.append(rollback_change(catalog, drops.ledger, drops.ledger_before))
+    if quarantine is not None:
+        changes += [rollback_change(catalog, ref, before)
+                    for ref, before in quarantine.previous()]
     commit_tables(catalog, changes)
     for o in published:
         if o.previous_snapshot_id is None:

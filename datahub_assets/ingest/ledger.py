@@ -68,6 +68,7 @@ _COLUMNS: tuple[tuple[str, PrimitiveType], ...] = (
     ("run_id", StringType()),
     ("snapshot_id", LongType()),
     ("ingested_at", TimestamptzType()),
+    ("invalid_rows", LongType()),
 )
 
 LEDGER_SCHEMA = Schema(*(
@@ -102,6 +103,8 @@ class LedgerEntry:
     run_id: str | None = None
     snapshot_id: int | None = None
     ingested_at: datetime | None = None
+    invalid_rows: int | None = None
+    """Malformed or invalid records of an ingested file that were quarantined or dropped."""
 
 
 _ENTRY_FIELDS = tuple(f.name for f in fields(LedgerEntry))
@@ -117,9 +120,15 @@ def ensure_ledger(catalog: Catalog, ref: TableRef) -> Table:
     """The ledger table of `ref`, created (with its namespace) when missing. Safe when two
     processes create it at once: the loser loads the winner's table."""
     try:
-        return catalog.load_table((ref.namespace, ref.table))
+        table = catalog.load_table((ref.namespace, ref.table))
     except NoSuchTableError:
         pass
+    else:  # a ledger created before a column was added gets it (nullable: old rows null)
+        if set(LEDGER_SCHEMA.column_names) - set(table.schema().column_names):
+            with table.update_schema() as update:
+                update.union_by_name(LEDGER_SCHEMA)
+            table = catalog.load_table((ref.namespace, ref.table))
+        return table
     ensure_namespace(catalog, ref.namespace)
     # create_table_if_not_exists loads the table when the create loses a race
     return catalog.create_table_if_not_exists(

@@ -10,8 +10,10 @@
     checksum    a `<file>.sha256` / `<file>.md5` sidecar exists and does not match the file's
                 digest, or cannot be parsed (formats: `<hex>`, `<hex>  name`, `<hex> *name`,
                 BSD `SHA256 (name) = <hex>`)
-    unreadable  the file is not what its source kind says (bad CSV header or field counts, a
-                first JSON line that is not an object, no Parquet footer, undecodable text)
+    unreadable  the file is not what its source kind says (bad CSV header, no record of the
+                scanned window with the header's field count, no JSON object in the window's
+                lines, no Parquet footer, undecodable text). A single malformed record is not a
+                file problem: the run splits it off and applies onInvalid (execute/malformed)
     schema      the file lacks columns of the declared schema (schemaRef)
 
 I/O is bounded: only the checksum streams the whole file (in chunks, via `store.open`). CSV and
@@ -341,13 +343,32 @@ def _check_csv(
                 return Rejection("schema", f"{info.path}: column(s) {_names(missing)} of the "
                                            f"declared schema are missing from the header, which "
                                            f"has {_names(first)}; fix the file or the schemaRef")
-    for line, fields in rows[1:]:
-        if len(fields) != len(first):
-            what = "the header" if source.header else f"line {first_line}"
-            return Rejection("unreadable", f"{info.path}: line {line} has {len(fields)} fields "
-                                           f"but {what} has {len(first)}; check the delimiter "
-                                           f"{source.delimiter!r}, quoting and that line")
+    data = rows[1:] if source.header else rows
+    if data and not any(len(fields) == len(first) for _, fields in data) \
+            and not _any_line_fits(text, source, len(first), skip=1 if source.header else 0):
+        # not one record of the window fits: the file is not in this shape (a single
+        # malformed record is not a file problem: the run handles it per onInvalid)
+        line, fields = data[0]
+        what = "the header" if source.header else f"line {first_line}"
+        return Rejection("unreadable", f"{info.path}: no record in the first "
+                                       f"{SCAN_BYTES // 1024} KiB has the field count of {what} "
+                                       f"({len(first)}; line {line} has {len(fields)}); check "
+                                       f"the delimiter {source.delimiter!r} and quoting")
     return header
+
+
+def _any_line_fits(text: str, source: CsvSource, count: int, skip: int) -> bool:
+    """Does any single line have `count` fields? Spark reads CSV line by line (multiLine off),
+    so an unclosed quote spoils one line there, while the csv module runs on to the next
+    quote."""
+    lines = text.splitlines()[skip:]
+    if lines and not text.endswith(("\n", "\r")):
+        lines.pop()  # may be cut by the scan window
+    for line in lines:
+        parsed, _ = _csv_rows(line, source)
+        if parsed and len(parsed[0][1]) == count:
+            return True
+    return False
 
 
 def _check_header(info: FileInfo, header: tuple[str, ...]) -> Rejection | None:
@@ -405,20 +426,31 @@ def _check_json_lines(
     data = _prefix(store, info, _first_line_done)
     cut = len(data) < info.size
     lines = _json_text(data, final=not cut).split("\n")
-    found = next(((n, line) for n, line in enumerate(lines, 1) if line.strip()), None)
-    if found is None or (cut and found[0] == len(lines)):
+    complete = [(n, line) for n, line in enumerate(lines, 1)
+                if line.strip() and not (cut and n == len(lines))]
+    if not complete:
         return None  # the first record goes past MAX_FIRST_RECORD_BYTES: left to Spark
-    number, line = found
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        return Rejection("unreadable", f"{info.path}: line {number} is not valid JSON ({exc.msg} "
-                                       f"at column {exc.colno}); JSON lines files need one JSON "
-                                       "object per line (multiline=\"true\" reads one document)")
-    if not isinstance(record, dict):
-        return Rejection("unreadable", f"{info.path}: line {number} holds {_kind(record)}, not a "
-                                       "JSON object; JSON lines files need one object per line")
-    return _check_json_fields(info, record, expected, f"line {number}")
+    first_problem = None
+    for number, line in complete:  # the first object decides; malformed lines before it are
+        try:                       # records for the run's onInvalid, not a file problem
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            first_problem = first_problem or Rejection(
+                "unreadable", f"{info.path}: line {number} is not valid JSON ({exc.msg} at "
+                              f"column {exc.colno}) and no line of the first "
+                              f"{SCAN_BYTES // 1024} KiB is a JSON object; JSON lines files "
+                              "need one JSON object per line (multiline=\"true\" reads one "
+                              "document)")
+            continue
+        if not isinstance(record, dict):
+            first_problem = first_problem or Rejection(
+                "unreadable", f"{info.path}: line {number} holds {_kind(record)}, not a JSON "
+                              "object, and no line of the first "
+                              f"{SCAN_BYTES // 1024} KiB is one; JSON lines files need one "
+                              "object per line")
+            continue
+        return _check_json_fields(info, record, expected, f"line {number}")
+    return first_problem
 
 
 def _check_json_fields(

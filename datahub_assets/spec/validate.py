@@ -13,12 +13,14 @@ from datahub_assets.spec.models import (
     Aggregate,
     AppConfig,
     Connection,
+    CsvSource,
     CsvTarget,
     DatabaseSource,
     DatabaseTarget,
     Deduplicate,
     FreshnessCheck,
     Join,
+    JsonSource,
     Lookup,
     Merge,
     MongoSource,
@@ -119,8 +121,9 @@ class PipelineCheck:
             if isinstance(src, MongoSource):
                 self.mongo_source(src, app)
             on_invalid = getattr(src, "on_invalid", None)
+            # csv/json: without schemaRef onInvalid governs malformed records only
             if on_invalid is not None and not getattr(src, "schema_ref", None) and not (
-                    isinstance(src, MongoSource)):
+                    isinstance(src, MongoSource | CsvSource | JsonSource)):
                 self.err(src, f"onInvalid=\"{on_invalid}\" on <{src.kind}> source "
                               f"\"{src.id}\" requires schemaRef= (the declared schema rows "
                               "are cast to and validated against)")

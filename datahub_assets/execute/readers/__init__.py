@@ -42,13 +42,19 @@ def materialise(df: DataFrame) -> DataFrame:
     return df.localCheckpoint(eager=True)
 
 
-def read_source(source, ctx: ExecContext, table_ref: TableRef | None = None) -> DataFrame:
-    """The DataFrame of `source`; `table_ref` is the resolved table of a `table` source."""
+def read_source(source, ctx: ExecContext, table_ref: TableRef | None = None,
+                corrupt: bool = False) -> DataFrame:
+    """The DataFrame of `source`; `table_ref` is the resolved table of a `table` source.
+    `corrupt`: csv/json sources keep malformed records in the helper column
+    `_corrupt_record` (`execute.malformed.check` splits them off)."""
     if source.kind == "table":
         df = read_table_source(source, ctx, table_ref)
     elif source.kind in READERS:
         try:
-            df = READERS[source.kind](source, ctx)
+            if corrupt and source.kind in ("csv", "json"):
+                df = READERS[source.kind](source, ctx, corrupt=True)
+            else:
+                df = READERS[source.kind](source, ctx)
         except SchemaError as exc:
             raise SourceError(f"source {source.id!r}: {exc}") from exc
     else:

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from datahub_assets.execute.context import ExecContext
-from datahub_assets.execute.readers._files import check_exists, options, reader, resolve
+from datahub_assets.execute.malformed import CORRUPT_OPTIONS, FILE_COL, with_corrupt
+from datahub_assets.execute.readers._files import (
+    check_exists,
+    options,
+    reader,
+    resolve,
+    schema_for,
+)
 from datahub_assets.spec.models import CsvSource
 
 
-def read_csv(source: CsvSource, ctx: ExecContext) -> DataFrame:
+def read_csv(source: CsvSource, ctx: ExecContext, corrupt: bool = False) -> DataFrame:
     """Options: header, delimiter (sep), inferSchema (ignored with schemaRef), quote,
     escape, encoding, nullValue, dateFormat; schemaRef gives an explicit schema.
-    Without schemaRef or inferSchema every column is a string."""
+    Without schemaRef or inferSchema every column is a string.
+
+    `corrupt`: read in PERMISSIVE mode with the helper columns `_corrupt_record` (the raw
+    line of a malformed record) and `__dh_file` (`execute.malformed` splits them off)."""
     path = ctx.data_path(source.path)
     check_exists(path, source.id)
     opts = options(
@@ -25,4 +36,12 @@ def read_csv(source: CsvSource, ctx: ExecContext) -> DataFrame:
         nullValue=source.null_value,
         dateFormat=source.date_format,
     )
-    return resolve(reader(ctx, source.schema_ref).options(**opts).csv(path), source.id, path)
+    if not corrupt:
+        return resolve(reader(ctx, source.schema_ref).options(**opts).csv(path), source.id,
+                       path)
+    if source.schema_ref:
+        schema = schema_for(source.schema_ref, ctx)
+    else:  # the header's names (or _c0..), typed by inferSchema when asked for
+        schema = resolve(ctx.spark.read.options(**opts).csv(path), source.id, path).schema
+    df = ctx.spark.read.schema(with_corrupt(schema)).options(**opts, **CORRUPT_OPTIONS).csv(path)
+    return resolve(df.select("*", F.col("_metadata.file_path").alias(FILE_COL)), source.id, path)

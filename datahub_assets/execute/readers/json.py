@@ -3,16 +3,33 @@
 from __future__ import annotations
 
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from datahub_assets.execute.context import ExecContext
-from datahub_assets.execute.readers._files import check_exists, options, reader, resolve
+from datahub_assets.execute.malformed import CORRUPT_OPTIONS, FILE_COL, with_corrupt
+from datahub_assets.execute.readers._files import (
+    check_exists,
+    options,
+    reader,
+    resolve,
+    schema_for,
+)
 from datahub_assets.spec.models import JsonSource
 
 
-def read_json(source: JsonSource, ctx: ExecContext) -> DataFrame:
+def read_json(source: JsonSource, ctx: ExecContext, corrupt: bool = False) -> DataFrame:
     """One record per line, or `multiline=true` for whole-file documents (a top-level
-    array gives one row per element). schemaRef gives an explicit schema, else inferred."""
+    array gives one row per element). schemaRef gives an explicit schema, else inferred.
+
+    `corrupt`: read in PERMISSIVE mode with the helper columns `_corrupt_record` and
+    `__dh_file` (`execute.malformed` splits them off), also with an inferred schema."""
     path = ctx.data_path(source.path)
     check_exists(path, source.id)
-    df = reader(ctx, source.schema_ref).options(**options(multiLine=source.multiline)).json(path)
-    return resolve(df, source.id, path)
+    opts = options(multiLine=source.multiline)
+    if not corrupt:
+        df = reader(ctx, source.schema_ref).options(**opts).json(path)
+        return resolve(df, source.id, path)
+    schema = (schema_for(source.schema_ref, ctx) if source.schema_ref
+              else resolve(ctx.spark.read.options(**opts).json(path), source.id, path).schema)
+    df = ctx.spark.read.schema(with_corrupt(schema)).options(**opts, **CORRUPT_OPTIONS).json(path)
+    return resolve(df.select("*", F.col("_metadata.file_path").alias(FILE_COL)), source.id, path)
