@@ -254,8 +254,8 @@ def run_rows(instance: dg.DagsterInstance, terminal: Any, run_record: Any,
         run_error = ("RunFailure", message[:MESSAGE_MAX])
     any_step_failed = any(s.status == FAILED for s in steps.values())
     trigger, trigger_name = trigger_of(run.tags)
-    run_start = run_record.start_time
     run_end = run_record.end_time or terminal.event_log_entry.timestamp
+    run_start = run_record.start_time or run_end  # a run canceled while queued never started
     rows = []
     for p in planned:
         step = steps.get(p.step_key) or _Step()
@@ -271,7 +271,7 @@ def run_rows(instance: dg.DagsterInstance, terminal: Any, run_record: Any,
                 status = SKIPPED
             else:
                 status = SKIPPED  # a successful run that did not execute the step
-        start = step.start if step.start is not None else None
+        start = step.start
         end = step.end if step.end is not None else (run_end if start is not None else None)
         # planned outputs, and materialisations an op job's step reported on its own
         keys = [*p.targets, *(k for k in step.targets if k not in p.targets)]
@@ -285,7 +285,7 @@ def run_rows(instance: dg.DagsterInstance, terminal: Any, run_record: Any,
             "op": p.step_key, "job": run.job_name, "trigger": trigger,
             "trigger_name": trigger_name, "status": status, "run_status": _RUN_STATUS[kind],
             "started_at": _ts(start if start is not None else run_start),
-            "ended_at": _ts(end if end is not None else run_end),
+            "ended_at": _ts(end if end is not None else run_end),  # never null
             "duration_s": round(end - start, 3) if start is not None and end is not None
             else None,
             "rows_read": step.rows_read, "rows_written": sum(written) if written else None,

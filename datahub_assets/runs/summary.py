@@ -161,7 +161,7 @@ def summarise(rows: Iterable[dict[str, Any]], *, since: datetime, now: datetime,
     """The numbers of the records that started in [since, now]. `rows` may reach further
     back: older rows only count for the SLA (a last success before `since`). `slas` maps a
     pipeline (`<app>.<id>`) to (its `<sla>` as written, as a timedelta)."""
-    every = list(rows)
+    every = [r for r in rows if r.get("started_at") is not None]
     window = [r for r in every if since <= r["started_at"] <= now]
     failed = sorted((r for r in window if r["status"] == FAILED),
                     key=lambda r: r["started_at"], reverse=True)

@@ -203,7 +203,9 @@ def test_canceled_runs_and_failures_outside_any_step(instance, catalog):
     sync_all(instance, catalog)
     rows = _by(read_rows(catalog))
     assert {r["status"] for k, r in rows.items() if k[0] == canceled.run_id} == {"canceled"}
-    assert rows[(canceled.run_id, "shop.orders_raw")]["trigger"] == "backfill"
+    never_started = rows[(canceled.run_id, "shop.orders_raw")]
+    assert never_started["trigger"] == "backfill" and never_started["duration_s"] is None
+    assert never_started["started_at"] is not None and never_started["ended_at"] is not None
     lost = rows[(crashed.run_id, "shop.orders_silver")]
     assert (lost["status"], lost["run_status"], lost["error_class"]) == (
         "failed", "FAILURE", "RunFailure")
