@@ -499,8 +499,31 @@ class Connection(Node):
     uri_secret_ref: str | None = Field(default=None, description="Secret: a mongodb:// URI.")
 
 
+class Maintenance(Node):
+    """`maintenance:` in app.yaml: how `datahub maintain` and the daily maintenance keep the
+    app's tables small (datahub_assets/maintenance/)."""
+
+    snapshot_retention: str = Field(
+        default="P7D", description="ISO-8601 duration: snapshots older than this are expired "
+        "(never the current one or a branch/tag head).")
+    orphan_after: str = Field(
+        default="P3D", description="ISO-8601 duration: files under a table's location that no "
+        "snapshot references are deleted once older than this (a safety window for writes "
+        "in flight).")
+    target_file_size_mb: int = Field(
+        default=128, ge=1, description="Compaction rewrites data files smaller than 3/4 of "
+        "this into files of about this size.")
+    schedule: str = Field(
+        default="0 3 * * *", description="Cron (UTC) of the daily maintenance of the app's "
+        "tables.")
+
+
 class AppConfig(Node):
     """Optional `app.yaml` of an application (contract section 7)."""
+
+    maintenance: Maintenance = Field(
+        default_factory=Maintenance, description="Table maintenance settings (snapshot "
+        "expiry, orphan files, compaction).")
 
     owner: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
