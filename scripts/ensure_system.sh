@@ -11,6 +11,9 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
   need+=(postgresql)
 fi
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
+# tests/unit/test_deploy.py renders deploy/compose.yaml with it (no container engine needed)
+docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 \
+  || need+=(docker-compose)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)  # the dashboard's headless browser test
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "installing system packages: ${need[*]}"

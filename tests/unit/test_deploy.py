@@ -1,0 +1,509 @@
+"""deploy/: what can be checked without a container engine or a cluster.
+
+- the production instance (deploy/dagster.yaml) passes Dagster's own config validation and
+  reads every connection field from the environment (the real PostgreSQL run is
+  tests/e2e/test_postgres_instance.py);
+- the compose file: `docker compose config` (or `docker-compose config`) parses it, and its
+  wiring is checked here: every service a dependency names exists, every variable the
+  instance, the contract and the Trino catalog read is set where it is read, every required
+  credential is documented in .env.example, every copied or mounted file exists;
+- the Dockerfiles: every COPY source exists and passes the .dockerignore, the Dagster pins
+  are the versions the tests run, and (slow) their Python layers install in a fresh venv with
+  the same pip commands;
+- the Helm values: the keys we set exist in the chart's values schema (and, when the chart is
+  on disk, the merged values validate against its values.schema.json), no secret is written;
+- the Trino catalog: the properties name the SQL catalog pyiceberg writes.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+_VAR = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
+
+
+def _compose() -> dict:
+    return yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+
+
+def _env_example() -> dict[str, str]:
+    pairs = [line.split("=", 1) for line in (DEPLOY / ".env.example").read_text().splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def _interpolate(value: str, env: dict[str, str]) -> str:
+    def sub(match: re.Match) -> str:
+        name, op, arg = match.groups()
+        if env.get(name):
+            return env[name]
+        if op and op.endswith("?"):
+            raise AssertionError(f"${{{name}}} is required and not set")
+        return arg or ""
+    return _VAR.sub(sub, value)
+
+
+def _environment(service: dict) -> dict[str, str]:
+    env = service.get("environment") or {}
+    return {k: str(v) for k, v in env.items()}
+
+
+# ----------------------------------------------------------------------- dagster.yaml
+
+
+def test_the_instance_reads_every_postgres_field_from_the_environment(tmp_path, monkeypatch):
+    from dagster._core.instance.config import dagster_instance_config
+    from dagster_postgres.utils import pg_url_from_config
+    from sqlalchemy.engine import make_url
+
+    config = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
+    db = config["storage"]["postgres"]["postgres_db"]
+    fields = {k: v for k, v in db.items() if k != "scheme"}
+    assert fields == {"hostname": {"env": "DAGSTER_PG_HOST"}, "port": {"env": "DAGSTER_PG_PORT"},
+                      "username": {"env": "DAGSTER_PG_USER"},
+                      "password": {"env": "DAGSTER_PG_PASSWORD"},
+                      "db_name": {"env": "DAGSTER_PG_DB"}}
+    # SQLAlchemy 2.1's default postgresql driver is psycopg 3, under which dagster-postgres
+    # cannot store an event (NOTIFY with a bound parameter): the driver is named
+    assert db["scheme"] == "postgresql+psycopg2"
+
+    shutil.copy(DEPLOY / "dagster.yaml", tmp_path / "dagster.yaml")
+    validated, _ = dagster_instance_config(str(tmp_path))  # Dagster's own schema check
+    password = "p@ss:w/rd'%#"
+    for key, value in {"DAGSTER_PG_HOST": "db.internal", "DAGSTER_PG_PORT": "6543",
+                       "DAGSTER_PG_USER": "dagster", "DAGSTER_PG_PASSWORD": password,
+                       "DAGSTER_PG_DB": "dagster"}.items():
+        monkeypatch.setenv(key, value)
+    from dagster._config import process_config
+    from dagster_postgres import DagsterPostgresStorage
+
+    resolved = process_config(DagsterPostgresStorage.config_type(),
+                              validated["storage"]["postgres"])
+    assert resolved.success, resolved.errors
+    url = make_url(pg_url_from_config(resolved.value))
+    assert (url.drivername, url.host, url.port, url.username, url.password, url.database) == (
+        "postgresql+psycopg2", "db.internal", 6543, "dagster", password, "dagster")
+
+
+def test_the_production_instance_keeps_the_local_concurrency_rules():
+    local = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    prod = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
+    assert prod["concurrency"]["runs"]["tag_concurrency_limits"] == \
+        local["concurrency"]["runs"]["tag_concurrency_limits"]
+    assert prod["telemetry"] == {"enabled": False}
+
+
+# ------------------------------------------------------------------------------ compose
+
+SERVICES = {"postgres", "minio", "minio-init", "spark-master", "spark-worker", "spark-connect",
+            "code", "webserver", "daemon", "trino"}
+
+
+def _compose_cli() -> list[str] | None:
+    if shutil.which("docker") and subprocess.run(
+            ["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    found = shutil.which("docker-compose")
+    return [found] if found else None
+
+
+def test_docker_compose_parses_the_stack(tmp_path):
+    cli = _compose_cli()
+    if cli is None:
+        pytest.skip("neither `docker compose` nor `docker-compose` is installed here "
+                    "(scripts/ensure_system.sh installs docker-compose); the structure of "
+                    "deploy/compose.yaml is still checked by the tests below")
+    work = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, work)
+    shutil.copy(work / ".env.example", work / ".env")
+    shutil.copy(work / "app-secrets.env.example", work / "app-secrets.env")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "MINIO_"))}
+    proc = subprocess.run([*cli, "-f", "compose.yaml", "--profile", "sql", "config"],
+                          cwd=work, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rendered = yaml.safe_load(proc.stdout)
+    assert set(rendered["services"]) == SERVICES
+    code_env = rendered["services"]["code"]["environment"]
+    assert code_env["DATAHUB_CATALOG_URI"] == (
+        "postgresql+psycopg://datahub:change-me@postgres:5432/datahub_catalog")
+
+    # without the passwords the stack refuses to render instead of using a default
+    (work / ".env").write_text("")
+    proc = subprocess.run([*cli, "-f", "compose.yaml", "config"], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "POSTGRES_PASSWORD" in proc.stderr
+
+
+def test_compose_services_and_their_dependencies_exist():
+    compose = _compose()
+    services = compose["services"]
+    assert set(services) == SERVICES
+    for name, service in services.items():
+        assert "image" in service, f"{name}: no image"
+        deps = service.get("depends_on") or []
+        for dep in deps:
+            assert dep in services, f"{name} depends on unknown service {dep}"
+        for volume in service.get("volumes") or []:
+            source = volume.split(":", 1)[0]
+            if source.startswith("."):
+                assert (DEPLOY / source).exists(), f"{name}: {source} does not exist"
+            else:
+                assert source in compose["volumes"], f"{name}: volume {source} not declared"
+        build = service.get("build")
+        if build:
+            assert (DEPLOY / build["context"] / build["dockerfile"]).is_file()
+
+
+def test_every_variable_is_set_where_it_is_read():
+    compose = _compose()
+    services = compose["services"]
+    instance_vars = set(re.findall(r"\{env: (\w+)\}", (DEPLOY / "dagster.yaml").read_text()))
+    assert instance_vars == {"DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER",
+                             "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB"}
+    for name in ("code", "webserver", "daemon"):  # the code location runs the runs
+        assert instance_vars <= set(_environment(services[name])), name
+    code = _environment(services["code"])
+    assert code["DATAHUB_SPARK_REMOTE"] == "sc://spark-connect:15002"
+    assert code["DATAHUB_WAREHOUSE"].startswith("s3://")
+    assert services["spark-connect"]["environment"]["DATAHUB_SPARK_PORT"] == "15002"
+    # the databases the stack uses are the ones postgres/init.sql creates
+    created = set(re.findall(r"CREATE DATABASE (\w+)", (DEPLOY / "postgres" / "init.sql")
+                             .read_text()))
+    env = _env_example()
+    catalog_uri = _interpolate(code["DATAHUB_CATALOG_URI"], env)
+    assert catalog_uri.startswith("postgresql+psycopg://")
+    assert {code["DAGSTER_PG_DB"], catalog_uri.rsplit("/", 1)[1]} == created
+    # Trino reads the same catalog database and warehouse
+    trino = _environment(services["trino"])
+    properties = (DEPLOY / "trino" / "catalog" / "datahub.properties").read_text()
+    assert set(re.findall(r"\$\{ENV:(\w+)\}", properties)) <= set(trino)
+    jdbc = trino["DATAHUB_CATALOG_JDBC_URL"]
+    assert jdbc == "jdbc:postgresql://" + catalog_uri.split("@", 1)[1]
+    assert _interpolate(trino["DATAHUB_WAREHOUSE"], env) == _interpolate(
+        code["DATAHUB_WAREHOUSE"], env)
+
+
+def test_credentials_are_required_and_documented_never_defaulted():
+    text = (DEPLOY / "compose.yaml").read_text()
+    required = {m.group(1) for m in _VAR.finditer(text) if (m.group(2) or "").endswith("?")}
+    assert required == {"POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD"}
+    assert required <= set(_env_example())
+    for match in _VAR.finditer(text):
+        if "PASSWORD" in match.group(1):
+            assert match.group(2) == ":?", f"{match.group(0)} must not have a default"
+    ignored = (DEPLOY / ".gitignore").read_text().split()
+    assert {".env", "app-secrets.env"} <= set(ignored)
+
+
+# --------------------------------------------------------------------------- Dockerfiles
+
+DOCKERFILES = ["Dockerfile", "Dockerfile.dagster"]
+
+
+def _instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    out, current = [], ""
+    for line in dockerfile.read_text().splitlines():
+        if not current and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        current += line.rstrip().removesuffix("\\") + " " if line.rstrip().endswith("\\") \
+            else line
+        if not line.rstrip().endswith("\\"):
+            word, _, rest = current.strip().partition(" ")
+            out.append((word.upper(), " ".join(rest.split())))
+            current = ""
+    return out
+
+
+def _args(dockerfile: Path) -> dict[str, str]:
+    return dict(arg.split("=", 1) for kind, arg in _instructions(dockerfile) if kind == "ARG")
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_copied_files_exist_and_pass_the_dockerignore(name):
+    dockerfile = DEPLOY / name
+    allowed = [line[1:] for line in (DEPLOY / f"{name}.dockerignore").read_text().splitlines()
+               if line.startswith("!")]
+    for kind, arg in _instructions(dockerfile):
+        if kind != "COPY":
+            continue
+        *sources, _ = arg.split()
+        for source in sources:
+            assert (REPO / source).exists(), f"{name}: COPY {source}: no such file"
+            assert any(source == a or source.startswith(a + "/") for a in allowed), \
+                f"{name}: COPY {source} is excluded by {name}.dockerignore"
+
+
+def test_images_pin_the_dagster_the_tests_run():
+    code, dagster = _args(DEPLOY / "Dockerfile"), _args(DEPLOY / "Dockerfile.dagster")
+    assert code == dagster
+    assert code["DAGSTER_VERSION"] == importlib.metadata.version("dagster")
+    assert code["DAGSTER_LIBS_VERSION"] == importlib.metadata.version("dagster-postgres")
+    workspace = yaml.safe_load((DEPLOY / "workspace.yaml").read_text())
+    (location,) = workspace["load_from"]
+    assert location["grpc_server"]["host"] in _compose()["services"]
+    cmd = dict(_instructions(DEPLOY / "Dockerfile"))["CMD"]
+    assert f'"-p", "{location["grpc_server"]["port"]}"' in cmd
+
+
+def _pip_commands(dockerfile: Path) -> list[list[str]]:
+    args = _args(dockerfile)
+    commands = []
+    for kind, arg in _instructions(dockerfile):
+        if kind == "RUN" and arg.startswith("pip install"):
+            text = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], arg)
+            commands.append(shlex.split(text))
+    return commands
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_the_python_layer_installs_in_a_fresh_venv(name, tmp_path):
+    """The image's `pip install` lines, run as written in a fresh venv of this Python (3.11,
+    as the image's) from a copy of what the Dockerfile COPYs before them. One difference:
+    `--no-cache-dir` (there only to keep the image layer small) is dropped, so pip's wheel
+    cache serves pyspark's 450 MB wheel instead of a fresh download and build. Then the
+    installed (not editable) package loads the example definitions, and the webserver and
+    daemon commands start far enough to print their help."""
+    dockerfile = DEPLOY / name
+    workdir = tmp_path / "context"
+    workdir.mkdir()
+    for kind, arg in _instructions(dockerfile):
+        if kind == "COPY":
+            *sources, dest = arg.split()
+            for source in sources:
+                target = workdir / dest / (Path(source).name if dest.endswith("/") else "")
+                if (REPO / source).is_dir():
+                    shutil.copytree(REPO / source, target, dirs_exist_ok=True,
+                                    ignore=shutil.ignore_patterns("__pycache__"))
+                else:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(REPO / source, target)
+        if kind == "RUN" and arg.startswith("pip install"):
+            break
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    commands = _pip_commands(dockerfile)
+    assert commands, f"{name} has no pip install line"
+    for command in commands:
+        command = [str(venv / "bin" / "pip")] + [c for c in command[1:] if c != "--no-cache-dir"]
+        proc = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    bin_ = venv / "bin"
+    if name == "Dockerfile":
+        env = os.environ | {"DATAHUB_PIPELINES_DIR": str(REPO / "pipelines_xml"),
+                            "DATAHUB_HOME": str(tmp_path / "home")}
+        probe = ("import datahub_assets, datahub_assets.definitions as d; "
+                 "assert 'site-packages' in datahub_assets.__file__; "
+                 "import dagster_k8s, dagster_postgres; "
+                 "print(len(d.defs.resolve_asset_graph().get_all_asset_keys()))")
+        proc = subprocess.run([str(bin_ / "python"), "-c", probe], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert int(proc.stdout.split()[-1]) > 10
+        assert (bin_ / "datahub").exists() and (bin_ / "dagster").exists()
+    else:
+        for command in ("dagster-webserver", "dagster-daemon"):
+            proc = subprocess.run([str(bin_ / command), "--help"], capture_output=True,
+                                  text=True, timeout=120)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+        proc = subprocess.run([str(bin_ / "python"), "-c", "import dagster_postgres, "
+                               "dagster_k8s, dagster_aws, psycopg2"], capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+# ---------------------------------------------------------------------------------- Helm
+
+# Keys of the dagster/dagster chart's values.schema.json (helm/dagster/values.schema.json of
+# dagster-io/dagster, read for 1.13): the properties of each object our values set.
+CHART_KEYS = {
+    "": {"dagsterWebserver", "dagster-user-deployments", "postgresql",
+         "generatePostgresqlPasswordSecret", "generateCeleryConfigSecret", "rabbitmq", "redis",
+         "flower", "ingress", "imagePullSecrets", "computeLogManager", "scheduler",
+         "runLauncher", "pythonLogs", "dagsterDaemon", "busybox", "migrate", "telemetry",
+         "serviceAccount", "global", "retention", "additionalInstanceConfig"},
+    "global": {"postgresqlSecretName", "dagsterHome", "serviceAccountName",
+               "celeryConfigSecretName"},
+    "postgresql": {"image", "enabled", "postgresqlHost", "postgresqlUsername",
+                   "postgresqlPassword", "postgresqlDatabase", "postgresqlParams",
+                   "postgresqlScheme", "service"},
+    "image": {"repository", "tag", "pullPolicy"},
+    "dagsterWebserver": {"replicaCount", "image", "nameOverride", "pathPrefix", "service",
+                         "workspace", "env", "envConfigMaps", "envSecrets",
+                         "deploymentLabels", "labels", "nodeSelector", "affinity",
+                         "tolerations", "podSecurityContext", "securityContext", "resources",
+                         "readinessProbe", "livenessProbe", "startupProbe", "annotations",
+                         "enableReadOnly", "dbStatementTimeout", "dbPoolRecycle", "logLevel",
+                         "schedulerName", "volumeMounts", "volumes", "initContainerResources"},
+    "dagsterDaemon": {"enabled", "image", "runCoordinator", "heartbeatTolerance", "env",
+                      "envConfigMaps", "envSecrets", "deploymentLabels", "labels",
+                      "nodeSelector", "affinity", "tolerations", "podSecurityContext",
+                      "securityContext", "resources", "livenessProbe", "readinessProbe",
+                      "startupProbe", "annotations", "runMonitoring", "runRetries", "sensors",
+                      "schedules", "schedulerName", "volumeMounts", "volumes",
+                      "initContainerResources"},
+    "runCoordinator": {"enabled", "type", "config"},
+    "queuedRunCoordinator": {"maxConcurrentRuns", "tagConcurrencyLimits",
+                             "dequeueIntervalSeconds", "dequeueNumWorkers", "dequeueUseThreads",
+                             "blockOpConcurrencyLimitedRuns"},
+    "dagster-user-deployments": {"enabled", "enableSubchart", "imagePullSecrets",
+                                 "deployments"},
+    "deployment": {"name", "image", "dagsterApiGrpcArgs", "codeServerArgs",
+                   "includeConfigInLaunchedRuns", "deploymentNamespace", "port", "env",
+                   "envConfigMaps", "envSecrets", "annotations", "nodeSelector", "affinity",
+                   "tolerations", "podSecurityContext", "securityContext", "resources",
+                   "livenessProbe", "readinessProbe", "startupProbe", "labels", "volumeMounts",
+                   "volumes", "schedulerName", "initContainers", "sidecarContainers"},
+    "runLauncher": {"type", "config"},
+    "k8sRunLauncher": {"image", "imagePullPolicy", "jobNamespace", "loadInclusterConfig",
+                       "kubeconfigFile", "envConfigMaps", "envSecrets", "envVars",
+                       "volumeMounts", "volumes", "labels", "failPodOnRunFailure", "resources",
+                       "schedulerName", "securityContext", "runK8sConfig"},
+    "runK8sConfig": {"containerConfig", "podSpecConfig", "podTemplateSpecMetadata",
+                     "jobSpecConfig", "jobMetadata"},
+}
+SECRETS = {"datahub-dagster-postgresql", "datahub-catalog", "datahub-s3", "datahub-app-secrets"}
+
+
+def _values() -> dict:
+    return yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+
+
+def _keys_within(section: str, value: dict) -> None:
+    unknown = set(value) - CHART_KEYS[section]
+    assert not unknown, f"{section or 'top level'}: {sorted(unknown)} not in the chart's schema"
+
+
+def test_helm_values_use_only_keys_of_the_chart():
+    values = _values()
+    _keys_within("", values)
+    _keys_within("global", values["global"])
+    _keys_within("postgresql", values["postgresql"])
+    for part in ("dagsterWebserver", "dagsterDaemon"):
+        _keys_within(part, values[part])
+        _keys_within("image", values[part]["image"])
+    coordinator = values["dagsterDaemon"]["runCoordinator"]
+    _keys_within("runCoordinator", coordinator)
+    _keys_within("queuedRunCoordinator", coordinator["config"]["queuedRunCoordinator"])
+    users = values["dagster-user-deployments"]
+    _keys_within("dagster-user-deployments", users)
+    for deployment in users["deployments"]:
+        _keys_within("deployment", deployment)
+        _keys_within("image", deployment["image"])
+        assert all(set(s) == {"name"} for s in deployment["envSecrets"])
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
+    _keys_within("k8sRunLauncher", launcher)
+    _keys_within("runK8sConfig", launcher["runK8sConfig"])
+
+
+def test_helm_values_name_secrets_and_hold_none():
+    values = _values()
+    assert values["generatePostgresqlPasswordSecret"] is False
+    assert values["postgresql"]["enabled"] is False
+    assert "postgresqlPassword" not in values["postgresql"]
+    assert values["postgresql"]["postgresqlScheme"] == yaml.safe_load(
+        (DEPLOY / "dagster.yaml").read_text())["storage"]["postgres"]["postgres_db"]["scheme"]
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    names = {values["global"]["postgresqlSecretName"]} | {
+        s["name"] for s in deployment["envSecrets"]}
+    assert names == SECRETS
+    readme = (DEPLOY / "README.md").read_text()
+    assert all(name in readme for name in SECRETS), "each Secret is described in the README"
+    env = deployment["env"]
+    assert env["DATAHUB_SPARK_REMOTE"].startswith("sc://")
+    assert "DATAHUB_CATALOG_URI" not in env, "the catalog URI holds a password: a Secret"
+    assert not any(re.search(r"://[^/@\s]+:[^/@\s]+@", str(v)) for v in env.values())
+    assert deployment["codeServerArgs"] == ["-m", "datahub_assets.definitions"]
+    assert deployment["image"]["tag"] and values["dagsterDaemon"]["image"]["tag"] == \
+        _args(DEPLOY / "Dockerfile.dagster")["DAGSTER_VERSION"]
+
+
+def _merge(base, override):
+    """Helm's merge of user values into chart defaults: maps merge, anything else replaces."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        return {k: _merge(base.get(k), v) if k in base else v for k, v in override.items()} | {
+            k: v for k, v in base.items() if k not in override}
+    return override
+
+
+def _local_refs_only(schema):
+    """The chart schema's Kubernetes `$ref`s point at kubernetesjsonschema.dev (no network
+    here): those subschemas accept any value of the declared type."""
+    if isinstance(schema, dict):
+        out = {k: _local_refs_only(v) for k, v in schema.items()}
+        if str(out.get("$ref", "")).startswith("http"):
+            del out["$ref"]
+        return out
+    if isinstance(schema, list):
+        return [_local_refs_only(v) for v in schema]
+    return schema
+
+
+def test_helm_values_validate_against_the_charts_schema():
+    chart = Path(os.environ.get("DATAHUB_HELM_CHART_DIR", REPO / ".datahub" / "helm" / "dagster"))
+    schema_file, defaults_file = chart / "values.schema.json", chart / "values.yaml"
+    if not (schema_file.is_file() and defaults_file.is_file()):
+        pytest.skip(f"the dagster Helm chart is not on this machine ({chart}): it is published "
+                    "on GitHub and a Helm repository, neither reachable from CI. Set "
+                    "DATAHUB_HELM_CHART_DIR to a copy of helm/dagster of dagster-io/dagster "
+                    "to validate; the keys are still checked against CHART_KEYS above")
+    import json
+
+    import jsonschema
+
+    schema = _local_refs_only(json.loads(schema_file.read_text()))
+    merged = _merge(yaml.safe_load(defaults_file.read_text()), _values())
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(merged), key=str)
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors[:20])
+
+
+# --------------------------------------------------------------------------------- Trino
+
+
+def _properties(path: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith(("#", "!")):
+            continue
+        assert "=" in line, f"{path.name}:{n}: not key=value: {line!r}"
+        key, value = (part.strip() for part in line.split("=", 1))
+        assert key not in out, f"{path.name}:{n}: {key} set twice"
+        out[key] = value
+    return out
+
+
+def test_the_trino_catalog_reads_the_sql_catalog_pyiceberg_writes():
+    from pyiceberg.catalog.sql import IcebergNamespaceProperties, IcebergTables
+
+    from datahub_resources.iceberg import CATALOG_NAME
+
+    props = _properties(DEPLOY / "trino" / "catalog" / "datahub.properties")
+    assert props["connector.name"] == "iceberg"
+    assert props["iceberg.catalog.type"] == "jdbc"
+    # Iceberg's JdbcCatalog (Trino's) and pyiceberg's SqlCatalog share these tables and key
+    # their rows by catalog name
+    assert IcebergTables.__tablename__ == "iceberg_tables"
+    assert IcebergNamespaceProperties.__tablename__ == "iceberg_namespace_properties"
+    assert props["iceberg.jdbc-catalog.catalog-name"] == CATALOG_NAME
+    assert props["iceberg.jdbc-catalog.driver-class"] == "org.postgresql.Driver"
+    assert props["iceberg.jdbc-catalog.connection-url"] == "${ENV:DATAHUB_CATALOG_JDBC_URL}"
+    assert props["iceberg.jdbc-catalog.default-warehouse-dir"] == "${ENV:DATAHUB_WAREHOUSE}"
+    assert props["iceberg.security"] == "read_only"
+    assert props["fs.native-s3.enabled"] == "true" and props["s3.path-style-access"] == "true"
+    secrets = [k for k in props if "password" in k or "secret" in k or "access-key" in k]
+    assert secrets and all(props[k].startswith("${ENV:") for k in secrets)
