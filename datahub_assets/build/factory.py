@@ -161,6 +161,29 @@ def _drop_events(spec: PipelineSpec, drops, materialized: bool):
             yield dg.AssetObservation(asset_key=asset_key(t.ref), metadata=meta)
 
 
+def _nothing_new(spec: PipelineSpec, context, iceberg: IcebergResource):
+    """A run started by hand (UI, CLI, a job) found no new file: the raw step is a no-op that
+    still materialises its current tables, so the downstream assets selected in the run are
+    recomputed from them. Sensor runs (their files in the run config) never get here: a
+    batch with nothing new must not re-run downstream."""
+    sources = ", ".join(s.id for s in spec.watched_sources)
+    catalog = iceberg.catalog()
+    for t in spec.targets:
+        ident = (t.ref.namespace, t.ref.table)
+        if t.target.kind != "table" or not catalog.table_exists(ident):
+            context.log.info("%s: file-drop source(s) %s had nothing new and %s holds no data "
+                             "yet; nothing to recompute from", spec.key, sources, t.ref)
+            continue
+        snapshot = catalog.load_table(ident).current_snapshot()
+        context.log.info("%s: file-drop source(s) %s had nothing new; %s is unchanged (snapshot "
+                         "%s) and downstream assets in this run recompute from it", spec.key,
+                         sources, t.ref, snapshot.snapshot_id if snapshot else "-")
+        yield dg.MaterializeResult(asset_key=asset_key(t.ref), metadata={
+            "datahub/nothing_new": True, "datahub/sources_without_new_files": sources,
+            "datahub/snapshot_id": dg.MetadataValue.text(
+                str(snapshot.snapshot_id) if snapshot else "")})
+
+
 def _config_schema(spec: PipelineSpec, is_drop: bool) -> dict | None:
     """Run config of a pipeline's step: the files of a drop batch; full refresh when it has
     incremental sources."""
@@ -176,7 +199,9 @@ def build_pipeline_asset(spec: PipelineSpec, pipelines_dir: Path,
 
     A pipeline with watched file sources takes its batch of files from the run config and
     may materialise nothing (every file rejected or already ingested): its specs are then
-    skippable, and its checks optional (can_subset), so downstream assets do not run."""
+    skippable, and its checks optional (can_subset), so downstream assets do not run. A run
+    started by hand (no files in the config) with nothing new materialises the current tables
+    instead (`_nothing_new`), so an explicit materialisation of downstream assets recomputes."""
     is_drop = bool(spec.watched_sources)
     specs = [_asset_spec(spec, t, pipelines_dir, downstream_of_watch) for t in spec.targets]
     if is_drop:
@@ -212,6 +237,8 @@ def build_pipeline_asset(spec: PipelineSpec, pipelines_dir: Path,
             raise
         if ctx.drops is not None:
             yield from _drop_events(spec, ctx.drops, materialized=bool(outcomes))
+        if is_drop and not outcomes and files is None:
+            yield from _nothing_new(spec, context, iceberg)
         for outcome in outcomes:
             yield _result(outcome)
             yield from _check_results(outcome, published=True)
