@@ -357,9 +357,6 @@ CHART_KEYS = {
                       "schedules", "schedulerName", "volumeMounts", "volumes",
                       "initContainerResources"},
     "runCoordinator": {"enabled", "type", "config"},
-    "queuedRunCoordinator": {"maxConcurrentRuns", "tagConcurrencyLimits",
-                             "dequeueIntervalSeconds", "dequeueNumWorkers", "dequeueUseThreads",
-                             "blockOpConcurrencyLimitedRuns"},
     "dagster-user-deployments": {"enabled", "enableSubchart", "imagePullSecrets",
                                  "deployments"},
     "deployment": {"name", "image", "dagsterApiGrpcArgs", "codeServerArgs",
@@ -396,9 +393,7 @@ def test_helm_values_use_only_keys_of_the_chart():
     for part in ("dagsterWebserver", "dagsterDaemon"):
         _keys_within(part, values[part])
         _keys_within("image", values[part]["image"])
-    coordinator = values["dagsterDaemon"]["runCoordinator"]
-    _keys_within("runCoordinator", coordinator)
-    _keys_within("queuedRunCoordinator", coordinator["config"]["queuedRunCoordinator"])
+    _keys_within("runCoordinator", values["dagsterDaemon"]["runCoordinator"])
     users = values["dagster-user-deployments"]
     _keys_within("dagster-user-deployments", users)
     for deployment in users["deployments"]:
@@ -431,6 +426,30 @@ def test_helm_values_name_secrets_and_hold_none():
     assert deployment["codeServerArgs"] == ["-m", "datahub_assets.definitions"]
     assert deployment["image"]["tag"] and values["dagsterDaemon"]["image"]["tag"] == \
         _args(DEPLOY / "Dockerfile.dagster")["DAGSTER_VERSION"]
+
+
+def test_the_instance_the_chart_renders_is_valid_and_limits_like_deploy(tmp_path):
+    """The chart writes `run_coordinator` only when runCoordinator is enabled, then
+    `additionalInstanceConfig` as is: Dagster must accept the result (it refuses a queued
+    coordinator with limits beside a `concurrency` block), with deploy/dagster.yaml's limits."""
+    from dagster._core.instance.config import dagster_instance_config
+
+    values = _values()
+    deploy = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
+    extra = values["additionalInstanceConfig"]
+    assert extra["concurrency"] == deploy["concurrency"]
+    assert values["dagsterDaemon"]["runCoordinator"]["enabled"] is False
+    rendered = {"storage": deploy["storage"]} | extra  # run_coordinator: not rendered
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(rendered))
+    dagster_instance_config(str(tmp_path))
+
+    # what enabling the chart's coordinator beside it would do: refused
+    rendered["run_coordinator"] = {
+        "module": "dagster.core.run_coordinator", "class": "QueuedRunCoordinator",
+        "config": {"max_concurrent_runs": 20}}
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(rendered))
+    with pytest.raises(Exception, match="incompatible"):
+        dagster_instance_config(str(tmp_path))
 
 
 def _merge(base, override):
