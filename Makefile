@@ -17,6 +17,7 @@ export PRODUCTS_MONGO_URI ?= mongodb://127.0.0.1:27019/
         bench-watch-burst bench-mongo bench-jdbc spark-stop servers-stop clean
 
 setup: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
+	@bash scripts/fetch_jars.sh $(BIN)/python
 
 $(VENV)/.installed: pyproject.toml scripts/ensure_system.sh
 	bash scripts/ensure_system.sh

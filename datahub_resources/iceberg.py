@@ -25,6 +25,7 @@ from pyiceberg.schema import Schema
 from pyspark.sql import types as st
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from datahub_resources import s3
 from datahub_resources.settings import Settings
 
 CATALOG_NAME = "datahub"
@@ -44,16 +45,19 @@ def _ensure_warehouse_dir(warehouse: str) -> None:
 
 
 def open_catalog(uri: str, warehouse: str) -> Catalog:
-    """A pyiceberg SqlCatalog `datahub` over `uri` (sqlite:/// or postgresql+psycopg://)."""
+    """A pyiceberg SqlCatalog `datahub` over `uri` (sqlite:/// or postgresql+psycopg://).
+    An `s3://` warehouse is reached with the endpoint and credentials of the AWS environment
+    (`s3.iceberg_properties`)."""
     _ensure_sqlite_dir(uri)
     _ensure_warehouse_dir(warehouse)
+    props = s3.iceberg_properties()
     try:
-        return SqlCatalog(CATALOG_NAME, uri=uri, warehouse=warehouse)
+        return SqlCatalog(CATALOG_NAME, uri=uri, warehouse=warehouse, **props)
     except (OperationalError, IntegrityError):
         # the first processes to open a new catalog database race to create its tables;
         # the loser finds them created when it opens again
         time.sleep(0.5)
-        return SqlCatalog(CATALOG_NAME, uri=uri, warehouse=warehouse)
+        return SqlCatalog(CATALOG_NAME, uri=uri, warehouse=warehouse, **props)
 
 
 def load_catalog(settings: Settings | None = None) -> Catalog:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pyspark
 
+from datahub_resources import s3
+
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 JDBC_JARS = (  # Debian packages libpostgresql-jdbc-java and libmariadb-java
     "/usr/share/java/postgresql.jar",
@@ -104,6 +106,16 @@ def _spark_conf() -> dict[str, str]:
     }
 
 
+def _write_properties(state_dir: Path, conf: dict[str, str]) -> Path:
+    path = state_dir / "s3a.properties"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        for key, value in conf.items():
+            f.write(f"{key} {value}\n")
+    os.chmod(path, 0o600)
+    return path
+
+
 def ensure_running(state_dir: Path) -> ServerInfo:
     """Return the shared server, starting it first if none is up. Safe to call concurrently."""
     with _locked(state_dir):
@@ -125,12 +137,17 @@ def _start(state_dir: Path) -> ServerInfo:
     cmd = [str(spark_home / "bin" / "spark-submit"), "--class", SERVER_CLASS]
     cmd += ["--name", "datahub-spark-connect", "--master", os.environ.get(
         "DATAHUB_SPARK_MASTER", "local[*]")]
-    jars = [j for j in JDBC_JARS if Path(j).exists()]
+    # JDBC drivers and the S3A connector (scripts/fetch_jars.sh); spark.jars also ships them
+    # to the executors of a standalone cluster (DATAHUB_SPARK_MASTER)
+    jars = [j for j in JDBC_JARS if Path(j).exists()] + s3.connector_jars()
     if jars:
         cmd += ["--jars", ",".join(jars)]
     conf = _spark_conf() | {"spark.connect.grpc.binding.port": str(port)}
     for key, value in conf.items():
         cmd += ["--conf", f"{key}={value}"]
+    # S3 endpoint and credentials (AWS_* environment) in a file only this user can read:
+    # never on the command line, where `ps` would show the secret key
+    cmd += ["--properties-file", str(_write_properties(state_dir, s3.hadoop_conf()))]
     cmd.append("spark-internal")
     env = os.environ | {"SPARK_HOME": str(spark_home), "SPARK_LOG_DIR": str(state_dir)}
     # Python workers (mapInArrow, UDFs) run this interpreter, so the venv's pymongo and

@@ -9,9 +9,13 @@ with lineage columns, and after the commit move every file out of landing.
    `rejected/<date>/` at once with `<file>.reason.json`. Valid files whose fingerprint the
    ledger already holds (a crash after the commit, a retried run, a second request) are not
    read again: they only move to processed/.
-2. `read_drops`: Spark reads the valid files through links in a run folder under
-   `$DATAHUB_HOME/ingest/<run id>/` (S3 objects are downloaded there first: Spark has no S3
-   connector here), one folder per read so Spark lists one path, not hundreds. CSV files
+2. `read_drops`: Spark reads the valid files from one run folder per read, so Spark lists
+   one path, not hundreds: local files through hard links in `$DATAHUB_HOME/ingest/<run id>/`;
+   S3 objects through server-side copies (pinned to the validated ETag, so a file replaced
+   since validation fails the run instead of being read) under
+   `<root>_ingest/<run id>/` in the same bucket (`<root>` is where processed/ and rejected/
+   go; listings never enter `_` folders), read by Spark straight from S3 (`s3a://`), so a
+   remote cluster reads them too. The run folder is removed after the run. CSV files
    are read per distinct header and unioned by column name, so a file with reordered
    columns cannot shift values. Every row gets `_source_file` (the path
    as landed), `_ingested_at` (the run's ingest time) and `_run_id`.
@@ -24,10 +28,12 @@ with lineage columns, and after the commit move every file out of landing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,9 +49,10 @@ from datahub_assets.execute.readers._files import options, schema_for
 from datahub_assets.ingest import paths
 from datahub_assets.ingest.fileinfo import FileInfo
 from datahub_assets.ingest.ledger import LedgerEntry, ingested, ledger_ref
-from datahub_assets.ingest.store import FileStore, default_s3_client, store_for
+from datahub_assets.ingest.store import FileStore, S3Store, default_s3_client, store_for
 from datahub_assets.ingest.validate import Rejection, reason_document, validate_file
 from datahub_assets.spec.models import PipelineSpec, TableRef
+from datahub_resources import s3
 
 LINEAGE_COLUMNS = ("_source_file", "_ingested_at", "_run_id")
 INGEST, REJECTED, DUPLICATE = "ingest", "rejected", "duplicate"
@@ -96,6 +103,9 @@ class DropBatch:
     patterns: dict[str, str] = field(default_factory=dict)
     ledger_before: int | None = None
     """The ledger's snapshot before this run's commit (to roll back to)."""
+    run_id: str = ""
+    staged: list[str] = field(default_factory=list)
+    """S3 copies made for Spark to read (removed by `cleanup`)."""
 
     def with_status(self, status: str, source_id: str | None = None) -> list[DropFile]:
         return [f for f in self.files
@@ -123,7 +133,7 @@ def plan_batch(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog,
     """Step 1 of the module doc. Rejected files are already moved when this returns."""
     batch = DropBatch(ledger=ledger_ref(spec.app, spec.pipeline.id),
                       ingested_at=datetime.now(UTC),
-                      workdir=ctx.settings.home / "ingest" / ctx.run_id)
+                      workdir=ctx.settings.home / "ingest" / ctx.run_id, run_id=ctx.run_id)
     now = now if now is not None else batch.ingested_at.timestamp()
     for source in spec.watched_sources:
         pattern = ctx.data_path(source.path)
@@ -238,29 +248,50 @@ def finish(batch: DropBatch, ctx: ExecContext) -> None:
 
 def cleanup(batch: DropBatch) -> None:
     shutil.rmtree(batch.workdir, ignore_errors=True)
+    if batch.staged:
+        store = next(s for s in batch.stores.values() if isinstance(s, S3Store))
+        with contextlib.suppress(Exception):  # best effort: a leftover copy is never listed
+            store.delete_many(batch.staged)
+        batch.staged = []
 
 
 # ---------------------------------------------------------------------------------- reading
 
-def _link(batch: DropBatch, f: DropFile, folder: Path, index: int) -> str:
-    """`f` as `<folder>/<index><ext>`, a local file Spark can read: a hard link (it survives a
-    concurrent move of the original), else a symlink; S3 objects are downloaded."""
-    folder.mkdir(parents=True, exist_ok=True)
+def _name(f: DropFile, index: int) -> str:
     ext = "".join(Path(f.info.path).suffixes[-2:]) if f.info.path.endswith(".gz") \
         else Path(f.info.path).suffix
-    target = folder / f"{index:06d}{ext}"
+    return f"{index:06d}{ext}"
+
+
+def _link(batch: DropBatch, f: DropFile, folder: Path, index: int) -> str:
+    """`f` as `<folder>/<index><ext>`, a local file Spark can read: a hard link (it survives a
+    concurrent move of the original), else a symlink."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / _name(f, index)
     if target.exists():
         return str(target)
-    store = batch.stores[f.source_id]
-    local = store.localize(f.info.path, str(batch.workdir / "_download" / f.source_id))
-    if local != f.info.path:  # downloaded: take it over
-        os.replace(local, target)
-        return str(target)
+    local = batch.stores[f.source_id].localize(f.info.path, str(batch.workdir / "_download"))
     try:
         os.link(local, target)
     except OSError:
         os.symlink(os.path.abspath(local), target)
     return str(target)
+
+
+def _s3_folder(batch: DropBatch, store: S3Store, files: list[DropFile], source_id: str,
+               group: int) -> tuple[str, dict[str, str]]:
+    """`_folder` on S3: server-side copies of the validated object versions, in parallel."""
+    pattern = batch.patterns[source_id]
+    match = paths.compiled(pattern).root.match(files[0].info.path)
+    root = match["root"] if match else paths.static_prefix(pattern)
+    folder = f"{root}_ingest/{batch.run_id or batch.workdir.name}/{source_id}/g{group}/"
+    names = {_name(f, i): f.info.path for i, f in enumerate(files)}
+    targets = [folder + name for name in names]
+    batch.staged += targets
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(lambda ft: store.copy_version(ft[0].info.path, ft[1], ft[0].info.etag),
+                      zip(files, targets, strict=True)))
+    return s3.to_spark(folder), names
 
 
 def _folder(batch: DropBatch, files: list[DropFile], source_id: str,
@@ -269,6 +300,9 @@ def _folder(batch: DropBatch, files: list[DropFile], source_id: str,
     read of N paths makes Spark Connect list the N paths again at every analysis of the plan,
     as a distributed job above 32 paths (measured 2.45 s per analysis at 500 paths, 0.19 s
     for one folder)."""
+    store = batch.stores[source_id]
+    if isinstance(store, S3Store):
+        return _s3_folder(batch, store, files, source_id, group)
     folder = batch.workdir / source_id / f"g{group}"
     names = {}
     for i, f in enumerate(files):

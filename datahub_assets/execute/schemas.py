@@ -167,8 +167,23 @@ def parse_schema(text: str, name: str) -> T.StructType:
     raise SchemaError(f"{name}: a schemaRef must be an Avro .avsc or a JSON Schema .json file")
 
 
+def _read_s3_text(uri: str) -> str:
+    import boto3
+
+    bucket, _, key = uri.split("://", 1)[1].partition("/")
+    try:
+        body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"]
+    except Exception as exc:  # noqa: BLE001 - botocore's errors: reported with the path
+        raise SchemaError(f"schema file not readable: {uri} ({exc})") from None
+    with body:
+        return body.read().decode("utf-8")
+
+
 def load_schema(path: str | Path) -> T.StructType:
-    """Read a local schema file and convert it (see `parse_schema`)."""
+    """Read a schema file (local, or `s3://` through boto3 and the AWS environment) and
+    convert it (see `parse_schema`)."""
+    if str(path).startswith(("s3://", "s3a://")):
+        return parse_schema(_read_s3_text(str(path)), str(path))
     p = Path(path)
     if not p.is_file():
         raise SchemaError(f"schema file not found: {p}")

@@ -19,6 +19,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from datahub_assets.spec.models import TableRef
+from datahub_resources import s3
 from datahub_resources.iceberg import iceberg_to_spark_schema
 
 
@@ -46,8 +47,8 @@ def file_key(path: str) -> str:
 
 
 def spark_path(path: str) -> str:
-    """A path as Spark's Hadoop file systems want it (s3:// is served by S3A)."""
-    return "s3a://" + path.removeprefix("s3://") if path.startswith("s3://") else path
+    """A path as Spark's Hadoop file systems want it (s3:// is served by S3A: `s3.to_spark`)."""
+    return s3.to_spark(path)
 
 
 def data_files(table: Table, snapshot_id: int | None = None) -> list:

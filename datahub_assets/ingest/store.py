@@ -31,8 +31,10 @@ import stat as stat_mode
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any, BinaryIO, Protocol
 
+from datahub_assets.ingest import s3_events
 from datahub_assets.ingest.fileinfo import FileInfo
 from datahub_assets.ingest.paths import Glob, compiled
 
@@ -249,6 +251,26 @@ def _split_s3(path: str) -> tuple[str, str]:
     raise ValueError(f"{path} is not an S3 path (s3://bucket/key)")
 
 
+def _parse_timestamp(value: str) -> datetime:
+    """botocore's timestamp parser (dateutil, ~130 us a key) replaced for S3's fixed ISO form
+    (`2026-11-22T07:45:00.000Z`, ~2 us); anything else goes to botocore's own parser."""
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (ValueError, AttributeError, TypeError):
+        from botocore.utils import parse_timestamp
+
+        return parse_timestamp(value)
+
+
+def _fast_timestamps(client: Any) -> None:
+    """Give `client` the cheaper timestamp parser (listings of 100,000 keys: ~10 s of CPU in
+    dateutil otherwise). Same values, same types; a client without botocore internals (a
+    stub) is left as it is."""
+    factory = getattr(getattr(client, "_endpoint", None), "_response_parser_factory", None)
+    if factory is not None and hasattr(factory, "set_parser_defaults"):
+        factory.set_parser_defaults(timestamp_parser=_parse_timestamp)
+
+
 def _error_code(exc: BaseException) -> str:
     return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
@@ -262,12 +284,22 @@ class S3Store:
 
     def __init__(self, client: Any) -> None:
         self.client = client
+        _fast_timestamps(client)
 
     def list(self, pattern: str) -> Iterator[FileInfo]:
         glob = compiled(pattern)
         if glob.is_literal:
             yield from _literal(self, glob, pattern)
             return
+        views = s3_events.for_queue()
+        if views is not None:  # DATAHUB_S3_EVENTS_QUEUE_URL: a view kept by notifications
+            bucket, _ = _split_s3(glob.prefix)
+            yield from views.list(str(self.client.meta.endpoint_url), bucket, pattern,
+                                  lambda: self._list(glob))
+            return
+        yield from self._list(glob)
+
+    def _list(self, glob: Glob) -> Iterator[FileInfo]:
         bucket, key_prefix = _split_s3(glob.prefix)
         base = glob.prefix[:len(glob.prefix) - len(key_prefix)]  # s3://bucket/
         if glob.levels is None:  # `**`: one flat listing of the tree
@@ -366,6 +398,31 @@ class S3Store:
     def delete(self, path: str) -> None:
         bucket, key = _split_s3(path)
         self.client.delete_object(Bucket=bucket, Key=key)
+
+    def copy_version(self, src: str, dst: str, etag: str | None) -> None:
+        """Server-side copy of `src` to `dst`, only if `src` still has `etag` (a replaced
+        object fails with FileNotFoundError instead of copying the new version)."""
+        (src_bucket, src_key), (dst_bucket, dst_key) = _split_s3(src), _split_s3(dst)
+        extra = {"CopySourceIfMatch": f'"{etag}"'} if etag else None
+        try:
+            self.client.copy({"Bucket": src_bucket, "Key": src_key}, dst_bucket, dst_key,
+                             ExtraArgs=extra)
+        except Exception as exc:
+            if _is_missing(exc) or _error_code(exc) in ("412", "PreconditionFailed"):
+                raise FileNotFoundError(f"{src} changed or disappeared since it was "
+                                        f"validated (ETag {etag})") from None
+            raise
+
+    def delete_many(self, paths: list[str]) -> None:
+        """Remove objects, 1,000 per request; missing ones are ignored."""
+        by_bucket: dict[str, list[str]] = {}
+        for path in paths:
+            bucket, key = _split_s3(path)
+            by_bucket.setdefault(bucket, []).append(key)
+        for bucket, keys in by_bucket.items():
+            for start in range(0, len(keys), 1000):
+                self.client.delete_objects(Bucket=bucket, Delete={
+                    "Objects": [{"Key": k} for k in keys[start:start + 1000]], "Quiet": True})
 
     def localize(self, path: str, dest_dir: str) -> str:
         bucket, key = _split_s3(path)

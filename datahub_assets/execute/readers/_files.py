@@ -10,6 +10,7 @@ from pyspark.sql.types import StructType
 
 from datahub_assets.execute import schemas
 from datahub_assets.execute.context import ExecContext
+from datahub_resources.s3 import to_spark as spark_path
 
 
 class SourceError(ValueError):
@@ -40,18 +41,17 @@ def schema_for(ref: str, ctx: ExecContext) -> StructType:
     """The StructType of a schemaRef (relative to the app folder, or s3://)."""
     path = ctx.app_path(ref)
     local = _local(path)
-    if local is not None:
-        return schemas.load_schema(local)
-    text = ctx.spark.read.text(path, wholetext=True).first()
-    if text is None:
-        raise SourceError(f"schemaRef {ref!r}: {path} is empty")
-    return schemas.parse_schema(text[0], path)
+    return schemas.load_schema(local if local is not None else path)
 
 
 def reader(ctx: ExecContext, schema_ref: str | None) -> DataFrameReader:
     """A DataFrameReader with the explicit schema of `schema_ref`, if any."""
     r = ctx.spark.read
     return r.schema(schema_for(schema_ref, ctx)) if schema_ref else r
+
+
+__all__ = ["SourceError", "check_exists", "options", "reader", "resolve", "schema_for",
+           "spark_path"]
 
 
 def options(**values: object) -> dict[str, str]:

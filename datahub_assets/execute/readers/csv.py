@@ -13,6 +13,7 @@ from datahub_assets.execute.readers._files import (
     reader,
     resolve,
     schema_for,
+    spark_path,
 )
 from datahub_assets.spec.models import CsvSource
 
@@ -26,6 +27,7 @@ def read_csv(source: CsvSource, ctx: ExecContext, corrupt: bool = False) -> Data
     line of a malformed record) and `__dh_file` (`execute.malformed` splits them off)."""
     path = ctx.data_path(source.path)
     check_exists(path, source.id)
+    spath = spark_path(path)
     opts = options(
         header=source.header,
         sep=source.delimiter,
@@ -37,11 +39,11 @@ def read_csv(source: CsvSource, ctx: ExecContext, corrupt: bool = False) -> Data
         dateFormat=source.date_format,
     )
     if not corrupt:
-        return resolve(reader(ctx, source.schema_ref).options(**opts).csv(path), source.id,
+        return resolve(reader(ctx, source.schema_ref).options(**opts).csv(spath), source.id,
                        path)
     if source.schema_ref:
         schema = schema_for(source.schema_ref, ctx)
     else:  # the header's names (or _c0..), typed by inferSchema when asked for
-        schema = resolve(ctx.spark.read.options(**opts).csv(path), source.id, path).schema
-    df = ctx.spark.read.schema(with_corrupt(schema)).options(**opts, **CORRUPT_OPTIONS).csv(path)
+        schema = resolve(ctx.spark.read.options(**opts).csv(spath), source.id, path).schema
+    df = ctx.spark.read.schema(with_corrupt(schema)).options(**opts, **CORRUPT_OPTIONS).csv(spath)
     return resolve(df.select("*", F.col("_metadata.file_path").alias(FILE_COL)), source.id, path)

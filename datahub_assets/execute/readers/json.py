@@ -13,6 +13,7 @@ from datahub_assets.execute.readers._files import (
     reader,
     resolve,
     schema_for,
+    spark_path,
 )
 from datahub_assets.spec.models import JsonSource
 
@@ -25,11 +26,12 @@ def read_json(source: JsonSource, ctx: ExecContext, corrupt: bool = False) -> Da
     `__dh_file` (`execute.malformed` splits them off), also with an inferred schema."""
     path = ctx.data_path(source.path)
     check_exists(path, source.id)
+    spath = spark_path(path)
     opts = options(multiLine=source.multiline)
     if not corrupt:
-        df = reader(ctx, source.schema_ref).options(**opts).json(path)
+        df = reader(ctx, source.schema_ref).options(**opts).json(spath)
         return resolve(df, source.id, path)
     schema = (schema_for(source.schema_ref, ctx) if source.schema_ref
-              else resolve(ctx.spark.read.options(**opts).json(path), source.id, path).schema)
-    df = ctx.spark.read.schema(with_corrupt(schema)).options(**opts, **CORRUPT_OPTIONS).json(path)
+              else resolve(ctx.spark.read.options(**opts).json(spath), source.id, path).schema)
+    df = ctx.spark.read.schema(with_corrupt(schema)).options(**opts, **CORRUPT_OPTIONS).json(spath)
     return resolve(df.select("*", F.col("_metadata.file_path").alias(FILE_COL)), source.id, path)

@@ -8,7 +8,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from datahub_assets.execute.context import ExecContext
-from datahub_assets.execute.readers._files import check_exists, resolve
+from datahub_assets.execute.readers._files import check_exists, resolve, spark_path
 from datahub_assets.spec.models import LookupSource
 
 
@@ -26,5 +26,6 @@ def read_lookup(source: LookupSource, ctx: ExecContext) -> DataFrame:
     """CSV with a header; every column a string (codes such as `007` keep leading zeros)."""
     path = lookup_path(source, ctx)
     check_exists(path, source.id)
-    df = resolve(ctx.spark.read.option("header", "true").csv(path), source.id, path)
+    df = resolve(ctx.spark.read.option("header", "true").csv(spark_path(path)), source.id,
+                 path)
     return F.broadcast(df)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 
 from datahub_assets.execute.context import ExecContext
-from datahub_assets.execute.readers._files import check_exists, resolve
+from datahub_assets.execute.readers._files import check_exists, resolve, spark_path
 from datahub_assets.spec.models import ParquetSource
 
 
@@ -13,4 +13,4 @@ def read_parquet(source: ParquetSource, ctx: ExecContext) -> DataFrame:
     """Parquet files matching a glob (or a folder of them); the schema is the files'."""
     path = ctx.data_path(source.path)
     check_exists(path, source.id)
-    return resolve(ctx.spark.read.parquet(path), source.id, path)
+    return resolve(ctx.spark.read.parquet(spark_path(path)), source.id, path)

@@ -22,6 +22,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 
 from datahub_assets.spec.models import CsvTarget
+from datahub_resources import s3
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def write_csv(spark: SparkSession, df: DataFrame, target: CsvTarget, path: str,
     if not _is_local(path):
         df = df.localCheckpoint()
         rows = df.count()
-        _writer(df, target, target.mode).csv(path.replace("s3://", "s3a://", 1))
+        _writer(df, target, target.mode).csv(s3.to_spark(path))
         return ExportResult(path=path, files=(), rows=rows)
 
     final = Path(path.removeprefix("file://")).absolute()

@@ -53,6 +53,7 @@ from datahub_assets.execute.table_reader import (
     spark_path,
 )
 from datahub_assets.spec.models import TableRef, TableTarget
+from datahub_resources import s3
 from datahub_resources.iceberg import (
     align,
     ensure_namespace,
@@ -101,6 +102,8 @@ class CommitResult:
 
 def _fs(uri: str) -> tuple[pafs.FileSystem, str, str]:
     """(filesystem, path inside it, URI prefix to rebuild a full URI)."""
+    if s3.is_s3(uri):  # the endpoint and keys of the AWS environment, as pyiceberg uses
+        return s3.arrow_filesystem(), uri.split("://", 1)[1], s3.PLATFORM_SCHEME
     filesystem, path = pafs.FileSystem.from_uri(uri)
     prefix = "file://" if uri.startswith("file:") or "://" not in uri else uri.split("://")[0] + "://"
     return filesystem, path, prefix
