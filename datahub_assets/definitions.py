@@ -1,40 +1,45 @@
-"""Entry point: read specs → validate → build assets → attach resources."""
+"""Entry point: the code location is the project's `dg` defs folder.
+
+`datahub_assets/defs/pipelines/defs.yaml` instantiates the `DataHubPipelines` component
+(datahub_assets/components/), whose `build_defs` calls the one builder,
+`datahub_assets.build.project.build_definitions` (read specs → validate → build assets,
+sensors, jobs, schedules → attach resources and the executor): add new definitions there.
+`dg` commands, workspace.yaml and `-m datahub_assets.definitions` all load this module, so
+they all get the same definitions, built once at import (a forkserver preloads it).
+"""
 
 from __future__ import annotations
 
-import gc
+import warnings
+from pathlib import Path
 
 import dagster as dg
 
-from datahub_assets.build.automation import automation_sensors
-from datahub_assets.build.project import build_assets
-from datahub_assets.build.sensors import watch_sensors
-from datahub_assets.runs.defs import ops_definitions
-from datahub_assets.spec.loader import load_project
-from datahub_resources.deployment import executor, resources
-from datahub_resources.settings import Settings
+from datahub_assets.build.project import paused_gc
 
-settings = Settings.from_env()
-# Loading builds millions of long-lived objects; Python's cyclic GC would rescan them again
-# and again (measured: 1/3 of load time at 5,000 pipelines, and the part that grew faster
-# than linearly). Pause it while building, then freeze the result out of later collections.
-gc.disable()
-try:
-    project = load_project(settings.pipelines_dir)
-    assets = build_assets(project)
-    # automation (cron; after upstream changes) and one file-drop sensor per <watch>ed source,
-    # all running by default so schedules and file drops work without a click in the UI
-    automation = automation_sensors(project)
-    sensors = watch_sensors(project)
-    # built in, constant: run records table, daily dashboard, the sensor that records runs
-    ops_assets, run_records = ops_definitions(project)
-finally:
-    gc.enable()
-gc.freeze()
 
-defs = dg.Definitions(
-    assets=[*assets, *ops_assets],
-    sensors=[*automation, *sensors, run_records],
-    resources=resources(),
-    executor=executor(),
-)
+def _project_root() -> Path:
+    """The checkout (pyproject.toml beside the package), else the working directory (an
+    installed package; deployments set DATAHUB_PIPELINES_DIR)."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "pyproject.toml").exists() else Path.cwd()
+
+
+def load_defs_folder() -> dg.Definitions:
+    """The components of `datahub_assets/defs/`, loaded as `dg` loads a project's defs."""
+    from dagster._utils.warnings import BetaWarning, PreviewWarning
+    from dagster.components.core.component_tree import ComponentTree
+
+    import datahub_assets.defs
+
+    with paused_gc(), warnings.catch_warnings():
+        # the component loader uses beta/preview Dagster APIs itself (code references,
+        # sensor owners) and would print one warning per asset: nothing a user can act on
+        warnings.simplefilter("ignore", BetaWarning)
+        warnings.simplefilter("ignore", PreviewWarning)
+        tree = ComponentTree.from_module(defs_module=datahub_assets.defs,
+                                         project_root=_project_root())
+        return tree.build_defs()
+
+
+defs = load_defs_folder()

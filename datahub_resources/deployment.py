@@ -22,8 +22,9 @@ def resources() -> dict[str, object]:
     return {"spark": SparkConnectResource(), "iceberg": IcebergResource(), "s3": S3Resource()}
 
 
-def executor() -> dg.ExecutorDefinition:
-    """How the steps of one run execute, from DATAHUB_EXECUTOR (`in_process` by default).
+def executor(choice: str | None = None) -> dg.ExecutorDefinition:
+    """How the steps of one run execute: `choice` (the component's `executor`, see
+    datahub_assets/components/), else DATAHUB_EXECUTOR, else `in_process`.
 
     A step is a thin Spark Connect client: the work runs, in parallel, on the Spark server.
     `in_process` runs a run's steps one after another in one process that keeps one Spark
@@ -32,7 +33,7 @@ def executor() -> dg.ExecutorDefinition:
     for Dagster's default spawned processes (bench/RESULTS.md). `multiprocess` isolates
     steps and runs independent ones side by side, for clusters where that matters more.
     """
-    choice = os.environ.get("DATAHUB_EXECUTOR", "in_process")
+    choice = choice or os.environ.get("DATAHUB_EXECUTOR", "in_process")
     if choice == "in_process":
         return dg.in_process_executor
     if choice == "multiprocess":
