@@ -34,7 +34,7 @@ demo: setup
 	$(BIN)/datahub validate
 	$(BIN)/datahub spark start
 	$(BIN)/datahub demo --fresh --rows $(ROWS)
-	$(BIN)/dagster asset materialize -m datahub_assets.definitions --select '*'
+	$(BIN)/dg launch --assets '*'
 	@echo
 	@echo "== Iceberg tables (catalog $(DATAHUB_HOME)/catalog.db) =="
 	@$(BIN)/datahub tables
@@ -43,12 +43,13 @@ demo: setup
 	@echo "Open the Dagster UI with:  make dev   (then http://localhost:3000)"
 
 dev: setup
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/dg dev
 
 lint: setup
 	$(BIN)/ruff check datahub_assets datahub_resources tests bench
 
 test: setup lint
+	$(BIN)/dg check defs
 	$(BIN)/pytest -q -n 2 --dist loadgroup
 
 test-fast: setup
