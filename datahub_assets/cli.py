@@ -218,12 +218,14 @@ def main(argv: list[str] | None = None) -> int:
     sql_cli.add_parser(sub)
     from datahub_assets.maintenance import cli as maintain_cli
     maintain_cli.add_parser(sub)
+    from datahub_assets import scaffold
+    scaffold.add_parser(sub)
     args = parser.parse_args(argv)
     handler = {"validate": _validate, "demo": _demo, "tables": _tables, "spark": _spark,
                "history": _history, "rollback": _rollback, "watermark": _watermark,
                "servers": _servers,
                "mongo": mongo_cli.run, "runs": runs_cli.run, "sql": sql_cli.run,
-               "maintain": maintain_cli.run}
+               "maintain": maintain_cli.run, "new": scaffold.run}
     try:
         return handler[args.command](args, Settings.from_env())
     except (ValueError, LookupError) as exc:  # bad table name, unknown snapshot, no table
