@@ -302,8 +302,30 @@ def serve_moto(port: int) -> int:
 
 # ------------------------------------------------------------------------------- tick
 
+def _enable_events(moto: MotoServer, bucket: str) -> None:
+    """S3 event notifications of `bucket` into a new SQS queue of moto's server, and the
+    environment that makes `S3Store.list` use them (`ingest.s3_events`)."""
+    import boto3
+
+    from datahub_assets.ingest import s3_events
+
+    sqs = boto3.client("sqs", endpoint_url=moto.endpoint, region_name=S3_REGION,
+                       aws_access_key_id=S3_KEY, aws_secret_access_key=S3_SECRET)
+    url = s3_events.configure_bucket(moto.client(), sqs, bucket, f"{bucket}-events")
+    s3_events._QUEUES.clear()
+    s3_events.for_queue(url, sqs)
+    os.environ[s3_events.QUEUE_ENV] = url
+
+
+def _disable_events() -> None:
+    from datahub_assets.ingest import s3_events
+
+    os.environ.pop(s3_events.QUEUE_ENV, None)
+    s3_events._QUEUES.clear()
+
+
 def tick_case(kind: str, n: int, ticks: int, fill: str, moto: MotoServer | None = None,
-              populate_s: float = 0.0) -> dict:
+              populate_s: float = 0.0, events: bool = False) -> dict:
     base = WATCH_WORK / "tick" / f"{kind}_{n}"
     if kind == "local":
         pipelines, data, _ = _setup_project(base, "landing/drops/*.csv", min_age=10)
@@ -321,6 +343,7 @@ def tick_case(kind: str, n: int, ticks: int, fill: str, moto: MotoServer | None 
                else str(base / "data" / APP / "landing" / "drops" / "*.csv"))
     store = store_for(pattern, s3.get_client if s3 else None)
 
+    _disable_events()  # the bare listing is always a full listing
     list_times, list_cpu = [], []
     for _ in range(ticks):
         cpu, start = time.process_time(), time.perf_counter()
@@ -328,6 +351,9 @@ def tick_case(kind: str, n: int, ticks: int, fill: str, moto: MotoServer | None 
         list_times.append(time.perf_counter() - start)
         list_cpu.append(time.process_time() - cpu)
     assert len(infos) == n, (len(infos), n)
+    if events:  # from here on ticks answer from the view (the first one lists fully)
+        assert moto is not None
+        _enable_events(moto, f"watch-{n}")
 
     first = [ticker.tick(None) for _ in range(ticks)]
     first_cpu, first_server = ticker.cpu[:], ticker.server[:]
@@ -359,6 +385,15 @@ def tick_case(kind: str, n: int, ticks: int, fill: str, moto: MotoServer | None 
         assert not data.run_requests, "a steady tick requested runs"
         cursor = data.cursor
         steady.append(elapsed)
+    relist_s = None
+    if events:  # the fallback: a tick whose view is due for its full listing
+        from datahub_assets.ingest import s3_events
+
+        (views,) = s3_events._QUEUES.values()
+        views.relist_seconds = 0
+        relist_s = round(ticker.tick(cursor)[0], 3)
+        views.relist_seconds = s3_events.DEFAULT_RELIST_SECONDS
+        _disable_events()
     steady_payload = serialize_value(data)
     start = time.perf_counter()
     serialize_value(data)
@@ -381,7 +416,7 @@ def tick_case(kind: str, n: int, ticks: int, fill: str, moto: MotoServer | None 
         "steady_cursor_bytes": len(cursor or ""),
         "steady_payload_bytes": len(steady_payload),
         "steady_serialize_s": round(serialize_s, 3),
-        "in_flight": in_flight,
+        "in_flight": in_flight, "events": events, "relist_tick_s": relist_s,
     }
     result["first_ratio"] = round(result["first_tick_s"] / TARGET_TICK_S, 3)
     result["steady_ratio"] = round(result["steady_tick_s"] / TARGET_TICK_S, 3)
@@ -405,7 +440,7 @@ def run_tick(args: argparse.Namespace) -> int:
                 populate_s = moto.populate(f"watch-{n}", n)
                 print(f"   {populate_s:.1f} s", flush=True)
                 cases.append(tick_case("s3", n, args.ticks, args.s3_fill, moto,
-                                       populate_s))
+                                       populate_s, events=args.s3_events))
                 _print_tick([cases[-1]])
         finally:
             moto.stop()
@@ -672,7 +707,9 @@ def _write_tick(result: dict) -> None:
             f"{c['steady_ratio']} | {c['steady_tick_cpu_s']} / "
             f"{c['steady_tick_server_cpu_s'] if c['store'] == 's3' else '–'} | "
             f"{c['steady_cursor_bytes']:,} | {c['steady_payload_bytes']:,} | {_load(result)} | "
-            f"{'in flight built directly' if c['fill'] == 'direct' else ''} |")
+            f"{'in flight built directly' if c['fill'] == 'direct' else ''}"
+            + (f"; S3 events (SQS): view kept by notifications, the fallback full-listing "
+               f"tick {c['relist_tick_s']} s" if c.get("events") else "") + " |")
     _append_rows(TICK_HEADING, TICK_TABLE, rows)
 
 
@@ -706,6 +743,9 @@ def main(argv: list[str] | None = None) -> int:
                       help="the same for S3 (default direct: on moto every tick over 100,000 "
                            "objects lists for ~70 s, and filling takes 10 ticks)")
     tick.add_argument("--ticks", type=int, default=3, help="ticks per median")
+    tick.add_argument("--s3-events", action="store_true",
+                      help="S3: the bucket's event notifications go to an SQS queue and the "
+                           "store answers from the view they keep (DATAHUB_S3_EVENTS_QUEUE_URL)")
     tick.add_argument("--write", action="store_true", help="append rows to bench/RESULTS.md")
     tick.set_defaults(run=run_tick)
     b = sub.add_parser("burst", help="a burst of small files ingested end to end")

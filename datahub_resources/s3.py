@@ -141,3 +141,30 @@ def arrow_filesystem(env: Mapping[str, str] | None = None):
                       secret_key=env["AWS_SECRET_ACCESS_KEY"],
                       session_token=env.get("AWS_SESSION_TOKEN"))
     return pafs.S3FileSystem(**kwargs)
+
+
+def bucket_conf(client, bucket: str) -> dict[str, str]:
+    """Per-bucket S3A settings (`fs.s3a.bucket.<bucket>.*`) that make Spark reach `bucket` as
+    the boto3 `client` does, when that client talks to an S3-compatible endpoint of its own
+    (MinIO, moto: configured explicitly, e.g. in the `s3` resource); {} for AWS itself,
+    where Spark's own credential chain applies (and frozen temporary keys would expire)."""
+    endpoint = str(getattr(client.meta, "endpoint_url", "") or "")
+    host = endpoint.split("://", 1)[-1].split("/", 1)[0]
+    if not endpoint or host.endswith("amazonaws.com"):
+        return {}
+    prefix = f"fs.s3a.bucket.{bucket}."
+    conf = {prefix + "endpoint": endpoint, prefix + "path.style.access": "true",
+            prefix + "connection.ssl.enabled": str(endpoint.startswith("https://")).lower(),
+            prefix + "endpoint.region": client.meta.region_name or "us-east-1"}
+    get = getattr(client, "_get_credentials", None)
+    credentials = get() if get else None
+    if credentials is not None:
+        frozen = credentials.get_frozen_credentials()
+        conf[prefix + "access.key"] = frozen.access_key
+        conf[prefix + "secret.key"] = frozen.secret_key
+        if frozen.token:
+            conf[prefix + "session.token"] = frozen.token
+            conf[prefix + "aws.credentials.provider"] = (
+                "org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider")
+    return conf
+

@@ -88,7 +88,9 @@ def s3_platform(s3_endpoint, tmp_path_factory):
     assert s3.connector_jars(), "run scripts/fetch_jars.sh (make setup) first"
     try:
         settings = Settings.from_env()
-        yield settings, connect(settings), load_catalog(settings), client, bucket
+        spark = connect(settings)
+        yield settings, spark, load_catalog(settings), client, bucket
+        spark.stop()  # before the server goes: the client would retry releasing its session
     finally:
         spark_server.stop(root / "spark")
         os.environ.clear()
