@@ -152,11 +152,12 @@ def test_table_source_uses_read_table(ctx, spark):
         read_source(m.TableSource(id="o", ref="silver.orders"), ctx)
 
 
-def test_database_and_mongo_not_implemented(ctx):
-    with pytest.raises(NotImplementedError, match="source 'd': database"):
-        read_source(m.DatabaseSource(id="d", jdbc_url="jdbc:postgresql://x/y"), ctx)
-    with pytest.raises(NotImplementedError, match="source 'g': mongo"):
-        read_source(m.MongoSource(id="g", database="a", collection="b"), ctx)
+def test_unreachable_database_names_source_url_and_reason(ctx):
+    from datahub_resources.local_servers import free_port
+
+    url = f"jdbc:postgresql://127.0.0.1:{free_port()}/y"  # nothing listens there
+    with pytest.raises(SourceError, match=f"source 'd': cannot connect to {url}: .*refused"):
+        read_source(m.DatabaseSource(id="d", jdbc_url=url, table_name="t"), ctx)
 
 
 def test_bad_schema_ref_names_source_and_file(ctx):
