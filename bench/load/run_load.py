@@ -1,12 +1,16 @@
-"""Definitions-load benchmark: `dagster definitions validate` over 0 / 200 / 2000 / 5000 pipelines.
+"""Definitions-load benchmark: `dg check defs` over 0 / 200 / 2000 / 5000 pipelines.
 
     .venv/bin/python -m bench.load.run_load [--sizes 200 2000 5000] [--repeat 2]
+        [--cli dg|dagster] [--compare]
 
 For each N: generate the pipelines (bench.load.gen_pipelines, cached), then run
-`.venv/bin/dagster definitions validate -m datahub_assets.definitions` with
-DATAHUB_PIPELINES_DIR pointing at them, measuring wall time and peak RSS (os.wait4 rusage, the
-numbers `/usr/bin/time -v` prints). N=0 (an empty pipelines dir) measures the fixed cost
-(Python + Dagster import) so the per-pipeline slope can be separated from it.
+`.venv/bin/dg check defs` (`--cli dagster`: `.venv/bin/dagster definitions validate -m
+datahub_assets.definitions`; both load the DataHubPipelines component) with
+DATAHUB_PIPELINES_DIR pointing at them, measuring wall time, CPU time and peak RSS (os.wait4
+rusage, the numbers `/usr/bin/time -v` prints). `--compare` also runs the other command,
+alternating the two within each repeat, and reports the ratio of their medians. N=0 (an empty
+pipelines dir) measures the fixed cost (Python + Dagster import) so the per-pipeline slope can
+be separated from it.
 
 Growth: a least-squares line t = a + b*N, seconds per pipeline at each N, and
 t(5000)/t(2000) against 2.5 (what linear growth with no fixed cost gives) plus the same ratio
@@ -24,6 +28,7 @@ from pathlib import Path
 from bench.common import (
     DAGSTER,
     DEFINITIONS_MODULE,
+    VENV_BIN,
     WORK,
     definitions_present,
     machine,
@@ -38,13 +43,18 @@ from bench.load.gen_pipelines import generate
 
 RESULTS = WORK / "results"
 TARGETS = {2000: 20.0, 5000: 45.0}
+COMMANDS = {
+    "dg": [str(VENV_BIN / "dg"), "check", "defs"],
+    "dagster": [str(DAGSTER), "definitions", "validate", "-m", DEFINITIONS_MODULE],
+}
 
 
 def _env(pipelines_dir: Path) -> dict[str, str]:
     return platform_env(pipelines_dir, WORK / "load" / "data", WORK / "load" / "home")
 
 
-def measure(n: int, repeat: int, per_app: int, jobs: int = 0) -> dict:
+def measure(n: int, repeat: int, per_app: int, jobs: int = 0, cli: str = "dg",
+            compare: bool = False) -> dict:
     if n == 0:
         pipelines_dir = WORK / "load" / "pipelines_0"
         pipelines_dir.mkdir(parents=True, exist_ok=True)
@@ -52,8 +62,12 @@ def measure(n: int, repeat: int, per_app: int, jobs: int = 0) -> dict:
     else:
         manifest = generate(n, per_app, jobs=jobs)
         pipelines_dir = Path(manifest["dir"])
-    cmd = [str(DAGSTER), "definitions", "validate", "-m", DEFINITIONS_MODULE]
-    runs = [timed_run(cmd, env=_env(pipelines_dir), timeout=900) for _ in range(repeat)]
+    other = next(c for c in COMMANDS if c != cli)
+    runs, other_runs = [], []
+    for _ in range(repeat):  # alternating, so load on the shared machine hits both alike
+        runs.append(timed_run(COMMANDS[cli], env=_env(pipelines_dir), timeout=900))
+        if compare:
+            other_runs.append(timed_run(COMMANDS[other], env=_env(pipelines_dir), timeout=900))
     ok = [r for r in runs if r.returncode == 0]
     row = {
         "n": n,
@@ -63,7 +77,14 @@ def measure(n: int, repeat: int, per_app: int, jobs: int = 0) -> dict:
         "wall_runs_s": [r.wall_s for r in runs],
         "cpu_s": median([r.user_s + r.sys_s for r in runs]),
         "max_rss_mb": max(r.max_rss_mb for r in runs),
+        "cli": cli,
     }
+    if other_runs:
+        row[f"{other}_wall_s"] = median([r.wall_s for r in other_runs])
+        row[f"{other}_cpu_s"] = median([r.user_s + r.sys_s for r in other_runs])
+        row[f"{other}_ok"] = all(r.returncode == 0 for r in other_runs)
+        row["ratio_wall"] = round(row["wall_s"] / row[f"{other}_wall_s"], 3)
+        row["ratio_cpu"] = round(row["cpu_s"] / row[f"{other}_cpu_s"], 3)
     if not row["ok"]:
         bad = next(r for r in runs if r.returncode != 0)
         row["error"] = {
@@ -103,7 +124,8 @@ def fit(rows: list[dict]) -> dict:
 
 def markdown(result: dict) -> str:
     lines = [
-        f"Definitions load, {result['date']}, revision {result['revision']}, "
+        f"Definitions load (`{' '.join(COMMANDS[result['cli']][1:])}`), {result['date']}, "
+        f"revision {result['revision']}, "
         f"nproc={result['machine']['nproc']}, mem={result['machine']['mem_gb']} GB",
         "",
         "| N pipelines | assets | checks | watch decl. | cron decl. | wall s (median) | "
@@ -129,6 +151,16 @@ def markdown(result: dict) -> str:
             f"Least squares: t = {lf['fixed_s']} s + {lf['ms_per_pipeline']} ms x N "
             f"(R^2 {lf['r2']}).",
         ]
+    compared = [r for r in result["rows"] if "ratio_wall" in r]
+    if compared:
+        other = next(c for c in COMMANDS if c != result["cli"])
+        lines += ["", f"Against `{' '.join(COMMANDS[other][1:])}` in the same run "
+                      "(alternating, medians):", "",
+                  "| N | wall s | other wall s | wall ratio | CPU s | other CPU s | CPU ratio |",
+                  "|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {r['n']} | {r['wall_s']:.2f} | {r[f'{other}_wall_s']:.2f} | "
+                  f"{r['ratio_wall']:.3f} | {r['cpu_s']:.2f} | {r[f'{other}_cpu_s']:.2f} | "
+                  f"{r['ratio_cpu']:.3f} |" for r in compared]
     if "ratio_5000_2000" in f:
         lines.append(
             f"t(5000)/t(2000) = {f['ratio_5000_2000']} (linear with no fixed cost: 2.5); "
@@ -144,6 +176,11 @@ def main() -> None:
     parser.add_argument("--per-app", type=int, default=50)
     parser.add_argument("--jobs", type=int, default=0,
                         help="also generate this many scheduled job pipelines (e.g. 200)")
+    parser.add_argument("--cli", choices=sorted(COMMANDS), default="dg",
+                        help="dg: `dg check defs` (default); dagster: `dagster definitions "
+                             "validate -m datahub_assets.definitions`")
+    parser.add_argument("--compare", action="store_true",
+                        help="also run the other command, alternating, and report the ratio")
     parser.add_argument("--out", type=Path, default=RESULTS / "load.json")
     args = parser.parse_args()
     if not definitions_present():
@@ -154,7 +191,7 @@ def main() -> None:
         sys.exit(2)
     rows = []
     for n in args.sizes:
-        row = measure(n, args.repeat, args.per_app, args.jobs)
+        row = measure(n, args.repeat, args.per_app, args.jobs, args.cli, args.compare)
         print(json.dumps({k: v for k, v in row.items() if k != "manifest"}), flush=True)
         rows.append(row)
     result = {
@@ -162,6 +199,7 @@ def main() -> None:
         "date": now(),
         "revision": revision(),
         "machine": machine(),
+        "cli": args.cli,
         "rows": rows,
         "growth": fit(rows),
         "targets_s": TARGETS,

@@ -79,6 +79,12 @@ SELECTIONS = {
     "tag:datahub/app=github": {"github/raw/events", "github/bronze/users_flat",
                                "github/silver/users"},
     'key:"github/*"': {"github/raw/events", "github/bronze/users_flat", "github/silver/users"},
+    'group:gold and key:"ecommerce/*"': {"ecommerce/gold/customer_360"},
+    '+key:"ecommerce/gold/customer_360"': {  # with its upstream
+        "ecommerce/gold/customer_360", "ecommerce/silver/customer_sessions",
+        "ecommerce/silver/orders_enriched", "ecommerce/bronze/clickstream",
+        "ecommerce/bronze/customers", "ecommerce/bronze/orders", "ecommerce/raw/clickstream",
+        "ecommerce/raw/customers", "ecommerce/raw/orders"},
 }
 
 
