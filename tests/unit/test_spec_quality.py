@@ -77,12 +77,23 @@ def test_xsd_rejects_on_schema_change_on_a_source():
     assert "onSchemaChange" in info.value.errors[0].message
 
 
-@pytest.mark.parametrize("kind", ["csv", "json", "parquet"])
-def test_on_invalid_on_a_source_requires_schema_ref(tmp_path, kind):
-    text = pipeline(layer="raw", sources=f'<{kind} id="a" path="in/a" onInvalid="quarantine"/>')
-    err = expect(tmp_path, text, 'onInvalid="quarantine"', f"<{kind}> source \"a\"",
+def test_on_invalid_on_a_parquet_source_requires_schema_ref(tmp_path):
+    text = pipeline(layer="raw", sources='<parquet id="a" path="in/a" onInvalid="quarantine"/>')
+    err = expect(tmp_path, text, 'onInvalid="quarantine"', "<parquet> source \"a\"",
                  "requires schemaRef=", file="app/raw/p.xml")
     assert err.file == "app/raw/p.xml"
+
+
+@pytest.mark.parametrize("kind", ["csv", "json"])
+def test_on_invalid_on_a_text_source_needs_no_schema_ref(tmp_path, kind):
+    """csv/json records are checked against the header-derived shape (malformed records)."""
+    from test_spec_rules import write
+
+    from datahub_assets.spec.loader import load_project
+
+    text = pipeline(layer="raw", sources=f'<{kind} id="a" path="in/a" onInvalid="drop"/>')
+    project = load_project(write(tmp_path / "pipelines", {"app/raw/p.xml": text}))
+    assert project.pipelines[0].pipeline.sources[0].on_invalid == "drop"
 
 
 def test_on_invalid_on_a_table_target_needs_no_schema_ref(tmp_path):
