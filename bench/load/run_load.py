@@ -1,13 +1,14 @@
 """Definitions-load benchmark: `dg check defs` over 0 / 200 / 2000 / 5000 pipelines.
 
     .venv/bin/python -m bench.load.run_load [--sizes 200 2000 5000] [--repeat 2]
-        [--cli dg|dagster] [--compare]
+        [--cli dg|dagster|builder] [--compare dagster]
 
 For each N: generate the pipelines (bench.load.gen_pipelines, cached), then run
 `.venv/bin/dg check defs` (`--cli dagster`: `.venv/bin/dagster definitions validate -m
-datahub_assets.definitions`; both load the DataHubPipelines component) with
+datahub_assets.definitions`; both load the DataHubPipelines component; `--cli builder`: the
+builder alone, bench/load/builder_only.py, without the component) with
 DATAHUB_PIPELINES_DIR pointing at them, measuring wall time, CPU time and peak RSS (os.wait4
-rusage, the numbers `/usr/bin/time -v` prints). `--compare` also runs the other command,
+rusage, the numbers `/usr/bin/time -v` prints). `--compare X` also runs command X,
 alternating the two within each repeat, and reports the ratio of their medians. N=0 (an empty
 pipelines dir) measures the fixed cost (Python + Dagster import) so the per-pipeline slope can
 be separated from it.
@@ -46,6 +47,7 @@ TARGETS = {2000: 20.0, 5000: 45.0}
 COMMANDS = {
     "dg": [str(VENV_BIN / "dg"), "check", "defs"],
     "dagster": [str(DAGSTER), "definitions", "validate", "-m", DEFINITIONS_MODULE],
+    "builder": [str(DAGSTER), "definitions", "validate", "-f", "bench/load/builder_only.py"],
 }
 
 
@@ -54,7 +56,7 @@ def _env(pipelines_dir: Path) -> dict[str, str]:
 
 
 def measure(n: int, repeat: int, per_app: int, jobs: int = 0, cli: str = "dg",
-            compare: bool = False) -> dict:
+            compare: str | None = None) -> dict:
     if n == 0:
         pipelines_dir = WORK / "load" / "pipelines_0"
         pipelines_dir.mkdir(parents=True, exist_ok=True)
@@ -62,11 +64,11 @@ def measure(n: int, repeat: int, per_app: int, jobs: int = 0, cli: str = "dg",
     else:
         manifest = generate(n, per_app, jobs=jobs)
         pipelines_dir = Path(manifest["dir"])
-    other = next(c for c in COMMANDS if c != cli)
+    other = compare
     runs, other_runs = [], []
     for _ in range(repeat):  # alternating, so load on the shared machine hits both alike
         runs.append(timed_run(COMMANDS[cli], env=_env(pipelines_dir), timeout=900))
-        if compare:
+        if other:
             other_runs.append(timed_run(COMMANDS[other], env=_env(pipelines_dir), timeout=900))
     ok = [r for r in runs if r.returncode == 0]
     row = {
@@ -153,7 +155,7 @@ def markdown(result: dict) -> str:
         ]
     compared = [r for r in result["rows"] if "ratio_wall" in r]
     if compared:
-        other = next(c for c in COMMANDS if c != result["cli"])
+        other = result["compare"]
         lines += ["", f"Against `{' '.join(COMMANDS[other][1:])}` in the same run "
                       "(alternating, medians):", "",
                   "| N | wall s | other wall s | wall ratio | CPU s | other CPU s | CPU ratio |",
@@ -179,8 +181,8 @@ def main() -> None:
     parser.add_argument("--cli", choices=sorted(COMMANDS), default="dg",
                         help="dg: `dg check defs` (default); dagster: `dagster definitions "
                              "validate -m datahub_assets.definitions`")
-    parser.add_argument("--compare", action="store_true",
-                        help="also run the other command, alternating, and report the ratio")
+    parser.add_argument("--compare", choices=sorted(COMMANDS), default=None,
+                        help="also run this command, alternating, and report the ratio")
     parser.add_argument("--out", type=Path, default=RESULTS / "load.json")
     args = parser.parse_args()
     if not definitions_present():
@@ -200,6 +202,7 @@ def main() -> None:
         "revision": revision(),
         "machine": machine(),
         "cli": args.cli,
+        "compare": args.compare,
         "rows": rows,
         "growth": fit(rows),
         "targets_s": TARGETS,

@@ -1,0 +1,15 @@
+"""The builder alone, without the dg defs folder and its component: the load benchmark's
+`--cli builder` (`dagster definitions validate -f bench/load/builder_only.py`), to measure
+what loading through the `DataHubPipelines` component adds."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from datahub_assets.build.project import build_definitions
+from datahub_resources.settings import Settings
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions(Settings.from_env().pipelines_dir)
