@@ -84,9 +84,9 @@ def test_github_users_deduplicated_per_actor(s3_demo):
                     latest[uid] = (event["created_at"], event["actor"]["login"])
     users = s3_demo["catalog"].load_table("github_silver.users").scan().to_arrow().to_pylist()
     assert {u["user_id"]: u["login"] for u in users} == {k: v[1] for k, v in latest.items()}
-    raw = s3_demo["catalog"].load_table("github_raw.events").scan(
-        selected_fields=("_source_file",)).to_arrow().column("_source_file").to_pylist()
-    assert raw and all(p.startswith("s3://datahub-e2e/data/github/landing/") for p in raw)
+    ledger = s3_demo["catalog"].load_table("github_raw.events_raw__files").scan().to_arrow()
+    paths = ledger.column("path").to_pylist()
+    assert paths and all(p.startswith("s3://datahub-e2e/data/github/landing/") for p in paths)
 
 
 def test_exports_on_s3_match_their_tables(s3_demo):
