@@ -264,17 +264,22 @@ instance (`bench/run.py runs`; method in `bench/runs.py`'s docstring).
 
 
 def _write(r: dict) -> None:
-    header = HEADER.replace(" \\\n", " ")
+    """Add the row to the section's table (after its last row), creating the section."""
     results = ROOT / "bench" / "RESULTS.md"
     text = results.read_text()
-    if "## Run records (issue #9 item 4)" not in text:
-        text = text.rstrip("\n") + "\n" + header
+    title = "## Run records (issue #9 item 4)"
+    if title not in text:
+        text = text.rstrip("\n") + "\n" + HEADER
     row = (f"| {r['date']} | {r['revision']} | {r['runs']:,} | {r['seed_s']} | "
            f"{r['backfill_ticks']} / {r['backfill_total_s']} | {r['backfill_tick_median_s']} / "
            f"**{r['backfill_tick_max_s']}** | **{r['steady_tick_s']}** | {r['new_runs_tick_s']} | "
            f"{r['rows']:,} ({'ok' if r['verified'] else 'MISMATCH'}: {r['expected_rows']:,}) | "
-           f"{r['load'][0]} |\n")
-    results.write_text(text.rstrip("\n") + "\n" + row)
+           f"{r['load'][0]} |")
+    lines = text.rstrip("\n").split("\n")
+    section = lines.index(title)
+    last = max(i for i, line in enumerate(lines) if i > section and line.startswith("|"))
+    lines.insert(last + 1, row)
+    results.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
