@@ -9,6 +9,9 @@
     .venv/bin/python bench/run.py mongo           # 1M nested Mongo docs vs a pymongo drain
     .venv/bin/python bench/run.py jdbc            # 5M PostgreSQL rows: partitioned vs single
     .venv/bin/python bench/run.py runs            # run-records sensor tick, 10,000 runs
+    .venv/bin/python bench/run.py chaos           # file drops under the daemon, a fault per round
+    .venv/bin/python bench/run.py malformed       # CSV with 0.1 % malformed lines vs clean
+    .venv/bin/python bench/run.py maintain        # 1,000 small appends, before/after compaction
     .venv/bin/python bench/run.py all
 
 Extra arguments after the name go to that benchmark (e.g. `load --sizes 200 2000`).
@@ -35,6 +38,9 @@ MODULES = {
     "mongo": ["bench.mongo"],
     "jdbc": ["bench.jdbc"],
     "runs": ["bench.runs"],
+    "chaos": ["bench.chaos"],
+    "malformed": ["bench.malformed"],
+    "maintain": ["bench.maintain"],
 }
 ALL = ("tpch", "load", "overhead", "tpch-platform")
 
