@@ -4,12 +4,8 @@ what loading through the `DataHubPipelines` component adds."""
 
 from __future__ import annotations
 
-import dagster as dg
-
 from datahub_assets.build.project import build_definitions
 from datahub_resources.settings import Settings
 
-
-@dg.definitions
-def defs() -> dg.Definitions:
-    return build_definitions(Settings.from_env().pipelines_dir)
+# built at import, like datahub_assets.definitions
+defs = build_definitions(Settings.from_env().pipelines_dir)
