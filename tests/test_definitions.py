@@ -13,31 +13,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-import dagster as dg
-
-from datahub_resources.deployment import resources
-
 REPO = Path(__file__).resolve().parents[1]
 SNAPSHOT = REPO / "tests" / "snapshots" / "definitions.json"
 
 
 def _graph_snapshot() -> dict:
-    from datahub_assets.build.automation import automation_sensors
-    from datahub_assets.build.jobs import build_jobs
-    from datahub_assets.build.notify import notification_sensors
-    from datahub_assets.build.project import build_assets
-    from datahub_assets.build.sensors import watch_sensors
-    from datahub_assets.runs.defs import ops_definitions
-    from datahub_assets.spec.loader import load_project
+    """The graph every entry point serves: the one builder (`build_definitions`)."""
+    from datahub_assets.build.project import build_definitions
 
-    project = load_project(REPO / "pipelines_xml")
-    ops_assets, run_records = ops_definitions(project)
-    sensors = [*automation_sensors(project), *watch_sensors(project), run_records]
-    jobs, schedules = build_jobs(project)
-    notify = notification_sensors(project)
-    defs = dg.Definitions(assets=[*build_assets(project), *ops_assets],
-                          sensors=[*sensors, *notify], jobs=jobs, schedules=schedules,
-                          resources=resources())
+    defs = build_definitions(REPO / "pipelines_xml")
+    jobs = [j for j in defs.jobs if not j.name.startswith("__")]
+    schedules = list(defs.schedules)
+    notify = [s for s in defs.sensors if s.name.startswith(("datahub_notify", "datahub_sla"))]
+    sensors = [s for s in defs.sensors if s not in notify]
     graph = defs.resolve_asset_graph()
     out: dict = {"__sensors__": {
         sensor.name: {

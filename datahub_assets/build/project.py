@@ -1,7 +1,8 @@
 """A pipelines folder → one Dagster Definitions: the one builder of the project.
 
 `build_definitions` loads and validates every definition, then builds assets per pipeline,
-their sensors, the built-in ops definitions, resources and the executor. The
+their sensors, the job pipelines with their schedules and notification sensors, the built-in
+ops definitions, resources and the executor. The
 `DataHubPipelines` component (datahub_assets/components/) calls it, and
 `datahub_assets.definitions` loads that component, so every entry point (`dg`, workspace.yaml,
 `-m datahub_assets.definitions`) gets what is added here.
@@ -18,6 +19,8 @@ import dagster as dg
 
 from datahub_assets.build.automation import automation_sensors, watched_closure
 from datahub_assets.build.factory import build_pipeline_asset
+from datahub_assets.build.jobs import build_jobs
+from datahub_assets.build.notify import notification_sensors
 from datahub_assets.build.sensors import watch_sensors
 from datahub_assets.runs.defs import ops_definitions
 from datahub_assets.spec.loader import load_project
@@ -58,11 +61,17 @@ def build_definitions(pipelines_dir: Path, executor_name: str | None = None) -> 
         # source, all running by default so schedules and file drops work without a click
         automation = automation_sensors(project)
         sensors = watch_sensors(project)
+        # job pipelines (contract 6): one op job per file, its schedule running by default,
+        # and the notification sensors (one per run status for all jobs, one for SLAs)
+        jobs, schedules = build_jobs(project)
+        notify = notification_sensors(project)
         # built in, constant: run records table, daily dashboard, the sensor that records runs
         ops_assets, run_records = ops_definitions(project)
         return dg.Definitions(
             assets=[*assets, *ops_assets],
-            sensors=[*automation, *sensors, run_records],
+            sensors=[*automation, *sensors, *notify, run_records],
+            jobs=jobs,
+            schedules=schedules,
             resources=resources(),
             executor=executor(executor_name),
         )
