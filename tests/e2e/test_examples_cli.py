@@ -230,3 +230,16 @@ def test_crm_incremental_round_merges_new_and_tied_rows(demo, catalog):
     assert _reported(env) == _expected_revenue(env)
     segment = {r["customer_id"]: r["segment"] for r in _rows(catalog, "crm_silver.customers")}
     assert segment[1] == "vip"
+
+
+def test_job_pipeline_launches_with_dg(demo, catalog):
+    """The README's job command: the customer job runs its pipelines in order and republishes
+    the export's table (a new snapshot on every table of the chain)."""
+    root, env = demo
+    tables = catalog.list_tables("customer_silver")
+    assert tables
+    ident = ".".join(tables[0])
+    before = catalog.load_table(ident).current_snapshot().snapshot_id
+    proc = _run([str(BIN / "dg"), "launch", "--job", "customer__customer_master"], env)
+    assert "SupersessionWarning" not in proc.stdout + proc.stderr
+    assert catalog.load_table(ident).current_snapshot().snapshot_id != before
