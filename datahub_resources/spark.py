@@ -7,7 +7,7 @@ from pydantic import Field
 from pyspark.logger import PySparkLogger
 from pyspark.sql import SparkSession
 
-from datahub_resources import spark_server
+from datahub_resources import spark_server, spark_watchdog
 from datahub_resources.settings import Settings
 
 
@@ -20,13 +20,23 @@ def _silence_plan_loggers() -> None:
 
 
 def connect(settings: Settings | None = None, remote: str | None = None) -> SparkSession:
-    """A Spark Connect session to `remote`, DATAHUB_SPARK_REMOTE, or the local shared server."""
+    """A Spark Connect session to `remote`, DATAHUB_SPARK_REMOTE, or the local shared server.
+
+    Its client retries are bounded and a local server is watched (`spark_watchdog`); a cached
+    session whose server died (or that talks to another URL) is replaced by a new one."""
     _silence_plan_loggers()
     settings = settings or Settings.from_env()
     url = remote or settings.spark_remote
+    server = None
     if not url:
-        url = spark_server.ensure_running(settings.spark_state_dir).remote
-    return SparkSession.builder.remote(url).getOrCreate()
+        server = spark_server.ensure_running(settings.spark_state_dir)
+        url = server.remote
+    session = SparkSession.builder.remote(url).getOrCreate()
+    if not spark_watchdog.usable(session, url):
+        spark_watchdog.discard(session)
+        session = SparkSession.builder.remote(url).getOrCreate()
+    spark_watchdog.watch(session, url, server)
+    return session
 
 
 class SparkConnectResource(dg.ConfigurableResource):

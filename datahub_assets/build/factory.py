@@ -22,6 +22,7 @@ from datahub_assets.execute.outcomes import ChecksFailed, TargetOutcome
 from datahub_assets.execute.runner import run_pipeline
 from datahub_assets.spec.durations import parse_duration
 from datahub_assets.spec.models import PipelineSpec, ResolvedTarget, TableRef
+from datahub_resources import spark_watchdog
 from datahub_resources.iceberg import IcebergResource
 from datahub_resources.settings import Settings
 from datahub_resources.spark import SparkConnectResource
@@ -233,7 +234,11 @@ def build_pipeline_asset(spec: PipelineSpec, pipelines_dir: Path,
                 yield from _drop_events(spec, ctx.drops, materialized=False)
             raise dg.Failure(description=str(failed), allow_retries=False) from None
         except Exception as exc:
+            exc = spark_watchdog.explain(exc, ctx.spark)  # a dead server: SparkServerDied
             transient_retry(context, exc, ctx.spark)  # raises RetryRequested when transient
+            raise exc
+        except BaseException:  # terminated (DagsterExecutionInterruptedError): stop Spark's work
+            spark_watchdog.interrupt(ctx.spark, context.log)
             raise
         if ctx.drops is not None:
             yield from _drop_events(spec, ctx.drops, materialized=bool(outcomes))

@@ -45,6 +45,7 @@ from datahub_assets.execute.outcomes import ChecksFailed
 from datahub_assets.execute.runner import run_pipeline
 from datahub_assets.spec.job_models import JobSpec, JobStep
 from datahub_assets.spec.models import PipelineSpec, Project
+from datahub_resources import spark_watchdog
 from datahub_resources.settings import Settings
 
 OUTCOME_KEY = "datahub/job_outcome"
@@ -179,7 +180,10 @@ def _step_op(job: JobSpec, step: JobStep, spec: PipelineSpec) -> dg.OpDefinition
                     yield _evaluation(r)
             error = failed
         except Exception as exc:  # noqa: BLE001 - the policy decides below
-            error = exc
+            error = spark_watchdog.explain(exc, session)  # a dead server: SparkServerDied
+        except BaseException:  # terminated (DagsterExecutionInterruptedError): stop Spark's work
+            spark_watchdog.interrupt(session, context.log)
+            raise
         if error is None:
             if ctx.drops is not None:
                 yield from _drop_events(spec, ctx.drops, materialized=bool(outcomes))

@@ -6,8 +6,13 @@ step is safe. Failures are classified by walking the exception chain (type, then
 only these classes are retried, each with its own budget and exponential backoff
 (`delay_s * 2**retry_number`, capped at 5 minutes):
 
+- `spark_server_died`: the local Spark Connect server process died under the step
+  (`SparkServerDied`, raised by `datahub_resources.spark_watchdog`, naming the server log):
+  1 retry, first wait 1 s; the retry's connection starts a new server. One retry, not 3: a
+  server that dies again on the same work (out of memory, a crashing plan) would die on
+  every attempt, each costing a server start;
 - `spark_session`: the Spark Connect session or channel is gone (server restarted, session
-  expired or released, gRPC UNAVAILABLE): 3 retries, first wait 2 s;
+  expired or released, gRPC UNAVAILABLE, the channel closed): 3 retries, first wait 2 s;
 - `commit_conflict`: another run committed first (Iceberg `CommitFailedException`, main
   moved while publishing, the watermark changed under the run): 3 retries, first wait 1 s;
 - `db_connection`: a database connection dropped or was refused (SQLSTATE class 08,
@@ -36,14 +41,16 @@ class RetryClass:
         return min(self.delay_s * 2 ** retry_number, 300.0)
 
 
+SPARK_SERVER_DIED = RetryClass("spark_server_died", 1, 1.0)
 SPARK_SESSION = RetryClass("spark_session", 3, 2.0)
 COMMIT_CONFLICT = RetryClass("commit_conflict", 3, 1.0)
 DB_CONNECTION = RetryClass("db_connection", 3, 3.0)
 
+_SERVER_DIED = re.compile(r"SparkServerDied|Spark Connect server \(pid \d+.*\) died", re.I)
 _SPARK = re.compile(
     r"NO_ACTIVE_SESSION|SESSION_CLOSED|SESSION_NOT_FOUND|SESSION_CHANGED|INVALID_HANDLE\.(OPERATION|SESSION)"
     r"|StatusCode\.UNAVAILABLE|failed to connect to all addresses|Cannot invoke RPC on closed "
-    r"channel|Socket closed|GOAWAY|RST_STREAM", re.I)
+    r"channel|Channel closed|Socket closed|GOAWAY|RST_STREAM", re.I)
 _CONFLICT = re.compile(
     r"CommitFailedException|ConcurrentCommitError|another run committed|main moved from"
     r"|concurrent(ly)? (commit|modif)|changed while this run was reading"
@@ -71,8 +78,8 @@ def classify(exc: BaseException) -> RetryClass | None:
     if any(isinstance(e, CommitFailedException) for e in chain):
         return COMMIT_CONFLICT
     text = "\n".join(f"{type(e).__name__}: {e}" for e in chain)
-    for cls, pattern in ((SPARK_SESSION, _SPARK), (DB_CONNECTION, _DB),
-                         (COMMIT_CONFLICT, _CONFLICT)):
+    for cls, pattern in ((SPARK_SERVER_DIED, _SERVER_DIED), (SPARK_SESSION, _SPARK),
+                         (DB_CONNECTION, _DB), (COMMIT_CONFLICT, _CONFLICT)):
         if pattern.search(text):
             return cls
     return None
@@ -100,7 +107,7 @@ def transient_retry(context: dg.OpExecutionContext, exc: BaseException, session=
     if cls is None and policy_wait is None:
         return
     wait = cls.wait(number) if cls else min(policy_wait * 2 ** number, 3600.0)
-    if cls is SPARK_SESSION and session is not None:
+    if cls in (SPARK_SESSION, SPARK_SERVER_DIED) and session is not None:
         drop_session(session)
     what = cls.name if cls else "onFailure=retry"
     context.log.warning(f"{what}: attempt {number + 1} of {budget + 1} failed "
