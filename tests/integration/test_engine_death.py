@@ -233,7 +233,11 @@ def kill_during(env: Env, phase: str, delay: float, every_attempt: bool = False)
         env.kill_server()
     events = events_of(proc)
     table = env.table()
-    snaps = [s.snapshot_id for s in table.snapshots()]
+    # main's lineage since the baseline (a failed attempt's audit snapshot is not on it)
+    main, snap = [], table.current_snapshot()
+    while snap is not None and snap.snapshot_id != snapshot:
+        main.append(snap.snapshot_id)
+        snap = table.snapshot_by_id(snap.parent_snapshot_id) if snap.parent_snapshot_id else None
     fail = first(events, "STEP_UP_FOR_RETRY", "STEP_FAILURE")
     done = first(events, "STEP_SUCCESS", "STEP_FAILURE") if not every_attempt else \
         [e for e in events if e["type"] == "STEP_FAILURE"][-1]
@@ -243,7 +247,8 @@ def kill_during(env: Env, phase: str, delay: float, every_attempt: bool = False)
         "to_done_s": done["ts"] - killed if done else None,
         "success": bool(first(events, "RUN_SUCCESS")), "fail": fail,
         "retries": sum(e["type"] == "STEP_UP_FOR_RETRY" for e in events),
-        "before": (snapshot, rows), "snapshots_after_baseline": snaps[snaps.index(snapshot) + 1:],
+        "before": (snapshot, rows), "snapshots_after_baseline": main[::-1],
+        "refs": sorted(table.metadata.refs),
         "current": table.current_snapshot().snapshot_id, "rows": len(table.scan().to_arrow()),
         "server_log": str(env.state / "server.log"),
     }
@@ -262,6 +267,7 @@ def _assert_failed_fast_then_retried(r: dict) -> None:
     # committed exactly once: one new snapshot, the rows appended once
     assert len(r["snapshots_after_baseline"]) == 1, r["snapshots_after_baseline"]
     assert r["rows"] == 2 * r["before"][1]
+    assert r["refs"] == ["main"]  # no audit branch left behind
 
 
 def test_server_killed_during_a_read_is_retried_on_a_new_server(env):
