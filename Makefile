@@ -76,6 +76,16 @@ bench-mongo: setup
 bench-jdbc: setup
 	$(BIN)/python bench/run.py jdbc
 
+.PHONY: bench-chaos bench-malformed bench-maintain
+bench-chaos: setup
+	$(BIN)/python bench/run.py chaos --rounds 100
+
+bench-malformed: setup
+	$(BIN)/python bench/run.py malformed
+
+bench-maintain: setup
+	$(BIN)/python bench/run.py maintain
+
 spark-stop:
 	-$(BIN)/datahub spark stop
 

@@ -16,7 +16,9 @@ Spark kill can hit any round, so the shared server in .datahub/test-spark is nev
 Each round drops 1-3 CSV files (5 rows each, a unique `event_id` per row; about one round in
 ten also drops an empty file, which must be rejected), waits (at most 45 s) until a run worker
 of this instance is alive, waits a random 0-12 s (a run takes ~15 s here, so any phase of it:
-read, stage, commit, move) and injects one fault, the kinds cycling in a shuffled order:
+read, stage, commit, move) and injects one fault, the kinds cycling in a shuffled order; then
+it waits (at most `--recover` s, default 45) until an ingest run that ended after the fault
+succeeded, so faults interleave with commits instead of piling up on one stuck batch:
 
   kill_run        kill -9 of a process of a live run (the run worker or a step's process)
   kill_spark      kill -9 of the Spark Connect server's process group (the next step that
@@ -426,6 +428,23 @@ class Harness:
                 out.append(-1)
         return out[0], out[1]
 
+    def recover(self, since: float, timeout: float) -> float | None:
+        """Seconds until an ingest run that ended after `since` succeeded, or landing held
+        no CSV; None after `timeout`."""
+        import dagster as dg
+
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            self.reap()
+            done = self.instance().get_run_records(dg.RunsFilter(
+                statuses=[dg.DagsterRunStatus.SUCCESS],
+                tags={"datahub/ingest": f"{APP}.events_raw"}), limit=1)
+            if (done and done[0].end_time and done[0].end_time > since) or \
+                    not any(self.landing.glob("*.csv")):
+                return round(time.monotonic() - start, 1)
+            time.sleep(1)
+        return None
+
     def settle(self, timeout: float) -> dict:
         start = time.monotonic()
         quiet_since = None
@@ -558,6 +577,9 @@ def run(args: argparse.Namespace) -> dict:
             if h.daemon.poll() is not None:  # died by itself (a kill of a child)
                 log("   daemon exited: restarting")
                 h.start_daemon()
+            # recovery: the next round's fault waits until a batch commits again (or landing
+            # is empty), at most --recover s, so faults interleave with successful commits
+            fault["recovered_s"] = h.recover(fault["at"], args.recover)
         faults_s = round(time.monotonic() - started, 1)
         log("rounds done: waiting for the backlog to settle")
         settle = h.settle(args.settle)
@@ -584,6 +606,7 @@ def run(args: argparse.Namespace) -> dict:
         "wall_s": round(time.monotonic() - started, 1), **settle,
         "first_round": first, "runs_reaped": len(h.reaped), "slots_freed": h.slots_freed,
         "spark_servers_orphaned": len(leaked), "run_stats": stats,
+        "rounds_recovered": sum(f.get("recovered_s") is not None for f in h.faults),
         "daemon_starts": h.daemon_starts, **result, "faults": h.faults,
         "machine_before": before, "machine_after": machine(),
     }
@@ -617,18 +640,23 @@ def _write(r: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=100)
-    parser.add_argument("--minutes", type=float, default=60.0,
+    parser.add_argument("--minutes", type=float, default=180.0,
                         help="stop injecting after this many minutes even if rounds remain")
     parser.add_argument("--settle", type=float, default=600.0,
                         help="seconds to wait for the backlog after the last round")
+    parser.add_argument("--recover", type=float, default=45.0,
+                        help="after a fault, wait at most this long for a batch to commit")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
+    # `kill <pid>` stops the benchmark through its finally: (daemon, Spark servers)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     out = run(args)
     write_json(WORK / "results" / "chaos.json", out)
     print(json.dumps({k: out[k] for k in ("rounds", "faults_by_kind", "faults_during_a_run",
                                           "lost", "duplicated", "runs_reaped", "slots_freed",
-                                          "spark_servers_orphaned", "settled",
+                                          "spark_servers_orphaned", "rounds_recovered",
+                                          "settled",
                                           "wall_s", "tables_unreadable", "ok")}, default=str))
     print(json.dumps({k: out[k] for k in ("raw", "bronze", "files", "ledger", "run_stats")},
                      default=str))
