@@ -27,8 +27,9 @@ succeeded, so faults interleave with commits instead of piling up on one stuck b
                   code server and run workers with it, as when a container dies); restarted
   catalog_lock    an exclusive SQLite transaction on the catalog database held 7-10 s
                   (longer than SQLAlchemy's 5 s busy timeout), so commits fail
-  data_readonly   the raw or bronze table's data folder made unwritable (chmod 555) for
-                  8-12 s, so Spark's Parquet writes fail (a failing write path / full disk)
+  data_readonly   the raw or bronze table's data folder made unwritable for 8-12 s (chmod 555;
+                  as root, which chmod does not stop, `chattr +i`), so Spark's Parquet writes
+                  fail (a failing write path / full disk)
 
 Dagster's DefaultRunLauncher cannot check a run worker's health, so a run whose process was
 killed stays STARTED forever (run monitoring does not cover it), and with
@@ -396,12 +397,20 @@ class Harness:
                 fault["detail"] = "no table yet"
                 return fault
             hold = self.rng.uniform(8, 12)
-            folder.chmod(0o555)
+            # chmod does not stop root (this box runs as uid 0): the immutable attribute does
+            how = "chattr +i" if os.geteuid() == 0 else "chmod 555"
+            if os.geteuid() == 0:
+                subprocess.run(["chattr", "+i", str(folder)], check=True)
+            else:
+                folder.chmod(0o555)
             try:
                 time.sleep(hold)
             finally:
-                folder.chmod(0o755)
-            fault["detail"] = f"{layer} data/ read-only {hold:.1f} s"
+                if os.geteuid() == 0:
+                    subprocess.run(["chattr", "-i", str(folder)], check=True)
+                else:
+                    folder.chmod(0o755)
+            fault["detail"] = f"{layer} data/ unwritable ({how}) {hold:.1f} s"
         return fault
 
     # -- end state -----------------------------------------------------------------------
@@ -562,7 +571,7 @@ def run(args: argparse.Namespace) -> dict:
         while rounds < args.rounds and time.monotonic() - started < budget:
             rounds += 1
             if not order:
-                order = list(KINDS)
+                order = list(args.kinds)
                 h.rng.shuffle(order)
             kind = order.pop()
             h.drop(h.rng.randint(1, 3), empty=h.rng.random() < 0.1)
@@ -647,6 +656,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recover", type=float, default=45.0,
                         help="after a fault, wait at most this long for a batch to commit")
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS),
+                        help="fault kinds to cycle through (default: all five)")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
     # `kill <pid>` stops the benchmark through its finally: (daemon, Spark servers)
