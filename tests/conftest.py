@@ -13,14 +13,19 @@ pytest_plugins = ["tests.s3"]
 REPO = Path(__file__).resolve().parents[1]
 # One shared server for the whole test session (and for parallel workers / helpers).
 os.environ.setdefault("DATAHUB_SPARK_STATE", str(REPO / ".datahub" / "test-spark"))
+SHARED_SPARK_STATE = os.environ["DATAHUB_SPARK_STATE"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def spark():
+    """The shared server's session, asked for anew per test: `connect()` returns the cached
+    one, or a new one when a test before stopped it or pointed the process at another server
+    (S3, cluster, engine-death tests start their own)."""
     from datahub_resources.spark import connect
 
-    session = connect()
-    yield session
+    os.environ["DATAHUB_SPARK_STATE"] = SHARED_SPARK_STATE
+    os.environ.pop("DATAHUB_SPARK_REMOTE", None)
+    return connect()
 
 
 @pytest.fixture

@@ -52,6 +52,12 @@ OUTCOME_KEY = "datahub/job_outcome"
 JOB_TAG = "datahub/job"
 
 
+def _s3_client(s3):
+    """A client factory from the `s3` resource: ops declared with required_resource_keys get
+    what the resource yields (a boto3 client), not the `S3Resource` that assets see."""
+    return s3.get_client if hasattr(s3, "get_client") else (lambda: s3)
+
+
 def build_jobs(project: Project) -> tuple[list[dg.JobDefinition], list[dg.ScheduleDefinition]]:
     specs = {s.key: s for s in project.pipelines}
     jobs, schedules = [], []
@@ -170,7 +176,7 @@ def _step_op(job: JobSpec, step: JobStep, spec: PipelineSpec) -> dg.OpDefinition
             ctx = ExecContext(
                 spark=session, settings=Settings.from_env(), app=spec.app,
                 run_id=context.run_id, run_date=run_date, log=context.log,
-                s3_client=context.resources.s3.get_client if spec.watched_sources else None,
+                s3_client=_s3_client(context.resources.s3) if spec.watched_sources else None,
                 spec=spec, params=params,
                 full_refresh=context.run.tags.get(FULL_REFRESH_TAG, "").lower() == "true")
             outcomes = run_pipeline(spec, ctx, context.resources.iceberg.catalog())

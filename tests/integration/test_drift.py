@@ -74,7 +74,7 @@ def test_check_passed():
     assert not widened.check_passed("evolve")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def frame(spark):
     return spark.createDataFrame([(1, 5, "new"), (2, None, "x")],
                                  "id int, qty bigint, extra string")

@@ -44,7 +44,7 @@ def chk(**kw):
     return CHECK.validate_python(kw)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def raw(spark):
     return spark.createDataFrame(RAW, ", ".join(f"{c} string" for c in COLS))
 
