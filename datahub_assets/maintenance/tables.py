@@ -96,12 +96,17 @@ def referenced_files(table: Table) -> set[str]:
     for stats in table.metadata.statistics:
         keys.add(file_key(stats.statistics_path))
     io = table.io
+    manifests = {}
     for snapshot in table.metadata.snapshots:
         keys.add(file_key(snapshot.manifest_list))
         for manifest in snapshot.manifests(io):
-            keys.add(file_key(manifest.manifest_path))
-            for entry in manifest.fetch_manifest_entry(io, discard_deleted=False):
-                keys.add(file_key(entry.data_file.file_path))
+            # snapshots share most manifests: read each once (linear in the table's history,
+            # not quadratic: 1,002 manifests, not 500,502 reads, after 1,000 appends)
+            manifests.setdefault(manifest.manifest_path, manifest)
+    for path, manifest in manifests.items():
+        keys.add(file_key(path))
+        for entry in manifest.fetch_manifest_entry(io, discard_deleted=False):
+            keys.add(file_key(entry.data_file.file_path))
     return keys
 
 

@@ -1,4 +1,5 @@
-"""Found by bench/chaos.py (issue #13): a run whose process is killed (kill -9 of the run
+"""Found by bench/chaos.py (issue #13), fixed by run monitoring in both dagster.yaml files
+(max_runtime_seconds, free_slots_after_run_end_seconds). Before: a run whose process is killed (kill -9 of the run
 worker, or of the daemon's process group: an OOM kill, a lost node, a container restart)
 halts every later run of the code location. No row is lost or duplicated; ingestion stops.
 
@@ -40,8 +41,6 @@ def _instance(tmp_path: Path) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(tmp_path))
 
 
-@pytest.mark.xfail(strict=True, reason="a killed run's spark pool slot is never freed: "
-                   "run_monitoring.free_slots_after_run_end_seconds is not set (chaos bench)")
 def test_the_spark_slot_of_a_killed_run_is_freed_once_the_run_has_failed(tmp_path):
     instance = _instance(tmp_path)
     storage = instance.event_log_storage
@@ -60,8 +59,6 @@ def test_the_spark_slot_of_a_killed_run_is_freed_once_the_run_has_failed(tmp_pat
     assert storage.get_concurrency_info("spark").claimed_slots == []
 
 
-@pytest.mark.xfail(strict=True, reason="a run whose worker was killed stays STARTED forever: "
-                   "no run monitoring with a max runtime (chaos bench)")
 @pytest.mark.parametrize("config", ["dagster.yaml", "deploy/dagster.yaml"])
 def test_a_run_whose_worker_died_is_eventually_failed(config):
     """The DefaultRunLauncher has no worker health check, so only a maximum runtime (run
