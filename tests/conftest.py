@@ -50,20 +50,14 @@ APP_USER_PASSWORD = "s3cr3t-P@ss:w0rd'\\\\"
 def postgres_server():
     """A private PostgreSQL cluster (initdb in a temp dir) on a free loopback port, with a
     password-only role `app_user` (password in `APP_USER_PASSWORD`) besides trust `datahub`."""
-    import shutil
-    import tempfile
-
     from datahub_resources import local_servers
 
-    # not under pytest's tmp root: that is private to root and the cluster runs as postgres
-    root = Path(tempfile.mkdtemp(prefix="datahub-pg-"))
-    server = local_servers.start_postgres(root)
-    local_servers.add_password_user(server, "app_user", APP_USER_PASSWORD)
-    try:
-        yield server
-    finally:
-        local_servers.stop(root, purge=True)
-        shutil.rmtree(root, ignore_errors=True)
+    def start(root: Path):
+        server = local_servers.start_postgres(root)
+        local_servers.add_password_user(server, "app_user", APP_USER_PASSWORD)
+        return server
+
+    yield from _private_server(start, "datahub-pg-")
 
 
 @pytest.fixture(scope="session")
@@ -72,35 +66,34 @@ def postgres_url(postgres_server):
     return postgres_server.sqlalchemy_url
 
 
-@pytest.fixture(scope="session")
-def mariadb_server():
-    """A private MariaDB server (mariadb-install-db in a temp dir), root without password."""
+def _private_server(start, prefix: str):
+    """A server from `datahub_resources.local_servers` in its own temp dir (not under pytest's
+    tmp root, which is private to root: the servers run as postgres/mysql), stopped and
+    purged at the end."""
     import shutil
     import tempfile
 
     from datahub_resources import local_servers
 
-    root = Path(tempfile.mkdtemp(prefix="datahub-mariadb-"))
-    server = local_servers.start_mariadb(root)
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     try:
-        yield server
+        yield start(root)
     finally:
         local_servers.stop(root, purge=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mariadb_server():
+    """A private MariaDB server (mariadb-install-db in a temp dir), root without password."""
+    from datahub_resources.local_servers import start_mariadb
+
+    yield from _private_server(start_mariadb, "datahub-mariadb-")
 
 
 @pytest.fixture(scope="session")
 def mongo_server():
     """The nx-27017 MongoDB-wire server on a free loopback port, data in a temp dir."""
-    import shutil
-    import tempfile
+    from datahub_resources.local_servers import start_mongo
 
-    from datahub_resources import local_servers
-
-    root = Path(tempfile.mkdtemp(prefix="datahub-mongo-"))
-    server = local_servers.start_mongo(root)
-    try:
-        yield server
-    finally:
-        local_servers.stop(root, purge=True)
-        shutil.rmtree(root, ignore_errors=True)
+    yield from _private_server(start_mongo, "datahub-mongo-")

@@ -19,7 +19,7 @@ APP_YAML = """connections:
 """
 
 
-def _errors(tmp_path, sources: str, targets: str = '<table table="t" mode="merge" keys="id"/>'):
+def _write(tmp_path, sources: str, targets: str) -> None:
     app = tmp_path / "crm"
     (app / "raw").mkdir(parents=True)
     (app / "app.yaml").write_text(APP_YAML)
@@ -32,24 +32,17 @@ def _errors(tmp_path, sources: str, targets: str = '<table table="t" mode="merge
   </targets>
 </pipeline>
 """)
+
+
+def _errors(tmp_path, sources: str, targets: str = '<table table="t" mode="merge" keys="id"/>'):
+    _write(tmp_path, sources, targets)
     with pytest.raises(SpecErrors) as exc:
         load_project(tmp_path)
     return exc.value.errors
 
 
 def _loads(tmp_path, sources: str, targets: str = '<table table="t" mode="merge" keys="id"/>'):
-    app = tmp_path / "crm"
-    (app / "raw").mkdir(parents=True)
-    (app / "app.yaml").write_text(APP_YAML)
-    (app / "raw" / "p.xml").write_text(f"""<pipeline id="p" layer="raw">
-  <sources>
-    {sources}
-  </sources>
-  <targets>
-    {targets}
-  </targets>
-</pipeline>
-""")
+    _write(tmp_path, sources, targets)
     return load_project(tmp_path).pipelines[0]
 
 
