@@ -48,9 +48,12 @@ dev: setup
 lint: setup
 	$(BIN)/ruff check datahub_assets datahub_resources tests bench
 
+# the tests' shared Spark Connect server (.datahub/test-spark) is stopped afterwards, pass or fail
 test: setup lint
 	$(BIN)/dg check defs
-	$(BIN)/pytest -q -n 2 --dist loadgroup
+	$(BIN)/pytest -q -n 2 --dist loadgroup; rc=$$?; \
+	  DATAHUB_SPARK_STATE=$(CURDIR)/.datahub/test-spark $(BIN)/datahub spark stop >/dev/null; \
+	  exit $$rc
 
 test-fast: setup
 	$(BIN)/pytest -q -m "not slow and not spark"
