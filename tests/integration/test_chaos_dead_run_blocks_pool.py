@@ -1,7 +1,8 @@
 """Found by bench/chaos.py (issue #13), fixed by run monitoring in both dagster.yaml files
-(max_runtime_seconds, free_slots_after_run_end_seconds). Before: a run whose process is killed (kill -9 of the run
-worker, or of the daemon's process group: an OOM kill, a lost node, a container restart)
-halts every later run of the code location. No row is lost or duplicated; ingestion stops.
+(max_runtime_seconds, free_slots_after_run_end_seconds). Before: a run whose process is
+killed (kill -9 of the run worker, or of the daemon's process group: an OOM kill, a lost
+node, a container restart) halts every later run of the code location. No row is lost or
+duplicated; ingestion stops.
 
 1. The repo's dagster.yaml has no `run_monitoring`, and the DefaultRunLauncher cannot check a
    run worker's health anyway (deploy/dagster.yaml enables monitoring, which for that launcher
