@@ -11,6 +11,7 @@ problem carries file:line:col, like the data pipelines' errors.
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -46,17 +47,13 @@ def read_job_text(text: str, file: str) -> JobPipeline:
 # ------------------------------------------------------------------------------ XML
 
 
+@functools.cache
+def _job_schema() -> etree.XMLSchema:
+    return etree.XMLSchema(etree.parse(str(JOB_XSD)))
+
+
 def read_job_xml(text: str, file: str) -> JobPipeline:
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
-    try:
-        root = etree.fromstring(text.encode("utf-8"), parser)
-    except etree.XMLSyntaxError as exc:
-        line, col = exc.position if exc.position else (0, 0)
-        raise SpecErrors([SpecError(file, line, col, f"not well-formed XML: {exc.msg}")]) from None
-    lines = text.splitlines()
-    schema = etree.XMLSchema(etree.parse(str(JOB_XSD)))
-    if not schema.validate(root):
-        raise SpecErrors(xml_reader._xsd_errors(root, schema, file, lines, JOB_XSD))
+    root, lines = xml_reader.parse_checked(text, file, _job_schema(), JOB_XSD)
     conv = xml_reader._Converter(file, lines)
     data = conv.node(root, ())
     for section in xml_reader._children(root):

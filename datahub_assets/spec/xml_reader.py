@@ -236,8 +236,10 @@ def _text(el: Any) -> str:
     return (el.text or "").strip()
 
 
-def read_pipeline_xml(text: str, file: str) -> Pipeline:
-    """Parse and validate one XML pipeline; raises SpecErrors with every problem found."""
+def parse_checked(text: str, file: str, schema: etree.XMLSchema,
+                  xsd: Path = XSD_PATH) -> tuple[Any, list[str]]:
+    """(root element, lines) of a well-formed document valid against `schema` (from `xsd`);
+    SpecErrors with file:line:col otherwise. Pipelines and job pipelines share it."""
     parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
     try:
         root = etree.fromstring(text.encode("utf-8"), parser)
@@ -245,9 +247,14 @@ def read_pipeline_xml(text: str, file: str) -> Pipeline:
         line, col = exc.position if exc.position else (0, 0)
         raise SpecErrors([SpecError(file, line, col, f"not well-formed XML: {exc.msg}")]) from None
     lines = text.splitlines()
-    schema = xml_schema()
     if not schema.validate(root):
-        raise SpecErrors(_xsd_errors(root, schema, file, lines))
+        raise SpecErrors(_xsd_errors(root, schema, file, lines, xsd))
+    return root, lines
+
+
+def read_pipeline_xml(text: str, file: str) -> Pipeline:
+    """Parse and validate one XML pipeline; raises SpecErrors with every problem found."""
+    root, lines = parse_checked(text, file, xml_schema())
     converter = _Converter(file, lines)
     data = converter.pipeline(root)
     try:
