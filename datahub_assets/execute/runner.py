@@ -124,8 +124,8 @@ def build_datasets(spec: PipelineSpec, ctx: ExecContext,
         raise PipelineRunError(f"{spec.file}: transformation failed: {exc}") from exc
 
 
-def _watermarks(spec: PipelineSpec, catalog: Catalog, tables: list, full_refresh: bool = False,
-                log=None) -> WatermarkState | None:
+def _watermarks(spec: PipelineSpec, catalog: Catalog, tables: list, full_refresh: bool,
+                log) -> WatermarkState | None:
     """Committed watermarks of the incremental sources (None: the pipeline has none); with
     `full_refresh` none are taken, so every row is read again and the new watermark is the
     maximum of all rows."""
