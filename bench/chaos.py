@@ -93,6 +93,7 @@ def log(msg: str) -> None:
 
 # ------------------------------------------------------------------------------ processes
 
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -153,10 +154,14 @@ class Harness:
         drop = ("DATAHUB_CATALOG_URI", "DATAHUB_WAREHOUSE", "DATAHUB_SPARK_REMOTE")
         self.env = {k: v for k, v in os.environ.items() if k not in drop}
         self.env.update(
-            DATAHUB_PIPELINES_DIR=str(self.pipelines), DATAHUB_DATA_DIR=str(self.data),
-            DATAHUB_HOME=str(self.home), DAGSTER_HOME=str(self.dagster_home),
-            DATAHUB_SPARK_STATE=str(self.spark_state), DATAHUB_SPARK_DRIVER_MEMORY="1g",
-            DATAHUB_SPARK_SHUFFLE_PARTITIONS="2")
+            DATAHUB_PIPELINES_DIR=str(self.pipelines),
+            DATAHUB_DATA_DIR=str(self.data),
+            DATAHUB_HOME=str(self.home),
+            DAGSTER_HOME=str(self.dagster_home),
+            DATAHUB_SPARK_STATE=str(self.spark_state),
+            DATAHUB_SPARK_DRIVER_MEMORY="1g",
+            DATAHUB_SPARK_SHUFFLE_PARTITIONS="2",
+        )
         os.environ.update(self.env)
         for k in ("DATAHUB_CATALOG_URI", "DATAHUB_WAREHOUSE", "DATAHUB_SPARK_REMOTE"):
             os.environ.pop(k, None)
@@ -164,10 +169,18 @@ class Harness:
     def start_daemon(self) -> None:
         logfile = (BASE / f"daemon-{self.daemon_starts}.log").open("w")
         self.daemon = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "dagster-daemon"), "run", "-m",
-             "datahub_assets.definitions"],
-            env=self.env, cwd=ROOT, stdout=logfile, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            [
+                str(ROOT / ".venv" / "bin" / "dagster-daemon"),
+                "run",
+                "-m",
+                "datahub_assets.definitions",
+            ],
+            env=self.env,
+            cwd=ROOT,
+            stdout=logfile,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.daemon_starts += 1
         log(f"daemon started (pid {self.daemon.pid})")
 
@@ -192,9 +205,12 @@ class Harness:
                     pass
 
     def _stop_spark(self) -> None:
-        subprocess.run([str(ROOT / ".venv" / "bin" / "datahub"), "spark", "stop"],
-                       env=os.environ | {"DATAHUB_SPARK_STATE": str(self.spark_state)},
-                       cwd=ROOT, capture_output=True)
+        subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "datahub"), "spark", "stop"],
+            env=os.environ | {"DATAHUB_SPARK_STATE": str(self.spark_state)},
+            cwd=ROOT,
+            capture_output=True,
+        )
 
     # -- drops ---------------------------------------------------------------------------
     def drop(self, n: int, empty: bool) -> None:
@@ -233,14 +249,18 @@ class Harness:
     def active_runs(self) -> list:
         import dagster as dg
 
-        return self.instance().get_run_records(dg.RunsFilter(statuses=[
-            dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING]))
+        return self.instance().get_run_records(
+            dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING])
+        )
 
     def run_procs(self) -> list[tuple[int, int, str]]:
         """Live run workers of this instance and their descendants, minus a Spark server a
         run started (java) and compute-log helpers."""
-        workers = {pid for rec in self.active_runs()
-                   if (pid := self._pid_of(rec.dagster_run.run_id)) and _alive(pid)}
+        workers = {
+            pid
+            for rec in self.active_runs()
+            if (pid := self._pid_of(rec.dagster_run.run_id)) and _alive(pid)
+        }
         procs = _procs()
         tree, changed = set(workers), True
         while changed:
@@ -249,8 +269,11 @@ class Harness:
                 if ppid in tree and pid not in tree and "java" not in cmd:
                     tree.add(pid)
                     changed = True
-        return [(pid, ppid, cmd) for pid, ppid, cmd, _ in procs if pid in tree
-                and "tail -F" not in cmd and "watch_orphans" not in cmd]
+        return [
+            (pid, ppid, cmd)
+            for pid, ppid, cmd, _ in procs
+            if pid in tree and "tail -F" not in cmd and "watch_orphans" not in cmd
+        ]
 
     def wait_for_run(self, timeout: float = 45.0) -> list[tuple[int, int, str]]:
         deadline = time.monotonic() + timeout
@@ -264,8 +287,11 @@ class Harness:
 
     def _claimed(self) -> list:
         storage = self.instance().event_log_storage
-        return [s for key in storage.get_concurrency_keys()
-                for s in storage.get_concurrency_info(key).claimed_slots]
+        return [
+            s
+            for key in storage.get_concurrency_keys()
+            for s in storage.get_concurrency_info(key).claimed_slots
+        ]
 
     def spark_servers(self) -> list[int]:
         """JVMs of this benchmark's private Spark state dir other than the recorded server:
@@ -283,8 +309,11 @@ class Harness:
                 env = Path(f"/proc/{entry.name}/environ").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"java" in cmd and b"SparkConnectServer" in cmd and \
-                    f"DATAHUB_SPARK_STATE={self.spark_state}".encode() in env:
+            if (
+                b"java" in cmd
+                and b"SparkConnectServer" in cmd
+                and f"DATAHUB_SPARK_STATE={self.spark_state}".encode() in env
+            ):
                 out.append(int(entry.name))
         return out
 
@@ -319,8 +348,7 @@ class Harness:
             elif time.time() - rec.create_timestamp.timestamp() < 90:
                 continue
             current = inst.get_run_by_id(run.run_id)  # it may have ended meanwhile
-            if current.status not in (dg.DagsterRunStatus.STARTED,
-                                      dg.DagsterRunStatus.STARTING):
+            if current.status not in (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING):
                 continue
             inst.report_run_failed(current, "chaos benchmark: run process is gone")
             # a step killed while holding a `spark` pool slot never gives it back (the slot
@@ -330,8 +358,10 @@ class Harness:
             self.slots_freed += len([s for s in self._claimed() if s.run_id == run.run_id])
             inst.event_log_storage.free_concurrency_slots_for_run(run.run_id)
             self.reaped.add(run.run_id)
-            log(f"   reaped run {run.run_id[:8]} ({run.tags.get('datahub/ingest', 'auto')}, "
-                f"pid {pid})")
+            log(
+                f"   reaped run {run.run_id[:8]} ({run.tags.get('datahub/ingest', 'auto')}, "
+                f"pid {pid})"
+            )
 
     # -- faults --------------------------------------------------------------------------
     def catalog_db(self) -> Path:
@@ -417,10 +447,17 @@ class Harness:
     def busy(self) -> bool:
         import dagster as dg
 
-        active = self.instance().get_run_records(dg.RunsFilter(statuses=[
-            dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
-            dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
-            dg.DagsterRunStatus.CANCELING]))
+        active = self.instance().get_run_records(
+            dg.RunsFilter(
+                statuses=[
+                    dg.DagsterRunStatus.QUEUED,
+                    dg.DagsterRunStatus.NOT_STARTED,
+                    dg.DagsterRunStatus.STARTING,
+                    dg.DagsterRunStatus.STARTED,
+                    dg.DagsterRunStatus.CANCELING,
+                ]
+            )
+        )
         return bool(active)
 
     def counts(self) -> tuple[int, int]:
@@ -445,11 +482,16 @@ class Harness:
         start = time.monotonic()
         while time.monotonic() - start < timeout:
             self.reap()
-            done = self.instance().get_run_records(dg.RunsFilter(
-                statuses=[dg.DagsterRunStatus.SUCCESS],
-                tags={"datahub/ingest": f"{APP}.events_raw"}), limit=1)
-            if (done and done[0].end_time and done[0].end_time > since) or \
-                    not any(self.landing.glob("*.csv")):
+            done = self.instance().get_run_records(
+                dg.RunsFilter(
+                    statuses=[dg.DagsterRunStatus.SUCCESS],
+                    tags={"datahub/ingest": f"{APP}.events_raw"},
+                ),
+                limit=1,
+            )
+            if (done and done[0].end_time and done[0].end_time > since) or not any(
+                self.landing.glob("*.csv")
+            ):
                 return round(time.monotonic() - start, 1)
             time.sleep(1)
         return None
@@ -469,8 +511,12 @@ class Harness:
             else:
                 quiet_since = None
             time.sleep(2)
-        return {"settled": False, "settle_s": round(time.monotonic() - start, 1),
-                "left": [p.name for p in self.landing.glob("*.csv")], "counts": self.counts()}
+        return {
+            "settled": False,
+            "settle_s": round(time.monotonic() - start, 1),
+            "left": [p.name for p in self.landing.glob("*.csv")],
+            "counts": self.counts(),
+        }
 
     def verify(self) -> dict:
         from datahub_assets.ingest.ledger import ledger_ref, read_ledger
@@ -489,36 +535,50 @@ class Harness:
         out["tables_unreadable"] = sum(isinstance(v, str) for v in out["tables"].values())
         for layer in ("raw", "bronze"):
             try:
-                ids = [str(v) for v in catalog.load_table((f"{APP}_{layer}", "events")).scan(
-                    selected_fields=("event_id",)).to_arrow()["event_id"].to_pylist()]
+                ids = [
+                    str(v)
+                    for v in catalog.load_table((f"{APP}_{layer}", "events"))
+                    .scan(selected_fields=("event_id",))
+                    .to_arrow()["event_id"]
+                    .to_pylist()
+                ]
             except Exception:  # noqa: BLE001
                 ids = []
             counts = collections.Counter(ids)
             lost = [i for i in self.expected if counts[i] == 0]
             dup = {i: c for i, c in counts.items() if c > 1}
-            out[layer] = {"rows": len(ids), "expected": len(self.expected), "lost": len(lost),
-                          "duplicated_ids": len(dup),
-                          "duplicate_rows": sum(c - 1 for c in dup.values()),
-                          "unexpected": len([i for i in counts if i not in self.expected]),
-                          "lost_files": sorted({self.expected[i] for i in lost})[:20],
-                          "duplicated_files": sorted({self.expected[i] for i in dup
-                                                      if i in self.expected})[:20]}
+            out[layer] = {
+                "rows": len(ids),
+                "expected": len(self.expected),
+                "lost": len(lost),
+                "duplicated_ids": len(dup),
+                "duplicate_rows": sum(c - 1 for c in dup.values()),
+                "unexpected": len([i for i in counts if i not in self.expected]),
+                "lost_files": sorted({self.expected[i] for i in lost})[:20],
+                "duplicated_files": sorted({self.expected[i] for i in dup if i in self.expected})[
+                    :20
+                ],
+            }
         ref = ledger_ref(APP, "events_raw")
         try:
             ledger = read_ledger(catalog.load_table((ref.namespace, ref.table)))
             by_status = collections.Counter(e.status for e in ledger)
-            names = collections.Counter(Path(e.path).name for e in ledger
-                                        if e.status == "ingested")
-            out["ledger"] = {"entries": len(ledger), **by_status,
-                             "files_ingested_twice": sum(1 for c in names.values() if c > 1)}
+            names = collections.Counter(Path(e.path).name for e in ledger if e.status == "ingested")
+            out["ledger"] = {
+                "entries": len(ledger),
+                **by_status,
+                "files_ingested_twice": sum(1 for c in names.values() if c > 1),
+            }
         except Exception as exc:  # noqa: BLE001
             out["ledger"] = {"error": str(exc)}
         processed = [p.name for p in (self.data / APP / "processed").rglob("*.csv")]
         rejected = [p.name for p in (self.data / APP / "rejected").rglob("*.csv")]
         out["files"] = {
-            "valid_dropped": len(self.valid_files), "empty_dropped": len(self.empty_files),
+            "valid_dropped": len(self.valid_files),
+            "empty_dropped": len(self.empty_files),
             "left_in_landing": sorted(p.name for p in self.landing.glob("*.csv")),
-            "processed": len(processed), "rejected": len(rejected),
+            "processed": len(processed),
+            "rejected": len(rejected),
             "valid_rejected": sorted(set(rejected) & set(self.valid_files)),
             "empty_not_rejected": sorted(set(self.empty_files) - set(rejected)),
         }
@@ -539,18 +599,21 @@ class Harness:
                 why["process gone (reaped)"] += 1
                 continue
             reason = "run failure"
-            for e in inst.all_logs(r.dagster_run.run_id,
-                                   of_type=dg.DagsterEventType.STEP_FAILURE):
+            for e in inst.all_logs(r.dagster_run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
                 err = e.dagster_event.step_failure_data.error
                 while err and err.cause:
                     err = err.cause
                 reason = f"{err.cls_name}: {err.message.strip()[:90]}" if err else reason
             why[reason] += 1
-        return {"runs": len(recs), **dict(sorted(by.items())),
-                "failures": dict(why.most_common(12))}
+        return {
+            "runs": len(recs),
+            **dict(sorted(by.items())),
+            "failures": dict(why.most_common(12)),
+        }
 
 
 # ------------------------------------------------------------------------------ main
+
 
 def run(args: argparse.Namespace) -> dict:
     h = Harness(args.seed)
@@ -581,8 +644,10 @@ def run(args: argparse.Namespace) -> dict:
             fault["round"] = rounds
             h.faults.append(fault)
             raw, bronze = h.counts()
-            log(f"round {rounds}: {kind} ({fault.get('detail', '')}); run alive "
-                f"{fault['run_alive']}; rows raw {raw} bronze {bronze} / {len(h.expected)}")
+            log(
+                f"round {rounds}: {kind} ({fault.get('detail', '')}); run alive "
+                f"{fault['run_alive']}; rows raw {raw} bronze {bronze} / {len(h.expected)}"
+            )
             if h.daemon.poll() is not None:  # died by itself (a kill of a child)
                 log("   daemon exited: restarting")
                 h.start_daemon()
@@ -606,37 +671,61 @@ def run(args: argparse.Namespace) -> dict:
                 pass
     by_kind = collections.Counter(f["kind"] for f in h.faults)
     effective = collections.Counter(
-        f["kind"] for f in h.faults
-        if f["run_alive"] and not str(f.get("detail", "")).startswith(("no ", "no spark")))
+        f["kind"]
+        for f in h.faults
+        if f["run_alive"] and not str(f.get("detail", "")).startswith(("no ", "no spark"))
+    )
     out = {
-        "benchmark": "chaos", "date": now(), "revision": revision(), "seed": args.seed,
-        "rounds": len(h.faults), "rounds_requested": args.rounds, "faults_by_kind": by_kind,
-        "faults_during_a_run": effective, "faults_s": faults_s,
-        "wall_s": round(time.monotonic() - started, 1), **settle,
-        "first_round": first, "runs_reaped": len(h.reaped), "slots_freed": h.slots_freed,
-        "spark_servers_orphaned": len(leaked), "run_stats": stats,
+        "benchmark": "chaos",
+        "date": now(),
+        "revision": revision(),
+        "seed": args.seed,
+        "rounds": len(h.faults),
+        "rounds_requested": args.rounds,
+        "faults_by_kind": by_kind,
+        "faults_during_a_run": effective,
+        "faults_s": faults_s,
+        "wall_s": round(time.monotonic() - started, 1),
+        **settle,
+        "first_round": first,
+        "runs_reaped": len(h.reaped),
+        "slots_freed": h.slots_freed,
+        "spark_servers_orphaned": len(leaked),
+        "run_stats": stats,
         "rounds_recovered": sum(f.get("recovered_s") is not None for f in h.faults),
-        "daemon_starts": h.daemon_starts, **result, "faults": h.faults,
-        "machine_before": before, "machine_after": machine(),
+        "daemon_starts": h.daemon_starts,
+        **result,
+        "faults": h.faults,
+        "machine_before": before,
+        "machine_after": machine(),
     }
     out["lost"] = out["raw"]["lost"]
     out["duplicated"] = out["raw"]["duplicate_rows"]
-    out["ok"] = (out["raw"]["lost"] == out["raw"]["duplicate_rows"] == out["raw"]["unexpected"]
-                 == out["bronze"]["lost"] == out["bronze"]["duplicate_rows"] == 0
-                 and out["tables_unreadable"] == 0 and not out["files"]["left_in_landing"]
-                 and not out["files"]["valid_rejected"])
+    out["ok"] = (
+        out["raw"]["lost"]
+        == out["raw"]["duplicate_rows"]
+        == out["raw"]["unexpected"]
+        == out["bronze"]["lost"]
+        == out["bronze"]["duplicate_rows"]
+        == 0
+        and out["tables_unreadable"] == 0
+        and not out["files"]["left_in_landing"]
+        and not out["files"]["valid_rejected"]
+    )
     return out
 
 
 def _write(r: dict) -> None:
     kinds = ", ".join(f"{k} {r['faults_by_kind'].get(k, 0)}" for k in KINDS)
     load = f"{r['machine_before']['loadavg'][0]} → {r['machine_after']['loadavg'][0]}"
-    row = (f"| {r['date'].replace('T', ' ')[:16]} | {r['revision']} | {r['rounds']} | {kinds} | "
-           f"{r['files']['valid_dropped']} ({r['raw']['expected']} rows) | "
-           f"**{r['raw']['lost']} / {r['raw']['duplicate_rows']}** | "
-           f"{r['bronze']['lost']} / {r['bronze']['duplicate_rows']} | "
-           f"{len(r['files']['left_in_landing'])} | {r['tables_unreadable']} | "
-           f"{r['runs_reaped']} | {r['wall_s']} | {load} |")
+    row = (
+        f"| {r['date'].replace('T', ' ')[:16]} | {r['revision']} | {r['rounds']} | {kinds} | "
+        f"{r['files']['valid_dropped']} ({r['raw']['expected']} rows) | "
+        f"**{r['raw']['lost']} / {r['raw']['duplicate_rows']}** | "
+        f"{r['bronze']['lost']} / {r['bronze']['duplicate_rows']} | "
+        f"{len(r['files']['left_in_landing'])} | {r['tables_unreadable']} | "
+        f"{r['runs_reaped']} | {r['wall_s']} | {load} |"
+    )
     text = RESULTS_MD.read_text()
     marker = "<!-- chaos rows -->"
     if marker in text:
@@ -649,28 +738,66 @@ def _write(r: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=100)
-    parser.add_argument("--minutes", type=float, default=180.0,
-                        help="stop injecting after this many minutes even if rounds remain")
-    parser.add_argument("--settle", type=float, default=600.0,
-                        help="seconds to wait for the backlog after the last round")
-    parser.add_argument("--recover", type=float, default=45.0,
-                        help="after a fault, wait at most this long for a batch to commit")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=180.0,
+        help="stop injecting after this many minutes even if rounds remain",
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=600.0,
+        help="seconds to wait for the backlog after the last round",
+    )
+    parser.add_argument(
+        "--recover",
+        type=float,
+        default=45.0,
+        help="after a fault, wait at most this long for a batch to commit",
+    )
     parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS),
-                        help="fault kinds to cycle through (default: all five)")
+    parser.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=KINDS,
+        default=list(KINDS),
+        help="fault kinds to cycle through (default: all five)",
+    )
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
     # `kill <pid>` stops the benchmark through its finally: (daemon, Spark servers)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     out = run(args)
     write_json(WORK / "results" / "chaos.json", out)
-    print(json.dumps({k: out[k] for k in ("rounds", "faults_by_kind", "faults_during_a_run",
-                                          "lost", "duplicated", "runs_reaped", "slots_freed",
-                                          "spark_servers_orphaned", "rounds_recovered",
-                                          "settled",
-                                          "wall_s", "tables_unreadable", "ok")}, default=str))
-    print(json.dumps({k: out[k] for k in ("raw", "bronze", "files", "ledger", "run_stats")},
-                     default=str))
+    print(
+        json.dumps(
+            {
+                k: out[k]
+                for k in (
+                    "rounds",
+                    "faults_by_kind",
+                    "faults_during_a_run",
+                    "lost",
+                    "duplicated",
+                    "runs_reaped",
+                    "slots_freed",
+                    "spark_servers_orphaned",
+                    "rounds_recovered",
+                    "settled",
+                    "wall_s",
+                    "tables_unreadable",
+                    "ok",
+                )
+            },
+            default=str,
+        )
+    )
+    print(
+        json.dumps(
+            {k: out[k] for k in ("raw", "bronze", "files", "ledger", "run_stats")}, default=str
+        )
+    )
     if args.write:
         _write(out)
     return 0 if out["ok"] else 1

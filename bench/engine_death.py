@@ -31,8 +31,15 @@ def main() -> None:
                 env.cleanup()
             time.sleep(0.5)
             left = env.leftovers()
-        rows.append((f"kill -9 during {phase}", r["to_failure_s"], r["to_done_s"],
-                     "retried, succeeded" if r["success"] else "failed", len(left)))
+        rows.append(
+            (
+                f"kill -9 during {phase}",
+                r["to_failure_s"],
+                r["to_done_s"],
+                "retried, succeeded" if r["success"] else "failed",
+                len(left),
+            )
+        )
     if args.terminate:
         with tempfile.TemporaryDirectory(prefix="datahub-term-") as root:
             env = harness.Env(Path(root))
@@ -42,13 +49,22 @@ def main() -> None:
                 env.cleanup()
             time.sleep(0.5)
             left = env.leftovers()
-        rows.append(("SIGTERM during write", None, t["exit_s"],
-                     f"exit {t['returncode']}, table unchanged={t['unchanged']}", len(left)))
+        rows.append(
+            (
+                "SIGTERM during write",
+                None,
+                t["exit_s"],
+                f"exit {t['returncode']}, table unchanged={t['unchanged']}",
+                len(left),
+            )
+        )
     print("| case | death -> step failed (s) | -> done (s) | outcome | processes left |")
     print("|---|---|---|---|---|")
     for case, fail, done, outcome, left in rows:
-        print(f"| {case} | {'' if fail is None else f'{fail:.1f}'} | {done:.1f} | {outcome} "
-              f"| {left} |")
+        print(
+            f"| {case} | {'' if fail is None else f'{fail:.1f}'} | {done:.1f} | {outcome} "
+            f"| {left} |"
+        )
 
 
 if __name__ == "__main__":

@@ -42,8 +42,9 @@ PIPELINE = """<pipeline id="big" version="1.0.0" layer="raw">
 def _load(server, rows: int) -> None:
     import psycopg
 
-    with psycopg.connect(host="127.0.0.1", port=server.port, user="datahub", dbname="postgres",
-                         autocommit=True) as conn:
+    with psycopg.connect(
+        host="127.0.0.1", port=server.port, user="datahub", dbname="postgres", autocommit=True
+    ) as conn:
         have = conn.execute("select to_regclass('public.big') is not null").fetchone()[0]
         if have and conn.execute("select count(*) from big").fetchone()[0] == rows:
             print(f"reusing {rows:,} rows")
@@ -52,10 +53,13 @@ def _load(server, rows: int) -> None:
         conn.execute("drop table if exists big")
         conn.execute("""create table big (id bigint primary key, customer_id int, name text,
                         amount numeric(12,2), status text, created_at timestamp)""")
-        conn.execute("""insert into big select g, g %% 100000, md5(g::text),
+        conn.execute(
+            """insert into big select g, g %% 100000, md5(g::text),
                         (g %% 10000) / 100.0, (array['new','paid','shipped'])[g %% 3 + 1],
                         timestamp '2024-01-01' + g * interval '1 second'
-                        from generate_series(1, %s) g""", (rows,))
+                        from generate_series(1, %s) g""",
+            (rows,),
+        )
         conn.execute("vacuum analyze big")
         print(f"loaded {rows:,} rows in {time.perf_counter() - start:.1f} s")
 
@@ -64,9 +68,13 @@ def _copy(server) -> float:
     import psycopg
 
     start = time.perf_counter()
-    with psycopg.connect(host="127.0.0.1", port=server.port, user="datahub",
-                         dbname="postgres") as conn, conn.cursor() as cur, \
-            cur.copy("COPY big TO STDOUT (FORMAT binary)") as copy:
+    with (
+        psycopg.connect(
+            host="127.0.0.1", port=server.port, user="datahub", dbname="postgres"
+        ) as conn,
+        conn.cursor() as cur,
+        cur.copy("COPY big TO STDOUT (FORMAT binary)") as copy,
+    ):
         for _ in copy:
             pass
     return time.perf_counter() - start
@@ -82,19 +90,27 @@ def _platform(server, partitioning: str) -> float:
 
     with tempfile.TemporaryDirectory(dir=ROOT / "bench" / "_work") as tmp:
         tmp_path = Path(tmp)
-        os.environ.update({"DATAHUB_HOME": str(tmp_path / "home"),
-                           "DATAHUB_PIPELINES_DIR": str(tmp_path / "pipelines"),
-                           "DATAHUB_DATA_DIR": str(tmp_path / "data")})
+        os.environ.update(
+            {
+                "DATAHUB_HOME": str(tmp_path / "home"),
+                "DATAHUB_PIPELINES_DIR": str(tmp_path / "pipelines"),
+                "DATAHUB_DATA_DIR": str(tmp_path / "data"),
+            }
+        )
         folder = tmp_path / "pipelines" / "bench" / "raw"
         folder.mkdir(parents=True)
-        (folder / "big.xml").write_text(PIPELINE.format(url=server.jdbc_url("postgres"),
-                                                        partitioning=partitioning))
+        (folder / "big.xml").write_text(
+            PIPELINE.format(url=server.jdbc_url("postgres"), partitioning=partitioning)
+        )
         settings = Settings.from_env()
         (spec,) = load_project(settings.pipelines_dir).pipelines
         spark = connect()
         start = time.perf_counter()
-        (out,) = run_pipeline(spec, ExecContext(spark=spark, settings=settings, app="bench",
-                                                run_id="bench"), load_catalog(settings))
+        (out,) = run_pipeline(
+            spec,
+            ExecContext(spark=spark, settings=settings, app="bench", run_id="bench"),
+            load_catalog(settings),
+        )
         elapsed = time.perf_counter() - start
         assert out.rows > 0
         return elapsed
@@ -121,13 +137,20 @@ def main() -> None:
         for name, case in cases.items():
             runs = [case() for _ in range(args.repeat)]
             seconds[name] = statistics.median(runs)
-            print(f"{name}: {seconds[name]:.2f} s ({args.rows / seconds[name]:,.0f} rows/s) "
-                  f"runs {[round(r, 2) for r in runs]}", flush=True)
+            print(
+                f"{name}: {seconds[name]:.2f} s ({args.rows / seconds[name]:,.0f} rows/s) "
+                f"runs {[round(r, 2) for r in runs]}",
+                flush=True,
+            )
     finally:
         local_servers.stop(STATE)
     result = {
-        "when": now(), "revision": revision(), "machine": machine(), "rows": args.rows,
-        "repeat": args.repeat, "seconds": seconds,
+        "when": now(),
+        "revision": revision(),
+        "machine": machine(),
+        "rows": args.rows,
+        "repeat": args.repeat,
+        "seconds": seconds,
         "partitioned_vs_single": seconds["single"] / seconds["partitioned"],
         "partitioned_vs_copy": seconds["partitioned"] / seconds["copy"],
     }
@@ -135,9 +158,11 @@ def main() -> None:
     print("\n| case | s | rows/s |\n|---|---:|---:|")
     for name, s in seconds.items():
         print(f"| {name} | {s:.2f} | {args.rows / s:,.0f} |")
-    print(f"\npartitioned is {result['partitioned_vs_single']:.2f}x faster than single "
-          f"(target >= 1.6) and {result['partitioned_vs_copy']:.2f}x the COPY time "
-          "(target <= 3)")
+    print(
+        f"\npartitioned is {result['partitioned_vs_single']:.2f}x faster than single "
+        f"(target >= 1.6) and {result['partitioned_vs_copy']:.2f}x the COPY time "
+        "(target <= 3)"
+    )
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ PIPELINE = """<pipeline id="orders_raw" version="1.0.0" layer="raw">
   <targets><table table="orders" mode="append"/></targets>
 </pipeline>
 """
-BAD = ['{i},1.5,paid,extra,more,toomany', '{i},"2.5,paid', "{i},3.5"]
+BAD = ["{i},1.5,paid,extra,more,toomany", '{i},"2.5,paid', "{i},3.5"]
 
 
 def _write(path: Path, mb: int, bad_fraction: float) -> tuple[int, int]:
@@ -67,8 +67,11 @@ def _write(path: Path, mb: int, bad_fraction: float) -> tuple[int, int]:
 
 def _run(root: Path, name: str, mb: int, bad_fraction: float) -> dict:
     home = root / name
-    os.environ.update(DATAHUB_HOME=str(home / "home"), DATAHUB_DATA_DIR=str(home / "data"),
-                      DATAHUB_PIPELINES_DIR=str(home / "pipelines"))
+    os.environ.update(
+        DATAHUB_HOME=str(home / "home"),
+        DATAHUB_DATA_DIR=str(home / "data"),
+        DATAHUB_PIPELINES_DIR=str(home / "pipelines"),
+    )
     os.environ.pop("DATAHUB_CATALOG_URI", None)
     os.environ.pop("DATAHUB_WAREHOUSE", None)
     shutil.rmtree(home, ignore_errors=True)
@@ -83,19 +86,31 @@ def _run(root: Path, name: str, mb: int, bad_fraction: float) -> dict:
     size = (landing / "orders.csv").stat().st_size
     settings = Settings.from_env()
     (spec,) = load_project(settings.pipelines_dir).pipelines
-    ctx = ExecContext(spark=connect(), settings=settings, app="shop", run_id=name,
-                      run_date=date(2026, 11, 28))
+    ctx = ExecContext(
+        spark=connect(), settings=settings, app="shop", run_id=name, run_date=date(2026, 11, 28)
+    )
     started = time.perf_counter()
     (outcome,) = run_pipeline(spec, ctx, load_catalog(settings))
     seconds = time.perf_counter() - started
     load = os.getloadavg()[0]
     malformed = outcome.extra.get("malformed_rows", 0)
-    print(f"   {name}: {size / 2**20:.0f} MB written in {write_s:.1f} s, ingested in "
-          f"{seconds:.1f} s (load {load:.2f})", flush=True)
+    print(
+        f"   {name}: {size / 2**20:.0f} MB written in {write_s:.1f} s, ingested in "
+        f"{seconds:.1f} s (load {load:.2f})",
+        flush=True,
+    )
     shutil.rmtree(home, ignore_errors=True)
-    return {"name": name, "bytes": size, "lines": lines, "bad": bad, "rows": outcome.rows,
-            "malformed": malformed, "seconds": round(seconds, 2), "load1": round(load, 2),
-            "verified": outcome.rows == lines - bad and malformed == bad}
+    return {
+        "name": name,
+        "bytes": size,
+        "lines": lines,
+        "bad": bad,
+        "rows": outcome.rows,
+        "malformed": malformed,
+        "seconds": round(seconds, 2),
+        "load1": round(load, 2),
+        "verified": outcome.rows == lines - bad and malformed == bad,
+    }
 
 
 def main() -> None:
@@ -112,17 +127,30 @@ def main() -> None:
     for i in range(args.repeat):
         runs += [_run(root, f"clean{i}", args.mb, 0.0), _run(root, f"bad{i}", args.mb, 0.001)]
     for r in runs:
-        print(f"{r['name']}: {r['lines']:,} lines, {r['bad']:,} malformed, {r['rows']:,} rows "
-              f"loaded, {r['malformed']:,} quarantined, {r['seconds']:.1f} s")
+        print(
+            f"{r['name']}: {r['lines']:,} lines, {r['bad']:,} malformed, {r['rows']:,} rows "
+            f"loaded, {r['malformed']:,} quarantined, {r['seconds']:.1f} s"
+        )
     clean = statistics.median(r["seconds"] for r in runs if r["name"].startswith("clean"))
     bad = statistics.median(r["seconds"] for r in runs if r["name"].startswith("bad"))
     ratio = round(bad / clean, 3)
     print(f"ratio bad/clean: {ratio:.2f}x ({args.mb} MB; target <= 1.2)")
-    write_json(WORK / "results" / "malformed.json", {
-        "benchmark": "malformed", "date": now(), "revision": revision(), "mb": args.mb,
-        "runs": runs, "clean_s": clean, "bad_s": bad, "ratio": ratio,
-        "verified": all(r["verified"] for r in runs),
-        "machine_before": before, "machine_after": machine()})
+    write_json(
+        WORK / "results" / "malformed.json",
+        {
+            "benchmark": "malformed",
+            "date": now(),
+            "revision": revision(),
+            "mb": args.mb,
+            "runs": runs,
+            "clean_s": clean,
+            "bad_s": bad,
+            "ratio": ratio,
+            "verified": all(r["verified"] for r in runs),
+            "machine_before": before,
+            "machine_after": machine(),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -36,12 +36,19 @@ PIPELINE = """<pipeline id="orders" version="1.0.0" layer="raw">
 
 
 def _doc(i: int) -> dict:
-    return {"order_no": i, "status": ("new", "paid", "shipped")[i % 3], "amount": i * 0.25,
-            "created": datetime(2024, 1, 1) + timedelta(seconds=i),
-            "customer": {"id": i % 10_000, "name": f"c{i % 10_000}",
-                         "address": {"city": f"city{i % 50}", "zip": f"{i % 100000:05d}"}},
-            "items": [{"sku": f"s{j}", "qty": j + 1, "price": 1.5 * j} for j in range(i % 4)],
-            "tags": ["a", "b"][: i % 3]}
+    return {
+        "order_no": i,
+        "status": ("new", "paid", "shipped")[i % 3],
+        "amount": i * 0.25,
+        "created": datetime(2024, 1, 1) + timedelta(seconds=i),
+        "customer": {
+            "id": i % 10_000,
+            "name": f"c{i % 10_000}",
+            "address": {"city": f"city{i % 50}", "zip": f"{i % 100000:05d}"},
+        },
+        "items": [{"sku": f"s{j}", "qty": j + 1, "price": 1.5 * j} for j in range(i % 4)],
+        "tags": ["a", "b"][: i % 3],
+    }
 
 
 def load(uri: str, docs: int) -> None:
@@ -71,6 +78,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from datahub_resources import local_servers
+
     server = local_servers.start_mongo(STATE)
     uri = server.mongo_uri
     os.environ["BENCH_MONGO_URI"] = uri
@@ -90,8 +98,13 @@ def main() -> None:
     from datahub_resources.spark import connect
 
     with tempfile.TemporaryDirectory(prefix="bench-mongo-") as tmp:
-        os.environ.update({"DATAHUB_HOME": f"{tmp}/home", "DATAHUB_DATA_DIR": f"{tmp}/data",
-                           "DATAHUB_PIPELINES_DIR": f"{tmp}/pipelines"})
+        os.environ.update(
+            {
+                "DATAHUB_HOME": f"{tmp}/home",
+                "DATAHUB_DATA_DIR": f"{tmp}/data",
+                "DATAHUB_PIPELINES_DIR": f"{tmp}/pipelines",
+            }
+        )
         os.environ.pop("DATAHUB_CATALOG_URI", None)
         os.environ.pop("DATAHUB_WAREHOUSE", None)
         folder = Path(tmp) / "pipelines" / "bench" / "raw"
@@ -100,24 +113,35 @@ def main() -> None:
         settings = Settings.from_env()
         spark = connect()
         ctx = ExecContext(spark=spark, settings=settings, app="bench", run_id="bench")
-        source = MongoSource(id="orders", database="bench", collection="orders",
-                             uri_secret_ref="BENCH_MONGO_URI", flatten=True)
+        source = MongoSource(
+            id="orders",
+            database="bench",
+            collection="orders",
+            uri_secret_ref="BENCH_MONGO_URI",
+            flatten=True,
+        )
         for parts in args.partitions:
             os.environ["DATAHUB_MONGO_MAX_PARTITIONS"] = str(parts)
             os.environ["DATAHUB_MONGO_DOCS_PER_PARTITION"] = "1"
             start = time.perf_counter()
             read_mongo(source, ctx).write.format("noop").mode("overwrite").save()
             secs = time.perf_counter() - start
-            print(f"frame, {parts} range(s): {n / secs:,.0f} docs/s ({secs:.1f} s), "
-                  f"ratio {n / secs / base:.2f}", flush=True)
+            print(
+                f"frame, {parts} range(s): {n / secs:,.0f} docs/s ({secs:.1f} s), "
+                f"ratio {n / secs / base:.2f}",
+                flush=True,
+            )
         os.environ.pop("DATAHUB_MONGO_MAX_PARTITIONS")
         os.environ.pop("DATAHUB_MONGO_DOCS_PER_PARTITION")
         (spec,) = load_project(settings.pipelines_dir).pipelines
         start = time.perf_counter()
         (outcome,) = run_pipeline(spec, ctx, load_catalog(settings))
         secs = time.perf_counter() - start
-        print(f"pipeline (default ranges) -> Iceberg: {outcome.rows} rows, {n / secs:,.0f} "
-              f"docs/s ({secs:.1f} s), ratio {n / secs / base:.2f}", flush=True)
+        print(
+            f"pipeline (default ranges) -> Iceberg: {outcome.rows} rows, {n / secs:,.0f} "
+            f"docs/s ({secs:.1f} s), ratio {n / secs / base:.2f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

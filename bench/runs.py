@@ -66,18 +66,26 @@ def stand_in_assets():
         key = dg.AssetKey(["bench", layer, "orders"])
 
         @dg.multi_asset(
-            name=f"bench__{pid}", op_tags={"datahub/pipeline": f"bench.{pid}"},
+            name=f"bench__{pid}",
+            op_tags={"datahub/pipeline": f"bench.{pid}"},
             specs=[dg.AssetSpec(key, deps=deps, group_name=layer)],
             check_specs=[dg.AssetCheckSpec(c, asset=key, blocking=True) for c in checks],
             config_schema={"fail": dg.Field(bool, default_value=False)},
         )
         def _asset(context):
             if context.op_config["fail"]:
-                raise RuntimeError(f"bench/{layer}/{pid}.xml:4:5: column no_such_column_"
-                                   f"{random.randint(1, 99)} cannot be resolved")
-            yield dg.MaterializeResult(asset_key=key, metadata={
-                "dagster/row_count": 1000, "datahub/snapshot_id": str(random.getrandbits(62)),
-                "datahub/iceberg_table": f"bench_{layer}.orders"})
+                raise RuntimeError(
+                    f"bench/{layer}/{pid}.xml:4:5: column no_such_column_"
+                    f"{random.randint(1, 99)} cannot be resolved"
+                )
+            yield dg.MaterializeResult(
+                asset_key=key,
+                metadata={
+                    "dagster/row_count": 1000,
+                    "datahub/snapshot_id": str(random.getrandbits(62)),
+                    "datahub/iceberg_table": f"bench_{layer}.orders",
+                },
+            )
             for c in checks:
                 yield dg.AssetCheckResult(asset_key=key, check_name=c, passed=True)
 
@@ -89,8 +97,16 @@ def stand_in_assets():
     return [raw, silver, gold]
 
 
-KEEP = ("RUN_START", "RUN_SUCCESS", "RUN_FAILURE", "STEP_START", "STEP_SUCCESS",
-        "STEP_FAILURE", "ASSET_MATERIALIZATION", "ASSET_CHECK_EVALUATION")
+KEEP = (
+    "RUN_START",
+    "RUN_SUCCESS",
+    "RUN_FAILURE",
+    "STEP_START",
+    "STEP_SUCCESS",
+    "STEP_FAILURE",
+    "ASSET_MATERIALIZATION",
+    "ASSET_CHECK_EVALUATION",
+)
 
 
 def templates(instance, assets) -> list:
@@ -100,13 +116,16 @@ def templates(instance, assets) -> list:
 
     out = []
     for fail in (None, "bench__orders_gold", "bench__orders_raw"):
-        config = {"ops": {a.node_def.name: {"config": {"fail": a.node_def.name == fail}}
-                          for a in assets}}
-        result = dg.materialize(assets, instance=instance, run_config=config,
-                                raise_on_error=False)
+        config = {
+            "ops": {a.node_def.name: {"config": {"fail": a.node_def.name == fail}} for a in assets}
+        }
+        result = dg.materialize(assets, instance=instance, run_config=config, raise_on_error=False)
         run = instance.get_run_by_id(result.run_id)
-        events = [e for e in instance.all_logs(result.run_id)
-                  if e.dagster_event is not None and e.dagster_event.event_type.name in KEEP]
+        events = [
+            e
+            for e in instance.all_logs(result.run_id)
+            if e.dagster_event is not None and e.dagster_event.event_type.name in KEEP
+        ]
         out.append((run, events))
     return out
 
@@ -166,8 +185,7 @@ def _clone_one(instance, storage, shard, template_runs, i, rng, now) -> str:
         shutil.copyfile(shard, storage.path_for_shard(new_id))
         storage._initialized_dbs.add(new_id)
     tags = {**run.tags, **TRIGGERS[i % len(TRIGGERS)]}
-    instance.add_run(run._replace(run_id=new_id, tags=tags,
-                                  status=dg.DagsterRunStatus.NOT_STARTED))
+    instance.add_run(run._replace(run_id=new_id, tags=tags, status=dg.DagsterRunStatus.NOT_STARTED))
     shift = now - rng.uniform(60, 14 * 86400) - events[0].timestamp
     for e in events:
         instance.handle_new_event(e._replace(run_id=new_id, timestamp=e.timestamp + shift))
@@ -177,8 +195,12 @@ def _clone_one(instance, storage, shard, template_runs, i, rng, now) -> str:
 def tick(sensor, instance, defs, cursor):
     import dagster as dg
 
-    with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
-                                 resources={"iceberg": defs.resources["iceberg"]}) as ctx:
+    with dg.build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        definitions=defs,
+        resources={"iceberg": defs.resources["iceberg"]},
+    ) as ctx:
         started = time.perf_counter()
         result = sensor.evaluate_tick(ctx)
         return time.perf_counter() - started, result
@@ -195,8 +217,11 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-runs-"))
     (work / "dagster").mkdir()
     shutil.copy(ROOT / "dagster.yaml", work / "dagster" / "dagster.yaml")
-    os.environ.update(DATAHUB_HOME=str(work / "home"), DAGSTER_HOME=str(work / "dagster"),
-                      DATAHUB_PIPELINES_DIR=str(work / "pipes"))
+    os.environ.update(
+        DATAHUB_HOME=str(work / "home"),
+        DAGSTER_HOME=str(work / "dagster"),
+        DATAHUB_PIPELINES_DIR=str(work / "pipes"),
+    )
     (work / "pipes").mkdir()
     import dagster as dg
 
@@ -208,8 +233,7 @@ def main() -> None:
 
     assets = stand_in_assets()
     ops_assets, sensor = ops_definitions(load_project(work / "pipes"))
-    defs = dg.Definitions(assets=[*assets, *ops_assets], sensors=[sensor],
-                          resources=resources())
+    defs = dg.Definitions(assets=[*assets, *ops_assets], sensors=[sensor], resources=resources())
     instance = dg.DagsterInstance.get()
     started = time.perf_counter()
     template_runs = templates(instance, assets)
@@ -233,14 +257,20 @@ def main() -> None:
     expected = 3 * (args.runs + args.new + len(template_runs))
     verified = len(rows) == len(pairs) == expected
     out = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"), "revision": revision(),
-        "runs": args.runs, "seed_s": round(seed_s, 1),
-        "backfill_ticks": len(backfill), "backfill_total_s": round(sum(backfill), 2),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
+        "revision": revision(),
+        "runs": args.runs,
+        "seed_s": round(seed_s, 1),
+        "backfill_ticks": len(backfill),
+        "backfill_total_s": round(sum(backfill), 2),
         "backfill_tick_max_s": round(max(backfill), 3),
         "backfill_tick_median_s": round(statistics.median(backfill), 3),
         "steady_tick_s": round(statistics.median(steady), 4),
-        "new_runs": args.new, "new_runs_tick_s": round(new_s, 3),
-        "rows": len(rows), "expected_rows": expected, "verified": verified,
+        "new_runs": args.new,
+        "new_runs_tick_s": round(new_s, 3),
+        "rows": len(rows),
+        "expected_rows": expected,
+        "verified": verified,
         "load": machine()["loadavg"],
     }
     print(json.dumps(out, indent=2))
@@ -270,11 +300,13 @@ def _write(r: dict) -> None:
     title = "## Run records (issue #9 item 4)"
     if title not in text:
         text = text.rstrip("\n") + "\n" + HEADER
-    row = (f"| {r['date']} | {r['revision']} | {r['runs']:,} | {r['seed_s']} | "
-           f"{r['backfill_ticks']} / {r['backfill_total_s']} | {r['backfill_tick_median_s']} / "
-           f"**{r['backfill_tick_max_s']}** | **{r['steady_tick_s']}** | {r['new_runs_tick_s']} | "
-           f"{r['rows']:,} ({'ok' if r['verified'] else 'MISMATCH'}: {r['expected_rows']:,}) | "
-           f"{r['load'][0]} |")
+    row = (
+        f"| {r['date']} | {r['revision']} | {r['runs']:,} | {r['seed_s']} | "
+        f"{r['backfill_ticks']} / {r['backfill_total_s']} | {r['backfill_tick_median_s']} / "
+        f"**{r['backfill_tick_max_s']}** | **{r['steady_tick_s']}** | {r['new_runs_tick_s']} | "
+        f"{r['rows']:,} ({'ok' if r['verified'] else 'MISMATCH'}: {r['expected_rows']:,}) | "
+        f"{r['load'][0]} |"
+    )
     lines = text.rstrip("\n").split("\n")
     section = lines.index(title)
     last = max(i for i, line in enumerate(lines) if i > section and line.startswith("|"))

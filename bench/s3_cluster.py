@@ -41,9 +41,24 @@ def _generate(scale: str) -> Path:
     out = S3C / f"sf{scale}"
     if not (out / "_SUCCESS").exists():
         out.mkdir(parents=True, exist_ok=True)
-        subprocess.run([str(ROOT / ".venv" / "bin" / "tpchgen-cli"), "csv", "-s", scale, "-T",
-                        "orders,lineitem,customer,nation", "--parts", "4", "-o", str(out),
-                        "--overwrite", "--no-progress", "-q"], check=True)
+        subprocess.run(
+            [
+                str(ROOT / ".venv" / "bin" / "tpchgen-cli"),
+                "csv",
+                "-s",
+                scale,
+                "-T",
+                "orders,lineitem,customer,nation",
+                "--parts",
+                "4",
+                "-o",
+                str(out),
+                "--overwrite",
+                "--no-progress",
+                "-q",
+            ],
+            check=True,
+        )
         (out / "_SUCCESS").write_text("")
     return out
 
@@ -58,18 +73,30 @@ def _home(name: str) -> Path:
 
 def _env(home: Path, data: str, warehouse: str, extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DATAHUB_"))}
-    return env | extra | {
-        "DATAHUB_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
-        "DATAHUB_PIPELINES_DIR": str(PIPELINES), "DATAHUB_DATA_DIR": data,
-        "DATAHUB_WAREHOUSE": warehouse, "DATAHUB_CATALOG_URI": f"sqlite:///{home}/catalog.db",
-        "DATAHUB_MASK_KEY": "bench"}
+    return (
+        env
+        | extra
+        | {
+            "DATAHUB_HOME": str(home),
+            "DAGSTER_HOME": str(home / "dagster"),
+            "DATAHUB_PIPELINES_DIR": str(PIPELINES),
+            "DATAHUB_DATA_DIR": data,
+            "DATAHUB_WAREHOUSE": warehouse,
+            "DATAHUB_CATALOG_URI": f"sqlite:///{home}/catalog.db",
+            "DATAHUB_MASK_KEY": "bench",
+        }
+    )
 
 
 def _materialize(env: dict[str, str]) -> dict:
     start = time.perf_counter()
-    proc = subprocess.run([str(DAGSTER), "asset", "materialize", "-m",
-                           "datahub_assets.definitions", "--select", "*"],
-                          env=env, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(DAGSTER), "asset", "materialize", "-m", "datahub_assets.definitions", "--select", "*"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"materialize failed:\n{proc.stderr[-5000:]}")
@@ -97,16 +124,25 @@ def run_config(name: str, raw: Path, moto=None, master: str | None = None) -> di
     home = _home(name)
     if name == "local":
         _local_landing(raw, home / "data")
-        env = _env(home, str(home / "data"), f"file://{home}/warehouse", {
-            "DATAHUB_SPARK_STATE": str(ROOT / ".datahub" / "test-spark")})
+        env = _env(
+            home,
+            str(home / "data"),
+            f"file://{home}/warehouse",
+            {"DATAHUB_SPARK_STATE": str(ROOT / ".datahub" / "test-spark")},
+        )
         return _materialize(env)
     bucket = f"tpch-{name}"
     client = moto.client()
     client.create_bucket(Bucket=bucket)
     _upload(client, bucket, raw)
-    aws = {"AWS_ENDPOINT_URL": moto.endpoint, "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
-           "DATAHUB_SPARK_STATE": str(home / "spark"), "DATAHUB_SPARK_DRIVER_MEMORY": "2g"}
+    aws = {
+        "AWS_ENDPOINT_URL": moto.endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "DATAHUB_SPARK_STATE": str(home / "spark"),
+        "DATAHUB_SPARK_DRIVER_MEMORY": "2g",
+    }
     if master:
         aws["DATAHUB_SPARK_MASTER"] = master
     env = _env(home, f"s3://{bucket}/data", f"s3://{bucket}/warehouse", aws)
@@ -118,8 +154,9 @@ def run_config(name: str, raw: Path, moto=None, master: str | None = None) -> di
 
 def _steps(result: dict) -> str:
     """The three slowest steps of a run, `name s`."""
-    return ", ".join(f"{d['step'].split('__')[-1]} {d['s']}"
-                     for d in result["run"].get("slowest_steps", []))
+    return ", ".join(
+        f"{d['step'].split('__')[-1]} {d['s']}" for d in result["run"].get("slowest_steps", [])
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,31 +187,42 @@ def main(argv: list[str] | None = None) -> int:
                     stop_cluster(procs)
             else:
                 results[name] = run_config(name, raw, moto)
-            print(f"   wall {results[name]['wall_s']} s; run "
-                  f"{results[name]['run'].get('run_s')} s", flush=True)
+            print(
+                f"   wall {results[name]['wall_s']} s; run {results[name]['run'].get('run_s')} s",
+                flush=True,
+            )
     finally:
         if moto:
             moto.stop()
     base = results.get("local", {}).get("run", {}).get("run_s")
-    out = {"benchmark": "s3-cluster", "date": now(), "revision": revision(),
-           "scale": args.scale, "results": results, "machine_before": before,
-           "machine_after": machine()}
+    out = {
+        "benchmark": "s3-cluster",
+        "date": now(),
+        "revision": revision(),
+        "scale": args.scale,
+        "results": results,
+        "machine_before": before,
+        "machine_after": machine(),
+    }
     for r in results.values():
-        r["ratio"] = round(r["run"]["run_s"] / base, 2) if base and r["run"].get("run_s") \
-            else None
+        r["ratio"] = round(r["run"]["run_s"] / base, 2) if base and r["run"].get("run_s") else None
     write_json(WORK / "results" / "s3_cluster.json", out)
     for name, r in results.items():
-        print(f"{name:<8} run {r['run'].get('run_s')} s  wall {r['wall_s']} s  "
-              f"ratio {r['ratio']}")
+        print(f"{name:<8} run {r['run'].get('run_s')} s  wall {r['wall_s']} s  ratio {r['ratio']}")
     if args.write:
-        rows = [f"| {out['date'][:16].replace('T', ' ')} | {out['revision']} | SF {args.scale} "
-                f"| {name} | {r['run'].get('run_s')} | {r['wall_s']} | **{r['ratio']}** | "
-                f"{_steps(r)} | {machine()['loadavg'][0]} |" for name, r in results.items()]
+        rows = [
+            f"| {out['date'][:16].replace('T', ' ')} | {out['revision']} | SF {args.scale} "
+            f"| {name} | {r['run'].get('run_s')} | {r['wall_s']} | **{r['ratio']}** | "
+            f"{_steps(r)} | {machine()['loadavg'][0]} |"
+            for name, r in results.items()
+        ]
         text = RESULTS_MD.read_text()
         if SECTION not in text:
-            text = text.rstrip("\n") + f"\n\n{SECTION}\n\n| date (UTC) | revision | scale | " \
-                "config | run s | CLI wall s | ratio run / local | slowest steps s | load |\n" \
+            text = (
+                text.rstrip("\n") + f"\n\n{SECTION}\n\n| date (UTC) | revision | scale | "
+                "config | run s | CLI wall s | ratio run / local | slowest steps s | load |\n"
                 "|---|---|---|---|---:|---:|---:|---|---|\n"
+            )
         RESULTS_MD.write_text(text.rstrip("\n") + "\n" + "\n".join(rows) + "\n")
     return 0
 

@@ -94,6 +94,7 @@ S3_KEY, S3_SECRET, S3_REGION = "testing", "testing", "us-east-1"
 
 # ------------------------------------------------------------------------------- helpers
 
+
 def _med(values: list[float]) -> float:
     return round(statistics.median(values), 3)
 
@@ -105,10 +106,10 @@ def _setup_project(base: Path, path: str, min_age: int) -> tuple[Path, Path, Pat
     (pipelines / APP / "raw").mkdir(parents=True, exist_ok=True)
     data.mkdir(parents=True, exist_ok=True)
     home.mkdir(parents=True, exist_ok=True)
-    (pipelines / APP / "raw" / "drops.xml").write_text(PIPELINE.format(path=path,
-                                                                       min_age=min_age))
-    os.environ.update(DATAHUB_PIPELINES_DIR=str(pipelines), DATAHUB_DATA_DIR=str(data),
-                      DATAHUB_HOME=str(home))
+    (pipelines / APP / "raw" / "drops.xml").write_text(PIPELINE.format(path=path, min_age=min_age))
+    os.environ.update(
+        DATAHUB_PIPELINES_DIR=str(pipelines), DATAHUB_DATA_DIR=str(data), DATAHUB_HOME=str(home)
+    )
     for name in ("DATAHUB_CATALOG_URI", "DATAHUB_WAREHOUSE"):
         os.environ.pop(name, None)
     return pipelines, data, home
@@ -137,8 +138,13 @@ def _definitions(pipelines: Path, s3: dg.ConfigurableResource | None = None):
 class Ticker:
     """Evaluates the sensor as the daemon's code server would, carrying the cursor."""
 
-    def __init__(self, defs: dg.Definitions, sensor: dg.SensorDefinition,
-                 instance: dg.DagsterInstance, server_cpu=None) -> None:
+    def __init__(
+        self,
+        defs: dg.Definitions,
+        sensor: dg.SensorDefinition,
+        instance: dg.DagsterInstance,
+        server_cpu=None,
+    ) -> None:
         self.defs, self.sensor, self.instance = defs, sensor, instance
         self.server_cpu = server_cpu or (lambda: 0.0)
         self.cpu: list[float] = []  # CPU s of this process per tick (the sensor's own work)
@@ -150,9 +156,13 @@ class Ticker:
 
     def tick(self, cursor: str | None):
         server, cpu, start = self.server_cpu(), time.process_time(), time.perf_counter()
-        with dg.build_sensor_context(instance=self.instance, cursor=cursor, definitions=self.defs,
-                                     sensor_name=self.sensor.name,
-                                     resources=self.resources) as context:
+        with dg.build_sensor_context(
+            instance=self.instance,
+            cursor=cursor,
+            definitions=self.defs,
+            sensor_name=self.sensor.name,
+            resources=self.resources,
+        ) as context:
             data = self.sensor.evaluate_tick(context)
         wall = time.perf_counter() - start
         self.cpu.append(time.process_time() - cpu)
@@ -169,20 +179,33 @@ class Ticker:
         infos = sorted(infos, key=lambda i: (i.modified, i.path))
         for start in range(0, len(infos), batch_size):
             batch_id = uuid.uuid4().hex[:20]
-            cursor.batches[batch_id] = {"at": at, "files": [
-                short_fingerprint(i) for i in infos[start:start + batch_size]]}
-            self.instance.add_run(DagsterRun(
-                job_name="__ASSET_JOB", run_id=str(uuid.uuid4()), run_config=None,
-                tags={WATCH_TAG: self.sensor.name, BATCH_TAG: batch_id},
-                status=dg.DagsterRunStatus.STARTED))
+            cursor.batches[batch_id] = {
+                "at": at,
+                "files": [short_fingerprint(i) for i in infos[start : start + batch_size]],
+            }
+            self.instance.add_run(
+                DagsterRun(
+                    job_name="__ASSET_JOB",
+                    run_id=str(uuid.uuid4()),
+                    run_config=None,
+                    tags={WATCH_TAG: self.sensor.name, BATCH_TAG: batch_id},
+                    status=dg.DagsterRunStatus.STARTED,
+                )
+            )
         return cursor.dumps()
 
     def register(self, requests, status: dg.DagsterRunStatus) -> None:
         """Record requested runs in the instance (STARTED: in progress; SUCCESS: done)."""
         for request in requests:
-            self.instance.add_run(DagsterRun(
-                job_name="__ASSET_JOB", run_id=str(uuid.uuid4()), run_config=None,
-                tags=dict(request.tags), status=status))
+            self.instance.add_run(
+                DagsterRun(
+                    job_name="__ASSET_JOB",
+                    run_id=str(uuid.uuid4()),
+                    run_config=None,
+                    tags=dict(request.tags),
+                    status=status,
+                )
+            )
 
 
 def _files_of(request) -> dict[str, list[str]]:
@@ -195,6 +218,7 @@ def _request_files(requests) -> int:
 
 
 # ------------------------------------------------------------------------------- landing
+
 
 def _write_local_files(folder: Path, n: int) -> float:
     """n tiny CSVs with an old mtime (reused when the folder already holds exactly n)."""
@@ -230,8 +254,12 @@ class MotoServer:
         self.log = open(WATCH_WORK / "moto.log", "w")  # noqa: SIM115 - closed by stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.watch", "_moto", "--port", str(self.port)],
-            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
-            text=True)
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+        )
         ready = self.proc.stdout.readline()
         if not ready.startswith("ready"):
             self.stop()
@@ -242,15 +270,23 @@ class MotoServer:
         from botocore.config import Config
 
         return boto3.client(
-            "s3", endpoint_url=self.endpoint, region_name=S3_REGION,
-            aws_access_key_id=S3_KEY, aws_secret_access_key=S3_SECRET,
-            config=Config(s3={"addressing_style": "path"}))
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=S3_REGION,
+            aws_access_key_id=S3_KEY,
+            aws_secret_access_key=S3_SECRET,
+            config=Config(s3={"addressing_style": "path"}),
+        )
 
     def resource(self):
         from dagster_aws.s3 import S3Resource
 
-        return S3Resource(endpoint_url=self.endpoint, region_name=S3_REGION,
-                          aws_access_key_id=S3_KEY, aws_secret_access_key=S3_SECRET)
+        return S3Resource(
+            endpoint_url=self.endpoint,
+            region_name=S3_REGION,
+            aws_access_key_id=S3_KEY,
+            aws_secret_access_key=S3_SECRET,
+        )
 
     def populate(self, bucket: str, n: int) -> float:
         """`n` tiny CSV objects `landing/f<i>.csv` in a new bucket; seconds taken."""
@@ -302,6 +338,7 @@ def serve_moto(port: int) -> int:
 
 # ------------------------------------------------------------------------------- tick
 
+
 def _enable_events(moto: MotoServer, bucket: str) -> None:
     """S3 event notifications of `bucket` into a new SQS queue of moto's server, and the
     environment that makes `S3Store.list` use them (`ingest.s3_events`)."""
@@ -309,8 +346,13 @@ def _enable_events(moto: MotoServer, bucket: str) -> None:
 
     from datahub_assets.ingest import s3_events
 
-    sqs = boto3.client("sqs", endpoint_url=moto.endpoint, region_name=S3_REGION,
-                       aws_access_key_id=S3_KEY, aws_secret_access_key=S3_SECRET)
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=moto.endpoint,
+        region_name=S3_REGION,
+        aws_access_key_id=S3_KEY,
+        aws_secret_access_key=S3_SECRET,
+    )
     url = s3_events.configure_bucket(moto.client(), sqs, bucket, f"{bucket}-events")
     s3_events._QUEUES.clear()
     s3_events.for_queue(url, sqs)
@@ -324,8 +366,15 @@ def _disable_events() -> None:
     s3_events._QUEUES.clear()
 
 
-def tick_case(kind: str, n: int, ticks: int, fill: str, moto: MotoServer | None = None,
-              populate_s: float = 0.0, events: bool = False) -> dict:
+def tick_case(
+    kind: str,
+    n: int,
+    ticks: int,
+    fill: str,
+    moto: MotoServer | None = None,
+    populate_s: float = 0.0,
+    events: bool = False,
+) -> dict:
     base = WATCH_WORK / "tick" / f"{kind}_{n}"
     if kind == "local":
         pipelines, data, _ = _setup_project(base, "landing/drops/*.csv", min_age=10)
@@ -339,8 +388,11 @@ def tick_case(kind: str, n: int, ticks: int, fill: str, moto: MotoServer | None 
     max_files = project.pipelines[0].pipeline.sources[0].watch.max_files_per_run
     instance = _instance(base)
     ticker = Ticker(defs, sensor, instance, moto.cpu_s if moto else None)
-    pattern = (f"s3://watch-{n}/landing/*.csv" if kind == "s3"
-               else str(base / "data" / APP / "landing" / "drops" / "*.csv"))
+    pattern = (
+        f"s3://watch-{n}/landing/*.csv"
+        if kind == "s3"
+        else str(base / "data" / APP / "landing" / "drops" / "*.csv")
+    )
     store = store_for(pattern, s3.get_client if s3 else None)
 
     _disable_events()  # the bare listing is always a full listing
@@ -401,22 +453,32 @@ def tick_case(kind: str, n: int, ticks: int, fill: str, moto: MotoServer | None 
     instance.dispose()
 
     result = {
-        "store": kind, "files": n, "populate_s": round(populate_s, 1), "fill": fill,
-        "list_s": _med(list_times), "list_cpu_s": _med(list_cpu),
+        "store": kind,
+        "files": n,
+        "populate_s": round(populate_s, 1),
+        "fill": fill,
+        "list_s": _med(list_times),
+        "list_cpu_s": _med(list_cpu),
         "first_tick_s": _med([t for t, _ in first]),
         "first_tick_runs": [round(t, 3) for t, _ in first],
-        "first_tick_cpu_s": _med(first_cpu), "first_tick_server_cpu_s": _med(first_server),
+        "first_tick_cpu_s": _med(first_cpu),
+        "first_tick_server_cpu_s": _med(first_server),
         "first_tick_run_requests": len(first_data.run_requests),
         "first_tick_files_requested": _request_files(first_data.run_requests),
         "first_tick_cursor_bytes": len(first_data.cursor or ""),
         "first_tick_payload_bytes": len(first_payload),
-        "fill_ticks_s": fill_times, "fill_runs_registered": fill_runs,
-        "steady_tick_s": _med(steady), "steady_tick_runs": [round(t, 3) for t in steady],
-        "steady_tick_cpu_s": _med(ticker.cpu), "steady_tick_server_cpu_s": _med(ticker.server),
+        "fill_ticks_s": fill_times,
+        "fill_runs_registered": fill_runs,
+        "steady_tick_s": _med(steady),
+        "steady_tick_runs": [round(t, 3) for t in steady],
+        "steady_tick_cpu_s": _med(ticker.cpu),
+        "steady_tick_server_cpu_s": _med(ticker.server),
         "steady_cursor_bytes": len(cursor or ""),
         "steady_payload_bytes": len(steady_payload),
         "steady_serialize_s": round(serialize_s, 3),
-        "in_flight": in_flight, "events": events, "relist_tick_s": relist_s,
+        "in_flight": in_flight,
+        "events": events,
+        "relist_tick_s": relist_s,
     }
     result["first_ratio"] = round(result["first_tick_s"] / TARGET_TICK_S, 3)
     result["steady_ratio"] = round(result["steady_tick_s"] / TARGET_TICK_S, 3)
@@ -439,15 +501,24 @@ def run_tick(args: argparse.Namespace) -> int:
                 print(f"-- s3 (moto), populating {n} objects", flush=True)
                 populate_s = moto.populate(f"watch-{n}", n)
                 print(f"   {populate_s:.1f} s", flush=True)
-                cases.append(tick_case("s3", n, args.ticks, args.s3_fill, moto,
-                                       populate_s, events=args.s3_events))
+                cases.append(
+                    tick_case(
+                        "s3", n, args.ticks, args.s3_fill, moto, populate_s, events=args.s3_events
+                    )
+                )
                 _print_tick([cases[-1]])
         finally:
             moto.stop()
-    result = {"benchmark": "watch-tick", "date": now(), "revision": revision(),
-              "target_s": TARGET_TICK_S, "cases": cases,
-              "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-              "machine_before": before, "machine_after": machine()}
+    result = {
+        "benchmark": "watch-tick",
+        "date": now(),
+        "revision": revision(),
+        "target_s": TARGET_TICK_S,
+        "cases": cases,
+        "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "machine_before": before,
+        "machine_after": machine(),
+    }
     write_json(WORK / "results" / "watch_tick.json", result)
     print()
     _print_tick(cases)
@@ -457,18 +528,24 @@ def run_tick(args: argparse.Namespace) -> int:
 
 
 def _print_tick(cases: list[dict]) -> None:
-    print(f"{'store':<6}{'files':>8}{'list s':>8}{'first s':>9}{'runs':>6}{'req files':>10}"
-          f"{'steady s':>10}{'/ 5 s':>7}{'cpu s':>7}{'srv cpu':>8}{'cursor B':>11}"
-          f"{'payload B':>11}")
+    print(
+        f"{'store':<6}{'files':>8}{'list s':>8}{'first s':>9}{'runs':>6}{'req files':>10}"
+        f"{'steady s':>10}{'/ 5 s':>7}{'cpu s':>7}{'srv cpu':>8}{'cursor B':>11}"
+        f"{'payload B':>11}"
+    )
     for c in cases:
-        print(f"{c['store']:<6}{c['files']:>8}{c['list_s']:>8.3f}{c['first_tick_s']:>9.3f}"
-              f"{c['first_tick_run_requests']:>6}{c['first_tick_files_requested']:>10}"
-              f"{c['steady_tick_s']:>10.3f}{c['steady_ratio']:>7.3f}"
-              f"{c['steady_tick_cpu_s']:>7.2f}{c['steady_tick_server_cpu_s']:>8.2f}"
-              f"{c['steady_cursor_bytes']:>11}{c['steady_payload_bytes']:>11}", flush=True)
+        print(
+            f"{c['store']:<6}{c['files']:>8}{c['list_s']:>8.3f}{c['first_tick_s']:>9.3f}"
+            f"{c['first_tick_run_requests']:>6}{c['first_tick_files_requested']:>10}"
+            f"{c['steady_tick_s']:>10.3f}{c['steady_ratio']:>7.3f}"
+            f"{c['steady_tick_cpu_s']:>7.2f}{c['steady_tick_server_cpu_s']:>8.2f}"
+            f"{c['steady_cursor_bytes']:>11}{c['steady_payload_bytes']:>11}",
+            flush=True,
+        )
 
 
 # ------------------------------------------------------------------------------- burst
+
 
 def _write_burst_files(folder: Path, n: int, rows: int, first_id: int = 0) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
@@ -501,8 +578,9 @@ def _spark_and_catalog():
 def _ctx(spark, settings, run_id: str):
     from datahub_assets.execute.context import ExecContext
 
-    return ExecContext(spark=spark, settings=settings, app=APP, run_id=run_id,
-                       run_date=date.today())
+    return ExecContext(
+        spark=spark, settings=settings, app=APP, run_id=run_id, run_date=date.today()
+    )
 
 
 def single_file_runs(runs: int, rows: int) -> dict:
@@ -518,12 +596,16 @@ def single_file_runs(runs: int, rows: int) -> dict:
     times = []
     for i, path in enumerate(files):
         start = time.perf_counter()
-        run_pipeline(spec, _ctx(spark, settings, f"single-{i}"), catalog,
-                     files={"drops": [str(path)]})
+        run_pipeline(
+            spec, _ctx(spark, settings, f"single-{i}"), catalog, files={"drops": [str(path)]}
+        )
         times.append(time.perf_counter() - start)
         assert not path.exists(), f"{path} was not moved to processed/"
-    return {"warmup_s": round(times[0], 3), "runs_s": [round(t, 3) for t in times[1:]],
-            "mean_s": round(statistics.mean(times[1:]), 3)}
+    return {
+        "warmup_s": round(times[0], 3),
+        "runs_s": [round(t, 3) for t in times[1:]],
+        "mean_s": round(statistics.mean(times[1:]), 3),
+    }
 
 
 def burst(n: int, rows: int) -> dict:
@@ -555,12 +637,17 @@ def burst(n: int, rows: int) -> dict:
             ctx = _ctx(spark, settings, run_id)
             outcomes = run_pipeline(spec, ctx, catalog, files=_files_of(request))
             meta = ctx.drops.metadata()
-            runs.append({"s": round(time.perf_counter() - t0, 3),
-                         "files": int(request.tags["datahub/files"]),
-                         "rows": sum(o.rows or 0 for o in outcomes),
-                         "ingested": meta["files_ingested"], "rejected": meta["files_rejected"],
-                         "duplicates": meta["files_already_ingested"],
-                         "left": meta["files_left_in_landing"]})
+            runs.append(
+                {
+                    "s": round(time.perf_counter() - t0, 3),
+                    "files": int(request.tags["datahub/files"]),
+                    "rows": sum(o.rows or 0 for o in outcomes),
+                    "ingested": meta["files_ingested"],
+                    "rejected": meta["files_rejected"],
+                    "duplicates": meta["files_already_ingested"],
+                    "left": meta["files_left_in_landing"],
+                }
+            )
             ticker.register([request], dg.DagsterRunStatus.SUCCESS)
             print(f"   run {len(runs)}: {runs[-1]}", flush=True)
         if not any(landing.glob("*.csv")):
@@ -568,22 +655,35 @@ def burst(n: int, rows: int) -> dict:
         if not data_.run_requests:
             empty_ticks += 1
             if empty_ticks > 3:
-                raise RuntimeError(f"landing still holds files and the sensor asks for none: "
-                                   f"{data_.skip_message}")
+                raise RuntimeError(
+                    f"landing still holds files and the sensor asks for none: {data_.skip_message}"
+                )
     total_s = time.perf_counter() - start
     instance.dispose()
 
-    table = catalog.load_table((f"{APP}_raw", "drops")).scan(
-        selected_fields=("order_id", "_source_file")).to_arrow()
-    ledger = read_ledger(catalog.load_table(
-        (ledger_ref(APP, "drops").namespace, ledger_ref(APP, "drops").table)))
+    table = (
+        catalog.load_table((f"{APP}_raw", "drops"))
+        .scan(selected_fields=("order_id", "_source_file"))
+        .to_arrow()
+    )
+    ledger = read_ledger(
+        catalog.load_table((ledger_ref(APP, "drops").namespace, ledger_ref(APP, "drops").table))
+    )
     processed = sum(1 for _ in (data / APP / "processed").rglob("*.csv"))
     result = {
-        "files": n, "rows_per_file": rows, "write_files_s": round(write_s, 1),
-        "runs": len(runs), "ticks": len(tick_times), "tick_s": tick_times,
-        "total_s": round(total_s, 1), "files_per_s": round(n / total_s, 1),
-        "run_s": {"min": min(r["s"] for r in runs), "median": _med([r["s"] for r in runs]),
-                  "max": max(r["s"] for r in runs)},
+        "files": n,
+        "rows_per_file": rows,
+        "write_files_s": round(write_s, 1),
+        "runs": len(runs),
+        "ticks": len(tick_times),
+        "tick_s": tick_times,
+        "total_s": round(total_s, 1),
+        "files_per_s": round(n / total_s, 1),
+        "run_s": {
+            "min": min(r["s"] for r in runs),
+            "median": _med([r["s"] for r in runs]),
+            "max": max(r["s"] for r in runs),
+        },
         "runs_detail": runs,
         "table_rows": table.num_rows,
         "distinct_ids": len(set(table["order_id"].to_pylist())),
@@ -593,10 +693,13 @@ def burst(n: int, rows: int) -> dict:
         "landing_left": sum(1 for _ in landing.glob("*.csv")),
         "processed_files": processed,
     }
-    result["verified"] = (result["table_rows"] == n * rows == result["distinct_ids"]
-                          and result["distinct_source_files"] == n
-                          and result["ledger_rows"] == result["ledger_ingested"] == n
-                          and result["landing_left"] == 0 and processed == n)
+    result["verified"] = (
+        result["table_rows"] == n * rows == result["distinct_ids"]
+        and result["distinct_source_files"] == n
+        and result["ledger_rows"] == result["ledger_ingested"] == n
+        and result["landing_left"] == 0
+        and processed == n
+    )
     return result
 
 
@@ -610,23 +713,36 @@ def run_burst(args: argparse.Namespace) -> int:
     print(f"-- burst: {args.files} files x {args.rows} rows", flush=True)
     result = burst(args.files, args.rows)
     baseline_s = round(single["mean_s"] * args.files, 1)
-    out = {"benchmark": "watch-burst", "date": now(), "revision": revision(),
-           "spark_conf": SPARK_CONF, **result,
-           "single_file_run": single, "one_run_per_file_s": baseline_s,
-           "ratio": round(result["total_s"] / baseline_s, 4),
-           "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-           "machine_before": before, "machine_after": machine()}
+    out = {
+        "benchmark": "watch-burst",
+        "date": now(),
+        "revision": revision(),
+        "spark_conf": SPARK_CONF,
+        **result,
+        "single_file_run": single,
+        "one_run_per_file_s": baseline_s,
+        "ratio": round(result["total_s"] / baseline_s, 4),
+        "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "machine_before": before,
+        "machine_after": machine(),
+    }
     write_json(WORK / "results" / "watch_burst.json", out)
     print()
-    print(f"files {out['files']}, runs {out['runs']} (ticks {out['ticks']}), total "
-          f"{out['total_s']} s, {out['files_per_s']} files/s; run s min/median/max "
-          f"{out['run_s']['min']}/{out['run_s']['median']}/{out['run_s']['max']}")
-    print(f"table rows {out['table_rows']} (distinct ids {out['distinct_ids']}, files "
-          f"{out['distinct_source_files']}), ledger {out['ledger_rows']} "
-          f"({out['ledger_ingested']} ingested), processed {out['processed_files']}, "
-          f"left in landing {out['landing_left']}: verified {out['verified']}")
-    print(f"one run per file: {single['mean_s']} s x {out['files']} = {baseline_s} s; "
-          f"ratio {out['ratio']}")
+    print(
+        f"files {out['files']}, runs {out['runs']} (ticks {out['ticks']}), total "
+        f"{out['total_s']} s, {out['files_per_s']} files/s; run s min/median/max "
+        f"{out['run_s']['min']}/{out['run_s']['median']}/{out['run_s']['max']}"
+    )
+    print(
+        f"table rows {out['table_rows']} (distinct ids {out['distinct_ids']}, files "
+        f"{out['distinct_source_files']}), ledger {out['ledger_rows']} "
+        f"({out['ledger_ingested']} ingested), processed {out['processed_files']}, "
+        f"left in landing {out['landing_left']}: verified {out['verified']}"
+    )
+    print(
+        f"one run per file: {single['mean_s']} s x {out['files']} = {baseline_s} s; "
+        f"ratio {out['ratio']}"
+    )
     if args.write:
         _write_burst(out)
     return 0 if out["verified"] else 1
@@ -641,12 +757,14 @@ TICK_TABLE = (
     "| date (UTC) | revision | store | files | list s | first tick s (median of 3) | run "
     "requests × files | steady tick s (median of 3) | ratio steady / 5 s | steady tick CPU s: "
     "sensor / S3 server | cursor bytes (steady) | tick result bytes | load | note |\n"
-    "|---|---|---|---:|---:|---:|---|---:|---:|---|---:|---:|---|---|")
+    "|---|---|---|---:|---:|---:|---|---:|---:|---|---:|---:|---|---|"
+)
 BURST_TABLE = (
     "| date (UTC) | revision | files × rows | runs (ticks) | total s | files / s | run s "
     "min / median / max | 1-file run s (mean of 5) | one run per file s (extrapolated) | "
     "ratio | verified | load | note |\n"
-    "|---|---|---|---|---:|---:|---|---:|---:|---:|---|---|---|")
+    "|---|---|---|---|---:|---:|---|---:|---:|---:|---|---|---|"
+)
 SKELETON = f"""
 {SECTION}
 
@@ -680,8 +798,9 @@ def _append_rows(heading: str, table: str, rows: list[str]) -> None:
         text = text.rstrip("\n") + "\n" + SKELETON
     lines = text.split("\n")
     section = lines.index(SECTION)
-    end = next((i for i in range(section + 1, len(lines)) if lines[i].startswith("## ")),
-               len(lines))
+    end = next(
+        (i for i in range(section + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+    )
     try:
         at = lines.index(heading, section, end)
     except ValueError:
@@ -691,7 +810,7 @@ def _append_rows(heading: str, table: str, rows: list[str]) -> None:
     last = header
     while last + 1 < len(lines) and lines[last + 1].startswith("|"):
         last += 1
-    lines[last + 1:last + 1] = rows
+    lines[last + 1 : last + 1] = rows
     RESULTS_MD.write_text("\n".join(lines))
     print(f"appended {len(rows)} row(s) to {RESULTS_MD} ({heading})")
 
@@ -708,53 +827,95 @@ def _write_tick(result: dict) -> None:
             f"{c['steady_tick_server_cpu_s'] if c['store'] == 's3' else '–'} | "
             f"{c['steady_cursor_bytes']:,} | {c['steady_payload_bytes']:,} | {_load(result)} | "
             f"{'in flight built directly' if c['fill'] == 'direct' else ''}"
-            + (f"; S3 events (SQS): view kept by notifications, the fallback full-listing "
-               f"tick {c['relist_tick_s']} s" if c.get("events") else "") + " |")
+            + (
+                f"; S3 events (SQS): view kept by notifications, the fallback full-listing "
+                f"tick {c['relist_tick_s']} s"
+                if c.get("events")
+                else ""
+            )
+            + " |"
+        )
     _append_rows(TICK_HEADING, TICK_TABLE, rows)
 
 
 def _write_burst(r: dict) -> None:
     rs, single = r["run_s"], r["single_file_run"]
-    verified = (f"{r['table_rows']:,} rows, {r['ledger_rows']:,} ledger, "
-                f"{r['processed_files']:,} processed, {r['landing_left']} left: "
-                f"{'yes' if r['verified'] else 'NO'}")
-    row = (f"| {_stamp(r)} | {r['revision']} | {r['files']:,} × {r['rows_per_file']} | "
-           f"{r['runs']} ({r['ticks']}) | **{r['total_s']}** | {r['files_per_s']} | "
-           f"{rs['min']} / {rs['median']} / {rs['max']} | {single['mean_s']} | "
-           f"{r['one_run_per_file_s']:,} | **{r['ratio']}** | {verified} | {_load(r)} | "
-           + "".join(f"what-if: `{k}={v}` " for k, v in r.get("spark_conf", {}).items()) + "|")
+    verified = (
+        f"{r['table_rows']:,} rows, {r['ledger_rows']:,} ledger, "
+        f"{r['processed_files']:,} processed, {r['landing_left']} left: "
+        f"{'yes' if r['verified'] else 'NO'}"
+    )
+    row = (
+        f"| {_stamp(r)} | {r['revision']} | {r['files']:,} × {r['rows_per_file']} | "
+        f"{r['runs']} ({r['ticks']}) | **{r['total_s']}** | {r['files_per_s']} | "
+        f"{rs['min']} / {rs['median']} / {rs['max']} | {single['mean_s']} | "
+        f"{r['one_run_per_file_s']:,} | **{r['ratio']}** | {verified} | {_load(r)} | "
+        + "".join(f"what-if: `{k}={v}` " for k, v in r.get("spark_conf", {}).items())
+        + "|"
+    )
     _append_rows(BURST_HEADING, BURST_TABLE, [row])
 
 
 # ------------------------------------------------------------------------------- main
 
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="benchmark", required=True)
     tick = sub.add_parser("tick", help="sensor tick over a backlog of landed files")
-    tick.add_argument("--sizes", type=int, nargs="*", default=[1_000, 10_000, 100_000],
-                      help="local landing folder sizes")
-    tick.add_argument("--s3-sizes", type=int, nargs="*", default=[1_000, 10_000, 100_000],
-                      help="S3 (moto) object counts; none to skip S3")
-    tick.add_argument("--fill", choices=("ticks", "direct"), default="ticks",
-                      help="local: reach 'every file in flight' by ticking (the real path) or "
-                           "by building that cursor directly")
-    tick.add_argument("--s3-fill", choices=("ticks", "direct"), default="direct",
-                      help="the same for S3 (default direct: on moto every tick over 100,000 "
-                           "objects lists for ~70 s, and filling takes 10 ticks)")
+    tick.add_argument(
+        "--sizes",
+        type=int,
+        nargs="*",
+        default=[1_000, 10_000, 100_000],
+        help="local landing folder sizes",
+    )
+    tick.add_argument(
+        "--s3-sizes",
+        type=int,
+        nargs="*",
+        default=[1_000, 10_000, 100_000],
+        help="S3 (moto) object counts; none to skip S3",
+    )
+    tick.add_argument(
+        "--fill",
+        choices=("ticks", "direct"),
+        default="ticks",
+        help="local: reach 'every file in flight' by ticking (the real path) or "
+        "by building that cursor directly",
+    )
+    tick.add_argument(
+        "--s3-fill",
+        choices=("ticks", "direct"),
+        default="direct",
+        help="the same for S3 (default direct: on moto every tick over 100,000 "
+        "objects lists for ~70 s, and filling takes 10 ticks)",
+    )
     tick.add_argument("--ticks", type=int, default=3, help="ticks per median")
-    tick.add_argument("--s3-events", action="store_true",
-                      help="S3: the bucket's event notifications go to an SQS queue and the "
-                           "store answers from the view they keep (DATAHUB_S3_EVENTS_QUEUE_URL)")
+    tick.add_argument(
+        "--s3-events",
+        action="store_true",
+        help="S3: the bucket's event notifications go to an SQS queue and the "
+        "store answers from the view they keep (DATAHUB_S3_EVENTS_QUEUE_URL)",
+    )
     tick.add_argument("--write", action="store_true", help="append rows to bench/RESULTS.md")
     tick.set_defaults(run=run_tick)
     b = sub.add_parser("burst", help="a burst of small files ingested end to end")
     b.add_argument("--files", type=int, default=10_000)
     b.add_argument("--rows", type=int, default=3, help="rows per file")
-    b.add_argument("--single-runs", type=int, default=5,
-                   help="1-file runs timed for the one-run-per-file baseline")
-    b.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
-                   help="a Spark SQL setting for this benchmark's session (what-if runs)")
+    b.add_argument(
+        "--single-runs",
+        type=int,
+        default=5,
+        help="1-file runs timed for the one-run-per-file baseline",
+    )
+    b.add_argument(
+        "--spark-conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Spark SQL setting for this benchmark's session (what-if runs)",
+    )
     b.add_argument("--write", action="store_true", help="append a row to bench/RESULTS.md")
     b.set_defaults(run=run_burst)
     moto = sub.add_parser("_moto", help=argparse.SUPPRESS)

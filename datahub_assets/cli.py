@@ -18,8 +18,10 @@ def _validate(args: argparse.Namespace, settings: Settings) -> int:
         print(exc, file=sys.stderr)
         return 1
     targets = sum(len(p.targets) for p in project.pipelines)
-    print(f"ok: {len(project.pipelines)} pipelines, {targets} assets in "
-          f"{len(project.apps)} apps under {settings.pipelines_dir}")
+    print(
+        f"ok: {len(project.pipelines)} pipelines, {targets} assets in "
+        f"{len(project.apps)} apps under {settings.pipelines_dir}"
+    )
     return 0
 
 
@@ -66,8 +68,10 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from datahub_assets.demo_databases import seed_crm
 
     counts = seed_crm(settings.home, rows=args.rows, seed=args.seed)
-    print("seeded crm: PostgreSQL crm.public.customers ({customers}), orders ({orders}); "
-          "MongoDB catalog.products ({products})".format(**counts))
+    print(
+        "seeded crm: PostgreSQL crm.public.customers ({customers}), orders ({orders}); "
+        "MongoDB catalog.products ({products})".format(**counts)
+    )
     return 0
 
 
@@ -82,8 +86,14 @@ def _servers(args: argparse.Namespace, settings: Settings) -> int:
         dbs.start_servers(settings.home)
     state = dbs.status(settings.home)
     for kind, server in state.items():
-        print(f"{kind}: " + (f"running on 127.0.0.1:{server.port} (pid {server.pid}, "
-                             f"{server.root})" if server else "not running"))
+        print(
+            f"{kind}: "
+            + (
+                f"running on 127.0.0.1:{server.port} (pid {server.pid}, {server.root})"
+                if server
+                else "not running"
+            )
+        )
     return 0 if all(state.values()) else 3
 
 
@@ -116,14 +126,30 @@ def _history(args: argparse.Namespace, settings: Settings) -> int:
     from datahub_resources.iceberg import load_catalog
 
     rows = history(load_catalog(settings), parse_table(args.table))
-    header = ("snapshot id", "committed at (UTC)", "operation", "+rows", "-rows", "total",
-              "run id", "refs")
-    table = [header] + [(
-        str(r["snapshot_id"]), r["committed_at"], r["operation"] or "",
-        str(r["added_records"] or 0), str(r["deleted_records"] or 0),
-        str(r["total_records"] or 0), (r["run_id"] or "")[:8],
-        ",".join(r["refs"]) + (" (current)" if r["current"] and "main" not in r["refs"] else ""),
-    ) for r in rows]
+    header = (
+        "snapshot id",
+        "committed at (UTC)",
+        "operation",
+        "+rows",
+        "-rows",
+        "total",
+        "run id",
+        "refs",
+    )
+    table = [header] + [
+        (
+            str(r["snapshot_id"]),
+            r["committed_at"],
+            r["operation"] or "",
+            str(r["added_records"] or 0),
+            str(r["deleted_records"] or 0),
+            str(r["total_records"] or 0),
+            (r["run_id"] or "")[:8],
+            ",".join(r["refs"])
+            + (" (current)" if r["current"] and "main" not in r["refs"] else ""),
+        )
+        for r in rows
+    ]
     width = [max(len(r[i]) for r in table) for i in range(len(header))]
     for r in table:
         print("  ".join(c.ljust(w) for c, w in zip(r, width, strict=True)))
@@ -153,8 +179,7 @@ def _spark(args: argparse.Namespace, settings: Settings) -> int:
             print(f"remote: {settings.spark_remote} (DATAHUB_SPARK_REMOTE)")
             return 0
         info = spark_server.status(state)
-        print(f"running: {info.remote} (pid {info.pid}, log {info.log})" if info
-              else "not running")
+        print(f"running: {info.remote} (pid {info.pid}, log {info.log})" if info else "not running")
         return 0 if info else 3
     return 0
 
@@ -168,12 +193,21 @@ def _watermark(args: argparse.Namespace, settings: Settings) -> int:
     catalog = load_catalog(settings)
     if args.action == "reset":
         snapshot = ops.reset_watermarks(catalog, spec, args.source)
-        print(f"{spec.key}: watermark reset" + (f" (snapshot {snapshot}); the next run reads "
-              "every row" if snapshot else ": the table does not exist yet, nothing to reset"))
+        print(
+            f"{spec.key}: watermark reset"
+            + (
+                f" (snapshot {snapshot}); the next run reads every row"
+                if snapshot
+                else ": the table does not exist yet, nothing to reset"
+            )
+        )
         return 0
     for w in ops.watermarks(catalog, spec):
-        value = f"{w['value']} ({w['type']}, snapshot {w['snapshot_id']})" if w["value"] \
+        value = (
+            f"{w['value']} ({w['type']}, snapshot {w['snapshot_id']})"
+            if w["value"]
             else "none: the next run reads every row"
+        )
         print(f"{spec.key} source {w['source']} column {w['column']} in {w['table']}: {value}")
     return 0
 
@@ -185,25 +219,38 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="write deterministic sample files for the example apps")
     demo.add_argument("--rows", type=int, default=1000)
     demo.add_argument("--seed", type=int, default=42)
-    demo.add_argument("--fresh", action="store_true",
-                      help="first drop the example apps' tables and sample files, so the demo "
-                           "starts from nothing (raw pipelines ingest each file in landing/ "
-                           "once and move it to processed/)")
-    demo.add_argument("--touch-crm", action="store_true",
-                      help="only change the crm source data (new and updated rows), to show "
-                           "an incremental run")
-    servers = sub.add_parser("servers", help="the crm example's local PostgreSQL and "
-                                             "MongoDB-wire servers")
+    demo.add_argument(
+        "--fresh",
+        action="store_true",
+        help="first drop the example apps' tables and sample files, so the demo "
+        "starts from nothing (raw pipelines ingest each file in landing/ "
+        "once and move it to processed/)",
+    )
+    demo.add_argument(
+        "--touch-crm",
+        action="store_true",
+        help="only change the crm source data (new and updated rows), to show an incremental run",
+    )
+    servers = sub.add_parser(
+        "servers", help="the crm example's local PostgreSQL and MongoDB-wire servers"
+    )
     servers.add_argument("action", choices=["status", "start", "stop"])
-    servers.add_argument("--purge", action="store_true",
-                         help="with stop: also delete the servers' data (make clean does)")
+    servers.add_argument(
+        "--purge",
+        action="store_true",
+        help="with stop: also delete the servers' data (make clean does)",
+    )
     sub.add_parser("tables", help="list every table asset with its rows and current snapshot")
     hist = sub.add_parser("history", help="snapshots of a table, newest first")
     hist.add_argument("table", help="<app>.<layer>.<table>")
     back = sub.add_parser("rollback", help="point a table's main branch at an older snapshot")
     back.add_argument("table", help="<app>.<layer>.<table>")
-    back.add_argument("--to", type=int, default=None,
-                      help="snapshot id (default: the parent of the current snapshot)")
+    back.add_argument(
+        "--to",
+        type=int,
+        default=None,
+        help="snapshot id (default: the parent of the current snapshot)",
+    )
     mark = sub.add_parser("watermark", help="committed watermarks of incremental sources")
     mark.add_argument("action", choices=["show", "reset"])
     mark.add_argument("pipeline", help="<app>.<pipeline id>")
@@ -211,21 +258,36 @@ def main(argv: list[str] | None = None) -> int:
     spark = sub.add_parser("spark", help="the local shared Spark Connect server")
     spark.add_argument("action", choices=["status", "start", "stop"])
     from datahub_assets.execute.mongo import cli as mongo_cli
+
     mongo_cli.add_parser(sub)
     from datahub_assets.runs import cli as runs_cli
+
     runs_cli.add_parser(sub)
     from datahub_assets import sql_cli
+
     sql_cli.add_parser(sub)
     from datahub_assets.maintenance import cli as maintain_cli
+
     maintain_cli.add_parser(sub)
     from datahub_assets import scaffold
+
     scaffold.add_parser(sub)
     args = parser.parse_args(argv)
-    handler = {"validate": _validate, "demo": _demo, "tables": _tables, "spark": _spark,
-               "history": _history, "rollback": _rollback, "watermark": _watermark,
-               "servers": _servers,
-               "mongo": mongo_cli.run, "runs": runs_cli.run, "sql": sql_cli.run,
-               "maintain": maintain_cli.run, "new": scaffold.run}
+    handler = {
+        "validate": _validate,
+        "demo": _demo,
+        "tables": _tables,
+        "spark": _spark,
+        "history": _history,
+        "rollback": _rollback,
+        "watermark": _watermark,
+        "servers": _servers,
+        "mongo": mongo_cli.run,
+        "runs": runs_cli.run,
+        "sql": sql_cli.run,
+        "maintain": maintain_cli.run,
+        "new": scaffold.run,
+    }
     try:
         return handler[args.command](args, Settings.from_env())
     except (ValueError, LookupError) as exc:  # bad table name, unknown snapshot, no table

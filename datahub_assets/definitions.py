@@ -37,8 +37,9 @@ def load_defs_folder() -> dg.Definitions:
         # sensor owners) and would print one warning per asset: nothing a user can act on
         warnings.simplefilter("ignore", BetaWarning)
         warnings.simplefilter("ignore", PreviewWarning)
-        tree = ComponentTree.from_module(defs_module=datahub_assets.defs,
-                                         project_root=_project_root())
+        tree = ComponentTree.from_module(
+            defs_module=datahub_assets.defs, project_root=_project_root()
+        )
         return tree.build_defs()
 
 

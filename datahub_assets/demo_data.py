@@ -44,13 +44,62 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-FIRST = ["Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Gustav", "Hana", "Ivan", "Jon", "Kofi",
-         "Lena", "Maya", "Nils", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tara", "Uma", "Yusuf"]
-LAST = ["Adams", "Berg", "Costa", "Dubois", "Evans", "Fischer", "Garcia", "Haddad", "Ito",
-        "Jensen", "Kim", "Lopez", "Meyer", "Novak", "Okafor", "Patel", "Rossi", "Silva", "Weber"]
-CITIES = {"US": ["New York", "Austin", "Seattle", "Chicago"], "DE": ["Berlin", "Munich"],
-          "FR": ["Paris", "Lyon"], "GB": ["London", "Leeds"], "IN": ["Pune", "Bengaluru"],
-          "BR": ["Sao Paulo"], "JP": ["Tokyo", "Osaka"], "CA": ["Toronto"], "NL": ["Utrecht"]}
+FIRST = [
+    "Ana",
+    "Ben",
+    "Chen",
+    "Dara",
+    "Eli",
+    "Fatima",
+    "Gustav",
+    "Hana",
+    "Ivan",
+    "Jon",
+    "Kofi",
+    "Lena",
+    "Maya",
+    "Nils",
+    "Omar",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sven",
+    "Tara",
+    "Uma",
+    "Yusuf",
+]
+LAST = [
+    "Adams",
+    "Berg",
+    "Costa",
+    "Dubois",
+    "Evans",
+    "Fischer",
+    "Garcia",
+    "Haddad",
+    "Ito",
+    "Jensen",
+    "Kim",
+    "Lopez",
+    "Meyer",
+    "Novak",
+    "Okafor",
+    "Patel",
+    "Rossi",
+    "Silva",
+    "Weber",
+]
+CITIES = {
+    "US": ["New York", "Austin", "Seattle", "Chicago"],
+    "DE": ["Berlin", "Munich"],
+    "FR": ["Paris", "Lyon"],
+    "GB": ["London", "Leeds"],
+    "IN": ["Pune", "Bengaluru"],
+    "BR": ["Sao Paulo"],
+    "JP": ["Tokyo", "Osaka"],
+    "CA": ["Toronto"],
+    "NL": ["Utrecht"],
+}
 COUNTRIES = list(CITIES)
 STATUS_NEXT = {"placed": "paid", "paid": "shipped", "shipped": "delivered"}
 YEAR_START = datetime(2024, 1, 1)
@@ -101,16 +150,36 @@ def _phone(rng: random.Random) -> str:
 def _ecommerce_customers(rng: random.Random, n: int, land: Path) -> tuple[list[str], list[Path]]:
     n_upd, n_bad = max(1, n // 20), max(1, n // 50)
     n_base = max(1, n - n_upd - n_bad)
-    header = ["customer_id", "first_name", "last_name", "email", "phone", "city",
-              "country_code", "signup_date", "updated_at"]
+    header = [
+        "customer_id",
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "city",
+        "country_code",
+        "signup_date",
+        "updated_at",
+    ]
     base: list[list[object]] = []
     for i in range(1, n_base + 1):
         first, last, email = _person(rng, "shop.example")
         country = rng.choice(COUNTRIES)
         signup = YEAR_START - timedelta(days=rng.randint(0, 900))
         updated = signup + timedelta(hours=rng.randint(1, 48))
-        base.append([f"C{i:06d}", first, last, email, _phone(rng), rng.choice(CITIES[country]),
-                     country, signup.date().isoformat(), _ts(updated)])
+        base.append(
+            [
+                f"C{i:06d}",
+                first,
+                last,
+                email,
+                _phone(rng),
+                rng.choice(CITIES[country]),
+                country,
+                signup.date().isoformat(),
+                _ts(updated),
+            ]
+        )
     later: list[list[object]] = []
     for row in rng.sample(base, min(n_upd, len(base))):
         new = list(row)
@@ -122,11 +191,24 @@ def _ecommerce_customers(rng: random.Random, n: int, land: Path) -> tuple[list[s
         later.append(new)
     for j in range(n_bad):  # bad: e-mail without '@'; ids no order references
         first, last, _ = _person(rng)
-        later.append([f"C9{j:05d}", first, last, f"{first.lower()}-at-nowhere", _phone(rng),
-                      "Berlin", "DE", "2024-06-01", "2024-06-01 12:00:00"])
+        later.append(
+            [
+                f"C9{j:05d}",
+                first,
+                last,
+                f"{first.lower()}-at-nowhere",
+                _phone(rng),
+                "Berlin",
+                "DE",
+                "2024-06-01",
+                "2024-06-01 12:00:00",
+            ]
+        )
     rng.shuffle(later)
-    files = [_write_csv(land / "customers_2024_01.csv", header, base),
-             _write_csv(land / "customers_2024_07.csv", header, later)]
+    files = [
+        _write_csv(land / "customers_2024_01.csv", header, base),
+        _write_csv(land / "customers_2024_07.csv", header, later),
+    ]
     return [str(r[0]) for r in base], files
 
 
@@ -135,19 +217,30 @@ def _ecommerce_orders(rng: random.Random, n: int, customers: list[str], land: Pa
     n_base = max(2, n - n_upd - n_bad)
     weights = [rng.paretovariate(1.3) for _ in customers]  # a few heavy buyers, a long tail
     buyers = rng.choices(customers, weights=weights, k=n_base)
-    stamps = sorted(YEAR_START + timedelta(seconds=rng.randint(0, 366 * 86400 - 1))
-                    for _ in range(n_base))
+    stamps = sorted(
+        YEAR_START + timedelta(seconds=rng.randint(0, 366 * 86400 - 1)) for _ in range(n_base)
+    )
     statuses = ["delivered", "shipped", "paid", "placed", "cancelled", "returned"]
     rows: list[list[object]] = []
     for i, (customer, ts) in enumerate(zip(buyers, stamps, strict=True), start=1):
         quantity = rng.choices([1, 2, 3, 4, 5], weights=[50, 25, 12, 8, 5])[0]
         cents = int(round(10 ** rng.uniform(2.7, 4.6)))  # about 5 to 400 per unit
         status = rng.choices(statuses, weights=[55, 12, 10, 10, 8, 5])[0]
-        rows.append([f"O{i:07d}", customer, _ts(ts), status,
-                     rng.choice(["web", "web", "mobile", "marketplace"]),
-                     rng.choice(["card", "card", "paypal", "bank_transfer"]), quantity,
-                     f"{cents / 100:.2f}", f"{quantity * cents / 100:.2f}", "USD",
-                     _ts(ts + timedelta(minutes=rng.randint(0, 30)))])
+        rows.append(
+            [
+                f"O{i:07d}",
+                customer,
+                _ts(ts),
+                status,
+                rng.choice(["web", "web", "mobile", "marketplace"]),
+                rng.choice(["card", "card", "paypal", "bank_transfer"]),
+                quantity,
+                f"{cents / 100:.2f}",
+                f"{quantity * cents / 100:.2f}",
+                "USD",
+                _ts(ts + timedelta(minutes=rng.randint(0, 30))),
+            ]
+        )
     half = len(rows) // 2
     first, second = rows[:half], rows[half:]
     open_first = [r for r in first if r[3] in STATUS_NEXT] or first
@@ -166,17 +259,37 @@ def _ecommerce_orders(rng: random.Random, n: int, customers: list[str], land: Pa
             bad[1] = ""  # missing customer
         second.append(bad)
     second.sort(key=lambda r: (str(r[10]), str(r[0])))
-    header = ["order_id", "customer_id", "order_ts", "status", "channel", "payment_method",
-              "quantity", "unit_price", "amount", "currency", "updated_at"]
-    return [_write_csv(land / "orders_2024_h1.csv", header, first),
-            _write_csv(land / "orders_2024_h2.csv", header, second)]
+    header = [
+        "order_id",
+        "customer_id",
+        "order_ts",
+        "status",
+        "channel",
+        "payment_method",
+        "quantity",
+        "unit_price",
+        "amount",
+        "currency",
+        "updated_at",
+    ]
+    return [
+        _write_csv(land / "orders_2024_h1.csv", header, first),
+        _write_csv(land / "orders_2024_h2.csv", header, second),
+    ]
 
 
 def _clickstream(rng: random.Random, n: int, customers: list[str], land: Path) -> list[Path]:
     n_dup, n_bad = max(1, n // 100), max(1, n // 200)
     n_good = max(1, n - n_dup - n_bad)
-    pages = ["/", "/search", "/category/shoes", "/category/books", "/product/{}", "/cart",
-             "/checkout"]
+    pages = [
+        "/",
+        "/search",
+        "/category/shoes",
+        "/category/books",
+        "/product/{}",
+        "/cart",
+        "/checkout",
+    ]
     events: list[dict] = []
     session = 0
     while len(events) < n_good:
@@ -191,12 +304,24 @@ def _clickstream(rng: random.Random, n: int, customers: list[str], land: Path) -
         for kind in funnel[: n_good - len(events)]:
             ts += timedelta(seconds=rng.randint(5, 180))
             page = rng.choice(pages).format(rng.randint(1, 500))
-            events.append({"event_id": f"E{len(events) + 1:09d}", "session_id": f"S{session:08d}",
-                           "customer_id": customer, "event_type": kind, "page_url": page,
-                           "event_ts": _ts(ts), "device": device, "referrer": referrer})
+            events.append(
+                {
+                    "event_id": f"E{len(events) + 1:09d}",
+                    "session_id": f"S{session:08d}",
+                    "customer_id": customer,
+                    "event_type": kind,
+                    "page_url": page,
+                    "event_ts": _ts(ts),
+                    "device": device,
+                    "referrer": referrer,
+                }
+            )
     events.sort(key=lambda e: (e["event_ts"], e["event_id"]))
-    thirds = [events[: len(events) // 3], events[len(events) // 3: 2 * len(events) // 3],
-              events[2 * len(events) // 3:]]
+    thirds = [
+        events[: len(events) // 3],
+        events[len(events) // 3 : 2 * len(events) // 3],
+        events[2 * len(events) // 3 :],
+    ]
     for event in rng.sample(thirds[0] + thirds[1], n_dup):  # at-least-once delivery
         thirds[2].append(dict(event))
     for j in range(n_bad):
@@ -206,8 +331,9 @@ def _clickstream(rng: random.Random, n: int, customers: list[str], land: Path) -
         else:
             bad["event_type"] = "unknown"
         thirds[1].append(bad)
-    return [_write_jsonl(land / f"clickstream_part{k + 1}.json", part)
-            for k, part in enumerate(thirds)]
+    return [
+        _write_jsonl(land / f"clickstream_part{k + 1}.json", part) for k, part in enumerate(thirds)
+    ]
 
 
 # --------------------------------------------------------------------------------- github
@@ -225,11 +351,21 @@ def _github(rng: random.Random, n: int, land: Path) -> list[Path]:
     eligible = [a for a in actors if a["id"] in both]
     picked = rng.sample(eligible, min(n_renames, len(eligible)))
     renamed = {a["id"]: a["login"] + "-dev" for a in picked}
-    repos = [{"id": rng.randint(10_000_000, 30_000_000),
-              "name": f"{rng.choice(actors)['login']}/{rng.choice(['api', 'web', 'etl', 'docs'])}"}
-             for _ in range(max(1, n // 10))]
-    types = ["PushEvent", "WatchEvent", "CreateEvent", "IssuesEvent", "PullRequestEvent",
-             "ForkEvent"]
+    repos = [
+        {
+            "id": rng.randint(10_000_000, 30_000_000),
+            "name": f"{rng.choice(actors)['login']}/{rng.choice(['api', 'web', 'etl', 'docs'])}",
+        }
+        for _ in range(max(1, n // 10))
+    ]
+    types = [
+        "PushEvent",
+        "WatchEvent",
+        "CreateEvent",
+        "IssuesEvent",
+        "PullRequestEvent",
+        "ForkEvent",
+    ]
     actions = {"WatchEvent": "started", "IssuesEvent": "opened", "PullRequestEvent": "closed"}
     kinds: list[str] = []
     while len(kinds) < n:  # every block of six holds each type once: each file sees all types
@@ -243,25 +379,47 @@ def _github(rng: random.Random, n: int, land: Path) -> list[Path]:
         payload: dict = {}
         if kind == "PushEvent":
             size = rng.randint(1, 3)
-            payload = {"size": size, "commits": [
-                {"sha": f"{rng.getrandbits(160):040x}", "message": f"Fix #{rng.randint(1, 900)}",
-                 "author": {"name": login, "email": f"{login}@users.noreply.github.com"},
-                 "distinct": True} for _ in range(size)]}
+            payload = {
+                "size": size,
+                "commits": [
+                    {
+                        "sha": f"{rng.getrandbits(160):040x}",
+                        "message": f"Fix #{rng.randint(1, 900)}",
+                        "author": {"name": login, "email": f"{login}@users.noreply.github.com"},
+                        "distinct": True,
+                    }
+                    for _ in range(size)
+                ],
+            }
         elif kind in actions:
             payload = {"action": actions[kind]}
         repo = rng.choice(repos)
-        records.append({
-            "id": str(2_489_651_045 + i), "type": kind, "created_at": created.strftime(
-                "%Y-%m-%dT%H:%M:%SZ"),
-            "actor": {"id": actor["id"], "login": login, "gravatar_id": "",
-                      "url": f"https://api.github.com/users/{login}",
-                      "avatar_url": f"https://avatars.githubusercontent.com/u/{actor['id']}?"},
-            "repo": {"id": repo["id"], "name": repo["name"],
-                     "url": f"https://api.github.com/repos/{repo['name']}"},
-            "payload": payload, "public": True})
+        records.append(
+            {
+                "id": str(2_489_651_045 + i),
+                "type": kind,
+                "created_at": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "actor": {
+                    "id": actor["id"],
+                    "login": login,
+                    "gravatar_id": "",
+                    "url": f"https://api.github.com/users/{login}",
+                    "avatar_url": f"https://avatars.githubusercontent.com/u/{actor['id']}?",
+                },
+                "repo": {
+                    "id": repo["id"],
+                    "name": repo["name"],
+                    "url": f"https://api.github.com/repos/{repo['name']}",
+                },
+                "payload": payload,
+                "public": True,
+            }
+        )
     half = n // 2
-    return [_write_jsonl(land / "events_part1.json", records[:half]),
-            _write_jsonl(land / "events_part2.json", records[half:])]
+    return [
+        _write_jsonl(land / "events_part1.json", records[:half]),
+        _write_jsonl(land / "events_part2.json", records[half:]),
+    ]
 
 
 # ------------------------------------------------------------------------------- customer
@@ -270,8 +428,17 @@ def _github(rng: random.Random, n: int, land: Path) -> list[Path]:
 def _customer(rng: random.Random, n: int, land: Path) -> list[Path]:
     n_upd, n_bad = max(1, n // 20), max(1, n // 50)
     n_base = max(1, n - n_upd - n_bad)
-    header = ["customer_id", "first_name", "last_name", "email", "phone", "ssn",
-              "country_code", "revenue", "updated_at"]
+    header = [
+        "customer_id",
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "ssn",
+        "country_code",
+        "revenue",
+        "updated_at",
+    ]
     base: list[list[object]] = []
     for i in range(1, n_base + 1):
         first, last, email = _person(rng, "corp.example")
@@ -279,8 +446,9 @@ def _customer(rng: random.Random, n: int, land: Path) -> list[Path]:
         ssn = f"{rng.randint(100, 899):03d}-{rng.randint(1, 99):02d}-{rng.randint(1, 9999):04d}"
         updated = datetime(2024, 1, 1) + timedelta(minutes=rng.randint(0, 180 * 1440))
         revenue = f"{rng.lognormvariate(7, 1.2):.2f}"
-        base.append([f"CU{i:06d}", first, last, email, _phone(rng), ssn, country, revenue,
-                     _ts(updated)])
+        base.append(
+            [f"CU{i:06d}", first, last, email, _phone(rng), ssn, country, revenue, _ts(updated)]
+        )
     later: list[list[object]] = []
     for row in rng.sample(base, min(n_upd, len(base))):
         new = list(row)
@@ -296,8 +464,10 @@ def _customer(rng: random.Random, n: int, land: Path) -> list[Path]:
             bad[0] = ""  # missing key
         later.append(bad)
     rng.shuffle(later)
-    return [_write_csv(land / "customer_part1.csv", header, base),
-            _write_csv(land / "customer_part2.csv", header, later)]
+    return [
+        _write_csv(land / "customer_part1.csv", header, base),
+        _write_csv(land / "customer_part2.csv", header, later),
+    ]
 
 
 def generate(data_dir: Path, rows: int = 1000, seed: int = 42) -> dict[str, list[Path]]:
@@ -316,6 +486,7 @@ def generate(data_dir: Path, rows: int = 1000, seed: int = 42) -> dict[str, list
         "ecommerce.orders": _ecommerce_orders(rng, rows, customer_ids, shop / "orders"),
         "ecommerce.clickstream": _clickstream(rng, rows * 3, customer_ids, shop / "clickstream"),
         "github.events": _github(rng, rows, data_dir / "github" / "landing" / "events"),
-        "customer.customers": _customer(rng, rows // 2,
-                                        data_dir / "customer" / "landing" / "customers"),
+        "customer.customers": _customer(
+            rng, rows // 2, data_dir / "customer" / "landing" / "customers"
+        ),
     }

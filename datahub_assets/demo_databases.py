@@ -35,8 +35,11 @@ from datahub_resources import local_servers
 PG_PORT = 54329
 MONGO_PORT = 27019
 SERVERS = ("postgres", "mongo")
-CATEGORIES = {"outdoor": ["tents", "boots", "packs"], "kitchen": ["knives", "pans"],
-              "office": ["chairs", "desks", "lamps"]}
+CATEGORIES = {
+    "outdoor": ["tents", "boots", "packs"],
+    "kitchen": ["knives", "pans"],
+    "office": ["chairs", "desks", "lamps"],
+}
 COLORS = ["red", "blue", "green", "black", "white"]
 STATUSES = ["placed", "paid", "shipped", "delivered", "cancelled"]
 T0 = datetime(2024, 3, 1, 8, 0, 0)
@@ -63,15 +66,15 @@ def start_servers(home: Path) -> dict[str, local_servers.LocalServer]:
     except local_servers.LocalServerError as exc:
         raise local_servers.LocalServerError(
             f"{exc}\n(the crm example's servers listen on 127.0.0.1:{pg_port} and "
-            f":{mongo_port}; stop whatever uses those ports, or `datahub servers stop`)") from exc
+            f":{mongo_port}; stop whatever uses those ports, or `datahub servers stop`)"
+        ) from exc
     return {"postgres": pg, "mongo": mongo}
 
 
 def stop_servers(home: Path, purge: bool = False) -> list[str]:
     """Stop the demo servers; returns the kinds that were running. `purge` also deletes their
     data kept outside $DATAHUB_HOME (see `local_servers._service_home`)."""
-    return [kind for kind in SERVERS
-            if local_servers.stop(server_root(home, kind), purge=purge)]
+    return [kind for kind in SERVERS if local_servers.stop(server_root(home, kind), purge=purge)]
 
 
 def status(home: Path) -> dict[str, local_servers.LocalServer | None]:
@@ -81,8 +84,9 @@ def status(home: Path) -> dict[str, local_servers.LocalServer | None]:
 def _pg(server):
     import psycopg
 
-    return psycopg.connect(host="127.0.0.1", port=server.port, user="datahub", dbname="crm",
-                           autocommit=True)
+    return psycopg.connect(
+        host="127.0.0.1", port=server.port, user="datahub", dbname="crm", autocommit=True
+    )
 
 
 def seed_crm(home: Path, rows: int = 1000, seed: int = 42) -> dict[str, int]:
@@ -104,10 +108,14 @@ def seed_crm(home: Path, rows: int = 1000, seed: int = 42) -> dict[str, int]:
             quantity integer not null, unit_price numeric(10,2) not null, status text not null,
             order_date date not null, updated_at timestamp not null)""")
         with conn.cursor() as cur:
-            cur.executemany("insert into public.customers values (%s,%s,%s,%s,%s,%s,%s,%s)",
-                            [_customer(rng, i) for i in range(1, n_customers + 1)])
-            cur.executemany("insert into public.orders values (%s,%s,%s,%s,%s,%s,%s,%s)",
-                            [_order(rng, i, n_customers) for i in range(1, n_orders + 1)])
+            cur.executemany(
+                "insert into public.customers values (%s,%s,%s,%s,%s,%s,%s,%s)",
+                [_customer(rng, i) for i in range(1, n_customers + 1)],
+            )
+            cur.executemany(
+                "insert into public.orders values (%s,%s,%s,%s,%s,%s,%s,%s)",
+                [_order(rng, i, n_customers) for i in range(1, n_orders + 1)],
+            )
     products = _seed_products(servers["mongo"], rng)
     return {"customers": n_customers, "orders": n_orders, "products": products}
 
@@ -117,17 +125,31 @@ def _customer(rng: random.Random, i: int) -> tuple:
     last = rng.choice(["Adams", "Berg", "Costa", "Ito", "Kim", "Lopez", "Novak", "Silva"])
     created = T0 + timedelta(hours=i)
     email = f"{first.lower()}.{last.lower()}{i}@example.com" if i % 17 else None
-    return (i, first, last, email, rng.choice(["US", "DE", "FR", "JP", "BR"]),
-            rng.choice(["retail", "business", "vip"]), created,
-            created + timedelta(minutes=rng.randint(0, 600)))
+    return (
+        i,
+        first,
+        last,
+        email,
+        rng.choice(["US", "DE", "FR", "JP", "BR"]),
+        rng.choice(["retail", "business", "vip"]),
+        created,
+        created + timedelta(minutes=rng.randint(0, 600)),
+    )
 
 
 def _order(rng: random.Random, i: int, n_customers: int) -> tuple:
     day = date(2024, 3, 1) + timedelta(days=rng.randint(0, 120))
     created = datetime.combine(day, datetime.min.time()) + timedelta(minutes=rng.randint(0, 1439))
-    return (i, rng.randint(1, n_customers), f"SKU-{rng.randint(1, 40):03d}", rng.randint(1, 5),
-            Decimal(rng.randint(199, 19999)) / 100, rng.choice(STATUSES), day,
-            created + timedelta(hours=rng.randint(0, 72)))
+    return (
+        i,
+        rng.randint(1, n_customers),
+        f"SKU-{rng.randint(1, 40):03d}",
+        rng.randint(1, 5),
+        Decimal(rng.randint(199, 19999)) / 100,
+        rng.choice(STATUSES),
+        day,
+        created + timedelta(hours=rng.randint(0, 72)),
+    )
 
 
 def _seed_products(server, rng: random.Random) -> int:
@@ -147,16 +169,20 @@ def _seed_products(server, rng: random.Random) -> int:
                 # a double: nx-27017 cannot store Decimal128 (real MongoDB can; the reader maps
                 # it to decimal, tests/integration/test_mongo_source.py)
                 "price": rng.randint(199, 19999) / 100,
-                "tags": rng.sample(["new", "sale", "eco", "bestseller", "gift"],
-                                   rng.randint(0, 3)),
-                "variants": [{"color": c, "stock": rng.randint(0, 50)}
-                             for c in rng.sample(COLORS, rng.randint(1, 3))],
+                "tags": rng.sample(["new", "sale", "eco", "bestseller", "gift"], rng.randint(0, 3)),
+                "variants": [
+                    {"color": c, "stock": rng.randint(0, 50)}
+                    for c in rng.sample(COLORS, rng.randint(1, 3))
+                ],
                 "active": i % 9 != 0,
                 "updated_at": T0 + timedelta(days=i),
             }
             if i % 4:  # some products have no dimensions: the field is optional
-                doc["dimensions"] = {"width": rng.randint(5, 90), "height": rng.randint(5, 90),
-                                     "depth": round(rng.uniform(1, 40), 1)}
+                doc["dimensions"] = {
+                    "width": rng.randint(5, 90),
+                    "height": rng.randint(5, 90),
+                    "depth": round(rng.uniform(1, 40), 1),
+                }
             docs.append(doc)
         coll.insert_many(docs)
         return len(docs)
@@ -172,10 +198,24 @@ def touch_crm(home: Path, new_orders: int = 5) -> None:
     with _pg(servers["postgres"]) as conn:
         newest = conn.execute("select max(updated_at) from public.orders").fetchone()[0]
         last = conn.execute("select max(order_id) from public.orders").fetchone()[0]
-        conn.execute("update public.customers set segment = 'vip', updated_at = %s "
-                     "where customer_id = 1", (newest + timedelta(minutes=1),))
+        conn.execute(
+            "update public.customers set segment = 'vip', updated_at = %s where customer_id = 1",
+            (newest + timedelta(minutes=1),),
+        )
         with conn.cursor() as cur:
-            cur.executemany("insert into public.orders values (%s,%s,%s,%s,%s,%s,%s,%s)", [
-                (last + k, 1, "SKU-001", k, Decimal("9.99"), "placed", newest.date(),
-                 newest if k == 1 else newest + timedelta(minutes=k))
-                for k in range(1, new_orders + 1)])
+            cur.executemany(
+                "insert into public.orders values (%s,%s,%s,%s,%s,%s,%s,%s)",
+                [
+                    (
+                        last + k,
+                        1,
+                        "SKU-001",
+                        k,
+                        Decimal("9.99"),
+                        "placed",
+                        newest.date(),
+                        newest if k == 1 else newest + timedelta(minutes=k),
+                    )
+                    for k in range(1, new_orders + 1)
+                ],
+            )

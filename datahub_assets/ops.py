@@ -37,8 +37,9 @@ def _int(summary: dict[str, str], key: str) -> int | None:
 
 
 def _ordered(table: Table) -> list[Snapshot]:
-    return sorted(table.snapshots(), key=lambda s: (s.timestamp_ms, s.sequence_number or 0),
-                  reverse=True)
+    return sorted(
+        table.snapshots(), key=lambda s: (s.timestamp_ms, s.sequence_number or 0), reverse=True
+    )
 
 
 def history(catalog: Catalog, ref: TableRef) -> list[dict[str, Any]]:
@@ -51,20 +52,22 @@ def history(catalog: Catalog, ref: TableRef) -> list[dict[str, Any]]:
     rows = []
     for s in _ordered(table):
         summary = s.summary.additional_properties if s.summary else {}
-        rows.append({
-            "snapshot_id": s.snapshot_id,
-            "parent_id": s.parent_snapshot_id,
-            "committed_at": datetime.fromtimestamp(s.timestamp_ms / 1000, UTC).isoformat(),
-            "operation": s.summary.operation.value if s.summary else None,
-            "added_records": _int(summary, "added-records") or 0,
-            "deleted_records": _int(summary, "deleted-records") or 0,
-            "added_files": _int(summary, "added-data-files") or 0,
-            "deleted_files": _int(summary, "deleted-data-files") or 0,
-            "total_records": _int(summary, "total-records"),
-            "run_id": summary.get("datahub.run-id"),
-            "current": current is not None and s.snapshot_id == current.snapshot_id,
-            "refs": sorted(refs.get(s.snapshot_id, [])),
-        })
+        rows.append(
+            {
+                "snapshot_id": s.snapshot_id,
+                "parent_id": s.parent_snapshot_id,
+                "committed_at": datetime.fromtimestamp(s.timestamp_ms / 1000, UTC).isoformat(),
+                "operation": s.summary.operation.value if s.summary else None,
+                "added_records": _int(summary, "added-records") or 0,
+                "deleted_records": _int(summary, "deleted-records") or 0,
+                "added_files": _int(summary, "added-data-files") or 0,
+                "deleted_files": _int(summary, "deleted-data-files") or 0,
+                "total_records": _int(summary, "total-records"),
+                "run_id": summary.get("datahub.run-id"),
+                "current": current is not None and s.snapshot_id == current.snapshot_id,
+                "refs": sorted(refs.get(s.snapshot_id, [])),
+            }
+        )
     return rows
 
 
@@ -77,17 +80,21 @@ def rollback(catalog: Catalog, ref: TableRef, to: int | None = None) -> tuple[in
     table = load_table(catalog, ref)
     current = table.current_snapshot()
     if current is None:
-        raise ValueError(f"table {ref.identifier} has no current snapshot to roll back from "
-                         f"(snapshots: {_valid(table)})")
+        raise ValueError(
+            f"table {ref.identifier} has no current snapshot to roll back from "
+            f"(snapshots: {_valid(table)})"
+        )
     if to is None:
         to = current.parent_snapshot_id
         if to is None or table.snapshot_by_id(to) is None:
             raise ValueError(
                 f"table {ref.identifier}: current snapshot {current.snapshot_id} has no parent "
-                f"to roll back to; pass one of: {_valid(table)}")
+                f"to roll back to; pass one of: {_valid(table)}"
+            )
     elif table.snapshot_by_id(to) is None:
-        raise ValueError(f"table {ref.identifier} has no snapshot {to}; valid snapshot ids: "
-                         f"{_valid(table)}")
+        raise ValueError(
+            f"table {ref.identifier} has no snapshot {to}; valid snapshot ids: {_valid(table)}"
+        )
     if to == current.snapshot_id:
         return current.snapshot_id, to
     ancestors = {s.snapshot_id for s in ancestors_of(current, table.metadata)}
@@ -107,8 +114,9 @@ def find_pipeline(project, key: str):
             return spec
     app = key.split(".")[0]
     known = sorted(p.key for p in project.pipelines if p.app == app)
-    raise ValueError(f"no pipeline {key!r}; pipelines of app {app!r}: "
-                     f"{', '.join(known) or '(none)'}")
+    raise ValueError(
+        f"no pipeline {key!r}; pipelines of app {app!r}: {', '.join(known) or '(none)'}"
+    )
 
 
 def _incremental(spec) -> tuple[list[str], TableRef]:
@@ -128,10 +136,17 @@ def watermarks(catalog: Catalog, spec) -> list[dict[str, Any]]:
     ids, ref = _incremental(spec)
     state = load_state(catalog, ref, ids)
     columns = {s.id: s.incremental.column for s in spec.pipeline.sources if s.incremental}
-    return [{"source": sid, "column": columns[sid], "table": ref.identifier,
-             "type": state.previous[sid].type if sid in state.previous else None,
-             "value": state.previous[sid].value if sid in state.previous else None,
-             "snapshot_id": state.recorded_in.get(sid)} for sid in ids]
+    return [
+        {
+            "source": sid,
+            "column": columns[sid],
+            "table": ref.identifier,
+            "type": state.previous[sid].type if sid in state.previous else None,
+            "value": state.previous[sid].value if sid in state.previous else None,
+            "snapshot_id": state.recorded_in.get(sid),
+        }
+        for sid in ids
+    ]
 
 
 def reset_watermarks(catalog: Catalog, spec, source: str | None = None) -> int | None:
@@ -140,6 +155,7 @@ def reset_watermarks(catalog: Catalog, spec, source: str | None = None) -> int |
 
     ids, ref = _incremental(spec)
     if source is not None and source not in ids:
-        raise ValueError(f"{spec.key} has no incremental source {source!r}; it has "
-                         f"{', '.join(ids)}")
+        raise ValueError(
+            f"{spec.key} has no incremental source {source!r}; it has {', '.join(ids)}"
+        )
     return reset(catalog, ref, [source] if source else ids)

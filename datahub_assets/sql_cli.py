@@ -67,7 +67,7 @@ def _part(sql: str, i: int) -> tuple[str, int] | None:
     """(identifier, end) of a plain or backticked identifier at `i`."""
     if i < len(sql) and sql[i] == "`":
         end = _quoted_end(sql, i, "`")
-        return sql[i + 1:end - 1].replace("``", "`"), end
+        return sql[i + 1 : end - 1].replace("``", "`"), end
     match = _WORD.match(sql, i)
     return (match.group(0), match.end()) if match else None
 
@@ -85,8 +85,10 @@ def dotted_names(sql: str) -> Iterator[_Name]:
         elif sql.startswith("/*", i):
             close = sql.find("*/", i + 2)
             i = len(sql) if close < 0 else close + 2
-        elif c == "`" or ((c.isalpha() or c == "_") and (i == 0 or not (
-                sql[i - 1].isalnum() or sql[i - 1] in "_$"))):
+        elif c == "`" or (
+            (c.isalpha() or c == "_")
+            and (i == 0 or not (sql[i - 1].isalnum() or sql[i - 1] in "_$"))
+        ):
             start, parts = i, []
             while (found := _part(sql, i)) is not None:
                 parts.append(found[0])
@@ -128,11 +130,12 @@ def resolve(sql: str, tables: dict[str, set[str]]) -> tuple[str, list[tuple[str,
         if table is None:
             if len(parts) == 2 or name.parts[0].lower() == CATALOG_ALIAS:
                 listing = ", ".join(sorted(known.values())) or "none"
-                raise LookupError(f"table {parts[0]}.{parts[1]} does not exist; tables in "
-                                  f"{namespace}: {listing}")
+                raise LookupError(
+                    f"table {parts[0]}.{parts[1]} does not exist; tables in {namespace}: {listing}"
+                )
             continue  # `alias.column.field` where the alias happens to be a namespace
         tail = "".join(f".`{p.replace('`', '``')}`" for p in parts[2:])
-        out.append(sql[last:name.start] + view_name(namespace, table) + tail)
+        out.append(sql[last : name.start] + view_name(namespace, table) + tail)
         last = name.end
         if (namespace, table) not in used:
             used.append((namespace, table))
@@ -142,8 +145,10 @@ def resolve(sql: str, tables: dict[str, set[str]]) -> tuple[str, list[tuple[str,
 
 def list_tables(catalog) -> dict[str, set[str]]:
     """namespace -> table names of every namespace in the catalog (metadata only)."""
-    return {ns[0]: {ident[-1] for ident in catalog.list_tables(ns[0])}
-            for ns in catalog.list_namespaces()}
+    return {
+        ns[0]: {ident[-1] for ident in catalog.list_tables(ns[0])}
+        for ns in catalog.list_namespaces()
+    }
 
 
 def register_views(spark, catalog, used: Sequence[tuple[str, str]]) -> None:
@@ -193,15 +198,12 @@ MAX_CELL = 60
 def write_table(columns: list[str], rows: list[tuple], out: TextIO) -> None:
     """An aligned text table; cells longer than MAX_CELL characters end in `…`."""
     cells = [[_text(v).replace("\n", "\\n") for v in row] for row in rows]
-    cells = [[c if len(c) <= MAX_CELL else c[:MAX_CELL - 1] + "…" for c in row]
-             for row in cells]
+    cells = [[c if len(c) <= MAX_CELL else c[: MAX_CELL - 1] + "…" for c in row] for row in cells]
     width = [max([len(col)] + [len(row[i]) for row in cells]) for i, col in enumerate(columns)]
-    out.write(" | ".join(c.ljust(w) for c, w in zip(columns, width, strict=True)).rstrip()
-              + "\n")
+    out.write(" | ".join(c.ljust(w) for c, w in zip(columns, width, strict=True)).rstrip() + "\n")
     out.write("-+-".join("-" * w for w in width) + "\n")
     for row in cells:
-        out.write(" | ".join(c.ljust(w) for c, w in zip(row, width, strict=True)).rstrip()
-                  + "\n")
+        out.write(" | ".join(c.ljust(w) for c, w in zip(row, width, strict=True)).rstrip() + "\n")
 
 
 def write_rows(fmt: str, columns: list[str], rows: list[tuple], out: TextIO) -> None:
@@ -211,8 +213,13 @@ def write_rows(fmt: str, columns: list[str], rows: list[tuple], out: TextIO) -> 
         writer.writerows([["" if v is None else _text(v) for v in row] for row in rows])
     elif fmt == "json":  # JSON lines: one object per row
         for row in rows:
-            out.write(json.dumps({c: _json_value(v) for c, v in zip(columns, row, strict=True)},
-                                 ensure_ascii=False) + "\n")
+            out.write(
+                json.dumps(
+                    {c: _json_value(v) for c, v in zip(columns, row, strict=True)},
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
     else:
         write_table(columns, rows, out)
 
@@ -220,8 +227,9 @@ def write_rows(fmt: str, columns: list[str], rows: list[tuple], out: TextIO) -> 
 # ------------------------------------------------------------------------------ command
 
 
-def query(sql: str, settings: Settings, limit: int | None, spark=None, catalog=None
-          ) -> tuple[list[str], list[tuple], bool]:
+def query(
+    sql: str, settings: Settings, limit: int | None, spark=None, catalog=None
+) -> tuple[list[str], list[tuple], bool]:
     """(columns, rows, truncated) of `sql` over the catalog; at most `limit` rows."""
     from datahub_resources.iceberg import load_catalog
     from datahub_resources.spark import connect
@@ -238,16 +246,26 @@ def query(sql: str, settings: Settings, limit: int | None, spark=None, catalog=N
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("sql", help="run a Spark SQL query over the Iceberg tables, named "
-                                   "<app>_<layer>.<table>")
-    p.add_argument("query", nargs="?", help='e.g. "select * from shop_raw.orders"; '
-                                            "- reads it from standard input")
-    p.add_argument("--limit", type=int, default=100,
-                   help="rows to print (default 100; 0: all)")
-    p.add_argument("--format", choices=["table", "csv", "json"], default="table",
-                   help="table (default), csv with a header, or json (one object per line)")
-    p.add_argument("--tables", action="store_true",
-                   help="list the queryable table names instead of running a query")
+    p = sub.add_parser(
+        "sql", help="run a Spark SQL query over the Iceberg tables, named <app>_<layer>.<table>"
+    )
+    p.add_argument(
+        "query",
+        nargs="?",
+        help='e.g. "select * from shop_raw.orders"; - reads it from standard input',
+    )
+    p.add_argument("--limit", type=int, default=100, help="rows to print (default 100; 0: all)")
+    p.add_argument(
+        "--format",
+        choices=["table", "csv", "json"],
+        default="table",
+        help="table (default), csv with a header, or json (one object per line)",
+    )
+    p.add_argument(
+        "--tables",
+        action="store_true",
+        help="list the queryable table names instead of running a query",
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings, out: TextIO | None = None) -> int:
@@ -271,8 +289,11 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO | None = None)
         columns, rows, truncated = query(sql, settings, args.limit)
     except PySparkException as exc:
         message = str(exc).strip().splitlines()[0]
-        hint = (" (datahub sql --tables lists the tables)"
-                if "TABLE_OR_VIEW_NOT_FOUND" in message else "")
+        hint = (
+            " (datahub sql --tables lists the tables)"
+            if "TABLE_OR_VIEW_NOT_FOUND" in message
+            else ""
+        )
         sys.stderr.write(f"error: {message}{hint}\n")
         return 1
     write_rows(args.format, columns, rows, out)

@@ -37,7 +37,9 @@ def executor(choice: str | None = None) -> dg.ExecutorDefinition:
     if choice == "in_process":
         return dg.in_process_executor
     if choice == "multiprocess":
-        return dg.multiprocess_executor.configured({
-            "start_method": {"forkserver": {"preload_modules": ["datahub_assets.definitions"]}},
-        })
+        return dg.multiprocess_executor.configured(
+            {
+                "start_method": {"forkserver": {"preload_modules": ["datahub_assets.definitions"]}},
+            }
+        )
     raise ValueError(f"DATAHUB_EXECUTOR={choice!r} is not allowed; use in_process or multiprocess")

@@ -144,8 +144,11 @@ def _to_iceberg(dt: st.DataType, ids: _Ids, path: str) -> it.IcebergType:
     if isinstance(dt, st.MapType):
         kid, vid = ids.next(), ids.next()
         return it.MapType(
-            kid, _to_iceberg(dt.keyType, ids, path), vid,
-            _to_iceberg(dt.valueType, ids, path), value_required=not dt.valueContainsNull,
+            kid,
+            _to_iceberg(dt.keyType, ids, path),
+            vid,
+            _to_iceberg(dt.valueType, ids, path),
+            value_required=not dt.valueContainsNull,
         )
     for spark_type, iceberg_type in _PRIMITIVES_TO_ICEBERG.items():
         if isinstance(dt, spark_type):
@@ -182,15 +185,18 @@ def iceberg_type_to_spark(t: it.IcebergType) -> st.DataType:
     if isinstance(t, it.DecimalType):
         return st.DecimalType(t.precision, t.scale)
     if isinstance(t, it.StructType):
-        return st.StructType([
-            st.StructField(f.name, iceberg_type_to_spark(f.field_type), not f.required)
-            for f in t.fields
-        ])
+        return st.StructType(
+            [
+                st.StructField(f.name, iceberg_type_to_spark(f.field_type), not f.required)
+                for f in t.fields
+            ]
+        )
     if isinstance(t, it.ListType):
         return st.ArrayType(iceberg_type_to_spark(t.element_type), not t.element_required)
     if isinstance(t, it.MapType):
         return st.MapType(
-            iceberg_type_to_spark(t.key_type), iceberg_type_to_spark(t.value_type),
+            iceberg_type_to_spark(t.key_type),
+            iceberg_type_to_spark(t.value_type),
             not t.value_required,
         )
     for iceberg_type, spark_type in _PRIMITIVES_TO_SPARK.items():
@@ -201,9 +207,9 @@ def iceberg_type_to_spark(t: it.IcebergType) -> st.DataType:
 
 def iceberg_to_spark_schema(schema: Schema) -> st.StructType:
     """The Spark read schema of an Iceberg schema (every field nullable, as Spark reads)."""
-    return st.StructType([
-        st.StructField(f.name, iceberg_type_to_spark(f.field_type), True) for f in schema.fields
-    ])
+    return st.StructType(
+        [st.StructField(f.name, iceberg_type_to_spark(f.field_type), True) for f in schema.fields]
+    )
 
 
 def schema_summary(schema: Schema) -> list[tuple[str, str, bool]]:
@@ -224,23 +230,35 @@ def _widens(old: it.IcebergType, new: it.IcebergType) -> bool:
         return True
     if isinstance(old, it.FloatType) and isinstance(new, it.DoubleType):
         return True
-    return (isinstance(old, it.DecimalType) and isinstance(new, it.DecimalType)
-            and old.scale == new.scale and new.precision > old.precision)
+    return (
+        isinstance(old, it.DecimalType)
+        and isinstance(new, it.DecimalType)
+        and old.scale == new.scale
+        and new.precision > old.precision
+    )
 
 
 def spark_type_widens(old: st.DataType, new: st.DataType) -> bool:
     """`_widens` for Spark types: the same promotions the writer applies to a table."""
+
     def iceberg(dt: st.DataType) -> it.IcebergType:
-        return spark_to_iceberg_schema(st.StructType([st.StructField("c", dt)])).fields[0] \
-            .field_type
+        return (
+            spark_to_iceberg_schema(st.StructType([st.StructField("c", dt)])).fields[0].field_type
+        )
+
     try:
         return _widens(iceberg(old), iceberg(new))
     except TypeError:  # a type Iceberg cannot store
         return False
 
 
-def _diff(path: tuple[str, ...], old: it.IcebergType, new: it.IcebergType, where: str,
-          ops: list[tuple[str, tuple[str, ...], it.IcebergType]]) -> None:
+def _diff(
+    path: tuple[str, ...],
+    old: it.IcebergType,
+    new: it.IcebergType,
+    where: str,
+    ops: list[tuple[str, tuple[str, ...], it.IcebergType]],
+) -> None:
     if isinstance(old, it.StructType) and isinstance(new, it.StructType):
         known = {f.name: f for f in old.fields}
         for f in new.fields:
@@ -283,8 +301,9 @@ def evolve_schema(txn, frame_schema: st.StructType, where: str) -> bool:
 def without_nullability(dt: st.DataType) -> st.DataType:
     """`dt` with every nested field nullable: types compared regardless of nullability."""
     if isinstance(dt, st.StructType):
-        return st.StructType([st.StructField(f.name, without_nullability(f.dataType))
-                              for f in dt.fields])
+        return st.StructType(
+            [st.StructField(f.name, without_nullability(f.dataType)) for f in dt.fields]
+        )
     if isinstance(dt, st.ArrayType):
         return st.ArrayType(without_nullability(dt.elementType))
     if isinstance(dt, st.MapType):
@@ -296,7 +315,8 @@ def _same_shape(a: st.DataType, b: st.DataType) -> bool:
     """Structs with the same field names in the same order (a Spark cast is positional)."""
     if isinstance(a, st.StructType) and isinstance(b, st.StructType):
         return [f.name for f in a.fields] == [f.name for f in b.fields] and all(
-            _same_shape(x.dataType, y.dataType) for x, y in zip(a.fields, b.fields, strict=True))
+            _same_shape(x.dataType, y.dataType) for x, y in zip(a.fields, b.fields, strict=True)
+        )
     if isinstance(a, st.ArrayType) and isinstance(b, st.ArrayType):
         return _same_shape(a.elementType, b.elementType)
     if isinstance(a, st.MapType) and isinstance(b, st.MapType):
@@ -316,13 +336,15 @@ def align(df, schema: Schema, where: str):
         if f.name not in frame:
             if f.required:
                 raise SchemaMismatchError(
-                    f"table {where}: required column {f.name} is missing from the data")
+                    f"table {where}: required column {f.name} is missing from the data"
+                )
             cols.append(F.lit(None).cast(target).alias(f.name))
             continue
         col = F.col(f"`{f.name}`")
         source = frame[f.name].dataType
         if without_nullability(source) != target and (
-                _same_shape(source, target) or isinstance(source, st.NullType)):
+            _same_shape(source, target) or isinstance(source, st.NullType)
+        ):
             col = col.cast(target)
         if f.required and frame[f.name].nullable:
             message = f"table {where}: required column {f.name} has a null value"

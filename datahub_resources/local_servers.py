@@ -168,13 +168,39 @@ def start_postgres(root: Path, port: int | None = None) -> LocalServer:
     home, prefix = _service_home(root, "postgres")
     bin_dir, data, log = pg_bin(), home / "data", home / "pg.log"
     if not (data / "PG_VERSION").exists():
-        subprocess.run(prefix + [str(bin_dir / "initdb"), "-D", str(data), "-U", "datahub",
-                                 "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            prefix
+            + [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "datahub",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ],
+            check=True,
+            capture_output=True,
+        )
     port = port or free_port()
-    subprocess.run(prefix + [str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(log),
-                             "-o", f"-p {port} -k {home} -c listen_addresses=127.0.0.1",
-                             "start"], check=True, capture_output=True)
+    subprocess.run(
+        prefix
+        + [
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(log),
+            "-o",
+            f"-p {port} -k {home} -c listen_addresses=127.0.0.1",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     pid = int((data / "postmaster.pid").read_text().split()[0])
     return _record(LocalServer("postgres", str(root), port, pid, str(home)))
 
@@ -190,12 +216,16 @@ def add_password_user(server: LocalServer, user: str, password: str) -> None:
     text = hba.read_text()
     if line not in text:
         hba.write_text(line + text)
-    with psycopg.connect(host="127.0.0.1", port=server.port, user="datahub",
-                         dbname="postgres", autocommit=True) as conn:
+    with psycopg.connect(
+        host="127.0.0.1", port=server.port, user="datahub", dbname="postgres", autocommit=True
+    ) as conn:
         exists = conn.execute("select 1 from pg_roles where rolname = %s", (user,)).fetchone()
         verb = "alter" if exists else "create"
-        conn.execute(sql.SQL("{} role {} with login superuser password {}").format(
-            sql.SQL(verb), sql.Identifier(user), sql.Literal(password)))
+        conn.execute(
+            sql.SQL("{} role {} with login superuser password {}").format(
+                sql.SQL(verb), sql.Identifier(user), sql.Literal(password)
+            )
+        )
         conn.execute("select pg_reload_conf()")
 
 
@@ -204,10 +234,13 @@ def create_database(server: LocalServer, name: str) -> None:
     if server.kind == "postgres":
         import psycopg
 
-        with psycopg.connect(host="127.0.0.1", port=server.port, user="datahub",
-                             dbname="postgres", autocommit=True) as conn:
-            if conn.execute("select 1 from pg_database where datname = %s",
-                            (name,)).fetchone() is None:
+        with psycopg.connect(
+            host="127.0.0.1", port=server.port, user="datahub", dbname="postgres", autocommit=True
+        ) as conn:
+            if (
+                conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone()
+                is None
+            ):
                 conn.execute(f'create database "{name}"')
         return
     import pymysql
@@ -238,18 +271,39 @@ def start_mariadb(root: Path, port: int | None = None) -> LocalServer:
     data, log = home / "data", home / "mariadb.log"
     user = ["--user=mysql"] if prefix else []
     if not (data / "mysql").exists():
-        subprocess.run(prefix + [install, f"--datadir={data}", "--auth-root-authentication-method"
-                                 "=normal", "--skip-test-db", *user],
-                       check=True, capture_output=True)
+        subprocess.run(
+            prefix
+            + [
+                install,
+                f"--datadir={data}",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                *user,
+            ],
+            check=True,
+            capture_output=True,
+        )
     port = port or free_port()
-    cmd = [mariadbd, "--no-defaults", f"--datadir={data}", f"--port={port}",
-           "--bind-address=127.0.0.1", f"--socket={home / 'mariadb.sock'}",
-           f"--pid-file={home / 'mariadb.pid'}", f"--log-error={log}", "--skip-grant-tables=0",
-           "--innodb-buffer-pool-size=64M", "--skip-log-bin",
-           "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci", *user]
+    cmd = [
+        mariadbd,
+        "--no-defaults",
+        f"--datadir={data}",
+        f"--port={port}",
+        "--bind-address=127.0.0.1",
+        f"--socket={home / 'mariadb.sock'}",
+        f"--pid-file={home / 'mariadb.pid'}",
+        f"--log-error={log}",
+        "--skip-grant-tables=0",
+        "--innodb-buffer-pool-size=64M",
+        "--skip-log-bin",
+        "--character-set-server=utf8mb4",
+        "--collation-server=utf8mb4_unicode_ci",
+        *user,
+    ]
     with open(os.devnull, "wb") as devnull:
-        proc = subprocess.Popen(cmd, stdout=devnull, stderr=devnull, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=devnull, stderr=devnull, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     _wait(proc.pid, port, log, "MariaDB")
     return _record(LocalServer("mariadb", str(root), port, proc.pid, str(home)))
 
@@ -266,13 +320,28 @@ def start_mongo(root: Path, port: int | None = None) -> LocalServer:
         return up
     port, log = port or free_port(), root / "mongo.log"
     exe = Path(sys.executable).parent / "nx-27017"
-    cmd = [str(exe) if exe.exists() else "nx-27017", "--data-dir", str(root / "data"),
-           "--host", "127.0.0.1", "--port", str(port), "--log-file", str(log),
-           "--pid-file", str(root / "mongo.pid")]
+    cmd = [
+        str(exe) if exe.exists() else "nx-27017",
+        "--data-dir",
+        str(root / "data"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-file",
+        str(log),
+        "--pid-file",
+        str(root / "mongo.pid"),
+    ]
     (root / "data").mkdir(exist_ok=True)
     with open(root / "mongo.out", "ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     _wait(proc.pid, port, log, "nx-27017 (MongoDB wire)")
     return _record(LocalServer("mongo", str(root), port, proc.pid, str(root)))
 
@@ -300,9 +369,19 @@ def stop(root: Path, purge: bool = False) -> bool:
 def _terminate(server: LocalServer) -> None:
     if server.kind == "postgres":
         prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        subprocess.run(prefix + [str(pg_bin() / "pg_ctl"), "-D",
-                                 str(Path(server.files) / "data"), "-m", "fast", "-w", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            prefix
+            + [
+                str(pg_bin() / "pg_ctl"),
+                "-D",
+                str(Path(server.files) / "data"),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+            capture_output=True,
+        )
     else:
         os.kill(server.pid, signal.SIGTERM)
     for _ in range(100):

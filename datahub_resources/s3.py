@@ -33,14 +33,12 @@ SPARK_SCHEME, PLATFORM_SCHEME = "s3a://", "s3://"
 
 def to_spark(path: str) -> str:
     """A path as Spark's Hadoop file systems want it: `s3://b/k` -> `s3a://b/k`."""
-    return SPARK_SCHEME + path[len(PLATFORM_SCHEME):] if path.startswith(PLATFORM_SCHEME) \
-        else path
+    return SPARK_SCHEME + path[len(PLATFORM_SCHEME) :] if path.startswith(PLATFORM_SCHEME) else path
 
 
 def from_spark(path: str) -> str:
     """A path Spark reports, as the platform writes it: `s3a://b/k` -> `s3://b/k`."""
-    return PLATFORM_SCHEME + path[len(SPARK_SCHEME):] if path.startswith(SPARK_SCHEME) \
-        else path
+    return PLATFORM_SCHEME + path[len(SPARK_SCHEME) :] if path.startswith(SPARK_SCHEME) else path
 
 
 def is_s3(path: str) -> bool:
@@ -48,6 +46,7 @@ def is_s3(path: str) -> bool:
 
 
 # ------------------------------------------------------------------------------- jars
+
 
 def hadoop_version() -> str:
     """The Hadoop version of the installed pyspark (from its hadoop-client-api jar)."""
@@ -73,6 +72,7 @@ def connector_jars(env: Mapping[str, str] | None = None) -> list[str]:
 
 # ------------------------------------------------------------------------------- settings
 
+
 def _endpoint(env: Mapping[str, str]) -> str | None:
     return env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None
 
@@ -91,7 +91,8 @@ def hadoop_conf(env: Mapping[str, str] | None = None) -> dict[str, str]:
         conf["spark.hadoop.fs.s3a.endpoint"] = endpoint
         conf["spark.hadoop.fs.s3a.path.style.access"] = "true"
         conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(
-            endpoint.startswith("https://")).lower()
+            endpoint.startswith("https://")
+        ).lower()
         # S3-compatible stores may not implement the SDK's default request checksums
         conf["spark.hadoop.fs.s3a.checksum.calculation.enabled"] = "false"
     region = _region(env) or ("us-east-1" if endpoint else None)
@@ -103,7 +104,8 @@ def hadoop_conf(env: Mapping[str, str] | None = None) -> dict[str, str]:
         if env.get("AWS_SESSION_TOKEN"):
             conf["spark.hadoop.fs.s3a.session.token"] = env["AWS_SESSION_TOKEN"]
             conf["spark.hadoop.fs.s3a.aws.credentials.provider"] = (
-                "org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider")
+                "org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider"
+            )
     return conf
 
 
@@ -137,9 +139,11 @@ def arrow_filesystem(env: Mapping[str, str] | None = None):
         scheme, _, rest = endpoint.partition("://")
         kwargs.update(endpoint_override=rest or scheme, scheme=scheme if rest else "https")
     if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
-        kwargs.update(access_key=env["AWS_ACCESS_KEY_ID"],
-                      secret_key=env["AWS_SECRET_ACCESS_KEY"],
-                      session_token=env.get("AWS_SESSION_TOKEN"))
+        kwargs.update(
+            access_key=env["AWS_ACCESS_KEY_ID"],
+            secret_key=env["AWS_SECRET_ACCESS_KEY"],
+            session_token=env.get("AWS_SESSION_TOKEN"),
+        )
     return pafs.S3FileSystem(**kwargs)
 
 
@@ -153,9 +157,12 @@ def bucket_conf(client, bucket: str) -> dict[str, str]:
     if not endpoint or host.endswith("amazonaws.com"):
         return {}
     prefix = f"fs.s3a.bucket.{bucket}."
-    conf = {prefix + "endpoint": endpoint, prefix + "path.style.access": "true",
-            prefix + "connection.ssl.enabled": str(endpoint.startswith("https://")).lower(),
-            prefix + "endpoint.region": client.meta.region_name or "us-east-1"}
+    conf = {
+        prefix + "endpoint": endpoint,
+        prefix + "path.style.access": "true",
+        prefix + "connection.ssl.enabled": str(endpoint.startswith("https://")).lower(),
+        prefix + "endpoint.region": client.meta.region_name or "us-east-1",
+    }
     get = getattr(client, "_get_credentials", None)
     credentials = get() if get else None
     if credentials is not None:
@@ -165,6 +172,6 @@ def bucket_conf(client, bucket: str) -> dict[str, str]:
         if frozen.token:
             conf[prefix + "session.token"] = frozen.token
             conf[prefix + "aws.credentials.provider"] = (
-                "org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider")
+                "org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider"
+            )
     return conf
-

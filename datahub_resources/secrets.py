@@ -9,8 +9,10 @@ from pathlib import Path
 
 class SecretNotFound(KeyError):
     def __str__(self) -> str:  # the name only, never a value
-        return (f"secret {self.args[0]!r} is not set: export an environment variable of that "
-                "name (or configure the secrets backend in deploy/)")
+        return (
+            f"secret {self.args[0]!r} is not set: export an environment variable of that "
+            "name (or configure the secrets backend in deploy/)"
+        )
 
 
 def resolve(name: str) -> str:

@@ -37,8 +37,7 @@ class Settings:
         return cls(
             home=home,
             pipelines_dir=_path("DATAHUB_PIPELINES_DIR", Path("pipelines_xml")),
-            data_dir=Path("data").resolve() if remote else _path("DATAHUB_DATA_DIR",
-                                                                 Path("data")),
+            data_dir=Path("data").resolve() if remote else _path("DATAHUB_DATA_DIR", Path("data")),
             catalog_uri=os.environ.get("DATAHUB_CATALOG_URI") or f"sqlite:///{home}/catalog.db",
             warehouse=os.environ.get("DATAHUB_WAREHOUSE") or f"file://{home}/warehouse",
             spark_remote=os.environ.get("DATAHUB_SPARK_REMOTE") or None,

@@ -140,8 +140,12 @@ def _start(state_dir: Path) -> ServerInfo:
     port = int(os.environ.get("DATAHUB_SPARK_PORT") or _free_port())
     log = state_dir / "server.log"
     cmd = [str(spark_home / "bin" / "spark-submit"), "--class", SERVER_CLASS]
-    cmd += ["--name", "datahub-spark-connect", "--master", os.environ.get(
-        "DATAHUB_SPARK_MASTER", "local[*]")]
+    cmd += [
+        "--name",
+        "datahub-spark-connect",
+        "--master",
+        os.environ.get("DATAHUB_SPARK_MASTER", "local[*]"),
+    ]
     # JDBC drivers and the S3A connector (scripts/fetch_jars.sh); spark.jars also ships them
     # to the executors of a standalone cluster (DATAHUB_SPARK_MASTER)
     jars = [j for j in JDBC_JARS if Path(j).exists()] + s3.connector_jars()
@@ -162,8 +166,13 @@ def _start(state_dir: Path) -> ServerInfo:
     env.pop("SPARK_CONNECT_MODE_ENABLED", None)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, cwd=state_dir, start_new_session=True,
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=state_dir,
+            start_new_session=True,
         )
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -177,8 +186,9 @@ def _start(state_dir: Path) -> ServerInfo:
             return info
         time.sleep(0.25)
     proc.kill()
-    raise SparkServerError(f"Spark Connect server did not listen within {START_TIMEOUT_S}s; "
-                           f"see {log}")
+    raise SparkServerError(
+        f"Spark Connect server did not listen within {START_TIMEOUT_S}s; see {log}"
+    )
 
 
 def stop(state_dir: Path) -> bool:

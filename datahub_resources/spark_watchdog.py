@@ -58,9 +58,15 @@ def retry_policy(budget_s: float | None = None) -> DefaultPolicy:
     waits, wait, total = 0, 100.0, 0.0
     while total < budget_ms:
         waits, total, wait = waits + 1, total + wait, min(wait * 2, 2000.0)
-    return DefaultPolicy(max_retries=waits, initial_backoff=100, backoff_multiplier=2.0,
-                         max_backoff=2000, jitter=200, min_jitter_threshold=2000,
-                         max_server_retry_delay=int(max(budget_ms, 1000)))
+    return DefaultPolicy(
+        max_retries=waits,
+        initial_backoff=100,
+        backoff_multiplier=2.0,
+        max_backoff=2000,
+        jitter=200,
+        min_jitter_threshold=2000,
+        max_server_retry_delay=int(max(budget_ms, 1000)),
+    )
 
 
 @dataclass
@@ -89,9 +95,11 @@ def _server_gone(server: spark_server.ServerInfo) -> bool:
 
 
 def _died_message(server: spark_server.ServerInfo) -> str:
-    return (f"the local Spark Connect server (pid {server.pid}, {server.remote}) died while "
-            f"this step was using it; see its log {server.log}. The next connection starts "
-            "a new server")
+    return (
+        f"the local Spark Connect server (pid {server.pid}, {server.remote}) died while "
+        f"this step was using it; see its log {server.log}. The next connection starts "
+        "a new server"
+    )
 
 
 def _close_channel(session: SparkSession) -> None:
@@ -116,8 +124,7 @@ def _watch(ref: weakref.ref, guard: _Guard, interval: float) -> None:
         del session
 
 
-def watch(session: SparkSession, url: str,
-          server: spark_server.ServerInfo | None) -> None:
+def watch(session: SparkSession, url: str, server: spark_server.ServerInfo | None) -> None:
     """Bound the session's retries and, for a local server, watch its process (once)."""
     with _lock:
         if session in _guards:
@@ -127,8 +134,12 @@ def watch(session: SparkSession, url: str,
     bound(session)
     interval = _env_float(WATCHDOG_ENV, 1.0)
     if server is not None and interval > 0:
-        threading.Thread(target=_watch, args=(weakref.ref(session), guard, interval),
-                         name="datahub-spark-watchdog", daemon=True).start()
+        threading.Thread(
+            target=_watch,
+            args=(weakref.ref(session), guard, interval),
+            name="datahub-spark-watchdog",
+            daemon=True,
+        ).start()
 
 
 def usable(session: SparkSession, url: str) -> bool:
@@ -189,8 +200,9 @@ def interrupt(session: SparkSession | None, log_to=None) -> None:
     def cancel() -> None:
         try:
             ids = session.client.interrupt_all()
-            (log_to or log).warning(f"step interrupted: cancelled {len(ids or [])} Spark "
-                                    "operation(s) on the server")
+            (log_to or log).warning(
+                f"step interrupted: cancelled {len(ids or [])} Spark operation(s) on the server"
+            )
         except Exception as exc:  # noqa: BLE001 - best effort, the run is ending
             log.warning("interrupting Spark operations failed: %s", exc)
 

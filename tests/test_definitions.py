@@ -27,23 +27,41 @@ def _graph_snapshot() -> dict:
     notify = [s for s in defs.sensors if s.name.startswith(("datahub_notify", "datahub_sla"))]
     sensors = [s for s in defs.sensors if s not in notify]
     graph = defs.resolve_asset_graph()
-    out: dict = {"__sensors__": {
-        sensor.name: {
-            "interval_seconds": sensor.minimum_interval_seconds,
-            "default_status": sensor.default_status.value,
-            "targets": sorted(k.to_user_string()
-                              for k in sensor.asset_selection.resolve(graph)),
-        } for sensor in sorted(sensors, key=lambda x: x.name)}}
+    out: dict = {
+        "__sensors__": {
+            sensor.name: {
+                "interval_seconds": sensor.minimum_interval_seconds,
+                "default_status": sensor.default_status.value,
+                "targets": sorted(
+                    k.to_user_string() for k in sensor.asset_selection.resolve(graph)
+                ),
+            }
+            for sensor in sorted(sensors, key=lambda x: x.name)
+        }
+    }
     out["__notify_sensors__"] = sorted(s.name for s in notify)
-    out["__jobs__"] = {job.name: {
-        "ops": {node: sorted(up.node_name for up in job.graph.dependency_structure
-                             .all_upstream_outputs_from_node(node)) for node in
-                sorted(n.name for n in job.graph.nodes)},
-        "tags": dict(job.tags),
-    } for job in jobs}
-    out["__schedules__"] = {s.name: {
-        "cron": s.cron_schedule, "job": s.job_name, "timezone": s.execution_timezone,
-        "default_status": s.default_status.value} for s in schedules}
+    out["__jobs__"] = {
+        job.name: {
+            "ops": {
+                node: sorted(
+                    up.node_name
+                    for up in job.graph.dependency_structure.all_upstream_outputs_from_node(node)
+                )
+                for node in sorted(n.name for n in job.graph.nodes)
+            },
+            "tags": dict(job.tags),
+        }
+        for job in jobs
+    }
+    out["__schedules__"] = {
+        s.name: {
+            "cron": s.cron_schedule,
+            "job": s.job_name,
+            "timezone": s.execution_timezone,
+            "default_status": s.default_status.value,
+        }
+        for s in schedules
+    }
     for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
         node = graph.get(key)
         cond = node.automation_condition
@@ -56,7 +74,9 @@ def _graph_snapshot() -> dict:
             "op": graph.get(key).assets_def.node_def.name,
             "checks": sorted(
                 f"{c.name}{' (blocking)' if c.blocking else ''}"
-                for c in graph.get(key).assets_def.check_specs if c.asset_key == key),
+                for c in graph.get(key).assets_def.check_specs
+                if c.asset_key == key
+            ),
         }
     return out
 
@@ -72,12 +92,24 @@ def test_definitions_snapshot():
 
 def _validate(pipelines_dir: Path, home: Path) -> subprocess.CompletedProcess:
     """`dagster definitions validate` on the code location, as CI would run it."""
-    env = os.environ | {"DATAHUB_PIPELINES_DIR": str(pipelines_dir),
-                        "DAGSTER_HOME": str(home), "DATAHUB_HOME": str(home)}
+    env = os.environ | {
+        "DATAHUB_PIPELINES_DIR": str(pipelines_dir),
+        "DAGSTER_HOME": str(home),
+        "DATAHUB_HOME": str(home),
+    }
     return subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate",
-         "-m", "datahub_assets.definitions"],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=300,
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "definitions",
+            "validate",
+            "-m",
+            "datahub_assets.definitions",
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -94,7 +126,7 @@ def test_invalid_definitions_fail_validate_with_file_and_line(tmp_path):
         '<pipeline id="orders" layer="raw">\n'
         '  <sources><csv id="o" path="x.csv"/></sources>\n'
         '  <targets><table table="orders" mode="upsert"/></targets>\n'
-        '</pipeline>\n'
+        "</pipeline>\n"
     )
     proc = _validate(tmp_path / "pipes", tmp_path)
     assert proc.returncode != 0

@@ -82,24 +82,38 @@ def main() -> int:
     count_s, count_runs = median_time(df.count)
     checks_s, checks_runs = median_time(lambda: evaluate_checks(spark, df, checks, ctx))
     # count(*) on Parquet reads only footers; a real full scan of the columns the checks read:
-    cols = sorted({c for k in CHECKS for c in (k.get("columns") or k.get("column") or "")
-                   .split(",") if c} | {"l_receiptdate"})
+    cols = sorted(
+        {c for k in CHECKS for c in (k.get("columns") or k.get("column") or "").split(",") if c}
+        | {"l_receiptdate"}
+    )
     scan_s, _ = median_time(lambda: df.agg(*[F.count(c) for c in cols]).first())
     no_unique = [c for c in checks if c.kind != "unique"]
     nu_s, _ = median_time(lambda: evaluate_checks(spark, df, no_unique, ctx))
     result = {
         "benchmark": "checks",
         "rows": outcomes[0].total_rows,
-        "count_s": round(count_s, 3), "count_runs": [round(t, 3) for t in count_runs],
-        "checks_s": round(checks_s, 3), "checks_runs": [round(t, 3) for t in checks_runs],
-        "ratio": round(checks_s / count_s, 2), "target": 2.0,
-        "scan_s": round(scan_s, 3), "ratio_vs_scan": round(checks_s / scan_s, 2),
+        "count_s": round(count_s, 3),
+        "count_runs": [round(t, 3) for t in count_runs],
+        "checks_s": round(checks_s, 3),
+        "checks_runs": [round(t, 3) for t in checks_runs],
+        "ratio": round(checks_s / count_s, 2),
+        "target": 2.0,
+        "scan_s": round(scan_s, 3),
+        "ratio_vs_scan": round(checks_s / scan_s, 2),
         "checks_without_unique_s": round(nu_s, 3),
         "ratio_without_unique_vs_scan": round(nu_s / scan_s, 2),
         "aggregation_jobs_per_evaluation": jobs_per_eval,
-        "outcomes": [{"name": o.name, "passed": o.passed, "failing_rows": o.failing_rows,
-                      "description": o.description} for o in outcomes],
-        "machine_before": before, "machine_after": machine(),
+        "outcomes": [
+            {
+                "name": o.name,
+                "passed": o.passed,
+                "failing_rows": o.failing_rows,
+                "description": o.description,
+            }
+            for o in outcomes
+        ],
+        "machine_before": before,
+        "machine_after": machine(),
     }
     result["meets_target"] = result["ratio"] <= 2.0
     RESULT.parent.mkdir(parents=True, exist_ok=True)

@@ -119,8 +119,10 @@ def job_xml(j: int, n_raw: int, n_bronze: int) -> str:
     bronze = [b for b in range(n_bronze) if b % n_raw == r][:3] or [0]
     refs = [f'    <pipelineRef id="ingest_src{r:03d}" onFailure="retry" maxRetries="2"/>']
     refs += [f'    <pipelineRef id="conform_t{b:03d}"/>' for b in bronze]
-    refs.append(f'    <pipelineRef id="conform_t{(bronze[-1] + 1) % n_bronze:03d}" '
-                f'dependsOn="conform_t{bronze[0]:03d}" onFailure="continue"/>')
+    refs.append(
+        f'    <pipelineRef id="conform_t{(bronze[-1] + 1) % n_bronze:03d}" '
+        f'dependsOn="conform_t{bronze[0]:03d}" onFailure="continue"/>'
+    )
     refs = list(dict.fromkeys(refs))
     nl = "\n"
     return f"""<jobPipeline id="job{j:03d}" version="1.0">
@@ -134,8 +136,9 @@ def job_xml(j: int, n_raw: int, n_bronze: int) -> str:
 """
 
 
-def generate(n: int, per_app: int = 50, out: Path | None = None, force: bool = False,
-             jobs: int = 0) -> dict:
+def generate(
+    n: int, per_app: int = 50, out: Path | None = None, force: bool = False, jobs: int = 0
+) -> dict:
     out = out or LOAD_WORK / (f"pipelines_{n}" + (f"_jobs{jobs}" if jobs else ""))
     manifest = out / "_manifest.json"
     if manifest.exists() and not force:

@@ -55,8 +55,9 @@ def _env(pipelines_dir: Path) -> dict[str, str]:
     return platform_env(pipelines_dir, WORK / "load" / "data", WORK / "load" / "home")
 
 
-def measure(n: int, repeat: int, per_app: int, jobs: int = 0, cli: str = "dg",
-            compare: str | None = None) -> dict:
+def measure(
+    n: int, repeat: int, per_app: int, jobs: int = 0, cli: str = "dg", compare: str | None = None
+) -> dict:
     if n == 0:
         pipelines_dir = WORK / "load" / "pipelines_0"
         pipelines_dir.mkdir(parents=True, exist_ok=True)
@@ -156,13 +157,19 @@ def markdown(result: dict) -> str:
     compared = [r for r in result["rows"] if "ratio_wall" in r]
     if compared:
         other = result["compare"]
-        lines += ["", f"Against `{' '.join(COMMANDS[other][1:])}` in the same run "
-                      "(alternating, medians):", "",
-                  "| N | wall s | other wall s | wall ratio | CPU s | other CPU s | CPU ratio |",
-                  "|---:|---:|---:|---:|---:|---:|---:|"]
-        lines += [f"| {r['n']} | {r['wall_s']:.2f} | {r[f'{other}_wall_s']:.2f} | "
-                  f"{r['ratio_wall']:.3f} | {r['cpu_s']:.2f} | {r[f'{other}_cpu_s']:.2f} | "
-                  f"{r['ratio_cpu']:.3f} |" for r in compared]
+        lines += [
+            "",
+            f"Against `{' '.join(COMMANDS[other][1:])}` in the same run (alternating, medians):",
+            "",
+            "| N | wall s | other wall s | wall ratio | CPU s | other CPU s | CPU ratio |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {r['n']} | {r['wall_s']:.2f} | {r[f'{other}_wall_s']:.2f} | "
+            f"{r['ratio_wall']:.3f} | {r['cpu_s']:.2f} | {r[f'{other}_cpu_s']:.2f} | "
+            f"{r['ratio_cpu']:.3f} |"
+            for r in compared
+        ]
     if "ratio_5000_2000" in f:
         lines.append(
             f"t(5000)/t(2000) = {f['ratio_5000_2000']} (linear with no fixed cost: 2.5); "
@@ -176,13 +183,25 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[0, 200, 2000, 5000])
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--per-app", type=int, default=50)
-    parser.add_argument("--jobs", type=int, default=0,
-                        help="also generate this many scheduled job pipelines (e.g. 200)")
-    parser.add_argument("--cli", choices=sorted(COMMANDS), default="dg",
-                        help="dg: `dg check defs` (default); dagster: `dagster definitions "
-                             "validate -m datahub_assets.definitions`")
-    parser.add_argument("--compare", choices=sorted(COMMANDS), default=None,
-                        help="also run this command, alternating, and report the ratio")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        help="also generate this many scheduled job pipelines (e.g. 200)",
+    )
+    parser.add_argument(
+        "--cli",
+        choices=sorted(COMMANDS),
+        default="dg",
+        help="dg: `dg check defs` (default); dagster: `dagster definitions "
+        "validate -m datahub_assets.definitions`",
+    )
+    parser.add_argument(
+        "--compare",
+        choices=sorted(COMMANDS),
+        default=None,
+        help="also run this command, alternating, and report the ratio",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "load.json")
     args = parser.parse_args()
     if not definitions_present():

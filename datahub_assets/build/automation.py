@@ -23,8 +23,7 @@ from datahub_assets.spec.models import PipelineSpec, Project, TableRef
 def on_cron(cron: str) -> dg.AutomationCondition:
     """Run once at each cron tick (UTC), unless a run of the asset is already in progress."""
     return (
-        dg.AutomationCondition.cron_tick_passed(cron, "UTC")
-        & ~dg.AutomationCondition.in_progress()
+        dg.AutomationCondition.cron_tick_passed(cron, "UTC") & ~dg.AutomationCondition.in_progress()
     ).with_label(f"on schedule {cron}")
 
 
@@ -54,10 +53,10 @@ class UpstreamNewer(dg.AutomationCondition):
 
         own = latest(context.key)
         parents = context.asset_graph.get(context.key).parent_keys
-        newer = any((p := latest(key)) is not None and (own is None or p > own)
-                    for key in parents)
+        newer = any((p := latest(key)) is not None and (own is None or p > own) for key in parents)
         return dg.AutomationResult(
-            context, context.candidate_subset if newer else context.get_empty_subset())
+            context, context.candidate_subset if newer else context.get_empty_subset()
+        )
 
 
 @cache
@@ -68,9 +67,11 @@ def after_upstream() -> dg.AutomationCondition:
     c = dg.AutomationCondition
     return (
         c.in_latest_time_window()
-        & ((UpstreamNewer() & ~c.execution_failed())
-           | (c.any_deps_updated() & c.execution_failed())
-           | c.any_deps_match(c.will_be_requested()))
+        & (
+            (UpstreamNewer() & ~c.execution_failed())
+            | (c.any_deps_updated() & c.execution_failed())
+            | c.any_deps_match(c.will_be_requested())
+        )
         & ~c.any_deps_missing()
         & ~c.any_deps_in_progress()
         & ~c.in_progress()
@@ -83,12 +84,7 @@ def watched_closure(project: Project) -> set[TableRef]:
     for spec in project.pipelines:
         for ref in spec.upstream:
             readers.setdefault(ref, []).append(spec)
-    frontier = [
-        t.ref
-        for spec in project.pipelines
-        if spec.watched_sources
-        for t in spec.targets
-    ]
+    frontier = [t.ref for spec in project.pipelines if spec.watched_sources for t in spec.targets]
     seen: set[TableRef] = set()
     while frontier:
         ref = frontier.pop()
@@ -100,8 +96,9 @@ def watched_closure(project: Project) -> set[TableRef]:
     return seen
 
 
-def condition_for(spec: PipelineSpec, downstream_of_watch: set[TableRef],
-                  ref: TableRef) -> dg.AutomationCondition | None:
+def condition_for(
+    spec: PipelineSpec, downstream_of_watch: set[TableRef], ref: TableRef
+) -> dg.AutomationCondition | None:
     if spec.pipeline.metadata.schedule:
         return on_cron(spec.pipeline.metadata.schedule)
     if ref in downstream_of_watch:
@@ -115,9 +112,12 @@ MAX_ENTITIES_PER_SENSOR = 450
 
 def followers(project: Project, downstream_of_watch: set[TableRef]) -> list[PipelineSpec]:
     """Pipelines whose assets use `after_upstream()` (downstream of a watch, no schedule)."""
-    return [spec for spec in project.pipelines
-            if not spec.pipeline.metadata.schedule
-            and any(t.ref in downstream_of_watch for t in spec.targets)]
+    return [
+        spec
+        for spec in project.pipelines
+        if not spec.pipeline.metadata.schedule
+        and any(t.ref in downstream_of_watch for t in spec.targets)
+    ]
 
 
 def automation_sensors(project: Project) -> list[dg.SensorDefinition]:
@@ -135,16 +135,24 @@ def automation_sensors(project: Project) -> list[dg.SensorDefinition]:
         chunks[-1].extend(asset_key(t.ref) for t in spec.targets)
         size += entities
     follow_keys = [key for chunk in chunks for key in chunk]
-    sensors = [dg.AutomationConditionSensorDefinition(
-        "datahub_automation", target=dg.AssetSelection.all() - dg.AssetSelection.assets(
-            *follow_keys),
-        default_status=dg.DefaultSensorStatus.RUNNING)]
+    sensors = [
+        dg.AutomationConditionSensorDefinition(
+            "datahub_automation",
+            target=dg.AssetSelection.all() - dg.AssetSelection.assets(*follow_keys),
+            default_status=dg.DefaultSensorStatus.RUNNING,
+        )
+    ]
     with warnings.catch_warnings():  # use_user_code_server is a beta parameter
         warnings.simplefilter("ignore", dg.BetaWarning)
         for n, chunk in enumerate(chunks):
-            sensors.append(dg.AutomationConditionSensorDefinition(
-                f"datahub_follow_{n}", target=dg.AssetSelection.assets(*chunk),
-                default_status=dg.DefaultSensorStatus.RUNNING, use_user_code_server=True,
-                description="Materialises assets downstream of file drops when an upstream "
-                            "table has newer data (condition `after upstream changes`)."))
+            sensors.append(
+                dg.AutomationConditionSensorDefinition(
+                    f"datahub_follow_{n}",
+                    target=dg.AssetSelection.assets(*chunk),
+                    default_status=dg.DefaultSensorStatus.RUNNING,
+                    use_user_code_server=True,
+                    description="Materialises assets downstream of file drops when an upstream "
+                    "table has newer data (condition `after upstream changes`).",
+                )
+            )
     return sensors

@@ -24,19 +24,26 @@ def check_specs(spec: PipelineSpec) -> list[dg.AssetCheckSpec]:
         extra = []
         if isinstance(check, ReferentialCheck):
             extra = [asset_key(referenced(spec, check)[0])]
-        specs.append(dg.AssetCheckSpec(
-            name=check.check_name,
-            asset=asset_key(target.ref),
-            blocking=check.severity == "error",
-            description=f"{check.kind} ({check.severity})",
-            additional_deps=extra,
-            metadata={"datahub/definition": f"{spec.file}:{line}",
-                      "datahub/severity": check.severity},
-        ))
+        specs.append(
+            dg.AssetCheckSpec(
+                name=check.check_name,
+                asset=asset_key(target.ref),
+                blocking=check.severity == "error",
+                description=f"{check.kind} ({check.severity})",
+                additional_deps=extra,
+                metadata={
+                    "datahub/definition": f"{spec.file}:{line}",
+                    "datahub/severity": check.severity,
+                },
+            )
+        )
     for target in table_targets(spec):
         policy = getattr(target.target, "on_schema_change", "evolve")
-        specs.append(dg.AssetCheckSpec(
-            name=DRIFT_CHECK, asset=asset_key(target.ref),
-            description=f"incoming schema vs the table's (onSchemaChange={policy})",
-        ))
+        specs.append(
+            dg.AssetCheckSpec(
+                name=DRIFT_CHECK,
+                asset=asset_key(target.ref),
+                description=f"incoming schema vs the table's (onSchemaChange={policy})",
+            )
+        )
     return specs

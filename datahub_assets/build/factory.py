@@ -43,16 +43,24 @@ def _code_references(path: Path, pipeline_line: int, target_line: int):
     """Links from the UI to the definition's lines (a beta Dagster API: its warning muted)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)
-        return dg.CodeReferencesMetadataValue(code_references=[
-            dg.LocalFileCodeReference(file_path=str(path), line_number=pipeline_line,
-                                      label="pipeline definition"),
-            dg.LocalFileCodeReference(file_path=str(path), line_number=target_line,
-                                      label="target"),
-        ])
+        return dg.CodeReferencesMetadataValue(
+            code_references=[
+                dg.LocalFileCodeReference(
+                    file_path=str(path), line_number=pipeline_line, label="pipeline definition"
+                ),
+                dg.LocalFileCodeReference(
+                    file_path=str(path), line_number=target_line, label="target"
+                ),
+            ]
+        )
 
 
-def _asset_spec(spec: PipelineSpec, target: ResolvedTarget, pipelines_dir: Path,
-                downstream_of_watch: set[TableRef]) -> dg.AssetSpec:
+def _asset_spec(
+    spec: PipelineSpec,
+    target: ResolvedTarget,
+    pipelines_dir: Path,
+    downstream_of_watch: set[TableRef],
+) -> dg.AssetSpec:
     meta = spec.pipeline.metadata
     tags, other_tags = split_tags(spec)
     line = target.target.loc.line if target.target.loc else spec.line
@@ -98,14 +106,19 @@ def _freshness(sla: str | None) -> dg.FreshnessPolicy | None:
 def _result(outcome: TargetOutcome) -> dg.MaterializeResult:
     metadata: dict[str, object] = {"dagster/row_count": dg.MetadataValue.int(outcome.rows)}
     if outcome.columns:
-        metadata["dagster/column_schema"] = dg.TableSchema(columns=[
-            dg.TableColumn(name, type_str, constraints=dg.TableColumnConstraints(
-                nullable=nullable)) for name, type_str, nullable in outcome.columns
-        ])
+        metadata["dagster/column_schema"] = dg.TableSchema(
+            columns=[
+                dg.TableColumn(
+                    name, type_str, constraints=dg.TableColumnConstraints(nullable=nullable)
+                )
+                for name, type_str, nullable in outcome.columns
+            ]
+        )
     if outcome.snapshot_id is not None:
         metadata["datahub/snapshot_id"] = dg.MetadataValue.text(str(outcome.snapshot_id))
         metadata["datahub/previous_snapshot_id"] = dg.MetadataValue.text(
-            str(outcome.previous_snapshot_id or ""))
+            str(outcome.previous_snapshot_id or "")
+        )
         metadata["datahub/iceberg_table"] = dg.MetadataValue.text(outcome.ref.identifier)
     if outcome.location:
         metadata["dagster/uri"] = dg.MetadataValue.path(outcome.location)
@@ -127,23 +140,33 @@ def _check_results(outcome: TargetOutcome, published: bool):
         if check.sample:
             metadata["datahub/failing_sample"] = dg.MetadataValue.json(check.sample)
         yield dg.AssetCheckResult(
-            asset_key=asset_key(outcome.ref), check_name=check.name, passed=check.passed,
-            severity=(dg.AssetCheckSeverity.ERROR if check.severity == "error"
-                      else dg.AssetCheckSeverity.WARN),
-            description=check.description, metadata=metadata,
+            asset_key=asset_key(outcome.ref),
+            check_name=check.name,
+            passed=check.passed,
+            severity=(
+                dg.AssetCheckSeverity.ERROR
+                if check.severity == "error"
+                else dg.AssetCheckSeverity.WARN
+            ),
+            description=check.description,
+            metadata=metadata,
         )
 
 
 FULL_REFRESH_TAG = "datahub/full_refresh"
 FULL_REFRESH_CONFIG = dg.Field(
-    bool, default_value=False,
+    bool,
+    default_value=False,
     description="Ignore the committed watermarks of the incremental sources and read every "
-    "row again (also set by the run tag datahub/full_refresh=true).")
+    "row again (also set by the run tag datahub/full_refresh=true).",
+)
 
 FILES_CONFIG = dg.Field(
-    dg.Map(str, [str]), is_required=False,
+    dg.Map(str, [str]),
+    is_required=False,
     description="File drops to ingest, by source id (set by the watch sensor). Leave it out "
-    "to ingest the oldest maxFilesPerRun settled files the watched path matches now.")
+    "to ingest the oldest maxFilesPerRun settled files the watched path matches now.",
+)
 
 
 def _drop_events(spec: PipelineSpec, drops, materialized: bool):
@@ -151,11 +174,15 @@ def _drop_events(spec: PipelineSpec, drops, materialized: bool):
     nothing was materialised, one observation of the batch on each target."""
     for f in drops.with_status(REJECTED):
         for t in spec.targets:
-            yield dg.AssetObservation(asset_key=asset_key(t.ref), metadata={
-                "datahub/file": f.info.path, "datahub/rejected_rule": f.rejection.rule,
-                "datahub/rejected_reason": f.rejection.message,
-                "datahub/moved_to": f.moved_to or "(still in landing)",
-            })
+            yield dg.AssetObservation(
+                asset_key=asset_key(t.ref),
+                metadata={
+                    "datahub/file": f.info.path,
+                    "datahub/rejected_rule": f.rejection.rule,
+                    "datahub/rejected_reason": f.rejection.message,
+                    "datahub/moved_to": f.moved_to or "(still in landing)",
+                },
+            )
     if not materialized:
         meta = {f"datahub/{k}": v for k, v in drops.metadata().items()}
         for t in spec.targets:
@@ -172,17 +199,33 @@ def _nothing_new(spec: PipelineSpec, context, iceberg: IcebergResource):
     for t in spec.targets:
         ident = (t.ref.namespace, t.ref.table)
         if t.target.kind != "table" or not catalog.table_exists(ident):
-            context.log.info("%s: file-drop source(s) %s had nothing new and %s holds no data "
-                             "yet; nothing to recompute from", spec.key, sources, t.ref)
+            context.log.info(
+                "%s: file-drop source(s) %s had nothing new and %s holds no data "
+                "yet; nothing to recompute from",
+                spec.key,
+                sources,
+                t.ref,
+            )
             continue
         snapshot = catalog.load_table(ident).current_snapshot()
-        context.log.info("%s: file-drop source(s) %s had nothing new; %s is unchanged (snapshot "
-                         "%s) and downstream assets in this run recompute from it", spec.key,
-                         sources, t.ref, snapshot.snapshot_id if snapshot else "-")
-        yield dg.MaterializeResult(asset_key=asset_key(t.ref), metadata={
-            "datahub/nothing_new": True, "datahub/sources_without_new_files": sources,
-            "datahub/snapshot_id": dg.MetadataValue.text(
-                str(snapshot.snapshot_id) if snapshot else "")})
+        context.log.info(
+            "%s: file-drop source(s) %s had nothing new; %s is unchanged (snapshot "
+            "%s) and downstream assets in this run recompute from it",
+            spec.key,
+            sources,
+            t.ref,
+            snapshot.snapshot_id if snapshot else "-",
+        )
+        yield dg.MaterializeResult(
+            asset_key=asset_key(t.ref),
+            metadata={
+                "datahub/nothing_new": True,
+                "datahub/sources_without_new_files": sources,
+                "datahub/snapshot_id": dg.MetadataValue.text(
+                    str(snapshot.snapshot_id) if snapshot else ""
+                ),
+            },
+        )
 
 
 def _config_schema(spec: PipelineSpec, is_drop: bool) -> dict | None:
@@ -194,8 +237,9 @@ def _config_schema(spec: PipelineSpec, is_drop: bool) -> dict | None:
     return schema or None
 
 
-def build_pipeline_asset(spec: PipelineSpec, pipelines_dir: Path,
-                         downstream_of_watch: set[TableRef]) -> dg.AssetsDefinition:
+def build_pipeline_asset(
+    spec: PipelineSpec, pipelines_dir: Path, downstream_of_watch: set[TableRef]
+) -> dg.AssetsDefinition:
     """The multi_asset of one pipeline: all its targets materialise together in one step.
 
     A pipeline with watched file sources takes its batch of files from the run config and
@@ -208,18 +252,30 @@ def build_pipeline_asset(spec: PipelineSpec, pipelines_dir: Path,
     if is_drop:
         specs = [s.replace_attributes(skippable=True) for s in specs]
 
-    def body(context: dg.AssetExecutionContext, spark: SparkConnectResource,
-             iceberg: IcebergResource, s3_client=None):
+    def body(
+        context: dg.AssetExecutionContext,
+        spark: SparkConnectResource,
+        iceberg: IcebergResource,
+        s3_client=None,
+    ):
         if is_drop and len(context.selected_asset_keys) != len(specs):
-            raise dg.Failure(f"{spec.file}: a file-drop pipeline writes all its targets in one "
-                             "commit; select all of them")
+            raise dg.Failure(
+                f"{spec.file}: a file-drop pipeline writes all its targets in one "
+                "commit; select all of them"
+            )
         config = context.op_config or {}
         # run date and :name parameters from the run's tags (build/params.py)
         run_date, params = run_parameters(context.run.tags)
         ctx = ExecContext(
-            spark=spark.get_session(), settings=Settings.from_env(), app=spec.app,
-            run_id=context.run.run_id, run_date=run_date, log=context.log,
-            s3_client=s3_client, spec=spec, params=params,
+            spark=spark.get_session(),
+            settings=Settings.from_env(),
+            app=spec.app,
+            run_id=context.run.run_id,
+            run_date=run_date,
+            log=context.log,
+            s3_client=s3_client,
+            spec=spec,
+            params=params,
             full_refresh=bool(config.get("full_refresh"))
             or context.run.tags.get(FULL_REFRESH_TAG, "").lower() == "true",
         )
@@ -258,14 +314,21 @@ def build_pipeline_asset(spec: PipelineSpec, pipelines_dir: Path,
         config_schema=_config_schema(spec, is_drop),
     )
     if not is_drop:
+
         @decorate
-        def _pipeline(context: dg.AssetExecutionContext, spark: SparkConnectResource,
-                      iceberg: IcebergResource):
+        def _pipeline(
+            context: dg.AssetExecutionContext, spark: SparkConnectResource, iceberg: IcebergResource
+        ):
             yield from body(context, spark, iceberg)
     else:
+
         @decorate
-        def _pipeline(context: dg.AssetExecutionContext, spark: SparkConnectResource,
-                      iceberg: IcebergResource, s3: S3Resource):
+        def _pipeline(
+            context: dg.AssetExecutionContext,
+            spark: SparkConnectResource,
+            iceberg: IcebergResource,
+            s3: S3Resource,
+        ):
             yield from body(context, spark, iceberg, s3.get_client)
 
     return _pipeline

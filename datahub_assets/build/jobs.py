@@ -76,18 +76,26 @@ def op_name(job: JobSpec, step: JobStep) -> str:
 def build_job(job: JobSpec, specs: dict[str, PipelineSpec]) -> dg.JobDefinition:
     ops = [_step_op(job, step, specs[step.pipeline_key]) for step in job.steps]
     deps: dict[str, dict[str, dg.IDependencyDefinition]] = {
-        op_name(job, step): {f"after_{up}": dg.DependencyDefinition(f"{job.name}__{up}", "done")
-                             for up in step.after}
-        for step in job.steps}
+        op_name(job, step): {
+            f"after_{up}": dg.DependencyDefinition(f"{job.name}__{up}", "done") for up in step.after
+        }
+        for step in job.steps
+    }
     if any(step.ref.on_failure == "continue" for step in job.steps):
         outcome = _outcome_op(job)
         ops.append(outcome)
-        deps[outcome.name] = {"after": dg.MultiDependencyDefinition(
-            [dg.DependencyDefinition(op_name(job, step), "done") for step in job.steps])}
+        deps[outcome.name] = {
+            "after": dg.MultiDependencyDefinition(
+                [dg.DependencyDefinition(op_name(job, step), "done") for step in job.steps]
+            )
+        }
     graph = dg.GraphDefinition(
-        name=job.name, node_defs=ops, dependencies=deps,
-        description=job.job.description or f"Job pipeline {job.app}.{job.job.id} "
-                                            f"({job.file}:{job.line})")
+        name=job.name,
+        node_defs=ops,
+        dependencies=deps,
+        description=job.job.description
+        or f"Job pipeline {job.app}.{job.job.id} ({job.file}:{job.line})",
+    )
     return graph.to_job(
         name=job.name,
         config=_config_mapping(job),
@@ -99,28 +107,40 @@ def build_job(job: JobSpec, specs: dict[str, PipelineSpec]) -> dg.JobDefinition:
 def _config_mapping(job: JobSpec) -> dg.ConfigMapping:
     """The launchpad shows the job's parameters (with their defaults) as its run config; each
     op receives them all."""
-    schema = {name: dg.Field(str, default_value=default or "", is_required=False,
-                             description=f"Job parameter :{name}")
-              for name, default in job.parameters.items()}
+    schema = {
+        name: dg.Field(
+            str,
+            default_value=default or "",
+            is_required=False,
+            description=f"Job parameter :{name}",
+        )
+        for name, default in job.parameters.items()
+    }
 
     def to_ops(config: dict) -> dict:
-        return {"ops": {op_name(job, step): {"config": {"params": dict(config)}}
-                        for step in job.steps}}
+        return {
+            "ops": {op_name(job, step): {"config": {"params": dict(config)}} for step in job.steps}
+        }
 
     return dg.ConfigMapping(config_fn=to_ops, config_schema=schema)
 
 
 def _schedule(job: JobSpec, job_def: dg.JobDefinition) -> dg.ScheduleDefinition:
     """Running by default; a tick's run carries `datahub/run_date` = the tick's date (UTC)."""
+
     def tick(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
         day = context.scheduled_execution_time.date().isoformat()
         return dg.RunRequest(tags={RUN_DATE_TAG: day})
 
     return dg.ScheduleDefinition(
-        name=f"{job.name}__schedule", cron_schedule=job.job.schedule, job=job_def,
-        execution_fn=tick, execution_timezone="UTC",
+        name=f"{job.name}__schedule",
+        cron_schedule=job.job.schedule,
+        job=job_def,
+        execution_fn=tick,
+        execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=f"<schedule> of {job.file}")
+        description=f"<schedule> of {job.file}",
+    )
 
 
 def _observe(spec: PipelineSpec, outcome: str, error: BaseException | None, note: str):
@@ -134,8 +154,9 @@ def _observe(spec: PipelineSpec, outcome: str, error: BaseException | None, note
 
 
 def root_error(exc: BaseException) -> BaseException:
-    while exc.__cause__ is not None or (exc.__context__ is not None
-                                        and not exc.__suppress_context__):
+    while exc.__cause__ is not None or (
+        exc.__context__ is not None and not exc.__suppress_context__
+    ):
         exc = exc.__cause__ or exc.__context__
     return exc
 
@@ -143,7 +164,8 @@ def root_error(exc: BaseException) -> BaseException:
 def _halted_by(context: dg.OpExecutionContext) -> str | None:
     """The step whose failure halts this run (None: no step failed)."""
     records = context.instance.get_records_for_run(
-        run_id=context.run_id, of_type=dg.DagsterEventType.STEP_FAILURE, limit=1).records
+        run_id=context.run_id, of_type=dg.DagsterEventType.STEP_FAILURE, limit=1
+    ).records
     return records[0].event_log_entry.step_key if records else None
 
 
@@ -154,8 +176,14 @@ def _step_op(job: JobSpec, step: JobStep, spec: PipelineSpec) -> dg.OpDefinition
         name=op_name(job, step),
         ins={f"after_{up}": dg.In(dg.Nothing) for up in step.after},
         out={"done": dg.Out(dg.Nothing, is_required=False)},
-        config_schema={"params": dg.Field(dg.Permissive(), is_required=False, default_value={},
-                                          description="The job's parameters (run config).")},
+        config_schema={
+            "params": dg.Field(
+                dg.Permissive(),
+                is_required=False,
+                default_value={},
+                description="The job's parameters (run config).",
+            )
+        },
         required_resource_keys={"spark", "iceberg", "s3"},
         pool=SPARK_POOL,
         tags={"datahub/pipeline": spec.key, "datahub/on_failure": ref.on_failure},
@@ -170,15 +198,22 @@ def _step_op(job: JobSpec, step: JobStep, spec: PipelineSpec) -> dg.OpDefinition
         error = None
         session = None
         try:
-            run_date, params = run_parameters(context.run.tags, job.parameters,
-                                              context.op_config.get("params"))
+            run_date, params = run_parameters(
+                context.run.tags, job.parameters, context.op_config.get("params")
+            )
             session = context.resources.spark.get_session()
             ctx = ExecContext(
-                spark=session, settings=Settings.from_env(), app=spec.app,
-                run_id=context.run_id, run_date=run_date, log=context.log,
+                spark=session,
+                settings=Settings.from_env(),
+                app=spec.app,
+                run_id=context.run_id,
+                run_date=run_date,
+                log=context.log,
                 s3_client=_s3_client(context.resources.s3) if spec.watched_sources else None,
-                spec=spec, params=params,
-                full_refresh=context.run.tags.get(FULL_REFRESH_TAG, "").lower() == "true")
+                spec=spec,
+                params=params,
+                full_refresh=context.run.tags.get(FULL_REFRESH_TAG, "").lower() == "true",
+            )
             outcomes = run_pipeline(spec, ctx, context.resources.iceberg.catalog())
         except ChecksFailed as failed:
             for outcome in failed.outcomes:
@@ -195,27 +230,36 @@ def _step_op(job: JobSpec, step: JobStep, spec: PipelineSpec) -> dg.OpDefinition
                 yield from _drop_events(spec, ctx.drops, materialized=bool(outcomes))
             for outcome in outcomes:
                 result = _result(outcome)
-                yield dg.AssetMaterialization(asset_key=result.asset_key,
-                                              metadata=result.metadata)
+                yield dg.AssetMaterialization(asset_key=result.asset_key, metadata=result.metadata)
                 for r in _check_results(outcome, published=True):
                     yield _evaluation(r)
             yield dg.Output(None, "done")
             return
         if not isinstance(error, ChecksFailed):
             retry = ref.on_failure == "retry"
-            transient_retry(context, error, session, at_least=ref.max_retries if retry else 0,
-                            policy_wait=ref.retry_delay_seconds if retry else None)
+            transient_retry(
+                context,
+                error,
+                session,
+                at_least=ref.max_retries if retry else 0,
+                policy_wait=ref.retry_delay_seconds if retry else None,
+            )
         if ref.on_failure in ("halt", "retry"):
             raise error
-        context.log.error(f"{spec.key} failed ({type(error).__name__}: {error}); "
-                          f"onFailure={ref.on_failure}")
+        context.log.error(
+            f"{spec.key} failed ({type(error).__name__}: {error}); onFailure={ref.on_failure}"
+        )
         if ref.on_failure == "skip":
-            yield from _observe(spec, "skipped", error, "failed; onFailure=skip: dependents "
-                                                        "skipped")
+            yield from _observe(
+                spec, "skipped", error, "failed; onFailure=skip: dependents skipped"
+            )
             return
-        yield from _observe(spec, "failed_continued", error, "failed; onFailure=continue: "
-                                                             "dependents read its last "
-                                                             "published data")
+        yield from _observe(
+            spec,
+            "failed_continued",
+            error,
+            "failed; onFailure=continue: dependents read its last published data",
+        )
         yield dg.Output(None, "done")
 
     return _op
@@ -223,20 +267,30 @@ def _step_op(job: JobSpec, step: JobStep, spec: PipelineSpec) -> dg.OpDefinition
 
 def _evaluation(result: dg.AssetCheckResult) -> dg.AssetCheckEvaluation:
     return dg.AssetCheckEvaluation(
-        asset_key=result.asset_key, check_name=result.check_name, passed=result.passed,
-        metadata=result.metadata, severity=result.severity, description=result.description)
+        asset_key=result.asset_key,
+        check_name=result.check_name,
+        passed=result.passed,
+        metadata=result.metadata,
+        severity=result.severity,
+        description=result.description,
+    )
 
 
 def _outcome_op(job: JobSpec) -> dg.OpDefinition:
-    @dg.op(name=f"{job.name}__outcome", ins={"after": dg.In(dg.Nothing)},
-           description="Fails the run when a pipeline with onFailure=continue failed.")
+    @dg.op(
+        name=f"{job.name}__outcome",
+        ins={"after": dg.In(dg.Nothing)},
+        description="Fails the run when a pipeline with onFailure=continue failed.",
+    )
     def _outcome(context: dg.OpExecutionContext):
         failed = continued_failures(context.instance, context.run_id)
         if failed:
             raise dg.Failure(
                 description="pipelines failed (onFailure=continue; their dependents ran on "
-                            f"their last published data): {', '.join(sorted(failed))}",
-                metadata={"datahub/failed_pipelines": sorted(failed)}, allow_retries=False)
+                f"their last published data): {', '.join(sorted(failed))}",
+                metadata={"datahub/failed_pipelines": sorted(failed)},
+                allow_retries=False,
+            )
 
     return _outcome
 
@@ -245,7 +299,8 @@ def continued_failures(instance: dg.DagsterInstance, run_id: str) -> dict[str, s
     """step key -> job outcome of every recorded skipped/continued/halted pipeline."""
     out: dict[str, str] = {}
     records = instance.get_records_for_run(
-        run_id=run_id, of_type=dg.DagsterEventType.ASSET_OBSERVATION).records
+        run_id=run_id, of_type=dg.DagsterEventType.ASSET_OBSERVATION
+    ).records
     for record in records:
         obs = record.event_log_entry.dagster_event.asset_observation_data.asset_observation
         value = obs.metadata.get(OUTCOME_KEY)

@@ -30,9 +30,13 @@ from datahub_assets.spec.job_models import AppNotifications, JobSpec, SmtpServer
 from datahub_assets.spec.models import Project
 
 UI_URL_ENV = "DATAHUB_UI_URL"
-_EVENTS = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS,
-           dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.STEP_SKIPPED,
-           dg.DagsterEventType.ASSET_OBSERVATION}
+_EVENTS = {
+    dg.DagsterEventType.STEP_START,
+    dg.DagsterEventType.STEP_SUCCESS,
+    dg.DagsterEventType.STEP_FAILURE,
+    dg.DagsterEventType.STEP_SKIPPED,
+    dg.DagsterEventType.ASSET_OBSERVATION,
+}
 
 
 def ui_url() -> str:
@@ -47,8 +51,10 @@ def _root(error) -> tuple[str, str]:
 
 def summarize(instance: dg.DagsterInstance, run: dg.DagsterRun, job: JobSpec) -> dict:
     """The notification payload of a finished job run (Slack-compatible `text` first)."""
-    steps = {op_name(job, s): {"pipeline": s.pipeline_key, "status": "not started",
-                               "duration_s": None} for s in job.steps}
+    steps = {
+        op_name(job, s): {"pipeline": s.pipeline_key, "status": "not started", "duration_s": None}
+        for s in job.steps
+    }
     started: dict[str, float] = {}
     error = None
     for entry in instance.all_logs(run.run_id, of_type=_EVENTS):
@@ -67,9 +73,12 @@ def summarize(instance: dg.DagsterInstance, run: dg.DagsterRun, job: JobSpec) ->
                 info = event.step_failure_data.error
                 if error is None and info is not None:
                     cls, message = _root(info)
-                    error = {"class": cls, "message": message[:2000],
-                             "summary": info.message.strip()[:2000], "pipeline":
-                             step["pipeline"]}
+                    error = {
+                        "class": cls,
+                        "message": message[:2000],
+                        "summary": info.message.strip()[:2000],
+                        "pipeline": step["pipeline"],
+                    }
             elif step["status"] == "running":
                 step["status"] = "succeeded"
         elif kind == dg.DagsterEventType.STEP_SKIPPED:
@@ -80,14 +89,18 @@ def summarize(instance: dg.DagsterInstance, run: dg.DagsterRun, job: JobSpec) ->
             if outcome is not None:
                 step["status"] = outcome.value
                 if error is None and "datahub/error_class" in meta:
-                    error = {"class": meta["datahub/error_class"].value,
-                             "message": meta["datahub/error"].value,
-                             "summary": meta["datahub/error"].value,
-                             "pipeline": step["pipeline"]}
-    failed = [s["pipeline"] for s in steps.values() if s["status"] in
-              ("failed", "failed_continued")]
-    skipped = [s["pipeline"] for s in steps.values() if s["status"] in
-               ("skipped", "halted", "not started")]
+                    error = {
+                        "class": meta["datahub/error_class"].value,
+                        "message": meta["datahub/error"].value,
+                        "summary": meta["datahub/error"].value,
+                        "pipeline": step["pipeline"],
+                    }
+    failed = [
+        s["pipeline"] for s in steps.values() if s["status"] in ("failed", "failed_continued")
+    ]
+    skipped = [
+        s["pipeline"] for s in steps.values() if s["status"] in ("skipped", "halted", "not started")
+    ]
     status = run.status.value
     link = f"{ui_url()}/runs/{run.run_id}"
     text = f"Data Hub job {job.name}: {status}"
@@ -98,9 +111,16 @@ def summarize(instance: dg.DagsterInstance, run: dg.DagsterRun, job: JobSpec) ->
     if error:
         text += f"; error {error['class']}: {error['message'][:300]}"
     return {
-        "text": f"{text} ({link})", "job": job.name, "app": job.app, "run_id": run.run_id,
-        "status": status, "failed_pipelines": failed, "skipped_pipelines": skipped,
-        "error": error, "steps": list(steps.values()), "run_url": link,
+        "text": f"{text} ({link})",
+        "job": job.name,
+        "app": job.app,
+        "run_id": run.run_id,
+        "status": status,
+        "failed_pipelines": failed,
+        "skipped_pipelines": skipped,
+        "error": error,
+        "steps": list(steps.values()),
+        "run_url": link,
         "run_date": run.tags.get("datahub/run_date"),
     }
 
@@ -108,9 +128,10 @@ def summarize(instance: dg.DagsterInstance, run: dg.DagsterRun, job: JobSpec) ->
 def _body(payload: dict) -> str:
     lines = [payload["text"], "", f"run: {payload.get('run_url', '')}"]
     for step in payload.get("steps", []):
-        lines.append(f"  {step['pipeline']}: {step['status']}"
-                     + (f" ({step['duration_s']} s)" if step.get("duration_s") is not None
-                        else ""))
+        lines.append(
+            f"  {step['pipeline']}: {step['status']}"
+            + (f" ({step['duration_s']} s)" if step.get("duration_s") is not None else "")
+        )
     if payload.get("error"):
         lines += ["", f"error: {payload['error']['class']}: {payload['error']['message']}"]
     return "\n".join(lines)
@@ -122,8 +143,9 @@ def _smtp(project: Project, app: str) -> SmtpServer:
     return notes.smtp if notes else SmtpServer()
 
 
-def notify_run(instance, run, jobs: dict[str, JobSpec], project: Project, log,
-               attempts: int = 3) -> list[str]:
+def notify_run(
+    instance, run, jobs: dict[str, JobSpec], project: Project, log, attempts: int = 3
+) -> list[str]:
     """Notify the targets of a finished job run; returns the deliveries that failed."""
     job = jobs.get(run.job_name)
     if job is None:
@@ -134,26 +156,30 @@ def notify_run(instance, run, jobs: dict[str, JobSpec], project: Project, log,
         return []
     payload = summarize(instance, run, job)
     subject = f"[Data Hub] {job.name} {payload['status']}"
-    return deliver(targets, _smtp(project, job.app), payload, subject, _body(payload), log,
-                   attempts=attempts)
+    return deliver(
+        targets, _smtp(project, job.app), payload, subject, _body(payload), log, attempts=attempts
+    )
 
 
 def notification_sensors(project: Project) -> list[dg.SensorDefinition]:
     jobs = {j.name: j for j in project.jobs if j.notifications}
     out: list[dg.SensorDefinition] = []
     if jobs:
-        @dg.run_failure_sensor(name="datahub_notify_failure",
-                               default_status=dg.DefaultSensorStatus.RUNNING,
-                               description="Notifies job pipelines' on=failure|completion "
-                                           "targets")
+
+        @dg.run_failure_sensor(
+            name="datahub_notify_failure",
+            default_status=dg.DefaultSensorStatus.RUNNING,
+            description="Notifies job pipelines' on=failure|completion targets",
+        )
         def _failed(context: dg.RunFailureSensorContext):
             notify_run(context.instance, context.dagster_run, jobs, project, context.log.info)
 
-        @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS,
-                              name="datahub_notify_success",
-                              default_status=dg.DefaultSensorStatus.RUNNING,
-                              description="Notifies job pipelines' on=success|completion "
-                                          "targets")
+        @dg.run_status_sensor(
+            run_status=dg.DagsterRunStatus.SUCCESS,
+            name="datahub_notify_success",
+            default_status=dg.DefaultSensorStatus.RUNNING,
+            description="Notifies job pipelines' on=success|completion targets",
+        )
         def _succeeded(context: dg.RunStatusSensorContext):
             notify_run(context.instance, context.dagster_run, jobs, project, context.log.info)
 
@@ -166,8 +192,7 @@ def sla_assets(project: Project) -> dict[dg.AssetKey, tuple[str, float]]:
     """asset key -> (app, SLA seconds), for apps with default notification targets."""
     out = {}
     for spec in project.pipelines:
-        notes: AppNotifications | None = getattr(project.apps.get(spec.app), "notifications",
-                                                 None)
+        notes: AppNotifications | None = getattr(project.apps.get(spec.app), "notifications", None)
         sla = spec.pipeline.metadata.sla
         if sla and notes and any(wants(t, "sla") for t in notes.targets):
             seconds = parse_duration(sla).total_seconds()
@@ -175,8 +200,15 @@ def sla_assets(project: Project) -> dict[dg.AssetKey, tuple[str, float]]:
     return out
 
 
-def check_sla(instance, project: Project, watched: dict, cursor: dict, log,
-              now: float | None = None, attempts: int = 3) -> dict:
+def check_sla(
+    instance,
+    project: Project,
+    watched: dict,
+    cursor: dict,
+    log,
+    now: float | None = None,
+    attempts: int = 3,
+) -> dict:
     """Notify each newly overdue asset once per last materialisation; returns the cursor."""
     now = now if now is not None else time.time()
     records = instance.get_asset_records(list(watched))
@@ -194,14 +226,26 @@ def check_sla(instance, project: Project, watched: dict, cursor: dict, log,
         at = datetime.fromtimestamp(last.timestamp, UTC).isoformat(timespec="seconds")
         payload = {
             "text": f"Data Hub SLA missed: {name} was last materialised at {at} "
-                    f"(SLA {seconds / 3600:g} h)",
-            "kind": "sla_miss", "asset": name, "app": app, "sla_seconds": seconds,
-            "last_materialization": at, "overdue_s": round(now - last.timestamp - seconds),
-            "run_id": last.run_id, "run_url": f"{ui_url()}/runs/{last.run_id}",
+            f"(SLA {seconds / 3600:g} h)",
+            "kind": "sla_miss",
+            "asset": name,
+            "app": app,
+            "sla_seconds": seconds,
+            "last_materialization": at,
+            "overdue_s": round(now - last.timestamp - seconds),
+            "run_id": last.run_id,
+            "run_url": f"{ui_url()}/runs/{last.run_id}",
         }
         targets = [t for t in notes.targets if wants(t, "sla")]
-        deliver(targets, notes.smtp, payload, f"[Data Hub] SLA missed: {name}",
-                payload["text"], log, attempts=attempts)
+        deliver(
+            targets,
+            notes.smtp,
+            payload,
+            f"[Data Hub] SLA missed: {name}",
+            payload["text"],
+            log,
+            attempts=attempts,
+        )
     return cursor
 
 
@@ -210,9 +254,12 @@ def sla_sensor(project: Project) -> dg.SensorDefinition | None:
     if not watched:
         return None
 
-    @dg.sensor(name="datahub_sla", minimum_interval_seconds=60,
-               default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Notifies the app's default targets when an asset's <sla> is missed")
+    @dg.sensor(
+        name="datahub_sla",
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Notifies the app's default targets when an asset's <sla> is missed",
+    )
     def _sla(context: dg.SensorEvaluationContext):
         cursor = json.loads(context.cursor) if context.cursor else {}
         cursor = check_sla(context.instance, project, watched, cursor, context.log.info)

@@ -61,16 +61,24 @@ def post_webhook(target: WebhookNotification, payload: dict) -> None:
     headers = {"Content-Type": "application/json", "User-Agent": "datahub-notify"}
     if target.token_secret_ref:
         headers["Authorization"] = f"Bearer {secrets.resolve(target.token_secret_ref)}"
-    request = urllib.request.Request(url, data=json.dumps(payload, default=str).encode(),
-                                     headers=headers, method="POST")
+    request = urllib.request.Request(
+        url, data=json.dumps(payload, default=str).encode(), headers=headers, method="POST"
+    )
     with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310
         if response.status >= 300:
             raise OSError(f"HTTP {response.status}")
 
 
-def deliver(targets: list[Notification], smtp: SmtpServer, payload: dict, subject: str,
-            body: str, log: Callable[[str], None], attempts: int = 3,
-            first_wait_s: float = 1.0) -> list[str]:
+def deliver(
+    targets: list[Notification],
+    smtp: SmtpServer,
+    payload: dict,
+    subject: str,
+    body: str,
+    log: Callable[[str], None],
+    attempts: int = 3,
+    first_wait_s: float = 1.0,
+) -> list[str]:
     """Send to every target; returns the targets that still failed after `attempts`."""
     failed = []
     for target in targets:
@@ -85,12 +93,16 @@ def deliver(targets: list[Notification], smtp: SmtpServer, payload: dict, subjec
             except Exception as exc:  # noqa: BLE001 - delivery must never fail the caller
                 error = secrets_free(exc, target)
                 if attempt == attempts:
-                    log(f"notification to {describe(target)} failed after {attempts} attempts: "
-                        f"{error}")
+                    log(
+                        f"notification to {describe(target)} failed after {attempts} attempts: "
+                        f"{error}"
+                    )
                     failed.append(describe(target))
                 else:
-                    log(f"notification to {describe(target)} failed (attempt {attempt}): "
-                        f"{error}; retrying")
+                    log(
+                        f"notification to {describe(target)} failed (attempt {attempt}): "
+                        f"{error}; retrying"
+                    )
                     time.sleep(first_wait_s * 2 ** (attempt - 1))
     return failed
 

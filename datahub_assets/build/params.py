@@ -31,19 +31,25 @@ def base_run_date(tags: Mapping[str, str]) -> date:
     return datetime.now(UTC).date()
 
 
-def run_parameters(tags: Mapping[str, str], declared: Mapping[str, str | None] | None = None,
-                   config: Mapping[str, object] | None = None) -> tuple[date, dict[str, str]]:
+def run_parameters(
+    tags: Mapping[str, str],
+    declared: Mapping[str, str | None] | None = None,
+    config: Mapping[str, object] | None = None,
+) -> tuple[date, dict[str, str]]:
     """(run date, named parameters) of a run; raises ValueError naming a bad runDate."""
     values: dict[str, str] = {RUN_DATE: RUN_DATE_TEMPLATE}
     values.update({k: v for k, v in (declared or {}).items() if v is not None})
     values.update({k: str(v) for k, v in (config or {}).items() if v not in (None, "")})
-    values.update({k[len(PARAM_TAG_PREFIX):]: v for k, v in tags.items()
-                   if k.startswith(PARAM_TAG_PREFIX)})
+    values.update(
+        {k[len(PARAM_TAG_PREFIX) :]: v for k, v in tags.items() if k.startswith(PARAM_TAG_PREFIX)}
+    )
     base = base_run_date(tags).isoformat()
     values = {k: v.replace(RUN_DATE_TEMPLATE, base) for k, v in values.items()}
     try:
         run_date = date.fromisoformat(values[RUN_DATE])
     except ValueError:
-        raise ValueError(f"runDate={values[RUN_DATE]!r} is not a date; allowed: YYYY-MM-DD or "
-                         f"{RUN_DATE_TEMPLATE}") from None
+        raise ValueError(
+            f"runDate={values[RUN_DATE]!r} is not a date; allowed: YYYY-MM-DD or "
+            f"{RUN_DATE_TEMPLATE}"
+        ) from None
     return run_date, values

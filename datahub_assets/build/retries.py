@@ -38,7 +38,7 @@ class RetryClass:
     delay_s: float
 
     def wait(self, retry_number: int) -> float:
-        return min(self.delay_s * 2 ** retry_number, 300.0)
+        return min(self.delay_s * 2**retry_number, 300.0)
 
 
 SPARK_SERVER_DIED = RetryClass("spark_server_died", 1, 1.0)
@@ -50,16 +50,22 @@ _SERVER_DIED = re.compile(r"SparkServerDied|Spark Connect server \(pid \d+.*\) d
 _SPARK = re.compile(
     r"NO_ACTIVE_SESSION|SESSION_CLOSED|SESSION_NOT_FOUND|SESSION_CHANGED|INVALID_HANDLE\.(OPERATION|SESSION)"
     r"|StatusCode\.UNAVAILABLE|failed to connect to all addresses|Cannot invoke RPC on closed "
-    r"channel|Channel closed|Socket closed|GOAWAY|RST_STREAM", re.I)
+    r"channel|Channel closed|Socket closed|GOAWAY|RST_STREAM",
+    re.I,
+)
 _CONFLICT = re.compile(
     r"CommitFailedException|ConcurrentCommitError|another run committed|main moved from"
     r"|concurrent(ly)? (commit|modif)|changed while this run was reading"
-    r"|branch main (has )?(changed|moved)|Requirement failed: .*(snapshot|branch)", re.I)
+    r"|branch main (has )?(changed|moved)|Requirement failed: .*(snapshot|branch)",
+    re.I,
+)
 _DB = re.compile(
     r"SQLSTATE\W*08\d{3}|SQLState: 08|Connection reset|connection attempt failed|Connection "
     r"refused|Communications link failure|Lost connection to|server closed the connection "
     r"unexpectedly|I/O error occurred while sending to the backend|terminating connection due "
-    r"to administrator command|Broken pipe", re.I)
+    r"to administrator command|Broken pipe",
+    re.I,
+)
 
 
 def _chain(exc: BaseException):
@@ -78,8 +84,12 @@ def classify(exc: BaseException) -> RetryClass | None:
     if any(isinstance(e, CommitFailedException) for e in chain):
         return COMMIT_CONFLICT
     text = "\n".join(f"{type(e).__name__}: {e}" for e in chain)
-    for cls, pattern in ((SPARK_SERVER_DIED, _SERVER_DIED), (SPARK_SESSION, _SPARK),
-                         (DB_CONNECTION, _DB), (COMMIT_CONFLICT, _CONFLICT)):
+    for cls, pattern in (
+        (SPARK_SERVER_DIED, _SERVER_DIED),
+        (SPARK_SESSION, _SPARK),
+        (DB_CONNECTION, _DB),
+        (COMMIT_CONFLICT, _CONFLICT),
+    ):
         if pattern.search(text):
             return cls
     return None
@@ -93,8 +103,13 @@ def drop_session(session) -> None:
         pass
 
 
-def transient_retry(context: dg.OpExecutionContext, exc: BaseException, session=None,
-                    at_least: int = 0, policy_wait: float | None = None) -> None:
+def transient_retry(
+    context: dg.OpExecutionContext,
+    exc: BaseException,
+    session=None,
+    at_least: int = 0,
+    policy_wait: float | None = None,
+) -> None:
     """Raise `dg.RetryRequested` when `exc` is transient and the step has retries left.
 
     `at_least`/`policy_wait`: a job's onFailure="retry" budget and first wait, which apply to
@@ -106,10 +121,12 @@ def transient_retry(context: dg.OpExecutionContext, exc: BaseException, session=
         return
     if cls is None and policy_wait is None:
         return
-    wait = cls.wait(number) if cls else min(policy_wait * 2 ** number, 3600.0)
+    wait = cls.wait(number) if cls else min(policy_wait * 2**number, 3600.0)
     if cls in (SPARK_SESSION, SPARK_SERVER_DIED) and session is not None:
         drop_session(session)
     what = cls.name if cls else "onFailure=retry"
-    context.log.warning(f"{what}: attempt {number + 1} of {budget + 1} failed "
-                        f"({type(exc).__name__}: {str(exc)[:300]}); retrying in {wait:.1f} s")
+    context.log.warning(
+        f"{what}: attempt {number + 1} of {budget + 1} failed "
+        f"({type(exc).__name__}: {str(exc)[:300]}); retrying in {wait:.1f} s"
+    )
     raise dg.RetryRequested(max_retries=budget, seconds_to_wait=wait) from exc

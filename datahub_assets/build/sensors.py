@@ -32,9 +32,13 @@ BATCH_TAG = "datahub/batch"
 INGEST_TAG = "datahub/ingest"
 MAX_RUNS_PER_TICK = int(os.environ.get("DATAHUB_WATCH_MAX_RUNS_PER_TICK", "20"))
 
-_IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
-                dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
-                dg.DagsterRunStatus.CANCELING]
+_IN_PROGRESS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
 _FAILED = [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 
 
@@ -42,12 +46,15 @@ def sensor_name(spec: PipelineSpec, source_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", f"watch__{spec.app}__{spec.pipeline.id}__{source_id}")
 
 
-def _run_ids_by_batch(instance: dg.DagsterInstance, name: str, statuses,
-                      updated_after: float | None = None) -> set[str]:
+def _run_ids_by_batch(
+    instance: dg.DagsterInstance, name: str, statuses, updated_after: float | None = None
+) -> set[str]:
     """Batch ids of this sensor's runs in `statuses` (updated after an epoch time)."""
     filters = dg.RunsFilter(
-        tags={WATCH_TAG: name}, statuses=statuses,
-        updated_after=datetime.fromtimestamp(updated_after, UTC) if updated_after else None)
+        tags={WATCH_TAG: name},
+        statuses=statuses,
+        updated_after=datetime.fromtimestamp(updated_after, UTC) if updated_after else None,
+    )
     return {r.dagster_run.tags.get(BATCH_TAG, "") for r in instance.get_run_records(filters)}
 
 
@@ -67,30 +74,46 @@ def build_watch_sensor(spec: PipelineSpec, source) -> dg.SensorDefinition:
         cursor = WatchCursor.parse(context.cursor)
         if cursor.batches:
             oldest = min(b["at"] for b in cursor.batches.values())
-            settle(cursor, now,
-                   active=_run_ids_by_batch(context.instance, name, _IN_PROGRESS),
-                   failed=_run_ids_by_batch(context.instance, name, _FAILED, oldest - 1),
-                   succeeded=_run_ids_by_batch(context.instance, name,
-                                               [dg.DagsterRunStatus.SUCCESS], oldest - 1),
-                   grace_seconds=grace, poll_seconds=watch.poll_seconds)
-        plan = plan_tick(store.list(pattern), cursor, now,
-                         min_age_seconds=watch.min_age_seconds,
-                         max_files_per_run=watch.max_files_per_run, max_runs=MAX_RUNS_PER_TICK)
+            settle(
+                cursor,
+                now,
+                active=_run_ids_by_batch(context.instance, name, _IN_PROGRESS),
+                failed=_run_ids_by_batch(context.instance, name, _FAILED, oldest - 1),
+                succeeded=_run_ids_by_batch(
+                    context.instance, name, [dg.DagsterRunStatus.SUCCESS], oldest - 1
+                ),
+                grace_seconds=grace,
+                poll_seconds=watch.poll_seconds,
+            )
+        plan = plan_tick(
+            store.list(pattern),
+            cursor,
+            now,
+            min_age_seconds=watch.min_age_seconds,
+            max_files_per_run=watch.max_files_per_run,
+            max_runs=MAX_RUNS_PER_TICK,
+        )
         requests = [
             dg.RunRequest(
                 run_key=batch.batch_id,
                 asset_selection=keys,
-                run_config={"ops": {op: {"config": {
-                    "files": {source.id: [f.path for f in batch.files]}}}}},
-                tags={WATCH_TAG: name, BATCH_TAG: batch.batch_id, INGEST_TAG: spec.key,
-                      "datahub/files": str(len(batch.files))},
+                run_config={
+                    "ops": {op: {"config": {"files": {source.id: [f.path for f in batch.files]}}}}
+                },
+                tags={
+                    WATCH_TAG: name,
+                    BATCH_TAG: batch.batch_id,
+                    INGEST_TAG: spec.key,
+                    "datahub/files": str(len(batch.files)),
+                },
             )
             for batch in plan.batches
         ]
         message = f"{pattern}: {plan.summary()} ({time.monotonic() - started:.2f} s)"
         context.log.info(message)
         return dg.SensorResult(
-            run_requests=requests, cursor=plan.cursor.dumps(),
+            run_requests=requests,
+            cursor=plan.cursor.dumps(),
             skip_reason=None if requests else message,
         )
 
@@ -98,17 +121,23 @@ def build_watch_sensor(spec: PipelineSpec, source) -> dg.SensorDefinition:
         name=name,
         evaluation_fn=evaluate,
         minimum_interval_seconds=watch.poll_seconds,
-        description=(f"File drops of {spec.key} source '{source.id}': lists {source.path} every "
-                     f"{watch.poll_seconds} s and ingests new or changed files "
-                     f"(up to {watch.max_files_per_run} per run)"),
+        description=(
+            f"File drops of {spec.key} source '{source.id}': lists {source.path} every "
+            f"{watch.poll_seconds} s and ingests new or changed files "
+            f"(up to {watch.max_files_per_run} per run)"
+        ),
         asset_selection=keys,
-        default_status=(dg.DefaultSensorStatus.RUNNING if watch.enabled
-                        else dg.DefaultSensorStatus.STOPPED),
+        default_status=(
+            dg.DefaultSensorStatus.RUNNING if watch.enabled else dg.DefaultSensorStatus.STOPPED
+        ),
         required_resource_keys={"s3"},
         tags={INGEST_TAG: spec.key},
     )
 
 
 def watch_sensors(project: Project) -> list[dg.SensorDefinition]:
-    return [build_watch_sensor(spec, source)
-            for spec in project.pipelines for source in spec.watched_sources]
+    return [
+        build_watch_sensor(spec, source)
+        for spec in project.pipelines
+        for source in spec.watched_sources
+    ]

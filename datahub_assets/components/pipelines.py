@@ -41,30 +41,37 @@ class DataHubPipelines(dg.Component, dg.Model, dg.Resolvable):
     `datahub new pipeline <app> <layer> <id> --source csv --target table`.
     """
 
-    pipelines_dir: Annotated[str, dg.Resolver.default(
-        description=(
-            "Folder of pipeline definitions (`<app>/<layer>/<id>.xml|.yaml`, `<app>/jobs/`, "
-            "`<app>/app.yaml`), relative to the project root or absolute. The environment "
-            f"variable {PIPELINES_DIR_ENV}, when set, wins: deployments point it at their "
-            "own folder."
+    pipelines_dir: Annotated[
+        str,
+        dg.Resolver.default(
+            description=(
+                "Folder of pipeline definitions (`<app>/<layer>/<id>.xml|.yaml`, `<app>/jobs/`, "
+                "`<app>/app.yaml`), relative to the project root or absolute. The environment "
+                f"variable {PIPELINES_DIR_ENV}, when set, wins: deployments point it at their "
+                "own folder."
+            ),
         ),
-    )] = "pipelines_xml"
-    executor: Annotated[Literal["in_process", "multiprocess"], dg.Resolver.default(
-        description=(
-            "How the steps of one run execute. `in_process`: one after another in one "
-            "process that keeps one Spark Connect session (fastest for thin Spark clients). "
-            "`multiprocess`: a process per step, forked from a server that preloaded the "
-            f"definitions, independent steps side by side. The environment variable "
-            f"{EXECUTOR_ENV}, when set, wins."
+    ] = "pipelines_xml"
+    executor: Annotated[
+        Literal["in_process", "multiprocess"],
+        dg.Resolver.default(
+            description=(
+                "How the steps of one run execute. `in_process`: one after another in one "
+                "process that keeps one Spark Connect session (fastest for thin Spark clients). "
+                "`multiprocess`: a process per step, forked from a server that preloaded the "
+                f"definitions, independent steps side by side. The environment variable "
+                f"{EXECUTOR_ENV}, when set, wins."
+            ),
         ),
-    )] = "in_process"
+    ] = "in_process"
 
     def resolved_pipelines_dir(self, project_root: Path) -> Path:
         """DATAHUB_PIPELINES_DIR if set, else `pipelines_dir` against the project root."""
         env = os.environ.get(PIPELINES_DIR_ENV)
         path = Path(env or self.pipelines_dir).expanduser()
-        return (path if path.is_absolute() else (Path.cwd() if env else project_root) / path
-                ).resolve()
+        return (
+            path if path.is_absolute() else (Path.cwd() if env else project_root) / path
+        ).resolve()
 
     def resolved_executor(self) -> str:
         return os.environ.get(EXECUTOR_ENV) or self.executor
@@ -72,5 +79,7 @@ class DataHubPipelines(dg.Component, dg.Model, dg.Resolvable):
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         from datahub_assets.build.project import build_definitions
 
-        return build_definitions(self.resolved_pipelines_dir(context.project_root),
-                                 executor_name=self.resolved_executor())
+        return build_definitions(
+            self.resolved_pipelines_dir(context.project_root),
+            executor_name=self.resolved_executor(),
+        )

@@ -37,9 +37,16 @@ def policy_of(source, layer: str) -> str:
     return source.on_invalid or ("quarantine" if layer == "raw" else "fail")
 
 
-def checked_reader(read: Callable[..., DataFrame], spec: PipelineSpec, ctx: ExecContext,
-                   source, drops: DropBatch | None, gate, into: TableRef | None,
-                   where: str) -> Callable[..., DataFrame]:
+def checked_reader(
+    read: Callable[..., DataFrame],
+    spec: PipelineSpec,
+    ctx: ExecContext,
+    source,
+    drops: DropBatch | None,
+    gate,
+    into: TableRef | None,
+    where: str,
+) -> Callable[..., DataFrame]:
     """`read` with malformed records split off and handled (module doc). `gate` is the
     `quality.Prepared` of the first table target (counts, quarantine rows)."""
     policy = policy_of(source, spec.layer)
@@ -55,19 +62,28 @@ def checked_reader(read: Callable[..., DataFrame], spec: PipelineSpec, ctx: Exec
         if not found.count:
             return good
         shown = "\n".join(f"  - {line}" for line in found.first_lines())
-        ctx.log.warning("source %s: %d malformed record(s) (onInvalid=%s); first:\n%s",
-                        source.id, found.count, policy, shown)
+        ctx.log.warning(
+            "source %s: %d malformed record(s) (onInvalid=%s); first:\n%s",
+            source.id,
+            found.count,
+            policy,
+            shown,
+        )
         by_file = found.by_file()
         if policy == "fail":
             if not watched:
                 raise PipelineRunError(
                     f"source '{source.id}' has {found.count} malformed record(s) "
-                    f"(onInvalid=\"fail\"); first:\n{shown}")
+                    f'(onInvalid="fail"); first:\n{shown}'
+                )
             rejections = {
-                file: Rejection(MALFORMED, f"{n} malformed record(s) (onInvalid=\"fail\" on "
-                                           f"source '{source.id}'); first: "
-                                           + "; ".join(found.first_lines(file)))
-                for file, n in by_file.items()}
+                file: Rejection(
+                    MALFORMED,
+                    f'{n} malformed record(s) (onInvalid="fail" on '
+                    f"source '{source.id}'); first: " + "; ".join(found.first_lines(file)),
+                )
+                for file, n in by_file.items()
+            }
             reject_files(drops, ctx, spec, rejections)
             return good.where(~F.col("_source_file").isin(list(rejections)))
         gate.extra["malformed_rows"] = gate.extra.get("malformed_rows", 0) + found.count
@@ -76,9 +92,11 @@ def checked_reader(read: Callable[..., DataFrame], spec: PipelineSpec, ctx: Exec
                 f.invalid_rows += by_file.get(f.info.path, 0)
         if policy == "quarantine":
             if into is None:
-                raise PipelineRunError(f"{where}: malformed records are quarantined next to "
-                                       "the pipeline's first table target, and it has none; "
-                                       "set onInvalid=\"fail\" or \"drop\"")
+                raise PipelineRunError(
+                    f"{where}: malformed records are quarantined next to "
+                    "the pipeline's first table target, and it has none; "
+                    'set onInvalid="fail" or "drop"'
+                )
             qref = quarantine_ref(into)
             gate.quarantine.append((qref, quarantine_frame(ctx.spark, found, ctx.run_id, where)))
             gate.extra["quarantine_table"] = qref.identifier

@@ -59,10 +59,14 @@ class Drift:
         return tuple(r for r in self.retyped if not r[3])
 
     def differences(self) -> list[str]:
-        return ([f"added column {c}" for c in self.added]
-                + [f"removed column {c}" for c in self.removed]
-                + [f"column {c} changed type {o} -> {n} ({'widening' if w else 'narrowing'})"
-                   for c, o, n, w in self.retyped])
+        return (
+            [f"added column {c}" for c in self.added]
+            + [f"removed column {c}" for c in self.removed]
+            + [
+                f"column {c} changed type {o} -> {n} ({'widening' if w else 'narrowing'})"
+                for c, o, n, w in self.retyped
+            ]
+        )
 
     def description(self) -> str:
         if self.new_table:
@@ -75,10 +79,13 @@ class Drift:
 
     def as_metadata(self) -> dict:
         return {
-            "changed": self.changed, "new_table": self.new_table,
-            "added": list(self.added), "removed": list(self.removed),
-            "retyped": [{"column": c, "old": o, "new": n, "widening": w}
-                        for c, o, n, w in self.retyped],
+            "changed": self.changed,
+            "new_table": self.new_table,
+            "added": list(self.added),
+            "removed": list(self.removed),
+            "retyped": [
+                {"column": c, "old": o, "new": n, "widening": w} for c, o, n, w in self.retyped
+            ],
             "description": self.description(),
         }
 
@@ -108,8 +115,9 @@ def _diff(prefix: str, old: T.StructType, new: T.StructType, out: dict[str, list
         if isinstance(old_t, T.StructType) and isinstance(new_t, T.StructType):
             _diff(f"{prefix}{name}.", old_t, new_t, out)
         else:
-            out["retyped"].append((prefix + name, old_t.simpleString(), new_t.simpleString(),
-                                   widens(old_t, new_t)))
+            out["retyped"].append(
+                (prefix + name, old_t.simpleString(), new_t.simpleString(), widens(old_t, new_t))
+            )
 
 
 def detect_drift(table_schema: T.StructType | None, incoming: T.StructType) -> Drift:
@@ -122,37 +130,48 @@ def detect_drift(table_schema: T.StructType | None, incoming: T.StructType) -> D
 
 
 def _raise(where: str, policy: str, problems: list[str]) -> None:
-    raise SchemaDriftError(f"table {where}: schema drift not allowed by onSchemaChange="
-                           f"\"{policy}\": " + "; ".join(problems))
+    raise SchemaDriftError(
+        f"table {where}: schema drift not allowed by onSchemaChange="
+        f'"{policy}": ' + "; ".join(problems)
+    )
 
 
 def _q(name: str):
     return F.col("`" + name.replace("`", "``") + "`")
 
 
-def apply_schema_policy(df: DataFrame, drift: Drift, policy: str,
-                        table_schema: T.StructType | None, where: str) -> DataFrame:
+def apply_schema_policy(
+    df: DataFrame, drift: Drift, policy: str, table_schema: T.StructType | None, where: str
+) -> DataFrame:
     """The frame to write under onSchemaChange=`policy` (see the module doc), or
     SchemaDriftError. Builds a projection only; runs no Spark job."""
     if policy not in POLICIES:
-        raise ValueError(f"{where}: onSchemaChange=\"{policy}\" is not one of "
-                         + ", ".join(POLICIES))
+        raise ValueError(f'{where}: onSchemaChange="{policy}" is not one of ' + ", ".join(POLICIES))
     if table_schema is None or not drift.changed:
         return df
     if policy == "fail":
         _raise(where, policy, drift.differences())
     if policy == "evolve":
         if drift.narrowing:
-            _raise(where, policy, [f"column {c} changed type {o} -> {n} (narrowing or "
-                                   "incompatible; only int->bigint, float->double and decimal "
-                                   "precision widening evolve)" for c, o, n, _ in drift.narrowing])
+            _raise(
+                where,
+                policy,
+                [
+                    f"column {c} changed type {o} -> {n} (narrowing or "
+                    "incompatible; only int->bigint, float->double and decimal "
+                    "precision widening evolve)"
+                    for c, o, n, _ in drift.narrowing
+                ],
+            )
         return df
     frame = {f.name: f.dataType for f in df.schema.fields}
     top = {f.name for f in table_schema.fields} | set(frame)
-    nested = [c for c in (*drift.added, *drift.removed, *(r[0] for r in drift.retyped))
-              if c not in top]
-    problems = [f"nested field {c} changed (freeze cannot drop or cast nested fields)"
-                for c in nested]
+    nested = [
+        c for c in (*drift.added, *drift.removed, *(r[0] for r in drift.retyped)) if c not in top
+    ]
+    problems = [
+        f"nested field {c} changed (freeze cannot drop or cast nested fields)" for c in nested
+    ]
     retyped = {c: (o, n) for c, o, n, _ in drift.retyped}
     cols = []
     for f in table_schema.fields:
@@ -161,8 +180,9 @@ def apply_schema_policy(df: DataFrame, drift: Drift, policy: str,
         elif f.name in retyped:
             if not widens(frame[f.name], f.dataType):
                 old, new = retyped[f.name]
-                problems.append(f"column {f.name} is {new}, the table's {old} cannot hold it "
-                                "without loss")
+                problems.append(
+                    f"column {f.name} is {new}, the table's {old} cannot hold it without loss"
+                )
             cols.append(_q(f.name).cast(f.dataType).alias(f.name))
         else:
             cols.append(_q(f.name))

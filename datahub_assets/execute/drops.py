@@ -76,8 +76,12 @@ class DropFile:
     """Malformed/invalid records of the file that were quarantined or dropped."""
 
     def summary(self) -> dict:
-        out = {"file": self.info.path, "source": self.source_id, "status": self.status,
-               "size": self.info.size}
+        out = {
+            "file": self.info.path,
+            "source": self.source_id,
+            "status": self.status,
+            "size": self.info.size,
+        }
         if self.rejection:
             out.update(rule=self.rejection.rule, reason=self.rejection.message)
         if self.previous:
@@ -108,8 +112,11 @@ class DropBatch:
     """S3 copies made for Spark to read (removed by `cleanup`)."""
 
     def with_status(self, status: str, source_id: str | None = None) -> list[DropFile]:
-        return [f for f in self.files
-                if f.status == status and (source_id is None or f.source_id == source_id)]
+        return [
+            f
+            for f in self.files
+            if f.status == status and (source_id is None or f.source_id == source_id)
+        ]
 
     @property
     def has_rows(self) -> bool:
@@ -127,13 +134,21 @@ class DropBatch:
         }
 
 
-def plan_batch(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog,
-               requested: dict[str, list[str]] | None,
-               s3_client: Callable | None = None, now: float | None = None) -> DropBatch:
+def plan_batch(
+    spec: PipelineSpec,
+    ctx: ExecContext,
+    catalog: Catalog,
+    requested: dict[str, list[str]] | None,
+    s3_client: Callable | None = None,
+    now: float | None = None,
+) -> DropBatch:
     """Step 1 of the module doc. Rejected files are already moved when this returns."""
-    batch = DropBatch(ledger=ledger_ref(spec.app, spec.pipeline.id),
-                      ingested_at=datetime.now(UTC),
-                      workdir=ctx.settings.home / "ingest" / ctx.run_id, run_id=ctx.run_id)
+    batch = DropBatch(
+        ledger=ledger_ref(spec.app, spec.pipeline.id),
+        ingested_at=datetime.now(UTC),
+        workdir=ctx.settings.home / "ingest" / ctx.run_id,
+        run_id=ctx.run_id,
+    )
     now = now if now is not None else batch.ingested_at.timestamp()
     for source in spec.watched_sources:
         pattern = ctx.data_path(source.path)
@@ -142,24 +157,35 @@ def plan_batch(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog,
         if requested is not None and source.id in requested:
             infos = _requested(store, pattern, requested[source.id], batch)
         else:  # started by hand: the oldest maxFilesPerRun settled files
-            settled = [i for i in store.list(pattern)
-                       if now - i.modified >= source.watch.min_age_seconds]
+            settled = [
+                i for i in store.list(pattern) if now - i.modified >= source.watch.min_age_seconds
+            ]
             infos = sorted(settled, key=lambda i: (i.modified, i.path))[
-                :source.watch.max_files_per_run]
+                : source.watch.max_files_per_run
+            ]
         expected = schema_for(source.schema_ref, ctx) if source.schema_ref else None
         for info in sorted(set(infos), key=lambda i: (i.modified, i.path)):
             if now - info.modified < source.watch.min_age_seconds:
-                batch.skipped.append((info.path, f"younger than minAgeSeconds="
-                                                 f"{source.watch.min_age_seconds}"))
+                batch.skipped.append(
+                    (info.path, f"younger than minAgeSeconds={source.watch.min_age_seconds}")
+                )
                 continue
             result = validate_file(store, info, source, expected)
             if isinstance(result, Rejection):
-                batch.files.append(DropFile(source.id, info, REJECTED, info.fingerprint(),
-                                            rejection=result))
+                batch.files.append(
+                    DropFile(source.id, info, REJECTED, info.fingerprint(), rejection=result)
+                )
             else:
-                batch.files.append(DropFile(source.id, info, INGEST,
-                                            info.fingerprint(result.checksum),
-                                            checksum=result.checksum, header=result.header))
+                batch.files.append(
+                    DropFile(
+                        source.id,
+                        info,
+                        INGEST,
+                        info.fingerprint(result.checksum),
+                        checksum=result.checksum,
+                        header=result.header,
+                    )
+                )
     valid = [f for f in batch.files if f.status == INGEST]
     if valid:
         seen = ingested(catalog, batch.ledger, [f.fingerprint for f in valid])
@@ -173,8 +199,9 @@ def plan_batch(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog,
     return batch
 
 
-def _requested(store: FileStore, pattern: str, wanted: list[str],
-               batch: DropBatch) -> list[FileInfo]:
+def _requested(
+    store: FileStore, pattern: str, wanted: list[str], batch: DropBatch
+) -> list[FileInfo]:
     regex = paths.glob_regex(pattern)
     infos = []
     for path in dict.fromkeys(wanted):
@@ -193,7 +220,7 @@ def _move_with_sidecars(store: FileStore, path: str, dest: str) -> None:
     store.move(path, dest)
     for sidecar in paths.sidecars(path):
         if store.exists(sidecar):
-            store.move(sidecar, dest + sidecar[len(path):])
+            store.move(sidecar, dest + sidecar[len(path) :])
 
 
 def _reject(batch: DropBatch, f: DropFile, ctx: ExecContext, spec: PipelineSpec) -> None:
@@ -208,20 +235,23 @@ def _reject(batch: DropBatch, f: DropFile, ctx: ExecContext, spec: PipelineSpec)
         f.moved_to = dest
     except Exception as exc:  # noqa: BLE001 - reported, the file stays in landing
         f.move_error = f"{type(exc).__name__}: {exc}"
-    ctx.log.warning("file drop %s rejected (%s): %s", f.info.path, f.rejection.rule,
-                    f.rejection.message)
+    ctx.log.warning(
+        "file drop %s rejected (%s): %s", f.info.path, f.rejection.rule, f.rejection.message
+    )
 
 
-def reject_batch(batch: DropBatch, ctx: ExecContext, spec: PipelineSpec,
-                 rejection: Rejection) -> None:
+def reject_batch(
+    batch: DropBatch, ctx: ExecContext, spec: PipelineSpec, rejection: Rejection
+) -> None:
     """Refuse every file the run was ingesting (a blocking check failed on their rows)."""
     for f in batch.with_status(INGEST):
         f.status, f.rejection = REJECTED, rejection
         _reject(batch, f, ctx, spec)
 
 
-def reject_files(batch: DropBatch, ctx: ExecContext, spec: PipelineSpec,
-                 rejections: dict[str, Rejection]) -> None:
+def reject_files(
+    batch: DropBatch, ctx: ExecContext, spec: PipelineSpec, rejections: dict[str, Rejection]
+) -> None:
     """Refuse the files of the batch named in `rejections` (landed path -> why), e.g. the files
     holding malformed records under onInvalid="fail"."""
     for f in batch.with_status(INGEST):
@@ -240,9 +270,13 @@ def finish(batch: DropBatch, ctx: ExecContext) -> None:
             f.moved_to = dest
         except Exception as exc:  # noqa: BLE001 - the ledger lets the next run move it
             f.move_error = f"{type(exc).__name__}: {exc}"
-            ctx.log.warning("file drop %s was ingested but could not be moved to %s (%s); "
-                            "the next run moves it without ingesting it again",
-                            f.info.path, dest, f.move_error)
+            ctx.log.warning(
+                "file drop %s was ingested but could not be moved to %s (%s); "
+                "the next run moves it without ingesting it again",
+                f.info.path,
+                dest,
+                f.move_error,
+            )
     cleanup(batch)
 
 
@@ -257,9 +291,13 @@ def cleanup(batch: DropBatch) -> None:
 
 # ---------------------------------------------------------------------------------- reading
 
+
 def _name(f: DropFile, index: int) -> str:
-    ext = "".join(Path(f.info.path).suffixes[-2:]) if f.info.path.endswith(".gz") \
+    ext = (
+        "".join(Path(f.info.path).suffixes[-2:])
+        if f.info.path.endswith(".gz")
         else Path(f.info.path).suffix
+    )
     return f"{index:06d}{ext}"
 
 
@@ -278,8 +316,9 @@ def _link(batch: DropBatch, f: DropFile, folder: Path, index: int) -> str:
     return str(target)
 
 
-def _s3_folder(batch: DropBatch, store: S3Store, files: list[DropFile], source_id: str,
-               group: int, spark) -> tuple[str, dict[str, str]]:
+def _s3_folder(
+    batch: DropBatch, store: S3Store, files: list[DropFile], source_id: str, group: int, spark
+) -> tuple[str, dict[str, str]]:
     """`_folder` on S3: server-side copies of the validated object versions, in parallel.
     Spark reaches the bucket as the run's S3 client does (`s3.bucket_conf`: the `s3`
     resource's own endpoint and keys for MinIO-like stores, as session settings)."""
@@ -291,16 +330,21 @@ def _s3_folder(batch: DropBatch, store: S3Store, files: list[DropFile], source_i
     targets = [folder + name for name in names]
     batch.staged += targets
     with ThreadPoolExecutor(max_workers=16) as pool:
-        list(pool.map(lambda ft: store.copy_version(ft[0].info.path, ft[1], ft[0].info.etag),
-                      zip(files, targets, strict=True)))
+        list(
+            pool.map(
+                lambda ft: store.copy_version(ft[0].info.path, ft[1], ft[0].info.etag),
+                zip(files, targets, strict=True),
+            )
+        )
     bucket = folder.split("://", 1)[1].split("/", 1)[0]
     for key, value in s3.bucket_conf(store.client, bucket).items():
         spark.conf.set(key, value)
     return s3.to_spark(folder), names
 
 
-def _folder(batch: DropBatch, files: list[DropFile], source_id: str,
-            group: int, spark) -> tuple[str, dict[str, str]]:
+def _folder(
+    batch: DropBatch, files: list[DropFile], source_id: str, group: int, spark
+) -> tuple[str, dict[str, str]]:
     """(folder, link name -> landed path) of one group of files. Spark reads the FOLDER: a
     read of N paths makes Spark Connect list the N paths again at every analysis of the plan,
     as a distributed job above 32 paths (measured 2.45 s per analysis at 500 paths, 0.19 s
@@ -316,8 +360,7 @@ def _folder(batch: DropBatch, files: list[DropFile], source_id: str,
     return str(folder), names
 
 
-def _with_lineage(df: DataFrame, names: dict[str, str], batch: DropBatch,
-                  run_id: str) -> DataFrame:
+def _with_lineage(df: DataFrame, names: dict[str, str], batch: DropBatch, run_id: str) -> DataFrame:
     mapping = F.create_map(*[F.lit(x) for kv in names.items() for x in kv])
     return df.select(
         "*",
@@ -333,9 +376,14 @@ def _csv_schema(header: tuple[str, ...], declared: T.StructType | None) -> T.Str
     if declared is None:
         return None
     by_name = {f.name.lower(): f for f in declared.fields}
-    return T.StructType([
-        T.StructField(c, by_name[c.lower()].dataType if c.lower() in by_name else T.StringType())
-        for c in header])
+    return T.StructType(
+        [
+            T.StructField(
+                c, by_name[c.lower()].dataType if c.lower() in by_name else T.StringType()
+            )
+            for c in header
+        ]
+    )
 
 
 def read_drops(source, ctx: ExecContext, batch: DropBatch) -> DataFrame:
@@ -350,22 +398,36 @@ def read_drops(source, ctx: ExecContext, batch: DropBatch) -> DataFrame:
         groups: dict[tuple[str, ...] | None, list[DropFile]] = {}
         for f in files:
             groups.setdefault(f.header if source.header else None, []).append(f)
-        opts = options(header=source.header, sep=source.delimiter, quote=source.quote,
-                       escape=source.escape, encoding=source.encoding,
-                       nullValue=source.null_value, dateFormat=source.date_format,
-                       inferSchema=source.infer_schema and declared is None)
+        opts = options(
+            header=source.header,
+            sep=source.delimiter,
+            quote=source.quote,
+            escape=source.escape,
+            encoding=source.encoding,
+            nullValue=source.null_value,
+            dateFormat=source.date_format,
+            inferSchema=source.infer_schema and declared is None,
+        )
         for n, (header, group) in enumerate(groups.items()):
             reader = spark.read.options(**opts, **CORRUPT_OPTIONS)
             schema = _csv_schema(header, declared) if header else declared
             folder, names = _folder(batch, group, source.id, n, spark)
             if schema is None:  # malformed records need an explicit schema: Spark's own
                 schema = spark.read.options(**opts).csv(folder).schema
-            df = _with_lineage(reader.schema(with_corrupt(schema)).csv(folder), names, batch,
-                               ctx.run_id)
+            df = _with_lineage(
+                reader.schema(with_corrupt(schema)).csv(folder), names, batch, ctx.run_id
+            )
             if declared is not None and header:
-                df = df.select(*[F.col(f"`{c}`").alias(d.name) for d in declared.fields
-                                 for c in header if c.lower() == d.name.lower()],
-                               CORRUPT, *LINEAGE_COLUMNS)
+                df = df.select(
+                    *[
+                        F.col(f"`{c}`").alias(d.name)
+                        for d in declared.fields
+                        for c in header
+                        if c.lower() == d.name.lower()
+                    ],
+                    CORRUPT,
+                    *LINEAGE_COLUMNS,
+                )
             frames.append(df)
     else:
         folder, names = _folder(batch, files, source.id, 0, spark)
@@ -390,36 +452,52 @@ def empty_drops(source, ctx: ExecContext) -> DataFrame:
     """No valid new file for `source` (another watched source of the pipeline has some):
     an empty frame with the declared columns, if any, and the lineage columns."""
     declared = schema_for(source.schema_ref, ctx) if source.schema_ref else T.StructType()
-    schema = T.StructType(list(declared.fields) + [
-        T.StructField("_source_file", T.StringType()),
-        T.StructField("_ingested_at", T.TimestampType()),
-        T.StructField("_run_id", T.StringType())])
+    schema = T.StructType(
+        list(declared.fields)
+        + [
+            T.StructField("_source_file", T.StringType()),
+            T.StructField("_ingested_at", T.TimestampType()),
+            T.StructField("_run_id", T.StringType()),
+        ]
+    )
     return ctx.spark.createDataFrame([], schema)
 
 
 # ---------------------------------------------------------------------------------- ledger
 
-def ledger_entries(batch: DropBatch, ctx: ExecContext, snapshot_id: int | None,
-                   rows_by_file: dict[str, int]) -> list[LedgerEntry]:
+
+def ledger_entries(
+    batch: DropBatch, ctx: ExecContext, snapshot_id: int | None, rows_by_file: dict[str, int]
+) -> list[LedgerEntry]:
     """Ledger rows of this run: every ingested file (with its row count when the table keeps
     `_source_file`) and every rejected one."""
     entries = []
     for f in batch.with_status(INGEST) + batch.with_status(REJECTED):
-        entries.append(LedgerEntry(
-            fingerprint=f.fingerprint, source_id=f.source_id, path=f.info.path,
-            size=f.info.size, modified=datetime.fromtimestamp(f.info.modified, UTC),
-            etag=f.info.etag, checksum=f.checksum,
-            status="ingested" if f.status == INGEST else "rejected",
-            invalid_rows=f.invalid_rows if f.status == INGEST else None,
-            rule=f.rejection.rule if f.rejection else None,
-            reason=f.rejection.message if f.rejection else None,
-            rows=rows_by_file.get(f.info.path, 0 if rows_by_file else None)
-            if f.status == INGEST else None,
-            moved_to=paths.destination(
-                f.info.path, batch.patterns[f.source_id],
-                "processed" if f.status == INGEST else "rejected", ctx.run_date),
-            run_id=ctx.run_id,
-            snapshot_id=snapshot_id if f.status == INGEST else None,
-            ingested_at=batch.ingested_at,
-        ))
+        entries.append(
+            LedgerEntry(
+                fingerprint=f.fingerprint,
+                source_id=f.source_id,
+                path=f.info.path,
+                size=f.info.size,
+                modified=datetime.fromtimestamp(f.info.modified, UTC),
+                etag=f.info.etag,
+                checksum=f.checksum,
+                status="ingested" if f.status == INGEST else "rejected",
+                invalid_rows=f.invalid_rows if f.status == INGEST else None,
+                rule=f.rejection.rule if f.rejection else None,
+                reason=f.rejection.message if f.rejection else None,
+                rows=rows_by_file.get(f.info.path, 0 if rows_by_file else None)
+                if f.status == INGEST
+                else None,
+                moved_to=paths.destination(
+                    f.info.path,
+                    batch.patterns[f.source_id],
+                    "processed" if f.status == INGEST else "rejected",
+                    ctx.run_date,
+                ),
+                run_id=ctx.run_id,
+                snapshot_id=snapshot_id if f.status == INGEST else None,
+                ingested_at=batch.ingested_at,
+            )
+        )
     return entries

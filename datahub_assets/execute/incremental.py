@@ -191,8 +191,9 @@ def _max_watermark(df: DataFrame, col: Column, dtype: T.DataType) -> Watermark |
     return None if text is None else Watermark(type=dtype.simpleString(), value=text)
 
 
-def read_incremental(source, ctx: ExecContext, table_ref: TableRef | None,
-                     previous: Watermark | None) -> tuple[DataFrame, Watermark | None]:
+def read_incremental(
+    source, ctx: ExecContext, table_ref: TableRef | None, previous: Watermark | None
+) -> tuple[DataFrame, Watermark | None]:
     """(new rows of `source`, watermark to record) given its committed watermark.
 
     A `database` source computes its slice on the database (`readers.database.read_increment`:
@@ -210,20 +211,33 @@ def read_incremental(source, ctx: ExecContext, table_ref: TableRef | None,
         df = df.where(col.isNotNull())
     else:
         if previous.type != column.dataType.simpleString():
-            ctx.log.info("source %s: watermark recorded as %s, column %s is now %s", source.id,
-                         previous.type, column.name, column.dataType.simpleString())
+            ctx.log.info(
+                "source %s: watermark recorded as %s, column %s is now %s",
+                source.id,
+                previous.type,
+                column.name,
+                column.dataType.simpleString(),
+            )
         df = df.where(col > previous.literal())
     if eager:
         df = materialise(df)
     newest = _max_watermark(df, col, column.dataType)
     if newest is None:
         df = df.where(F.lit(False))
-        ctx.log.info("source %s: no rows above watermark %s", source.id,
-                     previous.value if previous else "(none)")
+        ctx.log.info(
+            "source %s: no rows above watermark %s",
+            source.id,
+            previous.value if previous else "(none)",
+        )
         return df, previous
     df = df.where(col <= newest.literal())
     if eager and source.kind == "lookup":
         df = F.broadcast(df)
-    ctx.log.info("source %s: reading rows with %s in (%s, %s]", source.id, column.name,
-                 previous.value if previous else "-inf", newest.value)
+    ctx.log.info(
+        "source %s: reading rows with %s in (%s, %s]",
+        source.id,
+        column.name,
+        previous.value if previous else "-inf",
+        newest.value,
+    )
     return df, newest

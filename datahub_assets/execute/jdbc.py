@@ -66,8 +66,11 @@ class Dialect:
             text = value.isoformat(sep=" ", timespec="microseconds")
             if value.tzinfo is not None:
                 # both dialects compare against the session's zone; Spark runs in UTC
-                text = value.astimezone(UTC).replace(tzinfo=None).isoformat(
-                    sep=" ", timespec="microseconds")
+                text = (
+                    value.astimezone(UTC)
+                    .replace(tzinfo=None)
+                    .isoformat(sep=" ", timespec="microseconds")
+                )
             return f"TIMESTAMP '{text}'"
         if isinstance(value, date):
             return f"DATE '{value.isoformat()}'"
@@ -86,6 +89,7 @@ class Dialect:
         # PostgreSQL: standard_conforming_strings (on by default) leaves backslashes literal;
         # E'' makes that independent of the server setting.
         return "E'" + body.replace("\\", "\\\\") + "'"
+
 
 DIALECTS = {
     "postgresql": Dialect("postgresql", "org.postgresql.Driver"),
@@ -115,7 +119,8 @@ class Endpoint:
     @property
     def database(self) -> str:
         return unquote(_split(self.url).path.lstrip("/")) or (
-            "postgres" if self.dialect.name == "postgresql" else "")
+            "postgres" if self.dialect.name == "postgresql" else ""
+        )
 
     @property
     def url_params(self) -> dict[str, str]:
@@ -149,14 +154,27 @@ class Endpoint:
             if self.dialect.name == "postgresql":
                 import psycopg
 
-                return psycopg.connect(host=self.host, port=self.port, dbname=self.database,
-                                       user=self.user, password=self.password,
-                                       autocommit=autocommit, connect_timeout=30)
+                return psycopg.connect(
+                    host=self.host,
+                    port=self.port,
+                    dbname=self.database,
+                    user=self.user,
+                    password=self.password,
+                    autocommit=autocommit,
+                    connect_timeout=30,
+                )
             import pymysql
 
-            return pymysql.connect(host=self.host, port=self.port, user=self.user or "root",
-                                   password=self.password or "", database=self.database or None,
-                                   autocommit=autocommit, connect_timeout=30, charset="utf8mb4")
+            return pymysql.connect(
+                host=self.host,
+                port=self.port,
+                user=self.user or "root",
+                password=self.password or "",
+                database=self.database or None,
+                autocommit=autocommit,
+                connect_timeout=30,
+                charset="utf8mb4",
+            )
         except Exception as exc:
             raise JdbcError(f"cannot connect to {self.url}: {self.scrub(str(exc))}") from None
 
@@ -191,8 +209,13 @@ def endpoint(url: str, user_secret_ref: str | None) -> Endpoint:
         value = secrets.resolve(user_secret_ref)
         user, sep, rest = value.partition(":")
         password = rest if sep else None
-    return Endpoint(url=url.strip(), dialect=dialect, user=user or None, password=password,
-                    secret_ref=user_secret_ref)
+    return Endpoint(
+        url=url.strip(),
+        dialect=dialect,
+        user=user or None,
+        password=password,
+        secret_ref=user_secret_ref,
+    )
 
 
 def endpoint_for(spec, node) -> Endpoint:

@@ -50,12 +50,18 @@ FILE_COL = "__dh_file"
 MAX_MALFORMED_PER_RUN = 200_000
 LINEAGE = ("_source_file", "_ingested_at", "_run_id")
 
-QUARANTINE_SCHEMA = T.StructType([
-    T.StructField("_raw", T.StringType()), T.StructField("_source_file", T.StringType()),
-    T.StructField("_line", T.LongType()), T.StructField("_reason", T.StringType()),
-    T.StructField("_rule", T.StringType()), T.StructField("_run_id", T.StringType()),
-    T.StructField("_source", T.StringType()), T.StructField("_quarantined_at", T.TimestampType()),
-])
+QUARANTINE_SCHEMA = T.StructType(
+    [
+        T.StructField("_raw", T.StringType()),
+        T.StructField("_source_file", T.StringType()),
+        T.StructField("_line", T.LongType()),
+        T.StructField("_reason", T.StringType()),
+        T.StructField("_rule", T.StringType()),
+        T.StructField("_run_id", T.StringType()),
+        T.StructField("_source", T.StringType()),
+        T.StructField("_quarantined_at", T.TimestampType()),
+    ]
+)
 
 
 class MalformedError(ValueError):
@@ -94,12 +100,18 @@ class Found:
         """`line N: reason: raw` of the first `limit` records (of `file`), in line order."""
         chosen = [r for r in self.records if file is None or r.file == file]
         chosen.sort(key=lambda r: (r.file, r.line or 0))
-        return [f"{'line ' + str(r.line) if r.line else r.file}: {r.reason}: {r.raw[:200]!r}"
-                for r in chosen[:limit]]
+        return [
+            f"{'line ' + str(r.line) if r.line else r.file}: {r.reason}: {r.raw[:200]!r}"
+            for r in chosen[:limit]
+        ]
 
 
-def check(df: DataFrame, source, local_of: dict[str, str] | None = None,
-          limit: int = MAX_MALFORMED_PER_RUN) -> tuple[DataFrame, Found]:
+def check(
+    df: DataFrame,
+    source,
+    local_of: dict[str, str] | None = None,
+    limit: int = MAX_MALFORMED_PER_RUN,
+) -> tuple[DataFrame, Found]:
     """(good rows without the helper column, the malformed records) of a csv/json frame read
     with `with_corrupt`. `df` has `_source_file` (file drops; `local_of` maps it to the local
     file Spark read) or the helper `__dh_file` (a plain read: `_metadata.file_path`)."""
@@ -114,32 +126,57 @@ def check(df: DataFrame, source, local_of: dict[str, str] | None = None,
     if not data:  # Spark refuses a query of the helper column alone
         raise MalformedError(f"source {source.id!r}: no record parses as {source.kind}")
     bad = df.where(F.col(CORRUPT).isNotNull()).select(
-        F.col(CORRUPT).alias("raw"), F.col(file_col).alias("file"),
-        *[F.col(f"`{c}`") for c in data])
+        F.col(CORRUPT).alias("raw"), F.col(file_col).alias("file"), *[F.col(f"`{c}`") for c in data]
+    )
     rows = bad.limit(limit + 1).toArrow().select(["raw", "file"]).to_pylist()
     if len(rows) > limit:
         raise MalformedError(
             f"source {source.id!r}: more than {limit:,} malformed records in this run; the "
             f"files are not in the source's {source.kind} shape (delimiter, header, quoting, "
-            "encoding?)")
-    schema = T.StructType([f for f in df.schema.fields
-                           if f.name not in (CORRUPT, FILE_COL, *LINEAGE)])
-    records = [Record(file=r["file"], raw=r["raw"], reason=reason(r["raw"], source, schema))
-               for r in rows]
-    _number_lines(records, local_of or {}, getattr(source, "encoding", None) or "utf-8",
-                  bool(getattr(source, "multiline", False)))
+            "encoding?)"
+        )
+    schema = T.StructType(
+        [f for f in df.schema.fields if f.name not in (CORRUPT, FILE_COL, *LINEAGE)]
+    )
+    records = [
+        Record(file=r["file"], raw=r["raw"], reason=reason(r["raw"], source, schema)) for r in rows
+    ]
+    _number_lines(
+        records,
+        local_of or {},
+        getattr(source, "encoding", None) or "utf-8",
+        bool(getattr(source, "multiline", False)),
+    )
     return good, Found(records)
 
 
 def quarantine_frame(spark, found: Found, run_id: str, where: str) -> DataFrame:
     """The quarantine rows of `found` (QUARANTINE_SCHEMA)."""
-    table = pa.Table.from_pylist([
-        {"_raw": r.raw, "_source_file": r.file, "_line": r.line, "_reason": r.reason,
-         "_rule": MALFORMED_RULE, "_run_id": run_id, "_source": where}
-        for r in found.records], schema=pa.schema([
-            ("_raw", pa.string()), ("_source_file", pa.string()), ("_line", pa.int64()),
-            ("_reason", pa.string()), ("_rule", pa.string()), ("_run_id", pa.string()),
-            ("_source", pa.string())]))
+    table = pa.Table.from_pylist(
+        [
+            {
+                "_raw": r.raw,
+                "_source_file": r.file,
+                "_line": r.line,
+                "_reason": r.reason,
+                "_rule": MALFORMED_RULE,
+                "_run_id": run_id,
+                "_source": where,
+            }
+            for r in found.records
+        ],
+        schema=pa.schema(
+            [
+                ("_raw", pa.string()),
+                ("_source_file", pa.string()),
+                ("_line", pa.int64()),
+                ("_reason", pa.string()),
+                ("_rule", pa.string()),
+                ("_run_id", pa.string()),
+                ("_source", pa.string()),
+            ]
+        ),
+    )
     schema = T.StructType(QUARANTINE_SCHEMA.fields[:-1])
     df = spark.createDataFrame(table.to_pandas(), schema)
     return df.withColumn("_quarantined_at", F.current_timestamp())
@@ -165,8 +202,12 @@ def _csv_reason(raw: str, source, schema: T.StructType) -> str:
         if len(delimiter) != 1:
             fields = raw.split(delimiter)
         else:
-            fields = next(csv.reader(io.StringIO(raw), delimiter=delimiter,
-                                     quotechar=quote or None, strict=False), [])
+            fields = next(
+                csv.reader(
+                    io.StringIO(raw), delimiter=delimiter, quotechar=quote or None, strict=False
+                ),
+                [],
+            )
     except csv.Error as exc:
         return f"not readable as CSV: {exc}"
     if len(fields) != expected:
@@ -184,14 +225,16 @@ def _json_reason(raw: str, schema: T.StructType) -> str:
     except json.JSONDecodeError as exc:
         return f"invalid JSON ({exc.msg} at column {exc.colno})"
     if not isinstance(value, dict):
-        kind = {list: "an array", str: "a string", bool: "a boolean",
-                type(None): "null"}.get(type(value), "a number")
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+            type(value), "a number"
+        )
         return f"{kind}, not a JSON object"
     for f in schema.fields:
         if f.name in value and value[f.name] is not None:
             v = value[f.name]
-            problem = _type_problem(v if isinstance(v, str) else json.dumps(v), f,
-                                    typed=not isinstance(v, str))
+            problem = _type_problem(
+                v if isinstance(v, str) else json.dumps(v), f, typed=not isinstance(v, str)
+            )
             if problem:
                 return problem
     return "does not parse against the declared schema"
@@ -230,12 +273,13 @@ def _local_path(file: str, local_of: dict[str, str]) -> str | None:
     if file in local_of:
         return local_of[file]
     if file.startswith("file:"):
-        return file[len("file:"):].removeprefix("//")
+        return file[len("file:") :].removeprefix("//")
     return file if file.startswith("/") else None
 
 
-def _number_lines(records: list[Record], local_of: dict[str, str], encoding: str,
-                  multiline: bool) -> None:
+def _number_lines(
+    records: list[Record], local_of: dict[str, str], encoding: str, multiline: bool
+) -> None:
     """Set `line` of each record by streaming its (local) file once; identical malformed
     lines of one file get their occurrences in order."""
     by_file: dict[str, list[Record]] = defaultdict(list)

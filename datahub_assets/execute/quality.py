@@ -50,8 +50,16 @@ def _table_schema(catalog: Catalog, ref: TableRef):
         return None
 
 
-def split_invalid(df: DataFrame, schema, rules, policy: str, where: str, run_id: str,
-                  into: TableRef, prepared: Prepared) -> DataFrame:
+def split_invalid(
+    df: DataFrame,
+    schema,
+    rules,
+    policy: str,
+    where: str,
+    run_id: str,
+    into: TableRef,
+    prepared: Prepared,
+) -> DataFrame:
     """Apply an `onInvalid` policy; returns the rows to keep and records the rest."""
     valid, invalid = validate_rows(df, schema, rules)
     try:
@@ -65,45 +73,82 @@ def split_invalid(df: DataFrame, schema, rules, policy: str, where: str, run_id:
     return keep
 
 
-def validate_source(ctx: ExecContext, source, read, into: TableRef | None, where: str,
-                    prepared: Prepared) -> DataFrame:
+def validate_source(
+    ctx: ExecContext, source, read, into: TableRef | None, where: str, prepared: Prepared
+) -> DataFrame:
     """Read a source with `onInvalid` as written (no schema applied, so bad values survive
     for the quarantine), then cast it to its `schemaRef` under the policy."""
     if into is None and source.on_invalid == "quarantine":
-        raise PipelineRunError(f"{where}: onInvalid=\"quarantine\" needs a table target to "
-                               "put <table>__quarantine next to")
+        raise PipelineRunError(
+            f'{where}: onInvalid="quarantine" needs a table target to '
+            "put <table>__quarantine next to"
+        )
     update = {"schema_ref": None}
     if source.kind == "csv":
         update["infer_schema"] = False
     raw = read(source.model_copy(update=update))
     schema = load_schema(ctx.app_path(source.schema_ref))
-    return split_invalid(raw, schema, (), source.on_invalid, where, ctx.run_id,
-                         into or TableRef(app=ctx.app, layer="raw", table=source.id), prepared)
+    return split_invalid(
+        raw,
+        schema,
+        (),
+        source.on_invalid,
+        where,
+        ctx.run_id,
+        into or TableRef(app=ctx.app, layer="raw", table=source.id),
+        prepared,
+    )
 
 
-def prepare_table(ctx: ExecContext, catalog: Catalog, target: ResolvedTarget, df: DataFrame,
-                  checks: list, where: str, prepared: Prepared) -> Prepared:
+def prepare_table(
+    ctx: ExecContext,
+    catalog: Catalog,
+    target: ResolvedTarget,
+    df: DataFrame,
+    checks: list,
+    where: str,
+    prepared: Prepared,
+) -> Prepared:
     """Row validation then schema drift for one table target (no Spark job unless rows are
     validated)."""
     table_schema = _table_schema(catalog, target.ref)
     spec_target = target.target
     if spec_target.on_invalid:
-        schema = (load_schema(ctx.app_path(spec_target.schema_ref)) if spec_target.schema_ref
-                  else table_schema or df.schema)
-        df = split_invalid(df, schema, row_rules(checks), spec_target.on_invalid, where,
-                           ctx.run_id, target.ref, prepared)
+        schema = (
+            load_schema(ctx.app_path(spec_target.schema_ref))
+            if spec_target.schema_ref
+            else table_schema or df.schema
+        )
+        df = split_invalid(
+            df,
+            schema,
+            row_rules(checks),
+            spec_target.on_invalid,
+            where,
+            ctx.run_id,
+            target.ref,
+            prepared,
+        )
     drift = detect_drift(table_schema, df.schema)
     policy = spec_target.on_schema_change
     outcome = CheckOutcome(
-        name=DRIFT_CHECK, kind=DRIFT_CHECK, severity="warn",
-        passed=drift.check_passed(policy), failing_rows=0, total_rows=0, sample=[],
-        description=drift.description(), metadata=drift.as_metadata(),
+        name=DRIFT_CHECK,
+        kind=DRIFT_CHECK,
+        severity="warn",
+        passed=drift.check_passed(policy),
+        failing_rows=0,
+        total_rows=0,
+        sample=[],
+        description=drift.description(),
+        metadata=drift.as_metadata(),
     )
     try:
         prepared.df = apply_schema_policy(df, drift, policy, table_schema, target.ref.identifier)
     except SchemaDriftError as exc:
         failed = replace(outcome, passed=False, severity="error", description=str(exc))
-        raise ChecksFailed(f"{where}: {exc}", [TargetOutcome(
-            ref=target.ref, kind="table", rows=0, checks=(failed,))]) from exc
+        raise ChecksFailed(
+            f"{where}: {exc}",
+            [TargetOutcome(ref=target.ref, kind="table", rows=0, checks=(failed,))],
+        ) from exc
     prepared.checks.append(outcome)
     return prepared

@@ -49,8 +49,9 @@ class InvalidRowsError(ValueError):
     def __init__(self, where: str, count: int, reasons: list[str]) -> None:
         self.where, self.count, self.reasons = where, count, reasons
         shown = "\n".join(f"  - {r}" for r in reasons)
-        super().__init__(f"{where}: {count} invalid row(s) (onInvalid=\"fail\"); first "
-                         f"{len(reasons)}:\n{shown}")
+        super().__init__(
+            f'{where}: {count} invalid row(s) (onInvalid="fail"); first {len(reasons)}:\n{shown}'
+        )
 
 
 def quarantine_ref(ref: TableRef) -> TableRef:
@@ -79,8 +80,9 @@ def _rule_reason(check: Any) -> Column:
         return F.lit(f"{name}: ({check.expr}) is false or null")
     value = F.coalesce(qcol(check.column).cast("string"), F.lit("null"))
     if isinstance(check, RangeCheck):
-        bounds = (f"[{'' if check.min is None else check.min}, "
-                  f"{'' if check.max is None else check.max}]")
+        bounds = (
+            f"[{'' if check.min is None else check.min}, {'' if check.max is None else check.max}]"
+        )
         what = f"' is outside {bounds}"
     elif isinstance(check, AcceptedValuesCheck):
         what = f"' is not one of {', '.join(check.values)}"
@@ -93,8 +95,9 @@ def _entry(condition: Column, rule: str, reason: Column) -> Column:
     return F.when(condition, F.struct(F.lit(rule).alias("rule"), reason.alias("reason")))
 
 
-def validate_rows(df: DataFrame, schema: T.StructType,
-                  rules: Sequence[Any] = ()) -> tuple[DataFrame, DataFrame]:
+def validate_rows(
+    df: DataFrame, schema: T.StructType, rules: Sequence[Any] = ()
+) -> tuple[DataFrame, DataFrame]:
     """(valid rows cast to `schema`, invalid rows with original values as text + _reason,
     _rule). Valid rows have the declared columns in declared order, then any input column
     the schema does not declare, unchanged (schema drift decides about those at the target).
@@ -103,31 +106,44 @@ def validate_rows(df: DataFrame, schema: T.StructType,
     index = {f.name: i for i, f in enumerate(df.schema.fields)}
     declared = {f.name for f in schema.fields}
     extras = [f.name for f in df.schema.fields if f.name not in declared]
-    typed = [(qcol(f.name).try_cast(f.dataType) if f.name in fields
-              else F.lit(None).cast(f.dataType)).alias(f.name) for f in schema.fields]
+    typed = [
+        (
+            qcol(f.name).try_cast(f.dataType) if f.name in fields else F.lit(None).cast(f.dataType)
+        ).alias(f.name)
+        for f in schema.fields
+    ]
     originals = [qcol(f.name).alias(f"{_ORIG}{i}") for i, f in enumerate(df.schema.fields)]
     staged = df.select(*typed, *[qcol(c) for c in extras], *originals)
     entries: list[Column] = []
     for f in schema.fields:  # on `staged`: the name is the cast value, __dh_orig_<i> the input
         orig = F.col(f"{_ORIG}{index[f.name]}") if f.name in fields else F.lit(None)
         if f.name in fields and fields[f.name].dataType != f.dataType:
-            reason = F.concat(F.lit(f"column '{f.name}': value '"),
-                              _as_text(orig, fields[f.name].dataType),
-                              F.lit(f"' is not {f.dataType.simpleString()}"))
+            reason = F.concat(
+                F.lit(f"column '{f.name}': value '"),
+                _as_text(orig, fields[f.name].dataType),
+                F.lit(f"' is not {f.dataType.simpleString()}"),
+            )
             entries.append(_entry(orig.isNotNull() & qcol(f.name).isNull(), "cast", reason))
         if not f.nullable:
-            entries.append(_entry(orig.isNull(), "required",
-                                  F.lit(f"column '{f.name}' is required")))
+            entries.append(
+                _entry(orig.isNull(), "required", F.lit(f"column '{f.name}' is required"))
+            )
     for check in row_rules(rules):
         entries.append(_entry(failing(check), check.check_name, _rule_reason(check)))
-    array = F.array_compact(F.array(*entries)) if entries else F.array().cast(
-        "array<struct<rule:string,reason:string>>")
+    array = (
+        F.array_compact(F.array(*entries))
+        if entries
+        else F.array().cast("array<struct<rule:string,reason:string>>")
+    )
     checked = staged.withColumn(_CHECKS, array)
     valid = checked.where(F.size(_CHECKS) == 0).select(
-        *[qcol(f.name) for f in schema.fields], *[qcol(c) for c in extras])
+        *[qcol(f.name) for f in schema.fields], *[qcol(c) for c in extras]
+    )
     invalid = checked.where(F.size(_CHECKS) > 0).select(
-        *[_as_text(F.col(f"{_ORIG}{i}"), f.dataType).alias(f.name)
-          for i, f in enumerate(df.schema.fields)],
+        *[
+            _as_text(F.col(f"{_ORIG}{i}"), f.dataType).alias(f.name)
+            for i, f in enumerate(df.schema.fields)
+        ],
         F.array_join(F.col(_CHECKS).getField("reason"), "; ").alias("_reason"),
         F.col(_CHECKS).getItem(0).getField("rule").alias("_rule"),
     )
@@ -139,12 +155,16 @@ def with_lineage(invalid: DataFrame, run_id: str, source: str) -> DataFrame:
     `_quarantined_at` (timestamp of the write)."""
     kept = [c for c in invalid.columns if c not in ("_run_id", "_source", "_quarantined_at")]
     return invalid.select(  # a file drop's own `_run_id` lineage column is the same run
-        *[qcol(c) for c in kept], F.lit(run_id).alias("_run_id"), F.lit(source).alias("_source"),
-        F.current_timestamp().alias("_quarantined_at"))
+        *[qcol(c) for c in kept],
+        F.lit(run_id).alias("_run_id"),
+        F.lit(source).alias("_source"),
+        F.current_timestamp().alias("_quarantined_at"),
+    )
 
 
-def apply_policy(policy: str, valid: DataFrame, invalid: DataFrame, where: str,
-                 limit: int = 5, run_id: str = "") -> tuple[DataFrame, DataFrame | None, int]:
+def apply_policy(
+    policy: str, valid: DataFrame, invalid: DataFrame, where: str, limit: int = 5, run_id: str = ""
+) -> tuple[DataFrame, DataFrame | None, int]:
     """(rows to write, quarantine rows or None, invalid count) under onInvalid=`policy`.
 
     Spark jobs (each scans the input once; the writes of the caller scan it again):
@@ -160,13 +180,18 @@ def apply_policy(policy: str, valid: DataFrame, invalid: DataFrame, where: str,
             return valid, None, 0
         raise InvalidRowsError(where, invalid.count(), [r["_reason"] for r in first])
     if policy not in ("quarantine", "drop"):
-        raise ValueError(f"{where}: onInvalid=\"{policy}\" is not one of fail, quarantine, "
-                         "drop")
+        raise ValueError(f'{where}: onInvalid="{policy}" is not one of fail, quarantine, drop')
     count = invalid.count()
     if policy == "drop" or count == 0:
         return valid, None, count
     return valid, with_lineage(invalid, run_id, where), count
 
 
-__all__ = ["InvalidRowsError", "apply_policy", "quarantine_ref", "row_rules", "validate_rows",
-           "with_lineage"]
+__all__ = [
+    "InvalidRowsError",
+    "apply_policy",
+    "quarantine_ref",
+    "row_rules",
+    "validate_rows",
+    "with_lineage",
+]

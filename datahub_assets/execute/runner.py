@@ -72,10 +72,13 @@ def _reader(source, ctx: ExecContext, ref: TableRef | None, drops: DropBatch | N
     return lambda s: read_source(s, ctx, ref, corrupt=source.kind in BAD_RECORD_KINDS)
 
 
-def build_datasets(spec: PipelineSpec, ctx: ExecContext,
-                   watermarks: WatermarkState | None = None,
-                   gate: Prepared | None = None,
-                   drops: DropBatch | None = None) -> dict[str, DataFrame]:
+def build_datasets(
+    spec: PipelineSpec,
+    ctx: ExecContext,
+    watermarks: WatermarkState | None = None,
+    gate: Prepared | None = None,
+    drops: DropBatch | None = None,
+) -> dict[str, DataFrame]:
     """Sources read lazily, then every transformation applied in written order.
 
     Incremental sources read the rows above their watermark in `watermarks.previous` (all
@@ -87,22 +90,38 @@ def build_datasets(spec: PipelineSpec, ctx: ExecContext,
         read = _reader(source, ctx, ref, drops)
         if source.kind in BAD_RECORD_KINDS and source.incremental is None:
             # malformed records are split off and follow onInvalid (execute/bad_records.py)
-            read = checked_reader(read, spec, ctx, source, drops,
-                                  gate if gate is not None else Prepared(df=None),
-                                  next((t.ref for t in table_targets(spec)), None),
-                                  _where(spec, source))
+            read = checked_reader(
+                read,
+                spec,
+                ctx,
+                source,
+                drops,
+                gate if gate is not None else Prepared(df=None),
+                next((t.ref for t in table_targets(spec)), None),
+                _where(spec, source),
+            )
         try:
             if source.kind == "mongo":  # misfits, quarantine and watermark push-down: mongo/
                 into = next((t.ref for t in table_targets(spec)), None)
                 datasets[source.id] = read_mongo_source(
-                    ctx, source, into, _where(spec, source),
-                    gate if gate is not None else Prepared(df=None), watermarks)
+                    ctx,
+                    source,
+                    into,
+                    _where(spec, source),
+                    gate if gate is not None else Prepared(df=None),
+                    watermarks,
+                )
                 continue
             if getattr(source, "on_invalid", None) and getattr(source, "schema_ref", None):
                 into = next((t.ref for t in table_targets(spec)), None)
                 datasets[source.id] = validate_source(
-                    ctx, source, read, into,
-                    _where(spec, source), gate if gate is not None else Prepared(df=None))
+                    ctx,
+                    source,
+                    read,
+                    into,
+                    _where(spec, source),
+                    gate if gate is not None else Prepared(df=None),
+                )
                 continue
             if drops is not None and getattr(source, "watch", None) is not None:
                 datasets[source.id] = read(source)
@@ -124,8 +143,9 @@ def build_datasets(spec: PipelineSpec, ctx: ExecContext,
         raise PipelineRunError(f"{spec.file}: transformation failed: {exc}") from exc
 
 
-def _watermarks(spec: PipelineSpec, catalog: Catalog, tables: list, full_refresh: bool,
-                log) -> WatermarkState | None:
+def _watermarks(
+    spec: PipelineSpec, catalog: Catalog, tables: list, full_refresh: bool, log
+) -> WatermarkState | None:
     """Committed watermarks of the incremental sources (None: the pipeline has none); with
     `full_refresh` none are taken, so every row is read again and the new watermark is the
     maximum of all rows."""
@@ -144,7 +164,7 @@ def _watermarks(spec: PipelineSpec, catalog: Catalog, tables: list, full_refresh
             raise PipelineRunError(
                 f"{_where(spec, t.target)}: table '{t.ref}' is written with mode=\"overwrite\" "
                 f"from incremental source '{incremental[0].id}', which would replace the table "
-                "with only the new rows; use mode=\"append\" or \"merge\", or add partitionBy "
+                'with only the new rows; use mode="append" or "merge", or add partitionBy '
                 "to replace only the partitions that changed"
             )
     ref = tables[0].ref
@@ -155,14 +175,20 @@ def _watermarks(spec: PipelineSpec, catalog: Catalog, tables: list, full_refresh
             f"{_where(spec, tables[0].target)}: reading the watermarks of {ref} failed: {exc}"
         ) from exc
     if full_refresh and state.previous:
-        log.info("full refresh: ignoring the committed watermarks %s",
-                 ", ".join(f"{k}={v.value}" for k, v in sorted(state.previous.items())))
+        log.info(
+            "full refresh: ignoring the committed watermarks %s",
+            ", ".join(f"{k}={v.value}" for k, v in sorted(state.previous.items())),
+        )
         state.previous.clear()
     return state
 
 
-def run_pipeline(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog,
-                 files: dict[str, list[str]] | None = None) -> list[TargetOutcome]:
+def run_pipeline(
+    spec: PipelineSpec,
+    ctx: ExecContext,
+    catalog: Catalog,
+    files: dict[str, list[str]] | None = None,
+) -> list[TargetOutcome]:
     """Run a pipeline end to end; returns one outcome per target, in target order.
 
     A pipeline with watched file sources ingests a batch of dropped files (`execute.drops`):
@@ -194,26 +220,28 @@ def run_pipeline(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog,
         cleanup(drops)
 
 
-def _commit_ledger_only(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog,
-                        drops: DropBatch) -> None:
+def _commit_ledger_only(
+    spec: PipelineSpec, ctx: ExecContext, catalog: Catalog, drops: DropBatch
+) -> None:
     entries = ledger_entries(drops, ctx, None, {})
     if entries:
         try:
-            commit_tables(catalog, [ledger_change(ensure_ledger(catalog, drops.ledger),
-                                                  entries)])
+            commit_tables(catalog, [ledger_change(ensure_ledger(catalog, drops.ledger), entries)])
         except Exception as exc:
-            raise PipelineRunError(f"{spec.file}: recording the rejected files in "
-                                   f"{drops.ledger.identifier} failed: {exc}") from exc
+            raise PipelineRunError(
+                f"{spec.file}: recording the rejected files in "
+                f"{drops.ledger.identifier} failed: {exc}"
+            ) from exc
 
 
 def _ledger_changes(ctx: ExecContext, catalog: Catalog, drops: DropBatch):
     """The ledger append to publish with the tables, with rows per file from the first table
     target's audited snapshot when it keeps `_source_file` (a watched pipeline has a table
     target: validation)."""
+
     def build(outcomes: list[TargetOutcome]) -> list[TableChange]:
         first = outcomes[0]
-        entries = ledger_entries(drops, ctx, first.snapshot_id,
-                                 _rows_by_file(ctx, catalog, first))
+        entries = ledger_entries(drops, ctx, first.snapshot_id, _rows_by_file(ctx, catalog, first))
         ledger = ensure_ledger(catalog, drops.ledger)
         current = ledger.current_snapshot()
         drops.ledger_before = current.snapshot_id if current else None
@@ -227,8 +255,10 @@ def _ledger_changes(ctx: ExecContext, catalog: Catalog, drops: DropBatch):
                 raise PipelineRunError(
                     f"another run ingested {len(taken)} of this run's files (e.g. "
                     f"{next(iter(taken.values())).path}) after this run planned its batch; "
-                    "nothing was published, run again")
+                    "nothing was published, run again"
+                )
         return [ledger_change(ledger, entries)]
+
     return build
 
 
@@ -236,13 +266,13 @@ def _rows_by_file(ctx: ExecContext, catalog: Catalog, outcome: TargetOutcome) ->
     if "_source_file" not in {name for name, _, _ in outcome.columns}:
         return {}
     df = read_table(ctx.spark, catalog, outcome.ref, outcome.snapshot_id)
-    counts = (df.where(F.col("_run_id") == ctx.run_id).groupBy("_source_file").count()
-              .collect())
+    counts = df.where(F.col("_run_id") == ctx.run_id).groupBy("_source_file").count().collect()
     return {r["_source_file"]: r["count"] for r in counts}
 
 
-def _run(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog,
-         drops: DropBatch | None) -> list[TargetOutcome]:
+def _run(
+    spec: PipelineSpec, ctx: ExecContext, catalog: Catalog, drops: DropBatch | None
+) -> list[TargetOutcome]:
     tables = [t for t in spec.targets if isinstance(t.target, TableTarget)]
     others = [t for t in spec.targets if not isinstance(t.target, TableTarget)]
     watermarks = _watermarks(spec, catalog, tables, ctx.full_refresh, ctx.log)
@@ -253,15 +283,25 @@ def _run(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog,
     properties = watermarks.properties() if watermarks else {}
     by_target = checks_by_target(spec)
     for t in tables:
-        prepare_table(ctx, catalog, t, datasets[t.dataset], by_target[t.ref],
-                      _where(spec, t.target), prepared[t.ref])
+        prepare_table(
+            ctx,
+            catalog,
+            t,
+            datasets[t.dataset],
+            by_target[t.ref],
+            _where(spec, t.target),
+            prepared[t.ref],
+        )
 
     staged = []
     try:
         for t in tables:
             ctx.log.info("writing %s (%s)", t.ref.identifier, t.target.mode)
-            staged.append(stage_write(ctx.spark, catalog, t.ref, prepared[t.ref].df, t.target,
-                                      ctx.run_id, properties))
+            staged.append(
+                stage_write(
+                    ctx.spark, catalog, t.ref, prepared[t.ref].df, t.target, ctx.run_id, properties
+                )
+            )
     except Exception as exc:
         for s in staged:
             abort(s)
@@ -274,13 +314,17 @@ def _run(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog,
             f"{_where(spec, tables[0].target)}: {tables[0].ref} changed while this run was "
             "reading (another run of this pipeline committed?); nothing was written, run again"
         )
-    extra = {f"watermark.{sid}": wm.value for sid, wm in sorted(watermarks.current.items())} \
-        if watermarks else {}
+    extra = (
+        {f"watermark.{sid}": wm.value for sid, wm in sorted(watermarks.current.items())}
+        if watermarks
+        else {}
+    )
 
     # quarantine rows are staged now and committed WITH the tables (writers/quarantine_write)
     try:
-        quarantine = stage_quarantine(ctx.spark, catalog, ctx.run_id,
-                                      [q for p in prepared.values() for q in p.quarantine])
+        quarantine = stage_quarantine(
+            ctx.spark, catalog, ctx.run_id, [q for p in prepared.values() for q in p.quarantine]
+        )
     except Exception as exc:
         for s in staged:
             abort(s)
@@ -292,7 +336,11 @@ def _run(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog,
     ledger = _ledger_changes(ctx, catalog, drops) if drops else None
     try:
         published = publish_tables(
-            spec, ctx, catalog, tables, staged,
+            spec,
+            ctx,
+            catalog,
+            tables,
+            staged,
             extra={ref: {**extra, **p.extra, **drop_meta} for ref, p in prepared.items()},
             pre_checks={ref: p.checks for ref, p in prepared.items()},
             with_changes=lambda outs: (ledger(outs) if ledger else []) + quarantine.changes,
@@ -313,16 +361,19 @@ def _run(spec: PipelineSpec, ctx: ExecContext, catalog: Catalog,
     return [outcomes[t.ref] for t in spec.targets]
 
 
-def _roll_back(catalog: Catalog, published: list[TargetOutcome],
-               drops: DropBatch | None, quarantine: QuarantineWrites | None = None) -> None:
+def _roll_back(
+    catalog: Catalog,
+    published: list[TargetOutcome],
+    drops: DropBatch | None,
+    quarantine: QuarantineWrites | None = None,
+) -> None:
     """Every published table (and the file ledger, the quarantine tables) back to where the
     run found it, in one catalog commit; tables the run created are dropped afterwards."""
     changes = [rollback_change(catalog, o.ref, o.previous_snapshot_id) for o in published]
     if drops is not None and published:
         changes.append(rollback_change(catalog, drops.ledger, drops.ledger_before))
     if quarantine is not None:
-        changes += [rollback_change(catalog, ref, before)
-                    for ref, before in quarantine.previous()]
+        changes += [rollback_change(catalog, ref, before) for ref, before in quarantine.previous()]
     commit_tables(catalog, changes)
     for o in published:
         if o.previous_snapshot_id is None:
@@ -340,18 +391,26 @@ def _export(spec, ctx, catalog, t, datasets, snapshot_of) -> TargetOutcome:
             f"{_where(spec, t.target)}: {t.target.kind} targets are not supported yet"
         )
     written = snapshot_of.get(t.dataset)
-    df = (read_table(ctx.spark, catalog, written.ref, written.snapshot_id)
-          if written else datasets[t.dataset])
+    df = (
+        read_table(ctx.spark, catalog, written.ref, written.snapshot_id)
+        if written
+        else datasets[t.dataset]
+    )
     if isinstance(t.target, DatabaseTarget):
         try:  # the writer's errors carry no credential and chain no driver error
             return write_database(df, t.target, endpoint_for(spec, t.target), t.ref, ctx.log)
         except Exception as exc:
             raise PipelineRunError(
-                f"{_where(spec, t.target)}: database export to {t.target.table_name} failed: "
-                f"{exc}") from exc
+                f"{_where(spec, t.target)}: database export to {t.target.table_name} failed: {exc}"
+            ) from exc
     try:
         result = write_csv(ctx.spark, df, t.target, ctx.data_path(t.target.path), ctx.run_date)
     except Exception as exc:
         raise PipelineRunError(f"{_where(spec, t.target)}: csv export failed: {exc}") from exc
-    return TargetOutcome(ref=t.ref, kind="csv", rows=result.rows, location=result.path,
-                         extra={"files": len(result.files)})
+    return TargetOutcome(
+        ref=t.ref,
+        kind="csv",
+        rows=result.rows,
+        location=result.path,
+        extra={"files": len(result.files)},
+    )

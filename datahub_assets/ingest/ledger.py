@@ -71,12 +71,13 @@ _COLUMNS: tuple[tuple[str, PrimitiveType], ...] = (
     ("invalid_rows", LongType()),
 )
 
-LEDGER_SCHEMA = Schema(*(
-    NestedField(i, name, t, required=False) for i, (name, t) in enumerate(_COLUMNS, start=1)
-))
+LEDGER_SCHEMA = Schema(
+    *(NestedField(i, name, t, required=False) for i, (name, t) in enumerate(_COLUMNS, start=1))
+)
 
 _ARROW_TYPES: dict[PrimitiveType, pa.DataType] = {
-    StringType(): pa.string(), LongType(): pa.int64(),
+    StringType(): pa.string(),
+    LongType(): pa.int64(),
     TimestamptzType(): pa.timestamp("us", tz="UTC"),
 }
 ARROW_SCHEMA = pa.schema([pa.field(name, _ARROW_TYPES[t], nullable=True) for name, t in _COLUMNS])
@@ -132,7 +133,8 @@ def ensure_ledger(catalog: Catalog, ref: TableRef) -> Table:
     ensure_namespace(catalog, ref.namespace)
     # create_table_if_not_exists loads the table when the create loses a race
     return catalog.create_table_if_not_exists(
-        (ref.namespace, ref.table), schema=LEDGER_SCHEMA, properties=LEDGER_PROPERTIES)
+        (ref.namespace, ref.table), schema=LEDGER_SCHEMA, properties=LEDGER_PROPERTIES
+    )
 
 
 # ------------------------------------------------------------------------------ reading
@@ -143,24 +145,27 @@ def _entries(rows: pa.Table) -> list[LedgerEntry]:
     return [LedgerEntry(**row) for row in rows.select(present).to_pylist()]
 
 
-def _scan(table: Table, snapshot_id: int, row_filter: BooleanExpression,
-          columns: tuple[str, ...]) -> pa.Table:
-    return table.scan(row_filter=row_filter, selected_fields=columns,
-                      snapshot_id=snapshot_id).to_arrow()
+def _scan(
+    table: Table, snapshot_id: int, row_filter: BooleanExpression, columns: tuple[str, ...]
+) -> pa.Table:
+    return table.scan(
+        row_filter=row_filter, selected_fields=columns, snapshot_id=snapshot_id
+    ).to_arrow()
 
 
 def _lookup(table: Table, snapshot_id: int, fingerprints: list[str]) -> list[LedgerEntry]:
     """Ingested entries of `fingerprints`, IN_FILTER_MAX at a time through the scan filter."""
     found: list[LedgerEntry] = []
     for start in range(0, len(fingerprints), IN_FILTER_MAX):
-        chunk = fingerprints[start:start + IN_FILTER_MAX]
+        chunk = fingerprints[start : start + IN_FILTER_MAX]
         row_filter = And(In("fingerprint", chunk), EqualTo("status", INGESTED))
         found += _entries(_scan(table, snapshot_id, row_filter, _ENTRY_FIELDS))
     return found
 
 
-def ingested(catalog: Catalog, ref: TableRef, fingerprints: Collection[str],
-             snapshot_id: int | None = None) -> dict[str, LedgerEntry]:
+def ingested(
+    catalog: Catalog, ref: TableRef, fingerprints: Collection[str], snapshot_id: int | None = None
+) -> dict[str, LedgerEntry]:
     """{fingerprint: entry} of the `fingerprints` the ledger records as ingested (rejected
     files are not), as of `snapshot_id` of the ledger (default: its current snapshot).
     A ledger that does not exist yet has ingested nothing."""
@@ -199,8 +204,9 @@ def _later(a: LedgerEntry, b: LedgerEntry) -> bool:
     return (a.ingested_at or epoch) > (b.ingested_at or epoch)
 
 
-def read_ledger(table: Table, snapshot_id: int | None = None,
-                row_filter: BooleanExpression = AlwaysTrue()) -> list[LedgerEntry]:
+def read_ledger(
+    table: Table, snapshot_id: int | None = None, row_filter: BooleanExpression = AlwaysTrue()
+) -> list[LedgerEntry]:
     """Every entry of the ledger `table` (for inspection and tests; not for hot paths)."""
     if (snapshot_id or table.current_snapshot()) is None:
         return []
@@ -221,13 +227,16 @@ def _check(entries: Sequence[LedgerEntry]) -> None:
             raise ValueError(f"fingerprint {e.fingerprint} ({e.path}) is twice in one change")
         seen.add(e.fingerprint)
         if e.status not in STATUSES:
-            raise ValueError(f"ledger entry {e.fingerprint} ({e.path}): status {e.status!r} is "
-                             f"not one of {', '.join(STATUSES)}")
+            raise ValueError(
+                f"ledger entry {e.fingerprint} ({e.path}): status {e.status!r} is "
+                f"not one of {', '.join(STATUSES)}"
+            )
         for name in ("modified", "ingested_at"):
             value = getattr(e, name)
             if value is not None and value.tzinfo is None:
-                raise ValueError(f"ledger entry {e.fingerprint} ({e.path}): {name} {value} has "
-                                 "no time zone")
+                raise ValueError(
+                    f"ledger entry {e.fingerprint} ({e.path}): {name} {value} has no time zone"
+                )
 
 
 def entries_to_arrow(entries: Sequence[LedgerEntry]) -> pa.Table:
@@ -251,8 +260,9 @@ def data_file_count(table: Table) -> int:
 def _expired(table: Table) -> list[int]:
     """Snapshots a compaction drops: all but the newest KEEP_SNAPSHOTS and any ref's head."""
     protected = {ref.snapshot_id for ref in table.metadata.refs.values()}
-    newest = sorted(table.metadata.snapshots, key=lambda s: (s.timestamp_ms, s.sequence_number),
-                    reverse=True)
+    newest = sorted(
+        table.metadata.snapshots, key=lambda s: (s.timestamp_ms, s.sequence_number), reverse=True
+    )
     return [s.snapshot_id for s in newest[KEEP_SNAPSHOTS:] if s.snapshot_id not in protected]
 
 

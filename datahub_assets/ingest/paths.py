@@ -48,8 +48,16 @@ LANDING = "landing"
 FOLDERS = ("processed", "rejected")
 
 IGNORED_PREFIXES = (".", "_")
-IGNORED_SUFFIXES = (".tmp", ".part", ".crdownload", ".filepart", ".copying",
-                    ".sha256", ".md5", ".reason.json")
+IGNORED_SUFFIXES = (
+    ".tmp",
+    ".part",
+    ".crdownload",
+    ".filepart",
+    ".copying",
+    ".sha256",
+    ".md5",
+    ".reason.json",
+)
 SIDECAR_SUFFIXES = (".sha256", ".md5")
 
 _MAGIC = re.compile(r"[*?\[]")
@@ -98,7 +106,7 @@ def destination(path: str, pattern: str, folder: str, day: datetime.date) -> str
     match = glob.root.match(path)
     if match is None:
         raise ValueError(f"{path} is not a file of the watched path {pattern}")
-    return f"{match['root']}{folder}/{day.strftime('%Y-%m-%d')}/{path[match.end():]}"
+    return f"{match['root']}{folder}/{day.strftime('%Y-%m-%d')}/{path[match.end() :]}"
 
 
 def is_lifecycle_path(path: str, pattern: str) -> bool:
@@ -123,7 +131,7 @@ class Glob:
     @property
     def is_literal(self) -> bool:
         """A pattern without wildcards: one file."""
-        return not has_magic(self.pattern[len(self.prefix):])
+        return not has_magic(self.pattern[len(self.prefix) :])
 
     def enters(self, dirname: str) -> bool:
         """Whether a listing looks into a directory of this name below the static prefix."""
@@ -133,7 +141,7 @@ class Glob:
         """Whether a drop listing of this pattern returns the file `path`."""
         if not self.regex.match(path):
             return False
-        *dirs, name = path[len(self.prefix):].split("/")
+        *dirs, name = path[len(self.prefix) :].split("/")
         if is_ignored_name(name) or not all(self.enters(d) for d in dirs):
             return False
         return self.lifecycle.match(path) is None
@@ -146,22 +154,25 @@ def compiled(pattern: str) -> Glob:
     parts = pattern.split("/")
     anchor = _anchor_length(pattern)
     if len(parts) <= anchor or not parts[-1]:
-        raise ValueError(f"watched path {pattern!r} names no file (add a file name or glob, "
-                         f"such as '*.csv')")
+        raise ValueError(
+            f"watched path {pattern!r} names no file (add a file name or glob, such as '*.csv')"
+        )
     if any(has_magic(p) for p in parts[:anchor]):
-        raise ValueError(f"watched path {pattern!r}: wildcards are not supported in the "
-                         f"bucket or host name")
+        raise ValueError(
+            f"watched path {pattern!r}: wildcards are not supported in the bucket or host name"
+        )
     first_magic = next((i for i, p in enumerate(parts) if has_magic(p)), len(parts) - 1)
     prefix = "/".join(parts[:first_magic]) + "/"
     below = parts[first_magic:]
-    levels = None if "**" in below else tuple(
-        re.compile(_translate([p], final=True)) for p in below)
+    levels = (
+        None if "**" in below else tuple(re.compile(_translate([p], final=True)) for p in below)
+    )
     landing = [i for i in range(anchor, len(parts) - 1) if parts[i] == LANDING]
     if landing:
-        root = _translate(parts[:landing[-1]], final=False)
+        root = _translate(parts[: landing[-1]], final=False)
         strip = re.escape(LANDING + "/")
     else:
-        root = re.escape("/".join(parts[:max(first_magic - 1, anchor)]) + "/")
+        root = re.escape("/".join(parts[: max(first_magic - 1, anchor)]) + "/")
         strip = ""
     folders = "|".join(FOLDERS)
     return Glob(
@@ -181,8 +192,10 @@ def _anchor_length(pattern: str) -> int:
         return 3
     if pattern.startswith("/"):
         return 1
-    raise ValueError(f"watched path {pattern!r} must be absolute: a local path starting "
-                     f"with '/' or a URI such as s3://bucket/landing/*.csv")
+    raise ValueError(
+        f"watched path {pattern!r} must be absolute: a local path starting "
+        f"with '/' or a URI such as s3://bucket/landing/*.csv"
+    )
 
 
 def _translate(parts: list[str], final: bool) -> str:

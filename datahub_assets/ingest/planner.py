@@ -55,8 +55,11 @@ class WatchCursor:
         return cls(batches=dict(data.get("batches", {})), retry=dict(data.get("retry", {})))
 
     def dumps(self) -> str:
-        return json.dumps({"v": 1, "batches": self.batches, "retry": self.retry},
-                          separators=(",", ":"), sort_keys=True)
+        return json.dumps(
+            {"v": 1, "batches": self.batches, "retry": self.retry},
+            separators=(",", ":"),
+            sort_keys=True,
+        )
 
     def in_flight(self) -> set[str]:
         return {fp for batch in self.batches.values() for fp in batch["files"]}
@@ -79,15 +82,23 @@ class TickPlan:
     left_for_next_tick: int = 0
 
     def summary(self) -> str:
-        return (f"listed {self.listed}, requested {sum(len(b.files) for b in self.batches)} in "
-                f"{len(self.batches)} run(s); in flight {self.in_flight}, younger than "
-                f"minAge {self.too_young}, waiting to retry {self.waiting_retry}, left for "
-                f"the next tick {self.left_for_next_tick}")
+        return (
+            f"listed {self.listed}, requested {sum(len(b.files) for b in self.batches)} in "
+            f"{len(self.batches)} run(s); in flight {self.in_flight}, younger than "
+            f"minAge {self.too_young}, waiting to retry {self.waiting_retry}, left for "
+            f"the next tick {self.left_for_next_tick}"
+        )
 
 
-def settle(cursor: WatchCursor, now: float, active: set[str], failed: set[str],
-           grace_seconds: float, poll_seconds: float,
-           succeeded: frozenset[str] | set[str] = frozenset()) -> None:
+def settle(
+    cursor: WatchCursor,
+    now: float,
+    active: set[str],
+    failed: set[str],
+    grace_seconds: float,
+    poll_seconds: float,
+    succeeded: frozenset[str] | set[str] = frozenset(),
+) -> None:
     """Forget the batches whose runs ended; files of failed runs wait for a backoff. A batch
     with no run found (active or ended) stays in flight for `grace_seconds`."""
     for batch_id in list(cursor.batches):
@@ -99,12 +110,19 @@ def settle(cursor: WatchCursor, now: float, active: set[str], failed: set[str],
         if batch_id in failed:
             for fp in batch["files"]:
                 attempts = cursor.retry.get(fp, [0, 0])[0] + 1
-                wait = min(MAX_BACKOFF_SECONDS, poll_seconds * 2 ** attempts)
+                wait = min(MAX_BACKOFF_SECONDS, poll_seconds * 2**attempts)
                 cursor.retry[fp] = [attempts, now + wait]
 
 
-def plan_tick(listing: Iterable[FileInfo], cursor: WatchCursor, now: float, *,
-              min_age_seconds: float, max_files_per_run: int, max_runs: int) -> TickPlan:
+def plan_tick(
+    listing: Iterable[FileInfo],
+    cursor: WatchCursor,
+    now: float,
+    *,
+    min_age_seconds: float,
+    max_files_per_run: int,
+    max_runs: int,
+) -> TickPlan:
     """The batches to request for `listing` (and the cursor to store with them)."""
     plan = TickPlan(batches=[], cursor=cursor)
     flying = cursor.in_flight()
@@ -131,7 +149,7 @@ def plan_tick(listing: Iterable[FileInfo], cursor: WatchCursor, now: float, *,
     plan.left_for_next_tick = max(0, len(new) - capacity)
     new = new[:capacity]
     for start in range(0, len(new), max_files_per_run):
-        chunk = new[start:start + max_files_per_run]
+        chunk = new[start : start + max_files_per_run]
         digest = hashlib.sha256(f"{now}".encode())
         for _, fp in chunk:
             digest.update(fp.encode())

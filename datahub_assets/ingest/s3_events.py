@@ -90,15 +90,19 @@ class EventViews:
         self.views: dict[tuple[str, str], _View] = {}
         self.lock = threading.Lock()
 
-    def list(self, endpoint: str, bucket: str, pattern: str,
-             full_listing: Callable[[], Iterator[FileInfo]]) -> list[FileInfo]:
+    def list(
+        self,
+        endpoint: str,
+        bucket: str,
+        pattern: str,
+        full_listing: Callable[[], Iterator[FileInfo]],
+    ) -> list[FileInfo]:
         with self.lock:
             key = (endpoint, pattern)
             view = self.views.get(key)
             if view is None or time.time() - view.listed_at >= self.relist_seconds:
                 started = time.time()
-                view = _View(pattern, bucket, started,
-                             files={i.path: i for i in full_listing()})
+                view = _View(pattern, bucket, started, files={i.path: i for i in full_listing()})
                 self.views[key] = view
             self.drain()
             return list(view.files.values())
@@ -108,16 +112,21 @@ class EventViews:
         applied = 0
         while True:
             response = self.sqs.receive_message(
-                QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+                QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+            )
             messages = response.get("Messages", [])
             if not messages:
                 return applied
             for message in messages:
                 for record in records(message.get("Body", "")):
                     applied += self.apply(record)
-            self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                for i, m in enumerate(messages)])
+            self.sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                    for i, m in enumerate(messages)
+                ],
+            )
 
     def apply(self, record: dict) -> int:
         name = str(record.get("eventName", ""))
@@ -139,9 +148,12 @@ class EventViews:
                 continue
             view.sequencers[path] = sequencer
             if created and not key.endswith("/") and compiled(view.pattern).lists(path):
-                view.files[path] = FileInfo(path, int(obj.get("size", 0)),
-                                            _event_time(record.get("eventTime", "")),
-                                            str(obj.get("eTag", "")).strip('"') or None)
+                view.files[path] = FileInfo(
+                    path,
+                    int(obj.get("size", 0)),
+                    _event_time(record.get("eventTime", "")),
+                    str(obj.get("eTag", "")).strip('"') or None,
+                )
             else:
                 view.files.pop(path, None)
         return 1
@@ -174,9 +186,15 @@ def configure_bucket(s3_client: Any, sqs: Any, bucket: str, queue_name: str) -> 
     """Create `queue_name` and point `bucket`'s object created/removed notifications at it
     (for tests, benchmarks and `datahub`-managed buckets); the queue URL."""
     url = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
-        "Attributes"]["QueueArn"]
-    s3_client.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
-        "QueueConfigurations": [{"QueueArn": arn,
-                                 "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}]})
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    s3_client.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {"QueueArn": arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}
+            ]
+        },
+    )
     return url

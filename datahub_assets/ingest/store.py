@@ -93,17 +93,22 @@ def store_for(path: str, s3_client_factory: Callable[[], Any] | None = None) -> 
     """The store for a path or pattern, by its scheme: S3 needs `s3_client_factory`."""
     if path.startswith(S3_SCHEMES):
         if s3_client_factory is None:
-            raise ValueError(f"{path} is on S3 but no S3 client was given (pass "
-                             f"s3_client_factory, e.g. store.default_s3_client)")
+            raise ValueError(
+                f"{path} is on S3 but no S3 client was given (pass "
+                f"s3_client_factory, e.g. store.default_s3_client)"
+            )
         return S3Store(s3_client_factory())
     if path.startswith(("/", "file://")):
         return LocalStore()
     scheme = path.split("://", 1)[0] + "://" if "://" in path else None
     if scheme:
-        raise ValueError(f"{path}: {scheme} is not supported for file drops (use a local path, "
-                         f"file:// or s3://)")
-    raise ValueError(f"{path} must be absolute: a local path starting with '/' or a URI such "
-                     f"as s3://bucket/landing/*.csv")
+        raise ValueError(
+            f"{path}: {scheme} is not supported for file drops (use a local path, file:// or s3://)"
+        )
+    raise ValueError(
+        f"{path} must be absolute: a local path starting with '/' or a URI such "
+        f"as s3://bucket/landing/*.csv"
+    )
 
 
 def _unique_name(path: str) -> str:
@@ -112,12 +117,13 @@ def _unique_name(path: str) -> str:
 
 # ---------------------------------------------------------------------------------- local
 
+
 def _os_path(path: str) -> str:
     """`file:///x` and `file://localhost/x` as `/x`; plain paths unchanged."""
     if path.startswith("file://"):
-        rest = path[len("file://"):]
+        rest = path[len("file://") :]
         if rest.startswith("localhost/"):
-            rest = rest[len("localhost"):]
+            rest = rest[len("localhost") :]
         if not rest.startswith("/"):
             raise ValueError(f"{path}: only local file:// URIs are supported (file:///path)")
         return rest
@@ -147,8 +153,9 @@ class LocalStore:
                     continue
                 yield FileInfo(shown, st.st_size, st.st_mtime)
 
-    def _walk(self, glob: Glob, directory: str, shown: str,
-              depth: int) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    def _walk(
+        self, glob: Glob, directory: str, shown: str, depth: int
+    ) -> Iterator[tuple[str, os.DirEntry[str]]]:
         """(path as shown, entry) of the files below `directory` the pattern may match."""
         try:
             entries = os.scandir(directory)
@@ -168,8 +175,7 @@ class LocalStore:
                         if entry.is_file():
                             yield shown + entry.name, entry
                     elif entry.is_dir() and glob.enters(entry.name):
-                        yield from self._walk(glob, entry.path, f"{shown}{entry.name}/",
-                                              depth + 1)
+                        yield from self._walk(glob, entry.path, f"{shown}{entry.name}/", depth + 1)
 
     def stat(self, path: str) -> FileInfo | None:
         try:
@@ -233,19 +239,21 @@ class LocalStore:
 def _temp_beside(target: str) -> str:
     """A fresh hidden name in `target`'s folder (listings skip it): `os.replace` from it is
     atomic."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp",
-                               dir=os.path.dirname(target))
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=os.path.dirname(target)
+    )
     os.close(fd)
     return tmp
 
 
 # ---------------------------------------------------------------------------------- S3
 
+
 def _split_s3(path: str) -> tuple[str, str]:
     """(bucket, key) of `s3://bucket/key`."""
     for scheme in S3_SCHEMES:
         if path.startswith(scheme):
-            bucket, _, key = path[len(scheme):].partition("/")
+            bucket, _, key = path[len(scheme) :].partition("/")
             if bucket:
                 return bucket, key
     raise ValueError(f"{path} is not an S3 path (s3://bucket/key)")
@@ -294,14 +302,15 @@ class S3Store:
         views = s3_events.for_queue()
         if views is not None:  # DATAHUB_S3_EVENTS_QUEUE_URL: a view kept by notifications
             bucket, _ = _split_s3(glob.prefix)
-            yield from views.list(str(self.client.meta.endpoint_url), bucket, pattern,
-                                  lambda: self._list(glob))
+            yield from views.list(
+                str(self.client.meta.endpoint_url), bucket, pattern, lambda: self._list(glob)
+            )
             return
         yield from self._list(glob)
 
     def _list(self, glob: Glob) -> Iterator[FileInfo]:
         bucket, key_prefix = _split_s3(glob.prefix)
-        base = glob.prefix[:len(glob.prefix) - len(key_prefix)]  # s3://bucket/
+        base = glob.prefix[: len(glob.prefix) - len(key_prefix)]  # s3://bucket/
         if glob.levels is None:  # `**`: one flat listing of the tree
             objects = self._objects(bucket, key_prefix, delimiter=False)
         else:
@@ -309,8 +318,9 @@ class S3Store:
         for obj in objects:
             shown = base + obj["Key"]
             if not obj["Key"].endswith("/") and glob.lists(shown):
-                yield FileInfo(shown, obj["Size"], obj["LastModified"].timestamp(),
-                               obj["ETag"].strip('"'))
+                yield FileInfo(
+                    shown, obj["Size"], obj["LastModified"].timestamp(), obj["ETag"].strip('"')
+                )
 
     def _walk(self, glob: Glob, bucket: str, prefix: str, depth: int) -> Iterator[dict]:
         assert glob.levels is not None
@@ -319,10 +329,10 @@ class S3Store:
         folders: list[str] = []
         for item in self._objects(bucket, prefix, delimiter=True):
             if "Key" in item:
-                if last and regex.match(item["Key"][len(prefix):]):
+                if last and regex.match(item["Key"][len(prefix) :]):
                     yield item
             elif not last:
-                name = item["Prefix"][len(prefix):-1]
+                name = item["Prefix"][len(prefix) : -1]
                 if regex.match(name) and glob.enters(name):
                     folders.append(item["Prefix"])
         for folder in folders:
@@ -347,8 +357,9 @@ class S3Store:
             if _is_missing(exc):
                 return None
             raise
-        return FileInfo(path, head["ContentLength"], head["LastModified"].timestamp(),
-                        head["ETag"].strip('"'))
+        return FileInfo(
+            path, head["ContentLength"], head["LastModified"].timestamp(), head["ETag"].strip('"')
+        )
 
     def read_bytes(self, path: str, limit: int | None = None) -> bytes:
         bucket, key = _split_s3(path)
@@ -392,8 +403,12 @@ class S3Store:
     def write_text(self, path: str, text: str) -> None:
         bucket, key = _split_s3(path)
         content_type = "application/json" if key.endswith(".json") else "text/plain"
-        self.client.put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"),
-                               ContentType=f"{content_type}; charset=utf-8")
+        self.client.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=text.encode("utf-8"),
+            ContentType=f"{content_type}; charset=utf-8",
+        )
 
     def delete(self, path: str) -> None:
         bucket, key = _split_s3(path)
@@ -405,12 +420,14 @@ class S3Store:
         (src_bucket, src_key), (dst_bucket, dst_key) = _split_s3(src), _split_s3(dst)
         extra = {"CopySourceIfMatch": f'"{etag}"'} if etag else None
         try:
-            self.client.copy({"Bucket": src_bucket, "Key": src_key}, dst_bucket, dst_key,
-                             ExtraArgs=extra)
+            self.client.copy(
+                {"Bucket": src_bucket, "Key": src_key}, dst_bucket, dst_key, ExtraArgs=extra
+            )
         except Exception as exc:
             if _is_missing(exc) or _error_code(exc) in ("412", "PreconditionFailed"):
-                raise FileNotFoundError(f"{src} changed or disappeared since it was "
-                                        f"validated (ETag {etag})") from None
+                raise FileNotFoundError(
+                    f"{src} changed or disappeared since it was validated (ETag {etag})"
+                ) from None
             raise
 
     def delete_many(self, paths: list[str]) -> None:
@@ -421,8 +438,13 @@ class S3Store:
             by_bucket.setdefault(bucket, []).append(key)
         for bucket, keys in by_bucket.items():
             for start in range(0, len(keys), 1000):
-                self.client.delete_objects(Bucket=bucket, Delete={
-                    "Objects": [{"Key": k} for k in keys[start:start + 1000]], "Quiet": True})
+                self.client.delete_objects(
+                    Bucket=bucket,
+                    Delete={
+                        "Objects": [{"Key": k} for k in keys[start : start + 1000]],
+                        "Quiet": True,
+                    },
+                )
 
     def localize(self, path: str, dest_dir: str) -> str:
         bucket, key = _split_s3(path)
@@ -441,8 +463,7 @@ class _S3Reader(io.RawIOBase):
     """A seekable read-only view of one object version: reads stream from one ranged GET
     until a seek elsewhere starts another."""
 
-    def __init__(self, client: Any, bucket: str, key: str, size: int,
-                 etag: str | None) -> None:
+    def __init__(self, client: Any, bucket: str, key: str, size: int, etag: str | None) -> None:
         self._client, self._bucket, self._key = client, bucket, key
         self._size, self._etag = size, etag
         self._pos = 0
@@ -473,16 +494,20 @@ class _S3Reader(io.RawIOBase):
         if self._pos >= self._size or len(buffer) == 0:
             return 0
         if self._body is None:
-            args: dict[str, Any] = {"Bucket": self._bucket, "Key": self._key,
-                                    "Range": f"bytes={self._pos}-"}
+            args: dict[str, Any] = {
+                "Bucket": self._bucket,
+                "Key": self._key,
+                "Range": f"bytes={self._pos}-",
+            }
             if self._etag:
                 args["IfMatch"] = f'"{self._etag}"'
             self._body = self._client.get_object(**args)["Body"]
         data = self._body.read(len(buffer))
         if not data:
-            raise OSError(f"s3://{self._bucket}/{self._key}: stream ended at byte {self._pos} "
-                          f"of {self._size}")
-        buffer[:len(data)] = data
+            raise OSError(
+                f"s3://{self._bucket}/{self._key}: stream ended at byte {self._pos} of {self._size}"
+            )
+        buffer[: len(data)] = data
         self._pos += len(data)
         return len(data)
 

@@ -111,8 +111,10 @@ def validate_file(
     elif isinstance(source, ParquetSource):
         result = _check_parquet(store, info, expected)
     else:
-        raise TypeError(f"validate_file: {type(source).__name__} is not a file source "
-                        "(expected a csv, json or parquet source)")
+        raise TypeError(
+            f"validate_file: {type(source).__name__} is not a file source "
+            "(expected a csv, json or parquet source)"
+        )
     if isinstance(result, Rejection):
         return result
     return Verified(checksum=checksum, header=result)
@@ -142,7 +144,7 @@ def _strip_bom(data: bytes) -> tuple[bytes, str | None]:
     """(data without a leading byte-order mark, the codec it implies or None)."""
     for bom, codec in _BOMS:
         if data.startswith(bom):
-            return data[len(bom):], codec
+            return data[len(bom) :], codec
     return data, None
 
 
@@ -156,16 +158,21 @@ def _check_empty(store: FileStore, info: FileInfo) -> Rejection | None:
         body = body.replace(b"\x00", b"")
     if body.strip():
         return None
-    return Rejection("empty", f"{info.path} holds only whitespace ({info.size} bytes) and no "
-                              "data; drop a file with data")
+    return Rejection(
+        "empty",
+        f"{info.path} holds only whitespace ({info.size} bytes) and no data; drop a file with data",
+    )
 
 
 def _check_size(info: FileInfo, source: FileSource) -> Rejection | None:
     limit = source.watch.max_size_bytes if source.watch else None
     if limit is None or info.size <= limit:
         return None
-    return Rejection("too_large", f"{info.path} is {info.size} bytes, above the limit of {limit} "
-                                  "bytes (watch maxSizeBytes); split the file or raise the limit")
+    return Rejection(
+        "too_large",
+        f"{info.path} is {info.size} bytes, above the limit of {limit} "
+        "bytes (watch maxSizeBytes); split the file or raise the limit",
+    )
 
 
 # ------------------------------------------------------------------------ checksums
@@ -188,8 +195,10 @@ def sidecar_digest(text: str, algorithm: str) -> str:
     else:
         digest = first.split()[0].removeprefix("\\")  # GNU escapes odd names with a leading \
     if not _HEX.match(digest) or len(digest) != _HEX_LENGTH[algorithm]:
-        raise ValueError(f"its first token {digest[:80]!r} is not a {algorithm} hex digest "
-                         f"({_HEX_LENGTH[algorithm]} hex characters)")
+        raise ValueError(
+            f"its first token {digest[:80]!r} is not a {algorithm} hex digest "
+            f"({_HEX_LENGTH[algorithm]} hex characters)"
+        )
     return digest.lower()
 
 
@@ -208,16 +217,22 @@ def _check_sidecars(store: FileStore, info: FileInfo) -> str | Rejection | None:
             wanted[algorithm] = sidecar_digest(raw.decode("utf-8"), algorithm)
         except (UnicodeDecodeError, ValueError) as exc:
             why = "it is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
-            return Rejection("checksum", f"checksum sidecar {sidecar} is malformed: {why}; "
-                                         f"write `<hex digest>  <file name>` into it")
+            return Rejection(
+                "checksum",
+                f"checksum sidecar {sidecar} is malformed: {why}; "
+                f"write `<hex digest>  <file name>` into it",
+            )
     if not wanted:
         return None
     actual = _digests(store, info.path, list(wanted))
     for algorithm, digest in wanted.items():
         if actual[algorithm] != digest:
-            return Rejection("checksum", f"{info.path} has {algorithm} {actual[algorithm]} but "
-                                         f"its sidecar {info.path}.{algorithm} says {digest}; "
-                                         "the file is corrupt or incomplete, drop it again")
+            return Rejection(
+                "checksum",
+                f"{info.path} has {algorithm} {actual[algorithm]} but "
+                f"its sidecar {info.path}.{algorithm} says {digest}; "
+                "the file is corrupt or incomplete, drop it again",
+            )
     first = next(iter(wanted))
     return f"{first}:{wanted[first]}"
 
@@ -284,7 +299,7 @@ def _csv_rows(text: str, source: CsvSource) -> tuple[list[tuple[int, list[str]]]
             if line.strip():
                 rows.append((number, line.split(delimiter)))
         return rows, None
-    quote = "\"" if source.quote is None else source.quote
+    quote = '"' if source.quote is None else source.quote
     escape = "\\" if source.escape is None else source.escape
     options: dict[str, Any] = {"delimiter": delimiter, "doublequote": True, "strict": False}
     if quote in ("", "\u0000"):
@@ -314,12 +329,18 @@ def _check_csv(
     try:
         text = _decode(data, encoding, final=not cut)
     except LookupError:
-        return Rejection("unreadable", f"encoding {encoding!r} of source {source.id!r} is not "
-                                       "known; fix the encoding attribute (e.g. UTF-8)")
+        return Rejection(
+            "unreadable",
+            f"encoding {encoding!r} of source {source.id!r} is not "
+            "known; fix the encoding attribute (e.g. UTF-8)",
+        )
     except UnicodeDecodeError as exc:
-        return Rejection("unreadable", f"{info.path} is not valid {encoding} text (byte "
-                                       f"{exc.start}: {exc.reason}); re-export it as {encoding} "
-                                       "or set the source's encoding")
+        return Rejection(
+            "unreadable",
+            f"{info.path} is not valid {encoding} text (byte "
+            f"{exc.start}: {exc.reason}); re-export it as {encoding} "
+            "or set the source's encoding",
+        )
     rows, error = _csv_rows(text, source)
     if cut and rows:
         rows.pop()  # the last record may be cut by the scan limit
@@ -340,20 +361,29 @@ def _check_csv(
         if expected is not None:
             missing = _missing(expected, first)
             if missing:
-                return Rejection("schema", f"{info.path}: column(s) {_names(missing)} of the "
-                                           f"declared schema are missing from the header, which "
-                                           f"has {_names(first)}; fix the file or the schemaRef")
+                return Rejection(
+                    "schema",
+                    f"{info.path}: column(s) {_names(missing)} of the "
+                    f"declared schema are missing from the header, which "
+                    f"has {_names(first)}; fix the file or the schemaRef",
+                )
     data = rows[1:] if source.header else rows
-    if data and not any(len(fields) == len(first) for _, fields in data) \
-            and not _any_line_fits(text, source, len(first), skip=1 if source.header else 0):
+    if (
+        data
+        and not any(len(fields) == len(first) for _, fields in data)
+        and not _any_line_fits(text, source, len(first), skip=1 if source.header else 0)
+    ):
         # not one record of the window fits: the file is not in this shape (a single
         # malformed record is not a file problem: the run handles it per onInvalid)
         line, fields = data[0]
         what = "the header" if source.header else f"line {first_line}"
-        return Rejection("unreadable", f"{info.path}: no record in the first "
-                                       f"{SCAN_BYTES // 1024} KiB has the field count of {what} "
-                                       f"({len(first)}; line {line} has {len(fields)}); check "
-                                       f"the delimiter {source.delimiter!r} and quoting")
+        return Rejection(
+            "unreadable",
+            f"{info.path}: no record in the first "
+            f"{SCAN_BYTES // 1024} KiB has the field count of {what} "
+            f"({len(first)}; line {line} has {len(fields)}); check "
+            f"the delimiter {source.delimiter!r} and quoting",
+        )
     return header
 
 
@@ -374,8 +404,11 @@ def _any_line_fits(text: str, source: CsvSource, count: int, skip: int) -> bool:
 def _check_header(info: FileInfo, header: tuple[str, ...]) -> Rejection | None:
     blank = [str(i) for i, name in enumerate(header, 1) if not name.strip()]
     if blank:
-        return Rejection("unreadable", f"{info.path}: the CSV header has blank column names (at "
-                                       f"position {', '.join(blank)}); name every column")
+        return Rejection(
+            "unreadable",
+            f"{info.path}: the CSV header has blank column names (at "
+            f"position {', '.join(blank)}); name every column",
+        )
     seen: dict[str, str] = {}
     duplicates = []
     for name in header:
@@ -383,9 +416,12 @@ def _check_header(info: FileInfo, header: tuple[str, ...]) -> Rejection | None:
             duplicates.append(name)
         seen.setdefault(name.lower(), name)
     if duplicates:
-        return Rejection("unreadable", f"{info.path}: the CSV header repeats column(s) "
-                                       f"{_names(duplicates)} (names compare case-insensitively)"
-                                       "; give every column a unique name")
+        return Rejection(
+            "unreadable",
+            f"{info.path}: the CSV header repeats column(s) "
+            f"{_names(duplicates)} (names compare case-insensitively)"
+            "; give every column a unique name",
+        )
     return None
 
 
@@ -399,8 +435,13 @@ def _json_text(data: bytes, final: bool) -> str:
 
 
 def _kind(value: Any) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
-            type(None): "null"}.get(type(value), "a number")
+    return {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        type(None): "null",
+    }.get(type(value), "a number")
 
 
 def _check_json(
@@ -411,8 +452,11 @@ def _check_json(
             return _check_json_document(store, info, expected)
         return _check_json_lines(store, info, expected)
     except UnicodeDecodeError as exc:
-        return Rejection("unreadable", f"{info.path} is not valid UTF-8 text (byte {exc.start}: "
-                                       f"{exc.reason}); write JSON as UTF-8")
+        return Rejection(
+            "unreadable",
+            f"{info.path} is not valid UTF-8 text (byte {exc.start}: "
+            f"{exc.reason}); write JSON as UTF-8",
+        )
 
 
 def _first_line_done(data: bytes) -> bool:
@@ -426,28 +470,35 @@ def _check_json_lines(
     data = _prefix(store, info, _first_line_done)
     cut = len(data) < info.size
     lines = _json_text(data, final=not cut).split("\n")
-    complete = [(n, line) for n, line in enumerate(lines, 1)
-                if line.strip() and not (cut and n == len(lines))]
+    complete = [
+        (n, line)
+        for n, line in enumerate(lines, 1)
+        if line.strip() and not (cut and n == len(lines))
+    ]
     if not complete:
         return None  # the first record goes past MAX_FIRST_RECORD_BYTES: left to Spark
     first_problem = None
     for number, line in complete:  # the first object decides; malformed lines before it are
-        try:                       # records for the run's onInvalid, not a file problem
+        try:  # records for the run's onInvalid, not a file problem
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             first_problem = first_problem or Rejection(
-                "unreadable", f"{info.path}: line {number} is not valid JSON ({exc.msg} at "
-                              f"column {exc.colno}) and no line of the first "
-                              f"{SCAN_BYTES // 1024} KiB is a JSON object; JSON lines files "
-                              "need one JSON object per line (multiline=\"true\" reads one "
-                              "document)")
+                "unreadable",
+                f"{info.path}: line {number} is not valid JSON ({exc.msg} at "
+                f"column {exc.colno}) and no line of the first "
+                f"{SCAN_BYTES // 1024} KiB is a JSON object; JSON lines files "
+                'need one JSON object per line (multiline="true" reads one '
+                "document)",
+            )
             continue
         if not isinstance(record, dict):
             first_problem = first_problem or Rejection(
-                "unreadable", f"{info.path}: line {number} holds {_kind(record)}, not a JSON "
-                              "object, and no line of the first "
-                              f"{SCAN_BYTES // 1024} KiB is one; JSON lines files need one "
-                              "object per line")
+                "unreadable",
+                f"{info.path}: line {number} holds {_kind(record)}, not a JSON "
+                "object, and no line of the first "
+                f"{SCAN_BYTES // 1024} KiB is one; JSON lines files need one "
+                "object per line",
+            )
             continue
         return _check_json_fields(info, record, expected, f"line {number}")
     return first_problem
@@ -460,9 +511,12 @@ def _check_json_fields(
         return None
     if len(_missing(expected, list(record))) < len(expected.fields):
         return None
-    return Rejection("schema", f"{info.path}: the object on {where} has none of the fields of "
-                               f"the declared schema ({_names(expected.fieldNames())}); it has "
-                               f"{_names(list(record))}; fix the file or the schemaRef")
+    return Rejection(
+        "schema",
+        f"{info.path}: the object on {where} has none of the fields of "
+        f"the declared schema ({_names(expected.fieldNames())}); it has "
+        f"{_names(list(record))}; fix the file or the schemaRef",
+    )
 
 
 def _check_json_document(
@@ -481,23 +535,32 @@ def _check_json_document(
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        return Rejection("unreadable", f"{info.path} is not a valid JSON document: {exc.msg} at "
-                                       f"line {exc.lineno} column {exc.colno}")
+        return Rejection(
+            "unreadable",
+            f"{info.path} is not a valid JSON document: {exc.msg} at "
+            f"line {exc.lineno} column {exc.colno}",
+        )
     records = doc if isinstance(doc, list) else [doc]
     for i, record in enumerate(records):
         if not isinstance(record, dict):
-            return Rejection("unreadable", f"{info.path}: element {i} of the top-level array "
-                                           f"is {_kind(record)}, not a JSON object; every "
-                                           "record must be an object")
+            return Rejection(
+                "unreadable",
+                f"{info.path}: element {i} of the top-level array "
+                f"is {_kind(record)}, not a JSON object; every "
+                "record must be an object",
+            )
     if not records:
         return None
     return _check_json_fields(info, records[0], expected, "the first record")
 
 
 def _not_a_document(info: FileInfo, start: str) -> Rejection:
-    return Rejection("unreadable", f"{info.path} does not start with '{{' or '[' (found "
-                                   f"{start!r}); a multiline JSON source needs one JSON object "
-                                   "or an array of objects")
+    return Rejection(
+        "unreadable",
+        f"{info.path} does not start with '{{' or '[' (found "
+        f"{start!r}); a multiline JSON source needs one JSON object "
+        "or an array of objects",
+    )
 
 
 # -------------------------------------------------------------------------- Parquet
@@ -553,13 +616,19 @@ def _check_parquet(
         except Exception as exc:
             if guarded.failure is not None:
                 raise guarded.failure from None
-            return Rejection("unreadable", f"{info.path} is not a readable Parquet file "
-                                           f"({str(exc).strip()[:300]}); re-export it")
+            return Rejection(
+                "unreadable",
+                f"{info.path} is not a readable Parquet file "
+                f"({str(exc).strip()[:300]}); re-export it",
+            )
     if expected is not None:
         missing = _missing(expected, names)
         if missing:
-            return Rejection("schema", f"{info.path}: column(s) {_names(missing)} of the "
-                                       f"declared schema are missing from the Parquet file, "
-                                       f"which has {_names(names)}; fix the file or the "
-                                       "schemaRef")
+            return Rejection(
+                "schema",
+                f"{info.path}: column(s) {_names(missing)} of the "
+                f"declared schema are missing from the Parquet file, "
+                f"which has {_names(names)}; fix the file or the "
+                "schemaRef",
+            )
     return None

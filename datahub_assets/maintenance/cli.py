@@ -12,8 +12,10 @@ from datahub_resources.settings import Settings
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("maintain", help="table maintenance: compact small files, expire old "
-                                        "snapshots, remove orphan files")
+    p = sub.add_parser(
+        "maintain",
+        help="table maintenance: compact small files, expire old snapshots, remove orphan files",
+    )
     p.add_argument("tables", nargs="*", help="<app>.<layer>.<table> (default with --all: all)")
     p.add_argument("--all", action="store_true", help="every table of every app")
     p.add_argument("--app", default=None, help="with --all: only this app")
@@ -23,14 +25,20 @@ def add_parser(sub) -> None:
 def tables_of(catalog, apps: list[str]) -> list[tuple[str, str]]:
     """(namespace, table) of every table in the namespaces of `apps`."""
     out = []
-    for (namespace, *_rest) in catalog.list_namespaces():
+    for namespace, *_rest in catalog.list_namespaces():
         if any(namespace.startswith(f"{app}_") for app in apps):
             out += [tuple(t) for t in catalog.list_tables(namespace)]
     return sorted(out)
 
 
-def maintain(settings: Settings, idents: list[tuple[str, str]], app_of, spark=None,
-             compact_files: bool = True, log=print) -> list:
+def maintain(
+    settings: Settings,
+    idents: list[tuple[str, str]],
+    app_of,
+    spark=None,
+    compact_files: bool = True,
+    log=print,
+) -> list:
     from datahub_assets.maintenance.tables import maintain_table
     from datahub_assets.spec.durations import parse_duration
     from datahub_assets.spec.models import Maintenance
@@ -40,9 +48,15 @@ def maintain(settings: Settings, idents: list[tuple[str, str]], app_of, spark=No
     reports = []
     for ident in idents:
         cfg = app_of(ident) or Maintenance()
-        report = maintain_table(spark, catalog, ident, parse_duration(cfg.snapshot_retention),
-                                parse_duration(cfg.orphan_after),
-                                cfg.target_file_size_mb * 1024 * 1024, compact_files)
+        report = maintain_table(
+            spark,
+            catalog,
+            ident,
+            parse_duration(cfg.snapshot_retention),
+            parse_duration(cfg.orphan_after),
+            cfg.target_file_size_mb * 1024 * 1024,
+            compact_files,
+        )
         log(report.line())
         reports.append(report)
     return reports
@@ -69,6 +83,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     spark = None
     if not args.no_compact:
         from datahub_resources.spark import connect
+
         spark = connect()
     maintain(settings, idents, app_of, spark, not args.no_compact)
     return 0

@@ -58,14 +58,17 @@ class Report:
     notes: list[str] = field(default_factory=list)
 
     def line(self) -> str:
-        text = (f"{self.table}: expired {self.expired_snapshots} snapshot(s), removed "
-                f"{self.orphans_removed} orphan file(s) ({self.orphan_bytes:,} bytes), data "
-                f"files {self.files_before} -> {self.files_after} ({self.files_compacted} "
-                f"compacted)")
+        text = (
+            f"{self.table}: expired {self.expired_snapshots} snapshot(s), removed "
+            f"{self.orphans_removed} orphan file(s) ({self.orphan_bytes:,} bytes), data "
+            f"files {self.files_before} -> {self.files_after} ({self.files_compacted} "
+            f"compacted)"
+        )
         return text + "".join(f"; {n}" for n in self.notes)
 
 
 # ------------------------------------------------------------------------------- expiry
+
 
 def expire_snapshots(table: Table, retention: timedelta, now: datetime | None = None) -> int:
     """Expire the snapshots older than `retention` (protected ones kept); how many."""
@@ -74,8 +77,11 @@ def expire_snapshots(table: Table, retention: timedelta, now: datetime | None = 
     current = table.current_snapshot()
     if current is not None:
         protected.add(current.snapshot_id)
-    old = [s.snapshot_id for s in table.metadata.snapshots
-           if s.timestamp_ms < cutoff.timestamp() * 1000 and s.snapshot_id not in protected]
+    old = [
+        s.snapshot_id
+        for s in table.metadata.snapshots
+        if s.timestamp_ms < cutoff.timestamp() * 1000 and s.snapshot_id not in protected
+    ]
     if not old:
         return 0
     table.maintenance.expire_snapshots().by_ids(old).commit()
@@ -83,6 +89,7 @@ def expire_snapshots(table: Table, retention: timedelta, now: datetime | None = 
 
 
 # ------------------------------------------------------------------------------- orphans
+
 
 def _fs(location: str) -> tuple[pafs.FileSystem, str]:
     filesystem, path = pafs.FileSystem.from_uri(location)
@@ -110,8 +117,9 @@ def referenced_files(table: Table) -> set[str]:
     return keys
 
 
-def remove_orphans(table: Table, older_than: timedelta,
-                   now: datetime | None = None) -> tuple[int, int]:
+def remove_orphans(
+    table: Table, older_than: timedelta, now: datetime | None = None
+) -> tuple[int, int]:
     """Delete unreferenced files under the table location older than `older_than`;
     (files, bytes) removed."""
     cutoff = (now or datetime.now(UTC)) - older_than
@@ -135,6 +143,7 @@ def remove_orphans(table: Table, older_than: timedelta,
 
 # ---------------------------------------------------------------------------- compaction
 
+
 def _groups(files: list, target: int) -> list[list]:
     """Small files per partition, only partitions with at least two of them."""
     by_partition: dict[tuple, list] = {}
@@ -153,8 +162,8 @@ def _rewrite(spark: SparkSession, table: Table, group: list, target: int) -> lis
     df = read_files(spark, [f.file_path for f in group], schema).coalesce(count)
     try:
         df.write.mode("error").option(
-            "mapreduce.fileoutputcommitter.marksuccessfuljobs", "false").parquet(
-                spark_path(folder))
+            "mapreduce.fileoutputcommitter.marksuccessfuljobs", "false"
+        ).parquet(spark_path(folder))
         return [_data_file(table.io, table.metadata, uri) for uri in _written_files(folder)]
     except BaseException:
         _delete_folder(folder)
@@ -172,8 +181,14 @@ def _commit(table: Table, removed: list, added: list) -> None:
     txn.commit_transaction()
 
 
-def compact(spark: SparkSession, catalog: Catalog, table: Table, target_bytes: int,
-            report: Report, before_commit=None) -> Table:
+def compact(
+    spark: SparkSession,
+    catalog: Catalog,
+    table: Table,
+    target_bytes: int,
+    report: Report,
+    before_commit=None,
+) -> Table:
     """Compact `table`'s small files (module doc); the reloaded table. `before_commit` is a
     test hook called between the rewrite and the commit."""
     ident = table.name()
@@ -207,9 +222,15 @@ def compact(spark: SparkSession, catalog: Catalog, table: Table, target_bytes: i
     return catalog.load_table(ident)
 
 
-def maintain_table(spark: SparkSession | None, catalog: Catalog, ident: tuple[str, str],
-                   retention: timedelta, orphan_after: timedelta, target_bytes: int,
-                   compact_files: bool = True) -> Report:
+def maintain_table(
+    spark: SparkSession | None,
+    catalog: Catalog,
+    ident: tuple[str, str],
+    retention: timedelta,
+    orphan_after: timedelta,
+    target_bytes: int,
+    compact_files: bool = True,
+) -> Report:
     """Compact, then expire, then remove orphans (so the replaced small files go once they are
     out of every retained snapshot and older than the window)."""
     table = catalog.load_table(ident)

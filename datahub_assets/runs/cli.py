@@ -28,14 +28,23 @@ def parse_since(text: str) -> timedelta:
 
 
 def add_parser(sub) -> None:
-    runs = sub.add_parser("runs", help="pipeline runs per day, failures, slowest pipelines and "
-                                       "SLA breaches, from ops_gold.pipeline_runs")
+    runs = sub.add_parser(
+        "runs",
+        help="pipeline runs per day, failures, slowest pipelines and "
+        "SLA breaches, from ops_gold.pipeline_runs",
+    )
     runs.add_argument("--since", default="7d", help="window: 7d (default), 12h, 30m, P14D")
-    runs.add_argument("--failed", action="store_true",
-                      help="list the failed pipeline runs of the window, newest first")
-    runs.add_argument("--sync", action="store_true",
-                      help="first record the runs finished since the sensor's last tick "
-                           "(reads the Dagster instance in DAGSTER_HOME)")
+    runs.add_argument(
+        "--failed",
+        action="store_true",
+        help="list the failed pipeline runs of the window, newest first",
+    )
+    runs.add_argument(
+        "--sync",
+        action="store_true",
+        help="first record the runs finished since the sensor's last tick "
+        "(reads the Dagster instance in DAGSTER_HOME)",
+    )
     runs.add_argument("--limit", type=int, default=20, help="rows per list (default 20)")
 
 
@@ -60,34 +69,90 @@ def _first_line(row: dict) -> str:
 
 def print_summary(s: Summary, failed: bool, limit: int, out=None) -> None:
     out = out or sys.stdout
-    _say(f"pipeline runs {s.since:%Y-%m-%d %H:%M} -> {s.now:%Y-%m-%d %H:%M} UTC: {s.runs} runs, "
-         f"{s.succeeded} succeeded, {s.failed} failed, {s.other} skipped/canceled, "
-         f"success rate {rate_text(s.success_rate)}", out)
+    _say(
+        f"pipeline runs {s.since:%Y-%m-%d %H:%M} -> {s.now:%Y-%m-%d %H:%M} UTC: {s.runs} runs, "
+        f"{s.succeeded} succeeded, {s.failed} failed, {s.other} skipped/canceled, "
+        f"success rate {rate_text(s.success_rate)}",
+        out,
+    )
     if failed:
         _say("\nfailed runs (newest first)", out)
-        _print_table(("started (UTC)", "pipeline", "run", "trigger", "error"), [
-            (f"{r['started_at']:%Y-%m-%d %H:%M}", r["pipeline"], r["run_id"][:8],
-             r.get("trigger") or "", f"{r.get('error_class') or ''}: {_first_line(r)}")
-            for r in s.recent_failures[:limit]], out)
+        _print_table(
+            ("started (UTC)", "pipeline", "run", "trigger", "error"),
+            [
+                (
+                    f"{r['started_at']:%Y-%m-%d %H:%M}",
+                    r["pipeline"],
+                    r["run_id"][:8],
+                    r.get("trigger") or "",
+                    f"{r.get('error_class') or ''}: {_first_line(r)}",
+                )
+                for r in s.recent_failures[:limit]
+            ],
+            out,
+        )
     else:
         _say("\nper day", out)
-        _print_table(("day", "runs", "succeeded", "failed", "skipped/canceled", "success rate"),
-                     [(f"{d.day}", str(d.runs), str(d.succeeded), str(d.failed), str(d.other),
-                       rate_text(d.success_rate)) for d in reversed(s.days)], out)
+        _print_table(
+            ("day", "runs", "succeeded", "failed", "skipped/canceled", "success rate"),
+            [
+                (
+                    f"{d.day}",
+                    str(d.runs),
+                    str(d.succeeded),
+                    str(d.failed),
+                    str(d.other),
+                    rate_text(d.success_rate),
+                )
+                for d in reversed(s.days)
+            ],
+            out,
+        )
     _say("\ntop failure reasons", out)
-    _print_table(("count", "signature", "pipelines", "last seen (UTC)"), [
-        (str(f.count), f.signature[:110], ", ".join(f.pipelines[:3])
-         + (f" +{len(f.pipelines) - 3}" if len(f.pipelines) > 3 else ""),
-         f"{f.last_seen:%Y-%m-%d %H:%M}") for f in s.failures[:limit]], out)
+    _print_table(
+        ("count", "signature", "pipelines", "last seen (UTC)"),
+        [
+            (
+                str(f.count),
+                f.signature[:110],
+                ", ".join(f.pipelines[:3])
+                + (f" +{len(f.pipelines) - 3}" if len(f.pipelines) > 3 else ""),
+                f"{f.last_seen:%Y-%m-%d %H:%M}",
+            )
+            for f in s.failures[:limit]
+        ],
+        out,
+    )
     if not failed:
         _say("\nslowest pipelines (successful runs)", out)
-        _print_table(("pipeline", "runs", "median", "max", "last"), [
-            (x.pipeline, str(x.runs), duration_text(x.median_s), duration_text(x.max_s),
-             duration_text(x.last_s)) for x in s.slowest[:limit]], out)
+        _print_table(
+            ("pipeline", "runs", "median", "max", "last"),
+            [
+                (
+                    x.pipeline,
+                    str(x.runs),
+                    duration_text(x.median_s),
+                    duration_text(x.max_s),
+                    duration_text(x.last_s),
+                )
+                for x in s.slowest[:limit]
+            ],
+            out,
+        )
     _say("\nfreshness / SLA breaches", out)
-    _print_table(("pipeline", "sla", "last success (UTC)", "overdue by"), [
-        (b.pipeline, b.sla, f"{b.last_success:%Y-%m-%d %H:%M}" if b.last_success else "never",
-         duration_text(b.overdue_s)) for b in s.breaches[:limit]], out)
+    _print_table(
+        ("pipeline", "sla", "last success (UTC)", "overdue by"),
+        [
+            (
+                b.pipeline,
+                b.sla,
+                f"{b.last_success:%Y-%m-%d %H:%M}" if b.last_success else "never",
+                duration_text(b.overdue_s),
+            )
+            for b in s.breaches[:limit]
+        ],
+        out,
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -109,8 +174,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             results = sync_all(instance, catalog)
         finally:
             instance.dispose()
-        _say(f"synced: {sum(r.runs for r in results)} runs recorded, "
-             f"{sum(r.rows for r in results)} rows added", sys.stderr)
+        _say(
+            f"synced: {sum(r.runs for r in results)} runs recorded, "
+            f"{sum(r.rows for r in results)} rows added",
+            sys.stderr,
+        )
     try:
         slas = slas_of(load_project(settings.pipelines_dir))
     except SpecErrors as exc:
@@ -121,9 +189,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     now = datetime.now(UTC)
     since = now - window
     rows = read_rows(catalog, since)
-    older = read_rows(catalog, None, ("pipeline", "status", "started_at", "ended_at")) \
-        if slas else []
-    summary = summarise([*rows, *(r for r in older if r["started_at"] < since)],
-                        since=since, now=now, slas=slas, top=args.limit, recent=args.limit)
+    older = (
+        read_rows(catalog, None, ("pipeline", "status", "started_at", "ended_at")) if slas else []
+    )
+    summary = summarise(
+        [*rows, *(r for r in older if r["started_at"] < since)],
+        since=since,
+        now=now,
+        slas=slas,
+        top=args.limit,
+        recent=args.limit,
+    )
     print_summary(summary, args.failed, args.limit)
     return 0

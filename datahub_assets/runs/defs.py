@@ -61,11 +61,16 @@ def _total_rows(catalog) -> int | None:
 
 @dg.multi_asset(
     name="ops__pipeline_runs",
-    specs=[dg.AssetSpec(
-        RUNS_KEY, group_name=GROUP, kinds={"iceberg"},
-        description="Run records (contract 8): one row per pipeline per finished run. Kept "
-                    f"current by the sensor {SENSOR_NAME}; materialise to catch up at once.",
-        metadata={"dagster/table_name": f"datahub.{RUNS_REF.identifier}"})],
+    specs=[
+        dg.AssetSpec(
+            RUNS_KEY,
+            group_name=GROUP,
+            kinds={"iceberg"},
+            description="Run records (contract 8): one row per pipeline per finished run. Kept "
+            f"current by the sensor {SENSOR_NAME}; materialise to catch up at once.",
+            metadata={"dagster/table_name": f"datahub.{RUNS_REF.identifier}"},
+        )
+    ],
     op_tags={"datahub/pipeline": "ops.pipeline_runs"},
 )
 def pipeline_runs(context: dg.AssetExecutionContext, iceberg: IcebergResource):
@@ -73,27 +78,38 @@ def pipeline_runs(context: dg.AssetExecutionContext, iceberg: IcebergResource):
     results = sync_all(context.instance, catalog)
     for r in results:
         context.log.info(r.summary())
-    total = SyncResult(results[0].cursor_before, results[-1].cursor,
-                       sum(r.runs for r in results), sum(r.rows for r in results),
-                       next((r.snapshot_id for r in reversed(results) if r.snapshot_id), None),
-                       False, sum(r.seconds for r in results))
-    yield dg.MaterializeResult(asset_key=RUNS_KEY,
-                               metadata=_table_metadata(total, _total_rows(catalog)))
+    total = SyncResult(
+        results[0].cursor_before,
+        results[-1].cursor,
+        sum(r.runs for r in results),
+        sum(r.rows for r in results),
+        next((r.snapshot_id for r in reversed(results) if r.snapshot_id), None),
+        False,
+        sum(r.seconds for r in results),
+    )
+    yield dg.MaterializeResult(
+        asset_key=RUNS_KEY, metadata=_table_metadata(total, _total_rows(catalog))
+    )
 
 
 def slas_of(project: Project) -> dict[str, tuple[str, timedelta]]:
     """{pipeline: (its `<sla>` as written, as a timedelta)} of the pipelines that have one."""
-    return {spec.key: (spec.pipeline.metadata.sla, parse_duration(spec.pipeline.metadata.sla))
-            for spec in project.pipelines if spec.pipeline.metadata.sla}
+    return {
+        spec.key: (spec.pipeline.metadata.sla, parse_duration(spec.pipeline.metadata.sla))
+        for spec in project.pipelines
+        if spec.pipeline.metadata.sla
+    }
 
 
 def build_summary(catalog, slas, now: datetime, days: int):
     since = (now - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
     rows = read_rows(catalog, since)
-    older = read_rows(catalog, None, ("pipeline", "status", "started_at", "ended_at")) \
-        if slas else []
-    return summarise([*rows, *(r for r in older if r["started_at"] < since)],
-                     since=since, now=now, slas=slas)
+    older = (
+        read_rows(catalog, None, ("pipeline", "status", "started_at", "ended_at")) if slas else []
+    )
+    return summarise(
+        [*rows, *(r for r in older if r["started_at"] < since)], since=since, now=now, slas=slas
+    )
 
 
 def build_dashboard(slas: dict[str, tuple[str, timedelta]]) -> dg.AssetsDefinition:
@@ -101,13 +117,19 @@ def build_dashboard(slas: dict[str, tuple[str, timedelta]]) -> dg.AssetsDefiniti
 
     @dg.multi_asset(
         name="ops__dashboard",
-        specs=[dg.AssetSpec(
-            DASHBOARD_KEY, group_name=GROUP, kinds={"html"}, deps=[RUNS_KEY],
-            description="Daily dashboard of the run records: runs per day, successes, "
-                        "failures, success rate, top failure reasons, slowest pipelines, SLA "
-                        "breaches ($DATAHUB_HOME/ops/dashboard.html; `datahub runs` in a "
-                        "terminal).",
-            automation_condition=on_cron(DASHBOARD_CRON))],
+        specs=[
+            dg.AssetSpec(
+                DASHBOARD_KEY,
+                group_name=GROUP,
+                kinds={"html"},
+                deps=[RUNS_KEY],
+                description="Daily dashboard of the run records: runs per day, successes, "
+                "failures, success rate, top failure reasons, slowest pipelines, SLA "
+                "breaches ($DATAHUB_HOME/ops/dashboard.html; `datahub runs` in a "
+                "terminal).",
+                automation_condition=on_cron(DASHBOARD_CRON),
+            )
+        ],
         op_tags={"datahub/pipeline": "ops.dashboard"},
     )
     def dashboard(context: dg.AssetExecutionContext, iceberg: IcebergResource):
@@ -118,16 +140,19 @@ def build_dashboard(slas: dict[str, tuple[str, timedelta]]) -> dg.AssetsDefiniti
         tmp.write_text(render(summary), encoding="utf-8")
         tmp.replace(path)  # readers never see a half-written page
         context.log.info(f"dashboard: {summary.runs} pipeline runs, {path}")
-        yield dg.MaterializeResult(asset_key=DASHBOARD_KEY, metadata={
-            "dashboard": dg.MetadataValue.path(str(path)),
-            "dashboard_url": dg.MetadataValue.url(path.as_uri()),
-            "summary": dg.MetadataValue.md(markdown(summary)),
-            "runs": dg.MetadataValue.int(summary.runs),
-            "succeeded": dg.MetadataValue.int(summary.succeeded),
-            "failed": dg.MetadataValue.int(summary.failed),
-            "success_rate": dg.MetadataValue.text(rate_text(summary.success_rate)),
-            "sla_breaches": dg.MetadataValue.int(len(summary.breaches)),
-        })
+        yield dg.MaterializeResult(
+            asset_key=DASHBOARD_KEY,
+            metadata={
+                "dashboard": dg.MetadataValue.path(str(path)),
+                "dashboard_url": dg.MetadataValue.url(path.as_uri()),
+                "summary": dg.MetadataValue.md(markdown(summary)),
+                "runs": dg.MetadataValue.int(summary.runs),
+                "succeeded": dg.MetadataValue.int(summary.succeeded),
+                "failed": dg.MetadataValue.int(summary.failed),
+                "success_rate": dg.MetadataValue.text(rate_text(summary.success_rate)),
+                "sla_breaches": dg.MetadataValue.int(len(summary.breaches)),
+            },
+        )
 
     return dashboard
 
@@ -141,8 +166,9 @@ def _evaluate(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     context.log.info(result.summary())
     if not result.runs:
         return dg.SensorResult(skip_reason=result.summary(), cursor=str(result.cursor))
-    event = dg.AssetMaterialization(asset_key=RUNS_KEY,
-                                    metadata=_table_metadata(result, _total_rows(catalog)))
+    event = dg.AssetMaterialization(
+        asset_key=RUNS_KEY, metadata=_table_metadata(result, _total_rows(catalog))
+    )
     return dg.SensorResult(asset_events=[event], cursor=str(result.cursor))
 
 
@@ -151,12 +177,11 @@ run_records_sensor = dg.SensorDefinition(
     evaluation_fn=_evaluate,
     minimum_interval_seconds=SENSOR_INTERVAL_S,
     description="Records every finished run's pipelines in ops_gold.pipeline_runs (cursor on "
-                "the event log's run status events, committed with the rows).",
+    "the event log's run status events, committed with the rows).",
     default_status=dg.DefaultSensorStatus.RUNNING,
     required_resource_keys={"iceberg"},
     asset_selection=[RUNS_KEY],
 )
-
 
 
 def ops_definitions(project: Project) -> tuple[list[dg.AssetsDefinition], dg.SensorDefinition]:

@@ -37,9 +37,11 @@ code{{font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;word-break:
 
 
 def _kpi(name: str, label: str, value: str, raw: object, cls: str = "") -> str:
-    return (f'<div class="kpi" id="kpi-{name}"><span class="value {cls}" '
-            f'data-value="{escape(str(raw))}">{escape(value)}</span>'
-            f'<span class="label">{escape(label)}</span></div>')
+    return (
+        f'<div class="kpi" id="kpi-{name}"><span class="value {cls}" '
+        f'data-value="{escape(str(raw))}">{escape(value)}</span>'
+        f'<span class="label">{escape(label)}</span></div>'
+    )
 
 
 def _nice(raw: float) -> int:
@@ -63,31 +65,44 @@ def _day_chart(s: Summary, width: int = 1040, height: int = 240) -> str:
     step = plot_w / max(len(days), 1)
     bar = max(min(step * 0.7, 48), 2)
     every = max(1, len(days) // 14)
-    out = [f'<svg id="chart-days" role="img" aria-label="pipeline runs per day" '
-           f'viewBox="0 0 {width} {height}" width="100%" xmlns="http://www.w3.org/2000/svg">']
+    out = [
+        f'<svg id="chart-days" role="img" aria-label="pipeline runs per day" '
+        f'viewBox="0 0 {width} {height}" width="100%" xmlns="http://www.w3.org/2000/svg">'
+    ]
     for i in range(ticks + 1):
         value = step_y * i
         y = top + plot_h - plot_h * i / ticks
-        out.append(f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" '
-                   f'stroke="#e4e7eb"/><text x="{left - 6}" y="{y + 4:.1f}" font-size="11" '
-                   f'text-anchor="end" fill="{MUTED}">{value:.0f}</text>')
+        out.append(
+            f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" '
+            f'stroke="#e4e7eb"/><text x="{left - 6}" y="{y + 4:.1f}" font-size="11" '
+            f'text-anchor="end" fill="{MUTED}">{value:.0f}</text>'
+        )
     for i, d in enumerate(days):
         x = left + i * step + (step - bar) / 2
         y = top + plot_h
-        for count, color, what in ((d.succeeded, GREEN, "succeeded"), (d.failed, RED, "failed"),
-                                   (d.other, GREY, "skipped/canceled")):
+        for count, color, what in (
+            (d.succeeded, GREEN, "succeeded"),
+            (d.failed, RED, "failed"),
+            (d.other, GREY, "skipped/canceled"),
+        ):
             if not count:
                 continue
             h = plot_h * count / peak
             y -= h
-            out.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}" '
-                       f'fill="{color}"><title>{d.day}: {count} {what}</title></rect>')
+            out.append(
+                f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}" '
+                f'fill="{color}"><title>{d.day}: {count} {what}</title></rect>'
+            )
         if d.runs:
-            out.append(f'<text x="{x + bar / 2:.1f}" y="{y - 3:.1f}" font-size="10" '
-                       f'text-anchor="middle" fill="{INK}">{d.runs}</text>')
+            out.append(
+                f'<text x="{x + bar / 2:.1f}" y="{y - 3:.1f}" font-size="10" '
+                f'text-anchor="middle" fill="{INK}">{d.runs}</text>'
+            )
         if i % every == 0:
-            out.append(f'<text x="{x + bar / 2:.1f}" y="{height - 10}" font-size="11" '
-                       f'text-anchor="middle" fill="{MUTED}">{d.day:%m-%d}</text>')
+            out.append(
+                f'<text x="{x + bar / 2:.1f}" y="{height - 10}" font-size="11" '
+                f'text-anchor="middle" fill="{MUTED}">{d.day:%m-%d}</text>'
+            )
     out.append("</svg>")
     return "".join(out)
 
@@ -96,24 +111,32 @@ def _rate_chart(s: Summary, width: int = 1040, height: int = 120) -> str:
     left, bottom, top = 40, 10, 10
     plot_w, plot_h = width - left - 10, height - bottom - top
     step = plot_w / max(len(s.days), 1)
-    out = [f'<svg id="chart-rate" role="img" aria-label="success rate per day" '
-           f'viewBox="0 0 {width} {height}" width="100%" xmlns="http://www.w3.org/2000/svg">']
+    out = [
+        f'<svg id="chart-rate" role="img" aria-label="success rate per day" '
+        f'viewBox="0 0 {width} {height}" width="100%" xmlns="http://www.w3.org/2000/svg">'
+    ]
     for pct in (0, 50, 100):
         y = top + plot_h - plot_h * pct / 100
-        out.append(f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" '
-                   f'stroke="#e4e7eb"/><text x="{left - 6}" y="{y + 4:.1f}" font-size="11" '
-                   f'text-anchor="end" fill="{MUTED}">{pct}%</text>')
+        out.append(
+            f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" '
+            f'stroke="#e4e7eb"/><text x="{left - 6}" y="{y + 4:.1f}" font-size="11" '
+            f'text-anchor="end" fill="{MUTED}">{pct}%</text>'
+        )
     points = []
     for i, d in enumerate(s.days):
         if d.success_rate is None:
             continue
         x, y = left + i * step + step / 2, top + plot_h * (1 - d.success_rate)
         points.append(f"{x:.1f},{y:.1f}")
-        out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{BLUE}"><title>{d.day}: '
-                   f'{rate_text(d.success_rate)}</title></circle>')
+        out.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{BLUE}"><title>{d.day}: '
+            f"{rate_text(d.success_rate)}</title></circle>"
+        )
     if len(points) > 1:
-        out.insert(-len(points), f'<polyline fill="none" stroke="{BLUE}" stroke-width="2" '
-                                 f'points="{" ".join(points)}"/>')
+        out.insert(
+            -len(points),
+            f'<polyline fill="none" stroke="{BLUE}" stroke-width="2" points="{" ".join(points)}"/>',
+        )
     out.append("</svg>")
     return "".join(out)
 
@@ -125,8 +148,10 @@ def _slow_chart(s: Summary, width: int = 1040) -> str:
     height = row_h * len(s.slowest) + 8
     peak = max(x.max_s for x in s.slowest) or 1
     scale = (width - label_w - 90) / peak
-    out = [f'<svg id="chart-slowest" role="img" aria-label="slowest pipelines" '
-           f'viewBox="0 0 {width} {height}" width="100%" xmlns="http://www.w3.org/2000/svg">']
+    out = [
+        f'<svg id="chart-slowest" role="img" aria-label="slowest pipelines" '
+        f'viewBox="0 0 {width} {height}" width="100%" xmlns="http://www.w3.org/2000/svg">'
+    ]
     for i, x in enumerate(s.slowest):
         y = 4 + i * row_h
         out.append(
@@ -136,9 +161,10 @@ def _slow_chart(s: Summary, width: int = 1040) -> str:
             f'fill="#bbdefb"><title>max {duration_text(x.max_s)}</title></rect>'
             f'<rect x="{label_w}" y="{y + 4}" width="{max(x.median_s * scale, 1):.1f}" '
             f'height="14" fill="{BLUE}"><title>{escape(x.pipeline)}: median '
-            f'{duration_text(x.median_s)} over {x.runs} runs</title></rect>'
+            f"{duration_text(x.median_s)} over {x.runs} runs</title></rect>"
             f'<text x="{label_w + x.max_s * scale + 6:.1f}" y="{y + 15}" font-size="11" '
-            f'fill="{MUTED}">{duration_text(x.median_s)} / {duration_text(x.max_s)}</text>')
+            f'fill="{MUTED}">{duration_text(x.median_s)} / {duration_text(x.max_s)}</text>'
+        )
     out.append("</svg>")
     return "".join(out)
 
@@ -153,40 +179,59 @@ def _table(id_: str, header: tuple[str, ...], rows: list[str], empty: str) -> st
 def render(s: Summary, title: str = "Data Hub — pipeline runs") -> str:
     """The page for `s` (every value HTML-escaped)."""
     e = escape
-    kpis = "".join([
-        _kpi("runs", "pipeline runs", str(s.runs), s.runs),
-        _kpi("succeeded", "succeeded", str(s.succeeded), s.succeeded, "ok"),
-        _kpi("failed", "failed", str(s.failed), s.failed, "bad" if s.failed else ""),
-        _kpi("other", "skipped / canceled", str(s.other), s.other),
-        _kpi("success-rate", "success rate", rate_text(s.success_rate),
-             "" if s.success_rate is None else f"{s.success_rate:.4f}"),
-        _kpi("sla-breaches", "SLA breaches", str(len(s.breaches)), len(s.breaches),
-             "bad" if s.breaches else ""),
-    ])
+    kpis = "".join(
+        [
+            _kpi("runs", "pipeline runs", str(s.runs), s.runs),
+            _kpi("succeeded", "succeeded", str(s.succeeded), s.succeeded, "ok"),
+            _kpi("failed", "failed", str(s.failed), s.failed, "bad" if s.failed else ""),
+            _kpi("other", "skipped / canceled", str(s.other), s.other),
+            _kpi(
+                "success-rate",
+                "success rate",
+                rate_text(s.success_rate),
+                "" if s.success_rate is None else f"{s.success_rate:.4f}",
+            ),
+            _kpi(
+                "sla-breaches",
+                "SLA breaches",
+                str(len(s.breaches)),
+                len(s.breaches),
+                "bad" if s.breaches else "",
+            ),
+        ]
+    )
     day_rows = [
         f'<tr data-day="{d.day}" data-runs="{d.runs}" data-succeeded="{d.succeeded}" '
         f'data-failed="{d.failed}"><td class="t">{d.day}</td><td class="n">{d.runs}</td>'
         f'<td class="n">{d.succeeded}</td><td class="n">{d.failed}</td>'
         f'<td class="n">{d.other}</td><td class="n">{rate_text(d.success_rate)}</td></tr>'
-        for d in reversed(s.days)]
+        for d in reversed(s.days)
+    ]
     failure_rows = [
         f'<tr data-count="{f.count}"><td class="n">{f.count}</td><td><code>{e(f.signature)}'
         f'</code><br><small class="none">{e(f.example)}</small></td>'
-        f'<td>{e(", ".join(f.pipelines[:8]))}</td>'
+        f"<td>{e(', '.join(f.pipelines[:8]))}</td>"
         f'<td class="t">{f.last_seen:%Y-%m-%d %H:%M}</td></tr>'
-        for f in s.failures]
+        for f in s.failures
+    ]
     breach_rows = [
         f'<tr><td>{e(b.pipeline)}</td><td>{e(b.sla)}</td><td class="t">'
-        f'{f"{b.last_success:%Y-%m-%d %H:%M}" if b.last_success else "never"}</td>'
-        f'<td class="n">{duration_text(b.overdue_s)}</td></tr>' for b in s.breaches]
+        f"{f'{b.last_success:%Y-%m-%d %H:%M}' if b.last_success else 'never'}</td>"
+        f'<td class="n">{duration_text(b.overdue_s)}</td></tr>'
+        for b in s.breaches
+    ]
     recent_rows = [
         f'<tr><td class="t">{r["started_at"]:%Y-%m-%d %H:%M}</td><td>{e(r["pipeline"])}</td>'
         f'<td class="t"><code>{e(r["run_id"][:8])}</code></td><td>{e(r.get("trigger") or "")}</td>'
-        f'<td><code>{e(r.get("error_class") or "")}</code> '
-        f'{e((r.get("error_message") or "")[:240])}</td></tr>' for r in s.recent_failures]
-    legend = (f'<div class="legend"><span><i style="background:{GREEN}"></i>succeeded</span>'
-              f'<span><i style="background:{RED}"></i>failed</span>'
-              f'<span><i style="background:{GREY}"></i>skipped / canceled</span></div>')
+        f"<td><code>{e(r.get('error_class') or '')}</code> "
+        f"{e((r.get('error_message') or '')[:240])}</td></tr>"
+        for r in s.recent_failures
+    ]
+    legend = (
+        f'<div class="legend"><span><i style="background:{GREEN}"></i>succeeded</span>'
+        f'<span><i style="background:{RED}"></i>failed</span>'
+        f'<span><i style="background:{GREY}"></i>skipped / canceled</span></div>'
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -199,18 +244,42 @@ run, from <code>ops_gold.pipeline_runs</code> · generated {s.now:%Y-%m-%d %H:%M
 <h2>Runs per day</h2><div class="card">{legend}{_day_chart(s)}</div>
 <h2>Success rate per day</h2><div class="card">{_rate_chart(s)}</div>
 <h2>Top failure reasons</h2>
-{_table("failures", ("failures", "signature / latest message", "pipelines", "last seen"),
-        failure_rows, "no failure in the window")}
+{
+        _table(
+            "failures",
+            ("failures", "signature / latest message", "pipelines", "last seen"),
+            failure_rows,
+            "no failure in the window",
+        )
+    }
 <h2>Slowest pipelines (median / max of successful runs)</h2>
 <div class="card">{_slow_chart(s)}</div>
 <h2>Freshness / SLA breaches</h2>
-{_table("breaches", ("pipeline", "sla", "last success (UTC)", "overdue by"), breach_rows,
-        "every pipeline with an SLA is within it")}
+{
+        _table(
+            "breaches",
+            ("pipeline", "sla", "last success (UTC)", "overdue by"),
+            breach_rows,
+            "every pipeline with an SLA is within it",
+        )
+    }
 <h2>Recent failures</h2>
-{_table("recent", ("started (UTC)", "pipeline", "run", "trigger", "error"), recent_rows,
-        "no failure in the window")}
+{
+        _table(
+            "recent",
+            ("started (UTC)", "pipeline", "run", "trigger", "error"),
+            recent_rows,
+            "no failure in the window",
+        )
+    }
 <h2>Per day</h2>
-{_table("days", ("day", "runs", "succeeded", "failed", "skipped/canceled", "success rate"),
-        day_rows, "no day in the window")}
+{
+        _table(
+            "days",
+            ("day", "runs", "succeeded", "failed", "skipped/canceled", "success rate"),
+            day_rows,
+            "no day in the window",
+        )
+    }
 </main></body></html>
 """

@@ -40,8 +40,14 @@ SUCCESS, FAILED, SKIPPED, CANCELED = "success", "failed", "skipped", "canceled"
 E = dg.DagsterEventType
 TERMINAL = (E.RUN_SUCCESS, E.RUN_FAILURE, E.RUN_CANCELED)
 _RUN_STATUS = {E.RUN_SUCCESS: "SUCCESS", E.RUN_FAILURE: "FAILURE", E.RUN_CANCELED: "CANCELED"}
-_STEP_EVENTS = {E.STEP_START, E.STEP_SUCCESS, E.STEP_FAILURE, E.ASSET_MATERIALIZATION,
-                E.ASSET_CHECK_EVALUATION, E.ASSET_OBSERVATION}
+_STEP_EVENTS = {
+    E.STEP_START,
+    E.STEP_SUCCESS,
+    E.STEP_FAILURE,
+    E.ASSET_MATERIALIZATION,
+    E.ASSET_CHECK_EVALUATION,
+    E.ASSET_OBSERVATION,
+}
 # a job pipeline's step that swallowed its pipeline's failure (onFailure skip / continue) or
 # did not start it (halt) succeeds, and says so in an observation (build/jobs.py)
 JOB_OUTCOME = "datahub/job_outcome"
@@ -130,8 +136,9 @@ _PLANS: dict[str, tuple[PlannedPipeline, ...]] = {}
 _PLANS_MAX = 512
 
 
-def planned_pipelines(instance: dg.DagsterInstance, run: dg.DagsterRun
-                      ) -> tuple[PlannedPipeline, ...]:
+def planned_pipelines(
+    instance: dg.DagsterInstance, run: dg.DagsterRun
+) -> tuple[PlannedPipeline, ...]:
     """The pipeline steps the run planned to execute (cached per plan snapshot id)."""
     snapshot_id = run.execution_plan_snapshot_id
     if snapshot_id is None:
@@ -146,11 +153,17 @@ def planned_pipelines(instance: dg.DagsterInstance, run: dg.DagsterRun
         selected = set(plan.step_keys_to_execute or [s.key for s in plan.steps])
         _PLANS[snapshot_id] = tuple(
             PlannedPipeline(
-                step_key=s.key, pipeline=s.tags[PIPELINE_TAG],
-                targets=tuple(tuple(o.properties.asset_key.path) for o in s.outputs
-                              if o.properties and o.properties.asset_key),
+                step_key=s.key,
+                pipeline=s.tags[PIPELINE_TAG],
+                targets=tuple(
+                    tuple(o.properties.asset_key.path)
+                    for o in s.outputs
+                    if o.properties and o.properties.asset_key
+                ),
             )
-            for s in plan.steps if s.key in selected and (s.tags or {}).get(PIPELINE_TAG))
+            for s in plan.steps
+            if s.key in selected and (s.tags or {}).get(PIPELINE_TAG)
+        )
     planned = _PLANS[snapshot_id]
     if run.step_keys_to_execute is not None:
         keys = set(run.step_keys_to_execute)
@@ -224,8 +237,10 @@ def _steps(entries: Iterable[Any]) -> dict[str, _Step]:
             if outcome is not None:
                 step.outcome = outcome
                 if outcome == FAILED:
-                    step.error = (str(_meta(md, "datahub/error_class") or "Error"),
-                                  str(_meta(md, "datahub/error") or "")[:MESSAGE_MAX])
+                    step.error = (
+                        str(_meta(md, "datahub/error_class") or "Error"),
+                        str(_meta(md, "datahub/error") or "")[:MESSAGE_MAX],
+                    )
         elif kind == E.ASSET_CHECK_EVALUATION:
             if data.passed:
                 step.checks["passed"] += 1
@@ -236,8 +251,9 @@ def _steps(entries: Iterable[Any]) -> dict[str, _Step]:
     return steps
 
 
-def run_rows(instance: dg.DagsterInstance, terminal: Any, run_record: Any,
-             recorded_at: datetime) -> list[dict[str, Any]]:
+def run_rows(
+    instance: dg.DagsterInstance, terminal: Any, run_record: Any, recorded_at: datetime
+) -> list[dict[str, Any]]:
     """The records of one finished run: `terminal` is its RUN_SUCCESS / RUN_FAILURE /
     RUN_CANCELED EventLogRecord, `run_record` its RunRecord."""
     run = run_record.dagster_run
@@ -280,20 +296,34 @@ def run_rows(instance: dg.DagsterInstance, terminal: Any, run_record: Any,
         app = p.pipeline.split(".", 1)[0]
         layer = next((key[1] for key in keys if len(key) == 3 and key[0] == app), None)
         error_class, message = error if error else (None, None)
-        rows.append({
-            "run_id": run.run_id, "pipeline": p.pipeline, "app": app, "layer": layer,
-            "op": p.step_key, "job": run.job_name, "trigger": trigger,
-            "trigger_name": trigger_name, "status": status, "run_status": _RUN_STATUS[kind],
-            "started_at": _ts(start if start is not None else run_start),
-            "ended_at": _ts(end if end is not None else run_end),  # never null
-            "duration_s": round(end - start, 3) if start is not None and end is not None
-            else None,
-            "rows_read": step.rows_read, "rows_written": sum(written) if written else None,
-            "targets": targets,
-            "checks_passed": step.checks["passed"], "checks_failed": step.checks["failed"],
-            "checks_warned": step.checks["warned"],
-            "error_class": error_class, "error_message": message,
-            "error_signature": signature(error_class, message),
-            "event_id": terminal.storage_id, "recorded_at": recorded_at,
-        })
+        rows.append(
+            {
+                "run_id": run.run_id,
+                "pipeline": p.pipeline,
+                "app": app,
+                "layer": layer,
+                "op": p.step_key,
+                "job": run.job_name,
+                "trigger": trigger,
+                "trigger_name": trigger_name,
+                "status": status,
+                "run_status": _RUN_STATUS[kind],
+                "started_at": _ts(start if start is not None else run_start),
+                "ended_at": _ts(end if end is not None else run_end),  # never null
+                "duration_s": round(end - start, 3)
+                if start is not None and end is not None
+                else None,
+                "rows_read": step.rows_read,
+                "rows_written": sum(written) if written else None,
+                "targets": targets,
+                "checks_passed": step.checks["passed"],
+                "checks_failed": step.checks["failed"],
+                "checks_warned": step.checks["warned"],
+                "error_class": error_class,
+                "error_message": message,
+                "error_signature": signature(error_class, message),
+                "event_id": terminal.storage_id,
+                "recorded_at": recorded_at,
+            }
+        )
     return rows

@@ -84,8 +84,11 @@ COLUMNS: tuple[tuple[str, Any, str], ...] = (
     ("duration_s", DoubleType(), "step duration in seconds (null when it never started)"),
     ("rows_read", LongType(), "rows read, when the runner reports datahub/rows_read"),
     ("rows_written", LongType(), "rows written over all targets (dagster/row_count)"),
-    ("targets", ListType(100, _TARGET, element_required=False),
-     "per target: asset key, Iceberg table, rows written, snapshot id"),
+    (
+        "targets",
+        ListType(100, _TARGET, element_required=False),
+        "per target: asset key, Iceberg table, rows written, snapshot id",
+    ),
     ("checks_passed", IntegerType(), "asset checks that passed"),
     ("checks_failed", IntegerType(), "error-severity checks that failed"),
     ("checks_warned", IntegerType(), "warn-severity checks that failed"),
@@ -96,10 +99,12 @@ COLUMNS: tuple[tuple[str, Any, str], ...] = (
     ("recorded_at", TimestamptzType(), "when this row was written"),
 )
 
-SCHEMA = Schema(*(
-    NestedField(i, name, t, required=False, doc=doc)
-    for i, (name, t, doc) in enumerate(COLUMNS, start=1)
-))
+SCHEMA = Schema(
+    *(
+        NestedField(i, name, t, required=False, doc=doc)
+        for i, (name, t, doc) in enumerate(COLUMNS, start=1)
+    )
+)
 
 
 def ensure_table(catalog: Catalog) -> Table:
@@ -136,8 +141,9 @@ def _data_files(table: Table) -> int:
 
 def _expired(table: Table) -> list[int]:
     protected = {ref.snapshot_id for ref in table.metadata.refs.values()}
-    newest = sorted(table.metadata.snapshots, key=lambda s: (s.timestamp_ms, s.sequence_number),
-                    reverse=True)
+    newest = sorted(
+        table.metadata.snapshots, key=lambda s: (s.timestamp_ms, s.sequence_number), reverse=True
+    )
     return [s.snapshot_id for s in newest[KEEP_SNAPSHOTS:] if s.snapshot_id not in protected]
 
 
@@ -161,8 +167,9 @@ def commit(table: Table, rows: Sequence[dict[str, Any]], cursor: int) -> Table:
     return table.catalog.load_table(table.name())
 
 
-def read_rows(catalog: Catalog, since: datetime | None = None,
-              columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
+def read_rows(
+    catalog: Catalog, since: datetime | None = None, columns: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
     """Records whose pipeline started at or after `since` (all when None), as dicts."""
     try:
         table = catalog.load_table((RUNS_REF.namespace, RUNS_REF.table))
@@ -171,6 +178,5 @@ def read_rows(catalog: Catalog, since: datetime | None = None,
     if table.current_snapshot() is None:
         return []
     row_filter = GreaterThanOrEqual("started_at", since.isoformat()) if since else AlwaysTrue()
-    scan = table.scan(row_filter=row_filter,
-                      selected_fields=tuple(columns) if columns else ("*",))
+    scan = table.scan(row_filter=row_filter, selected_fields=tuple(columns) if columns else ("*",))
     return scan.to_arrow().to_pylist()

@@ -110,7 +110,8 @@ def _failures(rows: list[dict[str, Any]], top: int) -> tuple[FailureReason, ...]
             groups[r.get("error_signature") or "(no error recorded)"].append(r)
     reasons = [
         FailureReason(
-            signature=sig, count=len(group),
+            signature=sig,
+            count=len(group),
             pipelines=tuple(sorted({r["pipeline"] for r in group})),
             last_seen=max(r["ended_at"] or r["started_at"] for r in group),
             example=(max(group, key=lambda r: r["started_at"]).get("error_message") or "")[:300],
@@ -130,14 +131,22 @@ def _slowest(rows: list[dict[str, Any]], top: int) -> tuple[Slow, ...]:
     for pipeline, values in durations.items():
         values.sort()
         seconds = [v for _, v in values]
-        slow.append(Slow(pipeline, len(seconds), round(statistics.median(seconds), 3),
-                         max(seconds), seconds[-1]))
+        slow.append(
+            Slow(
+                pipeline,
+                len(seconds),
+                round(statistics.median(seconds), 3),
+                max(seconds),
+                seconds[-1],
+            )
+        )
     slow.sort(key=lambda s: (-s.median_s, s.pipeline))
     return tuple(slow[:top])
 
 
-def _breaches(all_rows: Iterable[dict[str, Any]], slas: Mapping[str, tuple[str, timedelta]],
-              now: datetime) -> tuple[Breach, ...]:
+def _breaches(
+    all_rows: Iterable[dict[str, Any]], slas: Mapping[str, tuple[str, timedelta]], now: datetime
+) -> tuple[Breach, ...]:
     last: dict[str, datetime] = {}
     for r in all_rows:
         if r["status"] == SUCCESS and r["pipeline"] in slas:
@@ -155,19 +164,29 @@ def _breaches(all_rows: Iterable[dict[str, Any]], slas: Mapping[str, tuple[str, 
     return tuple(out)
 
 
-def summarise(rows: Iterable[dict[str, Any]], *, since: datetime, now: datetime,
-              slas: Mapping[str, tuple[str, timedelta]] | None = None, top: int = 10,
-              recent: int = 20) -> Summary:
+def summarise(
+    rows: Iterable[dict[str, Any]],
+    *,
+    since: datetime,
+    now: datetime,
+    slas: Mapping[str, tuple[str, timedelta]] | None = None,
+    top: int = 10,
+    recent: int = 20,
+) -> Summary:
     """The numbers of the records that started in [since, now]. `rows` may reach further
     back: older rows only count for the SLA (a last success before `since`). `slas` maps a
     pipeline (`<app>.<id>`) to (its `<sla>` as written, as a timedelta)."""
     every = [r for r in rows if r.get("started_at") is not None]
     window = [r for r in every if since <= r["started_at"] <= now]
-    failed = sorted((r for r in window if r["status"] == FAILED),
-                    key=lambda r: r["started_at"], reverse=True)
+    failed = sorted(
+        (r for r in window if r["status"] == FAILED), key=lambda r: r["started_at"], reverse=True
+    )
     return Summary(
-        since=since, now=now, days=_days(window, since, now),
-        failures=_failures(window, top), slowest=_slowest(window, top),
+        since=since,
+        now=now,
+        days=_days(window, since, now),
+        failures=_failures(window, top),
+        slowest=_slowest(window, top),
         breaches=_breaches(every, slas or {}, now),
         recent_failures=tuple(failed[:recent]),
     )
@@ -192,6 +211,7 @@ def rate_text(rate: float | None) -> str:
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     def cell(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", " ")
+
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -204,22 +224,65 @@ def markdown(s: Summary) -> str:
         f"{s.succeeded} succeeded, {s.failed} failed, {s.other} skipped/canceled, "
         f"success rate {rate_text(s.success_rate)}",
         "### Runs per day",
-        _table(("day", "runs", "succeeded", "failed", "skipped/canceled", "success rate"),
-               [(f"{d.day}", str(d.runs), str(d.succeeded), str(d.failed), str(d.other),
-                 rate_text(d.success_rate)) for d in reversed(s.days)]),
+        _table(
+            ("day", "runs", "succeeded", "failed", "skipped/canceled", "success rate"),
+            [
+                (
+                    f"{d.day}",
+                    str(d.runs),
+                    str(d.succeeded),
+                    str(d.failed),
+                    str(d.other),
+                    rate_text(d.success_rate),
+                )
+                for d in reversed(s.days)
+            ],
+        ),
         "### Top failure reasons",
-        _table(("failures", "signature", "pipelines", "last seen (UTC)"),
-               [(str(f.count), f.signature, ", ".join(f.pipelines[:5]),
-                 f"{f.last_seen:%Y-%m-%d %H:%M}") for f in s.failures]) if s.failures
+        _table(
+            ("failures", "signature", "pipelines", "last seen (UTC)"),
+            [
+                (
+                    str(f.count),
+                    f.signature,
+                    ", ".join(f.pipelines[:5]),
+                    f"{f.last_seen:%Y-%m-%d %H:%M}",
+                )
+                for f in s.failures
+            ],
+        )
+        if s.failures
         else "none",
         "### Slowest pipelines (successful runs)",
-        _table(("pipeline", "runs", "median", "max", "last"),
-               [(x.pipeline, str(x.runs), duration_text(x.median_s), duration_text(x.max_s),
-                 duration_text(x.last_s)) for x in s.slowest]) if s.slowest else "none",
+        _table(
+            ("pipeline", "runs", "median", "max", "last"),
+            [
+                (
+                    x.pipeline,
+                    str(x.runs),
+                    duration_text(x.median_s),
+                    duration_text(x.max_s),
+                    duration_text(x.last_s),
+                )
+                for x in s.slowest
+            ],
+        )
+        if s.slowest
+        else "none",
         "### Freshness / SLA breaches",
-        _table(("pipeline", "sla", "last success (UTC)", "overdue by"),
-               [(b.pipeline, b.sla, f"{b.last_success:%Y-%m-%d %H:%M}" if b.last_success
-                 else "never", duration_text(b.overdue_s) if b.overdue_s is not None
-                 else "-") for b in s.breaches]) if s.breaches else "none",
+        _table(
+            ("pipeline", "sla", "last success (UTC)", "overdue by"),
+            [
+                (
+                    b.pipeline,
+                    b.sla,
+                    f"{b.last_success:%Y-%m-%d %H:%M}" if b.last_success else "never",
+                    duration_text(b.overdue_s) if b.overdue_s is not None else "-",
+                )
+                for b in s.breaches
+            ],
+        )
+        if s.breaches
+        else "none",
     ]
     return "\n\n".join(parts)

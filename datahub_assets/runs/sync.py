@@ -47,8 +47,10 @@ class SyncResult:
 
     def summary(self) -> str:
         more = " (more to record)" if self.has_more else ""
-        return (f"recorded {self.runs} runs as {self.rows} pipeline rows, cursor "
-                f"{self.cursor_before} -> {self.cursor}{more} in {self.seconds:.2f} s")
+        return (
+            f"recorded {self.runs} runs as {self.rows} pipeline rows, cursor "
+            f"{self.cursor_before} -> {self.cursor}{more} in {self.seconds:.2f} s"
+        )
 
 
 def terminal_events(instance: dg.DagsterInstance, after: int, limit: int) -> tuple[list, bool]:
@@ -58,7 +60,9 @@ def terminal_events(instance: dg.DagsterInstance, after: int, limit: int) -> tup
     for event_type in TERMINAL:
         result = instance.fetch_run_status_changes(
             dg.RunStatusChangeRecordsFilter(event_type, after_storage_id=after),
-            limit=limit, ascending=True)
+            limit=limit,
+            ascending=True,
+        )
         records.extend(result.records)
         if result.has_more and result.records:
             last = result.records[-1].storage_id
@@ -70,8 +74,13 @@ def terminal_events(instance: dg.DagsterInstance, after: int, limit: int) -> tup
     return records[:limit], has_more
 
 
-def sync_once(instance: dg.DagsterInstance, catalog: Catalog, *, max_runs: int = MAX_RUNS,
-              budget_s: float | None = None) -> SyncResult:
+def sync_once(
+    instance: dg.DagsterInstance,
+    catalog: Catalog,
+    *,
+    max_runs: int = MAX_RUNS,
+    budget_s: float | None = None,
+) -> SyncResult:
     """One batch (see the module doc); `budget_s` bounds the time spent reading runs."""
     started = time.monotonic()
     table = ensure_table(catalog)
@@ -79,8 +88,10 @@ def sync_once(instance: dg.DagsterInstance, catalog: Catalog, *, max_runs: int =
     events, has_more = terminal_events(instance, before, max_runs)
     if not events:
         return SyncResult(before, before, 0, 0, None, False, time.monotonic() - started)
-    run_records = {r.dagster_run.run_id: r for r in instance.get_run_records(
-        dg.RunsFilter(run_ids=list({e.run_id for e in events})))}
+    run_records = {
+        r.dagster_run.run_id: r
+        for r in instance.get_run_records(dg.RunsFilter(run_ids=list({e.run_id for e in events})))
+    }
     now = datetime.now(UTC)
     rows, cursor, runs = [], before, 0
     for event in events:
@@ -93,12 +104,20 @@ def sync_once(instance: dg.DagsterInstance, catalog: Catalog, *, max_runs: int =
         cursor, runs = event.storage_id, runs + 1
     table = commit(table, rows, cursor)
     snapshot = table.current_snapshot()
-    return SyncResult(before, cursor, runs, len(rows), snapshot.snapshot_id if snapshot else None,
-                      has_more, time.monotonic() - started)
+    return SyncResult(
+        before,
+        cursor,
+        runs,
+        len(rows),
+        snapshot.snapshot_id if snapshot else None,
+        has_more,
+        time.monotonic() - started,
+    )
 
 
-def sync_all(instance: dg.DagsterInstance, catalog: Catalog, *,
-             max_runs: int = MAX_RUNS) -> list[SyncResult]:
+def sync_all(
+    instance: dg.DagsterInstance, catalog: Catalog, *, max_runs: int = MAX_RUNS
+) -> list[SyncResult]:
     """Batches until the table has every finished run (a backfill, or a catch-up). A batch
     that loses a commit race to another writer (the sensor) is read again from the new
     cursor, up to `CONFLICTS` times."""

@@ -17,6 +17,9 @@ def parse_duration(text: str) -> timedelta:
     if not match:
         raise ValueError(f"{text!r} is not an ISO-8601 duration (e.g. PT2H, PT30M, P1D)")
     part = {k: float(v) if v else 0.0 for k, v in match.groupdict().items()}
-    return timedelta(days=part["years"] * 365 + part["months"] * 30 + part["weeks"] * 7
-                     + part["days"], hours=part["hours"], minutes=part["minutes"],
-                     seconds=part["seconds"])
+    return timedelta(
+        days=part["years"] * 365 + part["months"] * 30 + part["weeks"] * 7 + part["days"],
+        hours=part["hours"],
+        minutes=part["minutes"],
+        seconds=part["seconds"],
+    )

@@ -100,24 +100,32 @@ def locate(locs: LocMap, path: TreePath) -> tuple[Where, str | None]:
 def _message(err: Any, field: str | int | None, element: str, allowed: list[str]) -> str:
     kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
     if kind == "missing":
-        return f"{element} is missing required field \"{field}\""
+        return f'{element} is missing required field "{field}"'
     if kind == "extra_forbidden":
         extra = f"; allowed: {', '.join(allowed)}" if allowed else ""
-        return f"unknown field \"{field}\" on {element}{extra}"
+        return f'unknown field "{field}" on {element}{extra}'
     if kind == "literal_error":
-        return (f"{field}=\"{value}\" is not allowed on {element}; "
-                f"allowed: {_quoted_list(ctx.get('expected', ''))}")
+        return (
+            f'{field}="{value}" is not allowed on {element}; '
+            f"allowed: {_quoted_list(ctx.get('expected', ''))}"
+        )
     if kind == "union_tag_invalid":
-        return (f"unknown element \"{ctx.get('tag', value)}\" in {element}; "
-                f"allowed: {_quoted_list(ctx.get('expected_tags', ''))}")
+        return (
+            f'unknown element "{ctx.get("tag", value)}" in {element}; '
+            f"allowed: {_quoted_list(ctx.get('expected_tags', ''))}"
+        )
     if field is None or isinstance(field, int):
         return f"{element}: {err['msg']}"
     shown = value if isinstance(value, str | int | float | bool) else type(value).__name__
-    return f"{field}=\"{shown}\" on {element} is not valid: {err['msg']}"
+    return f'{field}="{shown}" on {element} is not valid: {err["msg"]}'
 
 
 def from_validation_error(
-    exc: ValidationError, data: Any, locs: LocMap, file: str, style: str,
+    exc: ValidationError,
+    data: Any,
+    locs: LocMap,
+    file: str,
+    style: str,
     allowed_fields: Any = None,
 ) -> list[SpecError]:
     """Turn pydantic errors into SpecErrors at the offending element's line.

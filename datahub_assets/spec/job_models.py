@@ -24,39 +24,51 @@ RUN_DATE_TEMPLATE = "{{ run_date }}"
 class JobParameter(Node):
     name: str = Field(description="Parameter name: `:name` in a database source's <sql>.")
     default: str | None = Field(
-        default=None, description="Value when the run gives none; `{{ run_date }}` is the "
-        "run's date (a scheduled run: the tick's date in UTC).")
+        default=None,
+        description="Value when the run gives none; `{{ run_date }}` is the "
+        "run's date (a scheduled run: the tick's date in UTC).",
+    )
 
 
 class PipelineRef(Node):
     id: str = Field(description="Pipeline id in this app, or `<app>.<id>` in another app.")
     depends_on: CommaList = Field(
-        default=(), description="pipelineRef ids of this job that must finish first.")
+        default=(), description="pipelineRef ids of this job that must finish first."
+    )
     on_failure: OnFailure = Field(
-        default="halt", description="retry (maxRetries, exponential backoff) then halt; halt "
+        default="halt",
+        description="retry (maxRetries, exponential backoff) then halt; halt "
         "stops the job; skip marks it skipped and lets independent branches finish; continue "
-        "lets dependents run on its last published data.")
+        "lets dependents run on its last published data.",
+    )
     max_retries: int = Field(default=2, ge=0, le=20, description="Retries of onFailure=retry.")
     retry_delay_seconds: float = Field(
-        default=10.0, ge=0, le=3600, description="First retry's wait; doubles each retry.")
+        default=10.0, ge=0, le=3600, description="First retry's wait; doubles each retry."
+    )
 
 
 class EmailNotification(Node):
     kind: Literal["email"] = "email"
     to: CommaList = Field(description="Recipients, comma-separated.")
-    on: NotifyOn = Field(default="failure", description="failure, success, completion (both) "
-                         "or sla (SLA misses only).")
+    on: NotifyOn = Field(
+        default="failure",
+        description="failure, success, completion (both) or sla (SLA misses only).",
+    )
 
 
 class WebhookNotification(Node):
     kind: Literal["webhook"] = "webhook"
     url: str | None = Field(default=None, description="http(s) URL receiving a JSON POST.")
     url_secret_ref: str | None = Field(
-        default=None, description="Secret holding the URL (e.g. a Slack hook); instead of url=.")
+        default=None, description="Secret holding the URL (e.g. a Slack hook); instead of url=."
+    )
     token_secret_ref: str | None = Field(
-        default=None, description="Secret sent as `Authorization: Bearer <token>`.")
-    on: NotifyOn = Field(default="failure", description="failure, success, completion (both) "
-                         "or sla (SLA misses only).")
+        default=None, description="Secret sent as `Authorization: Bearer <token>`."
+    )
+    on: NotifyOn = Field(
+        default="failure",
+        description="failure, success, completion (both) or sla (SLA misses only).",
+    )
 
 
 Notification = Annotated[EmailNotification | WebhookNotification, Field(discriminator="kind")]
@@ -68,8 +80,11 @@ def _tagged(value: Any) -> Any:
         return value
     out = []
     for item in value:
-        if isinstance(item, dict) and "kind" not in item and len(
-                [k for k in item if k != "loc"]) == 1:
+        if (
+            isinstance(item, dict)
+            and "kind" not in item
+            and len([k for k in item if k != "loc"]) == 1
+        ):
             (kind,) = (k for k in item if k != "loc")
             body = item[kind] if isinstance(item[kind], dict) else {}
             item = {"kind": kind, **({"loc": item["loc"]} if "loc" in item else {}), **body}
@@ -85,7 +100,8 @@ class SmtpServer(Node):
     port: int = Field(default=25, ge=1, le=65535)
     sender: str = Field(default="datahub@localhost", description="From: address.")
     user_secret_ref: str | None = Field(
-        default=None, description="Secret holding `user:password` for SMTP AUTH.")
+        default=None, description="Secret holding `user:password` for SMTP AUTH."
+    )
     starttls: bool = Field(default=False, description="Upgrade the connection with STARTTLS.")
     ssl: bool = Field(default=False, description="SMTP over TLS (SMTPS) from the start.")
 
@@ -96,8 +112,10 @@ class AppNotifications(Node):
 
     smtp: SmtpServer = Field(default_factory=SmtpServer)
     targets: Notifications = Field(
-        default=(), description="Default targets: `- email: {to: ..., on: ...}`, "
-        "`- webhook: {url: ..., on: ...}`.")
+        default=(),
+        description="Default targets: `- email: {to: ..., on: ...}`, "
+        "`- webhook: {url: ..., on: ...}`.",
+    )
 
 
 class JobPipeline(Node):
@@ -123,7 +141,8 @@ class JobStep(BaseModel):
     ref: PipelineRef
     pipeline_key: str = Field(description="`<app>.<pipeline id>` of the pipeline run.")
     after: tuple[str, ...] = Field(
-        description="Nodes this one waits for: dependsOn plus lineage within the job.")
+        description="Nodes this one waits for: dependsOn plus lineage within the job."
+    )
 
 
 class JobSpec(BaseModel):
@@ -136,7 +155,8 @@ class JobSpec(BaseModel):
     job: JobPipeline
     steps: tuple[JobStep, ...] = Field(description="Topologically ordered.")
     notifications: tuple[Notification, ...] = Field(
-        description="The job's own <notifications>, else the app.yaml defaults.")
+        description="The job's own <notifications>, else the app.yaml defaults."
+    )
 
     @property
     def name(self) -> str:

@@ -35,8 +35,7 @@ from datahub_assets.spec.models import PipelineSpec
 from datahub_assets.spec.validate import CRON_FIELD, CRON_MACROS
 
 JOB_XSD = Path(__file__).with_name("job.xsd")
-TOP_KEYS = ("jobPipeline", "description", "schedule", "parameters", "pipelines",
-            "notifications")
+TOP_KEYS = ("jobPipeline", "description", "schedule", "parameters", "pipelines", "notifications")
 
 
 def read_job_text(text: str, file: str) -> JobPipeline:
@@ -62,9 +61,10 @@ def read_job_xml(text: str, file: str) -> JobPipeline:
             data[name] = xml_reader._text(section)
             continue
         kids = xml_reader._children(section)
-        data[name] = [conv.node(el, (name, i), xml_reader._local(el.tag)
-                                if name == "notifications" else None)
-                      for i, el in enumerate(kids)]
+        data[name] = [
+            conv.node(el, (name, i), xml_reader._local(el.tag) if name == "notifications" else None)
+            for i, el in enumerate(kids)
+        ]
     try:
         return JobPipeline.model_validate(data)
     except ValidationError as exc:
@@ -82,8 +82,7 @@ def read_job_yaml(text: str, file: str) -> JobPipeline:
     root = yaml_reader._compose(text, file)
     data: dict[str, Any] = {}
     if not isinstance(root, MappingNode):
-        builder.err(root, "a job pipeline file must be a mapping with keys: "
-                    + ", ".join(TOP_KEYS))
+        builder.err(root, "a job pipeline file must be a mapping with keys: " + ", ".join(TOP_KEYS))
     else:
         for key, key_node, val in builder.pairs(root, ()):
             if key == "jobPipeline":
@@ -92,7 +91,7 @@ def read_job_yaml(text: str, file: str) -> JobPipeline:
                 data[key] = builder.value(val, (key,))
                 _mark_items(builder.locs, data, key, file)
             else:
-                builder.err(key_node, f"unknown key \"{key}\"; allowed: {', '.join(TOP_KEYS)}")
+                builder.err(key_node, f'unknown key "{key}"; allowed: {", ".join(TOP_KEYS)}')
         if "loc" not in data:
             builder.err(root, "missing `jobPipeline: {id: ..., version: ...}`")
     if builder.errors:
@@ -125,8 +124,12 @@ def _mark_items(locs: LocMap, data: dict, key: str, file: str) -> None:
 class JobCheck:
     """Resolves and validates every job of a project against its pipelines."""
 
-    def __init__(self, specs: Iterable[PipelineSpec], broken_apps: set[str],
-                 app_notifications: dict[str, AppNotifications | None]) -> None:
+    def __init__(
+        self,
+        specs: Iterable[PipelineSpec],
+        broken_apps: set[str],
+        app_notifications: dict[str, AppNotifications | None],
+    ) -> None:
         self.specs = {s.key: s for s in specs}
         self.by_id: dict[str, list[str]] = {}
         for key in self.specs:
@@ -138,15 +141,20 @@ class JobCheck:
 
     def err(self, file: str, node: Any, message: str) -> None:
         loc = getattr(node, "loc", None)
-        self.errors.append(SpecError(file, loc.line if loc else 0, loc.column if loc else 0,
-                                     message))
+        self.errors.append(
+            SpecError(file, loc.line if loc else 0, loc.column if loc else 0, message)
+        )
 
     def resolve(self, jobs: list[tuple[str, str, JobPipeline]]) -> list[JobSpec]:
         out, seen = [], {}
         for app, file, job in jobs:
             if (app, job.id) in seen:
-                self.err(file, job, f"job pipeline id=\"{job.id}\" is already used by "
-                                    f"{seen[(app, job.id)]}; ids must be unique within app {app}")
+                self.err(
+                    file,
+                    job,
+                    f'job pipeline id="{job.id}" is already used by '
+                    f"{seen[(app, job.id)]}; ids must be unique within app {app}",
+                )
                 continue
             seen[(app, job.id)] = f"{file}:{job.loc.line if job.loc else 0}"
             spec = self.job(app, file, job)
@@ -162,14 +170,19 @@ class JobCheck:
             return None  # that app's files did not parse: its errors were reported
         elsewhere = [k for k in self.by_id.get(ref.id, []) if not k.startswith(f"{app}.")]
         if "." not in ref.id and elsewhere:
-            self.err(file, ref, f"pipelineRef id=\"{ref.id}\" names no pipeline of app {app}; "
-                                f"pipeline {elsewhere[0]} is in another app: write "
-                                f"id=\"{elsewhere[0]}\"")
+            self.err(
+                file,
+                ref,
+                f'pipelineRef id="{ref.id}" names no pipeline of app {app}; '
+                f"pipeline {elsewhere[0]} is in another app: write "
+                f'id="{elsewhere[0]}"',
+            )
             return None
         near = difflib.get_close_matches(key, list(self.specs), n=3)
         hint = f"; near matches: {', '.join(near)}" if near else ""
-        self.err(file, ref, f"pipelineRef id=\"{ref.id}\" names no pipeline in the project "
-                            f"({key}){hint}")
+        self.err(
+            file, ref, f'pipelineRef id="{ref.id}" names no pipeline in the project ({key}){hint}'
+        )
         return None
 
     def job(self, app: str, file: str, job: JobPipeline) -> JobSpec | None:
@@ -178,8 +191,12 @@ class JobCheck:
         for ref in job.pipelines:
             key = self.pipeline_key(app, file, ref)
             if ref.id in nodes:
-                self.err(file, ref, f"pipelineRef id=\"{ref.id}\" appears twice in job "
-                                    f"{job.id}; a pipeline runs once per job")
+                self.err(
+                    file,
+                    ref,
+                    f'pipelineRef id="{ref.id}" appears twice in job '
+                    f"{job.id}; a pipeline runs once per job",
+                )
                 continue
             if key is None:
                 ok = False
@@ -188,12 +205,16 @@ class JobCheck:
         for ref, _ in nodes.values():
             for dep in ref.depends_on:
                 if dep not in nodes and dep not in {r.id for r in job.pipelines}:
-                    self.err(file, ref, f"dependsOn=\"{dep}\" on pipelineRef \"{ref.id}\" names "
-                                        "no pipelineRef of this job; allowed: "
-                                        + ", ".join(r.id for r in job.pipelines if r is not ref))
+                    self.err(
+                        file,
+                        ref,
+                        f'dependsOn="{dep}" on pipelineRef "{ref.id}" names '
+                        "no pipelineRef of this job; allowed: "
+                        + ", ".join(r.id for r in job.pipelines if r is not ref),
+                    )
                     ok = False
                 elif dep == ref.id:
-                    self.err(file, ref, f"pipelineRef \"{ref.id}\" depends on itself")
+                    self.err(file, ref, f'pipelineRef "{ref.id}" depends on itself')
                     ok = False
         if not ok:
             return None
@@ -201,37 +222,64 @@ class JobCheck:
         order = self.order(file, job, nodes, edges)
         if order is None:
             return None
-        steps = tuple(JobStep(node=_node(rid), ref=nodes[rid][0], pipeline_key=nodes[rid][1],
-                              after=tuple(_node(u) for u, _ in edges[rid]))
-                      for rid in order)
+        steps = tuple(
+            JobStep(
+                node=_node(rid),
+                ref=nodes[rid][0],
+                pipeline_key=nodes[rid][1],
+                after=tuple(_node(u) for u, _ in edges[rid]),
+            )
+            for rid in order
+        )
         defaults = self.app_notifications.get(app)
         notify = job.notifications or (defaults.targets if defaults else ())
-        return JobSpec(app=app, file=file, line=job.loc.line if job.loc else 0, job=job,
-                       steps=steps, notifications=notify)
+        return JobSpec(
+            app=app,
+            file=file,
+            line=job.loc.line if job.loc else 0,
+            job=job,
+            steps=steps,
+            notifications=notify,
+        )
 
     def basics(self, file: str, job: JobPipeline) -> bool:
         n = len(self.errors)
         if job.schedule is not None:
             fields = job.schedule.split()
             if not (len(fields) == 1 and fields[0] in CRON_MACROS) and (
-                    len(fields) != 5 or not all(CRON_FIELD.match(f) for f in fields)):
-                self.err(file, job, f"<schedule> \"{job.schedule}\" is not a cron expression; "
-                         "allowed: 5 fields 'minute hour day-of-month month day-of-week', e.g. "
-                         "\"0 2 * * *\", or one of " + ", ".join(CRON_MACROS))
+                len(fields) != 5 or not all(CRON_FIELD.match(f) for f in fields)
+            ):
+                self.err(
+                    file,
+                    job,
+                    f'<schedule> "{job.schedule}" is not a cron expression; '
+                    "allowed: 5 fields 'minute hour day-of-month month day-of-week', e.g. "
+                    '"0 2 * * *", or one of ' + ", ".join(CRON_MACROS),
+                )
         names: set[str] = set()
         for p in job.parameters:
             if p.name in names:
-                self.err(file, p, f"parameter name=\"{p.name}\" is declared twice")
+                self.err(file, p, f'parameter name="{p.name}" is declared twice')
             if p.name == "watermark":
-                self.err(file, p, "parameter name=\"watermark\" is reserved (an incremental "
-                                  "source's committed watermark)")
+                self.err(
+                    file,
+                    p,
+                    'parameter name="watermark" is reserved (an incremental '
+                    "source's committed watermark)",
+                )
             names.add(p.name)
         for ref in job.pipelines:
-            if ref.on_failure != "retry" and {"max_retries", "retry_delay_seconds"} & \
-                    ref.model_fields_set:
-                self.err(file, ref, f"maxRetries/retryDelaySeconds on pipelineRef \"{ref.id}\" "
-                                    f"have no effect with onFailure=\"{ref.on_failure}\"; they "
-                                    "apply to onFailure=\"retry\"")
+            if (
+                ref.on_failure != "retry"
+                and {"max_retries", "retry_delay_seconds"} & ref.model_fields_set
+            ):
+                self.err(
+                    file,
+                    ref,
+                    f'maxRetries/retryDelaySeconds on pipelineRef "{ref.id}" '
+                    f'have no effect with onFailure="{ref.on_failure}"; they '
+                    'apply to onFailure="retry"',
+                )
         for target in job.notifications:
             if isinstance(target, WebhookNotification):
                 webhook_problem(self, file, target)
@@ -272,13 +320,17 @@ class JobCheck:
             if state.get(rid) == 2:
                 return True
             if state.get(rid) == 1:
-                cycle = [*stack[stack.index(rid):], rid]
+                cycle = [*stack[stack.index(rid) :], rid]
                 why = {(a, b): w for a in nodes for b, w in edges[a]}
                 verb = {"dependsOn": "dependsOn", "lineage": "reads a table of"}
-                steps = ", ".join(f"{a} {verb[why[(a, b)]]} {b}"
-                                  for a, b in zip(cycle, cycle[1:], strict=False))
-                self.err(file, nodes[rid][0], f"job {job.id}: pipelines form a cycle: "
-                                              f"{' -> '.join(cycle)} ({steps})")
+                steps = ", ".join(
+                    f"{a} {verb[why[(a, b)]]} {b}" for a, b in zip(cycle, cycle[1:], strict=False)
+                )
+                self.err(
+                    file,
+                    nodes[rid][0],
+                    f"job {job.id}: pipelines form a cycle: {' -> '.join(cycle)} ({steps})",
+                )
                 return False
             state[rid] = 1
             for up, _ in edges[rid]:
@@ -298,7 +350,7 @@ def webhook_problem(check: JobCheck | Any, file: str, target: WebhookNotificatio
     if (target.url is None) == (target.url_secret_ref is None):
         check.err(file, target, "<webhook> needs exactly one of url= or urlSecretRef=")
     elif target.url is not None and not target.url.startswith(("http://", "https://")):
-        check.err(file, target, f"url=\"{target.url}\" on <webhook> is not an http(s) URL")
+        check.err(file, target, f'url="{target.url}" on <webhook> is not an http(s) URL')
 
 
 def _node(ref_id: str) -> str:

@@ -28,13 +28,25 @@ from datahub_assets.spec.models import (
 )
 
 SCHEMA_PATH = Path(__file__).with_name("pipeline.schema.json")
-SECTIONS = {"sources": Source, "transformations": Transformation, "targets": Target,
-            "checks": Check}
+SECTIONS = {
+    "sources": Source,
+    "transformations": Transformation,
+    "targets": Target,
+    "checks": Check,
+}
 TARGET_ALIASES = ("hive", "iceberg")
-_COMMA_LIST = {"anyOf": [{"type": "string", "description": "comma-separated"},
-                         {"type": "array", "items": {"type": "string"}}]}
-_NAMED_TABLE = {"type": "object", "properties": {"name": {"type": "string"}},
-                "required": ["name"], "additionalProperties": False}
+_COMMA_LIST = {
+    "anyOf": [
+        {"type": "string", "description": "comma-separated"},
+        {"type": "array", "items": {"type": "string"}},
+    ]
+}
+_NAMED_TABLE = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}},
+    "required": ["name"],
+    "additionalProperties": False,
+}
 
 
 def _members(union: Any) -> list[type[BaseModel]]:
@@ -67,8 +79,10 @@ def _element(model: type[BaseModel], defs: dict) -> dict:
     for name, info in model.model_fields.items():
         alias = info.alias or name
         if alias in props and _is_comma_list(model, name):
-            props[alias] = {**_COMMA_LIST, **{k: v for k, v in props[alias].items()
-                                              if k in ("default", "description")}}
+            props[alias] = {
+                **_COMMA_LIST,
+                **{k: v for k, v in props[alias].items() if k in ("default", "description")},
+            }
     if "tableName" in props:  # database source/target: `table: {name: schema.table}`
         props.pop("tableName")
         props["table"] = {**_NAMED_TABLE, "description": "Full table name."}
@@ -78,8 +92,10 @@ def _element(model: type[BaseModel], defs: dict) -> dict:
         props["watch"] = {"anyOf": [{"$ref": "#/$defs/Watch"}, {"type": "boolean"}]}
     if model.__name__ == "MongoSource":  # a JSON string or the document as YAML
         for key in ("filter", "projection"):
-            props[key] = {"anyOf": [{"type": "string"}, {"type": "object"}],
-                          "description": props[key].get("description", "")}
+            props[key] = {
+                "anyOf": [{"type": "string"}, {"type": "object"}],
+                "description": props[key].get("description", ""),
+            }
     if model.__name__ == "TableTarget":
         props["name"] = {"type": "string", "description": "Alias of `table`."}
         required = [r for r in required if r != "table"]
@@ -97,8 +113,14 @@ def _list_of(section: str, union: Any) -> dict:
         keys = [kind, *(TARGET_ALIASES if section == "targets" and kind == "table" else ())]
         ref = {"$ref": f"#/$defs/{model.__name__}"}
         for key in keys:
-            choices.append({"type": "object", "properties": {key: ref}, "required": [key],
-                            "additionalProperties": False})
+            choices.append(
+                {
+                    "type": "object",
+                    "properties": {key: ref},
+                    "required": [key],
+                    "additionalProperties": False,
+                }
+            )
     return {"type": "array", "items": {"oneOf": choices}}
 
 
@@ -114,7 +136,9 @@ def yaml_json_schema() -> dict:
         out_defs[model.__name__] = _element(model, defs)
     layers = [*LAYERS, *LAYER_ALIASES]
     head = {
-        "type": "object", "additionalProperties": False, "required": ["id", "layer"],
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["id", "layer"],
         "properties": {
             "id": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
             "version": {"type": ["string", "number"], "default": "1.0.0"},

@@ -82,8 +82,11 @@ def load_project(pipelines_dir: Path) -> Project:
     app_dirs = []
     for app_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if not APP_NAME.match(app_dir.name):
-            state.err(app_dir.name, f"app folder name \"{app_dir.name}\" is not valid; allowed: "
-                                    "lowercase letters, digits and _, starting with a letter")
+            state.err(
+                app_dir.name,
+                f'app folder name "{app_dir.name}" is not valid; allowed: '
+                "lowercase letters, digits and _, starting with a letter",
+            )
             continue
         app_dirs.append(app_dir)
         _read_jobs(state, app_dir)
@@ -91,8 +94,9 @@ def load_project(pipelines_dir: Path) -> Project:
     for app_dir in app_dirs:
         _load_app(state, app_dir)
     specs = _resolve(state)
-    check = JobCheck(specs, state.broken_apps,
-                     {app: config.notifications for app, config in state.apps.items()})
+    check = JobCheck(
+        specs, state.broken_apps, {app: config.notifications for app, config in state.apps.items()}
+    )
     jobs = check.resolve(state.jobs)
     state.errors += check.errors
     if state.errors:
@@ -132,14 +136,20 @@ def _load_app(state: _State, app_dir: Path) -> None:
             continue
         if entry.is_file():
             if entry.suffix in SUFFIXES and entry.name not in ("app.yaml", "app.yml"):
-                state.err(state.rel(entry), "pipeline files belong in a layer folder; allowed: "
-                                            + ", ".join(f"{app}/{d}/" for d in LAYERS))
+                state.err(
+                    state.rel(entry),
+                    "pipeline files belong in a layer folder; allowed: "
+                    + ", ".join(f"{app}/{d}/" for d in LAYERS),
+                )
             continue
         if entry.name in SKIPPED_DIRS:
             continue
         if entry.name not in LAYER_DIRS:
-            state.err(state.rel(entry), f"unknown folder \"{entry.name}\" in app {app}; allowed: "
-                                        + ", ".join((*LAYER_DIRS, *SKIPPED_DIRS)))
+            state.err(
+                state.rel(entry),
+                f'unknown folder "{entry.name}" in app {app}; allowed: '
+                + ", ".join((*LAYER_DIRS, *SKIPPED_DIRS)),
+            )
             continue
         for file in sorted(entry.iterdir()):
             if file.is_file() and file.suffix in SUFFIXES:
@@ -176,16 +186,24 @@ def _resolve(state: _State) -> list[PipelineSpec]:
         key = (item.app, item.pipeline.id)
         if key in ids:
             first = ids[key]
-            state.err(item.file, f"pipeline id=\"{item.pipeline.id}\" is already used by "
-                                 f"{first.file}:{_line(first.pipeline)}; ids must be unique "
-                                 f"within app {item.app}", item.pipeline)
+            state.err(
+                item.file,
+                f'pipeline id="{item.pipeline.id}" is already used by '
+                f"{first.file}:{_line(first.pipeline)}; ids must be unique "
+                f"within app {item.app}",
+                item.pipeline,
+            )
         ids.setdefault(key, item)
         for target in item.targets:
             if target.ref in tables:
                 other = tables[target.ref]
-                state.err(item.file, f"table {target.ref} is already written by "
-                                     f"{other.file}:{_line(other.pipeline)}; each table has "
-                                     "one writing pipeline", target.target)
+                state.err(
+                    item.file,
+                    f"table {target.ref} is already written by "
+                    f"{other.file}:{_line(other.pipeline)}; each table has "
+                    "one writing pipeline",
+                    target.target,
+                )
             tables.setdefault(target.ref, item)
     specs, edges = [], {}
     for item in state.loaded:
@@ -194,19 +212,31 @@ def _resolve(state: _State) -> list[PipelineSpec]:
         edges[item] = [(tables[r], r) for r in upstream if r in tables]
         config = state.apps[item.app]
         meta = item.pipeline.metadata
-        specs.append(PipelineSpec(
-            app=item.app, file=item.file, line=_line(item.pipeline), pipeline=item.pipeline,
-            targets=tuple(item.targets), upstream=upstream, source_refs=refs,
-            owner=meta.owner or config.owner, tags={**config.tags, **meta.tags},
-            connections=_connections_used(item.pipeline, config)))
+        specs.append(
+            PipelineSpec(
+                app=item.app,
+                file=item.file,
+                line=_line(item.pipeline),
+                pipeline=item.pipeline,
+                targets=tuple(item.targets),
+                upstream=upstream,
+                source_refs=refs,
+                owner=meta.owner or config.owner,
+                tags={**config.tags, **meta.tags},
+                connections=_connections_used(item.pipeline, config),
+            )
+        )
     _cycles(state, edges)
     return sorted(specs, key=lambda s: (s.app, s.file))
 
 
 def _connections_used(pipeline, config) -> dict:
     names = {getattr(n, "connection", None) for n in (*pipeline.sources, *pipeline.targets)}
-    return {name: config.connections[name] for name in sorted(names - {None})
-            if name in config.connections}
+    return {
+        name: config.connections[name]
+        for name in sorted(names - {None})
+        if name in config.connections
+    }
 
 
 def _source_refs(state: _State, item: _Loaded, tables: dict) -> dict[str, TableRef]:
@@ -218,17 +248,25 @@ def _source_refs(state: _State, item: _Loaded, tables: dict) -> dict[str, TableR
         if len(parts) == 2:
             parts = [item.app, *parts]
         if len(parts) != 3 or canonical_layer(parts[1]) not in LAYERS:
-            state.err(item.file, f"ref=\"{src.ref}\" on <table> source is not a table "
-                                 "reference; allowed: <app>.<layer>.<table> or <layer>.<table> "
-                                 f"with layer one of {', '.join(LAYERS)}", src)
+            state.err(
+                item.file,
+                f'ref="{src.ref}" on <table> source is not a table '
+                "reference; allowed: <app>.<layer>.<table> or <layer>.<table> "
+                f"with layer one of {', '.join(LAYERS)}",
+                src,
+            )
             continue
         ref = TableRef(app=parts[0], layer=canonical_layer(parts[1]), table=parts[2])
         if ref not in tables:
             if ref.app not in state.broken_apps:
                 near = difflib.get_close_matches(str(ref), [str(t) for t in tables], n=3)
                 hint = f"; near matches: {', '.join(near)}" if near else ""
-                state.err(item.file, f"ref=\"{src.ref}\" on <table> source names no table "
-                                     f"target in the project ({ref}){hint}", src)
+                state.err(
+                    item.file,
+                    f'ref="{src.ref}" on <table> source names no table '
+                    f"target in the project ({ref}){hint}",
+                    src,
+                )
             continue
         refs[src.id] = ref
     return refs
@@ -248,15 +286,18 @@ def _cycles(state: _State, edges: dict) -> None:
         on_stack = [s[0] for s in stack]
         for producer, ref in edges.get(item, []):
             if producer in on_stack:
-                cycle = [*stack[on_stack.index(producer):], (producer, ref)]
+                cycle = [*stack[on_stack.index(producer) :], (producer, ref)]
                 names = frozenset(key(c[0]) for c in cycle)
                 if names not in reported:
                     reported.add(names)
                     path = " -> ".join(key(c[0]) for c in cycle)
                     via = ", ".join(str(c[1]) for c in cycle[1:])
-                    state.err(item.file, "pipelines form a cycle through table references: "
-                              f"{path} (each reads the next one's table: {via})",
-                              item.pipeline)
+                    state.err(
+                        item.file,
+                        "pipelines form a cycle through table references: "
+                        f"{path} (each reads the next one's table: {via})",
+                        item.pipeline,
+                    )
                 continue
             visit(producer, [*stack, (producer, ref)])
         done.add(id(item))

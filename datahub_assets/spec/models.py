@@ -23,9 +23,11 @@ LAYER_ALIASES: dict[str, str] = {"staging": "raw", "standardization": "silver"}
 Layer = Literal["raw", "bronze", "silver", "gold", "service"]
 OnInvalid = Literal["fail", "quarantine", "drop"]
 OnSchemaChange = Literal["evolve", "freeze", "fail"]
-_ON_INVALID_HELP = ("Row validation against the declared schema and the row-level checks: "
-                    "fail stops the run, quarantine writes bad rows to <table>__quarantine, "
-                    "drop discards them; absent = no row validation.")
+_ON_INVALID_HELP = (
+    "Row validation against the declared schema and the row-level checks: "
+    "fail stops the run, quarantine writes bad rows to <table>__quarantine, "
+    "drop discards them; absent = no row validation."
+)
 
 
 def _canonical_layer(value: Any) -> Any:
@@ -127,26 +129,33 @@ class ParquetSource(_SourceBase):
     on_invalid: OnInvalid | None = Field(default=None, description=_ON_INVALID_HELP)
 
 
-IsolationLevel = Literal["READ_UNCOMMITTED", "READ_COMMITTED", "REPEATABLE_READ",
-                         "SERIALIZABLE", "NONE"]
+IsolationLevel = Literal[
+    "READ_UNCOMMITTED", "READ_COMMITTED", "REPEATABLE_READ", "SERIALIZABLE", "NONE"
+]
 
 
 class DatabaseSource(_SourceBase):
     kind: Literal["database"] = "database"
     jdbc_url: str | None = Field(
-        default=None, description="jdbc:postgresql://, jdbc:mariadb:// or jdbc:mysql:// URL "
-        "without credentials; or use connection=.")
+        default=None,
+        description="jdbc:postgresql://, jdbc:mariadb:// or jdbc:mysql:// URL "
+        "without credentials; or use connection=.",
+    )
     connection: str | None = Field(default=None, description="Name in app.yaml connections.")
     user_secret_ref: str | None = Field(
-        default=None, description="Secret holding `user:password` for the database.")
+        default=None, description="Secret holding `user:password` for the database."
+    )
     fetch_size: int | None = Field(default=None, ge=1, description="Rows per JDBC round trip.")
     partition_column: str | None = Field(
-        default=None, description="Numeric, date or timestamp column to split parallel reads on.")
+        default=None, description="Numeric, date or timestamp column to split parallel reads on."
+    )
     num_partitions: int | None = Field(
-        default=None, ge=1, description="Parallel JDBC connections (with partitionColumn).")
+        default=None, ge=1, description="Parallel JDBC connections (with partitionColumn)."
+    )
     schema_ref: str | None = None
     isolation_level: IsolationLevel | None = Field(
-        default=None, description="Transaction isolation of the read connections.")
+        default=None, description="Transaction isolation of the read connections."
+    )
     sql: str | None = Field(default=None, description="Query with :named parameters.")
     table_name: str | None = Field(default=None, description="<table name=...> full load.")
 
@@ -156,17 +165,23 @@ class MongoSource(_SourceBase):
     database: str
     collection: str
     uri_secret_ref: str | None = Field(
-        default=None, description="Secret holding the mongodb:// URI; or use connection=.")
+        default=None, description="Secret holding the mongodb:// URI; or use connection=."
+    )
     connection: str | None = Field(default=None, description="Name in app.yaml connections.")
     flatten: bool = Field(default=False, description="Nested documents to parent_child columns.")
-    sample_size: int = Field(default=1000, ge=1, description="Documents sampled to infer the "
-                             "schema when no schemaRef pins it.")
+    sample_size: int = Field(
+        default=1000,
+        ge=1,
+        description="Documents sampled to infer the schema when no schemaRef pins it.",
+    )
     schema_ref: str | None = Field(default=None, description="Pinned JSON schema of documents.")
     filter: str | None = Field(default=None, description="JSON filter document.")
     projection: str | None = Field(default=None, description="JSON projection document.")
     on_invalid: OnInvalid | None = Field(
-        default=None, description="Documents that do not fit schemaRef: fail the run, "
-        "quarantine them with the reason, or drop them (default fail with a schemaRef).")
+        default=None,
+        description="Documents that do not fit schemaRef: fail the run, "
+        "quarantine them with the reason, or drop them (default fail with a schemaRef).",
+    )
 
 
 class TableSource(_SourceBase):
@@ -180,7 +195,12 @@ class LookupSource(_SourceBase):
 
 
 Source = Annotated[
-    CsvSource | JsonSource | ParquetSource | DatabaseSource | MongoSource | TableSource
+    CsvSource
+    | JsonSource
+    | ParquetSource
+    | DatabaseSource
+    | MongoSource
+    | TableSource
     | LookupSource,
     Field(discriminator="kind"),
 ]
@@ -314,9 +334,11 @@ class Flatten(_Step):
     source: str
     separator: str = Field(default="_", description="Between parent and child names.")
     arrays: Literal["explode", "first", "count", "json", "index"] = Field(
-        default="json", description="Arrays: explode to rows, first element, count, JSON text, "
-        "or index columns items_0_x, items_1_x, ... for the first maxIndex elements.")
-    max_index: int = Field(default=5, ge=1, description="Elements kept by arrays=\"index\".")
+        default="json",
+        description="Arrays: explode to rows, first element, count, JSON text, "
+        "or index columns items_0_x, items_1_x, ... for the first maxIndex elements.",
+    )
+    max_index: int = Field(default=5, ge=1, description='Elements kept by arrays="index".')
 
 
 class Sql(_Step):
@@ -330,8 +352,20 @@ class Sql(_Step):
 
 
 Transformation = Annotated[
-    Deduplicate | Sort | Join | Lookup | Merge | Aggregate | Mask | Filter | Select | Derive
-    | Rename | Cast | Flatten | Sql,
+    Deduplicate
+    | Sort
+    | Join
+    | Lookup
+    | Merge
+    | Aggregate
+    | Mask
+    | Filter
+    | Select
+    | Derive
+    | Rename
+    | Cast
+    | Flatten
+    | Sql,
     Field(discriminator="kind"),
 ]
 
@@ -351,7 +385,8 @@ class TableTarget(Node):
     on_schema_change: OnSchemaChange = Field(
         default="evolve",
         description="Incoming vs table schema: evolve adds columns and widens types, freeze "
-                    "keeps the table schema, fail stops on any difference.")
+        "keeps the table schema, fail stops on any difference.",
+    )
 
 
 class CsvTarget(Node):
@@ -399,7 +434,8 @@ class _Check(Node):
             raw = self.name
         else:
             cols = getattr(self, "columns", None) or (
-                (getattr(self, "column", None),) if getattr(self, "column", None) else ())
+                (getattr(self, "column", None),) if getattr(self, "column", None) else ()
+            )
             raw = "_".join([self.kind, *cols])
         return re.sub(r"[^A-Za-z0-9_]", "_", raw)
 
@@ -462,8 +498,16 @@ class SchemaCheck(_Check):
 
 
 Check = Annotated[
-    NotNullCheck | UniqueCheck | RowCountCheck | RangeCheck | AcceptedValuesCheck | RegexCheck
-    | FreshnessCheck | ExpressionCheck | ReferentialCheck | SchemaCheck,
+    NotNullCheck
+    | UniqueCheck
+    | RowCountCheck
+    | RangeCheck
+    | AcceptedValuesCheck
+    | RegexCheck
+    | FreshnessCheck
+    | ExpressionCheck
+    | ReferentialCheck
+    | SchemaCheck,
     Field(discriminator="kind"),
 ]
 
@@ -504,33 +548,43 @@ class Maintenance(Node):
     app's tables small (datahub_assets/maintenance/)."""
 
     snapshot_retention: str = Field(
-        default="P7D", description="ISO-8601 duration: snapshots older than this are expired "
-        "(never the current one or a branch/tag head).")
+        default="P7D",
+        description="ISO-8601 duration: snapshots older than this are expired "
+        "(never the current one or a branch/tag head).",
+    )
     orphan_after: str = Field(
-        default="P3D", description="ISO-8601 duration: files under a table's location that no "
+        default="P3D",
+        description="ISO-8601 duration: files under a table's location that no "
         "snapshot references are deleted once older than this (a safety window for writes "
-        "in flight).")
+        "in flight).",
+    )
     target_file_size_mb: int = Field(
-        default=128, ge=1, description="Compaction rewrites data files smaller than 3/4 of "
-        "this into files of about this size.")
+        default=128,
+        ge=1,
+        description="Compaction rewrites data files smaller than 3/4 of "
+        "this into files of about this size.",
+    )
     schedule: str = Field(
-        default="0 3 * * *", description="Cron (UTC) of the daily maintenance of the app's "
-        "tables.")
+        default="0 3 * * *", description="Cron (UTC) of the daily maintenance of the app's tables."
+    )
 
 
 class AppConfig(Node):
     """Optional `app.yaml` of an application (contract section 7)."""
 
     maintenance: Maintenance = Field(
-        default_factory=Maintenance, description="Table maintenance settings (snapshot "
-        "expiry, orphan files, compaction).")
+        default_factory=Maintenance,
+        description="Table maintenance settings (snapshot expiry, orphan files, compaction).",
+    )
 
     owner: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     connections: dict[str, Connection] = Field(default_factory=dict)
     notifications: AppNotifications | None = Field(
-        default=None, description="SMTP server and default notification targets of the "
-        "app's job pipelines and SLA misses (spec/job_models.py).")
+        default=None,
+        description="SMTP server and default notification targets of the "
+        "app's job pipelines and SLA misses (spec/job_models.py).",
+    )
 
 
 # ----------------------------------------------------------------- resolved (validated)
@@ -585,13 +639,13 @@ class PipelineSpec(BaseModel):
     owner: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     connections: dict[str, Connection] = Field(
-        default_factory=dict, description="The app.yaml connections this pipeline names.")
+        default_factory=dict, description="The app.yaml connections this pipeline names."
+    )
 
     def endpoint(self, node: Any) -> Connection:
         """Where a database/mongo source or target connects: its own attributes, else those of
         its `connection=` (validation guarantees the connection exists)."""
-        named = self.connections.get(node.connection) if getattr(node, "connection", None) \
-            else None
+        named = self.connections.get(node.connection) if getattr(node, "connection", None) else None
         base = named or Connection()
         return Connection(
             jdbc_url=getattr(node, "jdbc_url", None) or base.jdbc_url,
@@ -610,8 +664,11 @@ class PipelineSpec(BaseModel):
     @property
     def watched_sources(self) -> list:
         """The file sources carrying `<watch>` (file drops; raw layer only, by validation)."""
-        return [s for s in self.pipeline.sources
-                if s.kind in FILE_SOURCE_KINDS and getattr(s, "watch", None) is not None]
+        return [
+            s
+            for s in self.pipeline.sources
+            if s.kind in FILE_SOURCE_KINDS and getattr(s, "watch", None) is not None
+        ]
 
 
 class Project(BaseModel):

@@ -84,7 +84,7 @@ def render(sql: str, literal_of) -> str:
     """`sql` with every parameter replaced by `literal_of(name)` (a SQL literal)."""
     out, last = [], 0
     for p in find_params(sql):
-        out.append(sql[last:p.start])
+        out.append(sql[last : p.start])
         out.append(literal_of(p.name))
         last = p.end
     out.append(sql[last:])

@@ -32,8 +32,17 @@ from datahub_assets.spec.models import (
 )
 from datahub_assets.spec.sql_params import find_params
 
-METRIC_FUNCTIONS = ("count", "count_distinct", "sum", "avg", "min", "max", "first", "last",
-                    "stddev")
+METRIC_FUNCTIONS = (
+    "count",
+    "count_distinct",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "first",
+    "last",
+    "stddev",
+)
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,\-?#]+$")
 CRON_MACROS = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually")
@@ -57,15 +66,19 @@ class PipelineCheck:
         self.errors.append(SpecError(self.file, line, col, message))
 
     # ------------------------------------------------------------------ rules
-    def run(self, folder_layer: str, app: AppConfig,
-            job_params: frozenset[str] = frozenset()) -> list[SpecError]:
+    def run(
+        self, folder_layer: str, app: AppConfig, job_params: frozenset[str] = frozenset()
+    ) -> list[SpecError]:
         """`job_params`: parameters declared by every job pipeline that runs this pipeline
         (its database <sql> may use them)."""
         self.job_params = job_params
         p = self.p
         if p.layer != canonical_layer(folder_layer):
-            self.err(p, f"layer=\"{p.layer}\" does not match its folder \"{folder_layer}/\"; "
-                        f"allowed: {canonical_layer(folder_layer)} (or move the file)")
+            self.err(
+                p,
+                f'layer="{p.layer}" does not match its folder "{folder_layer}/"; '
+                f"allowed: {canonical_layer(folder_layer)} (or move the file)",
+            )
         self.metadata()
         datasets = self.sources(app)
         self.steps(datasets)
@@ -76,8 +89,11 @@ class PipelineCheck:
     def metadata(self) -> None:
         meta = self.p.metadata
         if meta.sla is not None and not DURATION.match(meta.sla):
-            self.err(meta, f"sla=\"{meta.sla}\" in <metadata> is not an ISO-8601 duration; "
-                           "allowed: e.g. PT2H, PT30M, P1D")
+            self.err(
+                meta,
+                f'sla="{meta.sla}" in <metadata> is not an ISO-8601 duration; '
+                "allowed: e.g. PT2H, PT30M, P1D",
+            )
         if meta.schedule is not None:
             self.cron(meta, meta.schedule)
 
@@ -88,9 +104,12 @@ class PipelineCheck:
         bad = [f for f in fields if not CRON_FIELD.match(f)]
         if len(fields) != 5 or bad:
             found = f"found {len(fields)}" if len(fields) != 5 else f"bad field {bad[0]!r}"
-            self.err(node, f"schedule=\"{cron}\" is not a cron expression ({found}); allowed: "
-                           "5 fields 'minute hour day-of-month month day-of-week', e.g. "
-                           "\"0 2 * * *\", or one of " + ", ".join(CRON_MACROS))
+            self.err(
+                node,
+                f'schedule="{cron}" is not a cron expression ({found}); allowed: '
+                "5 fields 'minute hour day-of-month month day-of-week', e.g. "
+                '"0 2 * * *", or one of ' + ", ".join(CRON_MACROS),
+            )
 
     def sources(self, app: AppConfig) -> list[str]:
         for section in ("sources", "targets"):
@@ -100,33 +119,50 @@ class PipelineCheck:
         for src in self.p.sources:
             if src.id in seen:
                 line = seen[src.id].loc.line if seen[src.id].loc else 0
-                self.err(src, f"source id=\"{src.id}\" is already used at line {line}; "
-                              "source ids must be unique within a pipeline")
+                self.err(
+                    src,
+                    f'source id="{src.id}" is already used at line {line}; '
+                    "source ids must be unique within a pipeline",
+                )
             seen.setdefault(src.id, src)
             watch = getattr(src, "watch", None)
             if watch is not None and self.p.layer != "raw":
-                self.err(watch, f"<watch> on source \"{src.id}\" is only allowed in raw-layer "
-                                f"pipelines; this pipeline's layer is {self.p.layer}")
-            if watch is not None and not any(isinstance(t, TableTarget)
-                                             for t in self.p.targets):
-                self.err(watch, f"<watch> on source \"{src.id}\" needs a <table> target: the "
-                                "rows and the record of the files they came from commit "
-                                "together to Iceberg")
+                self.err(
+                    watch,
+                    f'<watch> on source "{src.id}" is only allowed in raw-layer '
+                    f"pipelines; this pipeline's layer is {self.p.layer}",
+                )
+            if watch is not None and not any(isinstance(t, TableTarget) for t in self.p.targets):
+                self.err(
+                    watch,
+                    f'<watch> on source "{src.id}" needs a <table> target: the '
+                    "rows and the record of the files they came from commit "
+                    "together to Iceberg",
+                )
             if watch is not None and src.incremental is not None:
-                self.err(src.incremental, f"source \"{src.id}\" has both <watch> and "
-                                          "<incremental>: a watched source already reads each "
-                                          "file once; remove <incremental>")
+                self.err(
+                    src.incremental,
+                    f'source "{src.id}" has both <watch> and '
+                    "<incremental>: a watched source already reads each "
+                    "file once; remove <incremental>",
+                )
             if isinstance(src, DatabaseSource):
                 self.database_source(src, app)
             if isinstance(src, MongoSource):
                 self.mongo_source(src, app)
             on_invalid = getattr(src, "on_invalid", None)
             # csv/json: without schemaRef onInvalid governs malformed records only
-            if on_invalid is not None and not getattr(src, "schema_ref", None) and not (
-                    isinstance(src, MongoSource | CsvSource | JsonSource)):
-                self.err(src, f"onInvalid=\"{on_invalid}\" on <{src.kind}> source "
-                              f"\"{src.id}\" requires schemaRef= (the declared schema rows "
-                              "are cast to and validated against)")
+            if (
+                on_invalid is not None
+                and not getattr(src, "schema_ref", None)
+                and not (isinstance(src, MongoSource | CsvSource | JsonSource))
+            ):
+                self.err(
+                    src,
+                    f'onInvalid="{on_invalid}" on <{src.kind}> source '
+                    f'"{src.id}" requires schemaRef= (the declared schema rows '
+                    "are cast to and validated against)",
+                )
         return list(seen)
 
     def connection(self, node: Any, app: AppConfig) -> Connection | None:
@@ -134,8 +170,11 @@ class PipelineCheck:
         name = node.connection
         if name is not None and name not in app.connections:
             allowed = ", ".join(sorted(app.connections)) or "none (app.yaml defines none)"
-            self.err(node, f"connection=\"{name}\" on <{node.kind}> is not defined in the "
-                           f"app's app.yaml connections; allowed: {allowed}")
+            self.err(
+                node,
+                f'connection="{name}" on <{node.kind}> is not defined in the '
+                f"app's app.yaml connections; allowed: {allowed}",
+            )
             return None
         return app.connections.get(name) if name else None
 
@@ -146,51 +185,65 @@ class PipelineCheck:
             return
         url = node.jdbc_url or (conn.jdbc_url if conn else None)
         if url is None:
-            via = f" (connection \"{node.connection}\" in app.yaml has no jdbcUrl)" \
-                if conn else ""
+            via = f' (connection "{node.connection}" in app.yaml has no jdbcUrl)' if conn else ""
             self.err(node, f"{what} needs jdbcUrl= or connection={via}")
             return
         problem = jdbc_url_problem(url)
         if problem:
-            via = f" (from connection \"{node.connection}\" in app.yaml)" \
-                if not node.jdbc_url else ""
-            self.err(node, f"jdbcUrl \"{_redact(url)}\"{via} {problem}")
+            via = f' (from connection "{node.connection}" in app.yaml)' if not node.jdbc_url else ""
+            self.err(node, f'jdbcUrl "{_redact(url)}"{via} {problem}')
 
     def database_source(self, src: DatabaseSource, app: AppConfig) -> None:
-        what = f"<database> source \"{src.id}\""
+        what = f'<database> source "{src.id}"'
         self.jdbc_endpoint(src, app, what)
         if (src.sql is None) == (src.table_name is None):
             self.err(src, f"{what} needs exactly one of <sql> or <table name=...>")
         if (src.partition_column is None) != (src.num_partitions is None):
-            self.err(src, f"{what}: partitionColumn= and numPartitions= go together (the column "
-                          "to split on and how many parallel reads)")
+            self.err(
+                src,
+                f"{what}: partitionColumn= and numPartitions= go together (the column "
+                "to split on and how many parallel reads)",
+            )
         if src.sql is not None:
-            allowed = ["runDate"] + (["watermark"] if src.incremental else []) + sorted(
-                getattr(self, "job_params", frozenset()) - {"runDate"})
+            allowed = (
+                ["runDate"]
+                + (["watermark"] if src.incremental else [])
+                + sorted(getattr(self, "job_params", frozenset()) - {"runDate"})
+            )
             for param in find_params(src.sql):
                 if param.name not in allowed:
-                    self.err(src, f"{what}: <sql> names parameter :{param.name}, which no run "
-                                  f"defines; allowed: {', '.join(':' + a for a in allowed)} "
-                                  "(and parameters declared by every job pipeline that runs "
-                                  "this pipeline; write :: for a PostgreSQL cast)")
+                    self.err(
+                        src,
+                        f"{what}: <sql> names parameter :{param.name}, which no run "
+                        f"defines; allowed: {', '.join(':' + a for a in allowed)} "
+                        "(and parameters declared by every job pipeline that runs "
+                        "this pipeline; write :: for a PostgreSQL cast)",
+                    )
         if src.incremental is not None:
             tables = [t for t in self.p.targets if isinstance(t, TableTarget)]
             if not tables or any(t.mode != "merge" or not t.keys for t in tables):
-                self.err(src.incremental, f"{what} is incremental: each run reads the rows at "
-                         "or above the watermark again (so rows committed later with the same "
-                         "value are not lost), so its <table> targets must use mode=\"merge\" "
-                         "with keys= to keep them once")
+                self.err(
+                    src.incremental,
+                    f"{what} is incremental: each run reads the rows at "
+                    "or above the watermark again (so rows committed later with the same "
+                    'value are not lost), so its <table> targets must use mode="merge" '
+                    "with keys= to keep them once",
+                )
 
     def mongo_source(self, src: MongoSource, app: AppConfig) -> None:
-        what = f"<mongo> source \"{src.id}\""
+        what = f'<mongo> source "{src.id}"'
         conn = self.connection(src, app)
         if src.connection is not None and conn is None:
             pass
         elif not (src.uri_secret_ref or (conn and conn.uri_secret_ref)):
-            via = f" (connection \"{src.connection}\" in app.yaml has no uriSecretRef)" \
-                if conn else ""
-            self.err(src, f"{what} needs uriSecretRef= (the secret holding the mongodb:// URI) "
-                          f"or connection={via}")
+            via = (
+                f' (connection "{src.connection}" in app.yaml has no uriSecretRef)' if conn else ""
+            )
+            self.err(
+                src,
+                f"{what} needs uriSecretRef= (the secret holding the mongodb:// URI) "
+                f"or connection={via}",
+            )
         for element in ("filter", "projection"):
             text = getattr(src, element)
             if text is None:
@@ -199,21 +252,33 @@ class PipelineCheck:
             if problem:
                 self.err(src, f"{what}: <{element}> {problem}")
         if src.on_invalid is not None and not src.schema_ref:
-            self.err(src, f"onInvalid=\"{src.on_invalid}\" on {what} requires schemaRef= (the "
-                          "pinned schema documents are checked against)")
+            self.err(
+                src,
+                f'onInvalid="{src.on_invalid}" on {what} requires schemaRef= (the '
+                "pinned schema documents are checked against)",
+            )
 
     def steps(self, datasets: list[str]) -> None:
         for step in self.p.transformations:
             for attr, ref in _step_refs(step):
                 if ref not in datasets:
-                    self.err(step, f"{attr}=\"{ref}\" on <{step.kind}> names no dataset defined "
-                                   f"before this step; allowed: {', '.join(datasets)}")
+                    self.err(
+                        step,
+                        f'{attr}="{ref}" on <{step.kind}> names no dataset defined '
+                        f"before this step; allowed: {', '.join(datasets)}",
+                    )
             if isinstance(step, Sql) and not step.query.strip():
-                self.err(step, f"<sql output=\"{step.output}\"> has an empty query; allowed: "
-                               "a Spark SQL SELECT over datasets by id")
+                self.err(
+                    step,
+                    f'<sql output="{step.output}"> has an empty query; allowed: '
+                    "a Spark SQL SELECT over datasets by id",
+                )
             if isinstance(step, Deduplicate) and step.keep == "latest" and not step.order_by:
-                self.err(step, "keep=\"latest\" on <deduplicate> requires orderBy= (the column "
-                               "that decides the latest row)")
+                self.err(
+                    step,
+                    'keep="latest" on <deduplicate> requires orderBy= (the column '
+                    "that decides the latest row)",
+                )
             if isinstance(step, Aggregate):
                 self.aggregate(step)
             if step.result not in datasets:
@@ -221,25 +286,37 @@ class PipelineCheck:
 
     def aggregate(self, step: Aggregate) -> None:
         if step.window and not step.time_column:
-            self.err(step, f"window=\"{step.window}\" on <aggregate> requires timeColumn=")
+            self.err(step, f'window="{step.window}" on <aggregate> requires timeColumn=')
         for metric in step.metrics:
             parts = metric.split(":")
             ok = len(parts) in (2, 3) and all(NAME.match(x) for x in parts[1:])
             if not ok or parts[0] not in METRIC_FUNCTIONS:
-                self.err(step, f"metrics item \"{metric}\" on <aggregate> is not valid; allowed: "
-                               "count:alias, fn:column or fn:column:alias with fn one of "
-                               + ", ".join(METRIC_FUNCTIONS))
+                self.err(
+                    step,
+                    f'metrics item "{metric}" on <aggregate> is not valid; allowed: '
+                    "count:alias, fn:column or fn:column:alias with fn one of "
+                    + ", ".join(METRIC_FUNCTIONS),
+                )
 
     def targets(self, datasets: list[str], app: AppConfig) -> None:
         for target in self.p.targets:
             if target.source is not None and target.source not in datasets:
-                self.err(target, f"source=\"{target.source}\" on <{target.kind}> target is not "
-                                 f"a dataset of this pipeline; allowed: {', '.join(datasets)}")
+                self.err(
+                    target,
+                    f'source="{target.source}" on <{target.kind}> target is not '
+                    f"a dataset of this pipeline; allowed: {', '.join(datasets)}",
+                )
             mode = target.mode
-            if isinstance(target, TableTarget | DatabaseTarget) and mode == "merge" and (
-                    not target.keys):
-                self.err(target, f"mode=\"merge\" on <{target.kind}> target requires keys= "
-                                 "(the upsert key columns)")
+            if (
+                isinstance(target, TableTarget | DatabaseTarget)
+                and mode == "merge"
+                and (not target.keys)
+            ):
+                self.err(
+                    target,
+                    f'mode="merge" on <{target.kind}> target requires keys= '
+                    "(the upsert key columns)",
+                )
             if isinstance(target, TableTarget):
                 self.table_name(target)
             if isinstance(target, DatabaseTarget):
@@ -247,9 +324,12 @@ class PipelineCheck:
                 if target.table_name is None:
                     self.err(target, "<database> target needs <table name=...>")
                 if target.keys and mode != "merge":
-                    self.err(target, f"keys= on a <database> target with mode=\"{mode}\" "
-                                     "has no effect; keys are the upsert columns of "
-                                     "mode=\"merge\"")
+                    self.err(
+                        target,
+                        f'keys= on a <database> target with mode="{mode}" '
+                        "has no effect; keys are the upsert columns of "
+                        'mode="merge"',
+                    )
 
     def table_name(self, target: TableTarget, report: bool = True) -> str | None:
         if not report:
@@ -257,14 +337,19 @@ class PipelineCheck:
             return parts[-1] if NAME.match(parts[-1]) and self._prefix_ok(target.table) else None
         parts = target.table.split(".")
         layer = self.p.layer
-        allowed = f"allowed: \"name\" or \"{layer}.name\""
+        allowed = f'allowed: "name" or "{layer}.name"'
         if len(parts) == 2 and canonical_layer(parts[0]) != layer:
-            self.err(target, f"table=\"{target.table}\": the layer prefix must be this "
-                             f"pipeline's layer \"{layer}\"; {allowed}")
+            self.err(
+                target,
+                f'table="{target.table}": the layer prefix must be this '
+                f'pipeline\'s layer "{layer}"; {allowed}',
+            )
             return None
         if len(parts) > 2 or not NAME.match(parts[-1]):
-            self.err(target, f"table=\"{target.table}\" is not a table name; {allowed} "
-                             "(letters, digits and _)")
+            self.err(
+                target,
+                f'table="{target.table}" is not a table name; {allowed} (letters, digits and _)',
+            )
             return None
         return parts[-1]
 
@@ -272,30 +357,45 @@ class PipelineCheck:
         tables = [t.table.split(".")[-1] for t in self.p.targets if isinstance(t, TableTarget)]
         names: dict[tuple[str, str], Any] = {}
         for check in self.p.checks:
-            table = check.target.split(".")[-1] if check.target else (
-                tables[0] if len(tables) == 1 else None)
+            table = (
+                check.target.split(".")[-1]
+                if check.target
+                else (tables[0] if len(tables) == 1 else None)
+            )
             if table is not None:
                 first = names.setdefault((table, check.check_name), check)
                 if first is not check:
                     self.duplicate_check(first, check, table)
             if isinstance(check, FreshnessCheck) and not DURATION.match(check.max_age):
-                self.err(check, f"maxAge=\"{check.max_age}\" on <freshness> is not an ISO-8601 "
-                                "duration; allowed: e.g. PT6H, P1D")
+                self.err(
+                    check,
+                    f'maxAge="{check.max_age}" on <freshness> is not an ISO-8601 '
+                    "duration; allowed: e.g. PT6H, P1D",
+                )
             if check.target is None:
                 if len(tables) != 1:
-                    self.err(check, f"<{check.kind}> needs target=: the pipeline has "
-                                    f"{len(tables)} table targets; allowed: {', '.join(tables)}")
+                    self.err(
+                        check,
+                        f"<{check.kind}> needs target=: the pipeline has "
+                        f"{len(tables)} table targets; allowed: {', '.join(tables)}",
+                    )
             elif check.target.split(".")[-1] not in tables or not self._prefix_ok(check.target):
-                self.err(check, f"target=\"{check.target}\" on <{check.kind}> names no table "
-                                f"target of this pipeline; allowed: {', '.join(tables)}")
+                self.err(
+                    check,
+                    f'target="{check.target}" on <{check.kind}> names no table '
+                    f"target of this pipeline; allowed: {', '.join(tables)}",
+                )
 
     def duplicate_check(self, first: Any, check: Any, table: str) -> None:
         line = first.loc.line if first.loc else 0
         here = check.loc.line if check.loc else 0
-        self.err(check, f"<{check.kind}> check name \"{check.check_name}\" on target "
-                        f"\"{table}\" (line {here}) is already used by the <{first.kind}> "
-                        f"check at line {line}; check names must be unique per target: give "
-                        "one of them a distinct name=")
+        self.err(
+            check,
+            f'<{check.kind}> check name "{check.check_name}" on target '
+            f'"{table}" (line {here}) is already used by the <{first.kind}> '
+            f"check at line {line}; check names must be unique per target: give "
+            "one of them a distinct name=",
+        )
 
     def _prefix_ok(self, name: str) -> bool:
         parts = name.split(".")
@@ -315,8 +415,11 @@ class PipelineCheck:
                 continue
             if name in seen:
                 first = seen[name].loc.line if seen[name].loc else 0
-                self.err(target, f"target asset \"{name}\" is already defined at line {first}; "
-                                 "give one of them a distinct name (name= / id= / table=)")
+                self.err(
+                    target,
+                    f'target asset "{name}" is already defined at line {first}; '
+                    "give one of them a distinct name (name= / id= / table=)",
+                )
                 continue
             seen[name] = target
             ref = TableRef(app=app, layer=p.layer, table=name)
@@ -340,11 +443,14 @@ def jdbc_url_problem(url: str) -> str | None:
     with the platform, and credentials belong in userSecretRef, never in the URL."""
     m = _JDBC.match(url.strip())
     if not m:
-        return ("is not a JDBC URL; allowed: jdbc:postgresql://host:port/db, "
-                "jdbc:mariadb://host:port/db, jdbc:mysql://host:port/db")
+        return (
+            "is not a JDBC URL; allowed: jdbc:postgresql://host:port/db, "
+            "jdbc:mariadb://host:port/db, jdbc:mysql://host:port/db"
+        )
     if m.group(1).lower() not in JDBC_SCHEMES:
-        return (f"uses the unsupported JDBC scheme \"{m.group(1)}\"; allowed: "
-                + ", ".join(JDBC_SCHEMES))
+        return f'uses the unsupported JDBC scheme "{m.group(1)}"; allowed: ' + ", ".join(
+            JDBC_SCHEMES
+        )
     if "@" in m.group(2) or re.search(r"[?&;](user|password)=", url, re.IGNORECASE):
         return "carries credentials; put them in the secret named by userSecretRef"
     if not m.group(2) or m.group(2).startswith(":"):

@@ -20,7 +20,9 @@ XSD_PATH = Path(__file__).with_name("pipeline.xsd")
 _XS = "{http://www.w3.org/2001/XMLSchema}"
 TARGET_ALIASES = {"hive": "table", "iceberg": "table"}
 _TYPE_HELP = {
-    "boolean": "true or false", "integer": "a whole number", "decimal": "a number",
+    "boolean": "true or false",
+    "integer": "a whole number",
+    "decimal": "a number",
     "positiveInteger": "a whole number of at least 1",
     "nonNegativeInteger": "a whole number of at least 0",
 }
@@ -59,8 +61,12 @@ def xsd_declarations(xsd: Path = XSD_PATH) -> Decls:
         if ct is None:
             out[(parent, name)] = ((), ())
             return
-        kids = [e for g in ("all", "choice", "sequence") for e in ct.iter(f"{_XS}{g}")
-                for e in e.findall(f"{_XS}element")]
+        kids = [
+            e
+            for g in ("all", "choice", "sequence")
+            for e in ct.iter(f"{_XS}{g}")
+            for e in e.findall(f"{_XS}element")
+        ]
         # only this type's own content model, not nested inline elements' models
         kids = [e for e in kids if _owner(e) is ct]
         out[(parent, name)] = (attrs(ct), tuple(e.get("name") for e in kids))
@@ -95,31 +101,36 @@ def _tag_of(node: Any) -> str | None:
     return _local(node.tag) if node is not None else None
 
 
-def _rewrite(el: str, attr: str | None, body: str, node: Any,
-             xsd: Path = XSD_PATH) -> str | None:
+def _rewrite(el: str, attr: str | None, body: str, node: Any, xsd: Path = XSD_PATH) -> str | None:
     parent = _tag_of(node.getparent()) if node is not None else None
     decls = xsd_declarations(xsd)
     attrs = decls.get((parent, el), ((), ()))[0]
-    what = f"{attr}=\"{{v}}\"" if attr else f"<{el}> text \"{{v}}\""
+    what = f'{attr}="{{v}}"' if attr else f'<{el}> text "{{v}}"'
     on = f" on <{el}>" if attr else ""
     if "is not a valid value of the local atomic type" in body:
         return None  # always follows a facet error that says more
-    if m := re.search(r"\[facet 'enumeration'\] The value '(.*)' is not an element of the set"
-                      r" \{(.*)\}", body, re.S):
+    if m := re.search(
+        r"\[facet 'enumeration'\] The value '(.*)' is not an element of the set"
+        r" \{(.*)\}",
+        body,
+        re.S,
+    ):
         allowed = ", ".join(re.findall(r"'([^']*)'", m.group(2)))
         return f"{what.format(v=m.group(1))} is not allowed{on}; allowed: {allowed}"
     if m := re.search(r"\[facet 'pattern'\] The value '(.*)' is not accepted", body, re.S):
-        return (f"{what.format(v=m.group(1))}{on} is not a valid name; allowed: letters, "
-                "digits and _, not starting with a digit")
+        return (
+            f"{what.format(v=m.group(1))}{on} is not a valid name; allowed: letters, "
+            "digits and _, not starting with a digit"
+        )
     if "[facet 'minLength']" in body:
         return f"{attr}{on} must not be empty" if attr else f"<{el}> must not be empty"
     if m := re.search(r"'(.*)' is not a valid value of the atomic type 'xs:(\w+)'", body, re.S):
         help_ = _TYPE_HELP.get(m.group(2), m.group(2))
         return f"{what.format(v=m.group(1))}{on} is not valid; allowed: {help_}"
     if m := re.search(r"The attribute '(.*)' is not allowed", body):
-        return f"unknown attribute \"{m.group(1)}\" on <{el}>; allowed: {', '.join(attrs)}"
+        return f'unknown attribute "{m.group(1)}" on <{el}>; allowed: {", ".join(attrs)}'
     if m := re.search(r"The attribute '(.*)' is required but missing", body):
-        return f"<{el}> is missing required attribute \"{m.group(1)}\""
+        return f'<{el}> is missing required attribute "{m.group(1)}"'
     if "This element is not expected" in body:
         grand = _tag_of(node.getparent().getparent()) if parent else None
         siblings = decls.get((grand, parent), ((), ()))[1] if parent else ()
@@ -137,8 +148,9 @@ def _rewrite(el: str, attr: str | None, body: str, node: Any,
     return f"<{el}>: {body.strip()}"
 
 
-def _xsd_errors(root: Any, schema: etree.XMLSchema, file: str, lines: list[str],
-                xsd: Path = XSD_PATH) -> list[SpecError]:
+def _xsd_errors(
+    root: Any, schema: etree.XMLSchema, file: str, lines: list[str], xsd: Path = XSD_PATH
+) -> list[SpecError]:
     by_line: dict[tuple[int, str], Any] = {}
     for node in root.iter():
         if isinstance(node.tag, str):
@@ -236,8 +248,9 @@ def _text(el: Any) -> str:
     return (el.text or "").strip()
 
 
-def parse_checked(text: str, file: str, schema: etree.XMLSchema,
-                  xsd: Path = XSD_PATH) -> tuple[Any, list[str]]:
+def parse_checked(
+    text: str, file: str, schema: etree.XMLSchema, xsd: Path = XSD_PATH
+) -> tuple[Any, list[str]]:
     """(root element, lines) of a well-formed document valid against `schema` (from `xsd`);
     SpecErrors with file:line:col otherwise. Pipelines and job pipelines share it."""
     parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)

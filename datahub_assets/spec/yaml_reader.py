@@ -44,8 +44,10 @@ def _members(union: Any) -> dict[str, type[BaseModel]]:
 
 
 KINDS: dict[str, dict[str, type[BaseModel]]] = {
-    "sources": _members(Source), "transformations": _members(Transformation),
-    "targets": _members(Target), "checks": _members(Check),
+    "sources": _members(Source),
+    "transformations": _members(Transformation),
+    "targets": _members(Target),
+    "checks": _members(Check),
 }
 
 
@@ -87,7 +89,7 @@ class _Builder:
         for key_node, val_node in node.value:
             key = str(key_node.value)
             if key in seen:
-                self.err(key_node, f"duplicate key \"{key}\"")
+                self.err(key_node, f'duplicate key "{key}"')
             seen.add(key)
             self.mark((*path, key), key_node)
             out.append((key, key_node, val_node))
@@ -112,8 +114,11 @@ class _Builder:
                 named = self.value(val, sub)
                 data["tableName"] = named.get("name") if isinstance(named, dict) else named
                 self.locs[(*path, "tableName")] = self.locs[sub]
-            elif key in ("filter", "projection") and kind == "mongo" and not isinstance(
-                    val, ScalarNode):
+            elif (
+                key in ("filter", "projection")
+                and kind == "mongo"
+                and not isinstance(val, ScalarNode)
+            ):
                 data[key] = json.dumps(SafeConstructor().construct_object(val, deep=True))
             else:
                 data[key] = self.value(val, sub)
@@ -126,16 +131,23 @@ class _Builder:
 
     def section(self, key_node: Node, node: Node, name: str) -> list[dict]:
         if not isinstance(node, SequenceNode):
-            self.err(key_node, f"{name} must be a list of single-key maps, e.g. "
-                               f"`- {next(iter(KINDS[name]))}: {{...}}`")
+            self.err(
+                key_node,
+                f"{name} must be a list of single-key maps, e.g. "
+                f"`- {next(iter(KINDS[name]))}: {{...}}`",
+            )
             return []
         out = []
         for i, item in enumerate(node.value):
             if not isinstance(item, MappingNode) or len(item.value) != 1:
-                allowed = ", ".join(KINDS[name] if name != "targets" else [*KINDS[name], "hive",
-                                                                           "iceberg"])
-                self.err(item, f"each entry of {name} must be a map with exactly one key "
-                               f"naming the element; allowed: {allowed}")
+                allowed = ", ".join(
+                    KINDS[name] if name != "targets" else [*KINDS[name], "hive", "iceberg"]
+                )
+                self.err(
+                    item,
+                    f"each entry of {name} must be a map with exactly one key "
+                    f"naming the element; allowed: {allowed}",
+                )
                 continue
             tag_node, body = item.value[0]
             tag = str(tag_node.value)
@@ -157,7 +169,7 @@ class _Builder:
             elif key in SECTIONS:
                 data[key] = self.section(key_node, val, key)
             else:
-                self.err(key_node, f"unknown key \"{key}\"; allowed: {', '.join(TOP_KEYS)}")
+                self.err(key_node, f'unknown key "{key}"; allowed: {", ".join(TOP_KEYS)}')
         if "loc" not in data:
             self.err(root, "missing `pipeline: {id: ..., version: ..., layer: ...}`")
         return data
@@ -202,11 +214,14 @@ def _validate(model: type[BaseModel], data: dict, builder: _Builder, file: str) 
     try:
         return model.model_validate(data)
     except ValidationError as exc:
+
         def allowed(path: tuple) -> list[str]:
             found = _model_at(data, path)
             return yaml_keys(found) if found else []
-        raise SpecErrors(from_validation_error(exc, data, builder.locs, file, "yaml",
-                                               allowed)) from None
+
+        raise SpecErrors(
+            from_validation_error(exc, data, builder.locs, file, "yaml", allowed)
+        ) from None
 
 
 def read_pipeline_yaml(text: str, file: str) -> Pipeline:
@@ -230,8 +245,9 @@ def read_app_yaml(text: str, file: str) -> AppConfig:
         data["loc"] = builder.mark((), root, "app.yaml")
         for name, conn in (data.get("connections") or {}).items():
             where = builder.locs[("connections", name)]
-            builder.locs[("connections", name)] = Where(where.line, where.column,
-                                                        f"connections.{name}")
+            builder.locs[("connections", name)] = Where(
+                where.line, where.column, f"connections.{name}"
+            )
             if isinstance(conn, dict):
                 conn["loc"] = {"file": file, "line": where.line, "column": where.column}
                 for key, value in list(conn.items()):
@@ -247,17 +263,23 @@ def _expand_env(value: str, builder: _Builder, where: Where, what: str) -> str:
     """`${NAME}` / `${NAME:-default}` in a connection value, from the environment at load
     time: the same app.yaml serves laptops and production (hosts and ports differ; secrets
     still belong in *SecretRef). An unset variable without a default is a load error."""
+
     def expand(m: re.Match) -> str:
         found = os.environ.get(m.group(1))
         if found:
             return found
         if m.group(2) is not None:
             return m.group(2)
-        builder.errors.append(SpecError(builder.file, where.line, where.column,
-                                        f"connections.{what}: environment variable "
-                                        f"{m.group(1)} is not set; set it or write "
-                                        f"${{{m.group(1)}:-default}}"))
+        builder.errors.append(
+            SpecError(
+                builder.file,
+                where.line,
+                where.column,
+                f"connections.{what}: environment variable "
+                f"{m.group(1)} is not set; set it or write "
+                f"${{{m.group(1)}:-default}}",
+            )
+        )
         return m.group(0)
 
     return _ENV_REF.sub(expand, value)
-

@@ -16,10 +16,10 @@ FILE_APPS = ("ecommerce", "github", "customer")
 
 
 def run(cmd: list[str], env: dict[str, str], timeout: int = 1200) -> str:
-    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n" \
-                                 f"{proc.stderr[-8000:]}"
+    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, (
+        f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-8000:]}"
+    )
     return proc.stdout
 
 
@@ -28,8 +28,12 @@ def asset_keys(apps=FILE_APPS) -> list[str]:
     from datahub_assets.spec.loader import load_project
 
     project = load_project(REPO / "pipelines_xml")
-    return ["/".join(t.ref.asset_path) for spec in project.pipelines if spec.app in apps
-            for t in spec.targets]
+    return [
+        "/".join(t.ref.asset_path)
+        for spec in project.pipelines
+        if spec.app in apps
+        for t in spec.targets
+    ]
 
 
 def upload_landing(client, bucket: str, local_data: Path, apps=FILE_APPS) -> int:
@@ -49,18 +53,34 @@ def base_env(root: Path, data: str, warehouse: str, aws: dict[str, str]) -> dict
     (home / "dagster").mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "dagster.yaml", home / "dagster" / "dagster.yaml")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DATAHUB_"))}
-    return env | aws | {
-        "DATAHUB_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
-        "DATAHUB_DATA_DIR": data, "DATAHUB_WAREHOUSE": warehouse,
-        "DATAHUB_CATALOG_URI": f"sqlite:///{home}/catalog.db",
-        "DATAHUB_PIPELINES_DIR": str(REPO / "pipelines_xml"),
-        "DATAHUB_MASK_KEY": "e2e-mask-key",
-    }
+    return (
+        env
+        | aws
+        | {
+            "DATAHUB_HOME": str(home),
+            "DAGSTER_HOME": str(home / "dagster"),
+            "DATAHUB_DATA_DIR": data,
+            "DATAHUB_WAREHOUSE": warehouse,
+            "DATAHUB_CATALOG_URI": f"sqlite:///{home}/catalog.db",
+            "DATAHUB_PIPELINES_DIR": str(REPO / "pipelines_xml"),
+            "DATAHUB_MASK_KEY": "e2e-mask-key",
+        }
+    )
 
 
 def materialize(env: dict[str, str], keys: list[str]) -> None:
-    run([str(BIN / "dagster"), "asset", "materialize", "-m", "datahub_assets.definitions",
-         "--select", ",".join(keys)], env)
+    run(
+        [
+            str(BIN / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "datahub_assets.definitions",
+            "--select",
+            ",".join(keys),
+        ],
+        env,
+    )
 
 
 def catalog_of(env: dict[str, str]):
@@ -89,13 +109,19 @@ def table_rows(catalog, identifier: str) -> list[tuple]:
         rows = table.scan().to_arrow().to_pylist()
     except ValueError:
         return [("rows", table.current_snapshot().summary["total-records"])]
-    return sorted(tuple((k, repr(v)) for k, v in sorted(r.items()) if k not in VOLATILE)
-                  for r in rows)
+    return sorted(
+        tuple((k, repr(v)) for k, v in sorted(r.items()) if k not in VOLATILE) for r in rows
+    )
 
 
 def tables(apps=FILE_APPS) -> list[str]:
     from datahub_assets.spec.loader import load_project
 
     project = load_project(REPO / "pipelines_xml")
-    return sorted(t.ref.identifier for p in project.pipelines if p.app in apps
-                  for t in p.targets if t.target.kind == "table")
+    return sorted(
+        t.ref.identifier
+        for p in project.pipelines
+        if p.app in apps
+        for t in p.targets
+        if t.target.kind == "table"
+    )

@@ -34,8 +34,21 @@ SILVER = """<pipeline id="orders_silver" layer="silver">
 
 def _materialize(env) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(BIN / "dagster"), "asset", "materialize", "-m", "datahub_assets.definitions",
-         "--select", "*"], env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+        [
+            str(BIN / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "datahub_assets.definitions",
+            "--select",
+            "*",
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_failing_error_check_blocks_publish_and_downstream(tmp_path):
@@ -49,9 +62,12 @@ def test_failing_error_check_blocks_publish_and_downstream(tmp_path):
     home = tmp_path / "home"
     (home / "dagster").mkdir(parents=True)
     shutil.copy(REPO / "dagster.yaml", home / "dagster" / "dagster.yaml")
-    env = os.environ | {"DATAHUB_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
-                        "DATAHUB_DATA_DIR": str(tmp_path / "data"),
-                        "DATAHUB_PIPELINES_DIR": str(tmp_path / "pipes")}
+    env = os.environ | {
+        "DATAHUB_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "DATAHUB_DATA_DIR": str(tmp_path / "data"),
+        "DATAHUB_PIPELINES_DIR": str(tmp_path / "pipes"),
+    }
 
     (landing / "a.csv").write_text("id,customer_id,status\n1,10,new\n2,11,lost\n")
     first = _materialize(env)
@@ -72,8 +88,8 @@ def test_failing_error_check_blocks_publish_and_downstream(tmp_path):
     assert latest_silver.run_id == runs[1].run_id
     # the blocking check result carries the staged snapshot; readers stay on the first one
     record = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-        [dg.AssetCheckKey(raw_key, "notNull_customer_id")])[
-        dg.AssetCheckKey(raw_key, "notNull_customer_id")]
+        [dg.AssetCheckKey(raw_key, "notNull_customer_id")]
+    )[dg.AssetCheckKey(raw_key, "notNull_customer_id")]
     evaluation = record.event.dagster_event.event_specific_data
     assert evaluation.passed is False
     assert evaluation.metadata["datahub/failing_rows"].value == 2
@@ -84,7 +100,8 @@ def test_failing_error_check_blocks_publish_and_downstream(tmp_path):
     catalog = open_catalog(f"sqlite:///{home}/catalog.db", f"file://{home}/warehouse")
     table = catalog.load_table("shop_raw.orders")
     published = instance.get_latest_materialization_event(raw_key).asset_materialization
-    assert str(table.current_snapshot().snapshot_id) == \
-        published.metadata["datahub/snapshot_id"].value
+    assert (
+        str(table.current_snapshot().snapshot_id) == published.metadata["datahub/snapshot_id"].value
+    )
     assert str(table.current_snapshot().snapshot_id) != staged
     assert sorted(table.scan().to_arrow().column("id").to_pylist()) == [1, 2]

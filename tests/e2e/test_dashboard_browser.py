@@ -24,20 +24,36 @@ from datahub_resources.iceberg import IcebergResource, load_catalog
 
 pytestmark = [pytest.mark.slow]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run",
-         "--enable-logging=stderr", "--v=0", "--hide-scrollbars"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--enable-logging=stderr",
+    "--v=0",
+    "--hide-scrollbars",
+]
 
 
 def _chromium(tmp_path: Path, url: str, *args: str) -> subprocess.CompletedProcess:
     profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
-    return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args, url],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args, url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _console(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines()
-            if ":CONSOLE" in line or "Uncaught" in line or "ERR_" in line]
+    return [
+        line
+        for line in stderr.splitlines()
+        if ":CONSOLE" in line or "Uncaught" in line or "ERR_" in line
+    ]
 
 
 def _rows(now: datetime) -> tuple[list[dict], dict]:
@@ -49,20 +65,32 @@ def _rows(now: datetime) -> tuple[list[dict], dict]:
         ok, bad = d + 1, d % 3
         for i in range(ok + bad + 1):
             status = "success" if i < ok else "failed" if i < ok + bad else "skipped"
-            message = (f"shop/silver/orders_{i}.xml:4:{i}: table {1000 + i} has no column x"
-                       if status == "failed" else None)
+            message = (
+                f"shop/silver/orders_{i}.xml:4:{i}: table {1000 + i} has no column x"
+                if status == "failed"
+                else None
+            )
             start = day + timedelta(minutes=10 * i)
-            rows.append({
-                "run_id": f"run-{d}-{i}", "pipeline": f"shop.p{i % 4}", "app": "shop",
-                "layer": "silver", "status": status, "trigger": "schedule",
-                "run_status": "FAILURE" if bad else "SUCCESS",
-                "started_at": start, "ended_at": start + timedelta(seconds=5 + i),
-                "duration_s": float(5 + i) if status != "skipped" else None,
-                "error_class": "PipelineRunError" if message else None,
-                "error_message": message,
-                "error_signature": signature("PipelineRunError", message) if message else None,
-                "checks_passed": 1, "checks_failed": 0, "checks_warned": 0,
-            })
+            rows.append(
+                {
+                    "run_id": f"run-{d}-{i}",
+                    "pipeline": f"shop.p{i % 4}",
+                    "app": "shop",
+                    "layer": "silver",
+                    "status": status,
+                    "trigger": "schedule",
+                    "run_status": "FAILURE" if bad else "SUCCESS",
+                    "started_at": start,
+                    "ended_at": start + timedelta(seconds=5 + i),
+                    "duration_s": float(5 + i) if status != "skipped" else None,
+                    "error_class": "PipelineRunError" if message else None,
+                    "error_message": message,
+                    "error_signature": signature("PipelineRunError", message) if message else None,
+                    "checks_passed": 1,
+                    "checks_failed": 0,
+                    "checks_warned": 0,
+                }
+            )
         expected[f"{day:%Y-%m-%d}"] = (ok + bad + 1, ok, bad)
     return rows, expected
 
@@ -82,8 +110,9 @@ def test_dashboard_loads_cleanly_and_shows_the_seeded_counts(tmp_path, settings)
     dashboard = next(a for a in ops_assets if a.node_def.name == "ops__dashboard")
     with dg.instance_for_test():
         result = dg.materialize([dashboard], resources={"iceberg": IcebergResource()})
-    page = Path(result.asset_materializations_for_node("ops__dashboard")[0]
-                .metadata["dashboard"].value)
+    page = Path(
+        result.asset_materializations_for_node("ops__dashboard")[0].metadata["dashboard"].value
+    )
     html = page.read_text()
     assert "<script" not in html and "https://" not in html  # nothing to run, nothing to fetch
 
@@ -93,21 +122,30 @@ def test_dashboard_loads_cleanly_and_shows_the_seeded_counts(tmp_path, settings)
     dom = loaded.stdout
 
     def kpi(name: str) -> str:
-        return re.search(rf'id="kpi-{name}"><span class="value[^"]*" data-value="([^"]*)"',
-                         dom).group(1)
+        return re.search(
+            rf'id="kpi-{name}"><span class="value[^"]*" data-value="([^"]*)"', dom
+        ).group(1)
 
     runs = sum(v[0] for v in expected.values())
     ok = sum(v[1] for v in expected.values())
     bad = sum(v[2] for v in expected.values())
     assert (int(kpi("runs")), int(kpi("succeeded")), int(kpi("failed")), int(kpi("other"))) == (
-        runs, ok, bad, 7)
+        runs,
+        ok,
+        bad,
+        7,
+    )
     assert float(kpi("success-rate")) == pytest.approx(ok / (ok + bad), abs=1e-4)
     for day, (n, s, f) in expected.items():
-        assert (f'data-day="{day}" data-runs="{n}" data-succeeded="{s}" data-failed="{f}"'
-                in dom), day
+        assert f'data-day="{day}" data-runs="{n}" data-succeeded="{s}" data-failed="{f}"' in dom, (
+            day
+        )
     # the failures differ only in numbers and paths: one reason, counted once per failure
-    assert re.search(rf'<tr data-count="{bad}"><td class="n">{bad}</td><td><code>'
-                     r"PipelineRunError: &lt;path&gt;: table &lt;n&gt; has no column x", dom)
+    assert re.search(
+        rf'<tr data-count="{bad}"><td class="n">{bad}</td><td><code>'
+        r"PipelineRunError: &lt;path&gt;: table &lt;n&gt; has no column x",
+        dom,
+    )
     assert dom.count("<rect") > 7 and 'id="chart-slowest"' in dom
 
     shot = Path(os.environ.get("DATAHUB_DASHBOARD_SCREENSHOT", tmp_path / "dashboard.png"))

@@ -35,15 +35,17 @@ def _env(tmp: Path, pipelines: Path | None = None) -> dict[str, str]:
     (home / "dagster").mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "dagster.yaml", home / "dagster" / "dagster.yaml")
     return os.environ | {
-        "DATAHUB_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
+        "DATAHUB_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
         "DATAHUB_DATA_DIR": str(tmp / "data"),
         "DATAHUB_PIPELINES_DIR": str(pipelines or REPO / "pipelines_xml"),
     }
 
 
 def dg(*args: str, env: dict[str, str], ok: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(BIN / "dg"), *args], env=env, cwd=REPO, capture_output=True,
-                          text=True, timeout=900)
+    proc = subprocess.run(
+        [str(BIN / "dg"), *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=900
+    )
     text = proc.stdout + proc.stderr
     assert "SupersessionWarning" not in text, text[-3000:]
     if ok:
@@ -64,7 +66,8 @@ def test_dg_check_defs_reports_an_invalid_pipeline_with_file_and_line(tmp_path):
         '<pipeline id="orders" layer="raw">\n'
         '  <sources><csv id="o" path="x.csv"/></sources>\n'
         '  <targets><table table="orders" mode="upsert"/></targets>\n'
-        '</pipeline>\n')
+        "</pipeline>\n"
+    )
     proc = dg("check", "defs", env=_env(tmp_path, tmp_path / "pipes"), ok=False)
     assert proc.returncode != 0
     assert "orders.xml:3" in proc.stdout + proc.stderr
@@ -72,19 +75,33 @@ def test_dg_check_defs_reports_an_invalid_pipeline_with_file_and_line(tmp_path):
 
 SELECTIONS = {
     'key:"ecommerce/gold/*"': {"ecommerce/gold/customer_360"},
-    "group:gold": {"crm/gold/customer_revenue", "customer/gold/customer_by_country",
-                   "ecommerce/gold/customer_360"},
-    "kind:csv": {"customer/service/customer_by_country_export",
-                 "ecommerce/service/customer_360_csv"},
-    "tag:datahub/app=github": {"github/raw/events", "github/bronze/users_flat",
-                               "github/silver/users"},
+    "group:gold": {
+        "crm/gold/customer_revenue",
+        "customer/gold/customer_by_country",
+        "ecommerce/gold/customer_360",
+    },
+    "kind:csv": {
+        "customer/service/customer_by_country_export",
+        "ecommerce/service/customer_360_csv",
+    },
+    "tag:datahub/app=github": {
+        "github/raw/events",
+        "github/bronze/users_flat",
+        "github/silver/users",
+    },
     'key:"github/*"': {"github/raw/events", "github/bronze/users_flat", "github/silver/users"},
     'group:gold and key:"ecommerce/*"': {"ecommerce/gold/customer_360"},
     '+key:"ecommerce/gold/customer_360"': {  # with its upstream
-        "ecommerce/gold/customer_360", "ecommerce/silver/customer_sessions",
-        "ecommerce/silver/orders_enriched", "ecommerce/bronze/clickstream",
-        "ecommerce/bronze/customers", "ecommerce/bronze/orders", "ecommerce/raw/clickstream",
-        "ecommerce/raw/customers", "ecommerce/raw/orders"},
+        "ecommerce/gold/customer_360",
+        "ecommerce/silver/customer_sessions",
+        "ecommerce/silver/orders_enriched",
+        "ecommerce/bronze/clickstream",
+        "ecommerce/bronze/customers",
+        "ecommerce/bronze/orders",
+        "ecommerce/raw/clickstream",
+        "ecommerce/raw/customers",
+        "ecommerce/raw/orders",
+    },
 }
 
 
@@ -94,13 +111,16 @@ def test_dg_list_defs_with_each_documented_selection(tmp_path):
     keys = {a["asset_key"] for a in everything["assets"]}
     assert SELECTIONS["group:gold"] < keys and "ops/gold/pipeline_runs" in keys
     assert {s["name"] for s in everything["sensors"]} >= {"datahub_run_records"}
-    iceberg = json.loads(dg("list", "defs", "--json", "--assets", "kind:iceberg",
-                            env=env).stdout)["assets"]
+    iceberg = json.loads(dg("list", "defs", "--json", "--assets", "kind:iceberg", env=env).stdout)[
+        "assets"
+    ]
     assert {a["asset_key"] for a in iceberg} == {
-        a["asset_key"] for a in everything["assets"] if "iceberg" in a["kinds"]}
+        a["asset_key"] for a in everything["assets"] if "iceberg" in a["kinds"]
+    }
     for selection, expected in SELECTIONS.items():
-        listed = json.loads(dg("list", "defs", "--json", "--assets", selection,
-                               env=env).stdout)["assets"]
+        listed = json.loads(dg("list", "defs", "--json", "--assets", selection, env=env).stdout)[
+            "assets"
+        ]
         assert {a["asset_key"] for a in listed} == expected, selection
 
 
@@ -108,8 +128,13 @@ def test_dg_lists_and_documents_the_component_type(tmp_path):
     env = _env(tmp_path)
     listed = dg("list", "components", "--json", env=env).stdout
     assert f"datahub_assets.components.{TYPE_NAME}" in listed
-    doc = dg("utils", "inspect-component", f"datahub_assets.components.{TYPE_NAME}",
-             "--defs-yaml-json-schema", env=env).stdout
+    doc = dg(
+        "utils",
+        "inspect-component",
+        f"datahub_assets.components.{TYPE_NAME}",
+        "--defs-yaml-json-schema",
+        env=env,
+    ).stdout
     schema = json.loads(doc)
     attributes = schema["properties"]["attributes"]["properties"]
     assert "DATAHUB_PIPELINES_DIR" in attributes["pipelines_dir"]["description"]
@@ -124,8 +149,15 @@ def test_dg_launch_materialises_a_selection(tmp_path):
     generate(tmp_path / "data", rows=100, seed=7)
     proc = dg("launch", "--assets", 'key:"github/*"', env=env)
     assert "RUN_SUCCESS" in proc.stdout + proc.stderr
-    tables = subprocess.run([str(BIN / "datahub"), "tables"], env=env, cwd=REPO,
-                            capture_output=True, text=True, timeout=300, check=True).stdout
+    tables = subprocess.run(
+        [str(BIN / "datahub"), "tables"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
     rows = {line.split()[0]: line.split()[1] for line in tables.splitlines()[1:]}
     for table in ("github.raw.events", "github.bronze.users_flat", "github.silver.users"):
         assert rows[table].isdigit() and int(rows[table]) > 0, tables
@@ -134,9 +166,11 @@ def test_dg_launch_materialises_a_selection(tmp_path):
 
 # ------------------------------------------------------------------ dg dev
 def _graphql(port: int, query: str) -> dict:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql",
-                                 data=json.dumps({"query": query}).encode(),
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=60) as resp:
         return json.loads(resp.read())["data"]
 
@@ -176,13 +210,24 @@ def test_dg_dev_docs_tab_and_a_new_pipeline_after_reload(tmp_path):
     pipes = tmp_path / "pipes"
     env = _env(tmp_path, pipes)
     new = [str(BIN / "datahub"), "new", "pipeline", "shop"]
-    subprocess.run([*new, "raw", "orders", "--source", "csv"], env=env, cwd=REPO, check=True,
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [*new, "raw", "orders", "--source", "csv"],
+        env=env,
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     port = free_port()
     log = (tmp_path / "dg-dev.log").open("w")
-    proc = subprocess.Popen([str(BIN / "dg"), "dev", "--port", str(port), "--host",
-                             "127.0.0.1"], env=env, cwd=REPO, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(BIN / "dg"), "dev", "--port", str(port), "--host", "127.0.0.1"],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         _wait_loaded(port, proc, time.time() + 240)
         assert "shop/raw/orders" in _asset_keys(port)
@@ -195,8 +240,14 @@ def test_dg_dev_docs_tab_and_a_new_pipeline_after_reload(tmp_path):
         fields = ours["schema"]["properties"]
         assert "DATAHUB_PIPELINES_DIR" in fields["pipelines_dir"]["description"]
         # a scaffolded pipeline shows once the location reloads (the UI's "Reload")
-        subprocess.run([*new, "silver", "orders_clean", "--source", "table"], env=env,
-                       cwd=REPO, check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [*new, "silver", "orders_clean", "--source", "table"],
+            env=env,
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         assert "shop/silver/orders_clean" not in _asset_keys(port)
         _graphql(port, RELOAD)
         _wait_loaded(port, proc, time.time() + 240)

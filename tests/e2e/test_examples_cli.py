@@ -26,8 +26,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.spark, pytest.mark.xdist_group("e2e"
 
 def _run(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n" \
-                                 f"{proc.stderr[-6000:]}"
+    assert proc.returncode == 0, (
+        f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    )
     return proc
 
 
@@ -51,12 +52,27 @@ def demo(tmp_path_factory):
     }
     try:
         _run([str(BIN / "datahub"), "demo", "--fresh", "--rows", "300"], env)
-        _run([str(BIN / "dagster"), "asset", "materialize", "-m", "datahub_assets.definitions",
-              "--select", "*"], env)
+        _run(
+            [
+                str(BIN / "dagster"),
+                "asset",
+                "materialize",
+                "-m",
+                "datahub_assets.definitions",
+                "--select",
+                "*",
+            ],
+            env,
+        )
         yield root, env
     finally:
-        subprocess.run([str(BIN / "datahub"), "servers", "stop", "--purge"], env=env, cwd=REPO,
-                       capture_output=True, timeout=120)
+        subprocess.run(
+            [str(BIN / "datahub"), "servers", "stop", "--purge"],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            timeout=120,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +161,6 @@ def test_ecommerce_customer_360_export_matches_gold(demo, catalog):
     assert {str(r["customer_id"]) for r in exported} == {str(i) for i in ids}
 
 
-
 def test_materialisations_record_rows_schema_and_snapshot(demo, catalog):
     import dagster as dg
 
@@ -184,14 +199,20 @@ def _expected_revenue(env) -> dict[int, tuple]:
     import pymongo
 
     client = pymongo.MongoClient(env["PRODUCTS_MONGO_URI"])
-    category = {d["sku"]: d["category"]["main"]
-                for d in client["catalog"]["products"].find({"active": True})}
+    category = {
+        d["sku"]: d["category"]["main"]
+        for d in client["catalog"]["products"].find({"active": True})
+    }
     client.close()
-    out: dict[int, list] = {cid: [0, 0, set()] for (cid,) in _crm_sql(
-        env, "select customer_id from public.customers")}
-    for cid, sku, amount in _crm_sql(env, "select customer_id, product_sku, "
-                                     "round(quantity * unit_price, 2) from public.orders "
-                                     "where status <> 'cancelled'"):
+    out: dict[int, list] = {
+        cid: [0, 0, set()] for (cid,) in _crm_sql(env, "select customer_id from public.customers")
+    }
+    for cid, sku, amount in _crm_sql(
+        env,
+        "select customer_id, product_sku, "
+        "round(quantity * unit_price, 2) from public.orders "
+        "where status <> 'cancelled'",
+    ):
         out[cid][0] += 1
         out[cid][1] += amount
         if sku in category:
@@ -200,8 +221,12 @@ def _expected_revenue(env) -> dict[int, tuple]:
 
 
 def _reported(env) -> dict[int, tuple]:
-    return {cid: (n, rev, cats) for cid, n, rev, cats in _crm_sql(
-        env, "select customer_id, orders, revenue, categories from reporting.customer_revenue")}
+    return {
+        cid: (n, rev, cats)
+        for cid, n, rev, cats in _crm_sql(
+            env, "select customer_id, orders, revenue, categories from reporting.customer_revenue"
+        )
+    }
 
 
 def test_crm_database_and_mongo_to_reporting_table(demo, catalog):
@@ -209,7 +234,8 @@ def test_crm_database_and_mongo_to_reporting_table(demo, catalog):
     assert _reported(env) == _expected_revenue(env)
     raw = _rows(catalog, "crm_raw.orders")
     assert sorted(r["order_id"] for r in raw) == sorted(
-        i for (i,) in _crm_sql(env, "select order_id from public.orders"))
+        i for (i,) in _crm_sql(env, "select order_id from public.orders")
+    )
     products = _rows(catalog, "crm_silver.products")
     assert {"category_main", "dimensions_width", "variants_0_color", "tags_0"} <= set(products[0])
     assert len(products) == 36  # active products only (the <filter>)
@@ -217,15 +243,31 @@ def test_crm_database_and_mongo_to_reporting_table(demo, catalog):
 
 def test_crm_incremental_round_merges_new_and_tied_rows(demo, catalog):
     root, env = demo
-    before = catalog.load_table("crm_raw.orders").current_snapshot().summary \
-        .additional_properties["datahub.watermark.orders"]
+    before = (
+        catalog.load_table("crm_raw.orders")
+        .current_snapshot()
+        .summary.additional_properties["datahub.watermark.orders"]
+    )
     _run([str(BIN / "datahub"), "demo", "--touch-crm"], env)
-    _run([str(BIN / "dagster"), "asset", "materialize", "-m", "datahub_assets.definitions",
-          "--select", "*crm/service/customer_revenue_pg"], env)
+    _run(
+        [
+            str(BIN / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "datahub_assets.definitions",
+            "--select",
+            "*crm/service/customer_revenue_pg",
+        ],
+        env,
+    )
     ids = [r["order_id"] for r in _rows(catalog, "crm_raw.orders")]
     assert len(ids) == len(set(ids)) == _crm_sql(env, "select count(*) from public.orders")[0][0]
-    after = catalog.load_table("crm_raw.orders").current_snapshot().summary \
-        .additional_properties["datahub.watermark.orders"]
+    after = (
+        catalog.load_table("crm_raw.orders")
+        .current_snapshot()
+        .summary.additional_properties["datahub.watermark.orders"]
+    )
     assert after != before
     assert _reported(env) == _expected_revenue(env)
     segment = {r["customer_id"]: r["segment"] for r in _rows(catalog, "crm_silver.customers")}

@@ -47,8 +47,10 @@ def _wait(predicate, timeout: float, what: str, log: Path):
         if predicate():
             return
         time.sleep(2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; daemon log:\n"
-                         + log.read_text()[-8000:])
+    raise AssertionError(
+        f"timed out after {timeout:.0f} s waiting for {what}; daemon log:\n"
+        + log.read_text()[-8000:]
+    )
 
 
 def _totals(folder: Path) -> dict[str, float]:
@@ -72,29 +74,44 @@ def test_a_dropped_file_flows_to_the_service_export_while_the_daemon_runs(tmp_pa
     landing = data / "shop" / "landing" / "orders"
     landing.mkdir(parents=True)
     env = os.environ | {
-        "DATAHUB_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
-        "DATAHUB_DATA_DIR": str(data), "DATAHUB_PIPELINES_DIR": str(tmp_path / "pipelines"),
+        "DATAHUB_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "DATAHUB_DATA_DIR": str(data),
+        "DATAHUB_PIPELINES_DIR": str(tmp_path / "pipelines"),
     }
     log = tmp_path / "daemon.log"
     with log.open("w") as out:
         daemon = subprocess.Popen(
             [str(BIN / "dagster-daemon"), "run", "-m", "datahub_assets.definitions"],
-            env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            env=env,
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         (landing / "a.csv.tmp").write_text("order_id,customer,amount\n1,ann,10\n2,bob,5\n")
         os.replace(landing / "a.csv.tmp", landing / "a.csv")  # the usual atomic drop
         (landing / "bad.csv").write_text("")
         service = data / "shop" / "service" / "totals"
-        _wait(lambda: _totals(service) == {"ann": 10.0, "bob": 5.0}, 300,
-              "the first file in the service export", log)
+        _wait(
+            lambda: _totals(service) == {"ann": 10.0, "bob": 5.0},
+            300,
+            "the first file in the service export",
+            log,
+        )
         processed = data / "shop" / "processed"
         assert [p.name for p in processed.rglob("*.csv")] == ["a.csv"]
         (reason,) = (data / "shop" / "rejected").rglob("bad.csv.reason.json")
         assert json.loads(reason.read_text())["rule"] == "empty"
 
         (landing / "b.csv").write_text("order_id,customer,amount\n3,ann,7.5\n")
-        _wait(lambda: _totals(service) == {"ann": 17.5, "bob": 5.0}, 300,
-              "the second file in the service export", log)
+        _wait(
+            lambda: _totals(service) == {"ann": 17.5, "bob": 5.0},
+            300,
+            "the second file in the service export",
+            log,
+        )
         assert sorted(p.name for p in processed.rglob("*.csv")) == ["a.csv", "b.csv"]
         assert list(landing.iterdir()) == []
     finally:

@@ -44,7 +44,7 @@ DAILY = """<pipeline id="orders_daily" version="1.0.0" layer="gold">
 """
 SENSOR = "watch__shop__orders_raw__orders"
 AUTOMATION = "datahub_automation"  # evaluates every <schedule> of the project
-STOPPED = "datahub_run_records"    # runs by default; the operator stops it
+STOPPED = "datahub_run_records"  # runs by default; the operator stops it
 
 
 def _wait(predicate, timeout: float, what: str, log: Path):
@@ -54,8 +54,10 @@ def _wait(predicate, timeout: float, what: str, log: Path):
         if value:
             return value
         time.sleep(2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; daemon log:\n"
-                         + log.read_text()[-8000:])
+    raise AssertionError(
+        f"timed out after {timeout:.0f} s waiting for {what}; daemon log:\n"
+        + log.read_text()[-8000:]
+    )
 
 
 class Daemon:
@@ -67,8 +69,12 @@ class Daemon:
         with self.log.open("a") as out:
             self.proc = subprocess.Popen(
                 [str(BIN / "dagster-daemon"), "run", "-m", "datahub_assets.definitions"],
-                env=self.env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                env=self.env,
+                cwd=REPO,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -106,8 +112,9 @@ def _evaluation_ids(instance) -> list[int]:
 def _succeeded(instance) -> list:
     from dagster import DagsterRunStatus, RunsFilter
 
-    return instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.SUCCESS],
-                                        tags={"dagster/sensor_name": SENSOR}))
+    return instance.get_runs(
+        RunsFilter(statuses=[DagsterRunStatus.SUCCESS], tags={"dagster/sensor_name": SENSOR})
+    )
 
 
 def _row_count(catalog_uri: str, warehouse: str) -> int:
@@ -130,7 +137,8 @@ def databases(postgres_server):
 
 
 def test_runs_events_and_instigator_state_persist_across_a_daemon_restart(
-        tmp_path, postgres_server, databases, monkeypatch):
+    tmp_path, postgres_server, databases, monkeypatch
+):
     from dagster import AssetKey
     from dagster._core.scheduler.instigation import InstigatorStatus
 
@@ -146,34 +154,52 @@ def test_runs_events_and_instigator_state_persist_across_a_daemon_restart(
     data = tmp_path / "data"
     landing = data / "shop" / "landing" / "orders"
     landing.mkdir(parents=True)
-    catalog_uri = (f"postgresql+psycopg://datahub@127.0.0.1:{postgres_server.port}/"
-                   f"{catalog_db}")
+    catalog_uri = f"postgresql+psycopg://datahub@127.0.0.1:{postgres_server.port}/{catalog_db}"
     warehouse = f"file://{tmp_path / 'warehouse'}"
     instance_env = {  # what deploy/dagster.yaml reads; the password needs quoting in a URL
-        "DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": str(postgres_server.port),
-        "DAGSTER_PG_USER": "app_user", "DAGSTER_PG_PASSWORD": APP_USER_PASSWORD,
+        "DAGSTER_PG_HOST": "127.0.0.1",
+        "DAGSTER_PG_PORT": str(postgres_server.port),
+        "DAGSTER_PG_USER": "app_user",
+        "DAGSTER_PG_PASSWORD": APP_USER_PASSWORD,
         "DAGSTER_PG_DB": dagster_db,
     }
     for key, value in instance_env.items():
         monkeypatch.setenv(key, value)
-    env = os.environ | instance_env | {
-        "DATAHUB_HOME": str(tmp_path / "home"), "DAGSTER_HOME": str(dagster_home),
-        "DATAHUB_DATA_DIR": str(data), "DATAHUB_PIPELINES_DIR": str(tmp_path / "pipelines"),
-        "DATAHUB_CATALOG_URI": catalog_uri, "DATAHUB_WAREHOUSE": warehouse,
-    }
+    env = (
+        os.environ
+        | instance_env
+        | {
+            "DATAHUB_HOME": str(tmp_path / "home"),
+            "DAGSTER_HOME": str(dagster_home),
+            "DATAHUB_DATA_DIR": str(data),
+            "DATAHUB_PIPELINES_DIR": str(tmp_path / "pipelines"),
+            "DATAHUB_CATALOG_URI": catalog_uri,
+            "DATAHUB_WAREHOUSE": warehouse,
+        }
+    )
     log = tmp_path / "daemon.log"
     daemon = Daemon(env, log)
     try:
         # ---------------------------------------------------------------- first daemon
         daemon.start()
         (landing / "a.csv").write_text("order_id,customer,amount\n1,ann,10\n2,bob,5\n")
-        (first,) = _wait(lambda: _succeeded(_instance(dagster_home)), 300,
-                         "the sensor's run of a.csv", log)
-        _wait(lambda: _evaluation_ids(_instance(dagster_home)), 120,
-              "an evaluation of the automation sensor", log)
-        stop = subprocess.run([str(BIN / "dagster"), "sensor", "stop", STOPPED, "-m",
-                               "datahub_assets.definitions"], env=env, cwd=REPO,
-                              capture_output=True, text=True, timeout=120)
+        (first,) = _wait(
+            lambda: _succeeded(_instance(dagster_home)), 300, "the sensor's run of a.csv", log
+        )
+        _wait(
+            lambda: _evaluation_ids(_instance(dagster_home)),
+            120,
+            "an evaluation of the automation sensor",
+            log,
+        )
+        stop = subprocess.run(
+            [str(BIN / "dagster"), "sensor", "stop", STOPPED, "-m", "datahub_assets.definitions"],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert stop.returncode == 0, stop.stdout + stop.stderr
         daemon.stop()
 
@@ -185,7 +211,8 @@ def test_runs_events_and_instigator_state_persist_across_a_daemon_restart(
         assert not list(dagster_home.rglob("*.db")), "no SQLite storage beside PostgreSQL"
         assert instance.get_run_by_id(first.run_id).is_success
         materialized = instance.fetch_materializations(
-            AssetKey(["shop", "raw", "orders"]), limit=10).records
+            AssetKey(["shop", "raw", "orders"]), limit=10
+        ).records
         assert [r.run_id for r in materialized] == [first.run_id]
         assert instance.all_logs(first.run_id), "the run's event log"
         state = _state(instance)
@@ -204,8 +231,12 @@ def test_runs_events_and_instigator_state_persist_across_a_daemon_restart(
         # ----------------------------------- second daemon: goes on from the stored state
         daemon.start()
         (landing / "b.csv").write_text("order_id,customer,amount\n3,ann,7.5\n")
-        runs = _wait(lambda: (r := _succeeded(_instance(dagster_home))) and len(r) >= 2 and r,
-                     300, "the sensor's run of b.csv", log)
+        runs = _wait(
+            lambda: (r := _succeeded(_instance(dagster_home))) and len(r) >= 2 and r,
+            300,
+            "the sensor's run of b.csv",
+            log,
+        )
         time.sleep(12)  # two more sensor ticks: a.csv must not come back
         daemon.stop()
 
@@ -223,6 +254,8 @@ def test_runs_events_and_instigator_state_persist_across_a_daemon_restart(
         assert len(_ticks(instance, STOPPED)) == stopped_ticks
         assert _row_count(catalog_uri, warehouse) == 3
         assert sorted(p.name for p in (data / "shop" / "processed").rglob("*.csv")) == [
-            "a.csv", "b.csv"]
+            "a.csv",
+            "b.csv",
+        ]
     finally:
         daemon.stop()

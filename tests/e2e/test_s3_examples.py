@@ -34,14 +34,25 @@ def s3_demo(s3_endpoint, tmp_path_factory):
     local = root / "generated"
     generate(local, rows=200)
     uploaded = s3_apps.upload_landing(client, bucket, local)
-    aws = {"AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-           "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_REGION": REGION}
+    aws = {
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_REGION": REGION,
+    }
     env = s3_apps.base_env(root, f"s3://{bucket}/data", f"s3://{bucket}/warehouse", aws) | {
-        "DATAHUB_SPARK_STATE": str(root / "spark"), "DATAHUB_SPARK_DRIVER_MEMORY": "2g"}
+        "DATAHUB_SPARK_STATE": str(root / "spark"),
+        "DATAHUB_SPARK_DRIVER_MEMORY": "2g",
+    }
     try:
         s3_apps.materialize(env, s3_apps.asset_keys())
-        yield {"client": client, "bucket": bucket, "local": local, "uploaded": uploaded,
-               "catalog": s3_apps.catalog_of(env)}
+        yield {
+            "client": client,
+            "bucket": bucket,
+            "local": local,
+            "uploaded": uploaded,
+            "catalog": s3_apps.catalog_of(env),
+        }
     finally:
         spark_server.stop(root / "spark")
 
@@ -64,8 +75,9 @@ def test_every_table_is_in_the_s3_warehouse_and_every_drop_was_taken(s3_demo):
         table = catalog.load_table(identifier)
         assert table.current_snapshot() is not None, identifier
         assert table.location().startswith(f"s3://{bucket}/warehouse/"), identifier
-        assert all(f.file_path.startswith(f"s3://{bucket}/warehouse/")
-                   for f in data_files(table)), identifier
+        assert all(
+            f.file_path.startswith(f"s3://{bucket}/warehouse/") for f in data_files(table)
+        ), identifier
     keys = _keys(client, bucket, "data/")
     assert [k for k in keys if "/landing/" in k] == []
     assert [k for k in keys if "/rejected/" in k] == []

@@ -52,28 +52,67 @@ def start_cluster(root: Path, workers: int = 2, worker_memory: str = "1536m"):
     from datahub_resources.local_servers import free_port
 
     port, ui = free_port(), free_port()
-    env = os.environ | {"SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": "127.0.0.1",
-                        "SPARK_LOG_DIR": str(root), "SPARK_NO_DAEMONIZE": "1"}
+    env = os.environ | {
+        "SPARK_HOME": str(SPARK_HOME),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "SPARK_LOG_DIR": str(root),
+        "SPARK_NO_DAEMONIZE": "1",
+    }
     spark_class = str(SPARK_HOME / "bin" / "spark-class")
     procs = []
 
     def spawn(name: str, args: list[str]) -> None:
         log = open(root / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        procs.append(subprocess.Popen([spark_class, *args], env=env, stdout=log,
-                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      start_new_session=True, cwd=root))
+        procs.append(
+            subprocess.Popen(
+                [spark_class, *args],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=root,
+            )
+        )
 
-    spawn("master", ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-                     "--port", str(port), "--webui-port", str(ui)])
+    spawn(
+        "master",
+        [
+            "org.apache.spark.deploy.master.Master",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--webui-port",
+            str(ui),
+        ],
+    )
     url = f"spark://127.0.0.1:{port}"
     _wait(lambda: master_state(ui)["status"] == "ALIVE", 90, "the master did not start")
     for i in range(workers):
         (root / f"work{i}").mkdir()
-        spawn(f"worker{i}", ["org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
-                             "--cores", "1", "--memory", worker_memory, "--webui-port", "0",
-                             "--work-dir", str(root / f"work{i}"), url])
-    _wait(lambda: len([w for w in master_state(ui)["workers"] if w["state"] == "ALIVE"])
-          == workers, 90, f"{workers} workers did not register")
+        spawn(
+            f"worker{i}",
+            [
+                "org.apache.spark.deploy.worker.Worker",
+                "--host",
+                "127.0.0.1",
+                "--cores",
+                "1",
+                "--memory",
+                worker_memory,
+                "--webui-port",
+                "0",
+                "--work-dir",
+                str(root / f"work{i}"),
+                url,
+            ],
+        )
+    _wait(
+        lambda: len([w for w in master_state(ui)["workers"] if w["state"] == "ALIVE"]) == workers,
+        90,
+        f"{workers} workers did not register",
+    )
     return url, ui, procs
 
 
@@ -108,13 +147,15 @@ def local_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("local_run")
     generate(root / "data", rows=200)
     env = s3_apps.base_env(root, str(root / "data"), f"file://{root}/warehouse", {}) | {
-        "DATAHUB_SPARK_STATE": str(s3_apps.REPO / ".datahub" / "test-spark")}
+        "DATAHUB_SPARK_STATE": str(s3_apps.REPO / ".datahub" / "test-spark")
+    }
     s3_apps.materialize(env, s3_apps.asset_keys(APPS))
     return s3_apps.catalog_of(env)
 
 
 def test_apps_on_a_standalone_cluster_through_an_external_endpoint_equal_local(
-        cluster, local_run, s3_endpoint, tmp_path_factory):
+    cluster, local_run, s3_endpoint, tmp_path_factory
+):
     from datahub_assets.demo_data import generate
     from datahub_resources import spark_server
     from tests.s3 import ACCESS_KEY, REGION, SECRET_KEY, make_client
@@ -126,13 +167,16 @@ def test_apps_on_a_standalone_cluster_through_an_external_endpoint_equal_local(
     client.create_bucket(Bucket=bucket)
     generate(root / "generated", rows=200)
     s3_apps.upload_landing(client, bucket, root / "generated", APPS)
-    aws = {"AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-           "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_REGION": REGION}
+    aws = {
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_REGION": REGION,
+    }
 
     # the "external" Spark Connect server: started here, against the cluster
     old = dict(os.environ)
-    os.environ.update(aws | {"DATAHUB_SPARK_MASTER": master,
-                             "DATAHUB_SPARK_DRIVER_MEMORY": "1g"})
+    os.environ.update(aws | {"DATAHUB_SPARK_MASTER": master, "DATAHUB_SPARK_DRIVER_MEMORY": "1g"})
     try:
         server = spark_server.ensure_running(root / "connect")
     finally:
@@ -141,7 +185,9 @@ def test_apps_on_a_standalone_cluster_through_an_external_endpoint_equal_local(
     try:
         unused = root / "unused-state"
         env = s3_apps.base_env(root, f"s3://{bucket}/data", f"s3://{bucket}/warehouse", aws) | {
-            "DATAHUB_SPARK_REMOTE": server.remote, "DATAHUB_SPARK_STATE": str(unused)}
+            "DATAHUB_SPARK_REMOTE": server.remote,
+            "DATAHUB_SPARK_STATE": str(unused),
+        }
         s3_apps.materialize(env, s3_apps.asset_keys(APPS))
         state = master_state(ui)
         apps = [a for a in state["activeapps"] if a["name"] == "datahub-spark-connect"]
@@ -152,5 +198,6 @@ def test_apps_on_a_standalone_cluster_through_an_external_endpoint_equal_local(
     catalog = s3_apps.catalog_of(env)
     for identifier in s3_apps.tables(APPS):
         assert catalog.load_table(identifier).location().startswith(f"s3://{bucket}/")
-        assert s3_apps.table_rows(catalog, identifier) == \
-            s3_apps.table_rows(local_run, identifier), identifier
+        assert s3_apps.table_rows(catalog, identifier) == s3_apps.table_rows(
+            local_run, identifier
+        ), identifier

@@ -28,19 +28,29 @@ from tests.conftest import APP_USER_PASSWORD
 
 REPO = Path(__file__).resolve().parents[2]
 TRINO_VERSION = "476"
-JAVA_HOME = Path(os.environ.get("DATAHUB_TRINO_JAVA_HOME",
-                                "/usr/lib/jvm/temurin-25-jdk-amd64"))
+JAVA_HOME = Path(os.environ.get("DATAHUB_TRINO_JAVA_HOME", "/usr/lib/jvm/temurin-25-jdk-amd64"))
 pytestmark = [pytest.mark.slow, pytest.mark.spark, pytest.mark.xdist_group("e2e")]
 
 
 def _fetch(artifact: str) -> Path:
     """An artifact `group:name:version:type` from Maven Central, through the local repo."""
     group, name, version, kind = artifact.split(":")
-    path = (Path.home() / ".m2" / "repository" / group.replace(".", "/") / name / version
-            / f"{name}-{version}.{kind}")
+    path = (
+        Path.home()
+        / ".m2"
+        / "repository"
+        / group.replace(".", "/")
+        / name
+        / version
+        / f"{name}-{version}.{kind}"
+    )
     if not path.exists():
-        subprocess.run(["mvn", "-q", "-B", "dependency:get", f"-Dartifact={artifact}",
-                        "-Dtransitive=false"], check=True, capture_output=True, timeout=1200)
+        subprocess.run(
+            ["mvn", "-q", "-B", "dependency:get", f"-Dartifact={artifact}", "-Dtransitive=false"],
+            check=True,
+            capture_output=True,
+            timeout=1200,
+        )
     return path
 
 
@@ -58,8 +68,7 @@ def trino_home() -> Path:
     work.mkdir()
     core = _fetch(f"io.trino:trino-server-core:{TRINO_VERSION}:tar.gz")
     iceberg = _fetch(f"io.trino:trino-iceberg:{TRINO_VERSION}:zip")
-    subprocess.run(["tar", "xzf", str(core), "-C", str(work), "--strip-components=1"],
-                   check=True)
+    subprocess.run(["tar", "xzf", str(core), "-C", str(work), "--strip-components=1"], check=True)
     subprocess.run(["unzip", "-q", str(iceberg), "-d", str(work / "plugin")], check=True)
     (work / ".complete").touch()
     work.rename(home)
@@ -83,9 +92,14 @@ class Trino:
             return json.loads(response.read())
 
     def query(self, sql: str) -> tuple[list[str], list[list]]:
-        result = self._call(urllib.request.Request(
-            f"{self.url}/v1/statement", data=sql.encode(), method="POST",
-            headers={"X-Trino-User": "analyst"}))
+        result = self._call(
+            urllib.request.Request(
+                f"{self.url}/v1/statement",
+                data=sql.encode(),
+                method="POST",
+                headers={"X-Trino-User": "analyst"},
+            )
+        )
         columns, rows = [], []
         while True:
             if "error" in result:
@@ -112,47 +126,65 @@ def trino_env(tmp_path, postgres_server):
     local_servers.create_database(postgres_server, database)
     return {
         "DATAHUB_CATALOG_JDBC_URL": f"jdbc:postgresql://127.0.0.1:{postgres_server.port}/"
-                                    f"{database}",
+        f"{database}",
         "DATAHUB_CATALOG_USER": "app_user",
         "DATAHUB_CATALOG_PASSWORD": APP_USER_PASSWORD,  # quotes, backslashes, colon, @
         "DATAHUB_WAREHOUSE": f"file://{tmp_path / 'warehouse'}",
         # the S3 settings are parsed and validated at start; this warehouse is local
-        "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "unused", "AWS_SECRET_ACCESS_KEY": "unused",
-        "_catalog_uri": f"postgresql+psycopg://datahub@127.0.0.1:{postgres_server.port}/"
-                        f"{database}",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "unused",
+        "AWS_SECRET_ACCESS_KEY": "unused",
+        "_catalog_uri": f"postgresql+psycopg://datahub@127.0.0.1:{postgres_server.port}/{database}",
     }
 
 
 @pytest.fixture
 def trino(tmp_path, trino_env):
     if not (JAVA_HOME / "bin" / "java").exists():
-        pytest.skip(f"Trino {TRINO_VERSION} needs Java 24+: none at {JAVA_HOME} "
-                    "(set DATAHUB_TRINO_JAVA_HOME)")
+        pytest.skip(
+            f"Trino {TRINO_VERSION} needs Java 24+: none at {JAVA_HOME} "
+            "(set DATAHUB_TRINO_JAVA_HOME)"
+        )
     home = trino_home()
     etc, port = tmp_path / "trino-etc", _free_port()
     (etc / "catalog").mkdir(parents=True)
     (etc / "node.properties").write_text(
-        f"node.environment=test\nnode.id=datahub-test\nnode.data-dir={tmp_path / 'trino'}\n")
-    (etc / "jvm.config").write_text("-server\n-Xmx1G\n-XX:+UseG1GC\n-XX:+ExitOnOutOfMemoryError\n"
-                                    "-Djdk.attach.allowAttachSelf=true\n")
+        f"node.environment=test\nnode.id=datahub-test\nnode.data-dir={tmp_path / 'trino'}\n"
+    )
+    (etc / "jvm.config").write_text(
+        "-server\n-Xmx1G\n-XX:+UseG1GC\n-XX:+ExitOnOutOfMemoryError\n"
+        "-Djdk.attach.allowAttachSelf=true\n"
+    )
     (etc / "config.properties").write_text(
         f"coordinator=true\nnode-scheduler.include-coordinator=true\n"
         f"http-server.http.port={port}\ndiscovery.uri=http://127.0.0.1:{port}\n"
-        "query.max-memory=512MB\nquery.max-memory-per-node=512MB\n")
+        "query.max-memory=512MB\nquery.max-memory-per-node=512MB\n"
+    )
     catalog = (REPO / "deploy" / "trino" / "catalog" / "datahub.properties").read_text()
     (etc / "catalog" / "datahub.properties").write_text(
         catalog + "\n# test only: this test's warehouse is file://\n"
-                  "fs.native-local.enabled=true\nlocal.location=/\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("_")} | {
-        k: v for k, v in trino_env.items() if not k.startswith("_")} | {
-        "JAVA_HOME": str(JAVA_HOME), "PATH": f"{JAVA_HOME / 'bin'}:{os.environ['PATH']}"}
+        "fs.native-local.enabled=true\nlocal.location=/\n"
+    )
+    env = (
+        {k: v for k, v in os.environ.items() if not k.startswith("_")}
+        | {k: v for k, v in trino_env.items() if not k.startswith("_")}
+        | {"JAVA_HOME": str(JAVA_HOME), "PATH": f"{JAVA_HOME / 'bin'}:{os.environ['PATH']}"}
+    )
     log = tmp_path / "trino.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [str(home / "bin" / "launcher"), "run", f"--etc-dir={etc}",
-             f"--data-dir={tmp_path / 'trino'}"], env=env, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                str(home / "bin" / "launcher"),
+                "run",
+                f"--etc-dir={etc}",
+                f"--data-dir={tmp_path / 'trino'}",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     server = Trino(port)
     try:
         deadline = time.monotonic() + 240
@@ -169,8 +201,7 @@ def trino(tmp_path, trino_env):
             os.killpg(proc.pid, 9)
 
 
-def test_trino_reads_data_hub_tables_through_the_deploy_catalog(spark, settings, trino_env,
-                                                                  trino):
+def test_trino_reads_data_hub_tables_through_the_deploy_catalog(spark, settings, trino_env, trino):
     from datahub_assets.execute.writers.table import write_table
     from datahub_assets.spec.models import TableRef, TableTarget
     from datahub_assets.sql_cli import query
@@ -180,21 +211,38 @@ def test_trino_reads_data_hub_tables_through_the_deploy_catalog(spark, settings,
     orders = TableRef(app="shop", layer="raw", table="orders")
     schema = "id int, customer string, amount decimal(12,2), at timestamp"
     at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    write_table(spark, catalog, orders, spark.createDataFrame(
-        [(1, "ann", Decimal("10.50"), at), (2, "bob", None, at)], schema),
-        TableTarget(table="orders"), "r1")
-    write_table(spark, catalog, orders, spark.createDataFrame(
-        [(3, "ann", Decimal("2.25"), at)], schema), TableTarget(table="orders"), "r2")
-    write_table(spark, catalog, TableRef(app="shop", layer="silver", table="customers"),
-                spark.createDataFrame([("ann", "Ann"), ("bob", "Bob")],
-                                      "customer string, name string"),
-                TableTarget(table="customers"), "r3")
+    write_table(
+        spark,
+        catalog,
+        orders,
+        spark.createDataFrame([(1, "ann", Decimal("10.50"), at), (2, "bob", None, at)], schema),
+        TableTarget(table="orders"),
+        "r1",
+    )
+    write_table(
+        spark,
+        catalog,
+        orders,
+        spark.createDataFrame([(3, "ann", Decimal("2.25"), at)], schema),
+        TableTarget(table="orders"),
+        "r2",
+    )
+    write_table(
+        spark,
+        catalog,
+        TableRef(app="shop", layer="silver", table="customers"),
+        spark.createDataFrame([("ann", "Ann"), ("bob", "Bob")], "customer string, name string"),
+        TableTarget(table="customers"),
+        "r3",
+    )
 
     _, schemas = trino.query("show schemas from datahub")
     assert {"shop_raw", "shop_silver"} <= {s for (s,) in schemas}
-    sql = ("select c.name, count(*) as n, sum(o.amount) as total, max(o.at) as last "
-           "from datahub.shop_raw.orders o join datahub.shop_silver.customers c "
-           "on o.customer = c.customer group by c.name order by c.name")
+    sql = (
+        "select c.name, count(*) as n, sum(o.amount) as total, max(o.at) as last "
+        "from datahub.shop_raw.orders o join datahub.shop_silver.customers c "
+        "on o.customer = c.customer group by c.name order by c.name"
+    )
     columns, rows = trino.query(sql)
     assert columns == ["name", "n", "total", "last"]
     assert [r[:3] for r in rows] == [["Ann", 2, "12.75"], ["Bob", 1, None]]
@@ -203,7 +251,9 @@ def test_trino_reads_data_hub_tables_through_the_deploy_catalog(spark, settings,
     # the same text through `datahub sql` (Spark): the same rows
     _, spark_rows, _ = query(sql, settings, limit=10, spark=spark, catalog=catalog)
     assert [(r[0], r[1], r[2]) for r in spark_rows] == [
-        ("Ann", 2, Decimal("12.75")), ("Bob", 1, None)]
+        ("Ann", 2, Decimal("12.75")),
+        ("Bob", 1, None),
+    ]
 
     _, snapshots = trino.query('select count(*) from datahub.shop_raw."orders$snapshots"')
     assert snapshots == [[2]]

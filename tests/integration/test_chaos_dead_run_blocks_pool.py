@@ -46,17 +46,29 @@ def test_the_spark_slot_of_a_killed_run_is_freed_once_the_run_has_failed(tmp_pat
     instance = _instance(tmp_path)
     storage = instance.event_log_storage
     storage.initialize_concurrency_limit_to_default("spark")
-    run = instance.add_run(DagsterRun(job_name="__ASSET_JOB", run_id=str(uuid.uuid4()),
-                                      run_config=None, status=dg.DagsterRunStatus.STARTED))
+    run = instance.add_run(
+        DagsterRun(
+            job_name="__ASSET_JOB",
+            run_id=str(uuid.uuid4()),
+            run_config=None,
+            status=dg.DagsterRunStatus.STARTED,
+        )
+    )
     claim = storage.claim_concurrency_slot("spark", run.run_id, "chaos__events_raw", 0)
     assert claim.slot_status.value == "CLAIMED"
     # kill -9 of the step's process: nothing frees the slot; the run is then marked failed
     instance.report_run_failed(run, "run worker killed")
     # the daemon's concurrency monitoring, a day later
-    with mock.patch.object(concurrency, "get_current_datetime",
-                           lambda: get_current_datetime() + datetime.timedelta(days=1)):
-        list(concurrency.execute_concurrency_slots_iteration(
-            SimpleNamespace(instance=instance), logging.getLogger(__name__)))
+    with mock.patch.object(
+        concurrency,
+        "get_current_datetime",
+        lambda: get_current_datetime() + datetime.timedelta(days=1),
+    ):
+        list(
+            concurrency.execute_concurrency_slots_iteration(
+                SimpleNamespace(instance=instance), logging.getLogger(__name__)
+            )
+        )
     assert storage.get_concurrency_info("spark").claimed_slots == []
 
 

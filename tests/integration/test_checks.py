@@ -18,8 +18,10 @@ pytestmark = pytest.mark.spark
 
 NOW = datetime(2024, 6, 1, 12, 0, 0)
 COLS = ["id", "line", "email", "amount", "status", "qty", "price", "total", "updated_at", "cust"]
-DDL = ("id long, line int, email string, amount double, status string, qty int, price double, "
-       "total double, updated_at timestamp, cust long")
+DDL = (
+    "id long, line int, email string, amount double, status string, qty int, price double, "
+    "total double, updated_at timestamp, cust long"
+)
 ROWS = [
     (1, 1, "a@x.org", 10.0, "new", 2, 5.0, 10.0, NOW - timedelta(hours=1), 100),
     (1, 2, "b@x.org", 0.0, "paid", 1, 3.0, 3.0, NOW - timedelta(hours=2), 101),
@@ -60,20 +62,30 @@ def test_row_checks_exact_counts(spark, df, ctx):
     accepted = {"new", "paid", "shipped", "cancelled"}
     pattern = r"^[^@]+@[^@]+$"
     cases = [
-        (chk(kind="notNull", columns="id,email"),
-         count(lambda r: r["id"] is None or r["email"] is None)),
+        (
+            chk(kind="notNull", columns="id,email"),
+            count(lambda r: r["id"] is None or r["email"] is None),
+        ),
         (chk(kind="notNull", columns="line"), 0),
-        (chk(kind="range", column="amount", min=0, max=100),
-         count(lambda r: r["amount"] is not None and not 0 <= r["amount"] <= 100)),
+        (
+            chk(kind="range", column="amount", min=0, max=100),
+            count(lambda r: r["amount"] is not None and not 0 <= r["amount"] <= 100),
+        ),
         (chk(kind="range", column="amount", min=-10), 0),
-        (chk(kind="acceptedValues", column="status", values="new,paid,shipped,cancelled"),
-         count(lambda r: r["status"] is not None and r["status"] not in accepted)),
+        (
+            chk(kind="acceptedValues", column="status", values="new,paid,shipped,cancelled"),
+            count(lambda r: r["status"] is not None and r["status"] not in accepted),
+        ),
         (chk(kind="acceptedValues", column="line", values="1,2"), 0),  # compared as strings
-        (chk(kind="regex", column="email", pattern=pattern),
-         count(lambda r: r["email"] is not None and not re.search(pattern, r["email"]))),
+        (
+            chk(kind="regex", column="email", pattern=pattern),
+            count(lambda r: r["email"] is not None and not re.search(pattern, r["email"])),
+        ),
         (chk(kind="regex", column="email", pattern="."), 0),
-        (chk(kind="expression", name="total_ok", expr="total = qty * price"),
-         count(lambda r: r["total"] is None or r["total"] != r["qty"] * r["price"])),
+        (
+            chk(kind="expression", name="total_ok", expr="total = qty * price"),
+            count(lambda r: r["total"] is None or r["total"] != r["qty"] * r["price"]),
+        ),
         (chk(kind="expression", expr="qty > 0"), 0),
     ]
     outcomes = run(spark, df, ctx, *[c for c, _ in cases])
@@ -93,17 +105,23 @@ def test_samples_hold_failing_rows_as_given(spark, df, ctx):
     assert sorted(s["email"] for s in o.sample) == ["***", "bad-email"]  # masked stays masked
     assert list(o.sample[0])[:6] == ["email", "id", "line", "amount", "status", "qty"]
     (o,) = run(spark, df, ctx, chk(kind="notNull", columns="amount"))
-    assert o.sample == [{"amount": None, "id": 3, "line": 1, "email": "c@x.org",
-                         "status": None, "qty": 2}]
+    assert o.sample == [
+        {"amount": None, "id": 3, "line": 1, "email": "c@x.org", "status": None, "qty": 2}
+    ]
 
 
 def test_unique_over_two_columns(spark, df, ctx):
     keys = [(r["id"], r["line"]) for r in DICTS if r["id"] is not None]
     dup_rows = sum(1 for k in keys if keys.count(k) > 1)
     dup_keys = len({k for k in keys if keys.count(k) > 1})
-    bad, good, single = run(spark, df, ctx, chk(kind="unique", columns="id,line"),
-                            chk(kind="unique", columns="id,line,email"),
-                            chk(kind="unique", columns="id"))
+    bad, good, single = run(
+        spark,
+        df,
+        ctx,
+        chk(kind="unique", columns="id,line"),
+        chk(kind="unique", columns="id,line,email"),
+        chk(kind="unique", columns="id"),
+    )
     assert (bad.failing_rows, bad.metadata["duplicate_keys"]) == (dup_rows, dup_keys) == (4, 2)
     assert not bad.passed and len(bad.sample) == 4
     assert {(s["id"], s["line"]) for s in bad.sample} == {(2, 1), (4, 1)}
@@ -113,15 +131,26 @@ def test_unique_over_two_columns(spark, df, ctx):
 
 
 def test_row_count_bounds(spark, df, ctx):
-    outcomes = run(spark, df, ctx, chk(kind="rowCount", min=1, max=8),
-                   chk(kind="rowCount", min=9), chk(kind="rowCount", max=7))
+    outcomes = run(
+        spark,
+        df,
+        ctx,
+        chk(kind="rowCount", min=1, max=8),
+        chk(kind="rowCount", min=9),
+        chk(kind="rowCount", max=7),
+    )
     assert [(o.passed, o.failing_rows) for o in outcomes] == [(True, 0), (False, 8), (False, 8)]
     assert outcomes[1].description == "8 rows, expected at least 9"
 
 
 def test_freshness_with_fixed_now(spark, df, ctx):
-    fresh, stale = run(spark, df, ctx, chk(kind="freshness", column="updated_at", maxAge="PT6H"),
-                       chk(kind="freshness", column="updated_at", maxAge="PT1M"))
+    fresh, stale = run(
+        spark,
+        df,
+        ctx,
+        chk(kind="freshness", column="updated_at", maxAge="PT6H"),
+        chk(kind="freshness", column="updated_at", maxAge="PT1M"),
+    )
     newest = max(r["updated_at"] for r in DICTS if r["updated_at"])
     assert fresh.passed and fresh.metadata["max_age_s"] == (NOW - newest).total_seconds() == 300
     assert fresh.metadata["limit_s"] == 21600
@@ -131,8 +160,9 @@ def test_freshness_with_fixed_now(spark, df, ctx):
 
 
 def test_invalid_checks_fail_with_a_reason(spark, df, ctx):
-    missing, bad_expr = run(spark, df, ctx, chk(kind="notNull", columns="nope"),
-                            chk(kind="expression", expr="qty + 1"))
+    missing, bad_expr = run(
+        spark, df, ctx, chk(kind="notNull", columns="nope"), chk(kind="expression", expr="qty + 1")
+    )
     assert not missing.passed and "nope" in missing.description
     assert not bad_expr.passed and "not boolean" in bad_expr.description
 
@@ -145,18 +175,35 @@ def test_referential_against_iceberg_table(spark, df, ctx, settings):
     catalog = load_catalog(settings)
     ref = TableRef(app="shop", layer="silver", table="customers")
     known = [100, 101, 102, 998]
-    write_table(spark, catalog, ref, spark.createDataFrame([(k, f"c{k}") for k in known],
-                                                           "customer_id long, name string"),
-                TableTarget(table="customers", mode="overwrite"), "test")
+    write_table(
+        spark,
+        catalog,
+        ref,
+        spark.createDataFrame([(k, f"c{k}") for k in known], "customer_id long, name string"),
+        TableTarget(table="customers", mode="overwrite"),
+        "test",
+    )
     check = chk(kind="referential", column="cust", ref="silver.customers.customer_id")
-    (o,) = run(spark, df, ctx, check, read_table=lambda r: read_table(spark, catalog, r),
-               referenced={check.check_name: ref})
+    (o,) = run(
+        spark,
+        df,
+        ctx,
+        check,
+        read_table=lambda r: read_table(spark, catalog, r),
+        referenced={check.check_name: ref},
+    )
     expected = count(lambda r: r["cust"] is not None and r["cust"] not in known)
     assert (o.failing_rows, o.total_rows, o.passed) == (expected, 8, False) == (1, 8, False)
     assert [s["cust"] for s in o.sample] == [999]
     ok = chk(kind="referential", column="cust", ref="silver.customers.customer_id", name="ok")
-    (o,) = run(spark, df.where("cust <> 999"), ctx, ok,
-               read_table=lambda r: read_table(spark, catalog, r), referenced={"ok": ref})
+    (o,) = run(
+        spark,
+        df.where("cust <> 999"),
+        ctx,
+        ok,
+        read_table=lambda r: read_table(spark, catalog, r),
+        referenced={"ok": ref},
+    )
     assert o.passed and o.failing_rows == 0 and o.sample == []
 
 
@@ -167,9 +214,14 @@ def _avsc(tmp_path, fields):
 
 
 def test_schema_check(spark, df, ctx, tmp_path):
-    ok = _avsc(tmp_path, [{"name": "id", "type": ["null", "long"]},
-                          {"name": "email", "type": ["null", "string"]},
-                          {"name": "line", "type": "int"}])
+    ok = _avsc(
+        tmp_path,
+        [
+            {"name": "id", "type": ["null", "long"]},
+            {"name": "email", "type": ["null", "string"]},
+            {"name": "line", "type": "int"},
+        ],
+    )
     (o,) = run(spark, df, ctx, chk(kind="schema", schemaRef=ok))
     assert o.passed and o.failing_rows == 0 and "extra_columns" in o.metadata
     nn = _avsc(tmp_path, [{"name": "id", "type": "long"}, {"name": "email", "type": "string"}])
@@ -188,16 +240,22 @@ def test_ten_passing_column_checks_are_one_job(spark, df, ctx, tmp_path, monkeyp
     real = aggregate.run_aggregation
     monkeypatch.setattr(aggregate, "run_aggregation", lambda f: calls.append(1) or real(f))
     sampled = []
-    monkeypatch.setattr("datahub_assets.execute.checks.samples.collect_sample",
-                        lambda *a: sampled.append(1) or [])
+    monkeypatch.setattr(
+        "datahub_assets.execute.checks.samples.collect_sample", lambda *a: sampled.append(1) or []
+    )
     schema = _avsc(tmp_path, [{"name": "line", "type": "int"}])
-    checks = [chk(kind="notNull", columns="line"), chk(kind="unique", columns="line,cust,id"),
-              chk(kind="rowCount", min=1), chk(kind="range", column="qty", min=1),
-              chk(kind="acceptedValues", column="line", values="1,2"),
-              chk(kind="regex", column="status", pattern="^[a-z]+$"),
-              chk(kind="freshness", column="updated_at", maxAge="P1D"),
-              chk(kind="expression", expr="qty >= 1"), chk(kind="schema", schemaRef=schema),
-              chk(kind="range", column="price", max=5)]
+    checks = [
+        chk(kind="notNull", columns="line"),
+        chk(kind="unique", columns="line,cust,id"),
+        chk(kind="rowCount", min=1),
+        chk(kind="range", column="qty", min=1),
+        chk(kind="acceptedValues", column="line", values="1,2"),
+        chk(kind="regex", column="status", pattern="^[a-z]+$"),
+        chk(kind="freshness", column="updated_at", maxAge="P1D"),
+        chk(kind="expression", expr="qty >= 1"),
+        chk(kind="schema", schemaRef=schema),
+        chk(kind="range", column="price", max=5),
+    ]
     outcomes = run(spark, df, ctx, *checks)
     assert all(o.passed for o in outcomes), [o.description for o in outcomes if not o.passed]
     assert (len(calls), len(sampled)) == (1, 0)

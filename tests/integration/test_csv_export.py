@@ -19,8 +19,9 @@ RUN = date(2024, 3, 1)
 
 
 def _frame(spark):
-    return spark.createDataFrame([(1, "a", "EU"), (2, "b", "US"), (3, "c", "EU")],
-                                 "id int, name string, region string").coalesce(1)
+    return spark.createDataFrame(
+        [(1, "a", "EU"), (2, "b", "US"), (3, "c", "EU")], "id int, name string, region string"
+    ).coalesce(1)
 
 
 def _lines(paths) -> list[str]:
@@ -48,8 +49,9 @@ def test_overwrite_gzip_with_date_expansion(spark, tmp_path):
 def test_append_error_ignore_modes(spark, tmp_path):
     path = str(tmp_path / "out")
     write_csv(spark, _frame(spark), CsvTarget(path="out", header=False), path, RUN)
-    result = write_csv(spark, _frame(spark).limit(1),
-                       CsvTarget(path="out", mode="append", header=False), path, RUN)
+    result = write_csv(
+        spark, _frame(spark).limit(1), CsvTarget(path="out", mode="append", header=False), path, RUN
+    )
     files = [os.path.join(path, f) for f in os.listdir(path)]
     assert sorted(_lines(files)) == ["1,a,EU", "1,a,EU", "2,b,US", "3,c,EU"]
     assert result.rows == 1 and len(result.files) == 1
@@ -72,7 +74,8 @@ def test_failed_export_keeps_the_old_folder(spark, tmp_path):
     write_csv(spark, _frame(spark), CsvTarget(path="out"), path, RUN)
     before = sorted(os.listdir(path))
     bad = _frame(spark).withColumn(
-        "name", F.when(F.col("id") == 3, F.raise_error(F.lit("boom"))).otherwise(F.col("name")))
+        "name", F.when(F.col("id") == 3, F.raise_error(F.lit("boom"))).otherwise(F.col("name"))
+    )
     with pytest.raises(Exception, match="boom"):
         write_csv(spark, bad, CsvTarget(path="out"), path, RUN)
     assert sorted(os.listdir(path)) == before

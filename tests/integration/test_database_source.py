@@ -18,8 +18,17 @@ from tests.conftest import APP_USER_PASSWORD
 
 pytestmark = pytest.mark.spark
 
-INJECTIONS = ["'; DROP TABLE crm_people; --", "O'Brien", "back\\slash\\", "\\'; DROP TABLE x; --",
-              "ünïcødé ✓ 'quoted' \"dq\"", "$$; DROP TABLE x; $$", "a`b", "--", "/* c */"]
+INJECTIONS = [
+    "'; DROP TABLE crm_people; --",
+    "O'Brien",
+    "back\\slash\\",
+    "\\'; DROP TABLE x; --",
+    "ünïcødé ✓ 'quoted' \"dq\"",
+    "$$; DROP TABLE x; $$",
+    "a`b",
+    "--",
+    "/* c */",
+]
 
 
 @pytest.fixture(params=["postgres", "mariadb"])
@@ -35,16 +44,19 @@ def db(request, monkeypatch):
         monkeypatch.setenv("CRM_DB", f"app_user:{APP_USER_PASSWORD}")
 
         def connect():
-            return psycopg.connect(host="127.0.0.1", port=server.port, user="datahub",
-                                   dbname=name, autocommit=True)
+            return psycopg.connect(
+                host="127.0.0.1", port=server.port, user="datahub", dbname=name, autocommit=True
+            )
     else:
         import pymysql
 
         monkeypatch.setenv("CRM_DB", "root")
 
         def connect():
-            return pymysql.connect(host="127.0.0.1", port=server.port, user="root",
-                                   database=name, autocommit=True)
+            return pymysql.connect(
+                host="127.0.0.1", port=server.port, user="root", database=name, autocommit=True
+            )
+
     return server, url, connect
 
 
@@ -64,9 +76,12 @@ def _exec(connect, *statements, params=None):
 
 def _people(server, connect, rows):
     ts = "timestamp(6)" if server.kind == "mariadb" else "timestamp"
-    _exec(connect, "drop table if exists crm_people",
-          f"create table crm_people (id integer primary key, name varchar(200), "
-          f"amount decimal(12,2), updated_at {ts} null)")
+    _exec(
+        connect,
+        "drop table if exists crm_people",
+        f"create table crm_people (id integer primary key, name varchar(200), "
+        f"amount decimal(12,2), updated_at {ts} null)",
+    )
     _insert(server, connect, rows)
 
 
@@ -90,7 +105,8 @@ def _pipeline(settings, url, body, targets, layer="raw", app_yaml=None, job=None
         (settings.pipelines_dir / "crm" / "jobs").mkdir(exist_ok=True)
         (settings.pipelines_dir / "crm" / "jobs" / "j.xml").write_text(
             f'<jobPipeline id="j">{job}<pipelines><pipelineRef id="people"/></pipelines>'
-            '</jobPipeline>')
+            "</jobPipeline>"
+        )
     (folder / "people.xml").write_text(f"""<pipeline id="people" layer="{layer}">
   <sources>
     {body.format(url=url)}
@@ -119,10 +135,14 @@ def test_table_source_partitioned_read_equals_the_source(spark, settings, db):
     server, url, connect = db
     rows = [(i, f"n{i}", Decimal(i) / 4, T0 + dt.timedelta(minutes=i)) for i in range(1, 501)]
     _people(server, connect, rows)
-    spec = _pipeline(settings, url, """<database id="people" jdbcUrl="{url}" userSecretRef="CRM_DB"
+    spec = _pipeline(
+        settings,
+        url,
+        """<database id="people" jdbcUrl="{url}" userSecretRef="CRM_DB"
         partitionColumn="id" numPartitions="4" fetchSize="50">
         <table name="crm_people"/></database>""",
-        '<table table="people" mode="append"/>')
+        '<table table="people" mode="append"/>',
+    )
     (out,) = run_pipeline(spec, _ctx(spark, settings), load_catalog(settings))
     assert out.rows == 500
     got = sorted((r["id"], r["name"], r["amount"]) for r in _table(load_catalog(settings)))
@@ -133,11 +153,16 @@ def test_table_source_partitioned_read_equals_the_source(spark, settings, db):
 def test_parameters_are_literals_not_sql(spark, settings, db, payload):
     server, url, connect = db
     _people(server, connect, [(1, payload, Decimal("1.00"), T0), (2, "other", Decimal(2), T0)])
-    spec = _pipeline(settings, url, """<database id="people" jdbcUrl="{url}" userSecretRef="CRM_DB">
+    spec = _pipeline(
+        settings,
+        url,
+        """<database id="people" jdbcUrl="{url}" userSecretRef="CRM_DB">
       <sql><![CDATA[select id, name, :runDate as run_day, ':notaparam' as lit
                     from crm_people where name = :who -- :commented
-      ]]></sql></database>""", '<table table="people" mode="append"/>',
-        job='<parameters><parameter name="who" default="nobody"/></parameters>')
+      ]]></sql></database>""",
+        '<table table="people" mode="append"/>',
+        job='<parameters><parameter name="who" default="nobody"/></parameters>',
+    )
     ctx = _ctx(spark, settings, run_date=dt.date(2024, 5, 6), params={"who": payload})
     # the job pipeline declares :who; the run's value reaches the step as ctx.params
     (out,) = run_pipeline(spec, ctx, load_catalog(settings))
@@ -152,9 +177,13 @@ def test_wrong_password_error_names_no_secret(spark, settings, postgres_server, 
     local_servers.create_database(postgres_server, "crm_pw")
     secret = "Sup3r-Secret-Value'x"
     monkeypatch.setenv("CRM_DB", f"app_user:{secret}")
-    spec = _pipeline(settings, postgres_server.jdbc_url("crm_pw"),
-                     """<database id="people" jdbcUrl="{url}" userSecretRef="CRM_DB">
-                     <table name="crm_people"/></database>""", '<table table="people"/>')
+    spec = _pipeline(
+        settings,
+        postgres_server.jdbc_url("crm_pw"),
+        """<database id="people" jdbcUrl="{url}" userSecretRef="CRM_DB">
+                     <table name="crm_people"/></database>""",
+        '<table table="people"/>',
+    )
     with pytest.raises(PipelineRunError) as err:
         run_pipeline(spec, _ctx(spark, settings), load_catalog(settings))
     text = f"{err.value!r} {err.value} {err.value.__cause__}"
@@ -166,14 +195,23 @@ def test_credentials_never_in_outcome_or_plan(spark, settings, postgres_server, 
     local_servers.create_database(postgres_server, "crm_plan")
     import psycopg
 
-    with psycopg.connect(host="127.0.0.1", port=postgres_server.port, user="datahub",
-                         dbname="crm_plan", autocommit=True) as conn:
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=postgres_server.port,
+        user="datahub",
+        dbname="crm_plan",
+        autocommit=True,
+    ) as conn:
         conn.execute("create table if not exists t (id int)")
         conn.execute("insert into t values (1)")
     monkeypatch.setenv("CRM_DB", f"app_user:{APP_USER_PASSWORD}")
-    spec = _pipeline(settings, postgres_server.jdbc_url("crm_plan"),
-                     """<database id="people" jdbcUrl="{url}" userSecretRef="CRM_DB">
-                     <table name="t"/></database>""", '<table table="people"/>')
+    spec = _pipeline(
+        settings,
+        postgres_server.jdbc_url("crm_plan"),
+        """<database id="people" jdbcUrl="{url}" userSecretRef="CRM_DB">
+                     <table name="t"/></database>""",
+        '<table table="people"/>',
+    )
     from datahub_assets.execute.readers.database import read_database
 
     df = read_database(spec.pipeline.sources[0], _ctx(spark, settings, spec=spec))
@@ -195,42 +233,59 @@ def test_incremental_three_runs_with_boundary_ties(spark, settings, db):
     rows are merged (no duplicates), and Iceberg equals the source after every run."""
     server, url, connect = db
     _people(server, connect, [(1, "a", Decimal(1), T0), (2, "b", Decimal(2), T0)])
-    spec = _pipeline(settings, url, """<database id="people" jdbcUrl="{url}" userSecretRef="CRM_DB"
+    spec = _pipeline(
+        settings,
+        url,
+        """<database id="people" jdbcUrl="{url}" userSecretRef="CRM_DB"
         partitionColumn="id" numPartitions="2"><table name="crm_people"/>
         <incremental column="updated_at"/></database>""",
-        '<table table="people" mode="merge" keys="id"/>')
+        '<table table="people" mode="merge" keys="id"/>',
+    )
     catalog = load_catalog(settings)
 
     def check(run):
         run_pipeline(spec, _ctx(spark, settings, run_id=run), load_catalog(settings))
-        source = sorted((r[0], r[1], r[2]) for r in _exec(
-            connect, "select id, name, amount from crm_people"))
+        source = sorted(
+            (r[0], r[1], r[2]) for r in _exec(connect, "select id, name, amount from crm_people")
+        )
         got = sorted((r["id"], r["name"], r["amount"]) for r in _table(load_catalog(settings)))
         assert got == source
         return got
 
     check("r1")
     # a late row with the watermark's exact value, an update, and a new row
-    _insert(server, connect, [(3, "c", Decimal(3), T0), (4, "d", Decimal(4),
-                                                          T0 + dt.timedelta(seconds=1))])
-    _exec(connect, "update crm_people set name = 'b2', updated_at = %s where id = 2",
-          params=(T0 + dt.timedelta(seconds=2),))
+    _insert(
+        server,
+        connect,
+        [(3, "c", Decimal(3), T0), (4, "d", Decimal(4), T0 + dt.timedelta(seconds=1))],
+    )
+    _exec(
+        connect,
+        "update crm_people set name = 'b2', updated_at = %s where id = 2",
+        params=(T0 + dt.timedelta(seconds=2),),
+    )
     got = check("r2")
     assert len(got) == 4
-    _exec(connect, "update crm_people set name = 'a2', updated_at = %s where id = 1",
-          params=(T0 + dt.timedelta(seconds=2),))
+    _exec(
+        connect,
+        "update crm_people set name = 'a2', updated_at = %s where id = 1",
+        params=(T0 + dt.timedelta(seconds=2),),
+    )
     check("r3")
     snap = catalog.load_table("crm_raw.people").current_snapshot()
-    assert "2024-01-01T10:00:02" in snap.summary.additional_properties[
-        "datahub.watermark.people"]
+    assert "2024-01-01T10:00:02" in snap.summary.additional_properties["datahub.watermark.people"]
 
 
 def test_failed_run_keeps_the_watermark(spark, settings, db, monkeypatch):
     server, url, connect = db
     _people(server, connect, [(1, "a", Decimal(1), T0)])
-    spec = _pipeline(settings, url, """<database id="people" jdbcUrl="{url}" userSecretRef="CRM_DB">
+    spec = _pipeline(
+        settings,
+        url,
+        """<database id="people" jdbcUrl="{url}" userSecretRef="CRM_DB">
         <table name="crm_people"/><incremental column="updated_at"/></database>""",
-        '<table table="people" mode="merge" keys="id"/>')
+        '<table table="people" mode="merge" keys="id"/>',
+    )
     run_pipeline(spec, _ctx(spark, settings, run_id="r1"), load_catalog(settings))
     before = load_catalog(settings).load_table("crm_raw.people").current_snapshot()
     _insert(server, connect, [(2, "b", Decimal(2), T0 + dt.timedelta(hours=1))])
@@ -252,19 +307,31 @@ def test_failed_run_keeps_the_watermark(spark, settings, db, monkeypatch):
 
 def test_full_refresh_reads_everything_again(spark, settings, db):
     server, url, connect = db
-    _people(server, connect, [(1, "a", Decimal(1), T0), (2, "b", Decimal(2), T0),
-                              (3, "c", Decimal(3), T0 + dt.timedelta(hours=1))])
-    spec = _pipeline(settings, url, """<database id="people" jdbcUrl="{url}" userSecretRef="CRM_DB">
+    _people(
+        server,
+        connect,
+        [
+            (1, "a", Decimal(1), T0),
+            (2, "b", Decimal(2), T0),
+            (3, "c", Decimal(3), T0 + dt.timedelta(hours=1)),
+        ],
+    )
+    spec = _pipeline(
+        settings,
+        url,
+        """<database id="people" jdbcUrl="{url}" userSecretRef="CRM_DB">
         <table name="crm_people"/><incremental column="updated_at"/></database>""",
-        '<table table="people" mode="merge" keys="id"/>')
+        '<table table="people" mode="merge" keys="id"/>',
+    )
     run_pipeline(spec, _ctx(spark, settings, run_id="r1"), load_catalog(settings))
     # an update below the watermark keeping its old timestamp is invisible to a normal run...
     _exec(connect, "update crm_people set name = 'silent' where id = 2")
     run_pipeline(spec, _ctx(spark, settings, run_id="r2"), load_catalog(settings))
     assert {r["id"]: r["name"] for r in _table(load_catalog(settings))}[2] == "b"
     # ...and picked up by a full refresh
-    (out,) = run_pipeline(spec, _ctx(spark, settings, run_id="r3", full_refresh=True),
-                          load_catalog(settings))
+    (out,) = run_pipeline(
+        spec, _ctx(spark, settings, run_id="r3", full_refresh=True), load_catalog(settings)
+    )
     assert out.rows == 3
     assert {r["id"]: r["name"] for r in _table(load_catalog(settings))}[2] == "silent"
 
@@ -272,15 +339,24 @@ def test_full_refresh_reads_everything_again(spark, settings, db):
 def test_connection_from_app_yaml_and_isolation_level(spark, settings, db):
     server, url, connect = db
     _people(server, connect, [(1, "a", Decimal(1), T0)])
-    iso = ("current_setting('transaction_isolation')" if server.kind == "postgres"
-           else "@@session.tx_isolation")
-    spec = _pipeline(settings, url, f"""<database id="people" connection="crm"
+    iso = (
+        "current_setting('transaction_isolation')"
+        if server.kind == "postgres"
+        else "@@session.tx_isolation"
+    )
+    spec = _pipeline(
+        settings,
+        url,
+        f"""<database id="people" connection="crm"
         isolationLevel="REPEATABLE_READ"><sql>select id, name, {iso} as iso
-        from crm_people</sql></database>""", '<table table="people"/>',
-        app_yaml=f"connections:\n  crm: {{jdbcUrl: \"{url}\", userSecretRef: CRM_DB}}\n")
+        from crm_people</sql></database>""",
+        '<table table="people"/>',
+        app_yaml=f'connections:\n  crm: {{jdbcUrl: "{url}", userSecretRef: CRM_DB}}\n',
+    )
     run_pipeline(spec, _ctx(spark, settings), load_catalog(settings))
-    ((ident, name, level),) = [(r["id"], r["name"], r["iso"])
-                               for r in _table(load_catalog(settings))]
+    ((ident, name, level),) = [
+        (r["id"], r["name"], r["iso"]) for r in _table(load_catalog(settings))
+    ]
     assert (ident, name) == (1, "a")
     assert level.lower().replace("-", " ") == "repeatable read"
 
@@ -292,17 +368,25 @@ def test_watermark_show_and_reset_cli(spark, settings, postgres_server, monkeypa
     import psycopg
 
     def sql(statement):
-        with psycopg.connect(host="127.0.0.1", port=postgres_server.port, user="datahub",
-                             dbname="crm_cli", autocommit=True) as conn:
+        with psycopg.connect(
+            host="127.0.0.1",
+            port=postgres_server.port,
+            user="datahub",
+            dbname="crm_cli",
+            autocommit=True,
+        ) as conn:
             conn.execute(statement)
 
     sql("create table p (id int primary key, name text, u timestamp)")
     sql("insert into p values (1, 'a', '2024-01-01 00:00:00'), (2, 'b', '2024-01-02 00:00:00')")
     monkeypatch.setenv("CRM_DB", "datahub")
-    spec = _pipeline(settings, postgres_server.jdbc_url("crm_cli"),
-                     """<database id="people" jdbcUrl="{url}" userSecretRef="CRM_DB">
+    spec = _pipeline(
+        settings,
+        postgres_server.jdbc_url("crm_cli"),
+        """<database id="people" jdbcUrl="{url}" userSecretRef="CRM_DB">
                      <table name="p"/><incremental column="u"/></database>""",
-                     '<table table="people" mode="merge" keys="id"/>')
+        '<table table="people" mode="merge" keys="id"/>',
+    )
 
     def names():
         return {r["id"]: r["name"] for r in _table(load_catalog(settings))}
@@ -327,9 +411,15 @@ def test_watermark_show_and_reset_cli(spark, settings, postgres_server, monkeypa
 def test_partition_column_of_a_text_type_is_a_clear_error(spark, settings, db):
     server, url, connect = db
     _people(server, connect, [(1, "a", Decimal(1), T0)])
-    spec = _pipeline(settings, url, """<database id="people" jdbcUrl="{url}" userSecretRef="CRM_DB"
+    spec = _pipeline(
+        settings,
+        url,
+        """<database id="people" jdbcUrl="{url}" userSecretRef="CRM_DB"
         partitionColumn="name" numPartitions="2"><table name="crm_people"/></database>""",
-        '<table table="people"/>')
-    with pytest.raises(PipelineRunError, match="partitionColumn 'name' has type string; "
-                                               "allowed: a numeric, date or timestamp"):
+        '<table table="people"/>',
+    )
+    with pytest.raises(
+        PipelineRunError,
+        match="partitionColumn 'name' has type string; allowed: a numeric, date or timestamp",
+    ):
         run_pipeline(spec, _ctx(spark, settings), load_catalog(settings))

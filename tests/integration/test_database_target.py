@@ -52,12 +52,22 @@ class Db:
         if self.pg:
             import psycopg
 
-            return psycopg.connect(host="127.0.0.1", port=self.server.port, user="datahub",
-                                   dbname=self.name, autocommit=True)
+            return psycopg.connect(
+                host="127.0.0.1",
+                port=self.server.port,
+                user="datahub",
+                dbname=self.name,
+                autocommit=True,
+            )
         import pymysql
 
-        return pymysql.connect(host="127.0.0.1", port=self.server.port, user="root",
-                               database=self.name, autocommit=True)
+        return pymysql.connect(
+            host="127.0.0.1",
+            port=self.server.port,
+            user="root",
+            database=self.name,
+            autocommit=True,
+        )
 
     def run(self, *statements: str) -> list[tuple]:
         conn = self._connect()
@@ -75,14 +85,22 @@ class Db:
 
     def columns(self, table: str) -> list[str]:
         schema = "public" if self.pg else self.name
-        return [r[0] for r in self.run(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = "
-            f"'{schema}' AND table_name = '{table}' ORDER BY ordinal_position")]
+        return [
+            r[0]
+            for r in self.run(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = "
+                f"'{schema}' AND table_name = '{table}' ORDER BY ordinal_position"
+            )
+        ]
 
     def tables(self) -> list[str]:
         schema = "public" if self.pg else self.name
-        return sorted(r[0] for r in self.run(
-            f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{schema}'"))
+        return sorted(
+            r[0]
+            for r in self.run(
+                f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{schema}'"
+            )
+        )
 
 
 @pytest.fixture(params=["postgres", "mariadb"])
@@ -96,18 +114,27 @@ def db(request, monkeypatch) -> Db:
 
         conn = pymysql.connect(host="127.0.0.1", port=server.port, user="root", autocommit=True)
         with conn.cursor() as cur:
-            cur.execute("CREATE USER IF NOT EXISTS 'app_user'@'127.0.0.1' IDENTIFIED BY %s",
-                        (APP_USER_PASSWORD,))
+            cur.execute(
+                "CREATE USER IF NOT EXISTS 'app_user'@'127.0.0.1' IDENTIFIED BY %s",
+                (APP_USER_PASSWORD,),
+            )
             cur.execute("GRANT ALL ON *.* TO 'app_user'@'127.0.0.1'")
         conn.close()
     monkeypatch.setenv(SECRET, f"app_user:{APP_USER_PASSWORD}")
     return d
 
 
-def _target(db: Db, mode: str, table: str = "orders", keys: tuple[str, ...] = (),
-            batch: int | None = None) -> DatabaseTarget:
-    return DatabaseTarget(jdbc_url=db.url, user_secret_ref=SECRET, mode=mode, keys=keys,
-                          table_name=db.qualified(table), write_batch_size=batch)
+def _target(
+    db: Db, mode: str, table: str = "orders", keys: tuple[str, ...] = (), batch: int | None = None
+) -> DatabaseTarget:
+    return DatabaseTarget(
+        jdbc_url=db.url,
+        user_secret_ref=SECRET,
+        mode=mode,
+        keys=keys,
+        table_name=db.qualified(table),
+        write_batch_size=batch,
+    )
 
 
 def _write(spark, db: Db, rows, mode: str, schema: str = SCHEMA, **kw):
@@ -126,10 +153,12 @@ def _no_secret(exc: BaseException) -> str:
 def _orders_table(db: Db, table: str = "orders", extra: str = "") -> None:
     """A hand-made reporting table: primary key, NOT NULL, CHECK, a default, an index."""
     text = "text" if db.pg else "varchar(100)"
-    db.run(f"CREATE TABLE {table} (id integer PRIMARY KEY, name {text} NOT NULL, "
-           f"amount numeric(10,2) CHECK (amount >= 0), note {text} DEFAULT 'kept'{extra})",
-           f"CREATE INDEX {table}_name_idx ON {table} (name)",
-           f"INSERT INTO {table} (id, name, amount) VALUES (1, 'one', 1), (2, 'two', 2)")
+    db.run(
+        f"CREATE TABLE {table} (id integer PRIMARY KEY, name {text} NOT NULL, "
+        f"amount numeric(10,2) CHECK (amount >= 0), note {text} DEFAULT 'kept'{extra})",
+        f"CREATE INDEX {table}_name_idx ON {table} (name)",
+        f"INSERT INTO {table} (id, name, amount) VALUES (1, 'one', 1), (2, 'two', 2)",
+    )
 
 
 def _staging_left(db: Db) -> list[str]:
@@ -161,8 +190,7 @@ def test_append_into_a_hand_made_table_matches_columns_by_name(spark, db):
 
 
 def test_overwrite_replaces_the_table_and_is_idempotent(spark, db):
-    db.run("CREATE TABLE orders (id integer, legacy integer)",
-           "INSERT INTO orders VALUES (9, 9)")
+    db.run("CREATE TABLE orders (id integer, legacy integer)", "INSERT INTO orders VALUES (9, 9)")
     rows = [(1, "a", 1.5), (2, "b", None)]
     for _ in range(2):
         out = _write(spark, db, rows, "overwrite")
@@ -179,15 +207,19 @@ def test_truncate_insert_keeps_the_definition_and_is_idempotent(spark, db):
         assert out.rows == 2 and out.extra["rows_in_table"] == 2
         got = db.rows("orders")
         assert [(r[0], r[1], float(r[2]), r[3]) for r in got] == [
-            (7, "seven", 7.25, "kept"), (8, "eight", 8.0, "kept")]
+            (7, "seven", 7.25, "kept"),
+            (8, "eight", 8.0, "kept"),
+        ]
         assert db.columns("orders") == ["id", "name", "amount", "note"]
         assert _staging_left(db) == []
     # the index and the primary key are still there
     if db.pg:
         idx = db.run("SELECT indexname FROM pg_indexes WHERE tablename = 'orders'")
     else:
-        idx = db.run("SELECT DISTINCT index_name FROM information_schema.statistics "
-                     f"WHERE table_schema = '{db.name}' AND table_name = 'orders'")
+        idx = db.run(
+            "SELECT DISTINCT index_name FROM information_schema.statistics "
+            f"WHERE table_schema = '{db.name}' AND table_name = 'orders'"
+        )
     names = {r[0] for r in idx}
     assert "orders_name_idx" in names and len(names) == 2
 
@@ -198,28 +230,48 @@ def test_merge_upserts_on_keys_and_is_idempotent(spark, db):
         out = _write(spark, db, [(2, "TWO", 20.0), (3, "three", 3.0)], "merge", keys=("id",))
         assert out.rows == 2 and out.extra["rows_in_table"] == 3
         got = [(r[0], r[1], float(r[2]), r[3]) for r in db.rows("orders")]
-        assert got == [(1, "one", 1.0, "kept"), (2, "TWO", 20.0, "kept"),
-                       (3, "three", 3.0, "kept")]
+        assert got == [(1, "one", 1.0, "kept"), (2, "TWO", 20.0, "kept"), (3, "three", 3.0, "kept")]
         assert _staging_left(db) == []
 
 
 def test_merge_creates_a_missing_table_with_a_primary_key(spark, db):
     schema = "code string, region string, total double"
-    _write(spark, db, [("a", "eu", 1.0), ("b", "us", 2.0)], "merge", schema, table="totals",
-           keys=("code", "region"))
-    out = _write(spark, db, [("a", "eu", 10.0), ("a", "us", 5.0)], "merge", schema,
-                 table="totals", keys=("code", "region"))
+    _write(
+        spark,
+        db,
+        [("a", "eu", 1.0), ("b", "us", 2.0)],
+        "merge",
+        schema,
+        table="totals",
+        keys=("code", "region"),
+    )
+    out = _write(
+        spark,
+        db,
+        [("a", "eu", 10.0), ("a", "us", 5.0)],
+        "merge",
+        schema,
+        table="totals",
+        keys=("code", "region"),
+    )
     assert out.extra["created"] is False and out.extra["rows_in_table"] == 3
     assert db.rows("totals", order="code, region") == [
-        ("a", "eu", 10.0), ("a", "us", 5.0), ("b", "us", 2.0)]
+        ("a", "eu", 10.0),
+        ("a", "us", 5.0),
+        ("b", "us", 2.0),
+    ]
     if db.pg:
-        pk = db.run("SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = "
-                    "i.indrelid AND a.attnum = ANY(i.indkey) WHERE i.indrelid = "
-                    "'totals'::regclass AND i.indisprimary")
+        pk = db.run(
+            "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = "
+            "i.indrelid AND a.attnum = ANY(i.indkey) WHERE i.indrelid = "
+            "'totals'::regclass AND i.indisprimary"
+        )
     else:
-        pk = db.run("SELECT column_name FROM information_schema.statistics WHERE "
-                    f"table_schema = '{db.name}' AND table_name = 'totals' "
-                    "AND index_name = 'PRIMARY'")
+        pk = db.run(
+            "SELECT column_name FROM information_schema.statistics WHERE "
+            f"table_schema = '{db.name}' AND table_name = 'totals' "
+            "AND index_name = 'PRIMARY'"
+        )
     assert sorted(r[0] for r in pk) == ["code", "region"]
 
 
@@ -259,20 +311,30 @@ def test_a_null_into_not_null_fails_the_merge_and_changes_nothing(spark, db):
 
 
 def test_a_type_error_fails_and_changes_nothing(spark, db):
-    db.run("CREATE TABLE orders (id integer PRIMARY KEY, name varchar(100), amount integer)",
-           "INSERT INTO orders VALUES (1, 'one', 1)")
+    db.run(
+        "CREATE TABLE orders (id integer PRIMARY KEY, name varchar(100), amount integer)",
+        "INSERT INTO orders VALUES (1, 'one', 1)",
+    )
     before = db.rows("orders")
     # a string into an integer column: PostgreSQL refuses text -> integer, MariaDB (strict)
     # refuses the value
     with pytest.raises(DatabaseTargetError):
-        _write(spark, db, [(1, "x", "not a number")], "merge",
-               "id int, name string, amount string", keys=("id",))
+        _write(
+            spark,
+            db,
+            [(1, "x", "not a number")],
+            "merge",
+            "id int, name string, amount string",
+            keys=("id",),
+        )
     _unchanged(db, before)
 
 
 def test_merge_without_a_unique_key_says_what_to_add(spark, db):
-    db.run("CREATE TABLE orders (id integer, name varchar(100), amount double precision)",
-           "INSERT INTO orders VALUES (1, 'one', 1)")
+    db.run(
+        "CREATE TABLE orders (id integer, name varchar(100), amount double precision)",
+        "INSERT INTO orders VALUES (1, 'one', 1)",
+    )
     before = db.rows("orders")
     with pytest.raises(DatabaseTargetError, match="no primary key or unique constraint") as err:
         _write(spark, db, [(1, "x", 2.0)], "merge", keys=("id",))
@@ -341,7 +403,8 @@ def _project(settings, db: Db, csv: str):
     app = settings.pipelines_dir / "shop"
     (app / "gold").mkdir(parents=True, exist_ok=True)
     (app / "app.yaml").write_text(
-        f"connections:\n  reporting: {{jdbcUrl: \"{db.url}\", userSecretRef: {SECRET}}}\n")
+        f'connections:\n  reporting: {{jdbcUrl: "{db.url}", userSecretRef: {SECRET}}}\n'
+    )
     (app / "gold" / "orders.xml").write_text(PIPELINE.format(table=db.qualified("report")))
     landing = settings.data_dir / "shop" / "landing" / "orders"
     landing.mkdir(parents=True, exist_ok=True)
@@ -395,16 +458,26 @@ def test_a_dagster_run_shows_no_credentials(spark, settings, db):
 
     _project(settings, db, "order_id,amount\n1,5.0\n")
     with dg.instance_for_test() as instance:
-        good = dg.materialize(build_assets(load_project(settings.pipelines_dir)),
-                              resources=resources(), instance=instance)
-        (mat,) = [m for m in good.asset_materializations_for_node("shop__orders")
-                  if m.asset_key.path[-1] == "orders_report"]
+        good = dg.materialize(
+            build_assets(load_project(settings.pipelines_dir)),
+            resources=resources(),
+            instance=instance,
+        )
+        (mat,) = [
+            m
+            for m in good.asset_materializations_for_node("shop__orders")
+            if m.asset_key.path[-1] == "orders_report"
+        ]
         assert mat.metadata["datahub/rows_in_table"].value == 1
         assert mat.metadata["datahub/mode"].value == "merge"
         db.run("ALTER TABLE report ADD CONSTRAINT amount_small CHECK (amount < 100)")
         _project(settings, db, "order_id,amount\n2,500.0\n")
-        bad = dg.materialize(build_assets(load_project(settings.pipelines_dir)),
-                             resources=resources(), instance=instance, raise_on_error=False)
+        bad = dg.materialize(
+            build_assets(load_project(settings.pipelines_dir)),
+            resources=resources(),
+            instance=instance,
+            raise_on_error=False,
+        )
         assert not bad.success
         for run in (good, bad):
             text = "".join(serialize_value(e) for e in instance.all_logs(run.run_id))
@@ -416,8 +489,11 @@ def test_a_dagster_run_shows_no_credentials(spark, settings, db):
 def test_a_non_transactional_mariadb_table_is_refused(spark, db):
     if db.pg:
         pytest.skip("MariaDB engines only")
-    db.run("CREATE TABLE orders (id integer PRIMARY KEY, name varchar(100), amount double) "
-           "ENGINE=MyISAM", "INSERT INTO orders VALUES (1, 'one', 1)")
+    db.run(
+        "CREATE TABLE orders (id integer PRIMARY KEY, name varchar(100), amount double) "
+        "ENGINE=MyISAM",
+        "INSERT INTO orders VALUES (1, 'one', 1)",
+    )
     with pytest.raises(DatabaseTargetError, match="MyISAM engine, which cannot roll"):
         _write(spark, db, [(2, "two", 2.0)], "append")
     _unchanged(db, [(1, "one", 1.0)])

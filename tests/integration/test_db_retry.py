@@ -68,16 +68,22 @@ class ResettingProxy:
         self.sock.close()
 
 
-def test_connection_reset_is_retried_and_the_run_succeeds(spark, settings, postgres_server,
-                                                          monkeypatch):
+def test_connection_reset_is_retried_and_the_run_succeeds(
+    spark, settings, postgres_server, monkeypatch
+):
     from datahub_assets.build import retries
 
     monkeypatch.setattr(retries, "DB_CONNECTION", retries.RetryClass("db_connection", 3, 0))
     local_servers.create_database(postgres_server, "crm_retry")
     import psycopg
 
-    with psycopg.connect(host="127.0.0.1", port=postgres_server.port, user="datahub",
-                         dbname="crm_retry", autocommit=True) as conn:
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=postgres_server.port,
+        user="datahub",
+        dbname="crm_retry",
+        autocommit=True,
+    ) as conn:
         conn.execute("create table if not exists t (id int primary key, name text)")
         conn.execute("insert into t values (1, 'a'), (2, 'b') on conflict do nothing")
     proxy = ResettingProxy(postgres_server.port, resets=1)
@@ -95,8 +101,9 @@ def test_connection_reset_is_retried_and_the_run_succeeds(spark, settings, postg
         result = dg.materialize([asset], resources=resources(), raise_on_error=False)
     finally:
         proxy.close()
-    retried = [e for e in result.all_events
-               if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    retried = [
+        e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY
+    ]
     assert len(retried) == 1, [e.message for e in result.all_events if e.message][-5:]
     # classified as a database connection failure (the only class patched to wait 0 s)
     failure = retried[0].event_specific_data.error.to_string()

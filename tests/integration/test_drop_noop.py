@@ -17,8 +17,11 @@ BRONZE_KEY = dg.AssetKey(["shop", "bronze", "orders"])
 
 
 def _keys(result) -> set:
-    return {e.event_specific_data.materialization.asset_key
-            for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
+    return {
+        e.event_specific_data.materialization.asset_key
+        for e in result.all_events
+        if e.event_type_value == "ASSET_MATERIALIZATION"
+    }
 
 
 def test_a_manual_run_with_nothing_new_recomputes_downstream(project):  # noqa: F811
@@ -31,8 +34,12 @@ def test_a_manual_run_with_nothing_new_recomputes_downstream(project):  # noqa: 
     again = job.execute_in_process(instance=instance, asset_selection=[RAW_KEY, BRONZE_KEY])
 
     assert again.success and _keys(again) == {RAW_KEY, BRONZE_KEY}
-    raw = next(e for e in again.all_events if e.event_type_value == "ASSET_MATERIALIZATION"
-               and e.event_specific_data.materialization.asset_key == RAW_KEY)
+    raw = next(
+        e
+        for e in again.all_events
+        if e.event_type_value == "ASSET_MATERIALIZATION"
+        and e.event_specific_data.materialization.asset_key == RAW_KEY
+    )
     assert raw.event_specific_data.materialization.metadata["datahub/nothing_new"].value is True
     logs = [entry.user_message for entry in instance.all_logs(again.run_id)]
     assert any("source(s) orders had nothing new" in m for m in logs)
@@ -42,6 +49,7 @@ def test_a_sensor_run_with_nothing_new_materialises_nothing(project):  # noqa: F
     defs, instance, landing = project
     job = defs.resolve_implicit_global_asset_job_def()
     config = {"ops": {"shop__orders_raw": {"config": {"files": {"orders": []}}}}}
-    result = job.execute_in_process(instance=instance, run_config=config,
-                                    asset_selection=[RAW_KEY, BRONZE_KEY])
+    result = job.execute_in_process(
+        instance=instance, run_config=config, asset_selection=[RAW_KEY, BRONZE_KEY]
+    )
     assert result.success and _keys(result) == set()

@@ -64,8 +64,9 @@ def _drop(folder: Path, name: str, text: str, mtime: float = OLD) -> Path:
 
 
 def _ctx(spark, settings, run_id="run-1"):
-    return ExecContext(spark=spark, settings=settings, app="shop", run_id=run_id,
-                       run_date=date(2026, 11, 22))
+    return ExecContext(
+        spark=spark, settings=settings, app="shop", run_id=run_id, run_date=date(2026, 11, 22)
+    )
 
 
 def _rows(spark, catalog):
@@ -101,7 +102,10 @@ def test_a_batch_is_validated_ingested_with_lineage_and_moved(spark, settings):
     (outcome,) = run_pipeline(spec, ctx, catalog)
 
     assert _rows(spark, catalog) == [
-        ("1", str(a), "run-1"), ("2", str(a), "run-1"), ("3", str(b), "run-1")]
+        ("1", str(a), "run-1"),
+        ("2", str(a), "run-1"),
+        ("3", str(b), "run-1"),
+    ]
     assert outcome.rows == 3 and outcome.extra["files_ingested"] == 2
     assert outcome.extra["files_rejected"] == 3
     day = settings.data_dir / "shop" / "processed" / "2026-11-22" / "orders"
@@ -109,15 +113,23 @@ def test_a_batch_is_validated_ingested_with_lineage_and_moved(spark, settings):
     rejected = settings.data_dir / "shop" / "rejected" / "2026-11-22" / "orders"
     reasons = {p.name: json.loads(p.read_text()) for p in rejected.glob("*.reason.json")}
     assert {name: r["rule"] for name, r in reasons.items()} == {
-        "empty.csv.reason.json": "empty", "c.csv.reason.json": "checksum",
-        "big.csv.reason.json": "too_large"}
+        "empty.csv.reason.json": "empty",
+        "c.csv.reason.json": "checksum",
+        "big.csv.reason.json": "too_large",
+    }
     assert reasons["c.csv.reason.json"]["run_id"] == "run-1"
     assert (rejected / "c.csv").exists() and (rejected / "c.csv.sha256").exists()
     assert not any(p.exists() for p in (a, b, empty, bad_sum, big))
     assert young.exists()  # still being written: left for a later run
-    assert _ledger(catalog) == sorted([
-        (str(a), "ingested"), (str(b), "ingested"), (str(empty), "rejected"),
-        (str(bad_sum), "rejected"), (str(big), "rejected")])
+    assert _ledger(catalog) == sorted(
+        [
+            (str(a), "ingested"),
+            (str(b), "ingested"),
+            (str(empty), "rejected"),
+            (str(bad_sum), "rejected"),
+            (str(big), "rejected"),
+        ]
+    )
     assert not (settings.home / "ingest" / "run-1").exists()
 
 
@@ -128,8 +140,12 @@ def test_only_the_requested_files_are_taken(spark, settings):
     b = _drop(landing, "b.csv", "order_id,amount\n2,20\n")
     catalog = load_catalog(settings)
     outside = _drop(settings.data_dir, "elsewhere.csv", "order_id,amount\n9,9\n")
-    run_pipeline(spec, _ctx(spark, settings), catalog,
-                 files={"orders": [str(a), str(outside), str(landing / "gone.csv")]})
+    run_pipeline(
+        spec,
+        _ctx(spark, settings),
+        catalog,
+        files={"orders": [str(a), str(outside), str(landing / "gone.csv")]},
+    )
     assert [r[0] for r in _rows(spark, catalog)] == ["1"]
     assert b.exists() and outside.exists()
 
@@ -155,8 +171,13 @@ ctx = ExecContext(spark=connect(), settings=settings, app="shop", run_id="killed
                   run_date=date(2026, 11, 22))
 runner.run_pipeline(spec, ctx, load_catalog(settings))
 """
-    proc = subprocess.run([sys.executable, "-c", script], env=os.environ.copy(),
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 137, proc.stderr[-2000:]
     catalog = load_catalog(settings)
     assert [r[:2] for r in _rows(spark, catalog)] == [("1", str(a)), ("2", str(a))]
@@ -223,9 +244,16 @@ def test_racing_runs_ingest_each_file_once(spark, settings, table_exists):
     for i in range(6):
         _drop(landing, f"f{i}.csv", f"order_id,amount\n{i},1\n")
     expected += [str(i) for i in range(6)]
-    procs = [subprocess.Popen([sys.executable, "-c", RACER, f"race-{i}"], env=os.environ.copy(),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, f"race-{i}"],
+            env=os.environ.copy(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outputs = [p.communicate(timeout=300) for p in procs]
     # one run committed everything, or both did (the second found the first's files in the
     # ledger), or the second failed on the first's commit and left its files for a next run
@@ -247,8 +275,7 @@ def test_a_changed_file_at_the_same_path_is_a_new_version(spark, settings):
     run_pipeline(spec, _ctx(spark, settings, "v1"), catalog)
     _drop(landing, "a.csv", "order_id,amount\n1,11\n2,20\n", mtime=OLD + 60)
     run_pipeline(spec, _ctx(spark, settings, "v2"), catalog)
-    assert [(r[0], r[2]) for r in _rows(spark, catalog)] == [("1", "v1"), ("1", "v2"),
-                                                              ("2", "v2")]
+    assert [(r[0], r[2]) for r in _rows(spark, catalog)] == [("1", "v1"), ("1", "v2"), ("2", "v2")]
 
 
 def test_an_identical_redrop_is_not_ingested_twice(spark, settings):
@@ -276,8 +303,11 @@ def test_declared_schema_reads_reordered_columns_by_name(spark, settings):
 
     df = read_table(spark, catalog, TableRef(app="shop", layer="raw", table="orders"))
     assert sorted((r["order_id"], r["amount"]) for r in df.collect()) == [(1, 10.5), (2, 20.5)]
-    reason = json.loads((settings.data_dir / "shop" / "rejected" / "2026-11-22" / "orders" /
-                         "c.csv.reason.json").read_text())
+    reason = json.loads(
+        (
+            settings.data_dir / "shop" / "rejected" / "2026-11-22" / "orders" / "c.csv.reason.json"
+        ).read_text()
+    )
     assert reason["rule"] == "schema" and "amount" in reason["message"]
     assert not missing.exists()
 
@@ -315,8 +345,9 @@ def test_a_batch_failing_a_blocking_check_is_rejected_with_the_check(spark, sett
 def test_s3_drops_are_ingested_and_moved_on_a_real_s3_endpoint(spark, settings, s3_client):
     client, bucket = s3_client
     spec = _project(settings, path=s3_client.uri("landing/orders/*.csv"), min_age=0)
-    client.put_object(Bucket=bucket, Key="landing/orders/a.csv",
-                      Body=b"order_id,amount\n1,10\n2,20\n")
+    client.put_object(
+        Bucket=bucket, Key="landing/orders/a.csv", Body=b"order_id,amount\n1,10\n2,20\n"
+    )
     client.put_object(Bucket=bucket, Key="landing/orders/b.csv", Body=b"")
     client.put_object(Bucket=bucket, Key="landing/other/c.csv", Body=b"order_id\n9\n")
     catalog = load_catalog(settings)
@@ -326,14 +357,22 @@ def test_s3_drops_are_ingested_and_moved_on_a_real_s3_endpoint(spark, settings, 
     a = s3_client.uri("landing/orders/a.csv")
     assert _rows(spark, catalog) == [("1", a, "s3-run"), ("2", a, "s3-run")]
     keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"])
-    assert keys == ["landing/other/c.csv", "processed/2026-11-22/orders/a.csv",
-                    "rejected/2026-11-22/orders/b.csv",
-                    "rejected/2026-11-22/orders/b.csv.reason.json"]
-    reason = json.loads(client.get_object(
-        Bucket=bucket, Key="rejected/2026-11-22/orders/b.csv.reason.json")["Body"].read())
+    assert keys == [
+        "landing/other/c.csv",
+        "processed/2026-11-22/orders/a.csv",
+        "rejected/2026-11-22/orders/b.csv",
+        "rejected/2026-11-22/orders/b.csv.reason.json",
+    ]
+    reason = json.loads(
+        client.get_object(Bucket=bucket, Key="rejected/2026-11-22/orders/b.csv.reason.json")[
+            "Body"
+        ].read()
+    )
     assert reason["rule"] == "empty" and reason["run_id"] == "s3-run"
-    assert _ledger(catalog) == [(a, "ingested"), (s3_client.uri("landing/orders/b.csv"),
-                                                  "rejected")]
+    assert _ledger(catalog) == [
+        (a, "ingested"),
+        (s3_client.uri("landing/orders/b.csv"), "rejected"),
+    ]
     # the same object put again (new ETag/LastModified) is a new version; a rerun finds nothing
     ctx2 = _ctx(spark, settings, "s3-rerun")
     ctx2.s3_client = lambda: client

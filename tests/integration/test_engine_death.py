@@ -116,28 +116,40 @@ class Env:
         self.markers = root / "markers"
         self.markers.mkdir(parents=True, exist_ok=True)
         self.env = os.environ | {
-            "DATAHUB_HOME": str(root / "home"), "DATAHUB_DATA_DIR": str(root / "data"),
+            "DATAHUB_HOME": str(root / "home"),
+            "DATAHUB_DATA_DIR": str(root / "data"),
             "DATAHUB_PIPELINES_DIR": str(root / "pipelines"),
-            "DATAHUB_SPARK_STATE": str(self.state), "DATAHUB_SPARK_DRIVER_MEMORY": "1g",
-            "DATAHUB_SPARK_SHUFFLE_PARTITIONS": "2", "DATAHUB_EXECUTOR": "in_process",
+            "DATAHUB_SPARK_STATE": str(self.state),
+            "DATAHUB_SPARK_DRIVER_MEMORY": "1g",
+            "DATAHUB_SPARK_SHUFFLE_PARTITIONS": "2",
+            "DATAHUB_EXECUTOR": "in_process",
             "DAGSTER_HOME": str(root / "dagster"),
         }
-        for key in ("DATAHUB_SPARK_REMOTE", "DATAHUB_CATALOG_URI", "DATAHUB_WAREHOUSE",
-                    "DATAHUB_SPARK_PORT", "DATAHUB_SPARK_MASTER"):
+        for key in (
+            "DATAHUB_SPARK_REMOTE",
+            "DATAHUB_CATALOG_URI",
+            "DATAHUB_WAREHOUSE",
+            "DATAHUB_SPARK_PORT",
+            "DATAHUB_SPARK_MASTER",
+        ):
             self.env.pop(key, None)
         (root / "dagster").mkdir(exist_ok=True)
         app = root / "pipelines" / "shop"
         (app / "bronze").mkdir(parents=True, exist_ok=True)
-        (app / "bronze" / "slow.xml").write_text(
-            PIPELINE.format(slow=SLOW.format(ms=SLEEP_MS)))
+        (app / "bronze" / "slow.xml").write_text(PIPELINE.format(slow=SLOW.format(ms=SLEEP_MS)))
         landing = root / "data" / "shop" / "landing" / "slow"
         landing.mkdir(parents=True, exist_ok=True)
         (landing / "f.csv").write_text("x\n" + "".join(f"{i}\n" for i in range(ROWS)))
 
     def run(self, phase: str = "none", timeout: float = 300) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-c", RUNNER, phase, str(self.markers)],
-                                env=self.env, cwd=REPO, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [sys.executable, "-c", RUNNER, phase, str(self.markers)],
+            env=self.env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def server(self) -> spark_server.ServerInfo | None:
         return spark_server.status(self.state)
@@ -193,7 +205,7 @@ def events_of(proc: subprocess.Popen, timeout: float = 300) -> list[dict]:
     out, err = proc.communicate(timeout=timeout)
     lines = [ln for ln in out.splitlines() if ln.startswith("EVENTS ")]
     assert lines, out[-3000:] + err[-5000:]
-    return json.loads(lines[0][len("EVENTS "):])
+    return json.loads(lines[0][len("EVENTS ") :])
 
 
 def first(events: list[dict], *types: str) -> dict | None:
@@ -239,17 +251,26 @@ def kill_during(env: Env, phase: str, delay: float, every_attempt: bool = False)
         main.append(snap.snapshot_id)
         snap = table.snapshot_by_id(snap.parent_snapshot_id) if snap.parent_snapshot_id else None
     fail = first(events, "STEP_UP_FOR_RETRY", "STEP_FAILURE")
-    done = first(events, "STEP_SUCCESS", "STEP_FAILURE") if not every_attempt else \
-        [e for e in events if e["type"] == "STEP_FAILURE"][-1]
+    done = (
+        first(events, "STEP_SUCCESS", "STEP_FAILURE")
+        if not every_attempt
+        else [e for e in events if e["type"] == "STEP_FAILURE"][-1]
+    )
     return {
-        "phase": phase, "pid": pid, "events": events, "killed": killed,
+        "phase": phase,
+        "pid": pid,
+        "events": events,
+        "killed": killed,
         "to_failure_s": fail["ts"] - killed if fail else None,
         "to_done_s": done["ts"] - killed if done else None,
-        "success": bool(first(events, "RUN_SUCCESS")), "fail": fail,
+        "success": bool(first(events, "RUN_SUCCESS")),
+        "fail": fail,
         "retries": sum(e["type"] == "STEP_UP_FOR_RETRY" for e in events),
-        "before": (snapshot, rows), "snapshots_after_baseline": main[::-1],
+        "before": (snapshot, rows),
+        "snapshots_after_baseline": main[::-1],
         "refs": sorted(table.metadata.refs),
-        "current": table.current_snapshot().snapshot_id, "rows": len(table.scan().to_arrow()),
+        "current": table.current_snapshot().snapshot_id,
+        "rows": len(table.scan().to_arrow()),
         "server_log": str(env.state / "server.log"),
     }
 
@@ -262,8 +283,10 @@ def _assert_failed_fast_then_retried(r: dict) -> None:
     assert r["retries"] == 1 and r["success"], [e["type"] for e in r["events"]]
     # includes starting a new server (JVM) and redoing the work: not bounded by the 30 s
     assert r["to_done_s"] <= 4 * BUDGET_S, r["to_done_s"]
-    print(f"{r['phase']}: death -> step failed {r['to_failure_s']:.1f} s, "
-          f"-> retried and succeeded {r['to_done_s']:.1f} s")
+    print(
+        f"{r['phase']}: death -> step failed {r['to_failure_s']:.1f} s, "
+        f"-> retried and succeeded {r['to_done_s']:.1f} s"
+    )
     # committed exactly once: one new snapshot, the rows appended once
     assert len(r["snapshots_after_baseline"]) == 1, r["snapshots_after_baseline"]
     assert r["rows"] == 2 * r["before"][1]
@@ -298,10 +321,21 @@ def test_server_killed_on_every_attempt_fails_the_step_and_keeps_the_table(env):
 def terminate_during_write(env: Env, delay: float = 1.5) -> dict:
     """`dagster asset materialize` (the issue's command) gets SIGTERM while Spark writes."""
     snapshot, rows = _baseline(env)
-    cmd = [sys.executable, "-c", CLI, str(env.markers), "asset", "materialize", "-m",
-           "datahub_assets.definitions", "--select", "key:shop/bronze/slow"]
-    proc = subprocess.Popen(cmd, env=env.env, cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    cmd = [
+        sys.executable,
+        "-c",
+        CLI,
+        str(env.markers),
+        "asset",
+        "materialize",
+        "-m",
+        "datahub_assets.definitions",
+        "--select",
+        "key:shop/bronze/slow",
+    ]
+    proc = subprocess.Popen(
+        cmd, env=env.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         env.wait_marker("write-1", proc)
         time.sleep(delay)
@@ -315,18 +349,21 @@ def terminate_during_write(env: Env, delay: float = 1.5) -> dict:
             proc.wait()
     table = env.table()
     log = (env.state / "server.log").read_text(errors="replace")
-    return {"exit_s": exited, "returncode": proc.returncode, "output": out,
-            "unchanged": table.current_snapshot().snapshot_id == snapshot
-            and len(table.scan().to_arrow()) == rows,
-            "interrupted_on_server": "interrupt" in log.lower(),
-            "server_alive": env.server() is not None}
+    return {
+        "exit_s": exited,
+        "returncode": proc.returncode,
+        "output": out,
+        "unchanged": table.current_snapshot().snapshot_id == snapshot
+        and len(table.scan().to_arrow()) == rows,
+        "interrupted_on_server": "interrupt" in log.lower(),
+        "server_alive": env.server() is not None,
+    }
 
 
 def test_sigterm_during_a_write_ends_the_run_within_10s_and_stops_spark(env):
     r = terminate_during_write(env)
     assert r["exit_s"] <= 10, (r["exit_s"], r["output"][-3000:])
     assert r["returncode"] != 0
-    assert "RUN_FAILURE" in r["output"] or "interrupted" in r["output"].lower(), \
-        r["output"][-3000:]
+    assert "RUN_FAILURE" in r["output"] or "interrupted" in r["output"].lower(), r["output"][-3000:]
     assert r["unchanged"]
     assert r["interrupted_on_server"] and r["server_alive"]

@@ -37,8 +37,10 @@ def _rows(spark, catalog, ref=REF, snapshot_id=None, order="id"):
 def _table_files(settings) -> list[str]:
     root = str(settings.home / "warehouse")
     return sorted(
-        os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith(".parquet")
-        and "/data/" in d
+        os.path.join(d, f)
+        for d, _, fs in os.walk(root)
+        for f in fs
+        if f.endswith(".parquet") and "/data/" in d
     )
 
 
@@ -62,10 +64,12 @@ def test_append_twice_makes_two_snapshots(spark, catalog):
 def test_overwrite_replaces_everything(spark, catalog):
     target = TableTarget(table="orders", mode="overwrite")
     schema = "id int, name string"
-    write_table(spark, catalog, REF, spark.createDataFrame([(1, "a"), (2, "b")], schema),
-                target, "r1")
-    result = write_table(spark, catalog, REF, spark.createDataFrame([(3, "c")], schema),
-                         target, "r2")
+    write_table(
+        spark, catalog, REF, spark.createDataFrame([(1, "a"), (2, "b")], schema), target, "r1"
+    )
+    result = write_table(
+        spark, catalog, REF, spark.createDataFrame([(3, "c")], schema), target, "r2"
+    )
     assert result.files_removed >= 1 and result.rows == 1
     assert _rows(spark, catalog) == [(3, "c")]
 
@@ -74,7 +78,8 @@ def test_overwrite_with_partition_by_replaces_only_present_partitions(spark, cat
     target = TableTarget(table="orders", mode="overwrite", partition_by="region")
     long_region = "r" * 5000  # too long for a directory name and for Parquet statistics
     first = spark.createDataFrame(
-        [(1, "EU"), (2, "EU"), (3, "US"), (4, long_region), (5, None)], "id int, region string")
+        [(1, "EU"), (2, "EU"), (3, "US"), (4, long_region), (5, None)], "id int, region string"
+    )
     write_table(spark, catalog, REF, first, target, "r1")
     table = catalog.load_table(REF.identifier)
     assert [f.name for f in table.spec().fields] == ["region"]
@@ -94,14 +99,27 @@ def test_overwrite_with_partition_by_replaces_only_present_partitions(spark, cat
 
 def test_merge_upserts_and_leaves_untouched_files(spark, catalog):
     target = TableTarget(table="orders", mode="merge", keys="id")
-    write_table(spark, catalog, REF, spark.createDataFrame(
-        [(1, "a"), (2, "b")], "id int, name string").coalesce(1), target, "r1")
-    write_table(spark, catalog, REF, spark.createDataFrame(
-        [(3, "c"), (4, "d")], "id int, name string").coalesce(1), target, "r2")
+    write_table(
+        spark,
+        catalog,
+        REF,
+        spark.createDataFrame([(1, "a"), (2, "b")], "id int, name string").coalesce(1),
+        target,
+        "r1",
+    )
+    write_table(
+        spark,
+        catalog,
+        REF,
+        spark.createDataFrame([(3, "c"), (4, "d")], "id int, name string").coalesce(1),
+        target,
+        "r2",
+    )
     before = {f.file.file_path for f in catalog.load_table(REF.identifier).scan().plan_files()}
     assert len(before) == 2
     incoming = spark.createDataFrame(
-        [(3, "c-old"), (3, "C"), (5, "e")], "id int, name string").coalesce(1)
+        [(3, "c-old"), (3, "C"), (5, "e")], "id int, name string"
+    ).coalesce(1)
     result = write_table(spark, catalog, REF, incoming, target, "r3")
     assert _rows(spark, catalog) == [(1, "a"), (2, "b"), (3, "C"), (4, "d"), (5, "e")]
     assert result.files_removed == 1
@@ -114,36 +132,68 @@ def test_merge_upserts_and_leaves_untouched_files(spark, catalog):
 
 
 def test_schema_evolution_adds_column_old_rows_null(spark, catalog):
-    write_table(spark, catalog, REF, spark.createDataFrame([(1, 1.5)], "id int, amount float"),
-                TableTarget(table="orders"), "r1")
+    write_table(
+        spark,
+        catalog,
+        REF,
+        spark.createDataFrame([(1, 1.5)], "id int, amount float"),
+        TableTarget(table="orders"),
+        "r1",
+    )
     newer = spark.createDataFrame([(2, 2.5, "x")], "id long, amount double, note string")
     result = write_table(spark, catalog, REF, newer, TableTarget(table="orders"), "r2")
-    assert result.schema == [("id", "long", True), ("amount", "double", True),
-                             ("note", "string", True)]
+    assert result.schema == [
+        ("id", "long", True),
+        ("amount", "double", True),
+        ("note", "string", True),
+    ]
     assert _rows(spark, catalog) == [(1, 1.5, None), (2, 2.5, "x")]
     # a frame without the (nullable) new column writes nulls
-    write_table(spark, catalog, REF, spark.createDataFrame([(3, 0.5)], "id int, amount double"),
-                TableTarget(table="orders"), "r3")
+    write_table(
+        spark,
+        catalog,
+        REF,
+        spark.createDataFrame([(3, 0.5)], "id int, amount double"),
+        TableTarget(table="orders"),
+        "r3",
+    )
     assert _rows(spark, catalog)[-1] == (3, 0.5, None)
 
 
 def test_incompatible_type_change_is_an_error(spark, catalog):
-    write_table(spark, catalog, REF, spark.createDataFrame([(1, "a")], "id int, name string"),
-                TableTarget(table="orders"), "r1")
+    write_table(
+        spark,
+        catalog,
+        REF,
+        spark.createDataFrame([(1, "a")], "id int, name string"),
+        TableTarget(table="orders"),
+        "r1",
+    )
     bad = spark.createDataFrame([("1", "a")], "id string, name string")
-    with pytest.raises(SchemaMismatchError, match=r"column id cannot change type from int to "
-                                                  r"string"):
+    with pytest.raises(
+        SchemaMismatchError,
+        match=r"column id cannot change type from int to "
+        r"string",
+    ):
         write_table(spark, catalog, REF, bad, TableTarget(table="orders"), "r2")
 
 
 def test_failing_frame_leaves_table_and_storage_unchanged(spark, catalog, settings):
-    first = write_table(spark, catalog, REF, spark.createDataFrame(
-        [(1, "a"), (2, "b")], "id int, name string"), TableTarget(table="orders"), "r1")
+    first = write_table(
+        spark,
+        catalog,
+        REF,
+        spark.createDataFrame([(1, "a"), (2, "b")], "id int, name string"),
+        TableTarget(table="orders"),
+        "r1",
+    )
     files_before = _table_files(settings)
     bad = spark.range(0, 1000, 1, 4).select(
         F.col("id").cast("int").alias("id"),
-        F.when(F.col("id") == 977, F.raise_error(F.lit("boom"))).otherwise(F.lit("x"))
-        .alias("name"))
+        F.when(F.col("id") == 977, F.raise_error(F.lit("boom")))
+        .otherwise(F.lit("x"))
+        .alias("name"),
+    )
     with pytest.raises(Exception, match="boom"):
         write_table(spark, catalog, REF, bad, TableTarget(table="orders", mode="overwrite"), "r2")
     table = catalog.load_table(REF.identifier)
@@ -179,11 +229,25 @@ def test_types_survive_round_trip(spark, catalog):
     ts = datetime(2024, 3, 1, 12, 30, 45, 123456, tzinfo=UTC)
     ntz = datetime(2024, 3, 1, 23, 59, 59, 999999)
     df = spark.createDataFrame(
-        [(1, ts, ntz, date(1999, 12, 31), Decimal("12345678.90"), Decimal("1.000000000000000001"),
-          b"\x00\xff", True, {"k": 1}, [1, 2], ("x", 2))],
+        [
+            (
+                1,
+                ts,
+                ntz,
+                date(1999, 12, 31),
+                Decimal("12345678.90"),
+                Decimal("1.000000000000000001"),
+                b"\x00\xff",
+                True,
+                {"k": 1},
+                [1, 2],
+                ("x", 2),
+            )
+        ],
         "id int, ts timestamp, ntz timestamp_ntz, d date, amount decimal(10,2), "
         "big decimal(38,18), raw binary, flag boolean, m map<string,int>, xs array<int>, "
-        "s struct<a:string,b:int>")
+        "s struct<a:string,b:int>",
+    )
     result = write_table(spark, catalog, REF, df, TableTarget(table="orders"), "r1")
     types = {name: t for name, t, _ in result.schema}
     assert types["ts"] == "timestamptz" and types["ntz"] == "timestamp"

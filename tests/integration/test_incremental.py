@@ -39,8 +39,9 @@ KEY = "datahub.watermark.events"
 def _setup(settings, column="updated_at", total_expr=GOOD, targets=TABLES, policy=""):
     folder = settings.pipelines_dir / "shop" / "bronze"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "events.xml").write_text(PIPELINE.format(
-        column=column, total_expr=total_expr, targets=targets, policy=policy))
+    (folder / "events.xml").write_text(
+        PIPELINE.format(column=column, total_expr=total_expr, targets=targets, policy=policy)
+    )
     (spec,) = load_project(settings.pipelines_dir).pipelines
     return spec
 
@@ -68,16 +69,20 @@ def _watermark(catalog, table="events"):
     return json.loads(_snapshot(catalog, table).summary[KEY])
 
 
-FIRST = ("id,qty,updated_at\n"
-         "1,1,2024-01-01T10:00:00Z\n"
-         "2,2,2024-01-03T00:00:00Z\n"
-         "3,3,2024-01-02T08:30:00Z\n"
-         "4,4,\n")  # null: never above a watermark, never read
-SECOND = ("id,qty,updated_at\n"
-          "5,5,2024-01-02T23:59:59.999999Z\n"  # older than the watermark
-          "6,6,2024-01-03T00:00:00Z\n"  # equal: not above it
-          "7,7,2024-01-04T12:00:00.123456Z\n"
-          "8,8,2024-01-03T00:00:00.000001+00:00\n")
+FIRST = (
+    "id,qty,updated_at\n"
+    "1,1,2024-01-01T10:00:00Z\n"
+    "2,2,2024-01-03T00:00:00Z\n"
+    "3,3,2024-01-02T08:30:00Z\n"
+    "4,4,\n"
+)  # null: never above a watermark, never read
+SECOND = (
+    "id,qty,updated_at\n"
+    "5,5,2024-01-02T23:59:59.999999Z\n"  # older than the watermark
+    "6,6,2024-01-03T00:00:00Z\n"  # equal: not above it
+    "7,7,2024-01-04T12:00:00.123456Z\n"
+    "8,8,2024-01-03T00:00:00.000001+00:00\n"
+)
 
 
 def test_second_run_appends_only_newer_rows(spark, settings):
@@ -136,8 +141,9 @@ def test_failed_run_keeps_watermark_and_next_run_reads_the_rows(spark, settings)
 
 def test_integer_column_and_eager_source(spark, settings):
     catalog = load_catalog(settings)
-    spec = _setup(settings, column="id", targets=TABLES.splitlines()[0],
-                  policy=' loadPolicy="eager"')
+    spec = _setup(
+        settings, column="id", targets=TABLES.splitlines()[0], policy=' loadPolicy="eager"'
+    )
     _drop(settings, "a.csv", "id,qty\n1,1\n3,3\n2,2\n")
     assert run_pipeline(spec, _ctx(spark, settings), catalog)[0].rows == 3
     assert _watermark(catalog) == {"type": "int", "value": "3"}
@@ -164,8 +170,11 @@ def test_incremental_needs_a_table_target(spark, settings):
     catalog = load_catalog(settings)
     _drop(settings, "a.csv", FIRST)
     export = '    <csv name="out" source="events" path="service/out"/>'
-    with pytest.raises(PipelineRunError, match=r"events\.xml:4: source 'events' is incremental "
-                       r"but pipeline 'events' has no table target"):
+    with pytest.raises(
+        PipelineRunError,
+        match=r"events\.xml:4: source 'events' is incremental "
+        r"but pipeline 'events' has no table target",
+    ):
         run_pipeline(_setup(settings, targets=export), _ctx(spark, settings), catalog)
 
 
@@ -173,8 +182,11 @@ def test_incremental_refuses_a_whole_table_overwrite(spark, settings):
     catalog = load_catalog(settings)
     _drop(settings, "a.csv", FIRST)
     target = '    <table table="events" source="events" mode="overwrite"/>'
-    with pytest.raises(PipelineRunError, match=r"events\.xml:\d+: table 'shop.bronze.events' is "
-                       r"written with mode=\"overwrite\" from incremental source 'events'"):
+    with pytest.raises(
+        PipelineRunError,
+        match=r"events\.xml:\d+: table 'shop.bronze.events' is "
+        r"written with mode=\"overwrite\" from incremental source 'events'",
+    ):
         run_pipeline(_setup(settings, targets=target), _ctx(spark, settings), catalog)
     assert not catalog.table_exists(("shop_bronze", "events"))
 

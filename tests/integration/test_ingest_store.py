@@ -54,15 +54,19 @@ LISTINGS = {
     "landing/_SUCCESS": set(),
     "landing/nothing.csv": set(),
     "landing/2024*/x.csv": {"landing/2024-01/x.csv", "landing/2024-02/x.csv"},
-    "landing/*/x.csv": {"landing/2024-01/x.csv", "landing/2024-02/x.csv",
-                        "landing/2023-12/x.csv"},
+    "landing/*/x.csv": {"landing/2024-01/x.csv", "landing/2024-02/x.csv", "landing/2023-12/x.csv"},
     "landing/*/*/*.csv": {"landing/sub/deeper/f.csv"},
     "landing/*/_in/*.csv": {"landing/in/_in/k.csv"},
-    "landing/**/*.csv": {"landing/a.csv", "landing/b.csv", "landing/sub/e.csv",
-                         "landing/sub/deeper/f.csv", "landing/2024-01/x.csv",
-                         "landing/2024-02/x.csv", "landing/2023-12/x.csv"},
-    "landing/**/x.csv": {"landing/2024-01/x.csv", "landing/2024-02/x.csv",
-                         "landing/2023-12/x.csv"},
+    "landing/**/*.csv": {
+        "landing/a.csv",
+        "landing/b.csv",
+        "landing/sub/e.csv",
+        "landing/sub/deeper/f.csv",
+        "landing/2024-01/x.csv",
+        "landing/2024-02/x.csv",
+        "landing/2023-12/x.csv",
+    },
+    "landing/**/x.csv": {"landing/2024-01/x.csv", "landing/2024-02/x.csv", "landing/2023-12/x.csv"},
     "landing/sub/**": {"landing/sub/e.csv", "landing/sub/deeper/f.csv"},
     "missing/*.csv": set(),
 }
@@ -81,7 +85,7 @@ class Drop:
 
     def rel(self, path: str) -> str:
         assert path.startswith(self.base), path
-        return path[len(self.base):]
+        return path[len(self.base) :]
 
     def listed(self, pattern: str) -> set[str]:
         return {self.rel(info.path) for info in self.store.list(self.base + pattern)}
@@ -131,6 +135,7 @@ def tree(drop: Drop) -> Drop:
 
 # ------------------------------------------------------------------------------ listing
 
+
 @pytest.mark.parametrize("pattern", sorted(LISTINGS))
 def test_list(tree: Drop, pattern: str) -> None:
     assert tree.listed(pattern) == LISTINGS[pattern]
@@ -152,47 +157,87 @@ def test_list_returns_size_modified_and_etag(tree: Drop) -> None:
 def test_s3_recursive_listing_of_a_bucket_skips_processed_and_rejected(s3_client) -> None:
     """`s3://b/**/*.csv`: the bucket root is the root, so processed/ is inside the tree."""
     drop = s3_drop(s3_client)
-    for rel in ["in/a.csv", "processed/2026-11-22/in/b.csv", "rejected/2026-11-22/c.csv",
-                "processed/mine/d.csv", "in/processed/2026-11-22/e.csv"]:
+    for rel in [
+        "in/a.csv",
+        "processed/2026-11-22/in/b.csv",
+        "rejected/2026-11-22/c.csv",
+        "processed/mine/d.csv",
+        "in/processed/2026-11-22/e.csv",
+    ]:
         drop.put(rel, b"x\n")
-    assert drop.listed("**/*.csv") == {"in/a.csv", "processed/mine/d.csv",
-                                       "in/processed/2026-11-22/e.csv"}
+    assert drop.listed("**/*.csv") == {
+        "in/a.csv",
+        "processed/mine/d.csv",
+        "in/processed/2026-11-22/e.csv",
+    }
 
 
 def test_recursive_listing_skips_lifecycle_folders_of_nested_landings(drop: Drop) -> None:
     """`**/landing/**/*.csv`: a file of an inner landing folder moves to a processed/ folder
     that the pattern matches again; the listing skips it."""
-    for rel in ["shop/landing/a.csv", "shop/landing/x/landing/b.csv",
-                "shop/landing/x/processed/2026-11-22/c.csv",
-                "shop/landing/x/rejected/2026-11-22/c.csv",
-                "shop/processed/2026-11-22/d.csv"]:
+    for rel in [
+        "shop/landing/a.csv",
+        "shop/landing/x/landing/b.csv",
+        "shop/landing/x/processed/2026-11-22/c.csv",
+        "shop/landing/x/rejected/2026-11-22/c.csv",
+        "shop/processed/2026-11-22/d.csv",
+    ]:
         drop.put(rel, b"x\n")
-    assert drop.listed("**/landing/**/*.csv") == {"shop/landing/a.csv",
-                                                  "shop/landing/x/landing/b.csv"}
+    assert drop.listed("**/landing/**/*.csv") == {
+        "shop/landing/a.csv",
+        "shop/landing/x/landing/b.csv",
+    }
     assert drop.listed("*/landing/*.csv") == {"shop/landing/a.csv"}
 
 
-@pytest.mark.parametrize("pattern", ["*.csv", "**/*.csv", "*/*.csv", "**", "a/**/*.json",
-                                     "**/b/*", "[ab]/*", "*/[!x]*", "a/?.csv", "**/.*",
-                                     ".*/*"])
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "*.csv",
+        "**/*.csv",
+        "*/*.csv",
+        "**",
+        "a/**/*.json",
+        "**/b/*",
+        "[ab]/*",
+        "*/[!x]*",
+        "a/?.csv",
+        "**/.*",
+        ".*/*",
+    ],
+)
 def test_local_listing_agrees_with_python_glob(tmp_path: Path, pattern: str) -> None:
     root = tmp_path / "t"
-    for rel in ["x.csv", "a/1.csv", "a/2.json", "a/b/3.csv", "a/b/c/4.json", "b/5.csv",
-                "b/x6.csv", ".h/7.csv", "a/.8.csv"]:
+    for rel in [
+        "x.csv",
+        "a/1.csv",
+        "a/2.json",
+        "a/b/3.csv",
+        "a/b/c/4.json",
+        "b/5.csv",
+        "b/x6.csv",
+        ".h/7.csv",
+        "a/.8.csv",
+    ]:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text("x\n")
     full = f"{root}/{pattern}"
-    expected = {p for p in pyglob.glob(full, recursive=True) if os.path.isfile(p)
-                and not os.path.basename(p).startswith(".")
-                and "/.h/" not in p[len(str(root)):]}
+    expected = {
+        p
+        for p in pyglob.glob(full, recursive=True)
+        if os.path.isfile(p)
+        and not os.path.basename(p).startswith(".")
+        and "/.h/" not in p[len(str(root)) :]
+    }
     assert {i.path for i in LocalStore().list(full)} == expected
 
 
 def test_s3_listing_stays_in_the_watched_folder(s3_client) -> None:
     client, bucket = s3_client
     calls: list[dict] = []
-    client.meta.events.register("provide-client-params.s3.ListObjectsV2",
-                                lambda params, **_: calls.append(dict(params)))
+    client.meta.events.register(
+        "provide-client-params.s3.ListObjectsV2", lambda params, **_: calls.append(dict(params))
+    )
     drop = s3_drop(s3_client)
     for rel, data in TREE.items():
         drop.put(rel, data)
@@ -200,8 +245,11 @@ def test_s3_listing_stays_in_the_watched_folder(s3_client) -> None:
     assert calls == [{"Bucket": bucket, "Prefix": "landing/", "Delimiter": "/"}]
     calls.clear()
     assert drop.listed("landing/2024*/x.csv") == LISTINGS["landing/2024*/x.csv"]
-    assert sorted(c["Prefix"] for c in calls) == ["landing/", "landing/2024-01/",
-                                                  "landing/2024-02/"]
+    assert sorted(c["Prefix"] for c in calls) == [
+        "landing/",
+        "landing/2024-01/",
+        "landing/2024-02/",
+    ]
     assert all(c["Delimiter"] == "/" for c in calls)
     calls.clear()
     drop.listed("landing/**/*.csv")
@@ -258,6 +306,7 @@ def test_local_store_accepts_file_uris(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ reading
+
 
 def test_stat_and_exists(tree: Drop) -> None:
     info = tree.store.stat(tree.base + "landing/c.json")
@@ -322,6 +371,7 @@ def test_s3_open_fails_when_the_object_is_replaced_mid_read(s3_client) -> None:
 
 
 # ------------------------------------------------------------------------------ writing
+
 
 def test_move(drop: Drop) -> None:
     drop.put("landing/a.csv", b"id\n1\n")
@@ -398,6 +448,7 @@ def test_localize(drop: Drop, tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ store_for
+
 
 def test_store_for(s3_endpoint: str) -> None:
     from tests.s3 import make_client

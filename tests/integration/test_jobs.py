@@ -57,13 +57,17 @@ def _project(settings, policy: str, extra: str = "", bad_b: bool = False):
 
 
 def _run(job, instance=None):
-    return job.execute_in_process(resources=resources(), raise_on_error=False,
-                                  instance=instance or dg.DagsterInstance.ephemeral())
+    return job.execute_in_process(
+        resources=resources(),
+        raise_on_error=False,
+        instance=instance or dg.DagsterInstance.ephemeral(),
+    )
 
 
 def _steps(result, kind: dg.DagsterEventType) -> set[str]:
-    return {e.step_key.split("__")[-1] for e in result.all_events
-            if e.event_type == kind and e.step_key}
+    return {
+        e.step_key.split("__")[-1] for e in result.all_events if e.event_type == kind and e.step_key
+    }
 
 
 def _ran(result) -> set[str]:
@@ -90,10 +94,18 @@ def test_job_runs_in_dependency_order_and_materializes_assets(spark, settings):
     assert result.success
     assert _ran(result) == {"a", "b", "c", "d1", "d2"}
     mats = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert mats == {"shop/bronze/a", "shop/bronze/b", "shop/silver/c", "shop/bronze/d1",
-                    "shop/bronze/d2"}
-    order = [e.step_key.split("__")[-1] for e in result.all_events
-             if e.event_type == dg.DagsterEventType.STEP_START]
+    assert mats == {
+        "shop/bronze/a",
+        "shop/bronze/b",
+        "shop/silver/c",
+        "shop/bronze/d1",
+        "shop/bronze/d2",
+    }
+    order = [
+        e.step_key.split("__")[-1]
+        for e in result.all_events
+        if e.event_type == dg.DagsterEventType.STEP_START
+    ]
     assert order.index("a") < order.index("b") < order.index("c")  # dependsOn, then lineage
     assert _rows(settings, "shop_silver.c") == 2
 
@@ -150,11 +162,11 @@ def test_retry_reruns_only_the_failed_step(spark, settings, monkeypatch):
 
 
 def test_retry_then_halt_when_retries_are_spent(spark, settings):
-    result = _run(_project(settings, "retry", ' maxRetries="1" retryDelaySeconds="0"',
-                           bad_b=True))
+    result = _run(_project(settings, "retry", ' maxRetries="1" retryDelaySeconds="0"', bad_b=True))
     assert not result.success
-    retries = [e for e in result.all_events
-               if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    retries = [
+        e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY
+    ]
     assert len(retries) == 1
     assert _steps(result, dg.DagsterEventType.STEP_FAILURE) == {"b"}
     assert "c" not in _steps(result, dg.DagsterEventType.STEP_START)
@@ -172,8 +184,11 @@ def test_run_date_and_parameters_reach_the_pipeline(spark, settings):
     jobs_module.run_pipeline = spy
     try:
         result = job.execute_in_process(
-            resources=resources(), instance=dg.DagsterInstance.ephemeral(),
-            run_config={"runDate": "2026-01-31"}, tags={"datahub/param/region": "us"})
+            resources=resources(),
+            instance=dg.DagsterInstance.ephemeral(),
+            run_config={"runDate": "2026-01-31"},
+            tags={"datahub/param/region": "us"},
+        )
     finally:
         jobs_module.run_pipeline = real
     assert result.success
@@ -211,8 +226,9 @@ def test_commit_conflict_is_retried(spark, settings, monkeypatch):
 
     monkeypatch.setattr(runner, "publish_tables", racing)
     result = dg.materialize([asset], resources=resources(), raise_on_error=False)
-    retried = [e for e in result.all_events
-               if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    retried = [
+        e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY
+    ]
     assert len(retried) == 1
     assert result.success and len(calls) == 2
     assert _rows(settings, "shop_bronze.a") == 2  # overwrite: the retry's rows only
@@ -250,7 +266,8 @@ def test_dropped_spark_session_is_retried_on_a_new_session(spark, settings):
     import sys
 
     _project(settings, "halt")
-    proc = subprocess.run([sys.executable, "-c", SPARK_DROP], capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", SPARK_DROP], capture_output=True, text=True, timeout=300
+    )
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")]
     assert line == ["RESULT True 1 2 True"], proc.stdout[-2000:] + proc.stderr[-3000:]

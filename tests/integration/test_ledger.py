@@ -42,8 +42,17 @@ def catalog(tmp_path):
 
 
 def _entry(n: int, status: str = "ingested", **kw) -> LedgerEntry:
-    return LedgerEntry(fingerprint=f"fp{n:05d}", source_id="orders", path=f"/in/f{n}.csv",
-                       size=100 + n, modified=T0, status=status, rows=n, run_id="run-1", **kw)
+    return LedgerEntry(
+        fingerprint=f"fp{n:05d}",
+        source_id="orders",
+        path=f"/in/f{n}.csv",
+        size=100 + n,
+        modified=T0,
+        status=status,
+        rows=n,
+        run_id="run-1",
+        **kw,
+    )
 
 
 def _record(catalog, *entries: LedgerEntry) -> int:
@@ -85,17 +94,25 @@ def test_missing_or_empty_ledger_has_ingested_nothing(catalog):
 
 
 def test_lookup_hits_misses_and_rejected(catalog):
-    _record(catalog, _entry(1), _entry(2),
-            _entry(3, status="rejected", rule="empty", reason="file is empty"))
+    _record(
+        catalog,
+        _entry(1),
+        _entry(2),
+        _entry(3, status="rejected", rule="empty", reason="file is empty"),
+    )
     found = ingested(catalog, REF, ["fp00001", "fp00003", "fp00099"])
     assert set(found) == {"fp00001"}
     entry = found["fp00001"]
     assert (entry.path, entry.size, entry.rows, entry.modified) == ("/in/f1.csv", 101, 1, T0)
     assert entry.ingested_at is not None and entry.ingested_at.tzinfo is not None
-    rejected = [e for e in read_ledger(catalog.load_table((REF.namespace, REF.table)))
-                if e.status == "rejected"]
+    rejected = [
+        e
+        for e in read_ledger(catalog.load_table((REF.namespace, REF.table)))
+        if e.status == "rejected"
+    ]
     assert [(e.fingerprint, e.rule, e.reason) for e in rejected] == [
-        ("fp00003", "empty", "file is empty")]
+        ("fp00003", "empty", "file is empty")
+    ]
 
 
 def test_large_lookup_matches_in_arrow(catalog, monkeypatch):
@@ -124,8 +141,7 @@ def test_bad_entries_are_refused(catalog):
     with pytest.raises(ValueError, match="twice"):
         ledger_change(table, [_entry(1), _entry(1)])
     with pytest.raises(ValueError, match="no time zone"):
-        ledger_change(table, [LedgerEntry("fp1", status="ingested",
-                                          modified=datetime(2024, 1, 1))])
+        ledger_change(table, [LedgerEntry("fp1", status="ingested", modified=datetime(2024, 1, 1))])
     with pytest.raises(ValueError, match="at least one"):
         ledger_change(table, [])
 
@@ -158,8 +174,9 @@ def test_compaction_keeps_every_row_in_one_file(catalog):
     assert data_file_count(table) == 1
     assert len(list(table.scan().plan_files())) == 1
     fingerprints = sorted(e.fingerprint for e in read_ledger(table))
-    assert fingerprints == sorted([f"fp{n:05d}" for n in range(COMPACT_AFTER_FILES + 1)]
-                                  + ["fp01000"])
+    assert fingerprints == sorted(
+        [f"fp{n:05d}" for n in range(COMPACT_AFTER_FILES + 1)] + ["fp01000"]
+    )
     found = ingested(catalog, REF, ["fp00000", "fp00064", "fp01000"])
     assert set(found) == {"fp00000", "fp00064", "fp01000"}
     assert found["fp00064"].modified == T0
@@ -182,8 +199,9 @@ def test_compaction_expires_old_snapshots(catalog, monkeypatch):
 
 def test_ledger_commits_with_the_data(catalog):
     catalog.create_namespace_if_not_exists("shop_bronze")
-    data = catalog.create_table(("shop_bronze", "orders"),
-                                Schema(NestedField(1, "id", LongType(), required=False)))
+    data = catalog.create_table(
+        ("shop_bronze", "orders"), Schema(NestedField(1, "id", LongType(), required=False))
+    )
     ensure_ledger(catalog, REF)
     _record(catalog, _entry(9))  # the ledger moves after the data change is built...
     txn = data.transaction()
@@ -200,8 +218,10 @@ def test_ledger_commits_with_the_data(catalog):
     data_change = change_of(txn)
     snapshot_id = data_change.updates[0].snapshot.snapshot_id
     entry = _entry(1, snapshot_id=snapshot_id)
-    commit_tables(catalog, [data_change,
-                            ledger_change(catalog.load_table((REF.namespace, REF.table)), [entry])])
+    commit_tables(
+        catalog,
+        [data_change, ledger_change(catalog.load_table((REF.namespace, REF.table)), [entry])],
+    )
     data = catalog.load_table(("shop_bronze", "orders"))
     assert data.current_snapshot().snapshot_id == snapshot_id
     assert ingested(catalog, REF, ["fp00001"])["fp00001"].snapshot_id == snapshot_id
@@ -236,8 +256,10 @@ def test_ledger_on_postgres_with_racing_creators(postgres_url, tmp_path):
 
     catalog = catalogs[0]
     try:
-        commit_tables(catalog, [ledger_change(ensure_ledger(catalog, ref),
-                                              [_entry(1), _entry(2, status="rejected")])])
+        commit_tables(
+            catalog,
+            [ledger_change(ensure_ledger(catalog, ref), [_entry(1), _entry(2, status="rejected")])],
+        )
         assert set(ingested(catalog, ref, ["fp00001", "fp00002", "fp00003"])) == {"fp00001"}
     finally:
         catalog.engine.dispose()

@@ -33,8 +33,14 @@ TARGET = 128 * 1024 * 1024
 
 def _append(spark, catalog, start: int, n: int = 10, run: str = "r"):
     df = spark.createDataFrame([(i, f"v{i}") for i in range(start, start + n)], "id long, v string")
-    write_table(spark, catalog, REF, df.coalesce(1), TableTarget(table=REF.table, mode="append"),
-                f"{run}{start}")
+    write_table(
+        spark,
+        catalog,
+        REF,
+        df.coalesce(1),
+        TableTarget(table=REF.table, mode="append"),
+        f"{run}{start}",
+    )
 
 
 def _ids(spark, catalog, snapshot_id=None):
@@ -69,8 +75,14 @@ def test_an_append_during_compaction_is_kept(spark, small_files):
     fails on its base snapshot, re-plans on the new one and keeps the appended file."""
     catalog = small_files
     report = Report("t")
-    table = compact(spark, catalog, catalog.load_table(IDENT), TARGET, report,
-                    before_commit=lambda: _append(spark, catalog, 1000, run="drop"))
+    table = compact(
+        spark,
+        catalog,
+        catalog.load_table(IDENT),
+        TARGET,
+        report,
+        before_commit=lambda: _append(spark, catalog, 1000, run="drop"),
+    )
     assert report.compaction_retries == 1 and report.files_compacted == 12
     assert _ids(spark, catalog) == list(range(120)) + list(range(1000, 1010))
     assert len(data_files(table)) == 2  # the compacted file and the appended one
@@ -101,8 +113,11 @@ def test_expiry_keeps_the_current_snapshot_and_branch_heads(spark, small_files):
     catalog = small_files
     table = catalog.load_table(IDENT)
     snaps = [s.snapshot_id for s in table.metadata.snapshots]
-    catalog.commit_table(table, (), (SetSnapshotRefUpdate(
-        ref_name="keep", type=SnapshotRefType.TAG, snapshot_id=snaps[3]),))
+    catalog.commit_table(
+        table,
+        (),
+        (SetSnapshotRefUpdate(ref_name="keep", type=SnapshotRefType.TAG, snapshot_id=snaps[3]),),
+    )
     table = catalog.load_table(IDENT)
     assert expire_snapshots(table, timedelta(days=7)) == 0  # all are young
     expired = expire_snapshots(table, timedelta(0))
@@ -145,8 +160,9 @@ def test_datahub_maintain_command(spark, small_files, settings, capsys):
 
     app = settings.pipelines_dir / "shop"
     app.mkdir(parents=True)
-    (app / "app.yaml").write_text("maintenance: {snapshotRetention: P7D, orphanAfter: P3D, "
-                                  "targetFileSizeMb: 64}\n")
+    (app / "app.yaml").write_text(
+        "maintenance: {snapshotRetention: P7D, orphanAfter: P3D, targetFileSizeMb: 64}\n"
+    )
     assert main(["maintain", "shop.raw.events"]) == 0
     assert "data files 12 -> 1 (12 compacted)" in capsys.readouterr().out
     assert main(["maintain", "--all", "--no-compact"]) == 0

@@ -42,8 +42,7 @@ SCHEMA = """{"type": "record", "name": "orders", "fields": [
 GOOD = "{i},{i}.5,paid"
 
 
-def _project(settings, kind="csv", on_invalid=None, schema=False, layer="raw",
-             max_rows=10**9):
+def _project(settings, kind="csv", on_invalid=None, schema=False, layer="raw", max_rows=10**9):
     app = settings.pipelines_dir / "shop"
     (app / layer).mkdir(parents=True, exist_ok=True)
     attrs = f' onInvalid="{on_invalid}"' if on_invalid else ""
@@ -52,8 +51,9 @@ def _project(settings, kind="csv", on_invalid=None, schema=False, layer="raw",
         (app / "schemas").mkdir(exist_ok=True)
         (app / "schemas" / "orders.avsc").write_text(SCHEMA)
     watch = '<watch minAgeSeconds="0"/>' if layer == "raw" else ""
-    (app / layer / "orders.xml").write_text(PIPELINE.format(
-        kind=kind, attrs=attrs, watch=watch, layer=layer, max_rows=max_rows))
+    (app / layer / "orders.xml").write_text(
+        PIPELINE.format(kind=kind, attrs=attrs, watch=watch, layer=layer, max_rows=max_rows)
+    )
     (spec,) = load_project(settings.pipelines_dir).pipelines
     return spec
 
@@ -68,8 +68,9 @@ def _drop(settings, name: str, text: str) -> Path:
 
 
 def _ctx(spark, settings, run_id="run-1"):
-    return ExecContext(spark=spark, settings=settings, app="shop", run_id=run_id,
-                       run_date=date(2026, 11, 22))
+    return ExecContext(
+        spark=spark, settings=settings, app="shop", run_id=run_id, run_date=date(2026, 11, 22)
+    )
 
 
 def _csv(n: int, bad: dict[int, str]) -> tuple[str, int]:
@@ -86,13 +87,14 @@ def _quarantine(spark, catalog):
     if not catalog.table_exists(QUARANTINE.namespace + "." + QUARANTINE.table):
         return []
     df = read_table(spark, catalog, QUARANTINE)
-    return sorted((r["_line"], r["_raw"], r["_reason"], r["_rule"], r["_source_file"])
-                  for r in df.collect())
+    return sorted(
+        (r["_line"], r["_raw"], r["_reason"], r["_rule"], r["_source_file"]) for r in df.collect()
+    )
 
 
 N = 5000
 # the three broken rows of the issue: two extra fields, an unbalanced quote, two fields only
-EXTRA, QUOTE, SHORT = '9,9.5,paid,extra,more', '10,"10.5,paid', "11,11.5"
+EXTRA, QUOTE, SHORT = "9,9.5,paid,extra,more", '10,"10.5,paid', "11,11.5"
 
 
 @pytest.mark.parametrize("where", ["start", "middle", "end"])
@@ -114,8 +116,13 @@ def test_csv_malformed_rows_are_quarantined_with_line_and_reason(spark, settings
     assert outcome.extra["quarantine_table"] == "shop_raw.orders__quarantine"
     assert _quarantine(spark, catalog) == [
         (first, EXTRA, "5 fields, expected 3", "malformed", str(path)),
-        (first + 1, QUOTE, 'unbalanced quote ("): the line\'s fields run together',
-         "malformed", str(path)),
+        (
+            first + 1,
+            QUOTE,
+            "unbalanced quote (\"): the line's fields run together",
+            "malformed",
+            str(path),
+        ),
         (first + 2, SHORT, "2 fields, expected 3", "malformed", str(path)),
     ]
     (entry,) = read_ledger(catalog.load_table(ledger_ref("shop", "orders_raw").identifier))
@@ -127,8 +134,9 @@ def test_csv_malformed_rows_are_quarantined_with_line_and_reason(spark, settings
 @pytest.mark.parametrize("where", ["start", "middle", "end"])
 def test_json_lines_broken_lines_are_quarantined_and_no_helper_column(spark, settings, where):
     spec = _project(settings, kind="json")
-    lines = [json.dumps({"event_id": i, "amount": i + 0.5, "status": "paid"})
-             for i in range(1, 2001)]
+    lines = [
+        json.dumps({"event_id": i, "amount": i + 0.5, "status": "paid"}) for i in range(1, 2001)
+    ]
     at = {"start": 0, "middle": 1000, "end": 1998}[where]
     lines[at] = '{"event_id": 1, "amount":'
     lines[at + 1] = "[1, 2]"
@@ -146,7 +154,8 @@ def test_json_lines_broken_lines_are_quarantined_and_no_helper_column(spark, set
     rows = _quarantine(spark, catalog)
     assert [(r[0], r[2]) for r in rows] == [
         (at + 1, "invalid JSON (Expecting value at column 26)"),
-        (at + 2, "an array, not a JSON object")]
+        (at + 2, "an array, not a JSON object"),
+    ]
     assert all(r[4] == str(path) for r in rows)
 
 
@@ -161,7 +170,8 @@ def test_declared_schema_type_mismatch_is_quarantined(spark, settings):
     assert read_table(spark, catalog, ORDERS).count() == good == outcome.rows
     assert [(r[0], r[2]) for r in _quarantine(spark, catalog)] == [
         (100, "column 'amount': value 'abc' is not double"),
-        (4000, "column 'order_id': value 'x4000' is not bigint")]
+        (4000, "column 'order_id': value 'x4000' is not bigint"),
+    ]
 
 
 def test_fail_rejects_the_file_listing_its_first_bad_lines(spark, settings):
@@ -185,7 +195,9 @@ def test_fail_rejects_the_file_listing_its_first_bad_lines(spark, settings):
     assert _quarantine(spark, catalog) == []
     ledger = read_ledger(catalog.load_table(ledger_ref("shop", "orders_raw").identifier))
     assert sorted((e.path, e.status, e.rule) for e in ledger) == [
-        (str(bad), "rejected", "malformed"), (str(ok), "ingested", None)]
+        (str(bad), "rejected", "malformed"),
+        (str(ok), "ingested", None),
+    ]
 
 
 def test_drop_counts_and_keeps_nothing(spark, settings):

@@ -23,10 +23,14 @@ SECRET = "TEST_MONGO_URI"
 
 
 def _doc(i: int) -> dict:
-    return {"n": i, "status": ("new", "paid", "shipped")[i % 3], "amount": i * 0.5,
-            "at": datetime(2024, 1, 1) + timedelta(minutes=i),
-            "customer": {"id": i % 7, "addr": {"city": f"c{i % 5}"}},
-            "items": [{"sku": f"s{j}", "qty": j} for j in range(i % 3)]}
+    return {
+        "n": i,
+        "status": ("new", "paid", "shipped")[i % 3],
+        "amount": i * 0.5,
+        "at": datetime(2024, 1, 1) + timedelta(minutes=i),
+        "customer": {"id": i % 7, "addr": {"city": f"c{i % 5}"}},
+        "items": [{"sku": f"s{j}", "qty": j} for j in range(i % 3)],
+    }
 
 
 @pytest.fixture
@@ -45,8 +49,9 @@ def _ctx(spark, settings, app="shop"):
 
 
 def _source(db, **kw) -> MongoSource:
-    return MongoSource(id="orders", database=db.name, collection="orders",
-                       uri_secret_ref=SECRET, **kw)
+    return MongoSource(
+        id="orders", database=db.name, collection="orders", uri_secret_ref=SECRET, **kw
+    )
 
 
 def test_parallel_ranges_read_every_document_exactly_once(spark, settings, mongo, monkeypatch):
@@ -63,8 +68,9 @@ def test_parallel_ranges_read_every_document_exactly_once(spark, settings, mongo
     assert {f.name for f in df.schema.fields} >= {"n", "customer", "items", "at"}
 
 
-def test_integer_ids_split_numerically_and_mixed_ids_read_as_one_range(spark, settings, mongo,
-                                                                       monkeypatch):
+def test_integer_ids_split_numerically_and_mixed_ids_read_as_one_range(
+    spark, settings, mongo, monkeypatch
+):
     monkeypatch.setenv("DATAHUB_MONGO_DOCS_PER_PARTITION", "50")
     mongo.orders.insert_many([{"_id": i, "v": i} for i in range(300)])
     source = _source(mongo)
@@ -79,8 +85,11 @@ def test_integer_ids_split_numerically_and_mixed_ids_read_as_one_range(spark, se
 def test_filter_and_projection(spark, settings, mongo, monkeypatch):
     monkeypatch.setenv("DATAHUB_MONGO_DOCS_PER_PARTITION", "40")
     mongo.orders.insert_many([_doc(i) for i in range(150)])
-    source = _source(mongo, filter='{"status": "paid", "n": {"$gte": 30}}',
-                     projection='{"n": 1, "customer.addr.city": 1, "_id": 0}')
+    source = _source(
+        mongo,
+        filter='{"status": "paid", "n": {"$gte": 30}}',
+        projection='{"n": 1, "customer.addr.city": 1, "_id": 0}',
+    )
     df = read_mongo(source, _ctx(spark, settings))
     assert df.columns == ["n", "customer"]
     rows = df.collect()
@@ -90,21 +99,38 @@ def test_filter_and_projection(spark, settings, mongo, monkeypatch):
 
 
 def test_flatten_names_index_columns_and_maps(spark, settings, mongo):
-    mongo.orders.insert_many([
-        {"_id": 1, "customer": {"addr": {"city": "x"}}, "items": [{"name": "a"}, {"name": "b"}],
-         "scores": {"2024-01-01": 1.0, "2024-01-02": 2.0}},
-        {"_id": 2, "customer": {"addr": {"city": "y"}}, "items": [],
-         "scores": {"2024-01-03": 3.0}},
-    ])
+    mongo.orders.insert_many(
+        [
+            {
+                "_id": 1,
+                "customer": {"addr": {"city": "x"}},
+                "items": [{"name": "a"}, {"name": "b"}],
+                "scores": {"2024-01-01": 1.0, "2024-01-02": 2.0},
+            },
+            {
+                "_id": 2,
+                "customer": {"addr": {"city": "y"}},
+                "items": [],
+                "scores": {"2024-01-03": 3.0},
+            },
+        ]
+    )
     flat = read_mongo(_source(mongo, flatten=True), _ctx(spark, settings))
     assert flat.columns == ["_id", "customer_addr_city", "items", "scores"]
     row = flat.where("_id = '1'").first()
     assert json.loads(row["items"]) == [{"name": "a"}, {"name": "b"}]  # arrays=json default
     nested = read_mongo(_source(mongo), _ctx(spark, settings))
     indexed = flatten_frame(nested, arrays="index", max_index=2)
-    assert indexed.columns == ["_id", "customer_addr_city", "items_0_name", "items_1_name",
-                               "scores_0_key", "scores_0_value", "scores_1_key",
-                               "scores_1_value"]
+    assert indexed.columns == [
+        "_id",
+        "customer_addr_city",
+        "items_0_name",
+        "items_1_name",
+        "scores_0_key",
+        "scores_0_value",
+        "scores_1_key",
+        "scores_1_value",
+    ]
     rows = {r["_id"]: r for r in indexed.collect()}
     assert (rows[1]["items_0_name"], rows[1]["items_1_name"]) == ("a", "b")
     assert rows[2]["items_0_name"] is None
@@ -148,26 +174,35 @@ PINNED = {
 
 
 def test_quarantine_of_misfits_with_reasons_and_defaults(spark, settings, mongo):
-    mongo.orders.insert_many([
-        {"_id": 1, "sku": "a", "qty": 1, "status": "paid", "at": datetime(2024, 1, 1)},
-        {"_id": 2, "sku": "b", "qty": 2},                       # status takes its default
-        {"_id": 3, "sku": "c", "qty": "many"},                  # cast
-        {"_id": 4, "qty": 4},                                   # required sku missing
-        {"_id": 5, "sku": "e", "qty": 5, "at": "not a date"},   # cast
-    ])
-    spec = _pipeline(settings, f"""<pipeline id="orders" version="1.0.0" layer="raw">
+    mongo.orders.insert_many(
+        [
+            {"_id": 1, "sku": "a", "qty": 1, "status": "paid", "at": datetime(2024, 1, 1)},
+            {"_id": 2, "sku": "b", "qty": 2},  # status takes its default
+            {"_id": 3, "sku": "c", "qty": "many"},  # cast
+            {"_id": 4, "qty": 4},  # required sku missing
+            {"_id": 5, "sku": "e", "qty": 5, "at": "not a date"},  # cast
+        ]
+    )
+    spec = _pipeline(
+        settings,
+        f"""<pipeline id="orders" version="1.0.0" layer="raw">
   <sources><mongo id="orders" database="{mongo.name}" collection="orders"
      uriSecretRef="{SECRET}" schemaRef="schemas/orders.json" onInvalid="quarantine"/></sources>
   <targets><table table="orders" mode="append"/></targets>
-</pipeline>""", schema=PINNED)
+</pipeline>""",
+        schema=PINNED,
+    )
     catalog = load_catalog(settings)
     (outcome,) = run_pipeline(spec, _ctx(spark, settings), catalog)
     assert outcome.rows == 2
-    rows = {r["_id"]: r for r in catalog.load_table("shop_raw.orders").scan().to_arrow()
-            .to_pylist()}
+    rows = {
+        r["_id"]: r for r in catalog.load_table("shop_raw.orders").scan().to_arrow().to_pylist()
+    }
     assert rows[1]["status"] == "paid" and rows[2]["status"] == "new"
-    quarantined = {r["_id"]: r for r in catalog.load_table("shop_raw.orders__quarantine")
-                   .scan().to_arrow().to_pylist()}
+    quarantined = {
+        r["_id"]: r
+        for r in catalog.load_table("shop_raw.orders__quarantine").scan().to_arrow().to_pylist()
+    }
     assert set(quarantined) == {"3", "4", "5"}
     assert quarantined["3"]["_reason"] == "column 'qty': value 'many' is not bigint"
     assert quarantined["3"]["_rule"] == "cast"
@@ -180,46 +215,55 @@ def test_quarantine_of_misfits_with_reasons_and_defaults(spark, settings, mongo)
 def test_run_pipeline_flatten_incremental_into_iceberg(spark, settings, mongo, monkeypatch):
     monkeypatch.setenv("DATAHUB_MONGO_DOCS_PER_PARTITION", "60")
     mongo.orders.insert_many([_doc(i) for i in range(200)])
-    spec = _pipeline(settings, f"""<pipeline id="orders" version="1.0.0" layer="raw">
+    spec = _pipeline(
+        settings,
+        f"""<pipeline id="orders" version="1.0.0" layer="raw">
   <sources><mongo id="orders" database="{mongo.name}" collection="orders"
      uriSecretRef="{SECRET}" flatten="true"><incremental column="at"/></mongo></sources>
   <targets><table table="orders" mode="append"/></targets>
-</pipeline>""")
+</pipeline>""",
+    )
     catalog = load_catalog(settings)
     (first,) = run_pipeline(spec, _ctx(spark, settings), catalog)
     assert first.rows == 200
     table = catalog.load_table("shop_raw.orders")
     assert {"customer_addr_city", "customer_id", "items", "at"} <= {
-        f.name for f in table.schema().fields}
+        f.name for f in table.schema().fields
+    }
     mongo.orders.insert_many([_doc(i) for i in range(200, 230)])
     (second,) = run_pipeline(spec, _ctx(spark, settings), catalog)
     assert second.rows == 30
-    ns = sorted(r["n"] for r in catalog.load_table("shop_raw.orders").scan().to_arrow()
-                .to_pylist())
+    ns = sorted(r["n"] for r in catalog.load_table("shop_raw.orders").scan().to_arrow().to_pylist())
     assert ns == list(range(230))
 
 
-def test_connection_from_app_yaml_and_infer_schema_command(spark, settings, mongo,
-                                                           monkeypatch):
+def test_connection_from_app_yaml_and_infer_schema_command(spark, settings, mongo, monkeypatch):
     mongo.orders.insert_many([_doc(i) for i in range(20)])
-    monkeypatch.setenv("PRODUCTS_MONGO_URI", mongo.client.address and
-                       f"mongodb://{mongo.client.address[0]}:{mongo.client.address[1]}/")
+    monkeypatch.setenv(
+        "PRODUCTS_MONGO_URI",
+        mongo.client.address and f"mongodb://{mongo.client.address[0]}:{mongo.client.address[1]}/",
+    )
     (settings.pipelines_dir / "shop").mkdir(parents=True, exist_ok=True)
     (settings.pipelines_dir / "shop" / "app.yaml").write_text(
-        "connections:\n  products: {uriSecretRef: PRODUCTS_MONGO_URI}\n")
-    spec = _pipeline(settings, f"""<pipeline id="orders" version="1.0.0" layer="raw">
+        "connections:\n  products: {uriSecretRef: PRODUCTS_MONGO_URI}\n"
+    )
+    spec = _pipeline(
+        settings,
+        f"""<pipeline id="orders" version="1.0.0" layer="raw">
   <sources><mongo id="orders" database="{mongo.name}" collection="orders"
      connection="products" schemaRef="schemas/orders.json"/></sources>
   <targets><table table="orders" mode="overwrite"/></targets>
-</pipeline>""")
+</pipeline>""",
+    )
     path, sampled, fields = infer_schema_file(settings, "shop.orders")
     assert path == settings.pipelines_dir / "shop" / "schemas" / "orders.json"
     assert sampled == 20 and fields == 7
     catalog = load_catalog(settings)
     (outcome,) = run_pipeline(spec, _ctx(spark, settings), catalog)  # pinned by the file
     assert outcome.rows == 20
-    types = {f.name: str(f.field_type) for f in catalog.load_table("shop_raw.orders")
-             .schema().fields}
+    types = {
+        f.name: str(f.field_type) for f in catalog.load_table("shop_raw.orders").schema().fields
+    }
     assert types["n"] == "long" and types["at"].startswith("timestamp")
 
 
@@ -227,11 +271,14 @@ def test_uri_with_password_never_in_errors(spark, settings, mongo_server, monkey
     password = "Pw-9f8e7d6c"
     monkeypatch.setenv(SECRET, f"mongodb://reader:{password}@127.0.0.1:1/?directConnection=true")
     monkeypatch.setenv("DATAHUB_MONGO_TIMEOUT_MS", "300")
-    spec = _pipeline(settings, f"""<pipeline id="orders" version="1.0.0" layer="raw">
+    spec = _pipeline(
+        settings,
+        f"""<pipeline id="orders" version="1.0.0" layer="raw">
   <sources><mongo id="orders" database="db" collection="orders" uriSecretRef="{SECRET}"/>
   </sources>
   <targets><table table="orders" mode="append"/></targets>
-</pipeline>""")
+</pipeline>""",
+    )
     with pytest.raises(PipelineRunError) as err:
         run_pipeline(spec, _ctx(spark, settings), load_catalog(settings))
     text = str(err.value) + repr(err.value.__cause__)

@@ -41,8 +41,9 @@ def catalog(request, tmp_path):
 
 def _another_process(catalog, tmp_path) -> Catalog:
     """A catalog of its own (own engine and connections) on the same database."""
-    return open_catalog(catalog.engine.url.render_as_string(hide_password=False),
-                        f"file://{tmp_path}/wh")
+    return open_catalog(
+        catalog.engine.url.render_as_string(hide_password=False), f"file://{tmp_path}/wh"
+    )
 
 
 @pytest.fixture
@@ -102,8 +103,7 @@ def test_table_moved_before_staging_commits_nothing(catalog, namespace):
     assert _rows(catalog, b) == [10, 12]
 
 
-def test_table_moved_between_staging_and_swap_rolls_back(catalog, namespace, tmp_path,
-                                                         monkeypatch):
+def test_table_moved_between_staging_and_swap_rolls_back(catalog, namespace, tmp_path, monkeypatch):
     """The compare-and-swap itself: B moves after commit_tables loaded and staged it."""
     a, b = _table(catalog, namespace, "a", 1), _table(catalog, namespace, "b", 10)
     before_a = _metadata_files(a)
@@ -168,8 +168,11 @@ def test_concurrent_multi_table_commits_stay_consistent(catalog, namespace, tmp_
 
 def test_a_failing_requirement_names_the_table(catalog, namespace):
     a, b = _table(catalog, namespace, "a", 1), _table(catalog, namespace, "b", 10)
-    wrong = TableChange(b, (AssertRefSnapshotId(ref="main", snapshot_id=None),),
-                        (SetPropertiesUpdate(updates={"k": "v"}),))
+    wrong = TableChange(
+        b,
+        (AssertRefSnapshotId(ref="main", snapshot_id=None),),
+        (SetPropertiesUpdate(updates={"k": "v"}),),
+    )
     with pytest.raises(CommitFailedException, match=rf"{namespace}\.b"):
         commit_tables(catalog, [_append(a, 2), wrong])
     assert catalog.load_table(a.name()).metadata_location == a.metadata_location

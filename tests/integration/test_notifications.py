@@ -85,8 +85,12 @@ def sinks():
     http = HTTPServer(("127.0.0.1", 0), Hook)
     threading.Thread(target=http.serve_forever, daemon=True).start()
     try:
-        yield {"smtp": smtp.port, "http": http.server_address[1], "mail": box.messages,
-               "posts": posts}
+        yield {
+            "smtp": smtp.port,
+            "http": http.server_address[1],
+            "mail": box.messages,
+            "posts": posts,
+        }
     finally:
         smtp.stop()
         http.shutdown()
@@ -115,14 +119,20 @@ def _sensor_tick(project, instance, result, logs):
     if result.success:
         event = result.get_run_success_event()
         context = dg.build_run_status_sensor_context(
-            sensor_name="datahub_notify_success", dagster_event=event,
-            dagster_instance=instance, dagster_run=run)
+            sensor_name="datahub_notify_success",
+            dagster_event=event,
+            dagster_instance=instance,
+            dagster_run=run,
+        )
         sensors["datahub_notify_success"](context)
     else:
         event = result.get_run_failure_event()
         context = dg.build_run_status_sensor_context(
-            sensor_name="datahub_notify_failure", dagster_event=event,
-            dagster_instance=instance, dagster_run=run).for_run_failure()
+            sensor_name="datahub_notify_failure",
+            dagster_event=event,
+            dagster_instance=instance,
+            dagster_run=run,
+        ).for_run_failure()
         sensors["datahub_notify_failure"](context)
 
 
@@ -131,14 +141,13 @@ def test_failed_run_notifies_email_and_webhook(spark, settings, sinks, monkeypat
     monkeypatch.setenv("DATAHUB_UI_URL", "https://dagster.example.com/")
     project, job = _setup(settings, sinks, bad=True)
     instance = dg.DagsterInstance.ephemeral()
-    result = job.execute_in_process(resources=resources(), instance=instance,
-                                    raise_on_error=False)
+    result = job.execute_in_process(resources=resources(), instance=instance, raise_on_error=False)
     assert not result.success
     started = time.monotonic()
     _sensor_tick(project, instance, result, [])
     assert time.monotonic() - started < 30  # the dead webhook's retries are bounded
 
-    (rcpts, mail), = sinks["mail"]
+    ((rcpts, mail),) = sinks["mail"]
     assert sorted(rcpts) == ["lead@example.com", "ops@example.com"]
     assert "shop__nightly" in mail and "FAILURE" in mail and result.run_id in mail
     ((path, headers, payload),) = [p for p in sinks["posts"] if p[0] == "/hook"]
@@ -155,8 +164,9 @@ def test_failed_run_notifies_email_and_webhook(spark, settings, sinks, monkeypat
     assert durations["shop.good"] > 0 and durations["shop.bad"] > 0
 
 
-def test_successful_run_notifies_success_and_completion_targets(spark, settings, sinks,
-                                                                 monkeypatch):
+def test_successful_run_notifies_success_and_completion_targets(
+    spark, settings, sinks, monkeypatch
+):
     monkeypatch.setenv("HOOK_TOKEN", "t0ken-secret")
     project, job = _setup(settings, sinks, bad=False)
     instance = dg.DagsterInstance.ephemeral()
@@ -173,8 +183,10 @@ def test_sla_miss_notifies_once_per_materialization(spark, settings, sinks):
     instance = dg.DagsterInstance.ephemeral()
     job.execute_in_process(resources=resources(), instance=instance)
     watched = sla_assets(project)
-    assert set(watched) == {dg.AssetKey(["shop", "bronze", "good"]),
-                            dg.AssetKey(["shop", "bronze", "bad"])}
+    assert set(watched) == {
+        dg.AssetKey(["shop", "bronze", "good"]),
+        dg.AssetKey(["shop", "bronze", "bad"]),
+    }
     logs: list[str] = []
     cursor = check_sla(instance, project, watched, {}, logs.append)
     assert [p for p in sinks["posts"] if p[0] == "/sla"] == []  # fresh: nothing
@@ -193,8 +205,16 @@ def test_dead_targets_are_logged_and_never_raise(settings, sinks):
 
     logs: list[str] = []
     dead = WebhookNotification(url=f"http://127.0.0.1:{_free_port()}/x", on="failure")
-    failed = deliver([dead], SmtpServer(port=_free_port()), {"text": "x"}, "s", "b",
-                     logs.append, attempts=2, first_wait_s=0.01)
+    failed = deliver(
+        [dead],
+        SmtpServer(port=_free_port()),
+        {"text": "x"},
+        "s",
+        "b",
+        logs.append,
+        attempts=2,
+        first_wait_s=0.01,
+    )
     assert failed == [f"webhook {dead.url}"]
     assert any("attempt 1" in line for line in logs)
     assert any("failed after 2 attempts" in line for line in logs)

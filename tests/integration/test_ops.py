@@ -29,8 +29,14 @@ def _rows(spark, catalog):
 
 
 def _write(spark, catalog, rows, run_id, mode="append"):
-    return write_table(spark, catalog, REF, spark.createDataFrame(rows, SCHEMA),
-                       TableTarget(table="orders", mode=mode), run_id)
+    return write_table(
+        spark,
+        catalog,
+        REF,
+        spark.createDataFrame(rows, SCHEMA),
+        TableTarget(table="orders", mode=mode),
+        run_id,
+    )
 
 
 @pytest.fixture
@@ -53,8 +59,14 @@ def test_parse_table():
 
 def test_history_newest_first_with_ops_and_counts(spark, catalog, three):
     s1, s2, s3 = three
-    staged = stage_write(spark, catalog, REF, spark.createDataFrame([(4, "d")], SCHEMA),
-                         TableTarget(table="orders"), "r4")
+    staged = stage_write(
+        spark,
+        catalog,
+        REF,
+        spark.createDataFrame([(4, "d")], SCHEMA),
+        TableTarget(table="orders"),
+        "r4",
+    )
     audited = audit_commit(staged, "audit_r4")
     rows = history(catalog, REF)
     assert [r["snapshot_id"] for r in rows] == [audited.snapshot_id, s3, s2, s1]
@@ -85,14 +97,20 @@ def test_rollback_to_parent_then_explicit_ids(spark, catalog, three):
     assert catalog.load_table(REF.identifier).current_snapshot().snapshot_id == s1
     current = [r["snapshot_id"] for r in history(catalog, REF) if r["current"]]
     assert current == [s1]
-    with pytest.raises(ValueError, match=rf"shop_silver.orders: current snapshot {s1} has no "
-                                         rf"parent to roll back to; pass one of: {s3}, {s2}, {s1}"):
+    with pytest.raises(
+        ValueError,
+        match=rf"shop_silver.orders: current snapshot {s1} has no "
+        rf"parent to roll back to; pass one of: {s3}, {s2}, {s1}",
+    ):
         rollback(catalog, REF)
 
 
 def test_rollback_to_unknown_snapshot_lists_valid_ids(spark, catalog, three):
     s1, s2, s3 = three
-    with pytest.raises(ValueError, match=rf"table shop_silver.orders has no snapshot 12345; "
-                                         rf"valid snapshot ids: {s3}, {s2}, {s1}$"):
+    with pytest.raises(
+        ValueError,
+        match=rf"table shop_silver.orders has no snapshot 12345; "
+        rf"valid snapshot ids: {s3}, {s2}, {s1}$",
+    ):
         rollback(catalog, REF, 12345)
     assert catalog.load_table(REF.identifier).current_snapshot().snapshot_id == s3

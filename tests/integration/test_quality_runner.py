@@ -143,7 +143,9 @@ def test_schema_drift_policy(spark, settings, policy):
         assert drift.passed and "extra" in drift.description
         rows = load_catalog(settings).load_table("shop_bronze.c").scan().to_arrow().to_pylist()
         assert sorted(rows, key=lambda r: r["id"]) == [
-            {"id": 1, "name": "a", "extra": None}, {"id": 2, "name": "b", "extra": "x"}]
+            {"id": 1, "name": "a", "extra": None},
+            {"id": 2, "name": "b", "extra": "x"},
+        ]
     else:
         with pytest.raises(ChecksFailed, match="extra") as failed:
             run_pipeline(spec, ctx, load_catalog(settings))

@@ -22,13 +22,15 @@ from datahub_assets.spec.models import Check, TableRef
 pytestmark = pytest.mark.spark
 
 CHECK = TypeAdapter(Check)
-SCHEMA = T.StructType([
-    T.StructField("id", T.IntegerType(), False),
-    T.StructField("amount", T.DecimalType(12, 2), True),
-    T.StructField("day", T.DateType(), True),
-    T.StructField("ts", T.TimestampType(), True),
-    T.StructField("status", T.StringType(), True),
-])
+SCHEMA = T.StructType(
+    [
+        T.StructField("id", T.IntegerType(), False),
+        T.StructField("amount", T.DecimalType(12, 2), True),
+        T.StructField("day", T.DateType(), True),
+        T.StructField("ts", T.TimestampType(), True),
+        T.StructField("status", T.StringType(), True),
+    ]
+)
 RAW = [  # all strings, as a CSV read without a schema gives them
     ("1", "10.50", "2024-01-31", "2024-01-31 10:00:00", "new"),
     ("x2", "1.00", "2024-02-01", "2024-02-01 00:00:00", "paid"),
@@ -56,7 +58,8 @@ def rows(df, order="id"):
 def test_casts_and_required(raw):
     valid, invalid = validate_rows(raw, SCHEMA)
     assert [(f.name, f.dataType) for f in valid.schema.fields] == [
-        (f.name, f.dataType) for f in SCHEMA.fields]
+        (f.name, f.dataType) for f in SCHEMA.fields
+    ]
     assert rows(valid) == [
         (1, Decimal("10.50"), dt.date(2024, 1, 31), dt.datetime(2024, 1, 31, 10), "new"),
         (5, None, dt.date(2024, 3, 1), dt.datetime(2024, 3, 1, 12, 30), "lost"),
@@ -75,13 +78,14 @@ def test_casts_and_required(raw):
 
 def test_decimal_overflow_and_typed_input(spark):
     df = spark.createDataFrame([(1, 123456789012.5), (2, 7.25), (3, None)], "n long, v double")
-    schema = T.StructType([T.StructField("n", T.IntegerType()),
-                           T.StructField("v", T.DecimalType(12, 2))])
+    schema = T.StructType(
+        [T.StructField("n", T.IntegerType()), T.StructField("v", T.DecimalType(12, 2))]
+    )
     valid, invalid = validate_rows(df, schema)
     assert rows(valid, "n") == [(2, Decimal("7.25")), (3, None)]
     assert [(r["n"], r["v"], r["_reason"]) for r in invalid.collect()] == [
-        ("1", "1.234567890125E11",
-         "column 'v': value '1.234567890125E11' is not decimal(12,2)")]
+        ("1", "1.234567890125E11", "column 'v': value '1.234567890125E11' is not decimal(12,2)")
+    ]
 
 
 def test_rules_name_the_check_and_extras_pass_through(spark, raw):
@@ -100,19 +104,32 @@ def test_rules_name_the_check_and_extras_pass_through(spark, raw):
     assert [r["id"] for r in valid.collect()] == [1]
     got = sorted((r["id"], r["_rule"], r["_reason"], r["note"]) for r in invalid.collect())
     assert got == [
-        ("5", "notNull_amount", "notNull_amount: null in amount; acceptedValues_status: "
-                                "column 'status' value 'lost' is not one of new, paid", "lost"),
-        ("6", "range_amount", "range_amount: column 'amount' value '-1.00' is outside [0.0, ]",
-         "paid"),
+        (
+            "5",
+            "notNull_amount",
+            "notNull_amount: null in amount; acceptedValues_status: "
+            "column 'status' value 'lost' is not one of new, paid",
+            "lost",
+        ),
+        (
+            "6",
+            "range_amount",
+            "range_amount: column 'amount' value '-1.00' is outside [0.0, ]",
+            "paid",
+        ),
     ]
 
 
 def test_expression_null_fails_and_missing_declared_column(spark):
     df = spark.createDataFrame([("a", 1), ("b", None)], "k string, q int")
-    schema = T.StructType([T.StructField("k", T.StringType()), T.StructField("q", T.LongType()),
-                           T.StructField("r", T.StringType(), False)])
-    valid, invalid = validate_rows(df, schema, [chk(kind="expression", name="q_pos",
-                                                    expr="q > 0")])
+    schema = T.StructType(
+        [
+            T.StructField("k", T.StringType()),
+            T.StructField("q", T.LongType()),
+            T.StructField("r", T.StringType(), False),
+        ]
+    )
+    valid, invalid = validate_rows(df, schema, [chk(kind="expression", name="q_pos", expr="q > 0")])
     assert valid.count() == 0
     assert sorted((r["k"], r["_reason"]) for r in invalid.collect()) == [
         ("a", "column 'r' is required"),
@@ -127,8 +144,9 @@ def test_policy_fail_shows_first_reasons(raw):
     err = info.value
     assert err.count == 3 and len(err.reasons) == 2
     msg = str(err)
-    assert msg.startswith("sales.raw.orders source orders: 3 invalid row(s) "
-                          "(onInvalid=\"fail\"); first 2:\n  - ")
+    assert msg.startswith(
+        'sales.raw.orders source orders: 3 invalid row(s) (onInvalid="fail"); first 2:\n  - '
+    )
     assert all(r in msg for r in err.reasons)
     ok_valid, ok_invalid = validate_rows(raw.where("id = '1'"), SCHEMA)
     out, quarantined, n = apply_policy("fail", ok_valid, ok_invalid, "x")
@@ -144,15 +162,24 @@ def test_policy_drop_counts(raw):
 
 def test_policy_quarantine_rows_have_lineage(raw):
     valid, invalid = validate_rows(raw, SCHEMA)
-    out, quarantined, n = apply_policy("quarantine", valid, invalid, "src:orders",
-                                       run_id="run-1")
+    out, quarantined, n = apply_policy("quarantine", valid, invalid, "src:orders", run_id="run-1")
     assert n == 3 and out.count() == 3
-    assert quarantined.columns == [*COLS, "_reason", "_rule", "_run_id", "_source",
-                                   "_quarantined_at"]
-    got = sorted((r["id"] or "", r["_rule"], r["_run_id"], r["_source"])
-                 for r in quarantined.collect())
-    assert got == [("", "required", "run-1", "src:orders"), ("3", "cast", "run-1", "src:orders"),
-                   ("x2", "cast", "run-1", "src:orders")]
+    assert quarantined.columns == [
+        *COLS,
+        "_reason",
+        "_rule",
+        "_run_id",
+        "_source",
+        "_quarantined_at",
+    ]
+    got = sorted(
+        (r["id"] or "", r["_rule"], r["_run_id"], r["_source"]) for r in quarantined.collect()
+    )
+    assert got == [
+        ("", "required", "run-1", "src:orders"),
+        ("3", "cast", "run-1", "src:orders"),
+        ("x2", "cast", "run-1", "src:orders"),
+    ]
     assert all(r["_quarantined_at"] is not None for r in quarantined.collect())
     clean_valid, clean_invalid = validate_rows(raw.where("id = '1'"), SCHEMA)
     assert apply_policy("quarantine", clean_valid, clean_invalid, "x")[1:] == (None, 0)

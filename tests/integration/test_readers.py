@@ -37,18 +37,23 @@ def rows(df):
 
 
 AVRO = {
-    "type": "record", "name": "Order", "fields": [
+    "type": "record",
+    "name": "Order",
+    "fields": [
         {"name": "id", "type": "long"},
         {"name": "customer", "type": ["null", "string"]},
         {"name": "day", "type": {"type": "int", "logicalType": "date"}},
         {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
-        {"name": "amount",
-         "type": {"type": "bytes", "logicalType": "decimal", "precision": 12, "scale": 2}},
+        {
+            "name": "amount",
+            "type": {"type": "bytes", "logicalType": "decimal", "precision": 12, "scale": 2},
+        },
         {"name": "paid", "type": "boolean"},
     ],
 }
 JSON_SCHEMA = {
-    "type": "object", "required": ["id"],
+    "type": "object",
+    "required": ["id"],
     "properties": {
         "id": {"type": "integer"},
         "name": {"type": ["string", "null"]},
@@ -68,8 +73,14 @@ def test_csv_with_header_all_strings(ctx):
 
 def test_csv_without_header_delimiter_null_value_infer(ctx):
     write(ctx, "landing/c.txt", "1;Ann;NA\n2;NA;3.5\n")
-    src = m.CsvSource(id="c", path="landing/c.txt", header=False, delimiter=";",
-                      null_value="NA", infer_schema=True)
+    src = m.CsvSource(
+        id="c",
+        path="landing/c.txt",
+        header=False,
+        delimiter=";",
+        null_value="NA",
+        infer_schema=True,
+    )
     df = read_source(src, ctx)
     assert df.dtypes == [("_c0", "int"), ("_c1", "string"), ("_c2", "double")]
     assert rows(df) == [(1, "Ann", None), (2, None, 3.5)]
@@ -77,24 +88,44 @@ def test_csv_without_header_delimiter_null_value_infer(ctx):
 
 def test_csv_schema_ref_avro(ctx):
     write(ctx, "schemas/orders.avsc", json.dumps(AVRO), app_folder=True)
-    write(ctx, "landing/o.csv",
-          "id,customer,day,at,amount,paid\n7,,2024-03-01,2024-03-01 10:11:12,12.50,true\n")
+    write(
+        ctx,
+        "landing/o.csv",
+        "id,customer,day,at,amount,paid\n7,,2024-03-01,2024-03-01 10:11:12,12.50,true\n",
+    )
     src = m.CsvSource(id="o", path="landing/o.csv", schema_ref="schemas/orders.avsc")
     df = read_source(src, ctx)
-    assert df.dtypes == [("id", "bigint"), ("customer", "string"), ("day", "date"),
-                         ("at", "timestamp"), ("amount", "decimal(12,2)"), ("paid", "boolean")]
-    assert rows(df) == [(7, None, dt.date(2024, 3, 1), dt.datetime(2024, 3, 1, 10, 11, 12),
-                         Decimal("12.50"), True)]
+    assert df.dtypes == [
+        ("id", "bigint"),
+        ("customer", "string"),
+        ("day", "date"),
+        ("at", "timestamp"),
+        ("amount", "decimal(12,2)"),
+        ("paid", "boolean"),
+    ]
+    assert rows(df) == [
+        (7, None, dt.date(2024, 3, 1), dt.datetime(2024, 3, 1, 10, 11, 12), Decimal("12.50"), True)
+    ]
 
 
 def test_csv_schema_ref_json_schema_and_date_format(ctx):
     write(ctx, "schemas/people.json", json.dumps(JSON_SCHEMA), app_folder=True)
     write(ctx, "landing/p.csv", "id|name|born|score|vip\n1|Ann|03/02/1990|1.5|false\n")
-    src = m.CsvSource(id="p", path="landing/p.csv", delimiter="|", date_format="dd/MM/yyyy",
-                      schema_ref="schemas/people.json")
+    src = m.CsvSource(
+        id="p",
+        path="landing/p.csv",
+        delimiter="|",
+        date_format="dd/MM/yyyy",
+        schema_ref="schemas/people.json",
+    )
     df = read_source(src, ctx)
-    assert df.dtypes == [("id", "bigint"), ("name", "string"), ("born", "date"),
-                         ("score", "double"), ("vip", "boolean")]
+    assert df.dtypes == [
+        ("id", "bigint"),
+        ("name", "string"),
+        ("born", "date"),
+        ("score", "double"),
+        ("vip", "boolean"),
+    ]
     assert rows(df) == [(1, "Ann", dt.date(1990, 2, 3), 1.5, False)]
 
 
@@ -117,10 +148,13 @@ def test_json_lines_multiline_and_nested_schema(ctx):
     write(ctx, "landing/m.json", '[\n {"id": 1,\n  "tags": ["a", "b"]},\n {"id": 2, "tags": []}\n]')
     df = read_source(m.JsonSource(id="m", path="landing/m.json", multiline=True), ctx)
     assert rows(df.select("id", "tags")) == [(1, ["a", "b"]), (2, [])]
-    schema = {"type": "object", "properties": {
-        "id": {"type": "integer"},
-        "tags": {"type": "array", "items": {"type": "string"}},
-    }}
+    schema = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+        },
+    }
     write(ctx, "schemas/m.json", json.dumps(schema), app_folder=True)
     src = m.JsonSource(id="m", path="landing/m.json", multiline=True, schema_ref="schemas/m.json")
     df = read_source(src, ctx)
@@ -170,43 +204,69 @@ def test_bad_schema_ref_names_source_and_file(ctx):
 
 
 def test_avro_nested_records_arrays_maps_and_nullability():
-    doc = {"type": "record", "name": "E", "fields": [
-        {"name": "actor", "type": {"type": "record", "name": "Actor", "fields": [
-            {"name": "id", "type": "long"}, {"name": "login", "type": ["null", "string"]}]}},
-        {"name": "prev", "type": ["null", "Actor"]},
-        {"name": "tags", "type": {"type": "array", "items": "string"}},
-        {"name": "attrs", "type": {"type": "map", "values": ["null", "int"]}},
-        {"name": "kind", "type": {"type": "enum", "name": "K", "symbols": ["A", "B"]}},
-        {"name": "at", "type": {"type": "long", "logicalType": "timestamp-micros"}},
-    ]}
-    actor = T.StructType([T.StructField("id", T.LongType(), False),
-                          T.StructField("login", T.StringType(), True)])
-    assert avro_to_struct(doc) == T.StructType([
-        T.StructField("actor", actor, False),
-        T.StructField("prev", actor, True),
-        T.StructField("tags", T.ArrayType(T.StringType(), False), False),
-        T.StructField("attrs", T.MapType(T.StringType(), T.IntegerType(), True), False),
-        T.StructField("kind", T.StringType(), False),
-        T.StructField("at", T.TimestampType(), False),
-    ])
+    doc = {
+        "type": "record",
+        "name": "E",
+        "fields": [
+            {
+                "name": "actor",
+                "type": {
+                    "type": "record",
+                    "name": "Actor",
+                    "fields": [
+                        {"name": "id", "type": "long"},
+                        {"name": "login", "type": ["null", "string"]},
+                    ],
+                },
+            },
+            {"name": "prev", "type": ["null", "Actor"]},
+            {"name": "tags", "type": {"type": "array", "items": "string"}},
+            {"name": "attrs", "type": {"type": "map", "values": ["null", "int"]}},
+            {"name": "kind", "type": {"type": "enum", "name": "K", "symbols": ["A", "B"]}},
+            {"name": "at", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+        ],
+    }
+    actor = T.StructType(
+        [T.StructField("id", T.LongType(), False), T.StructField("login", T.StringType(), True)]
+    )
+    assert avro_to_struct(doc) == T.StructType(
+        [
+            T.StructField("actor", actor, False),
+            T.StructField("prev", actor, True),
+            T.StructField("tags", T.ArrayType(T.StringType(), False), False),
+            T.StructField("attrs", T.MapType(T.StringType(), T.IntegerType(), True), False),
+            T.StructField("kind", T.StringType(), False),
+            T.StructField("at", T.TimestampType(), False),
+        ]
+    )
     with pytest.raises(SchemaError, match='unsupported Avro type \\["null", "int", "string"\\]'):
-        avro_to_struct({"type": "record", "name": "X",
-                        "fields": [{"name": "a", "type": ["null", "int", "string"]}]})
+        avro_to_struct(
+            {
+                "type": "record",
+                "name": "X",
+                "fields": [{"name": "a", "type": ["null", "int", "string"]}],
+            }
+        )
 
 
 def test_json_schema_nested_objects_refs_and_required():
-    doc = {"type": "object", "required": ["id"], "$defs": {
-        "addr": {"type": "object", "properties": {"city": {"type": "string"}}}},
+    doc = {
+        "type": "object",
+        "required": ["id"],
+        "$defs": {"addr": {"type": "object", "properties": {"city": {"type": "string"}}}},
         "properties": {
             "id": {"type": "integer"},
             "at": {"type": "string", "format": "date-time"},
             "home": {"$ref": "#/$defs/addr"},
             "scores": {"type": "array", "items": {"type": "number"}},
-        }}
+        },
+    }
     addr = T.StructType([T.StructField("city", T.StringType(), True)])
-    assert json_schema_to_struct(doc) == T.StructType([
-        T.StructField("id", T.LongType(), False),
-        T.StructField("at", T.TimestampType(), True),
-        T.StructField("home", addr, True),
-        T.StructField("scores", T.ArrayType(T.DoubleType(), True), True),
-    ])
+    assert json_schema_to_struct(doc) == T.StructType(
+        [
+            T.StructField("id", T.LongType(), False),
+            T.StructField("at", T.TimestampType(), True),
+            T.StructField("home", addr, True),
+            T.StructField("scores", T.ArrayType(T.DoubleType(), True), True),
+        ]
+    )

@@ -28,7 +28,8 @@ def stand_in(app: str, pid: str, layer: str, deps=(), checks=(), warn_fails=Fals
     key = dg.AssetKey([app, layer, pid])
 
     @dg.multi_asset(
-        name=f"{app}__{pid}", op_tags={"datahub/pipeline": f"{app}.{pid}"},
+        name=f"{app}__{pid}",
+        op_tags={"datahub/pipeline": f"{app}.{pid}"},
         specs=[dg.AssetSpec(key, deps=list(deps))],
         check_specs=[dg.AssetCheckSpec(c, asset=key) for c in checks],
         config_schema={"fail": dg.Field(bool, default_value=False)},
@@ -36,31 +37,44 @@ def stand_in(app: str, pid: str, layer: str, deps=(), checks=(), warn_fails=Fals
     def _asset(context):
         if context.op_config["fail"]:
             raise RuntimeError(f"{app}/{layer}/{pid}.xml:4:5: table 12345 has no column x_9")
-        yield dg.MaterializeResult(asset_key=key, metadata={
-            "dagster/row_count": 10, "datahub/snapshot_id": "4242",
-            "datahub/iceberg_table": f"{app}_{layer}.{pid}"})
+        yield dg.MaterializeResult(
+            asset_key=key,
+            metadata={
+                "dagster/row_count": 10,
+                "datahub/snapshot_id": "4242",
+                "datahub/iceberg_table": f"{app}_{layer}.{pid}",
+            },
+        )
         for i, c in enumerate(checks):
             failing = warn_fails and i == 0
             yield dg.AssetCheckResult(
-                asset_key=key, check_name=c, passed=not failing,
-                severity=dg.AssetCheckSeverity.WARN if failing else dg.AssetCheckSeverity.ERROR)
+                asset_key=key,
+                check_name=c,
+                passed=not failing,
+                severity=dg.AssetCheckSeverity.WARN if failing else dg.AssetCheckSeverity.ERROR,
+            )
 
     return _asset
 
 
 RAW = stand_in("shop", "orders_raw", "raw", checks=("not_null", "unique"), warn_fails=True)
-SILVER = stand_in("shop", "orders_silver", "silver", deps=[dg.AssetKey(["shop", "raw",
-                                                                        "orders_raw"])])
+SILVER = stand_in(
+    "shop", "orders_silver", "silver", deps=[dg.AssetKey(["shop", "raw", "orders_raw"])]
+)
+
+
 @dg.asset(key=["other", "plain"])  # no datahub/pipeline op tag: not a pipeline
 def plain():
     return None
 
 
 def _run(instance, fail: str | None = None, tags=None, assets=(RAW, SILVER)):
-    config = {"ops": {a.node_def.name: {"config": {"fail": a.node_def.name == fail}}
-                      for a in assets}}
-    return dg.materialize(list(assets), instance=instance, run_config=config, tags=tags,
-                          raise_on_error=False)
+    config = {
+        "ops": {a.node_def.name: {"config": {"fail": a.node_def.name == fail}} for a in assets}
+    }
+    return dg.materialize(
+        list(assets), instance=instance, run_config=config, tags=tags, raise_on_error=False
+    )
 
 
 @pytest.fixture
@@ -81,8 +95,11 @@ def _by(rows):
 
 def test_one_row_per_pipeline_per_run(instance, catalog):
     ok = _run(instance, tags={"dagster/schedule_name": "nightly"})
-    bad = _run(instance, fail="shop__orders_raw",
-               tags={"dagster/sensor_name": "watch__shop__orders_raw__o"})
+    bad = _run(
+        instance,
+        fail="shop__orders_raw",
+        tags={"dagster/sensor_name": "watch__shop__orders_raw__o"},
+    )
     _run(instance, assets=(plain,))  # a run without a pipeline step records nothing
     results = sync_all(instance, catalog)
     assert sum(r.runs for r in results) == 3 and sum(r.rows for r in results) == 4
@@ -91,26 +108,42 @@ def test_one_row_per_pipeline_per_run(instance, catalog):
 
     raw = rows[(ok.run_id, "shop.orders_raw")]
     assert (raw["status"], raw["run_status"], raw["app"], raw["layer"], raw["op"]) == (
-        "success", "SUCCESS", "shop", "raw", "shop__orders_raw")
+        "success",
+        "SUCCESS",
+        "shop",
+        "raw",
+        "shop__orders_raw",
+    )
     assert (raw["trigger"], raw["trigger_name"]) == ("schedule", "nightly")
     assert raw["rows_written"] == 10 and raw["rows_read"] is None
-    assert raw["targets"] == [{"asset_key": "shop/raw/orders_raw", "rows_written": 10,
-                               "snapshot_id": 4242, "iceberg_table": "shop_raw.orders_raw"}]
+    assert raw["targets"] == [
+        {
+            "asset_key": "shop/raw/orders_raw",
+            "rows_written": 10,
+            "snapshot_id": 4242,
+            "iceberg_table": "shop_raw.orders_raw",
+        }
+    ]
     assert (raw["checks_passed"], raw["checks_failed"], raw["checks_warned"]) == (1, 0, 1)
     assert raw["started_at"] <= raw["ended_at"] and raw["duration_s"] >= 0
     assert raw["error_class"] is None and raw["job"] == "__ephemeral_asset_job__"
 
     failed = rows[(bad.run_id, "shop.orders_raw")]
     assert (failed["status"], failed["run_status"], failed["trigger"]) == (
-        "failed", "FAILURE", "file drop")
+        "failed",
+        "FAILURE",
+        "file drop",
+    )
     assert failed["error_class"] == "RuntimeError"
-    assert failed["error_message"] == ("shop/raw/orders_raw.xml:4:5: table 12345 has no "
-                                       "column x_9")
+    assert failed["error_message"] == ("shop/raw/orders_raw.xml:4:5: table 12345 has no column x_9")
     assert failed["error_signature"] == "RuntimeError: <path>: table <n> has no column x_9"
     assert failed["targets"][0]["rows_written"] is None and failed["rows_written"] is None
     skipped = rows[(bad.run_id, "shop.orders_silver")]
     assert (skipped["status"], skipped["duration_s"], skipped["error_class"]) == (
-        "skipped", None, None)
+        "skipped",
+        None,
+        None,
+    )
 
 
 def test_syncing_again_or_from_a_restarted_sensor_adds_nothing(instance, catalog, settings):
@@ -136,10 +169,13 @@ def test_a_backfill_in_small_batches_equals_one_pass(instance, catalog, tmp_path
     other = load_catalog_at(tmp_path / "other")
     sync_all(instance, other)
     strip = {"recorded_at"}
-    assert sorted(({k: v for k, v in r.items() if k not in strip} for r in read_rows(catalog)),
-                  key=lambda r: (r["run_id"], r["pipeline"])) == sorted(
+    assert sorted(
+        ({k: v for k, v in r.items() if k not in strip} for r in read_rows(catalog)),
+        key=lambda r: (r["run_id"], r["pipeline"]),
+    ) == sorted(
         ({k: v for k, v in r.items() if k not in strip} for r in read_rows(other)),
-        key=lambda r: (r["run_id"], r["pipeline"]))
+        key=lambda r: (r["run_id"], r["pipeline"]),
+    )
 
 
 def load_catalog_at(home: Path):
@@ -208,13 +244,17 @@ def test_canceled_runs_and_failures_outside_any_step(instance, catalog):
     assert never_started["started_at"] is not None and never_started["ended_at"] is not None
     lost = rows[(crashed.run_id, "shop.orders_silver")]
     assert (lost["status"], lost["run_status"], lost["error_class"]) == (
-        "failed", "FAILURE", "RunFailure")
+        "failed",
+        "FAILURE",
+        "RunFailure",
+    )
     assert lost["error_signature"] == "RunFailure: run worker <n> exited unexpectedly"
 
 
 def test_job_pipeline_steps_report_what_their_policy_swallowed(instance, catalog):
     """build/jobs.py: a step whose pipeline failed under onFailure=continue succeeds and says
     so in an observation; a step a halt kept from starting observes `halted`."""
+
     def step(name: str, outcome: str | None):
         @dg.op(name=name, tags={"datahub/pipeline": f"shop.{name}"})
         def _op():
@@ -222,10 +262,16 @@ def test_job_pipeline_steps_report_what_their_policy_swallowed(instance, catalog
             if outcome is None:
                 yield dg.AssetMaterialization(key, metadata={"dagster/row_count": 3})
             else:
-                yield dg.AssetObservation(key, metadata={
-                    "datahub/job_outcome": outcome, "datahub/error_class": "PipelineRunError",
-                    "datahub/error": "shop/gold/a.xml: boom 7"})
+                yield dg.AssetObservation(
+                    key,
+                    metadata={
+                        "datahub/job_outcome": outcome,
+                        "datahub/error_class": "PipelineRunError",
+                        "datahub/error": "shop/gold/a.xml: boom 7",
+                    },
+                )
             yield dg.Output(None)
+
         return _op
 
     @dg.job(name="shop__daily")
@@ -239,22 +285,33 @@ def test_job_pipeline_steps_report_what_their_policy_swallowed(instance, catalog
     rows = _by(read_rows(catalog))
     a, b, c = (rows[(result.run_id, f"shop.{n}")] for n in "abc")
     assert (a["status"], a["error_class"], a["error_signature"]) == (
-        "failed", "PipelineRunError", "PipelineRunError: <path>: boom <n>")
+        "failed",
+        "PipelineRunError",
+        "PipelineRunError: <path>: boom <n>",
+    )
     assert (b["status"], b["error_class"]) == ("skipped", None)
     assert (c["status"], c["layer"], c["rows_written"], c["job"]) == (
-        "success", "gold", 3, "shop__daily")
+        "success",
+        "gold",
+        3,
+        "shop__daily",
+    )
 
 
 def _defs():
     ops_assets, sensor = ops_definitions(Project(root=".", apps={}, pipelines=()))
-    return dg.Definitions(assets=[RAW, SILVER, *ops_assets], sensors=[sensor],
-                          resources={"iceberg": IcebergResource()}), sensor
+    return dg.Definitions(
+        assets=[RAW, SILVER, *ops_assets],
+        sensors=[sensor],
+        resources={"iceberg": IcebergResource()},
+    ), sensor
 
 
 def _tick(instance, cursor=None):
     defs, sensor = _defs()
-    with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
-                                 resources={"iceberg": IcebergResource()}) as ctx:
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor, definitions=defs, resources={"iceberg": IcebergResource()}
+    ) as ctx:
         return sensor.evaluate_tick(ctx)
 
 
@@ -342,8 +399,7 @@ def test_real_pipeline_runs_are_recorded(spark, settings, instance, catalog):
     assets = build_assets(load_project(settings.pipelines_dir))
     good = dg.materialize(assets, resources=resources(), instance=instance)
     (landing / "a.csv").write_text("id,customer_id,status\n1,10,new\n2,,paid\n3,,paid\n")
-    bad = dg.materialize(assets, resources=resources(), instance=instance,
-                         raise_on_error=False)
+    bad = dg.materialize(assets, resources=resources(), instance=instance, raise_on_error=False)
     assert not bad.success
     sync_all(instance, catalog)
     rows = _by(read_rows(catalog))

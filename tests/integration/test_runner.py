@@ -33,8 +33,7 @@ BAD = "IF(order_id = 3, raise_error('boom'), quantity * price)"
 def _setup(settings, total_expr: str, csv_mode: str = "overwrite"):
     folder = settings.pipelines_dir / "shop" / "bronze"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "orders.xml").write_text(
-        PIPELINE.format(total_expr=total_expr, csv_mode=csv_mode))
+    (folder / "orders.xml").write_text(PIPELINE.format(total_expr=total_expr, csv_mode=csv_mode))
     landing = settings.data_dir / "shop" / "landing" / "orders"
     landing.mkdir(parents=True, exist_ok=True)
     (landing / "a.csv").write_text("order_id,quantity,price\n1,1,5.0\n2,3,4.0\n3,10,2.5\n")

@@ -17,10 +17,16 @@ def events(s3_client, s3_endpoint, monkeypatch):
 
     from tests.s3 import ACCESS_KEY, REGION, SECRET_KEY
 
-    sqs = boto3.client("sqs", endpoint_url=s3_endpoint, region_name=REGION,
-                       aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
-    url = s3_events.configure_bucket(s3_client.client, sqs, s3_client.bucket,
-                                     f"q-{uuid.uuid4().hex[:12]}")
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=s3_endpoint,
+        region_name=REGION,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+    )
+    url = s3_events.configure_bucket(
+        s3_client.client, sqs, s3_client.bucket, f"q-{uuid.uuid4().hex[:12]}"
+    )
     monkeypatch.setenv(s3_events.QUEUE_ENV, url)
     views = s3_events.for_queue(url, sqs)
     yield views
@@ -28,8 +34,9 @@ def events(s3_client, s3_endpoint, monkeypatch):
 
 
 def _discard(events):
-    while messages := events.sqs.receive_message(QueueUrl=events.queue_url,
-                                                 MaxNumberOfMessages=10).get("Messages"):
+    while messages := events.sqs.receive_message(
+        QueueUrl=events.queue_url, MaxNumberOfMessages=10
+    ).get("Messages"):
         for m in messages:
             events.sqs.delete_message(QueueUrl=events.queue_url, ReceiptHandle=m["ReceiptHandle"])
 

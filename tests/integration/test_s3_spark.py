@@ -24,9 +24,15 @@ from datahub_resources import s3
 pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("s3-spark")]
 
 OLD = "2020-01-01"
-SCHEMA = {"type": "record", "name": "orders", "fields": [
-    {"name": "order_id", "type": "long"}, {"name": "country", "type": "string"},
-    {"name": "amount", "type": "double"}]}
+SCHEMA = {
+    "type": "record",
+    "name": "orders",
+    "fields": [
+        {"name": "order_id", "type": "long"},
+        {"name": "country", "type": "string"},
+        {"name": "amount", "type": "double"},
+    ],
+}
 RAW = """<pipeline id="orders_raw" version="1.0.0" layer="raw">
   <sources>
     <csv id="orders" path="landing/orders/*.csv" schemaRef="{bucket}/schemas/orders.avsc">
@@ -69,13 +75,17 @@ def s3_platform(s3_endpoint, tmp_path_factory):
     bucket = "datahub-s3-spark"
     client.create_bucket(Bucket=bucket)
     env = {
-        "AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_REGION": REGION,
-        "DATAHUB_HOME": str(root / "home"), "DATAHUB_PIPELINES_DIR": str(root / "pipelines"),
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_REGION": REGION,
+        "DATAHUB_HOME": str(root / "home"),
+        "DATAHUB_PIPELINES_DIR": str(root / "pipelines"),
         "DATAHUB_DATA_DIR": f"s3://{bucket}/data",
         "DATAHUB_WAREHOUSE": f"s3://{bucket}/warehouse",
         "DATAHUB_CATALOG_URI": f"sqlite:///{root}/catalog.db",
-        "DATAHUB_SPARK_STATE": str(root / "spark"), "DATAHUB_SPARK_DRIVER_MEMORY": "1g",
+        "DATAHUB_SPARK_STATE": str(root / "spark"),
+        "DATAHUB_SPARK_DRIVER_MEMORY": "1g",
     }
     old = dict(os.environ)
     os.environ.update(env)
@@ -98,8 +108,7 @@ def s3_platform(s3_endpoint, tmp_path_factory):
 
 
 def _put(client, bucket: str, key: str, body: str | bytes) -> None:
-    client.put_object(Bucket=bucket, Key=key,
-                      Body=body.encode() if isinstance(body, str) else body)
+    client.put_object(Bucket=bucket, Key=key, Body=body.encode() if isinstance(body, str) else body)
 
 
 def _keys(client, bucket: str, prefix: str) -> list[str]:
@@ -111,16 +120,25 @@ def test_the_path_rule():
     assert s3.to_spark("s3://b/k/x.csv") == "s3a://b/k/x.csv"
     assert s3.from_spark("s3a://b/k/x.csv") == "s3://b/k/x.csv"
     assert s3.to_spark("/data/x.csv") == "/data/x.csv"
-    conf = s3.hadoop_conf({"AWS_ENDPOINT_URL": "http://127.0.0.1:9000",
-                           "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"})
+    conf = s3.hadoop_conf(
+        {
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:9000",
+            "AWS_ACCESS_KEY_ID": "k",
+            "AWS_SECRET_ACCESS_KEY": "s",
+        }
+    )
     assert conf["spark.hadoop.fs.s3a.path.style.access"] == "true"
     assert conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] == "false"
     assert conf["spark.hadoop.fs.s3a.access.key"] == "k"
     assert s3.hadoop_conf({}) == {}
-    props = s3.iceberg_properties({"AWS_ENDPOINT_URL": "https://minio:9000",
-                                   "AWS_REGION": "eu-west-1"})
-    assert props == {"s3.endpoint": "https://minio:9000", "s3.force-virtual-addressing": "false",
-                     "s3.region": "eu-west-1"}
+    props = s3.iceberg_properties(
+        {"AWS_ENDPOINT_URL": "https://minio:9000", "AWS_REGION": "eu-west-1"}
+    )
+    assert props == {
+        "s3.endpoint": "https://minio:9000",
+        "s3.force-virtual-addressing": "false",
+        "s3.region": "eu-west-1",
+    }
 
 
 def test_server_secrets_stay_off_the_command_line(s3_platform):
@@ -147,8 +165,12 @@ def test_drops_raw_silver_lookup_json_and_export_all_on_s3(s3_platform):
         (app / layer / f"orders_{layer}.xml").write_text(text.format(bucket=f"s3://{bucket}"))
     _put(client, bucket, "schemas/orders.avsc", json.dumps(SCHEMA))
     _put(client, bucket, "lookups/countries.csv", "code,name\nDE,Germany\nFR,France\n")
-    _put(client, bucket, "data/shop/rates/r.json",
-         '{"rate_country": "DE", "rate": 2.0}\n{"rate_country": "FR", "rate": 3.0}\n')
+    _put(
+        client,
+        bucket,
+        "data/shop/rates/r.json",
+        '{"rate_country": "DE", "rate": 2.0}\n{"rate_country": "FR", "rate": 3.0}\n',
+    )
     land = "data/shop/landing/orders/"
     _put(client, bucket, land + "a.csv", "order_id,country,amount\n1,DE,10\n2,FR,20\n")
     _put(client, bucket, land + "b.csv", "country,order_id,amount\nDE,3,30\n")  # reordered
@@ -157,39 +179,55 @@ def test_drops_raw_silver_lookup_json_and_export_all_on_s3(s3_platform):
     specs = {p.pipeline.id: p for p in project.pipelines}
 
     def ctx(run_id):
-        return ExecContext(spark=spark, settings=settings, app="shop", run_id=run_id,
-                           run_date=date(2026, 11, 22))
+        return ExecContext(
+            spark=spark, settings=settings, app="shop", run_id=run_id, run_date=date(2026, 11, 22)
+        )
 
     (raw,) = run_pipeline(specs["orders_raw"], ctx("run-raw"), catalog)
     assert raw.rows == 3
     table = catalog.load_table("shop_raw.orders")
     assert {f.file_path.split("://")[0] for f in data_files(table)} == {"s3"}
     assert all(f.file_path.startswith(f"s3://{bucket}/warehouse/") for f in data_files(table))
-    rows = sorted((r["order_id"], r["amount"], r["_source_file"])
-                  for r in table.scan().to_arrow().to_pylist())  # pyiceberg reads S3 itself
-    assert rows == [(1, 10.0, f"s3://{bucket}/{land}a.csv"), (2, 20.0, f"s3://{bucket}/{land}a.csv"),
-                    (3, 30.0, f"s3://{bucket}/{land}b.csv")]
+    rows = sorted(
+        (r["order_id"], r["amount"], r["_source_file"]) for r in table.scan().to_arrow().to_pylist()
+    )  # pyiceberg reads S3 itself
+    assert rows == [
+        (1, 10.0, f"s3://{bucket}/{land}a.csv"),
+        (2, 20.0, f"s3://{bucket}/{land}a.csv"),
+        (3, 30.0, f"s3://{bucket}/{land}b.csv"),
+    ]
     assert _keys(client, bucket, "data/shop/processed/") == [
         "data/shop/processed/2026-11-22/orders/a.csv",
-        "data/shop/processed/2026-11-22/orders/b.csv"]
+        "data/shop/processed/2026-11-22/orders/b.csv",
+    ]
     assert _keys(client, bucket, "data/shop/rejected/") == [
         "data/shop/rejected/2026-11-22/orders/empty.csv",
-        "data/shop/rejected/2026-11-22/orders/empty.csv.reason.json"]
+        "data/shop/rejected/2026-11-22/orders/empty.csv.reason.json",
+    ]
     assert _keys(client, bucket, land) == []
     assert _keys(client, bucket, "data/shop/_ingest/") == []  # the run's copies are gone
     ledger = catalog.load_table(ledger_ref("shop", "orders_raw").identifier)
     assert sorted(r["status"] for r in ledger.scan().to_arrow().to_pylist()) == [
-        "ingested", "ingested", "rejected"]
+        "ingested",
+        "ingested",
+        "rejected",
+    ]
     assert not (settings.home / "ingest" / "run-raw").exists()  # nothing downloaded
 
     outcomes = run_pipeline(specs["orders_silver"], ctx("run-silver"), catalog)
     assert [o.rows for o in outcomes] == [3, 3]
-    silver = {r["order_id"]: r for r in catalog.load_table("shop_silver.orders").scan()
-              .to_arrow().to_pylist()}
+    silver = {
+        r["order_id"]: r
+        for r in catalog.load_table("shop_silver.orders").scan().to_arrow().to_pylist()
+    }
     assert {k: (v["name"], v["amount_eur"]) for k, v in silver.items()} == {
-        1: ("Germany", 20.0), 2: ("France", 60.0), 3: ("Germany", 60.0)}
-    exported = [k for k in _keys(client, bucket, "data/shop/service/orders_2026/")
-                if k.endswith(".csv.gz")]
+        1: ("Germany", 20.0),
+        2: ("France", 60.0),
+        3: ("Germany", 60.0),
+    }
+    exported = [
+        k for k in _keys(client, bucket, "data/shop/service/orders_2026/") if k.endswith(".csv.gz")
+    ]
     assert exported
     lines = []
     for key in exported:
@@ -214,8 +252,9 @@ def test_parquet_glob_source_on_s3(s3_platform):
     settings, spark, _, client, bucket = s3_platform
     spark.range(5).write.mode("overwrite").parquet(f"s3a://{bucket}/data/pq/in/part1")
     spark.range(5, 7).write.mode("overwrite").parquet(f"s3a://{bucket}/data/pq/in/part2")
-    ctx = ExecContext(spark=spark, settings=settings, app="pq", run_id="r",
-                      run_date=date(2026, 11, 22))
+    ctx = ExecContext(
+        spark=spark, settings=settings, app="pq", run_id="r", run_date=date(2026, 11, 22)
+    )
     df = read_parquet(ParquetSource(id="p", path="in/*/*.parquet"), ctx)
     assert sorted(r["id"] for r in df.collect()) == list(range(7))
 

@@ -76,9 +76,7 @@ def test_deduplicate_latest_requires_order_by_and_known_keys(ctx, events):
 
 
 def test_sort_mixed_directions_and_nulls(ctx, spark):
-    df = spark.createDataFrame(
-        [("x", 2), ("y", None), ("x", 1), ("a", 3)], "g string, n int"
-    )
+    df = spark.createDataFrame([("x", 2), ("y", None), ("x", 1), ("a", 3)], "g string, n int")
     out = run(ctx, m.Sort(source="d", order_by="g desc, n", nulls="last"), d=df)
     assert rows(out, order=False) == [("y", None), ("x", 1), ("x", 2), ("a", 3)]
     out = run(ctx, m.Sort(source="d", order_by="n", direction="desc", nulls="first"), d=df)
@@ -111,7 +109,11 @@ def test_join_types(ctx, shop):
     semi = m.Join(left="orders", right="customers", condition=cond, type="semi", output="j")
     assert rows(run(ctx, semi, **shop)) == [(1, 10, 5.0), (2, 11, 7.5)]
     anti = m.Join(
-        left="orders", right="customers", condition=cond, type="anti", broadcast="right",
+        left="orders",
+        right="customers",
+        condition=cond,
+        type="anti",
+        broadcast="right",
         output="j",
     )
     assert rows(run(ctx, anti, **shop)) == [(3, 99, 1.0)]
@@ -140,13 +142,18 @@ def test_lookup_left_with_defaults_and_inner(ctx, spark):
         [("DE", "Germany", 83), ("FR", "France", 68)], "code string, country string, pop int"
     )
     step = m.Lookup(
-        source="s", reference="r", on="cc=code", output_fields="country,pop",
+        source="s",
+        reference="r",
+        on="cc=code",
+        output_fields="country,pop",
         defaults="country:unknown,pop:0",
     )
     out = run(ctx, step, s=src, r=ref)
     assert out.columns == ["id", "cc", "country", "pop"]
     assert rows(out) == [
-        (1, "DE", "Germany", 83), (2, "FR", "France", 68), (3, "ZZ", "unknown", 0),
+        (1, "DE", "Germany", 83),
+        (2, "FR", "France", 68),
+        (3, "ZZ", "unknown", 0),
         (4, None, "unknown", 0),
     ]
     inner = m.Lookup(
@@ -161,8 +168,9 @@ def test_lookup_errors_name_the_value(ctx, spark):
     bad = m.Lookup(source="s", reference="r", on="cc=kode", output_fields="country")
     with pytest.raises(TransformError, match="column 'kode' not found in dataset 'r'"):
         run(ctx, bad, s=src, r=ref)
-    bad = m.Lookup(source="s", reference="r", on="cc=code", output_fields="country",
-                   defaults="pop:0")
+    bad = m.Lookup(
+        source="s", reference="r", on="cc=code", output_fields="country", defaults="pop:0"
+    )
     with pytest.raises(TransformError, match="defaults name pop"):
         run(ctx, bad, s=src, r=ref)
 
@@ -197,13 +205,21 @@ def test_aggregate_metrics(ctx, spark):
         "g string, u int, amount double",
     )
     step = m.Aggregate(
-        source="d", group_by="g",
+        source="d",
+        group_by="g",
         metrics="count:n,count_distinct:u,sum:amount:total,avg:amount,min:u,max:u:top,"
         "count:amount:priced",
     )
     out = run(ctx, step, d=df)
     assert out.columns == [
-        "g", "n", "count_distinct_u", "total", "avg_amount", "min_u", "top", "priced",
+        "g",
+        "n",
+        "count_distinct_u",
+        "total",
+        "avg_amount",
+        "min_u",
+        "top",
+        "priced",
     ]
     assert rows(out) == [("a", 3, 2, 30.0, 15.0, 1, 2, 2), ("b", 1, 1, 4.0, 4.0, 5, 5, 1)]
     sd = run(ctx, m.Aggregate(source="d", group_by="g", metrics="stddev:u:sd"), d=df)
@@ -213,25 +229,32 @@ def test_aggregate_metrics(ctx, spark):
 def test_aggregate_windows(ctx, spark):
     df = spark.createDataFrame(
         [
-            ("a", dt.datetime(2024, 1, 3, 10)), ("a", dt.datetime(2024, 1, 3, 23)),
-            ("a", dt.datetime(2024, 1, 4, 1)), ("a", dt.datetime(2024, 2, 1, 0)),
+            ("a", dt.datetime(2024, 1, 3, 10)),
+            ("a", dt.datetime(2024, 1, 3, 23)),
+            ("a", dt.datetime(2024, 1, 4, 1)),
+            ("a", dt.datetime(2024, 2, 1, 0)),
         ],
         "g string, ts timestamp",
     )
-    daily = m.Aggregate(source="d", group_by="g", metrics="count:n", window="daily",
-                        time_column="ts")
+    daily = m.Aggregate(
+        source="d", group_by="g", metrics="count:n", window="daily", time_column="ts"
+    )
     out = run(ctx, daily, d=df)
     assert out.columns == ["g", "window_start", "n"]
     assert rows(out) == [
-        ("a", dt.date(2024, 1, 3), 2), ("a", dt.date(2024, 1, 4), 1), ("a", dt.date(2024, 2, 1), 1),
+        ("a", dt.date(2024, 1, 3), 2),
+        ("a", dt.date(2024, 1, 4), 1),
+        ("a", dt.date(2024, 2, 1), 1),
     ]
     weekly = daily.model_copy(update={"window": "weekly"})  # weeks start on Monday
     assert rows(run(ctx, weekly, d=df)) == [
-        ("a", dt.date(2024, 1, 1), 3), ("a", dt.date(2024, 1, 29), 1),
+        ("a", dt.date(2024, 1, 1), 3),
+        ("a", dt.date(2024, 1, 29), 1),
     ]
     monthly = daily.model_copy(update={"window": "monthly"})
     assert rows(run(ctx, monthly, d=df)) == [
-        ("a", dt.date(2024, 1, 1), 3), ("a", dt.date(2024, 2, 1), 1),
+        ("a", dt.date(2024, 1, 1), 3),
+        ("a", dt.date(2024, 2, 1), 1),
     ]
 
 
@@ -256,7 +279,9 @@ def test_filter_select_derive(ctx, spark):
         "concat_ws('-', id, 'z') as k",
     )
     assert rows(run(ctx, sel, d=df)) == [
-        (1, "ANN", "a,b", "1-z"), (2, "BOB", "x,y", "2-z"), (3, None, "c", "3-z"),
+        (1, "ANN", "a,b", "1-z"),
+        (2, "BOB", "x,y", "2-z"),
+        (3, None, "c", "3-z"),
     ]
     der = run(ctx, m.Derive(source="d", column="id", expr="id * 10"), d=df)
     assert der.columns == ["id", "name", "tags"]
@@ -265,8 +290,9 @@ def test_filter_select_derive(ctx, spark):
 
 def test_rename_and_errors(ctx, spark):
     df = spark.createDataFrame([(1, "ann")], "id int, name string")
-    out = run(ctx, m.Rename(source="customers", mapping="id:customer_id, name:full_name"),
-              customers=df)
+    out = run(
+        ctx, m.Rename(source="customers", mapping="id:customer_id, name:full_name"), customers=df
+    )
     assert out.columns == ["customer_id", "full_name"]
     with pytest.raises(
         TransformError,

@@ -28,8 +28,12 @@ def ctx(spark, settings, monkeypatch):
 @pytest.fixture
 def people(spark):
     return spark.createDataFrame(
-        [(1, "ann@x.io", "4111111111111111"), (2, "bob@y.io", "12"), (3, None, None),
-         (4, "ann@x.io", "5500")],
+        [
+            (1, "ann@x.io", "4111111111111111"),
+            (2, "bob@y.io", "12"),
+            (3, None, None),
+            (4, "ann@x.io", "5500"),
+        ],
         "id int, email string, card string",
     )
 
@@ -45,8 +49,15 @@ def test_hash_is_salted_sha256(ctx, people):
         assert out[rid]["email"] == hashlib.sha256((SECRET + email).encode()).hexdigest()
     assert out[2]["card"] == hashlib.sha256(f"{SECRET}12".encode()).hexdigest()
     assert out[3]["email"] is None and out[3]["card"] is None
-    ids = apply_steps([m.Mask(source="p", columns="id", strategy="hash", secret_ref="PII_KEY")],
-                      {"p": people}, ctx)["p"].select("id").collect()
+    ids = (
+        apply_steps(
+            [m.Mask(source="p", columns="id", strategy="hash", secret_ref="PII_KEY")],
+            {"p": people},
+            ctx,
+        )["p"]
+        .select("id")
+        .collect()
+    )
     assert {r["id"] for r in ids} == {
         hashlib.sha256(f"{SECRET}{i}".encode()).hexdigest() for i in (1, 2, 3, 4)
     }  # non-string columns are cast to string first
@@ -124,8 +135,13 @@ GITHUB_EVENTS = (
 def gh(spark):
     return spark.createDataFrame(
         [
-            ("e1", "PushEvent", (7, "octo"), ("o/r",),
-             ("push", [("a1", ("Ann",)), ("b2", ("Bo",))])),
+            (
+                "e1",
+                "PushEvent",
+                (7, "octo"),
+                ("o/r",),
+                ("push", [("a1", ("Ann",)), ("b2", ("Bo",))]),
+            ),
             ("e2", "WatchEvent", (8, "cat"), ("o/s",), ("started", [])),
             ("e3", "ForkEvent", (9, "dog"), ("o/t",), None),
         ],
@@ -140,8 +156,14 @@ def flat(ctx, gh, **kw):
 def test_flatten_github_events_explode(ctx, gh):
     out = flat(ctx, gh, arrays="explode")
     assert out.columns == [
-        "id", "type", "actor_id", "actor_login", "repo_name", "payload_action",
-        "payload_commits_sha", "payload_commits_author_name",
+        "id",
+        "type",
+        "actor_id",
+        "actor_login",
+        "repo_name",
+        "payload_action",
+        "payload_commits_sha",
+        "payload_commits_author_name",
     ]
     assert sorted(tuple(r) for r in out.collect()) == [
         ("e1", "PushEvent", 7, "octo", "o/r", "push", "a1", "Ann"),
@@ -155,11 +177,15 @@ def test_flatten_arrays_first_count_json_and_separator(ctx, gh):
     first = flat(ctx, gh, arrays="first", separator=".")
     assert first.columns[-2:] == ["payload.commits.sha", "payload.commits.author.name"]
     assert {r["id"]: tuple(r)[-2:] for r in first.collect()} == {
-        "e1": ("a1", "Ann"), "e2": (None, None), "e3": (None, None),
+        "e1": ("a1", "Ann"),
+        "e2": (None, None),
+        "e3": (None, None),
     }
     count = flat(ctx, gh, arrays="count")
     assert {r["id"]: r["payload_commits"] for r in count.collect()} == {
-        "e1": 2, "e2": 0, "e3": None,
+        "e1": 2,
+        "e2": 0,
+        "e3": None,
     }
     js = flat(ctx, gh)  # arrays=json is the default
     assert {r["id"]: r["payload_commits"] for r in js.collect()} == {

@@ -48,19 +48,38 @@ def _other_process_rows(ref=REF) -> list[tuple]:
         "rows = sorted(tuple(r.values()) for r in t.scan().to_arrow().to_pylist())\n"
         "print(repr(rows))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=dict(os.environ),
-                         capture_output=True, text=True, check=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     return eval(out.stdout.strip())  # noqa: S307 - our own repr of ints and strings
 
 
 def _write(spark, catalog, rows, run_id, mode="append"):
-    return write_table(spark, catalog, REF, spark.createDataFrame(rows, SCHEMA),
-                       TableTarget(table="orders", mode=mode), run_id)
+    return write_table(
+        spark,
+        catalog,
+        REF,
+        spark.createDataFrame(rows, SCHEMA),
+        TableTarget(table="orders", mode=mode),
+        run_id,
+    )
 
 
 def _stage(spark, catalog, rows, run_id="r2", mode="append"):
-    return stage_write(spark, catalog, REF, spark.createDataFrame(rows, SCHEMA),
-                       TableTarget(table="orders", mode=mode), run_id)
+    return stage_write(
+        spark,
+        catalog,
+        REF,
+        spark.createDataFrame(rows, SCHEMA),
+        TableTarget(table="orders", mode=mode),
+        run_id,
+    )
 
 
 def test_audit_branch_name():
@@ -108,10 +127,12 @@ def test_discard_leaves_main_and_drops_branch(spark, catalog):
 
 def test_merge_audited_relative_to_main(spark, catalog):
     target = TableTarget(table="orders", mode="merge", keys="id")
-    write_table(spark, catalog, REF, spark.createDataFrame([(1, "a"), (2, "b")], SCHEMA),
-                target, "r1")
-    staged = stage_write(spark, catalog, REF, spark.createDataFrame([(2, "B"), (3, "c")], SCHEMA),
-                         target, "r2")
+    write_table(
+        spark, catalog, REF, spark.createDataFrame([(1, "a"), (2, "b")], SCHEMA), target, "r1"
+    )
+    staged = stage_write(
+        spark, catalog, REF, spark.createDataFrame([(2, "B"), (3, "c")], SCHEMA), target, "r2"
+    )
     result = audit_commit(staged, BRANCH)
     assert _rows(spark, catalog) == [(1, "a"), (2, "b")]
     assert _rows(spark, catalog, result.snapshot_id) == [(1, "a"), (2, "B"), (3, "c")]
@@ -146,8 +167,11 @@ def test_concurrent_commit_between_audit_and_publish_fails_publish(spark, catalo
     _write(spark, catalog, [(1, "a")], "r1")
     result = audit_commit(_stage(spark, catalog, [(2, "b")]), BRANCH)
     other = _write(spark, catalog, [(5, "e")], "r3")
-    with pytest.raises(ConcurrentCommitError, match=rf"main moved from "
-                       rf"{result.previous_snapshot_id} to {other.snapshot_id}"):
+    with pytest.raises(
+        ConcurrentCommitError,
+        match=rf"main moved from "
+        rf"{result.previous_snapshot_id} to {other.snapshot_id}",
+    ):
         publish(catalog, REF, result, BRANCH)
     table = catalog.load_table(REF.identifier)
     assert table.current_snapshot().snapshot_id == other.snapshot_id

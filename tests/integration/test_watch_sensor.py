@@ -44,8 +44,9 @@ def project(settings):
     landing = settings.data_dir / "shop" / "landing" / "orders"
     landing.mkdir(parents=True)
     project = load_project(settings.pipelines_dir)
-    defs = dg.Definitions(assets=build_assets(project), sensors=watch_sensors(project),
-                          resources=resources())
+    defs = dg.Definitions(
+        assets=build_assets(project), sensors=watch_sensors(project), resources=resources()
+    )
     with dg.instance_for_test() as instance:
         yield defs, instance, landing
 
@@ -59,16 +60,21 @@ def _drop(landing, name, text, mtime=OLD):
 
 def _tick(defs, instance, cursor=None):
     sensor = defs.get_sensor_def("watch__shop__orders_raw__orders")
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
-                                      resources={"s3": resources()["s3"]})
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, definitions=defs, resources={"s3": resources()["s3"]}
+    )
     return sensor.evaluate_tick(context)
 
 
 def _launch(defs, instance, request):
     job = defs.resolve_implicit_global_asset_job_def()
     return job.execute_in_process(
-        run_config=request.run_config, instance=instance, tags=request.tags,
-        asset_selection=list(request.asset_selection), raise_on_error=False)
+        run_config=request.run_config,
+        instance=instance,
+        tags=request.tags,
+        asset_selection=list(request.asset_selection),
+        raise_on_error=False,
+    )
 
 
 def test_the_sensor_is_declared_from_the_watch_element(project):
@@ -85,10 +91,15 @@ def test_ticks_request_bounded_batches_and_never_repeat_in_flight_files(project)
     _drop(landing, "young.csv", "id,amount\n9,1\n", mtime=time.time())
 
     first = _tick(defs, instance)
-    assert [len(r.run_config["ops"]["shop__orders_raw"]["config"]["files"]["orders"])
-            for r in first.run_requests] == [2, 1]
-    requested = [p for r in first.run_requests
-                 for p in r.run_config["ops"]["shop__orders_raw"]["config"]["files"]["orders"]]
+    assert [
+        len(r.run_config["ops"]["shop__orders_raw"]["config"]["files"]["orders"])
+        for r in first.run_requests
+    ] == [2, 1]
+    requested = [
+        p
+        for r in first.run_requests
+        for p in r.run_config["ops"]["shop__orders_raw"]["config"]["files"]["orders"]
+    ]
     assert requested == [str(f) for f in files]  # oldest first, the young file waits
     request = first.run_requests[0]
     assert request.tags[WATCH_TAG] == "watch__shop__orders_raw__orders"
@@ -108,8 +119,7 @@ def test_ticks_request_bounded_batches_and_never_repeat_in_flight_files(project)
     assert not files[0].exists() and not files[1].exists() and files[2].exists()
 
 
-def test_finished_batches_are_forgotten_and_unfinished_files_asked_for_again(project,
-                                                                             monkeypatch):
+def test_finished_batches_are_forgotten_and_unfinished_files_asked_for_again(project, monkeypatch):
     defs, instance, landing = project
     a = _drop(landing, "a.csv", "id,amount\n1,1\n")
     first = _tick(defs, instance)
@@ -131,13 +141,20 @@ def test_rejected_files_show_as_observations_and_nothing_materialises(project):
     result = _launch(defs, instance, request)
     assert result.success
     assert result.get_asset_materialization_events() == []
-    observations = [e.event_specific_data.asset_observation
-                    for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
-    rules = [o.metadata["datahub/rejected_rule"].value for o in observations
-             if "datahub/rejected_rule" in o.metadata]
+    observations = [
+        e.event_specific_data.asset_observation
+        for e in result.all_events
+        if e.event_type_value == "ASSET_OBSERVATION"
+    ]
+    rules = [
+        o.metadata["datahub/rejected_rule"].value
+        for o in observations
+        if "datahub/rejected_rule" in o.metadata
+    ]
     assert rules == ["empty"]
-    moved = json.loads(next((landing.parent.parent / "rejected").rglob("*.reason.json"))
-                       .read_text())
+    moved = json.loads(
+        next((landing.parent.parent / "rejected").rglob("*.reason.json")).read_text()
+    )
     assert moved["rule"] == "empty" and moved["run_id"] == result.run_id
 
 
@@ -148,26 +165,27 @@ def test_downstream_assets_follow_a_landed_file_by_eager_automation(project):
     before = dg.evaluate_automation_conditions(defs=defs, instance=instance)
     assert before.total_requested == 0
     assert _launch(defs, instance, request).success
-    after = dg.evaluate_automation_conditions(defs=defs, instance=instance,
-                                              cursor=before.cursor)
+    after = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=before.cursor)
     assert {r.key.to_user_string() for r in after.results if r.true_subset.size} == {
-        "shop/bronze/orders"}
+        "shop/bronze/orders"
+    }
     # bronze runs; a second file lands before the automation's next tick: bronze must follow
     # again (Dagster's stock eager() loses this update: dagster-io/dagster#24650)
     job = defs.resolve_implicit_global_asset_job_def()
-    assert job.execute_in_process(instance=instance, asset_selection=[
-        dg.AssetKey(["shop", "bronze", "orders"])]).success
+    assert job.execute_in_process(
+        instance=instance, asset_selection=[dg.AssetKey(["shop", "bronze", "orders"])]
+    ).success
     _drop(landing, "b.csv", "id,amount\n2,2\n")
     (request,) = _tick(defs, instance).run_requests
     assert _launch(defs, instance, request).success
-    again = dg.evaluate_automation_conditions(defs=defs, instance=instance,
-                                              cursor=after.cursor)
+    again = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=after.cursor)
     assert {r.key.to_user_string() for r in again.results if r.true_subset.size} == {
-        "shop/bronze/orders"}
-    assert job.execute_in_process(instance=instance, asset_selection=[
-        dg.AssetKey(["shop", "bronze", "orders"])]).success
-    settled = dg.evaluate_automation_conditions(defs=defs, instance=instance,
-                                                cursor=again.cursor)
+        "shop/bronze/orders"
+    }
+    assert job.execute_in_process(
+        instance=instance, asset_selection=[dg.AssetKey(["shop", "bronze", "orders"])]
+    ).success
+    settled = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=again.cursor)
     assert settled.total_requested == 0
 
 
@@ -194,8 +212,7 @@ def test_files_of_a_failed_run_are_asked_for_again_after_a_backoff(project, monk
     assert not a.exists()
 
 
-def test_s3_drops_through_the_dagster_s3_resource_with_an_endpoint_override(settings,
-                                                                            s3_client):
+def test_s3_drops_through_the_dagster_s3_resource_with_an_endpoint_override(settings, s3_client):
     """The sensor lists and the run reads, validates and moves objects on a real S3 endpoint
     (moto's server), configured only through dagster-aws's S3Resource."""
     from dagster_aws.s3 import S3Resource
@@ -205,36 +222,58 @@ def test_s3_drops_through_the_dagster_s3_resource_with_an_endpoint_override(sett
     client, bucket = s3_client
     app = settings.pipelines_dir / "shop" / "raw"
     app.mkdir(parents=True)
-    (app / "orders.xml").write_text(RAW.replace(
-        'path="landing/orders/*.csv"', f'path="{s3_client.uri("landing/orders/*.csv")}"')
-        .replace('minAgeSeconds="5"', 'minAgeSeconds="0"'))
+    (app / "orders.xml").write_text(
+        RAW.replace(
+            'path="landing/orders/*.csv"', f'path="{s3_client.uri("landing/orders/*.csv")}"'
+        ).replace('minAgeSeconds="5"', 'minAgeSeconds="0"')
+    )
     project = load_project(settings.pipelines_dir)
-    s3 = S3Resource(endpoint_url=client.meta.endpoint_url, region_name=REGION,
-                    aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
-    defs = dg.Definitions(assets=build_assets(project), sensors=watch_sensors(project),
-                          resources={**resources(), "s3": s3})
-    for name, body in (("a.csv", b"id,amount\n1,1\n2,2\n"), ("b.csv", b""),
-                       ("c.csv", b"id,amount\n3,3\n")):
+    s3 = S3Resource(
+        endpoint_url=client.meta.endpoint_url,
+        region_name=REGION,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+    )
+    defs = dg.Definitions(
+        assets=build_assets(project),
+        sensors=watch_sensors(project),
+        resources={**resources(), "s3": s3},
+    )
+    for name, body in (
+        ("a.csv", b"id,amount\n1,1\n2,2\n"),
+        ("b.csv", b""),
+        ("c.csv", b"id,amount\n3,3\n"),
+    ):
         client.put_object(Bucket=bucket, Key=f"landing/orders/{name}", Body=body)
     with dg.instance_for_test() as instance:
         sensor = defs.get_sensor_def("watch__shop__orders_raw__orders")
-        tick = sensor.evaluate_tick(dg.build_sensor_context(
-            instance=instance, definitions=defs, resources={"s3": s3}))
-        assert [len(r.run_config["ops"]["shop__orders_raw"]["config"]["files"]["orders"])
-                for r in tick.run_requests] == [2, 1]
+        tick = sensor.evaluate_tick(
+            dg.build_sensor_context(instance=instance, definitions=defs, resources={"s3": s3})
+        )
+        assert [
+            len(r.run_config["ops"]["shop__orders_raw"]["config"]["files"]["orders"])
+            for r in tick.run_requests
+        ] == [2, 1]
         for request in tick.run_requests:
             assert _launch(defs, instance, request).success
     keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"])
     day = keys[0].split("/")[1]
-    assert keys == [f"processed/{day}/orders/a.csv", f"processed/{day}/orders/c.csv",
-                    f"rejected/{day}/orders/b.csv", f"rejected/{day}/orders/b.csv.reason.json"]
+    assert keys == [
+        f"processed/{day}/orders/a.csv",
+        f"processed/{day}/orders/c.csv",
+        f"rejected/{day}/orders/b.csv",
+        f"rejected/{day}/orders/b.csv.reason.json",
+    ]
     from datahub_assets.execute.table_reader import read_table
     from datahub_assets.spec.models import TableRef
     from datahub_resources.iceberg import load_catalog
     from datahub_resources.spark import connect
 
-    rows = read_table(connect(), load_catalog(settings),
-                      TableRef(app="shop", layer="raw", table="orders")).collect()
+    rows = read_table(
+        connect(), load_catalog(settings), TableRef(app="shop", layer="raw", table="orders")
+    ).collect()
     assert sorted((r["id"], r["_source_file"]) for r in rows) == [
-        ("1", s3_client.uri("landing/orders/a.csv")), ("2", s3_client.uri("landing/orders/a.csv")),
-        ("3", s3_client.uri("landing/orders/c.csv"))]
+        ("1", s3_client.uri("landing/orders/a.csv")),
+        ("2", s3_client.uri("landing/orders/a.csv")),
+        ("3", s3_client.uri("landing/orders/c.csv")),
+    ]

@@ -11,5 +11,6 @@ def find_error(errors: list[SpecError], file: str, line: int, *fragments: str) -
         if err.file == file and err.line == line and all(f in err.message for f in fragments):
             assert str(err).startswith(f"{file}:{line}:")
             return err
-    raise AssertionError(f"no error at {file}:{line} with {fragments}; got:\n"
-                         + "\n".join(map(str, errors)))
+    raise AssertionError(
+        f"no error at {file}:{line} with {fragments}; got:\n" + "\n".join(map(str, errors))
+    )

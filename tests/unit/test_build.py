@@ -54,10 +54,17 @@ def _specs(tmp_path: Path) -> dict[dg.AssetKey, tuple[dg.AssetsDefinition, dg.As
 def test_one_multi_asset_per_pipeline_one_spec_per_target(tmp_path):
     assets = build_assets(_project(tmp_path))
     assert sorted(a.node_def.name for a in assets) == [
-        "shop__daily", "shop__orders_bronze", "shop__orders_raw"]
+        "shop__daily",
+        "shop__orders_bronze",
+        "shop__orders_raw",
+    ]
     keys = {k.to_user_string() for a in assets for k in a.keys}
-    assert keys == {"shop/raw/orders", "shop/bronze/orders", "shop/gold/daily_orders",
-                    "shop/gold/daily_orders_export"}
+    assert keys == {
+        "shop/raw/orders",
+        "shop/bronze/orders",
+        "shop/gold/daily_orders",
+        "shop/gold/daily_orders_export",
+    }
 
 
 def test_keys_groups_deps_kinds(tmp_path):
@@ -135,13 +142,18 @@ def test_checks_become_asset_checks_blocking_on_error(tmp_path):
     (silver,) = [a for a in assets if a.node_def.name == "shop__customers"]
     specs = {c.name: c for c in silver.check_specs}
     key = dg.AssetKey(["shop", "silver", "customers"])
-    assert set(specs) == {"notNull_customer_id_email", "unique_customer_id", "orders_exist",
-                          "schema_drift"}
+    assert set(specs) == {
+        "notNull_customer_id_email",
+        "unique_customer_id",
+        "orders_exist",
+        "schema_drift",
+    }
     assert all(c.asset_key == key for c in specs.values())
     assert specs["notNull_customer_id_email"].blocking is True
     assert specs["unique_customer_id"].blocking is False
     assert specs["schema_drift"].blocking is False
     assert [d.asset_key for d in specs["orders_exist"].additional_deps] == [
-        dg.AssetKey(["shop", "bronze", "orders"])]
+        dg.AssetKey(["shop", "bronze", "orders"])
+    ]
     (spec,) = silver.specs
     assert spec.freshness_policy.fail_window.to_timedelta().total_seconds() == 7200

@@ -31,15 +31,21 @@ def _summary(defs: dg.Definitions) -> dict:
         node = graph.get(key)
         cond = node.automation_condition
         out["assets"][key.to_user_string()] = (
-            node.group_name, sorted(k.to_user_string() for k in node.parent_keys),
-            sorted(node.kinds), list(node.owners), cond.get_label() if cond else None,
+            node.group_name,
+            sorted(k.to_user_string() for k in node.parent_keys),
+            sorted(node.kinds),
+            list(node.owners),
+            cond.get_label() if cond else None,
             sorted(c.name for c in node.assets_def.check_specs if c.asset_key == key),
-            node.assets_def.specs_by_key[key].metadata.get("datahub/definition"))
+            node.assets_def.specs_by_key[key].metadata.get("datahub/definition"),
+        )
     for sensor in repo.sensor_defs:
         targets = sensor.asset_selection.resolve(graph) if sensor.asset_selection else set()
-        out["sensors"][sensor.name] = (sensor.default_status.value,
-                                       sensor.minimum_interval_seconds,
-                                       sorted(k.to_user_string() for k in targets))
+        out["sensors"][sensor.name] = (
+            sensor.default_status.value,
+            sensor.minimum_interval_seconds,
+            sorted(k.to_user_string() for k in targets),
+        )
     out["jobs"] = sorted(j.name for j in repo.get_all_jobs())
     out["schedules"] = sorted((s.name, s.cron_schedule) for s in repo.schedule_defs)
     out["resources"] = sorted(defs.resources or {})
@@ -66,12 +72,15 @@ def test_the_projects_defs_yaml_instantiates_the_component_with_its_defaults():
 
 
 def test_pipelines_dir_is_relative_to_the_project_root_and_the_environment_wins(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     monkeypatch.delenv("DATAHUB_PIPELINES_DIR", raising=False)
     component = DataHubPipelines(pipelines_dir="defs_here")
     assert component.resolved_pipelines_dir(tmp_path) == (tmp_path / "defs_here").resolve()
-    assert DataHubPipelines(pipelines_dir=str(tmp_path / "abs")).resolved_pipelines_dir(
-        REPO) == tmp_path / "abs"
+    assert (
+        DataHubPipelines(pipelines_dir=str(tmp_path / "abs")).resolved_pipelines_dir(REPO)
+        == tmp_path / "abs"
+    )
     monkeypatch.setenv("DATAHUB_PIPELINES_DIR", str(tmp_path / "from_env"))
     assert component.resolved_pipelines_dir(REPO) == tmp_path / "from_env"
 
@@ -92,7 +101,8 @@ def test_component_loads_a_pipelines_folder_from_yaml_attributes(tmp_path, monke
     (tmp_path / "pipes" / "shop" / "raw").mkdir(parents=True)
     (tmp_path / "pipes" / "shop" / "raw" / "orders.xml").write_text(ORDERS)
     component = DataHubPipelines.resolve_from_yaml(
-        f"pipelines_dir: {tmp_path / 'pipes'}\nexecutor: multiprocess\n")
+        f"pipelines_dir: {tmp_path / 'pipes'}\nexecutor: multiprocess\n"
+    )
     defs = dg.build_defs_for_component(component)
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert "shop/raw/orders" in keys
@@ -105,8 +115,10 @@ def test_component_type_is_registered_and_documented():
     from dagster.components.core.package_entry import discover_entry_point_package_objects
     from dagster.components.core.snapshot import get_package_entry_snap
 
-    registry = {f"{k.namespace}.{k.name}": (k, obj)
-                for k, obj in discover_entry_point_package_objects().items()}
+    registry = {
+        f"{k.namespace}.{k.name}": (k, obj)
+        for k, obj in discover_entry_point_package_objects().items()
+    }
     assert TYPE_NAME in registry
     key, obj = registry[TYPE_NAME]
     snap = get_package_entry_snap(key, obj)

@@ -86,8 +86,9 @@ def test_too_few_rows_is_refused(tmp_path):
 
 def test_orders_carry_updates_and_bad_rows(files):
     orders = _csv(files["ecommerce.orders"])
-    bad = [o for o in orders
-           if not o["order_id"] or not o["customer_id"] or Decimal(o["amount"]) < 0]
+    bad = [
+        o for o in orders if not o["order_id"] or not o["customer_id"] or Decimal(o["amount"]) < 0
+    ]
     assert len(bad) == ROWS // 100
     assert any(Decimal(o["amount"]) < 0 for o in bad)
     assert any(not o["customer_id"] for o in bad)

@@ -39,8 +39,11 @@ def _compose() -> dict:
 
 
 def _env_example() -> dict[str, str]:
-    pairs = [line.split("=", 1) for line in (DEPLOY / ".env.example").read_text().splitlines()
-             if line.strip() and not line.lstrip().startswith("#")]
+    pairs = [
+        line.split("=", 1)
+        for line in (DEPLOY / ".env.example").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     return {k.strip(): v.strip() for k, v in pairs}
 
 
@@ -52,6 +55,7 @@ def _interpolate(value: str, env: dict[str, str]) -> str:
         if op and op.endswith("?"):
             raise AssertionError(f"${{{name}}} is required and not set")
         return arg or ""
+
     return _VAR.sub(sub, value)
 
 
@@ -71,10 +75,13 @@ def test_the_instance_reads_every_postgres_field_from_the_environment(tmp_path, 
     config = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
     db = config["storage"]["postgres"]["postgres_db"]
     fields = {k: v for k, v in db.items() if k != "scheme"}
-    assert fields == {"hostname": {"env": "DAGSTER_PG_HOST"}, "port": {"env": "DAGSTER_PG_PORT"},
-                      "username": {"env": "DAGSTER_PG_USER"},
-                      "password": {"env": "DAGSTER_PG_PASSWORD"},
-                      "db_name": {"env": "DAGSTER_PG_DB"}}
+    assert fields == {
+        "hostname": {"env": "DAGSTER_PG_HOST"},
+        "port": {"env": "DAGSTER_PG_PORT"},
+        "username": {"env": "DAGSTER_PG_USER"},
+        "password": {"env": "DAGSTER_PG_PASSWORD"},
+        "db_name": {"env": "DAGSTER_PG_DB"},
+    }
     # SQLAlchemy 2.1's default postgresql driver is psycopg 3, under which dagster-postgres
     # cannot store an event (NOTIFY with a bound parameter): the driver is named
     assert db["scheme"] == "postgresql+psycopg2"
@@ -82,38 +89,63 @@ def test_the_instance_reads_every_postgres_field_from_the_environment(tmp_path, 
     shutil.copy(DEPLOY / "dagster.yaml", tmp_path / "dagster.yaml")
     validated, _ = dagster_instance_config(str(tmp_path))  # Dagster's own schema check
     password = "p@ss:w/rd'%#"
-    for key, value in {"DAGSTER_PG_HOST": "db.internal", "DAGSTER_PG_PORT": "6543",
-                       "DAGSTER_PG_USER": "dagster", "DAGSTER_PG_PASSWORD": password,
-                       "DAGSTER_PG_DB": "dagster"}.items():
+    for key, value in {
+        "DAGSTER_PG_HOST": "db.internal",
+        "DAGSTER_PG_PORT": "6543",
+        "DAGSTER_PG_USER": "dagster",
+        "DAGSTER_PG_PASSWORD": password,
+        "DAGSTER_PG_DB": "dagster",
+    }.items():
         monkeypatch.setenv(key, value)
     from dagster._config import process_config
     from dagster_postgres import DagsterPostgresStorage
 
-    resolved = process_config(DagsterPostgresStorage.config_type(),
-                              validated["storage"]["postgres"])
+    resolved = process_config(
+        DagsterPostgresStorage.config_type(), validated["storage"]["postgres"]
+    )
     assert resolved.success, resolved.errors
     url = make_url(pg_url_from_config(resolved.value))
     assert (url.drivername, url.host, url.port, url.username, url.password, url.database) == (
-        "postgresql+psycopg2", "db.internal", 6543, "dagster", password, "dagster")
+        "postgresql+psycopg2",
+        "db.internal",
+        6543,
+        "dagster",
+        password,
+        "dagster",
+    )
 
 
 def test_the_production_instance_keeps_the_local_concurrency_rules():
     local = yaml.safe_load((REPO / "dagster.yaml").read_text())
     prod = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
-    assert prod["concurrency"]["runs"]["tag_concurrency_limits"] == \
-        local["concurrency"]["runs"]["tag_concurrency_limits"]
+    assert (
+        prod["concurrency"]["runs"]["tag_concurrency_limits"]
+        == local["concurrency"]["runs"]["tag_concurrency_limits"]
+    )
     assert prod["telemetry"] == {"enabled": False}
 
 
 # ------------------------------------------------------------------------------ compose
 
-SERVICES = {"postgres", "minio", "minio-init", "spark-master", "spark-worker", "spark-connect",
-            "code", "webserver", "daemon", "trino"}
+SERVICES = {
+    "postgres",
+    "minio",
+    "minio-init",
+    "spark-master",
+    "spark-worker",
+    "spark-connect",
+    "code",
+    "webserver",
+    "daemon",
+    "trino",
+}
 
 
 def _compose_cli() -> list[str] | None:
-    if shutil.which("docker") and subprocess.run(
-            ["docker", "compose", "version"], capture_output=True).returncode == 0:
+    if (
+        shutil.which("docker")
+        and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
+    ):
         return ["docker", "compose"]
     found = shutil.which("docker-compose")
     return [found] if found else None
@@ -122,27 +154,42 @@ def _compose_cli() -> list[str] | None:
 def test_docker_compose_parses_the_stack(tmp_path):
     cli = _compose_cli()
     if cli is None:
-        pytest.skip("neither `docker compose` nor `docker-compose` is installed here "
-                    "(scripts/ensure_system.sh installs docker-compose); the structure of "
-                    "deploy/compose.yaml is still checked by the tests below")
+        pytest.skip(
+            "neither `docker compose` nor `docker-compose` is installed here "
+            "(scripts/ensure_system.sh installs docker-compose); the structure of "
+            "deploy/compose.yaml is still checked by the tests below"
+        )
     work = tmp_path / "deploy"
     shutil.copytree(DEPLOY, work)
     shutil.copy(work / ".env.example", work / ".env")
     shutil.copy(work / "app-secrets.env.example", work / "app-secrets.env")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "MINIO_"))}
-    proc = subprocess.run([*cli, "-f", "compose.yaml", "--profile", "sql", "config"],
-                          cwd=work, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*cli, "-f", "compose.yaml", "--profile", "sql", "config"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     rendered = yaml.safe_load(proc.stdout)
     assert set(rendered["services"]) == SERVICES
     code_env = rendered["services"]["code"]["environment"]
     assert code_env["DATAHUB_CATALOG_URI"] == (
-        "postgresql+psycopg://datahub:change-me@postgres:5432/datahub_catalog")
+        "postgresql+psycopg://datahub:change-me@postgres:5432/datahub_catalog"
+    )
 
     # without the passwords the stack refuses to render instead of using a default
     (work / ".env").write_text("")
-    proc = subprocess.run([*cli, "-f", "compose.yaml", "config"], cwd=work, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*cli, "-f", "compose.yaml", "config"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0
     assert "POSTGRES_PASSWORD" in proc.stderr
 
@@ -171,8 +218,13 @@ def test_every_variable_is_set_where_it_is_read():
     compose = _compose()
     services = compose["services"]
     instance_vars = set(re.findall(r"\{env: (\w+)\}", (DEPLOY / "dagster.yaml").read_text()))
-    assert instance_vars == {"DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER",
-                             "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB"}
+    assert instance_vars == {
+        "DAGSTER_PG_HOST",
+        "DAGSTER_PG_PORT",
+        "DAGSTER_PG_USER",
+        "DAGSTER_PG_PASSWORD",
+        "DAGSTER_PG_DB",
+    }
     for name in ("code", "webserver", "daemon"):  # the code location runs the runs
         assert instance_vars <= set(_environment(services[name])), name
     code = _environment(services["code"])
@@ -180,8 +232,9 @@ def test_every_variable_is_set_where_it_is_read():
     assert code["DATAHUB_WAREHOUSE"].startswith("s3://")
     assert services["spark-connect"]["environment"]["DATAHUB_SPARK_PORT"] == "15002"
     # the databases the stack uses are the ones postgres/init.sql creates
-    created = set(re.findall(r"CREATE DATABASE (\w+)", (DEPLOY / "postgres" / "init.sql")
-                             .read_text()))
+    created = set(
+        re.findall(r"CREATE DATABASE (\w+)", (DEPLOY / "postgres" / "init.sql").read_text())
+    )
     env = _env_example()
     catalog_uri = _interpolate(code["DATAHUB_CATALOG_URI"], env)
     assert catalog_uri.startswith("postgresql+psycopg://")
@@ -193,7 +246,8 @@ def test_every_variable_is_set_where_it_is_read():
     jdbc = trino["DATAHUB_CATALOG_JDBC_URL"]
     assert jdbc == "jdbc:postgresql://" + catalog_uri.split("@", 1)[1]
     assert _interpolate(trino["DATAHUB_WAREHOUSE"], env) == _interpolate(
-        code["DATAHUB_WAREHOUSE"], env)
+        code["DATAHUB_WAREHOUSE"], env
+    )
 
 
 def test_credentials_are_required_and_documented_never_defaulted():
@@ -219,8 +273,7 @@ def _instructions(dockerfile: Path) -> list[tuple[str, str]]:
     for line in dockerfile.read_text().splitlines():
         if not current and (not line.strip() or line.lstrip().startswith("#")):
             continue
-        current += line.rstrip().removesuffix("\\") + " " if line.rstrip().endswith("\\") \
-            else line
+        current += line.rstrip().removesuffix("\\") + " " if line.rstrip().endswith("\\") else line
         if not line.rstrip().endswith("\\"):
             word, _, rest = current.strip().partition(" ")
             out.append((word.upper(), " ".join(rest.split())))
@@ -235,16 +288,20 @@ def _args(dockerfile: Path) -> dict[str, str]:
 @pytest.mark.parametrize("name", DOCKERFILES)
 def test_copied_files_exist_and_pass_the_dockerignore(name):
     dockerfile = DEPLOY / name
-    allowed = [line[1:] for line in (DEPLOY / f"{name}.dockerignore").read_text().splitlines()
-               if line.startswith("!")]
+    allowed = [
+        line[1:]
+        for line in (DEPLOY / f"{name}.dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    ]
     for kind, arg in _instructions(dockerfile):
         if kind != "COPY":
             continue
         *sources, _ = arg.split()
         for source in sources:
             assert (REPO / source).exists(), f"{name}: COPY {source}: no such file"
-            assert any(source == a or source.startswith(a + "/") for a in allowed), \
+            assert any(source == a or source.startswith(a + "/") for a in allowed), (
                 f"{name}: COPY {source} is excluded by {name}.dockerignore"
+            )
 
 
 def test_images_pin_the_dagster_the_tests_run():
@@ -287,8 +344,12 @@ def test_the_python_layer_installs_in_a_fresh_venv(name, tmp_path):
             for source in sources:
                 target = workdir / dest / (Path(source).name if dest.endswith("/") else "")
                 if (REPO / source).is_dir():
-                    shutil.copytree(REPO / source, target, dirs_exist_ok=True,
-                                    ignore=shutil.ignore_patterns("__pycache__"))
+                    shutil.copytree(
+                        REPO / source,
+                        target,
+                        dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__"),
+                    )
                 else:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy(REPO / source, target)
@@ -304,25 +365,43 @@ def test_the_python_layer_installs_in_a_fresh_venv(name, tmp_path):
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     bin_ = venv / "bin"
     if name == "Dockerfile":
-        env = os.environ | {"DATAHUB_PIPELINES_DIR": str(REPO / "pipelines_xml"),
-                            "DATAHUB_HOME": str(tmp_path / "home")}
-        probe = ("import datahub_assets, datahub_assets.definitions as d; "
-                 "assert 'site-packages' in datahub_assets.__file__; "
-                 "import dagster_k8s, dagster_postgres; "
-                 "print(len(d.defs.resolve_asset_graph().get_all_asset_keys()))")
-        proc = subprocess.run([str(bin_ / "python"), "-c", probe], env=env, cwd=tmp_path,
-                              capture_output=True, text=True, timeout=300)
+        env = os.environ | {
+            "DATAHUB_PIPELINES_DIR": str(REPO / "pipelines_xml"),
+            "DATAHUB_HOME": str(tmp_path / "home"),
+        }
+        probe = (
+            "import datahub_assets, datahub_assets.definitions as d; "
+            "assert 'site-packages' in datahub_assets.__file__; "
+            "import dagster_k8s, dagster_postgres; "
+            "print(len(d.defs.resolve_asset_graph().get_all_asset_keys()))"
+        )
+        proc = subprocess.run(
+            [str(bin_ / "python"), "-c", probe],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert int(proc.stdout.split()[-1]) > 10
         assert (bin_ / "datahub").exists() and (bin_ / "dagster").exists()
     else:
         for command in ("dagster-webserver", "dagster-daemon"):
-            proc = subprocess.run([str(bin_ / command), "--help"], capture_output=True,
-                                  text=True, timeout=120)
+            proc = subprocess.run(
+                [str(bin_ / command), "--help"], capture_output=True, text=True, timeout=120
+            )
             assert proc.returncode == 0, proc.stderr[-3000:]
-        proc = subprocess.run([str(bin_ / "python"), "-c", "import dagster_postgres, "
-                               "dagster_k8s, dagster_aws, psycopg2"], capture_output=True,
-                              text=True, timeout=120)
+        proc = subprocess.run(
+            [
+                str(bin_ / "python"),
+                "-c",
+                "import dagster_postgres, dagster_k8s, dagster_aws, psycopg2",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
 
 
@@ -331,47 +410,164 @@ def test_the_python_layer_installs_in_a_fresh_venv(name, tmp_path):
 # Keys of the dagster/dagster chart's values.schema.json (helm/dagster/values.schema.json of
 # dagster-io/dagster, read for 1.13): the properties of each object our values set.
 CHART_KEYS = {
-    "": {"dagsterWebserver", "dagster-user-deployments", "postgresql",
-         "generatePostgresqlPasswordSecret", "generateCeleryConfigSecret", "rabbitmq", "redis",
-         "flower", "ingress", "imagePullSecrets", "computeLogManager", "scheduler",
-         "runLauncher", "pythonLogs", "dagsterDaemon", "busybox", "migrate", "telemetry",
-         "serviceAccount", "global", "retention", "additionalInstanceConfig"},
-    "global": {"postgresqlSecretName", "dagsterHome", "serviceAccountName",
-               "celeryConfigSecretName"},
-    "postgresql": {"image", "enabled", "postgresqlHost", "postgresqlUsername",
-                   "postgresqlPassword", "postgresqlDatabase", "postgresqlParams",
-                   "postgresqlScheme", "service"},
+    "": {
+        "dagsterWebserver",
+        "dagster-user-deployments",
+        "postgresql",
+        "generatePostgresqlPasswordSecret",
+        "generateCeleryConfigSecret",
+        "rabbitmq",
+        "redis",
+        "flower",
+        "ingress",
+        "imagePullSecrets",
+        "computeLogManager",
+        "scheduler",
+        "runLauncher",
+        "pythonLogs",
+        "dagsterDaemon",
+        "busybox",
+        "migrate",
+        "telemetry",
+        "serviceAccount",
+        "global",
+        "retention",
+        "additionalInstanceConfig",
+    },
+    "global": {
+        "postgresqlSecretName",
+        "dagsterHome",
+        "serviceAccountName",
+        "celeryConfigSecretName",
+    },
+    "postgresql": {
+        "image",
+        "enabled",
+        "postgresqlHost",
+        "postgresqlUsername",
+        "postgresqlPassword",
+        "postgresqlDatabase",
+        "postgresqlParams",
+        "postgresqlScheme",
+        "service",
+    },
     "image": {"repository", "tag", "pullPolicy"},
-    "dagsterWebserver": {"replicaCount", "image", "nameOverride", "pathPrefix", "service",
-                         "workspace", "env", "envConfigMaps", "envSecrets",
-                         "deploymentLabels", "labels", "nodeSelector", "affinity",
-                         "tolerations", "podSecurityContext", "securityContext", "resources",
-                         "readinessProbe", "livenessProbe", "startupProbe", "annotations",
-                         "enableReadOnly", "dbStatementTimeout", "dbPoolRecycle", "logLevel",
-                         "schedulerName", "volumeMounts", "volumes", "initContainerResources"},
-    "dagsterDaemon": {"enabled", "image", "runCoordinator", "heartbeatTolerance", "env",
-                      "envConfigMaps", "envSecrets", "deploymentLabels", "labels",
-                      "nodeSelector", "affinity", "tolerations", "podSecurityContext",
-                      "securityContext", "resources", "livenessProbe", "readinessProbe",
-                      "startupProbe", "annotations", "runMonitoring", "runRetries", "sensors",
-                      "schedules", "schedulerName", "volumeMounts", "volumes",
-                      "initContainerResources"},
+    "dagsterWebserver": {
+        "replicaCount",
+        "image",
+        "nameOverride",
+        "pathPrefix",
+        "service",
+        "workspace",
+        "env",
+        "envConfigMaps",
+        "envSecrets",
+        "deploymentLabels",
+        "labels",
+        "nodeSelector",
+        "affinity",
+        "tolerations",
+        "podSecurityContext",
+        "securityContext",
+        "resources",
+        "readinessProbe",
+        "livenessProbe",
+        "startupProbe",
+        "annotations",
+        "enableReadOnly",
+        "dbStatementTimeout",
+        "dbPoolRecycle",
+        "logLevel",
+        "schedulerName",
+        "volumeMounts",
+        "volumes",
+        "initContainerResources",
+    },
+    "dagsterDaemon": {
+        "enabled",
+        "image",
+        "runCoordinator",
+        "heartbeatTolerance",
+        "env",
+        "envConfigMaps",
+        "envSecrets",
+        "deploymentLabels",
+        "labels",
+        "nodeSelector",
+        "affinity",
+        "tolerations",
+        "podSecurityContext",
+        "securityContext",
+        "resources",
+        "livenessProbe",
+        "readinessProbe",
+        "startupProbe",
+        "annotations",
+        "runMonitoring",
+        "runRetries",
+        "sensors",
+        "schedules",
+        "schedulerName",
+        "volumeMounts",
+        "volumes",
+        "initContainerResources",
+    },
     "runCoordinator": {"enabled", "type", "config"},
-    "dagster-user-deployments": {"enabled", "enableSubchart", "imagePullSecrets",
-                                 "deployments"},
-    "deployment": {"name", "image", "dagsterApiGrpcArgs", "codeServerArgs",
-                   "includeConfigInLaunchedRuns", "deploymentNamespace", "port", "env",
-                   "envConfigMaps", "envSecrets", "annotations", "nodeSelector", "affinity",
-                   "tolerations", "podSecurityContext", "securityContext", "resources",
-                   "livenessProbe", "readinessProbe", "startupProbe", "labels", "volumeMounts",
-                   "volumes", "schedulerName", "initContainers", "sidecarContainers"},
+    "dagster-user-deployments": {"enabled", "enableSubchart", "imagePullSecrets", "deployments"},
+    "deployment": {
+        "name",
+        "image",
+        "dagsterApiGrpcArgs",
+        "codeServerArgs",
+        "includeConfigInLaunchedRuns",
+        "deploymentNamespace",
+        "port",
+        "env",
+        "envConfigMaps",
+        "envSecrets",
+        "annotations",
+        "nodeSelector",
+        "affinity",
+        "tolerations",
+        "podSecurityContext",
+        "securityContext",
+        "resources",
+        "livenessProbe",
+        "readinessProbe",
+        "startupProbe",
+        "labels",
+        "volumeMounts",
+        "volumes",
+        "schedulerName",
+        "initContainers",
+        "sidecarContainers",
+    },
     "runLauncher": {"type", "config"},
-    "k8sRunLauncher": {"image", "imagePullPolicy", "jobNamespace", "loadInclusterConfig",
-                       "kubeconfigFile", "envConfigMaps", "envSecrets", "envVars",
-                       "volumeMounts", "volumes", "labels", "failPodOnRunFailure", "resources",
-                       "schedulerName", "securityContext", "runK8sConfig"},
-    "runK8sConfig": {"containerConfig", "podSpecConfig", "podTemplateSpecMetadata",
-                     "jobSpecConfig", "jobMetadata"},
+    "k8sRunLauncher": {
+        "image",
+        "imagePullPolicy",
+        "jobNamespace",
+        "loadInclusterConfig",
+        "kubeconfigFile",
+        "envConfigMaps",
+        "envSecrets",
+        "envVars",
+        "volumeMounts",
+        "volumes",
+        "labels",
+        "failPodOnRunFailure",
+        "resources",
+        "schedulerName",
+        "securityContext",
+        "runK8sConfig",
+    },
+    "runK8sConfig": {
+        "containerConfig",
+        "podSpecConfig",
+        "podTemplateSpecMetadata",
+        "jobSpecConfig",
+        "jobMetadata",
+    },
 }
 SECRETS = {"datahub-dagster-postgresql", "datahub-catalog", "datahub-s3", "datahub-app-secrets"}
 
@@ -411,11 +607,16 @@ def test_helm_values_name_secrets_and_hold_none():
     assert values["generatePostgresqlPasswordSecret"] is False
     assert values["postgresql"]["enabled"] is False
     assert "postgresqlPassword" not in values["postgresql"]
-    assert values["postgresql"]["postgresqlScheme"] == yaml.safe_load(
-        (DEPLOY / "dagster.yaml").read_text())["storage"]["postgres"]["postgres_db"]["scheme"]
+    assert (
+        values["postgresql"]["postgresqlScheme"]
+        == yaml.safe_load((DEPLOY / "dagster.yaml").read_text())["storage"]["postgres"][
+            "postgres_db"
+        ]["scheme"]
+    )
     (deployment,) = values["dagster-user-deployments"]["deployments"]
     names = {values["global"]["postgresqlSecretName"]} | {
-        s["name"] for s in deployment["envSecrets"]}
+        s["name"] for s in deployment["envSecrets"]
+    }
     assert names == SECRETS
     readme = (DEPLOY / "README.md").read_text()
     assert all(name in readme for name in SECRETS), "each Secret is described in the README"
@@ -424,8 +625,11 @@ def test_helm_values_name_secrets_and_hold_none():
     assert "DATAHUB_CATALOG_URI" not in env, "the catalog URI holds a password: a Secret"
     assert not any(re.search(r"://[^/@\s]+:[^/@\s]+@", str(v)) for v in env.values())
     assert deployment["codeServerArgs"] == ["-m", "datahub_assets.definitions"]
-    assert deployment["image"]["tag"] and values["dagsterDaemon"]["image"]["tag"] == \
-        _args(DEPLOY / "Dockerfile.dagster")["DAGSTER_VERSION"]
+    assert (
+        deployment["image"]["tag"]
+        and values["dagsterDaemon"]["image"]["tag"]
+        == _args(DEPLOY / "Dockerfile.dagster")["DAGSTER_VERSION"]
+    )
 
 
 def test_the_instance_the_chart_renders_is_valid_and_limits_like_deploy(tmp_path):
@@ -445,8 +649,10 @@ def test_the_instance_the_chart_renders_is_valid_and_limits_like_deploy(tmp_path
 
     # what enabling the chart's coordinator beside it would do: refused
     rendered["run_coordinator"] = {
-        "module": "dagster.core.run_coordinator", "class": "QueuedRunCoordinator",
-        "config": {"max_concurrent_runs": 20}}
+        "module": "dagster.core.run_coordinator",
+        "class": "QueuedRunCoordinator",
+        "config": {"max_concurrent_runs": 20},
+    }
     (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(rendered))
     with pytest.raises(Exception, match="incompatible"):
         dagster_instance_config(str(tmp_path))
@@ -456,7 +662,8 @@ def _merge(base, override):
     """Helm's merge of user values into chart defaults: maps merge, anything else replaces."""
     if isinstance(base, dict) and isinstance(override, dict):
         return {k: _merge(base.get(k), v) if k in base else v for k, v in override.items()} | {
-            k: v for k, v in base.items() if k not in override}
+            k: v for k, v in base.items() if k not in override
+        }
     return override
 
 
@@ -477,10 +684,12 @@ def test_helm_values_validate_against_the_charts_schema():
     chart = Path(os.environ.get("DATAHUB_HELM_CHART_DIR", REPO / ".datahub" / "helm" / "dagster"))
     schema_file, defaults_file = chart / "values.schema.json", chart / "values.yaml"
     if not (schema_file.is_file() and defaults_file.is_file()):
-        pytest.skip(f"the dagster Helm chart is not on this machine ({chart}): it is published "
-                    "on GitHub and a Helm repository, neither reachable from CI. Set "
-                    "DATAHUB_HELM_CHART_DIR to a copy of helm/dagster of dagster-io/dagster "
-                    "to validate; the keys are still checked against CHART_KEYS above")
+        pytest.skip(
+            f"the dagster Helm chart is not on this machine ({chart}): it is published "
+            "on GitHub and a Helm repository, neither reachable from CI. Set "
+            "DATAHUB_HELM_CHART_DIR to a copy of helm/dagster of dagster-io/dagster "
+            "to validate; the keys are still checked against CHART_KEYS above"
+        )
     import json
 
     import jsonschema

@@ -36,14 +36,16 @@ def test_in_flight_files_are_not_requested_again_until_their_run_ends():
     files = _files(3)
     first = _plan(files)
     cursor = WatchCursor.parse(first.cursor.dumps())
-    second = plan_tick(files, cursor, NOW + 30, min_age_seconds=10, max_files_per_run=500,
-                       max_runs=20)
+    second = plan_tick(
+        files, cursor, NOW + 30, min_age_seconds=10, max_files_per_run=500, max_runs=20
+    )
     assert second.batches == [] and second.in_flight == 3
     batch_id = first.batches[0].batch_id
     # the run ended (succeeded, but a file is still listed: e.g. its move failed)
     settle(cursor, NOW + 60, active=set(), failed=set(), grace_seconds=0, poll_seconds=30)
-    third = plan_tick(files, cursor, NOW + 60, min_age_seconds=10, max_files_per_run=500,
-                      max_runs=20)
+    third = plan_tick(
+        files, cursor, NOW + 60, min_age_seconds=10, max_files_per_run=500, max_runs=20
+    )
     assert batch_id not in cursor.batches or third.batches
     assert sorted(f for b in third.batches for f in b.files) == sorted(files)
 
@@ -62,15 +64,16 @@ def test_files_of_failed_runs_back_off_exponentially():
     settle(cursor, NOW, active=set(), failed={batch_id}, grace_seconds=120, poll_seconds=30)
     fp = short_fingerprint(files[0])
     assert cursor.retry[fp] == [1, NOW + 60]
-    waiting = plan_tick(files, cursor, NOW + 59, min_age_seconds=10, max_files_per_run=500,
-                        max_runs=20)
+    waiting = plan_tick(
+        files, cursor, NOW + 59, min_age_seconds=10, max_files_per_run=500, max_runs=20
+    )
     assert waiting.batches == [] and waiting.waiting_retry == 2
-    again = plan_tick(files, cursor, NOW + 61, min_age_seconds=10, max_files_per_run=500,
-                      max_runs=20)
+    again = plan_tick(
+        files, cursor, NOW + 61, min_age_seconds=10, max_files_per_run=500, max_runs=20
+    )
     assert len(again.batches) == 1
     (second,) = [b for b in cursor.batches if b != batch_id]
-    settle(cursor, NOW + 62, active=set(), failed={second}, grace_seconds=120,
-           poll_seconds=30)
+    settle(cursor, NOW + 62, active=set(), failed={second}, grace_seconds=120, poll_seconds=30)
     assert cursor.retry[fp] == [2, NOW + 62 + 120]
 
 
@@ -100,22 +103,35 @@ def test_no_more_than_max_runs_batches_are_in_flight():
     files = _files(30)
     first = _plan(files, max_files_per_run=5, max_runs=2)
     assert [len(b.files) for b in first.batches] == [5, 5]
-    blocked = plan_tick(files, first.cursor, NOW + 30, min_age_seconds=10, max_files_per_run=5,
-                        max_runs=2)
+    blocked = plan_tick(
+        files, first.cursor, NOW + 30, min_age_seconds=10, max_files_per_run=5, max_runs=2
+    )
     assert blocked.batches == [] and blocked.left_for_next_tick == 20
     assert len(blocked.cursor.in_flight()) == 10
     (done, _) = blocked.cursor.batches
     blocked.cursor.batches.pop(done)  # one run ended (its files moved out of landing)
-    listing = [f for f in files if short_fingerprint(f) in blocked.cursor.in_flight()
-               or f not in first.batches[0].files + first.batches[1].files]
-    nxt = plan_tick(listing, blocked.cursor, NOW + 60, min_age_seconds=10, max_files_per_run=5,
-                    max_runs=2)
+    listing = [
+        f
+        for f in files
+        if short_fingerprint(f) in blocked.cursor.in_flight()
+        or f not in first.batches[0].files + first.batches[1].files
+    ]
+    nxt = plan_tick(
+        listing, blocked.cursor, NOW + 60, min_age_seconds=10, max_files_per_run=5, max_runs=2
+    )
     assert [len(b.files) for b in nxt.batches] == [5]
 
 
 def test_a_batch_whose_run_succeeded_is_forgotten_at_once():
     cursor = _plan(_files(2)).cursor
     (batch_id,) = cursor.batches
-    settle(cursor, NOW + 1, active=set(), failed=set(), grace_seconds=120, poll_seconds=30,
-           succeeded={batch_id})
+    settle(
+        cursor,
+        NOW + 1,
+        active=set(),
+        failed=set(),
+        grace_seconds=120,
+        poll_seconds=30,
+        succeeded={batch_id},
+    )
     assert cursor.batches == {} and cursor.retry == {}

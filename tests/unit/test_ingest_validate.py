@@ -65,8 +65,13 @@ class BrokenStore(LocalStore):
         return Failing(path)  # type: ignore[return-value]
 
 
-CUSTOMERS = StructType([StructField("id", LongType()), StructField("name", StringType()),
-                        StructField("email", StringType())])
+CUSTOMERS = StructType(
+    [
+        StructField("id", LongType()),
+        StructField("name", StringType()),
+        StructField("email", StringType()),
+    ]
+)
 CSV = CsvSource(id="customers", path="landing/*.csv")
 JSONL = JsonSource(id="events", path="landing/*.json")
 JSON_DOC = JsonSource(id="events", path="landing/*.json", multiline=True)
@@ -98,8 +103,9 @@ def write_parquet(path: Path, table: pa.Table) -> FileInfo:
 # ---------------------------------------------------------------------------- empty
 
 
-@pytest.mark.parametrize("content", [b"", b"   \n\t\r\n", b"\xef\xbb\xbf", b"\xef\xbb\xbf \n",
-                                     " \n".encode("utf-16")])
+@pytest.mark.parametrize(
+    "content", [b"", b"   \n\t\r\n", b"\xef\xbb\xbf", b"\xef\xbb\xbf \n", " \n".encode("utf-16")]
+)
 def test_empty_and_whitespace_only_files_are_rejected(tmp_path: Path, content: bytes) -> None:
     info = write(tmp_path / "a.csv", content)
     rejected(check(info, CSV), "empty", str(tmp_path / "a.csv"))
@@ -142,15 +148,22 @@ def _parquet_bytes(tmp_path: Path) -> bytes:
     return (tmp_path / "tmp.parquet").read_bytes()
 
 
-FORMATS = {"csv": (CSV, lambda _: CSV_TEXT.encode()),
-           "json": (JSONL, lambda _: JSONL_TEXT.encode()),
-           "parquet": (PARQUET, _parquet_bytes)}
+FORMATS = {
+    "csv": (CSV, lambda _: CSV_TEXT.encode()),
+    "json": (JSONL, lambda _: JSONL_TEXT.encode()),
+    "parquet": (PARQUET, _parquet_bytes),
+}
 
 
 def _sidecar_lines(digest: str, name: str, algorithm: str) -> list[str]:
     tag = "SHA256" if algorithm == "sha256" else "MD5"
-    return [digest, f"{digest}  {name}\n", f"{digest.upper()} *{name}\n",
-            f"{tag} ({name}) = {digest}\n", f"\\{digest}  {name}\n"]
+    return [
+        digest,
+        f"{digest}  {name}\n",
+        f"{digest.upper()} *{name}\n",
+        f"{tag} ({name}) = {digest}\n",
+        f"\\{digest}  {name}\n",
+    ]
 
 
 @pytest.mark.parametrize("kind", FORMATS)
@@ -184,8 +197,13 @@ def test_mismatching_sidecar_is_rejected(tmp_path: Path, kind: str, algorithm: s
 def test_malformed_sidecar_is_rejected(tmp_path: Path, kind: str, algorithm: str) -> None:
     source, make = FORMATS[kind]
     info = write(tmp_path / f"drop.{kind}", make(tmp_path))
-    for content in [b"", b"not-a-digest  drop\n", b"abc123\n", b"\xff\xfe\x00garbage",
-                    b"SHA1 (drop) = da39a3ee5e6b4b0d3255bfef95601890afd80709\n"]:
+    for content in [
+        b"",
+        b"not-a-digest  drop\n",
+        b"abc123\n",
+        b"\xff\xfe\x00garbage",
+        b"SHA1 (drop) = da39a3ee5e6b4b0d3255bfef95601890afd80709\n",
+    ]:
         write(tmp_path / f"drop.{kind}.{algorithm}", content)
         rejected(check(info, source), "checksum", "malformed", f"drop.{kind}.{algorithm}")
 
@@ -195,8 +213,9 @@ def test_both_sidecars_must_match_and_sha256_is_reported(tmp_path: Path) -> None
     info = write(tmp_path / "a.csv", data)
     write(tmp_path / "a.csv.sha256", hashlib.sha256(data).hexdigest())
     write(tmp_path / "a.csv.md5", hashlib.md5(data).hexdigest())
-    assert check(info, CSV) == Verified(f"sha256:{hashlib.sha256(data).hexdigest()}",
-                                        ("id", "name", "email"))
+    assert check(info, CSV) == Verified(
+        f"sha256:{hashlib.sha256(data).hexdigest()}", ("id", "name", "email")
+    )
     write(tmp_path / "a.csv.md5", hashlib.md5(b"other").hexdigest())
     rejected(check(info, CSV), "checksum", "md5")
 
@@ -239,7 +258,7 @@ def test_csv_missing_schema_column_is_a_schema_rejection(tmp_path: Path) -> None
 
 def test_csv_wrong_field_count_names_the_line(tmp_path: Path) -> None:
     # one malformed record is the run's business (onInvalid), not a reason to reject the file
-    info = write(tmp_path / "a.csv", "id,name,email\n1,a,b\n\n2,\"x, y\",c\n3,b\n4,c,d\n")
+    info = write(tmp_path / "a.csv", 'id,name,email\n1,a,b\n\n2,"x, y",c\n3,b\n4,c,d\n')
     assert isinstance(check(info, CSV), Verified)
     info = write(tmp_path / "b.csv", "id,name,email\n3,b\n4;c;d\n")
     rejected(check(info, CSV), "unreadable", "line 2 has 2", "the header (3")
@@ -255,8 +274,9 @@ def test_csv_quoted_newlines_and_escaped_quotes_keep_the_count(tmp_path: Path) -
 
 
 def test_csv_options_delimiter_quote_escape_and_encoding(tmp_path: Path) -> None:
-    source = CsvSource(id="c", path="*.csv", delimiter=";", quote="'", escape="'",
-                       encoding="ISO-8859-1")
+    source = CsvSource(
+        id="c", path="*.csv", delimiter=";", quote="'", escape="'", encoding="ISO-8859-1"
+    )
     info = write(tmp_path / "a.csv", "id;name;email\n1;'Ren\xe9e; jr';x\n".encode("latin-1"))
     assert check(info, source, CUSTOMERS) == Verified(None, ("id", "name", "email"))
     tabs = CsvSource(id="c", path="*.csv", delimiter="\\t")
@@ -282,13 +302,17 @@ def test_csv_without_header_compares_with_the_first_line(tmp_path: Path) -> None
     assert check(write(tmp_path / "b.csv", "1,a\n2,b,c\n"), source) == Verified(None, None)
 
 
-@pytest.mark.parametrize(("header", "words"), [
-    ("id,,email", ["blank column names", "position 2"]),
-    ("id, ,email,", ["position 2, 4"]),
-    ("id,name,ID", ["repeats", "'ID'"]),
-])
-def test_csv_blank_or_duplicate_header_is_unreadable(tmp_path: Path, header: str,
-                                                     words: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("header", "words"),
+    [
+        ("id,,email", ["blank column names", "position 2"]),
+        ("id, ,email,", ["position 2, 4"]),
+        ("id,name,ID", ["repeats", "'ID'"]),
+    ],
+)
+def test_csv_blank_or_duplicate_header_is_unreadable(
+    tmp_path: Path, header: str, words: list[str]
+) -> None:
     info = write(tmp_path / "a.csv", f"{header}\n1,2,3{',' * header.endswith(',')}\n")
     rejected(check(info, CSV), "unreadable", *words)
 
@@ -322,10 +346,12 @@ def test_json_line_that_is_not_json_names_the_line(tmp_path: Path) -> None:
     rejected(check(info, JSONL), "unreadable", "line 3 is not valid JSON", "column")
 
 
-@pytest.mark.parametrize(("line", "kind"), [("[1, 2]", "an array"), ("42", "a number"),
-                                           ('"text"', "a string")])
-def test_json_line_that_is_not_an_object_is_unreadable(tmp_path: Path, line: str,
-                                                       kind: str) -> None:
+@pytest.mark.parametrize(
+    ("line", "kind"), [("[1, 2]", "an array"), ("42", "a number"), ('"text"', "a string")]
+)
+def test_json_line_that_is_not_an_object_is_unreadable(
+    tmp_path: Path, line: str, kind: str
+) -> None:
     info = write(tmp_path / "a.json", f"{line}\n")
     rejected(check(info, JSONL), "unreadable", f"line 1 holds {kind}")
 
@@ -344,43 +370,66 @@ def test_json_lines_with_a_bom(tmp_path: Path) -> None:
 
 def test_json_lines_first_record_longer_than_the_scan(tmp_path: Path) -> None:
     big = json.dumps({"id": 1, "name": "x" * (SCAN_BYTES * 2)})
-    assert isinstance(check(write(tmp_path / "a.json", big + "\n" + big + "\n"), JSONL,
-                            CUSTOMERS), Verified)
-    rejected(check(write(tmp_path / "b.json", big[:-1] + "\n" + big + "\n"), JSONL),
-             "unreadable", "line 1 is not valid JSON")
+    assert isinstance(
+        check(write(tmp_path / "a.json", big + "\n" + big + "\n"), JSONL, CUSTOMERS), Verified
+    )
+    rejected(
+        check(write(tmp_path / "b.json", big[:-1] + "\n" + big + "\n"), JSONL),
+        "unreadable",
+        "line 1 is not valid JSON",
+    )
 
 
-@pytest.mark.parametrize("doc", [
-    {"id": 1, "name": "a"},
-    [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
-    [],
-])
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"id": 1, "name": "a"},
+        [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
+        [],
+    ],
+)
 def test_multiline_document_passes(tmp_path: Path, doc: object) -> None:
     info = write(tmp_path / "a.json", "\n " + json.dumps(doc, indent=2))
     assert check(info, JSON_DOC, CUSTOMERS) == Verified(None, None)
 
 
 def test_multiline_document_problems(tmp_path: Path) -> None:
-    rejected(check(write(tmp_path / "a.json", "  id: 1\n"), JSON_DOC), "unreadable",
-             "does not start with '{' or '['", "found 'i'")
-    rejected(check(write(tmp_path / "b.json", '{\n  "id": 1,\n  "name": \n}'), JSON_DOC),
-             "unreadable", "not a valid JSON document", "line 4")
-    rejected(check(write(tmp_path / "c.json", '[{"id": 1}, 2]'), JSON_DOC), "unreadable",
-             "element 1", "a number")
-    rejected(check(write(tmp_path / "d.json", '[{"other": 1}]'), JSON_DOC, CUSTOMERS),
-             "schema", "'other'")
-    rejected(check(write(tmp_path / "e.json", JSONL_TEXT), JSON_DOC), "unreadable",
-             "Extra data")
+    rejected(
+        check(write(tmp_path / "a.json", "  id: 1\n"), JSON_DOC),
+        "unreadable",
+        "does not start with '{' or '['",
+        "found 'i'",
+    )
+    rejected(
+        check(write(tmp_path / "b.json", '{\n  "id": 1,\n  "name": \n}'), JSON_DOC),
+        "unreadable",
+        "not a valid JSON document",
+        "line 4",
+    )
+    rejected(
+        check(write(tmp_path / "c.json", '[{"id": 1}, 2]'), JSON_DOC),
+        "unreadable",
+        "element 1",
+        "a number",
+    )
+    rejected(
+        check(write(tmp_path / "d.json", '[{"other": 1}]'), JSON_DOC, CUSTOMERS),
+        "schema",
+        "'other'",
+    )
+    rejected(check(write(tmp_path / "e.json", JSONL_TEXT), JSON_DOC), "unreadable", "Extra data")
 
 
 def test_large_multiline_document_only_checks_its_first_character(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(validate, "MAX_FULL_JSON_BYTES", 100)
     doc = json.dumps([{"id": i, "name": "x" * 20} for i in range(20)])
     truncated = write(tmp_path / "a.json", doc[:-1])  # invalid, but too large to be parsed
     assert isinstance(check(truncated, JSON_DOC), Verified)
-    rejected(check(write(tmp_path / "b.json", "\n\n  x" + doc), JSON_DOC), "unreadable",
-             "found 'x'")
+    rejected(
+        check(write(tmp_path / "b.json", "\n\n  x" + doc), JSON_DOC), "unreadable", "found 'x'"
+    )
 
 
 # -------------------------------------------------------------------------- Parquet
@@ -400,9 +449,11 @@ def test_parquet_missing_a_column_is_a_schema_rejection(tmp_path: Path) -> None:
 @pytest.mark.parametrize("damage", ["not parquet", "bad footer", "truncated"])
 def test_corrupt_parquet_is_unreadable(tmp_path: Path, damage: str) -> None:
     data = _parquet_bytes(tmp_path)
-    broken = {"not parquet": b"id,name\n1,a\n",
-              "bad footer": data[:-40] + b"\x07" * 32 + data[-8:],
-              "truncated": data[: len(data) // 2]}[damage]
+    broken = {
+        "not parquet": b"id,name\n1,a\n",
+        "bad footer": data[:-40] + b"\x07" * 32 + data[-8:],
+        "truncated": data[: len(data) // 2],
+    }[damage]
     info = write(tmp_path / "a.parquet", broken)
     rejected(check(info, PARQUET), "unreadable", "not a readable Parquet file")
 
@@ -418,8 +469,9 @@ def test_store_failures_propagate_instead_of_rejecting(tmp_path: Path) -> None:
 
 def test_reason_document(tmp_path: Path) -> None:
     info = FileInfo("s3://bucket/landing/a.csv", 12, 1_700_000_000.5, etag="abc")
-    doc = reason_document(Rejection("schema", "missing email"), info, "run-1", "customers",
-                          "sales.customer_ingest")
+    doc = reason_document(
+        Rejection("schema", "missing email"), info, "run-1", "customers", "sales.customer_ingest"
+    )
     assert doc["rule"] == "schema" and doc["message"] == "missing email"
     assert doc["file"] == info.path and doc["size"] == 12 and doc["etag"] == "abc"
     assert doc["modified"] == "2023-11-14T22:13:20.500000+00:00"

@@ -32,8 +32,7 @@ def pipes(tmp_path):
 @pytest.mark.parametrize("layer", ["raw", "silver"])
 @pytest.mark.parametrize("source,target", list(itertools.product(SOURCES, TARGETS)))
 def test_every_source_and_target_validates(pipes, layer, source, target):
-    req = Request(app="shop", layer=layer, id=f"p_{source}_{target}", source=source,
-                  target=target)
+    req = Request(app="shop", layer=layer, id=f"p_{source}_{target}", source=source, target=target)
     path, project = new_pipeline(pipes, req)
     assert path == pipes / "shop" / layer / f"p_{source}_{target}.xml"
     spec = next(p for p in project.pipelines if p.pipeline.id == req.id)
@@ -42,14 +41,22 @@ def test_every_source_and_target_validates(pipes, layer, source, target):
     if source == "table":
         assert [str(r) for r in spec.upstream] == ["shop.raw.orders"]
     watched = getattr(spec.pipeline.sources[0], "watch", None) is not None
-    assert watched == (layer == "raw" and target == "table" and source in ("csv", "json",
-                                                                          "parquet"))
+    assert watched == (
+        layer == "raw" and target == "table" and source in ("csv", "json", "parquet")
+    )
     assert load_project(pipes)  # what `datahub validate` loads
 
 
 def test_incremental_database_source_merges_on_keys(pipes):
-    req = Request(app="shop", layer="raw", id="customers", source="database", target="table",
-                  incremental="updated_at", keys="customer_id")
+    req = Request(
+        app="shop",
+        layer="raw",
+        id="customers",
+        source="database",
+        target="table",
+        incremental="updated_at",
+        keys="customer_id",
+    )
     _, project = new_pipeline(pipes, req)
     spec = next(p for p in project.pipelines if p.pipeline.id == "customers")
     assert spec.pipeline.sources[0].incremental.column == "updated_at"
@@ -57,19 +64,28 @@ def test_incremental_database_source_merges_on_keys(pipes):
     assert (table.mode, list(table.keys)) == ("merge", ["customer_id"])
 
 
-@pytest.mark.parametrize("req,message", [
-    (Request("shop", "raw", "c", "database", "csv", incremental="ts", keys="id"),
-     "--incremental needs --target table"),
-    (Request("shop", "raw", "c", "database", "table", incremental="ts"), "needs --keys"),
-    (Request("shop", "raw", "c", "csv", "table", incremental="ts", keys="id"),
-     "is for --source database"),
-    (Request("Shop", "raw", "c", "csv", "table"), "app name \"Shop\" is not valid"),
-    (Request("shop", "platinum", "c", "csv", "table"), "layer \"platinum\" is not valid"),
-    (Request("shop", "raw", "1c", "csv", "table"), "pipeline id \"1c\" is not valid"),
-    (Request("shop", "raw", "c", "excel", "table"), "--source excel is not valid"),
-    (Request("shop", "raw", "c", "csv", "table", ref="shop.raw.orders"),
-     "--ref is for --source table"),
-])
+@pytest.mark.parametrize(
+    "req,message",
+    [
+        (
+            Request("shop", "raw", "c", "database", "csv", incremental="ts", keys="id"),
+            "--incremental needs --target table",
+        ),
+        (Request("shop", "raw", "c", "database", "table", incremental="ts"), "needs --keys"),
+        (
+            Request("shop", "raw", "c", "csv", "table", incremental="ts", keys="id"),
+            "is for --source database",
+        ),
+        (Request("Shop", "raw", "c", "csv", "table"), 'app name "Shop" is not valid'),
+        (Request("shop", "platinum", "c", "csv", "table"), 'layer "platinum" is not valid'),
+        (Request("shop", "raw", "1c", "csv", "table"), 'pipeline id "1c" is not valid'),
+        (Request("shop", "raw", "c", "excel", "table"), "--source excel is not valid"),
+        (
+            Request("shop", "raw", "c", "csv", "table", ref="shop.raw.orders"),
+            "--ref is for --source table",
+        ),
+    ],
+)
 def test_bad_requests_are_refused_with_the_reason(pipes, req, message):
     with pytest.raises(ScaffoldError, match=message.replace("-", "\\-")):
         new_pipeline(pipes, req)
@@ -111,8 +127,24 @@ def test_cli_new_app_and_pipeline(tmp_path, monkeypatch, capsys):
     assert cli.main(["new", "pipeline", "shop", "raw", "orders", "--source", "parquet"]) == 0
     out = capsys.readouterr().out
     assert "assets: shop/raw/orders" in out and "dg list defs" in out
-    assert cli.main(["new", "pipeline", "shop", "gold", "revenue", "--source", "table",
-                     "--ref", "shop.raw.orders", "--target", "csv"]) == 0
+    assert (
+        cli.main(
+            [
+                "new",
+                "pipeline",
+                "shop",
+                "gold",
+                "revenue",
+                "--source",
+                "table",
+                "--ref",
+                "shop.raw.orders",
+                "--target",
+                "csv",
+            ]
+        )
+        == 0
+    )
     assert cli.main(["validate"]) == 0
     assert cli.main(["new", "pipeline", "shop", "raw", "orders"]) == 1
     assert "already exists" in capsys.readouterr().err

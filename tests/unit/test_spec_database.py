@@ -49,13 +49,16 @@ def _loads(tmp_path, sources: str, targets: str = '<table table="t" mode="merge"
 F = "crm/raw/p.xml"
 
 
-@pytest.mark.parametrize(("url", "fragment"), [
-    ("jdbc:oracle:thin:@db:1521/x", "not a JDBC URL"),
-    ("jdbc:sqlserver://db:1433", "unsupported JDBC scheme"),
-    ("jdbc:postgresql://bob:pw@db/x", "carries credentials"),
-    ("jdbc:mysql://db/x?user=bob&amp;password=pw", "carries credentials"),
-    ("postgresql://db/x", "not a JDBC URL"),
-])
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("jdbc:oracle:thin:@db:1521/x", "not a JDBC URL"),
+        ("jdbc:sqlserver://db:1433", "unsupported JDBC scheme"),
+        ("jdbc:postgresql://bob:pw@db/x", "carries credentials"),
+        ("jdbc:mysql://db/x?user=bob&amp;password=pw", "carries credentials"),
+        ("postgresql://db/x", "not a JDBC URL"),
+    ],
+)
 def test_unsupported_or_credential_bearing_urls_are_load_errors(tmp_path, url, fragment):
     errors = _errors(tmp_path, f'<database id="d" jdbcUrl="{url}"><table name="t"/></database>')
     err = find_error(errors, F, 3, fragment)
@@ -63,10 +66,13 @@ def test_unsupported_or_credential_bearing_urls_are_load_errors(tmp_path, url, f
 
 
 def test_connection_rules(tmp_path):
-    errors = _errors(tmp_path, """<database id="a" connection="nope"><table name="t"/></database>
+    errors = _errors(
+        tmp_path,
+        """<database id="a" connection="nope"><table name="t"/></database>
     <database id="b" connection="legacy"><table name="t"/></database>
     <mongo id="m" database="d" collection="c" connection="mongo_nouri"/>
-    <mongo id="n" database="d" collection="c"/>""")
+    <mongo id="n" database="d" collection="c"/>""",
+    )
     find_error(errors, F, 3, 'connection="nope"', "allowed: crm, legacy")
     find_error(errors, F, 4, 'from connection "legacy"', "not a JDBC URL")
     find_error(errors, F, 5, "needs uriSecretRef=", "has no uriSecretRef")
@@ -74,11 +80,14 @@ def test_connection_rules(tmp_path):
 
 
 def test_sql_parameters_partitions_and_incremental_merge(tmp_path):
-    errors = _errors(tmp_path, """<database id="a" connection="crm" partitionColumn="id">
+    errors = _errors(
+        tmp_path,
+        """<database id="a" connection="crm" partitionColumn="id">
       <sql>select * from x where d = :runDate and w > :watermark and c = :custom</sql>
     </database>
     <database id="b" connection="crm"><table name="t"/><incremental column="u"/></database>""",
-        targets='<table table="t" mode="append"/>')
+        targets='<table table="t" mode="append"/>',
+    )
     find_error(errors, F, 3, "partitionColumn= and numPartitions= go together")
     find_error(errors, F, 3, ":watermark", "allowed: :runDate")
     find_error(errors, F, 3, ":custom")
@@ -86,27 +95,36 @@ def test_sql_parameters_partitions_and_incremental_merge(tmp_path):
 
 
 def test_mongo_filter_projection_json(tmp_path):
-    errors = _errors(tmp_path, """<mongo id="m" database="d" collection="c" connection="products">
-      <filter>{"type": 'click'}</filter><projection>[1, 2]</projection></mongo>""")
+    errors = _errors(
+        tmp_path,
+        """<mongo id="m" database="d" collection="c" connection="products">
+      <filter>{"type": 'click'}</filter><projection>[1, 2]</projection></mongo>""",
+    )
     find_error(errors, F, 3, "<filter> is not valid JSON")
     find_error(errors, F, 3, "<projection> must be a JSON object")
 
 
 def test_database_target_rules(tmp_path):
-    errors = _errors(tmp_path, '<database id="a" connection="crm"><table name="t"/></database>',
-                     targets="""<database jdbcUrl="jdbc:postgresql://r/x" mode="merge">
+    errors = _errors(
+        tmp_path,
+        '<database id="a" connection="crm"><table name="t"/></database>',
+        targets="""<database jdbcUrl="jdbc:postgresql://r/x" mode="merge">
       <table name="report"/></database>
     <database connection="crm" mode="append" keys="id"><table name="r2"/></database>
-    <database mode="append"><table name="r3"/></database>""")
+    <database mode="append"><table name="r3"/></database>""",
+    )
     find_error(errors, F, 6, 'mode="merge"', "requires keys=")
     find_error(errors, F, 8, "keys= on a <database> target")
     find_error(errors, F, 9, "needs jdbcUrl= or connection=")
 
 
 def test_valid_definition_resolves_connections(tmp_path):
-    spec = _loads(tmp_path, """<database id="a" connection="crm" partitionColumn="id"
+    spec = _loads(
+        tmp_path,
+        """<database id="a" connection="crm" partitionColumn="id"
       numPartitions="4"><sql>select * from x where d >= :runDate::date and s = ':x'</sql>
-      <incremental column="u"/></database>""")
+      <incremental column="u"/></database>""",
+    )
     ep = spec.endpoint(spec.pipeline.sources[0])
     assert (ep.jdbc_url, ep.user_secret_ref) == ("jdbc:postgresql://crm:5432/crm", "CRM_DB")
     assert set(spec.connections) == {"crm"}
@@ -128,9 +146,11 @@ def test_literals_are_single_typed_tokens(dialect):
     d = DIALECTS[dialect]
     assert d.literal(5) == "5" and d.literal(Decimal("1.50")) == "1.50"
     assert d.literal(dt.date(2024, 1, 2)) == "DATE '2024-01-02'"
-    assert d.literal(dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)) == \
-        "TIMESTAMP '2024-01-02 03:04:05.000000'"
-    for payload in ("it's \\'; DROP TABLE x; --", "\\", "''", "ünï ✓ \"dq\" `b`"):
+    assert (
+        d.literal(dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC))
+        == "TIMESTAMP '2024-01-02 03:04:05.000000'"
+    )
+    for payload in ("it's \\'; DROP TABLE x; --", "\\", "''", 'ünï ✓ "dq" `b`'):
         assert _read_literal(d.literal(payload)) == payload
     with pytest.raises(JdbcError):
         d.literal("nul\x00byte")
@@ -140,7 +160,7 @@ def _read_literal(text: str) -> str:
     """Read one string literal as both databases do (E'' / MariaDB: backslash escapes, ''
     is a quote); fails if the literal ends before the text does (a value broke out)."""
     assert text.startswith(("'", "E'")) and text.endswith("'")
-    body, out, i = text[text.index("'") + 1:-1], [], 0
+    body, out, i = text[text.index("'") + 1 : -1], [], 0
     while i < len(body):
         c = body[i]
         if c == "\\":
@@ -160,9 +180,10 @@ def test_app_yaml_connection_values_expand_environment_variables(tmp_path, monke
     app = tmp_path / "crm"
     (app / "raw").mkdir(parents=True)
     (app / "app.yaml").write_text(
-        'connections:\n'
+        "connections:\n"
         '  crm: {jdbcUrl: "jdbc:postgresql://${CRM_TEST_ADDR:-127.0.0.1:5432}/crm"}\n'
-        '  other: {jdbcUrl: "jdbc:postgresql://${CRM_TEST_UNSET}/x"}\n')
+        '  other: {jdbcUrl: "jdbc:postgresql://${CRM_TEST_UNSET}/x"}\n'
+    )
     (app / "raw" / "p.xml").write_text("""<pipeline id="p" layer="raw">
   <sources><database id="a" connection="crm"><table name="t"/></database></sources>
   <targets><table table="t"/></targets>
@@ -174,8 +195,9 @@ def test_app_yaml_connection_values_expand_environment_variables(tmp_path, monke
     find_error(exc.value.errors, "crm/app.yaml", 3, "CRM_TEST_UNSET is not set")
     monkeypatch.setenv("CRM_TEST_UNSET", "db:1")
     spec = load_project(tmp_path).pipelines[0]
-    assert spec.endpoint(spec.pipeline.sources[0]).jdbc_url == \
-        "jdbc:postgresql://127.0.0.1:5432/crm"
+    assert (
+        spec.endpoint(spec.pipeline.sources[0]).jdbc_url == "jdbc:postgresql://127.0.0.1:5432/crm"
+    )
     monkeypatch.setenv("CRM_TEST_ADDR", "db.prod:6432")
     spec = load_project(tmp_path).pipelines[0]
     assert spec.endpoint(spec.pipeline.sources[0]).jdbc_url == "jdbc:postgresql://db.prod:6432/crm"

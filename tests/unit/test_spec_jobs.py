@@ -44,8 +44,12 @@ def _errors(tmp_path, files) -> list:
     return exc.value.errors
 
 
-BASE = {"shop/bronze/a.xml": _csv("a"), "shop/bronze/b.xml": _csv("b"),
-        "shop/silver/c.xml": _reads("c", "bronze.b"), "other/bronze/x.xml": _csv("x")}
+BASE = {
+    "shop/bronze/a.xml": _csv("a"),
+    "shop/bronze/b.xml": _csv("b"),
+    "shop/silver/c.xml": _reads("c", "bronze.b"),
+    "other/bronze/x.xml": _csv("x"),
+}
 
 
 def test_xml_and_yaml_jobs_load_alike(tmp_path):
@@ -72,25 +76,33 @@ pipelines:
 notifications:
   - webhook: {url: "http://h/x", "on": completion}
 """
-    project = load_project(_write(tmp_path / "p", {**BASE, "shop/jobs/j1.xml": xml,
-                                                    "shop/jobs/j2.yaml": yml}))
+    project = load_project(
+        _write(tmp_path / "p", {**BASE, "shop/jobs/j1.xml": xml, "shop/jobs/j2.yaml": yml})
+    )
     j1, j2 = project.jobs
     assert (j1.name, j2.name) == ("shop__j1", "shop__j2")
     for job in (j1, j2):
         assert [(s.node, s.after) for s in job.steps] == [
-            ("a", ()), ("b", ("a",)), ("c", ("b",)), ("other__x", ())]  # c reads b's table
+            ("a", ()),
+            ("b", ("a",)),
+            ("c", ("b",)),
+            ("other__x", ()),
+        ]  # c reads b's table
         assert job.parameters == {"runDate": "{{ run_date }}", "region": "eu"}
         assert job.steps[0].ref.max_retries == 3
         assert job.notifications[0].on == "completion"
 
 
-@pytest.mark.parametrize("job, expected", [
-    ('<pipelineRef id="nope"/>', 'pipelineRef id="nope" names no pipeline'),
-    ('<pipelineRef id="x"/>', 'write id="other.x"'),
-    ('<pipelineRef id="a" dependsOn="zz"/>', 'dependsOn="zz"'),
-    ('<pipelineRef id="a" onFailure="ignore"/>', 'onFailure="ignore" is not allowed'),
-    ('<pipelineRef id="a" maxRetries="2"/>', "have no effect"),
-])
+@pytest.mark.parametrize(
+    "job, expected",
+    [
+        ('<pipelineRef id="nope"/>', 'pipelineRef id="nope" names no pipeline'),
+        ('<pipelineRef id="x"/>', 'write id="other.x"'),
+        ('<pipelineRef id="a" dependsOn="zz"/>', 'dependsOn="zz"'),
+        ('<pipelineRef id="a" onFailure="ignore"/>', 'onFailure="ignore" is not allowed'),
+        ('<pipelineRef id="a" maxRetries="2"/>', "have no effect"),
+    ],
+)
 def test_job_errors_name_file_and_line(tmp_path, job, expected):
     text = f'<jobPipeline id="j">\n  <pipelines>\n    {job}\n  </pipelines>\n</jobPipeline>\n'
     errors = _errors(tmp_path, {**BASE, "shop/jobs/j.xml": text})
@@ -119,22 +131,30 @@ def test_yaml_job_errors_carry_lines(tmp_path):
 
 
 def test_job_parameters_are_allowed_in_database_sql(tmp_path):
-    db = P.format(pid="d", layer="bronze", source=(
-        '<database id="s" jdbcUrl="jdbc:postgresql://h:5432/db">'
-        "<sql>select * from t where region = :region and day = :runDate</sql></database>"))
+    db = P.format(
+        pid="d",
+        layer="bronze",
+        source=(
+            '<database id="s" jdbcUrl="jdbc:postgresql://h:5432/db">'
+            "<sql>select * from t where region = :region and day = :runDate</sql></database>"
+        ),
+    )
     files = {**BASE, "shop/bronze/d.xml": db}
     errors = _errors(tmp_path / "1", files)
     assert any(":region" in e.message and e.file == "shop/bronze/d.xml" for e in errors)
-    job = ('<jobPipeline id="j"><parameters><parameter name="region"/></parameters>'
-           '<pipelines><pipelineRef id="d"/></pipelines></jobPipeline>')
+    job = (
+        '<jobPipeline id="j"><parameters><parameter name="region"/></parameters>'
+        '<pipelines><pipelineRef id="d"/></pipelines></jobPipeline>'
+    )
     project = load_project(_write(tmp_path / "2", {**files, "shop/jobs/j.xml": job}))
     assert project.jobs[0].parameters["region"] is None
 
 
 def test_run_parameters_precedence():
     tags = {"datahub/run_date": "2026-03-01", "datahub/param/region": "us"}
-    day, params = run_parameters(tags, {"runDate": "{{ run_date }}", "region": "eu",
-                                        "tier": "gold"}, {"tier": "silver"})
+    day, params = run_parameters(
+        tags, {"runDate": "{{ run_date }}", "region": "eu", "tier": "gold"}, {"tier": "silver"}
+    )
     assert day.isoformat() == "2026-03-01"
     assert params == {"runDate": "2026-03-01", "region": "us", "tier": "silver"}
     day, _ = run_parameters({"dagster/scheduled_execution_time": "2026-04-02T02:00:00+00:00"})

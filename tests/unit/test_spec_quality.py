@@ -21,9 +21,14 @@ SOURCES = """<csv id="a" path="in/a.csv" schemaRef="schemas/a.avsc" onInvalid="q
 
 
 def test_xml_attributes_reach_the_model():
-    text = pipeline(layer="raw", sources=SOURCES, targets=(
-        '<table table="t" source="a" onInvalid="drop" onSchemaChange="freeze"/>\n'
-        '<iceberg table="u" source="b"/>'))
+    text = pipeline(
+        layer="raw",
+        sources=SOURCES,
+        targets=(
+            '<table table="t" source="a" onInvalid="drop" onSchemaChange="freeze"/>\n'
+            '<iceberg table="u" source="b"/>'
+        ),
+    )
     p = read_pipeline_xml(text, "app/raw/p.xml")
     assert [s.on_invalid for s in p.sources] == ["quarantine", "fail", "drop", None]
     assert p.sources[2].schema_ref == "schemas/c.avsc"
@@ -79,8 +84,14 @@ def test_xsd_rejects_on_schema_change_on_a_source():
 
 def test_on_invalid_on_a_parquet_source_requires_schema_ref(tmp_path):
     text = pipeline(layer="raw", sources='<parquet id="a" path="in/a" onInvalid="quarantine"/>')
-    err = expect(tmp_path, text, 'onInvalid="quarantine"', "<parquet> source \"a\"",
-                 "requires schemaRef=", file="app/raw/p.xml")
+    err = expect(
+        tmp_path,
+        text,
+        'onInvalid="quarantine"',
+        '<parquet> source "a"',
+        "requires schemaRef=",
+        file="app/raw/p.xml",
+    )
     assert err.file == "app/raw/p.xml"
 
 
@@ -107,12 +118,22 @@ def test_on_invalid_on_a_table_target_needs_no_schema_ref(tmp_path):
 
 
 def test_duplicate_check_names_on_one_target(tmp_path):
-    checks = ('<notNull columns="id"/>\n<unique columns="id"/>\n'
-              '<notNull target="t" columns="id" severity="warn"/>')
+    checks = (
+        '<notNull columns="id"/>\n<unique columns="id"/>\n'
+        '<notNull target="t" columns="id" severity="warn"/>'
+    )
     text = pipeline(checks=checks)
-    first, second = line_of(text, '<notNull columns'), line_of(text, 'severity="warn"')
-    expect(tmp_path, text, 'severity="warn"', 'check name "notNull_id"', 'target "t"',
-           f"line {first}", f"line {second}", "name=")
+    first, second = line_of(text, "<notNull columns"), line_of(text, 'severity="warn"')
+    expect(
+        tmp_path,
+        text,
+        'severity="warn"',
+        'check name "notNull_id"',
+        'target "t"',
+        f"line {first}",
+        f"line {second}",
+        "name=",
+    )
 
 
 def test_same_check_name_on_two_targets_is_fine(tmp_path):
@@ -120,17 +141,22 @@ def test_same_check_name_on_two_targets_is_fine(tmp_path):
 
     from datahub_assets.spec.loader import load_project
 
-    checks = ('<notNull target="t" columns="id"/>\n<notNull target="u" columns="id"/>\n'
-              '<notNull target="u" name="ids" columns="id"/>'
-              '<range target="u" name="ids2" column="id" min="0"/>')
-    text = pipeline(targets='<table table="t" source="a"/>\n<table table="u" source="b"/>',
-                    checks=checks)
+    checks = (
+        '<notNull target="t" columns="id"/>\n<notNull target="u" columns="id"/>\n'
+        '<notNull target="u" name="ids" columns="id"/>'
+        '<range target="u" name="ids2" column="id" min="0"/>'
+    )
+    text = pipeline(
+        targets='<table table="t" source="a"/>\n<table table="u" source="b"/>', checks=checks
+    )
     project = load_project(write(tmp_path / "pipelines", {"app/silver/p.xml": text}))
     assert len(project.pipelines[0].pipeline.checks) == 4
 
 
 def test_explicit_names_collide_too(tmp_path):
-    checks = '<range column="a" name="amount_ok" min="0"/>\n<regex column="a" name="amount_ok" ' \
-             'pattern="x"/>'
+    checks = (
+        '<range column="a" name="amount_ok" min="0"/>\n<regex column="a" name="amount_ok" '
+        'pattern="x"/>'
+    )
     text = pipeline(checks=checks)
     expect(tmp_path, text, "<regex", 'check name "amount_ok"', "<range> check at line")

@@ -52,7 +52,11 @@ def test_seed_style_xml_alias_layer_and_hive_target():
     assert p.metadata.owner == "customer-team" and p.metadata.tags == {"domain": "customer"}
     csv = p.sources[0]
     assert (csv.kind, csv.header, csv.delimiter, csv.schema_ref) == (
-        "csv", True, ";", "schemas/customers.avsc")
+        "csv",
+        True,
+        ";",
+        "schemas/customers.avsc",
+    )
     assert csv.watch.poll_seconds == 15 and csv.watch.enabled is True
     target = p.targets[0]
     assert isinstance(target, TableTarget)
@@ -106,7 +110,10 @@ targets:
     p = read_pipeline_yaml(text, "x.yaml")
     src = p.sources[0]
     assert (src.table_name, src.user_secret_ref, src.incremental.column) == (
-        "public.users", "APP_DB", "updated_at")
+        "public.users",
+        "APP_DB",
+        "updated_at",
+    )
     assert p.targets[0].keys == ("id",) and p.metadata.schedule == "0 */6 * * *"
 
 
@@ -136,18 +143,25 @@ BAD_XML = """\
 """
 
 
-@pytest.mark.parametrize("needle,fragments", [
-    ('layer="silverish"', ('layer="silverish"', "raw, bronze, silver, gold, service, staging, "
-                                                "standardization")),
-    ('colour=', ('unknown attribute "colour" on <csv>', "allowed: id, loadPolicy, path")),
-    ("<kafka", ("unknown element <kafka> in <sources>", "allowed: csv, json, parquet")),
-    ('keep="newest"', ('keep="newest" is not allowed on <deduplicate>; '
-                       "allowed: first, last, latest",)),
-    ('<mask source="a" strategy', ('<mask> is missing required attribute "columns"',)),
-    ('keepLast="-1"', ('keepLast="-1" on <mask> is not valid', "at least 0")),
-    ('type="outer"', ('type="outer"', "allowed: inner, left, right, full, semi, anti")),
-    ('mode="upsert"', ('mode="upsert" is not allowed on <table>', "append, overwrite, merge")),
-])
+@pytest.mark.parametrize(
+    "needle,fragments",
+    [
+        (
+            'layer="silverish"',
+            ('layer="silverish"', "raw, bronze, silver, gold, service, staging, standardization"),
+        ),
+        ("colour=", ('unknown attribute "colour" on <csv>', "allowed: id, loadPolicy, path")),
+        ("<kafka", ("unknown element <kafka> in <sources>", "allowed: csv, json, parquet")),
+        (
+            'keep="newest"',
+            ('keep="newest" is not allowed on <deduplicate>; allowed: first, last, latest',),
+        ),
+        ('<mask source="a" strategy', ('<mask> is missing required attribute "columns"',)),
+        ('keepLast="-1"', ('keepLast="-1" on <mask> is not valid', "at least 0")),
+        ('type="outer"', ('type="outer"', "allowed: inner, left, right, full, semi, anti")),
+        ('mode="upsert"', ('mode="upsert" is not allowed on <table>', "append, overwrite, merge")),
+    ],
+)
 def test_xsd_errors_are_all_reported_with_line_value_and_allowed(needle, fragments):
     errors = errors_of(read_pipeline_xml, BAD_XML, "app/silver/bad.xml")
     assert len(errors) == 8
@@ -164,18 +178,30 @@ def test_xml_not_well_formed():
 def test_xml_wrong_root_and_repeated_section():
     errors = errors_of(read_pipeline_xml, '<jobPipeline id="j"/>', "j.xml")
     find(errors, "j.xml", 1, "root element must be <pipeline>, found <jobPipeline>")
-    text = ('<pipeline id="p" layer="raw">\n<sources><parquet id="a" path="x"/></sources>\n'
-            '<targets><table table="t"/></targets>\n<targets><table table="u"/></targets>\n'
-            '</pipeline>')
-    find(errors_of(read_pipeline_xml, text, "r.xml"), "r.xml", 4,
-         "<targets> may appear only once in <pipeline>")
+    text = (
+        '<pipeline id="p" layer="raw">\n<sources><parquet id="a" path="x"/></sources>\n'
+        '<targets><table table="t"/></targets>\n<targets><table table="u"/></targets>\n'
+        "</pipeline>"
+    )
+    find(
+        errors_of(read_pipeline_xml, text, "r.xml"),
+        "r.xml",
+        4,
+        "<targets> may appear only once in <pipeline>",
+    )
 
 
 def test_xml_table_target_needs_table_or_name():
-    text = ('<pipeline id="p" layer="raw">\n<sources><parquet id="a" path="x"/></sources>\n'
-            '<targets>\n  <table mode="append"/>\n</targets>\n</pipeline>')
-    find(errors_of(read_pipeline_xml, text, "t.xml"), "t.xml", 4,
-         '<table> is missing required field "table"')
+    text = (
+        '<pipeline id="p" layer="raw">\n<sources><parquet id="a" path="x"/></sources>\n'
+        '<targets>\n  <table mode="append"/>\n</targets>\n</pipeline>'
+    )
+    find(
+        errors_of(read_pipeline_xml, text, "t.xml"),
+        "t.xml",
+        4,
+        '<table> is missing required field "table"',
+    )
 
 
 # --------------------------------------------------------------------- YAML errors
@@ -197,13 +223,21 @@ extras: 1
 """
 
 
-@pytest.mark.parametrize("needle,fragments", [
-    ("- kafka", ('unknown element "kafka"', "allowed: csv, json, parquet, database, mongo")),
-    ("keep: newest", ('keep="newest" is not allowed on \'deduplicate\'; '
-                      "allowed: first, last, latest",)),
-    ("colour: red", ('unknown field "colour" on \'deduplicate\'', "allowed: source, output, keys")),
-    ("mode: upsert", ('mode="upsert"', "allowed: append, overwrite, merge")),
-])
+@pytest.mark.parametrize(
+    "needle,fragments",
+    [
+        ("- kafka", ('unknown element "kafka"', "allowed: csv, json, parquet, database, mongo")),
+        (
+            "keep: newest",
+            ("keep=\"newest\" is not allowed on 'deduplicate'; allowed: first, last, latest",),
+        ),
+        (
+            "colour: red",
+            ("unknown field \"colour\" on 'deduplicate'", "allowed: source, output, keys"),
+        ),
+        ("mode: upsert", ('mode="upsert"', "allowed: append, overwrite, merge")),
+    ],
+)
 def test_yaml_model_errors_point_at_the_offending_key(needle, fragments):
     text = BAD_YAML.replace("extras: 1\n", "")
     errors = errors_of(read_pipeline_yaml, text, "app/silver/bad.yaml")
@@ -213,11 +247,21 @@ def test_yaml_model_errors_point_at_the_offending_key(needle, fragments):
 
 def test_yaml_structure_errors():
     errors = errors_of(read_pipeline_yaml, BAD_YAML, "b.yaml")
-    find(errors, "b.yaml", line_of(BAD_YAML, "extras"), 'unknown key "extras"',
-         "allowed: pipeline, metadata, sources")
+    find(
+        errors,
+        "b.yaml",
+        line_of(BAD_YAML, "extras"),
+        'unknown key "extras"',
+        "allowed: pipeline, metadata, sources",
+    )
     text = "pipeline: {id: p, layer: raw}\nsources:\n  - {csv: {id: a, path: x}, json: {}}\n"
-    find(errors_of(read_pipeline_yaml, text, "c.yaml"), "c.yaml", 3,
-         "exactly one key", "allowed: csv, json")
+    find(
+        errors_of(read_pipeline_yaml, text, "c.yaml"),
+        "c.yaml",
+        3,
+        "exactly one key",
+        "allowed: csv, json",
+    )
     text = "pipeline: {id: p, layer: raw}\npipeline: {id: q, layer: raw}\n"
     find(errors_of(read_pipeline_yaml, text, "d.yaml"), "d.yaml", 2, 'duplicate key "pipeline"')
 
@@ -230,13 +274,23 @@ def test_yaml_syntax_error_and_empty_file():
 
 def test_app_yaml_errors():
     text = "owner: x\nconnections:\n  crm: {jdbcUrl: j, password: secret}\n"
-    find(errors_of(read_app_yaml, text, "a/app.yaml"), "a/app.yaml", 3,
-         'unknown field "password" on \'connections.crm\'', "allowed: jdbcUrl, userSecretRef")
+    find(
+        errors_of(read_app_yaml, text, "a/app.yaml"),
+        "a/app.yaml",
+        3,
+        "unknown field \"password\" on 'connections.crm'",
+        "allowed: jdbcUrl, userSecretRef",
+    )
 
 
 def test_spec_errors_sorted_and_formatted():
-    errs = SpecErrors([SpecError("b.xml", 2, 1, "two"), SpecError("a.xml", 9, 3, "one"),
-                       SpecError("b.xml", 1, 1, "zero")])
+    errs = SpecErrors(
+        [
+            SpecError("b.xml", 2, 1, "two"),
+            SpecError("a.xml", 9, 3, "one"),
+            SpecError("b.xml", 1, 1, "zero"),
+        ]
+    )
     assert [e.message for e in errs.errors] == ["one", "zero", "two"]
     assert str(errs.errors[0]) == "a.xml:9:3: one"
     assert "a.xml:9:3: one" in str(errs) and str(errs).startswith("3 problems")
@@ -264,7 +318,9 @@ def test_spec_layer_imports_neither_dagster_nor_pyspark():
     import subprocess
     import sys
 
-    code = ("import sys, datahub_assets.spec.loader, datahub_assets.spec.jsonschema; "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('dagster', 'pyspark')]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, datahub_assets.spec.loader, datahub_assets.spec.jsonschema; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('dagster', 'pyspark')]; "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -16,8 +16,15 @@ from datahub_assets.spec.validate import csv_asset_name
 FIXTURES = Path(__file__).parent / "fixtures_spec" / "project"
 
 
-def pipeline(pid: str = "p", layer: str = "silver", sources: str = "", steps: str = "",
-             targets: str = '<table table="t"/>', checks: str = "", metadata: str = "") -> str:
+def pipeline(
+    pid: str = "p",
+    layer: str = "silver",
+    sources: str = "",
+    steps: str = "",
+    targets: str = '<table table="t"/>',
+    checks: str = "",
+    metadata: str = "",
+) -> str:
     sources = sources or '<parquet id="a" path="in/a"/>\n<parquet id="b" path="in/b"/>'
     parts = [f'<pipeline id="{pid}" layer="{layer}">']
     if metadata:
@@ -49,8 +56,14 @@ def line_of(text: str, needle: str) -> int:
     return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
 
 
-def expect(tmp_path: Path, text: str, needle: str, *fragments: str,
-           file: str = "app/silver/p.xml", extra: dict | None = None) -> SpecError:
+def expect(
+    tmp_path: Path,
+    text: str,
+    needle: str,
+    *fragments: str,
+    file: str = "app/silver/p.xml",
+    extra: dict | None = None,
+) -> SpecError:
     errors = load_errors(tmp_path, {file: text, **(extra or {})})
     line = line_of(text, needle)
     return find_error(errors, file, line, *fragments)
@@ -62,26 +75,35 @@ def expect(tmp_path: Path, text: str, needle: str, *fragments: str,
 def test_fixture_project_resolves():
     project = load_project(FIXTURES)
     specs = {s.key: s for s in project.pipelines}
-    assert sorted(specs) == ["marketing.campaigns", "sales.customer_service_export",
-                             "sales.customer_staging_load", "sales.customer_standardization"]
+    assert sorted(specs) == [
+        "marketing.campaigns",
+        "sales.customer_service_export",
+        "sales.customer_staging_load",
+        "sales.customer_standardization",
+    ]
     staging = specs["sales.customer_staging_load"]
     assert staging.file == "sales/staging/customer_staging_load.xml" and staging.line == 3
     assert staging.layer == "raw"
-    assert [t.ref for t in staging.targets] == [TableRef(app="sales", layer="raw",
-                                                         table="customer_snapshot")]
+    assert [t.ref for t in staging.targets] == [
+        TableRef(app="sales", layer="raw", table="customer_snapshot")
+    ]
     assert staging.targets[0].dataset == "customers"  # last produced: the dedup result
     assert staging.owner == "customer-team"
     assert staging.tags == {"domain": "customer", "tier": "1"}
     silver = specs["sales.customer_standardization"]
-    assert [str(t.ref) for t in silver.targets] == ["sales.silver.customers",
-                                                    "sales.silver.customer_360"]
+    assert [str(t.ref) for t in silver.targets] == [
+        "sales.silver.customers",
+        "sales.silver.customer_360",
+    ]
     assert [t.dataset for t in silver.targets] == ["joined", "customer_360"]
     assert silver.upstream == (TableRef(app="sales", layer="raw", table="customer_snapshot"),)
     assert silver.source_refs == {"customers": silver.upstream[0]}
     export = specs["sales.customer_service_export"]
     assert [str(t.ref) for t in export.targets] == [
-        "sales.service.customer_360", "sales.service.customers_flat",
-        "sales.service.customer_service_export_export"]
+        "sales.service.customer_360",
+        "sales.service.customers_flat",
+        "sales.service.customer_service_export_export",
+    ]
     assert export.owner == "sales-team" and export.tags == {"domain": "sales", "tier": "2"}
     gold = specs["marketing.campaigns"]
     assert [str(u) for u in gold.upstream] == ["sales.silver.customers"]
@@ -106,9 +128,14 @@ def test_csv_and_database_target_names_default(tmp_path):
 
 
 def test_bad_app_folder_and_unknown_folders(tmp_path):
-    errors = load_errors(tmp_path, {"Sales-App/silver/p.xml": pipeline(),
-                                    "app/platinum/p.xml": pipeline(),
-                                    "app/p.xml": pipeline()})
+    errors = load_errors(
+        tmp_path,
+        {
+            "Sales-App/silver/p.xml": pipeline(),
+            "app/platinum/p.xml": pipeline(),
+            "app/p.xml": pipeline(),
+        },
+    )
     msgs = {e.file: e.message for e in errors}
     assert 'app folder name "Sales-App" is not valid' in msgs["Sales-App"]
     assert "lowercase letters" in msgs["Sales-App"]
@@ -119,21 +146,33 @@ def test_bad_app_folder_and_unknown_folders(tmp_path):
 
 def test_layer_must_match_folder(tmp_path):
     text = pipeline(layer="gold")
-    expect(tmp_path, text, "<pipeline", 'layer="gold" does not match its folder "silver/"',
-           "allowed: silver")
+    expect(
+        tmp_path,
+        text,
+        "<pipeline",
+        'layer="gold" does not match its folder "silver/"',
+        "allowed: silver",
+    )
 
 
 def test_alias_folders_are_accepted(tmp_path):
-    files = {"app/standardization/p.xml": pipeline(layer="silver"),
-             "app/staging/q.xml": pipeline(pid="q", layer="raw", targets='<table table="u"/>'),
-             "app/lookups/countries.xml": "not a pipeline"}  # jobs/: test_spec_jobs.py
+    files = {
+        "app/standardization/p.xml": pipeline(layer="silver"),
+        "app/staging/q.xml": pipeline(pid="q", layer="raw", targets='<table table="u"/>'),
+        "app/lookups/countries.xml": "not a pipeline",
+    }  # jobs/: test_spec_jobs.py
     project = load_project(write(tmp_path / "p", files))
     assert {s.layer for s in project.pipelines} == {"silver", "raw"}
 
 
 def test_duplicate_pipeline_id_reports_both_files(tmp_path):
-    errors = load_errors(tmp_path, {"app/silver/a.xml": pipeline(pid="same"),
-                                    "app/gold/b.xml": pipeline(pid="same", layer="gold")})
+    errors = load_errors(
+        tmp_path,
+        {
+            "app/silver/a.xml": pipeline(pid="same"),
+            "app/gold/b.xml": pipeline(pid="same", layer="gold"),
+        },
+    )
     (err,) = [e for e in errors if "already used" in e.message]
     assert (err.file, err.line) == ("app/silver/a.xml", 1)
     assert 'id="same"' in err.message and "app/gold/b.xml:1" in err.message
@@ -144,20 +183,34 @@ def test_duplicate_pipeline_id_reports_both_files(tmp_path):
 
 def test_duplicate_source_id(tmp_path):
     text = pipeline(sources='<parquet id="a" path="x"/>\n<csv id="a" path="y"/>')
-    expect(tmp_path, text, '<csv id="a"', 'source id="a" is already used at line',
-           "unique within a pipeline")
+    expect(
+        tmp_path,
+        text,
+        '<csv id="a"',
+        'source id="a" is already used at line',
+        "unique within a pipeline",
+    )
 
 
 def test_step_reference_must_be_defined_earlier(tmp_path):
-    text = pipeline(steps='<join left="a" right="later" condition="a.x = later.x"/>\n'
-                          '<filter source="b" condition="x > 1" output="later"/>')
-    expect(tmp_path, text, "<join", 'right="later" on <join> names no dataset defined before',
-           "allowed: a, b")
+    text = pipeline(
+        steps='<join left="a" right="later" condition="a.x = later.x"/>\n'
+        '<filter source="b" condition="x > 1" output="later"/>'
+    )
+    expect(
+        tmp_path,
+        text,
+        "<join",
+        'right="later" on <join> names no dataset defined before',
+        "allowed: a, b",
+    )
 
 
 def test_merge_and_lookup_references(tmp_path):
-    text = pipeline(steps='<merge sources="a, nope" output="m"/>\n'
-                          '<lookup source="m" reference="cc" on="x=y" outputFields="z"/>')
+    text = pipeline(
+        steps='<merge sources="a, nope" output="m"/>\n'
+        '<lookup source="m" reference="cc" on="x=y" outputFields="z"/>'
+    )
     expect(tmp_path, text, "<merge", 'sources="nope"', "allowed: a, b")
     expect(tmp_path, text, "<lookup", 'reference="cc"', "allowed: a, b, m")
 
@@ -168,16 +221,22 @@ def test_sql_step_needs_a_query(tmp_path):
 
 
 def test_target_source_must_exist(tmp_path):
-    text = pipeline(steps='<filter source="a" condition="x > 0" output="f"/>',
-                    targets='<table table="t" source="missing"/>')
-    expect(tmp_path, text, '<table table="t"', 'source="missing" on <table> target',
-           "allowed: a, b, f")
+    text = pipeline(
+        steps='<filter source="a" condition="x > 0" output="f"/>',
+        targets='<table table="t" source="missing"/>',
+    )
+    expect(
+        tmp_path, text, '<table table="t"', 'source="missing" on <table> target', "allowed: a, b, f"
+    )
 
 
-@pytest.mark.parametrize("table,fragment", [
-    ("gold.t", "the layer prefix must be this pipeline's layer \"silver\""),
-    ("app.silver.t", 'table="app.silver.t" is not a table name'),
-])
+@pytest.mark.parametrize(
+    "table,fragment",
+    [
+        ("gold.t", 'the layer prefix must be this pipeline\'s layer "silver"'),
+        ("app.silver.t", 'table="app.silver.t" is not a table name'),
+    ],
+)
 def test_table_target_name_forms(tmp_path, table, fragment):
     text = pipeline(targets=f'<table table="{table}"/>')
     expect(tmp_path, text, f'table="{table}"', fragment, 'allowed: "name" or "silver.name"')
@@ -201,15 +260,27 @@ def test_aggregate_window_requires_time_column(tmp_path):
 @pytest.mark.parametrize("metric", ["median:x", "sum", "sum:a:b:c", "count:"])
 def test_metric_syntax(tmp_path, metric):
     text = pipeline(steps=f'<aggregate source="a" groupBy="k" metrics="count:n,{metric}"/>')
-    expect(tmp_path, text, "<aggregate", f'metrics item "{metric}" on <aggregate> is not valid',
-           "count:alias, fn:column or fn:column:alias", "count_distinct, sum, avg")
+    expect(
+        tmp_path,
+        text,
+        "<aggregate",
+        f'metrics item "{metric}" on <aggregate> is not valid',
+        "count:alias, fn:column or fn:column:alias",
+        "count_distinct, sum, avg",
+    )
 
 
 def test_connection_must_exist_in_app_yaml(tmp_path):
     text = pipeline(sources='<database id="a" connection="crmm"><table name="s.t"/></database>')
     app = {"app/app.yaml": "connections:\n  crm: {jdbcUrl: j}\n"}
-    expect(tmp_path, text, "<database", 'connection="crmm" on <database> is not defined',
-           "allowed: crm", extra=app)
+    expect(
+        tmp_path,
+        text,
+        "<database",
+        'connection="crmm" on <database> is not defined',
+        "allowed: crm",
+        extra=app,
+    )
 
 
 def test_database_source_needs_url_and_query(tmp_path):
@@ -219,20 +290,31 @@ def test_database_source_needs_url_and_query(tmp_path):
 
 
 def test_check_target_rules(tmp_path):
-    text = pipeline(targets='<table table="t"/>\n<table table="u"/>',
-                    checks='<unique columns="id"/>\n<notNull target="v" columns="id"/>')
-    expect(tmp_path, text, "<unique", "<unique> needs target=", "2 table targets",
-           "allowed: t, u")
-    expect(tmp_path, text, "<notNull", 'target="v" on <notNull> names no table target',
-           "allowed: t, u")
+    text = pipeline(
+        targets='<table table="t"/>\n<table table="u"/>',
+        checks='<unique columns="id"/>\n<notNull target="v" columns="id"/>',
+    )
+    expect(tmp_path, text, "<unique", "<unique> needs target=", "2 table targets", "allowed: t, u")
+    expect(
+        tmp_path, text, "<notNull", 'target="v" on <notNull> names no table target', "allowed: t, u"
+    )
 
 
-@pytest.mark.parametrize("cron,fragment", [("0 2 * *", "found 4"), ("0 2 * * * *", "found 6"),
-                                           ("0 2 * * mon!", "bad field 'mon!'")])
+@pytest.mark.parametrize(
+    "cron,fragment",
+    [("0 2 * *", "found 4"), ("0 2 * * * *", "found 6"), ("0 2 * * mon!", "bad field 'mon!'")],
+)
 def test_cron_is_checked(tmp_path, cron, fragment):
     text = pipeline(metadata=f"<schedule>{cron}</schedule>")
-    expect(tmp_path, text, "<metadata", f'schedule="{cron}" is not a cron expression', fragment,
-           "5 fields", '"0 2 * * *"')
+    expect(
+        tmp_path,
+        text,
+        "<metadata",
+        f'schedule="{cron}" is not a cron expression',
+        fragment,
+        "5 fields",
+        '"0 2 * * *"',
+    )
 
 
 def test_cron_macro_and_durations_accepted(tmp_path):
@@ -241,44 +323,65 @@ def test_cron_macro_and_durations_accepted(tmp_path):
 
 
 def test_durations_are_checked(tmp_path):
-    text = pipeline(metadata="<sla>2 hours</sla>",
-                    checks='<freshness column="ts" maxAge="6h"/>')
+    text = pipeline(metadata="<sla>2 hours</sla>", checks='<freshness column="ts" maxAge="6h"/>')
     expect(tmp_path, text, "<metadata", 'sla="2 hours" in <metadata> is not an ISO-8601', "PT2H")
     expect(tmp_path, text, "<freshness", 'maxAge="6h" on <freshness> is not an ISO-8601', "PT6H")
 
 
 def test_watch_only_in_raw(tmp_path):
     text = pipeline(sources='<csv id="a" path="x/*.csv">\n<watch/>\n</csv>')
-    expect(tmp_path, text, "<watch", "<watch> on source \"a\" is only allowed in raw-layer",
-           "layer is silver")
+    expect(
+        tmp_path,
+        text,
+        "<watch",
+        '<watch> on source "a" is only allowed in raw-layer',
+        "layer is silver",
+    )
 
 
 def test_watched_source_cannot_also_be_incremental(tmp_path):
-    text = pipeline(layer="raw", sources='<csv id="a" path="x/*.csv">\n<watch/>\n'
-                                         '<incremental column="ts"/>\n</csv>')
-    expect(tmp_path, text, "<incremental", 'source "a" has both <watch> and <incremental>',
-           "remove <incremental>", file="app/raw/p.xml")
+    text = pipeline(
+        layer="raw",
+        sources='<csv id="a" path="x/*.csv">\n<watch/>\n<incremental column="ts"/>\n</csv>',
+    )
+    expect(
+        tmp_path,
+        text,
+        "<incremental",
+        'source "a" has both <watch> and <incremental>',
+        "remove <incremental>",
+        file="app/raw/p.xml",
+    )
 
 
 def test_watched_source_needs_a_table_target(tmp_path):
-    text = pipeline(layer="raw", sources='<csv id="a" path="x/*.csv">\n<watch/>\n</csv>',
-                    targets='<csv path="out/a"/>')
-    expect(tmp_path, text, "<watch", 'source "a" needs a <table> target',
-           file="app/raw/p.xml")
+    text = pipeline(
+        layer="raw",
+        sources='<csv id="a" path="x/*.csv">\n<watch/>\n</csv>',
+        targets='<csv path="out/a"/>',
+    )
+    expect(tmp_path, text, "<watch", 'source "a" needs a <table> target', file="app/raw/p.xml")
 
 
 def test_target_asset_names_must_be_distinct(tmp_path):
     text = pipeline(layer="service", targets='<csv path="out/x/%Y"/>\n<csv path="more/x/%m"/>')
-    expect(tmp_path, text, "more/x", 'target asset "x" is already defined at line',
-           "distinct name", file="app/service/p.xml")
+    expect(
+        tmp_path,
+        text,
+        "more/x",
+        'target asset "x" is already defined at line',
+        "distinct name",
+        file="app/service/p.xml",
+    )
 
 
 # -------------------------------------------------------------------- project rules
 
 
 def test_table_written_twice_across_project(tmp_path):
-    errors = load_errors(tmp_path, {"app/silver/a.xml": pipeline(pid="a"),
-                                    "app/silver/b.xml": pipeline(pid="b")})
+    errors = load_errors(
+        tmp_path, {"app/silver/a.xml": pipeline(pid="a"), "app/silver/b.xml": pipeline(pid="b")}
+    )
     (err,) = [e for e in errors if "already written" in e.message]
     assert err.file == "app/silver/b.xml" and err.line == line_of(pipeline(), "<table")
     assert "app.silver.t" in err.message and "app/silver/a.xml:1" in err.message
@@ -286,9 +389,11 @@ def test_table_written_twice_across_project(tmp_path):
 
 def test_table_ref_must_resolve_with_near_matches(tmp_path):
     producer = pipeline(pid="prod", targets='<table table="customers"/>')
-    text = pipeline(pid="cons", layer="gold",
-                    sources='<table id="c" ref="app.silver.custmers"/>\n'
-                            '<table id="d" ref="customers"/>')
+    text = pipeline(
+        pid="cons",
+        layer="gold",
+        sources='<table id="c" ref="app.silver.custmers"/>\n<table id="d" ref="customers"/>',
+    )
     files = {"app/silver/prod.xml": producer, "app/gold/cons.xml": text}
     errors = load_errors(tmp_path, files)
     line = line_of(text, 'ref="app.silver.custmers"')
@@ -301,8 +406,12 @@ def test_table_ref_must_resolve_with_near_matches(tmp_path):
 
 def test_cycle_is_named(tmp_path):
     a = pipeline(pid="a", sources='<table id="x" ref="gold.tb"/>', targets='<table table="ta"/>')
-    b = pipeline(pid="b", layer="gold", sources='<table id="y" ref="app.silver.ta"/>',
-                 targets='<table table="tb"/>')
+    b = pipeline(
+        pid="b",
+        layer="gold",
+        sources='<table id="y" ref="app.silver.ta"/>',
+        targets='<table table="tb"/>',
+    )
     errors = load_errors(tmp_path, {"app/silver/a.xml": a, "app/gold/b.xml": b})
     (err,) = [e for e in errors if "cycle" in e.message]
     assert "app.a -> app.b -> app.a" in err.message or "app.b -> app.a -> app.b" in err.message
@@ -314,12 +423,17 @@ def test_all_bad_files_reported_together(tmp_path):
     files = {
         "app/silver/one.xml": pipeline(pid="one", targets='<table table="t" mode="upsert"/>'),
         "app/silver/two.yaml": "pipeline: {id: two, layer: silver}\nsources: []\ntargets:\n"
-                               "  - table: {table: u, keys: [a], mode: merge, colour: red}\n",
-        "app/gold/three.xml": pipeline(pid="three", layer="gold",
-                                       steps='<deduplicate source="a" keys="k" keep="latest"/>'),
+        "  - table: {table: u, keys: [a], mode: merge, colour: red}\n",
+        "app/gold/three.xml": pipeline(
+            pid="three", layer="gold", steps='<deduplicate source="a" keys="k" keep="latest"/>'
+        ),
         "other/raw/four.xml": "<pipeline",
     }
     errors = load_errors(tmp_path, files)
-    assert {e.file for e in errors} == {"app/silver/one.xml", "app/silver/two.yaml",
-                                        "app/gold/three.xml", "other/raw/four.xml"}
+    assert {e.file for e in errors} == {
+        "app/silver/one.xml",
+        "app/silver/two.yaml",
+        "app/gold/three.xml",
+        "other/raw/four.xml",
+    }
     assert errors == sorted(errors)

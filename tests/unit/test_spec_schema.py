@@ -20,8 +20,11 @@ YAML_EXAMPLES = sorted([*FIXTURES.rglob("*.yaml"), *FIXTURES.rglob("*.yml")])
 PIPELINE_EXAMPLES = [p for p in YAML_EXAMPLES if p.name not in ("app.yaml", "app.yml")]
 # fields of the model that are not XML attributes: inherited `source` of multi-input steps,
 # the CDATA body of <sql>; `name` is the XML alias of a table target's `table`.
-NOT_IN_XSD = {("transformations", "join"): {"source"}, ("transformations", "merge"): {"source"},
-              ("transformations", "sql"): {"source", "query"}}
+NOT_IN_XSD = {
+    ("transformations", "join"): {"source"},
+    ("transformations", "merge"): {"source"},
+    ("transformations", "sql"): {"source", "query"},
+}
 ONLY_IN_XSD = {("targets", "table"): {"name"}}
 
 
@@ -32,7 +35,8 @@ def test_xsd_declares_exactly_the_model_fields(section, kind):
     model = KINDS[section][kind]
     fields = {f.alias or n for n, f in model.model_fields.items()} - {"loc", "kind"}
     assert declared - ONLY_IN_XSD.get((section, kind), set()) == fields - NOT_IN_XSD.get(
-        (section, kind), set())
+        (section, kind), set()
+    )
 
 
 def test_xsd_nested_elements_match_models():
@@ -45,7 +49,8 @@ def test_xsd_nested_elements_match_models():
 
 def test_committed_json_schema_is_generated(tmp_path):
     assert SCHEMA_PATH.read_text() == render(), (
-        "regenerate with: python -m datahub_assets.spec.jsonschema")
+        "regenerate with: python -m datahub_assets.spec.jsonschema"
+    )
     out = write_json_schema(tmp_path / "schema.json")
     assert json.loads(out.read_text()) == yaml_json_schema()
     jsonschema.Draft202012Validator.check_schema(yaml_json_schema())

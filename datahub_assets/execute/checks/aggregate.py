@@ -46,23 +46,26 @@ def _key_ok(key: Sequence[str]) -> Column:
     return reduce(lambda a, b: a & b, [qcol(k).isNotNull() for k in key])
 
 
-def aggregate(df: DataFrame, measures: Sequence[Measure],
-              unique_key: Sequence[str] | None = None) -> dict:
+def aggregate(
+    df: DataFrame, measures: Sequence[Measure], unique_key: Sequence[str] | None = None
+) -> dict:
     """{alias: value} for every measure plus TOTAL (and DUP_ROWS, DUP_KEYS with a key), in one
     job. Keys with a null part are never duplicates (as in SQL UNIQUE)."""
     if not unique_key:
-        frame = df.agg(F.count(F.lit(1)).alias(TOTAL),
-                       *[_OPS[m.op](m.expr).alias(m.alias) for m in measures])
+        frame = df.agg(
+            F.count(F.lit(1)).alias(TOTAL), *[_OPS[m.op](m.expr).alias(m.alias) for m in measures]
+        )
     else:
         groups = df.groupBy(*[qcol(k) for k in unique_key]).agg(
-            F.count(F.lit(1)).alias(GROUP_N),
-            *[_OPS[m.op](m.expr).alias(m.alias) for m in measures])
+            F.count(F.lit(1)).alias(GROUP_N), *[_OPS[m.op](m.expr).alias(m.alias) for m in measures]
+        )
         dup = (F.col(GROUP_N) > 1) & _key_ok(unique_key)
         frame = groups.agg(
             F.sum(GROUP_N).alias(TOTAL),
             F.sum(F.when(dup, F.col(GROUP_N)).otherwise(0)).alias(DUP_ROWS),
             F.sum(F.when(dup, 1).otherwise(0)).alias(DUP_KEYS),
-            *[_OPS[m.op](F.col(m.alias)).alias(m.alias) for m in measures])
+            *[_OPS[m.op](F.col(m.alias)).alias(m.alias) for m in measures],
+        )
     row = run_aggregation(frame).asDict()
     for name in (TOTAL, DUP_ROWS, DUP_KEYS, *[m.alias for m in measures if m.op == "sum"]):
         if name in row and row[name] is None:  # sums over no rows
@@ -74,16 +77,22 @@ def unique_counts(df: DataFrame, key: Sequence[str]) -> tuple[int, int]:
     """(rows whose key occurs more than once, such keys) for an additional unique check."""
     groups = df.groupBy(*[qcol(k) for k in key]).agg(F.count(F.lit(1)).alias(GROUP_N))
     dup = (F.col(GROUP_N) > 1) & _key_ok(key)
-    row = run_aggregation(groups.agg(
-        F.sum(F.when(dup, F.col(GROUP_N)).otherwise(0)).alias(DUP_ROWS),
-        F.sum(F.when(dup, 1).otherwise(0)).alias(DUP_KEYS)))
+    row = run_aggregation(
+        groups.agg(
+            F.sum(F.when(dup, F.col(GROUP_N)).otherwise(0)).alias(DUP_ROWS),
+            F.sum(F.when(dup, 1).otherwise(0)).alias(DUP_KEYS),
+        )
+    )
     return int(row[DUP_ROWS] or 0), int(row[DUP_KEYS] or 0)
 
 
 def referential_count(df: DataFrame, column: str, ref_df: DataFrame, ref_column: str) -> int:
     """Rows of `df` whose non-null `column` has no equal value in `ref_df.ref_column`."""
-    return int(run_aggregation(
-        anti_join(df, column, ref_df, ref_column).agg(F.count(F.lit(1)).alias("n")))["n"])
+    return int(
+        run_aggregation(
+            anti_join(df, column, ref_df, ref_column).agg(F.count(F.lit(1)).alias("n"))
+        )["n"]
+    )
 
 
 def anti_join(df: DataFrame, column: str, ref_df: DataFrame, ref_column: str) -> DataFrame:

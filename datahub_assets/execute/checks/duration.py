@@ -9,6 +9,7 @@ from datahub_assets.spec.durations import parse_duration
 
 __all__ = ["human", "parse_duration"]
 
+
 def human(delta: timedelta) -> str:
     """A short age: `2d 3h`, `7h 3m`, `42s`."""
     secs = int(delta.total_seconds())

@@ -46,10 +46,15 @@ def _problem(check, df: DataFrame, columns: list[str]) -> str | None:
     return None
 
 
-def evaluate_checks(spark: SparkSession, df: DataFrame, checks: Sequence, ctx: ExecContext,
-                    read_table: Callable[[TableRef], DataFrame] | None = None,
-                    referenced: Mapping[str, TableRef] | None = None,
-                    now: datetime | None = None) -> list[CheckOutcome]:
+def evaluate_checks(
+    spark: SparkSession,
+    df: DataFrame,
+    checks: Sequence,
+    ctx: ExecContext,
+    read_table: Callable[[TableRef], DataFrame] | None = None,
+    referenced: Mapping[str, TableRef] | None = None,
+    now: datetime | None = None,
+) -> list[CheckOutcome]:
     """One outcome per check, in order. `df` is the target's data as written (after masking);
     `referenced` maps a referential check's name to the referenced table, read with
     `read_table` (default ctx.read_table); `now` defaults to the local time."""
@@ -72,8 +77,9 @@ def evaluate_checks(spark: SparkSession, df: DataFrame, checks: Sequence, ctx: E
             measures.append(agg.Measure(f"f{i}", qcol(check.column), "max"))
         elif check.kind not in ("rowCount", "referential"):
             measures.append(agg.failing_count(f"f{i}", failing(check)))
-    values = agg.aggregate(df, measures, checks[unique_at].columns if unique_at is not None
-                           else None)
+    values = agg.aggregate(
+        df, measures, checks[unique_at].columns if unique_at is not None else None
+    )
     total = int(values[agg.TOTAL])
     now = now or datetime.now()
     out = []
@@ -81,8 +87,18 @@ def evaluate_checks(spark: SparkSession, df: DataFrame, checks: Sequence, ctx: E
         if problems[i]:
             out.append(results.invalid(check, total, problems[i]))
             continue
-        outcome = _outcome(i, check, df, values, total, now, diffs, unique_at,
-                           read_table or ctx.read_table, referenced or {})
+        outcome = _outcome(
+            i,
+            check,
+            df,
+            values,
+            total,
+            now,
+            diffs,
+            unique_at,
+            read_table or ctx.read_table,
+            referenced or {},
+        )
         out.append(outcome)
     return out
 
@@ -95,8 +111,11 @@ def _outcome(i, check, df, values, total, now, diffs, unique_at, read_table, ref
         outcome = results.freshness(check, values[f"f{i}"], total, now)
         return _with_sample(outcome, lambda: samples.newest_sample(df, check.column))
     if kind == "unique":
-        dups = ((values[agg.DUP_ROWS], values[agg.DUP_KEYS]) if i == unique_at
-                else agg.unique_counts(df, check.columns))
+        dups = (
+            (values[agg.DUP_ROWS], values[agg.DUP_KEYS])
+            if i == unique_at
+            else agg.unique_counts(df, check.columns)
+        )
         outcome = results.unique(check, int(dups[0]), int(dups[1]), total)
         return _with_sample(outcome, lambda: samples.duplicate_sample(df, check.columns))
     if kind == "schema":
@@ -109,24 +128,31 @@ def _outcome(i, check, df, values, total, now, diffs, unique_at, read_table, ref
     if kind == "referential":
         return _referential(check, df, total, read_table, referenced)
     outcome = results.row_level(check, int(values[f"f{i}"]), total)
-    return _with_sample(outcome, lambda: samples.where_sample(df, failing(check),
-                                                              check_columns(check)))
+    return _with_sample(
+        outcome, lambda: samples.where_sample(df, failing(check), check_columns(check))
+    )
 
 
 def _referential(check, df, total, read_table, referenced) -> CheckOutcome:
     ref = referenced.get(check.check_name)
     if ref is None or read_table is None:
-        raise ValueError(f"referential check {check.check_name}: no referenced table "
-                         "(pass `referenced` and `read_table`)")
+        raise ValueError(
+            f"referential check {check.check_name}: no referenced table "
+            "(pass `referenced` and `read_table`)"
+        )
     ref_column = check.ref.rsplit(".", 1)[-1]
     ref_df = read_table(ref)
     if ref_column not in ref_df.columns:
         return results.invalid(check, total, f"column {ref_column} not in {ref}")
     n = agg.referential_count(df, check.column, ref_df, ref_column)
     outcome = results.referential(check, n, total, str(ref), ref_column)
-    return _with_sample(outcome, lambda: samples.collect_sample(
-        agg.anti_join(df, check.column, ref_df, ref_column),
-        samples.sample_columns(df.columns, [check.column])))
+    return _with_sample(
+        outcome,
+        lambda: samples.collect_sample(
+            agg.anti_join(df, check.column, ref_df, ref_column),
+            samples.sample_columns(df.columns, [check.column]),
+        ),
+    )
 
 
 def _with_sample(outcome: CheckOutcome, take: Callable[[], list[dict]]) -> CheckOutcome:

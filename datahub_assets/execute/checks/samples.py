@@ -38,7 +38,13 @@ def newest_sample(df: DataFrame, column: str) -> list[dict]:
 
 def duplicate_sample(df: DataFrame, key: Sequence[str]) -> list[dict]:
     """Rows whose key occurs more than once (for a few duplicated keys)."""
-    keys = (df.groupBy(*[qcol(k) for k in key]).agg(F.count(F.lit(1)).alias("__n"))
-            .where(F.col("__n") > 1).dropna(subset=list(key)).drop("__n").limit(SAMPLE_ROWS))
+    keys = (
+        df.groupBy(*[qcol(k) for k in key])
+        .agg(F.count(F.lit(1)).alias("__n"))
+        .where(F.col("__n") > 1)
+        .dropna(subset=list(key))
+        .drop("__n")
+        .limit(SAMPLE_ROWS)
+    )
     frame = df.join(keys, on=list(key), how="inner")
     return collect_sample(frame, sample_columns(df.columns, key))

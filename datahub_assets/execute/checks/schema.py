@@ -40,7 +40,8 @@ def compare(expected: T.StructType, actual: T.StructType) -> SchemaDiff:
             diff.issues.append(f"column {want.name} missing")
         elif _type(got.dataType) != _type(want.dataType):
             diff.issues.append(
-                f"column {want.name} is {_type(got.dataType)}, expected {_type(want.dataType)}")
+                f"column {want.name} is {_type(got.dataType)}, expected {_type(want.dataType)}"
+            )
         elif not want.nullable:
             diff.non_nullable.append(want.name)
     names = set(diff.expected)

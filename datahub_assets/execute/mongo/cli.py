@@ -25,13 +25,17 @@ def add_parser(sub) -> None:
     mongo = sub.add_parser("mongo", help="MongoDB sources: infer a pinnable schema")
     actions = mongo.add_subparsers(dest="mongo_command", required=True)
     infer_ = actions.add_parser(
-        "infer-schema", help="sample a mongo source and write its JSON Schema under the app's "
-                             "schemas/ (pin it with schemaRef)")
+        "infer-schema",
+        help="sample a mongo source and write its JSON Schema under the app's "
+        "schemas/ (pin it with schemaRef)",
+    )
     infer_.add_argument("pipeline", help="<app>.<pipeline id>")
-    infer_.add_argument("--source", default=None, help="mongo source id (needed when the "
-                                                       "pipeline has several)")
-    infer_.add_argument("--out", default=None,
-                        help="output file (default: <app>/schemas/<source id>.json)")
+    infer_.add_argument(
+        "--source", default=None, help="mongo source id (needed when the pipeline has several)"
+    )
+    infer_.add_argument(
+        "--out", default=None, help="output file (default: <app>/schemas/<source id>.json)"
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -41,13 +45,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         shown = path.relative_to(app_dir)
     except ValueError:
         shown = path
-    sys.stdout.write(f"wrote {path} ({fields} top-level field(s) from {count} sampled "
-                     f"document(s)); pin it with schemaRef=\"{shown}\"\n")
+    sys.stdout.write(
+        f"wrote {path} ({fields} top-level field(s) from {count} sampled "
+        f'document(s)); pin it with schemaRef="{shown}"\n'
+    )
     return 0
 
 
-def infer_schema_file(settings: Settings, pipeline: str, source_id: str | None = None,
-                      out: str | None = None) -> tuple[Path, int, int]:
+def infer_schema_file(
+    settings: Settings, pipeline: str, source_id: str | None = None, out: str | None = None
+) -> tuple[Path, int, int]:
     """(written file, documents sampled, top-level fields)."""
     from datahub_assets.execute.mongo import infer
     from datahub_assets.execute.mongo.read import _client, _sample, parse_json, secrets_of
@@ -64,8 +71,9 @@ def infer_schema_file(settings: Settings, pipeline: str, source_id: str | None =
         sources = [s for s in sources if s.id == source_id]
     if len(sources) != 1:
         names = ", ".join(s.id for s in spec.pipeline.sources if s.kind == "mongo") or "(none)"
-        raise MongoCommandError(f"pipeline {pipeline!r}: choose one mongo source with "
-                                f"--source; mongo sources: {names}")
+        raise MongoCommandError(
+            f"pipeline {pipeline!r}: choose one mongo source with --source; mongo sources: {names}"
+        )
     source = sources[0]
     ref = spec.endpoint(source).uri_secret_ref
     if not ref:
@@ -76,16 +84,20 @@ def infer_schema_file(settings: Settings, pipeline: str, source_id: str | None =
     try:
         client = _client(uri)
         try:
-            docs = _sample(client[source.database][source.collection], query,
-                           source.sample_size, projection)
+            docs = _sample(
+                client[source.database][source.collection], query, source.sample_size, projection
+            )
         finally:
             client.close()
     except Exception as exc:
-        raise MongoCommandError(scrub(f"source {source.id!r}: {type(exc).__name__}: {exc}",
-                                      secrets_of(uri))) from None
+        raise MongoCommandError(
+            scrub(f"source {source.id!r}: {type(exc).__name__}: {exc}", secrets_of(uri))
+        ) from None
     if not docs:
-        raise MongoCommandError(f"source {source.id!r}: no document of "
-                                f"{source.database}.{source.collection} matched the filter")
+        raise MongoCommandError(
+            f"source {source.id!r}: no document of "
+            f"{source.database}.{source.collection} matched the filter"
+        )
     schema = infer.infer_schema(docs)
     doc = infer.to_json_schema(schema, f"{source.database}.{source.collection}", len(docs))
     app_dir = settings.pipelines_dir / spec.app

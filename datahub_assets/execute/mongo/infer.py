@@ -78,10 +78,19 @@ class StructT:
         return next((f for f in self.fields if f.name == name), None)
 
 
-NULL, BOOL, INT, LONG, DOUBLE = (Scalar("null"), Scalar("bool"), Scalar("int"), Scalar("long"),
-                                 Scalar("double"))
-STRING, OBJECTID, TIMESTAMP, BINARY = (Scalar("string"), Scalar("objectid"),
-                                       Scalar("timestamp"), Scalar("binary"))
+NULL, BOOL, INT, LONG, DOUBLE = (
+    Scalar("null"),
+    Scalar("bool"),
+    Scalar("int"),
+    Scalar("long"),
+    Scalar("double"),
+)
+STRING, OBJECTID, TIMESTAMP, BINARY = (
+    Scalar("string"),
+    Scalar("objectid"),
+    Scalar("timestamp"),
+    Scalar("binary"),
+)
 _INTEGRAL = (INT, LONG)
 _INT32 = range(-(2**31), 2**31)
 
@@ -194,8 +203,9 @@ def _finish(t: Any) -> Any:
             return STRING
         if len(keys) > MAP_MIN_KEYS or (keys and not any(_IDENTIFIER.match(k) for k in keys)):
             return MapT(_finish(_map_value(t)))
-        return StructT(tuple(Field(f.name, _finish(f.type), f.nullable or f.type == NULL)
-                             for f in t.fields))
+        return StructT(
+            tuple(Field(f.name, _finish(f.type), f.nullable or f.type == NULL) for f in t.fields)
+        )
     return t
 
 
@@ -219,9 +229,17 @@ def infer_schema(documents: Iterable[Mapping[str, Any]]) -> StructT:
 def type_name(t: Any) -> str:
     """Spark SQL spelling (`bigint`, `struct<a:int>`, `array<string>`...)."""
     if isinstance(t, Scalar):
-        return {"null": "string", "bool": "boolean", "int": "int", "long": "bigint",
-                "double": "double", "string": "string", "objectid": "string",
-                "timestamp": "timestamp", "binary": "binary"}[t.name]
+        return {
+            "null": "string",
+            "bool": "boolean",
+            "int": "int",
+            "long": "bigint",
+            "double": "double",
+            "string": "string",
+            "objectid": "string",
+            "timestamp": "timestamp",
+            "binary": "binary",
+        }[t.name]
     if isinstance(t, DecimalT):
         return f"decimal({t.precision},{t.scale})"
     if isinstance(t, ArrayT):
@@ -245,13 +263,19 @@ def _json_node(t: Any) -> dict[str, Any]:
             "binary": {"type": "string", "contentEncoding": "base64", "bsonType": "binData"},
         }[t.name]
     if isinstance(t, DecimalT):
-        return {"type": "string", "bsonType": "decimal",
-                "description": f"Decimal128 read as text (decimal({t.precision},{t.scale}))"}
+        return {
+            "type": "string",
+            "bsonType": "decimal",
+            "description": f"Decimal128 read as text (decimal({t.precision},{t.scale}))",
+        }
     if isinstance(t, ArrayT):
         return {"type": "array", "items": _json_node(t.element)}
     if isinstance(t, MapT):
-        return {"type": "string", "bsonType": "object",
-                "description": "document with dynamic keys, read as JSON text"}
+        return {
+            "type": "string",
+            "bsonType": "object",
+            "description": "document with dynamic keys, read as JSON text",
+        }
     props: dict[str, Any] = {}
     required = []
     for f in t.fields:
@@ -274,8 +298,10 @@ def to_json_schema(schema: StructT, title: str = "", sampled: int | None = None)
     if title:
         doc["title"] = title
     if sampled is not None:
-        doc["description"] = (f"Inferred by `datahub mongo infer-schema` from {sampled} sampled "
-                              "document(s); edit freely (add `default`s, tighten types).")
+        doc["description"] = (
+            f"Inferred by `datahub mongo infer-schema` from {sampled} sampled "
+            "document(s); edit freely (add `default`s, tighten types)."
+        )
     doc.update(_json_node(schema))
     return doc
 
@@ -292,9 +318,22 @@ def flat_paths(schema: StructT, separator: str = "_") -> dict[str, tuple[str, ..
                 walk(f.type, path)
             else:
                 out[separator.join(path)] = path
+
     walk(schema, ())
     return out
 
 
-__all__ = ["ArrayT", "DecimalT", "Field", "MapT", "Scalar", "StructT", "flat_paths",
-           "infer_schema", "to_json_schema", "type_name", "type_of", "widen"]
+__all__ = [
+    "ArrayT",
+    "DecimalT",
+    "Field",
+    "MapT",
+    "Scalar",
+    "StructT",
+    "flat_paths",
+    "infer_schema",
+    "to_json_schema",
+    "type_name",
+    "type_of",
+    "widen",
+]

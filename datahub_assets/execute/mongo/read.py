@@ -56,8 +56,10 @@ def source_uri_ref(source: MongoSource, ctx: ExecContext) -> str:
     spec = getattr(ctx, "spec", None)
     ref = spec.endpoint(source).uri_secret_ref if spec is not None else source.uri_secret_ref
     if not ref:
-        raise SourceError(f"source {source.id!r}: no uriSecretRef (on the source or its "
-                          "connection) names the secret holding the mongodb:// URI")
+        raise SourceError(
+            f"source {source.id!r}: no uriSecretRef (on the source or its "
+            "connection) names the secret holding the mongodb:// URI"
+        )
     return ref
 
 
@@ -76,9 +78,11 @@ def secrets_of(uri: str) -> tuple[str, ...]:
 
 def _client(uri: str):
     from pymongo import MongoClient
+
     timeout = int(os.environ.get("DATAHUB_MONGO_TIMEOUT_MS", "10000"))
-    return MongoClient(uri, appname="datahub", serverSelectionTimeoutMS=timeout,
-                       connectTimeoutMS=timeout)
+    return MongoClient(
+        uri, appname="datahub", serverSelectionTimeoutMS=timeout, connectTimeoutMS=timeout
+    )
 
 
 def parse_json(text: str | None, what: str, source_id: str) -> dict | None:
@@ -86,6 +90,7 @@ def parse_json(text: str | None, what: str, source_id: str) -> dict | None:
     if text is None or not text.strip():
         return None
     from bson import json_util
+
     try:
         value = json_util.loads(text)
     except (ValueError, TypeError) as exc:
@@ -114,31 +119,38 @@ def and_query(*parts: dict | None) -> dict:
 def spark_type(t: Any) -> T.DataType:
     """An inferred type (`infer`) as a Spark type; fields nullable as inferred."""
     if isinstance(t, infer.Scalar):
-        return {"null": T.StringType(), "bool": T.BooleanType(), "int": T.IntegerType(),
-                "long": T.LongType(), "double": T.DoubleType(), "string": T.StringType(),
-                "objectid": T.StringType(), "timestamp": T.TimestampType(),
-                "binary": T.BinaryType()}[t.name]
+        return {
+            "null": T.StringType(),
+            "bool": T.BooleanType(),
+            "int": T.IntegerType(),
+            "long": T.LongType(),
+            "double": T.DoubleType(),
+            "string": T.StringType(),
+            "objectid": T.StringType(),
+            "timestamp": T.TimestampType(),
+            "binary": T.BinaryType(),
+        }[t.name]
     if isinstance(t, infer.DecimalT):
         return T.DecimalType(t.precision, t.scale)
     if isinstance(t, infer.ArrayT):
         return T.ArrayType(spark_type(t.element), True)
     if isinstance(t, infer.MapT):
         return T.MapType(T.StringType(), spark_type(t.value), True)
-    return T.StructType([T.StructField(f.name, spark_type(f.type), f.nullable)
-                         for f in t.fields])
+    return T.StructType([T.StructField(f.name, spark_type(f.type), f.nullable) for f in t.fields])
 
 
 def relaxed(schema: T.StructType) -> T.StructType:
     """Every field nullable at every depth (an unsampled document may lack any field)."""
+
     def walk(dt: T.DataType) -> T.DataType:
         if isinstance(dt, T.StructType):
-            return T.StructType([T.StructField(f.name, walk(f.dataType), True)
-                                 for f in dt.fields])
+            return T.StructType([T.StructField(f.name, walk(f.dataType), True) for f in dt.fields])
         if isinstance(dt, T.ArrayType):
             return T.ArrayType(walk(dt.elementType), True)
         if isinstance(dt, T.MapType):
             return T.MapType(dt.keyType, walk(dt.valueType), True)
         return dt
+
     return walk(schema)
 
 
@@ -188,6 +200,7 @@ def column_paths(schema: T.StructType, flatten: bool) -> dict[str, tuple[str, ..
                 walk(f.dataType, path)
             else:
                 out["_".join(path)] = path
+
     walk(schema, ())
     return out
 
@@ -269,27 +282,34 @@ class MongoPlan:
 
     def error(self, exc: BaseException) -> SourceError:
         text = worker.scrub(f"{type(exc).__name__}: {exc}", secrets_of(self.uri))
-        return SourceError(f"source {self.source.id!r}: mongo "
-                           f"{self.source.database}.{self.source.collection}: {text}")
+        return SourceError(
+            f"source {self.source.id!r}: mongo "
+            f"{self.source.database}.{self.source.collection}: {text}"
+        )
 
     def frame(self, policy: str | None, extra: dict | None = None) -> DataFrame:
         """Rows of the target schema + the worker's `__dh_*` columns (null when valid)."""
         out_schema = T.StructType(
             [T.StructField(f.name, f.dataType, True) for f in self.schema.fields]
-            + [T.StructField(c, T.StringType(), True) for c in worker.EXTRA_COLUMNS])
+            + [T.StructField(c, T.StringType(), True) for c in worker.EXTRA_COLUMNS]
+        )
         config = {
-            "uri": self.uri, "secrets": secrets_of(self.uri),
-            "database": self.source.database, "collection": self.source.collection,
+            "uri": self.uri,
+            "secrets": secrets_of(self.uri),
+            "database": self.source.database,
+            "collection": self.source.collection,
             "queries": range_queries(and_query(self.base_filter, extra), self.points),
-            "projection": self.projection, "schema": self.schema,
+            "projection": self.projection,
+            "schema": self.schema,
             "arrow_schema": to_arrow_schema(out_schema, timezone="UTC"),
-            "defaults": self.defaults, "policy": policy, "source_id": self.source.id,
+            "defaults": self.defaults,
+            "policy": policy,
+            "source_id": self.source.id,
             "undot": bool(self.projection and any("." in k for k in self.projection)),
             "batch_size": int(os.environ.get("DATAHUB_MONGO_BATCH_SIZE", "2000")),
         }
         n = self.partitions
-        return self.ctx.spark.range(0, n, 1, n).mapInArrow(worker.make_reader(config),
-                                                          out_schema)
+        return self.ctx.spark.range(0, n, 1, n).mapInArrow(worker.make_reader(config), out_schema)
 
 
 def _sample(coll, query: dict, size: int, projection: dict | None) -> list[dict]:
@@ -313,8 +333,9 @@ def partitions_for(estimated: int) -> int:
     return max(1, min(cap, math.ceil(max(estimated, 1) / max(per, 1))))
 
 
-def plan_read(source: MongoSource, ctx: ExecContext, extra: dict | None = None,
-              need_sample: bool = False) -> MongoPlan:
+def plan_read(
+    source: MongoSource, ctx: ExecContext, extra: dict | None = None, need_sample: bool = False
+) -> MongoPlan:
     """Decide schema, sample and ranges for `source` (talks to MongoDB, not to Spark)."""
     uri = ctx.secret(source_uri_ref(source, ctx))
     user_filter = parse_json(source.filter, "filter", source.id) or {}
@@ -325,9 +346,17 @@ def plan_read(source: MongoSource, ctx: ExecContext, extra: dict | None = None,
         schema, defaults = load_schema(schema_path), schema_defaults(schema_path)
     else:
         schema, defaults = None, {}
-    plan = MongoPlan(source=source, ctx=ctx, uri=uri, base_filter=user_filter,
-                     projection=projection, schema=schema or T.StructType([]),
-                     defaults=defaults, points=[], estimated=0)
+    plan = MongoPlan(
+        source=source,
+        ctx=ctx,
+        uri=uri,
+        base_filter=user_filter,
+        projection=projection,
+        schema=schema or T.StructType([]),
+        defaults=defaults,
+        points=[],
+        estimated=0,
+    )
     try:
         client = _client(uri)
         try:
@@ -349,12 +378,20 @@ def plan_read(source: MongoSource, ctx: ExecContext, extra: dict | None = None,
     except Exception as exc:
         raise plan.error(exc) from None
     if not plan.schema.fields:
-        raise SourceError(f"source {source.id!r}: no document of "
-                          f"{source.database}.{source.collection} matched the filter, so no "
-                          "schema could be inferred; pin one with schemaRef "
-                          "(datahub mongo infer-schema writes it)")
-    ctx.log.info("source %s: mongo %s.%s, ~%d documents, %d range(s)", source.id,
-                 source.database, source.collection, plan.estimated, plan.partitions)
+        raise SourceError(
+            f"source {source.id!r}: no document of "
+            f"{source.database}.{source.collection} matched the filter, so no "
+            "schema could be inferred; pin one with schemaRef "
+            "(datahub mongo infer-schema writes it)"
+        )
+    ctx.log.info(
+        "source %s: mongo %s.%s, ~%d documents, %d range(s)",
+        source.id,
+        source.database,
+        source.collection,
+        plan.estimated,
+        plan.partitions,
+    )
     return plan
 
 
@@ -375,6 +412,18 @@ def _points(coll, sample: list[dict], parts: int) -> list[Any]:
     return split_points(ids, parts, kind)
 
 
-__all__ = ["MongoPlan", "and_query", "bracket", "column_paths", "parse_json", "partitions_for",
-           "plan_read", "range_queries", "relaxed", "schema_defaults", "secrets_of",
-           "spark_type", "split_points"]
+__all__ = [
+    "MongoPlan",
+    "and_query",
+    "bracket",
+    "column_paths",
+    "parse_json",
+    "partitions_for",
+    "plan_read",
+    "range_queries",
+    "relaxed",
+    "schema_defaults",
+    "secrets_of",
+    "spark_type",
+    "split_points",
+]

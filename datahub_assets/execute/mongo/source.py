@@ -49,13 +49,17 @@ from datahub_assets.spec.models import MongoSource, TableRef
 
 def _valid(raw: DataFrame, plan: MongoPlan) -> DataFrame:
     return raw.where(F.col(worker.REASON).isNull()).select(
-        *[F.col(f"`{f.name}`") for f in plan.schema.fields])
+        *[F.col(f"`{f.name}`") for f in plan.schema.fields]
+    )
 
 
 def _invalid(raw: DataFrame) -> DataFrame:
     return raw.where(F.col(worker.REASON).isNotNull()).select(
-        F.col(worker.DOC_ID).alias("_id"), F.col(worker.DOC).alias("document"),
-        F.col(worker.REASON).alias("_reason"), F.col(worker.RULE).alias("_rule"))
+        F.col(worker.DOC_ID).alias("_id"),
+        F.col(worker.DOC).alias("document"),
+        F.col(worker.REASON).alias("_reason"),
+        F.col(worker.RULE).alias("_rule"),
+    )
 
 
 def _shape(df: DataFrame, source: MongoSource) -> DataFrame:
@@ -91,6 +95,7 @@ def _bson_bound(wm: Watermark, values: list[Any]) -> Any:
         return wm.value
     if t == "string" and kind == "objectid":
         from bson import ObjectId
+
         return ObjectId(wm.value) if ObjectId.is_valid(wm.value) else None
     return None
 
@@ -105,8 +110,9 @@ def _path_values(docs: list[dict], path: tuple[str, ...]) -> list[Any]:
     return out
 
 
-def _pushdown(plan: MongoPlan, column: str, low: Watermark | None,
-              high: Watermark | None) -> dict | None:
+def _pushdown(
+    plan: MongoPlan, column: str, low: Watermark | None, high: Watermark | None
+) -> dict | None:
     path = column_paths(plan.schema, plan.source.flatten).get(column)
     if path is None:
         return None
@@ -121,8 +127,9 @@ def _pushdown(plan: MongoPlan, column: str, low: Watermark | None,
     return {".".join(path): cond} if cond else None
 
 
-def _incremental(plan: MongoPlan, ctx: ExecContext, df: DataFrame, previous: Watermark | None,
-                 rebuild) -> tuple[DataFrame, Watermark | None]:
+def _incremental(
+    plan: MongoPlan, ctx: ExecContext, df: DataFrame, previous: Watermark | None, rebuild
+) -> tuple[DataFrame, Watermark | None]:
     """(rows above `previous` and at most the new watermark, new watermark)."""
     source = plan.source
     column = _resolve_column(df, source.id, source.incremental.column)
@@ -130,38 +137,60 @@ def _incremental(plan: MongoPlan, ctx: ExecContext, df: DataFrame, previous: Wat
     df = df.where(col.isNotNull()) if previous is None else df.where(col > previous.literal())
     newest = _max_watermark(df, col, column.dataType)
     if newest is None:
-        ctx.log.info("source %s: no documents above watermark %s", source.id,
-                     previous.value if previous else "(none)")
+        ctx.log.info(
+            "source %s: no documents above watermark %s",
+            source.id,
+            previous.value if previous else "(none)",
+        )
         return df.where(F.lit(False)), previous
     bounded = rebuild(column.name, newest) if rebuild else None
     if bounded is not None:
         df = bounded if previous is None else bounded.where(col > previous.literal())
     df = df.where(col <= newest.literal())
-    ctx.log.info("source %s: reading documents with %s in (%s, %s]", source.id, column.name,
-                 previous.value if previous else "-inf", newest.value)
+    ctx.log.info(
+        "source %s: reading documents with %s in (%s, %s]",
+        source.id,
+        column.name,
+        previous.value if previous else "-inf",
+        newest.value,
+    )
     return df, newest
 
 
 # -------------------------------------------------------------------------- the run
 
 
-def read_mongo_source(ctx: ExecContext, source: MongoSource, into: TableRef | None, where: str,
-                      prepared: Prepared, watermarks: WatermarkState | None) -> DataFrame:
+def read_mongo_source(
+    ctx: ExecContext,
+    source: MongoSource,
+    into: TableRef | None,
+    where: str,
+    prepared: Prepared,
+    watermarks: WatermarkState | None,
+) -> DataFrame:
     """The source's dataset in a pipeline run: misfits per `onInvalid` (counted and
     quarantined into `prepared`), flattened, above its watermark (recorded in
     `watermarks.current`)."""
     policy = source.on_invalid or "fail"
     if policy == "quarantine" and into is None:
-        raise PipelineRunError(f"{where}: onInvalid=\"quarantine\" needs a table target to "
-                               "put <table>__quarantine next to")
-    previous = (watermarks.previous.get(source.id)
-                if watermarks is not None and source.incremental else None)
+        raise PipelineRunError(
+            f'{where}: onInvalid="quarantine" needs a table target to '
+            "put <table>__quarantine next to"
+        )
+    previous = (
+        watermarks.previous.get(source.id)
+        if watermarks is not None and source.incremental
+        else None
+    )
     plan = plan_read(source, ctx, need_sample=source.incremental is not None)
     column = source.incremental.column if source.incremental else None
     extra = _pushdown(plan, column, previous, None) if column and previous else None
     if column and previous and extra is None:
-        ctx.log.info("source %s: watermark filter on %s applied in Spark (not pushed to "
-                     "MongoDB)", source.id, column)
+        ctx.log.info(
+            "source %s: watermark filter on %s applied in Spark (not pushed to MongoDB)",
+            source.id,
+            column,
+        )
     raw = plan.frame(policy, extra)
     rebuild = None
     if policy == "fail":
@@ -174,8 +203,9 @@ def read_mongo_source(ctx: ExecContext, source: MongoSource, into: TableRef | No
         raw = materialise(raw)  # one MongoDB read feeds kept rows, count and quarantine
         invalid = _invalid(raw)
         try:
-            df, rows, count = apply_policy(policy, _valid(raw, plan), invalid, where,
-                                           run_id=ctx.run_id)
+            df, rows, count = apply_policy(
+                policy, _valid(raw, plan), invalid, where, run_id=ctx.run_id
+            )
         except InvalidRowsError as exc:  # pragma: no cover - policy is drop|quarantine here
             raise PipelineRunError(str(exc)) from exc
         prepared.extra["invalid_rows"] = prepared.extra.get("invalid_rows", 0) + count
@@ -183,8 +213,12 @@ def read_mongo_source(ctx: ExecContext, source: MongoSource, into: TableRef | No
             prepared.quarantine.append((quarantine_ref(into), rows))
             prepared.extra["quarantine_table"] = quarantine_ref(into).identifier
         if count:
-            ctx.log.warning("source %s: %d document(s) did not fit the schema (onInvalid=%s)",
-                            source.id, count, policy)
+            ctx.log.warning(
+                "source %s: %d document(s) did not fit the schema (onInvalid=%s)",
+                source.id,
+                count,
+                policy,
+            )
         df = _shape(df, source)
     if source.incremental is not None:
         df, newest = _incremental(plan, ctx, df, previous, rebuild)

@@ -55,6 +55,7 @@ def _show(value: Any) -> str:
 
 def _json(value: Any) -> str:
     from bson import json_util
+
     return json_util.dumps(value, json_options=json_util.RELAXED_JSON_OPTIONS)
 
 
@@ -95,22 +96,28 @@ def compile_converter(dtype: Any, path: str, defaults: Mapping[str, Any]) -> Cal
             elif isinstance(v, float) and v.is_integer() and lo <= v <= hi:
                 return int(v)
             raise _bad(path, v, name)
+
         return integral
     if isinstance(dtype, T.DoubleType | T.FloatType):
+
         def floating(v: Any) -> float:
             if isinstance(v, float | int) and not isinstance(v, bool):
                 return float(v)
             if type(v).__name__ == "Decimal128":
                 return float(v.to_decimal())
             raise _bad(path, v, dtype.simpleString())
+
         return floating
     if isinstance(dtype, T.BooleanType):
+
         def boolean(v: Any) -> bool:
             if isinstance(v, bool):
                 return v
             raise _bad(path, v, "boolean")
+
         return boolean
     if isinstance(dtype, T.TimestampType | T.TimestampNTZType):
+
         def timestamp(v: Any) -> datetime:
             if isinstance(v, datetime):
                 return v
@@ -123,8 +130,10 @@ def compile_converter(dtype: Any, path: str, defaults: Mapping[str, Any]) -> Cal
                     raise _bad(path, v, "timestamp") from None
                 return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
             raise _bad(path, v, "timestamp")
+
         return timestamp
     if isinstance(dtype, T.DateType):
+
         def day(v: Any) -> date:
             if isinstance(v, datetime):
                 return v.date()
@@ -136,6 +145,7 @@ def compile_converter(dtype: Any, path: str, defaults: Mapping[str, Any]) -> Cal
                 except ValueError:
                     raise _bad(path, v, "date") from None
             raise _bad(path, v, "date")
+
         return day
     if isinstance(dtype, T.DecimalType):
         quantum = Decimal(1).scaleb(-dtype.scale)
@@ -159,14 +169,17 @@ def compile_converter(dtype: Any, path: str, defaults: Mapping[str, Any]) -> Cal
                 return q
             except InvalidOperation:
                 raise _bad(path, v, dtype.simpleString()) from None
+
         return decimal
     if isinstance(dtype, T.BinaryType):
+
         def binary(v: Any) -> bytes:
             if isinstance(v, bytes):
                 return bytes(v)
             if type(v).__name__ == "ObjectId":
                 return v.binary
             raise _bad(path, v, "binary")
+
         return binary
     if isinstance(dtype, T.ArrayType):
         element = compile_converter(dtype.elementType, f"{path}[]", defaults)
@@ -175,6 +188,7 @@ def compile_converter(dtype: Any, path: str, defaults: Mapping[str, Any]) -> Cal
             if isinstance(v, list | tuple):
                 return [None if x is None else element(x) for x in v]
             raise _bad(path, v, dtype.simpleString())
+
         return array
     if isinstance(dtype, T.MapType):
         value_conv = compile_converter(dtype.valueType, f"{path}{{}}", defaults)
@@ -183,6 +197,7 @@ def compile_converter(dtype: Any, path: str, defaults: Mapping[str, Any]) -> Cal
             if isinstance(v, Mapping):
                 return [(str(k), None if x is None else value_conv(x)) for k, x in v.items()]
             raise _bad(path, v, dtype.simpleString())
+
         return mapping
     if isinstance(dtype, T.StructType):
         return _struct_converter(dtype, path, defaults)
@@ -198,8 +213,10 @@ def _struct_converter(dtype: Any, path: str, defaults: Mapping[str, Any]) -> Cal
             try:
                 default = conv(defaults[sub]) if defaults[sub] is not None else None
             except Misfit as exc:
-                raise MongoReadError(f"column '{sub}': default {defaults[sub]!r} does not fit "
-                                     f"{f.dataType.simpleString()} ({exc.reason})") from None
+                raise MongoReadError(
+                    f"column '{sub}': default {defaults[sub]!r} does not fit "
+                    f"{f.dataType.simpleString()} ({exc.reason})"
+                ) from None
             fields.append((f.name, conv, f.nullable, True, default, sub))
         else:
             fields.append((f.name, conv, f.nullable, False, None, sub))
@@ -223,6 +240,7 @@ def _struct_converter(dtype: Any, path: str, defaults: Mapping[str, Any]) -> Cal
             else:
                 out[key] = conv(x)
         return out
+
     return struct
 
 
@@ -259,8 +277,10 @@ def make_reader(config: dict[str, Any]) -> Callable[[Iterator[Any]], Iterator[An
         except MongoReadError as exc:
             raise MongoReadError(scrub(str(exc), secrets)) from None
         except Exception as exc:  # pymongo errors: never let the URI through
-            raise MongoReadError(scrub(f"mongo source '{config['source_id']}': "
-                                       f"{type(exc).__name__}: {exc}", secrets)) from None
+            raise MongoReadError(
+                scrub(f"mongo source '{config['source_id']}': {type(exc).__name__}: {exc}", secrets)
+            ) from None
+
     return read
 
 
@@ -276,7 +296,8 @@ def _read_range(config: dict[str, Any], query: dict) -> Iterator[Any]:
     client = MongoClient(config["uri"], appname="datahub", **config.get("client_options", {}))
     try:
         cursor = client[config["database"]][config["collection"]].find(
-            query, config.get("projection"), batch_size=config.get("batch_size", 2000))
+            query, config.get("projection"), batch_size=config.get("batch_size", 2000)
+        )
         rows: list[dict] = []
         for doc in cursor:
             if fix_dots:
@@ -289,12 +310,11 @@ def _read_range(config: dict[str, Any], query: dict) -> Iterator[Any]:
                 if policy in (None, "fail"):
                     raise MongoDocumentError(
                         f"mongo source '{config['source_id']}': document _id={doc_id}: "
-                        f"{m.reason} (onInvalid=\"{policy or 'fail'}\"; pin a schemaRef and set "
-                        "onInvalid=\"quarantine\" or \"drop\" to keep such documents out)"
+                        f'{m.reason} (onInvalid="{policy or "fail"}"; pin a schemaRef and set '
+                        'onInvalid="quarantine" or "drop" to keep such documents out)'
                     ) from None
                 row = dict(empty)
-                row[REASON], row[RULE], row[DOC_ID], row[DOC] = m.reason, m.rule, doc_id, \
-                    _json(doc)
+                row[REASON], row[RULE], row[DOC_ID], row[DOC] = m.reason, m.rule, doc_id, _json(doc)
             rows.append(row)
             if len(rows) >= BATCH_ROWS:
                 yield pa.RecordBatch.from_pylist(rows, schema=arrow_schema)

@@ -42,8 +42,9 @@ def materialise(df: DataFrame) -> DataFrame:
     return df.localCheckpoint(eager=True)
 
 
-def read_source(source, ctx: ExecContext, table_ref: TableRef | None = None,
-                corrupt: bool = False) -> DataFrame:
+def read_source(
+    source, ctx: ExecContext, table_ref: TableRef | None = None, corrupt: bool = False
+) -> DataFrame:
     """The DataFrame of `source`; `table_ref` is the resolved table of a `table` source.
     `corrupt`: csv/json sources keep malformed records in the helper column
     `_corrupt_record` (`execute.malformed.check` splits them off)."""

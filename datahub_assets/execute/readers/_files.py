@@ -50,8 +50,15 @@ def reader(ctx: ExecContext, schema_ref: str | None) -> DataFrameReader:
     return r.schema(schema_for(schema_ref, ctx)) if schema_ref else r
 
 
-__all__ = ["SourceError", "check_exists", "options", "reader", "resolve", "schema_for",
-           "spark_path"]
+__all__ = [
+    "SourceError",
+    "check_exists",
+    "options",
+    "reader",
+    "resolve",
+    "schema_for",
+    "spark_path",
+]
 
 
 def options(**values: object) -> dict[str, str]:

@@ -39,8 +39,7 @@ def read_csv(source: CsvSource, ctx: ExecContext, corrupt: bool = False) -> Data
         dateFormat=source.date_format,
     )
     if not corrupt:
-        return resolve(reader(ctx, source.schema_ref).options(**opts).csv(spath), source.id,
-                       path)
+        return resolve(reader(ctx, source.schema_ref).options(**opts).csv(spath), source.id, path)
     if source.schema_ref:
         schema = schema_for(source.schema_ref, ctx)
     else:  # the header's names (or _c0..), typed by inferSchema when asked for

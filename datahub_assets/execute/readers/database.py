@@ -47,11 +47,20 @@ from datahub_assets.spec.models import DatabaseSource
 DEFAULT_FETCH_SIZE = 10_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ISOLATION_SQL = {
-    "READ_UNCOMMITTED": "READ UNCOMMITTED", "READ_COMMITTED": "READ COMMITTED",
-    "REPEATABLE_READ": "REPEATABLE READ", "SERIALIZABLE": "SERIALIZABLE",
+    "READ_UNCOMMITTED": "READ UNCOMMITTED",
+    "READ_COMMITTED": "READ COMMITTED",
+    "REPEATABLE_READ": "REPEATABLE READ",
+    "SERIALIZABLE": "SERIALIZABLE",
 }
-PARTITION_TYPES = (T.IntegralType, T.DecimalType, T.DoubleType, T.FloatType, T.DateType,
-                   T.TimestampType, T.TimestampNTZType)
+PARTITION_TYPES = (
+    T.IntegralType,
+    T.DecimalType,
+    T.DoubleType,
+    T.FloatType,
+    T.DateType,
+    T.TimestampType,
+    T.TimestampNTZType,
+)
 
 
 def _endpoint(source: DatabaseSource, ctx: ExecContext) -> Endpoint:
@@ -65,8 +74,7 @@ def _endpoint(source: DatabaseSource, ctx: ExecContext) -> Endpoint:
 def _session_init(source: DatabaseSource, ep: Endpoint) -> str:
     """Statements each JDBC connection runs first: UTC session zone, then the isolation level.
     (MariaDB runs them as one multi-statement: see `Endpoint.spark_url`.)"""
-    utc = "SET TIME ZONE 'UTC'" if ep.dialect.name == "postgresql" else \
-        "SET time_zone = '+00:00'"
+    utc = "SET TIME ZONE 'UTC'" if ep.dialect.name == "postgresql" else "SET time_zone = '+00:00'"
     level = source.isolation_level
     if not level or level == "NONE":
         return utc
@@ -93,8 +101,10 @@ class _Reader:
 
         def literal(name: str) -> str:
             if name not in values:
-                raise SourceError(f"source {src.id!r}: <sql> names parameter :{name}, which "
-                                  "this run does not define")
+                raise SourceError(
+                    f"source {src.id!r}: <sql> names parameter :{name}, which "
+                    "this run does not define"
+                )
             return self.ep.dialect.literal(values[name])
 
         # a trailing `-- comment` must not swallow the `) alias` the statement is wrapped in
@@ -102,7 +112,8 @@ class _Reader:
 
     def options(self, fetch: bool = True) -> dict[str, str]:
         opts = self.ep.spark_options() | {
-            "sessionInitStatement": _session_init(self.source, self.ep)}
+            "sessionInitStatement": _session_init(self.source, self.ep)
+        }
         if fetch:
             opts["fetchsize"] = str(self.source.fetch_size or DEFAULT_FETCH_SIZE)
         return opts
@@ -111,21 +122,32 @@ class _Reader:
         reader = self.ctx.spark.read.format("jdbc").options(**self.options(), **extra)
         if self.source.schema_ref:
             declared = schema_for(self.source.schema_ref, self.ctx)
-            reader = reader.option("customSchema", ", ".join(
-                f"`{f.name}` {f.dataType.simpleString()}" for f in declared.fields))
+            reader = reader.option(
+                "customSchema",
+                ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in declared.fields),
+            )
         return reader.option("dbtable", f"({statement}) datahub_src").load()
 
     def first(self, statement: str) -> tuple[T.StructType, dict[str, Any]]:
         """The first row of a small query (bounds), run by Spark over the same JDBC options.
         Timestamps come back as UTC-aware datetimes (read as epoch micros, so the Python
         process's own time zone never shifts them)."""
-        df = self.ctx.spark.read.format("jdbc").options(**self.options(fetch=False)).option(
-            "query", statement).load()
+        df = (
+            self.ctx.spark.read.format("jdbc")
+            .options(**self.options(fetch=False))
+            .option("query", statement)
+            .load()
+        )
         ts = {f.name for f in df.schema.fields if isinstance(f.dataType, T.TimestampType)}
-        row = df.select(*[F.unix_micros(F.col(c)).alias(c) if c in ts else F.col(c)
-                          for c in df.columns]).first()
-        values = {c: (EPOCH + timedelta(microseconds=row[c]) if c in ts and row[c] is not None
-                      else row[c]) for c in df.columns}
+        row = df.select(
+            *[F.unix_micros(F.col(c)).alias(c) if c in ts else F.col(c) for c in df.columns]
+        ).first()
+        values = {
+            c: (
+                EPOCH + timedelta(microseconds=row[c]) if c in ts and row[c] is not None else row[c]
+            )
+            for c in df.columns
+        }
         return df.schema, values
 
     def declared(self, df: DataFrame) -> DataFrame:
@@ -136,9 +158,11 @@ class _Reader:
         have = {c.lower(): c for c in df.columns}
         missing = [f.name for f in declared.fields if f.name.lower() not in have]
         if missing:
-            raise SourceError(f"source {self.source.id!r}: schemaRef declares column(s) "
-                              f"{', '.join(missing)} that the query does not return; it "
-                              f"returns {', '.join(df.columns)}")
+            raise SourceError(
+                f"source {self.source.id!r}: schemaRef declares column(s) "
+                f"{', '.join(missing)} that the query does not return; it "
+                f"returns {', '.join(df.columns)}"
+            )
         return df.select(*[f"`{have[f.name.lower()]}`" for f in declared.fields])
 
     def bounds(self, schema: T.StructType, row) -> tuple[Any, Any] | None:
@@ -149,7 +173,8 @@ class _Reader:
             raise SourceError(
                 f"source {self.source.id!r}: partitionColumn {self.source.partition_column!r} "
                 f"has type {schema['lo'].dataType.simpleString()}; allowed: a numeric, date or "
-                "timestamp column")
+                "timestamp column"
+            )
         return row["lo"], row["hi"]
 
     def read(self, statement: str, bounds: tuple[Any, Any] | None) -> DataFrame:
@@ -157,9 +182,12 @@ class _Reader:
         extra: dict[str, str] = {}
         if src.partition_column and src.num_partitions and bounds and bounds[0] is not None:
             low, high = bounds
-            extra = {"partitionColumn": src.partition_column,
-                     "lowerBound": _bound_text(low), "upperBound": _bound_text(high),
-                     "numPartitions": str(src.num_partitions if low != high else 1)}
+            extra = {
+                "partitionColumn": src.partition_column,
+                "lowerBound": _bound_text(low),
+                "upperBound": _bound_text(high),
+                "numPartitions": str(src.num_partitions if low != high else 1),
+            }
         return self.declared(self.load(statement, **extra))
 
     def bounds_sql(self, where: str, with_max_of: str | None) -> str | None:
@@ -175,8 +203,10 @@ class _Reader:
         return f"SELECT {', '.join(cols)} FROM ({self.base}) datahub_b{where}"
 
     def fail(self, exc: Exception, what: str) -> SourceError:
-        return SourceError(f"source {self.source.id!r}: {what} on {self.ep.url} failed: "
-                           f"{self.ep.scrub(_first_line(exc))}")
+        return SourceError(
+            f"source {self.source.id!r}: {what} on {self.ep.url} failed: "
+            f"{self.ep.scrub(_first_line(exc))}"
+        )
 
 
 def _first_line(exc: Exception) -> str:
@@ -227,9 +257,11 @@ def _scrubbed(source: DatabaseSource, ctx: ExecContext, exc: Exception) -> Sourc
         except JdbcError as why:
             return SourceError(f"source {source.id!r}: {why}")
         # the database takes connections again: the one Spark opened was dropped or reset
-        return SourceError(f"source {source.id!r}: reading {ep.url} failed: a connection was "
-                           "dropped or reset while connecting (SQLSTATE 08001), and a new one "
-                           "succeeds; a transient failure, retried")
+        return SourceError(
+            f"source {source.id!r}: reading {ep.url} failed: a connection was "
+            "dropped or reset while connecting (SQLSTATE 08001), and a new one "
+            "succeeds; a transient failure, retried"
+        )
     return SourceError(f"source {source.id!r}: reading {ep.url} failed: {ep.scrub(message)}")
 
 
@@ -263,8 +295,9 @@ def _watermark_of(value: Any, dtype: T.DataType, watermark_cls):
         text = value.astimezone(UTC).isoformat(timespec="microseconds")
         return watermark_cls(type="timestamp", value=text)
     if isinstance(dtype, T.TimestampNTZType):
-        return watermark_cls(type="timestamp_ntz", value=value.isoformat(
-            sep=" ", timespec="microseconds"))
+        return watermark_cls(
+            type="timestamp_ntz", value=value.isoformat(sep=" ", timespec="microseconds")
+        )
     if isinstance(dtype, T.DateType):
         return watermark_cls(type="date", value=value.isoformat())
     return watermark_cls(type=dtype.simpleString(), value=str(value))
@@ -279,22 +312,33 @@ def read_increment(source: DatabaseSource, ctx: ExecContext, previous, watermark
     try:
         reader = _Reader(source, ctx, watermark_value(previous))
         q = reader.ep.dialect.quote(column)
-        low = (f" WHERE {q} >= {reader.ep.dialect.literal(watermark_value(previous))}"
-               if previous is not None else f" WHERE {q} IS NOT NULL")
+        low = (
+            f" WHERE {q} >= {reader.ep.dialect.literal(watermark_value(previous))}"
+            if previous is not None
+            else f" WHERE {q} IS NOT NULL"
+        )
         schema, row = reader.first(reader.bounds_sql(low, column))
         dtype = schema["newest"].dataType
         newest_value = row["newest"]
         newest = _watermark_of(newest_value, dtype, watermark_cls)
         if newest is None:
-            ctx.log.info("source %s: no rows at or above watermark %s", source.id,
-                         previous.value if previous else "(none)")
+            ctx.log.info(
+                "source %s: no rows at or above watermark %s",
+                source.id,
+                previous.value if previous else "(none)",
+            )
             empty = reader.read(f"SELECT * FROM ({reader.base}) datahub_e WHERE 1 = 0", None)
             return empty, previous
         upper = reader.ep.dialect.literal(_upper_literal_value(newest_value, dtype))
         statement = f"SELECT * FROM ({reader.base}) datahub_s{low} AND {q} <= {upper}"
         df = reader.read(statement, reader.bounds(schema, row))
-        ctx.log.info("source %s: reading rows with %s in [%s, %s]", source.id, column,
-                     previous.value if previous else "-inf", newest.value)
+        ctx.log.info(
+            "source %s: reading rows with %s in [%s, %s]",
+            source.id,
+            column,
+            previous.value if previous else "-inf",
+            newest.value,
+        )
         return df, newest
     except (SourceError, JdbcError):
         raise
@@ -307,4 +351,3 @@ def _upper_literal_value(value: Any, dtype: T.DataType) -> Any:
     if isinstance(dtype, T.TimestampType) and isinstance(value, datetime) and value.tzinfo:
         return value.astimezone(UTC).replace(tzinfo=None)
     return value
-

@@ -31,7 +31,10 @@ def read_json(source: JsonSource, ctx: ExecContext, corrupt: bool = False) -> Da
     if not corrupt:
         df = reader(ctx, source.schema_ref).options(**opts).json(spath)
         return resolve(df, source.id, path)
-    schema = (schema_for(source.schema_ref, ctx) if source.schema_ref
-              else resolve(ctx.spark.read.options(**opts).json(spath), source.id, path).schema)
+    schema = (
+        schema_for(source.schema_ref, ctx)
+        if source.schema_ref
+        else resolve(ctx.spark.read.options(**opts).json(spath), source.id, path).schema
+    )
     df = ctx.spark.read.schema(with_corrupt(schema)).options(**opts, **CORRUPT_OPTIONS).json(spath)
     return resolve(df.select("*", F.col("_metadata.file_path").alias(FILE_COL)), source.id, path)

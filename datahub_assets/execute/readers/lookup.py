@@ -26,6 +26,5 @@ def read_lookup(source: LookupSource, ctx: ExecContext) -> DataFrame:
     """CSV with a header; every column a string (codes such as `007` keep leading zeros)."""
     path = lookup_path(source, ctx)
     check_exists(path, source.id)
-    df = resolve(ctx.spark.read.option("header", "true").csv(spark_path(path)), source.id,
-                 path)
+    df = resolve(ctx.spark.read.option("header", "true").csv(spark_path(path)), source.id, path)
     return F.broadcast(df)

@@ -49,9 +49,13 @@ class _Pass:
         if self.arrays == "json":
             return [F.to_json(col).alias(name)]
         if self.arrays == "index":  # items_0_name, items_1_name, ... (null past the end)
-            return [c for i in range(self.max_index)
-                    for c in self.expand(F.try_element_at(col, F.lit(i + 1)),
-                                         f"{name}{self.sep}{i}", dtype.elementType)]
+            return [
+                c
+                for i in range(self.max_index)
+                for c in self.expand(
+                    F.try_element_at(col, F.lit(i + 1)), f"{name}{self.sep}{i}", dtype.elementType
+                )
+            ]
         if self.exploded:  # explode: one array per pass, the rest on the next passes
             return [col.alias(name)]
         self.exploded = True
@@ -65,8 +69,11 @@ class _Pass:
         if self.arrays == "count":
             return [F.when(col.isNotNull(), F.size(col)).alias(name)]
         entries = F.array_sort(F.map_entries(col))
-        entry_type = ArrayType(StructType().add("key", dtype.keyType, False)
-                               .add("value", dtype.valueType, dtype.valueContainsNull))
+        entry_type = ArrayType(
+            StructType()
+            .add("key", dtype.keyType, False)
+            .add("value", dtype.valueType, dtype.valueContainsNull)
+        )
         return self._array(entries, name, entry_type)
 
 
@@ -74,8 +81,13 @@ def _is_nested(dtype: DataType, arrays: str) -> bool:
     return isinstance(dtype, StructType | ArrayType | MapType)
 
 
-def flatten_frame(df: DataFrame, separator: str = "_", arrays: str = "json",
-                  max_index: int = DEFAULT_MAX_INDEX, name: str = "dataset") -> DataFrame:
+def flatten_frame(
+    df: DataFrame,
+    separator: str = "_",
+    arrays: str = "json",
+    max_index: int = DEFAULT_MAX_INDEX,
+    name: str = "dataset",
+) -> DataFrame:
     """`order.shipping.city` -> `order_shipping_city` (with `separator`), at any depth.
 
     arrays: `json` (default) -> to_json string (maps too); `count` -> size (null stays
@@ -88,8 +100,7 @@ def flatten_frame(df: DataFrame, separator: str = "_", arrays: str = "json",
     `m_value` (explode, first) or `m_0_key`, `m_0_value`, ... (index).
     """
     if arrays not in ARRAY_MODES:
-        raise TransformError(f"flatten: arrays={arrays!r} is not one of "
-                             f"{', '.join(ARRAY_MODES)}")
+        raise TransformError(f"flatten: arrays={arrays!r} is not one of {', '.join(ARRAY_MODES)}")
     if max_index < 1:
         raise TransformError(f"flatten: maxIndex must be at least 1, got {max_index}")
     for _ in range(_MAX_PASSES):
@@ -112,5 +123,4 @@ def flatten_frame(df: DataFrame, separator: str = "_", arrays: str = "json",
 def flatten(step: Flatten, datasets: dict[str, DataFrame], ctx: ExecContext) -> DataFrame:
     """The `flatten` step: `flatten_frame` with the step's separator, arrays and maxIndex."""
     df = dataset(datasets, step.source, step.kind)
-    return flatten_frame(df, step.separator, step.arrays,
-                         step.max_index, step.source)
+    return flatten_frame(df, step.separator, step.arrays, step.max_index, step.source)

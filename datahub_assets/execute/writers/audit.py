@@ -64,13 +64,17 @@ def _set_branch(catalog: Catalog, table: Table, branch: str, snapshot_id: int) -
     catalog.commit_table(
         table,
         requirements=(AssertRefSnapshotId(ref=branch, snapshot_id=None),),
-        updates=(SetSnapshotRefUpdate(ref_name=branch, type=SnapshotRefType.BRANCH,
-                                      snapshot_id=snapshot_id),),
+        updates=(
+            SetSnapshotRefUpdate(
+                ref_name=branch, type=SnapshotRefType.BRANCH, snapshot_id=snapshot_id
+            ),
+        ),
     )
 
 
-def _check_main(staged: StagedWrite, table: Table, snapshot: Snapshot | None,
-                cause: Exception | None = None) -> None:
+def _check_main(
+    staged: StagedWrite, table: Table, snapshot: Snapshot | None, cause: Exception | None = None
+) -> None:
     """ConcurrentCommitError unless main (and `snapshot`'s parent) is still the staged-on
     snapshot."""
     main = _main_id(table)
@@ -79,7 +83,8 @@ def _check_main(staged: StagedWrite, table: Table, snapshot: Snapshot | None,
         raise ConcurrentCommitError(
             f"table {staged.ref.identifier}: main moved from snapshot "
             f"{staged.previous_snapshot_id} to {main} while the write was staged (another run "
-            f"committed); nothing was published, run again") from cause
+            f"committed); nothing was published, run again"
+        ) from cause
 
 
 def audit_commit(staged: StagedWrite, branch: str) -> CommitResult:
@@ -106,31 +111,37 @@ def audit_commit(staged: StagedWrite, branch: str) -> CommitResult:
         if not staged.created:
             _check_main(staged, load_table(catalog, staged.ref), None, exc)
         if isinstance(exc, CommitFailedException | TableAlreadyExistsError) or (
-                isinstance(exc, ValueError) and "sequence number" in str(exc)):
+            isinstance(exc, ValueError) and "sequence number" in str(exc)
+        ):
             raise ConcurrentCommitError(
                 f"table {ident}: another run wrote to the table at the same time ({exc}); "
-                "nothing was published, run again") from exc
+                "nothing was published, run again"
+            ) from exc
         raise
     table = load_table(catalog, staged.ref)
     _check_main(staged, table, table.snapshot_by_id(snapshot_id))
     try:
         _set_branch(catalog, table, branch, snapshot_id)
     except CommitFailedException as exc:
-        raise ValueError(f"table {ident}: cannot create branch {branch} at staged snapshot "
-                         f"{snapshot_id}: {exc}") from exc
+        raise ValueError(
+            f"table {ident}: cannot create branch {branch} at staged snapshot {snapshot_id}: {exc}"
+        ) from exc
     return commit_result(staged, load_table(catalog, staged.ref), snapshot_id, started)
 
 
-def _moved(ref: TableRef, result: CommitResult, main: int | None,
-           branch: str) -> ConcurrentCommitError:
+def _moved(
+    ref: TableRef, result: CommitResult, main: int | None, branch: str
+) -> ConcurrentCommitError:
     return ConcurrentCommitError(
         f"table {ref.identifier}: cannot publish snapshot {result.snapshot_id}: main moved from "
         f"{result.previous_snapshot_id} to {main} since the audit (a concurrent commit); the "
-        f"audited snapshot stays on branch {branch}")
+        f"audited snapshot stays on branch {branch}"
+    )
 
 
-def publish_change(catalog: Catalog, ref: TableRef, result: CommitResult,
-                   branch: str) -> TableChange:
+def publish_change(
+    catalog: Catalog, ref: TableRef, result: CommitResult, branch: str
+) -> TableChange:
     """The (uncommitted) change that fast-forwards main to the audited snapshot of `result`
     and removes `branch`; it asserts main is still the snapshot the write was audited against.
     `commit_tables` commits it, alone or atomically with other tables' changes."""
@@ -138,19 +149,26 @@ def publish_change(catalog: Catalog, ref: TableRef, result: CommitResult,
     head = table.metadata.refs.get(branch)
     if head is None or head.snapshot_id != result.snapshot_id:
         found = head.snapshot_id if head else "nothing"
-        raise ValueError(f"table {ref.identifier}: branch {branch} points at {found}, not at "
-                         f"the audited snapshot {result.snapshot_id}")
+        raise ValueError(
+            f"table {ref.identifier}: branch {branch} points at {found}, not at "
+            f"the audited snapshot {result.snapshot_id}"
+        )
     main = _main_id(table)
     if main != result.previous_snapshot_id:
         raise _moved(ref, result, main, branch)
     assert result.snapshot_id is not None
     return TableChange(
         table=table,
-        requirements=(AssertRefSnapshotId(ref=MAIN_BRANCH, snapshot_id=main),
-                      AssertRefSnapshotId(ref=branch, snapshot_id=result.snapshot_id)),
-        updates=(SetSnapshotRefUpdate(ref_name=MAIN_BRANCH, type=SnapshotRefType.BRANCH,
-                                      snapshot_id=result.snapshot_id),
-                 RemoveSnapshotRefUpdate(ref_name=branch)),
+        requirements=(
+            AssertRefSnapshotId(ref=MAIN_BRANCH, snapshot_id=main),
+            AssertRefSnapshotId(ref=branch, snapshot_id=result.snapshot_id),
+        ),
+        updates=(
+            SetSnapshotRefUpdate(
+                ref_name=MAIN_BRANCH, type=SnapshotRefType.BRANCH, snapshot_id=result.snapshot_id
+            ),
+            RemoveSnapshotRefUpdate(ref_name=branch),
+        ),
     )
 
 
@@ -173,12 +191,18 @@ def rollback_change(catalog: Catalog, ref: TableRef, snapshot_id: int | None) ->
     asserting main is where this run left it."""
     table = load_table(catalog, ref)
     main = _main_id(table)
-    update = (RemoveSnapshotRefUpdate(ref_name=MAIN_BRANCH) if snapshot_id is None else
-              SetSnapshotRefUpdate(ref_name=MAIN_BRANCH, type=SnapshotRefType.BRANCH,
-                                   snapshot_id=snapshot_id))
-    return TableChange(table=table,
-                       requirements=(AssertRefSnapshotId(ref=MAIN_BRANCH, snapshot_id=main),),
-                       updates=(update,))
+    update = (
+        RemoveSnapshotRefUpdate(ref_name=MAIN_BRANCH)
+        if snapshot_id is None
+        else SetSnapshotRefUpdate(
+            ref_name=MAIN_BRANCH, type=SnapshotRefType.BRANCH, snapshot_id=snapshot_id
+        )
+    )
+    return TableChange(
+        table=table,
+        requirements=(AssertRefSnapshotId(ref=MAIN_BRANCH, snapshot_id=main),),
+        updates=(update,),
+    )
 
 
 def discard(catalog: Catalog, ref: TableRef, branch: str, created: bool) -> None:

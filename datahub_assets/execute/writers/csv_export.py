@@ -70,8 +70,9 @@ def _is_local(path: str) -> bool:
     return "://" not in path or path.startswith("file:")
 
 
-def write_csv(spark: SparkSession, df: DataFrame, target: CsvTarget, path: str,
-              run_date: date) -> ExportResult:
+def write_csv(
+    spark: SparkSession, df: DataFrame, target: CsvTarget, path: str, run_date: date
+) -> ExportResult:
     """Export `df` as CSV to `path` (after strftime expansion) following `target`."""
     del spark  # the frame carries its session; kept for a uniform writer signature
     path = expand_path(path, run_date)
@@ -99,8 +100,9 @@ def write_csv(spark: SparkSession, df: DataFrame, target: CsvTarget, path: str,
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp / rel, dest)
             shutil.rmtree(tmp)
-            return ExportResult(path=str(final), files=tuple(str(final / f) for f in files),
-                                rows=rows)
+            return ExportResult(
+                path=str(final), files=tuple(str(final / f) for f in files), rows=rows
+            )
         if final.exists():  # overwrite: swap the old folder out only now
             old = final.parent / f".{final.name}.old-{uuid.uuid4().hex}"
             os.replace(final, old)

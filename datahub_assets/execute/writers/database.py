@@ -85,8 +85,13 @@ class _Sql:
         return f"{self.col(schema)}.{self.col(name)}"
 
 
-def write_database(df: DataFrame, target: DatabaseTarget, endpoint: Endpoint, ref: TableRef,
-                   log: logging.Logger | None = None) -> TargetOutcome:
+def write_database(
+    df: DataFrame,
+    target: DatabaseTarget,
+    endpoint: Endpoint,
+    ref: TableRef,
+    log: logging.Logger | None = None,
+) -> TargetOutcome:
     """Write `df` to `target`'s table through `endpoint` (see the module doc)."""
     log = log or LOG
     sql = _Sql(endpoint)
@@ -107,8 +112,14 @@ def _short(exc: Exception) -> str:
     return "\n".join(lines[:6]) + (" …" if len(lines) > 6 else "")
 
 
-def _write(df: DataFrame, target: DatabaseTarget, endpoint: Endpoint, ref: TableRef,
-           sql: _Sql, log: logging.Logger) -> TargetOutcome:
+def _write(
+    df: DataFrame,
+    target: DatabaseTarget,
+    endpoint: Endpoint,
+    ref: TableRef,
+    sql: _Sql,
+    log: logging.Logger,
+) -> TargetOutcome:
     incoming = list(df.columns)
     mode = target.mode
     keys = list(target.keys)
@@ -117,11 +128,13 @@ def _write(df: DataFrame, target: DatabaseTarget, endpoint: Endpoint, ref: Table
         if missing:
             raise DatabaseTargetError(
                 f"merge keys {', '.join(missing)} are not columns of the data "
-                f"(columns: {', '.join(incoming)})")
+                f"(columns: {', '.join(incoming)})"
+            )
     lowered = [c.lower() for c in incoming]
     if len(set(lowered)) != len(lowered):
-        raise DatabaseTargetError(f"the data has columns differing only in case "
-                                  f"({', '.join(incoming)}); rename one")
+        raise DatabaseTargetError(
+            f"the data has columns differing only in case ({', '.join(incoming)}); rename one"
+        )
 
     conn = endpoint.connect()
     stage_name = old_name = None
@@ -133,14 +146,27 @@ def _write(df: DataFrame, target: DatabaseTarget, endpoint: Endpoint, ref: Table
         conn.rollback()  # end the catalog reads: no snapshot or lock held during the write
         stage_name = f"{table.name[:40]}{STAGE_TAG}{uuid.uuid4().hex[:10]}"
         stage = sql.table(table.schema, stage_name)
-        log.info("database target %s (%s, %s): staging %d columns into %s", table.qualified,
-                 mode, endpoint.dialect.name, len(incoming), stage_name)
-        writer = (df.write.format("jdbc").options(**endpoint.spark_options())
-                  .option("dbtable", stage).mode("error"))
+        log.info(
+            "database target %s (%s, %s): staging %d columns into %s",
+            table.qualified,
+            mode,
+            endpoint.dialect.name,
+            len(incoming),
+            stage_name,
+        )
+        writer = (
+            df.write.format("jdbc")
+            .options(**endpoint.spark_options())
+            .option("dbtable", stage)
+            .mode("error")
+        )
         if target.write_batch_size:
             writer = writer.option("batchsize", str(target.write_batch_size))
-        types = _create_types(df, keys) if (
-            mode == "merge" and not table.exists and not sql.pg) else None
+        types = (
+            _create_types(df, keys)
+            if (mode == "merge" and not table.exists and not sql.pg)
+            else None
+        )
         if types:
             writer = writer.option("createTableColumnTypes", types)
         writer.save()
@@ -167,17 +193,30 @@ def _write(df: DataFrame, target: DatabaseTarget, endpoint: Endpoint, ref: Table
         in_target = _scalar(cur, f"SELECT COUNT(*) FROM {tgt}")
         conn.commit()
         committed = True
-        log.info("database target %s: %d rows %s, %d rows in the table", table.qualified, rows,
-                 "written" if mode != "merge" else "merged", in_target)
+        log.info(
+            "database target %s: %d rows %s, %d rows in the table",
+            table.qualified,
+            rows,
+            "written" if mode != "merge" else "merged",
+            in_target,
+        )
     finally:
         if not committed:
             _quietly(conn.rollback)
         _cleanup(conn, endpoint, sql, table, stage_name, old_name, log)
     return TargetOutcome(
-        ref=ref, kind="database", rows=rows,
-        extra={"mode": mode, "table": table.qualified, "rows_in_table": in_target,
-               "created": created, "database": endpoint.database,
-               "dialect": endpoint.dialect.name})
+        ref=ref,
+        kind="database",
+        rows=rows,
+        extra={
+            "mode": mode,
+            "table": table.qualified,
+            "rows_in_table": in_target,
+            "created": created,
+            "database": endpoint.database,
+            "dialect": endpoint.dialect.name,
+        },
+    )
 
 
 # ----------------------------------------------------------------------------- the target
@@ -188,8 +227,9 @@ def _locate(conn, sql: _Sql, name: str | None) -> _Table:
         raise DatabaseTargetError("<database> target has no <table name=...>")
     parts = name.split(".")
     if len(parts) > 2 or not all(parts):
-        raise DatabaseTargetError(f"table name {name!r} must be `table` or "
-                                  f"`{'schema' if sql.pg else 'database'}.table`")
+        raise DatabaseTargetError(
+            f"table name {name!r} must be `table` or `{'schema' if sql.pg else 'database'}.table`"
+        )
     cur = conn.cursor()
     return _locate_pg(cur, parts) if sql.pg else _locate_mariadb(cur, parts)
 
@@ -200,28 +240,40 @@ def _locate_pg(cur, parts: list[str]) -> _Table:
     else:
         name = parts[0]
         # an unqualified name means what the search_path finds, else the current schema
-        cur.execute("SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = "
-                    "c.relnamespace WHERE c.oid = to_regclass(%s)", ('"' + name.replace(
-                        '"', '""') + '"',))
+        cur.execute(
+            "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = "
+            "c.relnamespace WHERE c.oid = to_regclass(%s)",
+            ('"' + name.replace('"', '""') + '"',),
+        )
         row = cur.fetchone()
         schema = row[0] if row else _scalar(cur, "SELECT current_schema()")
         if schema is None:
-            raise DatabaseTargetError(f"table {name!r}: the connection has no current schema; "
-                                      "write it as schema.table")
-    cur.execute("SELECT c.oid, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = "
-                "c.relnamespace WHERE n.nspname = %s AND c.relname = %s", (schema, name))
+            raise DatabaseTargetError(
+                f"table {name!r}: the connection has no current schema; write it as schema.table"
+            )
+    cur.execute(
+        "SELECT c.oid, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = "
+        "c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+        (schema, name),
+    )
     row = cur.fetchone()
     if row is None:
         return _Table(schema, name, False, [], [])
     oid, kind = row
     if kind not in ("r", "p"):
         raise DatabaseTargetError(f"{schema}.{name} is not a table (relkind {kind!r})")
-    cur.execute("SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0 "
-                "AND NOT attisdropped ORDER BY attnum", (oid,))
+    cur.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0 "
+        "AND NOT attisdropped ORDER BY attnum",
+        (oid,),
+    )
     columns = [r[0] for r in cur.fetchall()]
-    cur.execute("SELECT ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = "
-                "i.indrelid AND a.attnum = ANY(i.indkey)) FROM pg_index i WHERE i.indrelid = "
-                "%s AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL", (oid,))
+    cur.execute(
+        "SELECT ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = "
+        "i.indrelid AND a.attnum = ANY(i.indkey)) FROM pg_index i WHERE i.indrelid = "
+        "%s AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL",
+        (oid,),
+    )
     unique = [set(r[0]) for r in cur.fetchall()]
     return _Table(schema, name, True, columns, unique)
 
@@ -233,21 +285,31 @@ def _locate_mariadb(cur, parts: list[str]) -> _Table:
         name = parts[0]
         schema = _scalar(cur, "SELECT DATABASE()")
         if not schema:
-            raise DatabaseTargetError(f"table {name!r}: the jdbcUrl names no database; add "
-                                      "it to the URL or write the table as database.table")
-    cur.execute("SELECT TABLE_TYPE, ENGINE FROM information_schema.TABLES WHERE "
-                "TABLE_SCHEMA = %s AND TABLE_NAME = %s", (schema, name))
+            raise DatabaseTargetError(
+                f"table {name!r}: the jdbcUrl names no database; add "
+                "it to the URL or write the table as database.table"
+            )
+    cur.execute(
+        "SELECT TABLE_TYPE, ENGINE FROM information_schema.TABLES WHERE "
+        "TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+        (schema, name),
+    )
     row = cur.fetchone()
     if row is None:
         return _Table(schema, name, False, [], [])
     if row[0] != "BASE TABLE":
         raise DatabaseTargetError(f"{schema}.{name} is not a table ({row[0]})")
-    cur.execute("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
-                "AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION", (schema, name))
+    cur.execute(
+        "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
+        "AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+        (schema, name),
+    )
     columns = [r[0] for r in cur.fetchall()]
-    cur.execute("SELECT INDEX_NAME, COLUMN_NAME, SUB_PART FROM information_schema.STATISTICS "
-                "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND NON_UNIQUE = 0",
-                (schema, name))
+    cur.execute(
+        "SELECT INDEX_NAME, COLUMN_NAME, SUB_PART FROM information_schema.STATISTICS "
+        "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND NON_UNIQUE = 0",
+        (schema, name),
+    )
     indexes: dict[str, set[str]] = {}
     prefixed: set[str] = set()
     for index, column, sub_part in cur.fetchall():
@@ -258,8 +320,7 @@ def _locate_mariadb(cur, parts: list[str]) -> _Table:
     return _Table(schema, name, True, columns, unique, row[1])
 
 
-def _precheck(table: _Table, incoming: list[str], keys: list[str], mode: str,
-              sql: _Sql) -> None:
+def _precheck(table: _Table, incoming: list[str], keys: list[str], mode: str, sql: _Sql) -> None:
     """Everything that can be refused before Spark writes a row."""
     if not table.exists or mode == "overwrite":
         return
@@ -267,25 +328,31 @@ def _precheck(table: _Table, incoming: list[str], keys: list[str], mode: str,
         raise DatabaseTargetError(
             f"{table.qualified} uses the {table.engine or 'unknown'} engine, which cannot roll "
             f"a failed {mode} back; convert it (ALTER TABLE {sql.table(table.schema, table.name)}"
-            " ENGINE=InnoDB) or use mode=\"overwrite\"")
+            ' ENGINE=InnoDB) or use mode="overwrite"'
+        )
     target_cols = _column_map(table)
     extra = [c for c in incoming if c.lower() not in target_cols]
     if extra:
         raise DatabaseTargetError(
             f"the data has columns that {table.qualified} lacks: {', '.join(extra)} (table "
             f"columns: {', '.join(table.columns)}); add them to the table, drop them with a "
-            "<select> step, or use mode=\"overwrite\" to replace the table")
+            '<select> step, or use mode="overwrite" to replace the table'
+        )
     if mode == "merge":
         wanted = {target_cols[k.lower()] for k in keys}
         if not any(u == wanted for u in table.unique_keys):
             cols = ", ".join(sql.col(target_cols[k.lower()]) for k in keys)
             tgt = sql.table(table.schema, table.name)
-            add = (f"ALTER TABLE {tgt} ADD CONSTRAINT "
-                   f"{sql.col(table.name[:40] + '_merge_key')} UNIQUE ({cols})" if sql.pg
-                   else f"ALTER TABLE {tgt} ADD UNIQUE KEY ({cols})")
+            add = (
+                f"ALTER TABLE {tgt} ADD CONSTRAINT "
+                f"{sql.col(table.name[:40] + '_merge_key')} UNIQUE ({cols})"
+                if sql.pg
+                else f"ALTER TABLE {tgt} ADD UNIQUE KEY ({cols})"
+            )
             raise DatabaseTargetError(
-                f"mode=\"merge\" upserts on ({', '.join(keys)}), but {table.qualified} has no "
-                f"primary key or unique constraint on exactly those columns; add one: {add}")
+                f'mode="merge" upserts on ({", ".join(keys)}), but {table.qualified} has no '
+                f"primary key or unique constraint on exactly those columns; add one: {add}"
+            )
 
 
 def _column_map(table: _Table) -> dict[str, str]:
@@ -303,10 +370,13 @@ def _column_map(table: _Table) -> dict[str, str]:
 def _create_types(df: DataFrame, keys: list[str]) -> str | None:
     """MariaDB cannot index TEXT: string key columns of a merge target it creates are
     VARCHAR(255) (Spark's `createTableColumnTypes`)."""
-    string_keys = [f.name for f in df.schema.fields
-                   if f.name in keys and isinstance(f.dataType, StringType)]
-    return ", ".join(f"`{k.replace('`', '``')}` VARCHAR({MARIADB_KEY_VARCHAR})"
-                     for k in string_keys) or None
+    string_keys = [
+        f.name for f in df.schema.fields if f.name in keys and isinstance(f.dataType, StringType)
+    ]
+    return (
+        ", ".join(f"`{k.replace('`', '``')}` VARCHAR({MARIADB_KEY_VARCHAR})" for k in string_keys)
+        or None
+    )
 
 
 # ----------------------------------------------------------------------------- the move
@@ -320,26 +390,38 @@ def _scalar(cur, statement: str, params: Any = None):
 
 def _no_duplicate_keys(cur, sql: _Sql, stage: str, keys: list[str], where: str) -> None:
     cols = ", ".join(sql.col(k) for k in keys)
-    cur.execute(f"SELECT {cols}, COUNT(*) FROM {stage} GROUP BY {cols} HAVING COUNT(*) > 1 "
-                f"ORDER BY COUNT(*) DESC LIMIT 3")
+    cur.execute(
+        f"SELECT {cols}, COUNT(*) FROM {stage} GROUP BY {cols} HAVING COUNT(*) > 1 "
+        f"ORDER BY COUNT(*) DESC LIMIT 3"
+    )
     dupes = cur.fetchall()
     if dupes:
-        total = _scalar(cur, f"SELECT COUNT(*) FROM (SELECT 1 AS x FROM {stage} GROUP BY {cols} "
-                             "HAVING COUNT(*) > 1) d")
-        sample = "; ".join(", ".join(f"{k}={v!r}" for k, v in zip(keys, row[:-1], strict=True))
-                           + f" ({row[-1]} rows)" for row in dupes)
+        total = _scalar(
+            cur,
+            f"SELECT COUNT(*) FROM (SELECT 1 AS x FROM {stage} GROUP BY {cols} "
+            "HAVING COUNT(*) > 1) d",
+        )
+        sample = "; ".join(
+            ", ".join(f"{k}={v!r}" for k, v in zip(keys, row[:-1], strict=True))
+            + f" ({row[-1]} rows)"
+            for row in dupes
+        )
         raise DatabaseTargetError(
             f"merge into {where}: {total} key(s) occur more than once in the data, e.g. "
             f"{sample}; an upsert needs one row per key: add <deduplicate keys="
-            f"\"{','.join(keys)}\"/> before the target")
+            f'"{",".join(keys)}"/> before the target'
+        )
 
 
-def _insert(sql: _Sql, tgt: str, stage: str, incoming: list[str], table: _Table, mode: str,
-            keys: list[str]) -> str:
+def _insert(
+    sql: _Sql, tgt: str, stage: str, incoming: list[str], table: _Table, mode: str, keys: list[str]
+) -> str:
     names = _column_map(table)
     into = [names[c.lower()] for c in incoming]
-    statement = (f"INSERT INTO {tgt} ({', '.join(sql.col(c) for c in into)}) "
-                 f"SELECT {', '.join(sql.col(c) for c in incoming)} FROM {stage}")
+    statement = (
+        f"INSERT INTO {tgt} ({', '.join(sql.col(c) for c in into)}) "
+        f"SELECT {', '.join(sql.col(c) for c in incoming)} FROM {stage}"
+    )
     if mode != "merge":
         return statement
     key_cols = {names[k.lower()] for k in keys}
@@ -351,18 +433,17 @@ def _insert(sql: _Sql, tgt: str, stage: str, incoming: list[str], table: _Table,
         sets = ", ".join(f"{sql.col(c)} = EXCLUDED.{sql.col(c)}" for c in update)
         return f"{statement} ON CONFLICT ({conflict}) DO UPDATE SET {sets}"
     # the target's columns qualified: the SELECT's columns have the same names
-    sets = ", ".join(f"{tgt}.{sql.col(c)} = VALUES({sql.col(c)})" for c in update) or \
-        ", ".join(f"{tgt}.{sql.col(c)} = {tgt}.{sql.col(c)}" for c in key_cols)
+    sets = ", ".join(f"{tgt}.{sql.col(c)} = VALUES({sql.col(c)})" for c in update) or ", ".join(
+        f"{tgt}.{sql.col(c)} = {tgt}.{sql.col(c)}" for c in key_cols
+    )
     return f"{statement} ON DUPLICATE KEY UPDATE {sets}"
 
 
-def _create_from_stage(cur, sql: _Sql, table: _Table, stage_name: str,
-                       keys: list[str]) -> None:
+def _create_from_stage(cur, sql: _Sql, table: _Table, stage_name: str, keys: list[str]) -> None:
     """A missing target: the staging table becomes it (with a primary key on merge keys)."""
     stage = sql.table(table.schema, stage_name)
     if keys:
-        cur.execute(f"ALTER TABLE {stage} ADD PRIMARY KEY "
-                    f"({', '.join(sql.col(k) for k in keys)})")
+        cur.execute(f"ALTER TABLE {stage} ADD PRIMARY KEY ({', '.join(sql.col(k) for k in keys)})")
     if sql.pg:
         cur.execute(f"ALTER TABLE {stage} RENAME TO {sql.col(table.name)}")
     else:
@@ -376,8 +457,7 @@ def _replace(cur, sql: _Sql, table: _Table, stage_name: str, old_name: str) -> N
         cur.execute(f"DROP TABLE {tgt}")
         cur.execute(f"ALTER TABLE {stage} RENAME TO {sql.col(table.name)}")
     else:  # one RENAME TABLE swaps both names atomically
-        cur.execute(f"RENAME TABLE {tgt} TO {sql.table(table.schema, old_name)}, "
-                    f"{stage} TO {tgt}")
+        cur.execute(f"RENAME TABLE {tgt} TO {sql.table(table.schema, old_name)}, {stage} TO {tgt}")
 
 
 def _quietly(fn, *args) -> Exception | None:
@@ -388,8 +468,15 @@ def _quietly(fn, *args) -> Exception | None:
     return None
 
 
-def _cleanup(conn, endpoint: Endpoint, sql: _Sql, table: _Table | None, stage_name: str | None,
-             old_name: str | None, log: logging.Logger) -> None:
+def _cleanup(
+    conn,
+    endpoint: Endpoint,
+    sql: _Sql,
+    table: _Table | None,
+    stage_name: str | None,
+    old_name: str | None,
+    log: logging.Logger,
+) -> None:
     """Drop the staging (and swapped-out) table if still there; best effort."""
     leftovers = [n for n in (stage_name, old_name) if n]
     try:
@@ -404,11 +491,13 @@ def _cleanup(conn, endpoint: Endpoint, sql: _Sql, table: _Table | None, stage_na
                 conn.autocommit(True)
             cur = conn.cursor()
             for name in leftovers:
-                failed = _quietly(cur.execute,
-                                  f"DROP TABLE IF EXISTS {sql.table(table.schema, name)}")
+                failed = _quietly(
+                    cur.execute, f"DROP TABLE IF EXISTS {sql.table(table.schema, name)}"
+                )
                 if failed is not None:
-                    log.warning("could not drop %s.%s: %s", table.schema, name,
-                                endpoint.scrub(str(failed)))
+                    log.warning(
+                        "could not drop %s.%s: %s", table.schema, name, endpoint.scrub(str(failed))
+                    )
     except Exception as exc:
         log.warning("could not drop the staging table: %s", endpoint.scrub(str(exc)))
     finally:

@@ -70,11 +70,15 @@ def change_of(txn: Transaction) -> TableChange:
     Adds AssertTableUUID (as `commit_transaction` does) so a dropped and re-created table of
     the same name fails the commit. Do not also commit `txn`."""
     if isinstance(txn, CreateTableTransaction):
-        raise ValueError(f"table {'.'.join(txn._table.name())}: commit_tables changes existing "
-                         "tables only; create the table first")
+        raise ValueError(
+            f"table {'.'.join(txn._table.name())}: commit_tables changes existing "
+            "tables only; create the table first"
+        )
     if getattr(txn, "_failed", False):
-        raise ValueError(f"table {'.'.join(txn._table.name())}: the transaction failed to "
-                         "commit before and cannot be reused")
+        raise ValueError(
+            f"table {'.'.join(txn._table.name())}: the transaction failed to "
+            "commit before and cannot be reused"
+        )
     requirements = txn._requirements
     if not any(isinstance(r, AssertTableUUID) for r in requirements):
         requirements += (AssertTableUUID(uuid=txn._table.metadata.table_uuid),)
@@ -100,19 +104,24 @@ def _reject_duplicates(changes: list[TableChange]) -> None:
     for change in changes:
         ident = change.table.name()
         if ident in seen:
-            raise ValueError(f"table {change.name}: two changes to the same table in one commit; "
-                             "stage them in one transaction instead")
+            raise ValueError(
+                f"table {change.name}: two changes to the same table in one commit; "
+                "stage them in one transaction instead"
+            )
         seen.add(ident)
 
 
-def _delete_old_metadata(catalog: Catalog, table: Table, base: TableMetadata,
-                         response: CommitTableResponse) -> None:
+def _delete_old_metadata(
+    catalog: Catalog, table: Table, base: TableMetadata, response: CommitTableResponse
+) -> None:
     """Honour write.metadata.delete-after-commit.enabled, as Table._do_commit does."""
     try:
         catalog._delete_old_metadata(table.io, base, response.metadata)
     except Exception as exc:  # a leftover file is harmless: the commit stands
-        warnings.warn(f"table {'.'.join(table.name())}: failed to delete old metadata after "
-                      f"commit: {exc}", stacklevel=3)
+        warnings.warn(
+            f"table {'.'.join(table.name())}: failed to delete old metadata after commit: {exc}",
+            stacklevel=3,
+        )
 
 
 def _commit_sequentially(catalog: Catalog, changes: list[TableChange]) -> list[CommitTableResponse]:
@@ -123,8 +132,11 @@ def _commit_sequentially(catalog: Catalog, changes: list[TableChange]) -> list[C
             response = catalog.commit_table(change.table, change.requirements, change.updates)
         except CommitFailedException as exc:
             done = ", ".join(c.name for c in changes[: len(responses)])
-            note = f" (NOT atomic on {type(catalog).__name__}: {done} stayed committed)" \
-                if done else ""
+            note = (
+                f" (NOT atomic on {type(catalog).__name__}: {done} stayed committed)"
+                if done
+                else ""
+            )
             raise CommitFailedException(f"table {change.name}: {exc}{note}") from exc
         _delete_old_metadata(catalog, change.table, change.table.metadata, response)
         responses.append(response)
@@ -151,20 +163,24 @@ def _stage(catalog: SqlCatalog, change: TableChange) -> _Staged:
     try:
         current = catalog.load_table(ident)
     except NoSuchTableError as exc:
-        raise NoSuchTableError(f"table {change.name} does not exist: commit_tables changes "
-                               "existing tables only") from exc
+        raise NoSuchTableError(
+            f"table {change.name} does not exist: commit_tables changes existing tables only"
+        ) from exc
     try:
-        staged = catalog._update_and_stage_table(current, ident, change.requirements,
-                                                 change.updates)
+        staged = catalog._update_and_stage_table(
+            current, ident, change.requirements, change.updates
+        )
     except CommitFailedException as exc:
         raise CommitFailedException(f"table {change.name}: {exc}") from exc
     namespace = Catalog.namespace_to_string(Catalog.namespace_from(ident))
     table_name = Catalog.table_name_from(ident)
     if staged.metadata == current.metadata:  # nothing to change: guard the row only
-        return _Staged(change, namespace, table_name, current, current.metadata,
-                       current.metadata_location)
-    return _Staged(change, namespace, table_name, current, staged.metadata,
-                   staged.metadata_location)
+        return _Staged(
+            change, namespace, table_name, current, current.metadata, current.metadata_location
+        )
+    return _Staged(
+        change, namespace, table_name, current, staged.metadata, staged.metadata_location
+    )
 
 
 def _swap(catalog: SqlCatalog, session: Session, staged: _Staged) -> bool:
@@ -202,22 +218,26 @@ def _forget(staged: list[_Staged]) -> None:
                 pass
 
 
-def _commit_atomically(catalog: SqlCatalog,
-                       changes: list[TableChange]) -> list[CommitTableResponse]:
+def _commit_atomically(
+    catalog: SqlCatalog, changes: list[TableChange]
+) -> list[CommitTableResponse]:
     staged = [_stage(catalog, change) for change in changes]
     written: list[_Staged] = []
     committing = False
     try:
         for s in staged:
             if not s.noop:
-                catalog._write_metadata(metadata=s.metadata, io=s.current.io,
-                                        metadata_path=s.metadata_location)
+                catalog._write_metadata(
+                    metadata=s.metadata, io=s.current.io, metadata_path=s.metadata_location
+                )
                 written.append(s)
         with Session(catalog.engine) as session:
             try:
-                moved = [f"{s.namespace}.{s.table_name}"
-                         for s in sorted(staged, key=lambda s: (s.namespace, s.table_name))
-                         if not _swap(catalog, session, s)]
+                moved = [
+                    f"{s.namespace}.{s.table_name}"
+                    for s in sorted(staged, key=lambda s: (s.namespace, s.table_name))
+                    if not _swap(catalog, session, s)
+                ]
             except BaseException:
                 session.rollback()
                 raise
@@ -226,7 +246,8 @@ def _commit_atomically(catalog: SqlCatalog,
                 raise CommitFailedException(
                     f"table(s) {', '.join(moved)} changed since the commit was staged (another "
                     f"process committed); nothing was committed to any of "
-                    f"{', '.join(c.name for c in changes)}")
+                    f"{', '.join(c.name for c in changes)}"
+                )
             committing = True
             session.commit()
     except BaseException:

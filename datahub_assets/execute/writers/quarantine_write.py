@@ -66,25 +66,27 @@ def _ensure(catalog: Catalog, ref: TableRef, df: DataFrame) -> bool:
     schema = spark_to_iceberg_schema(df.schema)
     props = {TableProperties.DEFAULT_NAME_MAPPING: schema.name_mapping.model_dump_json()}
     before = catalog.table_exists((ref.namespace, ref.table))
-    catalog.create_table_if_not_exists((ref.namespace, ref.table), schema=schema,
-                                       properties=props)
+    catalog.create_table_if_not_exists((ref.namespace, ref.table), schema=schema, properties=props)
     return not before
 
 
-def stage_quarantine(spark: SparkSession, catalog: Catalog, run_id: str,
-                     frames: list[tuple[TableRef, DataFrame]]) -> QuarantineWrites:
+def stage_quarantine(
+    spark: SparkSession, catalog: Catalog, run_id: str, frames: list[tuple[TableRef, DataFrame]]
+) -> QuarantineWrites:
     """Stage every quarantine frame (module doc); nothing is committed here."""
     out = QuarantineWrites()
     grouped: dict[TableRef, DataFrame] = {}
     for ref, df in frames:
-        grouped[ref] = (grouped[ref].unionByName(df, allowMissingColumns=True)
-                        if ref in grouped else df)
+        grouped[ref] = (
+            grouped[ref].unionByName(df, allowMissingColumns=True) if ref in grouped else df
+        )
     try:
         for ref, df in grouped.items():
             if _ensure(catalog, ref, df):
                 out.created.append(ref)
-            staged = stage_write(spark, catalog, ref, df,
-                                 TableTarget(table=ref.table, mode="append"), run_id)
+            staged = stage_write(
+                spark, catalog, ref, df, TableTarget(table=ref.table, mode="append"), run_id
+            )
             rows = sum(f.record_count for f in staged.added)
             if rows == 0:
                 abort(staged)
@@ -101,14 +103,20 @@ def stage_quarantine(spark: SparkSession, catalog: Catalog, run_id: str,
     return out
 
 
-def _count_invalid(spark: SparkSession, staged: StagedWrite, df: DataFrame,
-                   into: dict[str, int]) -> None:
+def _count_invalid(
+    spark: SparkSession, staged: StagedWrite, df: DataFrame, into: dict[str, int]
+) -> None:
     """Rows per `_source_file` of the staged files, malformed ones excepted (those are
     counted where they are found); reads only the small staged quarantine files."""
-    written = read_files(spark, [f.file_path for f in staged.added],
-                         df.select("_source_file", "_rule").schema)
-    counts = (written.where(F.col("_rule").isNull() | (F.col("_rule") != MALFORMED_RULE))
-              .groupBy("_source_file").count().collect())
+    written = read_files(
+        spark, [f.file_path for f in staged.added], df.select("_source_file", "_rule").schema
+    )
+    counts = (
+        written.where(F.col("_rule").isNull() | (F.col("_rule") != MALFORMED_RULE))
+        .groupBy("_source_file")
+        .count()
+        .collect()
+    )
     for r in counts:
         if r["_source_file"] is not None:
             into[r["_source_file"]] = into.get(r["_source_file"], 0) + r["count"]

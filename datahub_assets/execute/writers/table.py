@@ -105,7 +105,9 @@ def _fs(uri: str) -> tuple[pafs.FileSystem, str, str]:
     if s3.is_s3(uri):  # the endpoint and keys of the AWS environment, as pyiceberg uses
         return s3.arrow_filesystem(), uri.split("://", 1)[1], s3.PLATFORM_SCHEME
     filesystem, path = pafs.FileSystem.from_uri(uri)
-    prefix = "file://" if uri.startswith("file:") or "://" not in uri else uri.split("://")[0] + "://"
+    prefix = (
+        "file://" if uri.startswith("file:") or "://" not in uri else uri.split("://")[0] + "://"
+    )
     return filesystem, path, prefix
 
 
@@ -160,9 +162,15 @@ def _data_file(io, metadata, uri: str) -> DataFile:
     if spec.fields and md.num_rows:
         partition = Record(*[_partition_value(pf, schema, stats, input_file) for pf in spec.fields])
     return DataFile.from_args(
-        content=DataFileContent.DATA, file_path=uri, file_format=FileFormat.PARQUET,
-        partition=partition, file_size_in_bytes=len(input_file), sort_order_id=None,
-        spec_id=metadata.default_spec_id, equality_ids=None, key_metadata=None,
+        content=DataFileContent.DATA,
+        file_path=uri,
+        file_format=FileFormat.PARQUET,
+        partition=partition,
+        file_size_in_bytes=len(input_file),
+        sort_order_id=None,
+        spec_id=metadata.default_spec_id,
+        equality_ids=None,
+        key_metadata=None,
         **stats.to_serialized_dict(),
     )
 
@@ -174,10 +182,12 @@ def _open_transaction(catalog: Catalog, ref: TableRef, df: DataFrame, target: Ta
     except TableNotFoundError:
         ensure_namespace(catalog, ref.namespace)
         schema = spark_to_iceberg_schema(df.schema)
-        spec = PartitionSpec(*[
-            PartitionField(schema.find_field(c).field_id, 1000 + i, IdentityTransform(), c)
-            for i, c in enumerate(target.partition_by)
-        ])
+        spec = PartitionSpec(
+            *[
+                PartitionField(schema.find_field(c).field_id, 1000 + i, IdentityTransform(), c)
+                for i, c in enumerate(target.partition_by)
+            ]
+        )
         props = {TableProperties.DEFAULT_NAME_MAPPING: schema.name_mapping.model_dump_json()}
         txn = catalog.create_table_transaction(
             (ref.namespace, ref.table), schema=schema, partition_spec=spec, properties=props
@@ -192,9 +202,9 @@ def _open_transaction(catalog: Catalog, ref: TableRef, df: DataFrame, target: Ta
         )
     txn = table.transaction()
     if TableProperties.DEFAULT_NAME_MAPPING not in meta.properties:
-        txn.set_properties(**{
-            TableProperties.DEFAULT_NAME_MAPPING: meta.schema().name_mapping.model_dump_json()
-        })
+        txn.set_properties(
+            **{TableProperties.DEFAULT_NAME_MAPPING: meta.schema().name_mapping.model_dump_json()}
+        )
     return txn, False, parts
 
 
@@ -205,22 +215,37 @@ def _dedupe_last(df: DataFrame, keys: list[str]) -> DataFrame:
     return ranked.withColumn("__rn", F.row_number().over(w)).where("__rn = 1").drop("__rn", order)
 
 
-def _merge_frame(spark: SparkSession, staged: StagedWrite, old_schema, incoming: DataFrame,
-                 keys: list[str], target_schema) -> DataFrame:
+def _merge_frame(
+    spark: SparkSession,
+    staged: StagedWrite,
+    old_schema,
+    incoming: DataFrame,
+    keys: list[str],
+    target_schema,
+) -> DataFrame:
     """Rows to write for a merge; records in staged.removed the files they replace."""
     missing = [k for k in keys if k not in incoming.columns]
     if not keys or missing:
-        raise ValueError(f"merge into {staged.ref.identifier} needs keys present in the frame "
-                         f"(keys={keys}, missing={missing})")
+        raise ValueError(
+            f"merge into {staged.ref.identifier} needs keys present in the frame "
+            f"(keys={keys}, missing={missing})"
+        )
     incoming = _dedupe_last(incoming, keys)
-    current = {file_key(f.file_path): f for f in data_files(staged.txn._table)} \
-        if not staged.created else {}
+    current = (
+        {file_key(f.file_path): f for f in data_files(staged.txn._table)}
+        if not staged.created
+        else {}
+    )
     if not current:
         return incoming
     read_schema = iceberg_to_spark_schema(old_schema)
     existing = read_files(spark, [f.file_path for f in current.values()], read_schema)
-    hits = (existing.select(*keys, F.col("_metadata.file_path").alias("__file"))
-            .join(incoming.select(*keys), keys, "left_semi").select("__file").distinct())
+    hits = (
+        existing.select(*keys, F.col("_metadata.file_path").alias("__file"))
+        .join(incoming.select(*keys), keys, "left_semi")
+        .select("__file")
+        .distinct()
+    )
     touched = [current[file_key(r["__file"])] for r in hits.collect()]
     staged.removed = touched
     if not touched:
@@ -231,9 +256,15 @@ def _merge_frame(spark: SparkSession, staged: StagedWrite, old_schema, incoming:
     return kept.unionByName(incoming)
 
 
-def stage_write(spark: SparkSession, catalog: Catalog, ref: TableRef, df: DataFrame,
-                target: TableTarget, run_id: str,
-                properties: dict[str, str] | None = None) -> StagedWrite:
+def stage_write(
+    spark: SparkSession,
+    catalog: Catalog,
+    ref: TableRef,
+    df: DataFrame,
+    target: TableTarget,
+    run_id: str,
+    properties: dict[str, str] | None = None,
+) -> StagedWrite:
     """Write the Parquet files of `df` for `ref` (nothing visible to readers until commit).
 
     `properties` are extra snapshot summary properties the commit records."""
@@ -245,9 +276,16 @@ def stage_write(spark: SparkSession, catalog: Catalog, ref: TableRef, df: DataFr
     new_schema = txn.table_metadata.schema()
     snapshot = None if created else txn.table_metadata.current_snapshot()
     folder = f"{txn.table_metadata.location}/data/{uuid.uuid4()}"
-    staged = StagedWrite(ref, target.mode, folder, txn, created,
-                         snapshot.snapshot_id if snapshot else None, run_id,
-                         properties=dict(properties or {}))
+    staged = StagedWrite(
+        ref,
+        target.mode,
+        folder,
+        txn,
+        created,
+        snapshot.snapshot_id if snapshot else None,
+        run_id,
+        properties=dict(properties or {}),
+    )
     out = align(df, new_schema, ref.identifier)
     try:
         if target.mode == "merge":
@@ -259,12 +297,14 @@ def stage_write(spark: SparkSession, catalog: Catalog, ref: TableRef, df: DataFr
             writer = out.withColumn(PART_COL, F.xxhash64(*[F.col(c) for c in parts]))
             writer = writer.repartition(F.col(PART_COL))
         w = writer.write.mode("error").option(
-            "mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
+            "mapreduce.fileoutputcommitter.marksuccessfuljobs", "false"
+        )
         (w.partitionBy(PART_COL) if parts else w).parquet(spark_path(folder))
         io = txn._table.io
         with ThreadPoolExecutor(max_workers=8) as pool:
-            files = list(pool.map(lambda u: _data_file(io, txn.table_metadata, u),
-                                  _written_files(folder)))
+            files = list(
+                pool.map(lambda u: _data_file(io, txn.table_metadata, u), _written_files(folder))
+            )
         for f in files:
             if f.record_count == 0:
                 io.delete(f.file_path)
@@ -295,8 +335,9 @@ def produce_snapshot(staged: StagedWrite, branch: str) -> int:
     return snap.snapshot_id
 
 
-def commit_result(staged: StagedWrite, table, snapshot_id: int | None,
-                  started: float) -> CommitResult:
+def commit_result(
+    staged: StagedWrite, table, snapshot_id: int | None, started: float
+) -> CommitResult:
     """The CommitResult of `staged` committed as `snapshot_id` into `table` (reloaded)."""
     return CommitResult(
         identifier=staged.ref.identifier,
@@ -304,8 +345,10 @@ def commit_result(staged: StagedWrite, table, snapshot_id: int | None,
         previous_snapshot_id=staged.previous_snapshot_id,
         operation="overwrite" if staged.removed else "append",
         rows=sum(f.record_count for f in staged.added),
-        files_added=len(staged.added), files_removed=len(staged.removed),
-        schema=schema_summary(table.schema()), location=table.location(),
+        files_added=len(staged.added),
+        files_removed=len(staged.removed),
+        schema=schema_summary(table.schema()),
+        location=table.location(),
         commit_seconds=time.monotonic() - started,
     )
 
@@ -335,9 +378,15 @@ def rollback(catalog: Catalog, ref: TableRef, snapshot_id: int | None) -> None:
     load_table(catalog, ref).manage_snapshots().set_current_snapshot(snapshot_id).commit()
 
 
-def write_table(spark: SparkSession, catalog: Catalog, ref: TableRef, df: DataFrame,
-                target: TableTarget, run_id: str,
-                properties: dict[str, str] | None = None) -> CommitResult:
+def write_table(
+    spark: SparkSession,
+    catalog: Catalog,
+    ref: TableRef,
+    df: DataFrame,
+    target: TableTarget,
+    run_id: str,
+    properties: dict[str, str] | None = None,
+) -> CommitResult:
     """stage_write + commit; the staged files are deleted when the commit fails."""
     staged = stage_write(spark, catalog, ref, df, target, run_id, properties)
     try:
@@ -345,5 +394,3 @@ def write_table(spark: SparkSession, catalog: Catalog, ref: TableRef, df: DataFr
     except BaseException:
         abort(staged)
         raise
-
-
