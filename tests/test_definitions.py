@@ -131,4 +131,5 @@ def test_invalid_definitions_fail_validate_with_file_and_line(tmp_path):
     proc = _validate(tmp_path / "pipes", tmp_path)
     assert proc.returncode != 0
     text = proc.stdout + proc.stderr
-    assert "orders.xml:3" in text and "upsert" in text
+    assert "orders.xml:3" in text
+    assert "upsert" in text

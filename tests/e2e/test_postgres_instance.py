@@ -242,14 +242,16 @@ def test_runs_events_and_instigator_state_persist_across_a_daemon_restart(
 
         instance = _instance(dagster_home)
         runs = _succeeded(instance)
-        assert len(runs) == 2 and first.run_id in {r.run_id for r in runs}
+        assert len(runs) == 2
+        assert first.run_id in {r.run_id for r in runs}
         state = _state(instance)
         sensor = state[SENSOR]
         assert sensor.instigator_data.cursor  # the planner's cursor (idle again: no batch open)
         assert sensor.instigator_data.last_run_key not in (None, last_run_key)
         assert len(instance.get_ticks(sensor.instigator_origin_id, sensor.selector_id)) > ticks
         after = _evaluation_ids(instance)
-        assert set(evaluated) < set(after) and min(set(after) - set(evaluated)) > max(evaluated)
+        assert set(evaluated) < set(after)
+        assert min(set(after) - set(evaluated)) > max(evaluated)
         assert state[STOPPED].status == InstigatorStatus.STOPPED
         assert len(_ticks(instance, STOPPED)) == stopped_ticks
         assert _row_count(catalog_uri, warehouse) == 3

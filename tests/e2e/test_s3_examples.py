@@ -98,7 +98,8 @@ def test_github_users_deduplicated_per_actor(s3_demo):
     assert {u["user_id"]: u["login"] for u in users} == {k: v[1] for k, v in latest.items()}
     ledger = s3_demo["catalog"].load_table("github_raw.events_raw__files").scan().to_arrow()
     paths = ledger.column("path").to_pylist()
-    assert paths and all(p.startswith("s3://datahub-e2e/data/github/landing/") for p in paths)
+    assert paths
+    assert all(p.startswith("s3://datahub-e2e/data/github/landing/") for p in paths)
 
 
 def test_exports_on_s3_match_their_tables(s3_demo):
@@ -108,11 +109,13 @@ def test_exports_on_s3_match_their_tables(s3_demo):
     for key in _keys(client, bucket, "data/ecommerce/service/"):
         if key.endswith(".csv"):
             exported += list(csv.DictReader(io.StringIO(_text(client, bucket, key))))
-    assert gold and len(exported) == len(gold)
+    assert gold
+    assert len(exported) == len(gold)
     assert {r["customer_id"] for r in exported} == {str(r["customer_id"]) for r in gold}
     by_country = catalog.load_table("customer_gold.customer_by_country").scan().to_arrow()
     rows = []
     for key in _keys(client, bucket, "data/customer/service/"):
         if key.endswith(".csv.gz"):
             rows += list(csv.DictReader(io.StringIO(_text(client, bucket, key))))
-    assert rows and len(rows) == by_country.num_rows
+    assert rows
+    assert len(rows) == by_country.num_rows

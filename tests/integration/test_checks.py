@@ -97,7 +97,8 @@ def test_row_checks_exact_counts(spark, df, ctx):
     assert [o.failing_rows for o in outcomes[::2]] == [2, 2, 1, 2, 2]
     assert outcomes[2].description == "2 of 8 rows have amount outside [0, 100]"
     assert outcomes[3].description == "0 of 8 rows have amount outside [-10, +inf)"
-    assert outcomes[8].name == "total_ok" and outcomes[8].kind == "expression"
+    assert outcomes[8].name == "total_ok"
+    assert outcomes[8].kind == "expression"
 
 
 def test_samples_hold_failing_rows_as_given(spark, df, ctx):
@@ -123,9 +124,11 @@ def test_unique_over_two_columns(spark, df, ctx):
         chk(kind="unique", columns="id"),
     )
     assert (bad.failing_rows, bad.metadata["duplicate_keys"]) == (dup_rows, dup_keys) == (4, 2)
-    assert not bad.passed and len(bad.sample) == 4
+    assert not bad.passed
+    assert len(bad.sample) == 4
     assert {(s["id"], s["line"]) for s in bad.sample} == {(2, 1), (4, 1)}
-    assert good.passed and good.failing_rows == 0
+    assert good.passed
+    assert good.failing_rows == 0
     ids = [r["id"] for r in DICTS if r["id"] is not None]
     assert single.failing_rows == sum(1 for i in ids if ids.count(i) > 1) == 6
 
@@ -152,9 +155,11 @@ def test_freshness_with_fixed_now(spark, df, ctx):
         chk(kind="freshness", column="updated_at", maxAge="PT1M"),
     )
     newest = max(r["updated_at"] for r in DICTS if r["updated_at"])
-    assert fresh.passed and fresh.metadata["max_age_s"] == (NOW - newest).total_seconds() == 300
+    assert fresh.passed
+    assert fresh.metadata["max_age_s"] == (NOW - newest).total_seconds() == 300
     assert fresh.metadata["limit_s"] == 21600
-    assert not stale.passed and stale.failing_rows == 8
+    assert not stale.passed
+    assert stale.failing_rows == 8
     assert stale.sample[0]["updated_at"] == str(newest)
     assert stale.description == "newest updated_at is 5m old (limit PT1M)"
 
@@ -163,8 +168,10 @@ def test_invalid_checks_fail_with_a_reason(spark, df, ctx):
     missing, bad_expr = run(
         spark, df, ctx, chk(kind="notNull", columns="nope"), chk(kind="expression", expr="qty + 1")
     )
-    assert not missing.passed and "nope" in missing.description
-    assert not bad_expr.passed and "not boolean" in bad_expr.description
+    assert not missing.passed
+    assert "nope" in missing.description
+    assert not bad_expr.passed
+    assert "not boolean" in bad_expr.description
 
 
 def test_referential_against_iceberg_table(spark, df, ctx, settings):
@@ -204,7 +211,9 @@ def test_referential_against_iceberg_table(spark, df, ctx, settings):
         read_table=lambda r: read_table(spark, catalog, r),
         referenced={"ok": ref},
     )
-    assert o.passed and o.failing_rows == 0 and o.sample == []
+    assert o.passed
+    assert o.failing_rows == 0
+    assert o.sample == []
 
 
 def _avsc(tmp_path, fields):
@@ -223,7 +232,9 @@ def test_schema_check(spark, df, ctx, tmp_path):
         ],
     )
     (o,) = run(spark, df, ctx, chk(kind="schema", schemaRef=ok))
-    assert o.passed and o.failing_rows == 0 and "extra_columns" in o.metadata
+    assert o.passed
+    assert o.failing_rows == 0
+    assert "extra_columns" in o.metadata
     nn = _avsc(tmp_path, [{"name": "id", "type": "long"}, {"name": "email", "type": "string"}])
     (o,) = run(spark, df, ctx, chk(kind="schema", schemaRef=nn))
     expected = count(lambda r: r["id"] is None or r["email"] is None)

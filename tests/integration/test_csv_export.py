@@ -37,12 +37,15 @@ def test_overwrite_gzip_with_date_expansion(spark, tmp_path):
     target = CsvTarget(path="exports/%Y/%m/%d/customers", compression="gzip", delimiter=";")
     result = write_csv(spark, _frame(spark), target, str(tmp_path / target.path), RUN)
     assert result.path == str(tmp_path / "exports/2024/03/01/customers")
-    assert result.rows == 3 and result.files and all(f.endswith(".csv.gz") for f in result.files)
+    assert result.rows == 3
+    assert result.files
+    assert all(f.endswith(".csv.gz") for f in result.files)
     assert _lines(result.files) == ["id;name;region", "1;a;EU", "2;b;US", "3;c;EU"]
     assert sorted(os.listdir(result.path)) == sorted(os.path.basename(f) for f in result.files)
     # overwrite replaces the folder; no temporary or old sibling is left behind
     again = write_csv(spark, _frame(spark).limit(1), target, str(tmp_path / target.path), RUN)
-    assert again.rows == 1 and _lines(again.files)[1:] == ["1;a;EU"]
+    assert again.rows == 1
+    assert _lines(again.files)[1:] == ["1;a;EU"]
     assert os.listdir(tmp_path / "exports/2024/03/01") == ["customers"]
 
 
@@ -54,11 +57,13 @@ def test_append_error_ignore_modes(spark, tmp_path):
     )
     files = [os.path.join(path, f) for f in os.listdir(path)]
     assert sorted(_lines(files)) == ["1,a,EU", "1,a,EU", "2,b,US", "3,c,EU"]
-    assert result.rows == 1 and len(result.files) == 1
+    assert result.rows == 1
+    assert len(result.files) == 1
     with pytest.raises(FileExistsError, match="already exists"):
         write_csv(spark, _frame(spark), CsvTarget(path="out", mode="error"), path, RUN)
     skipped = write_csv(spark, _frame(spark), CsvTarget(path="out", mode="ignore"), path, RUN)
-    assert skipped.skipped and len(os.listdir(path)) == 2
+    assert skipped.skipped
+    assert len(os.listdir(path)) == 2
 
 
 def test_partition_by_and_bzip2(spark, tmp_path):

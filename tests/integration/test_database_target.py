@@ -170,12 +170,17 @@ def _staging_left(db: Db) -> list[str]:
 
 def test_append_creates_the_table_then_appends(spark, db):
     out = _write(spark, db, [(1, "a", 1.5), (2, "b", 2.5)], "append")
-    assert out.kind == "database" and out.rows == 2
-    assert out.extra["created"] is True and out.extra["rows_in_table"] == 2
+    assert out.kind == "database"
+    assert out.rows == 2
+    assert out.extra["created"] is True
+    assert out.extra["rows_in_table"] == 2
     out = _write(spark, db, [(3, "c", 3.5)], "append")
-    assert out.rows == 1 and out.extra["rows_in_table"] == 3 and out.extra["created"] is False
+    assert out.rows == 1
+    assert out.extra["rows_in_table"] == 3
+    assert out.extra["created"] is False
     assert db.rows("orders") == [(1, "a", 1.5), (2, "b", 2.5), (3, "c", 3.5)]
-    assert out.extra["mode"] == "append" and out.extra["database"] == db.name
+    assert out.extra["mode"] == "append"
+    assert out.extra["database"] == db.name
     assert out.extra["dialect"] == ("postgresql" if db.pg else "mariadb")
     assert _staging_left(db) == []
 
@@ -194,7 +199,8 @@ def test_overwrite_replaces_the_table_and_is_idempotent(spark, db):
     rows = [(1, "a", 1.5), (2, "b", None)]
     for _ in range(2):
         out = _write(spark, db, rows, "overwrite")
-        assert out.rows == 2 and out.extra["rows_in_table"] == 2
+        assert out.rows == 2
+        assert out.extra["rows_in_table"] == 2
         assert db.columns("orders") == ["id", "name", "amount"]  # the schema follows the data
         assert db.rows("orders") == [(1, "a", 1.5), (2, "b", None)]
         assert _staging_left(db) == []
@@ -204,7 +210,8 @@ def test_truncate_insert_keeps_the_definition_and_is_idempotent(spark, db):
     _orders_table(db)
     for _ in range(2):
         out = _write(spark, db, [(7, "seven", 7.25), (8, "eight", 8.0)], "truncateInsert")
-        assert out.rows == 2 and out.extra["rows_in_table"] == 2
+        assert out.rows == 2
+        assert out.extra["rows_in_table"] == 2
         got = db.rows("orders")
         assert [(r[0], r[1], float(r[2]), r[3]) for r in got] == [
             (7, "seven", 7.25, "kept"),
@@ -221,14 +228,16 @@ def test_truncate_insert_keeps_the_definition_and_is_idempotent(spark, db):
             f"WHERE table_schema = '{db.name}' AND table_name = 'orders'"
         )
     names = {r[0] for r in idx}
-    assert "orders_name_idx" in names and len(names) == 2
+    assert "orders_name_idx" in names
+    assert len(names) == 2
 
 
 def test_merge_upserts_on_keys_and_is_idempotent(spark, db):
     _orders_table(db)
     for _ in range(2):
         out = _write(spark, db, [(2, "TWO", 20.0), (3, "three", 3.0)], "merge", keys=("id",))
-        assert out.rows == 2 and out.extra["rows_in_table"] == 3
+        assert out.rows == 2
+        assert out.extra["rows_in_table"] == 3
         got = [(r[0], r[1], float(r[2]), r[3]) for r in db.rows("orders")]
         assert got == [(1, "one", 1.0, "kept"), (2, "TWO", 20.0, "kept"), (3, "three", 3.0, "kept")]
         assert _staging_left(db) == []
@@ -254,7 +263,8 @@ def test_merge_creates_a_missing_table_with_a_primary_key(spark, db):
         table="totals",
         keys=("code", "region"),
     )
-    assert out.extra["created"] is False and out.extra["rows_in_table"] == 3
+    assert out.extra["created"] is False
+    assert out.extra["rows_in_table"] == 3
     assert db.rows("totals", order="code, region") == [
         ("a", "eu", 10.0),
         ("a", "us", 5.0),
@@ -278,7 +288,8 @@ def test_merge_creates_a_missing_table_with_a_primary_key(spark, db):
 def test_write_batch_size_is_honoured(spark, db):
     rows = [(i, f"n{i}", float(i)) for i in range(25)]
     out = _write(spark, db, rows, "append", batch=7)
-    assert out.rows == 25 and len(db.rows("orders")) == 25
+    assert out.rows == 25
+    assert len(db.rows("orders")) == 25
 
 
 # ----------------------------------------------------------------------------- failures
@@ -347,7 +358,8 @@ def test_duplicate_keys_in_the_data_fail_the_merge(spark, db):
     before = db.rows("orders")
     with pytest.raises(DatabaseTargetError, match="occur more than once") as err:
         _write(spark, db, [(2, "a", 1.0), (2, "b", 2.0), (3, "c", 3.0)], "merge", keys=("id",))
-    assert "id=2 (2 rows)" in str(err.value) and "<deduplicate" in str(err.value)
+    assert "id=2 (2 rows)" in str(err.value)
+    assert "<deduplicate" in str(err.value)
     _unchanged(db, before)
 
 
@@ -423,7 +435,8 @@ def test_a_run_exports_and_a_failing_export_rolls_the_iceberg_table_back(spark, 
     ctx = ExecContext(spark=spark, settings=settings, app="shop", run_id="run1")
     outcomes = run_pipeline(spec, ctx, catalog)
     by_kind = {o.kind: o for o in outcomes}
-    assert by_kind["database"].rows == 3 and by_kind["database"].ref.table == "orders_report"
+    assert by_kind["database"].rows == 3
+    assert by_kind["database"].ref.table == "orders_report"
     assert by_kind["database"].extra["rows_in_table"] == 3
     assert APP_USER_PASSWORD not in repr(outcomes)
     assert db.rows("report", order="order_id") == [(1, 5.0), (2, 7.5), (3, 1.0)]
@@ -481,7 +494,8 @@ def test_a_dagster_run_shows_no_credentials(spark, settings, db):
         assert not bad.success
         for run in (good, bad):
             text = "".join(serialize_value(e) for e in instance.all_logs(run.run_id))
-            assert APP_USER_PASSWORD not in text and "s3cr3t-P@ss" not in text
+            assert APP_USER_PASSWORD not in text
+            assert "s3cr3t-P@ss" not in text
         assert "amount_small" in text  # the failure is reported, only without the secret
     assert db.rows("report", order="order_id") == [(1, 5.0)]
 

@@ -107,7 +107,8 @@ def test_connection_reset_is_retried_and_the_run_succeeds(
     assert len(retried) == 1, [e.message for e in result.all_events if e.message][-5:]
     # classified as a database connection failure (the only class patched to wait 0 s)
     failure = retried[0].event_specific_data.error.to_string()
-    assert "SQLSTATE 08001" in failure and "a transient failure, retried" in failure
+    assert "SQLSTATE 08001" in failure
+    assert "a transient failure, retried" in failure
     assert result.success
     rows = load_catalog(settings).load_table("crm_raw.t").scan().to_arrow().to_pylist()
     assert sorted(r["id"] for r in rows) == [1, 2]

@@ -29,11 +29,15 @@ def test_no_drift_and_new_table():
     same = detect_drift(
         schema(TABLE_DDL), schema("id bigint not null, qty int, name string, price decimal(10,2)")
     )
-    assert same == Drift() and not same.changed and same.description() == "no schema change"
+    assert same == Drift()
+    assert not same.changed
+    assert same.description() == "no schema change"
     # short is stored as int by Iceberg: no drift
     assert not detect_drift(schema("a int"), schema("a smallint")).changed
     new = detect_drift(None, schema(TABLE_DDL))
-    assert new.new_table and not new.changed and new.check_passed("fail")
+    assert new.new_table
+    assert not new.changed
+    assert new.check_passed("fail")
 
 
 def test_detects_added_removed_and_retyped():
@@ -49,7 +53,8 @@ def test_detects_added_removed_and_retyped():
     )
     assert [c for c, *_ in drift.narrowing] == ["id", "name"]
     removed = detect_drift(schema(TABLE_DDL), schema("id bigint, qty int"))
-    assert removed.removed == ("name", "price") and removed.added == ()
+    assert removed.removed == ("name", "price")
+    assert removed.added == ()
     assert removed.description() == "removed column name; removed column price"
 
 
@@ -75,7 +80,8 @@ def test_nested_and_metadata():
 
 def test_check_passed():
     added = detect_drift(schema(TABLE_DDL), schema(TABLE_DDL + ", x int"))
-    assert added.check_passed("evolve") and not added.check_passed("freeze")
+    assert added.check_passed("evolve")
+    assert not added.check_passed("freeze")
     assert not added.check_passed("fail")
     widened = detect_drift(
         schema(TABLE_DDL), schema("id bigint, qty bigint, name string, price decimal(10,2)")
@@ -93,7 +99,8 @@ def frame(spark):
 def test_evolve(frame):
     table = schema("id bigint, qty int, gone string")
     drift = detect_drift(table, frame.schema)
-    assert drift.removed == ("gone",) and drift.added == ("extra",)
+    assert drift.removed == ("gone",)
+    assert drift.added == ("extra",)
     with pytest.raises(SchemaDriftError) as info:  # id bigint -> int narrows
         apply_schema_policy(frame, drift, "evolve", table, "sales_raw.orders")
     msg = str(info.value)

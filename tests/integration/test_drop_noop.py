@@ -29,11 +29,13 @@ def test_a_manual_run_with_nothing_new_recomputes_downstream(project):  # noqa: 
     job = defs.resolve_implicit_global_asset_job_def()
     _drop(landing, "a.csv", "id,amount\n1,10\n")
     first = job.execute_in_process(instance=instance, asset_selection=[RAW_KEY, BRONZE_KEY])
-    assert first.success and _keys(first) == {RAW_KEY, BRONZE_KEY}
+    assert first.success
+    assert _keys(first) == {RAW_KEY, BRONZE_KEY}
 
     again = job.execute_in_process(instance=instance, asset_selection=[RAW_KEY, BRONZE_KEY])
 
-    assert again.success and _keys(again) == {RAW_KEY, BRONZE_KEY}
+    assert again.success
+    assert _keys(again) == {RAW_KEY, BRONZE_KEY}
     raw = next(
         e
         for e in again.all_events
@@ -52,4 +54,5 @@ def test_a_sensor_run_with_nothing_new_materialises_nothing(project):  # noqa: F
     result = job.execute_in_process(
         instance=instance, run_config=config, asset_selection=[RAW_KEY, BRONZE_KEY]
     )
-    assert result.success and _keys(result) == set()
+    assert result.success
+    assert _keys(result) == set()

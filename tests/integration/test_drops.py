@@ -106,7 +106,8 @@ def test_a_batch_is_validated_ingested_with_lineage_and_moved(spark, settings):
         ("2", str(a), "run-1"),
         ("3", str(b), "run-1"),
     ]
-    assert outcome.rows == 3 and outcome.extra["files_ingested"] == 2
+    assert outcome.rows == 3
+    assert outcome.extra["files_ingested"] == 2
     assert outcome.extra["files_rejected"] == 3
     day = settings.data_dir / "shop" / "processed" / "2026-11-22" / "orders"
     assert sorted(p.name for p in day.iterdir()) == ["a.csv", "b.csv"]
@@ -118,7 +119,8 @@ def test_a_batch_is_validated_ingested_with_lineage_and_moved(spark, settings):
         "big.csv.reason.json": "too_large",
     }
     assert reasons["c.csv.reason.json"]["run_id"] == "run-1"
-    assert (rejected / "c.csv").exists() and (rejected / "c.csv.sha256").exists()
+    assert (rejected / "c.csv").exists()
+    assert (rejected / "c.csv.sha256").exists()
     assert not any(p.exists() for p in (a, b, empty, bad_sum, big))
     assert young.exists()  # still being written: left for a later run
     assert _ledger(catalog) == sorted(
@@ -147,7 +149,8 @@ def test_only_the_requested_files_are_taken(spark, settings):
         files={"orders": [str(a), str(outside), str(landing / "gone.csv")]},
     )
     assert [r[0] for r in _rows(spark, catalog)] == ["1"]
-    assert b.exists() and outside.exists()
+    assert b.exists()
+    assert outside.exists()
 
 
 def test_a_crash_between_commit_and_move_neither_loses_nor_duplicates(spark, settings):
@@ -204,7 +207,8 @@ def test_a_failed_commit_leaves_files_for_the_retry(spark, settings, monkeypatch
     monkeypatch.setattr(publish, "commit_tables", fail)
     with pytest.raises(PipelineRunError, match="catalog unreachable"):
         run_pipeline(spec, _ctx(spark, settings, "first"), catalog)
-    assert a.exists() and _rows(spark, catalog) == []
+    assert a.exists()
+    assert _rows(spark, catalog) == []
     monkeypatch.setattr(publish, "commit_tables", real)
     run_pipeline(spec, _ctx(spark, settings, "retry"), catalog)
     assert _rows(spark, catalog) == [("1", str(a), "retry")]
@@ -308,7 +312,8 @@ def test_declared_schema_reads_reordered_columns_by_name(spark, settings):
             settings.data_dir / "shop" / "rejected" / "2026-11-22" / "orders" / "c.csv.reason.json"
         ).read_text()
     )
-    assert reason["rule"] == "schema" and "amount" in reason["message"]
+    assert reason["rule"] == "schema"
+    assert "amount" in reason["message"]
     assert not missing.exists()
 
 
@@ -335,10 +340,12 @@ def test_a_batch_failing_a_blocking_check_is_rejected_with_the_check(spark, sett
     catalog = load_catalog(settings)
     with pytest.raises(PipelineRunError, match="rowCount"):
         run_pipeline(spec, _ctx(spark, settings), catalog)
-    assert not header_only.exists() and _rows(spark, catalog) == []
+    assert not header_only.exists()
+    assert _rows(spark, catalog) == []
     rejected = settings.data_dir / "shop" / "rejected" / "2026-11-22" / "orders"
     reason = json.loads((rejected / "a.csv.reason.json").read_text())
-    assert reason["rule"] == "checks" and "rowCount" in reason["message"]
+    assert reason["rule"] == "checks"
+    assert "rowCount" in reason["message"]
     assert _ledger(catalog) == [(str(header_only), "rejected")]
 
 
@@ -368,7 +375,8 @@ def test_s3_drops_are_ingested_and_moved_on_a_real_s3_endpoint(spark, settings, 
             "Body"
         ].read()
     )
-    assert reason["rule"] == "empty" and reason["run_id"] == "s3-run"
+    assert reason["rule"] == "empty"
+    assert reason["run_id"] == "s3-run"
     assert _ledger(catalog) == [
         (a, "ingested"),
         (s3_client.uri("landing/orders/b.csv"), "rejected"),

@@ -313,8 +313,10 @@ def test_server_killed_on_every_attempt_fails_the_step_and_keeps_the_table(env):
     r = kill_during(env, "write", delay=1.5, every_attempt=True)
     assert r["retries"] == 1 and not r["success"], [e["type"] for e in r["events"]]
     final = [e for e in r["events"] if e["type"] == "STEP_FAILURE"][-1]
-    assert "SparkServerDied" in final["message"] and r["server_log"] in final["message"]
-    assert r["current"] == r["before"][0] and r["rows"] == r["before"][1]  # as it was
+    assert "SparkServerDied" in final["message"]
+    assert r["server_log"] in final["message"]
+    assert r["current"] == r["before"][0]
+    assert r["rows"] == r["before"][1]
     assert r["to_failure_s"] <= BUDGET_S
 
 
@@ -366,4 +368,5 @@ def test_sigterm_during_a_write_ends_the_run_within_10s_and_stops_spark(env):
     assert r["returncode"] != 0
     assert "RUN_FAILURE" in r["output"] or "interrupted" in r["output"].lower(), r["output"][-3000:]
     assert r["unchanged"]
-    assert r["interrupted_on_server"] and r["server_alive"]
+    assert r["interrupted_on_server"]
+    assert r["server_alive"]

@@ -48,7 +48,8 @@ def test_append_twice_makes_two_snapshots(spark, catalog):
     df = spark.createDataFrame([(1, "a"), (2, "b")], "id int, name string")
     first = write_table(spark, catalog, REF, df, TableTarget(table="orders"), "r1")
     second = write_table(spark, catalog, REF, df, TableTarget(table="orders"), "r2")
-    assert first.rows == 2 and second.rows == 2
+    assert first.rows == 2
+    assert second.rows == 2
     assert first.previous_snapshot_id is None
     assert second.previous_snapshot_id == first.snapshot_id
     assert second.schema == [("id", "int", True), ("name", "string", True)]
@@ -70,7 +71,8 @@ def test_overwrite_replaces_everything(spark, catalog):
     result = write_table(
         spark, catalog, REF, spark.createDataFrame([(3, "c")], schema), target, "r2"
     )
-    assert result.files_removed >= 1 and result.rows == 1
+    assert result.files_removed >= 1
+    assert result.rows == 1
     assert _rows(spark, catalog) == [(3, "c")]
 
 
@@ -86,9 +88,11 @@ def test_overwrite_with_partition_by_replaces_only_present_partitions(spark, cat
     before = {f.file.partition[0]: f.file.file_path for f in table.scan().plan_files()}
     second = spark.createDataFrame([(10, "EU"), (11, long_region)], "id int, region string")
     result = write_table(spark, catalog, REF, second, target, "r2")
-    assert result.files_removed >= 2 and result.files_added == 2
+    assert result.files_removed >= 2
+    assert result.files_added == 2
     kept = {f.file.file_path for f in catalog.load_table(REF.identifier).scan().plan_files()}
-    assert before["US"] in kept and before[None] in kept
+    assert before["US"] in kept
+    assert before[None] in kept
     assert _rows(spark, catalog) == [(3, "US"), (5, None), (10, "EU"), (11, long_region)]
     table = catalog.load_table(REF.identifier)
     partitions = {f.partition[0] for f in (t.file for t in table.scan().plan_files())}
@@ -128,7 +132,8 @@ def test_merge_upserts_and_leaves_untouched_files(spark, catalog):
     assert len(untouched) == 1  # the file holding ids 1, 2 was not rewritten
     summary = catalog.load_table(REF.identifier).current_snapshot().summary
     assert summary["deleted-data-files"] == "1"
-    assert summary["deleted-records"] == "2" and summary["added-records"] == "3"
+    assert summary["deleted-records"] == "2"
+    assert summary["added-records"] == "3"
 
 
 def test_schema_evolution_adds_column_old_rows_null(spark, catalog):
@@ -250,18 +255,26 @@ def test_types_survive_round_trip(spark, catalog):
     )
     result = write_table(spark, catalog, REF, df, TableTarget(table="orders"), "r1")
     types = {name: t for name, t, _ in result.schema}
-    assert types["ts"] == "timestamptz" and types["ntz"] == "timestamp"
-    assert types["amount"] == "decimal(10, 2)" and types["big"] == "decimal(38, 18)"
+    assert types["ts"] == "timestamptz"
+    assert types["ntz"] == "timestamp"
+    assert types["amount"] == "decimal(10, 2)"
+    assert types["big"] == "decimal(38, 18)"
     row = read_table(spark, catalog, REF).collect()[0]
     assert row.ts.replace(tzinfo=UTC) == ts or row.ts.astimezone(UTC) == ts
-    assert row.ntz == ntz and row.d == date(1999, 12, 31)
-    assert row.amount == Decimal("12345678.90") and row.big == Decimal("1.000000000000000001")
-    assert bytes(row.raw) == b"\x00\xff" and row.flag is True
-    assert row.m == {"k": 1} and row.xs == [1, 2] and (row.s.a, row.s.b) == ("x", 2)
+    assert row.ntz == ntz
+    assert row.d == date(1999, 12, 31)
+    assert row.amount == Decimal("12345678.90")
+    assert row.big == Decimal("1.000000000000000001")
+    assert bytes(row.raw) == b"\x00\xff"
+    assert row.flag is True
+    assert row.m == {"k": 1}
+    assert row.xs == [1, 2]
+    assert (row.s.a, row.s.b) == ("x", 2)
     # pyiceberg reads Spark's files too (name mapping, micros timestamps)
     scan = catalog.load_table(REF.identifier).scan(selected_fields=("ts", "amount"))
     arrow = scan.to_arrow().to_pylist()[0]
-    assert arrow["ts"] == ts and arrow["amount"] == Decimal("12345678.90")
+    assert arrow["ts"] == ts
+    assert arrow["amount"] == Decimal("12345678.90")
 
 
 def test_empty_and_missing_tables(spark, catalog):
@@ -270,4 +283,5 @@ def test_empty_and_missing_tables(spark, catalog):
     empty = spark.createDataFrame([], "id int, name string")
     write_table(spark, catalog, REF, empty, TableTarget(table="orders"), "r1")
     df = read_table(spark, catalog, REF)
-    assert df.columns == ["id", "name"] and df.count() == 0
+    assert df.columns == ["id", "name"]
+    assert df.count() == 0

@@ -90,7 +90,8 @@ def test_second_run_appends_only_newer_rows(spark, settings):
     spec = _setup(settings)
     _drop(settings, "a.csv", FIRST)
     outcomes = {o.ref.table: o for o in run_pipeline(spec, _ctx(spark, settings), catalog)}
-    assert outcomes["events"].rows == 3 and outcomes["events_copy"].rows == 3
+    assert outcomes["events"].rows == 3
+    assert outcomes["events_copy"].rows == 3
     assert outcomes["events"].extra["watermark.events"] == "2024-01-03T00:00:00.000000+00:00"
     assert _rows(catalog) == [(1, 2), (2, 4), (3, 6)]
     expected = {"type": "timestamp", "value": "2024-01-03T00:00:00.000000+00:00"}
@@ -161,7 +162,8 @@ def test_missing_column_is_a_clear_error(spark, settings):
         run_pipeline(_setup(settings, column="changed_at"), _ctx(spark, settings), catalog)
     message = str(info.value)
     assert "shop/bronze/events.xml:3" in message
-    assert "source 'events'" in message and "'changed_at' not found" in message
+    assert "source 'events'" in message
+    assert "'changed_at' not found" in message
     assert "available columns: id, qty, updated_at" in message
     assert not catalog.table_exists(("shop_bronze", "events"))
 

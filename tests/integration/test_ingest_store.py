@@ -310,7 +310,8 @@ def test_local_store_accepts_file_uris(tmp_path: Path) -> None:
 
 def test_stat_and_exists(tree: Drop) -> None:
     info = tree.store.stat(tree.base + "landing/c.json")
-    assert info is not None and info.path == tree.base + "landing/c.json"
+    assert info is not None
+    assert info.path == tree.base + "landing/c.json"
     assert info.size == len(TREE["landing/c.json"])
     assert tree.store.exists(tree.base + "landing/c.json")
     for missing in ["landing/nope.csv", "landing/sub", "landing/sub/", "nope/a.csv"]:

@@ -230,7 +230,8 @@ def test_commit_conflict_is_retried(spark, settings, monkeypatch):
         e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY
     ]
     assert len(retried) == 1
-    assert result.success and len(calls) == 2
+    assert result.success
+    assert len(calls) == 2
     assert _rows(settings, "shop_bronze.a") == 2  # overwrite: the retry's rows only
 
 

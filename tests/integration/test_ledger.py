@@ -104,7 +104,8 @@ def test_lookup_hits_misses_and_rejected(catalog):
     assert set(found) == {"fp00001"}
     entry = found["fp00001"]
     assert (entry.path, entry.size, entry.rows, entry.modified) == ("/in/f1.csv", 101, 1, T0)
-    assert entry.ingested_at is not None and entry.ingested_at.tzinfo is not None
+    assert entry.ingested_at is not None
+    assert entry.ingested_at.tzinfo is not None
     rejected = [
         e
         for e in read_ledger(catalog.load_table((REF.namespace, REF.table)))
@@ -252,7 +253,9 @@ def test_ledger_on_postgres_with_racing_creators(postgres_url, tmp_path):
         t.join(timeout=120)
     for c in catalogs[1:]:
         c.engine.dispose()
-    assert not errors and len(uuids) == writers and len(set(uuids)) == 1
+    assert not errors
+    assert len(uuids) == writers
+    assert len(set(uuids)) == 1
 
     catalog = catalogs[0]
     try:

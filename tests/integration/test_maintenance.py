@@ -62,9 +62,11 @@ def test_compaction_rewrites_small_files_in_one_replace_and_keeps_every_row(spar
     assert len(data_files(table)) == 12
     report = Report("t")
     table = compact(spark, catalog, table, TARGET, report)
-    assert len(data_files(table)) == 1 and report.files_compacted == 12
+    assert len(data_files(table)) == 1
+    assert report.files_compacted == 12
     snap = table.current_snapshot()
-    assert snap.summary.operation.value == "overwrite" and snap.parent_snapshot_id == before
+    assert snap.summary.operation.value == "overwrite"
+    assert snap.parent_snapshot_id == before
     assert snap.summary["datahub.maintenance"] == "compaction"
     assert _ids(spark, catalog) == list(range(120))
     assert _ids(spark, catalog, before) == list(range(120))  # an older reader still reads
@@ -83,7 +85,8 @@ def test_an_append_during_compaction_is_kept(spark, small_files):
         report,
         before_commit=lambda: _append(spark, catalog, 1000, run="drop"),
     )
-    assert report.compaction_retries == 1 and report.files_compacted == 12
+    assert report.compaction_retries == 1
+    assert report.files_compacted == 12
     assert _ids(spark, catalog) == list(range(120)) + list(range(1000, 1010))
     assert len(data_files(table)) == 2  # the compacted file and the appended one
 
@@ -123,7 +126,8 @@ def test_expiry_keeps_the_current_snapshot_and_branch_heads(spark, small_files):
     expired = expire_snapshots(table, timedelta(0))
     table = catalog.load_table(IDENT)
     left = {s.snapshot_id for s in table.metadata.snapshots}
-    assert expired == 10 and left == {snaps[3], snaps[-1]}
+    assert expired == 10
+    assert left == {snaps[3], snaps[-1]}
     assert _ids(spark, catalog) == list(range(120))
     assert len(_ids(spark, catalog, snaps[3])) == 40
 
@@ -141,8 +145,10 @@ def test_orphans_are_removed_after_the_window_and_referenced_files_never(spark, 
     old = time.time() - 4 * 86400
     os.utime(old_stray, (old, old))
     removed, size = remove_orphans(table, timedelta(days=3))
-    assert removed == 1 and size == 4
-    assert not os.path.exists(old_stray) and os.path.exists(young_stray)
+    assert removed == 1
+    assert size == 4
+    assert not os.path.exists(old_stray)
+    assert os.path.exists(young_stray)
     assert _ids(spark, catalog) == list(range(120))
 
 

@@ -149,7 +149,8 @@ def test_json_lines_broken_lines_are_quarantined_and_no_helper_column(spark, set
 
     df = read_table(spark, catalog, ORDERS)
     assert "_corrupt_record" not in df.columns
-    assert df.count() == 1998 and df.where("event_id is null").count() == 0
+    assert df.count() == 1998
+    assert df.where("event_id is null").count() == 0
     assert outcome.extra["malformed_rows"] == 2
     rows = _quarantine(spark, catalog)
     assert [(r[0], r[2]) for r in rows] == [
@@ -191,7 +192,8 @@ def test_fail_rejects_the_file_listing_its_first_bad_lines(spark, settings):
     assert "2 malformed record(s)" in reason["message"]
     assert "line 2: 5 fields, expected 3" in reason["message"]
     assert f"line {N}: 2 fields, expected 3" in reason["message"]
-    assert not bad.exists() and not ok.exists()
+    assert not bad.exists()
+    assert not ok.exists()
     assert _quarantine(spark, catalog) == []
     ledger = read_ledger(catalog.load_table(ledger_ref("shop", "orders_raw").identifier))
     assert sorted((e.path, e.status, e.rule) for e in ledger) == [
@@ -208,7 +210,8 @@ def test_drop_counts_and_keeps_nothing(spark, settings):
 
     (outcome,) = run_pipeline(spec, _ctx(spark, settings), catalog)
 
-    assert outcome.rows == good and outcome.extra["malformed_rows"] == 1
+    assert outcome.rows == good
+    assert outcome.extra["malformed_rows"] == 1
     assert "quarantine_table" not in outcome.extra
     assert _quarantine(spark, catalog) == []
 

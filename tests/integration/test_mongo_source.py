@@ -198,7 +198,8 @@ def test_quarantine_of_misfits_with_reasons_and_defaults(spark, settings, mongo)
     rows = {
         r["_id"]: r for r in catalog.load_table("shop_raw.orders").scan().to_arrow().to_pylist()
     }
-    assert rows[1]["status"] == "paid" and rows[2]["status"] == "new"
+    assert rows[1]["status"] == "paid"
+    assert rows[2]["status"] == "new"
     quarantined = {
         r["_id"]: r
         for r in catalog.load_table("shop_raw.orders__quarantine").scan().to_arrow().to_pylist()
@@ -257,14 +258,16 @@ def test_connection_from_app_yaml_and_infer_schema_command(spark, settings, mong
     )
     path, sampled, fields = infer_schema_file(settings, "shop.orders")
     assert path == settings.pipelines_dir / "shop" / "schemas" / "orders.json"
-    assert sampled == 20 and fields == 7
+    assert sampled == 20
+    assert fields == 7
     catalog = load_catalog(settings)
     (outcome,) = run_pipeline(spec, _ctx(spark, settings), catalog)  # pinned by the file
     assert outcome.rows == 20
     types = {
         f.name: str(f.field_type) for f in catalog.load_table("shop_raw.orders").schema().fields
     }
-    assert types["n"] == "long" and types["at"].startswith("timestamp")
+    assert types["n"] == "long"
+    assert types["at"].startswith("timestamp")
 
 
 def test_uri_with_password_never_in_errors(spark, settings, mongo_server, monkeypatch):
@@ -283,7 +286,8 @@ def test_uri_with_password_never_in_errors(spark, settings, mongo_server, monkey
         run_pipeline(spec, _ctx(spark, settings), load_catalog(settings))
     text = str(err.value) + repr(err.value.__cause__)
     assert "source 'orders'" in text
-    assert password not in text and "reader:" not in text
+    assert password not in text
+    assert "reader:" not in text
     # the same URI against a reachable server that refuses the login
     port = mongo_server.port
     monkeypatch.setenv(SECRET, f"mongodb://reader:{password}@127.0.0.1:{port}/")

@@ -161,7 +161,8 @@ def test_concurrent_multi_table_commits_stay_consistent(catalog, namespace, tmp_
         t.start()
     for t in threads:
         t.join(timeout=120)
-    assert len(outcomes) == writers and "ok" in outcomes
+    assert len(outcomes) == writers
+    assert "ok" in outcomes
     assert _rows(catalog, a) == _rows(catalog, b)
     assert len(_rows(catalog, a)) == outcomes.count("ok")
 

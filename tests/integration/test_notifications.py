@@ -149,19 +149,24 @@ def test_failed_run_notifies_email_and_webhook(spark, settings, sinks, monkeypat
 
     ((rcpts, mail),) = sinks["mail"]
     assert sorted(rcpts) == ["lead@example.com", "ops@example.com"]
-    assert "shop__nightly" in mail and "FAILURE" in mail and result.run_id in mail
+    assert "shop__nightly" in mail
+    assert "FAILURE" in mail
+    assert result.run_id in mail
     ((path, headers, payload),) = [p for p in sinks["posts"] if p[0] == "/hook"]
     assert headers["Authorization"] == "Bearer t0ken-secret"
-    assert payload["job"] == "shop__nightly" and payload["status"] == "FAILURE"
+    assert payload["job"] == "shop__nightly"
+    assert payload["status"] == "FAILURE"
     assert payload["run_id"] == result.run_id
-    assert payload["failed_pipelines"] == ["shop.bad"] and payload["skipped_pipelines"] == []
+    assert payload["failed_pipelines"] == ["shop.bad"]
+    assert payload["skipped_pipelines"] == []
     assert payload["error"]["pipeline"] == "shop.bad"
     assert "boom in bad" in payload["error"]["message"]
     assert payload["error"]["class"]
     assert payload["run_url"] == f"https://dagster.example.com/runs/{result.run_id}"
     assert payload["text"].startswith("Data Hub job shop__nightly: FAILURE")
     durations = {s["pipeline"]: s["duration_s"] for s in payload["steps"]}
-    assert durations["shop.good"] > 0 and durations["shop.bad"] > 0
+    assert durations["shop.good"] > 0
+    assert durations["shop.bad"] > 0
 
 
 def test_successful_run_notifies_success_and_completion_targets(
@@ -174,7 +179,8 @@ def test_successful_run_notifies_success_and_completion_targets(
     _sensor_tick(project, instance, result, [])
     assert [sorted(r) for r, _ in sinks["mail"]] == [["happy@example.com"]]
     (payload,) = [p[2] for p in sinks["posts"] if p[0] == "/hook"]
-    assert payload["status"] == "SUCCESS" and payload["failed_pipelines"] == []
+    assert payload["status"] == "SUCCESS"
+    assert payload["failed_pipelines"] == []
     assert [s["status"] for s in payload["steps"]] == ["succeeded", "succeeded"]
 
 

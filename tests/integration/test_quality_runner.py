@@ -40,9 +40,11 @@ def _run(spark, settings, rows: str):
 def test_warn_check_reports_but_publishes(spark, settings):
     (outcome,) = _run(spark, settings, GOOD)
     checks = {c.name: c for c in outcome.checks}
-    assert checks["notNull_email"].passed and checks["notNull_email"].failing_rows == 0
+    assert checks["notNull_email"].passed
+    assert checks["notNull_email"].failing_rows == 0
     assert not checks["range_age"].passed  # 130 is above 120
-    assert checks["range_age"].failing_rows == 1 and checks["range_age"].total_rows == 3
+    assert checks["range_age"].failing_rows == 1
+    assert checks["range_age"].total_rows == 3
     table = load_catalog(settings).load_table("shop_bronze.customers")
     assert table.current_snapshot().snapshot_id == outcome.snapshot_id
     assert table.scan().to_arrow().num_rows == 3
@@ -54,7 +56,8 @@ def test_failing_error_check_publishes_nothing(spark, settings):
         _run(spark, settings, BAD)
     (outcome,) = failed.value.outcomes
     checks = {c.name: c for c in outcome.checks}
-    assert checks["notNull_email"].failing_rows == 2 and checks["notNull_email"].total_rows == 4
+    assert checks["notNull_email"].failing_rows == 2
+    assert checks["notNull_email"].total_rows == 4
     assert "notNull_email" in str(failed.value)
     assert str(outcome.snapshot_id) in str(failed.value)
 
@@ -64,7 +67,8 @@ def test_failing_error_check_publishes_nothing(spark, settings):
     assert sorted(table.scan().to_arrow().column("id").to_pylist()) == [1, 2, 3]
     # the audited snapshot is kept for inspection, on no branch
     staged = table.snapshot_by_id(outcome.snapshot_id)
-    assert staged is not None and staged.parent_snapshot_id == good.snapshot_id
+    assert staged is not None
+    assert staged.parent_snapshot_id == good.snapshot_id
     assert set(table.metadata.refs) == {"main"}
     rows = table.scan(snapshot_id=outcome.snapshot_id).to_arrow().column("email").to_pylist()
     assert rows.count(None) == 2
@@ -140,7 +144,8 @@ def test_schema_drift_policy(spark, settings, policy):
     if policy == "evolve":
         (second,) = run_pipeline(spec, ctx, load_catalog(settings))
         drift = {c.name: c for c in second.checks}["schema_drift"]
-        assert drift.passed and "extra" in drift.description
+        assert drift.passed
+        assert "extra" in drift.description
         rows = load_catalog(settings).load_table("shop_bronze.c").scan().to_arrow().to_pylist()
         assert sorted(rows, key=lambda r: r["id"]) == [
             {"id": 1, "name": "a", "extra": None},

@@ -142,7 +142,8 @@ def test_policy_fail_shows_first_reasons(raw):
     with pytest.raises(InvalidRowsError) as info:
         apply_policy("fail", valid, invalid, "sales.raw.orders source orders", limit=2)
     err = info.value
-    assert err.count == 3 and len(err.reasons) == 2
+    assert err.count == 3
+    assert len(err.reasons) == 2
     msg = str(err)
     assert msg.startswith(
         'sales.raw.orders source orders: 3 invalid row(s) (onInvalid="fail"); first 2:\n  - '
@@ -163,7 +164,8 @@ def test_policy_drop_counts(raw):
 def test_policy_quarantine_rows_have_lineage(raw):
     valid, invalid = validate_rows(raw, SCHEMA)
     out, quarantined, n = apply_policy("quarantine", valid, invalid, "src:orders", run_id="run-1")
-    assert n == 3 and out.count() == 3
+    assert n == 3
+    assert out.count() == 3
     assert quarantined.columns == [
         *COLS,
         "_reason",

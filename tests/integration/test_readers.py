@@ -181,7 +181,8 @@ def test_table_source_uses_read_table(ctx, spark):
     seen = []
     ctx.read_table = lambda r: seen.append(r) or spark.createDataFrame([(1,)], "id int")
     df = read_source(m.TableSource(id="o", ref="silver.orders"), ctx, ref)
-    assert rows(df) == [(1,)] and seen == [ref]
+    assert rows(df) == [(1,)]
+    assert seen == [ref]
     with pytest.raises(SourceError, match="given no resolved TableRef"):
         read_source(m.TableSource(id="o", ref="silver.orders"), ctx)
 

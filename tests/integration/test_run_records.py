@@ -102,7 +102,8 @@ def test_one_row_per_pipeline_per_run(instance, catalog):
     )
     _run(instance, assets=(plain,))  # a run without a pipeline step records nothing
     results = sync_all(instance, catalog)
-    assert sum(r.runs for r in results) == 3 and sum(r.rows for r in results) == 4
+    assert sum(r.runs for r in results) == 3
+    assert sum(r.rows for r in results) == 4
     rows = _by(read_rows(catalog))
     assert len(rows) == 4
 
@@ -115,7 +116,8 @@ def test_one_row_per_pipeline_per_run(instance, catalog):
         "shop__orders_raw",
     )
     assert (raw["trigger"], raw["trigger_name"]) == ("schedule", "nightly")
-    assert raw["rows_written"] == 10 and raw["rows_read"] is None
+    assert raw["rows_written"] == 10
+    assert raw["rows_read"] is None
     assert raw["targets"] == [
         {
             "asset_key": "shop/raw/orders_raw",
@@ -125,8 +127,10 @@ def test_one_row_per_pipeline_per_run(instance, catalog):
         }
     ]
     assert (raw["checks_passed"], raw["checks_failed"], raw["checks_warned"]) == (1, 0, 1)
-    assert raw["started_at"] <= raw["ended_at"] and raw["duration_s"] >= 0
-    assert raw["error_class"] is None and raw["job"] == "__ephemeral_asset_job__"
+    assert raw["started_at"] <= raw["ended_at"]
+    assert raw["duration_s"] >= 0
+    assert raw["error_class"] is None
+    assert raw["job"] == "__ephemeral_asset_job__"
 
     failed = rows[(bad.run_id, "shop.orders_raw")]
     assert (failed["status"], failed["run_status"], failed["trigger"]) == (
@@ -137,7 +141,8 @@ def test_one_row_per_pipeline_per_run(instance, catalog):
     assert failed["error_class"] == "RuntimeError"
     assert failed["error_message"] == ("shop/raw/orders_raw.xml:4:5: table 12345 has no column x_9")
     assert failed["error_signature"] == "RuntimeError: <path>: table <n> has no column x_9"
-    assert failed["targets"][0]["rows_written"] is None and failed["rows_written"] is None
+    assert failed["targets"][0]["rows_written"] is None
+    assert failed["rows_written"] is None
     skipped = rows[(bad.run_id, "shop.orders_silver")]
     assert (skipped["status"], skipped["duration_s"], skipped["error_class"]) == (
         "skipped",
@@ -212,7 +217,9 @@ def test_a_catch_up_that_loses_a_race_reads_again(instance, catalog, monkeypatch
     sync_all(instance, catalog, max_runs=1)
     rows = read_rows(catalog)
     # the retry started after the runs the winner recorded: each run was written once
-    assert len(rows) == len(_by(rows)) == 4 and len(calls) == 2 and calls[0] < calls[1]
+    assert len(rows) == len(_by(rows)) == 4
+    assert len(calls) == 2
+    assert calls[0] < calls[1]
 
 
 def test_rolling_the_table_back_records_the_runs_again(instance, catalog):
@@ -240,8 +247,10 @@ def test_canceled_runs_and_failures_outside_any_step(instance, catalog):
     rows = _by(read_rows(catalog))
     assert {r["status"] for k, r in rows.items() if k[0] == canceled.run_id} == {"canceled"}
     never_started = rows[(canceled.run_id, "shop.orders_raw")]
-    assert never_started["trigger"] == "backfill" and never_started["duration_s"] is None
-    assert never_started["started_at"] is not None and never_started["ended_at"] is not None
+    assert never_started["trigger"] == "backfill"
+    assert never_started["duration_s"] is None
+    assert never_started["started_at"] is not None
+    assert never_started["ended_at"] is not None
     lost = rows[(crashed.run_id, "shop.orders_silver")]
     assert (lost["status"], lost["run_status"], lost["error_class"]) == (
         "failed",
@@ -327,7 +336,8 @@ def test_the_sensor_reports_each_batch_as_a_materialisation(instance, catalog):
     assert event.metadata["datahub/runs_recorded"].value == 2
     assert result.cursor == snapshot.summary[CURSOR_PROPERTY]
     idle = _tick(instance, result.cursor)
-    assert not idle.asset_events and "recorded 0 runs" in idle.skip_message
+    assert not idle.asset_events
+    assert "recorded 0 runs" in idle.skip_message
     assert _defs()[1].name == SENSOR_NAME
 
 
@@ -340,8 +350,10 @@ def test_the_ops_assets_record_render_and_print(instance, catalog, settings, mon
     assert result.success
     page = settings.home / "ops" / "dashboard.html"
     meta = result.asset_materializations_for_node("ops__dashboard")[0].metadata
-    assert meta["dashboard"].value == str(page) and page.exists()
-    assert meta["runs"].value == 4 and meta["failed"].value == 1
+    assert meta["dashboard"].value == str(page)
+    assert page.exists()
+    assert meta["runs"].value == 4
+    assert meta["failed"].value == 1
     assert "| shop.orders_raw |" in meta["summary"].value
     assert 'id="kpi-failed"><span class="value bad" data-value="1"' in page.read_text()
     assert result.asset_materializations_for_node("ops__pipeline_runs")[0].asset_key == RUNS_KEY
@@ -361,7 +373,8 @@ def test_the_ops_assets_record_render_and_print(instance, catalog, settings, mon
     out = io.StringIO()
     with redirect_stdout(out):
         assert main(["runs", "--failed"]) == 0
-    assert "shop.orders_silver" in out.getvalue() and "failed runs" in out.getvalue()
+    assert "shop.orders_silver" in out.getvalue()
+    assert "failed runs" in out.getvalue()
 
 
 # ------------------------------------------------------------------ real pipelines (Spark)

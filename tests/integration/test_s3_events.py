@@ -61,7 +61,8 @@ def test_the_view_follows_created_and_removed_objects_without_listing(s3_client,
     infos = list(store.list(pattern))
     assert [i.path for i in infos] == [s3_client.uri("landing/b.csv")]
     head = client.head_object(Bucket=bucket, Key="landing/b.csv")
-    assert infos[0].etag == head["ETag"].strip('"') and infos[0].size == 5
+    assert infos[0].etag == head["ETag"].strip('"')
+    assert infos[0].size == 5
     assert infos[0].fingerprint() == store.stat(infos[0].path).fingerprint()
     assert listings == []
     store.move(s3_client.uri("landing/b.csv"), s3_client.uri("processed/b.csv"))
@@ -87,4 +88,5 @@ def test_records_of_sns_wrapped_and_test_events():
     assert s3_events.records(json.dumps({"Message": json.dumps(inner)})) == inner["Records"]
     assert s3_events.records('{"Event": "s3:TestEvent"}') == []
     assert s3_events.records("not json") == []
-    assert s3_events._newer("0A", "9") and not s3_events._newer("09", "0A")
+    assert s3_events._newer("0A", "9")
+    assert not s3_events._newer("09", "0A")

@@ -53,4 +53,5 @@ def test_concurrent_starts_share_one_server_and_cli_controls_it(tmp_path):
     after = subprocess.run(
         [str(BIN / "datahub"), "spark", "status"], env=env, capture_output=True, text=True
     )
-    assert after.returncode == 3 and "not running" in after.stdout
+    assert after.returncode == 3
+    assert "not running" in after.stdout

@@ -190,7 +190,9 @@ def test_errors_name_the_problem(tables, capsys):
     assert err == ("error: table shop_raw.order does not exist; tables in shop_raw: orders\n")
     code, out, err = _sql(capsys, "select nope from shop_raw.orders")
     assert code == 1
-    assert err.startswith("error: ") and "nope" in err and out == ""
+    assert err.startswith("error: ")
+    assert "nope" in err
+    assert out == ""
     code, out, err = _sql(capsys, "select * from elsewhere.thing")
     assert code == 1
     assert "datahub sql --tables lists the tables" in err

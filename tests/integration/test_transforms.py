@@ -30,8 +30,22 @@ def run(ctx, step, **datasets):
 
 def test_registry_has_all_fourteen():
     assert sorted(TRANSFORMS) == sorted(
-        "deduplicate sort join lookup merge aggregate mask filter select derive rename cast "
-        "flatten sql".split()
+        [
+            "deduplicate",
+            "sort",
+            "join",
+            "lookup",
+            "merge",
+            "aggregate",
+            "mask",
+            "filter",
+            "select",
+            "derive",
+            "rename",
+            "cast",
+            "flatten",
+            "sql",
+        ]
     )
 
 
@@ -191,7 +205,8 @@ def test_merge_modes(ctx, spark):
     swapped = spark.createDataFrame([(5, "z")], "k int, w string")
     by_pos = m.Merge(sources="a,s", output="all", mode="union")
     out = run(ctx, by_pos, a=a, s=swapped)
-    assert out.columns == ["id", "v"] and rows(out) == [(1, "x"), (5, "z")]
+    assert out.columns == ["id", "v"]
+    assert rows(out) == [(1, "x"), (5, "z")]
     with pytest.raises(TransformError, match="'c' has 1 columns but 'a' has 2"):
         run(ctx, m.Merge(sources="a,c", output="all", mode="union"), a=a, c=c)
 

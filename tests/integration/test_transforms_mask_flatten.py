@@ -48,7 +48,8 @@ def test_hash_is_salted_sha256(ctx, people):
     for rid, email in [(1, "ann@x.io"), (2, "bob@y.io")]:
         assert out[rid]["email"] == hashlib.sha256((SECRET + email).encode()).hexdigest()
     assert out[2]["card"] == hashlib.sha256(f"{SECRET}12".encode()).hexdigest()
-    assert out[3]["email"] is None and out[3]["card"] is None
+    assert out[3]["email"] is None
+    assert out[3]["card"] is None
     ids = (
         apply_steps(
             [m.Mask(source="p", columns="id", strategy="hash", secret_ref="PII_KEY")],
@@ -80,9 +81,12 @@ def test_redact_keep_last(ctx, people):
 def test_tokenize_is_deterministic_and_reversible(ctx, people):
     out = masked(ctx, people, columns="email", strategy="tokenize")
     t1, t2, t4 = out[1]["email"], out[2]["email"], out[4]["email"]
-    assert t1.startswith("tok_") and t1 == t4 and t1 != t2
+    assert t1.startswith("tok_")
+    assert t1 == t4
+    assert t1 != t2
     assert out[3]["email"] is None
-    assert detokenize(t1, SECRET) == "ann@x.io" and detokenize(t2, SECRET) == "bob@y.io"
+    assert detokenize(t1, SECRET) == "ann@x.io"
+    assert detokenize(t2, SECRET) == "bob@y.io"
     again = masked(ctx, people, columns="email", strategy="tokenize")
     assert again[1]["email"] == t1  # stable across runs
     with pytest.raises(Exception):  # noqa: B017  (cryptography's InvalidTag)
@@ -95,7 +99,8 @@ def test_encrypt_is_random_and_reversible(ctx, people, spark):
     assert c1 != c4  # same plaintext, different ciphertexts (random IV)
     assert decrypt_value(c1, SECRET) == "ann@x.io" == decrypt_value(c4, SECRET)
     assert decrypt_value(out[1]["card"], SECRET) == "4111111111111111"
-    assert out[3]["email"] is None and len(base64.b64decode(c1)) == 12 + 8 + 16
+    assert out[3]["email"] is None
+    assert len(base64.b64decode(c1)) == 12 + 8 + 16
     key = hashlib.sha256(SECRET.encode()).digest()
     back = spark.createDataFrame([(c1,)], "c string").select(
         F.aes_decrypt(F.unbase64("c"), F.lit(key), F.lit("GCM")).cast("string").alias("v")
@@ -115,12 +120,15 @@ def test_mask_errors_never_show_the_secret(ctx, people, caplog):
         # a later failure anywhere prints the plan: the key material is no longer in it
         with pytest.raises(Exception) as later:  # noqa: B017
             out.where("nope > 1").collect()
-        assert SECRET not in str(later.value) and key_hex not in str(later.value)
+        assert SECRET not in str(later.value)
+        assert key_hex not in str(later.value)
         with pytest.raises(TransformError) as wrapped:
             apply_steps([step, m.Filter(source="p", condition="nope > 1")], {"p": people}, ctx)
-        assert "nope" in str(wrapped.value) and wrapped.value.__cause__ is None
+        assert "nope" in str(wrapped.value)
+        assert wrapped.value.__cause__ is None
     for text in (str(err.value), repr(err.value.__cause__), caplog.text):
-        assert SECRET not in text and key_hex not in text
+        assert SECRET not in text
+        assert key_hex not in text
 
 
 # ----------------------------------------------------------------------------- flatten

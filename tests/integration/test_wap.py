@@ -90,7 +90,8 @@ def test_audit_keeps_main_then_publish_moves_it(spark, catalog):
     first = _write(spark, catalog, [(1, "a"), (2, "b")], "r1")
     result = audit_commit(_stage(spark, catalog, [(3, "c")]), BRANCH)
     assert result.previous_snapshot_id == first.snapshot_id
-    assert result.snapshot_id != first.snapshot_id and result.rows == 1
+    assert result.snapshot_id != first.snapshot_id
+    assert result.rows == 1
     table = catalog.load_table(REF.identifier)
     assert table.current_snapshot().snapshot_id == first.snapshot_id
     assert table.metadata.refs[BRANCH].snapshot_id == result.snapshot_id
@@ -112,7 +113,8 @@ def test_audit_keeps_main_then_publish_moves_it(spark, catalog):
 def test_discard_leaves_main_and_drops_branch(spark, catalog):
     first = _write(spark, catalog, [(1, "a"), (2, "b")], "r1")
     result = audit_commit(_stage(spark, catalog, [(9, "z")], mode="overwrite"), BRANCH)
-    assert result.operation == "overwrite" and result.files_removed >= 1
+    assert result.operation == "overwrite"
+    assert result.files_removed >= 1
     assert _rows(spark, catalog, result.snapshot_id) == [(9, "z")]
     assert _other_process_rows() == [(1, "a"), (2, "b")]
     discard(catalog, REF, BRANCH, created=False)

@@ -108,7 +108,8 @@ def test_ticks_request_bounded_batches_and_never_repeat_in_flight_files(project)
     assert [k.to_user_string() for k in request.asset_selection] == ["shop/raw/orders"]
 
     again = _tick(defs, instance, first.cursor)
-    assert again.run_requests == [] and "in flight 3" in again.skip_message
+    assert again.run_requests == []
+    assert "in flight 3" in again.skip_message
 
     result = _launch(defs, instance, request)
     assert result.success
@@ -116,7 +117,9 @@ def test_ticks_request_bounded_batches_and_never_repeat_in_flight_files(project)
     meta = mat.materialization.metadata
     assert meta["dagster/row_count"].value == 2
     assert meta["datahub/files_ingested"].value == 2
-    assert not files[0].exists() and not files[1].exists() and files[2].exists()
+    assert not files[0].exists()
+    assert not files[1].exists()
+    assert files[2].exists()
 
 
 def test_finished_batches_are_forgotten_and_unfinished_files_asked_for_again(project, monkeypatch):
@@ -155,7 +158,8 @@ def test_rejected_files_show_as_observations_and_nothing_materialises(project):
     moved = json.loads(
         next((landing.parent.parent / "rejected").rglob("*.reason.json")).read_text()
     )
-    assert moved["rule"] == "empty" and moved["run_id"] == result.run_id
+    assert moved["rule"] == "empty"
+    assert moved["run_id"] == result.run_id
 
 
 def test_downstream_assets_follow_a_landed_file_by_eager_automation(project):
@@ -204,7 +208,8 @@ def test_files_of_a_failed_run_are_asked_for_again_after_a_backoff(project, monk
     assert a.exists()  # nothing committed, the file waits in landing
 
     waiting = _tick(defs, instance, first.cursor)  # the run failed: back off 2 x 15 s
-    assert waiting.run_requests == [] and "waiting to retry 1" in waiting.skip_message
+    assert waiting.run_requests == []
+    assert "waiting to retry 1" in waiting.skip_message
     later = time.time() + 31
     monkeypatch.setattr(sensors.time, "time", lambda: later)
     (retry,) = _tick(defs, instance, waiting.cursor).run_requests

@@ -72,7 +72,8 @@ def test_keys_groups_deps_kinds(tmp_path):
     _, raw = specs[dg.AssetKey(["shop", "raw", "orders"])]
     _, bronze = specs[dg.AssetKey(["shop", "bronze", "orders"])]
     _, gold = specs[dg.AssetKey(["shop", "gold", "daily_orders"])]
-    assert raw.group_name == "raw" and bronze.group_name == "bronze"
+    assert raw.group_name == "raw"
+    assert bronze.group_name == "bronze"
     assert gold.group_name == "gold"
     assert [d.asset_key for d in bronze.deps] == [dg.AssetKey(["shop", "raw", "orders"])]
     assert [d.asset_key for d in gold.deps] == [dg.AssetKey(["shop", "bronze", "orders"])]

@@ -61,7 +61,8 @@ def test_defs_folder_builds_exactly_the_builders_definitions(monkeypatch):
     via_component = _summary(load_defs_folder())
     direct = _summary(build_definitions(REPO / "pipelines_xml"))
     assert via_component == direct
-    assert via_component["assets"] and via_component["sensors"]
+    assert via_component["assets"]
+    assert via_component["sensors"]
 
 
 def test_the_projects_defs_yaml_instantiates_the_component_with_its_defaults():
@@ -106,7 +107,8 @@ def test_component_loads_a_pipelines_folder_from_yaml_attributes(tmp_path, monke
     defs = dg.build_defs_for_component(component)
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert "shop/raw/orders" in keys
-    assert defs.executor is not None and defs.executor.name == "multiprocess"
+    assert defs.executor is not None
+    assert defs.executor.name == "multiprocess"
 
 
 def test_component_type_is_registered_and_documented():

@@ -67,7 +67,8 @@ def test_files_land_where_the_apps_read(files, tmp_path_factory):
     for key, (folder, suffix, count) in expected.items():
         assert len(files[key]) == count, key
         for path in files[key]:
-            assert path.is_file() and path.suffix == suffix
+            assert path.is_file()
+            assert path.suffix == suffix
             assert path.parent.as_posix().endswith(folder), path
 
 
@@ -146,7 +147,8 @@ def test_github_events_shape_and_renamed_logins(files):
     for path in files["github.events"]:  # every file sees every event type (stable schema)
         assert {e["type"] for e in _jsonl([path])} >= {"PushEvent", "WatchEvent", "IssuesEvent"}
     pushes = [e for e in events if e["type"] == "PushEvent"]
-    assert pushes and all(len(e["payload"]["commits"]) == e["payload"]["size"] for e in pushes)
+    assert pushes
+    assert all(len(e["payload"]["commits"]) == e["payload"]["size"] for e in pushes)
 
 
 def test_customer_master_planted_rows(files):

@@ -385,7 +385,8 @@ def test_the_python_layer_installs_in_a_fresh_venv(name, tmp_path):
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert int(proc.stdout.split()[-1]) > 10
-        assert (bin_ / "datahub").exists() and (bin_ / "dagster").exists()
+        assert (bin_ / "datahub").exists()
+        assert (bin_ / "dagster").exists()
     else:
         for command in ("dagster-webserver", "dagster-daemon"):
             proc = subprocess.run(
@@ -625,9 +626,9 @@ def test_helm_values_name_secrets_and_hold_none():
     assert "DATAHUB_CATALOG_URI" not in env, "the catalog URI holds a password: a Secret"
     assert not any(re.search(r"://[^/@\s]+:[^/@\s]+@", str(v)) for v in env.values())
     assert deployment["codeServerArgs"] == ["-m", "datahub_assets.definitions"]
+    assert deployment["image"]["tag"]
     assert (
-        deployment["image"]["tag"]
-        and values["dagsterDaemon"]["image"]["tag"]
+        values["dagsterDaemon"]["image"]["tag"]
         == _args(DEPLOY / "Dockerfile.dagster")["DAGSTER_VERSION"]
     )
 
@@ -732,6 +733,8 @@ def test_the_trino_catalog_reads_the_sql_catalog_pyiceberg_writes():
     assert props["iceberg.jdbc-catalog.connection-url"] == "${ENV:DATAHUB_CATALOG_JDBC_URL}"
     assert props["iceberg.jdbc-catalog.default-warehouse-dir"] == "${ENV:DATAHUB_WAREHOUSE}"
     assert props["iceberg.security"] == "read_only"
-    assert props["fs.native-s3.enabled"] == "true" and props["s3.path-style-access"] == "true"
+    assert props["fs.native-s3.enabled"] == "true"
+    assert props["s3.path-style-access"] == "true"
     secrets = [k for k in props if "password" in k or "secret" in k or "access-key" in k]
-    assert secrets and all(props[k].startswith("${ENV:") for k in secrets)
+    assert secrets
+    assert all(props[k].startswith("${ENV:") for k in secrets)

@@ -6,7 +6,7 @@ from datahub_assets.spec.durations import parse_duration
 
 
 @pytest.mark.parametrize(
-    "text,expected",
+    ("text", "expected"),
     [
         ("PT2H", timedelta(hours=2)),
         ("PT30M", timedelta(minutes=30)),

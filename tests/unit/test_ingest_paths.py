@@ -28,7 +28,7 @@ def matches(pattern: str, path: str) -> bool:
 
 
 @pytest.mark.parametrize(
-    "pattern, path, expected",
+    ("pattern", "path", "expected"),
     [
         # `*` and `?` stay within one segment
         ("/d/*.csv", "/d/a.csv", True),
@@ -118,7 +118,7 @@ def test_glob_regex_is_anchored_for_match() -> None:
 
 
 @pytest.mark.parametrize(
-    "pattern, prefix",
+    ("pattern", "prefix"),
     [
         ("/d/landing/orders/*.csv", "/d/landing/orders/"),
         ("s3://b/in/2024*/x.csv", "s3://b/in/"),
@@ -140,7 +140,7 @@ def test_static_prefix(pattern: str, prefix: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "pattern, message",
+    ("pattern", "message"),
     [
         ("landing/*.csv", "must be absolute"),
         ("*.csv", "must be absolute"),
@@ -158,7 +158,7 @@ def test_bad_patterns(pattern: str, message: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "pattern, path, folder, expected",
+    ("pattern", "path", "folder", "expected"),
     [
         # a `landing` segment: its parent is the root, the path below it is kept
         (
@@ -289,7 +289,7 @@ def test_destination_rejects_unknown_folders_and_foreign_paths() -> None:
 
 
 @pytest.mark.parametrize(
-    "pattern, path, expected",
+    ("pattern", "path", "expected"),
     [
         ("s3://b/**/*.csv", "s3://b/processed/2026-11-22/in/a.csv", True),
         ("s3://b/**/*.csv", "s3://b/rejected/2026-11-22/a.csv", True),
@@ -363,7 +363,7 @@ def test_sidecars() -> None:
 
 
 @pytest.mark.parametrize(
-    "pattern, path, expected",
+    ("pattern", "path", "expected"),
     [
         ("/d/*.csv", "/d/a.csv", True),
         ("/d/*", "/d/a.csv.sha256", False),
@@ -385,13 +385,19 @@ def test_glob_lists(pattern: str, path: str, expected: bool) -> None:
 def test_levels_of_fixed_depth_patterns() -> None:
     glob = compiled("/d/in/2024*/[ab]*.csv")
     assert glob.prefix == "/d/in/"
-    assert glob.levels is not None and len(glob.levels) == 2
-    assert glob.levels[0].match("2024-01") and not glob.levels[0].match("2023")
-    assert glob.levels[1].match("a1.csv") and not glob.levels[1].match("c1.csv")
+    assert glob.levels is not None
+    assert len(glob.levels) == 2
+    assert glob.levels[0].match("2024-01")
+    assert not glob.levels[0].match("2023")
+    assert glob.levels[1].match("a1.csv")
+    assert not glob.levels[1].match("c1.csv")
     assert compiled("/d/**/*.csv").levels is None
-    assert compiled("/d/x.csv").is_literal and not compiled("/d/*.csv").is_literal
+    assert compiled("/d/x.csv").is_literal
+    assert not compiled("/d/*.csv").is_literal
 
 
 def test_has_magic() -> None:
-    assert paths.has_magic("a*") and paths.has_magic("a?") and paths.has_magic("[a]")
+    assert paths.has_magic("a*")
+    assert paths.has_magic("a?")
+    assert paths.has_magic("[a]")
     assert not paths.has_magic("/d/landing/a.csv")

@@ -29,7 +29,8 @@ def test_too_young_files_wait():
     young = FileInfo("/d/landing/new.csv", 5, NOW - 3)
     plan = _plan([young, *_files(2)])
     assert plan.too_young == 1
-    assert young not in plan.batches[0].files and len(plan.batches[0].files) == 2
+    assert young not in plan.batches[0].files
+    assert len(plan.batches[0].files) == 2
 
 
 def test_in_flight_files_are_not_requested_again_until_their_run_ends():
@@ -39,7 +40,8 @@ def test_in_flight_files_are_not_requested_again_until_their_run_ends():
     second = plan_tick(
         files, cursor, NOW + 30, min_age_seconds=10, max_files_per_run=500, max_runs=20
     )
-    assert second.batches == [] and second.in_flight == 3
+    assert second.batches == []
+    assert second.in_flight == 3
     batch_id = first.batches[0].batch_id
     # the run ended (succeeded, but a file is still listed: e.g. its move failed)
     settle(cursor, NOW + 60, active=set(), failed=set(), grace_seconds=0, poll_seconds=30)
@@ -67,7 +69,8 @@ def test_files_of_failed_runs_back_off_exponentially():
     waiting = plan_tick(
         files, cursor, NOW + 59, min_age_seconds=10, max_files_per_run=500, max_runs=20
     )
-    assert waiting.batches == [] and waiting.waiting_retry == 2
+    assert waiting.batches == []
+    assert waiting.waiting_retry == 2
     again = plan_tick(
         files, cursor, NOW + 61, min_age_seconds=10, max_files_per_run=500, max_runs=20
     )
@@ -94,7 +97,8 @@ def test_backlog_beyond_one_tick_is_left_for_the_next():
 def test_cursor_round_trip_and_garbage():
     cursor = _plan(_files(4)).cursor
     again = WatchCursor.parse(cursor.dumps())
-    assert again.in_flight() == cursor.in_flight() and len(again.in_flight()) == 4
+    assert again.in_flight() == cursor.in_flight()
+    assert len(again.in_flight()) == 4
     assert WatchCursor.parse("not json").batches == {}
     assert WatchCursor.parse(None).batches == {}
 
@@ -106,7 +110,8 @@ def test_no_more_than_max_runs_batches_are_in_flight():
     blocked = plan_tick(
         files, first.cursor, NOW + 30, min_age_seconds=10, max_files_per_run=5, max_runs=2
     )
-    assert blocked.batches == [] and blocked.left_for_next_tick == 20
+    assert blocked.batches == []
+    assert blocked.left_for_next_tick == 20
     assert len(blocked.cursor.in_flight()) == 10
     (done, _) = blocked.cursor.batches
     blocked.cursor.batches.pop(done)  # one run ended (its files moved out of landing)
@@ -134,4 +139,5 @@ def test_a_batch_whose_run_succeeded_is_forgotten_at_once():
         poll_seconds=30,
         succeeded={batch_id},
     )
-    assert cursor.batches == {} and cursor.retry == {}
+    assert cursor.batches == {}
+    assert cursor.retry == {}

@@ -472,9 +472,13 @@ def test_reason_document(tmp_path: Path) -> None:
     doc = reason_document(
         Rejection("schema", "missing email"), info, "run-1", "customers", "sales.customer_ingest"
     )
-    assert doc["rule"] == "schema" and doc["message"] == "missing email"
-    assert doc["file"] == info.path and doc["size"] == 12 and doc["etag"] == "abc"
+    assert doc["rule"] == "schema"
+    assert doc["message"] == "missing email"
+    assert doc["file"] == info.path
+    assert doc["size"] == 12
+    assert doc["etag"] == "abc"
     assert doc["modified"] == "2023-11-14T22:13:20.500000+00:00"
-    assert doc["source"] == "sales.customer_ingest/customers" and doc["run_id"] == "run-1"
+    assert doc["source"] == "sales.customer_ingest/customers"
+    assert doc["run_id"] == "run-1"
     assert datetime.fromisoformat(doc["rejected_at"]).utcoffset().total_seconds() == 0
     json.dumps(doc)  # serialisable as written to <file>.reason.json

@@ -59,7 +59,9 @@ def test_signatures_drop_numbers_ids_and_paths_but_keep_words():
         "<filter> at crm/gold/x.xml:9:1: column `no_such_column_42` (20 of 31 rows)",
     )
     assert a == b
-    assert "<path>" in a and "<n> of <n> rows" in a and "no_such_column_42" in a
+    assert "<path>" in a
+    assert "<n> of <n> rows" in a
+    assert "no_such_column_42" in a
     c = signature(
         "CommitFailedException",
         "table 9f1c2e3d4a5b moved: snapshot "
@@ -113,7 +115,8 @@ def test_summary_counts_per_day_and_in_total():
         ("2026-11-20", 2, 1, 0, 1),
     ]
     assert (s.runs, s.succeeded, s.failed, s.other) == (8, 3, 3, 2)
-    assert s.success_rate == 0.5 and s.days[0].success_rate is None
+    assert s.success_rate == 0.5
+    assert s.days[0].success_rate is None
     assert s.days[2].success_rate == 0.0
 
 
@@ -139,7 +142,8 @@ def test_sla_breaches_use_the_last_success_even_before_the_window():
     s = summarise(ROWS, since=datetime(2026, 11, 17, tzinfo=UTC), now=NOW, slas=slas)
     found = {b.pipeline: b for b in s.breaches}
     assert set(found) == {"a.raw", "c.raw", "a.silver"}  # b.raw: success on the 10th, P30D
-    assert found["c.raw"].last_success is None and found["a.silver"].last_success is None
+    assert found["c.raw"].last_success is None
+    assert found["a.silver"].last_success is None
     # last success 01:00:20, now 12:00, SLA 1 h: overdue by 10 h minus 20 s
     assert found["a.raw"].overdue_s == pytest.approx(10 * 3600 - 20, abs=1)
 
@@ -148,9 +152,11 @@ def test_markdown_and_page_carry_the_numbers_and_escape_text():
     rows = [*ROWS, _row(20, 3, "x.raw", "failed", error="<script>alert(1)</script> | pipe")]
     s = summarise(rows, since=datetime(2026, 11, 17, tzinfo=UTC), now=NOW)
     md = markdown(s)
-    assert "| 2026-11-19 | 3 | 0 | 2 | 1 | 0.0 % |" in md and "\\|" in md
+    assert "| 2026-11-19 | 3 | 0 | 2 | 1 | 0.0 % |" in md
+    assert "\\|" in md
     page = render(s)
-    assert "<script" not in page and "&lt;script&gt;" in page
+    assert "<script" not in page
+    assert "&lt;script&gt;" in page
     assert 'id="kpi-runs"><span class="value " data-value="9"' in page
     assert 'data-day="2026-11-18" data-runs="3" data-succeeded="2" data-failed="1"' in page
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
@@ -159,8 +165,10 @@ def test_markdown_and_page_carry_the_numbers_and_escape_text():
 
 def test_an_empty_history_renders():
     s = summarise([], since=datetime(2026, 11, 17, tzinfo=UTC), now=NOW)
-    assert s.runs == 0 and s.success_rate is None
-    assert "no failure in the window" in render(s) and "none" in markdown(s)
+    assert s.runs == 0
+    assert s.success_rate is None
+    assert "no failure in the window" in render(s)
+    assert "none" in markdown(s)
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ def pipes(tmp_path):
 
 
 @pytest.mark.parametrize("layer", ["raw", "silver"])
-@pytest.mark.parametrize("source,target", list(itertools.product(SOURCES, TARGETS)))
+@pytest.mark.parametrize(("source", "target"), list(itertools.product(SOURCES, TARGETS)))
 def test_every_source_and_target_validates(pipes, layer, source, target):
     req = Request(app="shop", layer=layer, id=f"p_{source}_{target}", source=source, target=target)
     path, project = new_pipeline(pipes, req)
@@ -65,7 +65,7 @@ def test_incremental_database_source_merges_on_keys(pipes):
 
 
 @pytest.mark.parametrize(
-    "req,message",
+    ("req", "message"),
     [
         (
             Request("shop", "raw", "c", "database", "csv", incremental="ts", keys="id"),
@@ -117,7 +117,8 @@ def test_table_source_without_any_table_asks_for_ref(tmp_path):
 
 def test_a_pipeline_in_a_new_app_creates_the_app(tmp_path):
     path, _ = new_pipeline(tmp_path / "p", Request("fresh", "raw", "events", "json", "table"))
-    assert (tmp_path / "p" / "fresh" / "app.yaml").exists() and path.exists()
+    assert (tmp_path / "p" / "fresh" / "app.yaml").exists()
+    assert path.exists()
 
 
 def test_cli_new_app_and_pipeline(tmp_path, monkeypatch, capsys):
@@ -126,7 +127,8 @@ def test_cli_new_app_and_pipeline(tmp_path, monkeypatch, capsys):
     assert "owner: sales" in (tmp_path / "p" / "shop" / "app.yaml").read_text()
     assert cli.main(["new", "pipeline", "shop", "raw", "orders", "--source", "parquet"]) == 0
     out = capsys.readouterr().out
-    assert "assets: shop/raw/orders" in out and "dg list defs" in out
+    assert "assets: shop/raw/orders" in out
+    assert "dg list defs" in out
     assert (
         cli.main(
             [

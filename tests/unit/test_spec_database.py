@@ -144,7 +144,8 @@ def test_literals_are_single_typed_tokens(dialect):
     from decimal import Decimal
 
     d = DIALECTS[dialect]
-    assert d.literal(5) == "5" and d.literal(Decimal("1.50")) == "1.50"
+    assert d.literal(5) == "5"
+    assert d.literal(Decimal("1.50")) == "1.50"
     assert d.literal(dt.date(2024, 1, 2)) == "DATE '2024-01-02'"
     assert (
         d.literal(dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC))
@@ -159,7 +160,8 @@ def test_literals_are_single_typed_tokens(dialect):
 def _read_literal(text: str) -> str:
     """Read one string literal as both databases do (E'' / MariaDB: backslash escapes, ''
     is a quote); fails if the literal ends before the text does (a value broke out)."""
-    assert text.startswith(("'", "E'")) and text.endswith("'")
+    assert text.startswith(("'", "E'"))
+    assert text.endswith("'")
     body, out, i = text[text.index("'") + 1 : -1], [], 0
     while i < len(body):
         c = body[i]

@@ -94,7 +94,7 @@ notifications:
 
 
 @pytest.mark.parametrize(
-    "job, expected",
+    ("job", "expected"),
     [
         ('<pipelineRef id="nope"/>', 'pipelineRef id="nope" names no pipeline'),
         ('<pipelineRef id="x"/>', 'write id="other.x"'),
@@ -119,9 +119,11 @@ def test_cycle_through_depends_on_and_lineage_is_named(tmp_path):
 </jobPipeline>
 """
     (err,) = _errors(tmp_path, {**BASE, "shop/jobs/j.xml": text})
-    assert err.file == "shop/jobs/j.xml" and err.line in (3, 4)
+    assert err.file == "shop/jobs/j.xml"
+    assert err.line in (3, 4)
     assert "cycle" in err.message
-    assert "b dependsOn c" in err.message and "c reads a table of b" in err.message
+    assert "b dependsOn c" in err.message
+    assert "c reads a table of b" in err.message
 
 
 def test_yaml_job_errors_carry_lines(tmp_path):

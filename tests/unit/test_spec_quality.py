@@ -45,7 +45,8 @@ targets:
   - table: {table: t, onInvalid: fail, onSchemaChange: fail}
 """
     p = read_pipeline_yaml(text, "app/raw/p.yaml")
-    assert isinstance(p.sources[0], ParquetSource) and p.sources[0].on_invalid == "quarantine"
+    assert isinstance(p.sources[0], ParquetSource)
+    assert p.sources[0].on_invalid == "quarantine"
     assert isinstance(p.targets[0], TableTarget)
     assert (p.targets[0].on_invalid, p.targets[0].on_schema_change) == ("fail", "fail")
     import yaml
@@ -66,13 +67,15 @@ def test_model_aliases_and_defaults():
         TableTarget.model_validate({"table": "t", "onSchemaChange": "widen"})
 
 
-@pytest.mark.parametrize("attr,value", [("onInvalid", "skip"), ("onSchemaChange", "merge")])
+@pytest.mark.parametrize(("attr", "value"), [("onInvalid", "skip"), ("onSchemaChange", "merge")])
 def test_xsd_rejects_unknown_policy(attr, value):
     text = pipeline(targets=f'<table table="t" {attr}="{value}"/>')
     with pytest.raises(SpecErrors) as info:
         read_pipeline_xml(text, "app/silver/p.xml")
     err = info.value.errors[0]
-    assert err.line == 7 and attr in err.message and value in err.message
+    assert err.line == 7
+    assert attr in err.message
+    assert value in err.message
 
 
 def test_xsd_rejects_on_schema_change_on_a_source():

@@ -48,8 +48,10 @@ def test_seed_style_xml_alias_layer_and_hive_target():
     text = (SALES / "staging" / "customer_staging_load.xml").read_text()
     p = read_pipeline_xml(text, "sales/staging/customer_staging_load.xml")
     assert (p.id, p.version, p.layer) == ("customer_staging_load", "1.0", "raw")
-    assert p.loc.line == 3 and p.loc.file == "sales/staging/customer_staging_load.xml"
-    assert p.metadata.owner == "customer-team" and p.metadata.tags == {"domain": "customer"}
+    assert p.loc.line == 3
+    assert p.loc.file == "sales/staging/customer_staging_load.xml"
+    assert p.metadata.owner == "customer-team"
+    assert p.metadata.tags == {"domain": "customer"}
     csv = p.sources[0]
     assert (csv.kind, csv.header, csv.delimiter, csv.schema_ref) == (
         "csv",
@@ -57,12 +59,14 @@ def test_seed_style_xml_alias_layer_and_hive_target():
         ";",
         "schemas/customers.avsc",
     )
-    assert csv.watch.poll_seconds == 15 and csv.watch.enabled is True
+    assert csv.watch.poll_seconds == 15
+    assert csv.watch.enabled is True
     target = p.targets[0]
     assert isinstance(target, TableTarget)
     assert (target.table, target.mode) == ("staging.customer_snapshot", "overwrite")
     assert target.loc.line == line_of(text, "<hive")
-    assert p.checks[0].target is None and p.checks[0].columns == ("customer_id",)
+    assert p.checks[0].target is None
+    assert p.checks[0].columns == ("customer_id",)
 
 
 def test_full_xml_parses_every_element():
@@ -70,24 +74,34 @@ def test_full_xml_parses_every_element():
     kinds = [s.kind for s in p.sources]
     assert kinds == ["table", "database", "database", "mongo", "json", "parquet", "lookup"]
     table, crm, regions, mongo = p.sources[:4]
-    assert isinstance(table, TableSource) and table.incremental.column == "updated_at"
-    assert isinstance(crm, DatabaseSource) and crm.sql.startswith("SELECT id, status")
-    assert ":runDate" in crm.sql and crm.load_policy == "eager" and crm.fetch_size == 1000
-    assert regions.table_name == "public.regions" and regions.sql is None
-    assert isinstance(mongo, MongoSource) and mongo.filter == '{"type": "click"}'
-    assert mongo.flatten is True and mongo.sample_size == 500
+    assert isinstance(table, TableSource)
+    assert table.incremental.column == "updated_at"
+    assert isinstance(crm, DatabaseSource)
+    assert crm.sql.startswith("SELECT id, status")
+    assert ":runDate" in crm.sql
+    assert crm.load_policy == "eager"
+    assert crm.fetch_size == 1000
+    assert regions.table_name == "public.regions"
+    assert regions.sql is None
+    assert isinstance(mongo, MongoSource)
+    assert mongo.filter == '{"type": "click"}'
+    assert mongo.flatten is True
+    assert mongo.sample_size == 500
     assert len(p.transformations) == 14
     join = p.transformations[1]
-    assert isinstance(join, Join) and join.inputs == ("customers", "crm")
+    assert isinstance(join, Join)
+    assert join.inputs == ("customers", "crm")
     assert join.result == "joined"
     agg = p.transformations[4]
     assert isinstance(agg, Aggregate)
     assert agg.metrics == ("count:orders", "sum:amount:total", "max:amount")
     sql = p.transformations[-1]
-    assert isinstance(sql, Sql) and sql.query.startswith("SELECT j.*")
+    assert isinstance(sql, Sql)
+    assert sql.query.startswith("SELECT j.*")
     assert [t.table for t in p.targets] == ["customers", "silver.customer_360"]
     assert p.targets[0].keys == ("customer_id",)
-    assert len(p.checks) == 10 and p.checks[4].severity == "warn"
+    assert len(p.checks) == 10
+    assert p.checks[4].severity == "warn"
 
 
 def test_xml_and_yaml_forms_give_equal_models():
@@ -114,12 +128,14 @@ targets:
         "APP_DB",
         "updated_at",
     )
-    assert p.targets[0].keys == ("id",) and p.metadata.schedule == "0 */6 * * *"
+    assert p.targets[0].keys == ("id",)
+    assert p.metadata.schedule == "0 */6 * * *"
 
 
 def test_app_yaml():
     app = read_app_yaml((SALES / "app.yaml").read_text(), "sales/app.yaml")
-    assert app.owner == "sales-team" and app.tags == {"domain": "sales", "tier": "1"}
+    assert app.owner == "sales-team"
+    assert app.tags == {"domain": "sales", "tier": "1"}
     assert app.connections["crm"].user_secret_ref == "CRM_DB"
     assert read_app_yaml("", "app.yaml").connections == {}
 
@@ -144,7 +160,7 @@ BAD_XML = """\
 
 
 @pytest.mark.parametrize(
-    "needle,fragments",
+    ("needle", "fragments"),
     [
         (
             'layer="silverish"',
@@ -171,7 +187,8 @@ def test_xsd_errors_are_all_reported_with_line_value_and_allowed(needle, fragmen
 
 def test_xml_not_well_formed():
     errors = errors_of(read_pipeline_xml, "<pipeline id='p'>\n  <sources>\n</pipeline>", "b.xml")
-    assert errors[0].file == "b.xml" and errors[0].line == 3
+    assert errors[0].file == "b.xml"
+    assert errors[0].line == 3
     assert "not well-formed XML" in errors[0].message
 
 
@@ -224,7 +241,7 @@ extras: 1
 
 
 @pytest.mark.parametrize(
-    "needle,fragments",
+    ("needle", "fragments"),
     [
         ("- kafka", ('unknown element "kafka"', "allowed: csv, json, parquet, database, mongo")),
         (
@@ -268,7 +285,8 @@ def test_yaml_structure_errors():
 
 def test_yaml_syntax_error_and_empty_file():
     errors = errors_of(read_pipeline_yaml, "pipeline: {id: p\nsources: [", "e.yaml")
-    assert errors[0].file == "e.yaml" and "not valid YAML" in errors[0].message
+    assert errors[0].file == "e.yaml"
+    assert "not valid YAML" in errors[0].message
     find(errors_of(read_pipeline_yaml, "", "f.yaml"), "f.yaml", 1, "empty")
 
 
@@ -293,7 +311,8 @@ def test_spec_errors_sorted_and_formatted():
     )
     assert [e.message for e in errs.errors] == ["one", "zero", "two"]
     assert str(errs.errors[0]) == "a.xml:9:3: one"
-    assert "a.xml:9:3: one" in str(errs) and str(errs).startswith("3 problems")
+    assert "a.xml:9:3: one" in str(errs)
+    assert str(errs).startswith("3 problems")
 
 
 def test_yaml_scalars_keep_their_text():
@@ -310,7 +329,8 @@ targets:
 """
     p = read_pipeline_yaml(text, "p.yaml")
     assert (p.version, p.layer) == ("1.0", "silver")
-    assert p.sources[0].header is False and p.sources[0].watch is None
+    assert p.sources[0].header is False
+    assert p.sources[0].watch is None
     assert p.transformations[0].on == "code=code"
 
 

@@ -82,7 +82,8 @@ def test_fixture_project_resolves():
         "sales.customer_standardization",
     ]
     staging = specs["sales.customer_staging_load"]
-    assert staging.file == "sales/staging/customer_staging_load.xml" and staging.line == 3
+    assert staging.file == "sales/staging/customer_staging_load.xml"
+    assert staging.line == 3
     assert staging.layer == "raw"
     assert [t.ref for t in staging.targets] == [
         TableRef(app="sales", layer="raw", table="customer_snapshot")
@@ -104,10 +105,12 @@ def test_fixture_project_resolves():
         "sales.service.customers_flat",
         "sales.service.customer_service_export_export",
     ]
-    assert export.owner == "sales-team" and export.tags == {"domain": "sales", "tier": "2"}
+    assert export.owner == "sales-team"
+    assert export.tags == {"domain": "sales", "tier": "2"}
     gold = specs["marketing.campaigns"]
     assert [str(u) for u in gold.upstream] == ["sales.silver.customers"]
-    assert gold.owner is None and project.apps["marketing"].connections == {}
+    assert gold.owner is None
+    assert project.apps["marketing"].connections == {}
     assert project.apps["sales"].connections["crm"].jdbc_url.startswith("jdbc:postgresql")
 
 
@@ -141,7 +144,8 @@ def test_bad_app_folder_and_unknown_folders(tmp_path):
     assert "lowercase letters" in msgs["Sales-App"]
     assert 'unknown folder "platinum"' in msgs["app/platinum"]
     assert "raw, bronze, silver, gold, service, staging, standardization" in msgs["app/platinum"]
-    assert "layer folder" in msgs["app/p.xml"] and "app/raw/" in msgs["app/p.xml"]
+    assert "layer folder" in msgs["app/p.xml"]
+    assert "app/raw/" in msgs["app/p.xml"]
 
 
 def test_layer_must_match_folder(tmp_path):
@@ -175,7 +179,8 @@ def test_duplicate_pipeline_id_reports_both_files(tmp_path):
     )
     (err,) = [e for e in errors if "already used" in e.message]
     assert (err.file, err.line) == ("app/silver/a.xml", 1)
-    assert 'id="same"' in err.message and "app/gold/b.xml:1" in err.message
+    assert 'id="same"' in err.message
+    assert "app/gold/b.xml:1" in err.message
 
 
 # ------------------------------------------------------------------- pipeline rules
@@ -231,7 +236,7 @@ def test_target_source_must_exist(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "table,fragment",
+    ("table", "fragment"),
     [
         ("gold.t", 'the layer prefix must be this pipeline\'s layer "silver"'),
         ("app.silver.t", 'table="app.silver.t" is not a table name'),
@@ -301,7 +306,7 @@ def test_check_target_rules(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "cron,fragment",
+    ("cron", "fragment"),
     [("0 2 * *", "found 4"), ("0 2 * * * *", "found 6"), ("0 2 * * mon!", "bad field 'mon!'")],
 )
 def test_cron_is_checked(tmp_path, cron, fragment):
@@ -383,8 +388,10 @@ def test_table_written_twice_across_project(tmp_path):
         tmp_path, {"app/silver/a.xml": pipeline(pid="a"), "app/silver/b.xml": pipeline(pid="b")}
     )
     (err,) = [e for e in errors if "already written" in e.message]
-    assert err.file == "app/silver/b.xml" and err.line == line_of(pipeline(), "<table")
-    assert "app.silver.t" in err.message and "app/silver/a.xml:1" in err.message
+    assert err.file == "app/silver/b.xml"
+    assert err.line == line_of(pipeline(), "<table")
+    assert "app.silver.t" in err.message
+    assert "app/silver/a.xml:1" in err.message
 
 
 def test_table_ref_must_resolve_with_near_matches(tmp_path):
@@ -415,7 +422,8 @@ def test_cycle_is_named(tmp_path):
     errors = load_errors(tmp_path, {"app/silver/a.xml": a, "app/gold/b.xml": b})
     (err,) = [e for e in errors if "cycle" in e.message]
     assert "app.a -> app.b -> app.a" in err.message or "app.b -> app.a -> app.b" in err.message
-    assert "app.gold.tb" in err.message and "app.silver.ta" in err.message
+    assert "app.gold.tb" in err.message
+    assert "app.silver.ta" in err.message
     assert err.line == 1
 
 

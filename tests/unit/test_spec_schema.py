@@ -28,7 +28,7 @@ NOT_IN_XSD = {
 ONLY_IN_XSD = {("targets", "table"): {"name"}}
 
 
-@pytest.mark.parametrize("section,kind", [(s, k) for s, kinds in KINDS.items() for k in kinds])
+@pytest.mark.parametrize(("section", "kind"), [(s, k) for s, kinds in KINDS.items() for k in kinds])
 def test_xsd_declares_exactly_the_model_fields(section, kind):
     attrs, children = xsd_declarations()[(section, kind)]
     declared = set(attrs) | {"tableName" if c == "table" else c for c in children}
