@@ -48,6 +48,7 @@ dev: setup
 lint: setup
 	$(BIN)/ruff check datahub_assets datahub_resources tests bench
 	$(BIN)/ruff format --check datahub_assets datahub_resources tests bench
+	$(BIN)/pyright
 
 # the tests' shared Spark Connect server (.datahub/test-spark) is stopped afterwards, pass or fail
 test: setup lint
