@@ -17,6 +17,7 @@ class TargetOutcome:
     ref: TableRef
     kind: str
     rows: int
+    """Rows this run wrote (a file drop's batch, an append's new rows)."""
     snapshot_id: int | None = None
     previous_snapshot_id: int | None = None
     location: str | None = None
@@ -24,6 +25,9 @@ class TargetOutcome:
     extra: dict[str, Any] = field(default_factory=dict)
     checks: tuple[Any, ...] = ()
     """CheckOutcomes of this table's checks (schema drift included)."""
+    table_rows: int | None = None
+    """The table's total rows after the commit (the snapshot summary's `total-records`);
+    None for exports and when the summary has no total."""
 
 
 class ChecksFailed(PipelineRunError):

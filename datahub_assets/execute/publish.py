@@ -89,6 +89,7 @@ def publish_tables(
                     ref=t.ref,
                     kind="table",
                     rows=result.rows,
+                    table_rows=result.table_rows,
                     snapshot_id=result.snapshot_id,
                     previous_snapshot_id=result.previous_snapshot_id,
                     location=result.location,

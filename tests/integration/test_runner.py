@@ -68,6 +68,15 @@ def test_run_writes_every_target(spark, settings):
     exported = sorted((settings.data_dir / "shop" / "service" / "big").glob("*.csv"))
     lines = [line for p in exported for line in p.read_text().splitlines()[1:]]
     assert sorted(lines) == ["2,3,4.0,12.0", "3,10,2.5,25.0"]
+    assert by_name["big_orders"].table_rows == 2
+    assert by_name["big_export"].table_rows is None
+
+    # a second run appends 2 more rows: rows is what the run wrote, table_rows the total
+    again = {o.ref.table: o for o in run_pipeline(spec, _ctx(spark, settings), catalog)}
+    assert again["big_orders"].rows == 2
+    assert again["big_orders"].table_rows == 4
+    assert again["orders"].rows == 3
+    assert again["orders"].table_rows == 3  # overwrite
 
 
 def test_failed_write_leaves_every_table_as_it_was(spark, settings):

@@ -94,6 +94,8 @@ class CommitResult:
     schema: list[tuple[str, str, bool]]
     location: str
     commit_seconds: float
+    table_rows: int | None = None
+    """Total rows of the table at `snapshot_id` (its summary's `total-records`)."""
 
     @property
     def rows_written(self) -> int:
@@ -350,7 +352,18 @@ def commit_result(
         schema=schema_summary(table.schema()),
         location=table.location(),
         commit_seconds=time.monotonic() - started,
+        table_rows=total_records(table, snapshot_id),
     )
+
+
+def total_records(table, snapshot_id: int | None) -> int | None:
+    """The `total-records` of snapshot `snapshot_id`'s summary (0 for no snapshot)."""
+    if snapshot_id is None:
+        return 0
+    snapshot = table.snapshot_by_id(snapshot_id)
+    summary = snapshot.summary if snapshot else None
+    total = summary.get("total-records") if summary is not None else None
+    return int(total) if total is not None else None
 
 
 def commit(staged: StagedWrite) -> CommitResult:
