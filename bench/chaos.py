@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import random
@@ -65,6 +66,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import BENCH, WORK, machine, now, revision, write_json  # noqa: E402
+from tests.daemon import Daemon, alive, processes  # noqa: E402
 
 APP = "chaos"
 BASE = WORK / "chaos"
@@ -94,32 +96,6 @@ def log(msg: str) -> None:
 # ------------------------------------------------------------------------------ processes
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
-def _procs() -> list[tuple[int, int, str, str]]:
-    """(pid, ppid, cmdline, DAGSTER_HOME) of every process we can read."""
-    out = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry.name}/stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            cmd = Path(f"/proc/{entry.name}/cmdline").read_bytes().replace(b"\0", b" ")
-            env = Path(f"/proc/{entry.name}/environ").read_bytes().split(b"\0")
-        except (OSError, ValueError, IndexError):
-            continue
-        home = next((e[12:].decode() for e in env if e.startswith(b"DAGSTER_HOME=")), "")
-        out.append((int(entry.name), ppid, cmd.decode(errors="replace"), home))
-    return out
-
-
 class Harness:
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
@@ -134,8 +110,7 @@ class Harness:
         self._pids: dict[str, int] = {}
         self.slots_freed = 0
         self.spark_leaked: set[int] = set()
-        self.daemon: subprocess.Popen | None = None
-        self.daemon_starts = 0
+        self.daemon: Daemon  # created by setup(), with the environment
         self.next_id = 0
         self.file_no = 0
 
@@ -163,46 +138,21 @@ class Harness:
             DATAHUB_SPARK_SHUFFLE_PARTITIONS="2",
         )
         os.environ.update(self.env)
+        self.daemon = Daemon(
+            self.env,
+            BASE / "daemon-{n}.log",
+            on_start=lambda pid: log(f"daemon started (pid {pid})"),
+        )
         for k in ("DATAHUB_CATALOG_URI", "DATAHUB_WAREHOUSE", "DATAHUB_SPARK_REMOTE"):
             os.environ.pop(k, None)
 
     def start_daemon(self) -> None:
-        logfile = (BASE / f"daemon-{self.daemon_starts}.log").open("w")
-        self.daemon = subprocess.Popen(
-            [
-                str(ROOT / ".venv" / "bin" / "dagster-daemon"),
-                "run",
-                "-m",
-                "datahub_assets.definitions",
-            ],
-            env=self.env,
-            cwd=ROOT,
-            stdout=logfile,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.daemon_starts += 1
-        log(f"daemon started (pid {self.daemon.pid})")
+        self.daemon.start()
 
     def stop_daemon(self) -> None:
-        if self.daemon and self.daemon.poll() is None:
-            try:
-                os.killpg(self.daemon.pid, signal.SIGTERM)
-                self.daemon.wait(30)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(self.daemon.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.daemon.wait()
-        # run workers that outlived the daemon (they started sessions of their own or were
-        # orphaned by a kill of the daemon pid alone)
-        for pid, _, cmd, home in _procs():
-            if home == str(self.dagster_home) and "dagster" in cmd:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        # and the run workers that outlived the daemon (they started sessions of their own
+        # or were orphaned by a kill of the daemon pid alone)
+        self.daemon.stop(timeout=30, reap=True)
 
     def _stop_spark(self) -> None:
         subprocess.run(
@@ -224,7 +174,7 @@ class Harness:
                 self.expected[str(self.next_id)] = name
             tmp = self.landing / (name + ".tmp")
             tmp.write_text("\n".join(lines) + "\n")
-            os.replace(tmp, self.landing / name)  # atomic, as the docs ask of producers
+            tmp.replace(self.landing / name)  # atomic, as the docs ask of producers
             self.valid_files.append(name)
         if empty:
             self.file_no += 1
@@ -259,9 +209,9 @@ class Harness:
         workers = {
             pid
             for rec in self.active_runs()
-            if (pid := self._pid_of(rec.dagster_run.run_id)) and _alive(pid)
+            if (pid := self._pid_of(rec.dagster_run.run_id)) and alive(pid)
         }
-        procs = _procs()
+        procs = processes()
         tree, changed = set(workers), True
         while changed:
             changed = False
@@ -343,7 +293,7 @@ class Harness:
             run = rec.dagster_run
             pid = self._pid_of(run.run_id)
             if pid is not None:
-                if _alive(pid):
+                if alive(pid):
                     continue
             elif time.time() - rec.create_timestamp.timestamp() < 90:
                 continue
@@ -400,14 +350,7 @@ class Harness:
         elif kind == "kill_daemon":
             group = self.rng.random() < 0.5
             fault["detail"] = "process group" if group else "daemon pid only"
-            try:
-                if group:
-                    os.killpg(self.daemon.pid, signal.SIGKILL)
-                else:
-                    os.kill(self.daemon.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.daemon.wait()
+            self.daemon.kill(group)
             time.sleep(self.rng.uniform(0, 3))
             self.start_daemon()
         elif kind == "catalog_lock":
@@ -648,7 +591,7 @@ def run(args: argparse.Namespace) -> dict:
                 f"round {rounds}: {kind} ({fault.get('detail', '')}); run alive "
                 f"{fault['run_alive']}; rows raw {raw} bronze {bronze} / {len(h.expected)}"
             )
-            if h.daemon.poll() is not None:  # died by itself (a kill of a child)
+            if not h.daemon.running:  # died by itself (a kill of a child)
                 log("   daemon exited: restarting")
                 h.start_daemon()
             # recovery: the next round's fault waits until a batch commits again (or landing
@@ -665,10 +608,8 @@ def run(args: argparse.Namespace) -> dict:
         leaked = h.spark_servers()
         h._stop_spark()
         for pid in leaked + h.spark_servers():
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
     by_kind = collections.Counter(f["kind"] for f in h.faults)
     effective = collections.Counter(
         f["kind"]
@@ -693,7 +634,7 @@ def run(args: argparse.Namespace) -> dict:
         "spark_servers_orphaned": len(leaked),
         "run_stats": stats,
         "rounds_recovered": sum(f.get("recovered_s") is not None for f in h.faults),
-        "daemon_starts": h.daemon_starts,
+        "daemon_starts": h.daemon.starts,
         **result,
         "faults": h.faults,
         "machine_before": before,

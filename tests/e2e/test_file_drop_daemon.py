@@ -8,16 +8,12 @@ import csv
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
+from tests.daemon import REPO, Daemon, wait_for
+
 pytestmark = [pytest.mark.slow, pytest.mark.spark, pytest.mark.xdist_group("e2e")]
 
 RAW = """<pipeline id="orders_raw" version="1.0.0" layer="raw">
@@ -39,18 +35,6 @@ BRONZE = """<pipeline id="orders" version="1.0.0" layer="bronze">
   </targets>
 </pipeline>
 """
-
-
-def _wait(predicate, timeout: float, what: str, log: Path):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(2)
-    raise AssertionError(
-        f"timed out after {timeout:.0f} s waiting for {what}; daemon log:\n"
-        + log.read_text()[-8000:]
-    )
 
 
 def _totals(folder: Path) -> dict[str, float]:
@@ -80,21 +64,12 @@ def test_a_dropped_file_flows_to_the_service_export_while_the_daemon_runs(tmp_pa
         "DATAHUB_PIPELINES_DIR": str(tmp_path / "pipelines"),
     }
     log = tmp_path / "daemon.log"
-    with log.open("w") as out:
-        daemon = subprocess.Popen(
-            [str(BIN / "dagster-daemon"), "run", "-m", "datahub_assets.definitions"],
-            env=env,
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
+    with Daemon(env, log):
         (landing / "a.csv.tmp").write_text("order_id,customer,amount\n1,ann,10\n2,bob,5\n")
-        os.replace(landing / "a.csv.tmp", landing / "a.csv")  # the usual atomic drop
+        (landing / "a.csv.tmp").replace(landing / "a.csv")  # the usual atomic drop
         (landing / "bad.csv").write_text("")
         service = data / "shop" / "service" / "totals"
-        _wait(
+        wait_for(
             lambda: _totals(service) == {"ann": 10.0, "bob": 5.0},
             300,
             "the first file in the service export",
@@ -106,7 +81,7 @@ def test_a_dropped_file_flows_to_the_service_export_while_the_daemon_runs(tmp_pa
         assert json.loads(reason.read_text())["rule"] == "empty"
 
         (landing / "b.csv").write_text("order_id,customer,amount\n3,ann,7.5\n")
-        _wait(
+        wait_for(
             lambda: _totals(service) == {"ann": 17.5, "bob": 5.0},
             300,
             "the second file in the service export",
@@ -114,9 +89,3 @@ def test_a_dropped_file_flows_to_the_service_export_while_the_daemon_runs(tmp_pa
         )
         assert sorted(p.name for p in processed.rglob("*.csv")) == ["a.csv", "b.csv"]
         assert list(landing.iterdir()) == []
-    finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -24,9 +22,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import APP_USER_PASSWORD
+from tests.daemon import BIN, REPO, Daemon, wait_for
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 pytestmark = [pytest.mark.slow, pytest.mark.spark, pytest.mark.xdist_group("e2e")]
 
 RAW = """<pipeline id="orders_raw" version="1.0.0" layer="raw">
@@ -45,46 +42,6 @@ DAILY = """<pipeline id="orders_daily" version="1.0.0" layer="gold">
 SENSOR = "watch__shop__orders_raw__orders"
 AUTOMATION = "datahub_automation"  # evaluates every <schedule> of the project
 STOPPED = "datahub_run_records"  # runs by default; the operator stops it
-
-
-def _wait(predicate, timeout: float, what: str, log: Path):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(2)
-    raise AssertionError(
-        f"timed out after {timeout:.0f} s waiting for {what}; daemon log:\n"
-        + log.read_text()[-8000:]
-    )
-
-
-class Daemon:
-    def __init__(self, env: dict[str, str], log: Path):
-        self.env, self.log = env, log
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        with self.log.open("a") as out:
-            self.proc = subprocess.Popen(
-                [str(BIN / "dagster-daemon"), "run", "-m", "datahub_assets.definitions"],
-                env=self.env,
-                cwd=REPO,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
 
 
 def _instance(dagster_home: Path):
@@ -183,10 +140,10 @@ def test_runs_events_and_instigator_state_persist_across_a_daemon_restart(
         # ---------------------------------------------------------------- first daemon
         daemon.start()
         (landing / "a.csv").write_text("order_id,customer,amount\n1,ann,10\n2,bob,5\n")
-        (first,) = _wait(
+        (first,) = wait_for(
             lambda: _succeeded(_instance(dagster_home)), 300, "the sensor's run of a.csv", log
         )
-        _wait(
+        wait_for(
             lambda: _evaluation_ids(_instance(dagster_home)),
             120,
             "an evaluation of the automation sensor",
@@ -231,7 +188,7 @@ def test_runs_events_and_instigator_state_persist_across_a_daemon_restart(
         # ----------------------------------- second daemon: goes on from the stored state
         daemon.start()
         (landing / "b.csv").write_text("order_id,customer,amount\n3,ann,7.5\n")
-        runs = _wait(
+        runs = wait_for(
             lambda: (r := _succeeded(_instance(dagster_home))) and len(r) >= 2 and r,
             300,
             "the sensor's run of b.csv",
