@@ -35,7 +35,7 @@ from datahub_assets.spec.yaml_reader import read_app_yaml, read_pipeline_yaml
 
 APP_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 LAYER_DIRS = (*LAYERS, *LAYER_ALIASES)
-SKIPPED_DIRS = ("jobs", "schemas", "lookups")
+SKIPPED_DIRS = ("jobs", "schemas", "lookups", "python")  # python/: datahub_assets/python/
 SUFFIXES = (".xml", ".yaml", ".yml")
 
 
@@ -205,9 +205,10 @@ def _resolve(state: _State) -> list[PipelineSpec]:
                     target.target,
                 )
             tables.setdefault(target.ref, item)
+    known = {**tables, **_python_tables(state, tables)}
     specs, edges = [], {}
     for item in state.loaded:
-        refs = _source_refs(state, item, tables)
+        refs = _source_refs(state, item, known)
         upstream = tuple(dict.fromkeys(refs.values()))
         edges[item] = [(tables[r], r) for r in upstream if r in tables]
         config = state.apps[item.app]
@@ -228,6 +229,16 @@ def _resolve(state: _State) -> list[PipelineSpec]:
         )
     _cycles(state, edges)
     return sorted(specs, key=lambda s: (s.app, s.file))
+
+
+def _python_tables(state: _State, tables: dict[TableRef, _Loaded]) -> dict:
+    """Tables written by the Python assets of `<app>/python/*.py` (datahub_assets/python/),
+    which XML pipelines may read; importing them here puts their errors with the others."""
+    from datahub_assets.python.discovery import discover
+
+    found = discover(state.root, {r: f"{i.file}:{_line(i.pipeline)}" for r, i in tables.items()})
+    state.errors += found.errors
+    return found.tables
 
 
 def _connections_used(pipeline, config) -> dict:
