@@ -41,6 +41,7 @@ MODULES = {
     "chaos": ["bench.chaos"],
     "malformed": ["bench.malformed"],
     "maintain": ["bench.maintain"],
+    "s3-cluster": ["bench.s3_cluster"],
 }
 ALL = ("tpch", "load", "overhead", "tpch-platform")
 

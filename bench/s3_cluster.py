@@ -34,7 +34,7 @@ from bench.dagster_events import read_run  # noqa: E402
 PIPELINES = BENCH / "tpch" / "pipelines_xml"
 S3C = WORK / "s3_cluster"
 RESULTS_MD = BENCH / "RESULTS.md"
-SECTION = "## S3 and a standalone cluster (issue #10)"
+MARKER = "<!-- s3-cluster rows -->"  # rows go above it, in "## S3 and clusters (issue #10)"
 
 
 def _generate(scale: str) -> Path:
@@ -217,13 +217,9 @@ def main(argv: list[str] | None = None) -> int:
             for name, r in results.items()
         ]
         text = RESULTS_MD.read_text()
-        if SECTION not in text:
-            text = (
-                text.rstrip("\n") + f"\n\n{SECTION}\n\n| date (UTC) | revision | scale | "
-                "config | run s | CLI wall s | ratio run / local | slowest steps s | load |\n"
-                "|---|---|---|---|---:|---:|---:|---|---|\n"
-            )
-        RESULTS_MD.write_text(text.rstrip("\n") + "\n" + "\n".join(rows) + "\n")
+        if MARKER not in text:
+            raise SystemExit(f"{RESULTS_MD}: no {MARKER!r} line to add the rows above")
+        RESULTS_MD.write_text(text.replace(MARKER, "\n".join(rows) + "\n" + MARKER, 1))
     return 0
 
 
