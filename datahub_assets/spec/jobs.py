@@ -32,7 +32,7 @@ from datahub_assets.spec.job_models import (
     WebhookNotification,
 )
 from datahub_assets.spec.models import PipelineSpec
-from datahub_assets.spec.validate import CRON_FIELD, CRON_MACROS
+from datahub_assets.spec.validate import CRON_HELP, cron_problem
 
 JOB_XSD = Path(__file__).with_name("job.xsd")
 TOP_KEYS = ("jobPipeline", "description", "schedule", "parameters", "pipelines", "notifications")
@@ -245,16 +245,13 @@ class JobCheck:
     def basics(self, file: str, job: JobPipeline) -> bool:
         n = len(self.errors)
         if job.schedule is not None:
-            fields = job.schedule.split()
-            if not (len(fields) == 1 and fields[0] in CRON_MACROS) and (
-                len(fields) != 5 or not all(CRON_FIELD.match(f) for f in fields)
-            ):
+            problem = cron_problem(job.schedule)
+            if problem:
                 self.err(
                     file,
                     job,
-                    f'<schedule> "{job.schedule}" is not a cron expression; '
-                    "allowed: 5 fields 'minute hour day-of-month month day-of-week', e.g. "
-                    '"0 2 * * *", or one of ' + ", ".join(CRON_MACROS),
+                    f'<schedule> "{job.schedule}" is not a cron expression: {problem}; '
+                    + CRON_HELP,
                 )
         names: set[str] = set()
         for p in job.parameters:

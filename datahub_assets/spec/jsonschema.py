@@ -98,6 +98,24 @@ def _element(model: type[BaseModel], defs: dict) -> dict:
             }
     if model.__name__ == "TableTarget":
         props["name"] = {"type": "string", "description": "Alias of `table`."}
+        props["columns"] = {
+            "description": props["columns"].get("description", ""),
+            "anyOf": [
+                {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "name": {"type": "string"},
+                            "description": {"type": "string"},
+                        },
+                        "required": ["name", "description"],
+                        "additionalProperties": False,
+                    },
+                },
+                {"type": "object", "additionalProperties": {"type": "string"}},
+            ],
+        }
         required = [r for r in required if r != "table"]
         schema["anyOf"] = [{"required": ["table"]}, {"required": ["name"]}]
     schema["required"] = required

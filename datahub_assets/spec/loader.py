@@ -29,7 +29,8 @@ from datahub_assets.spec.models import (
     TableRef,
     TableSource,
 )
-from datahub_assets.spec.validate import PipelineCheck, canonical_layer
+from datahub_assets.spec.schema_files import SchemaFile
+from datahub_assets.spec.validate import CRON_HELP, PipelineCheck, canonical_layer, cron_problem
 from datahub_assets.spec.xml_reader import read_pipeline_xml
 from datahub_assets.spec.yaml_reader import read_app_yaml, read_pipeline_yaml
 
@@ -52,6 +53,7 @@ class _Loaded:
     file: str
     pipeline: Pipeline
     targets: list[ResolvedTarget]
+    schemas: dict[str, SchemaFile] = field(default_factory=dict)
 
 
 @dataclass
@@ -130,6 +132,16 @@ def _load_app(state: _State, app_dir: Path) -> None:
                 config = read_app_yaml(path.read_text("utf-8"), state.rel(path))
             except SpecErrors as exc:
                 state.errors += exc.errors
+            except UnicodeDecodeError as exc:
+                state.err(state.rel(path), f"not UTF-8 text: {exc.reason}")
+            problem = cron_problem(config.maintenance.schedule)
+            if problem:
+                state.err(
+                    state.rel(path),
+                    f'maintenance.schedule "{config.maintenance.schedule}" is not a '
+                    f"cron expression: {problem}; {CRON_HELP}",
+                    config.maintenance,
+                )
     state.apps[app] = config
     for entry in sorted(app_dir.iterdir()):
         if entry.name.startswith("."):
@@ -169,10 +181,11 @@ def _load_file(state: _State, app: str, folder: str, path: Path, config: AppConf
         state.broken_apps.add(app)
         return
     check = PipelineCheck(pipeline, rel)
-    check.run(folder, config, state.job_params.get(f"{app}.{pipeline.id}", frozenset()))
+    params = state.job_params.get(f"{app}.{pipeline.id}", frozenset())
+    check.run(folder, config, params, app_dir=state.root / app)
     targets = check.resolve_targets(app)
     state.errors += check.errors
-    state.loaded.append(_Loaded(app, rel, pipeline, targets))
+    state.loaded.append(_Loaded(app, rel, pipeline, targets, check.schemas))
 
 
 def _line(p: Pipeline) -> int:
@@ -225,6 +238,7 @@ def _resolve(state: _State) -> list[PipelineSpec]:
                 owner=meta.owner or config.owner,
                 tags={**config.tags, **meta.tags},
                 connections=_connections_used(item.pipeline, config),
+                schemas=item.schemas,
             )
         )
     _cycles(state, edges)

@@ -11,8 +11,16 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
+
+from datahub_assets.spec.mini import (
+    parse_cast_types,
+    parse_defaults,
+    parse_lookup_on,
+    parse_rename_mapping,
+)
+from datahub_assets.spec.schema_files import SchemaFile
 
 if TYPE_CHECKING:  # completed at the end of this module (job pipelines)
     from datahub_assets.spec.job_models import AppNotifications, JobSpec
@@ -47,6 +55,33 @@ def _split_commas(value: Any) -> Any:
 
 CanonicalLayer = Annotated[Layer, BeforeValidator(_canonical_layer)]
 CommaList = Annotated[tuple[str, ...], BeforeValidator(_split_commas)]
+
+
+def _pairs_schema(example: str) -> WithJsonSchema:
+    """JSON Schema of a mini-language attribute (spec/mini.py): text, or in YAML a list of
+    items or a mapping; the model holds a tuple of (left, right) pairs."""
+    return WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "description": f"comma-separated, e.g. {example}"},
+                {"type": "array", "items": {"type": "string"}},
+                {"type": "object", "additionalProperties": {"type": "string"}},
+            ]
+        }
+    )
+
+
+Pairs = tuple[tuple[str, str], ...]
+CastTypes = Annotated[
+    Pairs, BeforeValidator(parse_cast_types), _pairs_schema("amount:decimal(12,2),ts:timestamp")
+]
+RenameMapping = Annotated[
+    Pairs, BeforeValidator(parse_rename_mapping), _pairs_schema("old:new,old2:new2")
+]
+LookupOn = Annotated[Pairs, BeforeValidator(parse_lookup_on), _pairs_schema("country_code=code")]
+LookupDefaults = Annotated[
+    Pairs, BeforeValidator(parse_defaults), _pairs_schema("country_name:Unknown")
+]
 
 
 class Loc(BaseModel):
@@ -258,10 +293,17 @@ class Lookup(_Step):
     kind: Literal["lookup"] = "lookup"
     source: str
     reference: str
-    on: str = Field(description="`source_col=reference_col[,...]`.")
+    on: LookupOn = Field(
+        description="`source_col=reference_col[,...]`: the join keys, held as (source column, "
+        "reference column) pairs."
+    )
     output_fields: CommaList
     join_type: Literal["left", "inner"] = "left"
-    defaults: str | None = Field(default=None, description="`field:value,...` for misses.")
+    defaults: LookupDefaults | None = Field(
+        default=None,
+        description="`field:value,...`: values of outputFields for rows without a match "
+        "(cast to the field's type); held as (field, value) pairs.",
+    )
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -320,13 +362,19 @@ class Derive(_Step):
 class Rename(_Step):
     kind: Literal["rename"] = "rename"
     source: str
-    mapping: CommaList
+    mapping: RenameMapping = Field(
+        description="`old:new,...`: columns to rename, held as (old, new) pairs; "
+        "each old and each new name once."
+    )
 
 
 class Cast(_Step):
     kind: Literal["cast"] = "cast"
     source: str
-    types: str = Field(description="`col:type,...`; types may contain commas, e.g. decimal(12,2).")
+    types: CastTypes = Field(
+        description="`col:type,...` with Spark SQL type names (commas inside decimal(12,2) "
+        "or <...> are kept), held as (column, type) pairs; checked at load."
+    )
 
 
 class Flatten(_Step):
@@ -372,6 +420,20 @@ Transformation = Annotated[
 # ---------------------------------------------------------------------------- targets
 
 
+class ColumnDoc(Node):
+    """`<column name=... description=.../>` in a table target's `<columns>`."""
+
+    name: str = Field(description="Column of the target table.")
+    description: str = Field(description="What the column holds; shown in the Dagster UI.")
+
+
+def _column_docs(value: Any) -> Any:
+    """YAML `columns: {id: "..."}` -> [{name: id, description: "..."}]; lists pass through."""
+    if isinstance(value, dict):
+        return [{"name": k, "description": v} for k, v in value.items()]
+    return value
+
+
 class TableTarget(Node):
     kind: Literal["table"] = "table"
     table: str = Field(description="`name` or `<layer>.name`.")
@@ -379,9 +441,14 @@ class TableTarget(Node):
     mode: Literal["append", "overwrite", "merge"] = "append"
     keys: CommaList = ()
     partition_by: CommaList = ()
-    format: str | None = None
+    format: Literal["iceberg"] | None = None
     schema_ref: str | None = None
     on_invalid: OnInvalid | None = Field(default=None, description=_ON_INVALID_HELP)
+    columns: Annotated[tuple[ColumnDoc, ...], BeforeValidator(_column_docs)] = Field(
+        default=(),
+        description="Column descriptions (`<columns><column name= description=/></columns>`); "
+        "they override those of schemaRef files.",
+    )
     on_schema_change: OnSchemaChange = Field(
         default="evolve",
         description="Incoming vs table schema: evolve adds columns and widens types, freeze "
@@ -640,6 +707,11 @@ class PipelineSpec(BaseModel):
     tags: dict[str, str] = Field(default_factory=dict)
     connections: dict[str, Connection] = Field(
         default_factory=dict, description="The app.yaml connections this pipeline names."
+    )
+    schemas: dict[str, SchemaFile] = Field(
+        default_factory=dict,
+        description="schemaRef as written -> the file parsed at load (s3:// refs are read at "
+        "run time and are absent here).",
     )
 
     def endpoint(self, node: Any) -> Connection:

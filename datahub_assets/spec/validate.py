@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from datahub_assets.spec.durations import DURATION
@@ -22,13 +23,21 @@ from datahub_assets.spec.models import (
     Join,
     JsonSource,
     Lookup,
+    Mask,
     Merge,
     MongoSource,
     Pipeline,
     ResolvedTarget,
+    Select,
     Sql,
     TableRef,
     TableTarget,
+)
+from datahub_assets.spec.schema_files import (
+    SchemaFile,
+    SchemaFileError,
+    is_remote,
+    read_schema_file,
 )
 from datahub_assets.spec.sql_params import find_params
 
@@ -44,13 +53,43 @@ METRIC_FUNCTIONS = (
     "stddev",
 )
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,\-?#]+$")
 CRON_MACROS = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually")
+CRON_HELP = (
+    "allowed: 5 fields 'minute hour day-of-month month day-of-week' (e.g. \"0 2 * * *\", "
+    '"*/15 * * * 1-5") or one of ' + ", ".join(CRON_MACROS)
+)
 _GLOB = set("*?[]{}%")
 
 
 def canonical_layer(value: str) -> str:
     return LAYER_ALIASES.get(value, value)
+
+
+CRON_FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
+
+
+def cron_problem(cron: str) -> str | None:
+    """Why Dagster would refuse `cron` as a schedule (None: it accepts it). Uses Dagster's own
+    check (`dagster._utils.schedules.is_valid_cron_string`, its vendored croniter underneath),
+    imported only when a definition has a schedule: the spec layer imports without dagster."""
+    from dagster._utils.schedules import CroniterShim, is_valid_cron_string
+
+    fields = cron.split()
+    if not (len(fields) == 1 and fields[0].startswith("@")) and len(fields) != 5:
+        return f"found {len(fields)} fields, Dagster schedules have 5 (no seconds)"
+    if is_valid_cron_string(cron):
+        return None
+    for i, field in enumerate(fields if len(fields) == 5 else ()):
+        probe = ["*"] * 5
+        probe[i] = field
+        try:
+            CroniterShim.expand(" ".join(probe))
+        except Exception as exc:  # noqa: BLE001 - croniter raises several types; its text says why
+            why = "out of range" if "range" in str(exc) else "not valid"
+            return f"{CRON_FIELDS[i]} field {field!r} is {why}"
+    if len(fields) == 1:
+        return f"unknown macro {fields[0]!r}"
+    return "it never fires (e.g. the 30th or 31st of February)"
 
 
 class PipelineCheck:
@@ -67,11 +106,17 @@ class PipelineCheck:
 
     # ------------------------------------------------------------------ rules
     def run(
-        self, folder_layer: str, app: AppConfig, job_params: frozenset[str] = frozenset()
+        self,
+        folder_layer: str,
+        app: AppConfig,
+        job_params: frozenset[str] = frozenset(),
+        app_dir: Path | None = None,
     ) -> list[SpecError]:
         """`job_params`: parameters declared by every job pipeline that runs this pipeline
-        (its database <sql> may use them)."""
+        (its database <sql> may use them). `app_dir`: the app's folder, where schemaRef files
+        are read and parsed (`self.schemas`); None skips them (a pipeline read alone)."""
         self.job_params = job_params
+        self.schemas: dict[str, SchemaFile] = {}
         p = self.p
         if p.layer != canonical_layer(folder_layer):
             self.err(
@@ -84,7 +129,75 @@ class PipelineCheck:
         self.steps(datasets)
         self.targets(datasets, app)
         self.checks()
+        self.incremental()
+        self.quarantine()
+        if app_dir is not None:
+            self.schema_refs(app_dir)
         return self.errors
+
+    def incremental(self) -> None:
+        """An incremental source's watermark is committed with its pipeline's first table
+        target, and each run reads only the new rows (execute/runner.py `_watermarks`)."""
+        sources = [s for s in self.p.sources if s.incremental is not None]
+        if not sources:
+            return
+        first = sources[0]
+        tables = [t for t in self.p.targets if isinstance(t, TableTarget)]
+        if not tables:
+            self.err(
+                first.incremental,
+                f'source "{first.id}" is incremental but the pipeline has no <table> target '
+                "to record its watermark in; add a <table> target or remove <incremental>",
+            )
+        for t in tables:
+            if t.mode == "overwrite" and not t.partition_by:
+                self.err(
+                    t,
+                    f'<table table="{t.table}"> is written with mode="overwrite" from '
+                    f'incremental source "{first.id}", which would replace the table with only '
+                    'the new rows; use mode="append" or "merge", or add partitionBy= to '
+                    "replace only the partitions that changed",
+                )
+
+    def quarantine(self) -> None:
+        """Quarantined rows go to `<first table target>__quarantine`: onInvalid="quarantine"
+        (explicit, or the raw layer's default for malformed csv/json records) needs one."""
+        if any(isinstance(t, TableTarget) for t in self.p.targets):
+            return
+        for src in self.p.sources:
+            policy = getattr(src, "on_invalid", None)
+            how = f'onInvalid="{policy}"'
+            if (
+                policy is None
+                and self.p.layer == "raw"
+                and src.kind in ("csv", "json")
+                and src.incremental is None
+            ):
+                policy, how = "quarantine", 'onInvalid (default "quarantine" in the raw layer)'
+            if policy == "quarantine":
+                self.err(
+                    src,
+                    f'{how} on <{src.kind}> source "{src.id}" puts bad rows in '
+                    "<table>__quarantine next to the pipeline's first <table> target, and "
+                    'it has none; add a <table> target or set onInvalid="fail" or "drop"',
+                )
+
+    def schema_refs(self, app_dir: Path) -> None:
+        """Every local schemaRef file exists and parses (spec/schema_files.py); the parsed
+        columns are kept for the run and for column descriptions."""
+        nodes = [*self.p.sources, *self.p.targets, *self.p.checks]
+        for node in nodes:
+            ref = getattr(node, "schema_ref", None)
+            if not ref or is_remote(ref):
+                continue
+            if ref in self.schemas:
+                continue
+            try:
+                self.schemas[ref] = read_schema_file(app_dir, ref)
+            except SchemaFileError as exc:
+                what = f"<{node.kind}>" + (f' source "{node.id}"' if node in self.p.sources else "")
+                where = " (schemaRef resolves under the app folder, e.g. schemas/x.avsc)"
+                self.err(node, f'schemaRef="{ref}" on {what}: {exc}{where}')
 
     def metadata(self) -> None:
         meta = self.p.metadata
@@ -98,18 +211,9 @@ class PipelineCheck:
             self.cron(meta, meta.schedule)
 
     def cron(self, node: Any, cron: str) -> None:
-        fields = cron.split()
-        if len(fields) == 1 and fields[0] in CRON_MACROS:
-            return
-        bad = [f for f in fields if not CRON_FIELD.match(f)]
-        if len(fields) != 5 or bad:
-            found = f"found {len(fields)}" if len(fields) != 5 else f"bad field {bad[0]!r}"
-            self.err(
-                node,
-                f'schedule="{cron}" is not a cron expression ({found}); allowed: '
-                "5 fields 'minute hour day-of-month month day-of-week', e.g. "
-                '"0 2 * * *", or one of ' + ", ".join(CRON_MACROS),
-            )
+        problem = cron_problem(cron)
+        if problem:
+            self.err(node, f'schedule="{cron}" is not a cron expression: {problem}; {CRON_HELP}')
 
     def sources(self, app: AppConfig) -> list[str]:
         for section in ("sources", "targets"):
@@ -281,21 +385,47 @@ class PipelineCheck:
                 )
             if isinstance(step, Aggregate):
                 self.aggregate(step)
+            self.step_shape(step)
             if step.result not in datasets:
                 datasets.append(step.result)
+
+    def step_shape(self, step: Any) -> None:
+        """What a transformation refuses before it looks at any data (execute/transforms/)."""
+        if isinstance(step, Join) and step.left == step.right:
+            self.err(step, f'<join> has left="{step.left}" and right="{step.right}": a join needs '
+                     "two different datasets")  # fmt: skip
+        empty = {
+            Mask: ("columns", "the columns to mask"),
+            Select: ("columns", "the select list"),
+            Merge: ("sources", "the datasets to merge"),
+            Aggregate: ("metrics", "e.g. count:n, sum:amount"),
+        }
+        for cls, (attr, what) in empty.items():
+            value = getattr(step, attr, None)
+            if isinstance(step, cls) and not (value.strip() if isinstance(value, str) else value):
+                self.err(step, f"{attr}= on <{step.kind}> is empty; it needs {what}")
+        if isinstance(step, Lookup) and step.defaults:
+            unknown = [f for f, _ in step.defaults if f not in step.output_fields]
+            if unknown:
+                self.err(
+                    step,
+                    f"defaults= on <lookup> names {', '.join(unknown)}, which are not "
+                    f"outputFields; allowed: {', '.join(step.output_fields)}",
+                )
 
     def aggregate(self, step: Aggregate) -> None:
         if step.window and not step.time_column:
             self.err(step, f'window="{step.window}" on <aggregate> requires timeColumn=')
         for metric in step.metrics:
-            parts = metric.split(":")
-            ok = len(parts) in (2, 3) and all(NAME.match(x) for x in parts[1:])
+            parts = [p.strip() for p in metric.split(":")]
+            star = len(parts) == 3 and parts[0] == "count" and parts[1] == "*"
+            ok = len(parts) in (2, 3) and all(NAME.match(x) for x in parts[1 + star :])
             if not ok or parts[0] not in METRIC_FUNCTIONS:
                 self.err(
                     step,
                     f'metrics item "{metric}" on <aggregate> is not valid; allowed: '
-                    "count:alias, fn:column or fn:column:alias with fn one of "
-                    + ", ".join(METRIC_FUNCTIONS),
+                    "count:alias, fn:column or fn:column:alias (count:*:alias counts rows) "
+                    "with fn one of " + ", ".join(METRIC_FUNCTIONS),
                 )
 
     def targets(self, datasets: list[str], app: AppConfig) -> None:
@@ -319,6 +449,7 @@ class PipelineCheck:
                 )
             if isinstance(target, TableTarget):
                 self.table_name(target)
+                self.column_docs(target)
             if isinstance(target, DatabaseTarget):
                 self.jdbc_endpoint(target, app, "<database> target")
                 if target.table_name is None:
@@ -330,6 +461,18 @@ class PipelineCheck:
                         "has no effect; keys are the upsert columns of "
                         'mode="merge"',
                     )
+
+    def column_docs(self, target: TableTarget) -> None:
+        seen: dict[str, Any] = {}
+        for doc in target.columns:
+            if doc.name in seen:
+                line = seen[doc.name].loc.line if seen[doc.name].loc else 0
+                self.err(
+                    doc,
+                    f'<column name="{doc.name}"> is described twice in <columns> (first at '
+                    f"line {line}); keep one description per column",
+                )
+            seen.setdefault(doc.name, doc)
 
     def table_name(self, target: TableTarget, report: bool = True) -> str | None:
         if not report:

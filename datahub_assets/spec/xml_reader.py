@@ -232,8 +232,13 @@ class _Converter:
         data = self.node(el, path, TARGET_ALIASES.get(tag, tag))
         if data["kind"] == "table" and "name" in data and "table" not in data:
             data["table"] = data.pop("name")
-        for child in _children(el):  # database target: <table name=.../>
-            data["tableName"] = child.get("name")
+        for child in _children(el):
+            if _local(child.tag) == "columns":  # table target: column descriptions
+                data["columns"] = [
+                    self.node(c, (*path, "columns", i)) for i, c in enumerate(_children(child))
+                ]
+            else:  # database target: <table name=.../>
+                data["tableName"] = child.get("name")
         return data
 
     def check(self, el: Any, path: tuple[str | int, ...]) -> dict:

@@ -243,6 +243,10 @@ def read_app_yaml(text: str, file: str) -> AppConfig:
     else:
         data = builder.value(root, ())
         data["loc"] = builder.mark((), root, "app.yaml")
+        maintenance = data.get("maintenance")
+        if isinstance(maintenance, dict) and ("maintenance",) in builder.locs:
+            where = builder.locs[("maintenance",)]
+            maintenance["loc"] = {"file": file, "line": where.line, "column": where.column}
         for name, conn in (data.get("connections") or {}).items():
             where = builder.locs[("connections", name)]
             builder.locs[("connections", name)] = Where(

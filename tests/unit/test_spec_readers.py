@@ -331,7 +331,7 @@ targets:
     assert (p.version, p.layer) == ("1.0", "silver")
     assert p.sources[0].header is False
     assert p.sources[0].watch is None
-    assert p.transformations[0].on == "code=code"
+    assert p.transformations[0].on == (("code", "code"),)
 
 
 def test_spec_layer_imports_neither_dagster_nor_pyspark():

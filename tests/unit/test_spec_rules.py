@@ -307,7 +307,14 @@ def test_check_target_rules(tmp_path):
 
 @pytest.mark.parametrize(
     ("cron", "fragment"),
-    [("0 2 * *", "found 4"), ("0 2 * * * *", "found 6"), ("0 2 * * mon!", "bad field 'mon!'")],
+    [
+        ("0 2 * *", "found 4 fields"),
+        ("0 2 * * * *", "found 6 fields"),
+        ("0 2 * * mon!", "day-of-week field 'mon!' is not valid"),
+        ("99 99 99 99 99", "minute field '99' is out of range"),
+        ("0 0 30 2 *", "never fires"),
+        ("@fortnightly", "unknown macro '@fortnightly'"),
+    ],
 )
 def test_cron_is_checked(tmp_path, cron, fragment):
     text = pipeline(metadata=f"<schedule>{cron}</schedule>")

@@ -10,9 +10,11 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from datahub_assets.execute.context import ExecContext
+from datahub_assets.spec.mini import split_top_level
 
 TransformFn = Callable[[Any, dict[str, DataFrame], ExecContext], DataFrame]
 TRANSFORMS: dict[str, TransformFn] = {}
+__all__ = ["split_top_level"]  # shared with spec/mini.py, which parses the attributes
 _SENSITIVE: set[str] = set()  # key material seen by mask steps: scrubbed from error text
 _MAX_DETAIL = 600
 
@@ -63,38 +65,6 @@ def require_columns(df: DataFrame, columns: Iterable[str], kind: str, name: str)
                 f"{kind}: column {col!r} not found in dataset {name!r}; "
                 f"available: {', '.join(available)}"
             )
-
-
-def split_top_level(text: str, sep: str = ",") -> list[str]:
-    """Split on `sep` outside parentheses, brackets, quotes and backticks; strip; drop empties.
-
-    `"a, upper(concat(b, c)) as d, 'x,y'"` -> `["a", "upper(concat(b, c)) as d", "'x,y'"]`.
-    """
-    parts: list[str] = []
-    depth, quote, start = 0, "", 0
-    for i, ch in enumerate(text):
-        if quote:
-            if ch == quote:
-                quote = ""
-        elif ch in "'\"`":
-            quote = ch
-        elif ch in "([<":
-            depth += 1
-        elif ch in ")]>" and depth > 0:
-            depth -= 1
-        elif ch == sep and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    parts.append(text[start:])
-    return [p.strip() for p in parts if p.strip()]
-
-
-def split_pair(item: str, sep: str, kind: str, what: str) -> tuple[str, str]:
-    """`"a:b"` -> ("a", "b") split on the first `sep`; both sides required."""
-    left, found, right = item.partition(sep)
-    if not found or not left.strip() or not right.strip():
-        raise TransformError(f"{kind}: {what} item {item!r} is not of the form 'x{sep}y'")
-    return left.strip(), right.strip()
 
 
 _DIRECTION = re.compile(r"^(?P<expr>.+?)\s+(?P<dir>asc|desc)$", re.IGNORECASE)

@@ -11,22 +11,21 @@ from datahub_assets.execute.transforms._base import (
     dataset,
     register,
     require_columns,
-    split_pair,
-    split_top_level,
 )
 from datahub_assets.spec.models import Cast
 
 
 @register("cast")
 def cast(step: Cast, datasets: dict[str, DataFrame], ctx: ExecContext) -> DataFrame:
-    """Types are Spark SQL type names; commas inside `decimal(12,2)` or `<...>` are kept.
+    """Types are Spark SQL type names (checked at load); `step.types` holds the
+    (column, type) pairs.
 
     Spark's cast rules apply: under ANSI mode (Spark 4 default) a value that cannot be
     converted fails the run rather than silently becoming null.
     """
     df = dataset(datasets, step.source, step.kind)
-    types = dict(split_pair(item, ":", step.kind, "types") for item in split_top_level(step.types))
-    if not types:
+    types = dict(step.types)  # parsed and type-checked at load (spec/mini.py)
+    if not types:  # defensive: the loader refuses an empty types=
         raise TransformError(f"cast: no `col:type` items given for dataset {step.source!r}")
     require_columns(df, types, step.kind, step.source)
     return df.withColumns({col: F.col(f"`{col}`").cast(t) for col, t in types.items()})

@@ -11,8 +11,6 @@ from datahub_assets.execute.transforms._base import (
     dataset,
     register,
     require_columns,
-    split_pair,
-    split_top_level,
 )
 from datahub_assets.spec.models import Lookup
 
@@ -31,8 +29,8 @@ def lookup(step: Lookup, datasets: dict[str, DataFrame], ctx: ExecContext) -> Da
     """
     df = dataset(datasets, step.source, step.kind)
     ref = dataset(datasets, step.reference, step.kind)
-    pairs = [split_pair(p, "=", step.kind, "on") for p in split_top_level(step.on)]
-    if not pairs:
+    pairs = list(step.on)  # (source column, reference column), parsed at load (spec/mini.py)
+    if not pairs:  # defensive: the loader refuses an empty on=
         raise TransformError(f"lookup: `on` names no key for dataset {step.source!r}")
     require_columns(df, [s for s, _ in pairs], step.kind, step.source)
     require_columns(ref, [*(r for _, r in pairs), *step.output_fields], step.kind, step.reference)
@@ -42,11 +40,9 @@ def lookup(step: Lookup, datasets: dict[str, DataFrame], ctx: ExecContext) -> Da
             f"lookup: output field(s) {', '.join(clash)} of {step.reference!r} already exist "
             f"in dataset {step.source!r}"
         )
-    defaults = dict(
-        split_pair(d, ":", step.kind, "defaults") for d in split_top_level(step.defaults or "")
-    )
+    defaults = dict(step.defaults or ())
     unknown = [f for f in defaults if f not in step.output_fields]
-    if unknown:
+    if unknown:  # defensive: the loader refuses these
         raise TransformError(
             f"lookup: defaults name {', '.join(unknown)}, which are not outputFields "
             f"({', '.join(step.output_fields)})"

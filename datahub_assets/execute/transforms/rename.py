@@ -10,7 +10,6 @@ from datahub_assets.execute.transforms._base import (
     dataset,
     register,
     require_columns,
-    split_pair,
 )
 from datahub_assets.spec.models import Rename
 
@@ -19,8 +18,8 @@ from datahub_assets.spec.models import Rename
 def rename(step: Rename, datasets: dict[str, DataFrame], ctx: ExecContext) -> DataFrame:
     """Unknown old names and new names that collide with a kept column are errors."""
     df = dataset(datasets, step.source, step.kind)
-    mapping = dict(split_pair(item, ":", step.kind, "mapping") for item in step.mapping)
-    if not mapping:
+    mapping = dict(step.mapping)  # (old, new) pairs parsed at load (spec/mini.py)
+    if not mapping:  # defensive: the loader refuses an empty mapping=
         raise TransformError(f"rename: no `old:new` items given for dataset {step.source!r}")
     require_columns(df, mapping, step.kind, step.source)
     kept = [c for c in df.columns if c not in mapping]
