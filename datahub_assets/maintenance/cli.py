@@ -23,10 +23,12 @@ def add_parser(sub) -> None:
 
 
 def tables_of(catalog, apps: list[str]) -> list[tuple[str, str]]:
-    """(namespace, table) of every table in the namespaces of `apps`."""
+    """(namespace, table) of every table in the namespaces of `apps` (`<app>_<layer>`: app
+    `shop` does not take `shop_eu_raw`, which is app `shop_eu`'s)."""
     out = []
+    wanted = set(apps)
     for namespace, *_rest in catalog.list_namespaces():
-        if any(namespace.startswith(f"{app}_") for app in apps):
+        if namespace.rsplit("_", 1)[0] in wanted:
             out += [tuple(t) for t in catalog.list_tables(namespace)]
     return sorted(out)
 

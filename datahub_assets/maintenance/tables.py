@@ -97,7 +97,8 @@ def _fs(location: str) -> tuple[pafs.FileSystem, str]:
 
 
 def referenced_files(table: Table) -> set[str]:
-    """file_key of every file a snapshot or the metadata log of `table` refers to."""
+    """file_key of every file a snapshot or the metadata log of `table` refers to (data files:
+    those live in some retained snapshot)."""
     keys: set[str] = {file_key(table.metadata_location)}
     keys |= {file_key(e.metadata_file) for e in table.metadata.metadata_log}
     for stats in table.metadata.statistics:
@@ -112,7 +113,10 @@ def referenced_files(table: Table) -> set[str]:
             manifests.setdefault(manifest.manifest_path, manifest)
     for path, manifest in manifests.items():
         keys.add(file_key(path))
-        for entry in manifest.fetch_manifest_entry(io, discard_deleted=False):
+        # live entries only: a DELETED entry (a compaction's or an overwrite's manifest names
+        # the files it removed) keeps nothing alive; a retained snapshot that still reads
+        # the file lists it as ADDED or EXISTING in one of its own manifests
+        for entry in manifest.fetch_manifest_entry(io, discard_deleted=True):
             keys.add(file_key(entry.data_file.file_path))
     return keys
 
