@@ -237,8 +237,8 @@ class IcebergIOManager(dg.ConfigurableIOManager):
     by type annotation; outputs stored through the XML targets' write path with the asset's
     checks (write-audit-publish). Keys `[app, layer, name]` <-> `<app>_<layer>.<name>`."""
 
-    spark: dg.ResourceDependency[SparkConnectResource]
-    iceberg: dg.ResourceDependency[IcebergResource]
+    spark: SparkConnectResource
+    iceberg: IcebergResource
     max_local_rows: int = Field(
         default=DEFAULT_MAX_LOCAL_ROWS,
         description="Largest table (rows of its current snapshot) loaded into the step's "

@@ -1,6 +1,7 @@
 """A pipelines folder → one Dagster Definitions: the one builder of the project.
 
-`build_definitions` loads and validates every definition, then builds assets per pipeline,
+`build_definitions` loads and validates every definition, then builds assets per pipeline
+(and adds the Python assets of `<app>/python/`),
 their sensors, the job pipelines with their schedules and notification sensors, the built-in
 ops definitions, resources and the executor. The
 `DataHubPipelines` component (datahub_assets/components/) calls it, and
@@ -22,16 +23,34 @@ from datahub_assets.build.factory import build_pipeline_asset
 from datahub_assets.build.jobs import build_jobs
 from datahub_assets.build.notify import notification_sensors
 from datahub_assets.build.sensors import watch_sensors
+from datahub_assets.python.discovery import discover
 from datahub_assets.runs.defs import ops_definitions
 from datahub_assets.spec.loader import load_project
 from datahub_assets.spec.models import Project
 from datahub_resources.deployment import executor, resources
+from datahub_resources.iceberg import IcebergResource
+from datahub_resources.iceberg_io import IO_MANAGER_KEY, IcebergIOManager
+from datahub_resources.spark import SparkConnectResource
 
 
 def build_assets(project: Project) -> list[dg.AssetsDefinition]:
+    """The XML/YAML pipelines' assets, then the Python assets of `<app>/python/*.py`
+    (imported, and validated, while the project loaded: `datahub_assets.python.discovery`)."""
     downstream_of_watch = watched_closure(project)
     root = Path(project.root)
-    return [build_pipeline_asset(spec, root, downstream_of_watch) for spec in project.pipelines]
+    built = [build_pipeline_asset(spec, root, downstream_of_watch) for spec in project.pipelines]
+    return [*built, *discover(root).assets]
+
+
+def all_resources() -> dict[str, object]:
+    """The deployment's resources plus the Iceberg IO manager of the Python assets, which
+    uses the same Spark and Iceberg resources."""
+    res = resources()
+    spark, iceberg = res["spark"], res["iceberg"]
+    if not isinstance(spark, SparkConnectResource) or not isinstance(iceberg, IcebergResource):
+        raise TypeError("resources(): 'spark' and 'iceberg' must be Data Hub's resources")
+    res[IO_MANAGER_KEY] = IcebergIOManager(spark=spark, iceberg=iceberg)
+    return res
 
 
 @contextmanager
@@ -72,6 +91,6 @@ def build_definitions(pipelines_dir: Path, executor_name: str | None = None) -> 
             sensors=[*automation, *sensors, *notify, run_records],
             jobs=jobs,
             schedules=schedules,
-            resources=resources(),
+            resources=all_resources(),
             executor=executor(executor_name),
         )

@@ -190,7 +190,11 @@ def table_asset(
 
         return dg.asset(
             key=key,
-            ins={param: dg.AssetIn(key=table_key(app, r)) for param, r in (ins or {}).items()},
+            # inputs are read by this IO manager whoever wrote them (XML assets store nothing)
+            ins={
+                param: dg.AssetIn(key=table_key(app, r), input_manager_key=IO_MANAGER_KEY)
+                for param, r in (ins or {}).items()
+            },
             deps=[table_key(app, r) for r in deps],
             group_name=layer,
             io_manager_key=IO_MANAGER_KEY,
