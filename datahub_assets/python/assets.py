@@ -32,6 +32,7 @@ from datahub_assets.python.discovery import CURRENT
 from datahub_assets.spec.models import LAYER_ALIASES, LAYERS, Check, TableRef, TableTarget
 from datahub_resources.iceberg_io import IO_MANAGER_KEY, take_outcome
 
+WRITE_MODES = ("append", "overwrite", "merge")
 SPARK_POOL = "spark"  # the pool of the XML assets' steps (build/factory.py)
 
 
@@ -139,6 +140,8 @@ def table_asset(
     if layer not in LAYERS:
         raise ValueError(f"table_asset: layer {layer!r} is not one of {', '.join(LAYERS)}")
     # the write settings, validated now (not in a run): a bad mode fails the load
+    if mode not in WRITE_MODES:
+        raise ValueError(f"table_asset: mode {mode!r} is not one of {', '.join(WRITE_MODES)}")
     TableTarget(table=name or "t", mode=mode, keys=tuple(keys), partition_by=tuple(partition_by))
     if mode == "merge" and not keys:
         raise ValueError("table_asset: mode='merge' needs keys=[...]")
