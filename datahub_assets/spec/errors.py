@@ -114,10 +114,11 @@ def _message(err: Any, field: str | int | None, element: str, allowed: list[str]
             f'unknown element "{ctx.get("tag", value)}" in {element}; '
             f"allowed: {_quoted_list(ctx.get('expected_tags', ''))}"
         )
+    msg = str(err["msg"]).removeprefix("Value error, ")  # our validators' own text
     if field is None or isinstance(field, int):
-        return f"{element}: {err['msg']}"
+        return f"{element}: {msg}"
     shown = value if isinstance(value, str | int | float | bool) else type(value).__name__
-    return f'{field}="{shown}" on {element} is not valid: {err["msg"]}'
+    return f'{field}="{shown}" on {element} is not valid: {msg}'
 
 
 def from_validation_error(

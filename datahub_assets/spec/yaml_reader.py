@@ -179,9 +179,14 @@ def _compose(text: str, file: str) -> Node:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-        problem = getattr(exc, "problem", None) or str(exc)
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        if mark is not None:
+            line, col = mark.line + 1, mark.column + 1
+        else:  # a reader error (a character YAML does not allow): only an offset
+            at = getattr(exc, "position", 0) or 0
+            line = text.count("\n", 0, at) + 1
+            col = at - (text.rfind("\n", 0, at) + 1) + 1
+        problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or str(exc)
         raise SpecErrors([SpecError(file, line, col, f"not valid YAML: {problem}")]) from None
     if root is None:
         raise SpecErrors([SpecError(file, 1, 1, "the file is empty")])
@@ -247,7 +252,8 @@ def read_app_yaml(text: str, file: str) -> AppConfig:
         if isinstance(maintenance, dict) and ("maintenance",) in builder.locs:
             where = builder.locs[("maintenance",)]
             maintenance["loc"] = {"file": file, "line": where.line, "column": where.column}
-        for name, conn in (data.get("connections") or {}).items():
+        connections = data.get("connections")
+        for name, conn in (connections if isinstance(connections, dict) else {}).items():
             where = builder.locs[("connections", name)]
             builder.locs[("connections", name)] = Where(
                 where.line, where.column, f"connections.{name}"
