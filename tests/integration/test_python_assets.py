@@ -12,9 +12,11 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pandera.pyspark as pps
 import pyarrow as pa
 import pytest
 from pyspark.sql import DataFrame
+from pyspark.sql import types as T
 
 from datahub_assets.execute.writers.table import write_table
 from datahub_assets.python import checks as c
@@ -225,6 +227,28 @@ def test_pandera_schema_rejects_a_frame_before_anything_is_written(catalog):
     assert failure is not None
     assert "pandera schema" in str(failure.error)
     assert not catalog.table_exists(OUT.identifier)
+
+
+class Features(pps.DataFrameModel):
+    """A pandera.pyspark model (module level: its annotations are evaluated by name)."""
+
+    id: T.IntegerType = pps.Field(ge=0)
+    score: T.DoubleType = pps.Field()
+
+
+@pytest.mark.spark
+def test_pandera_pyspark_schema_checks_a_spark_frame(spark, catalog):
+    bad = spark.createDataFrame([(1, 0.1), (-2, 0.2)], "id int, score double")
+    result = _materialize([_feature_asset([bad], schema=Features)], raise_on_error=False)
+    assert not result.success
+    failure = result.failure_data_for_node("shop__gold__features")
+    assert failure is not None
+    assert "greater_than_or_equal_to(0)" in str(failure.error)
+    assert not catalog.table_exists(OUT.identifier)
+
+    good = spark.createDataFrame([(1, 0.1), (2, 0.2)], "id int, score double")
+    _materialize([_feature_asset([good], schema=Features)])
+    assert _table_rows(catalog, OUT) == [(1, 0.1), (2, 0.2)]
 
 
 # ---------------------------------------------------------------------------------- discovery
