@@ -48,7 +48,7 @@ class PipelineRef(Node):
 
 
 class EmailNotification(Node):
-    kind: Literal["email"] = "email"
+    kind: Literal["email"] = Field(default="email", description="Element name (the discriminator).")
     to: CommaList = Field(description="Recipients, comma-separated.")
     on: NotifyOn = Field(
         default="failure",
@@ -57,7 +57,9 @@ class EmailNotification(Node):
 
 
 class WebhookNotification(Node):
-    kind: Literal["webhook"] = "webhook"
+    kind: Literal["webhook"] = Field(
+        default="webhook", description="Element name (the discriminator)."
+    )
     url: str | None = Field(default=None, description="http(s) URL receiving a JSON POST.")
     url_secret_ref: str | None = Field(
         default=None, description="Secret holding the URL (e.g. a Slack hook); instead of url=."
@@ -97,7 +99,7 @@ Notifications = Annotated[tuple[Notification, ...], BeforeValidator(_tagged)]
 
 class SmtpServer(Node):
     host: str = Field(default="localhost", description="SMTP server host.")
-    port: int = Field(default=25, ge=1, le=65535)
+    port: int = Field(default=25, ge=1, le=65535, description="SMTP server port.")
     sender: str = Field(default="datahub@localhost", description="From: address.")
     user_secret_ref: str | None = Field(
         default=None, description="Secret holding `user:password` for SMTP AUTH."
@@ -110,7 +112,9 @@ class AppNotifications(Node):
     """`notifications:` in app.yaml: the SMTP server and the default notification targets of
     the app's jobs (used when a job declares none) and of its assets' SLA misses."""
 
-    smtp: SmtpServer = Field(default_factory=SmtpServer)
+    smtp: SmtpServer = Field(
+        default_factory=SmtpServer, description="SMTP server of email notifications."
+    )
     targets: Notifications = Field(
         default=(),
         description="Default targets: `- email: {to: ..., on: ...}`, "
@@ -121,13 +125,19 @@ class AppNotifications(Node):
 class JobPipeline(Node):
     """One job pipeline file, as written (contract section 6)."""
 
-    id: str
-    version: str = "1.0.0"
-    description: str | None = None
+    id: str = Field(description="Job id, unique within the app.")
+    version: str = Field(default="1.0.0", description="Definition version, as written.")
+    description: str | None = Field(default=None, description="Shown on the job in the UI.")
     schedule: str | None = Field(default=None, description="Cron (UTC); optional.")
-    parameters: tuple[JobParameter, ...] = ()
-    pipelines: tuple[PipelineRef, ...]
-    notifications: Notifications = ()
+    parameters: tuple[JobParameter, ...] = Field(
+        default=(), description="Run parameters (runDate always exists)."
+    )
+    pipelines: tuple[PipelineRef, ...] = Field(
+        description="Pipelines run, with order and failure policy."
+    )
+    notifications: Notifications = Field(
+        default=(), description="Targets notified; default: app.yaml's."
+    )
 
 
 # ----------------------------------------------------------------- resolved (validated)
@@ -138,7 +148,7 @@ class JobStep(BaseModel):
 
     model_config = ConfigDict(frozen=True)
     node: str = Field(description="Dagster node name within the job (the ref, `.` -> `__`).")
-    ref: PipelineRef
+    ref: PipelineRef = Field(description="The pipelineRef as written.")
     pipeline_key: str = Field(description="`<app>.<pipeline id>` of the pipeline run.")
     after: tuple[str, ...] = Field(
         description="Nodes this one waits for: dependsOn plus lineage within the job."
@@ -149,10 +159,10 @@ class JobSpec(BaseModel):
     """A validated job pipeline: steps in a valid order, parameters, notification targets."""
 
     model_config = ConfigDict(frozen=True)
-    app: str
-    file: str
-    line: int
-    job: JobPipeline
+    app: str = Field(description="App folder name.")
+    file: str = Field(description="Definition file, relative to the pipelines dir.")
+    line: int = Field(description="Line of the <jobPipeline> element.")
+    job: JobPipeline = Field(description="The job pipeline as written.")
     steps: tuple[JobStep, ...] = Field(description="Topologically ordered.")
     notifications: tuple[Notification, ...] = Field(
         description="The job's own <notifications>, else the app.yaml defaults."

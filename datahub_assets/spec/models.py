@@ -88,9 +88,9 @@ class Loc(BaseModel):
     """Where an element starts in its definition file."""
 
     model_config = ConfigDict(frozen=True)
-    file: str
-    line: int = 0
-    column: int = 0
+    file: str = Field(description="Definition file, relative to the pipelines dir.")
+    line: int = Field(default=0, description="Line where the element starts (1-based).")
+    column: int = Field(default=0, description="Column where the element starts (1-based).")
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.column}"
@@ -128,38 +128,58 @@ class _SourceBase(Node):
     load_policy: Literal["eager", "onDemand"] = Field(
         default="onDemand", description="eager caches the source before transformations."
     )
-    incremental: Incremental | None = None
+    incremental: Incremental | None = Field(
+        default=None, description="Read only rows above the committed watermark."
+    )
 
 
 class CsvSource(_SourceBase):
-    kind: Literal["csv"] = "csv"
+    kind: Literal["csv"] = Field(default="csv", description="Element name (the discriminator).")
     path: str = Field(description="Glob; relative to DATAHUB_DATA_DIR/<app>/ or s3://.")
-    header: bool = True
-    delimiter: str = ","
-    infer_schema: bool = False
-    quote: str | None = None
-    escape: str | None = None
-    encoding: str | None = None
-    null_value: str | None = None
-    date_format: str | None = None
+    header: bool = Field(default=True, description="First line holds the column names.")
+    delimiter: str = Field(default=",", description="Field separator.")
+    infer_schema: bool = Field(
+        default=False, description="Let Spark infer column types (else all strings)."
+    )
+    quote: str | None = Field(default=None, description="Quote character (Spark's default: \").")
+    escape: str | None = Field(default=None, description="Escape character inside quoted fields.")
+    encoding: str | None = Field(
+        default=None, description="File encoding (Spark's default: UTF-8)."
+    )
+    null_value: str | None = Field(default=None, description="Text read as null.")
+    date_format: str | None = Field(
+        default=None, description="Spark date pattern of date columns, e.g. yyyy-MM-dd."
+    )
     schema_ref: str | None = Field(default=None, description="Avro/JSON schema in the app.")
-    watch: Watch | None = None
+    watch: Watch | None = Field(
+        default=None, description="File drops: a sensor ingests new files (raw layer)."
+    )
     on_invalid: OnInvalid | None = Field(default=None, description=_ON_INVALID_HELP)
 
 
 class JsonSource(_SourceBase):
-    kind: Literal["json"] = "json"
-    path: str
-    multiline: bool = False
-    schema_ref: str | None = None
-    watch: Watch | None = None
+    kind: Literal["json"] = Field(default="json", description="Element name (the discriminator).")
+    path: str = Field(description="Glob; relative to DATAHUB_DATA_DIR/<app>/ or s3://.")
+    multiline: bool = Field(
+        default=False, description="One JSON document per file (else one per line)."
+    )
+    schema_ref: str | None = Field(
+        default=None, description="Avro/JSON schema in the app (validated at load)."
+    )
+    watch: Watch | None = Field(
+        default=None, description="File drops: a sensor ingests new files (raw layer)."
+    )
     on_invalid: OnInvalid | None = Field(default=None, description=_ON_INVALID_HELP)
 
 
 class ParquetSource(_SourceBase):
-    kind: Literal["parquet"] = "parquet"
-    path: str
-    watch: Watch | None = None
+    kind: Literal["parquet"] = Field(
+        default="parquet", description="Element name (the discriminator)."
+    )
+    path: str = Field(description="Glob; relative to DATAHUB_DATA_DIR/<app>/ or s3://.")
+    watch: Watch | None = Field(
+        default=None, description="File drops: a sensor ingests new files (raw layer)."
+    )
     schema_ref: str | None = Field(default=None, description="Declared schema (onInvalid).")
     on_invalid: OnInvalid | None = Field(default=None, description=_ON_INVALID_HELP)
 
@@ -170,7 +190,9 @@ IsolationLevel = Literal[
 
 
 class DatabaseSource(_SourceBase):
-    kind: Literal["database"] = "database"
+    kind: Literal["database"] = Field(
+        default="database", description="Element name (the discriminator)."
+    )
     jdbc_url: str | None = Field(
         default=None,
         description="jdbc:postgresql://, jdbc:mariadb:// or jdbc:mysql:// URL "
@@ -187,7 +209,7 @@ class DatabaseSource(_SourceBase):
     num_partitions: int | None = Field(
         default=None, ge=1, description="Parallel JDBC connections (with partitionColumn)."
     )
-    schema_ref: str | None = None
+    schema_ref: str | None = Field(default=None, description="Declared schema of the rows read.")
     isolation_level: IsolationLevel | None = Field(
         default=None, description="Transaction isolation of the read connections."
     )
@@ -196,9 +218,9 @@ class DatabaseSource(_SourceBase):
 
 
 class MongoSource(_SourceBase):
-    kind: Literal["mongo"] = "mongo"
-    database: str
-    collection: str
+    kind: Literal["mongo"] = Field(default="mongo", description="Element name (the discriminator).")
+    database: str = Field(description="MongoDB database name.")
+    collection: str = Field(description="Collection read.")
     uri_secret_ref: str | None = Field(
         default=None, description="Secret holding the mongodb:// URI; or use connection=."
     )
@@ -220,12 +242,14 @@ class MongoSource(_SourceBase):
 
 
 class TableSource(_SourceBase):
-    kind: Literal["table"] = "table"
+    kind: Literal["table"] = Field(default="table", description="Element name (the discriminator).")
     ref: str = Field(description="<app>.<layer>.<table> or <layer>.<table>.")
 
 
 class LookupSource(_SourceBase):
-    kind: Literal["lookup"] = "lookup"
+    kind: Literal["lookup"] = Field(
+        default="lookup", description="Element name (the discriminator)."
+    )
     path: str = Field(description="CSV file in the app's lookups/ folder.")
 
 
@@ -245,8 +269,10 @@ FILE_SOURCE_KINDS = ("csv", "json", "parquet")
 
 
 class _Step(Node):
-    source: str | None = None
-    output: str | None = None
+    source: str | None = Field(default=None, description="Dataset this step reads.")
+    output: str | None = Field(
+        default=None, description="Dataset written; default: replaces `source`."
+    )
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -259,30 +285,46 @@ class _Step(Node):
 
 
 class Deduplicate(_Step):
-    kind: Literal["deduplicate"] = "deduplicate"
-    source: str
-    keys: CommaList
-    keep: Literal["first", "last", "latest"] = "first"
-    order_by: str | None = None
+    kind: Literal["deduplicate"] = Field(
+        default="deduplicate", description="Element name (the discriminator)."
+    )
+    source: str = Field(description="Dataset this step reads.")
+    keys: CommaList = Field(description="Columns that identify a row.")
+    keep: Literal["first", "last", "latest"] = Field(
+        default="first", description="Row kept per key: first, last, or latest by orderBy."
+    )
+    order_by: str | None = Field(
+        default=None, description="Order deciding first/last; required by keep=latest."
+    )
 
 
 class Sort(_Step):
-    kind: Literal["sort"] = "sort"
-    source: str
-    order_by: str
-    direction: Literal["asc", "desc"] = "asc"
-    nulls: Literal["first", "last"] | None = None
+    kind: Literal["sort"] = Field(default="sort", description="Element name (the discriminator).")
+    source: str = Field(description="Dataset this step reads.")
+    order_by: str = Field(description="`a, b desc`: columns or expressions, each with a direction.")
+    direction: Literal["asc", "desc"] = Field(
+        default="asc", description="Direction of items without their own."
+    )
+    nulls: Literal["first", "last"] | None = Field(
+        default=None, description="Nulls first or last for every item (unset: Spark's default)."
+    )
 
 
 class Join(_Step):
-    kind: Literal["join"] = "join"
-    left: str
-    right: str
-    condition: str
-    type: Literal["inner", "left", "right", "full", "semi", "anti"] = "inner"
-    broadcast: Literal["left", "right", "true", "false"] | bool | None = None
+    kind: Literal["join"] = Field(default="join", description="Element name (the discriminator).")
+    left: str = Field(description="Left dataset (its id qualifies columns in condition).")
+    right: str = Field(description="Right dataset (its id qualifies columns in condition).")
+    condition: str = Field(description="Spark SQL join condition, e.g. `a.id = b.a_id`.")
+    type: Literal["inner", "left", "right", "full", "semi", "anti"] = Field(
+        default="inner", description="Join type; semi/anti keep the left columns only."
+    )
+    broadcast: Literal["left", "right", "true", "false"] | bool | None = Field(
+        default=None, description="Broadcast hint: right/true, left, or false."
+    )
     select: str | None = Field(default=None, description="Columns to keep after the join.")
-    right_prefix: str | None = None
+    right_prefix: str | None = Field(
+        default=None, description="Prefix given to every right-side column."
+    )
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -290,15 +332,19 @@ class Join(_Step):
 
 
 class Lookup(_Step):
-    kind: Literal["lookup"] = "lookup"
-    source: str
-    reference: str
+    kind: Literal["lookup"] = Field(
+        default="lookup", description="Element name (the discriminator)."
+    )
+    source: str = Field(description="Dataset this step reads.")
+    reference: str = Field(description="Small reference dataset (broadcast).")
     on: LookupOn = Field(
         description="`source_col=reference_col[,...]`: the join keys, held as (source column, "
         "reference column) pairs."
     )
-    output_fields: CommaList
-    join_type: Literal["left", "inner"] = "left"
+    output_fields: CommaList = Field(description="Reference columns added to the source.")
+    join_type: Literal["left", "inner"] = Field(
+        default="left", description="left keeps unmatched rows; inner drops them."
+    )
     defaults: LookupDefaults | None = Field(
         default=None,
         description="`field:value,...`: values of outputFields for rows without a match "
@@ -311,11 +357,15 @@ class Lookup(_Step):
 
 
 class Merge(_Step):
-    kind: Literal["merge"] = "merge"
-    sources: CommaList
-    output: str
-    mode: Literal["union", "unionByName"] = "unionByName"
-    allow_missing_columns: bool = False
+    kind: Literal["merge"] = Field(default="merge", description="Element name (the discriminator).")
+    sources: CommaList = Field(description="Datasets unioned, in order.")
+    output: str = Field(description="Dataset written.")
+    mode: Literal["union", "unionByName"] = Field(
+        default="unionByName", description="union matches columns by position, unionByName by name."
+    )
+    allow_missing_columns: bool = Field(
+        default=False, description="unionByName: fill absent columns with nulls."
+    )
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -323,45 +373,61 @@ class Merge(_Step):
 
 
 class Aggregate(_Step):
-    kind: Literal["aggregate"] = "aggregate"
-    source: str
-    group_by: CommaList
-    metrics: CommaList
-    window: Literal["daily", "weekly", "monthly"] | None = None
-    time_column: str | None = None
+    kind: Literal["aggregate"] = Field(
+        default="aggregate", description="Element name (the discriminator)."
+    )
+    source: str = Field(description="Dataset this step reads.")
+    group_by: CommaList = Field(description="Grouping columns (empty: one row).")
+    metrics: CommaList = Field(description="`fn:column[:alias]` or `count:alias` items.")
+    window: Literal["daily", "weekly", "monthly"] | None = Field(
+        default=None, description="Also group by the day/week/month of timeColumn."
+    )
+    time_column: str | None = Field(default=None, description="Date/timestamp column of window=.")
 
 
 class Mask(_Step):
-    kind: Literal["mask"] = "mask"
-    source: str
-    columns: CommaList
-    strategy: Literal["hash", "redact", "tokenize", "encrypt"]
-    secret_ref: str | None = None
-    keep_last: int = Field(default=0, ge=0)
+    kind: Literal["mask"] = Field(default="mask", description="Element name (the discriminator).")
+    source: str = Field(description="Dataset this step reads.")
+    columns: CommaList = Field(description="Columns to mask.")
+    strategy: Literal["hash", "redact", "tokenize", "encrypt"] = Field(
+        description="hash, redact, tokenize (reversible) or encrypt."
+    )
+    secret_ref: str | None = Field(
+        default=None, description="Secret holding the key (default: the platform's key)."
+    )
+    keep_last: int = Field(default=0, ge=0, description="redact: trailing characters left visible.")
 
 
 class Filter(_Step):
-    kind: Literal["filter"] = "filter"
-    source: str
-    condition: str
+    kind: Literal["filter"] = Field(
+        default="filter", description="Element name (the discriminator)."
+    )
+    source: str = Field(description="Dataset this step reads.")
+    condition: str = Field(description="Spark SQL predicate; rows where it is true are kept.")
 
 
 class Select(_Step):
-    kind: Literal["select"] = "select"
-    source: str
+    kind: Literal["select"] = Field(
+        default="select", description="Element name (the discriminator)."
+    )
+    source: str = Field(description="Dataset this step reads.")
     columns: str = Field(description="`a, b as c, upper(d) as d` (commas inside () allowed).")
 
 
 class Derive(_Step):
-    kind: Literal["derive"] = "derive"
-    source: str
-    column: str
-    expr: str
+    kind: Literal["derive"] = Field(
+        default="derive", description="Element name (the discriminator)."
+    )
+    source: str = Field(description="Dataset this step reads.")
+    column: str = Field(description="Column added (or replaced in place).")
+    expr: str = Field(description="Spark SQL expression of the column.")
 
 
 class Rename(_Step):
-    kind: Literal["rename"] = "rename"
-    source: str
+    kind: Literal["rename"] = Field(
+        default="rename", description="Element name (the discriminator)."
+    )
+    source: str = Field(description="Dataset this step reads.")
     mapping: RenameMapping = Field(
         description="`old:new,...`: columns to rename, held as (old, new) pairs; "
         "each old and each new name once."
@@ -369,8 +435,8 @@ class Rename(_Step):
 
 
 class Cast(_Step):
-    kind: Literal["cast"] = "cast"
-    source: str
+    kind: Literal["cast"] = Field(default="cast", description="Element name (the discriminator).")
+    source: str = Field(description="Dataset this step reads.")
     types: CastTypes = Field(
         description="`col:type,...` with Spark SQL type names (commas inside decimal(12,2) "
         "or <...> are kept), held as (column, type) pairs; checked at load."
@@ -378,8 +444,10 @@ class Cast(_Step):
 
 
 class Flatten(_Step):
-    kind: Literal["flatten"] = "flatten"
-    source: str
+    kind: Literal["flatten"] = Field(
+        default="flatten", description="Element name (the discriminator)."
+    )
+    source: str = Field(description="Dataset this step reads.")
     separator: str = Field(default="_", description="Between parent and child names.")
     arrays: Literal["explode", "first", "count", "json", "index"] = Field(
         default="json",
@@ -390,8 +458,8 @@ class Flatten(_Step):
 
 
 class Sql(_Step):
-    kind: Literal["sql"] = "sql"
-    output: str
+    kind: Literal["sql"] = Field(default="sql", description="Element name (the discriminator).")
+    output: str = Field(description="Dataset written.")
     query: str = Field(description="Spark SQL over datasets by id (the element's CDATA).")
 
     @property
@@ -435,14 +503,24 @@ def _column_docs(value: Any) -> Any:
 
 
 class TableTarget(Node):
-    kind: Literal["table"] = "table"
+    kind: Literal["table"] = Field(default="table", description="Element name (the discriminator).")
     table: str = Field(description="`name` or `<layer>.name`.")
-    source: str | None = None
-    mode: Literal["append", "overwrite", "merge"] = "append"
-    keys: CommaList = ()
-    partition_by: CommaList = ()
-    format: Literal["iceberg"] | None = None
-    schema_ref: str | None = None
+    source: str | None = Field(
+        default=None, description="Dataset written; default: the last one produced."
+    )
+    mode: Literal["append", "overwrite", "merge"] = Field(
+        default="append", description="append, overwrite, or merge (upsert on keys)."
+    )
+    keys: CommaList = Field(default=(), description="Upsert key columns of mode=merge.")
+    partition_by: CommaList = Field(
+        default=(), description="Partition columns of the Iceberg table."
+    )
+    format: Literal["iceberg"] | None = Field(
+        default=None, description="Table format; only iceberg (the default) exists."
+    )
+    schema_ref: str | None = Field(
+        default=None, description="Declared schema rows are validated against."
+    )
     on_invalid: OnInvalid | None = Field(default=None, description=_ON_INVALID_HELP)
     columns: Annotated[tuple[ColumnDoc, ...], BeforeValidator(_column_docs)] = Field(
         default=(),
@@ -457,30 +535,46 @@ class TableTarget(Node):
 
 
 class CsvTarget(Node):
-    kind: Literal["csv"] = "csv"
+    kind: Literal["csv"] = Field(default="csv", description="Element name (the discriminator).")
     path: str = Field(description="Relative to DATAHUB_DATA_DIR/<app>/; %Y/%m/%d expand.")
     name: str | None = Field(default=None, description="Asset name; default from the path.")
-    source: str | None = None
-    mode: Literal["append", "overwrite", "ignore", "error"] = "overwrite"
-    compression: Literal["none", "gzip", "bzip2"] = "none"
-    partition_by: CommaList = ()
-    header: bool = True
-    delimiter: str = ","
-    schema_ref: str | None = None
+    source: str | None = Field(
+        default=None, description="Dataset written; default: the last one produced."
+    )
+    mode: Literal["append", "overwrite", "ignore", "error"] = Field(
+        default="overwrite", description="Spark save mode at the path."
+    )
+    compression: Literal["none", "gzip", "bzip2"] = Field(
+        default="none", description="Compression of the written files."
+    )
+    partition_by: CommaList = Field(default=(), description="Columns written as key=value folders.")
+    header: bool = Field(default=True, description="Write a header line.")
+    delimiter: str = Field(default=",", description="Field separator.")
+    schema_ref: str | None = Field(
+        default=None, description="Declared schema of the export (validated at load)."
+    )
 
 
 class DatabaseTarget(Node):
-    kind: Literal["database"] = "database"
-    id: str | None = None
-    jdbc_url: str | None = None
-    connection: str | None = None
-    source: str | None = None
-    mode: Literal["append", "overwrite", "merge", "truncateInsert"] = "append"
-    keys: CommaList = ()
-    write_batch_size: int | None = None
-    user_secret_ref: str | None = None
-    table_name: str | None = None
-    schema_ref: str | None = None
+    kind: Literal["database"] = Field(
+        default="database", description="Element name (the discriminator)."
+    )
+    id: str | None = Field(default=None, description="Asset name; default `<pipeline id>_export`.")
+    jdbc_url: str | None = Field(
+        default=None, description="JDBC URL without credentials; or use connection=."
+    )
+    connection: str | None = Field(default=None, description="Name in app.yaml connections.")
+    source: str | None = Field(
+        default=None, description="Dataset written; default: the last one produced."
+    )
+    mode: Literal["append", "overwrite", "merge", "truncateInsert"] = Field(
+        default="append", description="append, overwrite, merge (upsert on keys), truncateInsert."
+    )
+    keys: CommaList = Field(default=(), description="Upsert key columns of mode=merge.")
+    write_batch_size: int | None = Field(default=None, description="Rows per JDBC batch insert.")
+    user_secret_ref: str | None = Field(default=None, description="Secret holding `user:password`.")
+    table_name: str | None = Field(default=None, description="<table name=...>: the table written.")
+    schema_ref: str | None = Field(default=None, description="Declared schema of the rows written.")
 
 
 Target = Annotated[TableTarget | CsvTarget | DatabaseTarget, Field(discriminator="kind")]
@@ -489,9 +583,13 @@ Target = Annotated[TableTarget | CsvTarget | DatabaseTarget, Field(discriminator
 
 
 class _Check(Node):
-    target: str | None = None
-    name: str | None = None
-    severity: Literal["error", "warn"] = "error"
+    target: str | None = Field(
+        default=None, description="Table target checked; optional with one table target."
+    )
+    name: str | None = Field(default=None, description="Check name; default from kind and columns.")
+    severity: Literal["error", "warn"] = Field(
+        default="error", description="error blocks the publish; warn only reports."
+    )
 
     @property
     def check_name(self) -> str:
@@ -508,60 +606,76 @@ class _Check(Node):
 
 
 class NotNullCheck(_Check):
-    kind: Literal["notNull"] = "notNull"
-    columns: CommaList
+    kind: Literal["notNull"] = Field(
+        default="notNull", description="Element name (the discriminator)."
+    )
+    columns: CommaList = Field(description="Columns that must not be null.")
 
 
 class UniqueCheck(_Check):
-    kind: Literal["unique"] = "unique"
-    columns: CommaList
+    kind: Literal["unique"] = Field(
+        default="unique", description="Element name (the discriminator)."
+    )
+    columns: CommaList = Field(description="Columns whose combination must be unique.")
 
 
 class RowCountCheck(_Check):
-    kind: Literal["rowCount"] = "rowCount"
-    min: int | None = None
-    max: int | None = None
+    kind: Literal["rowCount"] = Field(
+        default="rowCount", description="Element name (the discriminator)."
+    )
+    min: int | None = Field(default=None, description="Fewest rows allowed.")
+    max: int | None = Field(default=None, description="Most rows allowed.")
 
 
 class RangeCheck(_Check):
-    kind: Literal["range"] = "range"
-    column: str
-    min: float | None = None
-    max: float | None = None
+    kind: Literal["range"] = Field(default="range", description="Element name (the discriminator).")
+    column: str = Field(description="Numeric or date column checked.")
+    min: float | None = Field(default=None, description="Smallest value allowed.")
+    max: float | None = Field(default=None, description="Largest value allowed.")
 
 
 class AcceptedValuesCheck(_Check):
-    kind: Literal["acceptedValues"] = "acceptedValues"
-    column: str
-    values: CommaList
+    kind: Literal["acceptedValues"] = Field(
+        default="acceptedValues", description="Element name (the discriminator)."
+    )
+    column: str = Field(description="Column checked.")
+    values: CommaList = Field(description="Values allowed (nulls pass).")
 
 
 class RegexCheck(_Check):
-    kind: Literal["regex"] = "regex"
-    column: str
-    pattern: str
+    kind: Literal["regex"] = Field(default="regex", description="Element name (the discriminator).")
+    column: str = Field(description="Column checked.")
+    pattern: str = Field(description="Java regex every non-null value must match.")
 
 
 class FreshnessCheck(_Check):
-    kind: Literal["freshness"] = "freshness"
-    column: str
+    kind: Literal["freshness"] = Field(
+        default="freshness", description="Element name (the discriminator)."
+    )
+    column: str = Field(description="Timestamp column whose newest value is checked.")
     max_age: str = Field(description="ISO-8601 duration.")
 
 
 class ExpressionCheck(_Check):
-    kind: Literal["expression"] = "expression"
-    expr: str
+    kind: Literal["expression"] = Field(
+        default="expression", description="Element name (the discriminator)."
+    )
+    expr: str = Field(description="Spark SQL predicate true on every row.")
 
 
 class ReferentialCheck(_Check):
-    kind: Literal["referential"] = "referential"
-    column: str
+    kind: Literal["referential"] = Field(
+        default="referential", description="Element name (the discriminator)."
+    )
+    column: str = Field(description="Column whose values must exist in `ref`.")
     ref: str = Field(description="`[<app>.]<layer>.<table>.<column>`.")
 
 
 class SchemaCheck(_Check):
-    kind: Literal["schema"] = "schema"
-    schema_ref: str
+    kind: Literal["schema"] = Field(
+        default="schema", description="Element name (the discriminator)."
+    )
+    schema_ref: str = Field(description="Schema file the table must match (validated at load).")
 
 
 Check = Annotated[
@@ -582,24 +696,34 @@ Check = Annotated[
 
 
 class Metadata(Node):
-    owner: str | None = None
-    description: str | None = None
+    owner: str | None = Field(
+        default=None, description="Team or person owning the pipeline's assets."
+    )
+    description: str | None = Field(default=None, description="Shown on the assets in the UI.")
     sla: str | None = Field(default=None, description="ISO-8601 duration.")
     schedule: str | None = Field(default=None, description="Cron expression.")
-    tags: dict[str, str] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict, description="Key/value tags on the assets.")
 
 
 class Pipeline(Node):
     """One data pipeline file, as written (contract section 4)."""
 
-    id: str
-    version: str = "1.0.0"
-    layer: CanonicalLayer
-    metadata: Metadata = Field(default_factory=Metadata)
-    sources: tuple[Source, ...]
-    transformations: tuple[Transformation, ...] = ()
-    targets: tuple[Target, ...]
-    checks: tuple[Check, ...] = ()
+    id: str = Field(description="Pipeline id, unique within the app.")
+    version: str = Field(default="1.0.0", description="Definition version, as written.")
+    layer: CanonicalLayer = Field(
+        description="raw, bronze, silver, gold or service (staging = raw)."
+    )
+    metadata: Metadata = Field(
+        default_factory=Metadata, description="Owner, description, SLA, schedule and tags."
+    )
+    sources: tuple[Source, ...] = Field(description="Datasets read.")
+    transformations: tuple[Transformation, ...] = Field(
+        default=(), description="Steps over the datasets, in order."
+    )
+    targets: tuple[Target, ...] = Field(description="Tables and exports written.")
+    checks: tuple[Check, ...] = Field(
+        default=(), description="Data quality checks on the table targets."
+    )
 
 
 class Connection(Node):
@@ -644,9 +768,13 @@ class AppConfig(Node):
         description="Table maintenance settings (snapshot expiry, orphan files, compaction).",
     )
 
-    owner: str | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
-    connections: dict[str, Connection] = Field(default_factory=dict)
+    owner: str | None = Field(default=None, description="Default owner of the app's assets.")
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="Tags on every asset of the app."
+    )
+    connections: dict[str, Connection] = Field(
+        default_factory=dict, description="Named database endpoints (connection=)."
+    )
     notifications: AppNotifications | None = Field(
         default=None,
         description="SMTP server and default notification targets of the "
@@ -661,9 +789,9 @@ class TableRef(BaseModel):
     """A table's identity: Dagster key [app, layer, table]; Iceberg `<app>_<layer>.<table>`."""
 
     model_config = ConfigDict(frozen=True)
-    app: str
-    layer: Layer
-    table: str
+    app: str = Field(description="App folder name.")
+    layer: Layer = Field(description="Layer of the table.")
+    table: str = Field(description="Table name.")
 
     @property
     def asset_path(self) -> list[str]:
@@ -685,26 +813,28 @@ class ResolvedTarget(BaseModel):
     """A target with its asset identity and the dataset it writes."""
 
     model_config = ConfigDict(frozen=True)
-    ref: TableRef
+    ref: TableRef = Field(description="The target's table identity (the asset key).")
     dataset: str = Field(description="Dataset written (the target's source, defaulted).")
-    target: TableTarget | CsvTarget | DatabaseTarget
+    target: TableTarget | CsvTarget | DatabaseTarget = Field(description="The target as written.")
 
 
 class PipelineSpec(BaseModel):
     """A validated pipeline with everything the build and execute stages need."""
 
     model_config = ConfigDict(frozen=True)
-    app: str
+    app: str = Field(description="App folder name.")
     file: str = Field(description="Definition file, relative to the pipelines dir.")
     line: int = Field(description="Line of the <pipeline> element.")
-    pipeline: Pipeline
-    targets: tuple[ResolvedTarget, ...]
+    pipeline: Pipeline = Field(description="The pipeline as written.")
+    targets: tuple[ResolvedTarget, ...] = Field(description="Targets with their asset identities.")
     upstream: tuple[TableRef, ...] = Field(description="Tables read (table sources/lookups).")
     source_refs: dict[str, TableRef] = Field(
         default_factory=dict, description="Source id -> table, for `table` sources."
     )
-    owner: str | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
+    owner: str | None = Field(default=None, description="metadata owner, else the app's.")
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="App tags overlaid with the pipeline's."
+    )
     connections: dict[str, Connection] = Field(
         default_factory=dict, description="The app.yaml connections this pipeline names."
     )
@@ -747,9 +877,11 @@ class Project(BaseModel):
     """Every validated pipeline under DATAHUB_PIPELINES_DIR."""
 
     model_config = ConfigDict(frozen=True)
-    root: str
-    apps: dict[str, AppConfig]
-    pipelines: tuple[PipelineSpec, ...]
+    root: str = Field(description="The pipelines dir.")
+    apps: dict[str, AppConfig] = Field(description="app.yaml of every app (defaults when absent).")
+    pipelines: tuple[PipelineSpec, ...] = Field(
+        description="Every validated pipeline, by app and file."
+    )
     jobs: tuple[JobSpec, ...] = Field(default=(), description="Job pipelines (section 6).")
 
     def by_table(self) -> dict[TableRef, PipelineSpec]:
