@@ -229,6 +229,11 @@ def output_metadata(outcome) -> dict[str, Any]:
     if outcome.location:
         metadata["dagster/uri"] = dg.MetadataValue.path(outcome.location)
     metadata.update({f"datahub/{k}": v for k, v in outcome.extra.items()})
+    for check in outcome.checks:  # also for assets without Dagster check specs
+        metadata[f"datahub/check/{check.name}"] = dg.MetadataValue.text(
+            ("passed" if check.passed else f"failed ({check.severity})")
+            + f": {check.failing_rows} of {check.total_rows} rows failing"
+        )
     return metadata
 
 

@@ -8,9 +8,11 @@ comes from the run's own event log, read once with one query filtered to the few
 used:
 
     STEP_START / STEP_SUCCESS / STEP_FAILURE   start, end, status, error of the pipeline
-    ASSET_MATERIALIZATION                      dagster/row_count, datahub/snapshot_id,
-                                               datahub/iceberg_table (datahub/rows_read when a
-                                               runner reports it) per target
+    ASSET_MATERIALIZATION                      datahub/rows_written (else the older events'
+                                               dagster/row_count), datahub/snapshot_id,
+                                               datahub/iceberg_table per target; rows read:
+                                               datahub/rows_read, else a file-drop batch's
+                                               rows + malformed/invalid rows (rows_read_of)
     ASSET_CHECK_EVALUATION                     passed / failed (error) / warned (warn) counts
     ASSET_OBSERVATION datahub/job_outcome      a job pipeline's step that caught its pipeline's
                                                failure (onFailure skip/continue: failed, with
@@ -154,7 +156,7 @@ def planned_pipelines(
         _PLANS[snapshot_id] = tuple(
             PlannedPipeline(
                 step_key=s.key,
-                pipeline=s.tags[PIPELINE_TAG],
+                pipeline=(s.tags or {})[PIPELINE_TAG],
                 targets=tuple(
                     tuple(o.properties.asset_key.path)
                     for o in s.outputs
@@ -188,6 +190,41 @@ def _int(value: Any) -> int | None:
         return int(value) if value not in (None, "") else None
     except (TypeError, ValueError):
         return None
+
+
+ROWS_WRITTEN = "datahub/rows_written"
+
+
+def rows_written_of(metadata: Mapping[str, Any]) -> int | None:
+    """Rows a target's materialisation wrote: `datahub/rows_written`; events recorded before
+    it existed carried them in `dagster/row_count` (now the table's total rows)."""
+    written = _int(_meta(metadata, ROWS_WRITTEN))
+    return written if written is not None else _int(_meta(metadata, "dagster/row_count"))
+
+
+ROWS_READ = "datahub/rows_read"
+# a file-drop batch's materialisation (execute/drops.py DropBatch.metadata via the outcome's
+# extra) and the counts of records that did not reach the table (bad_records.py, quality.py)
+FILES_INGESTED = "datahub/files_ingested"
+NOT_LOADED = ("datahub/malformed_rows", "datahub/invalid_rows")
+
+
+def rows_read_of(metadata: Mapping[str, Any]) -> int | None:
+    """Rows a target's step read: `datahub/rows_read` when the runner reports it; else, for a
+    file-drop batch (`datahub/files_ingested` > 0), the records of the ingested files that were
+    written (`dagster/row_count`) or counted bad (`datahub/malformed_rows`, quarantined or
+    dropped, and `datahub/invalid_rows`, quarantined by validation): the file ledger's `rows`
+    + `invalid_rows` of the batch. Rows a raw pipeline's own transformation filtered out are
+    not in that figure. Other targets report none (null)."""
+    read = _int(_meta(metadata, ROWS_READ))
+    if read is not None:
+        return read
+    if not _int(_meta(metadata, FILES_INGESTED)):
+        return None
+    written = rows_written_of(metadata)
+    if written is None:
+        return None
+    return written + sum(_int(_meta(metadata, key)) or 0 for key in NOT_LOADED)
 
 
 class _Step:
@@ -224,11 +261,11 @@ def _steps(entries: Iterable[Any]) -> dict[str, _Step]:
             mat = data.materialization
             md = mat.metadata
             step.targets[tuple(mat.asset_key.path)] = {
-                "rows_written": _int(_meta(md, "dagster/row_count")),
+                "rows_written": rows_written_of(md),
                 "snapshot_id": _int(_meta(md, "datahub/snapshot_id")),
                 "iceberg_table": _meta(md, "datahub/iceberg_table"),
             }
-            read = _int(_meta(md, "datahub/rows_read"))
+            read = rows_read_of(md)
             if read is not None:
                 step.rows_read = max(step.rows_read or 0, read)
         elif kind == E.ASSET_OBSERVATION:

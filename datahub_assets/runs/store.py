@@ -82,7 +82,11 @@ COLUMNS: tuple[tuple[str, Any, str], ...] = (
     ("started_at", TimestamptzType(), "pipeline step start (the run's start if it never ran)"),
     ("ended_at", TimestamptzType(), "pipeline step end (the run's end if it never ran)"),
     ("duration_s", DoubleType(), "step duration in seconds (null when it never started)"),
-    ("rows_read", LongType(), "rows read, when the runner reports datahub/rows_read"),
+    (
+        "rows_read",
+        LongType(),
+        "rows read: datahub/rows_read; for a file drop, the batch's rows + malformed/invalid rows",
+    ),
     ("rows_written", LongType(), "rows written over all targets (dagster/row_count)"),
     (
         "targets",
@@ -177,6 +181,12 @@ def read_rows(
         return []
     if table.current_snapshot() is None:
         return []
-    row_filter = GreaterThanOrEqual("started_at", since.isoformat()) if since else AlwaysTrue()
+    # pyiceberg 0.12 declares its predicates as pydantic models: the type checker sees the
+    # model's synthesized __init__, not the (term, literal) one that runs
+    row_filter = (
+        GreaterThanOrEqual("started_at", since.isoformat())  # pyright: ignore[reportCallIssue]
+        if since
+        else AlwaysTrue()
+    )
     scan = table.scan(row_filter=row_filter, selected_fields=tuple(columns) if columns else ("*",))
     return scan.to_arrow().to_pylist()

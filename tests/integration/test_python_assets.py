@@ -210,6 +210,8 @@ def test_warn_check_fails_but_publishes(spark, catalog):
     assert evaluation.passed is False
     assert evaluation.metadata["datahub/failing_rows"].value == 1
     assert _table_rows(catalog, OUT) == [(1, None), (2, 0.7)]
+    meta = _mat_metadata(result, OUT)
+    assert meta["datahub/check/notNull_score"] == "failed (warn): 1 of 2 rows failing"
 
 
 @pytest.mark.spark

@@ -151,7 +151,7 @@ def test_one_row_per_pipeline_per_run(instance, catalog):
     )
 
 
-def test_syncing_again_or_from_a_restarted_sensor_adds_nothing(instance, catalog, settings):
+def test_syncing_again_or_from_a_restarted_sensor_adds_nothing(instance, catalog):
     for _ in range(3):
         _run(instance)
     first = sync_once(instance, catalog)
@@ -341,7 +341,8 @@ def test_the_sensor_reports_each_batch_as_a_materialisation(instance, catalog):
     assert _defs()[1].name == SENSOR_NAME
 
 
-def test_the_ops_assets_record_render_and_print(instance, catalog, settings, monkeypatch):
+@pytest.mark.usefixtures("catalog")
+def test_the_ops_assets_record_render_and_print(instance, settings, monkeypatch):
     _run(instance)
     _run(instance, fail="shop__orders_silver")
     defs, _ = _defs()
@@ -396,7 +397,8 @@ SILVER_XML = """<pipeline id="orders_silver" layer="silver">
 
 
 @pytest.mark.spark
-def test_real_pipeline_runs_are_recorded(spark, settings, instance, catalog):
+@pytest.mark.usefixtures("spark")
+def test_real_pipeline_runs_are_recorded(settings, instance, catalog):
     from datahub_assets.build.project import build_assets
     from datahub_assets.spec.loader import load_project
     from datahub_resources.deployment import resources
@@ -434,3 +436,52 @@ def test_real_pipeline_runs_are_recorded(spark, settings, instance, catalog):
     assert blocked["checks_failed"] == 1
     assert "<path>" in blocked["error_signature"]
     assert rows[(bad.run_id, "shop.orders_silver")]["status"] == "skipped"
+
+
+def test_rows_read_is_reported_or_derived_from_a_file_drop_batch():
+    from datahub_assets.runs.records import rows_read_of
+
+    assert rows_read_of({"datahub/rows_read": dg.MetadataValue.int(7), "dagster/row_count": 5}) == 7
+    drop = {
+        "dagster/row_count": dg.MetadataValue.int(10),
+        "datahub/files_ingested": 2,
+        "datahub/malformed_rows": 2,
+        "datahub/invalid_rows": 1,
+    }
+    assert rows_read_of(drop) == 13
+    assert rows_read_of({**drop, "datahub/files_ingested": 0}) is None  # nothing ingested
+    assert rows_read_of({"dagster/row_count": 10}) is None  # not a drop: nothing reported
+
+
+DROP_XML = """<pipeline id="events_raw" layer="raw">
+  <sources>
+    <csv id="e" path="landing/events/*.csv"><watch pollSeconds="5" minAgeSeconds="0"/></csv>
+  </sources>
+  <targets><table table="events" mode="append"/></targets>
+</pipeline>
+"""
+
+
+@pytest.mark.spark
+@pytest.mark.usefixtures("spark")
+def test_a_file_drop_run_records_the_rows_it_read(settings, instance, catalog):
+    """Two files, 5 data lines, one of them malformed (an extra field: quarantined): the run
+    record reads 5 rows and writes 4, as the file ledger counts them."""
+    from datahub_assets.build.project import build_assets
+    from datahub_assets.spec.loader import load_project
+    from datahub_resources.deployment import resources
+
+    pipes = settings.pipelines_dir / "shop" / "raw"
+    pipes.mkdir(parents=True)
+    (pipes / "events.xml").write_text(DROP_XML)
+    landing = settings.data_dir / "shop" / "landing" / "events"
+    landing.mkdir(parents=True)
+    (landing / "a.csv").write_text("id,kind\n1,a\n2,b\n3,c,extra\n")
+    (landing / "b.csv").write_text("id,kind\n4,d\n5,e\n")
+    assets = build_assets(load_project(settings.pipelines_dir))
+    run = dg.materialize(assets, resources=resources(), instance=instance)
+    sync_all(instance, catalog)
+    (row,) = [r for r in read_rows(catalog) if r["run_id"] == run.run_id]
+    assert (row["status"], row["rows_written"], row["rows_read"]) == ("success", 4, 5)
+    ledger = catalog.load_table("shop_raw.events_raw__files").scan().to_arrow().to_pylist()
+    assert sum(e["rows"] + e["invalid_rows"] for e in ledger) == row["rows_read"]
