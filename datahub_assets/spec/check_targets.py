@@ -29,7 +29,7 @@ def referenced(spec: PipelineSpec, check: ReferentialCheck) -> tuple[TableRef, s
     """(table, column) named by `ref="[app.]layer.table.column"`."""
     parts = check.ref.split(".")
     app, layer, table, column = [spec.app, *parts] if len(parts) == 3 else parts
-    return TableRef(app=app, layer=layer, table=table), column
+    return TableRef.model_validate({"app": app, "layer": layer, "table": table}), column
 
 
 def checks_by_target(spec: PipelineSpec) -> dict[TableRef, list[Check]]:

@@ -256,12 +256,9 @@ def _python_tables(state: _State, tables: dict[TableRef, _Loaded]) -> dict:
 
 
 def _connections_used(pipeline, config) -> dict:
-    names = {getattr(n, "connection", None) for n in (*pipeline.sources, *pipeline.targets)}
-    return {
-        name: config.connections[name]
-        for name in sorted(names - {None})
-        if name in config.connections
-    }
+    named = (getattr(n, "connection", None) for n in (*pipeline.sources, *pipeline.targets))
+    names: set[str] = {name for name in named if name is not None}
+    return {name: config.connections[name] for name in sorted(names) if name in config.connections}
 
 
 def _source_refs(state: _State, item: _Loaded, tables: dict) -> dict[str, TableRef]:
@@ -281,7 +278,9 @@ def _source_refs(state: _State, item: _Loaded, tables: dict) -> dict[str, TableR
                 src,
             )
             continue
-        ref = TableRef(app=parts[0], layer=canonical_layer(parts[1]), table=parts[2])
+        ref = TableRef.model_validate(
+            {"app": parts[0], "layer": canonical_layer(parts[1]), "table": parts[2]}
+        )
         if ref not in tables:
             if ref.app not in state.broken_apps:
                 near = difflib.get_close_matches(str(ref), [str(t) for t in tables], n=3)

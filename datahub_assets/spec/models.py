@@ -598,10 +598,9 @@ class _Check(Node):
         if self.name:
             raw = self.name
         else:
-            cols = getattr(self, "columns", None) or (
-                (getattr(self, "column", None),) if getattr(self, "column", None) else ()
-            )
-            raw = "_".join([self.kind, *cols])
+            column: str | None = getattr(self, "column", None)
+            cols: tuple[str, ...] = getattr(self, "columns", None) or ((column,) if column else ())
+            raw = "_".join([getattr(self, "kind", "check"), *cols])
         return re.sub(r"[^A-Za-z0-9_]", "_", raw)
 
 

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from lxml import etree
+from lxml import etree  # pyright: ignore[reportAttributeAccessIssue]  # compiled, no stubs
 from pydantic import ValidationError
 
 from datahub_assets.spec.errors import LocMap, SpecError, SpecErrors, Where, from_validation_error
@@ -132,7 +132,7 @@ def _rewrite(el: str, attr: str | None, body: str, node: Any, xsd: Path = XSD_PA
     if m := re.search(r"The attribute '(.*)' is required but missing", body):
         return f'<{el}> is missing required attribute "{m.group(1)}"'
     if "This element is not expected" in body:
-        grand = _tag_of(node.getparent().getparent()) if parent else None
+        grand = _tag_of(node.getparent().getparent()) if parent and node is not None else None
         siblings = decls.get((grand, parent), ((), ()))[1] if parent else ()
         if el in siblings:
             return f"<{el}> may appear only once in <{parent}>"

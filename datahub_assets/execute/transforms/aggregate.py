@@ -55,7 +55,7 @@ def _metric_column(fn: str, column: str | None, alias: str) -> Column:
 
 
 @register("aggregate")
-def aggregate(step: Aggregate, datasets: dict[str, DataFrame], ctx: ExecContext) -> DataFrame:
+def aggregate(step: Aggregate, datasets: dict[str, DataFrame], _ctx: ExecContext) -> DataFrame:
     """Columns out: groupBy columns, then `window_start` (a date, when `window` is set),
     then the metrics in the order written."""
     df = dataset(datasets, step.source, step.kind)

@@ -16,7 +16,7 @@ from datahub_assets.spec.models import Cast
 
 
 @register("cast")
-def cast(step: Cast, datasets: dict[str, DataFrame], ctx: ExecContext) -> DataFrame:
+def cast(step: Cast, datasets: dict[str, DataFrame], _ctx: ExecContext) -> DataFrame:
     """Types are Spark SQL type names (checked at load); `step.types` holds the
     (column, type) pairs.
 

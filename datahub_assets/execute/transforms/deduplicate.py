@@ -19,7 +19,7 @@ _SEQ, _RANK = "__dh_dedup_seq", "__dh_dedup_rank"
 
 
 @register("deduplicate")
-def deduplicate(step: Deduplicate, datasets: dict[str, DataFrame], ctx: ExecContext) -> DataFrame:
+def deduplicate(step: Deduplicate, datasets: dict[str, DataFrame], _ctx: ExecContext) -> DataFrame:
     """One row per `keys`.
 
     - keep=first / last without orderBy: first / last row in the incoming order (a
@@ -37,7 +37,7 @@ def deduplicate(step: Deduplicate, datasets: dict[str, DataFrame], ctx: ExecCont
             "(the column(s) whose greatest value wins)"
         )
     seq = F.col(_SEQ)
-    if step.keep == "latest":
+    if step.keep == "latest" and step.order_by:  # required by the loader and above
         order = [*order_columns(step.order_by, "desc", "last"), seq.asc()]
     elif step.order_by:
         last = step.keep == "last"

@@ -11,7 +11,7 @@ from datahub_assets.spec.models import Derive
 
 
 @register("derive")
-def derive(step: Derive, datasets: dict[str, DataFrame], ctx: ExecContext) -> DataFrame:
+def derive(step: Derive, datasets: dict[str, DataFrame], _ctx: ExecContext) -> DataFrame:
     """`column = expr`; an existing column of that name is replaced in place."""
     df = dataset(datasets, step.source, step.kind)
     return df.withColumn(step.column, F.expr(step.expr))

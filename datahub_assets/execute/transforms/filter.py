@@ -11,7 +11,7 @@ from datahub_assets.spec.models import Filter
 
 
 @register("filter")
-def filter_rows(step: Filter, datasets: dict[str, DataFrame], ctx: ExecContext) -> DataFrame:
+def filter_rows(step: Filter, datasets: dict[str, DataFrame], _ctx: ExecContext) -> DataFrame:
     """Rows where `condition` is true (null counts as false, as in SQL WHERE)."""
     df = dataset(datasets, step.source, step.kind)
     return df.where(F.expr(step.condition))

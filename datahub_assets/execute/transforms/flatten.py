@@ -77,7 +77,7 @@ class _Pass:
         return self._array(entries, name, entry_type)
 
 
-def _is_nested(dtype: DataType, arrays: str) -> bool:
+def _is_nested(dtype: DataType) -> bool:
     return isinstance(dtype, StructType | ArrayType | MapType)
 
 
@@ -106,7 +106,7 @@ def flatten_frame(
     for _ in range(_MAX_PASSES):
         p = _Pass(separator, arrays, max_index)
         fields = df.schema.fields
-        if not any(_is_nested(f.dataType, arrays) for f in fields):
+        if not any(_is_nested(f.dataType) for f in fields):
             return df
         cols = [c for f in fields for c in p.expand(F.col(f"`{f.name}`"), f.name, f.dataType)]
         df = df.select(*cols)
@@ -120,7 +120,7 @@ def flatten_frame(
 
 
 @register("flatten")
-def flatten(step: Flatten, datasets: dict[str, DataFrame], ctx: ExecContext) -> DataFrame:
+def flatten(step: Flatten, datasets: dict[str, DataFrame], _ctx: ExecContext) -> DataFrame:
     """The `flatten` step: `flatten_frame` with the step's separator, arrays and maxIndex."""
     df = dataset(datasets, step.source, step.kind)
     return flatten_frame(df, step.separator, step.arrays, step.max_index, step.source)

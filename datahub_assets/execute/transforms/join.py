@@ -33,7 +33,7 @@ def _broadcast_side(value: object) -> str | None:
 
 
 @register("join")
-def join(step: Join, datasets: dict[str, DataFrame], ctx: ExecContext) -> DataFrame:
+def join(step: Join, datasets: dict[str, DataFrame], _ctx: ExecContext) -> DataFrame:
     """Join `left` and `right`, each aliased by its dataset id, on `condition`
     (a Spark SQL expression such as `orders.customer_id = customers.id`).
 

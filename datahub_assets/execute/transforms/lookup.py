@@ -18,7 +18,7 @@ _KEY = "__dh_lookup_key_{}"
 
 
 @register("lookup")
-def lookup(step: Lookup, datasets: dict[str, DataFrame], ctx: ExecContext) -> DataFrame:
+def lookup(step: Lookup, datasets: dict[str, DataFrame], _ctx: ExecContext) -> DataFrame:
     """`on="country_code=code[,a=b]"` (source column = reference column); adds
     `outputFields` of the reference; joinType=left keeps unmatched rows (fields null, or
     the `defaults="field:value,..."` value cast to the field's type), inner drops them.

@@ -30,7 +30,7 @@ def _check_shapes(step: Merge, frames: list[DataFrame]) -> None:
 
 
 @register("merge")
-def merge(step: Merge, datasets: dict[str, DataFrame], ctx: ExecContext) -> DataFrame:
+def merge(step: Merge, datasets: dict[str, DataFrame], _ctx: ExecContext) -> DataFrame:
     """mode=union: by position (names from the first source); unionByName: by name,
     with allowMissingColumns filling absent columns with nulls."""
     if len(step.sources) < 1:

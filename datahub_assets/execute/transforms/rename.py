@@ -15,7 +15,7 @@ from datahub_assets.spec.models import Rename
 
 
 @register("rename")
-def rename(step: Rename, datasets: dict[str, DataFrame], ctx: ExecContext) -> DataFrame:
+def rename(step: Rename, datasets: dict[str, DataFrame], _ctx: ExecContext) -> DataFrame:
     """Unknown old names and new names that collide with a kept column are errors."""
     df = dataset(datasets, step.source, step.kind)
     mapping = dict(step.mapping)  # (old, new) pairs parsed at load (spec/mini.py)

@@ -15,7 +15,7 @@ from datahub_assets.spec.models import Select
 
 
 @register("select")
-def select(step: Select, datasets: dict[str, DataFrame], ctx: ExecContext) -> DataFrame:
+def select(step: Select, datasets: dict[str, DataFrame], _ctx: ExecContext) -> DataFrame:
     """Split `columns` on top-level commas (not inside (), quotes or backticks) and selectExpr."""
     df = dataset(datasets, step.source, step.kind)
     exprs = split_top_level(step.columns)

@@ -10,7 +10,7 @@ from datahub_assets.spec.models import Sort
 
 
 @register("sort")
-def sort(step: Sort, datasets: dict[str, DataFrame], ctx: ExecContext) -> DataFrame:
+def sort(step: Sort, datasets: dict[str, DataFrame], _ctx: ExecContext) -> DataFrame:
     """`orderBy="a, b desc"`: items without their own direction use `direction`;
     `nulls=first|last` applies to every item (unset: Spark's default)."""
     df = dataset(datasets, step.source, step.kind)

@@ -15,8 +15,10 @@ def _with_relations(ctx: ExecContext, query: str, datasets: dict[str, DataFrame]
     from pyspark.sql.connect.dataframe import DataFrame as ConnectDataFrame
     from pyspark.sql.connect.plan import SQL, SubqueryAlias
 
-    views = [SubqueryAlias(df._plan, name) for name, df in datasets.items()]
-    return ConnectDataFrame(SQL(query, [], {}, views), ctx.spark)
+    # the pyspark stubs type these internals loosely (a plan where a Column is declared,
+    # the classic SparkSession): the values are the Connect ones at run time
+    views = [SubqueryAlias(df._plan, name) for name, df in datasets.items()]  # pyright: ignore[reportArgumentType]
+    return ConnectDataFrame(SQL(query, [], {}, views), ctx.spark)  # pyright: ignore[reportArgumentType]
 
 
 @register("sql")
