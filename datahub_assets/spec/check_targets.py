@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datahub_assets.spec.models import (
+    LAYER_ALIASES,
     Check,
     PipelineSpec,
     ReferentialCheck,
@@ -29,6 +30,7 @@ def referenced(spec: PipelineSpec, check: ReferentialCheck) -> tuple[TableRef, s
     """(table, column) named by `ref="[app.]layer.table.column"`."""
     parts = check.ref.split(".")
     app, layer, table, column = [spec.app, *parts] if len(parts) == 3 else parts
+    layer = LAYER_ALIASES.get(layer, layer)  # validated at load: a layer or its alias
     return TableRef.model_validate({"app": app, "layer": layer, "table": table}), column
 
 

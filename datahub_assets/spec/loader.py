@@ -25,6 +25,7 @@ from datahub_assets.spec.models import (
     Pipeline,
     PipelineSpec,
     Project,
+    ReferentialCheck,
     ResolvedTarget,
     TableRef,
     TableSource,
@@ -222,6 +223,7 @@ def _resolve(state: _State) -> list[PipelineSpec]:
     specs, edges = [], {}
     for item in state.loaded:
         refs = _source_refs(state, item, known)
+        _referenced_tables(state, item, known)
         upstream = tuple(dict.fromkeys(refs.values()))
         edges[item] = [(tables[r], r) for r in upstream if r in tables]
         config = state.apps[item.app]
@@ -294,6 +296,28 @@ def _source_refs(state: _State, item: _Loaded, tables: dict) -> dict[str, TableR
             continue
         refs[src.id] = ref
     return refs
+
+
+def _referenced_tables(state: _State, item: _Loaded, tables: dict) -> None:
+    """The table of every referential check exists (its build adds it as a dependency)."""
+    for check in item.pipeline.checks:
+        if not isinstance(check, ReferentialCheck):
+            continue
+        parts = check.ref.split(".")
+        if len(parts) not in (3, 4):
+            continue  # reported by the pipeline's own rules
+        app, layer, table = ([item.app, *parts] if len(parts) == 3 else parts)[:3]
+        ref = f"{app}.{canonical_layer(layer)}.{table}"
+        known = {str(t) for t in tables}
+        if ref not in known and app not in state.broken_apps:
+            near = difflib.get_close_matches(ref, sorted(known), n=3)
+            hint = f"; near matches: {', '.join(near)}" if near else ""
+            state.err(
+                item.file,
+                f'ref="{check.ref}" on <referential> names no table target in the project '
+                f"({ref}){hint}",
+                check,
+            )
 
 
 def _cycles(state: _State, edges: dict) -> None:

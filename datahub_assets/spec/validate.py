@@ -27,6 +27,7 @@ from datahub_assets.spec.models import (
     Merge,
     MongoSource,
     Pipeline,
+    ReferentialCheck,
     ResolvedTarget,
     Select,
     Sql,
@@ -509,6 +510,8 @@ class PipelineCheck:
                 first = names.setdefault((table, check.check_name), check)
                 if first is not check:
                     self.duplicate_check(first, check, table)
+            if isinstance(check, ReferentialCheck):
+                self.referential_ref(check)
             if isinstance(check, FreshnessCheck) and not DURATION.match(check.max_age):
                 self.err(
                     check,
@@ -528,6 +531,21 @@ class PipelineCheck:
                     f'target="{check.target}" on <{check.kind}> names no table '
                     f"target of this pipeline; allowed: {', '.join(tables)}",
                 )
+
+    def referential_ref(self, check: ReferentialCheck) -> None:
+        """`ref="[app.]layer.table.column"`; that the table exists is checked across the
+        project by the loader."""
+        parts = check.ref.split(".")
+        ok = len(parts) in (3, 4) and all(NAME.match(p) for p in parts)
+        layer = parts[-3] if ok else ""
+        if ok and canonical_layer(layer) in LAYERS:
+            return
+        why = f'layer "{layer}" is not one of {", ".join(LAYERS)}' if ok else "malformed"
+        self.err(
+            check,
+            f'ref="{check.ref}" on <referential> is {why}; allowed: '
+            "<layer>.<table>.<column> or <app>.<layer>.<table>.<column>",
+        )
 
     def duplicate_check(self, first: Any, check: Any, table: str) -> None:
         line = first.loc.line if first.loc else 0

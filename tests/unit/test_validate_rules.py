@@ -11,6 +11,7 @@ import pytest
 from spec_helpers import find_error
 from test_spec_rules import line_of, load_errors, pipeline, write
 
+from datahub_assets.spec.check_targets import referenced
 from datahub_assets.spec.columns import column_descriptions
 from datahub_assets.spec.loader import load_project
 from datahub_assets.spec.mini import spark_type_problem
@@ -358,3 +359,27 @@ def test_column_descriptions_yaml_and_duplicates(tmp_path):
         )
     )
     expect(tmp_path / "dup", dup, 'description="b"', '<column name="id"> is described twice')
+
+
+# --------------------------------------------------------------------- referential
+
+
+@pytest.mark.parametrize(
+    ("ref", "fragment"),
+    [
+        ("raw.t", 'ref="raw.t" on <referential> is malformed'),
+        ("lake.t.id", 'layer "lake" is not one of raw, bronze'),
+        ("silver.nope.id", "names no table target in the project (app.silver.nope)"),
+    ],
+)
+def test_referential_ref_is_checked(tmp_path, ref, fragment):
+    """`build/checks.py` unpacked the ref while building the Dagster definitions."""
+    text = pipeline(checks=f'<referential column="id" ref="{ref}"/>')
+    expect(tmp_path, text, "<referential", fragment)
+
+
+def test_referential_ref_with_a_layer_alias(tmp_path):
+    text = pipeline(checks='<referential column="id" ref="standardization.t.id"/>')
+    spec = load_project(write(tmp_path, {FILE: text})).pipelines[0]
+    ref, column = referenced(spec, spec.pipeline.checks[0])
+    assert (str(ref), column) == ("app.silver.t", "id")
