@@ -28,12 +28,11 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from datahub_resources.iceberg import (
-    iceberg_to_spark_schema,
-    spark_to_iceberg_schema,
+from datahub_assets.execute.writers.schema_evolution import (
     spark_type_widens,
     without_nullability,
 )
+from datahub_resources.iceberg import iceberg_to_spark_schema, spark_to_iceberg_schema
 
 POLICIES = ("evolve", "freeze", "fail")
 

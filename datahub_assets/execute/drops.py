@@ -19,8 +19,8 @@ with lineage columns, and after the commit move every file out of landing.
    are read per distinct header and unioned by column name, so a file with reordered
    columns cannot shift values. Every row gets `_source_file` (the path
    as landed), `_ingested_at` (the run's ingest time) and `_run_id`.
-3. The runner commits the table targets and the ledger entries (`ledger_entries`) in one
-   catalog transaction (`writers.multi_commit`).
+3. The runner commits the table targets and the ledger entries (`ledger_entries`,
+   `ledger_change`) in one catalog transaction (`writers.tables.write_tables`).
 4. `finish`: ingested and already-ingested files move to `processed/<date>/` (with their
    sidecars). A move that fails leaves the file in landing; the ledger makes the next run
    move it without ingesting it again.
@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -46,9 +47,10 @@ from pyspark.sql import types as T
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.malformed import CORRUPT, CORRUPT_OPTIONS, with_corrupt
 from datahub_assets.execute.readers._files import options, schema_for
+from datahub_assets.execute.writers.multi_commit import TableChange, change_of
 from datahub_assets.ingest import paths
 from datahub_assets.ingest.fileinfo import FileInfo
-from datahub_assets.ingest.ledger import LedgerEntry, ingested, ledger_ref
+from datahub_assets.ingest.ledger import LedgerEntry, ingested, ledger_ref, ledger_transaction
 from datahub_assets.ingest.store import FileStore, S3Store, default_s3_client, store_for
 from datahub_assets.ingest.validate import Rejection, reason_document, validate_file
 from datahub_assets.spec.models import PipelineSpec, TableRef
@@ -105,8 +107,6 @@ class DropBatch:
     """(path, why) of requested files left in landing (gone, too young, not watched)."""
     stores: dict[str, FileStore] = field(default_factory=dict)
     patterns: dict[str, str] = field(default_factory=dict)
-    ledger_before: int | None = None
-    """The ledger's snapshot before this run's commit (to roll back to)."""
     run_id: str = ""
     staged: list[str] = field(default_factory=list)
     """S3 copies made for Spark to read (removed by `cleanup`)."""
@@ -226,6 +226,7 @@ def _move_with_sidecars(store: FileStore, path: str, dest: str) -> None:
 def _reject(batch: DropBatch, f: DropFile, ctx: ExecContext, spec: PipelineSpec) -> None:
     store, pattern = batch.stores[f.source_id], batch.patterns[f.source_id]
     dest = paths.destination(f.info.path, pattern, "rejected", ctx.run_date)
+    assert f.rejection is not None, "a rejected file carries its rejection"
     document = reason_document(f.rejection, f.info, ctx.run_id, f.source_id, spec.key)
     try:
         # the reason first: a crash before the move leaves the file in landing to be
@@ -312,7 +313,7 @@ def _link(batch: DropBatch, f: DropFile, folder: Path, index: int) -> str:
     try:
         os.link(local, target)
     except OSError:
-        os.symlink(os.path.abspath(local), target)
+        target.symlink_to(Path(local).absolute())
     return str(target)
 
 
@@ -464,6 +465,12 @@ def empty_drops(source, ctx: ExecContext) -> DataFrame:
 
 
 # ---------------------------------------------------------------------------------- ledger
+
+
+def ledger_change(table: Table, entries: list[LedgerEntry]) -> TableChange:
+    """The uncommitted change adding `entries` to the ledger `table`
+    (`ingest.ledger.ledger_transaction`), for `commit_tables` with the data it describes."""
+    return change_of(ledger_transaction(table, entries))
 
 
 def ledger_entries(

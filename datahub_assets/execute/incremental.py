@@ -41,11 +41,13 @@ racing over the same rows cannot both commit.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table
 from pyiceberg.table.snapshots import ancestors_of
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -111,12 +113,23 @@ class WatermarkState:
         return {PROPERTY_PREFIX + sid: wm.to_json() for sid, wm in sorted(self.current.items())}
 
 
-def load_state(catalog: Catalog, ref: TableRef, source_ids: list[str]) -> WatermarkState:
-    """The committed watermarks of `source_ids`, read from table `ref`'s snapshot history."""
-    try:
-        table = load_table(catalog, ref)
-    except TableNotFoundError:
-        return WatermarkState(ref=ref, snapshot_id=None)
+def load_state(
+    catalog: Catalog,
+    ref: TableRef,
+    source_ids: list[str],
+    loaded: Mapping[TableRef, Table | None] | None = None,
+) -> WatermarkState:
+    """The committed watermarks of `source_ids`, read from table `ref`'s snapshot history
+    (from `loaded` when the caller loaded the table already; None there: no table yet)."""
+    if loaded is not None and ref in loaded:
+        table = loaded[ref]
+        if table is None:
+            return WatermarkState(ref=ref, snapshot_id=None)
+    else:
+        try:
+            table = load_table(catalog, ref)
+        except TableNotFoundError:
+            return WatermarkState(ref=ref, snapshot_id=None)
     current = table.current_snapshot()
     state = WatermarkState(ref=ref, snapshot_id=current.snapshot_id if current else None)
     missing = set(source_ids)
@@ -156,8 +169,8 @@ def reset_watermarks(catalog: Catalog, ref: TableRef, source_ids: list[str]) -> 
     props = {PROPERTY_PREFIX + sid: marker for sid in sorted(source_ids)}
     with txn.update_snapshot(snapshot_properties=props).fast_append():
         pass
-    txn.commit_transaction()
-    return load_table(catalog, ref).current_snapshot().snapshot_id
+    snapshot = txn.commit_transaction().current_snapshot()  # the table as committed
+    return snapshot.snapshot_id if snapshot else None
 
 
 def _resolve_column(df: DataFrame, source_id: str, column: str) -> T.StructField:
@@ -182,12 +195,14 @@ def _resolve_column(df: DataFrame, source_id: str, column: str) -> T.StructField
 def _max_watermark(df: DataFrame, col: Column, dtype: T.DataType) -> Watermark | None:
     """max(col) over `df` as a Watermark (one aggregate job); None when there is no row."""
     if isinstance(dtype, T.TimestampType):
-        (micros,) = df.agg(F.unix_micros(F.max(col))).first()
+        row = df.agg(F.unix_micros(F.max(col))).first()
+        micros = row[0] if row is not None else None
         if micros is None:
             return None
         value = (EPOCH + timedelta(microseconds=micros)).isoformat(timespec="microseconds")
         return Watermark(type="timestamp", value=value)
-    (text,) = df.agg(F.max(col).cast("string")).first()
+    row = df.agg(F.max(col).cast("string")).first()
+    text = row[0] if row is not None else None
     return None if text is None else Watermark(type=dtype.simpleString(), value=text)
 
 

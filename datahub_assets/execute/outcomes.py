@@ -28,6 +28,14 @@ class TargetOutcome:
     table_rows: int | None = None
     """The table's total rows after the commit (the snapshot summary's `total-records`);
     None for exports and when the summary has no total."""
+    files: tuple[str, ...] = ()
+    """The data files this run added to the table (to read back exactly what it wrote)."""
+    invalid_by_file: dict[str, int] = field(default_factory=dict)
+    """Invalid (not malformed) rows this write quarantined, per `_source_file` (file drops)."""
+    committed_with: tuple[tuple[str, int | None], ...] = ()
+    """Other tables the same catalog commit changed for this write (its quarantine tables,
+    the file-drop ledger): (identifier, main snapshot before the commit), so
+    `writers.tables.roll_back` can restore them."""
 
 
 class ChecksFailed(PipelineRunError):

@@ -9,9 +9,12 @@ the run's tables (`writers.quarantine_write`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table
 from pyspark.sql import DataFrame
 
 from datahub_assets.execute.checks import CheckOutcome
@@ -27,7 +30,7 @@ from datahub_assets.execute.quarantine import (
 )
 from datahub_assets.execute.schemas import load_schema
 from datahub_assets.execute.table_reader import TableNotFoundError, load_table
-from datahub_assets.spec.models import ResolvedTarget, TableRef
+from datahub_assets.spec.models import ResolvedTarget, TableRef, TableTarget
 from datahub_resources.iceberg import iceberg_to_spark_schema
 
 DRIFT_CHECK = "schema_drift"
@@ -37,13 +40,21 @@ DRIFT_CHECK = "schema_drift"
 class Prepared:
     """A table target's frame after the gates, and what they found."""
 
-    df: DataFrame
+    df: DataFrame | None
+    """None until `prepare_table` sets the frame to write."""
     checks: list[CheckOutcome] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
     quarantine: list[tuple[TableRef, DataFrame]] = field(default_factory=list)
 
 
-def _table_schema(catalog: Catalog, ref: TableRef):
+def _table_schema(
+    catalog: Catalog, ref: TableRef, loaded: Mapping[TableRef, Table | None] | None = None
+):
+    """The Spark schema of `ref` (None: no table yet); from `loaded` when the caller has
+    loaded the table already."""
+    if loaded is not None and ref in loaded:
+        table = loaded[ref]
+        return iceberg_to_spark_schema(table.schema()) if table is not None else None
     try:
         return iceberg_to_spark_schema(load_table(catalog, ref).schema())
     except TableNotFoundError:
@@ -83,7 +94,7 @@ def validate_source(
             f'{where}: onInvalid="quarantine" needs a table target to '
             "put <table>__quarantine next to"
         )
-    update = {"schema_ref": None}
+    update: dict[str, Any] = {"schema_ref": None}
     if source.kind == "csv":
         update["infer_schema"] = False
     raw = read(source.model_copy(update=update))
@@ -108,11 +119,13 @@ def prepare_table(
     checks: list,
     where: str,
     prepared: Prepared,
+    loaded: Mapping[TableRef, Table | None] | None = None,
 ) -> Prepared:
     """Row validation then schema drift for one table target (no Spark job unless rows are
-    validated)."""
-    table_schema = _table_schema(catalog, target.ref)
+    validated). `loaded`: the run's tables as already loaded (None: no table yet)."""
+    table_schema = _table_schema(catalog, target.ref, loaded)
     spec_target = target.target
+    assert isinstance(spec_target, TableTarget), "prepare_table is for table targets"
     if spec_target.on_invalid:
         schema = (
             load_schema(ctx.app_path(spec_target.schema_ref))

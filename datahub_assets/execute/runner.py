@@ -1,11 +1,12 @@
 """One pipeline run: read sources → apply transformations → write every target.
 
-Tables are written in phases so a run is all-or-nothing: Spark first writes the Parquet
-files of every table target (the expensive part that can fail), then each table's snapshot
-is committed to an audit branch, checked, and published only if no blocking check failed
-(`execute.publish`). If an export fails after publishing, the run's tables are rolled back to
-their previous snapshot, so a failed run leaves every table as it was. Exports run after the
-tables are published and read the published files back instead of recomputing the plan.
+The runner orchestrates; the tables are written by ONE call of the write path
+(`writers.tables.write_tables`: stage every table, audit, checks, one catalog commit with the
+quarantine rows and the file-drop ledger), all or nothing. Each table target is loaded once
+(`_load_tables`) and that Table serves the watermarks, the drift check and the write. If an
+export fails after publishing, `writers.tables.roll_back` moves every table of the commit
+back, so a failed run leaves every table as it was. Exports run after the tables are
+published and read the published files back instead of recomputing the plan.
 
 Incremental sources (`<incremental column=.../>`, see `execute.incremental`) read only the
 rows above their committed watermark; the new watermarks are recorded in the snapshot
@@ -14,11 +15,15 @@ summary of every table target, in the same commit as the rows.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.table import Table
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from datahub_assets.execute.bad_records import KINDS as BAD_RECORD_KINDS
 from datahub_assets.execute.bad_records import checked_reader
@@ -29,6 +34,7 @@ from datahub_assets.execute.drops import (
     cleanup,
     empty_drops,
     finish,
+    ledger_change,
     ledger_entries,
     plan_batch,
     read_drops,
@@ -37,22 +43,21 @@ from datahub_assets.execute.drops import (
 from datahub_assets.execute.incremental import WatermarkState, load_state, read_incremental
 from datahub_assets.execute.mongo.source import read_mongo_source
 from datahub_assets.execute.outcomes import ChecksFailed, PipelineRunError, TargetOutcome
-from datahub_assets.execute.publish import publish_tables
 from datahub_assets.execute.quality import Prepared, prepare_table, validate_source
 from datahub_assets.execute.readers import read_source
-from datahub_assets.execute.table_reader import read_table
+from datahub_assets.execute.table_reader import TableNotFoundError, load_table, read_table
 from datahub_assets.execute.transforms import apply_steps
-from datahub_assets.execute.writers.audit import rollback_change
+from datahub_assets.execute.writers.audit import ConcurrentCommitError
 from datahub_assets.execute.writers.csv_export import write_csv
 from datahub_assets.execute.writers.multi_commit import TableChange, commit_tables
-from datahub_assets.execute.writers.quarantine_write import QuarantineWrites, stage_quarantine
-from datahub_assets.execute.writers.table import abort, rollback, stage_write
-from datahub_assets.ingest.ledger import ensure_ledger, ingested, ledger_change
+from datahub_assets.execute.writers.tables import TableWrite, read_written, roll_back, write_tables
+from datahub_assets.ingest.ledger import ensure_ledger, ingested
 from datahub_assets.ingest.validate import Rejection
-from datahub_assets.spec.check_targets import checks_by_target, table_targets
+from datahub_assets.spec.check_targets import checks_by_target, referenced, table_targets
 from datahub_assets.spec.models import (
     CsvTarget,
     PipelineSpec,
+    ReferentialCheck,
     TableRef,
     TableTarget,
 )
@@ -144,7 +149,12 @@ def build_datasets(
 
 
 def _watermarks(
-    spec: PipelineSpec, catalog: Catalog, tables: list, full_refresh: bool, log
+    spec: PipelineSpec,
+    catalog: Catalog,
+    tables: list,
+    full_refresh: bool,
+    log,
+    loaded: dict[TableRef, Table | None] | None = None,
 ) -> WatermarkState | None:
     """Committed watermarks of the incremental sources (None: the pipeline has none); with
     `full_refresh` none are taken, so every row is read again and the new watermark is the
@@ -169,7 +179,7 @@ def _watermarks(
             )
     ref = tables[0].ref
     try:
-        state = load_state(catalog, ref, [s.id for s in incremental])
+        state = load_state(catalog, ref, [s.id for s in incremental], loaded)
     except Exception as exc:
         raise PipelineRunError(
             f"{_where(spec, tables[0].target)}: reading the watermarks of {ref} failed: {exc}"
@@ -235,22 +245,27 @@ def _commit_ledger_only(
 
 
 def _ledger_changes(ctx: ExecContext, catalog: Catalog, drops: DropBatch):
-    """The ledger append to publish with the tables, with rows per file from the first table
-    target's audited snapshot when it keeps `_source_file` (a watched pipeline has a table
-    target: validation)."""
+    """The ledger append to publish with the tables, with rows per file from the files the
+    first table target's write added when it keeps `_source_file` (a watched pipeline has a
+    table target: validation)."""
 
     def build(outcomes: list[TargetOutcome]) -> list[TableChange]:
         first = outcomes[0]
-        entries = ledger_entries(drops, ctx, first.snapshot_id, _rows_by_file(ctx, catalog, first))
-        ledger = ensure_ledger(catalog, drops.ledger)
+        quarantined = {}
+        for o in outcomes:
+            for path, n in o.invalid_by_file.items():
+                quarantined[path] = quarantined.get(path, 0) + n
+        for f in drops.with_status(INGEST):
+            f.invalid_rows += quarantined.get(f.info.path, 0)
+        entries = ledger_entries(drops, ctx, first.snapshot_id, _rows_by_file(ctx, first))
+        ledger = ensure_ledger(catalog, drops.ledger)  # the one load of the ledger
         current = ledger.current_snapshot()
-        drops.ledger_before = current.snapshot_id if current else None
         # exactly once: a run that planned its batch before another run's commit of the same
         # files must not publish them again. Checked against the ledger snapshot the change
         # asserts (the commit fails if the ledger moves after this check).
         fresh = [f.fingerprint for f in drops.with_status(INGEST)]
         if current is not None and fresh:
-            taken = ingested(catalog, drops.ledger, fresh, current.snapshot_id)
+            taken = ingested(catalog, drops.ledger, fresh, current.snapshot_id, table=ledger)
             if taken:
                 raise PipelineRunError(
                     f"another run ingested {len(taken)} of this run's files (e.g. "
@@ -262,12 +277,68 @@ def _ledger_changes(ctx: ExecContext, catalog: Catalog, drops: DropBatch):
     return build
 
 
-def _rows_by_file(ctx: ExecContext, catalog: Catalog, outcome: TargetOutcome) -> dict[str, int]:
+LINEAGE_READ = T.StructType(
+    [T.StructField("_source_file", T.StringType()), T.StructField("_run_id", T.StringType())]
+)
+
+
+def _rows_by_file(ctx: ExecContext, outcome: TargetOutcome) -> dict[str, int]:
     if "_source_file" not in {name for name, _, _ in outcome.columns}:
         return {}
-    df = read_table(ctx.spark, catalog, outcome.ref, outcome.snapshot_id)
+    df = read_written(ctx.spark, outcome, LINEAGE_READ)  # only this run's files
     counts = df.where(F.col("_run_id") == ctx.run_id).groupBy("_source_file").count().collect()
     return {r["_source_file"]: r["count"] for r in counts}
+
+
+def _load_tables(catalog: Catalog, tables: list) -> dict[TableRef, Table | None]:
+    """Every table target, loaded ONCE for the run (None: not created yet); the same Table
+    serves the watermarks, the drift check and the write."""
+    loaded: dict[TableRef, Table | None] = {}
+    for t in tables:
+        try:
+            loaded[t.ref] = load_table(catalog, t.ref)
+        except TableNotFoundError:
+            loaded[t.ref] = None
+    return loaded
+
+
+def _writes(spec, ctx, tables, prepared, loaded, extra) -> list[TableWrite]:
+    by_target = checks_by_target(spec)
+    writes = []
+    for t in tables:
+        df = prepared[t.ref].df
+        assert df is not None, "prepare_table sets the frame of every table target"
+        writes.append(_write(spec, ctx, t, df, prepared[t.ref], by_target[t.ref], loaded, extra))
+    return writes
+
+
+def _write(spec, ctx, t, df, prepared, checks, loaded, extra) -> TableWrite:
+    return TableWrite(
+        ref=t.ref,
+        df=df,
+        target=t.target,
+        where=_where(spec, t.target),
+        checks=tuple(checks),
+        pre_checks=tuple(prepared.checks),
+        metadata={**extra, **prepared.extra},
+        quarantine=tuple(prepared.quarantine),
+        referenced={
+            c.check_name: referenced(spec, c)[0] for c in checks if isinstance(c, ReferentialCheck)
+        },
+        table=loaded[t.ref],
+        create=loaded[t.ref] is None,
+        app_dir=ctx.app_dir,
+    )
+
+
+def _concurrent(exc: BaseException) -> bool:
+    """True when `exc` comes from another run committing to the table first."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, ConcurrentCommitError | CommitFailedException):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def _run(
@@ -275,12 +346,12 @@ def _run(
 ) -> list[TargetOutcome]:
     tables = [t for t in spec.targets if isinstance(t.target, TableTarget)]
     others = [t for t in spec.targets if not isinstance(t.target, TableTarget)]
-    watermarks = _watermarks(spec, catalog, tables, ctx.full_refresh, ctx.log)
+    loaded = _load_tables(catalog, tables)
+    watermarks = _watermarks(spec, catalog, tables, ctx.full_refresh, ctx.log, loaded)
     # source-level quarantine counts are reported on (and stored next to) the first table
     prepared = {t.ref: Prepared(df=None) for t in tables}
     gate = prepared[tables[0].ref] if tables else Prepared(df=None)
     datasets = build_datasets(spec, ctx, watermarks, gate, drops)
-    properties = watermarks.properties() if watermarks else {}
     by_target = checks_by_target(spec)
     for t in tables:
         prepare_table(
@@ -291,93 +362,47 @@ def _run(
             by_target[t.ref],
             _where(spec, t.target),
             prepared[t.ref],
-        )
-
-    staged = []
-    try:
-        for t in tables:
-            ctx.log.info("writing %s (%s)", t.ref.identifier, t.target.mode)
-            staged.append(
-                stage_write(
-                    ctx.spark, catalog, t.ref, prepared[t.ref].df, t.target, ctx.run_id, properties
-                )
-            )
-    except Exception as exc:
-        for s in staged:
-            abort(s)
-        raise PipelineRunError(f"{_where(spec, t.target)}: writing {t.ref} failed: {exc}") from exc
-    if watermarks and staged[0].previous_snapshot_id != watermarks.snapshot_id:
-        # another run committed between reading the watermark and staging: its rows overlap
-        for s in staged:
-            abort(s)
-        raise PipelineRunError(
-            f"{_where(spec, tables[0].target)}: {tables[0].ref} changed while this run was "
-            "reading (another run of this pipeline committed?); nothing was written, run again"
+            loaded,
         )
     extra = (
         {f"watermark.{sid}": wm.value for sid, wm in sorted(watermarks.current.items())}
         if watermarks
         else {}
     )
-
-    # quarantine rows are staged now and committed WITH the tables (writers/quarantine_write)
     try:
-        quarantine = stage_quarantine(
-            ctx.spark, catalog, ctx.run_id, [q for p in prepared.values() for q in p.quarantine]
-        )
-    except Exception as exc:
-        for s in staged:
-            abort(s)
-        raise PipelineRunError(f"{spec.file}: staging the quarantine rows failed: {exc}") from exc
-    if drops:
-        for f in drops.with_status(INGEST):
-            f.invalid_rows += quarantine.invalid_by_file.get(f.info.path, 0)
-    drop_meta = drops.metadata() if drops else {}
-    ledger = _ledger_changes(ctx, catalog, drops) if drops else None
-    try:
-        published = publish_tables(
-            spec,
-            ctx,
+        published = write_tables(
+            ctx.spark,
             catalog,
-            tables,
-            staged,
-            extra={ref: {**extra, **p.extra, **drop_meta} for ref, p in prepared.items()},
-            pre_checks={ref: p.checks for ref, p in prepared.items()},
-            with_changes=lambda outs: (ledger(outs) if ledger else []) + quarantine.changes,
+            _writes(spec, ctx, tables, prepared, loaded, extra),
+            run_id=ctx.run_id,
+            log=ctx.log,
+            properties=watermarks.properties() if watermarks else {},
+            also_commit=_ledger_changes(ctx, catalog, drops) if drops else None,
+            label=str(spec.file),
         )
-    except BaseException:
-        quarantine.abort(catalog)
+    except PipelineRunError as exc:
+        if watermarks and not isinstance(exc, ChecksFailed) and _concurrent(exc):
+            # another run committed after this one read its watermark: its rows overlap
+            raise PipelineRunError(
+                f"{_where(spec, tables[0].target)}: {tables[0].ref} changed while this run was "
+                "reading (another run of this pipeline committed?); nothing was written, run "
+                "again"
+            ) from exc
         raise
+    if drops:
+        meta = drops.metadata()  # after the write: counts the quarantined rows per file
+        published = [replace(o, extra={**o.extra, **meta}) for o in published]
     outcomes: dict[TableRef, TargetOutcome] = {o.ref: o for o in published}
     try:
         snapshot_of = {t.dataset: outcomes[t.ref] for t in tables}
         for t in others:
             outcomes[t.ref] = _export(spec, ctx, catalog, t, datasets, snapshot_of)
     except Exception as exc:
-        _roll_back(catalog, published, drops, quarantine)
+        roll_back(catalog, published)
         if isinstance(exc, PipelineRunError):
             raise
         raise PipelineRunError(f"{spec.file}: run failed, tables rolled back: {exc}") from exc
     return [outcomes[t.ref] for t in spec.targets]
-
-
-def _roll_back(
-    catalog: Catalog,
-    published: list[TargetOutcome],
-    drops: DropBatch | None,
-    quarantine: QuarantineWrites | None = None,
-) -> None:
-    """Every published table (and the file ledger, the quarantine tables) back to where the
-    run found it, in one catalog commit; tables the run created are dropped afterwards."""
-    changes = [rollback_change(catalog, o.ref, o.previous_snapshot_id) for o in published]
-    if drops is not None and published:
-        changes.append(rollback_change(catalog, drops.ledger, drops.ledger_before))
-    if quarantine is not None:
-        changes += [rollback_change(catalog, ref, before) for ref, before in quarantine.previous()]
-    commit_tables(catalog, changes)
-    for o in published:
-        if o.previous_snapshot_id is None:
-            rollback(catalog, o.ref, None)
 
 
 def _export(spec, ctx, catalog, t, datasets, snapshot_of) -> TargetOutcome:

@@ -4,8 +4,10 @@ Every landed file version a run handles gets one row: its fingerprint (`FileInfo
 where it was, what became of it (`ingested` with the rows it added and the data table snapshot
 they are in, or `rejected` with the rule and reason) and where it was moved. A file version is
 ingested exactly once because its ledger row is committed in the SAME atomic catalog commit as
-the rows it adds (`ledger_change` builds the uncommitted change; `multi_commit.commit_tables`
-commits it together with the data tables' publish): either both are visible or neither.
+the rows it adds (`ledger_transaction` stages the uncommitted pyiceberg transaction; the write
+path, `execute.writers.tables`, commits it together with the data tables' publish): either
+both are visible or neither. This package never imports `execute`
+(tests/unit/test_import_cycles.py).
 
 Reads stay fast with a large ledger: `ingested` projects the entry columns, filters on status
 and fingerprint in the scan (pyiceberg prunes files by column statistics), and for a large
@@ -29,11 +31,10 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, EqualTo, In
 from pyiceberg.schema import Schema
-from pyiceberg.table import Table
+from pyiceberg.table import Table, Transaction
 from pyiceberg.table.update.snapshot import ExpireSnapshots
 from pyiceberg.types import LongType, NestedField, PrimitiveType, StringType, TimestamptzType
 
-from datahub_assets.execute.writers.multi_commit import TableChange, change_of
 from datahub_assets.spec.models import TableRef
 from datahub_resources.iceberg import ensure_namespace
 
@@ -75,12 +76,14 @@ LEDGER_SCHEMA = Schema(
     *(NestedField(i, name, t, required=False) for i, (name, t) in enumerate(_COLUMNS, start=1))
 )
 
-_ARROW_TYPES: dict[PrimitiveType, pa.DataType] = {
-    StringType(): pa.string(),
-    LongType(): pa.int64(),
-    TimestamptzType(): pa.timestamp("us", tz="UTC"),
+_ARROW_TYPES: dict[type[PrimitiveType], pa.DataType] = {
+    StringType: pa.string(),
+    LongType: pa.int64(),
+    TimestamptzType: pa.timestamp("us", tz="UTC"),
 }
-ARROW_SCHEMA = pa.schema([pa.field(name, _ARROW_TYPES[t], nullable=True) for name, t in _COLUMNS])
+ARROW_SCHEMA = pa.schema(
+    [pa.field(name, _ARROW_TYPES[type(t)], nullable=True) for name, t in _COLUMNS]
+)
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ class LedgerEntry:
 
 
 _ENTRY_FIELDS = tuple(f.name for f in fields(LedgerEntry))
-assert _ENTRY_FIELDS == tuple(name for name, _ in _COLUMNS)
+assert tuple(name for name, _ in _COLUMNS) == _ENTRY_FIELDS
 
 
 def ledger_ref(app: str, pipeline_id: str) -> TableRef:
@@ -158,24 +161,35 @@ def _lookup(table: Table, snapshot_id: int, fingerprints: list[str]) -> list[Led
     found: list[LedgerEntry] = []
     for start in range(0, len(fingerprints), IN_FILTER_MAX):
         chunk = fingerprints[start : start + IN_FILTER_MAX]
-        row_filter = And(In("fingerprint", chunk), EqualTo("status", INGESTED))
+        # pyright reads pyiceberg's predicates as pydantic models with keyword-only fields;
+        # their own __init__ takes (term, values) positionally
+        row_filter = And(
+            In("fingerprint", chunk),  # pyright: ignore[reportCallIssue]
+            EqualTo("status", INGESTED),  # pyright: ignore[reportCallIssue]
+        )
         found += _entries(_scan(table, snapshot_id, row_filter, _ENTRY_FIELDS))
     return found
 
 
 def ingested(
-    catalog: Catalog, ref: TableRef, fingerprints: Collection[str], snapshot_id: int | None = None
+    catalog: Catalog,
+    ref: TableRef,
+    fingerprints: Collection[str],
+    snapshot_id: int | None = None,
+    table: Table | None = None,
 ) -> dict[str, LedgerEntry]:
     """{fingerprint: entry} of the `fingerprints` the ledger records as ingested (rejected
     files are not), as of `snapshot_id` of the ledger (default: its current snapshot).
-    A ledger that does not exist yet has ingested nothing."""
+    A ledger that does not exist yet has ingested nothing. `table`: the ledger as the caller
+    loaded it (None: loaded here)."""
     wanted = sorted(set(fingerprints))
     if not wanted:
         return {}
-    try:
-        table = catalog.load_table((ref.namespace, ref.table))
-    except NoSuchTableError:
-        return {}
+    if table is None:
+        try:
+            table = catalog.load_table((ref.namespace, ref.table))
+        except NoSuchTableError:
+            return {}
     if snapshot_id is None:
         current = table.current_snapshot()
         if current is None:
@@ -185,8 +199,11 @@ def ingested(
         raise ValueError(f"ledger {ref.identifier} has no snapshot {snapshot_id}")
     if len(wanted) > IN_FILTER_MAX:
         # one narrow pass over the fingerprint column, then fetch only the matches
-        known = _scan(table, snapshot_id, EqualTo("status", INGESTED), ("fingerprint",))
-        hits = known.filter(pc.is_in(known["fingerprint"], value_set=pa.array(wanted)))
+        ingested_only = EqualTo("status", INGESTED)  # pyright: ignore[reportCallIssue] - as above
+        known = _scan(table, snapshot_id, ingested_only, ("fingerprint",))
+        # pyarrow.compute functions are generated at import: no stubs for a type checker
+        is_in = pc.is_in  # pyright: ignore[reportAttributeAccessIssue]
+        hits = known.filter(is_in(known["fingerprint"], value_set=pa.array(wanted)))
         wanted = sorted(set(hits["fingerprint"].to_pylist()))
         if not wanted:
             return {}
@@ -266,9 +283,10 @@ def _expired(table: Table) -> list[int]:
     return [s.snapshot_id for s in newest[KEEP_SNAPSHOTS:] if s.snapshot_id not in protected]
 
 
-def ledger_change(table: Table, entries: Sequence[LedgerEntry]) -> TableChange:
-    """An uncommitted change adding `entries` to the ledger `table` (commit it with
-    `commit_tables`, together with the data it describes).
+def ledger_transaction(table: Table, entries: Sequence[LedgerEntry]) -> Transaction:
+    """An uncommitted transaction adding `entries` to the ledger `table`; do not commit it
+    alone: `execute.drops.ledger_change` turns it into a change the write path commits
+    together with the data it describes.
 
     Normally an append; when the current snapshot has more than COMPACT_AFTER_FILES data
     files, an overwrite of the whole ledger with its rows plus `entries` (one file) that also
@@ -280,7 +298,7 @@ def ledger_change(table: Table, entries: Sequence[LedgerEntry]) -> TableChange:
     snapshot = table.current_snapshot()
     if data_file_count(table) <= COMPACT_AFTER_FILES:
         txn.append(new_rows)
-        return change_of(txn)
+        return txn
     assert snapshot is not None
     existing = table.scan(snapshot_id=snapshot.snapshot_id).to_arrow()
     existing = existing.select(ARROW_SCHEMA.names).cast(ARROW_SCHEMA)
@@ -288,4 +306,4 @@ def ledger_change(table: Table, entries: Sequence[LedgerEntry]) -> TableChange:
     expired = _expired(table)
     if expired:
         ExpireSnapshots(txn).by_ids(expired).commit()
-    return change_of(txn)
+    return txn

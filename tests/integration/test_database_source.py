@@ -298,7 +298,7 @@ def test_failed_run_keeps_the_watermark(spark, settings, db, monkeypatch):
         raise RuntimeError("injected failure after the read")
 
     with monkeypatch.context() as patched, pytest.raises(Exception, match="injected"):
-        patched.setattr(runner, "publish_tables", boom)
+        patched.setattr(runner, "write_tables", boom)
         run_pipeline(spec, _ctx(spark, settings, run_id="r2"), load_catalog(settings))
     after = load_catalog(settings).load_table("crm_raw.people").current_snapshot()
     assert after.snapshot_id == before.snapshot_id

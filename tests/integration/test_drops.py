@@ -197,7 +197,7 @@ def test_a_failed_commit_leaves_files_for_the_retry(spark, settings, monkeypatch
     landing = _landing(settings)
     a = _drop(landing, "a.csv", "order_id,amount\n1,10\n")
     catalog = load_catalog(settings)
-    from datahub_assets.execute import publish
+    from datahub_assets.execute.writers import tables as publish
 
     real = publish.commit_tables
 

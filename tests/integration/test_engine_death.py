@@ -49,7 +49,8 @@ import json, os, sys, time
 from pathlib import Path
 import dagster as dg
 from datahub_assets.build.project import build_assets
-from datahub_assets.execute import publish, runner
+from datahub_assets.execute import runner
+from datahub_assets.execute.writers import tables as publish
 from datahub_assets.spec.loader import load_project
 from datahub_resources import spark_server
 from datahub_resources.deployment import resources
@@ -73,7 +74,7 @@ def hook(name, real, wait_for_death=False):
     return wrapped
 
 runner.read_source = hook("read", runner.read_source, wait_for_death=True)
-runner.stage_write = hook("write", runner.stage_write)
+publish.stage_write = hook("write", publish.stage_write)
 publish.evaluate_checks = hook("check", publish.evaluate_checks, wait_for_death=True)
 assets = {a.node_def.name: a for a in build_assets(load_project(settings.pipelines_dir))}
 instance = dg.DagsterInstance.ephemeral()
@@ -94,13 +95,13 @@ print("EVENTS " + json.dumps(events))
 CLI = r"""
 import sys, time
 from pathlib import Path
-from datahub_assets.execute import runner
+from datahub_assets.execute.writers import tables
 markers = Path(sys.argv.pop(1))
-real = runner.stage_write
+real = tables.stage_write
 def wrapped(*args, **kwargs):
     (markers / "write-1").write_text(str(time.time()))
     return real(*args, **kwargs)
-runner.stage_write = wrapped
+tables.stage_write = wrapped
 from dagster._cli import main
 sys.argv[0] = "dagster"
 main()

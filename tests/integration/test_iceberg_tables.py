@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 
 from datahub_assets.execute.table_reader import TableNotFoundError, read_table
 from datahub_assets.execute.writers.table import (
+from datahub_assets.execute.writers.schema_evolution import SchemaMismatchError
     abort,
     commit,
     rollback,
@@ -18,7 +19,7 @@ from datahub_assets.execute.writers.table import (
     write_table,
 )
 from datahub_assets.spec.models import TableRef, TableTarget
-from datahub_resources.iceberg import SchemaMismatchError, load_catalog
+from datahub_resources.iceberg import load_catalog
 
 pytestmark = pytest.mark.spark
 

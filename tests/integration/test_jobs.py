@@ -215,7 +215,7 @@ def test_commit_conflict_is_retried(spark, settings, monkeypatch):
     monkeypatch.setattr(retries, "COMMIT_CONFLICT", retries.RetryClass("commit_conflict", 3, 0))
     asset = _asset_project(settings)["shop__a"]
     assert dg.materialize([asset], resources=resources()).success
-    real, calls = runner.publish_tables, []
+    real, calls = runner.write_tables, []
 
     def racing(*args, **kwargs):
         calls.append(1)
@@ -224,7 +224,7 @@ def test_commit_conflict_is_retried(spark, settings, monkeypatch):
             table.append(table.scan().to_arrow().slice(0, 1))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "publish_tables", racing)
+    monkeypatch.setattr(runner, "write_tables", racing)
     result = dg.materialize([asset], resources=resources(), raise_on_error=False)
     retried = [
         e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY

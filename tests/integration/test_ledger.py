@@ -15,6 +15,7 @@ from pyiceberg.schema import Schema
 from pyiceberg.table.update import AssertRefSnapshotId
 from pyiceberg.types import LongType, NestedField
 
+from datahub_assets.execute.drops import ledger_change
 from datahub_assets.execute.writers.multi_commit import change_of, commit_tables
 from datahub_assets.ingest import ledger as ledger_mod
 from datahub_assets.ingest.ledger import (
@@ -24,7 +25,6 @@ from datahub_assets.ingest.ledger import (
     data_file_count,
     ensure_ledger,
     ingested,
-    ledger_change,
     ledger_ref,
     read_ledger,
 )

@@ -36,6 +36,7 @@ from pyiceberg.table.update import (
 )
 
 from datahub_assets.execute.table_reader import TableNotFoundError, load_table
+from datahub_assets.execute.writers import pyiceberg_compat as compat
 from datahub_assets.execute.writers.multi_commit import TableChange, commit_tables
 from datahub_assets.execute.writers.table import (
     CommitResult,
@@ -50,6 +51,22 @@ class ConcurrentCommitError(RuntimeError):
     """Main moved between staging/auditing a write and publishing it."""
 
 
+# pyiceberg's update models are built from their wire names (pydantic aliases), which is
+# also what a type checker sees
+def _assert_ref(ref: str, snapshot_id: int | None) -> AssertRefSnapshotId:
+    return AssertRefSnapshotId.model_validate({"ref": ref, "snapshot-id": snapshot_id})
+
+
+def _set_ref(ref: str, snapshot_id: int) -> SetSnapshotRefUpdate:
+    return SetSnapshotRefUpdate.model_validate(
+        {"ref-name": ref, "type": SnapshotRefType.BRANCH, "snapshot-id": snapshot_id}
+    )
+
+
+def _remove_ref(ref: str) -> RemoveSnapshotRefUpdate:
+    return RemoveSnapshotRefUpdate.model_validate({"ref-name": ref})
+
+
 def audit_branch(run_id: str) -> str:
     """The branch name of a run's audited writes: `audit_<first 8 characters of the run id>`."""
     return f"audit_{run_id.replace('-', '')[:8]}"
@@ -60,16 +77,13 @@ def _main_id(table: Table) -> int | None:
     return snapshot.snapshot_id if snapshot else None
 
 
-def _set_branch(catalog: Catalog, table: Table, branch: str, snapshot_id: int) -> None:
-    catalog.commit_table(
+def _set_branch(catalog: Catalog, table: Table, branch: str, snapshot_id: int) -> Table:
+    response = catalog.commit_table(
         table,
-        requirements=(AssertRefSnapshotId(ref=branch, snapshot_id=None),),
-        updates=(
-            SetSnapshotRefUpdate(
-                ref_name=branch, type=SnapshotRefType.BRANCH, snapshot_id=snapshot_id
-            ),
-        ),
+        requirements=(_assert_ref(branch, None),),
+        updates=(_set_ref(branch, snapshot_id),),
     )
+    return compat.committed_table(table, response)
 
 
 def _check_main(
@@ -100,12 +114,11 @@ def audit_commit(staged: StagedWrite, branch: str) -> CommitResult:
     ident = staged.ref.identifier
     if not staged.created and branch in txn.table_metadata.refs:
         raise ValueError(f"table {ident} already has a ref {branch}: discard or publish it first")
-    catalog = txn._table.catalog
-    if not staged.created:
-        _check_main(staged, load_table(catalog, staged.ref), None)
+    catalog = compat.transaction_table(txn).catalog
     snapshot_id = produce_snapshot(staged, None)  # staged: no ref moves
     try:
-        txn.commit_transaction()
+        # the table as committed: its metadata is the catalog's answer, no reload needed
+        table = compat.plain_table(txn.commit_transaction())
     except Exception as exc:
         # a concurrent commit makes the catalog refuse the snapshot (its sequence number)
         if not staged.created:
@@ -118,15 +131,16 @@ def audit_commit(staged: StagedWrite, branch: str) -> CommitResult:
                 "nothing was published, run again"
             ) from exc
         raise
-    table = load_table(catalog, staged.ref)
+    # main must still be the snapshot the write was staged on (and the new one's parent):
+    # otherwise another run committed since this run loaded the table
     _check_main(staged, table, table.snapshot_by_id(snapshot_id))
     try:
-        _set_branch(catalog, table, branch, snapshot_id)
+        table = _set_branch(catalog, table, branch, snapshot_id)
     except CommitFailedException as exc:
         raise ValueError(
             f"table {ident}: cannot create branch {branch} at staged snapshot {snapshot_id}: {exc}"
         ) from exc
-    return commit_result(staged, load_table(catalog, staged.ref), snapshot_id, started)
+    return commit_result(staged, table, snapshot_id, started)
 
 
 def _moved(
@@ -140,12 +154,14 @@ def _moved(
 
 
 def publish_change(
-    catalog: Catalog, ref: TableRef, result: CommitResult, branch: str
+    catalog: Catalog, ref: TableRef, result: CommitResult, branch: str, reload: bool = True
 ) -> TableChange:
     """The (uncommitted) change that fast-forwards main to the audited snapshot of `result`
     and removes `branch`; it asserts main is still the snapshot the write was audited against.
-    `commit_tables` commits it, alone or atomically with other tables' changes."""
-    table = load_table(catalog, ref)
+    `commit_tables` commits it, alone or atomically with other tables' changes. With
+    `reload=False` the table as the audit left it (`result.table`) is used: the commit's
+    requirements then catch a concurrent commit instead of this function."""
+    table = result.table if not reload and result.table is not None else load_table(catalog, ref)
     head = table.metadata.refs.get(branch)
     if head is None or head.snapshot_id != result.snapshot_id:
         found = head.snapshot_id if head else "nothing"
@@ -160,14 +176,12 @@ def publish_change(
     return TableChange(
         table=table,
         requirements=(
-            AssertRefSnapshotId(ref=MAIN_BRANCH, snapshot_id=main),
-            AssertRefSnapshotId(ref=branch, snapshot_id=result.snapshot_id),
+            _assert_ref(MAIN_BRANCH, main),
+            _assert_ref(branch, result.snapshot_id),
         ),
         updates=(
-            SetSnapshotRefUpdate(
-                ref_name=MAIN_BRANCH, type=SnapshotRefType.BRANCH, snapshot_id=result.snapshot_id
-            ),
-            RemoveSnapshotRefUpdate(ref_name=branch),
+            _set_ref(MAIN_BRANCH, result.snapshot_id),
+            _remove_ref(branch),
         ),
     )
 
@@ -186,21 +200,15 @@ def publish(catalog: Catalog, ref: TableRef, result: CommitResult, branch: str) 
     return result.snapshot_id
 
 
-def rollback_change(catalog: Catalog, ref: TableRef, snapshot_id: int | None) -> TableChange:
+def rollback_change(catalog: Catalog, ref: TableRef | str, snapshot_id: int | None) -> TableChange:
     """The change that moves main back to `snapshot_id` (None: no snapshot, an empty table),
-    asserting main is where this run left it."""
-    table = load_table(catalog, ref)
+    asserting main is where this run left it. `ref`: a TableRef or an identifier."""
+    table = load_table(catalog, ref) if isinstance(ref, TableRef) else catalog.load_table(ref)
     main = _main_id(table)
-    update = (
-        RemoveSnapshotRefUpdate(ref_name=MAIN_BRANCH)
-        if snapshot_id is None
-        else SetSnapshotRefUpdate(
-            ref_name=MAIN_BRANCH, type=SnapshotRefType.BRANCH, snapshot_id=snapshot_id
-        )
-    )
+    update = _remove_ref(MAIN_BRANCH) if snapshot_id is None else _set_ref(MAIN_BRANCH, snapshot_id)
     return TableChange(
         table=table,
-        requirements=(AssertRefSnapshotId(ref=MAIN_BRANCH, snapshot_id=main),),
+        requirements=(_assert_ref(MAIN_BRANCH, main),),
         updates=(update,),
     )
 
@@ -220,6 +228,6 @@ def discard(catalog: Catalog, ref: TableRef, branch: str, created: bool) -> None
         return
     catalog.commit_table(
         table,
-        requirements=(AssertRefSnapshotId(ref=branch, snapshot_id=head.snapshot_id),),
-        updates=(RemoveSnapshotRefUpdate(ref_name=branch),),
+        requirements=(_assert_ref(branch, head.snapshot_id),),
+        updates=(_remove_ref(branch),),
     )

@@ -30,14 +30,17 @@ table stays committed when a later one fails; the error says which). One change 
 plain `catalog.commit_table`. Only existing tables can be changed (no creation). After a
 commit the honoured `write.metadata.delete-after-commit.enabled` property prunes old metadata
 files, as pyiceberg's own Transaction commit does. The responses carry the new metadata;
-callers reload the tables they keep using.
+callers keep using the tables as the responses left them (`pyiceberg_compat.committed_table`).
+The pyiceberg internals this relies on are wrapped in `pyiceberg_compat`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from pyiceberg.catalog import Catalog
 from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
@@ -46,9 +49,11 @@ from pyiceberg.table import CommitTableResponse, CreateTableTransaction, Table, 
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.update import AssertTableUUID, TableRequirement, TableUpdate
 from pyiceberg.typedef import Identifier
-from sqlalchemy import update
+from sqlalchemy import CursorResult, update
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm import Session
+
+from datahub_assets.execute.writers import pyiceberg_compat as compat
 
 
 @dataclass(frozen=True)
@@ -69,20 +74,21 @@ def change_of(txn: Transaction) -> TableChange:
 
     Adds AssertTableUUID (as `commit_transaction` does) so a dropped and re-created table of
     the same name fails the commit. Do not also commit `txn`."""
+    table = compat.transaction_table(txn)
     if isinstance(txn, CreateTableTransaction):
         raise ValueError(
-            f"table {'.'.join(txn._table.name())}: commit_tables changes existing "
+            f"table {'.'.join(table.name())}: commit_tables changes existing "
             "tables only; create the table first"
         )
-    if getattr(txn, "_failed", False):
+    if compat.transaction_failed(txn):
         raise ValueError(
-            f"table {'.'.join(txn._table.name())}: the transaction failed to "
+            f"table {'.'.join(table.name())}: the transaction failed to "
             "commit before and cannot be reused"
         )
-    requirements = txn._requirements
+    requirements, updates = compat.transaction_changes(txn)
     if not any(isinstance(r, AssertTableUUID) for r in requirements):
-        requirements += (AssertTableUUID(uuid=txn._table.metadata.table_uuid),)
-    return TableChange(table=txn._table, requirements=requirements, updates=txn._updates)
+        requirements += (AssertTableUUID(uuid=table.metadata.table_uuid),)
+    return TableChange(table=table, requirements=requirements, updates=updates)
 
 
 def commit_tables(catalog: Catalog, changes: Sequence[TableChange]) -> list[CommitTableResponse]:
@@ -116,7 +122,7 @@ def _delete_old_metadata(
 ) -> None:
     """Honour write.metadata.delete-after-commit.enabled, as Table._do_commit does."""
     try:
-        catalog._delete_old_metadata(table.io, base, response.metadata)
+        compat.delete_old_metadata(catalog, table.io, base, response.metadata)
     except Exception as exc:  # a leftover file is harmless: the commit stands
         warnings.warn(
             f"table {'.'.join(table.name())}: failed to delete old metadata after commit: {exc}",
@@ -167,8 +173,8 @@ def _stage(catalog: SqlCatalog, change: TableChange) -> _Staged:
             f"table {change.name} does not exist: commit_tables changes existing tables only"
         ) from exc
     try:
-        staged = catalog._update_and_stage_table(
-            current, ident, change.requirements, change.updates
+        staged = compat.update_and_stage(
+            catalog, current, ident, change.requirements, change.updates
         )
     except CommitFailedException as exc:
         raise CommitFailedException(f"table {change.name}: {exc}") from exc
@@ -196,7 +202,9 @@ def _swap(catalog: SqlCatalog, session: Session, staged: _Staged) -> bool:
         values = {"metadata_location": staged.metadata_location}
         if not staged.noop:
             values["previous_metadata_location"] = old
-        result = session.execute(update(IcebergTables).where(*where).values(**values))
+        result = cast(
+            CursorResult, session.execute(update(IcebergTables).where(*where).values(**values))
+        )
         return result.rowcount >= 1
     try:
         row = session.query(IcebergTables).with_for_update(of=IcebergTables).filter(*where).one()
@@ -212,10 +220,8 @@ def _forget(staged: list[_Staged]) -> None:
     """Delete the metadata files written for a commit that did not happen."""
     for s in staged:
         if not s.noop:
-            try:
+            with contextlib.suppress(Exception):  # an unreferenced file is harmless
                 s.current.io.delete(s.metadata_location)
-            except Exception:  # an unreferenced file is harmless
-                pass
 
 
 def _commit_atomically(
@@ -227,9 +233,7 @@ def _commit_atomically(
     try:
         for s in staged:
             if not s.noop:
-                catalog._write_metadata(
-                    metadata=s.metadata, io=s.current.io, metadata_path=s.metadata_location
-                )
+                compat.write_metadata(catalog, s.metadata, s.current.io, s.metadata_location)
                 written.append(s)
         with Session(catalog.engine) as session:
             try:
@@ -256,7 +260,9 @@ def _commit_atomically(
         raise
     responses = []
     for s in staged:
-        response = CommitTableResponse(metadata=s.metadata, metadata_location=s.metadata_location)
+        response = CommitTableResponse.model_validate(
+            {"metadata": s.metadata, "metadata-location": s.metadata_location}
+        )
         if not s.noop:
             _delete_old_metadata(catalog, s.current, s.current.metadata, response)
         responses.append(response)

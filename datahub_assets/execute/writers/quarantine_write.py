@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pyiceberg.catalog import Catalog
-from pyiceberg.table import TableProperties
+from pyiceberg.table import Table, TableProperties
 from pyiceberg.table.refs import MAIN_BRANCH
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -55,19 +55,20 @@ class QuarantineWrites:
         return [(s.ref, s.previous_snapshot_id) for s in self.staged]
 
 
-def _ensure(catalog: Catalog, ref: TableRef, df: DataFrame) -> bool:
-    """Create `ref` empty with `df`'s schema when missing; True when this call created it."""
+def _ensure(catalog: Catalog, ref: TableRef, df: DataFrame) -> tuple[Table, bool]:
+    """(the table of `ref`, True when this call created it empty with `df`'s schema)."""
     try:
-        load_table(catalog, ref)
-        return False
+        return load_table(catalog, ref), False
     except TableNotFoundError:
         pass
     ensure_namespace(catalog, ref.namespace)
     schema = spark_to_iceberg_schema(df.schema)
     props = {TableProperties.DEFAULT_NAME_MAPPING: schema.name_mapping.model_dump_json()}
     before = catalog.table_exists((ref.namespace, ref.table))
-    catalog.create_table_if_not_exists((ref.namespace, ref.table), schema=schema, properties=props)
-    return not before
+    table = catalog.create_table_if_not_exists(
+        (ref.namespace, ref.table), schema=schema, properties=props
+    )
+    return table, not before
 
 
 def stage_quarantine(
@@ -82,10 +83,17 @@ def stage_quarantine(
         )
     try:
         for ref, df in grouped.items():
-            if _ensure(catalog, ref, df):
+            table, created = _ensure(catalog, ref, df)  # the one load of the table
+            if created:
                 out.created.append(ref)
             staged = stage_write(
-                spark, catalog, ref, df, TableTarget(table=ref.table, mode="append"), run_id
+                spark,
+                catalog,
+                ref,
+                df,
+                TableTarget(table=ref.table, mode="append"),
+                run_id,
+                table=table,
             )
             rows = sum(f.record_count for f in staged.added)
             if rows == 0:

@@ -24,23 +24,17 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog
-from pyiceberg.io.pyarrow import (
-    compute_statistics_plan,
-    data_file_statistics_from_parquet_metadata,
-    parquet_path_to_id_mapping,
-)
-from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+from pyiceberg.manifest import DataFile
 from pyiceberg.partitioning import PartitionField, PartitionSpec
-from pyiceberg.table import TableProperties, Transaction
+from pyiceberg.table import Table, TableProperties, Transaction
 from pyiceberg.table.refs import MAIN_BRANCH
 from pyiceberg.transforms import IdentityTransform
-from pyiceberg.typedef import Record
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -52,12 +46,12 @@ from datahub_assets.execute.table_reader import (
     read_files,
     spark_path,
 )
+from datahub_assets.execute.writers import pyiceberg_compat as compat
+from datahub_assets.execute.writers.schema_evolution import align, evolve_schema
 from datahub_assets.spec.models import TableRef, TableTarget
 from datahub_resources import s3
 from datahub_resources.iceberg import (
-    align,
     ensure_namespace,
-    evolve_schema,
     iceberg_to_spark_schema,
     schema_summary,
     spark_to_iceberg_schema,
@@ -96,6 +90,8 @@ class CommitResult:
     commit_seconds: float
     table_rows: int | None = None
     """Total rows of the table at `snapshot_id` (its summary's `total-records`)."""
+    table: Table | None = field(default=None, compare=False, repr=False)
+    """The table as this commit left it (no reload needed to read or publish it)."""
 
     @property
     def rows_written(self) -> int:
@@ -134,53 +130,23 @@ def _written_files(folder: str) -> list[str]:
     return sorted(result)
 
 
-def _partition_value(pf: PartitionField, schema, stats, input_file) -> object:
-    agg = stats.column_aggregates.get(pf.source_id)
-    if agg is not None and agg.current_min is not None:
-        return stats._partition_value(pf, schema)
-    if stats.null_value_counts.get(pf.source_id) == stats.record_count:
-        return None
-    # No statistics (values longer than Parquet's 4 KiB stats limit): read the first value
-    # of that one column (every row of the file holds the same value).
-    name = schema.find_field(pf.source_id).name
-    with input_file.open() as stream:
-        batch = next(pq.ParquetFile(stream).iter_batches(batch_size=1, columns=[name]))
-    return batch.column(0)[0].as_py()
+_data_file = compat.data_file  # the name maintenance/tables.py imports
 
 
-def _data_file(io, metadata, uri: str) -> DataFile:
-    """A DataFile for a Spark-written Parquet file (columns matched by name)."""
-    input_file = io.new_input(uri)
-    with input_file.open() as stream:
-        md = pq.read_metadata(stream)
-    schema = metadata.schema()
-    stats = data_file_statistics_from_parquet_metadata(
-        parquet_metadata=md,
-        stats_columns=compute_statistics_plan(schema, metadata.properties),
-        parquet_column_mapping=parquet_path_to_id_mapping(schema),
-    )
-    spec = metadata.spec()
-    partition = Record()
-    if spec.fields and md.num_rows:
-        partition = Record(*[_partition_value(pf, schema, stats, input_file) for pf in spec.fields])
-    return DataFile.from_args(
-        content=DataFileContent.DATA,
-        file_path=uri,
-        file_format=FileFormat.PARQUET,
-        partition=partition,
-        file_size_in_bytes=len(input_file),
-        sort_order_id=None,
-        spec_id=metadata.default_spec_id,
-        equality_ids=None,
-        key_metadata=None,
-        **stats.to_serialized_dict(),
-    )
-
-
-def _open_transaction(catalog: Catalog, ref: TableRef, df: DataFrame, target: TableTarget):
-    """(transaction, created, partition column names) for the table of `ref`."""
+def _open_transaction(
+    catalog: Catalog,
+    ref: TableRef,
+    df: DataFrame,
+    target: TableTarget,
+    table: Table | None,
+    create: bool = False,
+):
+    """(transaction, created, partition column names) for the table of `ref`; `table` is
+    the table as the caller loaded it (None: load it here unless `create`)."""
     try:
-        table = load_table(catalog, ref)
+        if create:
+            raise TableNotFoundError(ref.identifier)
+        table = table if table is not None else load_table(catalog, ref)
     except TableNotFoundError:
         ensure_namespace(catalog, ref.namespace)
         schema = spark_to_iceberg_schema(df.schema)
@@ -205,7 +171,7 @@ def _open_transaction(catalog: Catalog, ref: TableRef, df: DataFrame, target: Ta
     txn = table.transaction()
     if TableProperties.DEFAULT_NAME_MAPPING not in meta.properties:
         txn.set_properties(
-            **{TableProperties.DEFAULT_NAME_MAPPING: meta.schema().name_mapping.model_dump_json()}
+            {TableProperties.DEFAULT_NAME_MAPPING: meta.schema().name_mapping.model_dump_json()}
         )
     return txn, False, parts
 
@@ -219,27 +185,25 @@ def _dedupe_last(df: DataFrame, keys: list[str]) -> DataFrame:
 
 def _merge_frame(
     spark: SparkSession,
-    staged: StagedWrite,
+    ref: TableRef,
+    table: Table | None,
     old_schema,
     incoming: DataFrame,
     keys: list[str],
     target_schema,
-) -> DataFrame:
-    """Rows to write for a merge; records in staged.removed the files they replace."""
+) -> tuple[DataFrame, list[DataFile]]:
+    """(rows to write for a merge, the current files they replace); `table` None: a table
+    this write creates."""
     missing = [k for k in keys if k not in incoming.columns]
     if not keys or missing:
         raise ValueError(
-            f"merge into {staged.ref.identifier} needs keys present in the frame "
+            f"merge into {ref.identifier} needs keys present in the frame "
             f"(keys={keys}, missing={missing})"
         )
     incoming = _dedupe_last(incoming, keys)
-    current = (
-        {file_key(f.file_path): f for f in data_files(staged.txn._table)}
-        if not staged.created
-        else {}
-    )
+    current = {file_key(f.file_path): f for f in data_files(table)} if table is not None else {}
     if not current:
-        return incoming
+        return incoming, []
     read_schema = iceberg_to_spark_schema(old_schema)
     existing = read_files(spark, [f.file_path for f in current.values()], read_schema)
     hits = (
@@ -249,13 +213,12 @@ def _merge_frame(
         .distinct()
     )
     touched = [current[file_key(r["__file"])] for r in hits.collect()]
-    staged.removed = touched
     if not touched:
-        return incoming
+        return incoming, []
     kept = read_files(spark, [f.file_path for f in touched], read_schema)
-    kept = align(kept, target_schema, staged.ref.identifier)
+    kept = align(kept, target_schema, ref.identifier)
     kept = kept.join(incoming.select(*keys), keys, "left_anti")
-    return kept.unionByName(incoming)
+    return kept.unionByName(incoming), touched
 
 
 def stage_write(
@@ -265,13 +228,18 @@ def stage_write(
     df: DataFrame,
     target: TableTarget,
     run_id: str,
-    properties: dict[str, str] | None = None,
+    properties: Mapping[str, str] | None = None,
+    table: Table | None = None,
+    create: bool = False,
 ) -> StagedWrite:
     """Write the Parquet files of `df` for `ref` (nothing visible to readers until commit).
 
-    `properties` are extra snapshot summary properties the commit records."""
+    `properties` are extra snapshot summary properties the commit records; `table` is the
+    table as the caller loaded it (None: loaded here, or created when missing); `create`:
+    the caller found no table, create it (the commit fails if another run created it)."""
     started = time.monotonic()
-    txn, created, parts = _open_transaction(catalog, ref, df, target)
+    txn, created, parts = _open_transaction(catalog, ref, df, target, table, create)
+    current_table = None if created else compat.transaction_table(txn)
     old_schema = txn.table_metadata.schema()
     if not created:
         evolve_schema(txn, df.schema, ref.identifier)
@@ -291,7 +259,9 @@ def stage_write(
     out = align(df, new_schema, ref.identifier)
     try:
         if target.mode == "merge":
-            out = _merge_frame(spark, staged, old_schema, out, list(target.keys), new_schema)
+            out, staged.removed = _merge_frame(
+                spark, ref, current_table, old_schema, out, list(target.keys), new_schema
+            )
         writer = out
         if parts:
             # hash distribution (Iceberg's default for partitioned tables): one file per
@@ -302,20 +272,22 @@ def stage_write(
             "mapreduce.fileoutputcommitter.marksuccessfuljobs", "false"
         )
         (w.partitionBy(PART_COL) if parts else w).parquet(spark_path(folder))
-        io = txn._table.io
+        io = compat.transaction_table(txn).io
         with ThreadPoolExecutor(max_workers=8) as pool:
             files = list(
-                pool.map(lambda u: _data_file(io, txn.table_metadata, u), _written_files(folder))
+                pool.map(
+                    lambda u: compat.data_file(io, txn.table_metadata, u), _written_files(folder)
+                )
             )
         for f in files:
             if f.record_count == 0:
                 io.delete(f.file_path)
         staged.added = [f for f in files if f.record_count > 0]
-        if target.mode == "overwrite" and not created:
-            current = data_files(txn._table)
+        if target.mode == "overwrite" and current_table is not None:
+            current = data_files(current_table)
             if target.partition_by:
-                present = {tuple(f.partition) for f in staged.added}
-                current = [f for f in current if tuple(f.partition) in present]
+                present = {f.partition for f in staged.added}
+                current = [f for f in current if f.partition in present]
             staged.removed = current
     except BaseException:
         _delete_folder(folder)
@@ -324,8 +296,9 @@ def stage_write(
     return staged
 
 
-def produce_snapshot(staged: StagedWrite, branch: str) -> int:
-    """Stage in `staged.txn` the ONE snapshot of the write on `branch`; its snapshot id."""
+def produce_snapshot(staged: StagedWrite, branch: str | None) -> int:
+    """Stage in `staged.txn` the ONE snapshot of the write on `branch` (None: a staged
+    snapshot no ref points at); its snapshot id."""
     props = {**staged.properties, "datahub.run-id": staged.run_id, "datahub.mode": staged.mode}
     update = staged.txn.update_snapshot(snapshot_properties=props, branch=branch)
     producer = update.overwrite() if staged.removed else update.fast_append()
@@ -353,6 +326,7 @@ def commit_result(
         location=table.location(),
         commit_seconds=time.monotonic() - started,
         table_rows=total_records(table, snapshot_id),
+        table=table,
     )
 
 
@@ -372,8 +346,7 @@ def commit(staged: StagedWrite) -> CommitResult:
     For write-audit-publish (the snapshot on a branch first) see `writers.audit`."""
     started = time.monotonic()
     produce_snapshot(staged, MAIN_BRANCH)
-    staged.txn.commit_transaction()
-    table = staged.txn._table.catalog.load_table((staged.ref.namespace, staged.ref.table))
+    table = compat.plain_table(staged.txn.commit_transaction())  # as committed: no reload
     current = table.current_snapshot()
     return commit_result(staged, table, current.snapshot_id if current else None, started)
 
@@ -398,7 +371,7 @@ def write_table(
     df: DataFrame,
     target: TableTarget,
     run_id: str,
-    properties: dict[str, str] | None = None,
+    properties: Mapping[str, str] | None = None,
 ) -> CommitResult:
     """stage_write + commit; the staged files are deleted when the commit fails."""
     staged = stage_write(spark, catalog, ref, df, target, run_id, properties)
