@@ -12,7 +12,7 @@ Each server lives in a folder of its own (data, socket, log, `server.json`), lis
 
 from __future__ import annotations
 
-import glob
+import contextlib
 import hashlib
 import json
 import os
@@ -90,10 +90,8 @@ def _pid_alive(pid: int) -> bool:
     except (OSError, IndexError):
         return True
     if state == "Z":
-        try:
+        with contextlib.suppress(ChildProcessError):  # not our child: its parent reaps it
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
         return False
     return True
 
@@ -152,10 +150,10 @@ def pg_bin() -> Path:
     found = shutil.which("initdb")
     if found:
         return Path(found).resolve().parent
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     if not candidates:
         raise LocalServerError("PostgreSQL binaries not found: `make setup` installs `postgresql`")
-    return Path(candidates[-1]).parent
+    return candidates[-1].parent
 
 
 def start_postgres(root: Path, port: int | None = None) -> LocalServer:
@@ -233,6 +231,7 @@ def create_database(server: LocalServer, name: str) -> None:
     """`create database` on a PostgreSQL or MariaDB server, if it is not there yet."""
     if server.kind == "postgres":
         import psycopg
+        from psycopg import sql
 
         with psycopg.connect(
             host="127.0.0.1", port=server.port, user="datahub", dbname="postgres", autocommit=True
@@ -241,7 +240,7 @@ def create_database(server: LocalServer, name: str) -> None:
                 conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone()
                 is None
             ):
-                conn.execute(f'create database "{name}"')
+                conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
         return
     import pymysql
 
@@ -300,10 +299,13 @@ def start_mariadb(root: Path, port: int | None = None) -> LocalServer:
         "--collation-server=utf8mb4_unicode_ci",
         *user,
     ]
-    with open(os.devnull, "wb") as devnull:
-        proc = subprocess.Popen(
-            cmd, stdout=devnull, stderr=devnull, stdin=subprocess.DEVNULL, start_new_session=True
-        )
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     _wait(proc.pid, port, log, "MariaDB")
     return _record(LocalServer("mariadb", str(root), port, proc.pid, str(home)))
 
@@ -334,7 +336,7 @@ def start_mongo(root: Path, port: int | None = None) -> LocalServer:
         str(root / "mongo.pid"),
     ]
     (root / "data").mkdir(exist_ok=True)
-    with open(root / "mongo.out", "ab") as out:
+    with (root / "mongo.out").open("ab") as out:
         proc = subprocess.Popen(
             cmd,
             stdout=out,

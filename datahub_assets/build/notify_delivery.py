@@ -8,6 +8,7 @@ are resolved here and never logged: a secret URL is shown as `urlSecretRef <NAME
 
 from __future__ import annotations
 
+import contextlib
 import json
 import smtplib
 import time
@@ -110,8 +111,6 @@ def deliver(
 def secrets_free(exc: Exception, target: Notification) -> str:
     text = f"{type(exc).__name__}: {exc}"
     if isinstance(target, WebhookNotification) and target.url_secret_ref:
-        try:
+        with contextlib.suppress(KeyError):  # an unresolved secret cannot be in the text
             text = text.replace(secrets.resolve(target.url_secret_ref), "<urlSecretRef>")
-        except KeyError:
-            pass
     return text

@@ -86,122 +86,155 @@ def compile_converter(dtype: Any, path: str, defaults: Mapping[str, Any]) -> Cal
     if isinstance(dtype, T.StringType):
         return lambda v: v if type(v) is str else _text(v)
     if isinstance(dtype, T.IntegerType | T.LongType | T.ShortType | T.ByteType):
-        lo, hi = _INT32 if isinstance(dtype, T.IntegerType) else _INT64
-        name = dtype.simpleString()
-
-        def integral(v: Any) -> int:
-            if isinstance(v, int) and not isinstance(v, bool):
-                if lo <= v <= hi:
-                    return int(v)
-            elif isinstance(v, float) and v.is_integer() and lo <= v <= hi:
-                return int(v)
-            raise _bad(path, v, name)
-
-        return integral
+        return _integral_converter(
+            dtype, path, _INT32 if isinstance(dtype, T.IntegerType) else _INT64
+        )
     if isinstance(dtype, T.DoubleType | T.FloatType):
-
-        def floating(v: Any) -> float:
-            if isinstance(v, float | int) and not isinstance(v, bool):
-                return float(v)
-            if type(v).__name__ == "Decimal128":
-                return float(v.to_decimal())
-            raise _bad(path, v, dtype.simpleString())
-
-        return floating
+        return _floating_converter(dtype, path)
     if isinstance(dtype, T.BooleanType):
-
-        def boolean(v: Any) -> bool:
-            if isinstance(v, bool):
-                return v
-            raise _bad(path, v, "boolean")
-
-        return boolean
+        return _boolean_converter(path)
     if isinstance(dtype, T.TimestampType | T.TimestampNTZType):
-
-        def timestamp(v: Any) -> datetime:
-            if isinstance(v, datetime):
-                return v
-            if isinstance(v, date):
-                return datetime(v.year, v.month, v.day)
-            if isinstance(v, str):
-                try:
-                    parsed = datetime.fromisoformat(v.replace("Z", "+00:00"))
-                except ValueError:
-                    raise _bad(path, v, "timestamp") from None
-                return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
-            raise _bad(path, v, "timestamp")
-
-        return timestamp
+        return _timestamp_converter(path)
     if isinstance(dtype, T.DateType):
-
-        def day(v: Any) -> date:
-            if isinstance(v, datetime):
-                return v.date()
-            if isinstance(v, date):
-                return v
-            if isinstance(v, str):
-                try:
-                    return date.fromisoformat(v[:10])
-                except ValueError:
-                    raise _bad(path, v, "date") from None
-            raise _bad(path, v, "date")
-
-        return day
+        return _date_converter(path)
     if isinstance(dtype, T.DecimalType):
-        quantum = Decimal(1).scaleb(-dtype.scale)
-        digits = dtype.precision
-
-        def decimal(v: Any) -> Decimal:
-            try:
-                if type(v).__name__ == "Decimal128":
-                    d = v.to_decimal()
-                elif isinstance(v, bool):
-                    raise InvalidOperation
-                elif isinstance(v, int | Decimal):
-                    d = Decimal(v)
-                elif isinstance(v, float | str):
-                    d = Decimal(repr(v) if isinstance(v, float) else v)
-                else:
-                    raise InvalidOperation
-                q = d.quantize(quantum)
-                if not q.is_finite() or len(q.as_tuple().digits) > digits:
-                    raise InvalidOperation
-                return q
-            except InvalidOperation:
-                raise _bad(path, v, dtype.simpleString()) from None
-
-        return decimal
+        return _decimal_converter(dtype, path)
     if isinstance(dtype, T.BinaryType):
-
-        def binary(v: Any) -> bytes:
-            if isinstance(v, bytes):
-                return bytes(v)
-            if type(v).__name__ == "ObjectId":
-                return v.binary
-            raise _bad(path, v, "binary")
-
-        return binary
+        return _binary_converter(path)
     if isinstance(dtype, T.ArrayType):
-        element = compile_converter(dtype.elementType, f"{path}[]", defaults)
-
-        def array(v: Any) -> list:
-            if isinstance(v, list | tuple):
-                return [None if x is None else element(x) for x in v]
-            raise _bad(path, v, dtype.simpleString())
-
-        return array
+        return _array_converter(dtype, path, defaults)
     if isinstance(dtype, T.MapType):
-        value_conv = compile_converter(dtype.valueType, f"{path}{{}}", defaults)
-
-        def mapping(v: Any) -> list:
-            if isinstance(v, Mapping):
-                return [(str(k), None if x is None else value_conv(x)) for k, x in v.items()]
-            raise _bad(path, v, dtype.simpleString())
-
-        return mapping
+        return _map_converter(dtype, path, defaults)
     if isinstance(dtype, T.StructType):
         return _struct_converter(dtype, path, defaults)
     raise MongoReadError(f"column '{path}': type {dtype.simpleString()} is not supported")
+
+
+def _integral_converter(dtype: Any, path: str, bounds: tuple[int, int]) -> Callable:
+    lo, hi = bounds
+    name = dtype.simpleString()
+
+    def integral(v: Any) -> int:
+        if isinstance(v, int) and not isinstance(v, bool):
+            if lo <= v <= hi:
+                return int(v)
+        elif isinstance(v, float) and v.is_integer() and lo <= v <= hi:
+            return int(v)
+        raise _bad(path, v, name)
+
+    return integral
+
+
+def _floating_converter(dtype: Any, path: str) -> Callable:
+    def floating(v: Any) -> float:
+        if type(v).__name__ == "Decimal128":
+            return float(v.to_decimal())
+        if isinstance(v, float | int) and not isinstance(v, bool):
+            return float(v)
+        raise _bad(path, v, dtype.simpleString())
+
+    return floating
+
+
+def _boolean_converter(path: str) -> Callable:
+    def boolean(v: Any) -> bool:
+        if isinstance(v, bool):
+            return v
+        raise _bad(path, v, "boolean")
+
+    return boolean
+
+
+def _timestamp_converter(path: str) -> Callable:
+    def timestamp(v: Any) -> datetime:
+        if isinstance(v, datetime):
+            return v
+        if isinstance(v, date):
+            return datetime(v.year, v.month, v.day)
+        if isinstance(v, str):
+            try:
+                parsed = datetime.fromisoformat(v.replace("Z", "+00:00"))
+            except ValueError:
+                raise _bad(path, v, "timestamp") from None
+            return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
+        raise _bad(path, v, "timestamp")
+
+    return timestamp
+
+
+def _date_converter(path: str) -> Callable:
+    def day(v: Any) -> date:
+        if isinstance(v, datetime):
+            return v.date()
+        if isinstance(v, date):
+            return v
+        if isinstance(v, str):
+            try:
+                return date.fromisoformat(v[:10])
+            except ValueError:
+                raise _bad(path, v, "date") from None
+        raise _bad(path, v, "date")
+
+    return day
+
+
+def _decimal_converter(dtype: Any, path: str) -> Callable:
+    quantum = Decimal(1).scaleb(-dtype.scale)
+    digits = dtype.precision
+
+    def decimal(v: Any) -> Decimal:
+        try:
+            if type(v).__name__ == "Decimal128":
+                d = v.to_decimal()
+            elif isinstance(v, bool):
+                raise InvalidOperation
+            elif isinstance(v, int | Decimal):
+                d = Decimal(v)
+            elif isinstance(v, float | str):
+                d = Decimal(repr(v) if isinstance(v, float) else v)
+            else:
+                raise InvalidOperation
+            q = d.quantize(quantum)
+            if not q.is_finite() or len(q.as_tuple().digits) > digits:
+                raise InvalidOperation
+            return q
+        except InvalidOperation:
+            raise _bad(path, v, dtype.simpleString()) from None
+
+    return decimal
+
+
+def _binary_converter(path: str) -> Callable:
+    def binary(v: Any) -> bytes:
+        if isinstance(v, bytes):
+            return bytes(v)
+        if type(v).__name__ == "ObjectId":
+            return v.binary
+        raise _bad(path, v, "binary")
+
+    return binary
+
+
+def _array_converter(dtype: Any, path: str, defaults: Mapping[str, Any]) -> Callable:
+    element = compile_converter(dtype.elementType, f"{path}[]", defaults)
+
+    def array(v: Any) -> list:
+        if isinstance(v, list | tuple):
+            return [None if x is None else element(x) for x in v]
+        raise _bad(path, v, dtype.simpleString())
+
+    return array
+
+
+def _map_converter(dtype: Any, path: str, defaults: Mapping[str, Any]) -> Callable:
+    value_conv = compile_converter(dtype.valueType, f"{path}{{}}", defaults)
+
+    def mapping(v: Any) -> list:
+        if isinstance(v, Mapping):
+            return [(str(k), None if x is None else value_conv(x)) for k, x in v.items()]
+        raise _bad(path, v, dtype.simpleString())
+
+    return mapping
 
 
 def _struct_converter(dtype: Any, path: str, defaults: Mapping[str, Any]) -> Callable:

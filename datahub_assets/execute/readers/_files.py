@@ -33,7 +33,9 @@ def check_exists(path: str, source_id: str) -> None:
     local = _local(path)
     if local is None or "{" in local:
         return
-    if not glob.glob(local):
+    # glob.glob takes an absolute pattern with wildcards in any folder, as Spark does;
+    # Path.glob takes only patterns relative to a fixed folder
+    if not glob.glob(local):  # noqa: PTH207
         raise SourceError(f"source {source_id!r}: no file matches path {path!r}")
 
 

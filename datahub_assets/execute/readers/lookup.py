@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -15,9 +15,9 @@ from datahub_assets.spec.models import LookupSource
 def lookup_path(source: LookupSource, ctx: ExecContext) -> str:
     """`path` relative to the app folder; a bare file name is also looked up in `lookups/`."""
     path = ctx.app_path(source.path)
-    if "://" not in path and not os.path.exists(path):
-        in_lookups = ctx.app_path(os.path.join("lookups", source.path))
-        if os.path.exists(in_lookups):
+    if "://" not in path and not Path(path).exists():
+        in_lookups = ctx.app_path(str(Path("lookups", source.path)))
+        if Path(in_lookups).exists():
             return in_lookups
     return path
 

@@ -98,18 +98,18 @@ def write_csv(
             for rel in files:
                 dest = final / rel
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp / rel, dest)
+                (tmp / rel).replace(dest)
             shutil.rmtree(tmp)
             return ExportResult(
                 path=str(final), files=tuple(str(final / f) for f in files), rows=rows
             )
         if final.exists():  # overwrite: swap the old folder out only now
             old = final.parent / f".{final.name}.old-{uuid.uuid4().hex}"
-            os.replace(final, old)
-            os.replace(tmp, final)
+            final.replace(old)
+            tmp.replace(final)
             shutil.rmtree(old, ignore_errors=True)
         else:
-            os.replace(tmp, final)
+            tmp.replace(final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
