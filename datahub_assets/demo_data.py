@@ -325,7 +325,7 @@ def _clickstream(rng: random.Random, n: int, customers: list[str], land: Path) -
     for event in rng.sample(thirds[0] + thirds[1], n_dup):  # at-least-once delivery
         thirds[2].append(dict(event))
     for j in range(n_bad):
-        bad = dict(rng.choice(events), event_id=f"E9{j:08d}")
+        bad: dict[str, str | None] = {**rng.choice(events), "event_id": f"E9{j:08d}"}
         if j % 2 == 0:
             bad["event_ts"] = None
         else:

@@ -26,7 +26,7 @@ def parse_table(text: str) -> TableRef:
         raise ValueError(f"table {text!r}: expected <app>.<layer>.<table>, e.g. shop.silver.orders")
     app, layer, table = (p.strip() for p in parts)
     try:
-        return TableRef(app=app, layer=layer, table=table)
+        return TableRef.model_validate({"app": app, "layer": layer, "table": table})
     except Exception as exc:  # pydantic validation (unknown layer, bad characters)
         raise ValueError(f"table {text!r}: not a valid <app>.<layer>.<table>: {exc}") from exc
 

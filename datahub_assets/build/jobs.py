@@ -38,6 +38,7 @@ from datahub_assets.build.factory import (
     _drop_events,
     _result,
 )
+from datahub_assets.build.keys import asset_key
 from datahub_assets.build.params import RUN_DATE_TAG, run_parameters
 from datahub_assets.build.retries import transient_retry
 from datahub_assets.execute.context import ExecContext
@@ -144,7 +145,7 @@ def _schedule(job: JobSpec, job_def: dg.JobDefinition) -> dg.ScheduleDefinition:
 
 
 def _observe(spec: PipelineSpec, outcome: str, error: BaseException | None, note: str):
-    meta: dict[str, object] = {OUTCOME_KEY: outcome, "datahub/note": note}
+    meta: dict[str, str] = {OUTCOME_KEY: outcome, "datahub/note": note}
     if error is not None:
         root = root_error(error)
         meta["datahub/error_class"] = type(root).__name__
@@ -154,11 +155,13 @@ def _observe(spec: PipelineSpec, outcome: str, error: BaseException | None, note
 
 
 def root_error(exc: BaseException) -> BaseException:
-    while exc.__cause__ is not None or (
-        exc.__context__ is not None and not exc.__suppress_context__
-    ):
-        exc = exc.__cause__ or exc.__context__
-    return exc
+    """The innermost exception of the chain Python prints (`raise ... from` wins over the
+    implicit context; a suppressed context ends the chain)."""
+    while True:
+        inner = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+        if inner is None:
+            return exc
+        exc = inner
 
 
 def _halted_by(context: dg.OpExecutionContext) -> str | None:
@@ -229,8 +232,9 @@ def _step_op(job: JobSpec, step: JobStep, spec: PipelineSpec) -> dg.OpDefinition
             if ctx.drops is not None:
                 yield from _drop_events(spec, ctx.drops, materialized=bool(outcomes))
             for outcome in outcomes:
-                result = _result(outcome)
-                yield dg.AssetMaterialization(asset_key=result.asset_key, metadata=result.metadata)
+                yield dg.AssetMaterialization(
+                    asset_key=asset_key(outcome.ref), metadata=_result(outcome).metadata
+                )
                 for r in _check_results(outcome, published=True):
                     yield _evaluation(r)
             yield dg.Output(None, "done")
@@ -266,9 +270,12 @@ def _step_op(job: JobSpec, step: JobStep, spec: PipelineSpec) -> dg.OpDefinition
 
 
 def _evaluation(result: dg.AssetCheckResult) -> dg.AssetCheckEvaluation:
+    key, name = result.asset_key, result.check_name
+    if key is None or name is None:
+        raise ValueError(f"an asset check result names no asset or check: {result!r}")
     return dg.AssetCheckEvaluation(
-        asset_key=result.asset_key,
-        check_name=result.check_name,
+        asset_key=key,
+        check_name=name,
         passed=result.passed,
         metadata=result.metadata,
         severity=result.severity,
@@ -302,8 +309,11 @@ def continued_failures(instance: dg.DagsterInstance, run_id: str) -> dict[str, s
         run_id=run_id, of_type=dg.DagsterEventType.ASSET_OBSERVATION
     ).records
     for record in records:
-        obs = record.event_log_entry.dagster_event.asset_observation_data.asset_observation
+        entry = record.event_log_entry
+        if entry.dagster_event is None or entry.step_key is None:
+            continue
+        obs = entry.dagster_event.asset_observation_data.asset_observation
         value = obs.metadata.get(OUTCOME_KEY)
         if value is not None and value.value == "failed_continued":
-            out[record.event_log_entry.step_key] = value.value
+            out[entry.step_key] = "failed_continued"
     return out

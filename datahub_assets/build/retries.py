@@ -25,7 +25,9 @@ Anything else (bad data, a failed blocking check, a definition error) fails at o
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import dagster as dg
@@ -68,12 +70,13 @@ _DB = re.compile(
 )
 
 
-def _chain(exc: BaseException):
+def _chain(exc: BaseException) -> Iterator[BaseException]:
     seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
 
 
 def classify(exc: BaseException) -> RetryClass | None:
@@ -97,10 +100,9 @@ def classify(exc: BaseException) -> RetryClass | None:
 
 def drop_session(session) -> None:
     """Forget a dead Spark Connect session so the next `get_session()` opens a new one."""
-    try:
+    # it is already broken; stopping only clears the cache
+    with contextlib.suppress(Exception):
         session.stop()
-    except Exception:  # noqa: BLE001 - it is already broken; stopping only clears the cache
-        pass
 
 
 def transient_retry(

@@ -50,11 +50,14 @@ def checked_reader(
     """`read` with malformed records split off and handled (module doc). `gate` is the
     `quality.Prepared` of the first table target (counts, quarantine rows)."""
     policy = policy_of(source, spec.layer)
-    watched = drops is not None and getattr(source, "watch", None) is not None
+    # the file-drop batch of a watched source (its malformed files can be rejected one by one)
+    watched = drops if getattr(source, "watch", None) is not None else None
 
     def run(s) -> DataFrame:
         df = read(s)
-        local_of = {f.info.path: f.local for f in drops.files if f.local} if watched else {}
+        local_of = (
+            {f.info.path: f.local for f in watched.files if f.local} if watched is not None else {}
+        )
         try:
             good, found = check(df, s, local_of)
         except MalformedError as exc:
@@ -71,7 +74,7 @@ def checked_reader(
         )
         by_file = found.by_file()
         if policy == "fail":
-            if not watched:
+            if watched is None:
                 raise PipelineRunError(
                     f"source '{source.id}' has {found.count} malformed record(s) "
                     f'(onInvalid="fail"); first:\n{shown}'
@@ -84,11 +87,11 @@ def checked_reader(
                 )
                 for file, n in by_file.items()
             }
-            reject_files(drops, ctx, spec, rejections)
+            reject_files(watched, ctx, spec, rejections)
             return good.where(~F.col("_source_file").isin(list(rejections)))
         gate.extra["malformed_rows"] = gate.extra.get("malformed_rows", 0) + found.count
-        if watched:
-            for f in drops.with_status(INGEST, source.id):
+        if watched is not None:
+            for f in watched.with_status(INGEST, source.id):
                 f.invalid_rows += by_file.get(f.info.path, 0)
         if policy == "quarantine":
             if into is None:

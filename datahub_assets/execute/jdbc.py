@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol, cast
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from datahub_assets.spec.validate import jdbc_url_problem
@@ -31,6 +31,31 @@ URL = re.compile(r"^jdbc:(?P<scheme>[a-z0-9]+):(?P<rest>//.*)$", re.IGNORECASE)
 
 class JdbcError(ValueError):
     """A JDBC URL, credential or database statement problem (never carries a secret)."""
+
+
+class DbCursor(Protocol):
+    """The DB-API 2 cursor calls Data Hub makes (psycopg and PyMySQL cursors have them)."""
+
+    def execute(self, query: str, params: Any = None, /) -> Any: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> Any: ...
+
+
+class DbConnection(Protocol):
+    """The DB-API 2 connection calls Data Hub makes (psycopg and PyMySQL connections)."""
+
+    autocommit: Any
+    """psycopg: a bool property; PyMySQL: a method, `autocommit(True)`."""
+
+    def cursor(self) -> DbCursor: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -148,20 +173,25 @@ class Endpoint:
             opts["password"] = self.password
         return opts
 
-    def connect(self, autocommit: bool = False):
+    def connect(self, autocommit: bool = False) -> DbConnection:
         """A Python DB-API connection to the same database."""
         try:
             if self.dialect.name == "postgresql":
                 import psycopg
 
-                return psycopg.connect(
-                    host=self.host,
-                    port=self.port,
-                    dbname=self.database,
-                    user=self.user,
-                    password=self.password,
-                    autocommit=autocommit,
-                    connect_timeout=30,
+                # cast: psycopg types execute() as taking literal or composed SQL only; the
+                # statements here are built at run time from quoted identifiers
+                return cast(
+                    DbConnection,
+                    psycopg.connect(
+                        host=self.host,
+                        port=self.port,
+                        dbname=self.database,
+                        user=self.user,
+                        password=self.password,
+                        autocommit=autocommit,
+                        connect_timeout=30,
+                    ),
                 )
             import pymysql
 
@@ -177,6 +207,13 @@ class Endpoint:
             )
         except Exception as exc:
             raise JdbcError(f"cannot connect to {self.url}: {self.scrub(str(exc))}") from None
+
+    def autocommit_on(self, conn: DbConnection) -> None:
+        """Switch `conn` to autocommit (a property in psycopg, a method in PyMySQL)."""
+        if self.dialect.name == "postgresql":
+            conn.autocommit = True
+        else:
+            conn.autocommit(True)
 
     def scrub(self, text: str) -> str:
         """`text` with the password (and its URL-encoded form) replaced by `***`."""
@@ -195,9 +232,10 @@ def _split(url: str):
 
 def dialect_of(url: str) -> Dialect:
     problem = jdbc_url_problem(url)
-    if problem:
-        raise JdbcError(f"jdbcUrl {url!r} {problem}")
-    return DIALECTS[URL.match(url.strip())["scheme"].lower()]
+    m = URL.match(url.strip())
+    if problem or m is None:
+        raise JdbcError(f"jdbcUrl {url!r} {problem or 'is not a JDBC URL'}")
+    return DIALECTS[m["scheme"].lower()]
 
 
 def endpoint(url: str, user_secret_ref: str | None) -> Endpoint:

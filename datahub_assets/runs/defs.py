@@ -39,8 +39,8 @@ DASHBOARD_DAYS = 14
 GROUP = "ops"
 
 
-def _table_metadata(result: SyncResult, table_rows: int | None) -> dict[str, object]:
-    metadata: dict[str, object] = {
+def _table_metadata(result: SyncResult, table_rows: int | None) -> dict[str, dg.MetadataValue]:
+    metadata: dict[str, dg.MetadataValue] = {
         "datahub/iceberg_table": dg.MetadataValue.text(RUNS_REF.identifier),
         "datahub/runs_recorded": dg.MetadataValue.int(result.runs),
         "datahub/rows_added": dg.MetadataValue.int(result.rows),

@@ -84,8 +84,9 @@ def evaluate_checks(
     now = now or datetime.now()
     out = []
     for i, check in enumerate(checks):
-        if problems[i]:
-            out.append(results.invalid(check, total, problems[i]))
+        problem = problems[i]
+        if problem:
+            out.append(results.invalid(check, total, problem))
             continue
         outcome = _outcome(
             i,

@@ -36,8 +36,9 @@ def check_columns(check) -> tuple[str, ...]:
     return (column,) if column else ()
 
 
-def failing(check) -> Column | None:
-    """The failing-row predicate of a row-level check; None for table-level kinds."""
+def failing(check) -> Column:
+    """The failing-row predicate of a row-level check (or a referential check's candidate
+    rows); table-level kinds (rowCount, unique, freshness, schema) have none."""
     if isinstance(check, NotNullCheck):
         return any_null(check.columns)
     if isinstance(check, RangeCheck):
@@ -59,4 +60,4 @@ def failing(check) -> Column | None:
         return ~F.coalesce(F.expr(check.expr).cast("boolean"), F.lit(False))
     if isinstance(check, ReferentialCheck):
         return qcol(check.column).isNotNull()  # candidates; the anti join decides
-    return None
+    raise TypeError(f"a {check.kind} check is table-level: it has no failing-row predicate")

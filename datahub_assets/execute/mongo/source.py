@@ -24,6 +24,7 @@ saves reading, never changes the result.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -127,12 +128,22 @@ def _pushdown(
     return {".".join(path): cond} if cond else None
 
 
+Rebuild = Callable[[str, Watermark], DataFrame | None]
+"""(watermark column, new watermark) -> the source read again with the bounds pushed down
+into MongoDB, or None when they cannot be pushed down."""
+
+
 def _incremental(
-    plan: MongoPlan, ctx: ExecContext, df: DataFrame, previous: Watermark | None, rebuild
+    plan: MongoPlan,
+    ctx: ExecContext,
+    df: DataFrame,
+    incremental_column: str,
+    previous: Watermark | None,
+    rebuild: Rebuild | None,
 ) -> tuple[DataFrame, Watermark | None]:
     """(rows above `previous` and at most the new watermark, new watermark)."""
     source = plan.source
-    column = _resolve_column(df, source.id, source.incremental.column)
+    column = _resolve_column(df, source.id, incremental_column)
     col = F.col(f"`{column.name}`")
     df = df.where(col.isNotNull()) if previous is None else df.where(col > previous.literal())
     newest = _max_watermark(df, col, column.dataType)
@@ -192,13 +203,15 @@ def read_mongo_source(
             column,
         )
     raw = plan.frame(policy, extra)
-    rebuild = None
+    rebuild: Rebuild | None = None
     if policy == "fail":
         df = _shape(_valid(raw, plan), source)
 
-        def rebuild(name: str, newest: Watermark) -> DataFrame | None:
+        def read_bounded(name: str, newest: Watermark) -> DataFrame | None:
             bounds = _pushdown(plan, name, previous, newest)
             return _shape(_valid(plan.frame(policy, bounds), plan), source) if bounds else None
+
+        rebuild = read_bounded
     else:
         raw = materialise(raw)  # one MongoDB read feeds kept rows, count and quarantine
         invalid = _invalid(raw)
@@ -221,7 +234,7 @@ def read_mongo_source(
             )
         df = _shape(df, source)
     if source.incremental is not None:
-        df, newest = _incremental(plan, ctx, df, previous, rebuild)
+        df, newest = _incremental(plan, ctx, df, source.incremental.column, previous, rebuild)
         if watermarks is not None and newest is not None:
             watermarks.current[source.id] = newest
     if source.load_policy == "eager" and policy == "fail":

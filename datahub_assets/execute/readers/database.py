@@ -107,6 +107,8 @@ class _Reader:
                 )
             return self.ep.dialect.literal(values[name])
 
+        if src.sql is None:  # the spec validation requires <table> or <sql>
+            raise SourceError(f"source {src.id!r}: neither <table> nor <sql> is set")
         # a trailing `-- comment` must not swallow the `) alias` the statement is wrapped in
         return sql_params.render(src.sql.strip().rstrip(";"), literal) + "\n"
 
@@ -142,6 +144,8 @@ class _Reader:
         row = df.select(
             *[F.unix_micros(F.col(c)).alias(c) if c in ts else F.col(c) for c in df.columns]
         ).first()
+        if row is None:  # cannot happen: an aggregate query without GROUP BY has one row
+            raise SourceError(f"source {self.source.id!r}: the bounds query returned no row")
         values = {
             c: (
                 EPOCH + timedelta(microseconds=row[c]) if c in ts and row[c] is not None else row[c]
@@ -190,17 +194,26 @@ class _Reader:
             }
         return self.declared(self.load(statement, **extra))
 
-    def bounds_sql(self, where: str, with_max_of: str | None) -> str | None:
-        q = self.ep.dialect.quote
-        cols = []
+    def _partition_bounds(self) -> list[str]:
+        """`lo`/`hi` (MIN/MAX of the partition column) when the read is split, else none."""
         if self.source.partition_column and self.source.num_partitions:
-            pc = q(self.source.partition_column)
-            cols += [f"MIN({pc}) AS lo", f"MAX({pc}) AS hi"]
-        if with_max_of:
-            cols.append(f"MAX({q(with_max_of)}) AS newest")
-        if not cols:
-            return None
-        return f"SELECT {', '.join(cols)} FROM ({self.base}) datahub_b{where}"
+            pc = self.ep.dialect.quote(self.source.partition_column)
+            return [f"MIN({pc}) AS lo", f"MAX({pc}) AS hi"]
+        return []
+
+    def _bounds_select(self, columns: list[str], where: str) -> str:
+        return f"SELECT {', '.join(columns)} FROM ({self.base}) datahub_b{where}"
+
+    def bounds_sql(self) -> str | None:
+        """The query of the partition bounds; None when the read is not split."""
+        columns = self._partition_bounds()
+        return self._bounds_select(columns, "") if columns else None
+
+    def bounds_and_newest_sql(self, where: str, column: str) -> str:
+        """The partition bounds (if split) and `newest`, MAX(`column`), of the rows `where`
+        keeps."""
+        newest = f"MAX({self.ep.dialect.quote(column)}) AS newest"
+        return self._bounds_select([*self._partition_bounds(), newest], where)
 
     def fail(self, exc: Exception, what: str) -> SourceError:
         return SourceError(
@@ -231,7 +244,7 @@ def read_database(source: DatabaseSource, ctx: ExecContext) -> DataFrame:
     try:
         reader = _Reader(source, ctx)
         bounds = None
-        sql = reader.bounds_sql("", None)
+        sql = reader.bounds_sql()
         if sql:
             bounds = reader.bounds(*reader.first(sql))
         df = reader.read(reader.base, bounds)
@@ -308,6 +321,8 @@ def read_increment(source: DatabaseSource, ctx: ExecContext, previous, watermark
 
     The slice is computed on the database in the same query as the partition bounds, so the
     rows written are exactly those the new watermark covers."""
+    if source.incremental is None:
+        raise SourceError(f"source {source.id!r} has no <incremental>: it has no watermark")
     column = source.incremental.column
     try:
         reader = _Reader(source, ctx, watermark_value(previous))
@@ -317,7 +332,7 @@ def read_increment(source: DatabaseSource, ctx: ExecContext, previous, watermark
             if previous is not None
             else f" WHERE {q} IS NOT NULL"
         )
-        schema, row = reader.first(reader.bounds_sql(low, column))
+        schema, row = reader.first(reader.bounds_and_newest_sql(low, column))
         dtype = schema["newest"].dataType
         newest_value = row["newest"]
         newest = _watermark_of(newest_value, dtype, watermark_cls)

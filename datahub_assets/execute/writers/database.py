@@ -37,7 +37,7 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql.types import StringType
 
-from datahub_assets.execute.jdbc import Endpoint, JdbcError
+from datahub_assets.execute.jdbc import DbConnection, DbCursor, Endpoint, JdbcError
 from datahub_assets.execute.outcomes import TargetOutcome
 from datahub_assets.spec.models import DatabaseTarget, TableRef
 
@@ -172,7 +172,7 @@ def _write(
         writer.save()
 
         cur = conn.cursor()
-        rows = _scalar(cur, f"SELECT COUNT(*) FROM {stage}")
+        rows = _count(cur, f"SELECT COUNT(*) FROM {stage}")
         if mode == "merge":
             _no_duplicate_keys(cur, sql, stage, keys, table.qualified)
             conn.rollback()
@@ -190,7 +190,7 @@ def _write(
             cur.execute(_insert(sql, tgt, stage, incoming, table, mode, keys))
             if sql.pg:
                 cur.execute(f"DROP TABLE {stage}")
-        in_target = _scalar(cur, f"SELECT COUNT(*) FROM {tgt}")
+        in_target = _count(cur, f"SELECT COUNT(*) FROM {tgt}")
         conn.commit()
         committed = True
         log.info(
@@ -200,23 +200,23 @@ def _write(
             "written" if mode != "merge" else "merged",
             in_target,
         )
-    finally:
+        return TargetOutcome(
+            ref=ref,
+            kind="database",
+            rows=rows,
+            extra={
+                "mode": mode,
+                "table": table.qualified,
+                "rows_in_table": in_target,
+                "created": created,
+                "database": endpoint.database,
+                "dialect": endpoint.dialect.name,
+            },
+        )
+    finally:  # runs before the outcome is returned
         if not committed:
             _quietly(conn.rollback)
         _cleanup(conn, endpoint, sql, table, stage_name, old_name, log)
-    return TargetOutcome(
-        ref=ref,
-        kind="database",
-        rows=rows,
-        extra={
-            "mode": mode,
-            "table": table.qualified,
-            "rows_in_table": in_target,
-            "created": created,
-            "database": endpoint.database,
-            "dialect": endpoint.dialect.name,
-        },
-    )
 
 
 # ----------------------------------------------------------------------------- the target
@@ -382,10 +382,15 @@ def _create_types(df: DataFrame, keys: list[str]) -> str | None:
 # ----------------------------------------------------------------------------- the move
 
 
-def _scalar(cur, statement: str, params: Any = None):
+def _scalar(cur: DbCursor, statement: str, params: Any = None) -> Any:
     cur.execute(statement, params)
     row = cur.fetchone()
     return row[0] if row else None
+
+
+def _count(cur: DbCursor, statement: str) -> int:
+    """The number a `SELECT COUNT(*) ...` statement returns."""
+    return int(_scalar(cur, statement))
 
 
 def _no_duplicate_keys(cur, sql: _Sql, stage: str, keys: list[str], where: str) -> None:
@@ -469,7 +474,7 @@ def _quietly(fn, *args) -> Exception | None:
 
 
 def _cleanup(
-    conn,
+    conn: DbConnection,
     endpoint: Endpoint,
     sql: _Sql,
     table: _Table | None,
@@ -485,10 +490,7 @@ def _cleanup(
             if not own:
                 _quietly(conn.close)
                 conn = endpoint.connect()
-            if sql.pg:
-                conn.autocommit = True
-            else:
-                conn.autocommit(True)
+            endpoint.autocommit_on(conn)
             cur = conn.cursor()
             for name in leftovers:
                 failed = _quietly(
