@@ -24,7 +24,7 @@ import csv
 import json
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -110,6 +110,13 @@ def view_name(namespace: str, table: str) -> str:
     return f"`{namespace}.{table}`"
 
 
+def _without_catalog(parts: tuple[str, ...], namespaces: Container[str]) -> tuple[str, ...]:
+    """`datahub.ns.table...` -> `ns.table...` when `ns` is a namespace; else `parts`."""
+    if len(parts) >= 3 and parts[0].lower() == CATALOG_ALIAS and parts[1].lower() in namespaces:
+        return parts[1:]
+    return parts
+
+
 def resolve(sql: str, tables: dict[str, set[str]]) -> tuple[str, list[tuple[str, str]]]:
     """The query with each catalog table name pointing at its view, and the tables named.
 
@@ -120,9 +127,7 @@ def resolve(sql: str, tables: dict[str, set[str]]) -> tuple[str, list[tuple[str,
     lowered = {ns.lower(): (ns, {t.lower(): t for t in names}) for ns, names in tables.items()}
     out, used, last = [], [], 0
     for name in dotted_names(sql):
-        parts = name.parts
-        if len(parts) >= 3 and parts[0].lower() == CATALOG_ALIAS and parts[1].lower() in lowered:
-            parts = parts[1:]
+        parts = _without_catalog(name.parts, lowered)
         if parts[0].lower() not in lowered:
             continue
         namespace, known = lowered[parts[0].lower()]
@@ -177,6 +182,8 @@ def _text(value: object) -> str:
 
 
 def _json_value(value: object) -> object:
+    from pyspark.sql.types import Row
+
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, Decimal):
@@ -185,10 +192,10 @@ def _json_value(value: object) -> object:
         return bytes(value).hex()
     if isinstance(value, dict):
         return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, Row):  # a nested struct: an object (checked first: a Row is a tuple)
+        return _json_value(value.asDict(recursive=False))
     if isinstance(value, list | tuple):
         return [_json_value(v) for v in value]
-    if hasattr(value, "asDict"):  # a nested struct (pyspark Row)
-        return _json_value(value.asDict(recursive=False))
     return value
 
 
@@ -271,13 +278,13 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace, settings: Settings, out: TextIO | None = None) -> int:
     from pyspark.errors import PySparkException
 
-    out = out or sys.stdout
+    stream: TextIO = sys.stdout if out is None else out
     if args.tables:
         from datahub_resources.iceberg import load_catalog
 
         for ns, names in sorted(list_tables(load_catalog(settings)).items()):
             for name in sorted(names):
-                out.write(f"{ns}.{name}\n")
+                stream.write(f"{ns}.{name}\n")
         return 0
     sql = sys.stdin.read() if args.query in (None, "-") else args.query
     if not sql.strip():
@@ -296,11 +303,11 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO | None = None)
         )
         sys.stderr.write(f"error: {message}{hint}\n")
         return 1
-    write_rows(args.format, columns, rows, out)
+    write_rows(args.format, columns, rows, stream)
     if args.format == "table":
         more = f", first {args.limit} shown (--limit)" if truncated else ""
         count = f"more than {args.limit}" if truncated else str(len(rows))
-        out.write(f"({count} row{'s' if count != '1' else ''}{more})\n")
+        stream.write(f"({count} row{'s' if count != '1' else ''}{more})\n")
     elif truncated:
         sys.stderr.write(f"note: first {args.limit} rows written; --limit 0 for all\n")
     return 0

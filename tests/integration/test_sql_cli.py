@@ -111,7 +111,8 @@ def _sql(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 @pytest.mark.spark
-def test_a_join_by_catalog_names_prints_a_readable_table(tables, capsys):
+@pytest.mark.usefixtures("tables")
+def test_a_join_by_catalog_names_prints_a_readable_table(capsys):
     code, out, err = _sql(
         capsys,
         "select c.name, sum(o.amount) as total, count(*) as n "
@@ -130,7 +131,8 @@ def test_a_join_by_catalog_names_prints_a_readable_table(tables, capsys):
 
 
 @pytest.mark.spark
-def test_csv_and_json_formats_and_the_limit(tables, capsys):
+@pytest.mark.usefixtures("tables")
+def test_csv_and_json_formats_and_the_limit(capsys):
     code, out, err = _sql(
         capsys, "select * from datahub.shop_silver.customers order by 1", "--format", "csv"
     )
@@ -156,6 +158,16 @@ def test_csv_and_json_formats_and_the_limit(tables, capsys):
         {"id": 2, "amount": "5.25"},
     ]
     assert "first 2 rows" in err
+
+    code, out, _ = _sql(
+        capsys,
+        "select named_struct('a', 1, 'b', array(named_struct('c', 'x'))) as s, "
+        "array(1, 2) as xs",
+        "--format",
+        "json",
+    )
+    assert code == 0
+    assert json.loads(out) == {"s": {"a": 1, "b": [{"c": "x"}]}, "xs": [1, 2]}
 
     code, out, _ = _sql(capsys, "select id from shop_raw.orders order by id", "--limit", "3")
     assert out.splitlines()[-1] == "(more than 3 rows, first 3 shown (--limit))"
@@ -184,7 +196,8 @@ def test_the_current_snapshot_is_read_and_every_table_is_listed(tables, spark, c
 
 
 @pytest.mark.spark
-def test_errors_name_the_problem(tables, capsys):
+@pytest.mark.usefixtures("tables")
+def test_errors_name_the_problem(capsys):
     code, out, err = _sql(capsys, "select * from shop_raw.order")
     assert code == 1
     assert err == ("error: table shop_raw.order does not exist; tables in shop_raw: orders\n")
@@ -199,7 +212,8 @@ def test_errors_name_the_problem(tables, capsys):
 
 
 @pytest.mark.spark
-def test_the_installed_command_reads_the_query_from_stdin(tables, settings):
+@pytest.mark.usefixtures("tables", "settings")
+def test_the_installed_command_reads_the_query_from_stdin():
     datahub = Path(sys.executable).parent / "datahub"
     proc = subprocess.run(
         [str(datahub), "sql", "-", "--format", "csv"],
