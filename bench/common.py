@@ -137,8 +137,8 @@ def timed_run(
     out_path = WORK / "logs" / f"cmd-{os.getpid()}-{time.monotonic_ns()}"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with (
-        open(out_path.with_suffix(".out"), "w+") as out,
-        open(out_path.with_suffix(".err"), "w+") as err,
+        out_path.with_suffix(".out").open("w+") as out,
+        out_path.with_suffix(".err").open("w+") as err,
     ):
         start = time.perf_counter()
         proc = subprocess.Popen(

@@ -62,7 +62,7 @@ def stand_in_assets():
     """Three pipelines shaped like the factory's (op name, op tag, metadata), no Spark."""
     import dagster as dg
 
-    def pipeline(pid: str, layer: str, deps: list, fail: str | None = None, checks=()):
+    def pipeline(pid: str, layer: str, deps: list, checks=()):
         key = dg.AssetKey(["bench", layer, "orders"])
 
         @dg.multi_asset(

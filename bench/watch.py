@@ -231,8 +231,7 @@ def _write_local_files(folder: Path, n: int) -> float:
     start = time.perf_counter()
     for i in range(n):
         path = folder / f"f{i:06d}.csv"
-        with open(path, "w") as f:
-            f.write(f"id,v\n{i},a\n")
+        path.write_text(f"id,v\n{i},a\n")
         os.utime(path, (OLD + i * 1e-3, OLD + i * 1e-3))
     return time.perf_counter() - start
 
@@ -251,7 +250,7 @@ class MotoServer:
     def __init__(self) -> None:
         self.port = _free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.log = open(WATCH_WORK / "moto.log", "w")  # noqa: SIM115 - closed by stop()
+        self.log = (WATCH_WORK / "moto.log").open("w")  # noqa: SIM115 - closed by stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.watch", "_moto", "--port", str(self.port)],
             cwd=ROOT,

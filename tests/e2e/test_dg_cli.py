@@ -161,7 +161,8 @@ def test_dg_launch_materialises_a_selection(tmp_path):
     ).stdout
     rows = {line.split()[0]: line.split()[1] for line in tables.splitlines()[1:]}
     for table in ("github.raw.events", "github.bronze.users_flat", "github.silver.users"):
-        assert rows[table].isdigit() and int(rows[table]) > 0, tables
+        assert rows[table].isdigit(), tables
+        assert int(rows[table]) > 0, tables
     assert rows["ecommerce.gold.customer_360"] == "-", "only the selection runs"
 
 

@@ -62,7 +62,7 @@ def start_cluster(root: Path, workers: int = 2, worker_memory: str = "1536m"):
     procs = []
 
     def spawn(name: str, args: list[str]) -> None:
-        log = open(root / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        log = (root / f"{name}.log").open("wb")  # noqa: SIM115 - closed with the process
         procs.append(
             subprocess.Popen(
                 [spark_class, *args],
@@ -191,7 +191,8 @@ def test_apps_on_a_standalone_cluster_through_an_external_endpoint_equal_local(
         s3_apps.materialize(env, s3_apps.asset_keys(APPS))
         state = master_state(ui)
         apps = [a for a in state["activeapps"] if a["name"] == "datahub-spark-connect"]
-        assert apps and apps[0]["cores"] == 2, state["activeapps"]  # one executor per worker
+        assert apps, state["activeapps"]
+        assert apps[0]["cores"] == 2, state["activeapps"]  # one executor per worker
     finally:
         spark_server.stop(root / "connect")
     assert not (unused / "server.json").exists()  # the platform started nothing

@@ -14,7 +14,8 @@ from datahub_resources.settings import Settings
 pytestmark = pytest.mark.spark
 
 
-def test_write_and_read_through_postgres_catalog(spark, settings, postgres_url, monkeypatch):
+@pytest.mark.usefixtures("settings")
+def test_write_and_read_through_postgres_catalog(spark, postgres_url, monkeypatch):
     monkeypatch.setenv("DATAHUB_CATALOG_URI", postgres_url)
     catalog = load_catalog(Settings.from_env())
     ref = TableRef(app="shop", layer="bronze", table="orders")

@@ -62,7 +62,7 @@ def test_the_spark_slot_of_a_killed_run_is_freed_once_the_run_has_failed(tmp_pat
     with mock.patch.object(
         concurrency,
         "get_current_datetime",
-        lambda: get_current_datetime() + datetime.timedelta(days=1),
+        return_value=get_current_datetime() + datetime.timedelta(days=1),
     ):
         list(
             concurrency.execute_concurrency_slots_iteration(

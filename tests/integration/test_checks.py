@@ -252,7 +252,7 @@ def test_ten_passing_column_checks_are_one_job(spark, df, ctx, tmp_path, monkeyp
     monkeypatch.setattr(aggregate, "run_aggregation", lambda f: calls.append(1) or real(f))
     sampled = []
     monkeypatch.setattr(
-        "datahub_assets.execute.checks.samples.collect_sample", lambda *a: sampled.append(1) or []
+        "datahub_assets.execute.checks.samples.collect_sample", lambda *_: sampled.append(1) or []
     )
     schema = _avsc(tmp_path, [{"name": "line", "type": "int"}])
     checks = [

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import os
 from datetime import date
+from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
@@ -22,6 +22,10 @@ def _frame(spark):
     return spark.createDataFrame(
         [(1, "a", "EU"), (2, "b", "US"), (3, "c", "EU")], "id int, name string, region string"
     ).coalesce(1)
+
+
+def _names(folder) -> list[str]:
+    return sorted(p.name for p in Path(folder).iterdir())
 
 
 def _lines(paths) -> list[str]:
@@ -41,12 +45,12 @@ def test_overwrite_gzip_with_date_expansion(spark, tmp_path):
     assert result.files
     assert all(f.endswith(".csv.gz") for f in result.files)
     assert _lines(result.files) == ["id;name;region", "1;a;EU", "2;b;US", "3;c;EU"]
-    assert sorted(os.listdir(result.path)) == sorted(os.path.basename(f) for f in result.files)
+    assert _names(result.path) == sorted(Path(f).name for f in result.files)
     # overwrite replaces the folder; no temporary or old sibling is left behind
     again = write_csv(spark, _frame(spark).limit(1), target, str(tmp_path / target.path), RUN)
     assert again.rows == 1
     assert _lines(again.files)[1:] == ["1;a;EU"]
-    assert os.listdir(tmp_path / "exports/2024/03/01") == ["customers"]
+    assert _names(tmp_path / "exports/2024/03/01") == ["customers"]
 
 
 def test_append_error_ignore_modes(spark, tmp_path):
@@ -55,7 +59,7 @@ def test_append_error_ignore_modes(spark, tmp_path):
     result = write_csv(
         spark, _frame(spark).limit(1), CsvTarget(path="out", mode="append", header=False), path, RUN
     )
-    files = [os.path.join(path, f) for f in os.listdir(path)]
+    files = [str(f) for f in Path(path).iterdir()]
     assert sorted(_lines(files)) == ["1,a,EU", "1,a,EU", "2,b,US", "3,c,EU"]
     assert result.rows == 1
     assert len(result.files) == 1
@@ -63,13 +67,13 @@ def test_append_error_ignore_modes(spark, tmp_path):
         write_csv(spark, _frame(spark), CsvTarget(path="out", mode="error"), path, RUN)
     skipped = write_csv(spark, _frame(spark), CsvTarget(path="out", mode="ignore"), path, RUN)
     assert skipped.skipped
-    assert len(os.listdir(path)) == 2
+    assert len(_names(path)) == 2
 
 
 def test_partition_by_and_bzip2(spark, tmp_path):
     target = CsvTarget(path="parts", partition_by="region", compression="bzip2")
     result = write_csv(spark, _frame(spark), target, str(tmp_path / "parts"), RUN)
-    assert sorted(os.listdir(result.path)) == ["region=EU", "region=US"]
+    assert _names(result.path) == ["region=EU", "region=US"]
     eu = [f for f in result.files if "/region=EU/" in f]
     assert _lines(eu) == ["id,name", "1,a", "3,c"]
 
@@ -77,11 +81,11 @@ def test_partition_by_and_bzip2(spark, tmp_path):
 def test_failed_export_keeps_the_old_folder(spark, tmp_path):
     path = str(tmp_path / "out")
     write_csv(spark, _frame(spark), CsvTarget(path="out"), path, RUN)
-    before = sorted(os.listdir(path))
+    before = _names(path)
     bad = _frame(spark).withColumn(
         "name", F.when(F.col("id") == 3, F.raise_error(F.lit("boom"))).otherwise(F.col("name"))
     )
     with pytest.raises(Exception, match="boom"):
         write_csv(spark, bad, CsvTarget(path="out"), path, RUN)
-    assert sorted(os.listdir(path)) == before
-    assert os.listdir(tmp_path) == ["out"]
+    assert _names(path) == before
+    assert _names(tmp_path) == ["out"]

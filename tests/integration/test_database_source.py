@@ -82,10 +82,10 @@ def _people(server, connect, rows):
         f"create table crm_people (id integer primary key, name varchar(200), "
         f"amount decimal(12,2), updated_at {ts} null)",
     )
-    _insert(server, connect, rows)
+    _insert(connect, rows)
 
 
-def _insert(server, connect, rows):
+def _insert(connect, rows):
     mark = "%s"
     conn = connect()
     try:
@@ -257,7 +257,6 @@ def test_incremental_three_runs_with_boundary_ties(spark, settings, db):
     check("r1")
     # a late row with the watermark's exact value, an update, and a new row
     _insert(
-        server,
         connect,
         [(3, "c", Decimal(3), T0), (4, "d", Decimal(4), T0 + dt.timedelta(seconds=1))],
     )
@@ -290,16 +289,17 @@ def test_failed_run_keeps_the_watermark(spark, settings, db, monkeypatch):
     )
     run_pipeline(spec, _ctx(spark, settings, run_id="r1"), load_catalog(settings))
     before = load_catalog(settings).load_table("crm_raw.people").current_snapshot()
-    _insert(server, connect, [(2, "b", Decimal(2), T0 + dt.timedelta(hours=1))])
+    _insert(connect, [(2, "b", Decimal(2), T0 + dt.timedelta(hours=1))])
 
     from datahub_assets.execute import runner
 
-    def boom(*a, **k):
+    def boom(*_args, **_kwargs):
         raise RuntimeError("injected failure after the read")
 
-    with monkeypatch.context() as patched, pytest.raises(Exception, match="injected"):
+    with monkeypatch.context() as patched:
         patched.setattr(runner, "write_tables", boom)
-        run_pipeline(spec, _ctx(spark, settings, run_id="r2"), load_catalog(settings))
+        with pytest.raises(Exception, match="injected"):
+            run_pipeline(spec, _ctx(spark, settings, run_id="r2"), load_catalog(settings))
     after = load_catalog(settings).load_table("crm_raw.people").current_snapshot()
     assert after.snapshot_id == before.snapshot_id
     # the next run still reads row 2

@@ -460,7 +460,8 @@ def test_a_run_exports_and_a_failing_export_rolls_the_iceberg_table_back(spark, 
     assert _staging_left(db) == []
 
 
-def test_a_dagster_run_shows_no_credentials(spark, settings, db):
+@pytest.mark.usefixtures("spark")
+def test_a_dagster_run_shows_no_credentials(settings, db):
     """Everything Dagster records of a good and a failing run (events, metadata, the error
     and its causes) is free of the password."""
     import dagster as dg

@@ -6,6 +6,7 @@ connections it accepts; later ones are forwarded. Nothing is patched in the code
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -58,19 +59,16 @@ class ResettingProxy:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):  # the other side closed it already
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def close(self) -> None:
         self.closed = True
         self.sock.close()
 
 
-def test_connection_reset_is_retried_and_the_run_succeeds(
-    spark, settings, postgres_server, monkeypatch
-):
+@pytest.mark.usefixtures("spark")
+def test_connection_reset_is_retried_and_the_run_succeeds(settings, postgres_server, monkeypatch):
     from datahub_assets.build import retries
 
     monkeypatch.setattr(retries, "DB_CONNECTION", retries.RetryClass("db_connection", 3, 0))

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
 
 from datahub_assets.execute.table_reader import TableNotFoundError, read_table
-from datahub_assets.execute.writers.table import (
 from datahub_assets.execute.writers.schema_evolution import SchemaMismatchError
+from datahub_assets.execute.writers.table import (
     abort,
     commit,
     rollback,
@@ -38,7 +39,7 @@ def _rows(spark, catalog, ref=REF, snapshot_id=None, order="id"):
 def _table_files(settings) -> list[str]:
     root = str(settings.home / "warehouse")
     return sorted(
-        os.path.join(d, f)
+        str(Path(d) / f)
         for d, _, fs in os.walk(root)
         for f in fs
         if f.endswith(".parquet") and "/data/" in d
@@ -207,7 +208,7 @@ def test_failing_frame_leaves_table_and_storage_unchanged(spark, catalog, settin
     assert _rows(spark, catalog) == [(1, "a"), (2, "b")]
     assert _table_files(settings) == files_before
     data_dir = table.location().removeprefix("file://") + "/data"
-    assert len(os.listdir(data_dir)) == 1  # only the first commit's folder
+    assert len(list(Path(data_dir).iterdir())) == 1  # only the first commit's folder
 
 
 def test_failed_first_write_creates_no_table(spark, catalog):

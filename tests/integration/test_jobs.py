@@ -88,7 +88,8 @@ def _rows(settings, ident: str) -> int:
     return len(load_catalog(settings).load_table(ident).scan().to_arrow())
 
 
-def test_job_runs_in_dependency_order_and_materializes_assets(spark, settings):
+@pytest.mark.usefixtures("spark")
+def test_job_runs_in_dependency_order_and_materializes_assets(settings):
     job = _project(settings, "halt")
     result = _run(job)
     assert result.success
@@ -110,7 +111,8 @@ def test_job_runs_in_dependency_order_and_materializes_assets(spark, settings):
     assert _rows(settings, "shop_silver.c") == 2
 
 
-def test_halt_fails_the_run_and_starts_nothing_more(spark, settings):
+@pytest.mark.usefixtures("spark")
+def test_halt_fails_the_run_and_starts_nothing_more(settings):
     result = _run(_project(settings, "halt", bad_b=True))
     assert not result.success
     assert _steps(result, dg.DagsterEventType.STEP_FAILURE) == {"b"}
@@ -121,7 +123,8 @@ def test_halt_fails_the_run_and_starts_nothing_more(spark, settings):
     assert not load_catalog(settings).table_exists("shop_silver.c")
 
 
-def test_skip_lets_independent_branches_finish(spark, settings):
+@pytest.mark.usefixtures("spark")
+def test_skip_lets_independent_branches_finish(settings):
     result = _run(_project(settings, "skip", bad_b=True))
     assert result.success  # a skipped pipeline does not fail the run
     assert _outcomes(result)["b"] == "skipped"
@@ -130,7 +133,8 @@ def test_skip_lets_independent_branches_finish(spark, settings):
     assert not load_catalog(settings).table_exists("shop_silver.c")
 
 
-def test_continue_runs_dependents_on_the_last_published_data(spark, settings):
+@pytest.mark.usefixtures("spark")
+def test_continue_runs_dependents_on_the_last_published_data(settings):
     assert _run(_project(settings, "continue")).success  # b's good data is published
     before = load_catalog(settings).load_table("shop_bronze.b").current_snapshot().snapshot_id
     result = _run(_project(settings, "continue", bad_b=True))
@@ -143,7 +147,8 @@ def test_continue_runs_dependents_on_the_last_published_data(spark, settings):
     assert _rows(settings, "shop_silver.c") == 2
 
 
-def test_retry_reruns_only_the_failed_step(spark, settings, monkeypatch):
+@pytest.mark.usefixtures("spark")
+def test_retry_reruns_only_the_failed_step(settings, monkeypatch):
     job = _project(settings, "retry", ' maxRetries="2" retryDelaySeconds="0"')
     calls: list[str] = []
     real = jobs_module.run_pipeline
@@ -161,7 +166,8 @@ def test_retry_reruns_only_the_failed_step(spark, settings, monkeypatch):
     assert sorted(calls) == ["a", "b", "b", "c", "d1", "d2"]  # only b ran twice
 
 
-def test_retry_then_halt_when_retries_are_spent(spark, settings):
+@pytest.mark.usefixtures("spark")
+def test_retry_then_halt_when_retries_are_spent(settings):
     result = _run(_project(settings, "retry", ' maxRetries="1" retryDelaySeconds="0"', bad_b=True))
     assert not result.success
     retries = [
@@ -172,7 +178,8 @@ def test_retry_then_halt_when_retries_are_spent(spark, settings):
     assert "c" not in _steps(result, dg.DagsterEventType.STEP_START)
 
 
-def test_run_date_and_parameters_reach_the_pipeline(spark, settings):
+@pytest.mark.usefixtures("spark")
+def test_run_date_and_parameters_reach_the_pipeline(settings):
     job = _project(settings, "halt")
     seen = {}
     real = jobs_module.run_pipeline
@@ -206,7 +213,8 @@ def _asset_project(settings):
     return {a.node_def.name: a for a in build_assets(project)}
 
 
-def test_commit_conflict_is_retried(spark, settings, monkeypatch):
+@pytest.mark.usefixtures("spark")
+def test_commit_conflict_is_retried(settings, monkeypatch):
     """Another writer commits to the table between this run's staging and its publish: the
     step fails with a real catalog conflict, is retried, and the retry publishes."""
     from datahub_assets.build import retries
@@ -261,7 +269,8 @@ print("RESULT", result.success, kinds.count("STEP_UP_FOR_RETRY"), len(calls),
 """
 
 
-def test_dropped_spark_session_is_retried_on_a_new_session(spark, settings):
+@pytest.mark.usefixtures("spark")
+def test_dropped_spark_session_is_retried_on_a_new_session(settings):
     """In a separate process (stopping a session there cannot disturb this one's)."""
     import subprocess
     import sys

@@ -60,7 +60,7 @@ class _Mailbox:
     def __init__(self):
         self.messages = []
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook
+    async def handle_DATA(self, _server, _session, envelope):  # noqa: N802 - aiosmtpd's hook
         self.messages.append((envelope.rcpt_tos, envelope.content.decode()))
         return "250 OK"
 
@@ -112,7 +112,7 @@ def _setup(settings, sinks, bad: bool):
     return project, job
 
 
-def _sensor_tick(project, instance, result, logs):
+def _sensor_tick(project, instance, result):
     """Evaluate the real sensor for the run, as the daemon would."""
     sensors = {s.name: s for s in notification_sensors(project)}
     run = instance.get_run_by_id(result.run_id)
@@ -136,7 +136,8 @@ def _sensor_tick(project, instance, result, logs):
         sensors["datahub_notify_failure"](context)
 
 
-def test_failed_run_notifies_email_and_webhook(spark, settings, sinks, monkeypatch):
+@pytest.mark.usefixtures("spark")
+def test_failed_run_notifies_email_and_webhook(settings, sinks, monkeypatch):
     monkeypatch.setenv("HOOK_TOKEN", "t0ken-secret")
     monkeypatch.setenv("DATAHUB_UI_URL", "https://dagster.example.com/")
     project, job = _setup(settings, sinks, bad=True)
@@ -144,7 +145,7 @@ def test_failed_run_notifies_email_and_webhook(spark, settings, sinks, monkeypat
     result = job.execute_in_process(resources=resources(), instance=instance, raise_on_error=False)
     assert not result.success
     started = time.monotonic()
-    _sensor_tick(project, instance, result, [])
+    _sensor_tick(project, instance, result)
     assert time.monotonic() - started < 30  # the dead webhook's retries are bounded
 
     ((rcpts, mail),) = sinks["mail"]
@@ -169,14 +170,13 @@ def test_failed_run_notifies_email_and_webhook(spark, settings, sinks, monkeypat
     assert durations["shop.bad"] > 0
 
 
-def test_successful_run_notifies_success_and_completion_targets(
-    spark, settings, sinks, monkeypatch
-):
+@pytest.mark.usefixtures("spark")
+def test_successful_run_notifies_success_and_completion_targets(settings, sinks, monkeypatch):
     monkeypatch.setenv("HOOK_TOKEN", "t0ken-secret")
     project, job = _setup(settings, sinks, bad=False)
     instance = dg.DagsterInstance.ephemeral()
     result = job.execute_in_process(resources=resources(), instance=instance)
-    _sensor_tick(project, instance, result, [])
+    _sensor_tick(project, instance, result)
     assert [sorted(r) for r, _ in sinks["mail"]] == [["happy@example.com"]]
     (payload,) = [p[2] for p in sinks["posts"] if p[0] == "/hook"]
     assert payload["status"] == "SUCCESS"
@@ -184,7 +184,8 @@ def test_successful_run_notifies_success_and_completion_targets(
     assert [s["status"] for s in payload["steps"]] == ["succeeded", "succeeded"]
 
 
-def test_sla_miss_notifies_once_per_materialization(spark, settings, sinks):
+@pytest.mark.usefixtures("spark")
+def test_sla_miss_notifies_once_per_materialization(settings, sinks):
     project, job = _setup(settings, sinks, bad=False)
     instance = dg.DagsterInstance.ephemeral()
     job.execute_in_process(resources=resources(), instance=instance)
@@ -205,7 +206,7 @@ def test_sla_miss_notifies_once_per_materialization(spark, settings, sinks):
     assert len([p for p in sinks["posts"] if p[0] == "/sla"]) == 2  # not again
 
 
-def test_dead_targets_are_logged_and_never_raise(settings, sinks):
+def test_dead_targets_are_logged_and_never_raise():
     from datahub_assets.build.notify_delivery import deliver
     from datahub_assets.spec.job_models import SmtpServer, WebhookNotification
 

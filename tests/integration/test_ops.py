@@ -105,7 +105,8 @@ def test_rollback_to_parent_then_explicit_ids(spark, catalog, three):
         rollback(catalog, REF)
 
 
-def test_rollback_to_unknown_snapshot_lists_valid_ids(spark, catalog, three):
+@pytest.mark.usefixtures("spark")
+def test_rollback_to_unknown_snapshot_lists_valid_ids(catalog, three):
     s1, s2, s3 = three
     with pytest.raises(
         ValueError,

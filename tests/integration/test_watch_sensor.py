@@ -199,7 +199,7 @@ def test_files_of_a_failed_run_are_asked_for_again_after_a_backoff(project, monk
     first = _tick(defs, instance)
     from datahub_assets.execute.writers import tables as publish
 
-    def unreachable(*args, **kwargs):
+    def unreachable(*_args, **_kwargs):
         raise RuntimeError("catalog unreachable")
 
     with monkeypatch.context() as patch:

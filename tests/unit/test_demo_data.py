@@ -55,7 +55,7 @@ def test_another_seed_gives_other_data(tmp_path):
     assert _tree(tmp_path / "a") != _tree(tmp_path / "b")
 
 
-def test_files_land_where_the_apps_read(files, tmp_path_factory):
+def test_files_land_where_the_apps_read(files):
     expected = {
         "ecommerce.orders": ("ecommerce/landing/orders", ".csv", 2),
         "ecommerce.customers": ("ecommerce/landing/customers", ".csv", 2),

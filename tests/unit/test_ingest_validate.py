@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -36,21 +35,21 @@ class LocalStore:
         self.bytes_read = 0
 
     def read_bytes(self, path: str, limit: int | None = None) -> bytes:
-        with open(path, "rb") as f:
+        with Path(path).open("rb") as f:
             data = f.read() if limit is None else f.read(limit)
         self.bytes_read += len(data)
         return data
 
     def open(self, path: str) -> BinaryIO:
-        return open(path, "rb")
+        return Path(path).open("rb")
 
     def exists(self, path: str) -> bool:
-        return os.path.isfile(path)
+        return Path(path).is_file()
 
     def stat(self, path: str) -> FileInfo | None:
-        if not os.path.isfile(path):
+        if not Path(path).is_file():
             return None
-        st = os.stat(path)
+        st = Path(path).stat()
         return FileInfo(path, st.st_size, st.st_mtime)
 
 
@@ -59,7 +58,7 @@ class BrokenStore(LocalStore):
 
     def open(self, path: str) -> BinaryIO:
         class Failing(io.FileIO):
-            def read(self, *args: object) -> bytes:
+            def read(self, *_args: object) -> bytes:
                 raise ConnectionError("connection reset")
 
         return Failing(path)  # type: ignore[return-value]
@@ -467,7 +466,7 @@ def test_store_failures_propagate_instead_of_rejecting(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- reason
 
 
-def test_reason_document(tmp_path: Path) -> None:
+def test_reason_document() -> None:
     info = FileInfo("s3://bucket/landing/a.csv", 12, 1_700_000_000.5, etag="abc")
     doc = reason_document(
         Rejection("schema", "missing email"), info, "run-1", "customers", "sales.customer_ingest"
