@@ -161,8 +161,7 @@ def test_csv_and_json_formats_and_the_limit(capsys):
 
     code, out, _ = _sql(
         capsys,
-        "select named_struct('a', 1, 'b', array(named_struct('c', 'x'))) as s, "
-        "array(1, 2) as xs",
+        "select named_struct('a', 1, 'b', array(named_struct('c', 'x'))) as s, array(1, 2) as xs",
         "--format",
         "json",
     )
