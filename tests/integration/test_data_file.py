@@ -5,6 +5,8 @@ the two `differs` assertions fail, pyiceberg handles those cases: switch to it."
 
 from __future__ import annotations
 
+from datetime import date
+
 import pyarrow.parquet as pq
 import pytest
 from pyiceberg.io.pyarrow import parquet_file_to_data_file
@@ -28,6 +30,7 @@ FIELDS = (
     "partition",
     "file_size_in_bytes",
 )
+EPOCH = date(1970, 1, 1)
 LONG = 5000  # above Parquet's 4 KiB statistics limit
 
 
@@ -52,9 +55,12 @@ def test_data_file_matches_pyiceberg_and_fixes_its_two_gaps(spark, settings):
             assert getattr(ours, name) == getattr(theirs, name), name
         rows = pq.read_table(path.removeprefix("file://")).to_pylist()
         assert ours.record_count == len(rows)
-        assert {(r["country"], r["day"]) for r in rows} == {(ours.partition[0], ours.partition[1])}
-        seen.add((ours.partition[0], str(ours.partition[1])))
+        # Iceberg keeps a date partition value as days since 1970-01-01
+        days = {(r["country"], (r["day"] - EPOCH).days) for r in rows}
+        assert days == {(ours.partition[0], ours.partition[1])}
+        seen.add((ours.partition[0], ours.partition[1]))
     assert {c for c, _ in seen} == {None, "DE", "FR"}
+    assert {d for _, d in seen} == {19723, 19724}  # 2024-01-01, 2024-01-02
 
     # partitioned by a value too long for statistics: pyiceberg says None, the file says x/y
     long_ref = TableRef(app="x", layer="raw", table="long_parts")
