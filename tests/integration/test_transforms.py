@@ -330,6 +330,39 @@ def test_cast(ctx, spark):
         run(ctx, m.Cast(source="d", types="amt:int"), d=df)
 
 
+# every type name the loader accepts (spec/mini.py) is one Spark's cast accepts, and the
+# names it refuses are refused by Spark too: the loader's check is neither looser nor stricter
+LOADER_ACCEPTS = [
+    "boolean", "tinyint", "byte", "smallint", "short", "int", "INTEGER", "bigint", "long",
+    "float", "real", "double", "decimal", "decimal(10)", "Decimal(12, 2)", "dec(5,1)",
+    "numeric(38,0)", "string", "char(3)", "varchar(20)", "binary", "date", "timestamp",
+    "timestamp_ntz", "timestamp_ltz", "array<int>", "map<string, decimal(3,1)>",
+    "struct<a:int, b string not null comment 'x'>", "interval day to second",
+    "interval year to month",
+]  # fmt: skip
+LOADER_REFUSES = ["integr", "array<int", "decimal(2,3)", "decimal(39,0)", "int int", "varchar"]
+
+
+def test_spark_accepts_exactly_the_cast_types_the_loader_accepts(spark):
+    """A null literal casts to any type, so only the type name is under test."""
+    from pyspark.sql import functions as F
+
+    from datahub_assets.spec.mini import spark_type_problem
+
+    assert [t for t in LOADER_ACCEPTS if spark_type_problem(t)] == []
+    assert [t for t in LOADER_REFUSES if not spark_type_problem(t)] == []
+    df = spark.range(1)
+    casts = [F.lit(None).cast(t).alias(f"c{i}") for i, t in enumerate(LOADER_ACCEPTS)]
+    assert len(df.select(*casts).schema.fields) == len(LOADER_ACCEPTS)
+    refused_by_spark = []
+    for t in LOADER_REFUSES:
+        try:
+            assert df.select(F.lit(None).cast(t)).schema
+        except Exception:  # noqa: BLE001 - any refusal counts; the type of error varies
+            refused_by_spark.append(t)
+    assert refused_by_spark == LOADER_REFUSES
+
+
 def test_bad_expression_names_step_and_dataset(ctx, spark):
     df = spark.createDataFrame([(1,)], "id int")
     with pytest.raises(TransformError, match="<filter> -> 'd'.*dataset 'd'"):
