@@ -23,7 +23,6 @@ the watermark's exact timestamp) to show incremental loads; `stop_servers()` sto
 
 from __future__ import annotations
 
-import os
 import random
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -31,6 +30,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from datahub_resources import local_servers
+from datahub_resources.settings import env_value
 
 PG_PORT = 54329
 MONGO_PORT = 27019
@@ -52,8 +52,8 @@ def server_root(home: Path, kind: str) -> Path:
 def ports() -> tuple[int, int]:
     """(PostgreSQL, MongoDB) ports: those app.yaml will read from CRM_DB_ADDRESS and
     PRODUCTS_MONGO_URI when they are set, else 54329 and 27019."""
-    address = os.environ.get("CRM_DB_ADDRESS") or f"127.0.0.1:{PG_PORT}"
-    uri = urlsplit(os.environ.get("PRODUCTS_MONGO_URI") or f"mongodb://127.0.0.1:{MONGO_PORT}/")
+    address = env_value("CRM_DB_ADDRESS") or f"127.0.0.1:{PG_PORT}"
+    uri = urlsplit(env_value("PRODUCTS_MONGO_URI") or f"mongodb://127.0.0.1:{MONGO_PORT}/")
     return int(address.rsplit(":", 1)[1]), uri.port or MONGO_PORT
 
 

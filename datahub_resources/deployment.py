@@ -1,28 +1,51 @@
 """The one place that picks resources for a deployment (local laptop, CI, production).
 
-Everything comes from the environment (contract section 3), so the same code runs against a
-local Spark Connect server + SQLite catalog, or a cluster `sc://` URL + PostgreSQL catalog.
+Everything comes from the environment (contract section 3, read once by
+`settings.Settings.from_env()`), so the same code runs against a local Spark Connect server +
+SQLite catalog, or a cluster `sc://` URL + PostgreSQL catalog.
+
+A variable that is set reaches its resource as `dg.EnvVar(name)`: Dagster resolves it when a
+run starts and the UI's resource page names the variable (never showing its value). A
+variable that is not set cannot be an EnvVar (resolving it would fail the run), so its field
+gets the platform default, shown as a value.
 """
 
 from __future__ import annotations
-
-import os
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from datahub_resources.iceberg import IcebergResource
+from datahub_resources.settings import Settings
 from datahub_resources.spark import SparkConnectResource
 
 
-def resources() -> dict[str, object]:
-    """`s3` serves file drops on `s3://` paths (sensors list, runs read and move). Unset
+def from_env(settings: Settings, name: str, default: str | None) -> str | None:
+    """`dg.EnvVar(name)` when the variable was set at load, else `default`."""
+    return dg.EnvVar(name) if name in settings.explicit else default
+
+
+def resources(settings: Settings | None = None) -> dict[str, object]:
+    """The resources of every run, configured from `settings` (read now when not given).
+
+    `s3` serves file drops on `s3://` paths (sensors list, runs read and move). Unset
     fields come from boto3's environment: AWS_ENDPOINT_URL (MinIO or any S3 API),
     AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION."""
-    return {"spark": SparkConnectResource(), "iceberg": IcebergResource(), "s3": S3Resource()}
+    settings = settings or Settings.from_env()
+    return {
+        "spark": SparkConnectResource(
+            remote=from_env(settings, "DATAHUB_SPARK_REMOTE", settings.spark_remote),
+            state_dir=from_env(settings, "DATAHUB_SPARK_STATE", str(settings.spark_state_dir)),
+        ),
+        "iceberg": IcebergResource(
+            catalog_uri=from_env(settings, "DATAHUB_CATALOG_URI", settings.catalog_uri),
+            warehouse=from_env(settings, "DATAHUB_WAREHOUSE", settings.warehouse),
+        ),
+        "s3": S3Resource(),
+    }
 
 
-def executor(choice: str | None = None) -> dg.ExecutorDefinition:
+def executor(choice: str | None = None, settings: Settings | None = None) -> dg.ExecutorDefinition:
     """How the steps of one run execute: `choice` (the component's `executor`, see
     datahub_assets/components/), else DATAHUB_EXECUTOR, else `in_process`.
 
@@ -33,7 +56,7 @@ def executor(choice: str | None = None) -> dg.ExecutorDefinition:
     for Dagster's default spawned processes (bench/RESULTS.md). `multiprocess` isolates
     steps and runs independent ones side by side, for clusters where that matters more.
     """
-    choice = choice or os.environ.get("DATAHUB_EXECUTOR", "in_process")
+    choice = choice or (settings or Settings.from_env()).executor or "in_process"
     if choice == "in_process":
         return dg.in_process_executor
     if choice == "multiprocess":

@@ -77,21 +77,26 @@ def ensure_namespace(catalog: Catalog, namespace: str) -> None:
 
 
 class IcebergResource(dg.ConfigurableResource):
-    """The Iceberg catalog for asset bodies. Connects lazily, on the first `catalog()` call."""
+    """The Iceberg catalog for asset bodies. Connects lazily, on the first `catalog()` call.
+
+    `deployment.resources()` fills both fields from the environment read at load (`dg.EnvVar`
+    for the variables that are set, so the UI names them, else the defaults)."""
 
     catalog_uri: str | None = Field(
         default=None,
-        description="SQLAlchemy URI of the catalog database; unset uses DATAHUB_CATALOG_URI "
+        description="DATAHUB_CATALOG_URI: SQLAlchemy URI of the catalog database "
         "(default sqlite:///$DATAHUB_HOME/catalog.db).",
     )
     warehouse: str | None = Field(
         default=None,
-        description="Warehouse root for new tables (file:// or s3://); unset uses "
-        "DATAHUB_WAREHOUSE (default file://$DATAHUB_HOME/warehouse).",
+        description="DATAHUB_WAREHOUSE: root of new tables, file:// or s3:// "
+        "(default file://$DATAHUB_HOME/warehouse).",
     )
 
     def catalog(self) -> Catalog:
-        settings = Settings.from_env()
+        if self.catalog_uri and self.warehouse:
+            return open_catalog(self.catalog_uri, self.warehouse)
+        settings = Settings.from_env()  # built without deployment.resources() (tests, scripts)
         return open_catalog(
             self.catalog_uri or settings.catalog_uri, self.warehouse or settings.warehouse
         )

@@ -22,11 +22,12 @@ variables are left to each library's own default chain (instance profiles, ~/.aw
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import pyspark
+
+from datahub_resources.settings import Settings, environ
 
 SPARK_SCHEME, PLATFORM_SCHEME = "s3a://", "s3://"
 
@@ -56,15 +57,16 @@ def hadoop_version() -> str:
     raise FileNotFoundError(f"no hadoop-client-api-*.jar in {jars}")
 
 
-def jars_dir(env: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    root = env.get("DATAHUB_JARS_DIR") or str(Path.home() / ".cache" / "datahub" / "jars")
-    return Path(root).expanduser() / f"hadoop-aws-{hadoop_version()}"
+def jars_dir(jars_root: Path | None = None) -> Path:
+    """`<jars_root>/hadoop-aws-<version>/`; `jars_root` is DATAHUB_JARS_DIR
+    (`Settings.jars_dir`, default `~/.cache/datahub/jars`)."""
+    root = jars_root if jars_root is not None else Settings.from_env().jars_dir
+    return root.expanduser() / f"hadoop-aws-{hadoop_version()}"
 
 
-def connector_jars(env: Mapping[str, str] | None = None) -> list[str]:
+def connector_jars(jars_root: Path | None = None) -> list[str]:
     """The S3A jars fetched by scripts/fetch_jars.sh, or [] when they are not there."""
-    folder = jars_dir(env)
+    folder = jars_dir(jars_root)
     if not (folder / ".complete").exists():
         return []
     return sorted(str(p) for p in folder.glob("*.jar"))
@@ -84,7 +86,7 @@ def _region(env: Mapping[str, str]) -> str | None:
 def hadoop_conf(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """`spark.hadoop.fs.s3a.*` settings from the AWS environment (contains secrets: never log
     it, never put it on a command line)."""
-    env = os.environ if env is None else env
+    env = environ() if env is None else env
     conf: dict[str, str] = {}
     endpoint = _endpoint(env)
     if endpoint:
@@ -111,7 +113,7 @@ def hadoop_conf(env: Mapping[str, str] | None = None) -> dict[str, str]:
 
 def iceberg_properties(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """pyiceberg FileIO properties (`s3.endpoint`, keys, region) from the AWS environment."""
-    env = os.environ if env is None else env
+    env = environ() if env is None else env
     props: dict[str, str] = {}
     endpoint = _endpoint(env)
     if endpoint:
@@ -132,7 +134,7 @@ def arrow_filesystem(env: Mapping[str, str] | None = None):
     """A pyarrow S3FileSystem for the same endpoint and credentials (listing staged files)."""
     import pyarrow.fs as pafs
 
-    env = os.environ if env is None else env
+    env = environ() if env is None else env
     endpoint = _endpoint(env)
     kwargs: dict = {"region": _region(env) or "us-east-1"}
     if endpoint:

@@ -1,18 +1,120 @@
-"""Environment (contract section 3), read in one place.
+"""Every environment variable the platform reads, read here and nowhere else (contract
+section 3 and the platform's own tuning variables).
 
-Every default makes a laptop run work; production sets the variables.
+`Settings.from_env()` builds the settings once, at load (the definitions builder, the CLI);
+asset bodies and sensors get them from the resources (`deployment.resources()`) or from the
+object built at load, never from the environment at run time. `VARIABLES` is the one list
+of the variables, with their defaults: README.md's environment table is checked against it
+(tests/unit/test_settings_env.py). Every default makes a laptop run work; production sets
+the variables.
+
+Two other readers are allowed, each for one reason: `datahub_resources/secrets.py` resolves
+`*SecretRef` names (a secret's value never becomes a setting), and `env_value` below expands
+`${VAR}` references in app.yaml (the variable names are the user's, not the platform's).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
-def _path(name: str, default: Path) -> Path:
-    value = os.environ.get(name)
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    default: str
+    description: str
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable("DATAHUB_HOME", ".datahub", "Local state: catalog, warehouse, Spark, Dagster."),
+    Variable("DATAHUB_PIPELINES_DIR", "pipelines_xml", "Folder of pipeline definitions."),
+    Variable(
+        "DATAHUB_DATA_DIR", "data", "Root of relative data paths (`<dir>/<app>/...`); s3:// too."
+    ),
+    Variable(
+        "DATAHUB_CATALOG_URI",
+        "sqlite:///$DATAHUB_HOME/catalog.db",
+        "SQLAlchemy URI of the Iceberg catalog database.",
+    ),
+    Variable("DATAHUB_WAREHOUSE", "file://$DATAHUB_HOME/warehouse", "Root of new Iceberg tables."),
+    Variable(
+        "DATAHUB_SPARK_REMOTE",
+        "(unset: a local server)",
+        "sc://host:port of a Spark Connect endpoint.",
+    ),
+    Variable(
+        "DATAHUB_SPARK_STATE", "$DATAHUB_HOME/spark", "State and log of the local Spark server."
+    ),
+    Variable("DAGSTER_HOME", "$DATAHUB_HOME/dagster", "Dagster instance folder."),
+    Variable("DATAHUB_EXECUTOR", "in_process", "How a run's steps execute: or multiprocess."),
+    Variable("DATAHUB_WATCH_MAX_RUNS_PER_TICK", "20", "Runs one file-drop sensor tick may start."),
+    Variable("DATAHUB_UI_URL", "http://localhost:3000", "Dagster UI address in notifications."),
+    Variable("DATAHUB_SPARK_MASTER", "local[*]", "Master of the local server (spark://host:7077)."),
+    Variable("DATAHUB_SPARK_DRIVER_MEMORY", "4g", "spark.driver.memory of the local server."),
+    Variable(
+        "DATAHUB_SPARK_SHUFFLE_PARTITIONS",
+        "8",
+        "spark.sql.shuffle.partitions of the local server.",
+    ),
+    Variable("DATAHUB_SPARK_UI", "false", "spark.ui.enabled of the local server."),
+    Variable("DATAHUB_SPARK_PORT", "(a free port)", "Port the local server listens on."),
+    Variable(
+        "DATAHUB_SPARK_RETRY_SECONDS",
+        "10",
+        "How long a Spark Connect call retries an unreachable server.",
+    ),
+    Variable(
+        "DATAHUB_SPARK_WATCHDOG_SECONDS", "1", "How often a step checks the local server's pid."
+    ),
+    Variable("DATAHUB_JARS_DIR", "~/.cache/datahub/jars", "The S3A jars `make setup` fetches."),
+    Variable("DATAHUB_S3_EVENTS_QUEUE_URL", "(unset)", "SQS queue of S3 event notifications."),
+    Variable("DATAHUB_S3_RELIST_SECONDS", "900", "Full re-listing interval with an events queue."),
+    Variable("DATAHUB_MONGO_TIMEOUT_MS", "10000", "MongoDB server selection and connect timeout."),
+    Variable("DATAHUB_MONGO_BATCH_SIZE", "2000", "Documents per MongoDB cursor batch."),
+    Variable("DATAHUB_MONGO_DOCS_PER_PARTITION", "250000", "Documents per Spark read partition."),
+    Variable("DATAHUB_MONGO_MAX_PARTITIONS", "8", "Upper bound of Mongo read partitions."),
+    Variable(
+        "DATAHUB_MASK_KEY",
+        "(a key file in $DATAHUB_HOME/secrets)",
+        "Masking key when a step names no secretRef (read by secrets.py).",
+    ),
+)
+NAMES = frozenset(v.name for v in VARIABLES)
+
+
+def environ() -> Mapping[str, str]:
+    """The process environment, for code that hands it on as a whole (the local Spark
+    server's process, boto3-style AWS_* lookups in `s3.py`)."""
+    return os.environ
+
+
+def env_value(name: str) -> str | None:
+    """One variable named by a user (`${VAR}` in app.yaml, the demo's CRM_DB_ADDRESS)."""
+    return os.environ.get(name)
+
+
+def _path(env: Mapping[str, str], name: str, default: Path) -> Path:
+    value = env.get(name)
     return Path(value).expanduser().resolve() if value else default.resolve()
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name) or ""
+    try:
+        return int(value) if value else default
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not an integer (default {default})") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    value = env.get(name) or ""
+    try:
+        return float(value) if value else default
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a number (default {default})") from None
 
 
 @dataclass(frozen=True)
@@ -28,22 +130,81 @@ class Settings:
     data_uri: str | None = None
     """DATAHUB_DATA_DIR when it is an `s3://` URI (data paths resolve below it; `data_dir`
     then stays the local default, used only by local helpers such as `datahub demo`)."""
+    executor: str | None = None
+    """DATAHUB_EXECUTOR when set (it wins over the component's `executor`)."""
+    watch_max_runs_per_tick: int = 20
+    ui_url: str = "http://localhost:3000"
+    spark_master: str = "local[*]"
+    spark_driver_memory: str = "4g"
+    spark_shuffle_partitions: str = "8"
+    spark_ui: str = "false"
+    spark_port: int | None = None
+    spark_retry_seconds: float = 10.0
+    spark_watchdog_seconds: float = 1.0
+    jars_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "datahub" / "jars")
+    s3_events_queue_url: str | None = None
+    s3_relist_seconds: float = 900.0
+    mongo_timeout_ms: int = 10000
+    mongo_batch_size: int = 2000
+    mongo_docs_per_partition: int = 250_000
+    mongo_max_partitions: int = 8
+    explicit: frozenset[str] = frozenset()
+    """The variables that were set (non-empty) when the settings were read: deployment passes
+    those to resources as `dg.EnvVar` so the UI names them."""
 
     @classmethod
-    def from_env(cls) -> Settings:
-        home = _path("DATAHUB_HOME", Path(".datahub"))
-        data = os.environ.get("DATAHUB_DATA_DIR") or ""
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings of `env` (default: the process environment). Reading the process
+        environment again with the same variables (and working directory) returns the same
+        object: the builder asks once per pipeline."""
+        if env is None:
+            key = (tuple(os.environ.get(n) for n in NAMES), str(Path.cwd()), os.environ.get("HOME"))
+            cached = _CACHE.get(key)
+            if cached is None:
+                cached = _CACHE[key] = cls._read(os.environ)
+                if len(_CACHE) > 64:
+                    _CACHE.pop(next(iter(_CACHE)))
+            return cached
+        return cls._read(env)
+
+    @classmethod
+    def _read(cls, env: Mapping[str, str]) -> Settings:
+        home = _path(env, "DATAHUB_HOME", Path(".datahub"))
+        data = env.get("DATAHUB_DATA_DIR") or ""
         remote = data.rstrip("/") if data.startswith(("s3://", "s3a://")) else None
+        jars = env.get("DATAHUB_JARS_DIR")
         return cls(
             home=home,
-            pipelines_dir=_path("DATAHUB_PIPELINES_DIR", Path("pipelines_xml")),
-            data_dir=Path("data").resolve() if remote else _path("DATAHUB_DATA_DIR", Path("data")),
-            catalog_uri=os.environ.get("DATAHUB_CATALOG_URI") or f"sqlite:///{home}/catalog.db",
-            warehouse=os.environ.get("DATAHUB_WAREHOUSE") or f"file://{home}/warehouse",
-            spark_remote=os.environ.get("DATAHUB_SPARK_REMOTE") or None,
-            spark_state_dir=_path("DATAHUB_SPARK_STATE", home / "spark"),
-            dagster_home=_path("DAGSTER_HOME", home / "dagster"),
+            pipelines_dir=_path(env, "DATAHUB_PIPELINES_DIR", Path("pipelines_xml")),
+            data_dir=Path("data").resolve()
+            if remote
+            else _path(env, "DATAHUB_DATA_DIR", Path("data")),
+            catalog_uri=env.get("DATAHUB_CATALOG_URI") or f"sqlite:///{home}/catalog.db",
+            warehouse=env.get("DATAHUB_WAREHOUSE") or f"file://{home}/warehouse",
+            spark_remote=env.get("DATAHUB_SPARK_REMOTE") or None,
+            spark_state_dir=_path(env, "DATAHUB_SPARK_STATE", home / "spark"),
+            dagster_home=_path(env, "DAGSTER_HOME", home / "dagster"),
             data_uri=remote,
+            executor=env.get("DATAHUB_EXECUTOR") or None,
+            watch_max_runs_per_tick=_int(env, "DATAHUB_WATCH_MAX_RUNS_PER_TICK", 20),
+            ui_url=(env.get("DATAHUB_UI_URL") or "http://localhost:3000").rstrip("/"),
+            spark_master=env.get("DATAHUB_SPARK_MASTER") or "local[*]",
+            spark_driver_memory=env.get("DATAHUB_SPARK_DRIVER_MEMORY") or "4g",
+            spark_shuffle_partitions=env.get("DATAHUB_SPARK_SHUFFLE_PARTITIONS") or "8",
+            spark_ui=env.get("DATAHUB_SPARK_UI") or "false",
+            spark_port=_int(env, "DATAHUB_SPARK_PORT", 0) or None,
+            spark_retry_seconds=_float(env, "DATAHUB_SPARK_RETRY_SECONDS", 10.0),
+            spark_watchdog_seconds=_float(env, "DATAHUB_SPARK_WATCHDOG_SECONDS", 1.0),
+            jars_dir=Path(jars).expanduser()
+            if jars
+            else Path.home() / ".cache" / "datahub" / "jars",
+            s3_events_queue_url=env.get("DATAHUB_S3_EVENTS_QUEUE_URL") or None,
+            s3_relist_seconds=_float(env, "DATAHUB_S3_RELIST_SECONDS", 900.0),
+            mongo_timeout_ms=_int(env, "DATAHUB_MONGO_TIMEOUT_MS", 10000),
+            mongo_batch_size=_int(env, "DATAHUB_MONGO_BATCH_SIZE", 2000),
+            mongo_docs_per_partition=_int(env, "DATAHUB_MONGO_DOCS_PER_PARTITION", 250_000),
+            mongo_max_partitions=_int(env, "DATAHUB_MONGO_MAX_PARTITIONS", 8),
+            explicit=frozenset(n for n in NAMES if env.get(n)),
         )
 
     def data_path(self, app: str, path: str) -> str:
@@ -53,3 +214,6 @@ class Settings:
         if self.data_uri:
             return f"{self.data_uri}/{app}/{path}"
         return str(self.data_dir / app / path)
+
+
+_CACHE: dict[tuple, Settings] = {}

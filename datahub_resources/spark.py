@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 from pydantic import Field
 from pyspark.logger import PySparkLogger
@@ -19,8 +21,11 @@ def _silence_plan_loggers() -> None:
         PySparkLogger.getLogger(name).disabled = True
 
 
-def connect(settings: Settings | None = None, remote: str | None = None) -> SparkSession:
-    """A Spark Connect session to `remote`, DATAHUB_SPARK_REMOTE, or the local shared server.
+def connect(
+    settings: Settings | None = None, remote: str | None = None, state_dir: str | None = None
+) -> SparkSession:
+    """A Spark Connect session to `remote`, DATAHUB_SPARK_REMOTE, or the local shared server
+    (its state in `state_dir`, else DATAHUB_SPARK_STATE).
 
     Its client retries are bounded and a local server is watched (`spark_watchdog`); a cached
     session whose server died (or that talks to another URL) is replaced by a new one."""
@@ -29,24 +34,35 @@ def connect(settings: Settings | None = None, remote: str | None = None) -> Spar
     url = remote or settings.spark_remote
     server = None
     if not url:
-        server = spark_server.ensure_running(settings.spark_state_dir)
+        state = Path(state_dir).expanduser().resolve() if state_dir else settings.spark_state_dir
+        server = spark_server.ensure_running(state, settings)
         url = server.remote
     session = SparkSession.builder.remote(url).getOrCreate()
     if not spark_watchdog.usable(session, url):
         spark_watchdog.discard(session)
         session = SparkSession.builder.remote(url).getOrCreate()
-    spark_watchdog.watch(session, url, server)
+    spark_watchdog.watch(
+        session, url, server, settings.spark_retry_seconds, settings.spark_watchdog_seconds
+    )
     return session
 
 
 class SparkConnectResource(dg.ConfigurableResource):
-    """Spark session for asset bodies. Opens lazily: loading definitions never touches Spark."""
+    """Spark session for asset bodies. Opens lazily: loading definitions never touches Spark.
+
+    `deployment.resources()` fills the fields from the environment read at load
+    (`dg.EnvVar` for the variables that are set, so the UI names them)."""
 
     remote: str | None = Field(
         default=None,
-        description="sc://host:port of a Spark Connect endpoint; unset uses "
-        "DATAHUB_SPARK_REMOTE, else a local server started once and shared by all steps.",
+        description="DATAHUB_SPARK_REMOTE: sc://host:port of a Spark Connect endpoint; unset "
+        "starts a local server once, shared by all steps.",
+    )
+    state_dir: str | None = Field(
+        default=None,
+        description="DATAHUB_SPARK_STATE: state and server.log of the local Spark Connect "
+        "server (default $DATAHUB_HOME/spark); unused with `remote`.",
     )
 
     def get_session(self) -> SparkSession:
-        return connect(remote=self.remote)
+        return connect(remote=self.remote, state_dir=self.state_dir)

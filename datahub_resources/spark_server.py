@@ -24,6 +24,7 @@ from pathlib import Path
 import pyspark
 
 from datahub_resources import s3
+from datahub_resources.settings import Settings, environ
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 JDBC_JARS = (  # Debian packages libpostgresql-jdbc-java and libmariadb-java
@@ -97,15 +98,15 @@ def status(state_dir: Path) -> ServerInfo | None:
     return None
 
 
-def _spark_conf() -> dict[str, str]:
+def _spark_conf(settings: Settings) -> dict[str, str]:
     return {
-        "spark.driver.memory": os.environ.get("DATAHUB_SPARK_DRIVER_MEMORY", "4g"),
+        "spark.driver.memory": settings.spark_driver_memory,
         "spark.sql.session.timeZone": "UTC",
         # pyiceberg reads Parquet timestamps as INT64 micros, not Spark's legacy INT96.
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
-        "spark.sql.shuffle.partitions": os.environ.get("DATAHUB_SPARK_SHUFFLE_PARTITIONS", "8"),
+        "spark.sql.shuffle.partitions": settings.spark_shuffle_partitions,
         "spark.sql.adaptive.enabled": "true",
-        "spark.ui.enabled": os.environ.get("DATAHUB_SPARK_UI", "false"),
+        "spark.ui.enabled": settings.spark_ui,
         "spark.ui.showConsoleProgress": "false",
         "spark.connect.session.manager.defaultSessionTimeout": "60min",
     }
@@ -121,44 +122,48 @@ def _write_properties(state_dir: Path, conf: dict[str, str]) -> Path:
     return path
 
 
-def ensure_running(state_dir: Path) -> ServerInfo:
-    """Return the shared server, starting it first if none is up. Safe to call concurrently."""
+def ensure_running(state_dir: Path, settings: Settings | None = None) -> ServerInfo:
+    """Return the shared server, starting it first if none is up. Safe to call concurrently.
+    A new server starts with the DATAHUB_SPARK_* settings (`settings`, else read now)."""
     with _locked(state_dir):
         info = status(state_dir)
         if info is not None:
             return info
-        return _start(state_dir)
+        return _start(state_dir, settings or Settings.from_env())
 
 
-def _start(state_dir: Path) -> ServerInfo:
+def _start(state_dir: Path, settings: Settings) -> ServerInfo:
     spark_home = Path(pyspark.__file__).parent
-    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+    process_env = environ()
+    if shutil.which("java") is None and not process_env.get("JAVA_HOME"):
         raise SparkServerError(
             "Java 17 is required to start the local Spark Connect server: install "
             "openjdk-17-jre-headless (make setup does), or set DATAHUB_SPARK_REMOTE."
         )
-    port = int(os.environ.get("DATAHUB_SPARK_PORT") or _free_port())
+    port = settings.spark_port or _free_port()
     log = state_dir / "server.log"
     cmd = [str(spark_home / "bin" / "spark-submit"), "--class", SERVER_CLASS]
     cmd += [
         "--name",
         "datahub-spark-connect",
         "--master",
-        os.environ.get("DATAHUB_SPARK_MASTER", "local[*]"),
+        settings.spark_master,
     ]
     # JDBC drivers and the S3A connector (scripts/fetch_jars.sh); spark.jars also ships them
     # to the executors of a standalone cluster (DATAHUB_SPARK_MASTER)
-    jars = [j for j in JDBC_JARS if Path(j).exists()] + s3.connector_jars()
+    jars = [j for j in JDBC_JARS if Path(j).exists()] + s3.connector_jars(
+        jars_root=settings.jars_dir
+    )
     if jars:
         cmd += ["--jars", ",".join(jars)]
-    conf = _spark_conf() | {"spark.connect.grpc.binding.port": str(port)}
+    conf = _spark_conf(settings) | {"spark.connect.grpc.binding.port": str(port)}
     for key, value in conf.items():
         cmd += ["--conf", f"{key}={value}"]
     # S3 endpoint and credentials (AWS_* environment) in a file only this user can read:
     # never on the command line, where `ps` would show the secret key
     cmd += ["--properties-file", str(_write_properties(state_dir, s3.hadoop_conf()))]
     cmd.append("spark-internal")
-    env = os.environ | {"SPARK_HOME": str(spark_home), "SPARK_LOG_DIR": str(state_dir)}
+    env = dict(process_env) | {"SPARK_HOME": str(spark_home), "SPARK_LOG_DIR": str(state_dir)}
     # Python workers (mapInArrow, UDFs) run this interpreter, so the venv's pymongo and
     # pyarrow are importable there; an explicit PYSPARK_PYTHON in the environment wins.
     env.setdefault("PYSPARK_PYTHON", sys.executable)

@@ -24,7 +24,6 @@ few seconds, so the Spark job stops with the run.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -44,17 +43,10 @@ class SparkServerDied(RuntimeError):
     """The local Spark Connect server exited while a step was using it."""
 
 
-def _env_float(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name) or default)
-    except ValueError:
-        return default
-
-
-def retry_policy(budget_s: float | None = None) -> DefaultPolicy:
+def retry_policy(budget_s: float = 10.0) -> DefaultPolicy:
     """pyspark's default policy (UNAVAILABLE, RetryInfo, a preempted cursor), with retries
     bounded so their waits add up to about `budget_s` seconds instead of ~10 minutes."""
-    budget_ms = 1000 * (_env_float(RETRY_ENV, 10.0) if budget_s is None else budget_s)
+    budget_ms = 1000 * budget_s
     waits, wait, total = 0, 100.0, 0.0
     while total < budget_ms:
         waits, total, wait = waits + 1, total + wait, min(wait * 2, 2000.0)
@@ -81,13 +73,12 @@ _guards: weakref.WeakKeyDictionary[SparkSession, _Guard] = weakref.WeakKeyDictio
 _lock = threading.Lock()
 
 
-def bound(session: SparkSession, budget_s: float | None = None) -> None:
-    """Apply the bounded retry budget to a session's client."""
+def bound(session: SparkSession, budget_s: float = 10.0) -> None:
+    """Apply the bounded retry budget (DATAHUB_SPARK_RETRY_SECONDS) to a session's client."""
     client = session.client
     client.set_retry_policies([retry_policy(budget_s)])
-    budget = _env_float(RETRY_ENV, 10.0) if budget_s is None else budget_s
     # reattach after OPERATION_NOT_FOUND / a stream deadline: 1 hour by default
-    client._max_retry_exception_elapsed_time = max(budget, 1.0)
+    client._max_retry_exception_elapsed_time = max(budget_s, 1.0)
 
 
 def _server_gone(server: spark_server.ServerInfo) -> bool:
@@ -124,15 +115,22 @@ def _watch(ref: weakref.ref, guard: _Guard, interval: float) -> None:
         del session
 
 
-def watch(session: SparkSession, url: str, server: spark_server.ServerInfo | None) -> None:
-    """Bound the session's retries and, for a local server, watch its process (once)."""
+def watch(
+    session: SparkSession,
+    url: str,
+    server: spark_server.ServerInfo | None,
+    retry_seconds: float = 10.0,
+    interval: float = 1.0,
+) -> None:
+    """Bound the session's retries to `retry_seconds` (DATAHUB_SPARK_RETRY_SECONDS) and, for
+    a local server, check its process every `interval` s (DATAHUB_SPARK_WATCHDOG_SECONDS;
+    0 turns the watchdog off), once per session."""
     with _lock:
         if session in _guards:
             return
         guard = _Guard(url=url, server=server)
         _guards[session] = guard
-    bound(session)
-    interval = _env_float(WATCHDOG_ENV, 1.0)
+    bound(session, retry_seconds)
     if server is not None and interval > 0:
         threading.Thread(
             target=_watch,

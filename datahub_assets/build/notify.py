@@ -16,7 +16,6 @@ The run's link is `$DATAHUB_UI_URL/runs/<run id>` (default http://localhost:3000
 from __future__ import annotations
 
 import json
-import os
 import time
 from datetime import UTC, datetime
 
@@ -28,8 +27,10 @@ from datahub_assets.build.notify_delivery import deliver, wants
 from datahub_assets.spec.durations import parse_duration
 from datahub_assets.spec.job_models import AppNotifications, JobSpec, SmtpServer
 from datahub_assets.spec.models import Project
+from datahub_resources.settings import Settings
 
 UI_URL_ENV = "DATAHUB_UI_URL"
+DEFAULT_UI_URL = "http://localhost:3000"
 _EVENTS = {
     dg.DagsterEventType.STEP_START,
     dg.DagsterEventType.STEP_SUCCESS,
@@ -39,18 +40,17 @@ _EVENTS = {
 }
 
 
-def ui_url() -> str:
-    return os.environ.get(UI_URL_ENV, "http://localhost:3000").rstrip("/")
-
-
 def _root(error) -> tuple[str, str]:
     while error.cause is not None or error.context is not None:
         error = error.cause or error.context
     return error.cls_name or "Error", error.message.strip()
 
 
-def summarize(instance: dg.DagsterInstance, run: dg.DagsterRun, job: JobSpec) -> dict:
-    """The notification payload of a finished job run (Slack-compatible `text` first)."""
+def summarize(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, job: JobSpec, ui_url: str = DEFAULT_UI_URL
+) -> dict:
+    """The notification payload of a finished job run (Slack-compatible `text` first);
+    `ui_url` is DATAHUB_UI_URL (`Settings.ui_url`)."""
     steps = {
         op_name(job, s): {"pipeline": s.pipeline_key, "status": "not started", "duration_s": None}
         for s in job.steps
@@ -102,7 +102,7 @@ def summarize(instance: dg.DagsterInstance, run: dg.DagsterRun, job: JobSpec) ->
         s["pipeline"] for s in steps.values() if s["status"] in ("skipped", "halted", "not started")
     ]
     status = run.status.value
-    link = f"{ui_url()}/runs/{run.run_id}"
+    link = f"{ui_url}/runs/{run.run_id}"
     text = f"Data Hub job {job.name}: {status}"
     if failed:
         text += f"; failed: {', '.join(failed)}"
@@ -144,7 +144,13 @@ def _smtp(project: Project, app: str) -> SmtpServer:
 
 
 def notify_run(
-    instance, run, jobs: dict[str, JobSpec], project: Project, log, attempts: int = 3
+    instance,
+    run,
+    jobs: dict[str, JobSpec],
+    project: Project,
+    log,
+    attempts: int = 3,
+    ui_url: str = DEFAULT_UI_URL,
 ) -> list[str]:
     """Notify the targets of a finished job run; returns the deliveries that failed."""
     job = jobs.get(run.job_name)
@@ -154,14 +160,19 @@ def notify_run(
     targets = [t for t in job.notifications if wants(t, outcome)]
     if not targets:
         return []
-    payload = summarize(instance, run, job)
+    payload = summarize(instance, run, job, ui_url)
     subject = f"[Data Hub] {job.name} {payload['status']}"
     return deliver(
         targets, _smtp(project, job.app), payload, subject, _body(payload), log, attempts=attempts
     )
 
 
-def notification_sensors(project: Project) -> list[dg.SensorDefinition]:
+def notification_sensors(
+    project: Project, settings: Settings | None = None
+) -> list[dg.SensorDefinition]:
+    """The run status sensors of job pipelines with notifications, and the SLA sensor; run
+    links point at DATAHUB_UI_URL as read at load (`settings`)."""
+    url = (settings or Settings.from_env()).ui_url
     jobs = {j.name: j for j in project.jobs if j.notifications}
     out: list[dg.SensorDefinition] = []
     if jobs:
@@ -172,7 +183,9 @@ def notification_sensors(project: Project) -> list[dg.SensorDefinition]:
             description="Notifies job pipelines' on=failure|completion targets",
         )
         def _failed(context: dg.RunFailureSensorContext):
-            notify_run(context.instance, context.dagster_run, jobs, project, context.log.info)
+            notify_run(
+                context.instance, context.dagster_run, jobs, project, context.log.info, ui_url=url
+            )
 
         @dg.run_status_sensor(
             run_status=dg.DagsterRunStatus.SUCCESS,
@@ -181,10 +194,12 @@ def notification_sensors(project: Project) -> list[dg.SensorDefinition]:
             description="Notifies job pipelines' on=success|completion targets",
         )
         def _succeeded(context: dg.RunStatusSensorContext):
-            notify_run(context.instance, context.dagster_run, jobs, project, context.log.info)
+            notify_run(
+                context.instance, context.dagster_run, jobs, project, context.log.info, ui_url=url
+            )
 
         out += [_failed, _succeeded]
-    sla = sla_sensor(project)
+    sla = sla_sensor(project, url)
     return out + ([sla] if sla else [])
 
 
@@ -208,6 +223,7 @@ def check_sla(
     log,
     now: float | None = None,
     attempts: int = 3,
+    ui_url: str = DEFAULT_UI_URL,
 ) -> dict:
     """Notify each newly overdue asset once per last materialisation; returns the cursor."""
     now = now if now is not None else time.time()
@@ -234,7 +250,7 @@ def check_sla(
             "last_materialization": at,
             "overdue_s": round(now - last.timestamp - seconds),
             "run_id": last.run_id,
-            "run_url": f"{ui_url()}/runs/{last.run_id}",
+            "run_url": f"{ui_url}/runs/{last.run_id}",
         }
         targets = [t for t in notes.targets if wants(t, "sla")]
         deliver(
@@ -249,7 +265,7 @@ def check_sla(
     return cursor
 
 
-def sla_sensor(project: Project) -> dg.SensorDefinition | None:
+def sla_sensor(project: Project, ui_url: str = DEFAULT_UI_URL) -> dg.SensorDefinition | None:
     watched = sla_assets(project)
     if not watched:
         return None
@@ -262,7 +278,9 @@ def sla_sensor(project: Project) -> dg.SensorDefinition | None:
     )
     def _sla(context: dg.SensorEvaluationContext):
         cursor = json.loads(context.cursor) if context.cursor else {}
-        cursor = check_sla(context.instance, project, watched, cursor, context.log.info)
+        cursor = check_sla(
+            context.instance, project, watched, cursor, context.log.info, ui_url=ui_url
+        )
         context.update_cursor(json.dumps(cursor))
         return dg.SkipReason(f"{len(watched)} assets with an SLA checked")
 

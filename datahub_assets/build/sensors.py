@@ -14,7 +14,6 @@ instead of failing on each other's commits.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from datetime import UTC, datetime
@@ -30,7 +29,6 @@ from datahub_resources.settings import Settings
 WATCH_TAG = "datahub/watch"
 BATCH_TAG = "datahub/batch"
 INGEST_TAG = "datahub/ingest"
-MAX_RUNS_PER_TICK = int(os.environ.get("DATAHUB_WATCH_MAX_RUNS_PER_TICK", "20"))
 
 _IN_PROGRESS = [
     dg.DagsterRunStatus.QUEUED,
@@ -58,19 +56,24 @@ def _run_ids_by_batch(
     return {r.dagster_run.tags.get(BATCH_TAG, "") for r in instance.get_run_records(filters)}
 
 
-def build_watch_sensor(spec: PipelineSpec, source) -> dg.SensorDefinition:
+def build_watch_sensor(
+    spec: PipelineSpec, source, settings: Settings | None = None
+) -> dg.SensorDefinition:
+    """The sensor of one watched source; `settings` (read at load when not given) place
+    its path (DATAHUB_DATA_DIR) and cap its runs per tick (DATAHUB_WATCH_MAX_RUNS_PER_TICK)."""
+    settings = settings or Settings.from_env()
     name = sensor_name(spec, source.id)
     watch = source.watch
     keys = [asset_key(t.ref) for t in spec.targets]
     op = op_name(spec)
     grace = max(120.0, 4.0 * watch.poll_seconds)
+    pattern = settings.data_path(spec.app, source.path)
 
     def evaluate(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         started = time.monotonic()
         now = time.time()
-        pattern = Settings.from_env().data_path(spec.app, source.path)
         # a sensor's `s3` resource is the boto3 client S3Resource makes
-        store = store_for(pattern, lambda: context.resources.s3)
+        store = store_for(pattern, lambda: context.resources.s3, settings)
         cursor = WatchCursor.parse(context.cursor)
         if cursor.batches:
             oldest = min(b["at"] for b in cursor.batches.values())
@@ -91,7 +94,7 @@ def build_watch_sensor(spec: PipelineSpec, source) -> dg.SensorDefinition:
             now,
             min_age_seconds=watch.min_age_seconds,
             max_files_per_run=watch.max_files_per_run,
-            max_runs=MAX_RUNS_PER_TICK,
+            max_runs=settings.watch_max_runs_per_tick,
         )
         requests = [
             dg.RunRequest(
@@ -135,9 +138,10 @@ def build_watch_sensor(spec: PipelineSpec, source) -> dg.SensorDefinition:
     )
 
 
-def watch_sensors(project: Project) -> list[dg.SensorDefinition]:
+def watch_sensors(project: Project, settings: Settings | None = None) -> list[dg.SensorDefinition]:
+    settings = settings or Settings.from_env()
     return [
-        build_watch_sensor(spec, source)
+        build_watch_sensor(spec, source, settings)
         for spec in project.pipelines
         for source in spec.watched_sources
     ]

@@ -17,11 +17,12 @@ the builder is imported only when definitions are built.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Literal
 
 import dagster as dg
+
+from datahub_resources.settings import Settings
 
 PIPELINES_DIR_ENV = "DATAHUB_PIPELINES_DIR"
 EXECUTOR_ENV = "DATAHUB_EXECUTOR"
@@ -66,15 +67,16 @@ class DataHubPipelines(dg.Component, dg.Model, dg.Resolvable):
     ] = "in_process"
 
     def resolved_pipelines_dir(self, project_root: Path) -> Path:
-        """DATAHUB_PIPELINES_DIR if set, else `pipelines_dir` against the project root."""
-        env = os.environ.get(PIPELINES_DIR_ENV)
-        path = Path(env or self.pipelines_dir).expanduser()
-        return (
-            path if path.is_absolute() else (Path.cwd() if env else project_root) / path
-        ).resolve()
+        """DATAHUB_PIPELINES_DIR if set (against the working directory), else
+        `pipelines_dir` against the project root."""
+        settings = Settings.from_env()
+        if PIPELINES_DIR_ENV in settings.explicit:
+            return settings.pipelines_dir
+        path = Path(self.pipelines_dir).expanduser()
+        return (path if path.is_absolute() else project_root / path).resolve()
 
     def resolved_executor(self) -> str:
-        return os.environ.get(EXECUTOR_ENV) or self.executor
+        return Settings.from_env().executor or self.executor
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         from datahub_assets.build.project import build_definitions

@@ -9,18 +9,30 @@ from dataclasses import dataclass
 @dataclass(frozen=True, order=True)
 class FileInfo:
     """A file as listed: `path` is what users see (an absolute local path, or
-    `s3://bucket/key`); `modified` is epoch seconds (local mtime, S3 LastModified);
-    `etag` is the S3 ETag without quotes (None on local disk)."""
+    `s3://bucket/key`); `modified` is epoch seconds of when this version appeared at `path`:
+    `minAgeSeconds` counts from it. On local disk that is max(mtime, ctime): a rename (`mv`
+    into landing) or a copy that keeps the mtime (`cp -p`, rsync) sets the ctime, not the
+    mtime, so a file written elsewhere long ago is young again when it arrives. On S3 it is
+    LastModified, the time of the PUT or copy. `mtime` is the local content mtime (None on
+    S3), which identifies the version: a chmod or a rename changes the ctime but not the
+    file. `etag` is the S3 ETag without quotes (None on local disk)."""
 
     path: str
     size: int
     modified: float
     etag: str | None = None
+    mtime: float | None = None
 
     @property
     def version(self) -> str:
         """What tells two versions of the same path apart: the ETag, else size and mtime in ns."""
-        return self.etag or f"{self.size}:{round(self.modified * 1e9)}"
+        stamp = self.mtime if self.mtime is not None else self.modified
+        return self.etag or f"{self.size}:{round(stamp * 1e9)}"
+
+    @classmethod
+    def local(cls, path: str, st) -> FileInfo:
+        """A local file from its `os.stat_result`."""
+        return cls(path, st.st_size, max(st.st_mtime, st.st_ctime), mtime=st.st_mtime)
 
     def fingerprint(self, checksum: str | None = None) -> str:
         """32 hex chars identifying this version of this file (plus its sidecar checksum when

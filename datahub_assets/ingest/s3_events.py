@@ -31,7 +31,6 @@ each miss the other's events until their next full listing.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -163,11 +162,14 @@ _QUEUES: dict[str, EventViews] = {}
 _QUEUES_LOCK = threading.Lock()
 
 
-def for_queue(queue_url: str | None = None, sqs: Any = None) -> EventViews | None:
-    """The process's views of `queue_url` (default: DATAHUB_S3_EVENTS_QUEUE_URL), or None
-    when no queue is configured. The SQS client comes from boto3's environment
-    (AWS_ENDPOINT_URL[_SQS], AWS_REGION, keys)."""
-    queue_url = queue_url or os.environ.get(QUEUE_ENV)
+def for_queue(
+    queue_url: str | None = None,
+    sqs: Any = None,
+    relist_seconds: float = DEFAULT_RELIST_SECONDS,
+) -> EventViews | None:
+    """The process's views of `queue_url` (DATAHUB_S3_EVENTS_QUEUE_URL, passed in from
+    `Settings.s3_events_queue_url`), or None when no queue is configured. The SQS client
+    comes from boto3's environment (AWS_ENDPOINT_URL[_SQS], AWS_REGION, keys)."""
     if not queue_url:
         return None
     with _QUEUES_LOCK:
@@ -177,8 +179,7 @@ def for_queue(queue_url: str | None = None, sqs: Any = None) -> EventViews | Non
                 import boto3
 
                 sqs = boto3.client("sqs")
-            relist = float(os.environ.get(RELIST_ENV) or DEFAULT_RELIST_SECONDS)
-            views = _QUEUES[queue_url] = EventViews(sqs, queue_url, relist)
+            views = _QUEUES[queue_url] = EventViews(sqs, queue_url, relist_seconds)
         return views
 
 

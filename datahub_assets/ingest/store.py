@@ -32,11 +32,14 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from datahub_assets.ingest import s3_events
 from datahub_assets.ingest.fileinfo import FileInfo
 from datahub_assets.ingest.paths import Glob, compiled
+
+if TYPE_CHECKING:
+    from datahub_resources.settings import Settings
 
 S3_SCHEMES = ("s3://", "s3a://")
 _STREAM_BUFFER_BYTES = 1024 * 1024
@@ -89,15 +92,28 @@ def default_s3_client() -> Any:
     return boto3.client("s3")
 
 
-def store_for(path: str, s3_client_factory: Callable[[], Any] | None = None) -> FileStore:
-    """The store for a path or pattern, by its scheme: S3 needs `s3_client_factory`."""
+def store_for(
+    path: str,
+    s3_client_factory: Callable[[], Any] | None = None,
+    settings: Settings | None = None,
+) -> FileStore:
+    """The store for a path or pattern, by its scheme: S3 needs `s3_client_factory`; an S3
+    store lists through the event notifications queue of `settings`
+    (DATAHUB_S3_EVENTS_QUEUE_URL) when one is configured."""
     if path.startswith(S3_SCHEMES):
         if s3_client_factory is None:
             raise ValueError(
                 f"{path} is on S3 but no S3 client was given (pass "
                 f"s3_client_factory, e.g. store.default_s3_client)"
             )
-        return S3Store(s3_client_factory())
+        events = (
+            s3_events.for_queue(
+                settings.s3_events_queue_url, relist_seconds=settings.s3_relist_seconds
+            )
+            if settings is not None
+            else None
+        )
+        return S3Store(s3_client_factory(), events)
     if path.startswith(("/", "file://")):
         return LocalStore()
     scheme = path.split("://", 1)[0] + "://" if "://" in path else None
@@ -151,7 +167,7 @@ class LocalStore:
                     st = entry.stat()
                 except FileNotFoundError:  # moved away since the directory was read
                     continue
-                yield FileInfo(shown, st.st_size, st.st_mtime)
+                yield FileInfo.local(shown, st)
 
     def _walk(
         self, glob: Glob, directory: str, shown: str, depth: int
@@ -184,7 +200,7 @@ class LocalStore:
             return None
         if not stat_mode.S_ISREG(st.st_mode):
             return None
-        return FileInfo(path, st.st_size, st.st_mtime)
+        return FileInfo.local(path, st)
 
     def read_bytes(self, path: str, limit: int | None = None) -> bytes:
         with open(_os_path(path), "rb") as f:
@@ -290,8 +306,9 @@ def _is_missing(exc: BaseException) -> bool:
 class S3Store:
     """Objects in any S3 API (AWS, MinIO, ...) through a boto3 S3 client."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, events: s3_events.EventViews | None = None) -> None:
         self.client = client
+        self.events = events
         _fast_timestamps(client)
 
     def list(self, pattern: str) -> Iterator[FileInfo]:
@@ -299,7 +316,7 @@ class S3Store:
         if glob.is_literal:
             yield from _literal(self, glob, pattern)
             return
-        views = s3_events.for_queue()
+        views = self.events
         if views is not None:  # DATAHUB_S3_EVENTS_QUEUE_URL: a view kept by notifications
             bucket, _ = _split_s3(glob.prefix)
             yield from views.list(

@@ -37,6 +37,15 @@ SCHEMA = """{"type": "record", "name": "orders", "fields": [
 OLD = time.time() - 3600
 
 
+@pytest.fixture(autouse=True)
+def _age_by_mtime(monkeypatch):
+    """Files backdated with os.utime count as old here (minAgeSeconds counts from the ctime
+    the utime sets: tests/unit/test_ingest_appeared.py)."""
+    from tests.integration.test_watch_sensor import age_by_mtime
+
+    age_by_mtime(monkeypatch)
+
+
 def _project(settings, path="landing/orders/*.csv", schema=False, min_age=5, per_run=500):
     app = settings.pipelines_dir / "shop"
     (app / "raw").mkdir(parents=True, exist_ok=True)

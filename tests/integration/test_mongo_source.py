@@ -17,6 +17,7 @@ from datahub_assets.execute.transforms.flatten import flatten_frame
 from datahub_assets.spec.loader import load_project
 from datahub_assets.spec.models import MongoSource
 from datahub_resources.iceberg import load_catalog
+from datahub_resources.settings import Settings
 
 pytestmark = pytest.mark.spark
 SECRET = "TEST_MONGO_URI"
@@ -45,7 +46,9 @@ def mongo(mongo_server, monkeypatch, request):
 
 
 def _ctx(spark, settings, app="shop"):
-    return ExecContext(spark=spark, settings=settings, app=app, run_id="test")
+    # settings read now: the tests set DATAHUB_MONGO_* after the `settings` fixture ran
+    del settings
+    return ExecContext(spark=spark, settings=Settings.from_env(), app=app, run_id="test")
 
 
 def _source(db, **kw) -> MongoSource:

@@ -47,7 +47,7 @@ def _paths(store, pattern):
 
 def test_the_view_follows_created_and_removed_objects_without_listing(s3_client, events):
     client, bucket = s3_client
-    store = S3Store(client)
+    store = S3Store(client, events)
     pattern = s3_client.uri("landing/*.csv")
     client.put_object(Bucket=bucket, Key="landing/a.csv", Body=b"id\n1\n")
     assert _paths(store, pattern) == [s3_client.uri("landing/a.csv")]  # a full listing
@@ -71,7 +71,7 @@ def test_the_view_follows_created_and_removed_objects_without_listing(s3_client,
 
 def test_a_stale_view_is_listed_again(s3_client, events):
     client, bucket = s3_client
-    store = S3Store(client)
+    store = S3Store(client, events)
     pattern = s3_client.uri("in/*.csv")
     assert _paths(store, pattern) == []
     client.put_object(Bucket=bucket, Key="in/a.csv", Body=b"x")

@@ -35,8 +35,22 @@ BRONZE = """<pipeline id="orders" version="1.0.0" layer="bronze">
 OLD = time.time() - 3600
 
 
+def age_by_mtime(monkeypatch):
+    """Files backdated with os.utime count as old here (this module is about batches, not
+    about when a file appeared: the utime sets the ctime that minAgeSeconds counts from,
+    see tests/unit/test_ingest_appeared.py)."""
+    from datahub_assets.ingest.fileinfo import FileInfo
+
+    monkeypatch.setattr(
+        FileInfo,
+        "local",
+        classmethod(lambda cls, path, st: cls(path, st.st_size, st.st_mtime, mtime=st.st_mtime)),
+    )
+
+
 @pytest.fixture
-def project(settings):
+def project(settings, monkeypatch):
+    age_by_mtime(monkeypatch)
     app = settings.pipelines_dir / "shop"
     for layer, text in (("raw", RAW), ("bronze", BRONZE)):
         (app / layer).mkdir(parents=True)
@@ -92,13 +106,13 @@ def test_ticks_request_bounded_batches_and_never_repeat_in_flight_files(project)
 
     first = _tick(defs, instance)
     assert [
-        len(r.run_config["ops"]["shop__orders_raw"]["config"]["files"]["orders"])
+        len(r.run_config["ops"]["shop__raw__orders"]["config"]["files"]["orders"])
         for r in first.run_requests
     ] == [2, 1]
     requested = [
         p
         for r in first.run_requests
-        for p in r.run_config["ops"]["shop__orders_raw"]["config"]["files"]["orders"]
+        for p in r.run_config["ops"]["shop__raw__orders"]["config"]["files"]["orders"]
     ]
     assert requested == [str(f) for f in files]  # oldest first, the young file waits
     request = first.run_requests[0]
@@ -134,7 +148,7 @@ def test_finished_batches_are_forgotten_and_unfinished_files_asked_for_again(pro
     second = _tick(defs, instance, first.cursor)
     (retry,) = second.run_requests
     assert retry.run_key != request.run_key
-    assert retry.run_config["ops"]["shop__orders_raw"]["config"]["files"]["orders"] == [str(a)]
+    assert retry.run_config["ops"]["shop__raw__orders"]["config"]["files"]["orders"] == [str(a)]
 
 
 def test_rejected_files_show_as_observations_and_nothing_materialises(project):
@@ -256,7 +270,7 @@ def test_s3_drops_through_the_dagster_s3_resource_with_an_endpoint_override(sett
             dg.build_sensor_context(instance=instance, definitions=defs, resources={"s3": s3})
         )
         assert [
-            len(r.run_config["ops"]["shop__orders_raw"]["config"]["files"]["orders"])
+            len(r.run_config["ops"]["shop__raw__orders"]["config"]["files"]["orders"])
             for r in tick.run_requests
         ] == [2, 1]
         for request in tick.run_requests:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -76,10 +75,11 @@ def secrets_of(uri: str) -> tuple[str, ...]:
     return tuple(sorted({s for s in out if len(s) >= 3}, key=len, reverse=True))
 
 
-def _client(uri: str):
+def _client(uri: str, timeout: int = 10_000):
+    """A client whose server selection and connect give up after `timeout` ms
+    (DATAHUB_MONGO_TIMEOUT_MS, `Settings.mongo_timeout_ms`)."""
     from pymongo import MongoClient
 
-    timeout = int(os.environ.get("DATAHUB_MONGO_TIMEOUT_MS", "10000"))
     return MongoClient(
         uri, appname="datahub", serverSelectionTimeoutMS=timeout, connectTimeoutMS=timeout
     )
@@ -306,7 +306,7 @@ class MongoPlan:
             "policy": policy,
             "source_id": self.source.id,
             "undot": bool(self.projection and any("." in k for k in self.projection)),
-            "batch_size": int(os.environ.get("DATAHUB_MONGO_BATCH_SIZE", "2000")),
+            "batch_size": self.ctx.settings.mongo_batch_size,
         }
         n = self.partitions
         return self.ctx.spark.range(0, n, 1, n).mapInArrow(worker.make_reader(config), out_schema)
@@ -327,9 +327,9 @@ def _sample(coll, query: dict, size: int, projection: dict | None) -> list[dict]
     return docs
 
 
-def partitions_for(estimated: int) -> int:
-    per = int(os.environ.get("DATAHUB_MONGO_DOCS_PER_PARTITION", DOCS_PER_PARTITION))
-    cap = int(os.environ.get("DATAHUB_MONGO_MAX_PARTITIONS", MAX_PARTITIONS))
+def partitions_for(estimated: int, per: int = DOCS_PER_PARTITION, cap: int = MAX_PARTITIONS) -> int:
+    """Read partitions for `estimated` documents: `per` documents each
+    (DATAHUB_MONGO_DOCS_PER_PARTITION), at most `cap` (DATAHUB_MONGO_MAX_PARTITIONS)."""
     return max(1, min(cap, math.ceil(max(estimated, 1) / max(per, 1))))
 
 
@@ -358,11 +358,14 @@ def plan_read(
         estimated=0,
     )
     try:
-        client = _client(uri)
+        settings = ctx.settings
+        client = _client(uri, settings.mongo_timeout_ms)
         try:
             coll = client[source.database][source.collection]
             plan.estimated = coll.estimated_document_count()
-            parts = partitions_for(plan.estimated)
+            parts = partitions_for(
+                plan.estimated, settings.mongo_docs_per_partition, settings.mongo_max_partitions
+            )
             if schema is None:
                 plan.sample = _sample(coll, query, source.sample_size, projection)
                 plan.inferred = infer.infer_schema(plan.sample)
