@@ -34,7 +34,7 @@ demo: setup
 	$(BIN)/datahub validate
 	$(BIN)/datahub spark start
 	$(BIN)/datahub demo --fresh --rows $(ROWS)
-	$(BIN)/dg launch --assets '*'
+	$(BIN)/datahub launch --assets '*'
 	@echo
 	@echo "== Iceberg tables (catalog $(DATAHUB_HOME)/catalog.db) =="
 	@$(BIN)/datahub tables

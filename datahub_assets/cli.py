@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from datahub_resources.settings import Settings
 
@@ -65,6 +66,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     files = generate(settings.data_dir, rows=args.rows, seed=args.seed)
     count = sum(len(v) for v in files.values())
     print(f"wrote {count} sample files for {', '.join(sorted(files))} under {settings.data_dir}")
+    _settle(settings)
     from datahub_assets.demo_databases import seed_crm
 
     counts = seed_crm(settings.home, rows=args.rows, seed=args.seed)
@@ -73,6 +75,54 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         "MongoDB catalog.products ({products})".format(**counts)
     )
     return 0
+
+
+def _launch(args: argparse.Namespace, settings: Settings) -> int:
+    """A run of the workspace's code location (see datahub_assets/launch.py)."""
+    import dagster as dg
+
+    from datahub_assets.launch import LaunchError, launch_assets
+
+    workspace = Path(args.workspace).resolve()
+    if not workspace.exists():
+        print(f"error: {workspace} does not exist (pass --workspace)", file=sys.stderr)
+        return 1
+    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        try:
+            run = launch_assets(instance, workspace, args.assets, args.location)
+        except LaunchError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    origin = run.remote_job_origin
+    where = origin.location_name if origin else "?"
+    print(f"run {run.run_id} ({where}, {args.assets}): {run.status.value}")
+    if run.status != dg.DagsterRunStatus.SUCCESS:
+        print(f"see {settings.ui_url}/runs/{run.run_id} (make dev)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _settle(settings: Settings) -> None:
+    """Wait until the sample files are older than the watched sources' minAgeSeconds: a
+    file-drop run takes a file only once it has sat that long in landing (counted from when
+    it appeared there, so the demo cannot backdate it)."""
+    import time
+
+    from datahub_assets.spec.loader import load_project
+
+    project = load_project(settings.pipelines_dir)
+    wait = max(
+        (
+            s.watch.min_age_seconds
+            for p in project.pipelines
+            if p.app in DEMO_APPS
+            for s in p.watched_sources
+        ),
+        default=0,
+    )
+    if wait:
+        print(f"waiting {wait} s for the files to settle in landing (minAgeSeconds)")
+        time.sleep(wait + 0.5)
 
 
 def _servers(args: argparse.Namespace, settings: Settings) -> int:
@@ -231,6 +281,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only change the crm source data (new and updated rows), to show an incremental run",
     )
+    launch = sub.add_parser(
+        "launch",
+        help="run assets as a run of the workspace's code location (as the UI launches it)",
+    )
+    launch.add_argument(
+        "--assets", default="*", help="Dagster selection, e.g. '*', 'key:\"ecommerce/*\"'"
+    )
+    launch.add_argument("--workspace", default="workspace.yaml", help="default ./workspace.yaml")
+    launch.add_argument("--location", default=None, help="code location (default: the only one)")
     servers = sub.add_parser(
         "servers", help="the crm example's local PostgreSQL and MongoDB-wire servers"
     )
@@ -276,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {
         "validate": _validate,
         "demo": _demo,
+        "launch": _launch,
         "tables": _tables,
         "spark": _spark,
         "history": _history,

@@ -20,6 +20,7 @@ from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.drops import REJECTED
 from datahub_assets.execute.outcomes import ChecksFailed, TargetOutcome
 from datahub_assets.execute.runner import run_pipeline
+from datahub_assets.spec.columns import column_descriptions
 from datahub_assets.spec.durations import parse_duration
 from datahub_assets.spec.models import PipelineSpec, ResolvedTarget, TableRef
 from datahub_resources import spark_watchdog
@@ -28,6 +29,7 @@ from datahub_resources.settings import Settings
 from datahub_resources.spark import SparkConnectResource
 
 SPARK_POOL = "spark"
+ROWS_WRITTEN = "datahub/rows_written"
 
 
 def _kinds(target: ResolvedTarget) -> set[str]:
@@ -64,7 +66,9 @@ def _asset_spec(
     meta = spec.pipeline.metadata
     tags, other_tags = split_tags(spec)
     line = target.target.loc.line if target.target.loc else spec.line
+    path = "/".join(target.ref.asset_path)
     metadata: dict[str, object] = {
+        "datahub/asset": path,
         "datahub/pipeline": spec.key,
         "datahub/definition": f"{spec.file}:{line}",
         "dagster/code_references": _code_references(pipelines_dir / spec.file, spec.line, line),
@@ -74,6 +78,9 @@ def _asset_spec(
         metadata["datahub/write_mode"] = target.target.mode
     else:
         metadata["datahub/export_path"] = getattr(target.target, "path", "")
+    declared = _declared_schema(spec, target)
+    if declared is not None:
+        metadata["dagster/column_schema"] = declared
     if meta.schedule:
         metadata["datahub/schedule"] = meta.schedule
     if meta.sla:
@@ -82,7 +89,9 @@ def _asset_spec(
     return dg.AssetSpec(
         key=asset_key(target.ref),
         deps=[asset_key(ref) for ref in spec.upstream],
-        description=meta.description or f"{spec.layer} pipeline {spec.key}",
+        # lineage nodes show the key's last part (`customers` in several apps and layers)
+        # and the description's first line under it: the full path goes first
+        description=f"{path}: {meta.description or f'{spec.layer} pipeline {spec.key}'}",
         group_name=spec.layer,
         owners=owners(spec),
         tags=tags,
@@ -91,6 +100,33 @@ def _asset_spec(
         code_version=_code_version(spec),
         automation_condition=condition_for(spec, downstream_of_watch, target.ref),
         freshness_policy=_freshness(meta.sla),
+    )
+
+
+def _type_str(column_type) -> str:
+    if column_type.name == "decimal":
+        return f"decimal({column_type.precision},{column_type.scale})"
+    return column_type.name
+
+
+def _declared_schema(spec: PipelineSpec, target: ResolvedTarget) -> dg.TableSchema | None:
+    """The column schema a target declares with its own schemaRef (parsed at load), with
+    the column descriptions, so the UI shows columns before the first materialisation."""
+    ref = getattr(target.target, "schema_ref", None)
+    parsed = spec.schemas.get(ref) if ref else None
+    if parsed is None:
+        return None
+    descriptions = column_descriptions(spec, target)
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                c.name,
+                _type_str(c.type),
+                description=descriptions.get(c.name),
+                constraints=dg.TableColumnConstraints(nullable=c.nullable),
+            )
+            for c in parsed.columns
+        ]
     )
 
 
@@ -103,13 +139,26 @@ def _freshness(sla: str | None) -> dg.FreshnessPolicy | None:
     return dg.FreshnessPolicy.time_window(fail_window=window, warn_window=window * 0.8)
 
 
-def _result(outcome: TargetOutcome) -> dg.MaterializeResult:
-    metadata: dict[str, object] = {"dagster/row_count": dg.MetadataValue.int(outcome.rows)}
+def _result(
+    outcome: TargetOutcome, descriptions: dict[str, str] | None = None
+) -> dg.MaterializeResult:
+    """The materialisation of one target; `descriptions` (column -> text, from schemaRef
+    files and `<columns>`, `spec.columns.column_descriptions`) describe the column schema."""
+    # the UI's "Row count" is the table's rows after the commit; the rows this run wrote
+    # (a file drop's batch, an append) are `datahub/rows_written` (runs/records.py reads it)
+    total = outcome.table_rows if outcome.table_rows is not None else outcome.rows
+    metadata: dict[str, object] = {
+        "dagster/row_count": dg.MetadataValue.int(total),
+        ROWS_WRITTEN: dg.MetadataValue.int(outcome.rows),
+    }
     if outcome.columns:
         metadata["dagster/column_schema"] = dg.TableSchema(
             columns=[
                 dg.TableColumn(
-                    name, type_str, constraints=dg.TableColumnConstraints(nullable=nullable)
+                    name,
+                    type_str,
+                    description=(descriptions or {}).get(name),
+                    constraints=dg.TableColumnConstraints(nullable=nullable),
                 )
                 for name, type_str, nullable in outcome.columns
             ]
@@ -216,9 +265,12 @@ def _nothing_new(spec: PipelineSpec, context, iceberg: IcebergResource):
             t.ref,
             snapshot.snapshot_id if snapshot else "-",
         )
+        total = (snapshot.summary or {}).get("total-records") if snapshot else None
         yield dg.MaterializeResult(
             asset_key=asset_key(t.ref),
             metadata={
+                **({"dagster/row_count": int(total)} if total is not None else {}),
+                ROWS_WRITTEN: 0,
                 "datahub/nothing_new": True,
                 "datahub/sources_without_new_files": sources,
                 "datahub/snapshot_id": dg.MetadataValue.text(
@@ -238,7 +290,10 @@ def _config_schema(spec: PipelineSpec, is_drop: bool) -> dict | None:
 
 
 def build_pipeline_asset(
-    spec: PipelineSpec, pipelines_dir: Path, downstream_of_watch: set[TableRef]
+    spec: PipelineSpec,
+    pipelines_dir: Path,
+    downstream_of_watch: set[TableRef],
+    settings: Settings | None = None,
 ) -> dg.AssetsDefinition:
     """The multi_asset of one pipeline: all its targets materialise together in one step.
 
@@ -247,6 +302,8 @@ def build_pipeline_asset(
     skippable, and its checks optional (can_subset), so downstream assets do not run. A run
     started by hand (no files in the config) with nothing new materialises the current tables
     instead (`_nothing_new`), so an explicit materialisation of downstream assets recomputes."""
+    settings = settings or Settings.from_env()  # read at load, never in a run
+    descriptions = {t.ref: column_descriptions(spec, t) for t in spec.targets}
     is_drop = bool(spec.watched_sources)
     specs = [_asset_spec(spec, t, pipelines_dir, downstream_of_watch) for t in spec.targets]
     if is_drop:
@@ -268,7 +325,7 @@ def build_pipeline_asset(
         run_date, params = run_parameters(context.run.tags)
         ctx = ExecContext(
             spark=spark.get_session(),
-            settings=Settings.from_env(),
+            settings=settings,
             app=spec.app,
             run_id=context.run.run_id,
             run_date=run_date,
@@ -301,7 +358,7 @@ def build_pipeline_asset(
         if is_drop and not outcomes and files is None:
             yield from _nothing_new(spec, context, iceberg)
         for outcome in outcomes:
-            yield _result(outcome)
+            yield _result(outcome, descriptions.get(outcome.ref, {}))
             yield from _check_results(outcome, published=True)
 
     decorate = dg.multi_asset(

@@ -17,8 +17,19 @@ def asset_key(ref: TableRef) -> dg.AssetKey:
 
 
 def op_name(spec: PipelineSpec) -> str:
-    """Unique, valid Dagster op name for a pipeline: `<app>__<id>`."""
-    return re.sub(r"[^A-Za-z0-9_]", "_", f"{spec.app}__{spec.pipeline.id}")
+    """The pipeline's step name, as run pages and the launchpad show it: the asset it
+    writes, `<app>__<layer>__<table>` (Dagster's own `AssetKey.to_python_identifier`), or
+    for a pipeline with several targets `<app>__<layer>__<pipeline id>__<n>_targets`.
+
+    Stable across runs (it only depends on the definition) and unique: asset keys are unique
+    and a multi-target name ends in `_targets` after its pipeline id, unique per app."""
+    if len(spec.targets) == 1:
+        return _identifier(asset_key(spec.targets[0].ref).to_python_identifier())
+    return _identifier(f"{spec.app}__{spec.layer}__{spec.pipeline.id}__{len(spec.targets)}_targets")
+
+
+def _identifier(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
 def owners(spec: PipelineSpec) -> list[str]:

@@ -479,7 +479,7 @@ def test_a_dagster_run_shows_no_credentials(settings, db):
         )
         (mat,) = [
             m
-            for m in good.asset_materializations_for_node("shop__orders")
+            for m in good.asset_materializations_for_node("shop__gold__orders__2_targets")
             if m.asset_key.path[-1] == "orders_report"
         ]
         assert mat.metadata["datahub/rows_in_table"].value == 1

@@ -50,7 +50,7 @@ def test_a_manual_run_with_nothing_new_recomputes_downstream(project):  # noqa: 
 def test_a_sensor_run_with_nothing_new_materialises_nothing(project):  # noqa: F811
     defs, instance, landing = project
     job = defs.resolve_implicit_global_asset_job_def()
-    config = {"ops": {"shop__orders_raw": {"config": {"files": {"orders": []}}}}}
+    config = {"ops": {"shop__raw__orders": {"config": {"files": {"orders": []}}}}}
     result = job.execute_in_process(
         instance=instance, run_config=config, asset_selection=[RAW_KEY, BRONZE_KEY]
     )

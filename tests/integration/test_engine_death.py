@@ -78,7 +78,7 @@ publish.stage_write = hook("write", publish.stage_write)
 publish.evaluate_checks = hook("check", publish.evaluate_checks, wait_for_death=True)
 assets = {a.node_def.name: a for a in build_assets(load_project(settings.pipelines_dir))}
 instance = dg.DagsterInstance.ephemeral()
-result = dg.materialize([assets["shop__slow"]], resources=resources(), raise_on_error=False,
+result = dg.materialize([assets["shop__bronze__slow"]], resources=resources(), raise_on_error=False,
                         instance=instance)
 events = []
 for entry in instance.all_logs(result.run_id):

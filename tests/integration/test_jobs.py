@@ -221,7 +221,7 @@ def test_commit_conflict_is_retried(settings, monkeypatch):
     from datahub_assets.execute import runner
 
     monkeypatch.setattr(retries, "COMMIT_CONFLICT", retries.RetryClass("commit_conflict", 3, 0))
-    asset = _asset_project(settings)["shop__a"]
+    asset = _asset_project(settings)["shop__bronze__a"]
     assert dg.materialize([asset], resources=resources()).success
     real, calls = runner.write_tables, []
 
@@ -262,7 +262,7 @@ def dropping(spec, ctx, catalog, **kw):
 
 factory.run_pipeline = dropping
 assets = {a.node_def.name: a for a in build_assets(load_project(Settings.from_env().pipelines_dir))}
-result = dg.materialize([assets["shop__a"]], resources=resources(), raise_on_error=False)
+result = dg.materialize([assets["shop__bronze__a"]], resources=resources(), raise_on_error=False)
 kinds = [e.event_type_value for e in result.all_events]
 print("RESULT", result.success, kinds.count("STEP_UP_FOR_RETRY"), len(calls),
       calls[0] != calls[-1])

@@ -53,10 +53,11 @@ def _specs(tmp_path: Path) -> dict[dg.AssetKey, tuple[dg.AssetsDefinition, dg.As
 
 def test_one_multi_asset_per_pipeline_one_spec_per_target(tmp_path):
     assets = build_assets(_project(tmp_path))
+    # step names: the asset a pipeline writes, or its id and target count for several
     assert sorted(a.node_def.name for a in assets) == [
-        "shop__daily",
-        "shop__orders_bronze",
-        "shop__orders_raw",
+        "shop__bronze__orders",
+        "shop__gold__daily__2_targets",
+        "shop__raw__orders",
     ]
     keys = {k.to_user_string() for a in assets for k in a.keys}
     assert keys == {
@@ -98,7 +99,9 @@ def test_owner_tags_and_code_reference(tmp_path):
     assert refs[0].file_path == str(tmp_path / "shop" / "raw" / "raw.xml")
     assert refs[0].line_number == 1
     assert raw.metadata["datahub/definition"] == "shop/raw/raw.xml:6"
-    assert raw.description == "Orders as dropped"
+    # the full key path first: lineage nodes show only the last part of the key
+    assert raw.description == "shop/raw/orders: Orders as dropped"
+    assert raw.metadata["datahub/asset"] == "shop/raw/orders"
 
 
 def test_cron_and_eager_automation(tmp_path):
@@ -140,7 +143,7 @@ def test_checks_become_asset_checks_blocking_on_error(tmp_path):
         (tmp_path / "shop" / layer).mkdir(parents=True)
         (tmp_path / "shop" / layer / f"{layer}.xml").write_text(text)
     assets = build_assets(load_project(tmp_path))
-    (silver,) = [a for a in assets if a.node_def.name == "shop__customers"]
+    (silver,) = [a for a in assets if a.node_def.name == "shop__silver__customers"]
     specs = {c.name: c for c in silver.check_specs}
     key = dg.AssetKey(["shop", "silver", "customers"])
     assert set(specs) == {
