@@ -23,6 +23,7 @@ from datahub_assets.spec.models import (
     Join,
     JsonSource,
     Lookup,
+    LookupSource,
     Mask,
     Merge,
     MongoSource,
@@ -134,6 +135,7 @@ class PipelineCheck:
         self.quarantine()
         if app_dir is not None:
             self.schema_refs(app_dir)
+            self.lookup_files(app_dir)
         return self.errors
 
     def incremental(self) -> None:
@@ -181,6 +183,23 @@ class PipelineCheck:
                     f'{how} on <{src.kind}> source "{src.id}" puts bad rows in '
                     "<table>__quarantine next to the pipeline's first <table> target, and "
                     'it has none; add a <table> target or set onInvalid="fail" or "drop"',
+                )
+
+    def lookup_files(self, app_dir: Path) -> None:
+        """A lookup source's CSV ships with the definitions: under the app folder (or its
+        `lookups/`), or absolute; `s3://` lookups are read only at run time."""
+        for src in self.p.sources:
+            if not isinstance(src, LookupSource) or "://" in src.path:
+                continue
+            base = Path(src.path) if src.path.startswith("/") else app_dir / src.path
+            candidates = (
+                [base] if src.path.startswith("/") else [base, app_dir / "lookups" / src.path]
+            )
+            if not any(c.exists() or any(c.parent.glob(c.name)) for c in candidates):
+                self.err(
+                    src,
+                    f'path="{src.path}" on <lookup> source "{src.id}" names no file; looked '
+                    f"in {', '.join(str(c) for c in candidates)}",
                 )
 
     def schema_refs(self, app_dir: Path) -> None:

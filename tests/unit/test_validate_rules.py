@@ -383,3 +383,11 @@ def test_referential_ref_with_a_layer_alias(tmp_path):
     spec = load_project(write(tmp_path, {FILE: text})).pipelines[0]
     ref, column = referenced(spec, spec.pipeline.checks[0])
     assert (str(ref), column) == ("app.silver.t", "id")
+
+
+def test_lookup_file_must_exist(tmp_path):
+    """readers/lookup.py failed with "no file matches" in the run."""
+    text = pipeline(sources='<lookup id="c" path="countries.csv"/>')
+    expect(tmp_path, text, '<lookup id="c"', 'path="countries.csv" on <lookup> source "c"')
+    files = {FILE: text, "app/lookups/countries.csv": "code,name\nDE,Germany\n"}
+    load_project(write(tmp_path / "ok", files))  # a bare name is found in lookups/
