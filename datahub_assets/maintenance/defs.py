@@ -5,7 +5,7 @@
 given: compact, expire snapshots, remove orphans, with each app's `maintenance:` settings of
 app.yaml) and one schedule per distinct `maintenance.schedule` cron (UTC), running by
 default: `datahub_maintenance__<cron>`, whose runs carry the apps of that cron in the run
-config (`ops.datahub_maintenance.config.apps`) and in the tag `datahub/maintenance_apps`.
+config (`ops.maintain_tables.config.apps`) and in the tag `datahub/maintenance_apps`.
 The count of definitions does not grow with the apps (one job, one schedule per cron; the
 default cron for all apps gives one schedule), so load time stays linear in the pipelines.
 
@@ -28,7 +28,7 @@ import dagster as dg
 from datahub_assets.spec.models import AppConfig, Maintenance, Project
 
 JOB_NAME = "datahub_maintenance"
-OP_NAME = "datahub_maintenance"
+OP_NAME = "maintain_tables"
 APPS_TAG = "datahub/maintenance_apps"
 MAINTENANCE_TAG = "datahub/maintenance"
 OPS_APP = "ops"

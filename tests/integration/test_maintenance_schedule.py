@@ -16,6 +16,7 @@ from datahub_assets.execute.writers.table import write_table
 from datahub_assets.maintenance.defs import (
     APPS_TAG,
     JOB_NAME,
+    OP_NAME,
     maintenance_definitions,
     schedule_name,
 )
@@ -60,12 +61,10 @@ def test_one_job_and_one_schedule_per_distinct_cron(tmp_path):
         scheduled_execution_time=datetime(2026, 1, 2, 3, tzinfo=UTC)
     )
     (request,) = early.evaluate_tick(context).run_requests or []
-    assert request.run_config == {
-        "ops": {JOB_NAME: {"config": {"apps": ["ops", "other", "third"]}}}
-    }
+    assert request.run_config == {"ops": {OP_NAME: {"config": {"apps": ["ops", "other", "third"]}}}}
     assert request.tags[APPS_TAG] == "ops,other,third"
     (request,) = late.evaluate_tick(context).run_requests or []
-    assert request.run_config["ops"][JOB_NAME]["config"]["apps"] == ["shop"]
+    assert request.run_config["ops"][OP_NAME]["config"]["apps"] == ["shop"]
     assert request.tags[APPS_TAG] == "shop"
     # every schedule targets the same job: the definitions do not grow with the apps
     assert {s.job_name for s in schedules} == {JOB_NAME}
@@ -155,3 +154,18 @@ def test_an_unknown_app_in_the_tag_fails_the_step_naming_the_known_ones(settings
     message = failure.step_failure_data.user_failure_data.description
     assert "unknown app(s) nope" in message
     assert "ops, other, shop, third" in message
+
+
+def test_the_definitions_load_beside_the_projects(tmp_path):
+    """As build/project.py adds them: no name clashes with the project's own definitions."""
+    from datahub_assets.build.project import build_definitions
+
+    root = tmp_path / "pipelines"
+    jobs, schedules = maintenance_definitions(_project(root))
+    merged = dg.Definitions.merge(
+        build_definitions(root), dg.Definitions(jobs=jobs, schedules=schedules)
+    )
+    dg.Definitions.validate_loadable(merged)
+    repo = merged.get_repository_def()
+    assert [n.name for n in repo.get_job(JOB_NAME).nodes] == [OP_NAME]
+    assert {s.name for s in repo.schedule_defs} >= {s.name for s in schedules}
