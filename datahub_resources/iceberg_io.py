@@ -22,8 +22,6 @@ after the commit, rows written, schema, snapshot ids, table name and location.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
@@ -113,95 +111,27 @@ def _keep_outcome(run_id: str, key: dg.AssetKey, outcome) -> None:
 # -------------------------------------------------------------------------- the write path
 
 
-@dataclass(frozen=True)
-class _Write:
-    """One table write (the fields of `execute.writers.tables.TableWrite`)."""
+def _write(spark: SparkSession, catalog, write, *, run_id: str, log):
+    """Stage -> audit branch -> checks on the audited snapshot -> one catalog commit: the
+    XML targets' write path (`execute.writers.tables.write_tables`) for one `TableWrite`.
+    Raises ChecksFailed (nothing published) when a blocking check fails."""
+    from datahub_assets.execute.writers.tables import write_tables
 
-    ref: Any
-    df: DataFrame
-    target: Any
-    where: str
-    checks: tuple = ()
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-
-
-def _write(spark: SparkSession, catalog, write: _Write, *, run_id: str, log):
-    """Stage -> audit branch -> checks on the audited snapshot -> publish (or discard): the
-    XML targets' write path. Raises ChecksFailed (nothing published) when a blocking check
-    fails. Returns the TargetOutcome.
-
-    Interim: the steps of `execute.writers` called here until the one facade
-    (`execute.writers.tables.write_tables`) lands; then this calls it with a TableWrite."""
-    from datahub_assets.execute.checks import evaluate_checks
-    from datahub_assets.execute.context import ExecContext
-    from datahub_assets.execute.outcomes import ChecksFailed, TargetOutcome
-    from datahub_assets.execute.table_reader import read_table
-    from datahub_assets.execute.writers.audit import (
-        audit_branch,
-        audit_commit,
-        discard,
-        publish_change,
-    )
-    from datahub_assets.execute.writers.multi_commit import commit_tables
-    from datahub_assets.execute.writers.table import abort, stage_write
-    from datahub_assets.spec.models import TableRef
-    from datahub_resources.settings import Settings
-
-    ref = write.ref
-    staged = stage_write(spark, catalog, ref, write.df, write.target, run_id)
-    branch = audit_branch(run_id)
-    try:
-        result = audit_commit(staged, branch)
-    except BaseException:
-        abort(staged)
-        raise
-    try:
-        referenced = {}
-        for check in write.checks:
-            if check.kind == "referential":
-                parts = check.ref.split(".")
-                app, layer, table = ([ref.app, *parts] if len(parts) == 3 else parts)[:3]
-                referenced[check.check_name] = TableRef(app=app, layer=layer, table=table)
-        ctx = ExecContext(
-            spark=spark,
-            settings=Settings.from_env(),
-            app=ref.app,
-            run_id=run_id,
-            log=log,
-            read_table=lambda r: read_table(spark, catalog, r),
-        )
-        audited = read_table(spark, catalog, ref, result.snapshot_id)
-        checks = evaluate_checks(spark, audited, write.checks, ctx, referenced=referenced)
-        outcome = TargetOutcome(
-            ref=ref,
-            kind="table",
-            rows=result.rows,
-            table_rows=result.table_rows,
-            snapshot_id=result.snapshot_id,
-            previous_snapshot_id=result.previous_snapshot_id,
-            location=result.location,
-            columns=tuple(result.schema),
-            extra={"files_added": result.files_added, "files_removed": result.files_removed},
-            checks=tuple(checks),
-        )
-        failed = [c for c in checks if not c.passed and c.severity == "error"]
-        if failed:
-            raise ChecksFailed(
-                f"{write.where}: blocking checks failed; nothing was published, {ref} stays "
-                "at its previous snapshot:\n"
-                + "\n".join(
-                    f"  {ref} {c.name}: {c.description} (staged snapshot {result.snapshot_id})"
-                    for c in failed
-                ),
-                [outcome],
-            )
-        commit_tables(catalog, [publish_change(catalog, ref, result, branch)])
-    except BaseException:
-        discard(catalog, ref, branch, staged.created)
-        if staged.created:
-            abort(staged)
-        raise
+    (outcome,) = write_tables(spark, catalog, [write], run_id=run_id, log=log, label=write.where)
     return outcome
+
+
+def _referenced(ref, checks) -> dict:
+    """Referential check name -> the table it reads (`ref="[app.]layer.table.column"`)."""
+    from datahub_assets.spec.models import TableRef
+
+    out = {}
+    for check in checks:
+        if check.kind == "referential":
+            parts = check.ref.split(".")
+            app, layer, table = ([ref.app, *parts] if len(parts) == 3 else parts)[:3]
+            out[check.check_name] = TableRef(app=app, layer=layer, table=table)
+    return out
 
 
 def output_metadata(outcome) -> dict[str, Any]:
@@ -274,8 +204,10 @@ class IcebergIOManager(dg.ConfigurableIOManager):
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         from datahub_assets.execute.outcomes import ChecksFailed
+        from datahub_assets.execute.writers.tables import TableWrite
         from datahub_assets.python.checks import from_json
         from datahub_assets.spec.models import TableTarget
+        from datahub_resources.settings import Settings
 
         key = context.asset_key
         ref = table_ref(key)
@@ -294,7 +226,15 @@ class IcebergIOManager(dg.ConfigurableIOManager):
             partition_by=_split(meta.get("datahub/partition_by")),
         )
         checks = tuple(from_json(_text(meta["datahub/checks"]))) if "datahub/checks" in meta else ()
-        write = _Write(ref, to_spark(spark, obj, where), target, where, checks)
+        write = TableWrite(
+            ref=ref,
+            df=to_spark(spark, obj, where),
+            target=target,
+            where=where,
+            checks=checks,
+            referenced=_referenced(ref, checks),
+            app_dir=Settings.from_env().pipelines_dir / ref.app,
+        )
         try:
             outcome = _write(
                 spark, self.iceberg.catalog(), write, run_id=context.run_id, log=context.log
