@@ -44,6 +44,7 @@ from datahub_assets.build.retries import transient_retry
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.outcomes import ChecksFailed
 from datahub_assets.execute.runner import run_pipeline
+from datahub_assets.spec.columns import column_descriptions
 from datahub_assets.spec.job_models import JobSpec, JobStep
 from datahub_assets.spec.models import PipelineSpec, Project
 from datahub_resources import spark_watchdog
@@ -174,6 +175,7 @@ def _halted_by(context: dg.OpExecutionContext) -> str | None:
 
 def _step_op(job: JobSpec, step: JobStep, spec: PipelineSpec) -> dg.OpDefinition:
     ref = step.ref
+    descriptions = {t.ref: column_descriptions(spec, t) for t in spec.targets}
 
     @dg.op(
         name=op_name(job, step),
@@ -233,7 +235,8 @@ def _step_op(job: JobSpec, step: JobStep, spec: PipelineSpec) -> dg.OpDefinition
                 yield from _drop_events(spec, ctx.drops, materialized=bool(outcomes))
             for outcome in outcomes:
                 yield dg.AssetMaterialization(
-                    asset_key=asset_key(outcome.ref), metadata=_result(outcome).metadata
+                    asset_key=asset_key(outcome.ref),
+                    metadata=_result(outcome, descriptions.get(outcome.ref, {})).metadata,
                 )
                 for r in _check_results(outcome, published=True):
                     yield _evaluation(r)
