@@ -215,6 +215,17 @@ def test_warn_check_fails_but_publishes(spark, catalog):
 
 
 @pytest.mark.spark
+@pytest.mark.usefixtures("orders")
+def test_referential_check_reads_the_referenced_table(spark):
+    frame = spark.createDataFrame([(1, "a"), (2, "zed")], "id int, customer string")
+    check = c.referential("customer", "silver.orders.customer", severity="warn")
+    result = _materialize([_feature_asset([frame], checks=[check])])
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert evaluation.passed is False
+    assert evaluation.metadata["datahub/failing_rows"].value == 1  # "zed" is no customer
+
+
+@pytest.mark.spark
 def test_pandera_schema_rejects_a_frame_before_anything_is_written(catalog):
     import pandera.pandas as pdm
 
