@@ -95,6 +95,16 @@ class _Builder:
             out.append((key, key_node, val_node))
         return out
 
+    def locate_items(self, items: list, path: tuple) -> None:
+        """Give each mapping in a list (e.g. a table target's `columns`) the line of its
+        first key, so rules about one item point at it."""
+        for i, item in enumerate(items):
+            first = next(iter(item), None) if isinstance(item, dict) else None
+            where = self.locs.get((*path, i, first)) if first is not None else None
+            if where is not None and "loc" not in item:
+                item["loc"] = {"file": self.file, "line": where.line, "column": where.column}
+                self.locs[(*path, i)] = Where(where.line, where.column, "column")
+
     def element(self, at: Node, body: Node, path: tuple, name: str, kind: str | None) -> dict:
         data: dict[str, Any] = {"loc": self.mark(path, at, name)}
         if kind:
@@ -124,6 +134,8 @@ class _Builder:
                 data[key] = self.value(val, sub)
                 if key in ("sql", "query") and isinstance(data[key], str):
                     data[key] = data[key].strip()
+                if key == "columns" and kind == "table" and isinstance(data[key], list):
+                    self.locate_items(data[key], sub)
         if kind == "table" and path[0] == "targets" and "name" in data and "table" not in data:
             data["table"] = data.pop("name")
             self.locs[(*path, "table")] = self.locs[(*path, "name")]

@@ -391,3 +391,21 @@ def test_lookup_file_must_exist(tmp_path):
     expect(tmp_path, text, '<lookup id="c"', 'path="countries.csv" on <lookup> source "c"')
     files = {FILE: text, "app/lookups/countries.csv": "code,name\nDE,Germany\n"}
     load_project(write(tmp_path / "ok", files))  # a bare name is found in lookups/
+
+
+def test_yaml_column_list_duplicate_points_at_the_item(tmp_path):
+    text = (
+        "pipeline: {id: p, layer: silver}\n"
+        "sources:\n  - parquet: {id: a, path: in/a}\n"
+        "targets:\n"
+        "  - table:\n"
+        "      table: t\n"
+        "      columns:\n"
+        "        - {name: id, description: The key.}\n"
+        "        - {name: id, description: Again.}\n"
+    )
+    errors = load_errors(tmp_path, {"app/silver/p.yaml": text})
+    find_error(errors, "app/silver/p.yaml", 9, '<column name="id"> is described twice')
+    typo = text + "        - {name: x, descr: typo}\n"
+    errors = load_errors(tmp_path / "typo", {"app/silver/p.yaml": typo})
+    find_error(errors, "app/silver/p.yaml", 10, 'unknown field "descr"')
