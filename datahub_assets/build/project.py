@@ -23,8 +23,9 @@ from datahub_assets.build.factory import build_pipeline_asset
 from datahub_assets.build.jobs import build_jobs
 from datahub_assets.build.notify import notification_sensors
 from datahub_assets.build.sensors import watch_sensors
-from datahub_assets.python.discovery import discover
+from datahub_assets.python.discovery import cycles, discover
 from datahub_assets.runs.defs import ops_definitions
+from datahub_assets.spec.errors import SpecErrors
 from datahub_assets.spec.loader import load_project
 from datahub_assets.spec.models import Project
 from datahub_resources.deployment import executor, resources
@@ -35,11 +36,16 @@ from datahub_resources.spark import SparkConnectResource
 
 def build_assets(project: Project) -> list[dg.AssetsDefinition]:
     """The XML/YAML pipelines' assets, then the Python assets of `<app>/python/*.py`
-    (imported, and validated, while the project loaded: `datahub_assets.python.discovery`)."""
+    (imported, and validated, while the project loaded: `datahub_assets.python.discovery`);
+    a dependency cycle through a Python asset is a located SpecError here."""
     downstream_of_watch = watched_closure(project)
     root = Path(project.root)
     built = [build_pipeline_asset(spec, root, downstream_of_watch) for spec in project.pipelines]
-    return [*built, *discover(root).assets]
+    python = discover(root)
+    errors = cycles(project.pipelines, python)
+    if errors:
+        raise SpecErrors(errors)
+    return [*built, *python.assets]
 
 
 def all_resources() -> dict[str, object]:

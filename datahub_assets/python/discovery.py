@@ -17,7 +17,7 @@ import importlib.util
 import re
 import sys
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -256,3 +256,48 @@ def _check_inputs(
                         "writes",
                     )
                 )
+
+
+def cycles(pipelines: Sequence, found: Discovered) -> list[SpecError]:
+    """Dependency cycles through a Python asset (XML -> Python -> XML -> ...), which the spec
+    loader cannot see (it knows Python tables, not what Python assets read); one error per
+    cycle, at the first Python asset on it."""
+    deps: dict[dg.AssetKey, set[dg.AssetKey]] = {}
+    for spec in pipelines:
+        upstream = {dg.AssetKey(ref.asset_path) for ref in spec.upstream}
+        for target in spec.targets:
+            deps.setdefault(dg.AssetKey(target.ref.asset_path), set()).update(upstream)
+    python = {dg.AssetKey(t.ref.asset_path): t for t in found.tables.values()}
+    for key, table in python.items():
+        deps.setdefault(key, set()).update(table.upstream)
+    errors, reported = [], set()
+    for start in sorted(python, key=lambda k: k.to_user_string()):
+        path = _path_back(start, deps)
+        if path is None or frozenset(path) in reported:
+            continue
+        reported.add(frozenset(path))
+        table = python[start]
+        names = " -> ".join(k.to_user_string() for k in [start, *path])
+        errors.append(
+            SpecError(
+                table.file,
+                table.line,
+                0,
+                f"assets form a dependency cycle: {names} (each reads the next one's table)",
+            )
+        )
+    return errors
+
+
+def _path_back(start: dg.AssetKey, deps: Mapping[dg.AssetKey, set[dg.AssetKey]]):
+    """A dependency path from `start` back to itself, or None."""
+    stack, seen = [(start, [])], set()
+    while stack:
+        key, path = stack.pop()
+        for dep in deps.get(key, ()):
+            if dep == start:
+                return [*path, dep]
+            if dep not in seen:
+                seen.add(dep)
+                stack.append((dep, [*path, dep]))
+    return None

@@ -350,3 +350,26 @@ def test_discovery_errors_are_located(tmp_path, python, where, message):
     text = str(raised.value)
     assert where in text, text
     assert message in text, text
+
+
+CYCLE_READER = """<?xml version="1.0" encoding="UTF-8"?>
+<pipeline id="features_copy" version="1.0.0" layer="service">
+  <sources><table id="f" ref="gold.features"/></sources>
+  <targets><table table="features_copy"/></targets>
+</pipeline>
+"""
+
+
+def test_a_cycle_through_a_python_asset_is_located(tmp_path):
+    from datahub_assets.build.project import build_definitions
+
+    root = _project(tmp_path, PY_ASSET.replace("silver.orders", "service.features_copy"))
+    (root / "shop" / "service" / "features_copy.xml").write_text(CYCLE_READER)
+    with pytest.raises(SpecErrors) as raised:
+        build_definitions(root)
+    text = str(raised.value)
+    assert "shop/python/features.py:4:" in text, text
+    assert (
+        "dependency cycle: shop/gold/features -> shop/service/features_copy -> shop/gold/features"
+        in text
+    ), text
