@@ -251,18 +251,20 @@ def test_connection_from_app_yaml_and_infer_schema_command(spark, settings, mong
     (settings.pipelines_dir / "shop" / "app.yaml").write_text(
         "connections:\n  products: {uriSecretRef: PRODUCTS_MONGO_URI}\n"
     )
-    spec = _pipeline(
-        settings,
-        f"""<pipeline id="orders" version="1.0.0" layer="raw">
-  <sources><mongo id="orders" database="{mongo.name}" collection="orders"
-     connection="products" schemaRef="schemas/orders.json"/></sources>
+    pipeline = """<pipeline id="orders" version="1.0.0" layer="raw">
+  <sources><mongo id="orders" database="{db}" collection="orders"
+     connection="products"{pin}/></sources>
   <targets><table table="orders" mode="overwrite"/></targets>
-</pipeline>""",
-    )
+</pipeline>"""
+    # the documented workflow: infer from the unpinned source, then pin the written file
+    _pipeline(settings, pipeline.format(db=mongo.name, pin=""))
     path, sampled, fields = infer_schema_file(settings, "shop.orders")
     assert path == settings.pipelines_dir / "shop" / "schemas" / "orders.json"
     assert sampled == 20
     assert fields == 7
+    spec = _pipeline(
+        settings, pipeline.format(db=mongo.name, pin=' schemaRef="schemas/orders.json"')
+    )
     catalog = load_catalog(settings)
     (outcome,) = run_pipeline(spec, _ctx(spark, settings), catalog)  # pinned by the file
     assert outcome.rows == 20
