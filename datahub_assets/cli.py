@@ -9,7 +9,7 @@ from pathlib import Path
 from datahub_resources.settings import Settings
 
 
-def _validate(args: argparse.Namespace, settings: Settings) -> int:
+def _validate(_args: argparse.Namespace, settings: Settings) -> int:
     from datahub_assets.spec.errors import SpecErrors
     from datahub_assets.spec.loader import load_project
 
@@ -147,7 +147,7 @@ def _servers(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if all(state.values()) else 3
 
 
-def _tables(args: argparse.Namespace, settings: Settings) -> int:
+def _tables(_args: argparse.Namespace, settings: Settings) -> int:
     from datahub_assets.spec.loader import load_project
     from datahub_resources.iceberg import load_catalog
 
@@ -163,7 +163,8 @@ def _tables(args: argparse.Namespace, settings: Settings) -> int:
                 rows.append((str(target.ref), "-", "not materialised"))
                 continue
             snap = catalog.load_table(ident).current_snapshot()
-            total = snap.summary.additional_properties.get("total-records", "0") if snap else "0"
+            summary = snap.summary if snap else None
+            total = summary.additional_properties.get("total-records", "0") if summary else "0"
             rows.append((str(target.ref), total, str(snap.snapshot_id) if snap else "-"))
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:

@@ -190,14 +190,22 @@ def _seed_products(server, rng: random.Random) -> int:
         client.close()
 
 
+def _one(conn, sql: str):
+    """The single value an aggregate query returns."""
+    row = conn.execute(sql).fetchone()
+    if row is None:
+        raise RuntimeError(f"no row from {sql!r}")
+    return row[0]
+
+
 def touch_crm(home: Path, new_orders: int = 5) -> None:
     """Change the sources the way a live system would: one customer updated, new orders, and
     one order whose updated_at equals the newest value already loaded (a tie at the
     watermark, read by the next incremental run and merged, not duplicated)."""
     servers = start_servers(home)
     with _pg(servers["postgres"]) as conn:
-        newest = conn.execute("select max(updated_at) from public.orders").fetchone()[0]
-        last = conn.execute("select max(order_id) from public.orders").fetchone()[0]
+        newest = _one(conn, "select max(updated_at) from public.orders")
+        last = _one(conn, "select max(order_id) from public.orders")
         conn.execute(
             "update public.customers set segment = 'vip', updated_at = %s where customer_id = 1",
             (newest + timedelta(minutes=1),),

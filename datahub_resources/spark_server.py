@@ -79,7 +79,7 @@ def _free_port() -> int:
 @contextmanager
 def _locked(state_dir: Path):
     state_dir.mkdir(parents=True, exist_ok=True)
-    with open(state_dir / "server.lock", "w") as lock:
+    with (state_dir / "server.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -118,7 +118,7 @@ def _write_properties(state_dir: Path, conf: dict[str, str]) -> Path:
     with os.fdopen(fd, "w") as f:
         for key, value in conf.items():
             f.write(f"{key} {value}\n")
-    os.chmod(path, 0o600)
+    path.chmod(0o600)
     return path
 
 
@@ -169,7 +169,7 @@ def _start(state_dir: Path, settings: Settings) -> ServerInfo:
     env.setdefault("PYSPARK_PYTHON", sys.executable)
     env.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     env.pop("SPARK_CONNECT_MODE_ENABLED", None)
-    with open(log, "ab") as out:
+    with log.open("ab") as out:
         proc = subprocess.Popen(
             cmd,
             stdout=out,

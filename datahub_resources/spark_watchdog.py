@@ -23,6 +23,7 @@ few seconds, so the Spark job stops with the run.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import weakref
@@ -94,10 +95,10 @@ def _died_message(server: spark_server.ServerInfo) -> str:
 
 
 def _close_channel(session: SparkSession) -> None:
-    try:  # terminates every RPC in flight on it; later calls fail at once
+    # terminates every RPC in flight on it; later calls fail at once (best effort: it is
+    # already broken)
+    with contextlib.suppress(Exception):
         session.client._channel.close()
-    except Exception:  # noqa: BLE001 - best effort: it is already broken
-        pass
 
 
 def _watch(ref: weakref.ref, guard: _Guard, interval: float) -> None:
@@ -143,7 +144,8 @@ def watch(
 def usable(session: SparkSession, url: str) -> bool:
     """False when a cached session talks to another URL or to a server that died."""
     guard = _guards.get(session)
-    if session.client.is_closed or session.is_stopped:
+    # a Spark Connect session (the classic SparkSession type has no is_stopped)
+    if session.client.is_closed or getattr(session, "is_stopped", False):
         return False
     if guard is None:
         return True
@@ -160,15 +162,15 @@ def discard(session: SparkSession) -> None:
         guard.stop.set()
         if guard.died or (guard.server is not None and _server_gone(guard.server)):
             _close_channel(session)
-    try:
+    with contextlib.suppress(Exception):  # it is broken already; stopping clears the cache
         session.stop()
-    except Exception:  # noqa: BLE001 - it is broken already; stopping clears the cache
-        pass
 
 
 def died(session: SparkSession | None) -> str | None:
     """Why the session's local server is gone, or None (alive, remote, or not watched)."""
-    guard = _guards.get(session) if session is not None else None
+    if session is None:
+        return None
+    guard = _guards.get(session)
     if guard is None or guard.server is None:
         return None
     if guard.died is None and _server_gone(guard.server):

@@ -7,6 +7,7 @@ Building opens no Spark session and reads no data: the asset body calls
 import hashlib
 import warnings
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
@@ -67,7 +68,7 @@ def _asset_spec(
     tags, other_tags = split_tags(spec)
     line = target.target.loc.line if target.target.loc else spec.line
     path = "/".join(target.ref.asset_path)
-    metadata: dict[str, object] = {
+    metadata: dict[str, Any] = {
         "datahub/asset": path,
         "datahub/pipeline": spec.key,
         "datahub/definition": f"{spec.file}:{line}",
@@ -147,7 +148,7 @@ def _result(
     # the UI's "Row count" is the table's rows after the commit; the rows this run wrote
     # (a file drop's batch, an append) are `datahub/rows_written` (runs/records.py reads it)
     total = outcome.table_rows if outcome.table_rows is not None else outcome.rows
-    metadata: dict[str, object] = {
+    metadata: dict[str, Any] = {
         "dagster/row_count": dg.MetadataValue.int(total),
         ROWS_WRITTEN: dg.MetadataValue.int(outcome.rows),
     }
@@ -177,7 +178,7 @@ def _result(
 
 def _check_results(outcome: TargetOutcome, published: bool):
     for check in outcome.checks:
-        metadata: dict[str, object] = {
+        metadata: dict[str, Any] = {
             "datahub/failing_rows": dg.MetadataValue.int(check.failing_rows),
             "datahub/total_rows": dg.MetadataValue.int(check.total_rows),
             "datahub/published": published,
@@ -348,7 +349,8 @@ def build_pipeline_asset(
             raise dg.Failure(description=str(failed), allow_retries=False) from None
         except Exception as exc:
             exc = spark_watchdog.explain(exc, ctx.spark)  # a dead server: SparkServerDied
-            transient_retry(context, exc, ctx.spark)  # raises RetryRequested when transient
+            # raises RetryRequested when transient
+            transient_retry(context.op_execution_context, exc, ctx.spark)
             raise exc
         except BaseException:  # terminated (DagsterExecutionInterruptedError): stop Spark's work
             spark_watchdog.interrupt(ctx.spark, context.log)

@@ -22,7 +22,6 @@ was opened with so a replaced object fails the read instead of mixing two versio
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import io
 import os
@@ -32,6 +31,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from datahub_assets.ingest import s3_events
@@ -195,7 +195,7 @@ class LocalStore:
 
     def stat(self, path: str) -> FileInfo | None:
         try:
-            st = os.stat(_os_path(path))
+            st = Path(_os_path(path)).stat()
         except (FileNotFoundError, NotADirectoryError):
             return None
         if not stat_mode.S_ISREG(st.st_mode):
@@ -203,20 +203,20 @@ class LocalStore:
         return FileInfo.local(path, st)
 
     def read_bytes(self, path: str, limit: int | None = None) -> bytes:
-        with open(_os_path(path), "rb") as f:
+        with Path(_os_path(path)).open("rb") as f:
             return f.read() if limit is None else f.read(limit)
 
     def open(self, path: str) -> BinaryIO:
-        return open(_os_path(path), "rb")
+        return Path(_os_path(path)).open("rb")
 
     def exists(self, path: str) -> bool:
-        return os.path.isfile(_os_path(path))
+        return Path(_os_path(path)).is_file()
 
     def move(self, src: str, dst: str) -> None:
-        source, target = _os_path(src), _os_path(dst)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
+        source, target = Path(_os_path(src)), Path(_os_path(dst))
+        target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.replace(source, target)
+            source.replace(target)
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
@@ -224,42 +224,37 @@ class LocalStore:
             tmp = _temp_beside(target)
             try:
                 shutil.copy2(source, tmp)
-                os.replace(tmp, target)
+                tmp.replace(target)
             except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(tmp)
+                tmp.unlink(missing_ok=True)
                 raise exc from None
-            os.remove(source)
+            source.unlink()
 
     def write_text(self, path: str, text: str) -> None:
-        target = _os_path(path)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
+        target = Path(_os_path(path))
+        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = _temp_beside(target)
         try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, target)
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(target)
         except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(tmp)
+            tmp.unlink(missing_ok=True)
             raise
 
     def delete(self, path: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(_os_path(path))
+        Path(_os_path(path)).unlink(missing_ok=True)
 
-    def localize(self, path: str, dest_dir: str) -> str:
+    def localize(self, path: str, dest_dir: str) -> str:  # noqa: ARG002 - the protocol's signature
+        """Spark reads a local file where it is (`dest_dir` is for downloads)."""
         return path
 
 
-def _temp_beside(target: str) -> str:
-    """A fresh hidden name in `target`'s folder (listings skip it): `os.replace` from it is
+def _temp_beside(target: Path) -> Path:
+    """A fresh hidden name in `target`'s folder (listings skip it): a rename from it is
     atomic."""
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=os.path.dirname(target)
-    )
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
-    return tmp
+    return Path(tmp)
 
 
 # ---------------------------------------------------------------------------------- S3
@@ -465,8 +460,8 @@ class S3Store:
 
     def localize(self, path: str, dest_dir: str) -> str:
         bucket, key = _split_s3(path)
-        os.makedirs(dest_dir, exist_ok=True)
-        target = os.path.join(dest_dir, _unique_name(key))
+        Path(dest_dir).mkdir(parents=True, exist_ok=True)
+        target = str(Path(dest_dir) / _unique_name(key))
         try:
             self.client.download_file(bucket, key, target)
         except Exception as exc:
