@@ -1,9 +1,9 @@
 """XML -> Python -> XML through the CLIs users run: `dg check defs` and `dg list defs` show the
 Python asset between XML ones, `dagster asset materialize` runs the chain and the rows arrive
-(a CSV drop -> XML raw table -> Python asset (Iceberg IO manager) -> XML CSV export); a
-`datahub validate` of a broken Python asset names its file and line.
+(a CSV drop -> XML raw table -> Python asset (Iceberg IO manager) -> XML CSV export);
+`datahub validate` and `dg check defs` of a broken Python asset name its file and line.
 
-Costs about 60 s (two dg loads, one three-step run on the shared Spark server)."""
+Costs about 60-70 s (three dg loads, one three-step run on the shared Spark server)."""
 
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ def test_xml_python_xml_through_the_cli(project):
     assert [(r["customer"], int(r["total"])) for r in rows] == [("ann", 17), ("bob", 5), ("cid", 1)]
 
 
-def test_validate_names_the_broken_python_file_and_line(project):
+def test_validate_and_dg_check_name_the_broken_python_file_and_line(project):
     root, env = project
     path = root / "pipes" / "shop" / "python" / "customer_totals.py"
     path.write_text(PYTHON.replace('layer="gold"', 'layer="gold", mode="upsert"'))
@@ -124,3 +124,6 @@ def test_validate_names_the_broken_python_file_and_line(project):
     out = proc.stdout + proc.stderr
     assert "shop/python/customer_totals.py:8:" in out, out
     assert "mode 'upsert' is not one of append, overwrite, merge" in out, out
+    proc = _run([str(BIN / "dg"), "check", "defs"], env, ok=False)
+    assert proc.returncode != 0
+    assert "shop/python/customer_totals.py:8:" in proc.stdout + proc.stderr
