@@ -28,6 +28,7 @@ import dagster as dg
 from pydantic import Field
 from pyspark.sql import DataFrame, SparkSession
 
+from datahub_resources import spark_watchdog
 from datahub_resources.iceberg import IcebergResource
 from datahub_resources.spark import SparkConnectResource
 
@@ -242,5 +243,13 @@ class IcebergIOManager(dg.ConfigurableIOManager):
         except ChecksFailed as failed:
             _keep_outcome(context.run_id, key, failed.outcomes[0] if failed.outcomes else None)
             raise dg.Failure(description=str(failed), allow_retries=False) from None
+        except Exception as exc:
+            err = spark_watchdog.explain(exc, spark)  # a dead local server: SparkServerDied
+            if err is exc:
+                raise
+            raise err from exc
+        except BaseException:  # terminated: stop the write's Spark work on the server
+            spark_watchdog.interrupt(spark, context.log)
+            raise
         _keep_outcome(context.run_id, key, outcome)
         context.add_output_metadata({**output_metadata(outcome), "datahub/write_mode": target.mode})
