@@ -177,6 +177,30 @@ def test_append_overwrite_and_merge_through_the_write_path(spark, catalog):
 
 
 @pytest.mark.spark
+@pytest.mark.usefixtures("orders")
+def test_a_plain_dagster_asset_with_the_io_manager_and_metadata(catalog):
+    @dg.asset(
+        key=OUT.asset_path,
+        ins={"src": dg.AssetIn(key=ORDERS.asset_path, input_manager_key=IO_MANAGER_KEY)},
+        io_manager_key=IO_MANAGER_KEY,
+        metadata={
+            "datahub/write_mode": "merge",
+            "datahub/keys": "id",
+            "datahub/checks": c.to_json([c.range_("amount", max=15, severity="warn")]),
+        },
+    )
+    def features(src: pd.DataFrame) -> pd.DataFrame:
+        return src
+
+    _materialize([features])
+    result = _materialize([features])  # merge on id: the same three rows, not six
+    assert _table_rows(catalog, OUT) == ORDER_ROWS
+    meta = _mat_metadata(result, OUT)
+    assert meta["datahub/write_mode"] == "merge"
+    assert meta["datahub/check/range_amount"] == "failed (warn): 1 of 3 rows failing"
+
+
+@pytest.mark.spark
 def test_blocking_check_stops_publishing_and_the_table_keeps_its_snapshot(spark, catalog):
     schema = "id int, score double"
     good = spark.createDataFrame([(1, 0.5), (2, 0.7)], schema)
