@@ -5,6 +5,7 @@ the conditions the builder attaches."""
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 FOLLOWS = "after upstream changes"
 
 
+@cache
 def _labels() -> dict[str, str | None]:
     assets = build_assets(load_project(REPO / "pipelines_xml"))
     out: dict[str, str | None] = {}
