@@ -209,6 +209,8 @@ def table_asset(
             check_specs=check_specs,
             automation_condition=automation_condition,
             pool=SPARK_POOL,
+            # a run record per Python asset (runs/records.py), like the XML pipelines' steps
+            op_tags={"datahub/pipeline": f"{app}.python.{table}"},
         )(body)
 
     return decorate

@@ -225,6 +225,29 @@ def test_blocking_check_stops_publishing_and_the_table_keeps_its_snapshot(spark,
 
 
 @pytest.mark.spark
+def test_a_python_asset_run_is_recorded(spark):
+    from datetime import datetime
+
+    from datahub_assets.runs.records import run_rows
+
+    frame = spark.createDataFrame([(1, 0.5), (2, 0.7)], "id int, score double")
+    asset = _feature_asset([frame], checks=[c.unique("id")])
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [dg.AssetSpec(key=ORDERS.asset_path), asset], resources=_resources(), instance=instance
+    )
+    (record,) = instance.get_run_records(dg.RunsFilter(run_ids=[result.run_id]))
+    (terminal,) = instance.get_records_for_run(
+        result.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS
+    ).records
+    (row,) = run_rows(instance, terminal, record, datetime.now())
+    assert row["pipeline"] == "shop.python.features"
+    assert (row["app"], row["layer"], row["status"]) == ("shop", "gold", "success")
+    assert row["rows_written"] == 2
+    assert row["checks_passed"] == 1
+
+
+@pytest.mark.spark
 def test_warn_check_fails_but_publishes(spark, catalog):
     frame = spark.createDataFrame([(1, None), (2, 0.7)], "id int, score double")
     asset = _feature_asset([frame], checks=[c.not_null("score", severity="warn")])
