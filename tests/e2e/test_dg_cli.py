@@ -74,15 +74,18 @@ def test_dg_check_defs_reports_an_invalid_pipeline_with_file_and_line(tmp_path):
 
 
 SELECTIONS = {
-    'key:"ecommerce/gold/*"': {"ecommerce/gold/customer_360"},
+    # ecommerce/gold/customer_features is the example Python asset (pipelines_xml/ecommerce/python)
+    'key:"ecommerce/gold/*"': {"ecommerce/gold/customer_360", "ecommerce/gold/customer_features"},
     "group:gold": {
         "crm/gold/customer_revenue",
         "customer/gold/customer_by_country",
         "ecommerce/gold/customer_360",
+        "ecommerce/gold/customer_features",
     },
     "kind:csv": {
         "customer/service/customer_by_country_export",
         "ecommerce/service/customer_360_csv",
+        "ecommerce/service/customer_features_csv",
     },
     "tag:datahub/app=github": {
         "github/raw/events",
@@ -90,7 +93,10 @@ SELECTIONS = {
         "github/silver/users",
     },
     'key:"github/*"': {"github/raw/events", "github/bronze/users_flat", "github/silver/users"},
-    'group:gold and key:"ecommerce/*"': {"ecommerce/gold/customer_360"},
+    'group:gold and key:"ecommerce/*"': {
+        "ecommerce/gold/customer_360",
+        "ecommerce/gold/customer_features",
+    },
     '+key:"ecommerce/gold/customer_360"': {  # with its upstream
         "ecommerce/gold/customer_360",
         "ecommerce/silver/customer_sessions",
