@@ -322,6 +322,7 @@ class PipelineCheck:
         self.jdbc_endpoint(src, app, what)
         if (src.sql is None) == (src.table_name is None):
             self.err(src, f"{what} needs exactly one of <sql> or <table name=...>")
+        self.db_table_name(src, src.table_name, what)
         if (src.partition_column is None) != (src.num_partitions is None):
             self.err(
                 src,
@@ -353,6 +354,19 @@ class PipelineCheck:
                     'value are not lost), so its <table> targets must use mode="merge" '
                     "with keys= to keep them once",
                 )
+
+    def db_table_name(self, node: Any, name: str | None, what: str) -> None:
+        """`table` or `schema.table` (PostgreSQL) / `database.table` (MariaDB, MySQL): what
+        the JDBC reader quotes and the database writer locates."""
+        if name is None:
+            return
+        parts = name.split(".")
+        if len(parts) > 2 or not all(p.strip() for p in parts):
+            self.err(
+                node,
+                f'{what}: <table name="{name}"> is not a table name; allowed: table or '
+                "schema.table (database.table on MariaDB/MySQL)",
+            )
 
     def mongo_source(self, src: MongoSource, app: AppConfig) -> None:
         what = f'<mongo> source "{src.id}"'
@@ -474,6 +488,7 @@ class PipelineCheck:
                 self.jdbc_endpoint(target, app, "<database> target")
                 if target.table_name is None:
                     self.err(target, "<database> target needs <table name=...>")
+                self.db_table_name(target, target.table_name, "<database> target")
                 if target.keys and mode != "merge":
                     self.err(
                         target,

@@ -409,3 +409,17 @@ def test_yaml_column_list_duplicate_points_at_the_item(tmp_path):
     typo = text + "        - {name: x, descr: typo}\n"
     errors = load_errors(tmp_path / "typo", {"app/silver/p.yaml": typo})
     find_error(errors, "app/silver/p.yaml", 10, 'unknown field "descr"')
+
+
+@pytest.mark.parametrize("name", ["a.b.c", "a..b", ".t"])
+def test_database_table_names(tmp_path, name):
+    """execute/writers/database.py refused these when the run located the table."""
+    target = f'<database jdbcUrl="jdbc:postgresql://h/db">\n<table name="{name}"/>\n</database>'
+    text = pipeline(layer="service", targets=target)
+    expect(
+        tmp_path,
+        text,
+        "<database jdbcUrl",
+        f'<table name="{name}"> is not a table name',
+        file="app/service/p.xml",
+    )
