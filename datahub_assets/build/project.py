@@ -23,6 +23,7 @@ from datahub_assets.build.factory import build_pipeline_asset
 from datahub_assets.build.jobs import build_jobs
 from datahub_assets.build.notify import notification_sensors
 from datahub_assets.build.sensors import watch_sensors
+from datahub_assets.maintenance.defs import maintenance_definitions
 from datahub_assets.python.discovery import cycles, discover
 from datahub_assets.runs.defs import ops_definitions
 from datahub_assets.spec.errors import SpecErrors
@@ -92,11 +93,13 @@ def build_definitions(pipelines_dir: Path, executor_name: str | None = None) -> 
         notify = notification_sensors(project)
         # built in, constant: run records table, daily dashboard, the sensor that records runs
         ops_assets, run_records = ops_definitions(project)
+        # table maintenance: one job for every app, one schedule per app.yaml cron
+        maintain_jobs, maintain_schedules = maintenance_definitions(project)
         return dg.Definitions(
             assets=[*assets, *ops_assets],
             sensors=[*automation, *sensors, *notify, run_records],
-            jobs=jobs,
-            schedules=schedules,
+            jobs=[*jobs, *maintain_jobs],
+            schedules=[*schedules, *maintain_schedules],
             resources=all_resources(),
             executor=executor(executor_name),
         )
