@@ -148,24 +148,24 @@ def _servers(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _tables(_args: argparse.Namespace, settings: Settings) -> int:
+    from datahub_assets.python.discovery import discover
     from datahub_assets.spec.loader import load_project
     from datahub_resources.iceberg import load_catalog
 
     catalog = load_catalog(settings)
     project = load_project(settings.pipelines_dir)
+    refs = [t.ref for spec in project.pipelines for t in spec.targets if t.target.kind == "table"]
+    refs += list(discover(settings.pipelines_dir).tables)  # Python assets' tables
     rows = [("asset", "rows", "snapshot id")]
-    for spec in project.pipelines:
-        for target in spec.targets:
-            if target.target.kind != "table":
-                continue
-            ident = (target.ref.namespace, target.ref.table)
-            if not catalog.table_exists(ident):
-                rows.append((str(target.ref), "-", "not materialised"))
-                continue
-            snap = catalog.load_table(ident).current_snapshot()
-            summary = snap.summary if snap else None
-            total = summary.additional_properties.get("total-records", "0") if summary else "0"
-            rows.append((str(target.ref), total, str(snap.snapshot_id) if snap else "-"))
+    for ref in refs:
+        ident = (ref.namespace, ref.table)
+        if not catalog.table_exists(ident):
+            rows.append((str(ref), "-", "not materialised"))
+            continue
+        snap = catalog.load_table(ident).current_snapshot()
+        summary = snap.summary if snap else None
+        total = summary.additional_properties.get("total-records", "0") if summary else "0"
+        rows.append((str(ref), total, str(snap.snapshot_id) if snap else "-"))
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, width, strict=True)))

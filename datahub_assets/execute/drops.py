@@ -152,7 +152,7 @@ def plan_batch(
     now = now if now is not None else batch.ingested_at.timestamp()
     for source in spec.watched_sources:
         pattern = ctx.data_path(source.path)
-        store = store_for(pattern, s3_client or default_s3_client)
+        store = store_for(pattern, s3_client or default_s3_client, ctx.settings)
         batch.stores[source.id], batch.patterns[source.id] = store, pattern
         if requested is not None and source.id in requested:
             infos = _requested(store, pattern, requested[source.id], batch)

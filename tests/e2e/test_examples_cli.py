@@ -155,7 +155,7 @@ def test_ecommerce_customer_360_export_matches_gold(demo, catalog):
     ids = [r["customer_id"] for r in gold]
     assert len(ids) == len(set(ids))
     exported = []
-    for path in (root / "data" / "ecommerce" / "service").rglob("*.csv"):
+    for path in (root / "data" / "ecommerce" / "service" / "customer_360").rglob("*.csv"):
         with path.open() as f:
             exported += list(csv.DictReader(f))
     assert len(exported) == len(gold)
