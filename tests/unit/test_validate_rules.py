@@ -423,3 +423,26 @@ def test_database_table_names(tmp_path, name):
         f'<table name="{name}"> is not a table name',
         file="app/service/p.xml",
     )
+
+
+def test_run_time_uses_the_schema_parsed_at_load(tmp_path):
+    """`execute.schemas.schema_for` converts the spec's parsed copy: the same StructType a
+    read of the file gives, without the file (deleted here after the load)."""
+    from pyspark.sql import types as T
+
+    from datahub_assets.execute.schemas import load_schema, schema_for
+
+    text = pipeline(sources='<csv id="a" path="in/*.csv" schemaRef="schemas/o.avsc"/>')
+    root = write(tmp_path, {FILE: text, "app/schemas/o.avsc": json.dumps(AVRO)})
+    spec = load_project(root).pipelines[0]
+    path = root / "app" / "schemas" / "o.avsc"
+    from_file = load_schema(path)
+    path.unlink()
+    assert schema_for(spec, "schemas/o.avsc", path) == from_file
+    assert from_file == T.StructType(
+        [
+            T.StructField("id", T.LongType(), False),
+            T.StructField("amount", T.DecimalType(12, 2), True),
+            T.StructField("tags", T.ArrayType(T.StringType(), False), False),
+        ]
+    )
