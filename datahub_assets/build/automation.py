@@ -120,7 +120,7 @@ def followers(project: Project, downstream_of_watch: set[TableRef]) -> list[Pipe
     ]
 
 
-def automation_sensors(project: Project) -> list[dg.SensorDefinition]:
+def automation_sensors(project: Project) -> list[dg.AutomationConditionSensorDefinition]:
     """`datahub_automation` evaluates the built-in conditions (cron) in the daemon, for any
     number of assets; `UpstreamNewer` is Python, so the assets that follow file drops are
     evaluated on the code server by `datahub_follow_<n>` sensors of at most 450 assets and

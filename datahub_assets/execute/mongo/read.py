@@ -151,7 +151,9 @@ def relaxed(schema: T.StructType) -> T.StructType:
             return T.MapType(dt.keyType, walk(dt.valueType), True)
         return dt
 
-    return walk(schema)
+    out = walk(schema)
+    assert isinstance(out, T.StructType)  # a struct walks to a struct
+    return out
 
 
 def schema_defaults(path: str | Path) -> dict[str, Any]:
@@ -369,7 +371,10 @@ def plan_read(
             if schema is None:
                 plan.sample = _sample(coll, query, source.sample_size, projection)
                 plan.inferred = infer.infer_schema(plan.sample)
-                plan.schema = relaxed(spark_type(plan.inferred))
+                inferred = spark_type(plan.inferred)
+                if not isinstance(inferred, T.StructType):  # documents infer to a struct
+                    raise TypeError(f"inferred a {inferred.simpleString()}, not a struct")
+                plan.schema = relaxed(inferred)
             elif parts > 1 or need_sample:
                 plan.sample = _sample(coll, query, max(BOUNDARY_SAMPLE * parts, 128), None)
             if parts > 1:
