@@ -177,6 +177,8 @@ def _step_op(job: JobSpec, step: JobStep, spec: PipelineSpec) -> dg.OpDefinition
     ref = step.ref
     descriptions = {t.ref: column_descriptions(spec, t) for t in spec.targets}
 
+    settings = Settings.from_env()  # read at load, never in a run
+
     @dg.op(
         name=op_name(job, step),
         ins={f"after_{up}": dg.In(dg.Nothing) for up in step.after},
@@ -209,7 +211,7 @@ def _step_op(job: JobSpec, step: JobStep, spec: PipelineSpec) -> dg.OpDefinition
             session = context.resources.spark.get_session()
             ctx = ExecContext(
                 spark=session,
-                settings=Settings.from_env(),
+                settings=settings,
                 app=spec.app,
                 run_id=context.run_id,
                 run_date=run_date,

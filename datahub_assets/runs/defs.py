@@ -114,6 +114,7 @@ def build_summary(catalog, slas, now: datetime, days: int):
 
 def build_dashboard(slas: dict[str, tuple[str, timedelta]]) -> dg.AssetsDefinition:
     """The dashboard asset; `slas` (from `slas_of`) decide the freshness breaches."""
+    settings = Settings.from_env()  # read at load, never in a run
 
     @dg.multi_asset(
         name="ops__dashboard",
@@ -134,7 +135,7 @@ def build_dashboard(slas: dict[str, tuple[str, timedelta]]) -> dg.AssetsDefiniti
     )
     def dashboard(context: dg.AssetExecutionContext, iceberg: IcebergResource):
         summary = build_summary(iceberg.catalog(), slas, datetime.now(UTC), DASHBOARD_DAYS)
-        path = Settings.from_env().home / "ops" / "dashboard.html"
+        path = settings.home / "ops" / "dashboard.html"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".html.tmp")
         tmp.write_text(render(summary), encoding="utf-8")
