@@ -156,16 +156,17 @@ def test_an_unknown_app_in_the_tag_fails_the_step_naming_the_known_ones(settings
     assert "ops, other, shop, third" in message
 
 
-def test_the_definitions_load_beside_the_projects(tmp_path):
-    """As build/project.py adds them: no name clashes with the project's own definitions."""
+def test_the_project_definitions_hold_the_job_and_its_schedules(tmp_path):
+    """build/project.py adds them: they load beside the project's own definitions."""
     from datahub_assets.build.project import build_definitions
 
     root = tmp_path / "pipelines"
-    jobs, schedules = maintenance_definitions(_project(root))
-    merged = dg.Definitions.merge(
-        build_definitions(root), dg.Definitions(jobs=jobs, schedules=schedules)
-    )
-    dg.Definitions.validate_loadable(merged)
-    repo = merged.get_repository_def()
+    _, schedules = maintenance_definitions(_project(root))
+    defs = build_definitions(root)
+    dg.Definitions.validate_loadable(defs)
+    repo = defs.get_repository_def()
     assert [n.name for n in repo.get_job(JOB_NAME).nodes] == [OP_NAME]
-    assert {s.name for s in repo.schedule_defs} >= {s.name for s in schedules}
+    by_name = {s.name: s for s in repo.schedule_defs}
+    for schedule in schedules:
+        assert by_name[schedule.name].cron_schedule == schedule.cron_schedule
+        assert by_name[schedule.name].job_name == JOB_NAME
