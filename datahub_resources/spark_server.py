@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,6 +122,32 @@ def _write_properties(state_dir: Path, conf: dict[str, str]) -> Path:
     return path
 
 
+def _ours(pid: int) -> bool:
+    """`pid` is still a Spark Connect server process (not a reused pid)."""
+    try:
+        return SERVER_CLASS.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _kill_group(pid: int) -> None:
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)  # started with start_new_session: pgid == pid
+
+
+def _reap_unserving(state_dir: Path) -> None:
+    """A server recorded in server.json whose process lives but that does not serve (its
+    starter was killed before the port opened, or it hung): kill it, forget it. Called under
+    the lock, so never while another process is starting it."""
+    state = state_dir / "server.json"
+    if not state.exists():
+        return
+    info = ServerInfo(**json.loads(state.read_text()))
+    if _pid_alive(info.pid) and not _port_open(info.port) and _ours(info.pid):
+        _kill_group(info.pid)
+    state.unlink(missing_ok=True)
+
+
 def ensure_running(state_dir: Path, settings: Settings | None = None) -> ServerInfo:
     """Return the shared server, starting it first if none is up. Safe to call concurrently.
     A new server starts with the DATAHUB_SPARK_* settings (`settings`, else read now)."""
@@ -129,6 +155,7 @@ def ensure_running(state_dir: Path, settings: Settings | None = None) -> ServerI
         info = status(state_dir)
         if info is not None:
             return info
+        _reap_unserving(state_dir)
         return _start(state_dir, settings or Settings.from_env())
 
 
@@ -179,30 +206,38 @@ def _start(state_dir: Path, settings: Settings) -> ServerInfo:
             cwd=state_dir,
             start_new_session=True,
         )
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SparkServerError(
-                f"Spark Connect server exited with code {proc.returncode}; see {log}"
-            )
-        if _port_open(port):
-            info = ServerInfo(pid=proc.pid, port=port, log=str(log))
-            (state_dir / "server.json").write_text(json.dumps(info.__dict__))
-            return info
-        time.sleep(0.25)
-    proc.kill()
-    raise SparkServerError(
-        f"Spark Connect server did not listen within {START_TIMEOUT_S}s; see {log}"
-    )
+    # recorded at once: a starter killed (-9) before the port opens leaves a pid that the
+    # next ensure_running / stop finds and kills (_reap_unserving), not an unknown JVM
+    info = ServerInfo(pid=proc.pid, port=port, log=str(log))
+    (state_dir / "server.json").write_text(json.dumps(info.__dict__))
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise SparkServerError(
+                    f"Spark Connect server exited with code {proc.returncode}; see {log}"
+                )
+            if _port_open(port):
+                return info
+            time.sleep(0.25)
+        raise SparkServerError(
+            f"Spark Connect server did not listen within {START_TIMEOUT_S}s; see {log}"
+        )
+    except BaseException:  # also SIGTERM/interrupt of the starting run: no JVM left behind
+        _kill_group(proc.pid)
+        proc.wait()
+        (state_dir / "server.json").unlink(missing_ok=True)
+        raise
 
 
 def stop(state_dir: Path) -> bool:
     """Stop the recorded server; True if one was running."""
     with _locked(state_dir):
         info = status(state_dir)
-        (state_dir / "server.json").unlink(missing_ok=True)
         if info is None:
+            _reap_unserving(state_dir)
             return False
+        (state_dir / "server.json").unlink(missing_ok=True)
         os.killpg(os.getpgid(info.pid), signal.SIGTERM)
         for _ in range(80):
             if not _pid_alive(info.pid):
