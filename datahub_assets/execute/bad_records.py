@@ -3,10 +3,10 @@
 `checked_reader` wraps how the runner reads a source: the frame comes back without malformed
 records and the policy has been applied to them:
 
-- `quarantine` (the default in the raw layer): the records go to `<first table>__quarantine`
-  (`Prepared.quarantine`, staged and committed with the run's tables by
-  `writers.quarantine_write`); the count is `datahub/malformed_rows` and, for a file drop,
-  each file's ledger row `invalid_rows`;
+- `quarantine` (the default in the raw layer when the pipeline has a table target): the
+  records go to `<first table>__quarantine` (`Prepared.quarantine`, staged and committed
+  with the run's tables by `writers.quarantine_write`); the count is
+  `datahub/malformed_rows` and, for a file drop, each file's ledger row `invalid_rows`;
 - `drop`: counted the same way, not kept;
 - `fail` (the default elsewhere): a file drop rejects each file holding one to
   `rejected/<date>/` (rule `malformed`, the reason lists its first bad lines) and goes on with
@@ -32,9 +32,10 @@ KINDS = ("csv", "json")
 MALFORMED = "malformed"
 
 
-def policy_of(source, layer: str) -> str:
-    """The source's onInvalid, else quarantine in the raw layer and fail elsewhere."""
-    return source.on_invalid or ("quarantine" if layer == "raw" else "fail")
+def policy_of(source, layer: str, has_table: bool = True) -> str:
+    """The source's onInvalid, else quarantine in the raw layer when the pipeline has a table
+    target to quarantine next to, and fail otherwise."""
+    return source.on_invalid or ("quarantine" if layer == "raw" and has_table else "fail")
 
 
 def checked_reader(
@@ -49,7 +50,7 @@ def checked_reader(
 ) -> Callable[..., DataFrame]:
     """`read` with malformed records split off and handled (module doc). `gate` is the
     `quality.Prepared` of the first table target (counts, quarantine rows)."""
-    policy = policy_of(source, spec.layer)
+    policy = policy_of(source, spec.layer, any(t.target.kind == "table" for t in spec.targets))
     # the file-drop batch of a watched source (its malformed files can be rejected one by one)
     watched = drops if getattr(source, "watch", None) is not None else None
 

@@ -163,24 +163,18 @@ class PipelineCheck:
                 )
 
     def quarantine(self) -> None:
-        """Quarantined rows go to `<first table target>__quarantine`: onInvalid="quarantine"
-        (explicit, or the raw layer's default for malformed csv/json records) needs one."""
+        """Quarantined rows go to `<first table target>__quarantine`: an explicit
+        onInvalid="quarantine" needs one. (The raw layer's unset default for malformed csv/json
+        records is quarantine only when there is a table to put them next to, else fail:
+        `malformed_policy`.)"""
         if any(isinstance(t, TableTarget) for t in self.p.targets):
             return
         for src in self.p.sources:
             policy = getattr(src, "on_invalid", None)
-            how = f'onInvalid="{policy}"'
-            if (
-                policy is None
-                and self.p.layer == "raw"
-                and src.kind in ("csv", "json")
-                and src.incremental is None
-            ):
-                policy, how = "quarantine", 'onInvalid (default "quarantine" in the raw layer)'
             if policy == "quarantine":
                 self.err(
                     src,
-                    f'{how} on <{src.kind}> source "{src.id}" puts bad rows in '
+                    f'onInvalid="quarantine" on <{src.kind}> source "{src.id}" puts bad rows in '
                     "<table>__quarantine next to the pipeline's first <table> target, and "
                     'it has none; add a <table> target or set onInvalid="fail" or "drop"',
                 )

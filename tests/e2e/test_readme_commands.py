@@ -68,13 +68,7 @@ EXCLUDED = {
 }
 # commands that fail today, each with the reason; strict: once one works, the test fails
 # until its entry is removed here
-KNOWN_FAILURES = {
-    "datahub new pipeline shop raw to_csv --source csv --target csv": "the csv template in the "
-    "raw layer has no table target, which onInvalid=quarantine (the raw default) needs: the "
-    "scaffolder's own validation rejects it (exit 1); other layers work",
-    "datahub new pipeline shop raw to_database --source csv --target database": "the same, "
-    "with the database target",
-}
+KNOWN_FAILURES: dict[str, str] = {}
 
 
 # ------------------------------------------------------------------------- the README

@@ -90,23 +90,31 @@ def test_quarantine_needs_a_table_target(tmp_path):
     )
 
 
-def test_raw_csv_default_quarantine_needs_a_table_target(tmp_path):
-    """Malformed csv records in the raw layer are quarantined by default (bad_records.py)."""
+def test_raw_csv_default_is_fail_without_a_table_target(tmp_path):
+    """Malformed csv records in the raw layer are quarantined by default (bad_records.py),
+    but a raw pipeline with no table target has nowhere to put them: its default is fail, so
+    the definition validates; an explicit quarantine there is refused."""
+    from datahub_assets.execute.bad_records import policy_of
+
     text = pipeline(
         layer="raw", sources='<csv id="a" path="in/*.csv"/>', targets='<csv path="out/a.csv"/>'
     )
+    project = load_project(write(tmp_path / "ok", {"app/raw/p.xml": text}))
+    (spec,) = project.pipelines
+    (source,) = spec.pipeline.sources
+    assert policy_of(source, "raw", has_table=False) == "fail"
+    assert policy_of(source, "raw", has_table=True) == "quarantine"
+    explicit = text.replace(
+        '<csv id="a" path="in/*.csv"/>', '<csv id="a" path="in/*.csv" onInvalid="quarantine"/>'
+    )
     expect(
         tmp_path,
-        text,
+        explicit,
         '<csv id="a"',
-        'default "quarantine" in the raw layer',
+        'onInvalid="quarantine" on <csv> source "a"',
         'set onInvalid="fail" or "drop"',
         file="app/raw/p.xml",
     )
-    ok = text.replace(
-        '<csv id="a" path="in/*.csv"/>', '<csv id="a" path="in/*.csv" onInvalid="drop"/>'
-    )
-    load_project(write(tmp_path / "ok", {"app/raw/p.xml": ok}))
 
 
 def test_mongo_quarantine_needs_a_table_target(tmp_path):
