@@ -28,7 +28,7 @@ from datahub_assets.execute.quarantine import (
     row_rules,
     validate_rows,
 )
-from datahub_assets.execute.schemas import load_schema
+from datahub_assets.execute.schemas import schema_for
 from datahub_assets.execute.table_reader import TableNotFoundError, load_table
 from datahub_assets.spec.models import ResolvedTarget, TableRef, TableTarget
 from datahub_resources.iceberg import iceberg_to_spark_schema
@@ -98,7 +98,7 @@ def validate_source(
     if source.kind == "csv":
         update["infer_schema"] = False
     raw = read(source.model_copy(update=update))
-    schema = load_schema(ctx.app_path(source.schema_ref))
+    schema = schema_for(ctx.spec, source.schema_ref, ctx.app_path(source.schema_ref))
     return split_invalid(
         raw,
         schema,
@@ -128,7 +128,7 @@ def prepare_table(
     assert isinstance(spec_target, TableTarget), "prepare_table is for table targets"
     if spec_target.on_invalid:
         schema = (
-            load_schema(ctx.app_path(spec_target.schema_ref))
+            schema_for(ctx.spec, spec_target.schema_ref, ctx.app_path(spec_target.schema_ref))
             if spec_target.schema_ref
             else table_schema or df.schema
         )

@@ -36,7 +36,7 @@ from pyspark.sql.pandas.types import to_arrow_schema
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.mongo import infer, worker
 from datahub_assets.execute.readers._files import SourceError
-from datahub_assets.execute.schemas import load_schema
+from datahub_assets.execute.schemas import schema_for
 from datahub_assets.spec.models import MongoSource
 
 cloudpickle.register_pickle_by_value(worker)  # workers need pymongo + pyarrow, not Data Hub
@@ -345,7 +345,8 @@ def plan_read(
     query = and_query(user_filter, extra)
     if source.schema_ref:
         schema_path = ctx.app_path(source.schema_ref)
-        schema, defaults = load_schema(schema_path), schema_defaults(schema_path)
+        schema = schema_for(ctx.spec, source.schema_ref, schema_path)
+        defaults = schema_defaults(schema_path)
     else:
         schema, defaults = None, {}
     plan = MongoPlan(

@@ -43,7 +43,7 @@ def schema_for(ref: str, ctx: ExecContext) -> StructType:
     """The StructType of a schemaRef (relative to the app folder, or s3://)."""
     path = ctx.app_path(ref)
     local = _local(path)
-    return schemas.load_schema(local if local is not None else path)
+    return schemas.schema_for(ctx.spec, ref, local if local is not None else path)
 
 
 def reader(ctx: ExecContext, schema_ref: str | None) -> DataFrameReader:
