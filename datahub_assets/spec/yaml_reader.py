@@ -8,7 +8,6 @@ does XML attribute text, which makes both forms produce equal models.
 from __future__ import annotations
 
 import json
-import os
 import re
 import typing
 from typing import Any
@@ -31,6 +30,7 @@ from datahub_assets.spec.models import (
     Transformation,
     Watch,
 )
+from datahub_resources.settings import env_value
 
 TARGET_ALIASES = {"hive": "table", "iceberg": "table"}
 SECTIONS = ("sources", "transformations", "targets", "checks")
@@ -287,7 +287,7 @@ def _expand_env(value: str, builder: _Builder, where: Where, what: str) -> str:
     still belong in *SecretRef). An unset variable without a default is a load error."""
 
     def expand(m: re.Match) -> str:
-        found = os.environ.get(m.group(1))
+        found = env_value(m.group(1))
         if found:
             return found
         if m.group(2) is not None:
