@@ -164,7 +164,7 @@ def test_only_the_requested_files_are_taken(spark, settings):
 
 def test_a_crash_between_commit_and_move_neither_loses_nor_duplicates(spark, settings):
     """A real kill: the run's process exits right after the commit, before any file moved."""
-    spec = _project(settings)
+    spec = _project(settings, min_age=0)  # the child process is not patched by age_by_mtime
     landing = _landing(settings)
     a = _drop(landing, "a.csv", "order_id,amount\n1,10\n2,20\n")
     script = """
@@ -210,7 +210,7 @@ def test_a_failed_commit_leaves_files_for_the_retry(spark, settings, monkeypatch
 
     real = publish.commit_tables
 
-    def fail(*args, **kwargs):
+    def fail(*_args, **_kwargs):
         raise RuntimeError("catalog unreachable")
 
     monkeypatch.setattr(publish, "commit_tables", fail)

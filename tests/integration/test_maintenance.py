@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from pyiceberg.table.refs import SnapshotRefType
@@ -135,20 +136,19 @@ def test_expiry_keeps_the_current_snapshot_and_branch_heads(spark, small_files):
 def test_orphans_are_removed_after_the_window_and_referenced_files_never(spark, small_files):
     catalog = small_files
     table = catalog.load_table(IDENT)
-    root = table.location().removeprefix("file://")
-    old_stray = os.path.join(root, "data", "failed-write", "part-0.parquet")
-    young_stray = os.path.join(root, "data", "in-flight", "part-0.parquet")
+    root = Path(table.location().removeprefix("file://"))
+    old_stray = root / "data" / "failed-write" / "part-0.parquet"
+    young_stray = root / "data" / "in-flight" / "part-0.parquet"
     for path in (old_stray, young_stray):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as f:
-            f.write(b"PAR1")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"PAR1")
     old = time.time() - 4 * 86400
     os.utime(old_stray, (old, old))
     removed, size = remove_orphans(table, timedelta(days=3))
     assert removed == 1
     assert size == 4
-    assert not os.path.exists(old_stray)
-    assert os.path.exists(young_stray)
+    assert not old_stray.exists()
+    assert young_stray.exists()
     assert _ids(spark, catalog) == list(range(120))
 
 

@@ -219,7 +219,7 @@ class _RecordingCatalog:
         self.committed: list[str] = []
         self.fail_on = fail_on
 
-    def commit_table(self, table, requirements, updates):
+    def commit_table(self, table, _requirements, _updates):
         name = ".".join(table.name())
         if name == self.fail_on:
             raise CommitFailedException("moved")

@@ -88,7 +88,7 @@ def test_decimal_overflow_and_typed_input(spark):
     ]
 
 
-def test_rules_name_the_check_and_extras_pass_through(spark, raw):
+def test_rules_name_the_check_and_extras_pass_through(raw):
     checks = [
         chk(kind="notNull", columns="amount"),
         chk(kind="range", column="amount", min=0),

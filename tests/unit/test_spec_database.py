@@ -135,7 +135,7 @@ def test_parameter_scanner_skips_literals_comments_and_casts():
              -- :g
              /* :h */ from t where a = :one and b=:two_2 and c = t.x:three"""
     assert [p.name for p in find_params(sql)] == ["one", "two_2"]
-    assert render("a = :one and b = ':one'", lambda n: "42") == "a = 42 and b = ':one'"
+    assert render("a = :one and b = ':one'", lambda _n: "42") == "a = 42 and b = ':one'"
 
 
 @pytest.mark.parametrize("dialect", ["postgresql", "mariadb"])

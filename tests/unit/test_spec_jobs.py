@@ -168,13 +168,9 @@ def test_run_parameters_precedence():
 def test_transient_classes():
     from pyiceberg.exceptions import CommitFailedException
 
-    try:
-        try:
-            raise CommitFailedException("branch main changed")
-        except CommitFailedException as inner:
-            raise RuntimeError("publishing failed") from inner
-    except RuntimeError as outer:
-        assert classify(outer) is COMMIT_CONFLICT
+    outer = RuntimeError("publishing failed")
+    outer.__cause__ = CommitFailedException("branch main changed")
+    assert classify(outer) is COMMIT_CONFLICT
     assert classify(RuntimeError("[INVALID_HANDLE.SESSION_CLOSED] gone")) is SPARK_SESSION
     assert classify(RuntimeError("PSQLException: Connection reset")) is DB_CONNECTION
     assert classify(ValueError("column 'amount' is not decimal")) is None
