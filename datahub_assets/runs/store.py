@@ -87,7 +87,7 @@ COLUMNS: tuple[tuple[str, Any, str], ...] = (
         LongType(),
         "rows read: datahub/rows_read; for a file drop, the batch's rows + malformed/invalid rows",
     ),
-    ("rows_written", LongType(), "rows written over all targets (dagster/row_count)"),
+    ("rows_written", LongType(), "rows written over all targets (datahub/rows_written)"),
     (
         "targets",
         ListType(100, _TARGET, element_required=False),
