@@ -137,29 +137,11 @@ def _referenced(ref, checks) -> dict:
 
 def output_metadata(outcome) -> dict[str, Any]:
     """What the UI shows of a Python asset's materialisation (the XML assets' fields)."""
-    rows = outcome.table_rows if outcome.table_rows is not None else outcome.rows
-    metadata: dict[str, Any] = {
-        "dagster/row_count": dg.MetadataValue.int(rows),
-        "datahub/rows_written": dg.MetadataValue.int(outcome.rows),
-    }
-    if outcome.columns:
-        metadata["dagster/column_schema"] = dg.TableSchema(
-            columns=[
-                dg.TableColumn(
-                    name, type_str, constraints=dg.TableColumnConstraints(nullable=nullable)
-                )
-                for name, type_str, nullable in outcome.columns
-            ]
-        )
-    if outcome.snapshot_id is not None:
-        metadata["datahub/snapshot_id"] = dg.MetadataValue.text(str(outcome.snapshot_id))
-        metadata["datahub/previous_snapshot_id"] = dg.MetadataValue.text(
-            str(outcome.previous_snapshot_id or "")
-        )
+    from datahub_assets.build.metadata import table_metadata
+
+    metadata = table_metadata(outcome)
+    # the Python asset's table name even before its first snapshot
     metadata["datahub/iceberg_table"] = dg.MetadataValue.text(outcome.ref.identifier)
-    if outcome.location:
-        metadata["dagster/uri"] = dg.MetadataValue.path(outcome.location)
-    metadata.update({f"datahub/{k}": v for k, v in outcome.extra.items()})
     for check in outcome.checks:  # also for assets without Dagster check specs
         metadata[f"datahub/check/{check.name}"] = dg.MetadataValue.text(
             ("passed" if check.passed else f"failed ({check.severity})")

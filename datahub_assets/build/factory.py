@@ -15,6 +15,7 @@ from dagster_aws.s3 import S3Resource
 from datahub_assets.build.automation import condition_for
 from datahub_assets.build.checks import check_specs
 from datahub_assets.build.keys import asset_key, op_name, owners, split_tags
+from datahub_assets.build.metadata import ROWS_WRITTEN, table_metadata
 from datahub_assets.build.params import run_parameters
 from datahub_assets.build.retries import transient_retry
 from datahub_assets.execute.context import ExecContext
@@ -30,7 +31,6 @@ from datahub_resources.settings import Settings
 from datahub_resources.spark import SparkConnectResource
 
 SPARK_POOL = "spark"
-ROWS_WRITTEN = "datahub/rows_written"
 
 
 def _kinds(target: ResolvedTarget) -> set[str]:
@@ -145,34 +145,7 @@ def _result(
 ) -> dg.MaterializeResult:
     """The materialisation of one target; `descriptions` (column -> text, from schemaRef
     files and `<columns>`, `spec.columns.column_descriptions`) describe the column schema."""
-    # the UI's "Row count" is the table's rows after the commit; the rows this run wrote
-    # (a file drop's batch, an append) are `datahub/rows_written` (runs/records.py reads it)
-    total = outcome.table_rows if outcome.table_rows is not None else outcome.rows
-    metadata: dict[str, Any] = {
-        "dagster/row_count": dg.MetadataValue.int(total),
-        ROWS_WRITTEN: dg.MetadataValue.int(outcome.rows),
-    }
-    if outcome.columns:
-        metadata["dagster/column_schema"] = dg.TableSchema(
-            columns=[
-                dg.TableColumn(
-                    name,
-                    type_str,
-                    description=(descriptions or {}).get(name),
-                    constraints=dg.TableColumnConstraints(nullable=nullable),
-                )
-                for name, type_str, nullable in outcome.columns
-            ]
-        )
-    if outcome.snapshot_id is not None:
-        metadata["datahub/snapshot_id"] = dg.MetadataValue.text(str(outcome.snapshot_id))
-        metadata["datahub/previous_snapshot_id"] = dg.MetadataValue.text(
-            str(outcome.previous_snapshot_id or "")
-        )
-        metadata["datahub/iceberg_table"] = dg.MetadataValue.text(outcome.ref.identifier)
-    if outcome.location:
-        metadata["dagster/uri"] = dg.MetadataValue.path(outcome.location)
-    metadata.update({f"datahub/{k}": v for k, v in outcome.extra.items()})
+    metadata = table_metadata(outcome, descriptions)
     return dg.MaterializeResult(asset_key=asset_key(outcome.ref), metadata=metadata)
 
 

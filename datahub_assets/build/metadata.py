@@ -1,0 +1,49 @@
+"""What the Dagster UI shows of a table materialisation, for XML targets (`build/factory.py`,
+`build/jobs.py`) and Python assets (`datahub_resources/iceberg_io.py`) alike."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+
+from datahub_assets.execute.outcomes import TargetOutcome
+
+ROWS_WRITTEN = "datahub/rows_written"
+
+
+def table_metadata(
+    outcome: TargetOutcome, descriptions: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """`dagster/row_count` is the table's rows after the commit (the UI's "Row count"); the
+    rows this run wrote (a file drop's batch, an append) are `datahub/rows_written`
+    (runs/records.py reads it). `descriptions` (column -> text, `spec.columns`) describe the
+    column schema."""
+    total = outcome.table_rows if outcome.table_rows is not None else outcome.rows
+    metadata: dict[str, Any] = {
+        "dagster/row_count": dg.MetadataValue.int(total),
+        ROWS_WRITTEN: dg.MetadataValue.int(outcome.rows),
+    }
+    if outcome.columns:
+        metadata["dagster/column_schema"] = dg.TableSchema(
+            columns=[
+                dg.TableColumn(
+                    name,
+                    type_str,
+                    description=(descriptions or {}).get(name),
+                    constraints=dg.TableColumnConstraints(nullable=nullable),
+                )
+                for name, type_str, nullable in outcome.columns
+            ]
+        )
+    if outcome.snapshot_id is not None:
+        metadata["datahub/snapshot_id"] = dg.MetadataValue.text(str(outcome.snapshot_id))
+        metadata["datahub/previous_snapshot_id"] = dg.MetadataValue.text(
+            str(outcome.previous_snapshot_id or "")
+        )
+        metadata["datahub/iceberg_table"] = dg.MetadataValue.text(outcome.ref.identifier)
+    if outcome.location:
+        metadata["dagster/uri"] = dg.MetadataValue.path(outcome.location)
+    metadata.update({f"datahub/{k}": v for k, v in outcome.extra.items()})
+    return metadata
