@@ -15,7 +15,7 @@ from dagster_aws.s3 import S3Resource
 from datahub_assets.build.automation import condition_for
 from datahub_assets.build.checks import check_specs
 from datahub_assets.build.keys import asset_key, op_name, owners, split_tags
-from datahub_assets.build.metadata import ROWS_WRITTEN, table_metadata
+from datahub_assets.build.metadata import ROWS_WRITTEN, check_results, table_metadata
 from datahub_assets.build.params import run_parameters
 from datahub_assets.build.retries import transient_retry
 from datahub_assets.execute.context import ExecContext
@@ -147,33 +147,6 @@ def _result(
     files and `<columns>`, `spec.columns.column_descriptions`) describe the column schema."""
     metadata = table_metadata(outcome, descriptions)
     return dg.MaterializeResult(asset_key=asset_key(outcome.ref), metadata=metadata)
-
-
-def _check_results(outcome: TargetOutcome, published: bool):
-    for check in outcome.checks:
-        metadata: dict[str, Any] = {
-            "datahub/failing_rows": dg.MetadataValue.int(check.failing_rows),
-            "datahub/total_rows": dg.MetadataValue.int(check.total_rows),
-            "datahub/published": published,
-            **{f"datahub/{k}": v for k, v in check.metadata.items()},
-        }
-        if outcome.snapshot_id is not None:
-            key = "datahub/snapshot_id" if published else "datahub/staged_snapshot_id"
-            metadata[key] = dg.MetadataValue.text(str(outcome.snapshot_id))
-        if check.sample:
-            metadata["datahub/failing_sample"] = dg.MetadataValue.json(check.sample)
-        yield dg.AssetCheckResult(
-            asset_key=asset_key(outcome.ref),
-            check_name=check.name,
-            passed=check.passed,
-            severity=(
-                dg.AssetCheckSeverity.ERROR
-                if check.severity == "error"
-                else dg.AssetCheckSeverity.WARN
-            ),
-            description=check.description,
-            metadata=metadata,
-        )
 
 
 FULL_REFRESH_TAG = "datahub/full_refresh"
@@ -316,7 +289,7 @@ def build_pipeline_asset(
         except ChecksFailed as failed:
             # write-audit-publish: the audited snapshots were not published; report why
             for outcome in failed.outcomes:
-                yield from _check_results(outcome, published=False)
+                yield from check_results(outcome, published=False)
             if ctx.drops is not None:
                 yield from _drop_events(spec, ctx.drops, materialized=False)
             raise dg.Failure(description=str(failed), allow_retries=False) from None
@@ -334,7 +307,7 @@ def build_pipeline_asset(
             yield from _nothing_new(spec, context, iceberg)
         for outcome in outcomes:
             yield _result(outcome, descriptions.get(outcome.ref, {}))
-            yield from _check_results(outcome, published=True)
+            yield from check_results(outcome, published=True)
 
     decorate = dg.multi_asset(
         name=op_name(spec),

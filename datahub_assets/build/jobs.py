@@ -34,11 +34,11 @@ import dagster as dg
 from datahub_assets.build.factory import (
     FULL_REFRESH_TAG,
     SPARK_POOL,
-    _check_results,
     _drop_events,
     _result,
 )
 from datahub_assets.build.keys import asset_key
+from datahub_assets.build.metadata import check_results
 from datahub_assets.build.params import RUN_DATE_TAG, run_parameters
 from datahub_assets.build.retries import transient_retry
 from datahub_assets.execute.context import ExecContext
@@ -224,7 +224,7 @@ def _step_op(job: JobSpec, step: JobStep, spec: PipelineSpec) -> dg.OpDefinition
             outcomes = run_pipeline(spec, ctx, context.resources.iceberg.catalog())
         except ChecksFailed as failed:
             for outcome in failed.outcomes:
-                for r in _check_results(outcome, published=False):
+                for r in check_results(outcome, published=False):
                     yield _evaluation(r)
             error = failed
         except Exception as exc:  # noqa: BLE001 - the policy decides below
@@ -240,7 +240,7 @@ def _step_op(job: JobSpec, step: JobStep, spec: PipelineSpec) -> dg.OpDefinition
                     asset_key=asset_key(outcome.ref),
                     metadata=_result(outcome, descriptions.get(outcome.ref, {})).metadata,
                 )
-                for r in _check_results(outcome, published=True):
+                for r in check_results(outcome, published=True):
                     yield _evaluation(r)
             yield dg.Output(None, "done")
             return

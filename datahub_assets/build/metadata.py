@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
 
+from datahub_assets.build.keys import asset_key
 from datahub_assets.execute.outcomes import TargetOutcome
 
 ROWS_WRITTEN = "datahub/rows_written"
@@ -47,3 +48,35 @@ def table_metadata(
         metadata["dagster/uri"] = dg.MetadataValue.path(outcome.location)
     metadata.update({f"datahub/{k}": v for k, v in outcome.extra.items()})
     return metadata
+
+
+def check_results(
+    outcome: TargetOutcome, published: bool, key: dg.AssetKey | None = None
+) -> Iterator[dg.AssetCheckResult]:
+    """The asset check results of one table's outcome; `published`: its snapshot is main's
+    (else the staged, audited one that a blocking check kept from main)."""
+    key = key if key is not None else asset_key(outcome.ref)
+    for check in outcome.checks:
+        metadata: dict[str, Any] = {
+            "datahub/failing_rows": dg.MetadataValue.int(check.failing_rows),
+            "datahub/total_rows": dg.MetadataValue.int(check.total_rows),
+            "datahub/published": published,
+            **{f"datahub/{k}": v for k, v in check.metadata.items()},
+        }
+        if outcome.snapshot_id is not None:
+            name = "datahub/snapshot_id" if published else "datahub/staged_snapshot_id"
+            metadata[name] = dg.MetadataValue.text(str(outcome.snapshot_id))
+        if check.sample:
+            metadata["datahub/failing_sample"] = dg.MetadataValue.json(check.sample)
+        yield dg.AssetCheckResult(
+            asset_key=key,
+            check_name=check.name,
+            passed=check.passed,
+            severity=(
+                dg.AssetCheckSeverity.ERROR
+                if check.severity == "error"
+                else dg.AssetCheckSeverity.WARN
+            ),
+            description=check.description,
+            metadata=metadata,
+        )

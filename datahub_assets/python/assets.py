@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import dagster as dg
 
+from datahub_assets.build.metadata import check_results
 from datahub_assets.python.checks import to_json
 from datahub_assets.python.discovery import CURRENT
 from datahub_assets.spec.models import LAYER_ALIASES, LAYERS, Check, TableRef, TableTarget
@@ -79,33 +80,6 @@ def _validate_schema(schema: Any, value: Any, where: str) -> Any:
             allow_retries=False,
         )
     return out
-
-
-def check_results(key: dg.AssetKey, outcome) -> Iterator[dg.AssetCheckResult]:
-    """The asset check results of an outcome the IO manager stored (published snapshot)."""
-    for check in outcome.checks:
-        metadata: dict[str, Any] = {
-            "datahub/failing_rows": dg.MetadataValue.int(check.failing_rows),
-            "datahub/total_rows": dg.MetadataValue.int(check.total_rows),
-            "datahub/published": True,
-            **{f"datahub/{k}": v for k, v in check.metadata.items()},
-        }
-        if outcome.snapshot_id is not None:
-            metadata["datahub/snapshot_id"] = dg.MetadataValue.text(str(outcome.snapshot_id))
-        if check.sample:
-            metadata["datahub/failing_sample"] = dg.MetadataValue.json(check.sample)
-        yield dg.AssetCheckResult(
-            asset_key=key,
-            check_name=check.name,
-            passed=check.passed,
-            severity=(
-                dg.AssetCheckSeverity.ERROR
-                if check.severity == "error"
-                else dg.AssetCheckSeverity.WARN
-            ),
-            description=check.description,
-            metadata=metadata,
-        )
 
 
 def table_asset(
@@ -189,7 +163,7 @@ def table_asset(
                         f"{where}: no check results: the output was not stored by the "
                         f"Iceberg IO manager (resource {IO_MANAGER_KEY!r})"
                     )
-                yield from check_results(key, outcome)
+                yield from check_results(outcome, published=True, key=key)
 
         return dg.asset(
             key=key,
