@@ -103,26 +103,12 @@ def _launch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _settle(settings: Settings) -> None:
-    """Wait until the sample files are older than the watched sources' minAgeSeconds: a
-    file-drop run takes a file only once it has sat that long in landing (counted from when
-    it appeared there, so the demo cannot backdate it)."""
-    import time
+    """Wait until the sample files are older than the watched sources' minAgeSeconds
+    (`demo_data.settle`)."""
+    from datahub_assets.demo_data import settle
 
-    from datahub_assets.spec.loader import load_project
-
-    project = load_project(settings.pipelines_dir)
-    wait = max(
-        (
-            s.watch.min_age_seconds
-            for p in project.pipelines
-            if p.app in DEMO_APPS
-            for s in p.watched_sources
-        ),
-        default=0,
-    )
-    if wait:
-        print(f"waiting {wait} s for the files to settle in landing (minAgeSeconds)")
-        time.sleep(wait + 0.5)
+    print("waiting for the files to settle in landing (minAgeSeconds)")
+    settle(settings.pipelines_dir, DEMO_APPS)
 
 
 def _servers(args: argparse.Namespace, settings: Settings) -> int:

@@ -41,6 +41,7 @@ import json
 import os
 import random
 import time
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -490,3 +491,28 @@ def generate(data_dir: Path, rows: int = 1000, seed: int = 42) -> dict[str, list
             rng, rows // 2, data_dir / "customer" / "landing" / "customers"
         ),
     }
+
+
+def settle(pipelines_dir: Path, apps: Iterable[str] | None = None) -> float:
+    """Wait until files just written to landing are older than the watched sources'
+    minAgeSeconds (of `apps`, else of every app): a file-drop run takes a file only once it
+    has sat that long in landing, counted from when it appeared there, so sample data cannot
+    be backdated. Returns the seconds waited."""
+    import time
+
+    from datahub_assets.spec.loader import load_project
+
+    chosen = set(apps) if apps is not None else None
+    project = load_project(pipelines_dir)
+    wait = max(
+        (
+            s.watch.min_age_seconds
+            for p in project.pipelines
+            if chosen is None or p.app in chosen
+            for s in p.watched_sources
+        ),
+        default=0,
+    )
+    if wait:
+        time.sleep(wait + 0.5)
+    return wait

@@ -150,10 +150,11 @@ def test_dg_lists_and_documents_the_component_type(tmp_path):
 
 @pytest.mark.spark
 def test_dg_launch_materialises_a_selection(tmp_path):
-    from datahub_assets.demo_data import generate
+    from datahub_assets.demo_data import generate, settle
 
     env = _env(tmp_path)
     generate(tmp_path / "data", rows=100, seed=7)
+    settle(Path(env["DATAHUB_PIPELINES_DIR"]), ["github"])  # minAgeSeconds of the drops
     proc = dg("launch", "--assets", 'key:"github/*"', env=env)
     assert "RUN_SUCCESS" in proc.stdout + proc.stderr
     tables = subprocess.run(
