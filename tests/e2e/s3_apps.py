@@ -24,16 +24,17 @@ def run(cmd: list[str], env: dict[str, str], timeout: int = 1200) -> str:
 
 
 def asset_keys(apps=FILE_APPS) -> list[str]:
-    """Every table and export asset of `apps`, as the CLI's `--select` wants them."""
+    """Every table and export asset of `apps` (Python assets' tables included), as the
+    CLI's `--select` wants them."""
+    from datahub_assets.python.discovery import discover
     from datahub_assets.spec.loader import load_project
 
     project = load_project(REPO / "pipelines_xml")
-    return [
-        "/".join(t.ref.asset_path)
-        for spec in project.pipelines
-        if spec.app in apps
-        for t in spec.targets
+    xml = [
+        "/".join(t.ref.asset_path) for p in project.pipelines if p.app in apps for t in p.targets
     ]
+    python = ["/".join(ref.asset_path) for ref in discover(REPO / "pipelines_xml").tables]
+    return xml + [k for k in python if k.split("/")[0] in apps]
 
 
 def upload_landing(client, bucket: str, local_data: Path, apps=FILE_APPS) -> int:

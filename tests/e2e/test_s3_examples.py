@@ -106,12 +106,20 @@ def test_exports_on_s3_match_their_tables(s3_demo):
     client, bucket, catalog = s3_demo["client"], s3_demo["bucket"], s3_demo["catalog"]
     gold = catalog.load_table("ecommerce_gold.customer_360").scan().to_arrow().to_pylist()
     exported = []
-    for key in _keys(client, bucket, "data/ecommerce/service/"):
+    for key in _keys(client, bucket, "data/ecommerce/service/customer_360/"):
         if key.endswith(".csv"):
             exported += list(csv.DictReader(io.StringIO(_text(client, bucket, key))))
     assert gold
     assert len(exported) == len(gold)
     assert {r["customer_id"] for r in exported} == {str(r["customer_id"]) for r in gold}
+    # the Python asset's table (pipelines_xml/ecommerce/python) and its XML export, on S3 too
+    features = catalog.load_table("ecommerce_gold.customer_features").scan().to_arrow()
+    assert features.num_rows == len(gold)
+    rows_out = []
+    for key in _keys(client, bucket, "data/ecommerce/service/customer_features/"):
+        if key.endswith(".csv"):
+            rows_out += list(csv.DictReader(io.StringIO(_text(client, bucket, key))))
+    assert len(rows_out) == features.num_rows
     by_country = catalog.load_table("customer_gold.customer_by_country").scan().to_arrow()
     rows = []
     for key in _keys(client, bucket, "data/customer/service/"):
