@@ -67,7 +67,18 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """`pid` exited and waits for a parent to reap it: a server started by an earlier
+    command (`datahub spark start`) is re-parented to PID 1, which need not reap it (a
+    container's init may not), so it stays a zombie after it died."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"  # the state follows "(comm)"
 
 
 def _free_port() -> int:

@@ -536,6 +536,16 @@ def _scaffolding(s: Session, env: dict[str, str], tmp: Path) -> None:
     s.run("datahub validate", ["datahub", "validate"], env=scratch)
 
 
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie (a dead server whose parent, PID 1 here for a
+    server started by an earlier command, has not reaped it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
 def _spark_server(s: Session, env: dict[str, str], tmp: Path) -> None:
     """`datahub spark status` on the shared server; `start` and `stop` on a private one."""
     shared = {k: v for k, v in env.items() if k != "DATAHUB_SPARK_STATE"}
@@ -567,7 +577,7 @@ def _spark_server(s: Session, env: dict[str, str], tmp: Path) -> None:
             s.run(
                 "datahub spark",
                 ["datahub", "spark", "stop"],
-                lambda _, pid=pid: pid is not None and not Path(f"/proc/{pid}").exists(),
+                lambda _, pid=pid: pid is not None and not _alive(pid),
                 env=private,
             )
 
