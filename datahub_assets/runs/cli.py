@@ -7,7 +7,15 @@ import re
 import sys
 from datetime import UTC, datetime, timedelta
 
-from datahub_assets.runs.summary import Summary, duration_text, rate_text
+from datahub_assets.runs.summary import (
+    DAY_HEADER,
+    SLOWEST_HEADER,
+    Summary,
+    day_rows,
+    duration_text,
+    rate_text,
+    slowest_rows,
+)
 from datahub_resources.settings import Settings
 
 _SINCE = re.compile(r"^(\d+)\s*([dhm])$")
@@ -93,21 +101,7 @@ def print_summary(s: Summary, failed: bool, limit: int, out=None) -> None:
         )
     else:
         _say("\nper day", out)
-        _print_table(
-            ("day", "runs", "succeeded", "failed", "skipped/canceled", "success rate"),
-            [
-                (
-                    f"{d.day}",
-                    str(d.runs),
-                    str(d.succeeded),
-                    str(d.failed),
-                    str(d.other),
-                    rate_text(d.success_rate),
-                )
-                for d in reversed(s.days)
-            ],
-            out,
-        )
+        _print_table(DAY_HEADER, day_rows(s), out)
     _say("\ntop failure reasons", out)
     _print_table(
         ("count", "signature", "pipelines", "last seen (UTC)"),
@@ -125,20 +119,7 @@ def print_summary(s: Summary, failed: bool, limit: int, out=None) -> None:
     )
     if not failed:
         _say("\nslowest pipelines (successful runs)", out)
-        _print_table(
-            ("pipeline", "runs", "median", "max", "last"),
-            [
-                (
-                    x.pipeline,
-                    str(x.runs),
-                    duration_text(x.median_s),
-                    duration_text(x.max_s),
-                    duration_text(x.last_s),
-                )
-                for x in s.slowest[:limit]
-            ],
-            out,
-        )
+        _print_table(SLOWEST_HEADER, slowest_rows(s, limit), out)
     _say("\nfreshness / SLA breaches", out)
     _print_table(
         ("pipeline", "sla", "last success (UTC)", "overdue by"),

@@ -208,6 +208,39 @@ def rate_text(rate: float | None) -> str:
     return "-" if rate is None else f"{rate * 100:.1f} %"
 
 
+DAY_HEADER = ("day", "runs", "succeeded", "failed", "skipped/canceled", "success rate")
+SLOWEST_HEADER = ("pipeline", "runs", "median", "max", "last")
+
+
+def day_rows(s: Summary) -> list[tuple[str, ...]]:
+    """Runs per day, newest first, as text cells (`datahub runs` and the dashboard)."""
+    return [
+        (
+            f"{d.day}",
+            str(d.runs),
+            str(d.succeeded),
+            str(d.failed),
+            str(d.other),
+            rate_text(d.success_rate),
+        )
+        for d in reversed(s.days)
+    ]
+
+
+def slowest_rows(s: Summary, limit: int | None = None) -> list[tuple[str, ...]]:
+    """The slowest pipelines (successful runs) as text cells, at most `limit`."""
+    return [
+        (
+            x.pipeline,
+            str(x.runs),
+            duration_text(x.median_s),
+            duration_text(x.max_s),
+            duration_text(x.last_s),
+        )
+        for x in s.slowest[:limit]
+    ]
+
+
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     def cell(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", " ")
@@ -224,20 +257,7 @@ def markdown(s: Summary) -> str:
         f"{s.succeeded} succeeded, {s.failed} failed, {s.other} skipped/canceled, "
         f"success rate {rate_text(s.success_rate)}",
         "### Runs per day",
-        _table(
-            ("day", "runs", "succeeded", "failed", "skipped/canceled", "success rate"),
-            [
-                (
-                    f"{d.day}",
-                    str(d.runs),
-                    str(d.succeeded),
-                    str(d.failed),
-                    str(d.other),
-                    rate_text(d.success_rate),
-                )
-                for d in reversed(s.days)
-            ],
-        ),
+        _table(DAY_HEADER, day_rows(s)),
         "### Top failure reasons",
         _table(
             ("failures", "signature", "pipelines", "last seen (UTC)"),
@@ -254,21 +274,7 @@ def markdown(s: Summary) -> str:
         if s.failures
         else "none",
         "### Slowest pipelines (successful runs)",
-        _table(
-            ("pipeline", "runs", "median", "max", "last"),
-            [
-                (
-                    x.pipeline,
-                    str(x.runs),
-                    duration_text(x.median_s),
-                    duration_text(x.max_s),
-                    duration_text(x.last_s),
-                )
-                for x in s.slowest
-            ],
-        )
-        if s.slowest
-        else "none",
+        _table(SLOWEST_HEADER, slowest_rows(s)) if s.slowest else "none",
         "### Freshness / SLA breaches",
         _table(
             ("pipeline", "sla", "last success (UTC)", "overdue by"),
