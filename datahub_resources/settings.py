@@ -77,6 +77,20 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("DATAHUB_MONGO_DOCS_PER_PARTITION", "250000", "Documents per Spark read partition."),
     Variable("DATAHUB_MONGO_MAX_PARTITIONS", "8", "Upper bound of Mongo read partitions."),
     Variable(
+        "DATAHUB_ENGINE",
+        "spark",
+        "Engine of pipelines whose definition and app.yaml name none: spark, duckdb or auto.",
+    ),
+    Variable(
+        "DATAHUB_ENGINE_AUTO_MAX_MB",
+        "2048",
+        "engine=auto picks DuckDB when a pipeline's inputs total at most this many MB.",
+    ),
+    Variable(
+        "DATAHUB_DUCKDB_MEMORY_LIMIT", "2GB", "DuckDB memory_limit; beyond it, spills to disk."
+    ),
+    Variable("DATAHUB_DUCKDB_THREADS", "(all cores)", "DuckDB worker threads."),
+    Variable(
         "DATAHUB_MASK_KEY",
         "(a key file in $DATAHUB_HOME/secrets)",
         "Masking key when a step names no secretRef (read by secrets.py).",
@@ -117,6 +131,16 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ValueError(f"{name}={value!r} is not a number (default {default})") from None
 
 
+ENGINES = ("spark", "duckdb", "auto")
+
+
+def _engine(env: Mapping[str, str]) -> str:
+    value = (env.get("DATAHUB_ENGINE") or "spark").strip().lower()
+    if value not in ENGINES:
+        raise ValueError(f"DATAHUB_ENGINE={value!r} is not one of {', '.join(ENGINES)}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -148,6 +172,11 @@ class Settings:
     mongo_batch_size: int = 2000
     mongo_docs_per_partition: int = 250_000
     mongo_max_partitions: int = 8
+    engine: str = "spark"
+    """DATAHUB_ENGINE: the deployment-wide default engine (app.yaml and pipelines override)."""
+    engine_auto_max_bytes: int = 2048 * 1024 * 1024
+    duckdb_memory_limit: str = "2GB"
+    duckdb_threads: int | None = None
     explicit: frozenset[str] = frozenset()
     """The variables that were set (non-empty) when the settings were read: deployment passes
     those to resources as `dg.EnvVar` so the UI names them."""
@@ -204,6 +233,10 @@ class Settings:
             mongo_batch_size=_int(env, "DATAHUB_MONGO_BATCH_SIZE", 2000),
             mongo_docs_per_partition=_int(env, "DATAHUB_MONGO_DOCS_PER_PARTITION", 250_000),
             mongo_max_partitions=_int(env, "DATAHUB_MONGO_MAX_PARTITIONS", 8),
+            engine=_engine(env),
+            engine_auto_max_bytes=_int(env, "DATAHUB_ENGINE_AUTO_MAX_MB", 2048) * 1024 * 1024,
+            duckdb_memory_limit=env.get("DATAHUB_DUCKDB_MEMORY_LIMIT") or "2GB",
+            duckdb_threads=_int(env, "DATAHUB_DUCKDB_THREADS", 0) or None,
             explicit=frozenset(n for n in NAMES if env.get(n)),
         )
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
+from datahub_assets.engines.api import F
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.drops import INGEST, DropBatch, reject_files
 from datahub_assets.execute.malformed import MalformedError, check, quarantine_frame

@@ -41,9 +41,8 @@ from pathlib import Path
 from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
+from datahub_assets.engines.api import F, T
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.malformed import CORRUPT, CORRUPT_OPTIONS, with_corrupt
 from datahub_assets.execute.readers._files import options, schema_for

@@ -50,9 +50,8 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import ancestors_of
 from pyspark.sql import Column, DataFrame
-from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
+from datahub_assets.engines.api import F, T
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.readers import materialise, read_source
 from datahub_assets.execute.readers.database import read_increment

@@ -24,9 +24,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from pyspark.sql import Column, DataFrame
-from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
+from datahub_assets.engines.api import F, T
 from datahub_assets.execute.checks.predicates import failing, qcol
 from datahub_assets.spec.models import (
     AcceptedValuesCheck,

@@ -22,9 +22,8 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
+from datahub_assets.engines.api import F, T
 from datahub_assets.execute.bad_records import KINDS as BAD_RECORD_KINDS
 from datahub_assets.execute.bad_records import checked_reader
 from datahub_assets.execute.context import ExecContext

@@ -11,8 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import types as T
-
+from datahub_assets.engines.api import T
 from datahub_assets.spec.schema_files import (
     ColumnType,
     SchemaColumn,

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from functools import reduce
 
 from pyspark.sql import Column, DataFrame, Row
-from pyspark.sql import functions as F
 
+from datahub_assets.engines.api import F
 from datahub_assets.execute.checks.predicates import qcol
 
 TOTAL, DUP_ROWS, DUP_KEYS, GROUP_N = "__total", "__dup_rows", "__dup_keys", "__n"

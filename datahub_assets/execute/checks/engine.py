@@ -13,9 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
+from datahub_assets.engines.api import F, T
 from datahub_assets.execute.checks import aggregate as agg
 from datahub_assets.execute.checks import results, samples
 from datahub_assets.execute.checks.duration import parse_duration

@@ -6,8 +6,8 @@ from __future__ import annotations
 from functools import reduce
 
 from pyspark.sql import Column
-from pyspark.sql import functions as F
 
+from datahub_assets.engines.api import F
 from datahub_assets.spec.models import (
     AcceptedValuesCheck,
     ExpressionCheck,

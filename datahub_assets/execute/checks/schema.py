@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pyspark.sql import types as T
-
+from datahub_assets.engines.api import T
 from datahub_assets.execute.schemas import load_schema
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
+from datahub_assets.engines.api import F
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.readers._files import SourceError
 from datahub_assets.execute.readers.csv import read_csv

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
+from datahub_assets.engines.api import F
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.readers._files import check_exists, resolve, spark_path
 from datahub_assets.spec.models import LookupSource

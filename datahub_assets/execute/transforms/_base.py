@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from pyspark.sql import Column, DataFrame
-from pyspark.sql import functions as F
 
+from datahub_assets.engines.api import F
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.spec.mini import split_top_level
 

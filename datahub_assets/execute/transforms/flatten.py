@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections import Counter
 
 from pyspark.sql import Column, DataFrame
-from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DataType, MapType, StructType
 
+from datahub_assets.engines.api import F
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.transforms._base import TransformError, dataset, register
 from datahub_assets.spec.models import Flatten

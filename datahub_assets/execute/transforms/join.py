@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
+from datahub_assets.engines.api import F
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.transforms._base import (
     TransformError,

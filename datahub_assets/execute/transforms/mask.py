@@ -25,8 +25,8 @@ import hashlib
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pyspark.sql import Column, DataFrame
-from pyspark.sql import functions as F
 
+from datahub_assets.engines.api import F
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.transforms._base import (
     TransformError,

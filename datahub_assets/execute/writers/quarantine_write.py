@@ -20,8 +20,8 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table, TableProperties
 from pyiceberg.table.refs import MAIN_BRANCH
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
+from datahub_assets.engines.api import F
 from datahub_assets.execute.malformed import MALFORMED_RULE
 from datahub_assets.execute.table_reader import TableNotFoundError, load_table, read_files
 from datahub_assets.execute.writers.multi_commit import TableChange, change_of

@@ -14,9 +14,9 @@ from __future__ import annotations
 from pyiceberg import types as it
 from pyiceberg.schema import Schema
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 from pyspark.sql import types as st
 
+from datahub_assets.engines.api import F
 from datahub_resources.iceberg import iceberg_type_to_spark, spark_to_iceberg_schema
 
 

@@ -32,8 +32,8 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import types as T
 
+from datahub_assets.engines.api import T
 from datahub_assets.execute.checks import CheckOutcome, evaluate_checks
 from datahub_assets.execute.outcomes import ChecksFailed, PipelineRunError, TargetOutcome
 from datahub_assets.execute.table_reader import data_files, read_files, read_table

@@ -1,0 +1,84 @@
+"""The DuckDB engine: a sqlframe DuckDB session over one in-process DuckDB connection.
+
+The session is injected (`DatahubDuckDBSession(conn=...)`), never `sqlframe.activate()`d:
+PySpark keeps working for Spark pipelines in the same process. The connection is opened per
+run with the deployment's limits: `memory_limit` (DATAHUB_DUCKDB_MEMORY_LIMIT), `threads`
+(DATAHUB_DUCKDB_THREADS) and `temp_directory` = $DATAHUB_HOME/duckdb_tmp, where DuckDB
+spills joins, aggregations and sorts that do not fit.
+
+`DatahubDuckDBDataFrame` adds the few PySpark DataFrame methods the platform uses that
+sqlframe lacks (`selectExpr`, `isLocal`, `localCheckpoint`); everything else is sqlframe's.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from sqlframe.duckdb import DuckDBDataFrame, DuckDBSession, Window
+from sqlframe.duckdb import functions as DF
+
+from datahub_assets.engines import duckdb_types
+from datahub_assets.engines.base import Engine
+from datahub_resources.settings import Settings
+
+_TEMP_TABLES = itertools.count(1)
+
+
+class DatahubDuckDBDataFrame(DuckDBDataFrame):
+    def selectExpr(self, *exprs: str) -> DatahubDuckDBDataFrame:  # noqa: N802  (PySpark's name)
+        return self.select(*[DF.expr(e) for e in exprs])
+
+    def isLocal(self) -> bool:  # noqa: N802  (PySpark's name)
+        """Binds the query in DuckDB (names, types, functions) without running it."""
+        self.session._conn.sql(self.sql(dialect="duckdb", optimize=False)).columns  # noqa: B018
+        return False
+
+    def localCheckpoint(self, eager: bool = True) -> DatahubDuckDBDataFrame:  # noqa: N802,ARG002
+        """The rows computed once into a table of the run's in-memory database (PySpark's
+        localCheckpoint; sqlframe cannot see TEMP tables)."""
+        name = f"__datahub_ckpt_{next(_TEMP_TABLES)}"
+        sql = self.sql(dialect="duckdb", optimize=False)
+        self.session._conn.execute(f'CREATE TABLE "{name}" AS {sql}')
+        return self.session.table(name)
+
+
+class DatahubDuckDBSession(DuckDBSession):
+    _df = DatahubDuckDBDataFrame
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    from sqlframe.base.exceptions import SQLFrameException
+    from sqlglot.errors import SqlglotError
+
+    return (duckdb.Error, SqlglotError, SQLFrameException)
+
+
+def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
+    """A new in-memory DuckDB connection with the deployment's memory limit and spill folder."""
+    spill = settings.home / "duckdb_tmp"
+    spill.mkdir(parents=True, exist_ok=True)
+    config: dict[str, Any] = {
+        "memory_limit": settings.duckdb_memory_limit,
+        "temp_directory": str(spill),
+        "preserve_insertion_order": True,
+    }
+    if settings.duckdb_threads:
+        config["threads"] = settings.duckdb_threads
+    return duckdb.connect(":memory:", config=config)
+
+
+def duckdb_engine(settings: Settings, conn: duckdb.DuckDBPyConnection | None = None) -> Engine:
+    """The DuckDB engine over `conn` (default: a new connection from `connect`).
+
+    sqlframe keeps one session object per process: opening an engine points it at the new
+    connection and forgets the previous run's temporary views."""
+    session = DatahubDuckDBSession(conn=conn or connect(settings))
+    session.temp_views.clear()
+    return Engine("duckdb", DF, duckdb_types, Window, session, _errors())
+
+
+def spill_dir(settings: Settings) -> Path:
+    return settings.home / "duckdb_tmp"
