@@ -11,6 +11,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
+from datahub_assets.engines.base import Engine, spark_engine
 from datahub_assets.spec.models import TableRef
 from datahub_resources import secrets
 from datahub_resources.settings import Settings
@@ -19,6 +20,8 @@ from datahub_resources.settings import Settings
 @dataclass
 class ExecContext:
     spark: SparkSession
+    """The session frames are made from: Spark Connect, or the DuckDB engine's sqlframe
+    session (same DataFrame API) when `engine` is DuckDB."""
     settings: Settings
     app: str
     run_id: str = "local"
@@ -37,6 +40,18 @@ class ExecContext:
     from `run_date` when absent."""
     full_refresh: bool = False
     """Ignore committed watermarks: incremental sources read every row again."""
+    engine: Engine | None = None
+    """The engine the run uses (`engines.base.Engine`); None: Spark over `spark`."""
+    engine_reason: str = ""
+    """Why that engine was chosen (recorded in the materialisation metadata)."""
+
+    @property
+    def active_engine(self) -> Engine:
+        return self.engine or spark_engine(self.spark)
+
+    @property
+    def on_duckdb(self) -> bool:
+        return self.engine is not None and self.engine.is_duckdb
 
     @property
     def app_dir(self) -> Path:

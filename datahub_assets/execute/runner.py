@@ -23,7 +23,7 @@ from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 from pyspark.sql import DataFrame
 
-from datahub_assets.engines.api import F, T
+from datahub_assets.engines.api import F, T, use
 from datahub_assets.execute.bad_records import KINDS as BAD_RECORD_KINDS
 from datahub_assets.execute.bad_records import checked_reader
 from datahub_assets.execute.context import ExecContext
@@ -204,6 +204,13 @@ def run_pipeline(
     `files` maps a source id to the files the sensor asked for (None: every matching file).
     The batch is left in `ctx.drops`; when it has no new valid file the run writes no table
     and returns no outcome."""
+    with use(ctx.active_engine):  # F / T / Window of this run's engine (engines/api.py)
+        return _run_pipeline(spec, ctx, catalog, files)
+
+
+def _run_pipeline(
+    spec: PipelineSpec, ctx: ExecContext, catalog: Catalog, files: dict[str, list[str]] | None
+) -> list[TargetOutcome]:
     if ctx.read_table is None:
         ctx.read_table = lambda ref: read_table(ctx.spark, catalog, ref)
     if ctx.spec is None:
