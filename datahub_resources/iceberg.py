@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import dagster as dg
@@ -104,21 +105,23 @@ class IcebergResource(dg.ConfigurableResource):
 
 # ------------------------------------------------------------------------ Spark -> Iceberg
 
-_PRIMITIVES_TO_ICEBERG: dict[type, it.IcebergType] = {
-    st.StringType: it.StringType(),
-    st.CharType: it.StringType(),
-    st.VarcharType: it.StringType(),
-    st.ByteType: it.IntegerType(),
-    st.ShortType: it.IntegerType(),
-    st.IntegerType: it.IntegerType(),
-    st.LongType: it.LongType(),
-    st.FloatType: it.FloatType(),
-    st.DoubleType: it.DoubleType(),
-    st.BooleanType: it.BooleanType(),
-    st.DateType: it.DateType(),
-    st.TimestampType: it.TimestamptzType(),
-    st.TimestampNTZType: it.TimestampType(),
-    st.BinaryType: it.BinaryType(),
+# Keyed by class NAME: the same names in `pyspark.sql.types` and `sqlframe.base.types`, so
+# frames of either engine (Spark Connect or sqlframe DuckDB) translate alike.
+_PRIMITIVES_TO_ICEBERG: dict[str, it.IcebergType] = {
+    "StringType": it.StringType(),
+    "CharType": it.StringType(),
+    "VarcharType": it.StringType(),
+    "ByteType": it.IntegerType(),
+    "ShortType": it.IntegerType(),
+    "IntegerType": it.IntegerType(),
+    "LongType": it.LongType(),
+    "FloatType": it.FloatType(),
+    "DoubleType": it.DoubleType(),
+    "BooleanType": it.BooleanType(),
+    "DateType": it.DateType(),
+    "TimestampType": it.TimestamptzType(),
+    "TimestampNTZType": it.TimestampType(),
+    "BinaryType": it.BinaryType(),
 }
 
 
@@ -131,22 +134,23 @@ class _Ids:
         return self.last
 
 
-def _to_iceberg(dt: st.DataType, ids: _Ids, path: str) -> it.IcebergType:
-    if isinstance(dt, st.DecimalType):
+def _to_iceberg(dt: Any, ids: _Ids, path: str) -> it.IcebergType:
+    kind = type(dt).__name__
+    if kind == "DecimalType":
         return it.DecimalType(dt.precision, dt.scale)
-    if isinstance(dt, st.StructType):
+    if kind == "StructType":
         fields = []
         for f in dt.fields:
             fid = ids.next()
             ftype = _to_iceberg(f.dataType, ids, f"{path}.{f.name}")
             fields.append(it.NestedField(fid, f.name, ftype, required=not f.nullable))
         return it.StructType(*fields)
-    if isinstance(dt, st.ArrayType):
+    if kind == "ArrayType":
         eid = ids.next()
         return it.ListType(
             eid, _to_iceberg(dt.elementType, ids, path), element_required=not dt.containsNull
         )
-    if isinstance(dt, st.MapType):
+    if kind == "MapType":
         kid, vid = ids.next(), ids.next()
         return it.MapType(
             kid,
@@ -155,14 +159,14 @@ def _to_iceberg(dt: st.DataType, ids: _Ids, path: str) -> it.IcebergType:
             _to_iceberg(dt.valueType, ids, path),
             value_required=not dt.valueContainsNull,
         )
-    for spark_type, iceberg_type in _PRIMITIVES_TO_ICEBERG.items():
-        if isinstance(dt, spark_type):
-            return iceberg_type
+    if kind in _PRIMITIVES_TO_ICEBERG:
+        return _PRIMITIVES_TO_ICEBERG[kind]
     raise TypeError(f"column {path}: Spark type {dt.simpleString()} has no Iceberg equivalent")
 
 
 def spark_to_iceberg_schema(schema: st.StructType) -> Schema:
-    """An Iceberg schema (fresh ids 1..n; the catalog reassigns on create)."""
+    """An Iceberg schema (fresh ids 1..n; the catalog reassigns on create). `schema` is a
+    `StructType` of PySpark or of sqlframe (the DuckDB engine): matched by type names."""
     struct = _to_iceberg(schema, _Ids(), "")
     assert isinstance(struct, it.StructType)
     return Schema(*struct.fields)
@@ -170,50 +174,58 @@ def spark_to_iceberg_schema(schema: st.StructType) -> Schema:
 
 # ------------------------------------------------------------------------ Iceberg -> Spark
 
-_PRIMITIVES_TO_SPARK: dict[type, st.DataType] = {
-    it.StringType: st.StringType(),
-    it.IntegerType: st.IntegerType(),
-    it.LongType: st.LongType(),
-    it.FloatType: st.FloatType(),
-    it.DoubleType: st.DoubleType(),
-    it.BooleanType: st.BooleanType(),
-    it.DateType: st.DateType(),
-    it.TimestamptzType: st.TimestampType(),
-    it.TimestampType: st.TimestampNTZType(),
-    it.BinaryType: st.BinaryType(),
-    it.FixedType: st.BinaryType(),
-    it.UUIDType: st.StringType(),
+_PRIMITIVES_TO_SPARK: dict[type, str] = {
+    it.StringType: "StringType",
+    it.IntegerType: "IntegerType",
+    it.LongType: "LongType",
+    it.FloatType: "FloatType",
+    it.DoubleType: "DoubleType",
+    it.BooleanType: "BooleanType",
+    it.DateType: "DateType",
+    it.TimestamptzType: "TimestampType",
+    it.TimestampType: "TimestampNTZType",
+    it.BinaryType: "BinaryType",
+    it.FixedType: "BinaryType",
+    it.UUIDType: "StringType",
 }
 
 
-def iceberg_type_to_spark(t: it.IcebergType) -> st.DataType:
+def iceberg_type_to_spark(t: it.IcebergType, types: Any = None) -> st.DataType:
+    """The Spark type of `t`, built from `types`: `pyspark.sql.types` (default) or the
+    running engine's types namespace (`engines.api.T`: sqlframe's on DuckDB)."""
+    ns = types if types is not None else st
     if isinstance(t, it.DecimalType):
-        return st.DecimalType(t.precision, t.scale)
+        return ns.DecimalType(t.precision, t.scale)
     if isinstance(t, it.StructType):
-        return st.StructType(
+        return ns.StructType(
             [
-                st.StructField(f.name, iceberg_type_to_spark(f.field_type), not f.required)
+                ns.StructField(f.name, iceberg_type_to_spark(f.field_type, ns), not f.required)
                 for f in t.fields
             ]
         )
     if isinstance(t, it.ListType):
-        return st.ArrayType(iceberg_type_to_spark(t.element_type), not t.element_required)
+        return ns.ArrayType(iceberg_type_to_spark(t.element_type, ns), not t.element_required)
     if isinstance(t, it.MapType):
-        return st.MapType(
-            iceberg_type_to_spark(t.key_type),
-            iceberg_type_to_spark(t.value_type),
+        return ns.MapType(
+            iceberg_type_to_spark(t.key_type, ns),
+            iceberg_type_to_spark(t.value_type, ns),
             not t.value_required,
         )
-    for iceberg_type, spark_type in _PRIMITIVES_TO_SPARK.items():
+    for iceberg_type, name in _PRIMITIVES_TO_SPARK.items():
         if isinstance(t, iceberg_type):
-            return spark_type
+            return getattr(ns, name)()
     raise TypeError(f"Iceberg type {t} has no Spark equivalent")
 
 
-def iceberg_to_spark_schema(schema: Schema) -> st.StructType:
-    """The Spark read schema of an Iceberg schema (every field nullable, as Spark reads)."""
-    return st.StructType(
-        [st.StructField(f.name, iceberg_type_to_spark(f.field_type), True) for f in schema.fields]
+def iceberg_to_spark_schema(schema: Schema, types: Any = None) -> st.StructType:
+    """The Spark read schema of an Iceberg schema (every field nullable, as Spark reads);
+    `types` as in `iceberg_type_to_spark`."""
+    ns = types if types is not None else st
+    return ns.StructType(
+        [
+            ns.StructField(f.name, iceberg_type_to_spark(f.field_type, ns), True)
+            for f in schema.fields
+        ]
     )
 
 

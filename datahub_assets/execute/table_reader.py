@@ -1,4 +1,4 @@
-"""Reading Iceberg tables with Spark, without an Iceberg Spark runtime.
+"""Reading Iceberg tables with Spark or DuckDB, without an Iceberg Spark runtime.
 
 pyiceberg plans the scan (which data files make up the snapshot: metadata only) and Spark
 reads those Parquet files with an explicit schema derived from the Iceberg schema, so files
@@ -6,6 +6,9 @@ written before a column was added read it as null and narrower old types (int, f
 smaller decimals) are widened by Spark's Parquet reader. No table data passes through the
 driver. Files are matched by column name (the table's name mapping); the writers never
 produce delete files (copy-on-write), so a data-file list is the whole snapshot.
+
+On the DuckDB engine (a sqlframe DuckDB session) DuckDB's `read_parquet` reads the same
+files with the same read schema (`engines.duckdb_write.read_files`), as a lazy view.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from pyiceberg.table import Table
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
+from datahub_assets.engines import duckdb_write
+from datahub_assets.engines.api import T
 from datahub_assets.spec.models import TableRef
 from datahub_resources import s3
 from datahub_resources.iceberg import iceberg_to_spark_schema
@@ -65,7 +70,10 @@ def data_files(table: Table, snapshot_id: int | None = None) -> list:
 
 
 def read_files(spark: SparkSession, paths: list[str], schema: StructType) -> DataFrame:
-    """Spark frame over Parquet `paths` with `schema`; no paths -> empty frame."""
+    """Frame over Parquet `paths` with `schema`; no paths -> empty frame. On a DuckDB
+    session: `engines.duckdb_write.read_files` (schema of either engine's types)."""
+    if duckdb_write.is_duckdb(spark):
+        return duckdb_write.read_files(spark, paths, schema)
     if not paths:
         return spark.createDataFrame([], schema)
     return spark.read.schema(schema).parquet(*[spark_path(p) for p in paths])
@@ -80,4 +88,4 @@ def read_table(
         raise ValueError(f"table {ref.identifier} has no snapshot {snapshot_id}")
     schema = table.scan(snapshot_id=snapshot_id).projection()
     files = data_files(table, snapshot_id)
-    return read_files(spark, [f.file_path for f in files], iceberg_to_spark_schema(schema))
+    return read_files(spark, [f.file_path for f in files], iceberg_to_spark_schema(schema, T))

@@ -7,7 +7,9 @@ moves the new files into the existing folder (each file appears whole), `error` 
 `ignore` does nothing when the folder already exists. Spark's `_SUCCESS` and `.crc` side
 files are removed. s3:// paths use Spark's writer directly (S3 has no rename): readers may
 see a partially written export there. The row count comes from one `count()` of the frame,
-locally checkpointed first so the write does not recompute it.
+locally checkpointed first so the write does not recompute it. On the DuckDB engine DuckDB
+writes the files (`engines.duckdb_write.write_csv_folder`: Spark's file names, folders,
+quoting and value formats), local paths only.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 
+from datahub_assets.engines import duckdb_write
 from datahub_assets.spec.models import CsvTarget
 from datahub_resources import s3
 
@@ -77,6 +80,8 @@ def write_csv(
     del spark  # the frame carries its session; kept for a uniform writer signature
     path = expand_path(path, run_date)
     if not _is_local(path):
+        if duckdb_write.is_duckdb(df):
+            duckdb_write.local_path(path)  # refused with the reason (no httpfs)
         df = df.localCheckpoint()
         rows = df.count()
         _writer(df, target, target.mode).csv(s3.to_spark(path))
@@ -92,7 +97,17 @@ def write_csv(
     try:
         df = df.localCheckpoint()
         rows = df.count()
-        _writer(df, target, "error").csv(str(tmp))
+        if duckdb_write.is_duckdb(df):
+            duckdb_write.write_csv_folder(
+                df,
+                str(tmp),
+                list(target.partition_by),
+                target.header,
+                target.delimiter,
+                target.compression,
+            )
+        else:
+            _writer(df, target, "error").csv(str(tmp))
         files = _clean(tmp)
         if target.mode == "append" and final.exists():
             for rel in files:

@@ -5,18 +5,23 @@ columns and Iceberg's safe type promotions (int->long, float->double, decimal pr
 any other type change is a `SchemaMismatchError`. `align` then shapes the frame as the table
 writes it (column order, narrower types cast up, absent optional columns null, nulls in
 required columns an error). `spark_type_widens`/`without_nullability` are the same rules on
-Spark types, for schema drift (`execute.drift`). The Spark <-> Iceberg type mapping stays in
-`datahub_resources.iceberg` (resources use it too).
+Spark types, for schema drift (`execute.drift`). Frames and types of either engine (PySpark,
+or sqlframe on DuckDB) are handled alike: types are matched by class name. The Spark <->
+Iceberg type mapping stays in `datahub_resources.iceberg` (resources use it too).
 """
 
 from __future__ import annotations
+
+import sys
+from typing import Any
 
 from pyiceberg import types as it
 from pyiceberg.schema import Schema
 from pyspark.sql import DataFrame
 from pyspark.sql import types as st
 
-from datahub_assets.engines.api import F
+from datahub_assets.engines import duckdb_write
+from datahub_assets.engines.api import F, T
 from datahub_resources.iceberg import iceberg_type_to_spark, spark_to_iceberg_schema
 
 
@@ -42,8 +47,9 @@ def spark_type_widens(old: st.DataType, new: st.DataType) -> bool:
     """`_widens` for Spark types: the same promotions the writer applies to a table."""
 
     def iceberg(dt: st.DataType) -> it.IcebergType:
+        ns = sys.modules[type(dt).__module__]  # PySpark's or sqlframe's types
         return (
-            spark_to_iceberg_schema(st.StructType([st.StructField("c", dt)])).fields[0].field_type
+            spark_to_iceberg_schema(ns.StructType([ns.StructField("c", dt)])).fields[0].field_type
         )
 
     try:
@@ -98,30 +104,47 @@ def evolve_schema(txn, frame_schema: st.StructType, where: str) -> bool:
     return bool(ops)
 
 
+def _kind(dt: object) -> str:
+    """The type's class name: the same in PySpark and sqlframe (the DuckDB engine)."""
+    return type(dt).__name__
+
+
 def without_nullability(dt: st.DataType) -> st.DataType:
-    """`dt` with every nested field nullable: types compared regardless of nullability."""
-    if isinstance(dt, st.StructType):
-        return st.StructType(
-            [st.StructField(f.name, without_nullability(f.dataType)) for f in dt.fields]
+    """`dt` with every nested field nullable: types compared regardless of nullability
+    (built from `dt`'s own namespace: PySpark or sqlframe types)."""
+    d: Any = dt
+    kind = _kind(d)
+    if kind == "StructType":
+        field = type(d.fields[0]) if d.fields else None
+        return type(d)(
+            [field(f.name, without_nullability(f.dataType)) for f in d.fields] if field else []
         )
-    if isinstance(dt, st.ArrayType):
-        return st.ArrayType(without_nullability(dt.elementType))
-    if isinstance(dt, st.MapType):
-        return st.MapType(without_nullability(dt.keyType), without_nullability(dt.valueType))
+    if kind == "ArrayType":
+        return type(d)(without_nullability(d.elementType))
+    if kind == "MapType":
+        return type(d)(without_nullability(d.keyType), without_nullability(d.valueType))
     return dt
 
 
-def _same_shape(a: st.DataType, b: st.DataType) -> bool:
+def _same_shape(a: Any, b: Any) -> bool:
     """Structs with the same field names in the same order (a Spark cast is positional)."""
-    if isinstance(a, st.StructType) and isinstance(b, st.StructType):
+    ka, kb = _kind(a), _kind(b)
+    if ka == kb == "StructType":
         return [f.name for f in a.fields] == [f.name for f in b.fields] and all(
             _same_shape(x.dataType, y.dataType) for x, y in zip(a.fields, b.fields, strict=True)
         )
-    if isinstance(a, st.ArrayType) and isinstance(b, st.ArrayType):
+    if ka == kb == "ArrayType":
         return _same_shape(a.elementType, b.elementType)
-    if isinstance(a, st.MapType) and isinstance(b, st.MapType):
+    if ka == kb == "MapType":
         return _same_shape(a.keyType, b.keyType) and _same_shape(a.valueType, b.valueType)
-    return not isinstance(a, st.StructType | st.ArrayType | st.MapType | st.NullType)
+    return ka not in ("StructType", "ArrayType", "MapType", "NullType")
+
+
+def _raise_error(df: DataFrame, message: str):
+    """A column failing the query with `message` (Spark `raise_error`, DuckDB `error()`)."""
+    if duckdb_write.is_duckdb(df):
+        return duckdb_write.error_column(F, message)
+    return F.raise_error(F.lit(message))
 
 
 def align(df: DataFrame, schema: Schema, where: str) -> DataFrame:
@@ -130,7 +153,7 @@ def align(df: DataFrame, schema: Schema, where: str) -> DataFrame:
     frame = {f.name: f for f in df.schema.fields}
     cols = []
     for f in schema.fields:
-        target = without_nullability(iceberg_type_to_spark(f.field_type))
+        target = without_nullability(iceberg_type_to_spark(f.field_type, T))
         if f.name not in frame:
             if f.required:
                 raise SchemaMismatchError(
@@ -141,11 +164,11 @@ def align(df: DataFrame, schema: Schema, where: str) -> DataFrame:
         col = F.col(f"`{f.name}`")
         source = frame[f.name].dataType
         if without_nullability(source) != target and (
-            _same_shape(source, target) or isinstance(source, st.NullType)
+            _same_shape(source, target) or _kind(source) == "NullType"
         ):
             col = col.cast(target)
         if f.required and frame[f.name].nullable:
             message = f"table {where}: required column {f.name} has a null value"
-            col = F.when(col.isNull(), F.raise_error(F.lit(message))).otherwise(col)
+            col = F.when(col.isNull(), _raise_error(df, message)).otherwise(col)
         cols.append(col.alias(f.name))
     return df.select(*cols)

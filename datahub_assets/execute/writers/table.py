@@ -37,7 +37,8 @@ from pyiceberg.table.refs import MAIN_BRANCH
 from pyiceberg.transforms import IdentityTransform
 from pyspark.sql import DataFrame, SparkSession
 
-from datahub_assets.engines.api import F, Window
+from datahub_assets.engines import duckdb_write
+from datahub_assets.engines.api import F, T, Window
 from datahub_assets.execute.table_reader import (
     TableNotFoundError,
     data_files,
@@ -179,7 +180,10 @@ def _open_transaction(
 def _dedupe_last(df: DataFrame, keys: list[str]) -> DataFrame:
     order = "__datahub_order"
     w = Window.partitionBy(*keys).orderBy(F.col(order).desc())
-    ranked = df.withColumn(order, F.monotonically_increasing_id())
+    if duckdb_write.is_duckdb(df):
+        ranked = duckdb_write.with_input_order(df, order)
+    else:
+        ranked = df.withColumn(order, F.monotonically_increasing_id())
     return ranked.withColumn("__rn", F.row_number().over(w)).where("__rn = 1").drop("__rn", order)
 
 
@@ -204,14 +208,15 @@ def _merge_frame(
     current = {file_key(f.file_path): f for f in data_files(table)} if table is not None else {}
     if not current:
         return incoming, []
-    read_schema = iceberg_to_spark_schema(old_schema)
-    existing = read_files(spark, [f.file_path for f in current.values()], read_schema)
-    hits = (
-        existing.select(*keys, F.col("_metadata.file_path").alias("__file"))
-        .join(incoming.select(*keys), keys, "left_semi")
-        .select("__file")
-        .distinct()
-    )
+    read_schema = iceberg_to_spark_schema(old_schema, T)
+    paths = [f.file_path for f in current.values()]
+    if duckdb_write.is_duckdb(spark):  # DuckDB names each row's file with filename=
+        existing = duckdb_write.read_files(spark, paths, read_schema, "__file")
+        existing = existing.select(*keys, "__file")
+    else:
+        existing = read_files(spark, paths, read_schema)
+        existing = existing.select(*keys, F.col("_metadata.file_path").alias("__file"))
+    hits = existing.join(incoming.select(*keys), keys, "left_semi").select("__file").distinct()
     touched = [current[file_key(r["__file"])] for r in hits.collect()]
     if not touched:
         return incoming, []
@@ -219,6 +224,19 @@ def _merge_frame(
     kept = align(kept, target_schema, ref.identifier)
     kept = kept.join(incoming.select(*keys), keys, "left_anti")
     return kept.unionByName(incoming), touched
+
+
+def _spark_write(out: DataFrame, folder: str, parts: list[str]) -> None:
+    writer = out
+    if parts:
+        # hash distribution (Iceberg's default for partitioned tables): one file per
+        # partition and task instead of one per partition and input split
+        writer = out.withColumn(PART_COL, F.xxhash64(*[F.col(c) for c in parts]))
+        writer = writer.repartition(F.col(PART_COL))
+    w = writer.write.mode("error").option(
+        "mapreduce.fileoutputcommitter.marksuccessfuljobs", "false"
+    )
+    (w.partitionBy(PART_COL) if parts else w).parquet(spark_path(folder))
 
 
 def stage_write(
@@ -262,16 +280,10 @@ def stage_write(
             out, staged.removed = _merge_frame(
                 spark, ref, current_table, old_schema, out, list(target.keys), new_schema
             )
-        writer = out
-        if parts:
-            # hash distribution (Iceberg's default for partitioned tables): one file per
-            # partition and task instead of one per partition and input split
-            writer = out.withColumn(PART_COL, F.xxhash64(*[F.col(c) for c in parts]))
-            writer = writer.repartition(F.col(PART_COL))
-        w = writer.write.mode("error").option(
-            "mapreduce.fileoutputcommitter.marksuccessfuljobs", "false"
-        )
-        (w.partitionBy(PART_COL) if parts else w).parquet(spark_path(folder))
+        if duckdb_write.is_duckdb(out):
+            duckdb_write.write_parquet(out, folder, parts, PART_COL)
+        else:
+            _spark_write(out, folder, parts)
         io = compat.transaction_table(txn).io
         with ThreadPoolExecutor(max_workers=8) as pool:
             files = list(

@@ -1,7 +1,7 @@
 """The one write path into Iceberg tables: stage -> audit -> checks -> one catalog commit.
 
     write_tables(spark, catalog, [TableWrite, ...], run_id=..., log=...)
-      1 stage      Spark writes each frame's Parquet files (`writers.table.stage_write`),
+      1 stage      the engine writes each frame's Parquet files (`writers.table.stage_write`),
                    schema evolution staged with it (`writers.schema_evolution`); the
                    quarantine frames likewise (`writers.quarantine_write`)
       2 audit      each table's snapshot is committed on the run's audit branch, main
@@ -66,7 +66,8 @@ class TableWrite:
 
     ref: TableRef
     df: DataFrame
-    """The final rows to write (Spark Connect frame)."""
+    """The final rows to write (a Spark Connect frame, or a sqlframe DuckDB frame: the
+    DuckDB engine writes the Parquet files, the same pyiceberg commit follows)."""
     target: TableTarget
     """mode append|overwrite|merge, keys, partition_by, on_schema_change."""
     where: str
@@ -107,7 +108,7 @@ def read_snapshot(spark: SparkSession, table: Table, snapshot_id: int | None) ->
     """The rows of `table` (as held, no catalog round trip) at `snapshot_id`."""
     schema = table.scan(snapshot_id=snapshot_id).projection()
     files = data_files(table, snapshot_id)
-    return read_files(spark, [f.file_path for f in files], iceberg_to_spark_schema(schema))
+    return read_files(spark, [f.file_path for f in files], iceberg_to_spark_schema(schema, T))
 
 
 def read_written(spark: SparkSession, outcome: TargetOutcome, schema: T.StructType) -> DataFrame:

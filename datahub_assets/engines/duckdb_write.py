@@ -1,0 +1,301 @@
+"""The DuckDB side of the table write path and of Iceberg reads (`execute.table_reader`,
+`execute.writers.*` branch here when the frame or session is the DuckDB engine's).
+
+- `read_files`: Parquet data files planned by pyiceberg, read by DuckDB's `read_parquet`
+  with the table's read schema (a Spark or sqlframe `StructType`): columns matched by name
+  (`union_by_name`), a column no file has is a typed null, narrower old types are cast up.
+  The result is a view of the run's in-memory database wrapped as a sqlframe frame: no row
+  passes through Python. `file_column` adds the path of each row's file (`filename=`; Spark
+  uses `_metadata.file_path`).
+- `write_parquet`: `COPY (<the frame's DuckDB SQL>) TO <folder> (FORMAT parquet, ...)`;
+  partitioned tables hash their partition columns with DuckDB's `hash()` into the one
+  `PARTITION_BY` column (Spark: `xxhash64`), so each file holds one partition value. File
+  names and hash values differ from Spark's, the rows and the Parquet types are the same:
+  TIMESTAMP WITH TIME ZONE as INT64 micros adjusted to UTC, TIMESTAMP as INT64 micros,
+  decimals as Parquet DECIMAL, no field ids (the table's name mapping matches by name).
+- `with_input_order`: the frame materialised with its input order as a column (Spark:
+  `monotonically_increasing_id`), for last-wins deduplication.
+- `write_csv_folder`: the CSV files of an export, laid out and formatted as Spark writes
+  them (`part-00000-<uuid>-c000.csv`, `col=value/` folders, Spark's value formats).
+
+Object storage: DuckDB reaches s3:// only through its `httpfs` extension, which is not
+installed here (and cannot be downloaded offline): s3:// paths are refused with that reason.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import duckdb
+from sqlframe.duckdb import DuckDBDataFrame, DuckDBSession
+
+_NAMES = itertools.count(1)
+
+_PRIMITIVES = {
+    "StringType": "VARCHAR",
+    "CharType": "VARCHAR",
+    "VarcharType": "VARCHAR",
+    "ByteType": "TINYINT",
+    "ShortType": "SMALLINT",
+    "IntegerType": "INTEGER",
+    "LongType": "BIGINT",
+    "FloatType": "FLOAT",
+    "DoubleType": "DOUBLE",
+    "BooleanType": "BOOLEAN",
+    "DateType": "DATE",
+    "TimestampType": "TIMESTAMPTZ",
+    "TimestampNTZType": "TIMESTAMP",
+    "BinaryType": "BLOB",
+}
+
+
+class DuckDBStorageError(NotImplementedError):
+    pass
+
+
+def is_duckdb(obj: Any) -> bool:
+    """True for a sqlframe DuckDB session or frame."""
+    return isinstance(obj, DuckDBSession | DuckDBDataFrame)
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def duckdb_type(dt: Any) -> str:
+    """The DuckDB SQL type of a Spark or sqlframe data type (matched by class name)."""
+    kind = type(dt).__name__
+    if kind == "DecimalType":
+        return f"DECIMAL({dt.precision}, {dt.scale})"
+    if kind == "ArrayType":
+        return f"{duckdb_type(dt.elementType)}[]"
+    if kind == "MapType":
+        return f"MAP({duckdb_type(dt.keyType)}, {duckdb_type(dt.valueType)})"
+    if kind == "StructType":
+        return (
+            f"STRUCT({', '.join(f'{quote(f.name)} {duckdb_type(f.dataType)}' for f in dt.fields)})"
+        )
+    if kind in _PRIMITIVES:
+        return _PRIMITIVES[kind]
+    raise TypeError(f"type {dt} has no DuckDB equivalent")
+
+
+def local_path(uri: str) -> str:
+    """A path DuckDB opens: `file:///x` -> `/x`; s3:// is refused (module doc)."""
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        return unquote(parsed.path) if parsed.scheme else uri
+    raise DuckDBStorageError(
+        f"{uri}: the DuckDB engine reads and writes local files only (DuckDB's httpfs "
+        "extension, needed for object storage, is not installed); run this pipeline on Spark"
+    )
+
+
+def _conn(session: Any) -> duckdb.DuckDBPyConnection:
+    """The DuckDB connection under a sqlframe DuckDB session."""
+    return session._conn
+
+
+def _view(session: Any, sql: str) -> Any:
+    """`sql` as a view of the run's database, as a sqlframe frame (sqlframe cannot see TEMP
+    views)."""
+    name = f"__datahub_read_{next(_NAMES)}_{uuid.uuid4().hex[:8]}"
+    _conn(session).execute(f"CREATE VIEW {quote(name)} AS {sql}")
+    return session.table(name)
+
+
+def read_files(session: Any, paths: list[str], schema: Any, file_column: str | None = None) -> Any:
+    """A frame over the Parquet `paths` with `schema` (module doc); no paths: no rows."""
+    fields = list(schema.fields)
+    if not paths:
+        cols = [f"CAST(NULL AS {duckdb_type(f.dataType)}) AS {quote(f.name)}" for f in fields]
+        if file_column:
+            cols.append(f"CAST(NULL AS VARCHAR) AS {quote(file_column)}")
+        return _view(session, f"SELECT {', '.join(cols)} WHERE false")
+    files = ", ".join(literal(local_path(p)) for p in paths)
+    options = ", union_by_name = true"
+    if file_column:
+        options += f", filename = {literal(file_column)}"
+    source = f"read_parquet([{files}]{options})"
+    present = {r[0] for r in _conn(session).execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+    cols = []
+    for f in fields:
+        value = quote(f.name) if f.name in present else "NULL"
+        cols.append(f"CAST({value} AS {duckdb_type(f.dataType)}) AS {quote(f.name)}")
+    if file_column:
+        cols.append(quote(file_column))
+    return _view(session, f"SELECT {', '.join(cols)} FROM {source}")
+
+
+def frame_sql(df: Any) -> str:
+    return df.sql(dialect="duckdb", optimize=False)
+
+
+def write_parquet(df: Any, folder: str, partition_by: list[str], part_column: str) -> None:
+    """The rows of `df` as Parquet files under `folder` (module doc); `partition_by`: the
+    table's partition columns, hashed into `part_column` folders (one value per file)."""
+    path = local_path(folder)
+    Path(path).mkdir(parents=True, exist_ok=True)
+    sql = frame_sql(df)
+    options = "FORMAT parquet, FILENAME_PATTERN 'part-{uuid}', OVERWRITE_OR_IGNORE true"
+    if partition_by:
+        keys = ", ".join(quote(c) for c in partition_by)
+        sql = f"SELECT *, hash({keys}) AS {quote(part_column)} FROM ({sql})"
+        options += f", PARTITION_BY ({quote(part_column)})"
+    else:
+        options += ", FILE_SIZE_BYTES '512MB'"
+    _conn(df.session).execute(f"COPY ({sql}) TO {literal(path)} ({options})")
+
+
+def with_input_order(df: Any, column: str) -> Any:
+    """`df` computed once into a table of the run's database, plus `column`: each row's
+    position in the frame's output (DuckDB keeps insertion order: `preserve_insertion_order`)."""
+    conn = _conn(df.session)
+    name = f"__datahub_ordered_{next(_NAMES)}_{uuid.uuid4().hex[:8]}"
+    conn.execute(f"CREATE TABLE {quote(name)} AS {frame_sql(df)}")
+    return _view(df.session, f"SELECT *, rowid AS {quote(column)} FROM {quote(name)}")
+
+
+def error_column(F: Any, message: str) -> Any:
+    """A column failing the query with `message` (PySpark's `raise_error`; DuckDB's
+    `error()`), for a `when(...)` branch."""
+    escaped = message.replace("\\", "\\\\").replace("'", "\\'")
+    return F.expr(f"error('{escaped}')")
+
+
+# ----------------------------------------------------------------------------- CSV exports
+
+_HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+_PATH_ESCAPED = set("\"#%'*/:=?\\\x7f{[]^") | {chr(i) for i in range(1, 32)}
+
+
+def _java_float(col: str, kind: str) -> str:
+    """Java's Double/Float.toString of a DOUBLE/FLOAT column (Spark's CSV text): the
+    shortest digits (DuckDB's VARCHAR cast), in decimal notation for 1e-3 <= |x| < 1e7,
+    else as d.dddE<n>; NaN, Infinity, -0.0 as Java writes them."""
+    text = f"CAST(abs({col}) AS VARCHAR)"
+    mant = f"split_part({text}, 'e', 1)"
+    plain_int, plain_frac = f"split_part({text}, '.', 1)", f"split_part({text}, '.', 2)"
+    lead = f"(length({plain_frac}) - length(ltrim({plain_frac}, '0')))"
+    digits = (
+        f"CASE WHEN contains({text}, 'e') THEN replace({mant}, '.', '') "
+        f"WHEN {plain_int} <> '0' THEN {plain_int} || {plain_frac} "
+        f"ELSE ltrim({plain_frac}, '0') END"
+    )
+    exponent = (
+        f"CASE WHEN contains({text}, 'e') THEN CAST(split_part({text}, 'e', 2) AS INTEGER) "
+        f"WHEN {plain_int} <> '0' THEN length({plain_int}) - 1 ELSE -({lead} + 1) END"
+    )
+    trimmed = f"rtrim({digits}, '0')"
+    sci = (
+        f"left({trimmed}, 1) || '.' || coalesce(nullif(substr({trimmed}, 2), ''), '0') "
+        f"|| 'E' || CAST({exponent} AS VARCHAR)"
+    )
+    sign = f"CASE WHEN signbit({col}) THEN '-' ELSE '' END"
+    dec = f"CASE WHEN contains({text}, '.') THEN {text} ELSE {text} || '.0' END"
+    del kind
+    return (
+        f"CASE WHEN {col} IS NULL THEN NULL WHEN isnan({col}) THEN 'NaN' "
+        f"WHEN isinf({col}) THEN {sign} || 'Infinity' WHEN {col} = 0 THEN {sign} || '0.0' "
+        f"WHEN abs({col}) >= 0.001 AND abs({col}) < 10000000 AND NOT contains({text}, 'e') "
+        f"THEN {sign} || {dec} ELSE {sign} || {sci} END"
+    )
+
+
+def _csv_value(name: str, dt: Any) -> str:
+    """The column `name` as Spark's CSV writer prints it (values trimmed of leading and
+    trailing whitespace, timestamps to milliseconds with the session zone's offset)."""
+    col = quote(name)
+    kind = type(dt).__name__
+    if kind in ("StringType", "CharType", "VarcharType"):
+        return f"regexp_replace({col}, '^[\\x01-\\x20]+|[\\x01-\\x20]+$', '', 'g')"
+    if kind in ("DoubleType", "FloatType"):
+        return _java_float(col, kind)
+    if kind == "TimestampType":
+        off = f"CAST(date_part('timezone', {col}) AS INTEGER)"
+        zone = (
+            f"CASE WHEN {off} = 0 THEN 'Z' ELSE (CASE WHEN {off} < 0 THEN '-' ELSE '+' END) "
+            f"|| lpad(CAST(abs({off}) // 3600 AS VARCHAR), 2, '0') || ':' "
+            f"|| lpad(CAST(abs({off}) % 3600 // 60 AS VARCHAR), 2, '0') END"
+        )
+        return f"strftime({col}, '%Y-%m-%dT%H:%M:%S.%g') || {zone}"
+    if kind == "TimestampNTZType":
+        return f"strftime({col}, '%Y-%m-%dT%H:%M:%S.%g')"
+    return col
+
+
+def _partition_dir(values: list[tuple[str, Any]]) -> str:
+    parts = []
+    for name, value in values:
+        text = _HIVE_NULL if value is None or value == "" else str(value)
+        if text != _HIVE_NULL:
+            text = "".join(f"%{ord(ch):02X}" if ch in _PATH_ESCAPED else ch for ch in text)
+        parts.append(f"{name}={text}")
+    return "/".join(parts)
+
+
+def write_csv_folder(
+    df: Any,
+    folder: str,
+    partition_by: list[str],
+    header: bool,
+    delimiter: str,
+    compression: str,
+) -> None:
+    """The rows of `df` as CSV files under `folder` (a new local folder), as Spark writes
+    them: `part-00000-<uuid>-c000.csv` (`.c000.csv` inside `col=value` partition folders,
+    partition columns left out of the files, null and "" as __HIVE_DEFAULT_PARTITION__),
+    a header in every file, Spark's quoting (`"`, escape `\\`) and value formats; gzip by
+    DuckDB, bzip2 (which DuckDB cannot write) compressed afterwards."""
+    conn = _conn(df.session)
+    base = Path(local_path(folder))
+    base.mkdir(parents=True)
+    job = uuid.uuid4()
+    source = f"__datahub_csv_{next(_NAMES)}_{job.hex[:8]}"
+    conn.execute(f"CREATE VIEW {quote(source)} AS {frame_sql(df)}")
+    fields = [f for f in df.schema.fields if f.name not in partition_by]
+    select = ", ".join(f"{_csv_value(f.name, f.dataType)} AS {quote(f.name)}" for f in fields)
+    ext = {"gzip": ".gz", "bzip2": ".bz2"}.get(compression, "")
+    options = (
+        f"FORMAT csv, HEADER {str(header).lower()}, DELIMITER {literal(delimiter)}, "
+        f"QUOTE '\"', ESCAPE '\\', NULLSTR ''"
+        + (", COMPRESSION 'gzip'" if compression == "gzip" else "")
+    )
+    outputs: list[tuple[Path, str]] = []
+    if not partition_by:
+        outputs.append((base / f"part-00000-{job}-c000.csv", "true"))
+    else:
+        texts = [f"coalesce(CAST({quote(c)} AS VARCHAR), '')" for c in partition_by]
+        combos = conn.execute(f"SELECT DISTINCT {', '.join(texts)} FROM {quote(source)}").fetchall()
+        by_dir: dict[str, list[str]] = {}
+        for combo in combos:
+            cond = " AND ".join(f"{t} = {literal(v)}" for t, v in zip(texts, combo, strict=True))
+            rel = _partition_dir(list(zip(partition_by, combo, strict=True)))
+            by_dir.setdefault(rel, []).append(f"({cond})")
+        for rel, conds in sorted(by_dir.items()):
+            (base / rel).mkdir(parents=True, exist_ok=True)
+            outputs.append((base / rel / f"part-00000-{job}.c000.csv", " OR ".join(conds)))
+    for path, where in outputs:
+        target = str(path) + (ext if compression == "gzip" else "")
+        query = f"SELECT {select} FROM {quote(source)} WHERE {where}"
+        conn.execute(f"COPY ({query}) TO {literal(target)} ({options})")
+        if compression == "bzip2":
+            _bzip2(path)
+    conn.execute(f"DROP VIEW {quote(source)}")
+
+
+def _bzip2(path: Path) -> None:
+    import bz2
+    import shutil
+
+    with path.open("rb") as raw, bz2.open(str(path) + ".bz2", "wb") as packed:
+        shutil.copyfileobj(raw, packed, 1 << 20)
+    path.unlink()
