@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from datahub_assets.spec.models import (
+    ENGINE_NAMES,
     LAYER_ALIASES,
     LAYERS,
     Check,
@@ -161,6 +162,10 @@ def yaml_json_schema() -> dict:
             "id": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
             "version": {"type": ["string", "number"], "default": "1.0.0"},
             "layer": {"enum": layers, "description": "staging = raw, standardization = silver"},
+            "engine": {
+                "enum": list(ENGINE_NAMES),
+                "description": Pipeline.model_fields["engine"].description,
+            },
         },
     }
     schema = {

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from datahub_assets.spec.engine_rules import engine_errors, resolve_requested
 from datahub_assets.spec.errors import SpecError, SpecErrors
 from datahub_assets.spec.job_models import JobPipeline
 from datahub_assets.spec.jobs import JobCheck, job_parameters, read_job_text
@@ -64,6 +65,7 @@ class _State:
     apps: dict[str, AppConfig] = field(default_factory=dict)
     loaded: list[_Loaded] = field(default_factory=list)
     broken_apps: set[str] = field(default_factory=set)
+    default_engine: str = "spark"
     jobs: list[tuple[str, str, JobPipeline]] = field(default_factory=list)
     job_params: dict[str, frozenset[str]] = field(default_factory=dict)
 
@@ -76,10 +78,18 @@ class _State:
         self.errors.append(SpecError(file, line, col, message))
 
 
-def load_project(pipelines_dir: Path) -> Project:
-    """Read and validate every app under `pipelines_dir`; raises SpecErrors listing all errors."""
+def load_project(pipelines_dir: Path, default_engine: str | None = None) -> Project:
+    """Read and validate every app under `pipelines_dir`; raises SpecErrors listing all errors.
+
+    `default_engine`: the engine of pipelines that name none, neither themselves nor in
+    app.yaml (default: DATAHUB_ENGINE); a pipeline on engine "duckdb" that DuckDB cannot run
+    is a load error (spec/engine_rules.py)."""
     root = Path(pipelines_dir)
-    state = _State(root)
+    if default_engine is None:
+        from datahub_resources.settings import Settings
+
+        default_engine = Settings.from_env().engine
+    state = _State(root, default_engine=default_engine)
     if not root.is_dir():
         raise SpecErrors([SpecError(str(root), 0, 0, "pipelines directory not found")])
     app_dirs = []
@@ -186,6 +196,10 @@ def _load_file(state: _State, app: str, folder: str, path: Path, config: AppConf
     check.run(folder, config, params, app_dir=state.root / app)
     targets = check.resolve_targets(app)
     state.errors += check.errors
+    engine, origin = resolve_requested(
+        pipeline.engine, config.engine, state.default_engine, rel, _line(pipeline)
+    )
+    state.errors += engine_errors(pipeline, rel, engine, origin)
     state.loaded.append(_Loaded(app, rel, pipeline, targets, check.schemas))
 
 
@@ -241,6 +255,7 @@ def _resolve(state: _State) -> list[PipelineSpec]:
                 tags={**config.tags, **meta.tags},
                 connections=_connections_used(item.pipeline, config),
                 schemas=item.schemas,
+                app_engine=config.engine,
             )
         )
     _cycles(state, edges)

@@ -8,6 +8,7 @@ This module imports neither dagster nor pyspark.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -23,6 +24,7 @@ from datahub_assets.spec.mini import (
 from datahub_assets.spec.schema_files import SchemaFile
 
 if TYPE_CHECKING:  # completed at the end of this module (job pipelines)
+    from datahub_assets.spec.engine_rules import EngineBlocker
     from datahub_assets.spec.job_models import AppNotifications, JobSpec
 
 LAYERS: tuple[str, ...] = ("raw", "bronze", "silver", "gold", "service")
@@ -31,6 +33,13 @@ LAYER_ALIASES: dict[str, str] = {"staging": "raw", "standardization": "silver"}
 Layer = Literal["raw", "bronze", "silver", "gold", "service"]
 OnInvalid = Literal["fail", "quarantine", "drop"]
 OnSchemaChange = Literal["evolve", "freeze", "fail"]
+EngineName = Literal["spark", "duckdb", "auto"]
+ENGINE_NAMES: tuple[str, ...] = ("spark", "duckdb", "auto")
+_ENGINE_HELP = (
+    "Engine that runs the pipeline: spark, duckdb, or auto (DuckDB when the inputs total at "
+    "most DATAHUB_ENGINE_AUTO_MAX_MB, else Spark); unset: app.yaml's engine, then "
+    "DATAHUB_ENGINE."
+)
 _ON_INVALID_HELP = (
     "Row validation against the declared schema and the row-level checks: "
     "fail stops the run, quarantine writes bad rows to <table>__quarantine, "
@@ -712,6 +721,11 @@ class Pipeline(Node):
     layer: CanonicalLayer = Field(
         description="raw, bronze, silver, gold or service (staging = raw)."
     )
+    # unset is left out of dumps, so the code_version digest of a pipeline without it is
+    # what it was before the attribute existed
+    engine: EngineName | None = Field(
+        default=None, exclude_if=lambda v: v is None, description=_ENGINE_HELP
+    )
     metadata: Metadata = Field(
         default_factory=Metadata, description="Owner, description, SLA, schedule and tags."
     )
@@ -768,6 +782,11 @@ class AppConfig(Node):
     )
 
     owner: str | None = Field(default=None, description="Default owner of the app's assets.")
+    engine: EngineName | None = Field(
+        default=None,
+        description="Default engine of the app's pipelines (a pipeline's engine= wins); "
+        "unset: DATAHUB_ENGINE.",
+    )
     tags: dict[str, str] = Field(
         default_factory=dict, description="Tags on every asset of the app."
     )
@@ -842,6 +861,19 @@ class PipelineSpec(BaseModel):
         description="schemaRef as written -> the file parsed at load (s3:// refs are read at "
         "run time and are absent here).",
     )
+    app_engine: EngineName | None = Field(
+        default=None, description="app.yaml's engine (the pipeline's own engine= wins)."
+    )
+
+    @functools.cached_property
+    def duckdb_blockers(self) -> tuple[EngineBlocker, ...]:
+        """What keeps this pipeline off DuckDB (`spec/engine_rules.py` `EngineBlocker`s:
+        database/mongo sources, database targets, Spark SQL that does not transpile or names
+        a function DuckDB lacks); empty when it can run there. Computed on first use (a run
+        on `auto`), not at load: load refuses them only for an explicit engine="duckdb"."""
+        from datahub_assets.spec.engine_rules import duckdb_blockers
+
+        return duckdb_blockers(self.pipeline, self.file)
 
     def endpoint(self, node: Any) -> Connection:
         """Where a database/mongo source or target connects: its own attributes, else those of
