@@ -25,6 +25,13 @@ def _stats(values: list[float]) -> dict:
     }
 
 
+def _engine_of(event) -> str:
+    """The engine a materialisation records (`datahub/engine` metadata), else "-"."""
+    metadata = event.event_specific_data.materialization.metadata or {}
+    value = metadata.get("datahub/engine")
+    return str(getattr(value, "value", value)) if value is not None else "-"
+
+
 def read_run(dagster_home: Path) -> dict:
     """Timings of the newest run in the instance at dagster_home, from its event log."""
     import dagster as dg
@@ -45,6 +52,7 @@ def read_run(dagster_home: Path) -> dict:
     failed: list[str] = []
     run_start = run_end = None
     materialized = 0
+    engines: dict[str, int] = {}
     for e in events:
         ev = e.dagster_event
         if ev is None:
@@ -67,6 +75,8 @@ def read_run(dagster_home: Path) -> dict:
                 failed.append(key)
         elif kind == "ASSET_MATERIALIZATION":
             materialized += 1
+            engine = _engine_of(ev)
+            engines[engine] = engines.get(engine, 0) + 1
     steps = sorted((k for k in end if k in start), key=lambda k: start[k])
     durations = [end[k] - start[k] for k in steps]
     spawn = [start[k] - worker[k] for k in steps if k in worker]
@@ -81,6 +91,7 @@ def read_run(dagster_home: Path) -> dict:
         "steps": len(steps),
         "failed_steps": failed,
         "materialized_assets": materialized,
+        "engines": engines,
         "step_s": _stats(durations),
         "step_spawn_s": _stats(spawn),
         "step_process_start_s": _stats(process),

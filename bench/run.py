@@ -1,11 +1,15 @@
 """Benchmark entry point (Makefile-friendly).
 
     .venv/bin/python bench/run.py tpch            # generate SF1 + hand-written baseline (3 runs)
+    .venv/bin/python bench/run.py tpch-duckdb     # the same logic hand-written in DuckDB SQL
     .venv/bin/python bench/run.py tpch-platform   # the XML app through Dagster, ratio vs baseline
+                                  [--engine spark|duckdb]   # DATAHUB_ENGINE of the run
     .venv/bin/python bench/run.py load            # definitions validate at 0/200/2000/5000
     .venv/bin/python bench/run.py overhead        # 20-asset chain, seconds per asset
+                                  [--engine spark|duckdb]
     .venv/bin/python bench/run.py watch-tick      # file-drop sensor tick over 1k-100k files
     .venv/bin/python bench/run.py watch-burst     # 10,000 small files ingested in batches
+                                  [--engine spark|duckdb]
     .venv/bin/python bench/run.py mongo           # 1M nested Mongo docs vs a pymongo drain
     .venv/bin/python bench/run.py jdbc            # 5M PostgreSQL rows: partitioned vs single
     .venv/bin/python bench/run.py runs            # run-records sensor tick, 10,000 runs
@@ -30,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = ROOT / ".venv" / "bin" / "python"
 MODULES = {
     "tpch": ["bench.tpch.handwritten"],
+    "tpch-duckdb": ["bench.tpch.handwritten_duckdb"],
     "tpch-platform": ["bench.tpch.run_platform"],
     "load": ["bench.load.run_load"],
     "overhead": ["bench.overhead.run_overhead"],

@@ -2,7 +2,8 @@
 
     .venv/bin/python -m bench.watch tick  [--sizes 1000 10000 100000] [--s3-sizes 1000 10000
                                            100000] [--ticks 3] [--write]
-    .venv/bin/python -m bench.watch burst [--files 10000] [--rows 3] [--single-runs 5] [--write]
+    .venv/bin/python -m bench.watch burst [--files 10000] [--rows 3] [--single-runs 5]
+                                           [--engine spark|duckdb] [--write]
 
 (`bench/run.py watch-tick` / `watch-burst`, `make bench-watch-tick` / `bench-watch-burst`.)
 
@@ -35,6 +36,10 @@ ledger == N ingested entries, every file in processed/. Baseline: one run per fi
 time of `--single-runs` 1-file runs (after one warm-up run that creates the tables) x N.
 Neither side pays Dagster's per-run launch cost (run worker process, definitions load, event
 log), so the ratio understates the saving of batching.
+`--engine duckdb` runs every request on the DuckDB engine (a new in-process DuckDB connection
+per run, as the factory opens one per step; no Spark session is opened) and writes
+watch_burst_duckdb.json; `--engine spark` the same on the shared Spark session
+(watch_burst_spark.json). With both files present, the result gives the duckdb / spark ratio.
 
 Work dirs: bench/_work/watch/{tick,burst,single}/; JSON: bench/_work/results/watch_*.json.
 `--write` appends the rows to the "## File drops (issue #4)" section of bench/RESULTS.md.
@@ -43,6 +48,7 @@ Work dirs: bench/_work/watch/{tick,burst,single}/; JSON: bench/_work/results/wat
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -52,6 +58,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -565,26 +572,50 @@ def _write_burst_files(folder: Path, n: int, rows: int, first_id: int = 0) -> li
 
 
 SPARK_CONF: dict[str, str] = {}  # --spark-conf: what-if settings for this session only
+ENGINE: dict[str, str | None] = {"name": None}  # --engine: spark, duckdb or None (= Spark)
 
 
 def _spark_and_catalog():
     from datahub_resources.iceberg import load_catalog
     from datahub_resources.settings import Settings
-    from datahub_resources.spark import connect
 
     settings = Settings.from_env()
+    if ENGINE["name"] == "duckdb":
+        return None, settings, load_catalog(settings)  # no Spark session on DuckDB
+    from datahub_resources.spark import connect
+
     spark = connect()
     for key, value in SPARK_CONF.items():
         spark.conf.set(key, value)
     return spark, settings, load_catalog(settings)
 
 
+@contextmanager
 def _ctx(spark, settings, run_id: str):
+    """The run's ExecContext: on the Spark session, or on a DuckDB engine opened for this run
+    (and closed after), as the factory does for a step."""
     from datahub_assets.execute.context import ExecContext
 
-    return ExecContext(
-        spark=spark, settings=settings, app=APP, run_id=run_id, run_date=date.today()
-    )
+    if ENGINE["name"] != "duckdb":
+        yield ExecContext(
+            spark=spark, settings=settings, app=APP, run_id=run_id, run_date=date.today()
+        )
+        return
+    from datahub_assets.engines.duckdb import duckdb_engine
+
+    engine = duckdb_engine(settings)
+    try:
+        yield ExecContext(
+            spark=engine.session,
+            settings=settings,
+            app=APP,
+            run_id=run_id,
+            run_date=date.today(),
+            engine=engine,
+            engine_reason="bench --engine duckdb",
+        )
+    finally:
+        engine.connection.close()
 
 
 def single_file_runs(runs: int, rows: int) -> dict:
@@ -600,9 +631,8 @@ def single_file_runs(runs: int, rows: int) -> dict:
     times = []
     for i, path in enumerate(files):
         start = time.perf_counter()
-        run_pipeline(
-            spec, _ctx(spark, settings, f"single-{i}"), catalog, files={"drops": [str(path)]}
-        )
+        with _ctx(spark, settings, f"single-{i}") as ctx:
+            run_pipeline(spec, ctx, catalog, files={"drops": [str(path)]})
         times.append(time.perf_counter() - start)
         assert not path.exists(), f"{path} was not moved to processed/"
     return {
@@ -638,9 +668,9 @@ def burst(n: int, rows: int) -> dict:
         for request in data_.run_requests:
             run_id = str(uuid.uuid4())
             t0 = time.perf_counter()
-            ctx = _ctx(spark, settings, run_id)
-            outcomes = run_pipeline(spec, ctx, catalog, files=_files_of(request))
-            meta = ctx.drops.metadata()
+            with _ctx(spark, settings, run_id) as ctx:
+                outcomes = run_pipeline(spec, ctx, catalog, files=_files_of(request))
+                meta = ctx.drops.metadata()
             runs.append(
                 {
                     "s": round(time.perf_counter() - t0, 3),
@@ -707,9 +737,35 @@ def burst(n: int, rows: int) -> dict:
     return result
 
 
+def _engine_ratio(out: dict) -> None:
+    """duckdb / spark total seconds when the other engine's result is there."""
+    engine = out["engine"]
+    if engine not in ("spark", "duckdb"):
+        return
+    other = "spark" if engine == "duckdb" else "duckdb"
+    path = WORK / "results" / f"watch_burst_{other}.json"
+    if not path.exists():
+        return
+    theirs = json.loads(path.read_text())
+    totals = {engine: out["total_s"], other: theirs["total_s"]}
+    out["vs_other_engine"] = {
+        "other": other,
+        "other_total_s": theirs["total_s"],
+        "other_date": theirs["date"],
+        "other_revision": theirs["revision"],
+        "ratio_duckdb_over_spark": round(totals["duckdb"] / totals["spark"], 4),
+        "ratio_median_run_duckdb_over_spark": round(
+            (out if engine == "duckdb" else theirs)["run_s"]["median"]
+            / (theirs if engine == "duckdb" else out)["run_s"]["median"],
+            4,
+        ),
+    }
+
+
 def run_burst(args: argparse.Namespace) -> int:
     WATCH_WORK.mkdir(parents=True, exist_ok=True)
     SPARK_CONF.update(item.split("=", 1) for item in args.spark_conf)
+    ENGINE["name"] = args.engine
     before = machine()
     print(f"-- baseline: {args.single_runs} one-file runs (+1 warm-up)", flush=True)
     single = single_file_runs(args.single_runs, args.rows)
@@ -722,6 +778,7 @@ def run_burst(args: argparse.Namespace) -> int:
         "date": now(),
         "revision": revision(),
         "spark_conf": SPARK_CONF,
+        "engine": args.engine or "spark (default)",
         **result,
         "single_file_run": single,
         "one_run_per_file_s": baseline_s,
@@ -730,7 +787,9 @@ def run_burst(args: argparse.Namespace) -> int:
         "machine_before": before,
         "machine_after": machine(),
     }
-    write_json(WORK / "results" / "watch_burst.json", out)
+    _engine_ratio(out)
+    name = f"watch_burst_{args.engine}.json" if args.engine else "watch_burst.json"
+    write_json(WORK / "results" / name, out)
     print()
     print(
         f"files {out['files']}, runs {out['runs']} (ticks {out['ticks']}), total "
@@ -747,6 +806,8 @@ def run_burst(args: argparse.Namespace) -> int:
         f"one run per file: {single['mean_s']} s x {out['files']} = {baseline_s} s; "
         f"ratio {out['ratio']}"
     )
+    if "vs_other_engine" in out:
+        print(f"engines: {json.dumps(out['vs_other_engine'])}")
     if args.write:
         _write_burst(out)
     return 0 if out["verified"] else 1
@@ -854,6 +915,7 @@ def _write_burst(r: dict) -> None:
         f"{r['runs']} ({r['ticks']}) | **{r['total_s']}** | {r['files_per_s']} | "
         f"{rs['min']} / {rs['median']} / {rs['max']} | {single['mean_s']} | "
         f"{r['one_run_per_file_s']:,} | **{r['ratio']}** | {verified} | {_load(r)} | "
+        + (f"engine {r['engine']} " if r.get("engine") in ("spark", "duckdb") else "")
         + "".join(f"what-if: `{k}={v}` " for k, v in r.get("spark_conf", {}).items())
         + "|"
     )
@@ -919,6 +981,12 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="KEY=VALUE",
         help="a Spark SQL setting for this benchmark's session (what-if runs)",
+    )
+    b.add_argument(
+        "--engine",
+        choices=("spark", "duckdb"),
+        default=None,
+        help="the engine every run uses (default: Spark, as before)",
     )
     b.add_argument("--write", action="store_true", help="append a row to bench/RESULTS.md")
     b.set_defaults(run=run_burst)
