@@ -182,7 +182,8 @@ def input_bytes(
                 else:
                     total += size
         except Exception as exc:  # noqa: BLE001 - any failure to size an input means "unknown"
-            unknown.append(f'source "{src.id}" ({type(exc).__name__}: {str(exc)[:160]})')
+            first = (str(exc).splitlines() or [""])[0][:160]
+            unknown.append(f'source "{src.id}" ({type(exc).__name__}: {first})')
     return total, unknown
 
 
