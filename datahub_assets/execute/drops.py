@@ -390,6 +390,8 @@ def read_drops(source, ctx: ExecContext, batch: DropBatch) -> DataFrame:
     """Step 2 of the module doc: the valid new files of `source` with lineage columns.
     `source` may be a copy without schemaRef (onInvalid reads raw values first). csv and
     json frames carry the helper column `_corrupt_record` (`execute.malformed`)."""
+    if ctx.on_duckdb:
+        return _read_drops_duckdb(source, ctx, batch)
     files = batch.with_status(INGEST, source.id)
     declared = schema_for(source.schema_ref, ctx) if source.schema_ref else None
     spark = ctx.spark
@@ -448,6 +450,68 @@ def read_drops(source, ctx: ExecContext, batch: DropBatch) -> DataFrame:
     return result
 
 
+def _local_group(batch: DropBatch, files: list[DropFile], source_id: str, group: int) -> dict:
+    """{local file: landed path} of one group: links in the run folder (S3 objects are
+    downloaded: the DuckDB engine reads local files, `engines/duckdb_read.py`)."""
+    folder = batch.workdir / source_id / f"g{group}"
+    out = {}
+    for i, f in enumerate(files):
+        f.local = _link(batch, f, folder, i)
+        out[str(Path(f.local).absolute())] = f.info.path
+    return out
+
+
+def _read_drops_duckdb(source, ctx: ExecContext, batch: DropBatch) -> DataFrame:
+    """`read_drops` on the DuckDB engine: the same columns, types and lineage."""
+    from datahub_assets.engines import duckdb_read as R
+    from datahub_assets.execute.readers.csv import csv_options
+
+    files = batch.with_status(INGEST, source.id)
+    declared = schema_for(source.schema_ref, ctx) if source.schema_ref else None
+    frames: list[DataFrame] = []
+    if source.kind == "csv":
+        groups: dict[tuple[str, ...] | None, list[DropFile]] = {}
+        for f in files:
+            groups.setdefault(f.header if source.header else None, []).append(f)
+        for n, (header, group) in enumerate(groups.items()):
+            landed = _local_group(batch, group, source.id, n)
+            schema = _csv_schema(header, declared) if header else declared
+            df = R.read_csv(
+                list(landed),
+                csv_options(source),
+                schema=schema,
+                infer=bool(source.infer_schema) and declared is None,
+                corrupt=True,
+            )
+            df = R.with_lineage(df, landed, batch.ingested_at, ctx.run_id)
+            if declared is not None and header:
+                df = df.select(
+                    *[
+                        F.col(c).alias(d.name)
+                        for d in declared.fields
+                        for c in header
+                        if c.lower() == d.name.lower()
+                    ],
+                    CORRUPT,
+                    *LINEAGE_COLUMNS,
+                )
+            frames.append(df)
+    else:
+        landed = _local_group(batch, files, source.id, 0)
+        if source.kind == "json":
+            df = R.read_json(list(landed), bool(source.multiline), declared, corrupt=True)
+        else:
+            df = R.read_parquet(list(landed), file_col=True)
+        df = R.with_lineage(df, landed, batch.ingested_at, ctx.run_id)
+        if source.kind == "parquet" and declared is not None:
+            df = df.select(*[F.col(d.name) for d in declared.fields], *LINEAGE_COLUMNS)
+        frames.append(df)
+    result = frames[0]
+    for other in frames[1:]:
+        result = result.unionByName(other, allowMissingColumns=True)
+    return result
+
+
 def empty_drops(source, ctx: ExecContext) -> DataFrame:
     """No valid new file for `source` (another watched source of the pipeline has some):
     an empty frame with the declared columns, if any, and the lineage columns."""
@@ -460,6 +524,10 @@ def empty_drops(source, ctx: ExecContext) -> DataFrame:
             T.StructField("_run_id", T.StringType()),
         ]
     )
+    if ctx.on_duckdb:
+        from datahub_assets.engines.duckdb_read import empty
+
+        return empty(schema)
     return ctx.spark.createDataFrame([], schema)
 
 

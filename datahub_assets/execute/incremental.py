@@ -51,7 +51,7 @@ from pyiceberg.table import Table
 from pyiceberg.table.snapshots import ancestors_of
 from pyspark.sql import Column, DataFrame
 
-from datahub_assets.engines.api import F, T
+from datahub_assets.engines.api import F, T, current
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.readers import materialise, read_source
 from datahub_assets.execute.readers.database import read_increment
@@ -62,7 +62,15 @@ PROPERTY_PREFIX = "datahub.watermark."
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICRO = timedelta(microseconds=1)
 RESET = "reset"
-SUPPORTED = (T.NumericType, T.StringType, T.DateType, T.TimestampType, T.TimestampNTZType)
+
+
+def _supported() -> tuple:
+    """The column types an incremental source can slice on (of the running engine's T)."""
+    return (*_types(T.NumericType), T.StringType, T.DateType, T.TimestampType, T.TimestampNTZType)
+
+
+def _types(t) -> tuple:
+    return t if isinstance(t, tuple) else (t,)
 
 
 class IncrementalError(ValueError):
@@ -89,6 +97,8 @@ class Watermark:
     def literal(self) -> Column:
         """The watermark as a typed Spark literal."""
         if self.type == "timestamp":
+            if current().is_duckdb:  # no timestamp_micros in sqlframe; DuckDB parses ISO-8601
+                return F.lit(self.value).cast("timestamp")
             micros = (datetime.fromisoformat(self.value) - EPOCH) // MICRO
             return F.timestamp_micros(F.lit(micros))
         return F.lit(self.value).cast(self.type)
@@ -182,7 +192,7 @@ def _resolve_column(df: DataFrame, source_id: str, column: str) -> T.StructField
             f"source {source_id!r}: incremental column {column!r} not found; available "
             f"columns: {', '.join(fields) or '(none)'}"
         )
-    if not isinstance(found.dataType, SUPPORTED):
+    if not isinstance(found.dataType, _supported()):
         raise IncrementalError(
             f"source {source_id!r}: incremental column {found.name!r} has type "
             f"{found.dataType.simpleString()}; supported: integral, decimal, float, double, "
@@ -194,8 +204,15 @@ def _resolve_column(df: DataFrame, source_id: str, column: str) -> T.StructField
 def _max_watermark(df: DataFrame, col: Column, dtype: T.DataType) -> Watermark | None:
     """max(col) over `df` as a Watermark (one aggregate job); None when there is no row."""
     if isinstance(dtype, T.TimestampType):
-        row = df.agg(F.unix_micros(F.max(col))).first()
-        micros = row[0] if row is not None else None
+        if current().is_duckdb:  # the newest value itself (a datetime with its zone)
+            row = df.agg(F.max(col)).first()
+            newest = row[0] if row is not None else None
+            if newest is not None and newest.tzinfo is None:  # sqlframe gives UTC, naive
+                newest = newest.replace(tzinfo=UTC)
+            micros = None if newest is None else (newest - EPOCH) // MICRO
+        else:
+            row = df.agg(F.unix_micros(F.max(col))).first()
+            micros = row[0] if row is not None else None
         if micros is None:
             return None
         value = (EPOCH + timedelta(microseconds=micros)).isoformat(timespec="microseconds")
@@ -245,7 +262,7 @@ def read_incremental(
         )
         return df, previous
     df = df.where(col <= newest.literal())
-    if eager and source.kind == "lookup":
+    if eager and source.kind == "lookup" and not current().is_duckdb:
         df = F.broadcast(df)
     ctx.log.info(
         "source %s: reading rows with %s in (%s, %s]",

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 from pyspark.sql import DataFrame
 
-from datahub_assets.engines.api import F, T
+from datahub_assets.engines.api import F, T, current
 
 CORRUPT = "_corrupt_record"
 CORRUPT_OPTIONS = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
@@ -119,7 +119,8 @@ def check(
         return df, Found()
     # Spark's CSV parser checks the field count only over the columns a query needs, so the
     # good and the malformed frames must see every column, whatever the query selects
-    df.sparkSession.conf.set("spark.sql.csv.parser.columnPruning.enabled", "false")
+    if not current().is_duckdb:  # DuckDB's reader (engines/duckdb_read.py) checks every field
+        df.sparkSession.conf.set("spark.sql.csv.parser.columnPruning.enabled", "false")
     file_col = "_source_file" if "_source_file" in df.columns else FILE_COL
     data = [c for c in df.columns if c not in (CORRUPT, FILE_COL, *LINEAGE)]
     good = df.where(F.col(CORRUPT).isNull()).drop(CORRUPT, FILE_COL)
@@ -177,6 +178,12 @@ def quarantine_frame(spark, found: Found, run_id: str, where: str) -> DataFrame:
             ]
         ),
     )
+    if current().is_duckdb:
+        from datahub_assets.engines.duckdb_read import from_arrow
+
+        return from_arrow(table).withColumn(
+            "_quarantined_at", F.current_timestamp().cast(T.TimestampType())
+        )
     schema = T.StructType(QUARANTINE_SCHEMA.fields[:-1])
     df = spark.createDataFrame(table.to_pandas(), schema)
     return df.withColumn("_quarantined_at", F.current_timestamp())

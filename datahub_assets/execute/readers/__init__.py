@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from pyspark.sql import DataFrame
 
-from datahub_assets.engines.api import F
+from datahub_assets.engines.api import F, current
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.readers._files import SourceError
 from datahub_assets.execute.readers.csv import read_csv
@@ -62,7 +62,7 @@ def read_source(
         raise SourceError(f"source {source.id!r}: unknown source kind {source.kind!r}")
     if source.load_policy == "eager":
         df = materialise(df)
-        if source.kind == "lookup":
+        if source.kind == "lookup" and not current().is_duckdb:
             df = F.broadcast(df)
         ctx.log.debug("source %s materialised (loadPolicy=eager)", source.id)
     return df

@@ -55,12 +55,45 @@ def reader(ctx: ExecContext, schema_ref: str | None) -> DataFrameReader:
 __all__ = [
     "SourceError",
     "check_exists",
+    "duck_call",
+    "duck_files",
     "options",
     "reader",
     "resolve",
     "schema_for",
     "spark_path",
 ]
+
+
+def duck_files(path: str, source_id: str, parquet: bool = False) -> list[str]:
+    """The local files a path names, for the DuckDB engine (which reads no s3:// path here:
+    DuckDB's httpfs extension cannot be installed offline, `engines.choice` keeps such
+    sources on Spark)."""
+    from datahub_assets.engines import duckdb_read
+
+    local = _local(path)
+    if local is None:
+        raise SourceError(
+            f"source {source_id!r}: {path!r} is not a local path; the DuckDB engine reads "
+            "local files only (run the pipeline on Spark)"
+        )
+    files = duckdb_read.parquet_files(local) if parquet else duckdb_read.local_files(local)
+    if not files:
+        raise SourceError(f"source {source_id!r}: no file matches path {path!r}")
+    return files
+
+
+def duck_call(source_id: str, path: str, read):
+    """`read()` on the DuckDB engine, its errors as a SourceError naming the source."""
+    from datahub_assets.engines.api import current
+
+    try:
+        return read()
+    except SourceError:
+        raise
+    except (*current().errors, ValueError, OSError) as exc:
+        first_line = str(exc).strip().split("\n", 1)[0][:600]
+        raise SourceError(f"source {source_id!r} ({path}): {first_line}") from None
 
 
 def options(**values: object) -> dict[str, str]:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame
 
+from datahub_assets.engines import duckdb_read
 from datahub_assets.engines.api import F
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.malformed import CORRUPT_OPTIONS, FILE_COL, with_corrupt
 from datahub_assets.execute.readers._files import (
     check_exists,
+    duck_call,
+    duck_files,
     options,
     reader,
     resolve,
@@ -26,6 +29,14 @@ def read_json(source: JsonSource, ctx: ExecContext, corrupt: bool = False) -> Da
     `__dh_file` (`execute.malformed` splits them off), also with an inferred schema."""
     path = ctx.data_path(source.path)
     check_exists(path, source.id)
+    if ctx.on_duckdb:
+        files = duck_files(path, source.id)
+        schema = schema_for(source.schema_ref, ctx) if source.schema_ref else None
+        return duck_call(
+            source.id,
+            path,
+            lambda: duckdb_read.read_json(files, bool(source.multiline), schema, corrupt),
+        )
     spath = spark_path(path)
     opts = options(multiLine=source.multiline)
     if not corrupt:

@@ -6,9 +6,16 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame
 
+from datahub_assets.engines import duckdb_read
 from datahub_assets.engines.api import F
 from datahub_assets.execute.context import ExecContext
-from datahub_assets.execute.readers._files import check_exists, resolve, spark_path
+from datahub_assets.execute.readers._files import (
+    check_exists,
+    duck_call,
+    duck_files,
+    resolve,
+    spark_path,
+)
 from datahub_assets.spec.models import LookupSource
 
 
@@ -26,5 +33,9 @@ def read_lookup(source: LookupSource, ctx: ExecContext) -> DataFrame:
     """CSV with a header; every column a string (codes such as `007` keep leading zeros)."""
     path = lookup_path(source, ctx)
     check_exists(path, source.id)
+    if ctx.on_duckdb:  # no broadcast hint on DuckDB (its joins pick their own build side)
+        files = duck_files(path, source.id)
+        options = duckdb_read.CsvOptions(header=True)
+        return duck_call(source.id, path, lambda: duckdb_read.read_csv(files, options))
     df = resolve(ctx.spark.read.option("header", "true").csv(spark_path(path)), source.id, path)
     return F.broadcast(df)

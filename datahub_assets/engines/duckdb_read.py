@@ -1,0 +1,641 @@
+"""File sources on the DuckDB engine, read as Spark reads them (same columns, types, values).
+
+Every reader runs DuckDB SQL on the run's connection (`engines.api.current().connection`),
+keeps the result as a plain view or table of the run's in-memory database (sqlframe cannot
+see TEMP objects) and returns `session.table(name)`, a frame of the sqlframe DuckDB session.
+
+CSV. DuckDB's own parser reads every value as VARCHAR (`all_varchar`), so the column types
+are decided here by Spark's `inferSchema` rules (`spark_csv_type`: int, bigint, decimal(n,0)
+for integers above bigint, double, date, timestamp, boolean, else string; a column of nulls
+only is a string), or come from the declared schema (values cast like Spark's parser: a value
+that does not parse is null, or makes the record malformed when `corrupt` is asked for).
+Spark reads CSV line by line (a quote never spans lines); DuckDB's parser lets a quoted value
+run over newlines and refuses unbalanced quotes. So the fast path (DuckDB's parser) is kept
+only when it agrees with Spark: no parse error, no value with a newline, no value that fails
+its declared type. Otherwise the files are read line by line here (`_csv_lines`): each
+non-blank line split into fields by a regular expression (delimiter, quote, escape as Spark
+uses them; an unclosed quote runs to the end of its line), and a line whose field count is not
+the header's, or whose value does not parse as its declared type, is malformed:
+`_corrupt_record` holds its raw text, as in Spark's PERMISSIVE mode.
+
+JSON. Lines (or whole files with `multiline`) are read as text; a record that is not a JSON
+object is malformed. The schema is the declared one or Spark's inference
+(`json_group_structure` mapped to Spark's types: integers bigint, numbers double, strings
+string, nulls only string, conflicting kinds string, objects structs with their fields sorted
+by name, top-level columns sorted by name, as Spark does).
+
+Parquet: `read_parquet` (folder = every file below it, `union_by_name`).
+
+The source file column (`__dh_file`) is `file:` + the absolute path, as Spark's
+`_metadata.file_path` gives it for local files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from datahub_assets.engines.api import current
+
+FILE_COL = "__dh_file"
+CORRUPT = "_corrupt_record"
+_NAMES = itertools.count(1)
+
+
+class DuckReadError(ValueError):
+    """DuckDB could not read a file source (the message names the files)."""
+
+
+# ------------------------------------------------------------------------------- helpers
+
+
+def lit(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _list(paths: Sequence[str]) -> str:
+    return "[" + ", ".join(lit(p) for p in paths) + "]"
+
+
+def _conn() -> duckdb.DuckDBPyConnection:
+    conn = current().connection
+    conn.execute("SET TimeZone = 'UTC'")  # Spark's session time zone (spark_server.py)
+    return conn
+
+
+def create(sql: str, table: bool = False) -> str:
+    """`sql` as a new view (or a table: computed now) of the run's database; its name."""
+    name = f"__dh_read_{next(_NAMES)}"
+    _conn().execute(f"CREATE {'TABLE' if table else 'VIEW'} {ident(name)} AS {sql}")
+    return name
+
+
+def register(sql: str, table: bool = False) -> Any:
+    """`sql` as a view (or a table: computed now) of the run's database, as a frame."""
+    return current().session.table(create(sql, table))
+
+
+def _count(conn: duckdb.DuckDBPyConnection, sql: str) -> int:
+    row = conn.execute(sql).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _columns(conn: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[str, str]]:
+    rel = conn.sql(sql)
+    return [(n, str(t)) for n, t in zip(rel.columns, rel.types, strict=True)]
+
+
+def local_files(pattern: str) -> list[str]:
+    """The files a local path, folder or glob names (a folder: every file below it that is
+    not hidden or `_`-prefixed, as Spark lists it)."""
+    path = Path(pattern)
+    if path.is_dir():
+        return sorted(
+            str(p)
+            for p in path.rglob("*")
+            if p.is_file() and not any(part[:1] in "._" for part in p.relative_to(path).parts)
+        )
+    import glob
+
+    return sorted(p for p in glob.glob(pattern) if Path(p).is_file())  # noqa: PTH207
+
+
+def _file_expr(col: str) -> str:
+    return f"'file:' || {col}"
+
+
+# ----------------------------------------------------------------------------- types
+
+
+_SPARK_TO_DUCK = {
+    "string": "VARCHAR",
+    "int": "INTEGER",
+    "bigint": "BIGINT",
+    "smallint": "SMALLINT",
+    "tinyint": "TINYINT",
+    "double": "DOUBLE",
+    "float": "FLOAT",
+    "boolean": "BOOLEAN",
+    "date": "DATE",
+    "timestamp": "TIMESTAMPTZ",
+    "timestamp_ntz": "TIMESTAMP",
+    "binary": "BLOB",
+}
+
+
+def duck_type(dtype: Any) -> str:
+    """The DuckDB type of a (PySpark or sqlframe) DataType."""
+    name = type(dtype).__name__
+    if name == "StructType":
+        inner = ", ".join(f"{ident(f.name)} {duck_type(f.dataType)}" for f in dtype.fields)
+        return f"STRUCT({inner})"
+    if name == "ArrayType":
+        return duck_type(dtype.elementType) + "[]"
+    if name == "MapType":
+        return f"MAP({duck_type(dtype.keyType)}, {duck_type(dtype.valueType)})"
+    if name == "DecimalType":
+        return f"DECIMAL({dtype.precision}, {dtype.scale})"
+    simple = dtype.simpleString()
+    if simple not in _SPARK_TO_DUCK:
+        raise DuckReadError(f"type {simple} is not readable on the DuckDB engine")
+    return _SPARK_TO_DUCK[simple]
+
+
+def _json_structure(dtype: Any) -> Any:
+    """json_transform's structure for a DataType."""
+    name = type(dtype).__name__
+    if name == "StructType":
+        return {f.name: _json_structure(f.dataType) for f in dtype.fields}
+    if name == "ArrayType":
+        return [_json_structure(dtype.elementType)]
+    if name in ("StringType",):
+        return "VARCHAR"
+    if name == "TimestampType":
+        return "VARCHAR"  # parsed by a cast below (json_transform does not read offsets)
+    return duck_type(dtype)
+
+
+_DATE_TOKENS = [
+    ("yyyy", "%Y"),
+    ("yy", "%y"),
+    ("MMMM", "%B"),
+    ("MMM", "%b"),
+    ("MM", "%m"),
+    ("M", "%-m"),
+    ("dd", "%d"),
+    ("d", "%-d"),
+    ("HH", "%H"),
+    ("mm", "%M"),
+    ("ss", "%S"),
+    ("SSSSSS", "%f"),
+    ("SSS", "%g"),
+    ("EEE", "%a"),
+    ("a", "%p"),
+]
+
+
+def strftime_format(java: str) -> str:
+    """A Java/Spark datetime pattern (dd/MM/yyyy) as a strptime format (%d/%m/%Y)."""
+    out, i = "", 0
+    while i < len(java):
+        if java[i] == "'":
+            end = java.find("'", i + 1)
+            out += java[i + 1 : end if end > 0 else len(java)]
+            i = end + 1 if end > 0 else len(java)
+            continue
+        for token, fmt in _DATE_TOKENS:
+            if java.startswith(token, i):
+                out += fmt
+                i += len(token)
+                break
+        else:
+            out += "%%" if java[i] == "%" else java[i]
+            i += 1
+    return out
+
+
+def cast_text(col: str, dtype: Any, date_format: str | None = None) -> str:
+    """SQL parsing the VARCHAR `col` as `dtype` like Spark's CSV parser: NULL when it does
+    not parse."""
+    simple = dtype.simpleString()
+    text = f"trim({col})" if simple not in ("string",) else col
+    if simple == "string":
+        return col
+    if simple == "boolean":
+        return f"CASE lower({text}) WHEN 'true' THEN true WHEN 'false' THEN false ELSE NULL END"
+    if simple == "date" and date_format:
+        return f"try_strptime({col}, {lit(strftime_format(date_format))})::DATE"
+    if simple in ("int", "bigint", "smallint", "tinyint"):
+        integer = f"regexp_full_match({text}, {lit(_INT)})"
+        return f"CASE WHEN {integer} THEN try_cast({text} AS {duck_type(dtype)}) END"
+    return f"try_cast({text} AS {duck_type(dtype)})"
+
+
+_INT = "[+-]?[0-9]+"
+_DOUBLE = "[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?|[+-]?(NaN|Infinity|Inf)"
+_DATE = "[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
+_TIMESTAMP = (
+    _DATE + "([T ][0-9]{1,2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,9})?)?)?(Z|[+-][0-9]{2}:?[0-9]{2})?"
+)
+
+
+def _all(v: str, pattern: str, duck: str | None) -> str:
+    """SQL: every value of column `v` matches `pattern` (and casts to `duck`)."""
+    ok = f"regexp_full_match({v}, {lit(pattern)})"
+    if duck:
+        ok += f" AND try_cast({v} AS {duck}) IS NOT NULL"
+    return f"bool_and({v} IS NULL OR ({ok}))"
+
+
+def _infer_csv_sql(cols: Sequence[str], table: str) -> str:
+    """One aggregate computing, for every column, which Spark types all its values parse as."""
+    parts = []
+    for i, c in enumerate(cols):
+        v = ident(c)
+        digits = f"CASE WHEN regexp_full_match({v}, {lit(_INT)}) THEN length(ltrim({v}, '+-')) END"
+        parts += [
+            f"{_all(v, _INT, 'INTEGER')} AS i{i}",
+            f"{_all(v, _INT, 'BIGINT')} AS l{i}",
+            f"{_all(v, '[+-]?[0-9]{1,38}', None)} AS n{i}",
+            f"max({digits}) AS p{i}",
+            f"{_all(v, _DOUBLE, 'DOUBLE')} AS d{i}",
+            f"{_all(v, _DATE, 'DATE')} AS t{i}",
+            f"{_all(v, _TIMESTAMP, 'TIMESTAMPTZ')} AS s{i}",
+            f"bool_and({v} IS NULL OR lower({v}) IN ('true', 'false')) AS b{i}",
+            f"count({v}) AS c{i}",
+        ]
+    return f"SELECT {', '.join(parts)} FROM {table}"
+
+
+def spark_csv_type(flags: dict[str, Any], i: int) -> str:
+    """Spark's inferred type (simpleString) of column `i` from `_infer_csv_sql`'s flags."""
+    if not flags[f"c{i}"]:
+        return "string"
+    for key, name in (("i", "int"), ("l", "bigint")):
+        if flags[f"{key}{i}"]:
+            return name
+    if flags[f"n{i}"]:
+        return f"decimal({max(flags[f'p{i}'] or 1, 1)},0)"
+    for key, name in (("d", "double"), ("t", "date"), ("s", "timestamp"), ("b", "boolean")):
+        if flags[f"{key}{i}"]:
+            return name
+    return "string"
+
+
+def _spark_type_sql(simple: str) -> str:
+    if simple.startswith("decimal("):
+        p = simple[len("decimal(") : -1].split(",")[0]
+        return f"DECIMAL({p}, 0)"
+    return _SPARK_TO_DUCK[simple]
+
+
+# ------------------------------------------------------------------------------- CSV
+
+
+class CsvOptions:
+    def __init__(
+        self,
+        header: bool = True,
+        delimiter: str | None = None,
+        quote: str | None = None,
+        escape: str | None = None,
+        encoding: str | None = None,
+        null_value: str | None = None,
+        date_format: str | None = None,
+    ) -> None:
+        self.header = header
+        self.delimiter = "\t" if delimiter == "\\t" else (delimiter or ",")
+        self.quote = '"' if quote is None else quote
+        self.escape = "\\" if escape is None else escape
+        self.encoding = (encoding or "utf-8").lower().replace("_", "-")
+        self.null_value = null_value
+        self.date_format = date_format
+
+
+def _header_names(files: Sequence[str], o: CsvOptions) -> list[str]:
+    """Column names as Spark gives them: the first file's first non-blank line (or _c0..)."""
+    for file in files:
+        with Path(file).open(encoding=o.encoding, errors="replace", newline="") as stream:
+            for line in stream:
+                text = line.rstrip("\r\n").removeprefix("\ufeff")
+                if not text:
+                    continue
+                fields = next(
+                    csv.reader(
+                        io.StringIO(text),
+                        delimiter=o.delimiter if len(o.delimiter) == 1 else "\x00",
+                        quotechar=o.quote or None,
+                        escapechar=o.escape or None,
+                    ),
+                    [],
+                )
+                if len(o.delimiter) != 1:
+                    fields = text.split(o.delimiter)
+                if not o.header:
+                    return [f"_c{i}" for i in range(len(fields))]
+                return [f if f else f"_c{i}" for i, f in enumerate(fields)]
+    return []
+
+
+def _fast_csv(files: Sequence[str], o: CsvOptions, names: list[str]) -> str | None:
+    """DuckDB's parser into a table (all VARCHAR); None when it does not agree with Spark."""
+    conn = _conn()
+    nulls = ["", *([o.null_value] if o.null_value else [])]
+    columns = "{" + ", ".join(f"{lit(n)}: 'VARCHAR'" for n in names) + "}"
+    args = [
+        f"header={str(o.header).lower()}",
+        f"delim={lit(o.delimiter)}",
+        f"quote={lit(o.quote)}",
+        f"escape={lit(o.escape)}",
+        f"columns={columns}",
+        "auto_detect=false",
+        "strict_mode=true",
+        f"nullstr={_list(nulls)}",
+        f"filename={lit(FILE_COL)}",
+        "ignore_errors=false",
+    ]
+    if o.encoding not in ("utf-8", "utf8"):
+        args.append(f"encoding={lit(o.encoding)}")
+    name = f"__dh_read_{next(_NAMES)}"
+    try:
+        reader = f"read_csv({_list(files)}, {', '.join(args)})"
+        conn.execute(f"CREATE TABLE {ident(name)} AS SELECT * FROM {reader}")
+        multiline = " OR ".join(f"contains({ident(n)}, chr(10))" for n in names) or "false"
+        bad = _count(conn, f"SELECT count(*) FROM {ident(name)} WHERE {multiline}")
+    except duckdb.Error:
+        conn.execute(f"DROP TABLE IF EXISTS {ident(name)}")
+        return None
+    if bad:
+        conn.execute(f"DROP TABLE {ident(name)}")
+        return None
+    return name
+
+
+def _token_regex(o: CsvOptions) -> str:
+    d, q, e = (re.escape(x) if x else "" for x in (o.delimiter, o.quote, o.escape))
+    plain = f"[^{d}]*" if len(o.delimiter) == 1 else f"(?:(?!{d}).)*"
+    if not q:
+        return f"(?:^|{d})({plain})"
+    inside = f"[^{q}{e}]|{e}." if e else f"[^{q}]"
+    return f"(?:^|{d})({q}(?:{inside})*(?:{q}|$)|{plain})"
+
+
+def _unquote(tok: str, o: CsvOptions) -> str:
+    if not o.quote:
+        return tok
+    q = lit(o.quote)
+    closed = f"suffix({tok}, {q}) AND length({tok}) > 1"
+    body = f"CASE WHEN {closed} THEN {tok}[2:-2] ELSE {tok}[2:] END"
+    if o.escape:
+        body = f"replace({body}, {lit(o.escape + o.quote)}, {q})"
+    return f"CASE WHEN prefix({tok}, {q}) THEN {body} ELSE {tok} END"
+
+
+def _lines_sql(
+    files: Sequence[str], o: CsvOptions | None, skip_header: bool, col: str = "line"
+) -> str:
+    """(file, n, line) of every non-blank physical line of `files` (header lines dropped)."""
+    if o is not None and o.encoding not in ("utf-8", "utf8"):
+        raise DuckReadError(
+            f"encoding {o.encoding!r}: files with malformed records can be read only as "
+            "UTF-8 on the DuckDB engine"
+        )
+    split = "string_split(replace(content, chr(13) || chr(10), chr(10)), chr(10))"
+    base = f"""
+        SELECT filename AS f, unnest({split}) AS line, unnest(range(1, len({split}) + 1)) AS n
+        FROM read_text({_list(files)})"""
+    keep = "line <> ''"
+    sql = f"""SELECT f, n, CASE WHEN n = 1 THEN ltrim(line, chr(65279)) ELSE line END AS {col}
+        FROM ({base}) WHERE {keep}"""
+    if skip_header:
+        sql = f"""SELECT f, n, {col} FROM (SELECT *, row_number() OVER (PARTITION BY f ORDER BY n)
+            AS k FROM ({sql})) WHERE k > 1"""
+    return sql
+
+
+def _slow_csv(files: Sequence[str], o: CsvOptions, names: list[str]) -> str:
+    """The line-by-line read (module doc): a view of the VARCHAR fields, the field count
+    `__dh_n` and the raw line `__dh_line`."""
+    lines = _lines_sql(files, o, o.header)
+    toks = f"regexp_extract_all(line, {lit(_token_regex(o))}, 1)"
+    nulls = ["", *([o.null_value] if o.null_value else [])]
+    fields = []
+    for i, n in enumerate(names):
+        tok = f"tokens[{i + 1}]"
+        quoted_empty = f"({tok} = {lit(o.quote * 2)})" if o.quote else "false"
+        raw = _unquote(tok, o)
+        null = f"{tok} IS NULL OR {quoted_empty} OR {tok} IN ({', '.join(lit(x) for x in nulls)})"
+        fields.append(f"CASE WHEN {null} THEN NULL ELSE {raw} END AS {ident(n)}")
+    return f"""SELECT {", ".join(fields)}, f AS {ident(FILE_COL)}, len(tokens) AS __dh_n,
+        line AS __dh_line FROM (SELECT f, n, line, {toks} AS tokens FROM ({lines}))"""
+
+
+def _inferred(conn: duckdb.DuckDBPyConnection, names: list[str], source: str) -> list[str]:
+    """SELECT expressions giving each VARCHAR column Spark's inferred type."""
+    cursor = conn.execute(_infer_csv_sql(names, source))
+    row = cursor.fetchone() or ()
+    flags = dict(zip([c[0] for c in cursor.description or []], row, strict=True))
+    exprs = []
+    for i, n in enumerate(names):
+        v, t = ident(n), spark_csv_type(flags, i)
+        if t == "string":
+            exprs.append(f"{v} AS {v}")
+        elif t == "boolean":
+            exprs.append(
+                f"CASE lower({v}) WHEN 'true' THEN true WHEN 'false' THEN false END AS {v}"
+            )
+        else:
+            exprs.append(f"CAST({v} AS {_spark_type_sql(t)}) AS {v}")
+    return exprs
+
+
+def _declared(names: list[str], schema: Any, date_format: str | None) -> tuple[list[str], str]:
+    """(SELECT expressions casting the VARCHAR columns to `schema` by position, SQL true when
+    every value of a row parses as its type)."""
+    exprs, checks = [], []
+    for i, f in enumerate(schema.fields):
+        col = ident(names[i]) if i < len(names) else "NULL"
+        expr = cast_text(col, f.dataType, date_format)
+        exprs.append(f"{expr} AS {ident(f.name)}")
+        if f.dataType.simpleString() != "string" and col != "NULL":
+            checks.append(f"({col} IS NULL OR ({expr}) IS NOT NULL)")
+    return exprs, " AND ".join(checks) or "true"
+
+
+def read_csv(
+    files: Sequence[str],
+    o: CsvOptions,
+    schema: Any = None,
+    infer: bool = False,
+    corrupt: bool = False,
+) -> Any:
+    """The frame Spark reads from CSV `files` (module doc). `schema`: the declared
+    StructType (by position); `corrupt`: add `_corrupt_record` and `__dh_file`."""
+    files = [f for f in files if Path(f).stat().st_size > 0]
+    if not files:
+        raise DuckReadError("every file is empty: no columns to read")
+    names = _header_names(files, o)
+    conn = _conn()
+    width = len(schema.fields) if schema is not None else len(names)
+    # another field count than the schema's makes every record malformed (line by line)
+    fast = _fast_csv(files, o, names) if width == len(names) else None
+    source = ident(fast) if fast is not None else f"({_slow_csv(files, o, names)})"
+    typed_ok = "true"
+    if schema is not None:
+        exprs, typed_ok = _declared(names, schema, o.date_format)
+        some_bad = f"SELECT count(*) FROM {source} WHERE NOT ({typed_ok})"
+        if fast is not None and corrupt and typed_ok != "true" and _count(conn, some_bad):
+            source, fast = f"({_slow_csv(files, o, names)})", None
+    elif infer:
+        exprs = _inferred(conn, names, source)
+    else:
+        exprs = [f"{ident(n)} AS {ident(n)}" for n in names]
+    select = ", ".join(exprs)
+    if corrupt:
+        bad = "NULL::VARCHAR"
+        if fast is None:
+            bad = f"CASE WHEN __dh_n <> {width} OR NOT ({typed_ok}) THEN __dh_line END"
+        select += f", {bad} AS {CORRUPT}, {_file_expr(ident(FILE_COL))} AS {FILE_COL}"
+    return register(f"SELECT {select} FROM {source}", table=fast is None)
+
+
+# ------------------------------------------------------------------------------ JSON
+
+
+_JSON_TO_SPARK = {
+    "UBIGINT": "bigint",
+    "BIGINT": "bigint",
+    "DOUBLE": "double",
+    "VARCHAR": "string",
+    "BOOLEAN": "boolean",
+    "NULL": "string",
+    "JSON": "string",
+}
+
+
+def _spark_from_structure(s: Any) -> Any:
+    """A sqlframe/PySpark DataType from json_group_structure's description."""
+    T = current().types
+    if isinstance(s, dict):
+        return T.StructType(
+            [T.StructField(k, _spark_from_structure(s[k]), True) for k in sorted(s)]
+        )
+    if isinstance(s, list):
+        inner = _spark_from_structure(s[0]) if s else T.StringType()
+        return T.ArrayType(inner, True)
+    simple = _JSON_TO_SPARK.get(str(s), "string")
+    return {
+        "bigint": T.LongType(),
+        "double": T.DoubleType(),
+        "boolean": T.BooleanType(),
+    }.get(simple, T.StringType())
+
+
+def _is_json(col: str, kind: str) -> str:
+    """SQL: `col` is valid JSON of `kind` (OBJECT, ARRAY)."""
+    return f"CASE WHEN json_valid({col}) THEN json_type({col}::JSON) = {lit(kind)} ELSE false END"
+
+
+def _json_records(files: Sequence[str], multiline: bool) -> str:
+    """(f, n, rec) of every record's raw text."""
+    if not multiline:
+        return _lines_sql(files, None, skip_header=False, col="rec")
+    return f"""SELECT f, 1 AS n, rec FROM (
+        SELECT filename AS f, content, {_is_json("content", "ARRAY")} AS arr
+        FROM read_text({_list(files)})) t,
+        LATERAL (SELECT unnest(CASE WHEN arr THEN from_json(content, '["JSON"]')::VARCHAR[]
+                                    ELSE [content] END) AS rec)"""
+
+
+def read_json(
+    files: Sequence[str], multiline: bool, schema: Any = None, corrupt: bool = False
+) -> Any:
+    """The frame Spark reads from JSON `files` (module doc)."""
+    conn = _conn()
+    records = f"""SELECT f, n, rec, {_is_json("rec", "OBJECT")} AS ok
+        FROM ({_json_records(files, multiline)})"""
+    table = ident(create(records, table=True))
+    if schema is None:
+        (structure,) = conn.execute(
+            f"SELECT json_group_structure(rec::JSON) FROM {table} WHERE ok"
+        ).fetchone() or (None,)
+        parsed = json.loads(structure) if structure else {}
+        schema = _spark_from_structure(parsed if isinstance(parsed, dict) else {})
+    if not schema.fields and not corrupt:
+        raise DuckReadError("no JSON object to infer columns from")
+    shape = json.dumps({f.name: _json_structure(f.dataType) for f in schema.fields})
+    exprs, checks = [], []
+    for f in schema.fields:
+        got = f"s.{ident(f.name)}"
+        simple = f.dataType.simpleString()
+        if simple == "timestamp":
+            got = f"try_cast({got} AS TIMESTAMPTZ)"
+        exprs.append(f"CASE WHEN ok THEN {got} END AS {ident(f.name)}")
+        value = f"json_extract(rec, {lit('$.' + json.dumps(f.name))})"
+        present = f"({value} IS NOT NULL AND json_type({value}) <> 'NULL')"
+        if simple == "string":
+            continue
+        checks.append(f"(NOT {present} OR {got} IS NOT NULL)")
+    typed_ok = " AND ".join(checks) or "true"
+    transform = (
+        f"CASE WHEN ok THEN json_transform(rec, {lit(shape)}) END" if schema.fields else "NULL"
+    )
+    select = ", ".join(exprs)
+    extra = ""
+    if corrupt:
+        extra = (
+            f", CASE WHEN NOT ok OR NOT ({typed_ok}) THEN rec END AS {CORRUPT}, "
+            f"{_file_expr('f')} AS {FILE_COL}"
+        )
+    inner = f"SELECT *, {transform} AS s FROM {table}"
+    if not corrupt:
+        inner += " WHERE ok"
+    return register(
+        f"SELECT {select}{', ' if select and extra else ''}{extra.lstrip(', ')} FROM ({inner})"
+    )
+
+
+# --------------------------------------------------------------------------- Parquet
+
+
+def parquet_files(path: str) -> list[str]:
+    return [p for p in local_files(path) if not Path(p).name.startswith(("_", "."))]
+
+
+def read_parquet(files: Sequence[str], file_col: bool = False) -> Any:
+    extra = f", filename={lit(FILE_COL)}" if file_col else ""
+    sql = f"SELECT * FROM read_parquet({_list(files)}, union_by_name=true{extra})"
+    if file_col:
+        sql = f"SELECT * REPLACE ({_file_expr(ident(FILE_COL))} AS {ident(FILE_COL)}) FROM ({sql})"
+    return register(sql)
+
+
+# ---------------------------------------------------------------------- drops, helpers
+
+
+def with_lineage(df: Any, landed: dict[str, str], ingested_at: Any, run_id: str) -> Any:
+    """`df` (read with `__dh_file`) with `__dh_file` replaced by the file drop's lineage
+    columns: `_source_file` (the landed path of the local file read), `_ingested_at`, `_run_id`
+    (as `execute.drops` adds them on Spark)."""
+    conn = _conn()
+    mapping = create(
+        "SELECT * FROM (VALUES "
+        + ", ".join(f"({lit('file:' + k)}, {lit(v)})" for k, v in landed.items())
+        + ") t(local, landed)",
+        table=True,
+    )
+    sql = df.sql(dialect="duckdb", optimize=False)
+    cols = [c for c in _columns(conn, sql) if c[0] != FILE_COL]
+    select = ", ".join(f"r.{ident(n)}" for n, _ in cols)
+    at = lit(ingested_at.isoformat())
+    return register(
+        f"""SELECT {select}, m.landed AS _source_file, CAST({at} AS TIMESTAMPTZ) AS _ingested_at,
+        {lit(run_id)} AS _run_id FROM ({sql}) r LEFT JOIN {ident(mapping)} m
+        ON r.{ident(FILE_COL)} = m.local"""
+    )
+
+
+def empty(schema: Any) -> Any:
+    """A frame with no row and the columns of `schema`."""
+    cols = ", ".join(f"NULL::{duck_type(f.dataType)} AS {ident(f.name)}" for f in schema.fields)
+    return register(f"SELECT {cols or '1 AS __dh_none'} WHERE false")
+
+
+def from_arrow(table: Any) -> Any:
+    """A pyarrow Table as a table of the run's database, as a frame."""
+    name = f"__dh_read_{next(_NAMES)}"
+    _conn().from_arrow(table).create(name)
+    return current().session.table(name)

@@ -1,0 +1,576 @@
+"""File sources read on both engines give the same frame: columns, types, values, source file
+columns and malformed-record verdicts (engines/duckdb_read.py against Spark's readers).
+
+Each case reads the same files with the Spark engine (the shared Spark Connect server) and with
+the DuckDB engine (`duckdb_engine(settings)` inside `engines.api.use`), and compares the two
+results; a few cases also pin the expected values, so that both engines agreeing on a wrong
+answer fails too."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from datahub_assets.engines.api import use
+from datahub_assets.engines.duckdb import duckdb_engine
+from datahub_assets.execute import malformed
+from datahub_assets.execute.context import ExecContext
+from datahub_assets.execute.drops import plan_batch, read_drops
+from datahub_assets.execute.incremental import Watermark, read_incremental
+from datahub_assets.execute.readers import SourceError, read_source
+from datahub_assets.spec import models as m
+from datahub_assets.spec.loader import load_project
+from datahub_resources.iceberg import load_catalog
+
+pytestmark = pytest.mark.spark
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _ctx(engine: str, spark, settings, run_id: str = "run") -> ExecContext:
+    if engine == "spark":
+        return ExecContext(spark=spark, settings=settings, app="shop", run_id=f"{run_id}-s")
+    e = duckdb_engine(settings)
+    return ExecContext(
+        spark=e.session, settings=settings, app="shop", run_id=f"{run_id}-d", engine=e
+    )
+
+
+def _norm(value):
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    if isinstance(value, dict):
+        return tuple((k, _norm(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return [_norm(v) for v in value]
+    return value
+
+
+def result(df) -> tuple[list[tuple[str, str]], list[tuple]]:
+    """(columns with their types, sorted rows) of a frame of either engine."""
+    types = [(f.name, f.dataType.simpleString().replace(" ", "")) for f in df.schema.fields]
+    table = df.toArrow()
+    rows = [tuple(_norm(v) for v in r.values()) for r in table.to_pylist()]
+    return types, sorted(rows, key=repr)
+
+
+def on_both(spark, settings, read) -> dict[str, tuple]:
+    """`read(ctx)` on each engine, as `result`s (raised exceptions are returned)."""
+    out = {}
+    for engine in ("spark", "duckdb"):
+        ctx = _ctx(engine, spark, settings)
+        with use(ctx.active_engine):
+            try:
+                out[engine] = result(read(ctx))
+            except Exception as exc:  # noqa: BLE001 - compared by the caller
+                out[engine] = exc
+    return out
+
+
+def same(spark, settings, read) -> tuple:
+    both = on_both(spark, settings, read)
+    for engine, got in both.items():
+        if isinstance(got, Exception):
+            raise AssertionError(f"{engine} failed: {got!r}") from got
+    assert both["duckdb"] == both["spark"]
+    return both["spark"]
+
+
+@pytest.fixture
+def data(settings):
+    (settings.data_dir / "shop").mkdir(parents=True)
+    (settings.pipelines_dir / "shop" / "schemas").mkdir(parents=True)
+    return settings
+
+
+def write(settings, rel: str, text: str, app_folder: bool = False) -> Path:
+    base = settings.pipelines_dir / "shop" if app_folder else settings.data_dir / "shop"
+    path = base / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------------------------- CSV
+
+
+def test_csv_strings_quotes_unicode_escapes_and_nulls(spark, data):
+    write(
+        data,
+        "landing/c.csv",
+        'id,name,note\n1,"Ann, B.",ü ñ 漢字\n2,"say \\"hi\\"",\n3,,""\n4,plain,"a;b"\n',
+    )
+    types, rows = same(
+        spark, data, lambda ctx: read_source(m.CsvSource(id="c", path="landing/c.csv"), ctx)
+    )
+    assert types == [("id", "string"), ("name", "string"), ("note", "string")]
+    assert rows == [
+        ("1", "Ann, B.", "ü ñ 漢字"),
+        ("2", 'say "hi"', None),
+        ("3", None, None),
+        ("4", "plain", "a;b"),
+    ]
+
+
+def test_csv_infer_schema_follows_spark_type_rules(spark, data):
+    write(
+        data,
+        "landing/t.csv",
+        "a,b,c,d,e,f,g,h,i,j,k,mix,num\n"
+        "1,3000000000,1.5,2024-03-01,2024-03-01 10:11:12,true,x,99999999999999999999,1e3,,"
+        "2024-03-01T10:11:12Z,1,1\n"
+        "2,4,2,2024-03-02,2024-03-02T01:02:03,FALSE,y,1,NaN,,2024-03-01 10:11:12.123456,x,2.5\n",
+    )
+    src = m.CsvSource(id="t", path="landing/t.csv", infer_schema=True)
+    types, rows = same(spark, data, lambda ctx: read_source(src, ctx))
+    assert types == [
+        ("a", "int"),
+        ("b", "bigint"),
+        ("c", "double"),
+        ("d", "date"),
+        ("e", "timestamp"),
+        ("f", "boolean"),
+        ("g", "string"),
+        ("h", "decimal(20,0)"),
+        ("i", "double"),
+        ("j", "string"),
+        ("k", "timestamp"),
+        ("mix", "string"),
+        ("num", "double"),
+    ]
+    assert rows[0][:4] == (1, 3000000000, 1.5, dt.date(2024, 3, 1))
+    assert rows[0][7] == Decimal("99999999999999999999")
+    assert rows[1][8] == "NaN"
+
+
+def test_csv_without_header_delimiter_null_value_infer(spark, data):
+    write(data, "landing/c.txt", "1;Ann;NA\n2;NA;3.5\n")
+    src = m.CsvSource(
+        id="c",
+        path="landing/c.txt",
+        header=False,
+        delimiter=";",
+        null_value="NA",
+        infer_schema=True,
+    )
+    types, rows = same(spark, data, lambda ctx: read_source(src, ctx))
+    assert types == [("_c0", "int"), ("_c1", "string"), ("_c2", "double")]
+    assert rows == [(1, "Ann", None), (2, None, 3.5)]
+
+
+AVRO = {
+    "type": "record",
+    "name": "Order",
+    "fields": [
+        {"name": "id", "type": "long"},
+        {"name": "customer", "type": ["null", "string"]},
+        {"name": "day", "type": {"type": "int", "logicalType": "date"}},
+        {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {
+            "name": "amount",
+            "type": {"type": "bytes", "logicalType": "decimal", "precision": 12, "scale": 2},
+        },
+        {"name": "paid", "type": "boolean"},
+    ],
+}
+
+
+def test_csv_schema_ref_types_and_unparsable_values(spark, data):
+    write(data, "schemas/orders.avsc", json.dumps(AVRO), app_folder=True)
+    write(
+        data,
+        "landing/o.csv",
+        "id,customer,day,at,amount,paid\n"
+        "7,,2024-03-01,2024-03-01 10:11:12,12.50,true\n"
+        "8,Bo,2024-03-02,2024-03-02T00:00:01Z,1.005,false\n",
+    )
+    src = m.CsvSource(id="o", path="landing/o.csv", schema_ref="schemas/orders.avsc")
+    types, rows = same(spark, data, lambda ctx: read_source(src, ctx))
+    assert types == [
+        ("id", "bigint"),
+        ("customer", "string"),
+        ("day", "date"),
+        ("at", "timestamp"),
+        ("amount", "decimal(12,2)"),
+        ("paid", "boolean"),
+    ]
+    assert rows[0] == (
+        7,
+        None,
+        dt.date(2024, 3, 1),
+        dt.datetime(2024, 3, 1, 10, 11, 12),
+        Decimal("12.50"),
+        True,
+    )
+
+
+def test_csv_date_format_with_declared_schema(spark, data):
+    schema = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "born": {"type": "string", "format": "date"},
+            "score": {"type": "number"},
+        },
+    }
+    write(data, "schemas/p.json", json.dumps(schema), app_folder=True)
+    write(data, "landing/p.csv", "id|born|score\n1|03/02/1990|1.5\n2|31/12/2000|-2\n")
+    src = m.CsvSource(
+        id="p",
+        path="landing/p.csv",
+        delimiter="|",
+        date_format="dd/MM/yyyy",
+        schema_ref="schemas/p.json",
+    )
+    _, rows = same(spark, data, lambda ctx: read_source(src, ctx))
+    assert rows == [(1, dt.date(1990, 2, 3), 1.5), (2, dt.date(2000, 12, 31), -2.0)]
+
+
+def test_csv_glob_empty_file_header_only_and_missing_path(spark, data):
+    write(data, "landing/g/a.csv", "id,v\n1,x\n")
+    write(data, "landing/g/b.csv", "id,v\n2,y\n")
+    write(data, "landing/g/empty.csv", "")
+    write(data, "landing/g/hdr.csv", "id,v\n")
+    write(data, "landing/g/c.txt", "id,v\n3,z\n")
+    _, rows = same(
+        spark, data, lambda ctx: read_source(m.CsvSource(id="g", path="landing/g/*.csv"), ctx)
+    )
+    assert rows == [("1", "x"), ("2", "y")]
+    write(data, "landing/h/hdr.csv", "id,v\n")
+    src = m.CsvSource(id="h", path="landing/h/hdr.csv", infer_schema=True)
+    types, rows = same(spark, data, lambda ctx: read_source(src, ctx))
+    assert (types, rows) == ([("id", "string"), ("v", "string")], [])
+    both = on_both(
+        spark, data, lambda ctx: read_source(m.CsvSource(id="c", path="landing/no/*.csv"), ctx)
+    )
+    for got in both.values():
+        assert isinstance(got, SourceError)
+        assert "source 'c': no file matches path" in str(got)
+
+
+def test_lookup_keeps_codes_as_strings(spark, data):
+    write(data, "lookups/countries.csv", "code,name\n007,Bond\nDE,Germany\n", app_folder=True)
+    src = m.LookupSource(id="cc", path="countries.csv", load_policy="eager")
+    types, rows = same(spark, data, lambda ctx: read_source(src, ctx))
+    assert types == [("code", "string"), ("name", "string")]
+    assert rows == [("007", "Bond"), ("DE", "Germany")]
+
+
+# --------------------------------------------------------------------------------- JSON
+
+
+def test_json_lines_nested_inference(spark, data):
+    write(
+        data,
+        "landing/e.jsonl",
+        '{"id": 1, "actor": {"login": "octo", "n": 2}, "tags": ["a"], "score": 1}\n'
+        '{"id": 2, "score": 2.5, "flag": true, "note": null}\n\n',
+    )
+    types, rows = same(
+        spark, data, lambda ctx: read_source(m.JsonSource(id="e", path="landing/e.jsonl"), ctx)
+    )
+    assert types == [
+        ("actor", "struct<login:string,n:bigint>"),
+        ("flag", "boolean"),
+        ("id", "bigint"),
+        ("note", "string"),
+        ("score", "double"),
+        ("tags", "array<string>"),
+    ]
+    assert len(rows) == 2
+
+
+def test_json_multiline_array_and_schema_ref(spark, data):
+    write(
+        data, "landing/m.json", '[\n {"id": 1,\n  "tags": ["a", "b"]},\n {"id": 2, "tags": []}\n]'
+    )
+    _, rows = same(
+        spark,
+        data,
+        lambda ctx: read_source(m.JsonSource(id="m", path="landing/m.json", multiline=True), ctx),
+    )
+    assert rows == [(1, ["a", "b"]), (2, [])]
+    schema = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+        },
+    }
+    write(data, "schemas/m.json", json.dumps(schema), app_folder=True)
+    src = m.JsonSource(id="m", path="landing/m.json", multiline=True, schema_ref="schemas/m.json")
+    types, _ = same(spark, data, lambda ctx: read_source(src, ctx))
+    assert types == [("id", "bigint"), ("tags", "array<string>")]
+
+
+# ------------------------------------------------------------------------------ Parquet
+
+
+def test_parquet_folder(spark, data):
+    folder = data.data_dir / "shop" / "landing" / "pq"
+    folder.mkdir(parents=True)
+    table = pa.table(
+        {
+            "id": pa.array([1, 2], pa.int32()),
+            "v": ["x", None],
+            "at": pa.array(
+                [dt.datetime(2024, 1, 1, 12, 0, tzinfo=dt.UTC)] * 2, pa.timestamp("us", "UTC")
+            ),
+            "amount": pa.array([Decimal("1.50"), Decimal("-2.25")], pa.decimal128(10, 2)),
+            "day": pa.array([dt.date(2024, 1, 1), dt.date(2024, 2, 29)]),
+        }
+    )
+    pq.write_table(table.slice(0, 1), folder / "part-0.parquet")
+    pq.write_table(table.slice(1, 1), folder / "part-1.parquet")
+    (folder / "_SUCCESS").write_text("")
+    src = m.ParquetSource(id="p", path="landing/pq", load_policy="eager")
+    types, rows = same(spark, data, lambda ctx: read_source(src, ctx))
+    assert types == [
+        ("id", "int"),
+        ("v", "string"),
+        ("at", "timestamp"),
+        ("amount", "decimal(10,2)"),
+        ("day", "date"),
+    ]
+    assert rows == [
+        (1, "x", dt.datetime(2024, 1, 1, 12), Decimal("1.50"), dt.date(2024, 1, 1)),
+        (2, None, dt.datetime(2024, 1, 1, 12), Decimal("-2.25"), dt.date(2024, 2, 29)),
+    ]
+
+
+# ---------------------------------------------------------------------- malformed records
+
+
+EXTRA, QUOTE, SHORT = "9,9.5,paid,extra,more", '10,"10.5,paid', "11,11.5"
+
+
+def _records(found: malformed.Found) -> list[tuple]:
+    return sorted((r.file, r.line, r.raw, r.reason) for r in found.records)
+
+
+def _checked(src, ctx):
+    df = read_source(src, ctx, corrupt=True)
+    good, found = malformed.check(df, src)
+    return good, found
+
+
+def test_csv_malformed_lines_same_verdicts(spark, data):
+    lines = ["order_id,amount,status"] + [f"{i},{i}.5,paid" for i in range(1, 300)]
+    lines[20], lines[21], lines[22] = EXTRA, QUOTE, SHORT
+    path = write(data, "landing/orders/o.csv", "\n".join(lines) + "\n")
+    src = m.CsvSource(id="orders", path="landing/orders/*.csv")
+    found = {}
+
+    def read(ctx):
+        good, found[ctx.active_engine.name] = _checked(src, ctx)
+        return good
+
+    _, rows = same(spark, data, read)
+    assert len(rows) == 299 - 3
+    assert _records(found["duckdb"]) == _records(found["spark"])
+    assert [(r[1], r[2], r[3]) for r in _records(found["duckdb"])] == [
+        (21, EXTRA, "5 fields, expected 3"),
+        (22, QUOTE, "unbalanced quote (\"): the line's fields run together"),
+        (23, SHORT, "2 fields, expected 3"),
+    ]
+    assert {r[0] for r in _records(found["duckdb"])} == {f"file:{path}"}
+
+
+def test_csv_declared_type_mismatch_is_malformed_on_both(spark, data):
+    write(
+        data,
+        "schemas/o.avsc",
+        json.dumps(
+            {
+                "type": "record",
+                "name": "o",
+                "fields": [
+                    {"name": "order_id", "type": "long"},
+                    {"name": "amount", "type": "double"},
+                    {"name": "status", "type": "string"},
+                ],
+            }
+        ),
+        app_folder=True,
+    )
+    write(
+        data,
+        "landing/o.csv",
+        "order_id,amount,status\n1,1.5,paid\n2,abc,paid\nx3,3.5,paid\n4,,open\n",
+    )
+    src = m.CsvSource(id="o", path="landing/o.csv", schema_ref="schemas/o.avsc")
+    found = {}
+
+    def read(ctx):
+        good, found[ctx.active_engine.name] = _checked(src, ctx)
+        return good
+
+    _, rows = same(spark, data, read)
+    assert rows == [(1, 1.5, "paid"), (4, None, "open")]
+    assert _records(found["duckdb"]) == _records(found["spark"])
+    assert [(r[1], r[3]) for r in _records(found["duckdb"])] == [
+        (3, "column 'amount': value 'abc' is not double"),
+        (4, "column 'order_id': value 'x3' is not bigint"),
+    ]
+
+
+def test_json_malformed_lines_same_verdicts(spark, data):
+    lines = [json.dumps({"event_id": i, "amount": i + 0.5}) for i in range(1, 50)]
+    lines[10] = '{"event_id": 1, "amount":'
+    lines[11] = "[1, 2]"
+    write(data, "landing/e.json", "\n".join(lines) + "\n")
+    src = m.JsonSource(id="e", path="landing/e.json")
+    found = {}
+
+    def read(ctx):
+        good, found[ctx.active_engine.name] = _checked(src, ctx)
+        return good
+
+    types, rows = same(spark, data, read)
+    assert types == [("amount", "double"), ("event_id", "bigint")]
+    assert len(rows) == 47
+    assert _records(found["duckdb"]) == _records(found["spark"])
+    assert [(r[1], r[3]) for r in _records(found["duckdb"])] == [
+        (11, "invalid JSON (Expecting value at column 26)"),
+        (12, "an array, not a JSON object"),
+    ]
+
+
+def test_quarantine_frame_same_rows(spark, data):
+    found = malformed.Found([malformed.Record(file="f.csv", raw="a,b", reason="2 fields", line=3)])
+
+    def read(ctx):
+        return malformed.quarantine_frame(ctx.spark, found, ctx.run_id, "x.xml:3").drop(
+            "_quarantined_at", "_run_id"
+        )
+
+    types, rows = same(spark, data, read)
+    assert rows == [("a,b", "f.csv", 3, "2 fields", "malformed", "x.xml:3")]
+    assert ("_line", "bigint") in types
+
+
+# ----------------------------------------------------------------------- watched drops
+
+
+PIPELINE = """<pipeline id="orders_raw" version="1.0.0" layer="raw">
+  <sources>
+    <{kind} id="orders" path="landing/orders/*.{kind}"{attrs}><watch minAgeSeconds="0"/></{kind}>
+  </sources>
+  <targets><table table="orders" mode="append"/></targets>
+</pipeline>
+"""
+
+
+def _drop_project(settings, kind: str, attrs: str = ""):
+    app = settings.pipelines_dir / "shop"
+    (app / "raw").mkdir(parents=True, exist_ok=True)
+    (app / "raw" / "orders.xml").write_text(PIPELINE.format(kind=kind, attrs=attrs))
+    (spec,) = load_project(settings.pipelines_dir).pipelines
+    return spec
+
+
+def _drop(settings, name: str, text: str) -> Path:
+    path = write(settings, f"landing/orders/{name}", text)
+    old = time.time() - 3600
+    os.utime(path, (old, old))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["csv", "json"])
+def test_watched_drop_batch_same_rows_lineage_and_malformed(spark, data, kind):
+    spec = _drop_project(data, kind, ' inferSchema="true"' if kind == "csv" else "")
+    if kind == "csv":
+        a = _drop(data, "a.csv", "order_id,amount,status\n1,1.5,paid\n2,2.5,open\n9,9.5,x,y\n")
+        b = _drop(data, "b.csv", "status,order_id,amount\nnew,3,3.5\n")
+    else:
+        a = _drop(data, "a.json", '{"order_id": 1, "amount": 1.5}\n{"order_id": 2}\n{oops\n')
+        b = _drop(data, "b.json", '{"order_id": 3, "amount": 3.5, "status": "new"}\n')
+    catalog = load_catalog(data)
+    (source,) = spec.pipeline.sources
+    found = {}
+
+    def read(ctx):
+        ctx.spec = spec
+        batch = plan_batch(spec, ctx, catalog, None)
+        df = read_drops(source, ctx, batch)
+        local_of = {f.info.path: f.local for f in batch.files if f.local}
+        good, found[ctx.active_engine.name] = malformed.check(df, source, local_of)
+        return good.drop("_ingested_at", "_run_id")
+
+    types, rows = same(spark, data, read)
+    assert ("_source_file", "string") in types
+    assert {r[[t[0] for t in types].index("_source_file")] for r in rows} == {str(a), str(b)}
+    assert len(rows) == 3
+    assert _records(found["duckdb"]) == _records(found["spark"])
+    assert [(r[0], r[1]) for r in _records(found["duckdb"])] == [
+        (str(a), 4 if kind == "csv" else 3)
+    ]
+
+
+def test_watched_drop_lineage_types(spark, data):
+    spec = _drop_project(data, "csv")
+    _drop(data, "a.csv", "order_id,amount,status\n1,1.5,paid\n")
+    catalog = load_catalog(data)
+    (source,) = spec.pipeline.sources
+
+    def read(ctx):
+        ctx.spec = spec
+        batch = plan_batch(spec, ctx, catalog, None)
+        return read_drops(source, ctx, batch).drop("_run_id").withColumnRenamed("_ingested_at", "t")
+
+    both = on_both(spark, data, read)
+    assert both["duckdb"][0] == both["spark"][0]
+    assert ("t", "timestamp") in both["duckdb"][0]
+
+
+# --------------------------------------------------------------------------- incremental
+
+
+def test_incremental_watermark_same_rows_and_watermark(spark, data):
+    write(
+        data,
+        "landing/u.csv",
+        "id,updated_at\n1,2024-01-01 00:00:00\n2,2024-01-02 00:00:00\n"
+        "3,2024-01-03 10:00:00.5\n4,\n",
+    )
+    src = m.CsvSource(
+        id="u",
+        path="landing/u.csv",
+        infer_schema=True,
+        incremental=m.Incremental(column="updated_at"),
+    )
+    newest = {}
+    previous = Watermark(type="timestamp", value="2024-01-01T00:00:00.000000+00:00")
+
+    def read(ctx):
+        df, newest[ctx.active_engine.name] = read_incremental(src, ctx, None, previous)
+        return df
+
+    _, rows = same(spark, data, read)
+    assert [r[0] for r in rows] == [2, 3]
+    assert newest["duckdb"] == newest["spark"]
+    assert newest["duckdb"] == Watermark(type="timestamp", value="2024-01-03T10:00:00.500000+00:00")
+
+    int_src = src.model_copy(update={"incremental": m.Incremental(column="id")})
+
+    def by_id(ctx):
+        df, newest[ctx.active_engine.name] = read_incremental(
+            int_src, ctx, None, Watermark(type="int", value="2")
+        )
+        return df
+
+    _, rows = same(spark, data, by_id)
+    assert [r[0] for r in rows] == [3, 4]
+    assert newest["duckdb"] == newest["spark"] == Watermark(type="int", value="4")
