@@ -21,9 +21,10 @@ refused: at load for an explicit engine="duckdb" (spec/engine_rules.py), at run 
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -157,10 +158,14 @@ def input_bytes(
     settings: Settings,
     catalog: Catalog | None,
     files: Mapping[str, Iterable[str]] | None = None,
+    s3_client_factory: Callable[[], Any] | None = None,
 ) -> tuple[int, list[str]]:
     """(total bytes of the pipeline's inputs, what could not be sized): file sources' files
     (`files[source id]` when given, else what the path matches) and table sources' current
-    snapshots. An input that cannot be sized is named in the list and counts 0."""
+    snapshots. An input that cannot be sized is named in the list and counts 0. S3 paths are
+    listed with `s3_client_factory`'s client (default: boto3's, configured by the
+    environment)."""
+    s3 = _S3Stores(s3_client_factory)
     total, unknown = 0, []
     opened: list[Catalog] = [catalog] if catalog is not None else []
     for src in spec.pipeline.sources:
@@ -168,9 +173,10 @@ def input_bytes(
             if isinstance(src, CsvSource | JsonSource | ParquetSource):
                 batch = files.get(src.id) if files is not None else None
                 if batch is not None:
-                    total += sum(_file_size(settings.data_path(spec.app, p)) for p in batch)
+                    paths = [settings.data_path(spec.app, p) for p in batch]
+                    total += _batch_bytes(paths, settings.data_path(spec.app, src.path), s3)
                 else:
-                    total += _path_bytes(settings.data_path(spec.app, src.path))
+                    total += _path_bytes(settings.data_path(spec.app, src.path), s3)
             elif isinstance(src, TableSource) and src.id in spec.source_refs:
                 if not opened:
                     from datahub_resources.iceberg import load_catalog
@@ -203,24 +209,43 @@ def _table_bytes(catalog: Catalog, identifier: str) -> int | None:
     return int(size) if size is not None else None
 
 
-def _file_size(path: str) -> int:
-    """The size of one file (a file-drop batch member); 0 when it is gone."""
-    if path.startswith(_S3):
-        info = _s3_store().stat(path)
-        return info.size if info is not None else 0
-    try:
-        return Path(_local(path)).stat().st_size
-    except FileNotFoundError:
-        return 0
+_LIST_ABOVE = 20  # S3 batches larger than this are sized from one listing, not a HEAD each
 
 
-def _path_bytes(path: str) -> int:
+def _batch_bytes(paths: list[str], pattern: str, s3: _S3Stores) -> int:
+    """The sizes of a file-drop batch's files (a file gone since counts 0): local files by
+    stat; S3 objects by one listing of the source's pattern for a large batch, else (and for
+    objects the listing misses) a HEAD each."""
+    total = 0
+    remote = []
+    for path in paths:
+        if path.startswith(_S3):
+            remote.append(path)
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            total += Path(_local(path)).stat().st_size
+    if not remote:
+        return total
+    store = s3.store()
+    listed: dict[str, int] = {}
+    if len(remote) > _LIST_ABOVE and pattern.startswith(_S3):
+        listed = {i.path: i.size for p in expand_braces(pattern) for i in store.list(p)}
+    for path in remote:
+        if path in listed:
+            total += listed[path]
+        else:
+            info = store.stat(path)
+            total += info.size if info is not None else 0
+    return total
+
+
+def _path_bytes(path: str, s3: _S3Stores) -> int:
     """Bytes of what a source path reads: the files its glob matches (Hadoop `{a,b}` braces
     expanded), folders counted with every file below them (names starting with `_` or `.`
     skipped, as Spark does)."""
     total, seen = 0, set()
     for pattern in expand_braces(path):
-        for found in _matches(pattern):
+        for found in _matches(pattern, s3):
             if found.path not in seen:
                 seen.add(found.path)
                 total += found.size
@@ -233,9 +258,9 @@ class _Found:
     size: int
 
 
-def _matches(pattern: str) -> Iterable[_Found]:
+def _matches(pattern: str, s3: _S3Stores) -> Iterable[_Found]:
     if pattern.startswith(_S3):
-        return _s3_matches(pattern)
+        return _s3_matches(pattern, s3.store())
     return _local_matches(_local(pattern))
 
 
@@ -260,16 +285,24 @@ def _local_matches(pattern: str) -> Iterable[_Found]:
             yield _Found(match, Path(match).stat().st_size)
 
 
-def _s3_store() -> Any:
-    from datahub_assets.ingest.store import default_s3_client, store_for
+class _S3Stores:
+    """One S3 store per sizing, made on first use."""
 
-    return store_for("s3://", default_s3_client)
+    def __init__(self, factory: Callable[[], Any] | None) -> None:
+        self.factory = factory
+        self._store: Any = None
+
+    def store(self) -> Any:
+        if self._store is None:
+            from datahub_assets.ingest.store import default_s3_client, store_for
+
+            self._store = store_for("s3://", self.factory or default_s3_client)
+        return self._store
 
 
-def _s3_matches(pattern: str) -> Iterable[_Found]:
+def _s3_matches(pattern: str, store: Any) -> Iterable[_Found]:
     from datahub_assets.ingest.paths import has_magic
 
-    store = _s3_store()
     if not has_magic(pattern):
         info = store.stat(pattern)
         if info is not None:

@@ -275,3 +275,28 @@ def test_expand_braces_and_human_size():
     assert human_size(512) == "512 bytes"
     assert human_size(1536) == "1.5 KB"
     assert human_size(int(12.3 * MB)) == "12.3 MB"
+
+
+def test_s3_inputs_are_sized_by_listing(env, s3_client):
+    client, bucket = s3_client
+    sizes = {"shop/in/a.csv": 1000, "shop/in/b.csv": 2500, "shop/in/sub/c.csv": 7, "shop/x.txt": 99}
+    for key, size in sizes.items():
+        client.put_object(Bucket=bucket, Key=key, Body=b"y" * size)
+    specs = load(
+        env,
+        {
+            "shop/silver/a.xml": pipeline_xml(
+                "a", "silver", '<csv id="x" path="in/*.csv"/>\n<csv id="f" path="in/sub"/>', "auto"
+            )
+        },
+    )
+    s = settings_of(env, DATAHUB_DATA_DIR=f"s3://{bucket}")
+    assert input_bytes(specs["a"], s, None, s3_client_factory=lambda: client) == (3507, [])
+    batch = {"x": [f"s3://{bucket}/shop/in/b.csv", f"s3://{bucket}/shop/in/gone.csv"]}
+    total, unknown = input_bytes(specs["a"], s, None, batch, lambda: client)
+    assert (total, unknown) == (2507, [])  # b.csv and the folder source; a file gone counts 0
+    many = [f"shop/in/m{i:02d}.csv" for i in range(25)]
+    for i, key in enumerate(many):
+        client.put_object(Bucket=bucket, Key=key, Body=b"z" * (i + 1))
+    big_batch = {"x": [f"s3://{bucket}/{k}" for k in many], "f": []}
+    assert input_bytes(specs["a"], s, None, big_batch, lambda: client) == (sum(range(1, 26)), [])
