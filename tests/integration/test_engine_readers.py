@@ -574,3 +574,117 @@ def test_incremental_watermark_same_rows_and_watermark(spark, data):
     _, rows = same(spark, data, by_id)
     assert [r[0] for r in rows] == [3, 4]
     assert newest["duckdb"] == newest["spark"] == Watermark(type="int", value="4")
+
+
+# ------------------------------------------------------------- whole file-drop runs
+
+
+RUN_PIPELINE = """<pipeline id="orders_raw" version="1.0.0" layer="raw">
+  <sources>
+    <{kind} id="orders" path="landing/orders/*.{kind}"{attrs}><watch minAgeSeconds="0"/></{kind}>
+  </sources>
+  <targets><table table="orders" mode="append"/></targets>
+</pipeline>
+"""
+SCHEMA = """{"type": "record", "name": "orders", "fields": [
+  {"name": "order_id", "type": "long"}, {"name": "amount", "type": "double"},
+  {"name": "status", "type": "string"}]}"""
+
+
+def _csv_drop(bad: dict[int, str]) -> str:
+    lines = ["order_id,amount,status"] + [f"{i},{i}.5,paid" for i in range(2, 400)]
+    for line, text in bad.items():
+        lines[line - 1] = text
+    return "\n".join(lines) + "\n"
+
+
+def _json_drop() -> str:
+    lines = [json.dumps({"order_id": i, "amount": i + 0.5, "status": "paid"}) for i in range(300)]
+    lines[5], lines[6] = '{"order_id": 1, "amount":', "[1, 2]"
+    return "\n".join(lines) + "\n"
+
+
+CASES = {
+    "csv-quarantine": ("csv", "", {"o.csv": _csv_drop({21: EXTRA, 22: QUOTE, 23: SHORT})}),
+    "csv-schema": ("csv", ' schemaRef="schemas/o.avsc"', {"o.csv": _csv_drop({5: "5,abc,x"})}),
+    "csv-fail": (
+        "csv",
+        ' onInvalid="fail"',
+        {"bad.csv": _csv_drop({9: EXTRA}), "ok.csv": _csv_drop({})},
+    ),
+    "csv-drop": ("csv", ' onInvalid="drop"', {"o.csv": _csv_drop({30: QUOTE})}),
+    "json-quarantine": ("json", "", {"e.json": _json_drop()}),
+}
+
+
+def _run_drop(engine: str, spark, root: Path, case: str) -> dict:
+    from datahub_assets.execute.runner import run_pipeline
+    from datahub_assets.ingest.ledger import ledger_ref, read_ledger
+    from datahub_resources.settings import Settings
+
+    kind, attrs, files = CASES[case]
+    settings = Settings.from_env(
+        {
+            "DATAHUB_HOME": str(root / "home"),
+            "DATAHUB_PIPELINES_DIR": str(root / "p"),
+            "DATAHUB_DATA_DIR": str(root / "d"),
+        }
+    )
+    app = settings.pipelines_dir / "shop"
+    (app / "raw").mkdir(parents=True)
+    (app / "schemas").mkdir()
+    (app / "schemas" / "o.avsc").write_text(SCHEMA)
+    (app / "raw" / "orders.xml").write_text(RUN_PIPELINE.format(kind=kind, attrs=attrs))
+    (settings.data_dir / "shop").mkdir(parents=True)
+    for name, text in files.items():
+        _drop(settings, name, text)
+    (spec,) = load_project(settings.pipelines_dir).pipelines
+    ctx = _ctx(engine, spark, settings)
+    ctx.run_date = dt.date(2026, 11, 22)
+    catalog = load_catalog(settings)
+    (outcome,) = run_pipeline(spec, ctx, catalog)
+
+    def table(name: str, drop: tuple[str, ...]) -> tuple:
+        if not catalog.table_exists(f"shop_raw.{name}"):
+            return ()
+        arrow = catalog.load_table(f"shop_raw.{name}").scan().to_arrow().drop_columns(list(drop))
+        rows = [
+            tuple(
+                str(v).replace(str(root), "<root>") if isinstance(v, str) else v for v in r.values()
+            )
+            for r in arrow.to_pylist()
+        ]
+        return tuple(str(arrow.schema).split("\n")), tuple(sorted(rows, key=repr))
+
+    ledger = read_ledger(catalog.load_table(ledger_ref("shop", "orders_raw").identifier))
+    return {
+        "rows": outcome.rows,
+        "malformed": outcome.extra.get("malformed_rows"),
+        "target": table("orders", ("_ingested_at", "_run_id")),
+        "quarantine": table("orders__quarantine", ("_quarantined_at", "_run_id")),
+        "ledger": sorted(
+            (Path(e.path).name, e.status, e.rule, e.rows, e.invalid_rows) for e in ledger
+        ),
+        "rejected": sorted(
+            p.name for p in (settings.data_dir / "shop" / "rejected").rglob("*") if p.is_file()
+        )
+        if (settings.data_dir / "shop" / "rejected").exists()
+        else [],
+    }
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_file_drop_run_same_tables_quarantine_and_ledger(spark, tmp_path, case):
+    """A whole raw file-drop run (read, malformed split, onInvalid, commit with the ledger)
+    on each engine: the same table rows and types, quarantine rows, counts and ledger."""
+    got = {e: _run_drop(e, spark, tmp_path / e, case) for e in ("spark", "duckdb")}
+    assert got["duckdb"] == got["spark"]
+    if case == "csv-quarantine":
+        assert got["duckdb"]["malformed"] == 3
+        assert sorted((r[2], r[3]) for r in got["duckdb"]["quarantine"][1]) == [
+            (21, "5 fields, expected 3"),
+            (22, "unbalanced quote (\"): the line's fields run together"),
+            (23, "2 fields, expected 3"),
+        ]
+    if case == "csv-fail":
+        assert got["duckdb"]["rejected"] == ["bad.csv", "bad.csv.reason.json"]
