@@ -14,6 +14,7 @@ import os
 from decimal import Decimal
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from pydantic import TypeAdapter
 from pyiceberg.schema import Schema
@@ -438,3 +439,77 @@ def test_csv_export_is_byte_identical(engines, tmp_path, partition_by, compressi
     assert _layout(Path(spark_r.path)) == _layout(Path(duck_r.path))
     ordered = not partition_by
     assert _csv_lines(spark_r.files, ordered) == _csv_lines(duck_r.files, ordered)
+
+
+def _footer_types(table) -> list[tuple[str, str, str]]:
+    """(column, physical type, logical type) of the first data file's Parquet footer (the
+    explicit Int annotations DuckDB adds to plain INT32/INT64 columns left out)."""
+    path = next(iter(table.scan().plan_files())).file.file_path.removeprefix("file://")
+    schema = pq.ParquetFile(path).schema
+    out = []
+    for i in range(len(schema)):
+        c = schema.column(i)
+        logical = str(c.logical_type)
+        out.append(
+            (c.name, c.physical_type, "" if logical.startswith(("Int(", "None")) else logical)
+        )
+    return out
+
+
+def test_parquet_written_by_duckdb_has_sparks_physical_types(engines, settings):
+    catalog = load_catalog(settings)
+    for name in ENGINES:
+        _write(engines(name), catalog, _ref(f"p_{name}"), ROWS_A, TableTarget(table="p"))
+    spark_types = _footer_types(catalog.load_table(("shop_silver", "p_spark")))
+    duck_types = _footer_types(catalog.load_table(("shop_silver", "p_duckdb")))
+    assert spark_types == duck_types
+    at = dict((n, (p, lt)) for n, p, lt in duck_types)["at"]
+    assert at[0] == "INT64"
+    assert "isAdjustedToUTC=true" in at[1]
+    assert "microseconds" in at[1]
+
+
+def test_nested_columns_written_by_duckdb_read_alike_on_both_engines(engines, settings):
+    """Structs, arrays and maps (pyiceberg's own scan cannot project lists/maps through a
+    name mapping, on Spark-written files too: read with read_table)."""
+    catalog = load_catalog(settings)
+    spark, duck = engines("spark"), engines("duckdb")
+    ref = _ref("nested")
+    duck.connection.execute(
+        "CREATE TABLE src AS SELECT * FROM (VALUES "
+        "(1::BIGINT, {'a': 1, 'b': 'x'}::STRUCT(a INTEGER, b VARCHAR), ['p', NULL]::VARCHAR[], "
+        "MAP {'k': 1::BIGINT}), (2, NULL, NULL, NULL)) t(id, s, arr, m)"
+    )
+    with use(duck):
+        write_tables(
+            duck.session,
+            catalog,
+            [
+                TableWrite(
+                    ref=ref, df=duck.session.table("src"), target=TableTarget(table="n"),
+                    where="n:1",
+                )
+            ],
+            run_id="nested",
+            log=LOG,
+        )  # fmt: skip
+    schema = catalog.load_table((ref.namespace, ref.table)).schema()
+    assert [str(f.field_type) for f in schema.fields] == [
+        "long",
+        "struct<5: a: optional int, 6: b: optional string>",
+        "list<string>",
+        "map<string, long>",
+    ]
+    with use(spark):
+        s_rows = sorted(
+            (r["id"], r["s"] and r["s"].asDict(), r["arr"], r["m"])
+            for r in read_table(spark.session, catalog, ref).collect()
+        )
+    with use(duck):
+        d_rows = sorted(
+            (r["id"], r["s"], r["arr"], r["m"] and dict(r["m"]))
+            for r in read_table(duck.session, catalog, ref).toArrow().to_pylist()
+        )
+    assert (
+        s_rows == d_rows == [(1, {"a": 1, "b": "x"}, ["p", None], {"k": 1}), (2, None, None, None)]
+    )
