@@ -639,3 +639,13 @@ def from_arrow(table: Any) -> Any:
     name = f"__dh_read_{next(_NAMES)}"
     _conn().from_arrow(table).create(name)
     return current().session.table(name)
+
+
+def rebase_files(df: Any, old: str, new: str) -> Any:
+    """`df` with the prefix `old` of its file column (if any) replaced by `new`."""
+    if FILE_COL not in df.columns:
+        return df
+    sql = df.sql(dialect="duckdb", optimize=False)
+    col = ident(FILE_COL)
+    fixed = f"CASE WHEN prefix({col}, {lit(old)}) THEN {lit(new)} || {col}[{len(old) + 1}:] END"
+    return register(f"SELECT * REPLACE ({fixed} AS {col}) FROM ({sql})")

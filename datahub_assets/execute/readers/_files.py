@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import glob
+import shutil
+from pathlib import Path
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, DataFrameReader
@@ -65,30 +67,71 @@ __all__ = [
 ]
 
 
-def duck_files(path: str, source_id: str, parquet: bool = False) -> list[str]:
-    """The local files a path names, for the DuckDB engine (which reads no s3:// path here:
-    DuckDB's httpfs extension cannot be installed offline, `engines.choice` keeps such
-    sources on Spark)."""
+def duck_files(
+    path: str, source_id: str, ctx: ExecContext | None = None, parquet: bool = False
+) -> list[str]:
+    """The local files a path names, for the DuckDB engine. DuckDB's httpfs extension
+    cannot be installed offline, so the objects of an s3:// path are downloaded into the
+    run's folder first (`s3_download`; `duck_call` reads them into the run's database and
+    removes the copies)."""
     from datahub_assets.engines import duckdb_read
 
     local = _local(path)
     if local is None:
-        raise SourceError(
-            f"source {source_id!r}: {path!r} is not a local path; the DuckDB engine reads "
-            "local files only (run the pipeline on Spark)"
-        )
-    files = duckdb_read.parquet_files(local) if parquet else duckdb_read.local_files(local)
+        if ctx is None or not path.startswith(("s3://", "s3a://")):
+            raise SourceError(
+                f"source {source_id!r}: {path!r}: the DuckDB engine reads local files and "
+                "s3:// objects only"
+            )
+        files = s3_download(path, source_id, ctx, parquet)
+    else:
+        files = duckdb_read.parquet_files(local) if parquet else duckdb_read.local_files(local)
     if not files:
         raise SourceError(f"source {source_id!r}: no file matches path {path!r}")
     return files
 
 
-def duck_call(source_id: str, path: str, read):
-    """`read()` on the DuckDB engine, its errors as a SourceError naming the source."""
+def s3_folder(ctx: ExecContext, source_id: str):
+    """Where the S3 objects of a source are downloaded for the DuckDB engine."""
+    return ctx.settings.home / "ingest" / ctx.run_id / "_s3" / source_id
+
+
+def s3_download(path: str, source_id: str, ctx: ExecContext, parquet: bool) -> list[str]:
+    """Download the objects matching `path` (a glob; a folder for parquet: every object below
+    it) to `s3_folder/<bucket>/<key>`; the local paths."""
+    from datahub_assets.ingest.store import default_s3_client, store_for
+
+    store = store_for(path, ctx.s3_client or default_s3_client, ctx.settings)
+    pattern = path
+    if parquet and store.stat(path) is None:  # a folder of part files
+        pattern = path.rstrip("/") + "/**"
+    folder = s3_folder(ctx, source_id)
+    out = []
+    for info in sorted(store.list(pattern), key=lambda i: i.path):
+        key = info.path.split("://", 1)[1]
+        if parquet and Path(key).name.startswith(("_", ".")):
+            continue
+        target = folder / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Path(store.localize(info.path, str(target.parent / ".dl"))).replace(target)
+        out.append(str(target))
+    return out
+
+
+def duck_call(source_id: str, path: str, read, ctx: ExecContext | None = None):
+    """`read()` on the DuckDB engine, its errors as a SourceError naming the source. For an
+    s3:// path (`ctx` given) the rows are computed into the run's database, the downloaded
+    copies removed and the file column names the objects (s3a://, as Spark's does)."""
+    from datahub_assets.engines import duckdb_read
     from datahub_assets.engines.api import current
 
     try:
-        return read()
+        df = read()
+        if ctx is not None and _local(path) is None:
+            folder = s3_folder(ctx, source_id)
+            df = duckdb_read.rebase_files(df, f"file:{folder}/", "s3a://").localCheckpoint()
+            shutil.rmtree(folder, ignore_errors=True)
+        return df
     except SourceError:
         raise
     except (*current().errors, ValueError, OSError) as exc:

@@ -67,7 +67,7 @@ def csv_options(source: CsvSource) -> duckdb_read.CsvOptions:
 
 def read_csv_duckdb(source: CsvSource, ctx: ExecContext, path: str, corrupt: bool) -> DataFrame:
     """`read_csv` on the DuckDB engine (`engines.duckdb_read`: Spark's columns and types)."""
-    files = duck_files(path, source.id)
+    files = duck_files(path, source.id, ctx)
     schema = schema_for(source.schema_ref, ctx) if source.schema_ref else None
     return duck_call(
         source.id,
@@ -79,4 +79,5 @@ def read_csv_duckdb(source: CsvSource, ctx: ExecContext, path: str, corrupt: boo
             infer=bool(source.infer_schema) and schema is None,
             corrupt=corrupt,
         ),
+        ctx,
     )

@@ -30,12 +30,13 @@ def read_json(source: JsonSource, ctx: ExecContext, corrupt: bool = False) -> Da
     path = ctx.data_path(source.path)
     check_exists(path, source.id)
     if ctx.on_duckdb:
-        files = duck_files(path, source.id)
+        files = duck_files(path, source.id, ctx)
         schema = schema_for(source.schema_ref, ctx) if source.schema_ref else None
         return duck_call(
             source.id,
             path,
             lambda: duckdb_read.read_json(files, bool(source.multiline), schema, corrupt),
+            ctx,
         )
     spath = spark_path(path)
     opts = options(multiLine=source.multiline)

@@ -21,6 +21,6 @@ def read_parquet(source: ParquetSource, ctx: ExecContext) -> DataFrame:
     path = ctx.data_path(source.path)
     check_exists(path, source.id)
     if ctx.on_duckdb:
-        files = duck_files(path, source.id, parquet=True)
-        return duck_call(source.id, path, lambda: duckdb_read.read_parquet(files))
+        files = duck_files(path, source.id, ctx, parquet=True)
+        return duck_call(source.id, path, lambda: duckdb_read.read_parquet(files), ctx)
     return resolve(ctx.spark.read.parquet(spark_path(path)), source.id, path)
