@@ -30,9 +30,11 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
 
+# the demo runs every pipeline on engine=auto (docs/pipelines.md, "Engines"): small inputs on
+# DuckDB, databases and large inputs on Spark, whose server starts with the first Spark step
+demo: export DATAHUB_ENGINE ?= auto
 demo: setup
 	$(BIN)/datahub validate
-	$(BIN)/datahub spark start
 	$(BIN)/datahub demo --fresh --rows $(ROWS)
 	$(BIN)/datahub launch --assets '*'
 	@echo
@@ -42,6 +44,7 @@ demo: setup
 	@echo "CSV exports: $(DATAHUB_DATA_DIR)/<app>/service/"
 	@echo "Open the Dagster UI with:  make dev   (then http://localhost:3000)"
 
+dev: export DATAHUB_ENGINE ?= auto
 dev: setup
 	$(BIN)/dg dev
 

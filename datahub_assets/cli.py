@@ -96,10 +96,43 @@ def _launch(args: argparse.Namespace, settings: Settings) -> int:
     origin = run.remote_job_origin
     where = origin.location_name if origin else "?"
     print(f"run {run.run_id} ({where}, {args.assets}): {run.status.value}")
+    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        for line in _engines_of_run(instance, run.run_id):
+            print(line)
     if run.status != dg.DagsterRunStatus.SUCCESS:
         print(f"see {settings.ui_url}/runs/{run.run_id} (make dev)", file=sys.stderr)
         return 1
     return 0
+
+
+def _engines_of_run(instance, run_id: str) -> list[str]:
+    """One line per materialised asset of the run: the engine that ran it and why (the
+    `datahub/engine` metadata of `build/engine_run.py`; Python assets run on Spark)."""
+    import dagster as dg
+
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=10_000
+    ).records
+    rows: dict[str, tuple[str, str]] = {}
+    for record in records:
+        mat = record.event_log_entry.asset_materialization
+        if mat is None:
+            continue
+        meta = mat.metadata
+        engine = meta.get("datahub/engine")
+        reason = meta.get("datahub/engine_reason")
+        rows[mat.asset_key.to_user_string()] = (
+            str(engine.value) if engine else "spark",
+            str(reason.value) if reason else "Python asset",
+        )
+    if not rows:
+        return []
+    counts = {
+        e: sum(1 for v in rows.values() if v[0] == e) for e in sorted({v[0] for v in rows.values()})
+    }
+    lines = ["engines: " + ", ".join(f"{e} {n} asset(s)" for e, n in counts.items())]
+    lines += [f"  {key}: {engine} ({reason})" for key, (engine, reason) in sorted(rows.items())]
+    return lines
 
 
 def _settle(settings: Settings) -> None:

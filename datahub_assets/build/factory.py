@@ -6,6 +6,7 @@ Building opens no Spark session and reads no data: the asset body calls
 
 import hashlib
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from dagster_aws.s3 import S3Resource
 
 from datahub_assets.build.automation import condition_for
 from datahub_assets.build.checks import check_specs
+from datahub_assets.build.engine_run import OpenEngine, open_engine
 from datahub_assets.build.keys import asset_key, op_name, owners, split_tags
 from datahub_assets.build.metadata import ROWS_WRITTEN, check_results, table_metadata
 from datahub_assets.build.params import run_parameters
@@ -141,11 +143,15 @@ def _freshness(sla: str | None) -> dg.FreshnessPolicy | None:
 
 
 def _result(
-    outcome: TargetOutcome, descriptions: dict[str, str] | None = None
+    outcome: TargetOutcome,
+    descriptions: dict[str, str] | None = None,
+    engine: dict[str, str] | None = None,
 ) -> dg.MaterializeResult:
     """The materialisation of one target; `descriptions` (column -> text, from schemaRef
-    files and `<columns>`, `spec.columns.column_descriptions`) describe the column schema."""
+    files and `<columns>`, `spec.columns.column_descriptions`) describe the column schema;
+    `engine`: which engine ran the pipeline and why (`datahub/engine`, `.../engine_reason`)."""
     metadata = table_metadata(outcome, descriptions)
+    metadata.update({f"datahub/{k}": v for k, v in (engine or {}).items()})
     return dg.MaterializeResult(asset_key=asset_key(outcome.ref), metadata=metadata)
 
 
@@ -236,6 +242,65 @@ def _config_schema(spec: PipelineSpec, is_drop: bool) -> dict | None:
     return schema or None
 
 
+@dataclass(frozen=True)
+class _Step:
+    """What a pipeline's asset body knows from load time."""
+
+    spec: PipelineSpec
+    settings: Settings
+    is_drop: bool
+    descriptions: dict
+    iceberg: IcebergResource
+    s3_client: Any
+
+
+def _run_step(step: _Step, context, engine: OpenEngine, catalog, files, config):
+    """Run the pipeline on `engine` and yield what the UI shows of it."""
+    spec, settings, is_drop = step.spec, step.settings, step.is_drop
+    # run date and :name parameters from the run's tags (build/params.py)
+    run_date, params = run_parameters(context.run.tags)
+    ctx = ExecContext(
+        spark=engine.session,
+        engine=engine.engine,
+        engine_reason=engine.choice.reason,
+        settings=settings,
+        app=spec.app,
+        run_id=context.run.run_id,
+        run_date=run_date,
+        log=context.log,
+        s3_client=step.s3_client,
+        spec=spec,
+        params=params,
+        full_refresh=bool(config.get("full_refresh"))
+        or context.run.tags.get(FULL_REFRESH_TAG, "").lower() == "true",
+    )
+    try:
+        outcomes = run_pipeline(spec, ctx, catalog, files=files)
+    except ChecksFailed as failed:
+        # write-audit-publish: the audited snapshots were not published; report why
+        for outcome in failed.outcomes:
+            yield from check_results(outcome, published=False)
+        if ctx.drops is not None:
+            yield from _drop_events(spec, ctx.drops, materialized=False)
+        raise dg.Failure(description=str(failed), allow_retries=False) from None
+    except Exception as exc:
+        # a dead server: SparkServerDied
+        exc = spark_watchdog.explain(exc, engine.spark_session)
+        # raises RetryRequested when transient
+        transient_retry(context.op_execution_context, exc, engine.spark_session)
+        raise exc
+    except BaseException:  # terminated (DagsterExecutionInterruptedError): stop Spark's work
+        spark_watchdog.interrupt(engine.spark_session, context.log)
+        raise
+    if ctx.drops is not None:
+        yield from _drop_events(spec, ctx.drops, materialized=bool(outcomes))
+    if is_drop and not outcomes and files is None:
+        yield from _nothing_new(spec, context, step.iceberg)
+    for outcome in outcomes:
+        yield _result(outcome, step.descriptions.get(outcome.ref, {}), engine.metadata())
+        yield from check_results(outcome, published=True)
+
+
 def build_pipeline_asset(
     spec: PipelineSpec,
     pipelines_dir: Path,
@@ -268,46 +333,19 @@ def build_pipeline_asset(
                 "commit; select all of them"
             )
         config = context.op_config or {}
-        # run date and :name parameters from the run's tags (build/params.py)
-        run_date, params = run_parameters(context.run.tags)
-        ctx = ExecContext(
-            spark=spark.get_session(),
-            settings=settings,
-            app=spec.app,
-            run_id=context.run.run_id,
-            run_date=run_date,
-            log=context.log,
-            s3_client=s3_client,
-            spec=spec,
-            params=params,
-            full_refresh=bool(config.get("full_refresh"))
-            or context.run.tags.get(FULL_REFRESH_TAG, "").lower() == "true",
-        )
         files = config.get("files") if is_drop else None
-        try:
-            outcomes = run_pipeline(spec, ctx, iceberg.catalog(), files=files)
-        except ChecksFailed as failed:
-            # write-audit-publish: the audited snapshots were not published; report why
-            for outcome in failed.outcomes:
-                yield from check_results(outcome, published=False)
-            if ctx.drops is not None:
-                yield from _drop_events(spec, ctx.drops, materialized=False)
-            raise dg.Failure(description=str(failed), allow_retries=False) from None
-        except Exception as exc:
-            exc = spark_watchdog.explain(exc, ctx.spark)  # a dead server: SparkServerDied
-            # raises RetryRequested when transient
-            transient_retry(context.op_execution_context, exc, ctx.spark)
-            raise exc
-        except BaseException:  # terminated (DagsterExecutionInterruptedError): stop Spark's work
-            spark_watchdog.interrupt(ctx.spark, context.log)
-            raise
-        if ctx.drops is not None:
-            yield from _drop_events(spec, ctx.drops, materialized=bool(outcomes))
-        if is_drop and not outcomes and files is None:
-            yield from _nothing_new(spec, context, iceberg)
-        for outcome in outcomes:
-            yield _result(outcome, descriptions.get(outcome.ref, {}))
-            yield from check_results(outcome, published=True)
+        catalog = iceberg.catalog()
+        with open_engine(
+            spec, settings, spark, catalog, context.run.tags, files, context.log
+        ) as engine:
+            yield from _run_step(
+                _Step(spec, settings, is_drop, descriptions, iceberg, s3_client),
+                context,
+                engine,
+                catalog,
+                files,
+                config,
+            )
 
     decorate = dg.multi_asset(
         name=op_name(spec),

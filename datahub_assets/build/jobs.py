@@ -31,6 +31,7 @@ Skipped/continued/halted pipelines are recorded as `AssetObservation`s on their 
 # no `from __future__ import annotations`: Dagster reads the ops' context annotation
 import dagster as dg
 
+from datahub_assets.build.engine_run import OpenEngine, open_engine
 from datahub_assets.build.factory import (
     FULL_REFRESH_TAG,
     SPARK_POOL,
@@ -203,34 +204,46 @@ def _step_op(job: JobSpec, step: JobStep, spec: PipelineSpec) -> dg.OpDefinition
             yield from _observe(spec, "halted", None, f"not started: {halted} failed")
             return
         error = None
-        session = None
+        engine: OpenEngine | None = None
         try:
             run_date, params = run_parameters(
                 context.run.tags, job.parameters, context.op_config.get("params")
             )
-            session = context.resources.spark.get_session()
-            ctx = ExecContext(
-                spark=session,
-                settings=settings,
-                app=spec.app,
-                run_id=context.run_id,
-                run_date=run_date,
-                log=context.log,
-                s3_client=_s3_client(context.resources.s3) if spec.watched_sources else None,
-                spec=spec,
-                params=params,
-                full_refresh=context.run.tags.get(FULL_REFRESH_TAG, "").lower() == "true",
-            )
-            outcomes = run_pipeline(spec, ctx, context.resources.iceberg.catalog())
+            catalog = context.resources.iceberg.catalog()
+            with open_engine(
+                spec,
+                settings,
+                context.resources.spark,
+                catalog,
+                context.run.tags,
+                None,
+                context.log,
+            ) as engine:
+                ctx = ExecContext(
+                    spark=engine.session,
+                    engine=engine.engine,
+                    engine_reason=engine.choice.reason,
+                    settings=settings,
+                    app=spec.app,
+                    run_id=context.run_id,
+                    run_date=run_date,
+                    log=context.log,
+                    s3_client=_s3_client(context.resources.s3) if spec.watched_sources else None,
+                    spec=spec,
+                    params=params,
+                    full_refresh=context.run.tags.get(FULL_REFRESH_TAG, "").lower() == "true",
+                )
+                outcomes = run_pipeline(spec, ctx, catalog)
         except ChecksFailed as failed:
             for outcome in failed.outcomes:
                 for r in check_results(outcome, published=False):
                     yield _evaluation(r)
             error = failed
         except Exception as exc:  # noqa: BLE001 - the policy decides below
+            session = engine.spark_session if engine else None
             error = spark_watchdog.explain(exc, session)  # a dead server: SparkServerDied
         except BaseException:  # terminated (DagsterExecutionInterruptedError): stop Spark's work
-            spark_watchdog.interrupt(session, context.log)
+            spark_watchdog.interrupt(engine.spark_session if engine else None, context.log)
             raise
         if error is None:
             if ctx.drops is not None:
@@ -238,7 +251,11 @@ def _step_op(job: JobSpec, step: JobStep, spec: PipelineSpec) -> dg.OpDefinition
             for outcome in outcomes:
                 yield dg.AssetMaterialization(
                     asset_key=asset_key(outcome.ref),
-                    metadata=_result(outcome, descriptions.get(outcome.ref, {})).metadata,
+                    metadata=_result(
+                        outcome,
+                        descriptions.get(outcome.ref, {}),
+                        engine.metadata() if engine else None,
+                    ).metadata,
                 )
                 for r in check_results(outcome, published=True):
                     yield _evaluation(r)
@@ -249,7 +266,7 @@ def _step_op(job: JobSpec, step: JobStep, spec: PipelineSpec) -> dg.OpDefinition
             transient_retry(
                 context,
                 error,
-                session,
+                engine.spark_session if engine else None,
                 at_least=ref.max_retries if retry else 0,
                 policy_wait=ref.retry_delay_seconds if retry else None,
             )

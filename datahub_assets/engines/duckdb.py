@@ -19,6 +19,7 @@ from typing import Any
 import duckdb
 from sqlframe.duckdb import DuckDBDataFrame, DuckDBSession, Window
 from sqlframe.duckdb import functions as DF
+from sqlframe.duckdb.table import DuckDBTable
 
 from datahub_assets.engines import duckdb_types
 from datahub_assets.engines.base import Engine
@@ -45,8 +46,16 @@ class DatahubDuckDBDataFrame(DuckDBDataFrame):
         return self.session.table(name)
 
 
+class DatahubDuckDBTable(DatahubDuckDBDataFrame, DuckDBTable):
+    """`session.table(name)` frames (and every frame derived from them) with the same
+    added methods."""
+
+    _df = DatahubDuckDBDataFrame  # what a table frame's transformations return
+
+
 class DatahubDuckDBSession(DuckDBSession):
     _df = DatahubDuckDBDataFrame
+    _table = DatahubDuckDBTable
 
 
 def _errors() -> tuple[type[BaseException], ...]:
@@ -75,7 +84,15 @@ def duckdb_engine(settings: Settings, conn: duckdb.DuckDBPyConnection | None = N
 
     sqlframe keeps one session object per process: opening an engine points it at the new
     connection and forgets the previous run's temporary views."""
-    session = DatahubDuckDBSession(conn=conn or connect(settings))
+    conn = conn or connect(settings)
+    session = DatahubDuckDBSession(conn=conn)
+    if session._connection is not conn:
+        # sqlframe's __init__ keeps the first connection of the process (and caches its
+        # cursor): repoint the singleton and drop what it cached about the old database
+        session._connection = conn
+        for cached in ("_cur", "conf"):
+            session.__dict__.pop(cached, None)
+        session._schema = None
     session.temp_views.clear()
     return Engine("duckdb", DF, duckdb_types, Window, session, _errors())
 
