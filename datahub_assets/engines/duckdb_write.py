@@ -229,7 +229,25 @@ def _csv_value(name: str, dt: Any) -> str:
         return f"strftime({col}, '%Y-%m-%dT%H:%M:%S.%g') || {zone}"
     if kind == "TimestampNTZType":
         return f"strftime({col}, '%Y-%m-%dT%H:%M:%S.%g')"
+    if kind == "DecimalType" and dt.scale > 6:
+        return _java_decimal(col, dt.scale)
     return col
+
+
+def _java_decimal(col: str, scale: int) -> str:
+    """Java's BigDecimal.toString (Spark's CSV text of decimals): plain unless the adjusted
+    exponent is below -6, then <digits>E<n> (0 at scale 10 is `0E-10`)."""
+    digits = f"coalesce(nullif(ltrim(replace(CAST(abs({col}) AS VARCHAR), '.', ''), '0'), ''), '0')"
+    adjusted = f"(length({digits}) - 1 - {scale})"
+    sign = f"CASE WHEN {col} < 0 THEN '-' ELSE '' END"
+    sci = (
+        f"{sign} || left({digits}, 1) || CASE WHEN length({digits}) > 1 THEN '.' || "
+        f"substr({digits}, 2) ELSE '' END || 'E' || CAST({adjusted} AS VARCHAR)"
+    )
+    return (
+        f"CASE WHEN {col} IS NULL THEN NULL WHEN {adjusted} >= -6 THEN CAST({col} AS VARCHAR) "
+        f"ELSE {sci} END"
+    )
 
 
 def _partition_dir(values: list[tuple[str, Any]]) -> str:
