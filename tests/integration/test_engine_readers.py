@@ -663,7 +663,7 @@ def _run_drop(engine: str, spark, root: Path, case: str) -> dict:
         "target": table("orders", ("_ingested_at", "_run_id")),
         "quarantine": table("orders__quarantine", ("_quarantined_at", "_run_id")),
         "ledger": sorted(
-            (Path(e.path).name, e.status, e.rule, e.rows, e.invalid_rows) for e in ledger
+            (Path(e.path or "").name, e.status, e.rule, e.rows, e.invalid_rows) for e in ledger
         ),
         "rejected": sorted(
             p.name for p in (settings.data_dir / "shop" / "rejected").rglob("*") if p.is_file()
