@@ -174,14 +174,14 @@ def apply_schema_policy(
     cols = []
     for f in table_schema.fields:
         if f.name not in frame:
-            cols.append(F.lit(None).cast(f.dataType).alias(f.name))
+            cols.append(F.lit(None).cast(f.dataType.simpleString()).alias(f.name))
         elif f.name in retyped:
             if not widens(frame[f.name], f.dataType):
                 old, new = retyped[f.name]
                 problems.append(
                     f"column {f.name} is {new}, the table's {old} cannot hold it without loss"
                 )
-            cols.append(_q(f.name).cast(f.dataType).alias(f.name))
+            cols.append(_q(f.name).cast(f.dataType.simpleString()).alias(f.name))
         else:
             cols.append(_q(f.name))
     if problems:

@@ -25,6 +25,7 @@ from typing import Any
 
 from pyspark.sql import Column, DataFrame
 
+from datahub_assets.engines import duckdb_functions as DX
 from datahub_assets.engines.api import F, T
 from datahub_assets.execute.checks.predicates import failing, qcol
 from datahub_assets.spec.models import (
@@ -65,7 +66,7 @@ def row_rules(checks: Sequence[Any]) -> list[Any]:
 
 def _as_text(c: Column, dtype: T.DataType) -> Column:
     if isinstance(dtype, T.StructType | T.ArrayType | T.MapType):
-        return F.to_json(c)
+        return DX.to_json(c, dtype)
     return c.cast("string")
 
 
@@ -101,13 +102,16 @@ def validate_rows(
     _rule). Valid rows have the declared columns in declared order, then any input column
     the schema does not declare, unchanged (schema drift decides about those at the target).
     Both frames share one lazy plan; nothing runs here."""
+    schema = DX.engine_type(schema)  # a table's schema arrives as PySpark types
     fields = {f.name: f for f in df.schema.fields}
     index = {f.name: i for i, f in enumerate(df.schema.fields)}
     declared = {f.name for f in schema.fields}
     extras = [f.name for f in df.schema.fields if f.name not in declared]
     typed = [
         (
-            qcol(f.name).try_cast(f.dataType) if f.name in fields else F.lit(None).cast(f.dataType)
+            DX.try_cast(qcol(f.name), f.dataType)
+            if f.name in fields
+            else F.lit(None).cast(f.dataType)
         ).alias(f.name)
         for f in schema.fields
     ]

@@ -23,24 +23,24 @@ from datahub_assets.spec.schema_files import (
 
 SchemaError = SchemaFileError  # the name callers catch
 
-_SIMPLE: dict[str, T.DataType] = {
-    "boolean": T.BooleanType(),
-    "int": T.IntegerType(),
-    "long": T.LongType(),
-    "float": T.FloatType(),
-    "double": T.DoubleType(),
-    "binary": T.BinaryType(),
-    "string": T.StringType(),
-    "date": T.DateType(),
-    "timestamp": T.TimestampType(),
-    "timestamp_ntz": T.TimestampNTZType(),
+_SIMPLE: dict[str, str] = {  # type names of the running engine's `T`
+    "boolean": "BooleanType",
+    "int": "IntegerType",
+    "long": "LongType",
+    "float": "FloatType",
+    "double": "DoubleType",
+    "binary": "BinaryType",
+    "string": "StringType",
+    "date": "DateType",
+    "timestamp": "TimestampType",
+    "timestamp_ntz": "TimestampNTZType",
 }
 
 
 def spark_type(t: ColumnType) -> T.DataType:
     """The Spark type of a parsed column type."""
     if t.name in _SIMPLE:
-        return _SIMPLE[t.name]
+        return getattr(T, _SIMPLE[t.name])()
     if t.name == "decimal":
         return T.DecimalType(t.precision, t.scale)
     if t.name == "struct":

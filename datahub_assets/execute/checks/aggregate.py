@@ -21,7 +21,6 @@ from datahub_assets.engines.api import F
 from datahub_assets.execute.checks.predicates import qcol
 
 TOTAL, DUP_ROWS, DUP_KEYS, GROUP_N = "__total", "__dup_rows", "__dup_keys", "__n"
-_OPS = {"sum": F.sum, "max": F.max, "min": F.min}
 
 
 @dataclass(frozen=True)
@@ -56,18 +55,20 @@ def aggregate(
     job. Keys with a null part are never duplicates (as in SQL UNIQUE)."""
     if not unique_key:
         frame = df.agg(
-            F.count(F.lit(1)).alias(TOTAL), *[_OPS[m.op](m.expr).alias(m.alias) for m in measures]
+            F.count(F.lit(1)).alias(TOTAL),
+            *[getattr(F, m.op)(m.expr).alias(m.alias) for m in measures],
         )
     else:
         groups = df.groupBy(*[qcol(k) for k in unique_key]).agg(
-            F.count(F.lit(1)).alias(GROUP_N), *[_OPS[m.op](m.expr).alias(m.alias) for m in measures]
+            F.count(F.lit(1)).alias(GROUP_N),
+            *[getattr(F, m.op)(m.expr).alias(m.alias) for m in measures],
         )
         dup = (F.col(GROUP_N) > 1) & _key_ok(unique_key)
         frame = groups.agg(
             F.sum(GROUP_N).alias(TOTAL),
             F.sum(F.when(dup, F.col(GROUP_N)).otherwise(0)).alias(DUP_ROWS),
             F.sum(F.when(dup, 1).otherwise(0)).alias(DUP_KEYS),
-            *[_OPS[m.op](F.col(m.alias)).alias(m.alias) for m in measures],
+            *[getattr(F, m.op)(F.col(m.alias)).alias(m.alias) for m in measures],
         )
     row = run_aggregation(frame).asDict()
     for name in (TOTAL, DUP_ROWS, DUP_KEYS, *[m.alias for m in measures if m.op == "sum"]):

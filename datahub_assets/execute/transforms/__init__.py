@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame
 
+from datahub_assets.engines.api import current
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.transforms import (  # noqa: F401  (each module registers itself)
     aggregate,
@@ -36,6 +36,7 @@ from datahub_assets.execute.transforms._base import (
     spark_message,
 )
 
+_ENGINE_NAMES = {"spark": "Spark", "duckdb": "DuckDB"}
 __all__ = ["TRANSFORMS", "TransformError", "apply_steps", "register"]
 
 
@@ -64,6 +65,7 @@ def apply_steps(
     step's kind, dataset and location instead of later, at write time.
     """
     datasets = dict(datasets)
+    engine = current()
     pending = list(enumerate(steps, start=1))
     while pending:
         idx = _next_runnable([s for _, s in pending], datasets)
@@ -79,12 +81,14 @@ def apply_steps(
             result.isLocal()  # analyses the plan on the server (`columns` may be cached)
         except TransformError as exc:
             raise TransformError(f"{_describe(step, position)}: {exc}") from exc
-        except PySparkException as exc:
+        except engine.errors as exc:
             # Spark's full text carries the plan (with a mask step's key material) and the
-            # JVM stack: keep its first line, scrubbed, and drop the chained exception.
+            # JVM stack, DuckDB's the query: keep the first line, scrubbed, and drop the
+            # chained exception.
             names = ", ".join(repr(n) for n in step.inputs) or repr(step.result)
+            who = _ENGINE_NAMES[engine.name]
             raise TransformError(
-                f"{_describe(step, position)}: Spark rejected the step on dataset "
+                f"{_describe(step, position)}: {who} rejected the step on dataset "
                 f"{names}: {spark_message(exc)}"
             ) from None
         ctx.log.debug("transformation %s -> %s", step.kind, step.result)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame
 
+from datahub_assets.engines import duckdb_functions as DX
 from datahub_assets.engines.api import F
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.transforms._base import (
@@ -14,17 +15,8 @@ from datahub_assets.execute.transforms._base import (
 )
 from datahub_assets.spec.models import Aggregate
 
-FUNCTIONS = {
-    "count": F.count,
-    "count_distinct": F.count_distinct,
-    "sum": F.sum,
-    "avg": F.avg,
-    "min": F.min,
-    "max": F.max,
-    "first": F.first,
-    "last": F.last,
-    "stddev": F.stddev,
-}
+FUNCTIONS = ("count", "count_distinct", "sum", "avg", "min", "max", "first", "last", "stddev")
+"""Metric names: the functions of the same name of the running engine's `F`."""
 WINDOW_UNITS = {"daily": "day", "weekly": "week", "monthly": "month"}
 WINDOW_COLUMN = "window_start"
 
@@ -46,12 +38,13 @@ def parse_metric(metric: str, dataset_name: str) -> tuple[str, str | None, str]:
     return fn, column, alias
 
 
-def _metric_column(fn: str, column: str | None, alias: str) -> Column:
+def _metric_column(df: DataFrame, fn: str, column: str | None, alias: str) -> Column:
     if column is None:
         if fn != "count":
             raise TransformError(f"aggregate: {fn}(*) is not a metric; only count:*")
         return F.count(F.lit(1)).alias(alias)
-    return FUNCTIONS[fn](F.col(f"`{column}`")).alias(alias)
+    dtype = next(f.dataType for f in df.schema.fields if f.name == column)
+    return DX.aggregate(fn, F.col(f"`{column}`"), dtype).alias(alias)
 
 
 @register("aggregate")
@@ -73,4 +66,4 @@ def aggregate(step: Aggregate, datasets: dict[str, DataFrame], _ctx: ExecContext
         unit = WINDOW_UNITS[step.window]
         start = F.date_trunc(unit, F.col(f"`{step.time_column}`")).cast("date")
         keys.append(start.alias(WINDOW_COLUMN))
-    return df.groupBy(*keys).agg(*[_metric_column(*m) for m in metrics])
+    return df.groupBy(*keys).agg(*[_metric_column(df, *m) for m in metrics])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 
 from datahub_assets.engines.api import F, Window
+from datahub_assets.engines.duckdb_functions import row_order_id
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.transforms._base import (
     TransformError,
@@ -46,7 +47,7 @@ def deduplicate(step: Deduplicate, datasets: dict[str, DataFrame], _ctx: ExecCon
         order = [seq.desc() if step.keep == "last" else seq.asc()]
     window = Window.partitionBy(*[F.col(k) for k in step.keys]).orderBy(*order)
     return (
-        df.withColumn(_SEQ, F.monotonically_increasing_id())
+        df.withColumn(_SEQ, row_order_id())
         .withColumn(_RANK, F.row_number().over(window))
         .where(F.col(_RANK) == 1)
         .drop(_SEQ, _RANK)

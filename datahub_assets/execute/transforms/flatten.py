@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections import Counter
 
 from pyspark.sql import Column, DataFrame
-from pyspark.sql.types import ArrayType, DataType, MapType, StructType
+from pyspark.sql.types import ArrayType, DataType, MapType
 
-from datahub_assets.engines.api import F
+from datahub_assets.engines import duckdb_functions as DX
+from datahub_assets.engines.api import F, T
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.transforms._base import TransformError, dataset, register
 from datahub_assets.spec.models import Flatten
@@ -29,15 +30,15 @@ class _Pass:
         self.exploded = False
 
     def expand(self, col: Column, name: str, dtype: DataType) -> list[Column]:
-        if isinstance(dtype, StructType):
+        if isinstance(dtype, T.StructType):
             return [
                 c
                 for f in dtype.fields
                 for c in self.expand(col.getField(f.name), f"{name}{self.sep}{f.name}", f.dataType)
             ]
-        if isinstance(dtype, ArrayType):
+        if isinstance(dtype, T.ArrayType):
             return self._array(col, name, dtype)
-        if isinstance(dtype, MapType):
+        if isinstance(dtype, T.MapType):
             return self._map(col, name, dtype)
         return [col.alias(name)]
 
@@ -45,9 +46,9 @@ class _Pass:
         if self.arrays == "first":
             return self.expand(F.try_element_at(col, F.lit(1)), name, dtype.elementType)
         if self.arrays == "count":
-            return [F.when(col.isNotNull(), F.size(col)).alias(name)]
+            return [DX.size(col, dtype).alias(name)]
         if self.arrays == "json":
-            return [F.to_json(col).alias(name)]
+            return [DX.to_json(col, dtype).alias(name)]
         if self.arrays == "index":  # items_0_name, items_1_name, ... (null past the end)
             return [
                 c
@@ -59,26 +60,29 @@ class _Pass:
         if self.exploded:  # explode: one array per pass, the rest on the next passes
             return [col.alias(name)]
         self.exploded = True
-        return [F.explode_outer(col).alias(name)]
+        return [DX.explode_outer(col).alias(name)]
 
     def _map(self, col: Column, name: str, dtype: MapType) -> list[Column]:
         """Maps as key/value: entries sorted by key, then the array policy applies to them
         (`m_key`/`m_value` per row for explode and first, `m_0_key`... for index)."""
         if self.arrays == "json":
-            return [F.to_json(col).alias(name)]
+            return [DX.to_json(col, dtype).alias(name)]
         if self.arrays == "count":
-            return [F.when(col.isNotNull(), F.size(col)).alias(name)]
-        entries = F.array_sort(F.map_entries(col))
-        entry_type = ArrayType(
-            StructType()
-            .add("key", dtype.keyType, False)
-            .add("value", dtype.valueType, dtype.valueContainsNull)
+            return [DX.size(col, dtype).alias(name)]
+        entries = F.array_sort(DX.map_entries(col))
+        entry_type = T.ArrayType(
+            T.StructType(
+                [
+                    T.StructField("key", dtype.keyType, False),
+                    T.StructField("value", dtype.valueType, dtype.valueContainsNull),
+                ]
+            )
         )
         return self._array(entries, name, entry_type)
 
 
 def _is_nested(dtype: DataType) -> bool:
-    return isinstance(dtype, StructType | ArrayType | MapType)
+    return isinstance(dtype, T.StructType | T.ArrayType | T.MapType)
 
 
 def flatten_frame(

@@ -7,6 +7,7 @@ from collections import Counter
 from pyspark.sql import DataFrame
 
 from datahub_assets.engines.api import F
+from datahub_assets.engines.duckdb_functions import broadcast
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.transforms._base import (
     TransformError,
@@ -52,9 +53,9 @@ def join(step: Join, datasets: dict[str, DataFrame], _ctx: ExecContext) -> DataF
     right = dataset(datasets, step.right, step.kind).alias(step.right)
     side = _broadcast_side(step.broadcast)
     if side == "right":
-        right = F.broadcast(right)
+        right = broadcast(right)
     elif side == "left":
-        left = F.broadcast(left)
+        left = broadcast(left)
     how = JOIN_TYPES[step.type]
     joined = left.join(right, on=F.expr(step.condition), how=how)
     if how in ("left_semi", "left_anti"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 
 from datahub_assets.engines.api import F
+from datahub_assets.engines.duckdb_functions import broadcast
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.transforms._base import (
     TransformError,
@@ -52,11 +53,12 @@ def lookup(step: Lookup, datasets: dict[str, DataFrame], _ctx: ExecContext) -> D
         *[F.col(f"`{f}`") for f in step.output_fields],
     )
     cond = [F.col(f"`{s}`") == F.col(_KEY.format(i)) for i, (s, _) in enumerate(pairs)]
-    out = df.join(F.broadcast(small), on=cond, how=step.join_type)
+    out = df.join(broadcast(small), on=cond, how=step.join_type)
     out = out.drop(*[_KEY.format(i) for i in range(len(pairs))])
     if not defaults:
         return out
-    types = dict(small.dtypes)
-    return out.withColumns(
-        {f: F.coalesce(F.col(f"`{f}`"), F.lit(v).cast(types[f])) for f, v in defaults.items()}
+    types = {f.name: f.dataType.simpleString() for f in small.schema.fields}
+    filled = {f: F.coalesce(F.col(f"`{f}`"), F.lit(v).cast(types[f])) for f, v in defaults.items()}
+    return out.select(
+        *[filled[c].alias(c) if c in filled else F.col(f"`{c}`") for c in out.columns]
     )

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pyspark.sql import Column, DataFrame
 
-from datahub_assets.engines.api import F
+from datahub_assets.engines import duckdb_functions as DX
+from datahub_assets.engines.api import F, current
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.transforms._base import (
     TransformError,
@@ -82,6 +84,8 @@ def _redact(value: Column, keep_last: int) -> Column:
 
 
 def _tokenize(value: Column) -> Column:
+    if DX.on_duckdb():
+        return DX.aes_gcm_token(F.col(_KEY), value)
     data = value.cast("binary")
     iv = F.substring(F.unhex(F.sha2(F.concat(F.col(_KEY), data), 256)), 1, _IV_BYTES)
     sealed = F.aes_encrypt(data, F.col(_KEY), F.lit("GCM"), F.lit("DEFAULT"), iv)
@@ -89,7 +93,26 @@ def _tokenize(value: Column) -> Column:
 
 
 def _encrypt(value: Column) -> Column:
+    if DX.on_duckdb():
+        return DX.aes_gcm_encrypt(F.col(_KEY), value)
     return F.base64(F.aes_encrypt(value, F.col(_KEY), F.lit("GCM")))
+
+
+_KEY_TABLES = itertools.count(1)
+
+
+def _keys_relation(ctx: ExecContext, secret: str, key: bytes) -> DataFrame:
+    """The one-row (salt, key) relation. On DuckDB a table of the run's database filled
+    through query parameters, so the key material is never in a query's text."""
+    if not DX.on_duckdb():
+        keys = ctx.spark.createDataFrame([(secret, key)], f"{_SALT} string, {_KEY} binary")
+        return F.broadcast(keys)
+    name = f"__datahub_mask_keys_{next(_KEY_TABLES)}"
+    current().connection.execute(
+        f'CREATE OR REPLACE TABLE "{name}" AS SELECT ?::VARCHAR AS "{_SALT}", ?::BLOB AS "{_KEY}"',
+        [secret, key],
+    )
+    return ctx.spark.table(name)
 
 
 @register("mask")
@@ -107,6 +130,5 @@ def mask(step: Mask, datasets: dict[str, DataFrame], ctx: ExecContext) -> DataFr
     if step.strategy == "redact":
         return df.withColumns({c: _redact(v, step.keep_last) for c, v in columns.items()})
     fn = {"hash": _hash, "tokenize": _tokenize, "encrypt": _encrypt}[step.strategy]
-    keys = ctx.spark.createDataFrame([(secret, key)], f"{_SALT} string, {_KEY} binary")
-    with_keys = df.crossJoin(F.broadcast(keys))
+    with_keys = df.crossJoin(_keys_relation(ctx, secret, key))
     return with_keys.withColumns({c: fn(v) for c, v in columns.items()}).drop(_SALT, _KEY)

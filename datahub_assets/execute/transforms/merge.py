@@ -38,7 +38,7 @@ def merge(step: Merge, datasets: dict[str, DataFrame], _ctx: ExecContext) -> Dat
     frames = [dataset(datasets, name, step.kind) for name in step.sources]
     _check_shapes(step, frames)
     if step.mode == "union":
-        return reduce(DataFrame.union, frames)
+        return reduce(lambda a, b: a.union(b), frames)
     return reduce(
         lambda a, b: a.unionByName(b, allowMissingColumns=step.allow_missing_columns), frames
     )

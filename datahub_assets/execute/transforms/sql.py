@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame
 
+from datahub_assets.engines.api import current
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.transforms._base import TransformError, register
 from datahub_assets.spec.models import Sql
@@ -34,7 +35,9 @@ def sql(step: Sql, datasets: dict[str, DataFrame], ctx: ExecContext) -> DataFram
     """
     if not step.query.strip():
         raise TransformError(f"sql: empty query for output {step.output!r}")
-    if all(type(df).__module__.startswith("pyspark.sql.connect") for df in datasets.values()):
+    if not current().is_duckdb and all(
+        type(df).__module__.startswith("pyspark.sql.connect") for df in datasets.values()
+    ):
         return _with_relations(ctx, step.query, datasets)
     for name, df in datasets.items():
         df.createOrReplaceTempView(name)
