@@ -8,6 +8,10 @@ metadata. This module opens that catalog and translates schemas both ways:
     byte/short/int         --> int                     long <-> long, float, double, boolean,
     string/char/varchar    --> string                  date, binary, decimal(p,s), struct,
                                                        array, map map one to one
+
+Spark -> Iceberg matches types by class name, so `StructType`s of PySpark and of sqlframe
+(the DuckDB engine) translate alike; Iceberg -> Spark builds from a `types` namespace
+(default `pyspark.sql.types`; callers running on DuckDB pass `engines.api.T`).
 """
 
 from __future__ import annotations

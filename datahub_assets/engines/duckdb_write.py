@@ -28,7 +28,6 @@ import itertools
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import duckdb
 from sqlframe.duckdb import DuckDBDataFrame, DuckDBSession
@@ -90,9 +89,12 @@ def duckdb_type(dt: Any) -> str:
 
 def local_path(uri: str) -> str:
     """A path DuckDB opens: `file:///x` -> `/x`; s3:// is refused (module doc)."""
-    parsed = urlparse(uri)
-    if parsed.scheme in ("", "file"):
-        return unquote(parsed.path) if parsed.scheme else uri
+    if uri.startswith("file://"):
+        return uri.removeprefix("file://")
+    if uri.startswith("file:"):
+        return uri.removeprefix("file:")
+    if "://" not in uri:
+        return uri
     raise DuckDBStorageError(
         f"{uri}: the DuckDB engine reads and writes local files only (DuckDB's httpfs "
         "extension, needed for object storage, is not installed); run this pipeline on Spark"

@@ -148,6 +148,9 @@ MODES = {
     "overwrite": TableTarget(table="t", mode="overwrite"),
     "partition_overwrite": TableTarget(table="t", mode="overwrite", partition_by=("region",)),
     "merge": TableTarget(table="t", mode="merge", keys=("id",)),
+    "partitioned_merge": TableTarget(
+        table="t", mode="merge", keys=("id",), partition_by=("region",)
+    ),
 }
 
 
@@ -161,15 +164,17 @@ def test_each_mode_writes_the_same_table_on_both_engines(engines, settings, mode
         ref = _ref(f"t_{name}")
         _write(engine, catalog, ref, ROWS_A, first)
         outcome = _write(engine, catalog, ref, ROWS_B, target)[0]
-        if mode != "merge":  # a merge also rewrites the kept rows of the touched files
+        merge = mode.endswith("merge")
+        if not merge:  # a merge also rewrites the kept rows of the touched files
             assert outcome.rows == 3
-    _same_tables(catalog, _ref("t_spark"), _ref("t_duckdb"), file_counts=mode != "merge")
+    _same_tables(catalog, _ref("t_spark"), _ref("t_duckdb"), file_counts=not merge)
     _, rows, _, _ = _iceberg(catalog, _ref("t_duckdb"))
     by_id = {}
     for r in rows:
         by_id.setdefault(r["id"], []).append(r)
-    if mode == "merge":
+    if mode.endswith("merge"):
         assert sorted(by_id) == [1, 2, 3, 4]
+        assert all(len(v) == 1 for v in by_id.values())
         assert by_id[4][0]["name"] == "four last"  # last wins among incoming duplicates
         assert by_id[3][0]["name"] == "three again"
     elif mode == "overwrite":
