@@ -285,6 +285,18 @@ def _spark_type_sql(simple: str) -> str:
 # ------------------------------------------------------------------------------- CSV
 
 
+_ENCODINGS = {  # Spark's charset names -> DuckDB's (read_csv knows utf-8, utf-16, latin-1)
+    "utf-8": "utf-8",
+    "utf8": "utf-8",
+    "us-ascii": "utf-8",
+    "ascii": "utf-8",
+    "iso-8859-1": "latin-1",
+    "latin1": "latin-1",
+    "latin-1": "latin-1",
+    "utf-16": "utf-16",
+}
+
+
 class CsvOptions:
     def __init__(
         self,
@@ -300,7 +312,9 @@ class CsvOptions:
         self.delimiter = "\t" if delimiter == "\\t" else (delimiter or ",")
         self.quote = '"' if quote is None else quote
         self.escape = "\\" if escape is None else escape
-        self.encoding = (encoding or "utf-8").lower().replace("_", "-")
+        self.encoding = _ENCODINGS.get(
+            (encoding or "utf-8").lower().replace("_", "-"), (encoding or "").lower()
+        )
         self.null_value = null_value
         self.date_format = date_format
 
@@ -347,7 +361,7 @@ def _fast_csv(files: Sequence[str], o: CsvOptions, names: list[str]) -> str | No
         f"filename={lit(FILE_COL)}",
         "ignore_errors=false",
     ]
-    if o.encoding not in ("utf-8", "utf8"):
+    if o.encoding != "utf-8":
         args.append(f"encoding={lit(o.encoding)}")
     name = f"__dh_read_{next(_NAMES)}"
     try:
@@ -388,7 +402,7 @@ def _lines_sql(
     files: Sequence[str], o: CsvOptions | None, skip_header: bool, col: str = "line"
 ) -> str:
     """(file, n, line) of every non-blank physical line of `files` (header lines dropped)."""
-    if o is not None and o.encoding not in ("utf-8", "utf8"):
+    if o is not None and o.encoding != "utf-8":
         raise DuckReadError(
             f"encoding {o.encoding!r}: files with malformed records can be read only as "
             "UTF-8 on the DuckDB engine"

@@ -260,6 +260,77 @@ def test_csv_glob_empty_file_header_only_and_missing_path(spark, data):
         assert "source 'c': no file matches path" in str(got)
 
 
+def test_csv_encoding_quote_escape_and_tab(spark, data):
+    path = data.data_dir / "shop" / "landing" / "l.csv"
+    path.parent.mkdir(parents=True)
+    path.write_bytes("id\tname\n1\t'Zoë\tS'\n2\t'it''s'\n3\tCafé\n".encode("latin-1"))
+    src = m.CsvSource(
+        id="l", path="landing/l.csv", delimiter="\\t", quote="'", escape="'", encoding="ISO-8859-1"
+    )
+    _, rows = same(spark, data, lambda ctx: read_source(src, ctx))
+    assert rows == [("1", "Zoë\tS"), ("2", "it's"), ("3", "Café")]
+
+
+def test_csv_quoted_newline_is_two_malformed_records_on_both(spark, data):
+    write(data, "landing/n.csv", 'a,b,c\n1,"multi\nline",3\n2,x,y\n')
+    src = m.CsvSource(id="n", path="landing/n.csv")
+    found = {}
+
+    def read(ctx):
+        good, found[ctx.active_engine.name] = _checked(src, ctx)
+        return good
+
+    _, rows = same(spark, data, read)
+    assert rows == [("2", "x", "y")]
+    assert _records(found["duckdb"]) == _records(found["spark"])
+    assert [r[2] for r in _records(found["duckdb"])] == ['1,"multi', 'line",3']
+
+
+def test_csv_infer_across_files_widens_like_spark(spark, data):
+    write(data, "landing/w/a.csv", "n,d,x\n1,2024-01-01,1\n")
+    write(data, "landing/w/b.csv", "n,d,x\n2.5,2024-01-02 03:04:05,true\n")
+    src = m.CsvSource(id="w", path="landing/w/*.csv", infer_schema=True)
+    types, _ = same(spark, data, lambda ctx: read_source(src, ctx))
+    assert types == [("n", "double"), ("d", "timestamp"), ("x", "string")]
+
+
+def test_json_conflicting_kinds_and_declared_type_mismatch(spark, data):
+    write(
+        data,
+        "landing/k.jsonl",
+        '{"a": 1, "b": 1, "c": [1]}\n{"a": 2.5, "b": "s", "c": true}\n{"a": null}\n',
+    )
+    types, rows = same(
+        spark, data, lambda ctx: read_source(m.JsonSource(id="k", path="landing/k.jsonl"), ctx)
+    )
+    assert types == [("a", "double"), ("b", "string"), ("c", "string")]
+    assert rows == [(1.0, "1", "[1]"), (2.5, "s", "true"), (None, None, None)]
+    # known difference: an object or array kept as text is Spark's raw text, DuckDB's
+    # normalised JSON (no blanks)
+    write(data, "landing/o.jsonl", '{"c": {"x": 1}}\n{"c": "t"}\n')
+    both = on_both(
+        spark, data, lambda ctx: read_source(m.JsonSource(id="o", path="landing/o.jsonl"), ctx)
+    )
+    assert both["spark"][1] == [("t",), ('{"x": 1}',)]
+    assert both["duckdb"][1] == [("t",), ('{"x":1}',)]
+    schema = {
+        "type": "object",
+        "properties": {"id": {"type": "integer"}, "amount": {"type": "number"}},
+    }
+    write(data, "schemas/k.json", json.dumps(schema), app_folder=True)
+    write(data, "landing/t.jsonl", '{"id": 1, "amount": 1.5}\n{"id": 2, "amount": "abc"}\n')
+    src = m.JsonSource(id="t", path="landing/t.jsonl", schema_ref="schemas/k.json")
+    found = {}
+
+    def read(ctx):
+        good, found[ctx.active_engine.name] = _checked(src, ctx)
+        return good
+
+    _, rows = same(spark, data, read)
+    assert rows == [(1, 1.5)]
+    assert _records(found["duckdb"]) == _records(found["spark"])
+
+
 def test_lookup_keeps_codes_as_strings(spark, data):
     write(data, "lookups/countries.csv", "code,name\n007,Bond\nDE,Germany\n", app_folder=True)
     src = m.LookupSource(id="cc", path="countries.csv", load_policy="eager")
