@@ -20,6 +20,7 @@ from datahub_assets.build.keys import asset_key, op_name, owners, split_tags
 from datahub_assets.build.metadata import ROWS_WRITTEN, check_results, table_metadata
 from datahub_assets.build.params import run_parameters
 from datahub_assets.build.retries import transient_retry
+from datahub_assets.engines.choice import requested_engine
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.drops import REJECTED
 from datahub_assets.execute.outcomes import ChecksFailed, TargetOutcome
@@ -35,8 +36,10 @@ from datahub_resources.spark import SparkConnectResource
 SPARK_POOL = "spark"
 
 
-def _kinds(target: ResolvedTarget) -> set[str]:
-    return {"spark", "iceberg"} if target.target.kind == "table" else {"spark", target.target.kind}
+def _kinds(target: ResolvedTarget, engine: str) -> set[str]:
+    """The UI's kind tags: the engine(s) the pipeline may run on (auto: both) and the store."""
+    engines = {"spark", "duckdb"} if engine == "auto" else {engine}
+    return engines | {"iceberg" if target.target.kind == "table" else target.target.kind}
 
 
 def _code_version(spec: PipelineSpec) -> str:
@@ -65,6 +68,7 @@ def _asset_spec(
     target: ResolvedTarget,
     pipelines_dir: Path,
     downstream_of_watch: set[TableRef],
+    engine: str = "spark",
 ) -> dg.AssetSpec:
     meta = spec.pipeline.metadata
     tags, other_tags = split_tags(spec)
@@ -74,6 +78,7 @@ def _asset_spec(
         "datahub/asset": path,
         "datahub/pipeline": spec.key,
         "datahub/definition": f"{spec.file}:{line}",
+        "datahub/engine_requested": engine,
         "dagster/code_references": _code_references(pipelines_dir / spec.file, spec.line, line),
     }
     if target.target.kind == "table":
@@ -98,7 +103,7 @@ def _asset_spec(
         group_name=spec.layer,
         owners=owners(spec),
         tags=tags,
-        kinds=_kinds(target),
+        kinds=_kinds(target, engine),
         metadata=metadata,
         code_version=_code_version(spec),
         automation_condition=condition_for(spec, downstream_of_watch, target.ref),
@@ -317,7 +322,8 @@ def build_pipeline_asset(
     settings = settings or Settings.from_env()  # read at load, never in a run
     descriptions = {t.ref: column_descriptions(spec, t) for t in spec.targets}
     is_drop = bool(spec.watched_sources)
-    specs = [_asset_spec(spec, t, pipelines_dir, downstream_of_watch) for t in spec.targets]
+    engine, _ = requested_engine(spec, settings)  # spark, duckdb or auto (decided per run)
+    specs = [_asset_spec(spec, t, pipelines_dir, downstream_of_watch, engine) for t in spec.targets]
     if is_drop:
         specs = [s.replace_attributes(skippable=True) for s in specs]
 

@@ -72,11 +72,18 @@ def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
     config: dict[str, Any] = {
         "memory_limit": settings.duckdb_memory_limit,
         "temp_directory": str(spill),
+        # rows keep their input order (deduplicate keep=first, merge's last-wins rely on it)
         "preserve_insertion_order": True,
+        # footers are read once per run, not each time a view over the files is bound
+        "parquet_metadata_cache": True,
     }
     if settings.duckdb_threads:
         config["threads"] = settings.duckdb_threads
-    return duckdb.connect(":memory:", config=config)
+    conn = duckdb.connect(":memory:", config=config)
+    # Spark's session time zone (datahub_resources/spark_server.py): timestamps print and cast
+    # alike on both engines (set after connecting: the setting belongs to the icu extension)
+    conn.execute("SET TimeZone = 'UTC'")
+    return conn
 
 
 def duckdb_engine(settings: Settings, conn: duckdb.DuckDBPyConnection | None = None) -> Engine:
