@@ -74,8 +74,6 @@ def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
         "temp_directory": str(spill),
         # rows keep their input order (deduplicate keep=first, merge's last-wins rely on it)
         "preserve_insertion_order": True,
-        # footers are read once per run, not each time a view over the files is bound
-        "parquet_metadata_cache": True,
     }
     if settings.duckdb_threads:
         config["threads"] = settings.duckdb_threads
@@ -83,6 +81,8 @@ def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
     # Spark's session time zone (datahub_resources/spark_server.py): timestamps print and cast
     # alike on both engines (set after connecting: the setting belongs to the icu extension)
     conn.execute("SET TimeZone = 'UTC'")
+    # footers are read once per run, not each time a view over the files is bound
+    conn.execute("SET parquet_metadata_cache = true")
     return conn
 
 
