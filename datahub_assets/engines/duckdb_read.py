@@ -233,46 +233,95 @@ _TIMESTAMP = (
 
 
 def _all(v: str, pattern: str, duck: str | None) -> str:
-    """SQL: every value of column `v` matches `pattern` (and casts to `duck`)."""
+    """SQL: every value of column `v` matches `pattern` (and casts to `duck`; the cast only
+    runs on matching values: a failing cast is slow)."""
     ok = f"regexp_full_match({v}, {lit(pattern)})"
     if duck:
-        ok += f" AND try_cast({v} AS {duck}) IS NOT NULL"
+        ok = f"CASE WHEN {ok} THEN try_cast({v} AS {duck}) IS NOT NULL ELSE false END"
     return f"bool_and({v} IS NULL OR ({ok}))"
 
 
-def _infer_csv_sql(cols: Sequence[str], table: str) -> str:
-    """One aggregate computing, for every column, which Spark types all its values parse as."""
+# Spark's inference order (CSVInferSchema): the first kind every value parses as wins
+_KINDS = ("i", "l", "n", "d", "t", "s", "b")
+_KIND_TYPES = {
+    "i": "int",
+    "l": "bigint",
+    "d": "double",
+    "t": "date",
+    "s": "timestamp",
+    "b": "boolean",
+}
+
+
+def _flag(kind: str, v: str) -> str:
+    return {
+        "i": _all(v, _INT, "INTEGER"),
+        "l": _all(v, _INT, "BIGINT"),
+        "n": _all(v, "[+-]?[0-9]{1,38}", None),
+        "d": _all(v, _DOUBLE, "DOUBLE"),
+        "t": _all(v, _DATE, "DATE"),
+        "s": _all(v, _TIMESTAMP, "TIMESTAMPTZ"),
+        "b": f"bool_and({v} IS NULL OR lower({v}) IN ('true', 'false'))",
+    }[kind]
+
+
+def _flags(
+    conn: duckdb.DuckDBPyConnection,
+    checks: dict[int, tuple[str, ...]],
+    names: Sequence[str],
+    src: str,
+) -> dict[str, Any]:
+    """{kind+index: whether every value of column `index` parses as kind, "c"+index: count,
+    "p"+index: most integer digits} for the `checks` asked."""
     parts = []
-    for i, c in enumerate(cols):
-        v = ident(c)
-        digits = f"CASE WHEN regexp_full_match({v}, {lit(_INT)}) THEN length(ltrim({v}, '+-')) END"
-        parts += [
-            f"{_all(v, _INT, 'INTEGER')} AS i{i}",
-            f"{_all(v, _INT, 'BIGINT')} AS l{i}",
-            f"{_all(v, '[+-]?[0-9]{1,38}', None)} AS n{i}",
-            f"max({digits}) AS p{i}",
-            f"{_all(v, _DOUBLE, 'DOUBLE')} AS d{i}",
-            f"{_all(v, _DATE, 'DATE')} AS t{i}",
-            f"{_all(v, _TIMESTAMP, 'TIMESTAMPTZ')} AS s{i}",
-            f"bool_and({v} IS NULL OR lower({v}) IN ('true', 'false')) AS b{i}",
-            f"count({v}) AS c{i}",
-        ]
-    return f"SELECT {', '.join(parts)} FROM {table}"
+    for i, kinds in checks.items():
+        v = ident(names[i])
+        parts += [f"{_flag(k, v)} AS {k}{i}" for k in kinds]
+        parts.append(f"count({v}) AS c{i}")
+        if "n" in kinds:
+            digits = (
+                f"CASE WHEN regexp_full_match({v}, {lit(_INT)}) THEN length(ltrim({v}, '+-')) END"
+            )
+            parts.append(f"max({digits}) AS p{i}")
+    cursor = conn.execute(f"SELECT {', '.join(parts)} FROM {src}")
+    row = cursor.fetchone() or ()
+    return dict(zip([c[0] for c in cursor.description or []], row, strict=True))
 
 
-def spark_csv_type(flags: dict[str, Any], i: int) -> str:
-    """Spark's inferred type (simpleString) of column `i` from `_infer_csv_sql`'s flags."""
-    if not flags[f"c{i}"]:
-        return "string"
-    for key, name in (("i", "int"), ("l", "bigint")):
-        if flags[f"{key}{i}"]:
-            return name
-    if flags[f"n{i}"]:
-        return f"decimal({max(flags[f'p{i}'] or 1, 1)},0)"
-    for key, name in (("d", "double"), ("t", "date"), ("s", "timestamp"), ("b", "boolean")):
-        if flags[f"{key}{i}"]:
-            return name
-    return "string"
+def infer_csv_types(
+    conn: duckdb.DuckDBPyConnection, names: Sequence[str], src: str, sample: int = 10_000
+) -> list[str]:
+    """Spark's inferred type (simpleString) of each VARCHAR column of `src`, over every row.
+
+    The kinds a column's first `sample` rows do not parse as cannot hold for all rows, so
+    only the remaining ones are checked over the whole input, narrowest first (usually one
+    pass over the data)."""
+    first = _flags(
+        conn,
+        dict.fromkeys(range(len(names)), _KINDS),
+        names,
+        f"(SELECT * FROM {src} LIMIT {sample})",
+    )
+    left = {i: [k for k in _KINDS if first[f"{k}{i}"]] for i in range(len(names))}
+    types: dict[int, str] = {}
+    while len(types) < len(names):
+        pending = {i: (kinds[0],) for i, kinds in left.items() if i not in types and kinds}
+        for i, kinds in left.items():
+            if i not in types and not kinds:
+                types[i] = "string"
+        if not pending:
+            break
+        got = _flags(conn, pending, names, src)
+        for i, (kind,) in pending.items():
+            if not got[f"c{i}"]:
+                types[i] = "string"  # only nulls: Spark gives string
+            elif got[f"{kind}{i}"]:
+                types[i] = (
+                    f"decimal({max(got[f'p{i}'] or 1, 1)},0)" if kind == "n" else _KIND_TYPES[kind]
+                )
+            else:
+                left[i].pop(0)
+    return [types[i] for i in range(len(names))]
 
 
 def _spark_type_sql(simple: str) -> str:
@@ -439,12 +488,9 @@ def _slow_csv(files: Sequence[str], o: CsvOptions, names: list[str]) -> str:
 
 def _inferred(conn: duckdb.DuckDBPyConnection, names: list[str], source: str) -> list[str]:
     """SELECT expressions giving each VARCHAR column Spark's inferred type."""
-    cursor = conn.execute(_infer_csv_sql(names, source))
-    row = cursor.fetchone() or ()
-    flags = dict(zip([c[0] for c in cursor.description or []], row, strict=True))
     exprs = []
-    for i, n in enumerate(names):
-        v, t = ident(n), spark_csv_type(flags, i)
+    for n, t in zip(names, infer_csv_types(conn, names, source), strict=True):
+        v = ident(n)
         if t == "string":
             exprs.append(f"{v} AS {v}")
         elif t == "boolean":
