@@ -94,6 +94,20 @@ bench-malformed: setup
 bench-maintain: setup
 	$(BIN)/python bench/run.py maintain
 
+# issue #12: TPC-H, the file-drop burst and the per-asset overhead on the DuckDB engine
+# (bench/README.md, "DuckDB engine"); the Spark figures first, the DuckDB results name them
+.PHONY: bench-tpch-duckdb bench-duckdb
+bench-tpch-duckdb: setup
+	$(BIN)/python bench/run.py tpch-duckdb
+
+bench-duckdb: setup
+	$(BIN)/python bench/run.py tpch-duckdb
+	$(BIN)/python bench/run.py tpch-platform --engine spark
+	$(BIN)/python bench/run.py tpch-platform --engine duckdb
+	$(BIN)/python bench/run.py watch-burst --engine spark
+	$(BIN)/python bench/run.py watch-burst --engine duckdb
+	$(BIN)/python bench/run.py overhead --engine duckdb
+
 spark-stop:
 	-$(BIN)/datahub spark stop
 
