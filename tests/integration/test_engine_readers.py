@@ -887,6 +887,7 @@ def _incremental_runs(engine: str, spark, root: Path, kind: str, column: str) ->
         table = catalog.load_table("shop_bronze.events")
         snapshot = table.current_snapshot()
         assert snapshot is not None
+        assert snapshot.summary is not None
         arrow = table.scan().to_arrow()
         out[n] = (
             outcome.rows,
