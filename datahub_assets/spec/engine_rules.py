@@ -7,8 +7,9 @@ it needs Spark (`duckdb_blockers`):
 - database (JDBC) and MongoDB sources, database targets: DuckDB has no reader/writer for them;
 - Spark SQL in the definition (derive/filter/join/select/sort/deduplicate expressions, sql
   queries, expression checks, cast types) that sqlglot cannot translate from Spark SQL to
-  DuckDB SQL, or that calls a function DuckDB does not have (an unknown function after
-  translation that `duckdb_functions()` does not list);
+  DuckDB SQL, that calls a function DuckDB does not have (an unknown function after
+  translation that `duckdb_functions()` does not list), or a function whose DuckDB namesake
+  gives other values (`DIFFERENT_RESULTS`: `hash`);
 - a regex check's pattern that DuckDB's RE2 does not accept (Java-only syntax such as
   look-arounds and back-references).
 
@@ -169,6 +170,11 @@ def _spark_sql(pipeline: Pipeline) -> Iterator[tuple[Any, str, str, str]]:
             yield check, "expr= on <expression> check", "expr", check.expr
 
 
+DIFFERENT_RESULTS = {
+    "hash": "Spark's is a 32-bit Murmur3, DuckDB's hash() a different 64-bit hash",
+}
+"""Spark functions that translate to a DuckDB function of the same name with other values."""
+
 _WRAP: dict[str, Callable[[str], str]] = {
     "expr": lambda t: t,
     "select": lambda t: f"SELECT {t}",
@@ -211,6 +217,10 @@ def _sql_problem(form: str, text: str) -> str | None:
     except SqlglotError as exc:
         reason = _reason(exc)
         return f'Spark SQL "{_shown(text)}" does not translate to DuckDB SQL ({reason})'
+    differ = sorted({f.name.lower() for f in tree.find_all(exp.Anonymous)} & set(DIFFERENT_RESULTS))
+    if differ:
+        why = "; ".join(f"{name}(): {DIFFERENT_RESULTS[name]}" for name in differ)
+        return f'Spark SQL "{_shown(text)}" would give different values on DuckDB ({why})'
     missing = sorted(
         {
             f.name.lower()

@@ -227,6 +227,7 @@ SQL_STEPS = """<derive source="a" column="h" expr="xxhash64(id)"/>
 <sort source="a" orderBy="amount desc, id"/>
 <derive source="a" column="k" expr="sha2(email, 512)"/>
 <derive source="a" column="ok" expr="concat_ws(' ', first, last)"/>
+<derive source="a" column="bucket" expr="hash(id) % 8"/>
 <sql output="q"><![CDATA[SELECT id, date_format(ts, 'yyyy-MM') AS m FROM a]]></sql>"""
 
 
@@ -244,9 +245,10 @@ def test_spark_sql_that_does_not_translate_is_refused_at_its_line(tmp_path):
     find_error(errors, f, line_of(text, "my_udf"), "my_udf()")
     find_error(errors, f, line_of(text, "sha2"), "sha2(email, 512)", "translate")
     find_error(errors, f, line_of(text, "bogus_fn"), "<expression> check", "bogus_fn()")
+    find_error(errors, f, line_of(text, "hash(id)"), "different values", "Murmur3")
     find_error(errors, f, line_of(text, "(?=.*@)"), "<regex>", "RE2")
     # the translatable ones (sort, concat_ws, the sql query, a RE2-valid regex) are not errors
-    assert len(errors) == 6
+    assert len(errors) == 7
     auto = write(tmp_path / "q", {"shop/silver/p.xml": text.replace('"duckdb"', '"auto"')})
     (spec,) = load_project(auto).pipelines
     assert [b.line for b in spec.duckdb_blockers] == sorted(e.line for e in errors)
