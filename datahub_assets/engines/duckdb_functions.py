@@ -143,7 +143,7 @@ def type_json(dtype: Any) -> Any:
         return {"type": "array", "elementType": type_json(dtype.elementType)}
     if kind == "MapType":
         return {"type": "map", "valueType": type_json(dtype.valueType)}
-    return dtype.simpleString()
+    return type_string(dtype)
 
 
 # --- AES-256-GCM as Spark's aes_encrypt (mask tokenize / encrypt) --------------------------
@@ -323,6 +323,12 @@ def ensure_functions(conn: Any = None) -> None:
 # --- types ------------------------------------------------------------------------------------
 
 
+def type_string(dtype: Any) -> str:
+    """Spark's `simpleString` of a PySpark or sqlframe type (sqlframe writes `decimal(12, 2)`
+    and `struct<a:int, b:string>`; Spark has no spaces)."""
+    return dtype.simpleString().replace(", ", ",")
+
+
 def engine_type(dtype: Any) -> Any:
     """`dtype` (a PySpark or sqlframe DataType) rebuilt from the running engine's `T`
     (the class names are the same in both)."""
@@ -344,3 +350,243 @@ def engine_type(dtype: Any) -> Any:
     if kind in ("CharType", "VarcharType"):
         return T.StringType()
     return getattr(T, kind)()
+
+
+# --- Spark SQL text on DuckDB -----------------------------------------------------------------
+# sqlglot transpiles Spark SQL to DuckDB SQL, but the result types follow DuckDB: year() and
+# length() are BIGINT, `div` INTEGER, date_add() a TIMESTAMP, sum(int) HUGEINT, decimal
+# arithmetic and sum/avg of decimals other precisions (or DOUBLE), and Spark's CAST (ANSI:
+# fails on a bad value) becomes TRY_CAST. `spark_types` rewrites the parsed Spark expression
+# with explicit casts to Spark's result types, so the same expression gives the same column.
+
+_INT_RESULT = (
+    "Year",
+    "Month",
+    "Day",
+    "DayOfMonth",
+    "DayOfWeek",
+    "DayOfYear",
+    "Quarter",
+    "WeekOfYear",
+    "Hour",
+    "Minute",
+    "Second",
+    "Length",
+    "DateDiff",
+    "ArraySize",
+)
+_INT_WINDOW = ("RowNumber", "Rank", "DenseRank", "Ntile")
+_INT_DIGITS = {"TINYINT": 3, "SMALLINT": 5, "INT": 10, "BIGINT": 20}
+_MAX_PRECISION = 38
+_TIMESTAMPS = ("TIMESTAMP", "TIMESTAMPTZ", "TIMESTAMPLTZ", "TIMESTAMPNTZ")
+
+
+def _decimal(p: int, s: int) -> tuple[int, int]:
+    """Spark's bounded decimal with precision loss allowed (DecimalType.adjustPrecisionScale)."""
+    if p <= _MAX_PRECISION:
+        return p, s
+    int_digits = p - s
+    scale = max(_MAX_PRECISION - int_digits, min(s, 6))
+    return _MAX_PRECISION, scale
+
+
+def _as_decimal(node: Any, known: dict[int, Any]) -> tuple[int, int] | None:
+    """(precision, scale) Spark gives `node` in decimal arithmetic; None if not exact numeric."""
+    from sqlglot import exp
+
+    if isinstance(node, exp.Paren):
+        return _as_decimal(node.this, known)
+    if id(node) in known:
+        return known[id(node)]
+    if isinstance(node, exp.Add | exp.Sub | exp.Mul | exp.Div | exp.Mod):
+        return None  # not decimal by Spark's rules (`known` has those); e.g. decimal * double
+    if isinstance(node, exp.Literal) and node.is_number:
+        text = node.this.lstrip("-")
+        if "e" in text.lower():
+            return None
+        digits = text.replace(".", "").lstrip("0") or "0"
+        scale = len(text.split(".")[1]) if "." in text else 0
+        return max(len(digits), scale, 1), scale
+    dtype = node.type
+    if dtype is None:
+        return None
+    if dtype.this == exp.DataType.Type.DECIMAL:
+        params = dtype.expressions
+        if len(params) == 2:
+            return int(params[0].this.this), int(params[1].this.this)
+        return None
+    return (
+        (_INT_DIGITS[dtype.sql("spark").upper()], 0)
+        if dtype.sql("spark").upper() in _INT_DIGITS
+        else None
+    )
+
+
+def _arith(node: Any, known: dict[int, Any]) -> tuple[int, int] | None:
+    from sqlglot import exp
+
+    left, right = _as_decimal(node.this, known), _as_decimal(node.expression, known)
+    if left is None or right is None:
+        return None
+    lt, rt = node.this.type, node.expression.type
+    is_dec = [t is not None and t.this == exp.DataType.Type.DECIMAL for t in (lt, rt)]
+    if not any(is_dec):  # integer arithmetic: no decimal involved
+        return None
+    (p1, s1), (p2, s2) = left, right
+    if isinstance(node, exp.Add | exp.Sub):
+        s = max(s1, s2)
+        return _decimal(max(p1 - s1, p2 - s2) + s + 1, s)
+    if isinstance(node, exp.Mul):
+        return _decimal(p1 + p2 + 1, s1 + s2)
+    if isinstance(node, exp.Div):
+        s = max(6, s1 + p2 + 1)
+        return _decimal(p1 - s1 + s2 + s, s)
+    if isinstance(node, exp.Mod):
+        s = max(s1, s2)
+        return _decimal(min(p1 - s1, p2 - s2) + s, s)
+    return None
+
+
+def _spark_type_of(node: Any, known: dict[int, Any]) -> str | None:  # noqa: C901
+    """The Spark type to cast `node` to on DuckDB, or None to leave it."""
+    from sqlglot import exp
+
+    kind = type(node).__name__
+    if kind in _INT_RESULT:
+        return "int"
+    if isinstance(node, exp.IntDiv):
+        return "bigint"
+    if isinstance(node, exp.Window) and type(node.this).__name__ in _INT_WINDOW:
+        return "int"
+    if isinstance(node, exp.TsOrDsAdd | exp.DateAdd | exp.DateSub):
+        return "date"
+    if isinstance(node, exp.Add | exp.Sub | exp.Mul | exp.Div | exp.Mod):
+        dec = _arith(node, known)
+        if dec is not None:
+            known[id(node)] = dec
+            return f"decimal({dec[0]},{dec[1]})"
+        return None
+    if isinstance(node, exp.Sum | exp.Avg):
+        arg = node.this
+        dec = _as_decimal(arg, known)
+        is_dec = dec is not None and (
+            id(arg) in known or (arg.type is not None and arg.type.is_type("decimal"))
+        )
+        if isinstance(node, exp.Sum):
+            if is_dec and dec:
+                known[id(node)] = _decimal(dec[0] + 10, dec[1])
+                return "decimal({},{})".format(*known[id(node)])
+            return "bigint" if dec else None
+        if is_dec and dec:
+            known[id(node)] = _decimal(dec[0] + 4, dec[1] + 4)
+            return "decimal({},{})".format(*known[id(node)])
+        return "double"
+    return None
+
+
+def _cast_fixes(node: Any) -> list[str]:
+    from sqlglot import exp
+
+    source, fixes = node.this.type, []
+    to_text = node.to.is_type(*exp.DataType.TEXT_TYPES)
+    if source is not None and to_text and source.is_type(*_TIMESTAMPS):
+        fixes.append("ts_text")
+    to_decimal = node.to.is_type(exp.DataType.Type.DECIMAL)
+    if source is not None and to_decimal and source.is_type(exp.DataType.Type.DOUBLE):
+        fixes.append("double_decimal")
+    if isinstance(node, exp.TryCast) and not node.args.get("safe"):
+        fixes.append("strict")
+    return fixes
+
+
+def spark_types(tree: Any, schema: dict[str, Any]) -> Any:
+    """`tree` (a parsed Spark SELECT) with Spark's result types made explicit (see above)."""
+    from sqlglot import exp
+    from sqlglot.optimizer.annotate_types import annotate_types
+    from sqlglot.optimizer.qualify import qualify
+
+    tree = qualify(
+        tree,
+        schema=schema,
+        dialect="spark",
+        quote_identifiers=False,
+        validate_qualify_columns=False,
+    )
+    annotate_types(tree, schema=schema, dialect="spark")
+    known: dict[int, Any] = {}
+    wraps: list[tuple[Any, str]] = []
+    for node in reversed(list(tree.walk(bfs=False))):  # children before parents
+        if isinstance(node, exp.Cast):
+            wraps += [(node, fix) for fix in _cast_fixes(node)]
+            continue
+        to = _spark_type_of(node, known)
+        if to is not None:
+            wraps.append((node, to))
+    for node, to in wraps:
+        if to == "strict":  # Spark's CAST fails on a bad value (ANSI); DuckDB's CAST too
+            node.replace(exp.Cast(this=node.this, to=node.to, format=node.args.get("format")))
+        elif to == "double_decimal":  # Spark converts the double's shortest decimal text
+            node.set("this", exp.Cast(this=node.this, to=exp.DataType.build("string")))
+        elif to == "ts_text":  # Spark prints the session-zone wall time without an offset
+            inner = exp.Cast(
+                this=node.this, to=exp.DataType.build("timestamp_ntz", dialect="spark")
+            )
+            node.set("this", inner)
+        else:  # an aggregate over a window: cast the windowed value
+            parent = node.parent
+            target = parent if isinstance(parent, exp.Window) and parent.this is node else node
+            target.replace(exp.Cast(this=target.copy(), to=exp.DataType.build(to, dialect="spark")))
+    return tree
+
+
+def spark_query(query: str, frames: dict[str, Any]) -> str:
+    """A Spark SQL query over `frames` (by name) with Spark's result types made explicit."""
+    import sqlglot
+
+    schema = {
+        name: {f.name: type_string(f.dataType) for f in df.schema.fields}
+        for name, df in frames.items()
+    }
+    try:
+        tree = spark_types(sqlglot.parse_one(query, read="spark"), schema)
+    except Exception:  # noqa: BLE001  (the engine reports what it cannot parse)
+        return query
+    return tree.sql(dialect="spark")
+
+
+def cast(col: Column, to: str, source: Any) -> Column:
+    """`col.cast(to)` (`source`: the column's type) with Spark's result on DuckDB: a double
+    becomes a decimal through its shortest text, a timestamp a string without an offset."""
+    if not on_duckdb():
+        return col.cast(to)
+    kind = type(source).__name__
+    target = to.strip().lower()
+    if kind == "DoubleType" and target.startswith("decimal"):
+        return col.cast("string").cast(to)
+    if kind == "TimestampType" and target == "string":
+        return col.cast("timestamp_ntz").cast("string")
+    return col.cast(to)
+
+
+def expr(text: str, df: Any = None) -> Column:
+    """`F.expr(text)`; on DuckDB with Spark's result types (`df`: the frame it runs on)."""
+    if not on_duckdb():
+        return F.expr(text)
+    import sqlglot
+    from sqlglot import exp
+
+    columns = {f.name: type_string(f.dataType) for f in df.schema.fields} if df is not None else {}
+    try:
+        select = sqlglot.parse_one(f"SELECT {text} FROM __datahub_t", read="spark")
+        assert isinstance(select, exp.Select)
+        aliased = isinstance(select.expressions[0], exp.Alias)
+        select = spark_types(select, {"__datahub_t": columns})
+        for col in select.find_all(exp.Column):
+            col.set("table", None)
+        projection = select.expressions[0]
+        if not aliased and isinstance(projection, exp.Alias):
+            projection = projection.this  # qualify named it; the engine names it as written
+        fixed = projection.sql(dialect="spark")
+    except Exception:  # noqa: BLE001  (sqlframe reports what it cannot parse, with its words)
+        return F.expr(text)
+    return F.expr(fixed)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame
 
 from datahub_assets.engines.api import F, T
+from datahub_assets.engines.duckdb_functions import type_string
 from datahub_assets.execute.writers.schema_evolution import (
     spark_type_widens,
     without_nullability,
@@ -114,7 +115,7 @@ def _diff(prefix: str, old: T.StructType, new: T.StructType, out: dict[str, list
             _diff(f"{prefix}{name}.", old_t, new_t, out)
         else:
             out["retyped"].append(
-                (prefix + name, old_t.simpleString(), new_t.simpleString(), widens(old_t, new_t))
+                (prefix + name, type_string(old_t), type_string(new_t), widens(old_t, new_t))
             )
 
 

@@ -95,6 +95,13 @@ def _entry(condition: Column, rule: str, reason: Column) -> Column:
     return F.when(condition, F.struct(F.lit(rule).alias("rule"), reason.alias("reason")))
 
 
+def _reasons(checks: Column) -> Column:
+    """The `reason` of each (rule, reason) struct of the array."""
+    if DX.on_duckdb():  # DuckDB cannot take a field of a list of structs
+        return F.transform(checks, lambda e: e.getField("reason"))
+    return checks.getField("reason")
+
+
 def validate_rows(
     df: DataFrame, schema: T.StructType, rules: Sequence[Any] = ()
 ) -> tuple[DataFrame, DataFrame]:
@@ -124,7 +131,7 @@ def validate_rows(
             reason = F.concat(
                 F.lit(f"column '{f.name}': value '"),
                 _as_text(orig, fields[f.name].dataType),
-                F.lit(f"' is not {f.dataType.simpleString()}"),
+                F.lit(f"' is not {DX.type_string(f.dataType)}"),
             )
             entries.append(_entry(orig.isNotNull() & qcol(f.name).isNull(), "cast", reason))
         if not f.nullable:
@@ -147,7 +154,7 @@ def validate_rows(
             _as_text(F.col(f"{_ORIG}{i}"), f.dataType).alias(f.name)
             for i, f in enumerate(df.schema.fields)
         ],
-        F.array_join(F.col(_CHECKS).getField("reason"), "; ").alias("_reason"),
+        F.array_join(_reasons(F.col(_CHECKS)), "; ").alias("_reason"),
         F.col(_CHECKS).getItem(0).getField("rule").alias("_rule"),
     )
     return valid, invalid

@@ -15,6 +15,7 @@ from datetime import datetime
 from pyspark.sql import DataFrame, SparkSession
 
 from datahub_assets.engines.api import F, T
+from datahub_assets.engines.duckdb_functions import type_string
 from datahub_assets.execute.checks import aggregate as agg
 from datahub_assets.execute.checks import results, samples
 from datahub_assets.execute.checks.duration import parse_duration
@@ -32,11 +33,11 @@ def _problem(check, df: DataFrame, columns: list[str]) -> str | None:
         return f"column {', '.join(missing)} not in the target"
     if check.kind == "expression":
         try:
-            dtype = df.select(F.expr(check.expr).alias("x")).schema["x"].dataType
+            dtype = df.select(F.expr(check.expr).alias("x")).schema.fields[0].dataType
         except Exception as exc:  # analysis error: bad column or syntax
             return f"expression ({check.expr}) is invalid: {str(exc).splitlines()[0][:300]}"
         if not isinstance(dtype, T.BooleanType):
-            return f"expression ({check.expr}) is {dtype.simpleString()}, not boolean"
+            return f"expression ({check.expr}) is {type_string(dtype)}, not boolean"
     if check.kind == "freshness":
         try:
             parse_duration(check.max_age)

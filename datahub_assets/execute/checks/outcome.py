@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pyspark.sql import Row
@@ -32,6 +33,9 @@ def json_safe(value: Any) -> Any:
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        # DuckDB collects an instant with its zone, Spark as naive local time: show both alike
+        return str(value.astimezone().replace(tzinfo=None))
     if isinstance(value, bytes | bytearray):
         return bytes(value).hex()
     if isinstance(value, Row):

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from pyspark.sql import Column, DataFrame
 
-from datahub_assets.engines.api import F
+from datahub_assets.engines.api import F, current
 from datahub_assets.execute.checks.outcome import json_safe
 from datahub_assets.execute.checks.predicates import qcol
 
@@ -22,8 +22,10 @@ def sample_columns(df_columns: Sequence[str], check_cols: Sequence[str]) -> list
 
 
 def collect_sample(frame: DataFrame, columns: Sequence[str]) -> list[dict]:
-    rows = frame.select(*[qcol(c) for c in columns]).limit(SAMPLE_ROWS).collect()
-    return [{k: json_safe(v) for k, v in row.asDict().items()} for row in rows]
+    picked = frame.select(*[qcol(c) for c in columns]).limit(SAMPLE_ROWS)
+    if current().is_duckdb:  # sqlframe's collect() turns decimals into floats; Arrow does not
+        return [{k: json_safe(v) for k, v in r.items()} for r in picked.toArrow().to_pylist()]
+    return [{k: json_safe(v) for k, v in row.asDict().items()} for row in picked.collect()]
 
 
 def where_sample(df: DataFrame, predicate: Column, check_cols: Sequence[str]) -> list[dict]:

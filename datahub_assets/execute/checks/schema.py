@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from datahub_assets.engines.api import T
+from datahub_assets.engines.duckdb_functions import type_string
 from datahub_assets.execute.schemas import load_schema
 
 
@@ -25,7 +26,7 @@ class SchemaDiff:
 
 
 def _type(dtype: T.DataType) -> str:
-    return dtype.simpleString()
+    return type_string(dtype)
 
 
 def compare(expected: T.StructType, actual: T.StructType) -> SchemaDiff:

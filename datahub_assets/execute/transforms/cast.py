@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame
 
+from datahub_assets.engines import duckdb_functions as DX
 from datahub_assets.engines.api import F
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.transforms._base import (
@@ -28,4 +29,7 @@ def cast(step: Cast, datasets: dict[str, DataFrame], _ctx: ExecContext) -> DataF
     if not types:  # defensive: the loader refuses an empty types=
         raise TransformError(f"cast: no `col:type` items given for dataset {step.source!r}")
     require_columns(df, types, step.kind, step.source)
-    return df.withColumns({col: F.col(f"`{col}`").cast(t) for col, t in types.items()})
+    source = {f.name: f.dataType for f in df.schema.fields}
+    return df.withColumns(
+        {col: DX.cast(F.col(f"`{col}`"), t, source[col]) for col, t in types.items()}
+    )

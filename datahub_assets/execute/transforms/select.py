@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame
 
+from datahub_assets.engines import duckdb_functions as DX
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.transforms._base import (
     TransformError,
@@ -21,4 +22,6 @@ def select(step: Select, datasets: dict[str, DataFrame], _ctx: ExecContext) -> D
     exprs = split_top_level(step.columns)
     if not exprs:
         raise TransformError(f"select: no columns given for dataset {step.source!r}")
+    if DX.on_duckdb():
+        return df.select(*[DX.expr(e, df) for e in exprs])
     return df.selectExpr(*exprs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame
 
+from datahub_assets.engines import duckdb_functions as DX
 from datahub_assets.engines.api import current
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.transforms._base import TransformError, register
@@ -41,4 +42,6 @@ def sql(step: Sql, datasets: dict[str, DataFrame], ctx: ExecContext) -> DataFram
         return _with_relations(ctx, step.query, datasets)
     for name, df in datasets.items():
         df.createOrReplaceTempView(name)
+    if current().is_duckdb:
+        return ctx.spark.sql(DX.spark_query(step.query, datasets))
     return ctx.spark.sql(step.query)
