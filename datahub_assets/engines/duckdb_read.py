@@ -655,8 +655,46 @@ def parquet_files(path: str) -> list[str]:
     return [p for p in local_files(path) if not Path(p).name.startswith(("_", "."))]
 
 
-def read_parquet(files: Sequence[str], file_col: bool = False) -> Any:
+def _partition_type(values: set[str]) -> str:
+    """DuckDB type of a partition column as Spark infers it from the folder names
+    (int, bigint, double, date, else string; `__HIVE_DEFAULT_PARTITION__` is null)."""
+    values = values - {"__HIVE_DEFAULT_PARTITION__"}
+
+    def every(pattern: str, ok=lambda _: True) -> bool:
+        return bool(values) and all(re.fullmatch(pattern, v) and ok(v) for v in values)
+
+    if every(_INT, lambda v: -(2**31) <= int(v) < 2**31):
+        return "INTEGER"
+    if every(_INT, lambda v: -(2**63) <= int(v) < 2**63):
+        return "BIGINT"
+    if every(_DOUBLE):
+        return "DOUBLE"
+    if every(_DATE):
+        return "DATE"
+    return "VARCHAR"
+
+
+def partition_types(files: Sequence[str], root: str) -> dict[str, str]:
+    """{column: DuckDB type} of the `key=value` folders between `root` and each file."""
+    found: dict[str, set[str]] = {}
+    for file in files:
+        for part in Path(file).relative_to(root).parts[:-1]:
+            if "=" in part:
+                key, _, value = part.partition("=")
+                found.setdefault(key, set()).add(value)
+    return {k: _partition_type(v) for k, v in found.items()}
+
+
+def read_parquet(files: Sequence[str], file_col: bool = False, root: str | None = None) -> Any:
+    """Parquet `files` by column name (`union_by_name`); `root`: the folder read, whose
+    `key=value` sub-folders are partition columns (last, typed as Spark infers them)."""
     extra = f", filename={lit(FILE_COL)}" if file_col else ""
+    parts = partition_types(files, root) if root else {}
+    if parts:
+        types = ", ".join(f"{lit(k)}: {lit(t)}" for k, t in parts.items())
+        extra += f", hive_partitioning=true, hive_types={{{types}}}"
+    else:
+        extra += ", hive_partitioning=false"
     sql = f"SELECT * FROM read_parquet({_list(files)}, union_by_name=true{extra})"
     if file_col:
         sql = f"SELECT * REPLACE ({_file_expr(ident(FILE_COL))} AS {ident(FILE_COL)}) FROM ({sql})"

@@ -914,3 +914,32 @@ def test_incremental_runs_same_rows_and_watermarks(spark, tmp_path, kind, column
     else:
         assert rows_per_run == [6, 0, 3]
         assert json.loads(got["duckdb"][2][3]) == {"type": "bigint", "value": "9"}
+
+
+def test_parquet_written_by_spark(spark, data):
+    out = str(data.data_dir / "shop" / "landing" / "sp")
+    spark.sql(
+        "SELECT 1 AS id, TIMESTAMP'2024-01-02 03:04:05.123456' AS at, DATE'2024-02-29' AS day, "
+        "CAST(1.25 AS DECIMAL(9,2)) AS amount, named_struct('a', 1, 'b', 'x') AS s, "
+        "array(1, 2) AS xs, CAST(NULL AS STRING) AS nothing"
+    ).write.parquet(out)
+    src = m.ParquetSource(id="p", path="landing/sp")
+    types, rows = same(spark, data, lambda ctx: read_source(src, ctx))
+    assert types[:4] == [
+        ("id", "int"),
+        ("at", "timestamp"),
+        ("day", "date"),
+        ("amount", "decimal(9,2)"),
+    ]
+    assert rows[0][1] == dt.datetime(2024, 1, 2, 3, 4, 5, 123456)
+
+
+def test_parquet_partition_folders(spark, data):
+    out = str(data.data_dir / "shop" / "landing" / "pp")
+    spark.sql("SELECT id, id % 2 AS part, 'x' AS v FROM range(4)").write.partitionBy(
+        "part"
+    ).parquet(out)
+    src = m.ParquetSource(id="p", path="landing/pp")
+    types, rows = same(spark, data, lambda ctx: read_source(src, ctx))
+    assert types == [("id", "bigint"), ("v", "string"), ("part", "int")]
+    assert rows == [(0, "x", 0), (1, "x", 1), (2, "x", 0), (3, "x", 1)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import shutil
+from glob import has_magic
 from pathlib import Path
 
 from pyspark.errors import AnalysisException
@@ -59,6 +60,7 @@ __all__ = [
     "check_exists",
     "duck_call",
     "duck_files",
+    "duck_root",
     "options",
     "reader",
     "resolve",
@@ -89,6 +91,17 @@ def duck_files(
     if not files:
         raise SourceError(f"source {source_id!r}: no file matches path {path!r}")
     return files
+
+
+def duck_root(path: str, source_id: str, ctx: ExecContext) -> str | None:
+    """The local folder a parquet source reads (its `key=value` sub-folders are partition
+    columns), or None for files and globs."""
+    local = _local(path)
+    if local is None:  # downloaded S3 objects keep their keys under the run folder
+        key = path.split("://", 1)[1].rstrip("/")
+        local = str(s3_folder(ctx, source_id) / key)
+        return local if not has_magic(key) else None
+    return local if Path(local).is_dir() else None
 
 
 def s3_folder(ctx: ExecContext, source_id: str):

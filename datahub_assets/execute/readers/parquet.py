@@ -10,6 +10,7 @@ from datahub_assets.execute.readers._files import (
     check_exists,
     duck_call,
     duck_files,
+    duck_root,
     resolve,
     spark_path,
 )
@@ -22,5 +23,6 @@ def read_parquet(source: ParquetSource, ctx: ExecContext) -> DataFrame:
     check_exists(path, source.id)
     if ctx.on_duckdb:
         files = duck_files(path, source.id, ctx, parquet=True)
-        return duck_call(source.id, path, lambda: duckdb_read.read_parquet(files), ctx)
+        root = duck_root(path, source.id, ctx)
+        return duck_call(source.id, path, lambda: duckdb_read.read_parquet(files, root=root), ctx)
     return resolve(ctx.spark.read.parquet(spark_path(path)), source.id, path)
