@@ -138,7 +138,7 @@ def duckdb_blockers(pipeline: Pipeline, file: str) -> tuple[EngineBlocker, ...]:
             problem = _regex_problem(check.pattern)
             if problem:
                 add(check, f'pattern= on <regex> check of "{check.column}"', problem)
-    return tuple(out)
+    return tuple(sorted(out, key=lambda b: (b.line, b.column)))
 
 
 def _spark_sql(pipeline: Pipeline) -> Iterator[tuple[Any, str, str, str]]:
@@ -214,7 +214,7 @@ def _sql_problem(form: str, text: str) -> str | None:
         tree = sqlglot.parse_one(_WRAP[form](text), read="spark")
         duck = tree.sql(dialect="duckdb", unsupported_level=ErrorLevel.RAISE)
         back = sqlglot.parse_one(duck, read="duckdb")
-    except SqlglotError as exc:
+    except (SqlglotError, ValueError, TypeError, RecursionError) as exc:
         reason = _reason(exc)
         return f'Spark SQL "{_shown(text)}" does not translate to DuckDB SQL ({reason})'
     differ = sorted({f.name.lower() for f in tree.find_all(exp.Anonymous)} & set(DIFFERENT_RESULTS))
