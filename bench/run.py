@@ -35,6 +35,7 @@ PYTHON = ROOT / ".venv" / "bin" / "python"
 MODULES = {
     "tpch": ["bench.tpch.handwritten"],
     "tpch-duckdb": ["bench.tpch.handwritten_duckdb"],
+    "duckdb-memory": ["bench.duckdb_memory"],
     "tpch-platform": ["bench.tpch.run_platform"],
     "load": ["bench.load.run_load"],
     "overhead": ["bench.overhead.run_overhead"],
