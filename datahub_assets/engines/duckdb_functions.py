@@ -309,6 +309,16 @@ def ensure_functions(conn: Any = None) -> None:
                 null_handling="special",
                 side_effects=side_effects,
             )
+    for name, (fn, arg, out) in SCALAR_UDFS.items():
+        if name not in known:
+            conn.create_function(
+                name,
+                _text_udf(fn, out),
+                [getattr(sqltypes, arg)],
+                getattr(sqltypes, out),
+                type="arrow",
+                null_handling="special",
+            )
     if SPARK_JSON_FN not in known:
         conn.create_function(
             SPARK_JSON_FN,
@@ -364,7 +374,6 @@ _INT_RESULT = (
     "Month",
     "Day",
     "DayOfMonth",
-    "DayOfWeek",
     "DayOfYear",
     "Quarter",
     "WeekOfYear",
@@ -374,6 +383,7 @@ _INT_RESULT = (
     "Length",
     "DateDiff",
     "ArraySize",
+    "StrPosition",
 )
 _INT_WINDOW = ("RowNumber", "Rank", "DenseRank", "Ntile")
 _INT_DIGITS = {"TINYINT": 3, "SMALLINT": 5, "INT": 10, "BIGINT": 20}
@@ -484,6 +494,106 @@ def _spark_type_of(node: Any, known: dict[int, Any]) -> str | None:  # noqa: C90
     return None
 
 
+_SHA_BITS = {224: "__datahub_sha224", 384: "__datahub_sha384", 512: "__datahub_sha512"}
+_DIVIDE_BY_ZERO = "[DIVIDE_BY_ZERO] Division by zero"
+
+
+def _is(node: Any, *types: Any) -> bool:
+    return node is not None and node.type is not None and node.type.is_type(*types)
+
+
+def _divisor(b: Any) -> Any:
+    """`b`, or an error when it is 0 (Spark's ANSI division; DuckDB gives NULL)."""
+    from sqlglot import exp
+
+    fail = exp.Anonymous(this="error", expressions=[exp.Literal.string(_DIVIDE_BY_ZERO)])
+    cond = exp.EQ(this=b.copy(), expression=exp.Literal.number(0))
+    return exp.Case(ifs=[exp.If(this=cond, true=fail)], default=b.copy())
+
+
+def _spark_round(node: Any) -> Any:
+    """Spark rounds a double HALF_UP on its shortest decimal text (round(-2.675, 2) is -2.68);
+    DuckDB on the binary value (-2.67)."""
+    from sqlglot import exp
+
+    x, digits = node.this, node.args.get("decimals") or exp.Literal.number(0)
+    text = exp.Cast(this=x.copy(), to=exp.DataType.build("string", dialect="spark"))
+    exact = exp.Cast(this=text, to=exp.DataType.build("decimal(35,20)", dialect="spark"))
+    rounded = exp.Cast(
+        this=exp.Round(this=exact, decimals=digits.copy()),
+        to=exp.DataType.build("double", dialect="spark"),
+    )
+    small = exp.LT(this=exp.Abs(this=x.copy()), expression=exp.Literal.number("1e15"))
+    return exp.If(this=small, true=rounded, false=exp.Round(this=x.copy(), decimals=digits.copy()))
+
+
+def _toward_zero(x: Any) -> Any:
+    from sqlglot import exp
+
+    neg = exp.LT(this=x.copy(), expression=exp.Literal.number(0))
+    return exp.If(this=neg, true=exp.Ceil(this=x.copy()), false=exp.Floor(this=x.copy()))
+
+
+def _rewrite(node: Any) -> Any:  # noqa: C901, PLR0911  (one case per Spark construct)
+    """A function building the replacement of `node`, or None."""
+    from sqlglot import exp
+
+    if isinstance(node, exp.SHA2):
+        bits = int(node.args["length"].this) if node.args.get("length") else 256
+        if bits in _SHA_BITS:
+            return lambda n: exp.Anonymous(this=_SHA_BITS[bits], expressions=[n.this.copy()])
+        return None
+    if isinstance(node, exp.Anonymous) and str(node.this).lower() == "crc32":
+        return lambda n: exp.Anonymous(this="__datahub_crc32", expressions=[n.expressions[0]])
+    if isinstance(node, exp.ToBase64) and _is(node.this, *exp.DataType.TEXT_TYPES):
+        return lambda n: exp.Anonymous(this="__datahub_base64", expressions=[n.this.copy()])
+    if isinstance(node, exp.Round) and _is(node.this, "double", "float"):
+        return _spark_round
+    if isinstance(node, exp.Floor | exp.Ceil):
+        if _is(node.this, "double", "float"):
+            return lambda n: exp.Cast(
+                this=n.copy(), to=exp.DataType.build("bigint", dialect="spark")
+            )
+        dec = node.this.type
+        if (
+            _is(node.this, "decimal")
+            and len(dec.expressions) == 2
+            and not node.args.get("decimals")
+        ):
+            p, s = (int(e.this.this) for e in dec.expressions)
+            to = exp.DataType.build(f"decimal({p - s + 1},0)", dialect="spark")
+            return lambda n: exp.Cast(this=n.copy(), to=to)
+        return None
+    if isinstance(node, exp.RegexpReplace):
+        repl = node.args.get("replacement")
+        if isinstance(repl, exp.Literal) and "$" in repl.this:
+            import re
+
+            text = re.sub(r"\$(\d)", r"\\\1", repl.this)
+            return lambda n: _with_arg(n, "replacement", exp.Literal.string(text))
+        return None
+    if isinstance(node, exp.StrToTime):
+        return lambda n: exp.Cast(
+            this=n.copy(), to=exp.DataType.build("timestamp", dialect="spark")
+        )
+    if isinstance(node, exp.AddMonths):
+        return lambda n: exp.Cast(this=n.copy(), to=exp.DataType.build("date", dialect="spark"))
+    if isinstance(node, exp.MonthsBetween):
+        return lambda n: exp.Round(this=n.copy(), decimals=exp.Literal.number(8))
+    if isinstance(node, exp.DayOfWeek):  # Spark: 1 = Sunday; DuckDB: 0 = Sunday
+        return lambda n: exp.Cast(
+            this=exp.Add(this=n.copy(), expression=exp.Literal.number(1)),
+            to=exp.DataType.build("int", dialect="spark"),
+        )
+    return None
+
+
+def _with_arg(node: Any, name: str, value: Any) -> Any:
+    out = node.copy()
+    out.set(name, value)
+    return out
+
+
 def _cast_fixes(node: Any) -> list[str]:
     from sqlglot import exp
 
@@ -491,6 +601,11 @@ def _cast_fixes(node: Any) -> list[str]:
     to_text = node.to.is_type(*exp.DataType.TEXT_TYPES)
     if source is not None and to_text and source.is_type(*_TIMESTAMPS):
         fixes.append("ts_text")
+    if source is not None and to_text and source.is_type("double"):
+        fixes.append("double_text")
+    to_integer = node.to.is_type(*exp.DataType.INTEGER_TYPES)
+    if source is not None and to_integer and source.is_type("double", "float", "decimal"):
+        fixes.append("toward_zero")
     to_decimal = node.to.is_type(exp.DataType.Type.DECIMAL)
     if source is not None and to_decimal and source.is_type(exp.DataType.Type.DOUBLE):
         fixes.append("double_decimal")
@@ -516,17 +631,32 @@ def spark_types(tree: Any, schema: dict[str, Any]) -> Any:
     known: dict[int, Any] = {}
     wraps: list[tuple[Any, str]] = []
     for node in reversed(list(tree.walk(bfs=False))):  # children before parents
+        rewrite = _rewrite(node)
+        if rewrite is not None:
+            wraps.append((node, rewrite))
+            continue
         if isinstance(node, exp.Cast):
             wraps += [(node, fix) for fix in _cast_fixes(node)]
             continue
         to = _spark_type_of(node, known)
         if to is not None:
             wraps.append((node, to))
+        divisor = node.expression if isinstance(node, exp.Div | exp.Mod | exp.IntDiv) else None
+        if divisor is not None and not (divisor.is_number and divisor.to_py() != 0):
+            divisor.replace(_divisor(divisor))
     for node, to in wraps:
-        if to == "strict":  # Spark's CAST fails on a bad value (ANSI); DuckDB's CAST too
+        if callable(to):
+            node.replace(to(node))
+        elif to == "strict":  # Spark's CAST fails on a bad value (ANSI); DuckDB's CAST too
             node.replace(exp.Cast(this=node.this, to=node.to, format=node.args.get("format")))
+        elif to == "double_text":  # Java's Double.toString (1.0E20), not DuckDB's 1e+20
+            node.replace(exp.Anonymous(this="__datahub_double_text", expressions=[node.this]))
+        elif to == "toward_zero":  # Spark truncates (1.5 -> 1); DuckDB rounds (-> 2)
+            node.set("this", _toward_zero(node.this))
         elif to == "double_decimal":  # Spark converts the double's shortest decimal text
-            node.set("this", exp.Cast(this=node.this, to=exp.DataType.build("string")))
+            node.set(
+                "this", exp.Cast(this=node.this, to=exp.DataType.build("string", dialect="spark"))
+            )
         elif to == "ts_text":  # Spark prints the session-zone wall time without an offset
             inner = exp.Cast(
                 this=node.this, to=exp.DataType.build("timestamp_ntz", dialect="spark")
@@ -539,10 +669,13 @@ def spark_types(tree: Any, schema: dict[str, Any]) -> Any:
     return tree
 
 
-def spark_query(query: str, frames: dict[str, Any]) -> str:
-    """A Spark SQL query over `frames` (by name) with Spark's result types made explicit."""
+def spark_query(query: str, frames: dict[str, Any]) -> Any:
+    """A Spark SQL query over `frames` (by name) with Spark's result types made explicit: the
+    parsed tree (Spark's text would parse CAST back to TRY_CAST), or the text as written when
+    sqlglot cannot parse it (sqlframe then reports the error)."""
     import sqlglot
 
+    ensure_functions()
     schema = {
         name: {f.name: type_string(f.dataType) for f in df.schema.fields}
         for name, df in frames.items()
@@ -551,7 +684,7 @@ def spark_query(query: str, frames: dict[str, Any]) -> str:
         tree = spark_types(sqlglot.parse_one(query, read="spark"), schema)
     except Exception:  # noqa: BLE001  (the engine reports what it cannot parse)
         return query
-    return tree.sql(dialect="spark")
+    return tree
 
 
 def cast(col: Column, to: str, source: Any) -> Column:
@@ -575,6 +708,7 @@ def expr(text: str, df: Any = None) -> Column:
     import sqlglot
     from sqlglot import exp
 
+    ensure_functions()
     columns = {f.name: type_string(f.dataType) for f in df.schema.fields} if df is not None else {}
     try:
         select = sqlglot.parse_one(f"SELECT {text} FROM __datahub_t", read="spark")
@@ -586,7 +720,38 @@ def expr(text: str, df: Any = None) -> Column:
         projection = select.expressions[0]
         if not aliased and isinstance(projection, exp.Alias):
             projection = projection.this  # qualify named it; the engine names it as written
-        fixed = projection.sql(dialect="spark")
     except Exception:  # noqa: BLE001  (sqlframe reports what it cannot parse, with its words)
         return F.expr(text)
-    return F.expr(fixed)
+    return _sqlframe_column(projection)  # the tree itself: its text would parse CAST as TRY_CAST
+
+
+def _text_udf(fn: Callable[[Any], Any], out_type: str) -> Callable[[Any], Any]:
+    def run(values: Any) -> Any:
+        import pyarrow as pa
+
+        return pa.array(
+            [None if v is None else fn(v) for v in values.to_pylist()],
+            pa.string() if out_type == "VARCHAR" else pa.int64(),
+        )
+
+    return run
+
+
+def _hex_digest(name: str) -> Callable[[str], str]:
+    return lambda v: hashlib.new(name, v.encode()).hexdigest()
+
+
+def _crc32(value: str) -> int:
+    import zlib
+
+    return zlib.crc32(value.encode())
+
+
+SCALAR_UDFS: dict[str, tuple[Callable[[Any], Any], str, str]] = {
+    "__datahub_sha224": (_hex_digest("sha224"), "VARCHAR", "VARCHAR"),
+    "__datahub_sha384": (_hex_digest("sha384"), "VARCHAR", "VARCHAR"),
+    "__datahub_sha512": (_hex_digest("sha512"), "VARCHAR", "VARCHAR"),
+    "__datahub_crc32": (_crc32, "VARCHAR", "BIGINT"),
+    "__datahub_base64": (lambda v: base64.b64encode(v.encode()).decode(), "VARCHAR", "VARCHAR"),
+    "__datahub_double_text": (lambda v: _java_double(float(v)).strip('"'), "DOUBLE", "VARCHAR"),
+}

@@ -393,6 +393,36 @@ EXPRESSIONS = [
     "NOT flag as nflag",
     "id IN (1, 2) as in12",
     "id BETWEEN 2 AND 3 as btw",
+    "sha2(g, 512) as sha512",
+    "crc32(g) as crc",
+    "base64(g) as b64",
+    "instr(g, 'a') as pos",
+    "round(x, 2) as rnd",
+    "round(amount, 1) as rnd_dec",
+    "ceil(amount) as ceil_dec",
+    "floor(x / 1e10) as floor_d",
+    "regexp_replace(g, '(a)(l)', '$2$1') as backref",
+    "to_timestamp('2024-01-02 03:04:05', 'yyyy-MM-dd HH:mm:ss') as parsed",
+    "add_months(d, 1) as plus_month",
+    "months_between(d, date'2024-01-01') as mb",
+    "dayofweek(d) as dow",
+    "weekofyear(d) as woy",
+    "cast(x as string) as x_text",
+    "cast(x / 1e12 as int) as x_int",
+    "cast(-x / 1e12 as bigint) as neg_long",
+    "cast(amount / 1e6 as int) as amt_int",
+    "concat_ws('|', g, cast(id as string), null) as cws",
+    "lpad(g, 8, '*') as padded",
+    "initcap(g) as initcap",
+    "array_contains(split(g, ','), 'b') as has_b",
+    "sort_array(split(g, ',')) as sorted_parts",
+    "struct(id, g) as st",
+    "map('a', id) as mp",
+    "nullif(id, 1) as nif",
+    "id <=> null as nullsafe",
+    "date_trunc('week', ts) as week",
+    "ts + interval 1 day as tomorrow",
+    "unix_micros(ts) as micros",
 ]
 
 
@@ -771,3 +801,62 @@ def test_schema_drift_policies(engines):
         d_drift, d_out = run(duck_frames(duck, ["orders"]))
     assert s_drift == d_drift
     assert_equivalent({"freeze": s_out}, {"freeze": d_out})
+
+
+# ----------------------------------------------------------------------------- errors and gaps
+
+REJECTED_BY_BOTH = [
+    "x / 0 as q",  # ANSI: DIVIDE_BY_ZERO (DuckDB would give NULL: an error() is added)
+    "id % 0 as q",
+    "id div 0 as q",
+    "cast(g as int) as q",  # ANSI: a bad value fails the cast (DuckDB: CAST, not TRY_CAST)
+    "cast(x as int) as q",  # overflow of 1e20
+]
+
+
+@pytest.mark.parametrize("expression", REJECTED_BY_BOTH)
+def test_both_engines_reject(engines, expression):
+    """What fails the run on Spark (ANSI mode) fails it on DuckDB too."""
+    from datahub_assets.execute.transforms import TransformError
+
+    sctx, dctx, duck = engines
+    steps = [m.Select(source="orders", columns=expression, output="sel")]
+    with pytest.raises(Exception) as spark_error:  # noqa: PT011  (Spark's own error classes)
+        apply_steps(steps, spark_frames(sctx.spark, ["orders"]), sctx)["sel"].toArrow()
+    assert "Exception" in type(spark_error.value).__name__
+    with use(duck), pytest.raises((TransformError, *duck.errors)):
+        apply_steps(steps, duck_frames(duck, ["orders"]), dctx)["sel"].toArrow()
+
+
+KNOWN_DIFFERENCES = {
+    # Spark SQL functions DuckDB cannot match: the loader refuses them on engine="duckdb"
+    "hash(g)": "Spark's murmur3 (seed 42) vs DuckDB's hash: other values and type",
+    "xxhash64(g)": "no xxhash64 in DuckDB",
+    "bround(x, 1)": "no HALF_EVEN rounding function in DuckDB",
+    "date_format(ts, 'yy-MM-dd HH:mm:ss.SSS')": "SSS (millis) not translated by sqlglot",
+    "date_format(ts, 'yyyy-MM-dd''T''HH:mm:ss')": "quoted literals in patterns not translated",
+    "unix_timestamp(ts)": "sqlglot emits strptime(TIMESTAMPTZ, ...): DuckDB rejects it",
+    "trunc(d, 'MM')": "DuckDB's trunc has no date unit",
+    "element_at(split(g, ','), 5)": "Spark fails (index out of bounds, ANSI), DuckDB gives NULL",
+}
+
+
+@pytest.mark.parametrize("expression", sorted(KNOWN_DIFFERENCES))
+def test_known_differences_are_still_different(engines, expression):
+    """Each construct listed as a DuckDB gap still differs (an error on one side or other
+    values): when one starts to match, drop it from the list and from the load-time refusal."""
+    sctx, dctx, duck = engines
+    steps = [m.Select(source="orders", columns=f"{expression} as q", output="sel")]
+    try:
+        spark_out = apply_steps(steps, spark_frames(sctx.spark, ["orders"]), sctx)["sel"].toArrow()
+    except Exception:  # noqa: BLE001  (Spark rejects it: the difference is DuckDB accepting)
+        spark_out = None
+    try:
+        with use(duck):
+            duck_out = apply_steps(steps, duck_frames(duck, ["orders"]), dctx)["sel"].toArrow()
+    except Exception:  # noqa: BLE001
+        duck_out = None
+    if spark_out is None or duck_out is None:
+        assert (spark_out is None) != (duck_out is None)
+    else:
+        assert differences(spark_out, duck_out)
