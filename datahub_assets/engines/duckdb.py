@@ -21,16 +21,39 @@ from sqlframe.duckdb import DuckDBDataFrame, DuckDBSession, Window
 from sqlframe.duckdb import functions as DF
 from sqlframe.duckdb.table import DuckDBTable
 
-from datahub_assets.engines import duckdb_types
+from datahub_assets.engines import duckdb_s3, duckdb_types
 from datahub_assets.engines.base import Engine
 from datahub_resources.settings import Settings
 
 _TEMP_TABLES = itertools.count(1)
 
 
+def _quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
 class DatahubDuckDBDataFrame(DuckDBDataFrame):
     def selectExpr(self, *exprs: str) -> DatahubDuckDBDataFrame:  # noqa: N802  (PySpark's name)
         return self.select(*[DF.expr(e) for e in exprs])
+
+    def withColumns(self, *colsMap: dict[str, Any]) -> DatahubDuckDBDataFrame:  # noqa: N802
+        """PySpark's withColumns as one select: a column of that name is replaced in place,
+        others are appended (sqlframe's own appends a duplicate after some joins)."""
+        (changes,) = colsMap
+        present = self.columns
+        lowered = {c.lower(): c for c in changes}
+        cols = [
+            changes[lowered[c.lower()]].alias(lowered[c.lower()])
+            if c.lower() in lowered
+            else DF.col(_quote(c))
+            for c in present
+        ]
+        seen = {c.lower() for c in present}
+        cols += [v.alias(c) for c, v in changes.items() if c.lower() not in seen]
+        return self.select(*cols)
+
+    def withColumn(self, colName: str, col: Any) -> DatahubDuckDBDataFrame:  # noqa: N802,N803
+        return self.withColumns({colName: col})
 
     def isLocal(self) -> bool:  # noqa: N802  (PySpark's name)
         """Binds the query in DuckDB (names, types, functions) without running it."""
@@ -83,6 +106,8 @@ def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
     conn.execute("SET TimeZone = 'UTC'")
     # footers are read once per run, not each time a view over the files is bound
     conn.execute("SET parquet_metadata_cache = true")
+    # s3:// and s3a:// through pyarrow's S3 client (no httpfs offline; made on first use)
+    duckdb_s3.register_s3(conn)
     return conn
 
 
