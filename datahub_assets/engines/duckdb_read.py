@@ -615,6 +615,32 @@ def _is_json(col: str, kind: str) -> str:
     return f"CASE WHEN json_valid({col}) THEN json_type({col}::JSON) = {lit(kind)} ELSE false END"
 
 
+_JSON_NUMBERS = "('BIGINT', 'UBIGINT', 'DOUBLE')"
+
+
+def _json_kind_fits(kind: str, dtype: Any) -> str:
+    """SQL: a JSON value of `kind` (json_type) is read as `dtype` by Spark's JSON parser
+    (numbers for numbers, integers only for integral types, true/false for booleans, strings
+    for dates and timestamps, objects for structs and maps, arrays for arrays; anything for a
+    string, as text). A JSON null always fits."""
+    name = type(dtype).__name__
+    if name == "StringType":
+        return "true"
+    if name in ("ByteType", "ShortType", "IntegerType", "LongType"):
+        allowed = "('BIGINT', 'UBIGINT')"
+    elif name in ("FloatType", "DoubleType", "DecimalType"):
+        allowed = _JSON_NUMBERS
+    elif name == "BooleanType":
+        allowed = "('BOOLEAN')"
+    elif name in ("StructType", "MapType"):
+        allowed = "('OBJECT')"
+    elif name == "ArrayType":
+        allowed = "('ARRAY')"
+    else:  # dates, timestamps: strings
+        allowed = "('VARCHAR')"
+    return f"(coalesce({kind}, 'NULL') = 'NULL' OR {kind} IN {allowed})"
+
+
 def _json_records(files: Sequence[str], multiline: bool) -> str:
     """(f, n, rec) of every record's raw text."""
     if not multiline:
@@ -649,12 +675,12 @@ def read_json(
         simple = f.dataType.simpleString()
         if simple == "timestamp":
             got = f"try_cast({got} AS TIMESTAMPTZ)"
-        exprs.append(f"CASE WHEN ok THEN {got} END AS {ident(f.name)}")
-        value = f"json_extract(rec, {lit('$.' + json.dumps(f.name))})"
-        present = f"({value} IS NOT NULL AND json_type({value}) <> 'NULL')"
-        if simple == "string":
-            continue
-        checks.append(f"(NOT {present} OR {got} IS NOT NULL)")
+        kind = f"json_type(json_extract(rec, {lit('$.' + json.dumps(f.name))}))"
+        fits = _json_kind_fits(kind, f.dataType)
+        # nested CASE: the JSON functions never see a record that is not valid JSON
+        exprs.append(f"CASE WHEN ok THEN CASE WHEN {fits} THEN {got} END END AS {ident(f.name)}")
+        if simple != "string":
+            checks.append(f"({kind} IS NULL OR {kind} = 'NULL' OR ({fits} AND {got} IS NOT NULL))")
     typed_ok = " AND ".join(checks) or "true"
     transform = (
         f"CASE WHEN ok THEN json_transform(rec, {lit(shape)}) END" if schema.fields else "NULL"
@@ -663,7 +689,7 @@ def read_json(
     extra = ""
     if corrupt:
         extra = (
-            f", CASE WHEN NOT ok OR NOT ({typed_ok}) THEN rec END AS {CORRUPT}, "
+            f", CASE WHEN NOT ok THEN rec WHEN NOT ({typed_ok}) THEN rec END AS {CORRUPT}, "
             f"{_file_expr('f')} AS {FILE_COL}"
         )
     inner = f"SELECT *, {transform} AS s FROM {table}"

@@ -986,3 +986,40 @@ def test_parquet_partition_folders(spark, data):
     types, rows = same(spark, data, lambda ctx: read_source(src, ctx))
     assert types == [("id", "bigint"), ("v", "string"), ("part", "int")]
     assert rows == [(0, "x", 0), (1, "x", 1), (2, "x", 0), (3, "x", 1)]
+
+
+def test_json_declared_types_against_json_kinds(spark, data):
+    """A JSON value of another kind than its declared type (a string for a number, a number
+    for a boolean...) makes the record malformed on both engines; numbers widen to double."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "amount": {"type": "number"},
+            "ok": {"type": "boolean"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "name": {"type": "string"},
+        },
+    }
+    write(data, "schemas/kinds.json", json.dumps(schema), app_folder=True)
+    records = [
+        {"id": 1, "amount": 3, "ok": True, "tags": ["a"], "name": "n"},
+        {"id": "5"},
+        {"id": 1.5},
+        {"amount": "2.5"},
+        {"ok": "true"},
+        {"tags": "x"},
+        {"name": 7},
+        {"id": None, "amount": None},
+    ]
+    write(data, "landing/kinds.jsonl", "\n".join(json.dumps(r) for r in records) + "\n")
+    src = m.JsonSource(id="k", path="landing/kinds.jsonl", schema_ref="schemas/kinds.json")
+    found = {}
+
+    def read(ctx):
+        good, found[ctx.active_engine.name] = _checked(src, ctx)
+        return good
+
+    _, rows = same(spark, data, read)
+    assert (1, 3.0, True, ["a"], "n") in rows
+    assert _records(found["duckdb"]) == _records(found["spark"])
