@@ -368,6 +368,21 @@ class CsvOptions:
         self.date_format = date_format
 
 
+def _safe_header(fields: list[str]) -> list[str]:
+    """Spark's column names from a header: blank names `_c<i>`, names that repeat
+    (case-insensitively) suffixed with their position."""
+    lowered = [f.lower() for f in fields]
+    out = []
+    for i, f in enumerate(fields):
+        if not f:
+            out.append(f"_c{i}")
+        elif lowered.count(f.lower()) > 1:
+            out.append(f"{f}{i}")
+        else:
+            out.append(f)
+    return out
+
+
 def _header_names(files: Sequence[str], o: CsvOptions) -> list[str]:
     """Column names as Spark gives them: the first file's first non-blank line (or _c0..)."""
     for file in files:
@@ -389,7 +404,7 @@ def _header_names(files: Sequence[str], o: CsvOptions) -> list[str]:
                     fields = text.split(o.delimiter)
                 if not o.header:
                     return [f"_c{i}" for i in range(len(fields))]
-                return [f if f else f"_c{i}" for i, f in enumerate(fields)]
+                return _safe_header(fields)
     return []
 
 

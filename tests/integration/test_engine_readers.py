@@ -1023,3 +1023,11 @@ def test_json_declared_types_against_json_kinds(spark, data):
     _, rows = same(spark, data, read)
     assert (1, 3.0, True, ["a"], "n") in rows
     assert _records(found["duckdb"]) == _records(found["spark"])
+
+
+def test_csv_header_duplicates_blanks_null_value_and_spaces(spark, data):
+    write(data, "landing/d.csv", "a,A,,b\n1, 2 ,,NA\n,x,y, \n")
+    src = m.CsvSource(id="d", path="landing/d.csv", null_value="NA", infer_schema=True)
+    types, rows = same(spark, data, lambda ctx: read_source(src, ctx))
+    assert types == [("a0", "int"), ("A1", "string"), ("_c2", "string"), ("b", "string")]
+    assert rows == [(1, " 2 ", None, None), (None, "x", "y", " ")]  # blanks kept, NA and "" null
