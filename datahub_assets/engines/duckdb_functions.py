@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -262,6 +262,8 @@ def _spark_json(value: Any, dtype: Any) -> str:  # noqa: C901  (one branch per t
         return str(Decimal(str(value)))
     if name in ("timestamp", "timestamp_ntz"):
         ts = datetime.fromisoformat(str(value))
+        if ts.tzinfo is not None:  # an instant: Spark writes it in the session zone (UTC)
+            ts = ts.astimezone(UTC)
         text = ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}"
         return json.dumps(text + ("Z" if name == "timestamp" else ""))
     if name == "boolean":
@@ -572,6 +574,10 @@ def _rewrite(node: Any) -> Any:  # noqa: C901, PLR0911  (one case per Spark cons
             text = re.sub(r"\$(\d)", r"\\\1", repl.this)
             return lambda n: _with_arg(n, "replacement", exp.Literal.string(text))
         return None
+    if isinstance(node, exp.JSONFormat) and node.this.type is not None:
+        if not node.this.type.is_type(exp.DataType.Type.UNKNOWN) and not node.args.get("options"):
+            return _to_json
+        return None
     if isinstance(node, exp.StrToTime):
         return lambda n: exp.Cast(
             this=n.copy(), to=exp.DataType.build("timestamp", dialect="spark")
@@ -586,6 +592,37 @@ def _rewrite(node: Any) -> Any:  # noqa: C901, PLR0911  (one case per Spark cons
             to=exp.DataType.build("int", dialect="spark"),
         )
     return None
+
+
+def _sqlglot_type_json(t: Any) -> Any:
+    """Spark's JSON form of a type annotated by sqlglot (for `to_json` of an expression)."""
+    from sqlglot import exp
+
+    if t.is_type(exp.DataType.Type.STRUCT):
+        return {
+            "type": "struct",
+            "fields": [
+                {"name": cd.name, "type": _sqlglot_type_json(cd.args["kind"])}
+                for cd in t.expressions
+            ],
+        }
+    if t.is_type(exp.DataType.Type.ARRAY):
+        return {"type": "array", "elementType": _sqlglot_type_json(t.expressions[0])}
+    if t.is_type(exp.DataType.Type.MAP):
+        return {"type": "map", "valueType": _sqlglot_type_json(t.expressions[1])}
+    if t.is_type(exp.DataType.Type.TIMESTAMPNTZ, exp.DataType.Type.TIMESTAMP):
+        return "timestamp_ntz"
+    if t.is_type(exp.DataType.Type.TIMESTAMPTZ, exp.DataType.Type.TIMESTAMPLTZ):
+        return "timestamp"
+    return t.sql(dialect="spark").lower().replace(", ", ",")
+
+
+def _to_json(node: Any) -> Any:
+    from sqlglot import exp
+
+    spec = json.dumps(_sqlglot_type_json(node.this.type))
+    duck_json = exp.Anonymous(this="to_json", expressions=[node.this.copy()])
+    return exp.Anonymous(this=SPARK_JSON_FN, expressions=[duck_json, exp.Literal.string(spec)])
 
 
 def _with_arg(node: Any, name: str, value: Any) -> Any:

@@ -181,6 +181,17 @@ RAW = [
     (None, "-0.005", None, None),
     ("4", "99999999999", "2024-02-29", "FALSE"),
 ]
+EVENTS_SCHEMA = pa.schema(
+    [("k", pa.string()), ("local", pa.timestamp("us")), ("at", pa.timestamp("us", tz="UTC"))]
+)
+EVENTS = [
+    ("a", dt.datetime(2024, 1, 1, 12, 0), dt.datetime(2024, 1, 1, 11, 0, tzinfo=UTC)),
+    ("a", dt.datetime(2024, 1, 3, 0, 30, 0, 500000), dt.datetime(2024, 1, 3, 0, 0, tzinfo=UTC)),
+    ("b", None, None),
+    ("b", dt.datetime(1970, 1, 1), dt.datetime(2024, 12, 31, 23, 59, 59, tzinfo=UTC)),
+    ("c", dt.datetime(2024, 3, 10, 23, 59, 59, 120000), dt.datetime(2024, 3, 10, tzinfo=UTC)),
+]
+
 RAW_OK = [
     ("1", "12.345", "2024-01-05", "true"),
     (" 2 ", "-0.005", "2024-02-29", "FALSE"),
@@ -201,6 +212,7 @@ INPUTS = {
     "nested": _table(NESTED_SCHEMA, NESTED),
     "raw": _table(RAW_SCHEMA, RAW),
     "rawok": _table(RAW_SCHEMA, RAW_OK),
+    "events": _table(EVENTS_SCHEMA, EVENTS),
 }
 
 # ----------------------------------------------------------------------------- engines
@@ -219,12 +231,16 @@ def engines(spark, settings, monkeypatch):
 def spark_frames(spark, names) -> dict[str, Any]:
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    return {
-        n: spark.createDataFrame(INPUTS[n])
-        if INPUTS[n].num_rows
-        else spark.createDataFrame([], from_arrow_schema(INPUTS[n].schema))
-        for n in names
-    }
+    out = {}
+    for n in names:
+        table = INPUTS[n]
+        naive = any(pa.types.is_timestamp(f.type) and f.type.tz is None for f in table.schema)
+        if table.num_rows and not naive:
+            out[n] = spark.createDataFrame(table)
+        else:  # Spark reads a zone-less Arrow timestamp as timestamp (LTZ): say timestamp_ntz
+            rows = [tuple(r.values()) for r in table.to_pylist()]
+            out[n] = spark.createDataFrame(rows, from_arrow_schema(table.schema))
+    return out
 
 
 def duck_frames(duck, names) -> dict[str, Any]:
@@ -860,3 +876,59 @@ def test_known_differences_are_still_different(engines, expression):
         assert (spark_out is None) != (duck_out is None)
     else:
         assert differences(spark_out, duck_out)
+
+
+def test_deduplicate_first_and_last_follow_input_order_on_duckdb(settings):
+    """keep=first/last without orderBy on DuckDB: the first/last row per key in the order the
+    rows arrived (row_number() OVER () on an order-preserving scan), also with several
+    threads over many rows; checked against plain Python over the same rows."""
+    duck = duckdb_engine(settings)
+    duck.connection.execute("SET threads = 4")
+    n = 300_000
+    duck.connection.execute(
+        f"CREATE TABLE big AS SELECT (i * 7919) % 1000 AS k, i AS v FROM range({n}) t(i)"
+    )
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for i in range(n):
+        first.setdefault(i * 7919 % 1000, i)
+        last[i * 7919 % 1000] = i
+    dctx = ExecContext(spark=duck.session, settings=settings, app="eq", engine=duck)
+    steps = [
+        m.Deduplicate(source="big", keys="k", output="first"),
+        m.Deduplicate(source="big", keys="k", keep="last", output="last"),
+    ]
+    with use(duck):
+        out = apply_steps(steps, {"big": duck.session.table("big")}, dctx)
+        got_first = {r["k"]: r["v"] for r in out["first"].toArrow().to_pylist()}
+        got_last = {r["k"]: r["v"] for r in out["last"].toArrow().to_pylist()}
+    assert got_first == first
+    assert got_last == last
+
+
+def test_timestamp_without_zone(engines):
+    """timestamp_ntz columns: expressions, casts, windows, dedup, JSON text."""
+    steps = [
+        m.Select(
+            source="events",
+            columns=(
+                "k, local, cast(local as string) as s, hour(local) as h, "
+                "date_format(local, 'yyyy-MM-dd HH:mm') as f, cast(local as date) as d, "
+                "cast(local as timestamp) as tz, cast(at as timestamp_ntz) as ntz, "
+                "local + interval 2 hours as later, to_json(struct(k, local, at)) as j"
+            ),
+            output="sel",
+        ),
+        m.Aggregate(
+            source="events",
+            group_by="k",
+            metrics="count:*:n, max:local",
+            window="daily",
+            time_column="local",
+            output="agg",
+        ),
+        m.Deduplicate(source="events", keys="k", keep="latest", order_by="local", output="dd"),
+        m.Cast(source="events", types="local:string,at:string", output="cast"),
+    ]
+    s, d = run_steps(engines, steps, ["events"], ["sel", "agg", "dd", "cast"])
+    assert_equivalent(s, d)
