@@ -3,31 +3,39 @@
 Every reader runs DuckDB SQL on the run's connection (`engines.api.current().connection`),
 keeps the result as a plain view or table of the run's in-memory database (sqlframe cannot
 see TEMP objects) and returns `session.table(name)`, a frame of the sqlframe DuckDB session.
+Paths are local files (readers/_files.py downloads s3:// objects first: DuckDB's httpfs
+extension cannot be installed offline).
 
-CSV. DuckDB's own parser reads every value as VARCHAR (`all_varchar`), so the column types
-are decided here by Spark's `inferSchema` rules (`spark_csv_type`: int, bigint, decimal(n,0)
-for integers above bigint, double, date, timestamp, boolean, else string; a column of nulls
-only is a string), or come from the declared schema (values cast like Spark's parser: a value
-that does not parse is null, or makes the record malformed when `corrupt` is asked for).
-Spark reads CSV line by line (a quote never spans lines); DuckDB's parser lets a quoted value
-run over newlines and refuses unbalanced quotes. So the fast path (DuckDB's parser) is kept
-only when it agrees with Spark: no parse error, no value with a newline, no value that fails
-its declared type. Otherwise the files are read line by line here (`_csv_lines`): each
-non-blank line split into fields by a regular expression (delimiter, quote, escape as Spark
-uses them; an unclosed quote runs to the end of its line), and a line whose field count is not
-the header's, or whose value does not parse as its declared type, is malformed:
-`_corrupt_record` holds its raw text, as in Spark's PERMISSIVE mode.
+CSV. DuckDB's own parser reads every value as VARCHAR, so the column types are decided here
+by Spark's `inferSchema` rules (`infer_csv_types`: int, bigint, decimal(n,0) for integers
+above bigint, double, date, timestamp, boolean, else string; a column of nulls only is a
+string), or come from the declared schema by position (`cast_text`: a value that does not
+parse is null, or makes the record malformed when `corrupt` is asked for). Header names are
+made safe as Spark does (`_safe_header`). Spark reads CSV line by line (a quote never spans
+lines); DuckDB's parser lets a quoted value run over newlines and refuses unbalanced quotes.
+So DuckDB's parser (`_fast_csv`) is kept only when it agrees with Spark: no parse error, no
+value with a newline, no value failing its declared type, the header's field count. Otherwise
+(and for a burst of many small files, where DuckDB's parser pays ~0.5 ms per file) the files
+are read line by line (`_lines_sql`: small files split from their text, large ones by DuckDB's
+CSV reader in one-column mode), each non-blank line split into fields by a regular expression
+(delimiter, quote, escape as Spark uses them; an unclosed quote runs to the end of its line);
+a line whose field count is not the header's, or whose value does not parse as its declared
+type, is malformed: `_corrupt_record` holds its raw text, as in Spark's PERMISSIVE mode.
 
-JSON. Lines (or whole files with `multiline`) are read as text; a record that is not a JSON
-object is malformed. The schema is the declared one or Spark's inference
-(`json_group_structure` mapped to Spark's types: integers bigint, numbers double, strings
-string, nulls only string, conflicting kinds string, objects structs with their fields sorted
-by name, top-level columns sorted by name, as Spark does).
+JSON. Lines (or whole files with `multiline`: an array gives one record per element) are read
+as text; a record that is not a JSON object, or whose value is of another JSON kind than its
+declared type (`_json_kind_fits`), is malformed. The schema is the declared one or Spark's
+inference (`json_group_structure` mapped to Spark's types: integers bigint, numbers double,
+strings string, nulls only string, conflicting kinds string, objects structs with their
+fields sorted by name, top-level columns sorted by name). Known difference: an object or
+array read into a string column is DuckDB's normalised JSON text, Spark keeps the raw text.
 
-Parquet: `read_parquet` (folder = every file below it, `union_by_name`).
+Parquet: `read_parquet` by column name; the `key=value` folders below the path read are
+partition columns typed as Spark infers them (`partition_types`).
 
 The source file column (`__dh_file`) is `file:` + the absolute path, as Spark's
-`_metadata.file_path` gives it for local files.
+`_metadata.file_path` gives it for local files; `with_lineage` turns it into a file drop's
+`_source_file`, `_ingested_at`, `_run_id`.
 """
 
 from __future__ import annotations
