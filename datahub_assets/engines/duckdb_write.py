@@ -18,8 +18,9 @@
 - `write_csv_folder`: the CSV files of an export, laid out and formatted as Spark writes
   them (`part-00000-<uuid>-c000.csv`, `col=value/` folders, Spark's value formats).
 
-Object storage: DuckDB reaches s3:// only through its `httpfs` extension, which is not
-installed here (and cannot be downloaded offline): s3:// paths are refused with that reason.
+Object storage: s3:// and s3a:// paths go to DuckDB as written; the run's connection serves
+them through pyarrow's S3 client (`engines.duckdb_s3`, DuckDB's httpfs extension cannot be
+downloaded offline). `write_csv_s3`: a CSV export to S3 with Spark's save modes.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from typing import Any
 
 import duckdb
 from sqlframe.duckdb import DuckDBDataFrame, DuckDBSession
+
+from datahub_assets.engines import duckdb_s3
 
 _NAMES = itertools.count(1)
 
@@ -88,16 +91,17 @@ def duckdb_type(dt: Any) -> str:
 
 
 def local_path(uri: str) -> str:
-    """A path DuckDB opens: `file:///x` -> `/x`; s3:// is refused (module doc)."""
+    """A path DuckDB opens: `file:///x` -> `/x`; s3:// and s3a:// as written (module doc);
+    other schemes are refused."""
     if uri.startswith("file://"):
         return uri.removeprefix("file://")
     if uri.startswith("file:"):
         return uri.removeprefix("file:")
-    if "://" not in uri:
+    if "://" not in uri or duckdb_s3.is_s3(uri):
         return uri
     raise DuckDBStorageError(
-        f"{uri}: the DuckDB engine reads and writes local files only (DuckDB's httpfs "
-        "extension, needed for object storage, is not installed); run this pipeline on Spark"
+        f"{uri}: the DuckDB engine reads and writes local files and s3:// objects only; run "
+        "this pipeline on Spark"
     )
 
 
@@ -145,7 +149,8 @@ def write_parquet(df: Any, folder: str, partition_by: list[str], part_column: st
     """The rows of `df` as Parquet files under `folder` (module doc); `partition_by`: the
     table's partition columns, hashed into `part_column` folders (one value per file)."""
     path = local_path(folder)
-    Path(path).mkdir(parents=True, exist_ok=True)
+    if not duckdb_s3.is_s3(path):
+        Path(path).mkdir(parents=True, exist_ok=True)
     sql = frame_sql(df)
     options = "FORMAT parquet, FILENAME_PATTERN 'part-{uuid}', OVERWRITE_OR_IGNORE true"
     if partition_by:
@@ -270,14 +275,17 @@ def write_csv_folder(
     delimiter: str,
     compression: str,
 ) -> None:
-    """The rows of `df` as CSV files under `folder` (a new local folder), as Spark writes
-    them: `part-00000-<uuid>-c000.csv` (`.c000.csv` inside `col=value` partition folders,
-    partition columns left out of the files, null and "" as __HIVE_DEFAULT_PARTITION__),
+    """The rows of `df` as CSV files under `folder` (a new local folder, or an s3:// prefix),
+    as Spark writes them: `part-00000-<uuid>-c000.csv` (`.c000.csv` inside `col=value`
+    partition folders, partition columns left out of the files, null and "" as
+    __HIVE_DEFAULT_PARTITION__),
     a header in every file, Spark's quoting (`"`, escape `\\`) and value formats; gzip by
     DuckDB, bzip2 (which DuckDB cannot write) compressed afterwards."""
     conn = _conn(df.session)
-    base = Path(local_path(folder))
-    base.mkdir(parents=True)
+    remote = duckdb_s3.is_s3(folder)
+    base = folder.rstrip("/") if remote else local_path(folder)
+    if not remote:
+        Path(base).mkdir(parents=True)
     job = uuid.uuid4()
     source = f"__datahub_csv_{next(_NAMES)}_{job.hex[:8]}"
     conn.execute(f"CREATE VIEW {quote(source)} AS {frame_sql(df)}")
@@ -289,9 +297,9 @@ def write_csv_folder(
         f"QUOTE '\"', ESCAPE '\\', NULLSTR ''"
         + (", COMPRESSION 'gzip'" if compression == "gzip" else "")
     )
-    outputs: list[tuple[Path, str]] = []
+    outputs: list[tuple[str, str]] = []
     if not partition_by:
-        outputs.append((base / f"part-00000-{job}-c000.csv", "true"))
+        outputs.append((f"{base}/part-00000-{job}-c000.csv", "true"))
     else:
         texts = [f"coalesce(CAST({quote(c)} AS VARCHAR), '')" for c in partition_by]
         combos = conn.execute(f"SELECT DISTINCT {', '.join(texts)} FROM {quote(source)}").fetchall()
@@ -301,21 +309,56 @@ def write_csv_folder(
             rel = _partition_dir(list(zip(partition_by, combo, strict=True)))
             by_dir.setdefault(rel, []).append(f"({cond})")
         for rel, conds in sorted(by_dir.items()):
-            (base / rel).mkdir(parents=True, exist_ok=True)
-            outputs.append((base / rel / f"part-00000-{job}.c000.csv", " OR ".join(conds)))
+            if not remote:
+                Path(base, rel).mkdir(parents=True, exist_ok=True)
+            outputs.append((f"{base}/{rel}/part-00000-{job}.c000.csv", " OR ".join(conds)))
     for path, where in outputs:
-        target = str(path) + (ext if compression == "gzip" else "")
+        target = path + (ext if compression == "gzip" else "")
         query = f"SELECT {select} FROM {quote(source)} WHERE {where}"
         conn.execute(f"COPY ({query}) TO {literal(target)} ({options})")
         if compression == "bzip2":
-            _bzip2(path)
+            _bzip2(conn, path)
     conn.execute(f"DROP VIEW {quote(source)}")
 
 
-def _bzip2(path: Path) -> None:
+def _bzip2(conn: duckdb.DuckDBPyConnection, path: str) -> None:
+    """`path` compressed into `path.bz2` (local or on S3), then removed."""
     import bz2
     import shutil
 
-    with path.open("rb") as raw, bz2.open(str(path) + ".bz2", "wb") as packed:
+    fs: Any = duckdb_s3.filesystem(conn) if duckdb_s3.is_s3(path) else None
+    with (
+        fs.open(path, "rb") if fs else Path(path).open("rb") as raw,
+        bz2.open(fs.open(path + ".bz2", "wb") if fs else path + ".bz2", "wb") as packed,
+    ):
         shutil.copyfileobj(raw, packed, 1 << 20)
-    path.unlink()
+    if fs:
+        fs.rm_file(path)
+    else:
+        Path(path).unlink()
+
+
+def write_csv_s3(
+    df: Any,
+    folder: str,
+    mode: str,
+    partition_by: list[str],
+    header: bool,
+    delimiter: str,
+    compression: str,
+) -> bool:
+    """A CSV export to the s3:// prefix `folder` with Spark's save modes (S3 has no rename:
+    readers may see a partly written export, as with Spark's writer): `overwrite` removes
+    the objects below `folder` first, `append` adds files, `error` fails and `ignore` writes
+    nothing when objects exist below it. False when nothing was written (ignore)."""
+    conn = _conn(df.session)
+    prefix = folder.rstrip("/")
+    exists = bool(duckdb_s3.objects_below(conn, prefix))
+    if exists and mode == "error":
+        raise FileExistsError(f"CSV export {folder} already exists (mode=error)")
+    if exists and mode == "ignore":
+        return False
+    if exists and mode == "overwrite":
+        duckdb_s3.delete_below(conn, prefix)
+    write_csv_folder(df, prefix, partition_by, header, delimiter, compression)
+    return True

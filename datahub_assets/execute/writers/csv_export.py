@@ -9,7 +9,7 @@ files are removed. s3:// paths use Spark's writer directly (S3 has no rename): r
 see a partially written export there. The row count comes from one `count()` of the frame,
 locally checkpointed first so the write does not recompute it. On the DuckDB engine DuckDB
 writes the files (`engines.duckdb_write.write_csv_folder`: Spark's file names, folders,
-quoting and value formats), local paths only.
+quoting and value formats), on S3 too (`write_csv_s3`: Spark's save modes).
 """
 
 from __future__ import annotations
@@ -80,11 +80,20 @@ def write_csv(
     del spark  # the frame carries its session; kept for a uniform writer signature
     path = expand_path(path, run_date)
     if not _is_local(path):
-        if duckdb_write.is_duckdb(df):
-            duckdb_write.local_path(path)  # refused with the reason (no httpfs)
         df = df.localCheckpoint()
         rows = df.count()
-        _writer(df, target, target.mode).csv(s3.to_spark(path))
+        if duckdb_write.is_duckdb(df):
+            duckdb_write.write_csv_s3(
+                df,
+                path,
+                target.mode,
+                list(target.partition_by),
+                target.header,
+                target.delimiter,
+                target.compression,
+            )
+        else:
+            _writer(df, target, target.mode).csv(s3.to_spark(path))
         return ExportResult(path=path, files=(), rows=rows)
 
     final = Path(path.removeprefix("file://")).absolute()
