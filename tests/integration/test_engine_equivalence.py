@@ -581,9 +581,14 @@ def test_join_lookup_merge_aggregate_sql(engines):
             output="q2",
         ),
         m.Sql(query="SELECT * FROM q1 WHERE total > 0", output="q3"),
+        # a later step replaces `orders`: q1 keeps the rows it was computed from
+        m.Filter(source="orders", condition="id = 1"),
+        m.Sql(query="SELECT count(*) AS n, sum(amount) AS s FROM orders", output="q4"),
     ]
-    outputs = [s.result for s in steps]
+    outputs = [s.result for s in steps if s.result != "orders"]
     s, d = run_steps(engines, steps, ["orders", "empty", "people", "countries"], outputs)
+    assert s["q4"].column("n").to_pylist() == [3]
+    assert sum(s["q1"].column("n").to_pylist()) == 10  # id 2: 2 orders x 2 people rows
     assert_equivalent(s, d)
 
 
