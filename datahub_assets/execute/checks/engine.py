@@ -14,7 +14,8 @@ from datetime import datetime
 
 from pyspark.sql import DataFrame, SparkSession
 
-from datahub_assets.engines.api import F, T
+from datahub_assets.engines import duckdb_functions as DX
+from datahub_assets.engines.api import T
 from datahub_assets.engines.duckdb_functions import type_string
 from datahub_assets.execute.checks import aggregate as agg
 from datahub_assets.execute.checks import results, samples
@@ -33,7 +34,7 @@ def _problem(check, df: DataFrame, columns: list[str]) -> str | None:
         return f"column {', '.join(missing)} not in the target"
     if check.kind == "expression":
         try:
-            dtype = df.select(F.expr(check.expr).alias("x")).schema.fields[0].dataType
+            dtype = df.select(DX.expr(check.expr, df).alias("x")).schema.fields[0].dataType
         except Exception as exc:  # analysis error: bad column or syntax
             return f"expression ({check.expr}) is invalid: {str(exc).splitlines()[0][:300]}"
         if not isinstance(dtype, T.BooleanType):
