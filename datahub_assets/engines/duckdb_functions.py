@@ -75,14 +75,19 @@ def row_order_id() -> Column:
     return _sqlframe_column(exp.Window(this=exp.RowNumber()))
 
 
-def try_cast(col: Column, dtype: Any) -> Column:
-    """`col` as `dtype` (a DataType of the current engine), null when it does not convert."""
+def try_cast(col: Column, dtype: Any, source: Any = None) -> Column:
+    """`col` as `dtype` (a DataType of the current engine), null when it does not convert;
+    `source`: the column's type. On DuckDB a string becomes an integer only when it is
+    written as one (DuckDB's TRY_CAST also reads '1.5' and '1e3', Spark's does not)."""
     if not on_duckdb():
         return col.try_cast(dtype)
     from sqlglot import exp
 
     to = exp.DataType.build(dtype.simpleString(), dialect="spark")
-    return _sqlframe_column(exp.TryCast(this=col.expression, to=to))  # type: ignore[attr-defined]
+    cast = _sqlframe_column(exp.TryCast(this=col.expression, to=to))  # type: ignore[attr-defined]
+    if type(dtype).__name__ in _INTEGRAL and type(source).__name__ == "StringType":
+        return F.when(F.trim(col).rlike(r"^[+-]?[0-9]+$"), cast)
+    return cast
 
 
 def size(col: Column, dtype: Any) -> Column:

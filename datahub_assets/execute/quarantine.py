@@ -116,7 +116,7 @@ def validate_rows(
     extras = [f.name for f in df.schema.fields if f.name not in declared]
     typed = [
         (
-            DX.try_cast(qcol(f.name), f.dataType)
+            DX.try_cast(qcol(f.name), f.dataType, fields[f.name].dataType)
             if f.name in fields
             else F.lit(None).cast(f.dataType)
         ).alias(f.name)
