@@ -33,7 +33,6 @@ from datahub_assets.spec.engine_rules import resolve_requested
 from datahub_assets.spec.models import (
     ENGINE_NAMES,
     CsvSource,
-    CsvTarget,
     JsonSource,
     ParquetSource,
     PipelineSpec,
@@ -130,10 +129,6 @@ def _auto(
         more = f" (and {len(rest)} more)" if rest else ""
         why = f"auto: {first}{more} → spark"
         return Choice("spark", why, "auto", origin=origin)
-    remote = s3_use(spec, settings)
-    if remote:
-        why = f"auto: {remote} is on S3 (not yet on the DuckDB engine) → spark"
-        return Choice("spark", why, "auto", origin=origin)
     total, unknown = input_bytes(spec, settings, catalog, files)
     if unknown:
         why = f"auto: the size of {unknown[0]} is unknown → spark"
@@ -144,18 +139,6 @@ def _auto(
         return Choice("duckdb", why, "auto", total, origin)
     why = f"auto: inputs {human_size(total)} > {limit / MB:g} MB → spark"
     return Choice("spark", why, "auto", total, origin)
-
-
-def s3_use(spec: PipelineSpec, settings: Settings) -> str | None:
-    """What of the pipeline is on S3 (the warehouse, a file source, a CSV export), or None."""
-    if settings.warehouse.startswith(_S3):
-        return f"the warehouse {settings.warehouse}"
-    for node in (*spec.pipeline.sources, *spec.pipeline.targets):
-        if isinstance(node, CsvSource | JsonSource | ParquetSource | CsvTarget):
-            path = settings.data_path(spec.app, node.path)
-            if path.startswith(_S3):
-                return f"the CSV export {path}" if isinstance(node, CsvTarget) else path
-    return None
 
 
 def human_size(n: int) -> str:

@@ -11,6 +11,7 @@ environment the fixture sets."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gzip
 import io
 from datetime import date
@@ -333,3 +334,22 @@ def test_csv_export_modes_on_s3_match_spark(spark, platform, mode):
     }[mode]
     assert got["duckdb"][1] == sorted(expected_lines)
     assert got["duckdb"][0] == ("error", True) if mode == "error" else ("ok", 2)
+
+
+def test_auto_picks_duckdb_for_s3_inputs_and_an_s3_warehouse(platform):
+    """S3 data, drops and warehouse no longer keep `auto` on Spark: the inputs are sized by
+    listing the bucket and a small pipeline runs on DuckDB."""
+    from datahub_assets.engines.choice import choose
+
+    settings, client, bucket = platform
+    specs = _setup_app(settings, client, bucket, "shop_a")
+    auto = dataclasses.replace(settings, engine="auto")
+    catalog = load_catalog(auto)
+    choice = choose(specs["orders_raw"], auto, catalog)
+    sizes = [
+        client.head_object(Bucket=bucket, Key=f"data/shop_a/landing/orders/{n}")["ContentLength"]
+        for n in ("a.csv", "b.csv", "empty.csv")
+    ]
+    assert (choice.engine, choice.input_bytes) == ("duckdb", sum(sizes))
+    assert choice.reason.startswith("auto: inputs ")
+    assert choose(specs["orders_silver"], auto, catalog).engine == "duckdb"
