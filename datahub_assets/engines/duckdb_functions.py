@@ -534,6 +534,23 @@ def _spark_round(node: Any) -> Any:
     return exp.If(this=small, true=rounded, false=exp.Round(this=x.copy(), decimals=digits.copy()))
 
 
+_INTEGER_TEXT = r"^\s*[+-]?[0-9]+\s*$"
+
+
+def _integer_text(x: Any) -> Any:
+    """`x` (text), or an error when it is not written as an integer."""
+    from sqlglot import exp
+
+    ok = exp.Or(
+        this=exp.Is(this=x.copy(), expression=exp.Null()),
+        expression=exp.RegexpLike(this=x.copy(), expression=exp.Literal.string(_INTEGER_TEXT)),
+    )
+    fail = exp.Anonymous(
+        this="error", expressions=[exp.Literal.string("[CAST_INVALID_INPUT] not an integer")]
+    )
+    return exp.If(this=ok, true=x.copy(), false=fail)
+
+
 def _toward_zero(x: Any) -> Any:
     from sqlglot import exp
 
@@ -648,6 +665,8 @@ def _cast_fixes(node: Any) -> list[str]:
     to_integer = node.to.is_type(*exp.DataType.INTEGER_TYPES)
     if source is not None and to_integer and source.is_type("double", "float", "decimal"):
         fixes.append("toward_zero")
+    if source is not None and to_integer and source.is_type(*exp.DataType.TEXT_TYPES):
+        fixes.append("int_text")
     to_decimal = node.to.is_type(exp.DataType.Type.DECIMAL)
     if source is not None and to_decimal and source.is_type(exp.DataType.Type.DOUBLE):
         fixes.append("double_decimal")
@@ -693,6 +712,8 @@ def spark_types(tree: Any, schema: dict[str, Any]) -> Any:
             node.replace(exp.Cast(this=node.this, to=node.to, format=node.args.get("format")))
         elif to == "double_text":  # Java's Double.toString (1.0E20), not DuckDB's 1e+20
             node.replace(exp.Anonymous(this="__datahub_double_text", expressions=[node.this]))
+        elif to == "int_text":  # DuckDB reads '1.5' as 2; Spark's ANSI cast fails on it
+            node.set("this", _integer_text(node.this))
         elif to == "toward_zero":  # Spark truncates (1.5 -> 1); DuckDB rounds (-> 2)
             node.set("this", _toward_zero(node.this))
         elif to == "double_decimal":  # Spark converts the double's shortest decimal text
@@ -740,6 +761,10 @@ def cast(col: Column, to: str, source: Any) -> Column:
         return col.cast("string").cast(to)
     if kind == "TimestampType" and target == "string":
         return col.cast("timestamp_ntz").cast("string")
+    if kind == "StringType" and target in ("tinyint", "smallint", "int", "integer", "bigint"):
+        ok = col.isNull() | col.rlike(_INTEGER_TEXT)
+        fail = _anonymous("error", F.lit("[CAST_INVALID_INPUT] not an integer"))
+        return F.when(ok, col).otherwise(fail).cast(to)
     return col.cast(to)
 
 

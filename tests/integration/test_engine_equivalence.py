@@ -846,6 +846,7 @@ REJECTED_BY_BOTH = [
     "id div 0 as q",
     "cast(g as int) as q",  # ANSI: a bad value fails the cast (DuckDB: CAST, not TRY_CAST)
     "cast(x as int) as q",  # overflow of 1e20
+    "cast('1.5' as int) as q",  # DuckDB alone would read it as 2
 ]
 
 
@@ -978,3 +979,19 @@ def test_quarantine_casts_of_text(engines):
     with use(duck):
         d = _texts_case(duck_frames(duck, ["texts"]))
     assert_equivalent(s, d)
+
+
+def test_cast_step_rejects_text_that_is_not_an_integer(engines):
+    """cast i:int over '1.5' alone: Spark's ANSI cast fails, and so does DuckDB's (alone it
+    would read 2)."""
+    from datahub_assets.execute.transforms import TransformError
+
+    sctx, dctx, duck = engines
+    steps = [
+        m.Filter(source="texts", condition="i = '1.5'", output="one"),
+        m.Cast(source="one", types="i:int", output="c"),
+    ]
+    with pytest.raises(Exception):  # noqa: B017, PT011  (Spark's own error classes)
+        apply_steps(steps, spark_frames(sctx.spark, ["texts"]), sctx)["c"].toArrow()
+    with use(duck), pytest.raises((TransformError, *duck.errors)):
+        apply_steps(steps, duck_frames(duck, ["texts"]), dctx)["c"].toArrow()
