@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 import duckdb
-from fsspec.implementations.arrow import ArrowFSWrapper
+from fsspec.implementations.arrow import ArrowFile, ArrowFSWrapper
 
 from datahub_resources import s3
 
@@ -76,6 +76,25 @@ class _Router:
         return call
 
 
+class _WholeReads(ArrowFile):
+    """A read-only S3 object whose `read(n)` returns n bytes unless the object ends first.
+    A raw stream may return fewer (a response body cut short under load: seen on moto at
+    2 MB reads), and DuckDB fails a Python file's short read ("only N bytes returned")."""
+
+    def read(self, length: int = -1) -> bytes:
+        data = self.stream.read(length)
+        if length is None or length < 0 or len(data) >= length or not data:
+            return data
+        parts, got = [data], len(data)
+        while got < length:
+            more = self.stream.read(length - got)
+            if not more:
+                break
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
+
+
 class S3Files(ArrowFSWrapper):
     """The fsspec filesystem of s3:// and s3a:// paths DuckDB is given (module doc)."""
 
@@ -93,13 +112,20 @@ class S3Files(ArrowFSWrapper):
     def makedirs(self, path: str, exist_ok: bool = False) -> None:
         del path, exist_ok
 
-    def ls(self, path: str, detail: bool = False, **kwargs: Any) -> list[Any]:
-        """The objects and prefixes right below `path`; none below a prefix without objects
-        (an empty folder: folders are not stored)."""
+    def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
+        """The objects and prefixes right below `path` (entries with their `type` by default:
+        fsspec's contract, DuckDB's folder listing indexes them); none below a prefix without
+        objects (an empty folder: folders are not stored)."""
         try:
             return super().ls(path, detail=detail, **kwargs)
         except FileNotFoundError:
             return []
+
+    def _open(self, path: str, mode: str = "rb", *args: Any, **kwargs: Any) -> Any:
+        opened = super()._open(path, mode, *args, **kwargs)
+        if mode == "rb":
+            opened.__class__ = _WholeReads
+        return opened
 
     def isdir(self, path: str) -> bool:
         """A prefix with objects below it is a folder; a prefix with none is an empty one

@@ -276,8 +276,35 @@ def test_duckdb_reads_globs_and_writes_s3_through_pyarrow(platform):
     assert duckdb_s3.objects_below(conn, f"{base}/out") == [
         (f"{base}/{k}", client.head_object(Bucket=bucket, Key=k)["ContentLength"]) for k in keys
     ]
+    conn.execute(  # into a folder with objects: DuckDB lists it (APPEND adds files)
+        f"COPY (SELECT 10 AS x, 1 AS p) TO '{base}/out' (FORMAT parquet, PARTITION_BY (p), "
+        "APPEND true)"
+    )
+    assert len(_keys(client, bucket, "out/p=1/")) == 2
     duckdb_s3.delete_below(conn, f"{base}/out/")
     assert _keys(client, bucket, "out/") == []
+
+
+def test_short_reads_of_an_s3_object_are_completed():
+    """DuckDB fails a Python file's short read: `read(n)` of an S3 object returns n bytes
+    unless the object ends first, however the stream delivers them."""
+
+    class Trickle:
+        def __init__(self, data: bytes) -> None:
+            self.data, self.pos = data, 0
+
+        def read(self, n: int = -1) -> bytes:
+            n = len(self.data) if n < 0 else min(n, 1000)
+            chunk = self.data[self.pos : self.pos + n]
+            self.pos += len(chunk)
+            return chunk
+
+    data = bytes(range(256)) * 40
+    f = duckdb_s3._WholeReads.__new__(duckdb_s3._WholeReads)
+    f.stream = Trickle(data)
+    assert f.read(5000) == data[:5000]
+    assert f.read(10**6) == data[5000:]
+    assert f.read(10) == b""
 
 
 def test_a_bucket_is_reached_through_the_runs_own_client(settings, s3_client, monkeypatch):
