@@ -22,6 +22,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -600,6 +601,13 @@ def _rewrite(node: Any) -> Any:  # noqa: C901, PLR0911  (one case per Spark cons
         if not node.this.type.is_type(exp.DataType.Type.UNKNOWN) and not node.args.get("options"):
             return _to_json
         return None
+    if isinstance(node, exp.ArrayAgg | exp.ArrayUniqueAgg):
+        # collect_list/collect_set: Spark gives [] for a group of nulls, DuckDB null
+        return lambda n: exp.Coalesce(this=n.copy(), expressions=[exp.Array(expressions=[])])
+    if isinstance(node, exp.StrToUnix):  # unix_timestamp: whole seconds, bigint
+        return _unix_seconds
+    if isinstance(node, exp.DateTrunc) and isinstance(node.args.get("unit"), exp.Literal):
+        return _trunc_date
     if isinstance(node, exp.StrToTime):
         return lambda n: exp.Cast(
             this=n.copy(), to=exp.DataType.build("timestamp", dialect="spark")
@@ -614,6 +622,46 @@ def _rewrite(node: Any) -> Any:  # noqa: C901, PLR0911  (one case per Spark cons
             to=exp.DataType.build("int", dialect="spark"),
         )
     return None
+
+
+def _unix_seconds(node: Any) -> Any:
+    """Spark's unix_timestamp(x[, fmt]): seconds since the epoch as a bigint, of a timestamp
+    or date as it is (DuckDB's translation would parse it as text), of text by its format."""
+    from sqlglot import exp
+
+    bigint = exp.DataType.build("bigint", dialect="spark")
+    if _is(node.this, *_TIMESTAMPS, "DATE"):  # the format applies to text only
+        seconds = exp.TimeToUnix(this=node.this.copy())
+    else:
+        seconds = node.copy()
+    return exp.Cast(this=exp.Floor(this=seconds), to=bigint)
+
+
+_TRUNC_UNITS = {
+    "YEAR": "year",
+    "YYYY": "year",
+    "YY": "year",
+    "QUARTER": "quarter",
+    "MONTH": "month",
+    "MON": "month",
+    "MM": "month",
+    "WEEK": "week",
+}
+
+
+def _trunc_date(node: Any) -> Any:
+    """Spark's trunc(date, fmt): a DATE (DuckDB's date_trunc knows no 'MM' and returns a
+    timestamp); an unknown format gives null, as on Spark."""
+    from sqlglot import exp
+
+    unit = _TRUNC_UNITS.get(str(node.args["unit"].this).upper())
+    date = exp.DataType.build("date", dialect="spark")
+    if unit is None:
+        return exp.Cast(this=exp.Null(), to=date)
+    truncated = exp.Anonymous(
+        this="date_trunc", expressions=[exp.Literal.string(unit), node.this.copy()]
+    )
+    return exp.Cast(this=truncated, to=date)
 
 
 def _sqlglot_type_json(t: Any) -> Any:
@@ -768,6 +816,23 @@ def cast(col: Column, to: str, source: Any) -> Column:
     return col.cast(to)
 
 
+_STRUCT_STAR = re.compile(r"^\s*`?(?P<name>[^`.\s]+)`?\.\*\s*$")
+
+
+def select_list(text: str, df: Any) -> list[Column]:
+    """The columns of one select-list item: `s.*` of a struct column `s` is its fields (as
+    Spark expands it; sqlframe cannot), anything else one `expr`."""
+    m = _STRUCT_STAR.match(text)
+    if m and on_duckdb():
+        field = next((f for f in df.schema.fields if f.name == m["name"]), None)
+        if field is not None and type(field.dataType).__name__ == "StructType":
+            return [
+                F.col(f"`{field.name}`.`{sub.name}`").alias(sub.name)
+                for sub in field.dataType.fields
+            ]
+    return [expr(text, df)]
+
+
 def expr(text: str, df: Any = None) -> Column:
     """`F.expr(text)`; on DuckDB with Spark's result types (`df`: the frame it runs on)."""
     if not on_duckdb():
@@ -780,6 +845,8 @@ def expr(text: str, df: Any = None) -> Column:
     try:
         select = sqlglot.parse_one(f"SELECT {text} FROM __datahub_t", read="spark")
         assert isinstance(select, exp.Select)
+        if len(select.expressions) != 1 or select.find(exp.Star) is not None:
+            return F.expr(text)  # `*`, `t.*`: sqlframe expands stars itself
         aliased = isinstance(select.expressions[0], exp.Alias)
         select = spark_types(select, {"__datahub_t": columns})
         for col in select.find_all(exp.Column):

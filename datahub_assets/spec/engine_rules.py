@@ -221,6 +221,9 @@ def _sql_problem(form: str, text: str) -> str | None:
     if differ:
         why = "; ".join(f"{name}(): {DIFFERENT_RESULTS[name]}" for name in differ)
         return f'Spark SQL "{_shown(text)}" would give different values on DuckDB ({why})'
+    pattern = _untranslated_pattern(tree)
+    if pattern:
+        return f'Spark SQL "{_shown(text)}" would give different values on DuckDB ({pattern})'
     missing = sorted(
         {
             f.name.lower()
@@ -231,6 +234,29 @@ def _sql_problem(form: str, text: str) -> str | None:
     if missing:
         names = ", ".join(f"{m}()" for m in missing)
         return f'Spark SQL "{_shown(text)}" calls {names}, which DuckDB does not have'
+    return None
+
+
+_STRFTIME_CODE = re.compile(r"%-?[A-Za-z]")
+
+
+def _untranslated_pattern(tree: Any) -> str | None:
+    """A date_format pattern sqlglot leaves (partly) untranslated for DuckDB's strftime:
+    letters it has no code for (`SSS`, fractions of a second) stay as written, and quoted
+    literals (`'T'`) become a concatenation of pattern pieces."""
+    from sqlglot import exp
+
+    for node in tree.find_all(exp.TimeToStr):
+        fmt = node.args.get("format")
+        if fmt is None:
+            continue
+        text = fmt.this if isinstance(fmt, exp.Literal) else None
+        rest = _STRFTIME_CODE.sub("", text.replace("strict", "")) if text is not None else "'"
+        if text is None or re.search(r"[A-Za-z]", rest):
+            return (
+                "a date_format pattern with fractions of a second or quoted literals, which "
+                "DuckDB's strftime would print as written"
+            )
     return None
 
 

@@ -434,6 +434,10 @@ EXPRESSIONS = [
     "regexp_replace(g, '(a)(l)', '$2$1') as backref",
     "to_timestamp('2024-01-02 03:04:05', 'yyyy-MM-dd HH:mm:ss') as parsed",
     "add_months(d, 1) as plus_month",
+    "unix_timestamp(ts) as unix_ts",
+    "unix_timestamp(d) as unix_d",
+    "trunc(d, 'MM') as month_start",
+    "trunc(d, 'year') as year_start",
     "months_between(d, date'2024-01-01') as mb",
     "dayofweek(d) as dow",
     "weekofyear(d) as woy",
@@ -871,8 +875,6 @@ KNOWN_DIFFERENCES = {
     "bround(x, 1)": "no HALF_EVEN rounding function in DuckDB",
     "date_format(ts, 'yy-MM-dd HH:mm:ss.SSS')": "SSS (millis) not translated by sqlglot",
     "date_format(ts, 'yyyy-MM-dd''T''HH:mm:ss')": "quoted literals in patterns not translated",
-    "unix_timestamp(ts)": "sqlglot emits strptime(TIMESTAMPTZ, ...): DuckDB rejects it",
-    "trunc(d, 'MM')": "DuckDB's trunc has no date unit",
     "element_at(split(g, ','), 5)": "Spark fails (index out of bounds, ANSI), DuckDB gives NULL",
 }
 

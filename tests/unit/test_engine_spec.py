@@ -228,6 +228,10 @@ SQL_STEPS = """<derive source="a" column="h" expr="xxhash64(id)"/>
 <derive source="a" column="k" expr="sha2(email, 512)"/>
 <derive source="a" column="ok" expr="concat_ws(' ', first, last)"/>
 <derive source="a" column="bucket" expr="hash(id) % 8"/>
+<derive source="a" column="ms" expr="date_format(ts, 'HH:mm:ss.SSS')"/>
+<derive source="a" column="iso" expr="date_format(ts, 'yyyy-MM-dd''T''HH:mm')"/>
+<derive source="a" column="epoch" expr="unix_timestamp(ts) + 1"/>
+<derive source="a" column="month" expr="trunc(d, 'MM')"/>
 <sql output="q"><![CDATA[SELECT id, date_format(ts, 'yyyy-MM') AS m FROM a]]></sql>"""
 
 
@@ -247,8 +251,11 @@ def test_spark_sql_that_does_not_translate_is_refused_at_its_line(tmp_path):
     find_error(errors, f, line_of(text, "bogus_fn"), "<expression> check", "bogus_fn()")
     find_error(errors, f, line_of(text, "hash(id)"), "different values", "Murmur3")
     find_error(errors, f, line_of(text, "(?=.*@)"), "<regex>", "RE2")
-    # the translatable ones (sort, concat_ws, the sql query, a RE2-valid regex) are not errors
-    assert len(errors) == 7
+    find_error(errors, f, line_of(text, "HH:mm:ss.SSS"), "date_format pattern", "as written")
+    find_error(errors, f, line_of(text, "''T''"), "date_format pattern", "as written")
+    # the translatable ones (sort, concat_ws, unix_timestamp, trunc, the sql query, a
+    # RE2-valid regex) are not errors
+    assert len(errors) == 9
     auto = write(tmp_path / "q", {"shop/silver/p.xml": text.replace('"duckdb"', '"auto"')})
     (spec,) = load_project(auto).pipelines
     assert [b.line for b in spec.duckdb_blockers] == sorted(e.line for e in errors)

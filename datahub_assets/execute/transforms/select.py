@@ -23,5 +23,5 @@ def select(step: Select, datasets: dict[str, DataFrame], _ctx: ExecContext) -> D
     if not exprs:
         raise TransformError(f"select: no columns given for dataset {step.source!r}")
     if DX.on_duckdb():
-        return df.select(*[DX.expr(e, df) for e in exprs])
+        return df.select(*[c for e in exprs for c in DX.select_list(e, df)])
     return df.selectExpr(*exprs)
