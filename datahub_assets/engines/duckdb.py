@@ -122,7 +122,7 @@ def duckdb_engine(settings: Settings, conn: duckdb.DuckDBPyConnection | None = N
         # sqlframe's __init__ keeps the first connection of the process (and caches its
         # cursor): repoint the singleton and drop what it cached about the old database
         session._connection = conn
-        for cached in ("_cur", "conf"):
+        for cached in ("_cur", "conf", "catalog"):  # the catalog caches table schemas
             session.__dict__.pop(cached, None)
         session._schema = None
     session.temp_views.clear()

@@ -472,7 +472,7 @@ def _spark_type_of(node: Any, known: dict[int, Any]) -> str | None:  # noqa: C90
     kind = type(node).__name__
     if kind in _INT_RESULT:
         return "int"
-    if isinstance(node, exp.IntDiv):
+    if isinstance(node, exp.IntDiv | exp.CountIf):  # DuckDB's count_if is a HUGEINT
         return "bigint"
     if isinstance(node, exp.Window) and type(node.this).__name__ in _INT_WINDOW:
         return "int"
