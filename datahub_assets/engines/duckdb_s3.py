@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 from fsspec.implementations.arrow import ArrowFile, ArrowFSWrapper
@@ -76,23 +76,52 @@ class _Router:
         return call
 
 
-class _WholeReads(ArrowFile):
-    """A read-only S3 object whose `read(n)` returns n bytes unless the object ends first.
-    A raw stream may return fewer (a response body cut short under load: seen on moto at
-    2 MB reads), and DuckDB fails a Python file's short read ("only N bytes returned")."""
+class _SharedReads(ArrowFile):
+    """A read-only S3 object that several DuckDB threads may read at once.
 
-    def read(self, length: int = -1) -> bytes:
-        data = self.stream.read(length)
-        if length is None or length < 0 or len(data) >= length or not data:
-            return data
-        parts, got = [data], len(data)
-        while got < length:
-            more = self.stream.read(length - got)
-            if not more:
+    DuckDB reads a Python file at an offset as `seek(offset)` then `read(n)`, on one handle
+    shared by the threads scanning a file; pyarrow lets go of the GIL while it reads, so with
+    a plain file another thread's seek lands between the two and rows are lost or read twice,
+    silently (measured: 998,849 of 1,000,000 CSV rows on 4 threads). Here a seek is remembered
+    for the thread that made it and its next read is positional (`read_at`, thread-safe in
+    pyarrow); a read without a seek continues from the last read (sequential readers). A read
+    returns every byte asked for unless the object ends first: DuckDB fails a short read."""
+
+    def _setup(self) -> _SharedReads:
+        self._size = self.stream.size()
+        self._pos = 0
+        self._seeks: dict[int, int] = {}
+        return self
+
+    def seek(self, loc: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.tell(), 2: self._size}[whence]
+        pos = base + loc
+        self._seeks[threading.get_ident()] = pos
+        self._pos = pos
+        return pos
+
+    def tell(self) -> int:
+        return self._seeks.get(threading.get_ident(), self._pos)
+
+    def read(self, length: int | None = -1) -> bytes:
+        pos = self._seeks.pop(threading.get_ident(), None)
+        pos = self._pos if pos is None else pos
+        left = max(0, self._size - pos)
+        want = left if length is None or length < 0 else min(length, left)
+        parts, got = [], 0
+        while got < want:
+            chunk = self.stream.read_at(want - got, pos + got)
+            if not chunk:
                 break
-            parts.append(more)
-            got += len(more)
+            parts.append(chunk)
+            got += len(chunk)
+        self._pos = pos + got
         return b"".join(parts)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(memoryview(buffer)))
+        memoryview(buffer).cast("B")[: len(data)] = data
+        return len(data)
 
 
 class S3Files(ArrowFSWrapper):
@@ -123,8 +152,9 @@ class S3Files(ArrowFSWrapper):
 
     def _open(self, path: str, mode: str = "rb", *args: Any, **kwargs: Any) -> Any:
         opened = super()._open(path, mode, *args, **kwargs)
-        if mode == "rb":
-            opened.__class__ = _WholeReads
+        if mode == "rb" and opened.stream.seekable():
+            opened.__class__ = _SharedReads
+            return cast(_SharedReads, opened)._setup()
         return opened
 
     def isdir(self, path: str) -> bool:
