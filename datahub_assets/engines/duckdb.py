@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+from sqlframe.base.session import _BaseSession
 from sqlframe.duckdb import DuckDBDataFrame, DuckDBSession, Window
 from sqlframe.duckdb import functions as DF
 from sqlframe.duckdb.table import DuckDBTable
@@ -114,18 +115,13 @@ def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
 def duckdb_engine(settings: Settings, conn: duckdb.DuckDBPyConnection | None = None) -> Engine:
     """The DuckDB engine over `conn` (default: a new connection from `connect`).
 
-    sqlframe keeps one session object per process: opening an engine points it at the new
-    connection and forgets the previous run's temporary views."""
+    sqlframe keeps one session object per process (`_BaseSession._instance`, which its
+    column and alias code looks up) holding the previous run's views, cached schemas and
+    alias ids: each engine gets a new session object, made the process's one."""
     conn = conn or connect(settings)
-    session = DatahubDuckDBSession(conn=conn)
-    if session._connection is not conn:
-        # sqlframe's __init__ keeps the first connection of the process (and caches its
-        # cursor): repoint the singleton and drop what it cached about the old database
-        session._connection = conn
-        for cached in ("_cur", "conf", "catalog"):  # the catalog caches table schemas
-            session.__dict__.pop(cached, None)
-        session._schema = None
-    session.temp_views.clear()
+    session = object.__new__(DatahubDuckDBSession)  # not the singleton of the last run
+    session.__init__(conn=conn)
+    _BaseSession._instance = session
     return Engine("duckdb", DF, duckdb_types, Window, session, _errors())
 
 

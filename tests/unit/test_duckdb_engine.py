@@ -68,3 +68,31 @@ def test_with_column_replaces_in_place_after_select_and_cross_join(tmp_path):
         assert renamed.columns == ["id", "NAME", "phone"]
         assert [tuple(r) for r in renamed.collect()] == [(1, "X", "p")]
     engine.connection.close()
+
+
+def test_joins_by_dataset_alias_in_consecutive_runs(tmp_path):
+    """Joins alias frames by dataset id; sqlframe records alias ids on its session, so a
+    second run joining datasets of the same names must not resolve them to the first run's
+    (in-process executor: every step of a Dagster run shares the process)."""
+    settings = _settings(tmp_path)
+    join = m.Join(
+        left="orders",
+        right="customers",
+        type="left",
+        condition="orders.cid = customers.id",
+        select="orders.*, customers.name AS name",
+        output="joined",
+    )
+    for run in range(3):
+        engine = duckdb_engine(settings)
+        ctx = ExecContext(spark=engine.session, settings=settings, app="x", engine=engine)
+        with use(engine):
+            s = engine.session
+            datasets = {
+                "orders": s.createDataFrame([(run, 1), (run + 1, 2)], ["oid", "cid"]),
+                "customers": s.createDataFrame([(1, f"ann{run}")], ["id", "name"]),
+            }
+            out = apply_steps([join], datasets, ctx)["joined"]
+            rows = sorted(tuple(r) for r in out.collect())
+        engine.connection.close()
+        assert rows == [(run, 1, f"ann{run}"), (run + 1, 2, None)]
