@@ -12,7 +12,17 @@ s3a:// paths itself; the bytes move in pyarrow's C++ S3 client.
   by a filesystem with that client's endpoint, region and keys, as `s3.bucket_conf` does for
   Spark; a client of AWS itself changes nothing (the default chain applies).
 - Object stores have no folders: creating one is a no-op (pyarrow would put empty `key/`
-  marker objects, which Spark, pyiceberg and the ingest listings would then see).
+  marker objects, which Spark, pyiceberg and the ingest listings would then see); deletes
+  (`delete_below`) go through boto3 for the same reason.
+- One object read by several DuckDB threads: see `_SharedReads` (a plain fsspec file lost
+  rows silently).
+
+Used for the Iceberg warehouse (`duckdb_write.read_files` of pyiceberg's planned s3:// data
+files, `write_parquet` staging) and CSV exports (`write_csv_s3`). csv/json/parquet file
+sources and file drops on S3 are still downloaded into the run folder first
+(`execute/readers/_files.py`, `execute/drops.py`): their readers open the files from Python
+too (malformed-record verdicts), and on 50 MB of CSV on moto the download plus a local read
+took 0.6 s against 0.8-1.1 s reading s3:// directly.
 """
 
 from __future__ import annotations
