@@ -465,6 +465,60 @@ def _arith(node: Any, known: dict[int, Any]) -> tuple[int, int] | None:
     return None
 
 
+def _exact_division(node: Any, known: dict[int, Any]) -> Callable[[Any], Any] | None:
+    """Spark's decimal division, exact: DuckDB divides decimals as doubles (25.835 becomes
+    25.834999…, so a later CAST to 2 places gives 25.83 where Spark gives 25.84). The
+    operands' unscaled integers are divided as HUGEINTs, rounded HALF_UP at Spark's result
+    scale, and the quotient scaled back by an exact decimal product."""
+    from sqlglot import exp
+
+    left, right = _as_decimal(node.this, known), _as_decimal(node.expression, known)
+    result = known.get(id(node))
+    if left is None or right is None or result is None or result[1] >= _MAX_PRECISION:
+        return None
+    (_, s1), (_, s2), (p, s) = left, right, result
+    shift = s + s2 - s1
+
+    def unscaled(operand: Any, scale: int, times: int) -> Any:
+        value = exp.Cast(
+            this=exp.Mul(this=exp.Paren(this=operand), expression=exp.Literal.number(10**scale)),
+            to=exp.DataType.build("int128"),
+        )
+        if not times:
+            return value
+        return exp.Mul(this=value, expression=exp.Literal.number(10**times))
+
+    def build(n: Any) -> Any:
+        P = exp.Paren  # noqa: N806  (sqlglot prints nested operators without parentheses)
+        num = P(this=unscaled(n.this.copy(), s1, max(shift, 0)))
+        den = P(this=unscaled(n.expression.copy(), s2, max(-shift, 0)))
+        two = exp.Literal.number(2)
+        twice_num = P(this=exp.Mul(this=exp.Abs(this=num), expression=two))
+        rounded = P(this=exp.Add(this=twice_num, expression=exp.Abs(this=den.copy())))
+        twice_den = P(this=exp.Mul(this=exp.Abs(this=den.copy()), expression=two))
+        magnitude = P(this=exp.IntDiv(this=rounded, expression=twice_den))
+        sign = P(
+            this=exp.Mul(
+                this=exp.Anonymous(this="sign", expressions=[num.copy()]),
+                expression=exp.Anonymous(this="sign", expressions=[den.copy()]),
+            )
+        )
+        quotient = exp.Cast(
+            this=P(this=exp.Mul(this=magnitude, expression=sign)),
+            to=exp.DataType.build("decimal(38,0)", dialect="spark"),
+        )
+        unit = exp.Cast(  # 10^-s, exactly
+            this=exp.Literal.string(f"1e-{s}"),
+            to=exp.DataType.build(f"decimal({s + 1},{s})", dialect="spark"),
+        )
+        return exp.Cast(
+            this=P(this=exp.Mul(this=quotient, expression=unit)),
+            to=exp.DataType.build(f"decimal({p},{s})", dialect="spark"),
+        )
+
+    return build
+
+
 def _spark_type_of(node: Any, known: dict[int, Any]) -> str | None:  # noqa: C901
     """The Spark type to cast `node` to on DuckDB, or None to leave it."""
     from sqlglot import exp
@@ -748,7 +802,10 @@ def spark_types(tree: Any, schema: dict[str, Any]) -> Any:
             wraps += [(node, fix) for fix in _cast_fixes(node)]
             continue
         to = _spark_type_of(node, known)
-        if to is not None:
+        if to is not None and isinstance(node, exp.Div) and to.startswith("decimal"):
+            exact = _exact_division(node, known)
+            wraps.append((node, exact or to))
+        elif to is not None:
             wraps.append((node, to))
         divisor = node.expression if isinstance(node, exp.Div | exp.Mod | exp.IntDiv) else None
         if divisor is not None and not (divisor.is_number and divisor.to_py() != 0):

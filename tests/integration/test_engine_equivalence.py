@@ -391,6 +391,14 @@ EXPRESSIONS = [
     "if(flag, 1, 0) as flag_i",
     "amount * 2 as amt2",
     "amount + 1 as amt1",
+    # exact decimal division, rounded HALF_UP: (0.00 + 0.03) / id 2 = 0.015 is 0.02 (through a
+    # double, 0.01499…, it was 0.01)
+    "CAST((amount + 0.03) / CAST(id AS bigint) AS decimal(12,2)) as amt_half_up",
+    "CAST((amount + 41.17) / 2 AS decimal(12,2)) as amt_half_up_lit",
+    "amount / 4 as amt_quarter",
+    "amount / 3 as amt_third",
+    "CAST(amount / 4 AS decimal(12,2)) as amt_quarter2",
+    "amount / 2.5 as amt_by_dec",
     "cast(amount as double) as amt_d",
     "cast(x as decimal(25,3)) as x_dec",
     "cast(id as string) as id_s",
