@@ -792,7 +792,7 @@ def spark_types(tree: Any, schema: dict[str, Any]) -> Any:
     )
     annotate_types(tree, schema=schema, dialect="spark")
     known: dict[int, Any] = {}
-    wraps: list[tuple[Any, str]] = []
+    wraps: list[tuple[Any, Any]] = []  # (node, a type name, a fix name or a builder)
     for node in reversed(list(tree.walk(bfs=False))):  # children before parents
         rewrite = _rewrite(node)
         if rewrite is not None:
