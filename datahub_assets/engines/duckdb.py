@@ -56,6 +56,36 @@ class DatahubDuckDBDataFrame(DuckDBDataFrame):
     def withColumn(self, colName: str, col: Any) -> DatahubDuckDBDataFrame:  # noqa: N802,N803
         return self.withColumns({colName: col})
 
+    @property
+    def schema(self) -> Any:
+        """sqlframe's schema (a DESCRIBE of a temp view, ~10 ms), computed once per frame:
+        sqlframe frames are immutable (every operation returns a copy with a new expression;
+        the cache is tied to this frame's expression object)."""
+        cached = self.__dict__.get("_datahub_schema")
+        if cached is None or cached[0] is not self.expression:
+            cached = (self.expression, super().schema)
+            self.__dict__["_datahub_schema"] = cached
+        return type(cached[1])(list(cached[1].fields))
+
+    def known_schema(self, columns: dict[str, str]) -> None:
+        """Give this frame the schema sqlframe would derive for `columns` (name -> Spark type
+        text, in the frame's order), without the DESCRIBE (a view whose types are known)."""
+        from sqlframe.base import types
+        from sqlframe.base.util import sqlglot_to_spark
+        from sqlglot import exp
+
+        dialect = self._schema_dialect
+        schema = types.StructType(
+            [
+                types.StructField(
+                    self.display_name_mapping.get(name, name),
+                    sqlglot_to_spark(exp.DataType.build(text, dialect=dialect)),
+                )
+                for name, text in columns.items()
+            ]
+        )
+        self.__dict__["_datahub_schema"] = (self.expression, schema)
+
     def isLocal(self) -> bool:  # noqa: N802  (PySpark's name)
         """Binds the query in DuckDB (names, types, functions) without running it."""
         self.session._conn.sql(self.sql(dialect="duckdb", optimize=False)).columns  # noqa: B018

@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -131,7 +131,7 @@ def to_json(col: Column, dtype: Any) -> Column:
     """Spark's `to_json` text of a struct/array/map column of type `dtype`."""
     if not on_duckdb():
         return F.to_json(col)
-    ensure_functions()
+    ensure_functions(names={SPARK_JSON_FN})
     return _anonymous(
         SPARK_JSON_FN, _anonymous("to_json", col), F.lit(json.dumps(type_json(dtype)))
     )
@@ -188,12 +188,12 @@ def _arrow_udf(fn: Callable[[bytes, str], str]) -> Callable[[Any, Any], Any]:
 
 def aes_gcm_token(key: Column, value: Column) -> Column:
     """Spark: see mask.py; DuckDB: the registered tokenize function (same bytes)."""
-    ensure_functions()
+    ensure_functions(names={TOKENIZE_FN})
     return _anonymous(TOKENIZE_FN, key, value)
 
 
 def aes_gcm_encrypt(key: Column, value: Column) -> Column:
-    ensure_functions()
+    ensure_functions(names={ENCRYPT_FN})
     return _anonymous(ENCRYPT_FN, key, value)
 
 
@@ -291,10 +291,25 @@ def _spark_json_udf(texts: Any, types: Any) -> Any:
     return pa.array(out, pa.string())
 
 
-def ensure_functions(conn: Any = None) -> None:
-    """Register the Python functions on the run's DuckDB connection (once per connection)."""
+def udfs_in(tree: Any) -> set[str]:
+    """The names of this module's Python functions a rewritten sqlglot tree calls."""
+    from sqlglot import exp
+
+    return {
+        str(node.this)
+        for node in tree.find_all(exp.Anonymous)
+        if str(node.this).startswith("__datahub_")
+    }
+
+
+def ensure_functions(conn: Any = None, names: Collection[str] | None = None) -> None:
+    """Register the Python functions on the run's DuckDB connection (once per connection):
+    `names` only (None: all of them). Registering costs ~25 ms a connection, so the
+    rewrites ask only for the functions a query calls (`udfs_in`)."""
     from duckdb import sqltypes
 
+    if names is not None and not names:
+        return
     conn = conn if conn is not None else current().connection
     known = {
         r[0]
@@ -306,8 +321,13 @@ def ensure_functions(conn: Any = None) -> None:
         (TOKENIZE_FN, _arrow_udf(token_of), False),
         (ENCRYPT_FN, _arrow_udf(encrypted_of), True),
     ]
+    wanted = set(names) if names is not None else None
+
+    def missing(name: str) -> bool:
+        return name not in known and (wanted is None or name in wanted)
+
     for name, fn, side_effects in specs:
-        if name not in known:
+        if missing(name):
             conn.create_function(
                 name,
                 fn,
@@ -318,7 +338,7 @@ def ensure_functions(conn: Any = None) -> None:
                 side_effects=side_effects,
             )
     for name, (fn, arg, out) in SCALAR_UDFS.items():
-        if name not in known:
+        if missing(name):
             conn.create_function(
                 name,
                 _text_udf(fn, out),
@@ -327,7 +347,7 @@ def ensure_functions(conn: Any = None) -> None:
                 type="arrow",
                 null_handling="special",
             )
-    if SPARK_JSON_FN not in known:
+    if missing(SPARK_JSON_FN):
         conn.create_function(
             SPARK_JSON_FN,
             _spark_json_udf,
@@ -843,7 +863,6 @@ def spark_query(query: str, frames: dict[str, Any]) -> Any:
     sqlglot cannot parse it (sqlframe then reports the error)."""
     import sqlglot
 
-    ensure_functions()
     schema = {
         name: {f.name: type_string(f.dataType) for f in df.schema.fields}
         for name, df in frames.items()
@@ -852,6 +871,7 @@ def spark_query(query: str, frames: dict[str, Any]) -> Any:
         tree = spark_types(sqlglot.parse_one(query, read="spark"), schema)
     except Exception:  # noqa: BLE001  (the engine reports what it cannot parse)
         return query
+    ensure_functions(names=udfs_in(tree))
     return tree
 
 
@@ -897,7 +917,6 @@ def expr(text: str, df: Any = None) -> Column:
     import sqlglot
     from sqlglot import exp
 
-    ensure_functions()
     columns = {f.name: type_string(f.dataType) for f in df.schema.fields} if df is not None else {}
     try:
         select = sqlglot.parse_one(f"SELECT {text} FROM __datahub_t", read="spark")
@@ -913,6 +932,7 @@ def expr(text: str, df: Any = None) -> Column:
             projection = projection.this  # qualify named it; the engine names it as written
     except Exception:  # noqa: BLE001  (sqlframe reports what it cannot parse, with its words)
         return F.expr(text)
+    ensure_functions(names=udfs_in(projection))
     return _sqlframe_column(projection)  # the tree itself: its text would parse CAST as TRY_CAST
 
 

@@ -150,8 +150,10 @@ def _raise_error(df: DataFrame, message: str):
 def align(df: DataFrame, schema: Schema, where: str) -> DataFrame:
     """`df` as the table `schema` writes it: table column order, narrower types cast up,
     absent optional columns null, absent or null values of required columns an error."""
-    frame = {f.name: f for f in df.schema.fields}
+    fields = df.schema.fields
+    frame = {f.name: f for f in fields}
     cols = []
+    same = [f.name for f in fields] == [f.name for f in schema.fields]
     for f in schema.fields:
         target = without_nullability(iceberg_type_to_spark(f.field_type, T))
         if f.name not in frame:
@@ -167,8 +169,12 @@ def align(df: DataFrame, schema: Schema, where: str) -> DataFrame:
             _same_shape(source, target) or _kind(source) == "NullType"
         ):
             col = col.cast(target)
+            same = False
         if f.required and frame[f.name].nullable:
             message = f"table {where}: required column {f.name} has a null value"
             col = F.when(col.isNull(), _raise_error(df, message)).otherwise(col)
+            same = False
         cols.append(col.alias(f.name))
-    return df.select(*cols)
+    # already the table's columns, in order, as written: the frame itself (a projection
+    # that changes nothing costs a query plan and, on DuckDB, a schema lookup)
+    return df if same else df.select(*cols)
