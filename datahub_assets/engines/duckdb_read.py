@@ -14,7 +14,9 @@ parse is null, or makes the record malformed when `corrupt` is asked for). Heade
 made safe as Spark does (`_safe_header`). Spark reads CSV line by line (a quote never spans
 lines); DuckDB's parser lets a quoted value run over newlines and refuses unbalanced quotes.
 So DuckDB's parser (`_fast_csv`) is kept only when it agrees with Spark: no parse error, no
-value with a newline, no value failing its declared type, the header's field count. Otherwise
+value with a newline, no value failing its declared type, the header's field count (checked by
+one `count(*)` pass that materialises nothing; the read itself stays a lazy view, streamed by
+the query that consumes it, e.g. the staging COPY to Parquet). Otherwise
 (and for a burst of many small files, where DuckDB's parser pays ~0.5 ms per file) the files
 are read line by line (`_lines_sql`: small files split from their text, large ones by DuckDB's
 CSV reader in one-column mode), each non-blank line split into fields by a regular expression
@@ -416,8 +418,13 @@ def _header_names(files: Sequence[str], o: CsvOptions) -> list[str]:
     return []
 
 
-def _fast_csv(files: Sequence[str], o: CsvOptions, names: list[str]) -> str | None:
-    """DuckDB's parser into a table (all VARCHAR); None when it does not agree with Spark."""
+def _fast_csv(
+    files: Sequence[str], o: CsvOptions, names: list[str], typed_ok: str = "true"
+) -> str | None:
+    """DuckDB's parser as a subquery (all VARCHAR), streamed by whoever reads it; None when
+    it does not agree with Spark. One aggregate pass checks it first: a parse error (field
+    count, unbalanced quote, encoding), a value with a newline, or (`typed_ok`, SQL over the
+    columns) a row whose values do not parse as their declared types."""
     conn = _conn()
     nulls = ["", *([o.null_value] if o.null_value else [])]
     columns = "{" + ", ".join(f"{lit(n)}: 'VARCHAR'" for n in names) + "}"
@@ -435,19 +442,13 @@ def _fast_csv(files: Sequence[str], o: CsvOptions, names: list[str]) -> str | No
     ]
     if o.encoding != "utf-8":
         args.append(f"encoding={lit(o.encoding)}")
-    name = f"__dh_read_{next(_NAMES)}"
+    reader = f"(SELECT * FROM read_csv({_list(files)}, {', '.join(args)}))"
+    multiline = " OR ".join(f"contains({ident(n)}, chr(10))" for n in names) or "false"
     try:
-        reader = f"read_csv({_list(files)}, {', '.join(args)})"
-        conn.execute(f"CREATE TABLE {ident(name)} AS SELECT * FROM {reader}")
-        multiline = " OR ".join(f"contains({ident(n)}, chr(10))" for n in names) or "false"
-        bad = _count(conn, f"SELECT count(*) FROM {ident(name)} WHERE {multiline}")
+        bad = _count(conn, f"SELECT count(*) FROM {reader} WHERE {multiline} OR NOT ({typed_ok})")
     except duckdb.Error:
-        conn.execute(f"DROP TABLE IF EXISTS {ident(name)}")
         return None
-    if bad:
-        conn.execute(f"DROP TABLE {ident(name)}")
-        return None
-    return name
+    return None if bad else reader
 
 
 def _token_regex(o: CsvOptions) -> str:
@@ -580,17 +581,15 @@ def read_csv(
         and o.encoding == "utf-8"
         and all(Path(f).stat().st_size <= SMALL_FILE // 16 for f in files)
     )
-    fast = _fast_csv(files, o, names) if width == len(names) and not many_small else None
-    source = ident(fast) if fast is not None else f"({_slow_csv(files, o, names)})"
     typed_ok = "true"
     if schema is not None:
         exprs, typed_ok = _declared(names, schema, o.date_format)
-        some_bad = f"SELECT count(*) FROM {source} WHERE NOT ({typed_ok})"
-        if fast is not None and corrupt and typed_ok != "true" and _count(conn, some_bad):
-            source, fast = f"({_slow_csv(files, o, names)})", None
-    elif infer:
+    check = typed_ok if corrupt else "true"  # a value failing its type: malformed, line by line
+    fast = _fast_csv(files, o, names, check) if width == len(names) and not many_small else None
+    source = fast if fast is not None else f"({_slow_csv(files, o, names)})"
+    if schema is None and infer:
         exprs = _inferred(conn, names, source)
-    else:
+    elif schema is None:
         exprs = [f"{ident(n)} AS {ident(n)}" for n in names]
     select = ", ".join(exprs)
     if corrupt:

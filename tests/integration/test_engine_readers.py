@@ -286,6 +286,54 @@ def test_csv_quoted_newline_is_two_malformed_records_on_both(spark, data):
     assert [r[2] for r in _records(found["duckdb"])] == ['1,"multi', 'line",3']
 
 
+def _read_tables(ctx) -> int:
+    """The tables the DuckDB readers created in the run's database (0: only lazy views)."""
+    conn = ctx.active_engine.connection
+    row = conn.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '__dh_read_%'"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_csv_large_clean_file_streams_and_one_quoted_newline_falls_back(spark, data):
+    """A large clean file is read by DuckDB's parser as a lazy view (nothing materialised,
+    checked by one aggregate pass); the same file with one quoted newline near its end is
+    read line by line: two malformed records, the same verdicts as Spark's."""
+    n = 60_000
+    lines = ["id,name,note"] + [f'{i},"name {i}",note {i % 7}' for i in range(1, n + 1)]
+    write(data, "landing/big/clean.csv", "\n".join(lines) + "\n")
+    lines[n - 5] = f'{n - 5},"multi\nline",x'
+    write(data, "landing/nl/nl.csv", "\n".join(lines) + "\n")
+    tables, found = {}, {}
+
+    def read(src):
+        def run(ctx):
+            good, found[ctx.active_engine.name] = _checked(src, ctx)
+            if ctx.on_duckdb:
+                tables[src.id] = _read_tables(ctx)
+            return good
+
+        return run
+
+    clean = m.CsvSource(id="clean", path="landing/big/*.csv")
+    _, rows = same(spark, data, read(clean))
+    assert len(rows) == n
+    assert ("17", "name 17", "note 3") in rows
+    assert found["duckdb"].count == found["spark"].count == 0
+    assert tables["clean"] == 0
+
+    nl = m.CsvSource(id="nl", path="landing/nl/*.csv")
+    _, rows = same(spark, data, read(nl))
+    assert len(rows) == n - 1
+    assert (str(n - 5), "name " + str(n - 5), "note " + str((n - 5) % 7)) not in rows
+    assert _records(found["duckdb"]) == _records(found["spark"])
+    assert [(r[1], r[2]) for r in _records(found["duckdb"])] == [
+        (n - 4, f'{n - 5},"multi'),
+        (n - 3, 'line",x'),
+    ]
+    assert tables["nl"] == 1  # the line-by-line read is computed into a table
+
+
 def test_csv_infer_across_files_widens_like_spark(spark, data):
     write(data, "landing/w/a.csv", "n,d,x\n1,2024-01-01,1\n")
     write(data, "landing/w/b.csv", "n,d,x\n2.5,2024-01-02 03:04:05,true\n")
