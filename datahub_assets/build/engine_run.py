@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from datahub_assets.engines.base import Engine, spark_engine
+from datahub_assets.execute.context import ExecContext
 from datahub_assets.spec.models import PipelineSpec
 from datahub_resources.settings import Settings
 
@@ -35,6 +36,12 @@ class OpenEngine:
     def spark_session(self) -> Any:
         """The Spark session when the run is on Spark (watchdog, retries), else None."""
         return None if self.engine.is_duckdb else self.engine.session
+
+    def exec_context(self, **fields: Any) -> ExecContext:
+        """The run's ExecContext on this engine: its session, the engine and why it ran."""
+        return ExecContext(
+            spark=self.session, engine=self.engine, engine_reason=self.choice.reason, **fields
+        )
 
     def metadata(self) -> dict[str, str]:
         return {"engine": self.choice.engine, "engine_reason": self.choice.reason}

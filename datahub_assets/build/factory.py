@@ -21,7 +21,6 @@ from datahub_assets.build.metadata import ROWS_WRITTEN, check_results, table_met
 from datahub_assets.build.params import run_parameters
 from datahub_assets.build.retries import transient_retry
 from datahub_assets.engines.choice import requested_engine
-from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.drops import REJECTED
 from datahub_assets.execute.outcomes import ChecksFailed, TargetOutcome
 from datahub_assets.execute.runner import run_pipeline
@@ -264,10 +263,7 @@ def _run_step(step: _Step, context, engine: OpenEngine, catalog, files, config):
     spec, settings, is_drop = step.spec, step.settings, step.is_drop
     # run date and :name parameters from the run's tags (build/params.py)
     run_date, params = run_parameters(context.run.tags)
-    ctx = ExecContext(
-        spark=engine.session,
-        engine=engine.engine,
-        engine_reason=engine.choice.reason,
+    ctx = engine.exec_context(
         settings=settings,
         app=spec.app,
         run_id=context.run.run_id,

@@ -42,7 +42,6 @@ from datahub_assets.build.keys import asset_key
 from datahub_assets.build.metadata import check_results
 from datahub_assets.build.params import RUN_DATE_TAG, run_parameters
 from datahub_assets.build.retries import transient_retry
-from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.outcomes import ChecksFailed
 from datahub_assets.execute.runner import run_pipeline
 from datahub_assets.spec.columns import column_descriptions
@@ -219,10 +218,7 @@ def _step_op(job: JobSpec, step: JobStep, spec: PipelineSpec) -> dg.OpDefinition
                 None,
                 context.log,
             ) as engine:
-                ctx = ExecContext(
-                    spark=engine.session,
-                    engine=engine.engine,
-                    engine_reason=engine.choice.reason,
+                ctx = engine.exec_context(
                     settings=settings,
                     app=spec.app,
                     run_id=context.run_id,
