@@ -1,13 +1,14 @@
 """The DuckDB engine: a sqlframe DuckDB session over one in-process DuckDB connection.
 
-The session is injected (`DatahubDuckDBSession(conn=...)`), never `sqlframe.activate()`d:
-PySpark keeps working for Spark pipelines in the same process. The connection is opened per
-run with the deployment's limits: `memory_limit` (DATAHUB_DUCKDB_MEMORY_LIMIT), `threads`
-(DATAHUB_DUCKDB_THREADS) and `temp_directory` = $DATAHUB_HOME/duckdb_tmp, where DuckDB
-spills joins, aggregations and sorts that do not fit.
+The session is injected (a new `DatahubDuckDBSession` per run, made sqlframe's process-wide
+one), never `sqlframe.activate()`d: PySpark keeps working for Spark pipelines in the same
+process. The connection is opened per run with the deployment's limits: `memory_limit`
+(DATAHUB_DUCKDB_MEMORY_LIMIT), `threads` (DATAHUB_DUCKDB_THREADS) and `temp_directory` =
+$DATAHUB_HOME/duckdb_tmp, where DuckDB spills joins, aggregations and sorts that do not fit.
 
-`DatahubDuckDBDataFrame` adds the few PySpark DataFrame methods the platform uses that
-sqlframe lacks (`selectExpr`, `isLocal`, `localCheckpoint`); everything else is sqlframe's.
+`DatahubDuckDBDataFrame` adds the PySpark DataFrame methods the platform uses that sqlframe
+lacks or gets wrong (`selectExpr`, `isLocal`, `localCheckpoint`, `withColumn(s)` replacing in
+place) and computes a frame's schema once; everything else is sqlframe's.
 """
 
 from __future__ import annotations
