@@ -56,12 +56,12 @@ def _spark_namespaces() -> tuple[Any, Any, Any]:
 def spark_engine(session: Any = None) -> Engine:
     """The Spark engine over `session` (a Spark Connect session)."""
     if session is None:
-        return _SPARK_NAMESPACES_ONLY()
+        return _spark_without_session()
     F, T, Window = _spark_namespaces()
     return Engine("spark", F, T, Window, session, _spark_errors())
 
 
 @cache
-def _SPARK_NAMESPACES_ONLY() -> Engine:  # noqa: N802  (a constant built on first use)
+def _spark_without_session() -> Engine:  # noqa: N802  (a constant built on first use)
     F, T, Window = _spark_namespaces()
     return Engine("spark", F, T, Window, None, _spark_errors())
