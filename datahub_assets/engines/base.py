@@ -62,6 +62,7 @@ def spark_engine(session: Any = None) -> Engine:
 
 
 @cache
-def _spark_without_session() -> Engine:  # noqa: N802  (a constant built on first use)
+def _spark_without_session() -> Engine:
+    """The Spark namespaces without a session (built once, on first use)."""
     F, T, Window = _spark_namespaces()
     return Engine("spark", F, T, Window, None, _spark_errors())
