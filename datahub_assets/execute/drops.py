@@ -386,6 +386,30 @@ def _csv_schema(header: tuple[str, ...], declared: T.StructType | None) -> T.Str
     )
 
 
+def _header_groups(source, files: list[DropFile]) -> dict[tuple[str, ...] | None, list[DropFile]]:
+    """CSV files by header (files with another column order are read apart); one group
+    without a header row."""
+    groups: dict[tuple[str, ...] | None, list[DropFile]] = {}
+    for f in files:
+        groups.setdefault(f.header if source.header else None, []).append(f)
+    return groups
+
+
+def _declared_names(df: DataFrame, declared: T.StructType, header: tuple[str, ...]) -> DataFrame:
+    """The header's columns under the schemaRef's names (matched case-insensitively), in the
+    schema's order, then the helper and lineage columns."""
+    return df.select(
+        *[
+            F.col(f"`{c}`").alias(d.name)
+            for d in declared.fields
+            for c in header
+            if c.lower() == d.name.lower()
+        ],
+        CORRUPT,
+        *LINEAGE_COLUMNS,
+    )
+
+
 def read_drops(source, ctx: ExecContext, batch: DropBatch) -> DataFrame:
     """Step 2 of the module doc: the valid new files of `source` with lineage columns.
     `source` may be a copy without schemaRef (onInvalid reads raw values first). csv and
@@ -397,9 +421,7 @@ def read_drops(source, ctx: ExecContext, batch: DropBatch) -> DataFrame:
     spark = ctx.spark
     frames: list[DataFrame] = []
     if source.kind == "csv":
-        groups: dict[tuple[str, ...] | None, list[DropFile]] = {}
-        for f in files:
-            groups.setdefault(f.header if source.header else None, []).append(f)
+        groups = _header_groups(source, files)
         opts = options(
             header=source.header,
             sep=source.delimiter,
@@ -420,16 +442,7 @@ def read_drops(source, ctx: ExecContext, batch: DropBatch) -> DataFrame:
                 reader.schema(with_corrupt(schema)).csv(folder), names, batch, ctx.run_id
             )
             if declared is not None and header:
-                df = df.select(
-                    *[
-                        F.col(f"`{c}`").alias(d.name)
-                        for d in declared.fields
-                        for c in header
-                        if c.lower() == d.name.lower()
-                    ],
-                    CORRUPT,
-                    *LINEAGE_COLUMNS,
-                )
+                df = _declared_names(df, declared, header)
             frames.append(df)
     else:
         folder, names = _folder(batch, files, source.id, 0, spark)
@@ -470,9 +483,7 @@ def _read_drops_duckdb(source, ctx: ExecContext, batch: DropBatch) -> DataFrame:
     declared = schema_for(source.schema_ref, ctx) if source.schema_ref else None
     frames: list[DataFrame] = []
     if source.kind == "csv":
-        groups: dict[tuple[str, ...] | None, list[DropFile]] = {}
-        for f in files:
-            groups.setdefault(f.header if source.header else None, []).append(f)
+        groups = _header_groups(source, files)
         for n, (header, group) in enumerate(groups.items()):
             landed = _local_group(batch, group, source.id, n)
             schema = _csv_schema(header, declared) if header else declared
@@ -485,16 +496,7 @@ def _read_drops_duckdb(source, ctx: ExecContext, batch: DropBatch) -> DataFrame:
             )
             df = R.with_lineage(df, landed, batch.ingested_at, ctx.run_id)
             if declared is not None and header:
-                df = df.select(
-                    *[
-                        F.col(c).alias(d.name)
-                        for d in declared.fields
-                        for c in header
-                        if c.lower() == d.name.lower()
-                    ],
-                    CORRUPT,
-                    *LINEAGE_COLUMNS,
-                )
+                df = _declared_names(df, declared, header)
             frames.append(df)
     else:
         landed = _local_group(batch, files, source.id, 0)
