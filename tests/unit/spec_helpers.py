@@ -1,6 +1,8 @@
-"""Shared assertions of the spec tests."""
+"""Shared assertions and file setup of the spec tests."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from datahub_assets.spec.errors import SpecError
 
@@ -14,3 +16,12 @@ def find_error(errors: list[SpecError], file: str, line: int, *fragments: str) -
     raise AssertionError(
         f"no error at {file}:{line} with {fragments}; got:\n" + "\n".join(map(str, errors))
     )
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    """Write `files` (path relative to `root` -> text) under `root`; returns `root`."""
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root

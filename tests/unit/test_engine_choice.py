@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from spec_helpers import write
 
 from datahub_assets.engines.choice import (
     RUN_TAG,
@@ -26,14 +27,6 @@ from datahub_resources.iceberg import open_catalog
 from datahub_resources.settings import Settings
 
 MB = 1024 * 1024
-
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
 
 
 def pipeline_xml(pid: str, layer: str, sources: str, engine: str | None = None, table="t") -> str:

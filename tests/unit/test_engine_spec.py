@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from spec_helpers import find_error
+from spec_helpers import find_error, write
 
 from datahub_assets import cli
 from datahub_assets.engines.choice import requested_engine
@@ -44,14 +44,6 @@ def xml(
     if checks:
         parts.append(f"<checks>\n{checks}\n</checks>")
     return "\n".join([*parts, "</pipeline>", ""])
-
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
 
 
 def load_errors(root: Path, files: dict[str, str], default: str = "spark") -> list[SpecError]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from spec_helpers import find_error
+from spec_helpers import find_error, write
 
 from datahub_assets.spec.errors import SpecError, SpecErrors
 from datahub_assets.spec.loader import load_project
@@ -36,14 +36,6 @@ def pipeline(
     if checks:
         parts.append(f"<checks>\n{checks}\n</checks>")
     return "\n".join([*parts, "</pipeline>", ""])
-
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
 
 
 def load_errors(tmp_path: Path, files: dict[str, str]) -> list[SpecError]:
