@@ -23,6 +23,33 @@ TABLES = ("orders", "lineitem", "customer", "nation")
 TPCH_WORK = WORK / "tpch"
 DATA_DIR = TPCH_WORK / "data"
 
+# The TPC-H types the reference app's bronze layer casts to (pipelines_xml/tpch/bronze/*.xml),
+# shared by the hand-written baselines (handwritten.py, handwritten_duckdb.py).
+CASTS: dict[str, dict[str, str]] = {
+    "orders": {
+        "o_orderkey": "bigint",
+        "o_custkey": "bigint",
+        "o_totalprice": "decimal(15,2)",
+        "o_orderdate": "date",
+        "o_shippriority": "int",
+    },
+    "lineitem": {
+        "l_orderkey": "bigint",
+        "l_partkey": "bigint",
+        "l_suppkey": "bigint",
+        "l_linenumber": "int",
+        "l_quantity": "decimal(15,2)",
+        "l_extendedprice": "decimal(15,2)",
+        "l_discount": "decimal(15,2)",
+        "l_tax": "decimal(15,2)",
+        "l_shipdate": "date",
+        "l_commitdate": "date",
+        "l_receiptdate": "date",
+    },
+    "customer": {"c_custkey": "bigint", "c_nationkey": "bigint", "c_acctbal": "decimal(15,2)"},
+    "nation": {"n_nationkey": "bigint", "n_regionkey": "bigint"},
+}
+
 
 def raw_dir(scale: int) -> Path:
     return TPCH_WORK / f"sf{scale}"

@@ -24,36 +24,11 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from bench.common import DEFAULT_SPARK_STATE, WORK, machine, median, now, write_json
-from bench.tpch.gen import DATA_DIR, TABLES, generate
+from bench.tpch.gen import CASTS, DATA_DIR, TABLES, generate
 
 OUT = WORK / "tpch" / "handwritten"
 RESULT = WORK / "results" / "tpch_handwritten.json"
 
-# Same casts as bronze/*.xml.
-CASTS: dict[str, dict[str, str]] = {
-    "orders": {
-        "o_orderkey": "bigint",
-        "o_custkey": "bigint",
-        "o_totalprice": "decimal(15,2)",
-        "o_orderdate": "date",
-        "o_shippriority": "int",
-    },
-    "lineitem": {
-        "l_orderkey": "bigint",
-        "l_partkey": "bigint",
-        "l_suppkey": "bigint",
-        "l_linenumber": "int",
-        "l_quantity": "decimal(15,2)",
-        "l_extendedprice": "decimal(15,2)",
-        "l_discount": "decimal(15,2)",
-        "l_tax": "decimal(15,2)",
-        "l_shipdate": "date",
-        "l_commitdate": "date",
-        "l_receiptdate": "date",
-    },
-    "customer": {"c_custkey": "bigint", "c_nationkey": "bigint", "c_acctbal": "decimal(15,2)"},
-    "nation": {"n_nationkey": "bigint", "n_regionkey": "bigint"},
-}
 SILVER_COLUMNS = [
     "l_orderkey",
     "l_linenumber",
