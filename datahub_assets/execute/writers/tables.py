@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
@@ -272,16 +272,16 @@ def _direct(writes: list[TableWrite], staged: list[StagedWrite]) -> bool:
     )
 
 
-def _publish_error(exc: BaseException, label: str) -> BaseException:
-    """The error to raise for a failed publish (`exc` itself when it needs no wrapping)."""
+def _raise_publish_error(exc: BaseException, label: str) -> NoReturn:
+    """Raise the error of a failed publish: `exc` itself when it needs no wrapping."""
     if isinstance(exc, PipelineRunError) or not isinstance(exc, Exception):
-        return exc
+        raise exc
     if isinstance(exc, CommitFailedException):
-        return PipelineRunError(
+        raise PipelineRunError(
             f"{label}: another run published to these tables first ({exc}); nothing "
             "was published, run again"
-        )
-    return PipelineRunError(f"{label}: publishing failed, nothing was published: {exc}")
+        ) from exc
+    raise PipelineRunError(f"{label}: publishing failed, nothing was published: {exc}") from exc
 
 
 def _published_with(outcomes: list[TargetOutcome], extra: list[TableChange]) -> None:
@@ -324,10 +324,7 @@ def _publish_direct(
         for s in staged:
             abort(s)
         quarantine.abort(catalog)
-        error = _publish_error(exc, label)
-        if error is exc:
-            raise
-        raise error from exc
+        _raise_publish_error(exc, label)
     _published_with(outcomes, extra)
     return outcomes
 
@@ -380,10 +377,7 @@ def write_tables(
         commit_tables(catalog, changes + extra + quarantine.changes)
     except BaseException as exc:
         _discard(catalog, staged, audited, branch, quarantine)
-        error = _publish_error(exc, label)
-        if error is exc:
-            raise
-        raise error from exc
+        _raise_publish_error(exc, label)
     _published_with(outcomes, extra)
     return outcomes
 
