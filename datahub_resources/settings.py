@@ -35,6 +35,11 @@ VARIABLES: tuple[Variable, ...] = (
         "DATAHUB_DATA_DIR", "data", "Root of relative data paths (`<dir>/<app>/...`); s3:// too."
     ),
     Variable(
+        "DATAHUB_EXPORT_ROOTS",
+        "(unset: exports only below $DATAHUB_DATA_DIR/<app>/)",
+        "Folders or s3:// prefixes, comma-separated, below which CSV exports may also write.",
+    ),
+    Variable(
         "DATAHUB_CATALOG_URI",
         "sqlite:///$DATAHUB_HOME/catalog.db",
         "SQLAlchemy URI of the Iceberg catalog database.",
@@ -131,6 +136,43 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ValueError(f"{name}={value!r} is not a number (default {default})") from None
 
 
+def _export_roots(env: Mapping[str, str]) -> tuple[str, ...]:
+    value = env.get("DATAHUB_EXPORT_ROOTS") or ""
+    roots = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        root = _location(str(Path(item).expanduser()) if item.startswith("~") else item)
+        if not (root.startswith("/") or "://" in root):
+            raise ValueError(
+                f"DATAHUB_EXPORT_ROOTS={value!r}: {item!r} is neither an absolute folder nor "
+                "a URI prefix such as s3://bucket/exports"
+            )
+        roots.append(root)
+    return tuple(roots)
+
+
+def _location(path: str) -> str:
+    """`path` in the form export paths are compared in: local paths (file:// too) normalised
+    and absolute when they were, URIs with s3a:// written s3://, no trailing slash."""
+    if path.startswith("file://"):
+        path = path.removeprefix("file://")
+    if "://" not in path:
+        return os.path.normpath(path) if path else path
+    if path.startswith("s3a://"):
+        path = "s3://" + path.removeprefix("s3a://")
+    return path.rstrip("/")
+
+
+def _below(path: str, root: str) -> bool:
+    """`path` lies strictly below `root` (both `_location` forms)."""
+    return path.startswith(root.rstrip("/") + "/") and len(path) > len(root.rstrip("/")) + 1
+
+
+def _has_dotdot(path: str) -> bool:
+    return ".." in path.split("/")
+
+
 ENGINES = ("spark", "duckdb", "auto")
 
 
@@ -154,6 +196,9 @@ class Settings:
     data_uri: str | None = None
     """DATAHUB_DATA_DIR when it is an `s3://` URI (data paths resolve below it; `data_dir`
     then stays the local default, used only by local helpers such as `datahub demo`)."""
+    export_roots: tuple[str, ...] = ()
+    """DATAHUB_EXPORT_ROOTS: absolute folders and URI prefixes (`s3://bucket/prefix`, s3a://
+    written s3://) below which a CSV export may write besides DATAHUB_DATA_DIR/<app>/."""
     executor: str | None = None
     """DATAHUB_EXECUTOR when set (it wins over the component's `executor`)."""
     watch_max_runs_per_tick: int = 20
@@ -214,6 +259,7 @@ class Settings:
             spark_state_dir=_path(env, "DATAHUB_SPARK_STATE", home / "spark"),
             dagster_home=_path(env, "DAGSTER_HOME", home / "dagster"),
             data_uri=remote,
+            export_roots=_export_roots(env),
             executor=env.get("DATAHUB_EXECUTOR") or None,
             watch_max_runs_per_tick=_int(env, "DATAHUB_WATCH_MAX_RUNS_PER_TICK", 20),
             ui_url=(env.get("DATAHUB_UI_URL") or "http://localhost:3000").rstrip("/"),
@@ -241,12 +287,55 @@ class Settings:
         )
 
     def data_path(self, app: str, path: str) -> str:
-        """A data path: s3:// and absolute paths as written, else under DATAHUB_DATA_DIR/<app>/."""
+        """A data path: s3:// and absolute paths as written, else under DATAHUB_DATA_DIR/<app>/
+        (which a relative path cannot leave: a `..` component is refused)."""
         if "://" in path or path.startswith("/"):
             return path
+        if _has_dotdot(path):
+            raise ValueError(
+                f"data path {path!r} has a '..' component: relative data paths stay below "
+                f"DATAHUB_DATA_DIR/{app}/"
+            )
         if self.data_uri:
             return f"{self.data_uri}/{app}/{path}"
         return str(self.data_dir / app / path)
+
+    def export_path(self, app: str, path: str) -> str:
+        """Where a CSV export of `app` to `path` writes (`data_path`), if an export may write
+        there (`export_path_problem`); else ValueError saying why."""
+        problem = self.export_path_problem(app, path)
+        if problem:
+            raise ValueError(f'export path "{path}" {problem}')
+        return self.data_path(app, path)
+
+    def export_path_problem(self, app: str, path: str) -> str | None:
+        """Why a CSV export of `app` may not write `path` (None: it may). An export replaces
+        its folder (mode="overwrite"), so it writes only strictly below the app's data folder
+        (a relative path without `..`; absolute or s3:// paths inside it) or below a folder
+        the operator lists in DATAHUB_EXPORT_ROOTS."""
+        roots = ", ".join(self.export_roots) or "unset"
+        if _has_dotdot(path):
+            return (
+                f"has a '..' component; an export writes below DATAHUB_DATA_DIR/{app}/ or "
+                f"below an export root (DATAHUB_EXPORT_ROOTS: {roots}): write the path without '..'"
+            )
+        relative = not ("://" in path or path.startswith("/"))
+        if relative and _location(path) in ("", "."):
+            return (
+                f"names the app's data folder itself (DATAHUB_DATA_DIR/{app}/), which an "
+                "overwrite would replace; name a folder below it, e.g. service/<name>"
+            )
+        data_root = _location(
+            f"{self.data_uri}/{app}" if self.data_uri else str(self.data_dir / app)
+        )
+        where = _location(self.data_path(app, path))
+        if any(_below(where, root) for root in (data_root, *self.export_roots)):
+            return None
+        return (
+            f"is outside the folders an export may write: below DATAHUB_DATA_DIR/{app}/ (use "
+            f"a relative path such as service/<name>) or below an export root the operator "
+            f"allows (DATAHUB_EXPORT_ROOTS: {roots})"
+        )
 
 
 _CACHE: dict[tuple, Settings] = {}

@@ -42,6 +42,7 @@ from datahub_assets.spec.schema_files import (
     read_schema_file,
 )
 from datahub_assets.spec.sql_params import find_params
+from datahub_resources.settings import Settings
 
 METRIC_FUNCTIONS = (
     "count",
@@ -136,7 +137,29 @@ class PipelineCheck:
         if app_dir is not None:
             self.schema_refs(app_dir)
             self.lookup_files(app_dir)
+            self.data_paths(app_dir.name)
         return self.errors
+
+    def data_paths(self, app: str) -> None:
+        """A relative data path stays in the app's data folder (no `..`), and a csv target
+        writes only where an export may replace a folder (`Settings.export_path_problem`:
+        below DATAHUB_DATA_DIR/<app>/ or below a DATAHUB_EXPORT_ROOTS folder)."""
+        for src in self.p.sources:
+            path = "" if isinstance(src, LookupSource) else getattr(src, "path", None) or ""
+            if ".." in path.split("/"):
+                self.err(
+                    src,
+                    f'path="{path}" on <{src.kind}> source "{src.id}" has a \'..\' component; '
+                    f"data paths stay below DATAHUB_DATA_DIR/{app}/: write it without '..'",
+                )
+        settings = Settings.from_env()
+        for target in self.p.targets:
+            if not isinstance(target, CsvTarget):
+                continue
+            problem = settings.export_path_problem(app, target.path)
+            if problem:
+                name = self.asset_name(target)
+                self.err(target, f'path="{target.path}" on <csv> target "{name}" {problem}')
 
     def incremental(self) -> None:
         """An incremental source's watermark is committed with its pipeline's first table

@@ -1,8 +1,11 @@
-"""CSV exports: modes, compression, date expansion, partition folders, atomic replace."""
+"""CSV exports: modes, compression, date expansion, partition folders, atomic replace, and
+overwrite only of a folder that is an earlier export of the same target (issue #19 finding 6:
+every export folder carries a `_DATAHUB_EXPORT` marker naming its target)."""
 
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 from datetime import date
 from pathlib import Path
@@ -10,8 +13,13 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from datahub_assets.execute.writers.csv_export import write_csv
+from datahub_assets.engines.api import use
+from datahub_assets.engines.duckdb import duckdb_engine
+from datahub_assets.execute.writers.csv_export import MARKER, write_csv
 from datahub_assets.spec.models import CsvTarget
+from datahub_resources import s3
+from datahub_resources.settings import Settings
+from tests.s3 import ACCESS_KEY, REGION, SECRET_KEY
 
 pytestmark = pytest.mark.spark
 
@@ -45,7 +53,7 @@ def test_overwrite_gzip_with_date_expansion(spark, tmp_path):
     assert result.files
     assert all(f.endswith(".csv.gz") for f in result.files)
     assert _lines(result.files) == ["id;name;region", "1;a;EU", "2;b;US", "3;c;EU"]
-    assert _names(result.path) == sorted(Path(f).name for f in result.files)
+    assert _names(result.path) == sorted([MARKER, *(Path(f).name for f in result.files)])
     # overwrite replaces the folder; no temporary or old sibling is left behind
     again = write_csv(spark, _frame(spark).limit(1), target, str(tmp_path / target.path), RUN)
     assert again.rows == 1
@@ -59,7 +67,7 @@ def test_append_error_ignore_modes(spark, tmp_path):
     result = write_csv(
         spark, _frame(spark).limit(1), CsvTarget(path="out", mode="append", header=False), path, RUN
     )
-    files = [str(f) for f in Path(path).iterdir()]
+    files = [str(f) for f in Path(path).iterdir() if f.name != MARKER]
     assert sorted(_lines(files)) == ["1,a,EU", "1,a,EU", "2,b,US", "3,c,EU"]
     assert result.rows == 1
     assert len(result.files) == 1
@@ -67,13 +75,13 @@ def test_append_error_ignore_modes(spark, tmp_path):
         write_csv(spark, _frame(spark), CsvTarget(path="out", mode="error"), path, RUN)
     skipped = write_csv(spark, _frame(spark), CsvTarget(path="out", mode="ignore"), path, RUN)
     assert skipped.skipped
-    assert len(_names(path)) == 2
+    assert len(_names(path)) == 3  # two data files and the marker
 
 
 def test_partition_by_and_bzip2(spark, tmp_path):
-    target = CsvTarget(path="parts", partition_by="region", compression="bzip2")
+    target = CsvTarget(path="parts", partition_by=("region",), compression="bzip2")
     result = write_csv(spark, _frame(spark), target, str(tmp_path / "parts"), RUN)
-    assert _names(result.path) == ["region=EU", "region=US"]
+    assert _names(result.path) == [MARKER, "region=EU", "region=US"]
     eu = [f for f in result.files if "/region=EU/" in f]
     assert _lines(eu) == ["id,name", "1,a", "3,c"]
 
@@ -89,3 +97,148 @@ def test_failed_export_keeps_the_old_folder(spark, tmp_path):
         write_csv(spark, bad, CsvTarget(path="out"), path, RUN)
     assert _names(path) == before
     assert _names(tmp_path) == ["out"]
+
+
+# ------------------------------------------- overwrite replaces only its own export
+
+
+def _victim(folder: Path) -> Path:
+    """A folder that is no export: files someone else keeps there."""
+    (folder / "sub").mkdir(parents=True)
+    (folder / "keep.txt").write_text("precious")
+    (folder / "sub" / "also.txt").write_text("also precious")
+    return folder
+
+
+def _intact(folder: Path) -> bool:
+    return (folder / "keep.txt").read_text() == "precious" and (
+        folder / "sub" / "also.txt"
+    ).read_text() == "also precious"
+
+
+def test_overwrite_refuses_a_folder_that_is_no_export(spark, tmp_path):
+    """`<csv path="/data/shared" mode="overwrite"/>` used to swap the folder out and delete it."""
+    victim = _victim(tmp_path / "shared")
+    with pytest.raises(FileExistsError, match=f"{victim}.*no {MARKER} marker"):
+        write_csv(spark, _frame(spark), CsvTarget(path="shared"), str(victim), RUN)
+    assert _intact(victim)
+    assert _names(victim) == ["keep.txt", "sub"]
+    assert _names(tmp_path) == ["shared"]  # no temporary or old sibling left
+
+
+def test_overwrite_refuses_another_targets_export(spark, tmp_path):
+    path = str(tmp_path / "out")
+    first = write_csv(
+        spark, _frame(spark), CsvTarget(path="out"), path, RUN, owner="shop.service.a"
+    )
+    assert (Path(path) / MARKER).read_text().strip() == "shop.service.a"
+    with pytest.raises(FileExistsError, match="export of shop.service.a, not of shop.service.b"):
+        write_csv(spark, _frame(spark), CsvTarget(path="out"), path, RUN, owner="shop.service.b")
+    assert _names(path) == sorted([MARKER, *(Path(f).name for f in first.files)])
+    again = write_csv(
+        spark, _frame(spark).limit(1), CsvTarget(path="out"), path, RUN, owner="shop.service.a"
+    )
+    assert again.rows == 1
+    assert _names(path) == sorted([MARKER, *(Path(f).name for f in again.files)])
+
+
+def test_overwrite_refuses_a_link_and_a_file(spark, tmp_path):
+    victim = _victim(tmp_path / "elsewhere")
+    link = tmp_path / "out"
+    link.symlink_to(victim, target_is_directory=True)
+    with pytest.raises(FileExistsError, match="symbolic link"):
+        write_csv(spark, _frame(spark), CsvTarget(path="out"), str(link), RUN)
+    assert link.is_symlink()
+    assert _intact(victim)
+    plain = tmp_path / "file"
+    plain.write_text("a file")
+    with pytest.raises(FileExistsError, match="not a folder"):
+        write_csv(spark, _frame(spark), CsvTarget(path="file"), str(plain), RUN)
+    assert plain.read_text() == "a file"
+    assert _names(tmp_path) == ["elsewhere", "file", "out"]
+
+
+def test_an_empty_folder_is_replaced_and_append_leaves_a_foreign_folder_unmarked(spark, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = write_csv(spark, _frame(spark), CsvTarget(path="empty"), str(empty), RUN)
+    assert (empty / MARKER).exists()
+    assert result.files
+    victim = _victim(tmp_path / "shared")
+    write_csv(spark, _frame(spark), CsvTarget(path="shared", mode="append"), str(victim), RUN)
+    assert _intact(victim)
+    assert not (victim / MARKER).exists()  # appending claims nothing
+    with pytest.raises(FileExistsError, match=MARKER):
+        write_csv(spark, _frame(spark), CsvTarget(path="shared"), str(victim), RUN)
+    assert _intact(victim)
+
+
+# ----------------------------------------------------------------------------- S3
+
+
+@pytest.fixture
+def bucket_env(spark, s3_client, tmp_path, monkeypatch):
+    """(settings, client, bucket): the AWS environment of a moto bucket, Spark's S3A settings
+    for it."""
+    client, bucket = s3_client
+    env = {
+        "AWS_ENDPOINT_URL": client.meta.endpoint_url,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_REGION": REGION,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings.from_env(
+        {"DATAHUB_HOME": str(tmp_path / "home"), "DATAHUB_DATA_DIR": f"s3://{bucket}/data"}
+    )
+    conf = s3.bucket_conf(client, bucket)
+    for key, value in conf.items():
+        spark.conf.set(key, value)
+    yield settings, client, bucket
+    for key in conf:
+        spark.conf.unset(key)
+
+
+def _keys(client, bucket: str, prefix: str) -> list[str]:
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return sorted(o["Key"] for page in pages for o in page.get("Contents", ()))
+
+
+def _session(engine: str, spark, settings):
+    if engine == "spark":
+        return spark, None
+    e = duckdb_engine(settings)
+    return e.session, e
+
+
+@pytest.mark.parametrize("engine", ["spark", "duckdb"])
+def test_s3_overwrite_replaces_only_its_own_export(spark, bucket_env, engine):
+    """Spark's overwrite and DuckDB's `write_csv_s3` used to delete every object below the
+    prefix first, whatever wrote them."""
+    settings, client, bucket = bucket_env
+    session, e = _session(engine, spark, settings)
+    foreign = ["shared/keep.txt", "shared/sub/also.txt"]
+    for key in foreign:
+        client.put_object(Bucket=bucket, Key=key, Body=b"precious")
+    target = CsvTarget(path="x")
+    with use(e) if e else contextlib.nullcontext():
+        df = session.createDataFrame([(1, "a"), (2, "b")], "n int, t string")
+        with pytest.raises(FileExistsError, match=f"s3://{bucket}/shared.*no {MARKER} marker"):
+            write_csv(session, df, target, f"s3://{bucket}/shared", RUN, owner="shop.service.x")
+        assert _keys(client, bucket, "shared/") == foreign
+        out = f"s3://{bucket}/out"
+        write_csv(session, df, target, out, RUN, owner="shop.service.x")
+        marker = client.get_object(Bucket=bucket, Key=f"out/{MARKER}")["Body"].read()
+        assert marker.decode().strip() == "shop.service.x"
+        with pytest.raises(
+            FileExistsError, match="export of shop.service.x, not of shop.service.y"
+        ):
+            write_csv(session, df, target, out, RUN, owner="shop.service.y")
+        again = write_csv(session, df.limit(1), target, out, RUN, owner="shop.service.x")
+    assert again.rows == 1
+    keys = [k for k in _keys(client, bucket, "out/") if not k.endswith("_SUCCESS")]
+    assert len(keys) == 2  # the marker and the new file: the old export's file is gone
+    assert f"out/{MARKER}" in keys
