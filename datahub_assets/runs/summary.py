@@ -9,6 +9,8 @@ successful run is in the records at all.
 
 from __future__ import annotations
 
+import html
+import re
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
@@ -241,12 +243,23 @@ def slowest_rows(s: Summary, limit: int | None = None) -> list[tuple[str, ...]]:
     ]
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    def cell(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", " ")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+_MARKUP = re.compile(r"([\\`*_\[\]|~!])")
 
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+
+def md_cell(text: str) -> str:
+    """`text` as literal text in a Markdown table cell: line breaks and other control
+    characters as one space, `&`, `<` and `>` as HTML entities (no tag, entity or autolink),
+    and the characters of Markdown's inline syntax backslash-escaped (no link, image, code,
+    emphasis or strikethrough; `|` no new cell). Error signatures carry text from error
+    messages (data values, names a definition or a source chose)."""
+    text = " ".join(_CONTROL.sub(" ", text).split())
+    return _MARKUP.sub(r"\\\1", html.escape(text, quote=False))
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    lines = ["| " + " | ".join(md_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
