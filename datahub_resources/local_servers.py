@@ -96,12 +96,17 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+SERVICE_BASE = Path("/var/tmp/datahub-servers")
+"""Where a server run as root keeps its files when its service user cannot reach the caller's
+folder: `<SERVICE_BASE>/<user>-<hash of the caller's folder>`."""
+
+
 def _service_home(root: Path, user: str) -> tuple[Path, list[str]]:
     """(folder for the server's files, command prefix to run as the service user).
 
     Database servers refuse to run as root, so as root they run as `user` (postgres, mysql)
     in a folder handed to it. When `user` cannot reach `root` (e.g. under /root or pytest's
-    private tmp dir), the files go to /var/tmp/datahub-servers/<kind>-<hash of root>."""
+    private tmp dir), the files go to `SERVICE_BASE/<user>-<hash of root>` (`_private_folder`)."""
     if os.geteuid() != 0:
         return root, []
     prefix = ["runuser", "-u", user, "--"]
@@ -109,12 +114,44 @@ def _service_home(root: Path, user: str) -> tuple[Path, list[str]]:
     if subprocess.run(prefix + ["test", "-w", str(root)], capture_output=True).returncode == 0:
         return root, prefix
     digest = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:12]
-    home = Path("/var/tmp/datahub-servers") / f"{user}-{digest}"
-    home.parent.mkdir(parents=True, exist_ok=True)
-    home.parent.chmod(0o1777)
-    home.mkdir(exist_ok=True)
-    subprocess.run(["chown", "-R", f"{user}:", str(home)], check=True)
-    return home, prefix
+    return _private_folder(SERVICE_BASE, f"{user}-{digest}", user), prefix
+
+
+def _private_folder(base: Path, name: str, user: str) -> Path:
+    """`base/name`, a folder of `user`'s (mode 0700), in `base`, a folder only root writes in.
+
+    The name is predictable and `base` lies in a world-writable folder (/var/tmp), so another
+    local user could have put something there first to have root chown or chmod what it points
+    to: a `base` that is a link or not root's, or a `name` that is a link or another user's
+    folder, is refused (nothing is changed). A `base` left world-writable by an earlier
+    version is made 0755; the folder itself is made here, or kept if it is `user`'s or root's."""
+    import pwd
+    import stat
+
+    account = pwd.getpwnam(user)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        base.mkdir(mode=0o755)
+    found = os.lstat(base)
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != 0:
+        raise LocalServerError(
+            f"{base} is not a folder owned by root (a link, or another user's); the database "
+            "servers keep their files below it: remove it and retry"
+        )
+    if found.st_mode & 0o022:
+        base.chmod(0o755)  # a root-owned folder in a sticky one: no one else can swap it
+    home = base / name
+    with contextlib.suppress(FileExistsError):
+        home.mkdir(mode=0o700)
+    found = os.lstat(home)
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid not in (0, account.pw_uid):
+        raise LocalServerError(
+            f"{home} is not a folder owned by root or {user} (a link, or another user's); "
+            "remove it and retry"
+        )
+    os.chown(home, account.pw_uid, account.pw_gid, follow_symlinks=False)
+    home.chmod(0o700)
+    return home
 
 
 def _wait(proc_pid: int, port: int, log: Path, what: str) -> None:
