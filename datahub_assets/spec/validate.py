@@ -41,7 +41,7 @@ from datahub_assets.spec.schema_files import (
     is_remote,
     read_schema_file,
 )
-from datahub_assets.spec.sql_params import find_params
+from datahub_assets.spec.sql_params import Param, SqlScanError, dialect_of_url, find_params
 from datahub_resources.settings import Settings
 
 METRIC_FUNCTIONS = (
@@ -352,7 +352,7 @@ class PipelineCheck:
                 + (["watermark"] if src.incremental else [])
                 + sorted(getattr(self, "job_params", frozenset()) - {"runDate"})
             )
-            for param in find_params(src.sql):
+            for param in self.sql_params(src, app, what):
                 if param.name not in allowed:
                     self.err(
                         src,
@@ -371,6 +371,19 @@ class PipelineCheck:
                     'value are not lost), so its <table> targets must use mode="merge" '
                     "with keys= to keep them once",
                 )
+
+    def sql_params(self, src: DatabaseSource, app: AppConfig, what: str) -> list[Param]:
+        """The `:name` parameters of a source's <sql> as its database reads them (none when
+        the URL names no supported database: `jdbc_endpoint` reports that)."""
+        conn = app.connections.get(src.connection) if src.connection else None
+        dialect = dialect_of_url(src.jdbc_url or (conn.jdbc_url if conn else None))
+        if dialect is None or src.sql is None:
+            return []
+        try:
+            return find_params(src.sql, dialect)
+        except SqlScanError as e:
+            self.err(src, f"{what}: {e}")
+            return []
 
     def db_table_name(self, node: Any, name: str | None, what: str) -> None:
         """`table` or `schema.table` (PostgreSQL) / `database.table` (MariaDB, MySQL): what

@@ -8,7 +8,7 @@ import pytest
 from datahub_assets.execute.jdbc import DIALECTS, JdbcError
 from datahub_assets.spec.errors import SpecErrors
 from datahub_assets.spec.loader import load_project
-from datahub_assets.spec.sql_params import find_params, render
+from datahub_assets.spec.sql_params import SqlScanError, dialect_of_url, find_params, render
 from tests.unit.spec_helpers import find_error
 
 APP_YAML = """connections:
@@ -130,12 +130,127 @@ def test_valid_definition_resolves_connections(tmp_path):
     assert set(spec.connections) == {"crm"}
 
 
+def _names(sql: str, dialect: str) -> list[str]:
+    return [p.name for p in find_params(sql, dialect)]
+
+
 def test_parameter_scanner_skips_literals_comments_and_casts():
     sql = """select ':a', "x:y", `q:z`, $$ :d $$, $t$ :e $t$, x::int, E'\\' :f'
              -- :g
              /* :h */ from t where a = :one and b=:two_2 and c = t.x:three"""
-    assert [p.name for p in find_params(sql)] == ["one", "two_2"]
-    assert render("a = :one and b = ':one'", lambda _n: "42") == "a = 42 and b = ':one'"
+    assert _names(sql, "postgresql") == ["one", "two_2"]
+    # MariaDB: `$` is an identifier character (no dollar quoting); `'\'` runs on by default
+    # and ends at its second quote under NO_BACKSLASH_ESCAPES: refused
+    with pytest.raises(SqlScanError, match="NO_BACKSLASH_ESCAPES"):
+        find_params(sql, "mariadb")
+    plain = sql.replace("E'\\' :f'", "'it''s :f'")
+    assert _names(plain, "mariadb") == ["d", "e", "one", "two_2"]
+    lit = lambda _n: "42"  # noqa: E731
+    assert render("a = :one and b = ':one'", lit, "mysql") == "a = 42 and b = ':one'"
+
+
+@pytest.mark.parametrize(
+    ("dialect", "sql", "names"),
+    [
+        ("postgresql", "select $€$ :x $€$, :p", ["p"]),  # any non-ASCII char may be a tag
+        ("postgresql", "select 1$a$ :x $a$, :p", ["p"]),  # a number, then a dollar quote
+        ("postgresql", "select a$b$ :p, b$ :q", ["p", "q"]),  # `$` inside identifiers
+        ("postgresql", "select U&\"d:x\" , U&'\\0041 :x', :p", ["p"]),
+        ("postgresql", "select x'1F', b'10', n':x', :p", ["p"]),
+        ("postgresql", "select `:p`", ["p"]),  # a backtick is an operator character
+        ("postgresql", "select 1 # :p", ["p"]),  # `#` is an operator
+        ("postgresql", "select /* a /* b /* c */ :x */ :x */ :p", ["p"]),
+        ("postgresql", "select 1 -- :x\r:p", ["p"]),
+        ("postgresql", "select a[1:n], :p$x, :é", ["p$x", "é"]),
+        ("mariadb", "select 1 -- :x\r:x\n, :p", ["p"]),
+        ("mariadb", "select 1 --\t:x\n, 2--:p, 3 --", ["p"]),
+        ("mariadb", 'select 1 # :x\n, `a``:x`, "a"":x", :p', ["p"]),
+        ("mariadb", "select 1 /* /* :x */ :p", ["p"]),
+        ("mariadb", "select 1 /*!50100 , ':x' */ /*M!100400 , 2 */, :p", ["p"]),
+        ("mariadb", "select @a:=1, :p", ["p"]),
+    ],
+)
+def test_parameter_scanner_reads_each_dialect_like_its_server(dialect, sql, names):
+    assert _names(sql, dialect) == names
+
+
+@pytest.mark.parametrize(
+    ("dialect", "sql", "fragments"),
+    [
+        ("postgresql", "select 1,\n  'abc :p", ["unterminated string at line 2, column 3", "''"]),
+        ("postgresql", "select E'\\' :p", ["unterminated string at line 1, column 8"]),
+        ("postgresql", "select $a$ :p $A$", ["unterminated dollar-quoted string", "$a$"]),
+        ("postgresql", "/* /* */ :p", ["unterminated comment", "comments nest"]),
+        ("mariadb", "select `a :p", ["unterminated quoted identifier", "``"]),
+        ("mariadb", "select 1 /*! 2 # */\n, :p", ["unterminated executable comment"]),
+        ("mariadb", "select 1 /*! 2 /*!3 */ */", ["executable comment inside another"]),
+        (
+            "postgresql",
+            "select '\\', :p",
+            ["the string at line 1, column 8", "standard_conforming_strings = off", "E''"],
+        ),
+        (
+            "mariadb",
+            'select "a\\" :x", :p',
+            ["the string at line 1, column 8", "NO_BACKSLASH_ESCAPES or ANSI_QUOTES"],
+        ),
+        ("mariadb", "select /*! :p */", ["the executable comment at line 1, column 8"]),
+    ],
+)
+def test_parameter_scanner_refuses_what_it_cannot_place_safely(dialect, sql, fragments):
+    with pytest.raises(SqlScanError) as exc:
+        find_params(sql, dialect)
+    for fragment in fragments:
+        assert fragment in str(exc.value)
+
+
+def test_parameter_scanner_doubts_matter_only_before_a_parameter():
+    assert _names("select :p, '\\'", "postgresql") == ["p"]
+    assert _names("select '\\'", "postgresql") == []
+    assert _names("select :p, /*! ':x */' */", "mariadb") == ["p"]
+
+
+def test_parameter_scanner_survives_hostile_shapes():
+    deep = "select " + "/*" * 50_000 + "*/" * 50_000 + ", :p"
+    assert _names(deep, "postgresql") == ["p"]
+    assert _names("select " + "'x'" * 50_000 + ", :p", "mariadb") == ["p"]
+    with pytest.raises(ValueError, match="unknown SQL dialect 'oracle'"):
+        find_params("select 1", "oracle")
+
+
+def test_render_keeps_a_negative_value_out_of_a_comment():
+    assert render("select 10-:p", lambda _n: "-5", "postgresql") == "select 10- -5"
+    # MariaDB: `--` starts a comment only before a space: no space added there
+    assert render("select 2--:p", lambda _n: "-5", "mariadb") == "select 2---5"
+
+
+@pytest.mark.parametrize(
+    ("url", "dialect"),
+    [
+        ("jdbc:postgresql://h/db", "postgresql"),
+        ("jdbc:mariadb://h/db", "mariadb"),
+        ("JDBC:MySQL://h/db", "mariadb"),
+        ("jdbc:oracle:thin:@h", None),
+        (None, None),
+    ],
+)
+def test_dialect_of_url(url, dialect):
+    assert dialect_of_url(url) == dialect
+
+
+def test_loader_scans_sql_in_the_dialect_of_its_url(tmp_path):
+    errors = _errors(
+        tmp_path,
+        """<database id="a" jdbcUrl="jdbc:mariadb://h/db">
+      <sql>select 1 # it's :x
+        , :runDate</sql></database>
+    <database id="b" connection="crm"><sql>select 1 # it's :x
+        , :runDate</sql></database>
+    <database id="c" connection="crm"><sql>select '\\', :runDate</sql></database>""",
+    )
+    assert not [e for e in errors if e.line == 3]  # MariaDB: `#` starts a comment
+    find_error(errors, F, 6, '<database> source "b"', "unterminated string at line 1, column 14")
+    find_error(errors, F, 8, '"c"', "standard_conforming_strings = off")
 
 
 @pytest.mark.parametrize("dialect", ["postgresql", "mariadb"])

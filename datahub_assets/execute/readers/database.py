@@ -110,7 +110,9 @@ class _Reader:
         if src.sql is None:  # the spec validation requires <table> or <sql>
             raise SourceError(f"source {src.id!r}: neither <table> nor <sql> is set")
         # a trailing `-- comment` must not swallow the `) alias` the statement is wrapped in
-        return sql_params.render(src.sql.strip().rstrip(";"), literal) + "\n"
+        return (
+            sql_params.render(src.sql.strip().rstrip(";"), literal, self.ep.dialect.name) + "\n"
+        )
 
     def options(self, fetch: bool = True) -> dict[str, str]:
         opts = self.ep.spark_options() | {
