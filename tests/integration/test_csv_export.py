@@ -242,3 +242,36 @@ def test_s3_overwrite_replaces_only_its_own_export(spark, bucket_env, engine):
     keys = [k for k in _keys(client, bucket, "out/") if not k.endswith("_SUCCESS")]
     assert len(keys) == 2  # the marker and the new file: the old export's file is gone
     assert f"out/{MARKER}" in keys
+
+
+# ------------------------------------------------------------------- through a run
+
+EXPORT_TO_LANDING = """<pipeline id="dump" layer="bronze">
+  <sources><csv id="o" path="landing/orders/*.csv" inferSchema="true"/></sources>
+  <targets><csv name="dump" source="o" path="landing" mode="overwrite"/></targets>
+</pipeline>
+"""
+
+
+def test_a_run_cannot_replace_the_apps_landing_folder(spark, settings):
+    """`<csv path="landing" mode="overwrite"/>` is a path the loader accepts (below the app's
+    data folder); the run used to replace the landing folder, deleting every dropped file."""
+    from datahub_assets.execute.context import ExecContext
+    from datahub_assets.execute.runner import PipelineRunError, run_pipeline
+    from datahub_assets.spec.loader import load_project
+    from datahub_resources.iceberg import load_catalog
+
+    folder = settings.pipelines_dir / "shop" / "bronze"
+    folder.mkdir(parents=True)
+    (folder / "dump.xml").write_text(EXPORT_TO_LANDING)
+    landing = settings.data_dir / "shop" / "landing"
+    (landing / "orders").mkdir(parents=True)
+    (landing / "orders" / "a.csv").write_text("order_id,total\n1,5.0\n")
+    (spec,) = load_project(settings.pipelines_dir).pipelines
+    ctx = ExecContext(spark=spark, settings=settings, app="shop", run_id="r1")
+    with pytest.raises(
+        PipelineRunError, match=f"shop/bronze/dump.xml:3: csv export failed.*{MARKER}"
+    ):
+        run_pipeline(spec, ctx, load_catalog(settings))
+    assert (landing / "orders" / "a.csv").read_text() == "order_id,total\n1,5.0\n"
+    assert _names(landing.parent) == ["landing"]

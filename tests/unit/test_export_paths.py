@@ -121,3 +121,8 @@ def test_the_loader_accepts_exports_below_an_export_root(tmp_path, monkeypatch):
         "shop.service.a",
         "shop.service.b",
     ]
+
+
+def test_a_relative_export_root_names_the_variable(tmp_path):
+    with pytest.raises(ValueError, match=r"DATAHUB_EXPORT_ROOTS='out,/srv/x': 'out' is neither"):
+        _settings(tmp_path, DATAHUB_EXPORT_ROOTS="out,/srv/x")
