@@ -15,13 +15,16 @@ class FileInfo:
     mtime, so a file written elsewhere long ago is young again when it arrives. On S3 it is
     LastModified, the time of the PUT or copy. `mtime` is the local content mtime (None on
     S3), which identifies the version: a chmod or a rename changes the ctime but not the
-    file. `etag` is the S3 ETag without quotes (None on local disk)."""
+    file. `etag` is the S3 ETag without quotes (None on local disk). `link`: the entry is a
+    symbolic link (local disk; its own lstat values), which landing never follows: validation
+    rejects it and the link itself, not its target, moves to rejected/."""
 
     path: str
     size: int
     modified: float
     etag: str | None = None
     mtime: float | None = None
+    link: bool = False
 
     @property
     def version(self) -> str:

@@ -32,7 +32,9 @@ of the run:
   `s3://b/*.csv`: `s3://b/processed/2026-11-22/a.csv`.
 
 `rel` keeps the file's subfolders, so files of the same name in different folders never
-collide. A path lies in a lifecycle folder when it is under `<root>processed/<yyyy-mm-dd>/` or
+collide. A file whose name is already taken there (the same name dropped again the same day)
+gets another one (`renamed`: `a.csv` → `a.<token>.csv`); nothing in processed/ or rejected/ is
+ever replaced. A path lies in a lifecycle folder when it is under `<root>processed/<yyyy-mm-dd>/` or
 `<root>rejected/<yyyy-mm-dd>/`: a recursive pattern (`s3://b/**/*.csv`) whose root is inside
 the watched tree never lists moved files again.
 """
@@ -59,6 +61,8 @@ IGNORED_SUFFIXES = (
     ".reason.json",
 )
 SIDECAR_SUFFIXES = (".sha256", ".md5")
+# compression suffixes kept together with the format's (`a.csv.gz` -> `a.<token>.csv.gz`)
+COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".snappy", ".deflate", ".zip")
 
 _MAGIC = re.compile(r"[*?\[]")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -107,6 +111,27 @@ def destination(path: str, pattern: str, folder: str, day: datetime.date) -> str
     if match is None:
         raise ValueError(f"{path} is not a file of the watched path {pattern}")
     return f"{match['root']}{folder}/{day.strftime('%Y-%m-%d')}/{path[match.end() :]}"
+
+
+def renamed(path: str, token: str) -> str:
+    """`path` with `.<token>` before its extension, for a file whose name is taken in a
+    processed/ or rejected/ folder: `x/a.csv` → `x/a.<token>.csv`, `a.csv.gz` →
+    `a.<token>.csv.gz`, `README` → `README.<token>`."""
+    head, slash, name = path.rpartition("/")
+    stem, ext = _split_extension(name)
+    return f"{head}{slash}{stem}.{token}{ext}"
+
+
+def _split_extension(name: str) -> tuple[str, str]:
+    """(stem, extension) of a file name; a compression suffix keeps the one before it."""
+    dot = name.rfind(".")
+    if dot <= 0:
+        return name, ""
+    if name[dot:].lower() in COMPRESSION_SUFFIXES:
+        inner = name.rfind(".", 0, dot)
+        if inner > 0:
+            dot = inner
+    return name[:dot], name[dot:]
 
 
 def is_lifecycle_path(path: str, pattern: str) -> bool:

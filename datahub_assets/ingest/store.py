@@ -12,16 +12,33 @@ the whole tree only for `**` (S3: one flat listing). Files are matched on their 
 anything else is asked of them, so a folder of 100,000 files lists in a fraction of a second
 locally. What a listing skips is `paths.Glob.lists`.
 
-Moves replace an existing destination. Locally `os.replace` is atomic; across devices the file
-is copied next to the destination under a temporary name, renamed into place, then the source
-is removed. On S3 a move is a managed copy (`client.copy`: multipart above 8 MiB, so objects
-beyond the 5 GB `copy_object` limit move too) then a delete. `open` on S3 returns a seekable
+Moves never replace a file at the destination: they raise FileExistsError and leave both files
+alone (the caller picks another name). Locally a move is a hard link to the destination (which
+fails atomically when the name is taken) then the removal of the source; where hard links are
+refused (files of another user under `fs.protected_hardlinks`, filesystems without them) it
+checks the name and renames. Across devices the file is copied next to the destination under a
+temporary name, placed the same way, then the source is removed. On S3 a move checks the
+destination key (HEAD), then a managed copy (`client.copy`: multipart above 8 MiB, so objects
+beyond the 5 GB `copy_object` limit move too) then a delete; two movers racing for one free key
+in the same instant can still collide there (S3 has no conditional copy in every S3 API).
+
+Symbolic links are never followed below the watched path's static prefix (`LocalStore.root`,
+set by `store_for` from the pattern; the prefix itself and its parents are the operator's
+configuration and may be links, e.g. a landing folder on another volume). A listing yields a
+link found where a file may match as a `FileInfo` with `link=True` (validation rejects it) and
+never enters a linked folder; `stat` reports a link as such; reading, opening and
+`materialize` refuse a link (`LinkRefused`), and so do all of them for a path below a linked
+folder: each folder below the root is opened with `O_NOFOLLOW` and the file relative to it, so
+a file or folder swapped for a link after it was listed is refused, not followed. A move of a
+link moves the link itself (the target stays where it is). `open` on S3 returns a seekable
 stream reading ranges on demand (Parquet footers are read from the end), pinned to the ETag it
 was opened with so a replaced object fails the read instead of mixing two versions.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import errno
 import io
 import os
@@ -32,7 +49,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
 from datahub_assets.ingest import s3_events
 from datahub_assets.ingest.fileinfo import FileInfo
@@ -43,6 +60,31 @@ if TYPE_CHECKING:
 
 S3_SCHEMES = ("s3://", "s3a://")
 _STREAM_BUFFER_BYTES = 1024 * 1024
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+# O_NONBLOCK: a FIFO swapped in for a file does not hang the open (it is refused after fstat)
+_FILE_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+# a hard link refused for what the file is, not where it goes: fall back to check-and-rename
+_NO_HARD_LINK = frozenset({errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP, errno.ENOSYS})
+
+
+class LinkRefused(OSError):
+    """A symbolic link in a landing folder (the file itself, or a folder above it below the
+    watched path's static prefix): landing never follows links."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.ELOOP, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    @classmethod
+    def of(cls, path: str) -> LinkRefused:
+        """The refusal of `path`, itself a symbolic link."""
+        return cls(
+            f"{path} is a symbolic link; links in landing are not followed (neither read nor "
+            "moved through): put the file itself in the landing folder"
+        )
 
 
 class FileStore(Protocol):
@@ -83,6 +125,12 @@ class FileStore(Protocol):
         `<unique>-<original name>` (the caller owns and removes it)."""
         ...
 
+    def materialize(self, path: str, target: str) -> None:
+        """Put the file at the local path `target` (which must not exist; its folder must) for
+        an engine to read: a hard link where it can, else a copy; from S3 a download. Never
+        through a symbolic link (`LinkRefused`)."""
+        ...
+
 
 def default_s3_client() -> Any:
     """A boto3 S3 client configured by the environment (AWS_ENDPOINT_URL[_S3] for MinIO or any
@@ -115,7 +163,7 @@ def store_for(
         )
         return S3Store(s3_client_factory(), events)
     if path.startswith(("/", "file://")):
-        return LocalStore()
+        return LocalStore(root=_static_root(path))
     scheme = path.split("://", 1)[0] + "://" if "://" in path else None
     if scheme:
         raise ValueError(
@@ -146,6 +194,26 @@ def _os_path(path: str) -> str:
     return path
 
 
+def _static_root(pattern: str) -> str | None:
+    """The static prefix of a watched pattern (below it links are not followed), or None for
+    what is not a pattern naming files."""
+    try:
+        return compiled(pattern).prefix
+    except ValueError:
+        return None
+
+
+def _local_info(path: str, st: os.stat_result) -> FileInfo:
+    """A local entry from its lstat: a symbolic link is marked, not followed."""
+    info = FileInfo.local(path, st)
+    return dataclasses.replace(info, link=True) if stat_mode.S_ISLNK(st.st_mode) else info
+
+
+def _is_entry(entry: os.DirEntry[str]) -> bool:
+    """A regular file or a symbolic link (to anything: it is listed to be rejected)."""
+    return entry.is_file(follow_symlinks=False) or entry.is_symlink()
+
+
 def _literal(store: FileStore, glob, pattern: str) -> Iterator[FileInfo]:
     """A pattern without wildcards names one file: one stat, no listing."""
     info = store.stat(pattern) if glob.lists(pattern) else None
@@ -154,7 +222,11 @@ def _literal(store: FileStore, glob, pattern: str) -> Iterator[FileInfo]:
 
 
 class LocalStore:
-    """Files on a local (or mounted) filesystem."""
+    """Files on a local (or mounted) filesystem. `root`: the static prefix of the watched
+    pattern; below it symbolic links are never followed (module doc)."""
+
+    def __init__(self, root: str | None = None) -> None:
+        self.root = _os_path(root).rstrip("/") + "/" if root else None
 
     def list(self, pattern: str) -> Iterator[FileInfo]:
         glob = compiled(pattern)
@@ -164,71 +236,107 @@ class LocalStore:
         for shown, entry in self._walk(glob, _os_path(glob.prefix), glob.prefix, 0):
             if glob.lists(shown):
                 try:
-                    st = entry.stat()
+                    st = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:  # moved away since the directory was read
                     continue
-                yield FileInfo.local(shown, st)
+                yield _local_info(shown, st)
 
     def _walk(
         self, glob: Glob, directory: str, shown: str, depth: int
     ) -> Iterator[tuple[str, os.DirEntry[str]]]:
-        """(path as shown, entry) of the files below `directory` the pattern may match."""
+        """(path as shown, entry) of the files (and links) below `directory` the pattern may
+        match; linked directories are never entered."""
         try:
             entries = os.scandir(directory)
         except (FileNotFoundError, NotADirectoryError):
             return
         with entries:
             for entry in entries:
-                if glob.levels is None:  # `**`: any depth, not following directory links
+                if glob.levels is None:  # `**`: any depth
                     if entry.is_dir(follow_symlinks=False):
                         below = f"{shown}{entry.name}/"
                         if glob.enters(entry.name) and not glob.lifecycle.match(below):
                             yield from self._walk(glob, entry.path, below, depth + 1)
-                    elif entry.is_file():
+                    elif _is_entry(entry):
                         yield shown + entry.name, entry
                 elif glob.levels[depth].match(entry.name):
                     if depth == len(glob.levels) - 1:
-                        if entry.is_file():
+                        if _is_entry(entry):
                             yield shown + entry.name, entry
-                    elif entry.is_dir() and glob.enters(entry.name):
+                    elif entry.is_dir(follow_symlinks=False) and glob.enters(entry.name):
                         yield from self._walk(glob, entry.path, f"{shown}{entry.name}/", depth + 1)
 
-    def stat(self, path: str) -> FileInfo | None:
+    @contextlib.contextmanager
+    def _folder(self, path: str) -> Iterator[tuple[int, str]]:
+        """(descriptor of the folder holding `path`, the file's name). Below `root` every
+        folder is opened relative to the one above it without following a link
+        (`LinkRefused`), so a folder swapped for a link is never entered; `root` and its
+        parents are the operator's and followed, as is the whole parent of a path outside
+        `root` (processed/, rejected/)."""
+        local = _os_path(path)
+        parent, _, name = local.rpartition("/")
+        root = self.root
+        below: list[str] = []
+        if root is not None and local.startswith(root):
+            parent, below = root, local[len(root) :].split("/")[:-1]
+        fd = os.open(parent or "/", _DIR_FLAGS)
         try:
-            st = Path(_os_path(path)).stat()
+            here = parent.rstrip("/")
+            for part in below:
+                if part in ("", "."):
+                    continue
+                here = f"{here}/{part}"
+                child = _enter(fd, part, here, path)
+                os.close(fd)
+                fd = child
+            yield fd, name
+        finally:
+            os.close(fd)
+
+    def _open(self, path: str) -> int:
+        """A descriptor of the regular file at `path`, opened without following a link."""
+        with self._folder(path) as (folder, name):
+            return _open_file(folder, name, path)
+
+    def stat(self, path: str) -> FileInfo | None:
+        """The file at `path` (a symbolic link as a link, `link=True`), or None. Raises
+        LinkRefused for a path below a linked folder under `root`."""
+        try:
+            with self._folder(path) as (folder, name):
+                st = os.stat(name, dir_fd=folder, follow_symlinks=False)
         except (FileNotFoundError, NotADirectoryError):
             return None
-        if not stat_mode.S_ISREG(st.st_mode):
+        if not (stat_mode.S_ISREG(st.st_mode) or stat_mode.S_ISLNK(st.st_mode)):
             return None
-        return FileInfo.local(path, st)
+        return _local_info(path, st)
 
     def read_bytes(self, path: str, limit: int | None = None) -> bytes:
-        with Path(_os_path(path)).open("rb") as f:
+        with os.fdopen(self._open(path), "rb") as f:
             return f.read() if limit is None else f.read(limit)
 
     def open(self, path: str) -> BinaryIO:
-        return Path(_os_path(path)).open("rb")
+        return cast(BinaryIO, os.fdopen(self._open(path), "rb"))
 
     def exists(self, path: str) -> bool:
-        return Path(_os_path(path)).is_file()
+        """Whether a file or a symbolic link (not a directory) is at `path`."""
+        try:
+            st = os.lstat(_os_path(path))
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        return not stat_mode.S_ISDIR(st.st_mode)
 
     def move(self, src: str, dst: str) -> None:
-        source, target = Path(_os_path(src)), Path(_os_path(dst))
+        """Move the file (a link: the link itself) to `dst`; FileExistsError when `dst` is
+        taken (nothing is replaced)."""
+        target = Path(_os_path(dst))
         target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            source.replace(target)
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-            # another device: copy beside the target, rename it into place, remove the source
-            tmp = _temp_beside(target)
+        with self._folder(src) as (folder, name):
             try:
-                shutil.copy2(source, tmp)
-                tmp.replace(target)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise exc from None
-            source.unlink()
+                _place(name, folder, target)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                _move_across(folder, name, target, src)
 
     def write_text(self, path: str, text: str) -> None:
         target = Path(_os_path(path))
@@ -247,6 +355,106 @@ class LocalStore:
     def localize(self, path: str, dest_dir: str) -> str:  # noqa: ARG002 - the protocol's signature
         """Spark reads a local file where it is (`dest_dir` is for downloads)."""
         return path
+
+    def materialize(self, path: str, target: str) -> None:
+        """A hard link to the landed file (it survives a concurrent move of the original),
+        else (another device, a file of another user under protected_hardlinks) a copy."""
+        with self._folder(path) as (folder, name):
+            try:
+                os.link(name, target, src_dir_fd=folder, follow_symlinks=False)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV and exc.errno not in _NO_HARD_LINK:
+                    raise
+                _copy_file(folder, name, Path(target), path)
+                return
+        placed = Path(target)
+        if placed.is_symlink():  # the name was a link: linked as a link, never followed
+            placed.unlink()
+            raise LinkRefused.of(path)
+
+
+def _enter(folder: int, part: str, here: str, path: str) -> int:
+    """A descriptor of the sub-folder `part` of `folder`, refusing a symbolic link."""
+    if part == "..":
+        raise LinkRefused(f"{path}: '..' below the watched folder is not followed")
+    try:
+        return os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=folder)
+    except NotADirectoryError:  # O_DIRECTORY | O_NOFOLLOW on a link fails as ENOTDIR
+        if stat_mode.S_ISLNK(os.stat(part, dir_fd=folder, follow_symlinks=False).st_mode):
+            raise LinkRefused(
+                f"{path} lies below a symbolic link in landing ({here}); links are not followed"
+            ) from None
+        raise
+
+
+def _open_file(folder: int, name: str, path: str) -> int:
+    """A descriptor of the regular file `name` in `folder`, never through a link."""
+    try:
+        fd = os.open(name, _FILE_FLAGS, dir_fd=folder)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise LinkRefused.of(path) from None
+        raise
+    if not stat_mode.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise IsADirectoryError(errno.EISDIR, f"{path} is not a regular file", path)
+    return fd
+
+
+def _taken(target: Path) -> FileExistsError:
+    return FileExistsError(
+        errno.EEXIST, f"{target} already exists; a move never replaces a file (pick another name)"
+    )
+
+
+def _place(name: str, folder: int | None, target: Path) -> None:
+    """Rename `name` (relative to `folder`) to `target`, never replacing what is there: a
+    hard link (fails atomically on a taken name) then the unlink of `name`; where hard links
+    are refused, a check then a rename (racy only against another mover of the same name)."""
+    try:
+        os.link(name, target, src_dir_fd=folder, follow_symlinks=False)
+    except FileExistsError:
+        raise _taken(target) from None
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINK:
+            raise
+        if os.path.lexists(target):
+            raise _taken(target) from None
+        os.rename(name, target, src_dir_fd=folder)
+        return
+    os.unlink(name, dir_fd=folder)
+
+
+def _move_across(folder: int, name: str, target: Path, src: str) -> None:
+    """`move` to another device: a copy (a link: the link itself) beside the target under a
+    hidden name, placed without replacing, then the source removed."""
+    if os.path.lexists(target):
+        raise _taken(target)
+    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.tmp"
+    try:
+        st = os.stat(name, dir_fd=folder, follow_symlinks=False)
+        if stat_mode.S_ISLNK(st.st_mode):
+            tmp.symlink_to(os.readlink(name, dir_fd=folder))
+        else:
+            _copy_file(folder, name, tmp, src)
+        _place(str(tmp), None, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    os.unlink(name, dir_fd=folder)
+
+
+def _copy_file(folder: int, name: str, target: Path, path: str) -> None:
+    """Copy the regular file `name` of `folder` (never through a link) to the new file
+    `target`, keeping its mode and times."""
+    fd = _open_file(folder, name, path)
+    with os.fdopen(fd, "rb") as source:
+        st = os.fstat(fd)
+        with target.open("xb") as out:
+            shutil.copyfileobj(source, out, _STREAM_BUFFER_BYTES)
+    target.chmod(stat_mode.S_IMODE(st.st_mode))
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def _temp_beside(target: Path) -> Path:
@@ -403,7 +611,12 @@ class S3Store:
         return self.stat(path) is not None
 
     def move(self, src: str, dst: str) -> None:
+        """Copy then delete; FileExistsError when `dst` is taken (nothing is replaced)."""
         (src_bucket, src_key), (dst_bucket, dst_key) = _split_s3(src), _split_s3(dst)
+        if self.stat(dst) is not None:
+            raise FileExistsError(
+                errno.EEXIST, f"{dst} already exists; a move never replaces an object"
+            )
         try:
             self.client.copy({"Bucket": src_bucket, "Key": src_key}, dst_bucket, dst_key)
         except Exception as exc:
@@ -459,16 +672,19 @@ class S3Store:
                 )
 
     def localize(self, path: str, dest_dir: str) -> str:
-        bucket, key = _split_s3(path)
         Path(dest_dir).mkdir(parents=True, exist_ok=True)
-        target = str(Path(dest_dir) / _unique_name(key))
+        target = str(Path(dest_dir) / _unique_name(_split_s3(path)[1]))
+        self.materialize(path, target)
+        return target
+
+    def materialize(self, path: str, target: str) -> None:
+        bucket, key = _split_s3(path)
         try:
             self.client.download_file(bucket, key, target)
         except Exception as exc:
             if _is_missing(exc):
                 raise FileNotFoundError(f"{path} not found") from None
             raise
-        return target
 
 
 class _S3Reader(io.RawIOBase):

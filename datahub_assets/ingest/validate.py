@@ -5,6 +5,8 @@
 (the checked sidecar checksum, the CSV header). The caller moves a rejected file to
 `rejected/<date>/` next to a `<file>.reason.json` built by `reason_document`.
 
+    symlink     the file, or its checksum sidecar, is a symbolic link (or lies below a linked
+                folder under the watched path): landing never follows links (`ingest.store`)
     empty       size 0, or nothing but whitespace and byte-order marks (first 8 KiB decide)
     too_large   above `<watch maxSizeBytes>`
     checksum    a `<file>.sha256` / `<file>.md5` sidecar exists and does not match the file's
@@ -43,12 +45,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from pyspark.sql.types import StructType
 
 from datahub_assets.ingest.fileinfo import FileInfo
+from datahub_assets.ingest.store import LinkRefused
 from datahub_assets.spec.models import CsvSource, JsonSource, ParquetSource
 
 if TYPE_CHECKING:
     from datahub_assets.ingest.store import FileStore
 
-RULES: tuple[str, ...] = ("empty", "too_large", "checksum", "unreadable", "schema")
+RULES: tuple[str, ...] = ("symlink", "empty", "too_large", "checksum", "unreadable", "schema")
 
 EMPTY_PROBE_BYTES = 8 * 1024
 SCAN_BYTES = 64 * 1024
@@ -96,8 +99,20 @@ def validate_file(
     """Check `info` (a file of `source`) against the rules of this module, in order.
 
     `expected` is the declared schema (the source's schemaRef), if any. Raises only what the
-    store raises (the file could not be read at all); every problem of the file is a Rejection.
+    store raises (the file could not be read at all); every problem of the file is a Rejection,
+    a symbolic link found at any step (the file swapped for one since it was listed) too.
     """
+    if info.link:
+        return Rejection("symlink", str(LinkRefused.of(info.path)))
+    try:
+        return _validate(store, info, source, expected)
+    except LinkRefused as exc:
+        return Rejection("symlink", str(exc))
+
+
+def _validate(
+    store: FileStore, info: FileInfo, source: FileSource, expected: StructType | None
+) -> Rejection | Verified:
     problem = _check_empty(store, info) or _check_size(info, source)
     if problem:
         return problem
@@ -212,7 +227,14 @@ def _check_sidecars(store: FileStore, info: FileInfo) -> str | Rejection | None:
         sidecar = f"{info.path}.{algorithm}"
         if not store.exists(sidecar):
             continue
-        raw = store.read_bytes(sidecar, limit=SIDECAR_MAX_BYTES)
+        try:
+            raw = store.read_bytes(sidecar, limit=SIDECAR_MAX_BYTES)
+        except LinkRefused:
+            return Rejection(
+                "symlink",
+                f"checksum sidecar {sidecar} is a symbolic link; links in landing are not "
+                "followed: put the sidecar file itself next to the file",
+            )
         try:
             wanted[algorithm] = sidecar_digest(raw.decode("utf-8"), algorithm)
         except (UnicodeDecodeError, ValueError) as exc:

@@ -382,9 +382,10 @@ def test_move(drop: Drop) -> None:
     assert drop.get("landing/a.csv") is None
     assert drop.get("processed/2026-11-22/x/a.csv") == b"id\n1\n"
     drop.put("landing/b.csv", b"new\n")
-    drop.store.move(drop.base + "landing/b.csv", drop.base + "processed/2026-11-22/b.csv")
-    assert drop.get("processed/2026-11-22/b.csv") == b"new\n"
-    assert drop.get("landing/b.csv") is None
+    with pytest.raises(FileExistsError, match="processed/2026-11-22/b.csv already exists"):
+        drop.store.move(drop.base + "landing/b.csv", drop.base + "processed/2026-11-22/b.csv")
+    assert drop.get("processed/2026-11-22/b.csv") == b"old\n"  # never replaced
+    assert drop.get("landing/b.csv") == b"new\n"
     with pytest.raises(FileNotFoundError):
         drop.store.move(drop.base + "landing/gone.csv", drop.base + "processed/gone.csv")
 
@@ -402,19 +403,19 @@ def test_local_move_across_devices(tmp_path: Path, monkeypatch) -> None:
     src, dst = tmp_path / "landing" / "a.csv", tmp_path / "processed" / "a.csv"
     src.parent.mkdir()
     src.write_bytes(b"id\n1\n")
-    dst.parent.mkdir()
-    dst.write_bytes(b"old\n")
-    real_replace = os.replace
+    os.utime(src, (1_700_000_000, 1_700_000_000))
+    real_link = os.link
 
-    def replace(a, b):
-        if os.fspath(a) == str(src):
+    def link(source, target, **kwargs):
+        if os.fspath(source) == "a.csv":  # the landed file, relative to its folder
             raise OSError(errno.EXDEV, "Invalid cross-device link")
-        return real_replace(a, b)
+        return real_link(source, target, **kwargs)
 
-    monkeypatch.setattr(store_module.os, "replace", replace)
+    monkeypatch.setattr(store_module.os, "link", link)
     LocalStore().move(str(src), str(dst))
     assert not src.exists()
     assert dst.read_bytes() == b"id\n1\n"
+    assert dst.stat().st_mtime == 1_700_000_000  # copied with its times
     assert sorted(p.name for p in dst.parent.iterdir()) == ["a.csv"]  # no temp file left
 
 
