@@ -9,13 +9,17 @@ with lineage columns, and after the commit move every file out of landing.
    `rejected/<date>/` at once with `<file>.reason.json`. Valid files whose fingerprint the
    ledger already holds (a crash after the commit, a retried run, a second request) are not
    read again: they only move to processed/.
-2. `read_drops`: Spark reads the valid files from one run folder per read, so Spark lists
-   one path, not hundreds: local files through hard links in `$DATAHUB_HOME/ingest/<run id>/`;
-   S3 objects through server-side copies (pinned to the validated ETag, so a file replaced
-   since validation fails the run instead of being read) under
-   `<root>_ingest/<run id>/` in the same bucket (`<root>` is where processed/ and rejected/
-   go; listings never enter `_` folders), read by Spark straight from S3 (`s3a://`), so a
-   remote cluster reads them too. The run folder is removed after the run. CSV files
+2. `read_drops`: Spark reads the valid files from one work folder per read, so Spark lists
+   one path, not hundreds: local files through hard links (a private copy where hard links
+   are refused; never through a symbolic link, `ingest.store`) in
+   `$DATAHUB_HOME/ingest/<run id>/<app>.<pipeline>/`; S3 objects through server-side copies
+   (pinned to the validated ETag, so a file replaced since validation fails the run instead
+   of being read) under `<root>_ingest/<run id>/<app>.<pipeline>/` in the same bucket
+   (`<root>` is where processed/ and rejected/ go; listings never enter `_` folders), read by
+   Spark straight from S3 (`s3a://`), so a remote cluster reads them too. The pipeline in the
+   path keeps the steps of one run apart (the multiprocess executor runs several pipelines of
+   a run at once, and source ids are unique only within a pipeline). The work folder is
+   removed after the step (the run folder with its last pipeline). CSV files
    are read per distinct header and unioned by column name, so a file with reordered
    columns cannot shift values. Every row gets `_source_file` (the path
    as landed), `_ingested_at` (the run's ingest time) and `_run_id`.
@@ -23,15 +27,25 @@ with lineage columns, and after the commit move every file out of landing.
    `ledger_change`) in one catalog transaction (`writers.tables.write_tables`).
 4. `finish`: ingested and already-ingested files move to `processed/<date>/` (with their
    sidecars). A move that fails leaves the file in landing; the ledger makes the next run
-   move it without ingesting it again.
+   move it without ingesting it again. A move never replaces a file: when the name is taken
+   (the same name dropped again that day) the file gets `<name>.<8 hex of its fingerprint>`
+   before the extension (`paths.renamed`), as do rejected files and their reasons; the
+   ledger's `moved_to` names the place chosen.
+
+Symbolic links in landing are never followed (`ingest.store`): a link is rejected (rule
+`symlink`; the link itself moves to rejected/, its target is untouched), and a requested file
+below a linked folder is left where it is (`skipped`), neither read nor moved.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import re
 import shutil
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -50,13 +64,20 @@ from datahub_assets.execute.writers.multi_commit import TableChange, change_of
 from datahub_assets.ingest import paths
 from datahub_assets.ingest.fileinfo import FileInfo
 from datahub_assets.ingest.ledger import LedgerEntry, ingested, ledger_ref, ledger_transaction
-from datahub_assets.ingest.store import FileStore, S3Store, default_s3_client, store_for
+from datahub_assets.ingest.store import (
+    FileStore,
+    LinkRefused,
+    S3Store,
+    default_s3_client,
+    store_for,
+)
 from datahub_assets.ingest.validate import Rejection, reason_document, validate_file
 from datahub_assets.spec.models import PipelineSpec, TableRef
 from datahub_resources import s3
 
 LINEAGE_COLUMNS = ("_source_file", "_ingested_at", "_run_id")
 INGEST, REJECTED, DUPLICATE = "ingest", "rejected", "duplicate"
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,150}")
 
 
 @dataclass
@@ -72,7 +93,11 @@ class DropFile:
     moved_to: str | None = None
     move_error: str | None = None
     local: str | None = None
-    """The local file Spark reads (run-folder link or download)."""
+    """The local file Spark reads (work-folder link, copy or download)."""
+    dest: str | None = None
+    """Where the file goes (processed/ or rejected/), once chosen: the ledger's `moved_to`."""
+    sidecars: tuple[str, ...] | None = None
+    """Its checksum sidecars found in landing, once looked for."""
     invalid_rows: int = 0
     """Malformed/invalid records of the file that were quarantined or dropped."""
 
@@ -145,7 +170,7 @@ def plan_batch(
     batch = DropBatch(
         ledger=ledger_ref(spec.app, spec.pipeline.id),
         ingested_at=datetime.now(UTC),
-        workdir=ctx.settings.home / "ingest" / ctx.run_id,
+        workdir=ctx.settings.home / "ingest" / ctx.run_id / work_name(spec),
         run_id=ctx.run_id,
     )
     now = now if now is not None else batch.ingested_at.timestamp()
@@ -198,6 +223,16 @@ def plan_batch(
     return batch
 
 
+def work_name(spec: PipelineSpec) -> str:
+    """The pipeline's folder in a run's work folders: `<app>.<pipeline id>` (unique in the
+    project), as one safe path component (anything else: its safe characters and a hash)."""
+    name = spec.key
+    if _SAFE_NAME.fullmatch(name) and ".." not in name:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    return f"{re.sub(r'[^A-Za-z0-9_-]', '_', name)[:100]}-{digest}"
+
+
 def _requested(
     store: FileStore, pattern: str, wanted: list[str], batch: DropBatch
 ) -> list[FileInfo]:
@@ -207,7 +242,11 @@ def _requested(
         if not regex.fullmatch(path) or paths.is_lifecycle_path(path, pattern):
             batch.skipped.append((path, f"not a file of the watched path {pattern}"))
             continue
-        info = store.stat(path)
+        try:
+            info = store.stat(path)
+        except LinkRefused as exc:  # below a linked folder: neither read nor moved
+            batch.skipped.append((path, str(exc)))
+            continue
         if info is None:
             batch.skipped.append((path, "no longer in landing (moved or deleted)"))
         else:
@@ -215,24 +254,61 @@ def _requested(
     return infos
 
 
-def _move_with_sidecars(store: FileStore, path: str, dest: str) -> None:
-    store.move(path, dest)
-    for sidecar in paths.sidecars(path):
-        if store.exists(sidecar):
-            store.move(sidecar, dest + sidecar[len(path) :])
+def _sidecars(batch: DropBatch, f: DropFile) -> tuple[str, ...]:
+    """The checksum sidecars of `f` in landing (looked for once)."""
+    if f.sidecars is None:
+        store = batch.stores[f.source_id]
+        f.sidecars = tuple(s for s in paths.sidecars(f.info.path) if store.exists(s))
+    return f.sidecars
+
+
+def _free_destination(batch: DropBatch, f: DropFile, folder: str, ctx: ExecContext) -> str:
+    """Where `f` goes in `folder` ("processed" or "rejected") on the run date: its own name
+    (`paths.destination`) unless a file of that name (or of one of its companions: sidecars,
+    the reason) is already there; then the name with the first 8 hex of its fingerprint, else
+    with a random token, before the extension (`paths.renamed`)."""
+    store = batch.stores[f.source_id]
+    plain = paths.destination(f.info.path, batch.patterns[f.source_id], folder, ctx.run_date)
+    companions = [s[len(f.info.path) :] for s in _sidecars(batch, f)]
+    if folder == "rejected":
+        companions.append(".reason.json")
+    tokens = [f.fingerprint[:8], *(uuid.uuid4().hex[:8] for _ in range(3))]
+    for dest in [plain, *(paths.renamed(plain, t) for t in tokens if t)]:
+        if not any(store.exists(dest + c) for c in ["", *companions]):
+            return dest
+    return paths.renamed(plain, uuid.uuid4().hex)
+
+
+def _move_with_sidecars(
+    batch: DropBatch, f: DropFile, dest: str, folder: str, ctx: ExecContext
+) -> str:
+    """Move `f`, then its sidecars, to `dest`, or to another free name when a file of the
+    same name took `dest` since it was chosen (a move never replaces); where it went."""
+    store, path = batch.stores[f.source_id], f.info.path
+    try:
+        store.move(path, dest)
+    except FileExistsError:
+        taken, dest = dest, _free_destination(batch, f, folder, ctx)
+        store.move(path, dest)
+        ctx.log.warning("file drop %s: %s was taken meanwhile, moved to %s", path, taken, dest)
+    for sidecar in _sidecars(batch, f):
+        store.move(sidecar, dest + sidecar[len(path) :])
+    return dest
 
 
 def _reject(batch: DropBatch, f: DropFile, ctx: ExecContext, spec: PipelineSpec) -> None:
-    store, pattern = batch.stores[f.source_id], batch.patterns[f.source_id]
-    dest = paths.destination(f.info.path, pattern, "rejected", ctx.run_date)
+    store = batch.stores[f.source_id]
     assert f.rejection is not None, "a rejected file carries its rejection"
     document = reason_document(f.rejection, f.info, ctx.run_id, f.source_id, spec.key)
+    reason = json.dumps(document, indent=2) + "\n"
     try:
+        dest = f.dest = _free_destination(batch, f, "rejected", ctx)
         # the reason first: a crash before the move leaves the file in landing to be
         # rejected again, never a rejected file without its reason
-        store.write_text(dest + ".reason.json", json.dumps(document, indent=2) + "\n")
-        _move_with_sidecars(store, f.info.path, dest)
-        f.moved_to = dest
+        store.write_text(dest + ".reason.json", reason)
+        f.moved_to = _move_with_sidecars(batch, f, dest, "rejected", ctx)
+        if f.moved_to != dest:
+            store.write_text(f.moved_to + ".reason.json", reason)
     except Exception as exc:  # noqa: BLE001 - reported, the file stays in landing
         f.move_error = f"{type(exc).__name__}: {exc}"
     ctx.log.warning(
@@ -263,11 +339,11 @@ def reject_files(
 def finish(batch: DropBatch, ctx: ExecContext) -> None:
     """Step 4: move ingested and already-ingested files to processed/<date>/."""
     for f in batch.with_status(INGEST) + batch.with_status(DUPLICATE):
-        store, pattern = batch.stores[f.source_id], batch.patterns[f.source_id]
-        dest = paths.destination(f.info.path, pattern, "processed", ctx.run_date)
+        dest = f.dest
         try:
-            _move_with_sidecars(store, f.info.path, dest)
-            f.moved_to = dest
+            if dest is None:
+                dest = f.dest = _free_destination(batch, f, "processed", ctx)
+            f.moved_to = _move_with_sidecars(batch, f, dest, "processed", ctx)
         except Exception as exc:  # noqa: BLE001 - the ledger lets the next run move it
             f.move_error = f"{type(exc).__name__}: {exc}"
             ctx.log.warning(
@@ -281,7 +357,11 @@ def finish(batch: DropBatch, ctx: ExecContext) -> None:
 
 
 def cleanup(batch: DropBatch) -> None:
+    """Remove the pipeline's work folder (the run folder too once no other pipeline of the
+    run has one there) and its S3 copies."""
     shutil.rmtree(batch.workdir, ignore_errors=True)
+    with contextlib.suppress(OSError):  # not empty: another pipeline of the run is at work
+        batch.workdir.parent.rmdir()
     if batch.staged:
         store = next(s for s in batch.stores.values() if isinstance(s, S3Store))
         with contextlib.suppress(Exception):  # best effort: a leftover copy is never listed
@@ -301,18 +381,26 @@ def _name(f: DropFile, index: int) -> str:
     return f"{index:06d}{ext}"
 
 
-def _link(batch: DropBatch, f: DropFile, folder: Path, index: int) -> str:
-    """`f` as `<folder>/<index><ext>`, a local file Spark can read: a hard link (it survives a
-    concurrent move of the original), else a symlink."""
+def _make_folder(folder: Path) -> None:
+    """`mkdir -p` that outlasts another pipeline of the run removing the (then empty) run
+    folder between two of its steps (`cleanup`)."""
+    for _ in range(5):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            return
+        except FileNotFoundError:
+            continue
     folder.mkdir(parents=True, exist_ok=True)
+
+
+def _link(batch: DropBatch, f: DropFile, folder: Path, index: int) -> str:
+    """`f` as `<folder>/<index><ext>`, a local file the engine reads: a hard link (it
+    survives a concurrent move of the original), else a copy or an S3 download; never
+    through a symbolic link (`FileStore.materialize` raises LinkRefused)."""
+    _make_folder(folder)
     target = folder / _name(f, index)
-    if target.exists():
-        return str(target)
-    local = batch.stores[f.source_id].localize(f.info.path, str(batch.workdir / "_download"))
-    try:
-        os.link(local, target)
-    except OSError:
-        target.symlink_to(Path(local).absolute())
+    if not os.path.lexists(target):
+        batch.stores[f.source_id].materialize(f.info.path, str(target))
     return str(target)
 
 
@@ -325,7 +413,8 @@ def _s3_folder(
     pattern = batch.patterns[source_id]
     match = paths.compiled(pattern).root.match(files[0].info.path)
     root = match["root"] if match else paths.static_prefix(pattern)
-    folder = f"{root}_ingest/{batch.run_id or batch.workdir.name}/{source_id}/g{group}/"
+    run = batch.run_id or batch.workdir.parent.name
+    folder = f"{root}_ingest/{run}/{batch.workdir.name}/{source_id}/g{group}/"
     names = {_name(f, i): f.info.path for i, f in enumerate(files)}
     targets = [folder + name for name in names]
     batch.staged += targets
@@ -565,15 +654,20 @@ def ledger_entries(
                 rows=rows_by_file.get(f.info.path, 0 if rows_by_file else None)
                 if f.status == INGEST
                 else None,
-                moved_to=paths.destination(
-                    f.info.path,
-                    batch.patterns[f.source_id],
-                    "processed" if f.status == INGEST else "rejected",
-                    ctx.run_date,
-                ),
+                moved_to=_ledger_destination(batch, f, ctx),
                 run_id=ctx.run_id,
                 snapshot_id=snapshot_id if f.status == INGEST else None,
                 ingested_at=batch.ingested_at,
             )
         )
     return entries
+
+
+def _ledger_destination(batch: DropBatch, f: DropFile, ctx: ExecContext) -> str:
+    """The `moved_to` of `f`: where a rejected file went (or was to go), where an ingested
+    one will go once the commit is done (chosen now, `finish` keeps it)."""
+    if f.status == REJECTED:
+        return f.moved_to or f.dest or _free_destination(batch, f, "rejected", ctx)
+    if f.dest is None:
+        f.dest = _free_destination(batch, f, "processed", ctx)
+    return f.dest

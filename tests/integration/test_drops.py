@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from datahub_assets.execute import drops
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.runner import PipelineRunError, run_pipeline
 from datahub_assets.ingest.ledger import ledger_ref
@@ -171,6 +172,7 @@ def test_a_crash_between_commit_and_move_neither_loses_nor_duplicates(spark, set
 import os, sys
 from datetime import date
 from datahub_assets.execute import drops, runner
+from datahub_assets.execute import drops
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.spec.loader import load_project
 from datahub_resources.iceberg import load_catalog
@@ -226,6 +228,7 @@ def test_a_failed_commit_leaves_files_for_the_retry(spark, settings, monkeypatch
 RACER = """
 import sys
 from datetime import date
+from datahub_assets.execute import drops
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.runner import run_pipeline
 from datahub_assets.spec.loader import load_project
@@ -405,3 +408,66 @@ def test_a_run_started_by_hand_takes_the_oldest_max_files_per_run(spark, setting
     run_pipeline(spec, _ctx(spark, settings, "manual"), catalog)
     assert sorted(r[0] for r in _rows(spark, catalog)) == ["0", "1"]
     assert [p.name for p in landing.iterdir()] == ["f2.csv"]
+
+
+S3_PIPELINE = """<pipeline id="{id}" version="1.0.0" layer="raw">
+  <sources>
+    <csv id="in" path="{path}"><watch minAgeSeconds="0"/></csv>
+  </sources>
+  <targets><table table="{id}" mode="append"/></targets>
+</pipeline>
+"""
+
+
+def test_s3_pipelines_of_one_run_stage_their_copies_apart(spark, settings, s3_client):
+    """Two pipelines whose sources share the id `in` and whose landing folders share a root,
+    as two steps of one run: each reads its own server-side copies, and the cleanup of one
+    leaves the other's in place (#19 finding 7)."""
+    client, bucket = s3_client
+    raw = settings.pipelines_dir / "shop" / "raw"
+    raw.mkdir(parents=True)
+    for pid, folder in (("orders_raw", "orders"), ("returns_raw", "returns")):
+        path = s3_client.uri(f"landing/{folder}/*.csv")
+        (raw / f"{pid}.xml").write_text(S3_PIPELINE.format(id=pid, path=path))
+    specs = {s.pipeline.id: s for s in load_project(settings.pipelines_dir).pipelines}
+    client.put_object(Bucket=bucket, Key="landing/orders/a.csv", Body=b"order_id\n1\n2\n")
+    client.put_object(Bucket=bucket, Key="landing/returns/b.csv", Body=b"order_id\n70\n")
+    catalog = load_catalog(settings)
+    batches, frames = {}, {}
+    for pid, spec in specs.items():
+        ctx = _ctx(spark, settings, "same-run")
+        ctx.spec, ctx.s3_client = spec, (lambda: client)
+        batches[pid] = (drops.plan_batch(spec, ctx, catalog, None, lambda: client), ctx)
+    for pid, (batch, ctx) in batches.items():
+        frames[pid] = drops.read_drops(specs[pid].watched_sources[0], ctx, batch)
+    returns = sorted((r["order_id"], r["_source_file"]) for r in frames["returns_raw"].collect())
+    drops.cleanup(batches["returns_raw"][0])  # B's step ends first
+    orders = sorted((r["order_id"], r["_source_file"]) for r in frames["orders_raw"].collect())
+    assert returns == [("70", s3_client.uri("landing/returns/b.csv"))]
+    assert orders == [("1", s3_client.uri("landing/orders/a.csv"))] + [
+        ("2", s3_client.uri("landing/orders/a.csv"))
+    ]
+    drops.cleanup(batches["orders_raw"][0])
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert not [k for k in keys if k.startswith("_ingest/")]
+
+
+def test_a_symlinked_drop_is_rejected_not_read_on_spark(spark, settings, tmp_path):
+    """#19 finding 3 on the Spark engine (tests/integration/test_landing_hardening.py has the
+    cases on DuckDB and the store's own)."""
+    spec = _project(settings)
+    landing = _landing(settings)
+    a = _drop(landing, "a.csv", "order_id,amount\n1,10\n")
+    secret = tmp_path / "private.csv"
+    secret.write_text("order_id,amount\n666,1\n")
+    os.utime(secret, (OLD, OLD))
+    (landing / "b.csv").symlink_to(secret)
+    os.utime(landing / "b.csv", (OLD, OLD), follow_symlinks=False)
+    catalog = load_catalog(settings)
+    (outcome,) = run_pipeline(spec, _ctx(spark, settings), catalog)
+    assert _rows(spark, catalog) == [("1", str(a), "run-1")]
+    assert outcome.extra["files_rejected"] == 1
+    rejected = settings.data_dir / "shop" / "rejected" / "2026-11-22" / "orders"
+    assert (rejected / "b.csv").readlink() == secret
+    assert json.loads((rejected / "b.csv.reason.json").read_text())["rule"] == "symlink"
+    assert secret.read_text() == "order_id,amount\n666,1\n"
