@@ -435,7 +435,8 @@ def _export(spec, ctx, catalog, t, datasets, snapshot_of) -> TargetOutcome:
                 f"{_where(spec, t.target)}: database export to {t.target.table_name} failed: {exc}"
             ) from exc
     try:
-        result = write_csv(ctx.spark, df, t.target, ctx.data_path(t.target.path), ctx.run_date)
+        path = ctx.settings.export_path(ctx.app, t.target.path)  # confined, checked again here
+        result = write_csv(ctx.spark, df, t.target, path, ctx.run_date, owner=str(t.ref))
     except Exception as exc:
         raise PipelineRunError(f"{_where(spec, t.target)}: csv export failed: {exc}") from exc
     return TargetOutcome(

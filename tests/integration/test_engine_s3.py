@@ -164,7 +164,7 @@ def _export(client, bucket: str, app: str) -> dict[str, list[dict]]:
     prefix = f"data/{app}/service/orders_2026/"
     for key in _keys(client, bucket, prefix):
         if not key.endswith(".csv.gz"):
-            assert key.endswith("_SUCCESS"), key
+            assert key.endswith(("_SUCCESS", "_DATAHUB_EXPORT")), key
             continue
         rel = key[len(prefix) :].rsplit("/", 1)[0]
         body = gzip.decompress(client.get_object(Bucket=bucket, Key=key)["Body"].read()).decode()
@@ -389,6 +389,8 @@ def test_csv_export_modes_on_s3_match_spark(spark, platform, mode):
         ctx = _ctx(engine, spark, settings, "shop", f"e-{engine}")
         path = f"s3://{bucket}/exp-{engine}"
         _put(client, bucket, f"exp-{engine}/old.csv", "n,t\n0,old\n")
+        # an earlier export of this target (its marker): overwrite may replace the folder
+        _put(client, bucket, f"exp-{engine}/_DATAHUB_EXPORT", "csv:x\n")
         with use(ctx.active_engine):
             df = ctx.spark.createDataFrame([(1, "a,b"), (2, None)], "n int, t string")
             try:
@@ -403,7 +405,7 @@ def test_csv_export_modes_on_s3_match_spark(spark, platform, mode):
                 import bz2
 
                 body = bz2.decompress(body)
-            if not key.endswith("_SUCCESS"):  # a header in each file: files may differ
+            if not key.endswith(("_SUCCESS", "_DATAHUB_EXPORT")):  # a header in each file
                 lines += [line for line in body.decode().splitlines() if line != "n,t"]
         got[engine] = (outcome, sorted(lines))
     assert got["duckdb"] == got["spark"]
