@@ -245,7 +245,8 @@ class _Scanner:
             raise self.error(
                 start, f"unterminated {kind}", f": close it with {q} (a {q} inside is {q}{q})"
             )
-        if setting is not None and _quoted_end(sql, quote, not backslash) != end:
+        # only the first doubt counts: reading on after it would make a long text quadratic
+        if setting and self.doubt is None and _quoted_end(sql, quote, not backslash) != end:
             self.suspect(
                 start,
                 f"the {kind}",
@@ -311,6 +312,13 @@ class _Scanner:
         if end is None:
             nests = " (comments nest: each /* inside needs its own */)" if self.pg else ""
             raise self.error(i, "unterminated comment", f": close it with */{nests}")
+        if not self.pg and sql.startswith("/*+", i) and any(q in sql[i:end] for q in "'\"`"):
+            self.suspect(
+                i,
+                "the optimizer hint",
+                " holds a quote: MySQL 8 reads quoted names in a hint, so its end may differ "
+                "from the first */; write the hint without quotes",
+            )
         return end
 
     def executable_comment(self, i: int) -> int:
@@ -326,7 +334,7 @@ class _Scanner:
             end = self.run(body + (version.end() if version else 0))
         finally:
             self.executable = None
-        if _comment_end(sql, body, 1) != end or len(self.params) > found:
+        if self.doubt is None and (_comment_end(sql, body, 1) != end or len(self.params) > found):
             self.suspect(
                 i,
                 "the executable comment",

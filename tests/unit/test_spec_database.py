@@ -195,6 +195,7 @@ def test_parameter_scanner_reads_each_dialect_like_its_server(dialect, sql, name
             ["the string at line 1, column 8", "NO_BACKSLASH_ESCAPES or ANSI_QUOTES"],
         ),
         ("mariadb", "select /*! :p */", ["the executable comment at line 1, column 8"]),
+        ("mariadb", "select /*+ BKA(`t`) */ 1, :p", ["the optimizer hint", "MySQL 8"]),
     ],
 )
 def test_parameter_scanner_refuses_what_it_cannot_place_safely(dialect, sql, fragments):
@@ -214,6 +215,9 @@ def test_parameter_scanner_survives_hostile_shapes():
     deep = "select " + "/*" * 50_000 + "*/" * 50_000 + ", :p"
     assert _names(deep, "postgresql") == ["p"]
     assert _names("select " + "'x'" * 50_000 + ", :p", "mariadb") == ["p"]
+    # each string read both ways would be quadratic: only the first doubt is read on
+    with pytest.raises(SqlScanError, match="standard_conforming_strings"):
+        find_params("select '" + "\\'" * 200_000 + "', :p", "postgresql")
     with pytest.raises(ValueError, match="unknown SQL dialect 'oracle'"):
         find_params("select 1", "oracle")
 
