@@ -264,14 +264,13 @@ def _sidecars(batch: DropBatch, f: DropFile) -> tuple[str, ...]:
 
 def _free_destination(batch: DropBatch, f: DropFile, folder: str, ctx: ExecContext) -> str:
     """Where `f` goes in `folder` ("processed" or "rejected") on the run date: its own name
-    (`paths.destination`) unless a file of that name (or of one of its companions: sidecars,
-    the reason) is already there; then the name with the first 8 hex of its fingerprint, else
-    with a random token, before the extension (`paths.renamed`)."""
+    (`paths.destination`) unless a file of that name (or of one of its sidecars) is already
+    there; then the name with the first 8 hex of its fingerprint, else with a random token,
+    before the extension (`paths.renamed`). A reason file alone does not take a name: it is
+    the one a run that crashed before its move left for this file."""
     store = batch.stores[f.source_id]
     plain = paths.destination(f.info.path, batch.patterns[f.source_id], folder, ctx.run_date)
     companions = [s[len(f.info.path) :] for s in _sidecars(batch, f)]
-    if folder == "rejected":
-        companions.append(".reason.json")
     tokens = [f.fingerprint[:8], *(uuid.uuid4().hex[:8] for _ in range(3))]
     for dest in [plain, *(paths.renamed(plain, t) for t in tokens if t)]:
         if not any(store.exists(dest + c) for c in ["", *companions]):

@@ -439,3 +439,15 @@ def test_local_store_move_never_replaces(tmp_path, monkeypatch, device):
     assert dst.read_text() == "old"
     assert src.read_text() == "new"
     assert sorted(p.name for p in dst.parent.iterdir()) == ["a.csv"]  # no temp file left
+
+
+def test_a_reason_left_by_a_crash_before_the_move_does_not_rename_the_file(settings):
+    """The reason is written before the move: a run killed in between leaves it alone in
+    rejected/; the next run rejects the file under its own name and rewrites the reason."""
+    spec = _orders(settings)
+    folder = _day(settings, "rejected")
+    _put(folder / "a.csv.reason.json", '{"rule": "empty", "run_id": "killed"}\n')
+    _put(settings.data_dir / "shop" / "landing" / "orders" / "a.csv", "")
+    run_pipeline(spec, _ctx(settings, "again"), load_catalog(settings))
+    assert sorted(p.name for p in folder.iterdir()) == ["a.csv", "a.csv.reason.json"]
+    assert json.loads((folder / "a.csv.reason.json").read_text())["run_id"] == "again"
