@@ -299,7 +299,9 @@ def test_local_store_accepts_file_uris(tmp_path: Path) -> None:
     store = LocalStore()
     uri = f"file://{tmp_path}/landing/a.csv"
     assert [i.path for i in store.list(f"file://{tmp_path}/landing/*.csv")] == [uri]
-    assert store.stat(uri).size == 5
+    info = store.stat(uri)
+    assert info is not None
+    assert info.size == 5
     assert store.read_bytes(uri) == b"id\n1\n"
     store.move(uri, f"file://{tmp_path}/processed/a.csv")
     assert (tmp_path / "processed" / "a.csv").read_bytes() == b"id\n1\n"
