@@ -11,7 +11,7 @@ export DATAHUB_PIPELINES_DIR ?= $(CURDIR)/pipelines_xml
 export DATAHUB_DATA_DIR ?= $(CURDIR)/data
 # secrets of the crm example's local servers (datahub demo starts them; see pipelines_xml/crm)
 export CRM_DB ?= datahub
-export PRODUCTS_MONGO_URI ?= mongodb://127.0.0.1:27019/
+export CRM_PRODUCTS_MONGO_URI ?= mongodb://127.0.0.1:27019/
 
 .PHONY: setup demo dev test test-fast lint bench-load bench-tpch bench-overhead bench-watch-tick \
         bench-watch-burst bench-mongo bench-jdbc spark-stop servers-stop clean

@@ -16,6 +16,7 @@ Two other readers are allowed, each for one reason: `datahub_resources/secrets.p
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +101,17 @@ VARIABLES: tuple[Variable, ...] = (
         "(a key file in $DATAHUB_HOME/secrets)",
         "Masking key when a step names no secretRef (read by secrets.py).",
     ),
+    Variable(
+        "DATAHUB_SECRETS_ALLOW",
+        "{APP}_*,DATAHUB_SECRET_*",
+        "Variables an app's *SecretRef and ${VAR} may name: fnmatch patterns, {APP} = app name.",
+    ),
+    Variable(
+        "DATAHUB_WEBHOOK_ALLOW_HTTP",
+        "0",
+        "1: webhooks may use http:// to any host (default: https://, http:// to loopback only).",
+    ),
+    Variable("DATAHUB_SMTP_CA_FILE", "(the system CAs)", "CA bundle that verifies SMTP TLS."),
 )
 NAMES = frozenset(v.name for v in VARIABLES)
 
@@ -113,6 +125,23 @@ def environ() -> Mapping[str, str]:
 def env_value(name: str) -> str | None:
     """One variable named by a user (`${VAR}` in app.yaml, the demo's CRM_DB_ADDRESS)."""
     return os.environ.get(name)
+
+
+DEFAULT_SECRETS_ALLOW = ("{APP}_*", "DATAHUB_SECRET_*")
+_ALLOW_PATTERN = re.compile(r"(?:[A-Za-z0-9_*?\[\]!]|\{APP\})+")
+
+
+def _secrets_allow(env: Mapping[str, str]) -> tuple[str, ...]:
+    """DATAHUB_SECRETS_ALLOW: comma- or space-separated fnmatch patterns of variable names."""
+    value = env.get("DATAHUB_SECRETS_ALLOW") or ""
+    patterns = tuple(p for p in re.split(r"[\s,]+", value) if p)
+    bad = [p for p in patterns if not _ALLOW_PATTERN.fullmatch(p)]
+    if bad:
+        raise ValueError(
+            f"DATAHUB_SECRETS_ALLOW={value!r}: {bad[0]!r} is not a pattern of variable names "
+            "(letters, digits, _, the wildcards * ? [...], and {APP} for the app's name)"
+        )
+    return patterns or DEFAULT_SECRETS_ALLOW
 
 
 def _path(env: Mapping[str, str], name: str, default: Path) -> Path:
@@ -222,6 +251,12 @@ class Settings:
     engine_auto_max_bytes: int = 2048 * 1024 * 1024
     duckdb_memory_limit: str = "2GB"
     duckdb_threads: int | None = None
+    secrets_allow: tuple[str, ...] = DEFAULT_SECRETS_ALLOW
+    """DATAHUB_SECRETS_ALLOW: what a definition's secrets may be named (secrets.py)."""
+    webhook_allow_http: bool = False
+    """DATAHUB_WEBHOOK_ALLOW_HTTP=1: plain-HTTP webhooks to any host."""
+    smtp_ca_file: Path | None = None
+    """DATAHUB_SMTP_CA_FILE: the CAs that verify the SMTP server (default: the system's)."""
     explicit: frozenset[str] = frozenset()
     """The variables that were set (non-empty) when the settings were read: deployment passes
     those to resources as `dg.EnvVar` so the UI names them."""
@@ -247,6 +282,7 @@ class Settings:
         data = env.get("DATAHUB_DATA_DIR") or ""
         remote = data.rstrip("/") if data.startswith(("s3://", "s3a://")) else None
         jars = env.get("DATAHUB_JARS_DIR")
+        smtp_ca = env.get("DATAHUB_SMTP_CA_FILE")
         return cls(
             home=home,
             pipelines_dir=_path(env, "DATAHUB_PIPELINES_DIR", Path("pipelines_xml")),
@@ -283,6 +319,9 @@ class Settings:
             engine_auto_max_bytes=_int(env, "DATAHUB_ENGINE_AUTO_MAX_MB", 2048) * 1024 * 1024,
             duckdb_memory_limit=env.get("DATAHUB_DUCKDB_MEMORY_LIMIT") or "2GB",
             duckdb_threads=_int(env, "DATAHUB_DUCKDB_THREADS", 0) or None,
+            secrets_allow=_secrets_allow(env),
+            webhook_allow_http=(env.get("DATAHUB_WEBHOOK_ALLOW_HTTP") or "0").strip() == "1",
+            smtp_ca_file=Path(smtp_ca).expanduser().resolve() if smtp_ca else None,
             explicit=frozenset(n for n in NAMES if env.get(n)),
         )
 

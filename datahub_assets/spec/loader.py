@@ -32,6 +32,7 @@ from datahub_assets.spec.models import (
     TableSource,
 )
 from datahub_assets.spec.schema_files import SchemaFile
+from datahub_assets.spec.secrets_policy import policy_errors
 from datahub_assets.spec.validate import CRON_HELP, PipelineCheck, canonical_layer, cron_problem
 from datahub_assets.spec.xml_reader import read_pipeline_xml
 from datahub_assets.spec.yaml_reader import read_app_yaml, read_pipeline_yaml
@@ -112,6 +113,8 @@ def load_project(pipelines_dir: Path, default_engine: str | None = None) -> Proj
     )
     jobs = check.resolve(state.jobs)
     state.errors += check.errors
+    pipelines = [(item.app, item.file, item.pipeline) for item in state.loaded]
+    state.errors += policy_errors(state.apps, pipelines, state.jobs)
     if state.errors:
         raise SpecErrors(state.errors)
     return Project(root=str(root), apps=state.apps, pipelines=tuple(specs), jobs=tuple(jobs))

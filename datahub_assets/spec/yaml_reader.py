@@ -284,9 +284,25 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 def _expand_env(value: str, builder: _Builder, where: Where, what: str) -> str:
     """`${NAME}` / `${NAME:-default}` in a connection value, from the environment at load
     time: the same app.yaml serves laptops and production (hosts and ports differ; secrets
-    still belong in *SecretRef). An unset variable without a default is a load error."""
+    still belong in *SecretRef). An unset variable without a default is a load error, and so
+    is one outside the app's secrets (DATAHUB_SECRETS_ALLOW, datahub_resources/secrets.py): a
+    variable's value lands in the connection, which the UI shows."""
+    from datahub_resources.secrets import scope_problem
+
+    app = builder.file.split("/", 1)[0] if "/" in builder.file else None
 
     def expand(m: re.Match) -> str:
+        problem = scope_problem(m.group(1), app)
+        if problem:
+            builder.errors.append(
+                SpecError(
+                    builder.file,
+                    where.line,
+                    where.column,
+                    f"connections.{what}: ${{{m.group(1)}}}: {problem}",
+                )
+            )
+            return m.group(0)
         found = env_value(m.group(1))
         if found:
             return found

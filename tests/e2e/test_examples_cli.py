@@ -61,7 +61,7 @@ def _demo(tmp_path_factory, engine: str):
         # the crm example's servers (datahub demo starts them) on ports of this test's own
         "CRM_DB": "datahub",
         "CRM_DB_ADDRESS": f"127.0.0.1:{free_port()}",
-        "PRODUCTS_MONGO_URI": f"mongodb://127.0.0.1:{free_port()}/",
+        "CRM_PRODUCTS_MONGO_URI": f"mongodb://127.0.0.1:{free_port()}/",
         "DATAHUB_ENGINE": engine,
         # one masking key for both runs (without it each DATAHUB_HOME makes its own), so the
         # salted hashes and tokens of the two engines can be compared
@@ -325,7 +325,7 @@ def _expected_revenue(env) -> dict[int, tuple]:
     (orders, revenue, distinct product categories) of non-cancelled orders."""
     import pymongo
 
-    client = pymongo.MongoClient(env["PRODUCTS_MONGO_URI"])
+    client = pymongo.MongoClient(env["CRM_PRODUCTS_MONGO_URI"])
     category = {
         d["sku"]: d["category"]["main"]
         for d in client["catalog"]["products"].find({"active": True})

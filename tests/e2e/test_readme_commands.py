@@ -231,7 +231,7 @@ def home(tmp_path):
         "DATAHUB_PIPELINES_DIR": str(pipelines),
         "CRM_DB": "datahub",
         "CRM_DB_ADDRESS": f"127.0.0.1:{free_port()}",
-        "PRODUCTS_MONGO_URI": f"mongodb://127.0.0.1:{free_port()}/",
+        "CRM_PRODUCTS_MONGO_URI": f"mongodb://127.0.0.1:{free_port()}/",
     }
     try:
         yield tmp_path, env

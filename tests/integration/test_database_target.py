@@ -22,7 +22,7 @@ from tests.conftest import APP_USER_PASSWORD
 
 pytestmark = pytest.mark.spark
 
-SECRET = "DATAHUB_TEST_REPORTING_DB"
+SECRET = "SHOP_TEST_REPORTING_DB"
 REF = TableRef(app="shop", layer="service", table="orders_export")
 SCHEMA = "id int, name string, amount double"
 

@@ -113,7 +113,7 @@ def test_run_tag_forces_duckdb_and_a_blocked_pipeline_is_refused(settings):
     mongo = settings.pipelines_dir / "shop" / "raw" / "products.xml"
     mongo.write_text(
         """<pipeline id="products_raw" version="1.0.0" layer="raw">
-  <sources><mongo id="p" uriSecretRef="NO_SUCH_URI" database="d" collection="c"/></sources>
+  <sources><mongo id="p" uriSecretRef="SHOP_NO_SUCH_URI" database="d" collection="c"/></sources>
   <targets><table table="products" mode="overwrite"/></targets>
 </pipeline>
 """

@@ -469,7 +469,7 @@ def test_mongo_source_is_refused_at_load_on_duckdb(tmp_path):
     source's line."""
     xml = _pipeline(
         """  <sources>
-    <mongo id="users" database="app" collection="users" uriSecretRef="MONGO_URI"/>
+    <mongo id="users" database="app" collection="users" uriSecretRef="SHOP_MONGO_URI"/>
   </sources>
   <targets><table table="users" source="users"/></targets>
 """,

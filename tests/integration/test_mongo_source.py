@@ -20,7 +20,7 @@ from datahub_resources.iceberg import load_catalog
 from datahub_resources.settings import Settings
 
 pytestmark = pytest.mark.spark
-SECRET = "TEST_MONGO_URI"
+SECRET = "SHOP_TEST_MONGO_URI"
 
 
 def _doc(i: int) -> dict:
@@ -36,7 +36,7 @@ def _doc(i: int) -> dict:
 
 @pytest.fixture
 def mongo(mongo_server, monkeypatch, request):
-    """A fresh database per test, its URI in the secret TEST_MONGO_URI."""
+    """A fresh database per test, its URI in the secret SHOP_TEST_MONGO_URI."""
     monkeypatch.setenv(SECRET, mongo_server.mongo_uri)
     client = MongoClient(mongo_server.mongo_uri)
     name = "t_" + request.node.name.replace("[", "_").replace("]", "")[:40]
@@ -244,12 +244,12 @@ def test_run_pipeline_flatten_incremental_into_iceberg(spark, settings, mongo, m
 def test_connection_from_app_yaml_and_infer_schema_command(spark, settings, mongo, monkeypatch):
     mongo.orders.insert_many([_doc(i) for i in range(20)])
     monkeypatch.setenv(
-        "PRODUCTS_MONGO_URI",
+        "SHOP_PRODUCTS_MONGO_URI",
         mongo.client.address and f"mongodb://{mongo.client.address[0]}:{mongo.client.address[1]}/",
     )
     (settings.pipelines_dir / "shop").mkdir(parents=True, exist_ok=True)
     (settings.pipelines_dir / "shop" / "app.yaml").write_text(
-        "connections:\n  products: {uriSecretRef: PRODUCTS_MONGO_URI}\n"
+        "connections:\n  products: {uriSecretRef: SHOP_PRODUCTS_MONGO_URI}\n"
     )
     pipeline = """<pipeline id="orders" version="1.0.0" layer="raw">
   <sources><mongo id="orders" database="{db}" collection="orders"

@@ -227,7 +227,7 @@ def test_auto_with_an_input_it_cannot_size_goes_to_spark(env, tmp_path):
 
 def test_auto_with_a_blocker_goes_to_spark_and_a_forced_duckdb_run_is_refused(env):
     db = (
-        '<database id="users" jdbcUrl="jdbc:postgresql://db:5432/app" userSecretRef="APP_DB">'
+        '<database id="users" jdbcUrl="jdbc:postgresql://db:5432/app" userSecretRef="SHOP_DB">'
         '<table name="public.users"/></database>'
     )
     steps_xml = pipeline_xml("s", "silver", '<csv id="x" path="in/*.csv"/>', "auto", "t2").replace(

@@ -22,7 +22,7 @@ from datahub_assets.spec.yaml_reader import read_app_yaml, read_pipeline_yaml
 from datahub_resources.settings import Settings
 
 DB_SOURCE = (
-    '<database id="users" jdbcUrl="jdbc:postgresql://db:5432/app" userSecretRef="APP_DB">\n'
+    '<database id="users" jdbcUrl="jdbc:postgresql://db:5432/app" userSecretRef="SHOP_DB">\n'
     '  <table name="public.users"/>\n'
     "</database>"
 )
@@ -156,12 +156,12 @@ def test_precedence_pipeline_then_app_yaml_then_datahub_engine(tmp_path):
 def test_database_and_mongo_sources_and_database_target_are_refused_on_duckdb(tmp_path):
     db = xml("db", engine="duckdb", sources=DB_SOURCE)
     mongo_src = (
-        '<mongo id="docs" database="d" collection="c" uriSecretRef="MONGO_URI"/>\n'
+        '<mongo id="docs" database="d" collection="c" uriSecretRef="SHOP_MONGO_URI"/>\n'
         '<parquet id="a" path="in/a"/>'
     )
     mongo = xml("mongo", engine="duckdb", sources=mongo_src, targets='<table table="m"/>')
     target = (
-        '<database id="out" jdbcUrl="jdbc:postgresql://db:5432/app" userSecretRef="APP_DB" '
+        '<database id="out" jdbcUrl="jdbc:postgresql://db:5432/app" userSecretRef="SHOP_DB" '
         'mode="append">\n  <table name="public.out"/>\n</database>'
     )
     dbt = xml("dbt", engine="duckdb", targets=target)

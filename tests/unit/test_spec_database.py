@@ -15,7 +15,7 @@ APP_YAML = """connections:
   crm: {jdbcUrl: "jdbc:postgresql://crm:5432/crm", userSecretRef: CRM_DB}
   legacy: {jdbcUrl: "jdbc:oracle:thin:@db:1521/x"}
   mongo_nouri: {jdbcUrl: "jdbc:postgresql://x/y"}
-  products: {uriSecretRef: PRODUCTS_URI}
+  products: {uriSecretRef: CRM_PRODUCTS_URI}
 """
 
 

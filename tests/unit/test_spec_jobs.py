@@ -62,7 +62,7 @@ def test_xml_and_yaml_jobs_load_alike(tmp_path):
     <pipelineRef id="b" dependsOn="a" onFailure="skip"/>
     <pipelineRef id="other.x"/>
   </pipelines>
-  <notifications><webhook url="http://h/x" on="completion"/></notifications>
+  <notifications><webhook url="https://h/x" on="completion"/></notifications>
 </jobPipeline>
 """
     yml = """jobPipeline: {id: j2, version: "2.0"}
@@ -74,7 +74,7 @@ pipelines:
   - {id: b, dependsOn: a, onFailure: skip}
   - {id: other.x}
 notifications:
-  - webhook: {url: "http://h/x", "on": completion}
+  - webhook: {url: "https://h/x", "on": completion}
 """
     project = load_project(
         _write(tmp_path / "p", {**BASE, "shop/jobs/j1.xml": xml, "shop/jobs/j2.yaml": yml})

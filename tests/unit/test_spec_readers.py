@@ -136,7 +136,7 @@ def test_app_yaml():
     app = read_app_yaml((SALES / "app.yaml").read_text(), "sales/app.yaml")
     assert app.owner == "sales-team"
     assert app.tags == {"domain": "sales", "tier": "1"}
-    assert app.connections["crm"].user_secret_ref == "CRM_DB"
+    assert app.connections["crm"].user_secret_ref == "SALES_CRM_DB"
     assert read_app_yaml("", "app.yaml").connections == {}
 
 
