@@ -11,11 +11,17 @@ materialisation (the same rule as the asset's freshness policy: overdue after th
 sends one notification per miss (per last materialisation) to the app's default targets.
 
 The run's link is `$DATAHUB_UI_URL/runs/<run id>` (default http://localhost:3000).
+
+A notification leaves the platform (a chat channel, a mailbox), so it carries an error as its
+class and `notice(message)`: the first line, without the values it quotes (a duplicate-key
+sample, Spark's `The value '...'`, a repr), at most 300 characters. The full error stays in
+the run's log behind the run's link.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import UTC, datetime
 
@@ -31,6 +37,11 @@ from datahub_resources.settings import Settings
 
 UI_URL_ENV = "DATAHUB_UI_URL"
 DEFAULT_UI_URL = "http://localhost:3000"
+NOTICE_CHARS = 300
+_SAMPLE = re.compile(r"\be\.g\. .*\(\d+ rows?\)")  # writers/database.py: duplicate-key samples
+# quoted text, left to right: '...' is a value (Spark, SQL, Python's repr); "..." a name
+# or type, unless it holds a ' (Python's repr of such a str)
+_QUOTED = re.compile(r"'(?:[^'\\\n]|\\.)*'" r'|"[^"\n]*"')
 _EVENTS = {
     dg.DagsterEventType.STEP_START,
     dg.DagsterEventType.STEP_SUCCESS,
@@ -44,6 +55,22 @@ def _root(error) -> tuple[str, str]:
     while error.cause is not None or error.context is not None:
         error = error.cause or error.context
     return error.cls_name or "Error", error.message.strip()
+
+
+def notice(message: str) -> str:
+    """`message` as a notification carries it: its first line, with the values it quotes and
+    the duplicate-key samples the writers name left out, at most NOTICE_CHARS characters."""
+    line = next((part.strip() for part in message.splitlines() if part.strip()), "")
+    line = _SAMPLE.sub("e.g. <values left out>", line)
+    line = _QUOTED.sub(_without_value, line)
+    return line if len(line) <= NOTICE_CHARS else line[: NOTICE_CHARS - 1] + "…"
+
+
+def _without_value(m: re.Match) -> str:
+    quoted = m.group(0)
+    if quoted[0] == '"' and "'" not in quoted:
+        return quoted
+    return f"{quoted[0]}…{quoted[0]}"
 
 
 def summarize(
@@ -76,8 +103,8 @@ def summarize(
                     cls, message = _root(info)
                     error = {
                         "class": cls,
-                        "message": message[:2000],
-                        "summary": info.message.strip()[:2000],
+                        "message": notice(message),
+                        "summary": notice(info.message),
                         "pipeline": step["pipeline"],
                     }
             elif step["status"] == "running":
@@ -92,8 +119,8 @@ def summarize(
                 if error is None and "datahub/error_class" in meta:
                     error = {
                         "class": meta["datahub/error_class"].value,
-                        "message": meta["datahub/error"].value,
-                        "summary": meta["datahub/error"].value,
+                        "message": notice(str(meta["datahub/error"].value)),
+                        "summary": notice(str(meta["datahub/error"].value)),
                         "pipeline": step["pipeline"],
                     }
     failed = [
@@ -110,7 +137,7 @@ def summarize(
     if skipped:
         text += f"; skipped: {', '.join(skipped)}"
     if error:
-        text += f"; error {error['class']}: {error['message'][:300]}"
+        text += f"; error {error['class']}: {error['message']}"
     return {
         "text": f"{text} ({link})",
         "job": job.name,
@@ -152,8 +179,10 @@ def notify_run(
     log,
     attempts: int = 3,
     ui_url: str = DEFAULT_UI_URL,
+    settings: Settings | None = None,
 ) -> list[str]:
-    """Notify the targets of a finished job run; returns the deliveries that failed."""
+    """Notify the targets of a finished job run; returns the deliveries that failed.
+    `settings`: the delivery policy read at load (default: from the environment)."""
     job = jobs.get(run.job_name)
     if job is None:
         return []
@@ -163,8 +192,17 @@ def notify_run(
         return []
     payload = summarize(instance, run, job, ui_url)
     subject = f"[Data Hub] {job.name} {payload['status']}"
+    smtp = _smtp(project, job.app)
     return deliver(
-        targets, _smtp(project, job.app), payload, subject, _body(payload), log, attempts=attempts
+        targets,
+        smtp,
+        payload,
+        subject,
+        _body(payload),
+        log,
+        attempts=attempts,
+        app=job.app,
+        settings=settings,
     )
 
 
@@ -173,7 +211,8 @@ def notification_sensors(
 ) -> list[dg.SensorDefinition]:
     """The run status sensors of job pipelines with notifications, and the SLA sensor; run
     links point at DATAHUB_UI_URL as read at load (`settings`)."""
-    url = (settings or Settings.from_env()).ui_url
+    settings = settings or Settings.from_env()
+    url = settings.ui_url
     jobs = {j.name: j for j in project.jobs if j.notifications}
     out: list[dg.SensorDefinition] = []
     if jobs:
@@ -185,7 +224,13 @@ def notification_sensors(
         )
         def _failed(context: dg.RunFailureSensorContext):
             notify_run(
-                context.instance, context.dagster_run, jobs, project, context.log.info, ui_url=url
+                context.instance,
+                context.dagster_run,
+                jobs,
+                project,
+                context.log.info,
+                ui_url=url,
+                settings=settings,
             )
 
         @dg.run_status_sensor(
@@ -196,11 +241,17 @@ def notification_sensors(
         )
         def _succeeded(context: dg.RunStatusSensorContext):
             notify_run(
-                context.instance, context.dagster_run, jobs, project, context.log.info, ui_url=url
+                context.instance,
+                context.dagster_run,
+                jobs,
+                project,
+                context.log.info,
+                ui_url=url,
+                settings=settings,
             )
 
         out += [_failed, _succeeded]
-    sla = sla_sensor(project, url)
+    sla = sla_sensor(project, url, settings)
     return out + ([sla] if sla else [])
 
 
@@ -225,6 +276,7 @@ def check_sla(
     now: float | None = None,
     attempts: int = 3,
     ui_url: str = DEFAULT_UI_URL,
+    settings: Settings | None = None,
 ) -> dict:
     """Notify each newly overdue asset once per last materialisation; returns the cursor."""
     now = now if now is not None else time.time()
@@ -264,11 +316,15 @@ def check_sla(
             payload["text"],
             log,
             attempts=attempts,
+            app=app,
+            settings=settings,
         )
     return cursor
 
 
-def sla_sensor(project: Project, ui_url: str = DEFAULT_UI_URL) -> dg.SensorDefinition | None:
+def sla_sensor(
+    project: Project, ui_url: str = DEFAULT_UI_URL, settings: Settings | None = None
+) -> dg.SensorDefinition | None:
     watched = sla_assets(project)
     if not watched:
         return None
@@ -282,7 +338,13 @@ def sla_sensor(project: Project, ui_url: str = DEFAULT_UI_URL) -> dg.SensorDefin
     def _sla(context: dg.SensorEvaluationContext):
         cursor = json.loads(context.cursor) if context.cursor else {}
         cursor = check_sla(
-            context.instance, project, watched, cursor, context.log.info, ui_url=ui_url
+            context.instance,
+            project,
+            watched,
+            cursor,
+            context.log.info,
+            ui_url=ui_url,
+            settings=settings,
         )
         context.update_cursor(json.dumps(cursor))
         return dg.SkipReason(f"{len(watched)} assets with an SLA checked")

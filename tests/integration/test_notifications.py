@@ -30,6 +30,13 @@ PIPELINE = """<pipeline id="{pid}" layer="bronze">
   <targets><table table="{pid}" mode="overwrite"/></targets>
 </pipeline>
 """
+# a run that fails on a data value: Spark's error quotes it
+CAST_PIPELINE = """<pipeline id="{pid}" layer="bronze">
+  <sources><csv id="src" path="landing/{pid}/*.csv"/></sources>
+  <transformations><derive source="src" column="n" expr="CAST(x AS INT)"/></transformations>
+  <targets><table table="{pid}" mode="overwrite"/></targets>
+</pipeline>
+"""
 JOB = """<jobPipeline id="nightly">
   <pipelines>
     <pipelineRef id="good"/>
@@ -37,7 +44,7 @@ JOB = """<jobPipeline id="nightly">
   </pipelines>
   <notifications>
     <email to="ops@example.com, lead@example.com" on="failure"/>
-    <webhook url="http://127.0.0.1:{http}/hook" tokenSecretRef="HOOK_TOKEN" on="completion"/>
+    <webhook url="http://127.0.0.1:{http}/hook" tokenSecretRef="SHOP_HOOK_TOKEN" on="completion"/>
     <webhook url="http://127.0.0.1:{dead}/nobody" on="completion"/>
     <email to="happy@example.com" on="success"/>
   </notifications>
@@ -96,15 +103,18 @@ def sinks():
         http.shutdown()
 
 
-def _setup(settings, sinks, bad: bool):
+def _setup(settings, sinks, bad: bool, bad_pipeline: str = PIPELINE, bad_value: str = "99"):
     app = settings.pipelines_dir / "shop"
     (app / "bronze").mkdir(parents=True, exist_ok=True)
     (app / "jobs").mkdir(exist_ok=True)
     for pid in ("good", "bad"):
-        (app / "bronze" / f"{pid}.xml").write_text(PIPELINE.format(pid=pid))
+        text = bad_pipeline if pid == "bad" else PIPELINE
+        (app / "bronze" / f"{pid}.xml").write_text(text.format(pid=pid))
         landing = settings.data_dir / "shop" / "landing" / pid
         landing.mkdir(parents=True, exist_ok=True)
-        (landing / "f.csv").write_text("x\n1\n" + ("99\n" if pid == "bad" and bad else ""))
+        (landing / "f.csv").write_text(
+            "x\n1\n" + (f"{bad_value}\n" if pid == "bad" and bad else "")
+        )
     (app / "jobs" / "nightly.xml").write_text(JOB.format(http=sinks["http"], dead=_free_port()))
     (app / "app.yaml").write_text(APP.format(smtp=sinks["smtp"], http=sinks["http"]))
     project = load_project(settings.pipelines_dir)
@@ -138,7 +148,7 @@ def _sensor_tick(project, instance, result):
 
 @pytest.mark.usefixtures("spark")
 def test_failed_run_notifies_email_and_webhook(settings, sinks, monkeypatch):
-    monkeypatch.setenv("HOOK_TOKEN", "t0ken-secret")
+    monkeypatch.setenv("SHOP_HOOK_TOKEN", "t0ken-secret")
     monkeypatch.setenv("DATAHUB_UI_URL", "https://dagster.example.com/")
     project, job = _setup(settings, sinks, bad=True)
     instance = dg.DagsterInstance.ephemeral()
@@ -171,8 +181,33 @@ def test_failed_run_notifies_email_and_webhook(settings, sinks, monkeypatch):
 
 
 @pytest.mark.usefixtures("spark")
+def test_notifications_carry_the_error_without_the_data_values_it_quotes(
+    settings, sinks, monkeypatch
+):
+    """#19 finding 12: the payload and the mail leave the platform; the value that failed
+    the cast (a card number here) stays in the run's log behind the link."""
+    monkeypatch.setenv("SHOP_HOOK_TOKEN", "t0ken-secret")
+    card = "4111-1111-1111-1111"
+    project, job = _setup(settings, sinks, bad=True, bad_pipeline=CAST_PIPELINE, bad_value=card)
+    instance = dg.DagsterInstance.ephemeral()
+    result = job.execute_in_process(resources=resources(), instance=instance, raise_on_error=False)
+    assert not result.success
+    _sensor_tick(project, instance, result)
+    ((_, mail),) = sinks["mail"]
+    ((_, _, payload),) = [p for p in sinks["posts"] if p[0] == "/hook"]
+    assert "CAST_INVALID_INPUT" in payload["error"]["message"]
+    assert payload["error"]["class"]
+    assert payload["error"]["pipeline"] == "shop.bad"
+    assert "4111" not in json.dumps(payload)
+    assert "4111" not in mail
+    assert "CAST_INVALID_INPUT" in mail
+    assert len(payload["error"]["message"]) <= 300
+    assert "\n" not in payload["error"]["message"]
+
+
+@pytest.mark.usefixtures("spark")
 def test_successful_run_notifies_success_and_completion_targets(settings, sinks, monkeypatch):
-    monkeypatch.setenv("HOOK_TOKEN", "t0ken-secret")
+    monkeypatch.setenv("SHOP_HOOK_TOKEN", "t0ken-secret")
     project, job = _setup(settings, sinks, bad=False)
     instance = dg.DagsterInstance.ephemeral()
     result = job.execute_in_process(resources=resources(), instance=instance)
