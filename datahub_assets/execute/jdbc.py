@@ -9,9 +9,9 @@ One place knows what a JDBC URL means:
   `user:password`, or `user` alone). Its repr and every message built here name the secret,
   never its value; `scrub()` removes the password from driver errors before they are raised.
 
-The URL itself must not carry credentials (`spec.validate.jdbc_url_problem` refuses
-`user=`/`password=` in it and `user:pass@` authorities at load time), so plans, logs and the
-UI can show it.
+The URL itself must not carry credentials (`spec.validate.jdbc_url_problem` refuses `user=`,
+`password=`, `sslpassword=`, `password1=`, `keyStorePassword=`, ... in it and `user:pass@`
+authorities at load time and again here), so plans, logs and the UI can show it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any, Protocol, cast
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from datahub_assets.spec.validate import jdbc_url_problem
+from datahub_assets.spec.validate import jdbc_url_problem, redact_jdbc_url
 from datahub_resources import secrets
 
 URL = re.compile(r"^jdbc:(?P<scheme>[a-z0-9]+):(?P<rest>//.*)$", re.IGNORECASE)
@@ -234,7 +234,7 @@ def dialect_of(url: str) -> Dialect:
     problem = jdbc_url_problem(url)
     m = URL.match(url.strip())
     if problem or m is None:
-        raise JdbcError(f"jdbcUrl {url!r} {problem or 'is not a JDBC URL'}")
+        raise JdbcError(f"jdbcUrl {redact_jdbc_url(url)!r} {problem or 'is not a JDBC URL'}")
     return DIALECTS[m["scheme"].lower()]
 
 

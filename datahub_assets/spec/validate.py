@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from datahub_assets.spec.durations import DURATION
 from datahub_assets.spec.errors import SpecError
@@ -332,7 +333,7 @@ class PipelineCheck:
         problem = jdbc_url_problem(url)
         if problem:
             via = f' (from connection "{node.connection}" in app.yaml)' if not node.jdbc_url else ""
-            self.err(node, f'jdbcUrl "{_redact(url)}"{via} {problem}')
+            self.err(node, f'jdbcUrl "{redact_jdbc_url(url)}"{via} {problem}')
 
     def database_source(self, src: DatabaseSource, app: AppConfig) -> None:
         what = f'<database> source "{src.id}"'
@@ -661,11 +662,22 @@ class PipelineCheck:
 
 JDBC_SCHEMES = ("postgresql", "mariadb", "mysql")
 _JDBC = re.compile(r"^jdbc:([a-z0-9]+)://([^/?#]*)", re.IGNORECASE)
+_URL_PROPERTY = re.compile(r"(?<=[?&;(,])\s*([^=?&;(),\s]+)\s*=")
+"""A `key=` of a JDBC URL: in the query (`?a=1&b=2`, also `;`-separated) and in MySQL-style
+host specs (`address=(host=h)(user=u)`, `(host=h,password=p)`)."""
+_CREDENTIAL_PROPERTY = re.compile(r"user|.*password\d*", re.IGNORECASE)
+"""Properties that carry a credential: `user` and every `...password` the drivers read:
+`password`; PostgreSQL's `sslpassword` (the client key's); MariaDB Connector/J's
+`keyPassword`, `keyStorePassword`, `trustStorePassword`; MySQL Connector/J's `password1`..
+`password3` (multi-factor), `clientCertificateKeyStorePassword`,
+`trustCertificateKeyStorePassword`. (Not `passwordCharacterEncoding` or
+`sslpasswordcallback`: names of an encoding and a class.)"""
 
 
 def jdbc_url_problem(url: str) -> str | None:
     """Why Data Hub cannot use `url` (None: it can): the scheme must be one whose driver ships
-    with the platform, and credentials belong in userSecretRef, never in the URL."""
+    with the platform, and credentials belong in userSecretRef, never in the URL (where
+    plans, logs and the UI would show them)."""
     m = _JDBC.match(url.strip())
     if not m:
         return (
@@ -676,17 +688,31 @@ def jdbc_url_problem(url: str) -> str | None:
         return f'uses the unsupported JDBC scheme "{m.group(1)}"; allowed: ' + ", ".join(
             JDBC_SCHEMES
         )
-    if "@" in m.group(2) or re.search(r"[?&;](user|password)=", url, re.IGNORECASE):
-        return "carries credentials; put them in the secret named by userSecretRef"
+    found = ["user:password@"] if "@" in m.group(2) else []
+    found += [f"{unquote(p[1])}=" for p in _credential_properties(url)]
+    if found:
+        return (
+            f"carries credentials ({', '.join(found)}); put them in the secret named by "
+            "userSecretRef"
+        )
     if not m.group(2) or m.group(2).startswith(":"):
         return "names no host"
     return None
 
 
-def _redact(url: str) -> str:
-    """A URL fit for an error message: credentials in it replaced by ***."""
+def _credential_properties(url: str) -> list[re.Match[str]]:
+    """The `key=` matches of `url` whose (percent-decoded) key carries a credential."""
+    return [p for p in _URL_PROPERTY.finditer(url) if _CREDENTIAL_PROPERTY.fullmatch(unquote(p[1]))]
+
+
+def redact_jdbc_url(url: str) -> str:
+    """A URL fit for an error message: the credentials in it replaced by ***."""
     url = re.sub(r"//[^/@]*@", "//***@", url)
-    return re.sub(r"((?:user|password)=)[^&;]*", r"\1***", url, flags=re.IGNORECASE)
+    for p in reversed(_credential_properties(url)):
+        value_end = re.search(r"[&;)]", url[p.end() :])
+        end = p.end() + value_end.start() if value_end else len(url)
+        url = url[: p.end()] + "***" + url[end:]
+    return url
 
 
 def json_object_problem(text: str) -> str | None:
