@@ -23,10 +23,14 @@ from decimal import Decimal
 from typing import Any, Protocol, cast
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from datahub_assets.spec.validate import jdbc_url_problem, redact_jdbc_url
+from datahub_assets.spec.validate import jdbc_name_problem, jdbc_url_problem, redact_jdbc_url
 from datahub_resources import secrets
 
 URL = re.compile(r"^jdbc:(?P<scheme>[a-z0-9]+):(?P<rest>//.*)$", re.IGNORECASE)
+SPARK_UNSAFE = frozenset('"`')
+"""Characters Spark's JDBC dialects before 4.1 (SPARK-52832) put between quotes without
+doubling them: a name with one never reaches Spark's generated SQL (`spark_aliases`)."""
+ALIAS_PREFIX = "_dh_c"
 
 
 class JdbcError(ValueError):
@@ -65,10 +69,25 @@ class Dialect:
     driver: str
     """JDBC driver class on the Spark server's classpath."""
 
+    @property
+    def label(self) -> str:
+        """The database's name in messages."""
+        return "PostgreSQL" if self.name == "postgresql" else "MariaDB/MySQL"
+
     def quote(self, identifier: str) -> str:
         """A quoted identifier; dotted names (`schema.table`) are quoted per part."""
+        return ".".join(self.quote_name(part) for part in identifier.split("."))
+
+    def quote_name(self, name: str) -> str:
+        """One name quoted whole (a dot in it stays part of the name), the quote character
+        doubled inside it."""
         q = '"' if self.name == "postgresql" else "`"
-        return ".".join(q + part.replace(q, q + q) + q for part in identifier.split("."))
+        return q + name.replace(q, q + q) + q
+
+    def name_problem(self, name: str) -> str | None:
+        """Why this database cannot hold `name` as a table or column name as written (None:
+        it can); see `spec.validate.jdbc_name_problem`."""
+        return jdbc_name_problem(name, self.name)
 
     def literal(self, value: Any) -> str:
         """`value` as a typed SQL literal of this dialect: a parameter value can only ever be
@@ -156,17 +175,23 @@ class Endpoint:
         """The URL handed to Spark. Spark picks its SQL dialect (identifier quoting, type
         mapping) by URL prefix and knows MariaDB only as `jdbc:mysql:`, so MariaDB URLs are
         given in that form; `permitMysqlScheme` lets MariaDB Connector/J 3 accept it (2.x
-        accepts it as is). `allowMultiQueries` lets a connection's init statement set the
-        session zone and isolation level in one go."""
+        accepts it as is). Multi-statement queries stay off (see `spark_options`)."""
         if self.dialect.name == "postgresql":
             return self.url
         rest = self.url.split(":", 2)[2]
         sep = "&" if "?" in rest else "?"
-        return f"jdbc:mysql:{rest}{sep}permitMysqlScheme&allowMultiQueries=true"
+        return f"jdbc:mysql:{rest}{sep}permitMysqlScheme"
 
-    def spark_options(self) -> dict[str, str]:
-        """Options of Spark's JDBC data source (credentials included: never log these)."""
-        opts = {"url": self.spark_url, "driver": self.dialect.driver}
+    def spark_options(self, multi_statements: bool = False) -> dict[str, str]:
+        """Options of Spark's JDBC data source (credentials included: never log these).
+        `multi_statements`: MariaDB/MySQL connections also run several `;`-separated
+        statements in one call (`allowMultiQueries`), which only a source's two-statement
+        `sessionInitStatement` needs: everywhere else a statement is one statement, whatever
+        text ends up in it. (PostgreSQL's driver always runs several.)"""
+        url = self.spark_url
+        if multi_statements and self.dialect.name != "postgresql":
+            url += "&allowMultiQueries=true"
+        opts = {"url": url, "driver": self.dialect.driver}
         if self.user is not None:
             opts["user"] = self.user
         if self.password is not None:
@@ -221,6 +246,28 @@ class Endpoint:
             for form in {self.password, quote(self.password, safe="")}:
                 text = text.replace(form, "***")
         return text
+
+
+def spark_safe(name: str) -> bool:
+    """Whether every Spark version quotes `name` correctly in the SQL it generates."""
+    return not SPARK_UNSAFE.intersection(name)
+
+
+def spark_aliases(names: list[str]) -> dict[str, str]:
+    """{name: alias} for the names Spark must not quote itself (`spark_safe`): each gets the
+    plain alias `_dh_c<position>` (made unique against the other names, case-insensitively).
+    Readers and writers give Spark the aliases and put the names back in SQL they quote."""
+    taken = {n.lower() for n in names}
+    out: dict[str, str] = {}
+    for i, name in enumerate(names):
+        if spark_safe(name):
+            continue
+        alias = f"{ALIAS_PREFIX}{i}"
+        while alias.lower() in taken:
+            alias += "_"
+        taken.add(alias.lower())
+        out[name] = alias
+    return out
 
 
 def _split(url: str):

@@ -700,6 +700,44 @@ def jdbc_url_problem(url: str) -> str | None:
     return None
 
 
+PG_NAME_BYTES = 63
+"""PostgreSQL's NAMEDATALEN - 1: a longer identifier is cut to this many bytes."""
+MARIADB_NAME_CHARS = 64
+"""MariaDB's and MySQL's longest table or column name, in characters."""
+
+
+def jdbc_name_problem(name: str, scheme: str) -> str | None:
+    """Why the database of JDBC scheme `scheme` cannot hold `name` as one table or column
+    name as written (None: it can): PostgreSQL silently keeps only the first 63 bytes of a
+    longer name (a table made under it is never found again by its whole name); MariaDB and
+    MySQL refuse names over 64 characters, ending in a space or with a character outside
+    the Basic Multilingual Plane; neither takes an empty name or a NUL."""
+    if not name:
+        return "is empty"
+    if "\x00" in name:
+        return "contains a NUL character, which no name can hold"
+    if scheme.lower() == "postgresql":
+        size = len(name.encode())
+        if size > PG_NAME_BYTES:
+            return (
+                f"is {size} bytes long in UTF-8; PostgreSQL keeps only the first "
+                f"{PG_NAME_BYTES} bytes of a name"
+            )
+        return None
+    if len(name) > MARIADB_NAME_CHARS:
+        return (
+            f"is {len(name)} characters long; MariaDB/MySQL names hold at most {MARIADB_NAME_CHARS}"
+        )
+    if name.endswith(" "):
+        return "ends with a space, which a MariaDB/MySQL name cannot"
+    if any(ord(ch) > 0xFFFF for ch in name):
+        return (
+            "has a character outside the Basic Multilingual Plane (an emoji?), which a "
+            "MariaDB/MySQL name cannot hold"
+        )
+    return None
+
+
 def _credential_properties(url: str) -> list[re.Match[str]]:
     """The `key=` matches of `url` whose (percent-decoded) key carries a credential."""
     return [p for p in _URL_PROPERTY.finditer(url) if _CREDENTIAL_PROPERTY.fullmatch(unquote(p[1]))]

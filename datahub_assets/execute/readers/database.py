@@ -22,10 +22,16 @@ lost; the rows read again at the boundary are not duplicated because validation 
 pipeline's table targets to `merge` on keys.
 
 Every connection runs `sessionInitStatement`: the session time zone is UTC (like Spark's) and
-`isolationLevel`, when given, sets the session's transaction isolation. `fetchSize` defaults
+`isolationLevel`, when given, sets the session's transaction isolation (only then, on
+MariaDB/MySQL, may a connection run two statements in one call). `fetchSize` defaults
 to 10,000 rows per round trip (the PostgreSQL driver otherwise buffers the whole result).
 Credentials go to Spark as JDBC options, which Spark redacts in plans and its UI; errors are
 scrubbed of the password before they are raised.
+
+Column names are the source's, whatever they contain: Spark lists the columns it reads by
+name, and its dialects before 4.1 do not double a quote character inside a name, so a column
+whose name has `"` or `` ` `` reaches Spark under a plain alias (`SELECT ... "a""b" AS
+"_dh_c3" ...`, quoted here) and gets its name back in the frame (`_Reader.load`).
 """
 
 from __future__ import annotations
@@ -34,12 +40,12 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from datahub_assets.execute.context import ExecContext
-from datahub_assets.execute.jdbc import Endpoint, JdbcError, endpoint_for
+from datahub_assets.execute.jdbc import Endpoint, JdbcError, endpoint_for, spark_aliases
 from datahub_assets.execute.readers._files import SourceError, schema_for
 from datahub_assets.spec import sql_params
 from datahub_assets.spec.models import DatabaseSource
@@ -71,18 +77,29 @@ def _endpoint(source: DatabaseSource, ctx: ExecContext) -> Endpoint:
     return endpoint(source.jdbc_url or "", source.user_secret_ref)
 
 
-def _session_init(source: DatabaseSource, ep: Endpoint) -> str:
+def _session_init(source: DatabaseSource, ep: Endpoint) -> list[str]:
     """Statements each JDBC connection runs first: UTC session zone, then the isolation level.
-    (MariaDB runs them as one multi-statement: see `Endpoint.spark_url`.)"""
+    (Two statements run as one multi-statement: see `Endpoint.spark_options`.)"""
     utc = "SET TIME ZONE 'UTC'" if ep.dialect.name == "postgresql" else "SET time_zone = '+00:00'"
     level = source.isolation_level
     if not level or level == "NONE":
-        return utc
+        return [utc]
     if ep.dialect.name == "postgresql":
         # the read runs in the transaction this opens: Spark's cursor-based fetch would
         # otherwise begin one at the driver's default level, ignoring session settings
-        return f"{utc}; BEGIN ISOLATION LEVEL {ISOLATION_SQL[level]}"
-    return f"{utc}; SET SESSION TRANSACTION ISOLATION LEVEL {ISOLATION_SQL[level]}"
+        return [utc, f"BEGIN ISOLATION LEVEL {ISOLATION_SQL[level]}"]
+    return [utc, f"SET SESSION TRANSACTION ISOLATION LEVEL {ISOLATION_SQL[level]}"]
+
+
+def _backquoted(name: str) -> str:
+    """`name` as Spark SQL writes one name (a column reference, a customSchema field):
+    backquoted, backquotes doubled."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _spark_col(name: str) -> Column:
+    """The column `name` of a frame, whatever characters the name has."""
+    return F.col(_backquoted(name))
 
 
 class _Reader:
@@ -96,6 +113,12 @@ class _Reader:
     def _base(self, watermark: Any) -> str:
         src = self.source
         if src.table_name:
+            for part in src.table_name.split("."):
+                problem = self.ep.dialect.name_problem(part)
+                if problem:  # PostgreSQL would read the table of the name's first 63 bytes
+                    raise SourceError(
+                        f"source {src.id!r}: <table name={src.table_name!r}>: {part!r} {problem}"
+                    )
             return f"SELECT * FROM {self.ep.dialect.quote(src.table_name)}"
         values = {"runDate": self.ctx.run_date, **self.ctx.params, "watermark": watermark}
 
@@ -110,25 +133,49 @@ class _Reader:
         if src.sql is None:  # the spec validation requires <table> or <sql>
             raise SourceError(f"source {src.id!r}: neither <table> nor <sql> is set")
         # a trailing `-- comment` must not swallow the `) alias` the statement is wrapped in
-        return (
-            sql_params.render(src.sql.strip().rstrip(";"), literal, self.ep.dialect.name) + "\n"
-        )
+        return sql_params.render(src.sql.strip().rstrip(";"), literal, self.ep.dialect.name) + "\n"
 
     def options(self, fetch: bool = True) -> dict[str, str]:
-        opts = self.ep.spark_options() | {
-            "sessionInitStatement": _session_init(self.source, self.ep)
+        init = _session_init(self.source, self.ep)
+        opts = self.ep.spark_options(multi_statements=len(init) > 1) | {
+            "sessionInitStatement": "; ".join(init)
         }
         if fetch:
             opts["fetchsize"] = str(self.source.fetch_size or DEFAULT_FETCH_SIZE)
         return opts
 
     def load(self, statement: str, **extra: str) -> DataFrame:
+        """The rows of `statement`. Spark names the columns it reads in the SQL it runs: a
+        column whose name Spark cannot quote (`jdbc.spark_aliases`) is read under an alias
+        this statement gives it, and renamed back in the frame."""
+        df = self._jdbc(statement, extra, {})
+        aliases = spark_aliases(df.columns)  # resolving the schema runs no column name
+        if not aliases:
+            return df
+        pc = extra.get("partitionColumn")
+        if pc is not None and any(pc.lower() == c.lower() for c in aliases):
+            raise SourceError(
+                f"source {self.source.id!r}: partitionColumn {pc!r} has a quote character "
+                '(" or `) in its name, which Spark cannot partition on; give the column '
+                "another name in the <sql> (SELECT ... AS part_key) and partition on that"
+            )
+        q = self.ep.dialect.quote_name
+        cols = ", ".join(f"{q(c)} AS {q(aliases[c])}" if c in aliases else q(c) for c in df.columns)
+        named = self._jdbc(f"SELECT {cols} FROM ({statement}) datahub_n", extra, aliases)
+        return named.withColumnsRenamed({alias: name for name, alias in aliases.items()})
+
+    def _jdbc(self, statement: str, extra: dict[str, str], aliases: dict[str, str]) -> DataFrame:
         reader = self.ctx.spark.read.format("jdbc").options(**self.options(), **extra)
         if self.source.schema_ref:
             declared = schema_for(self.source.schema_ref, self.ctx)
+            alias_of = {name.lower(): alias for name, alias in aliases.items()}
             reader = reader.option(
                 "customSchema",
-                ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in declared.fields),
+                ", ".join(
+                    _backquoted(alias_of.get(f.name.lower(), f.name))
+                    + f" {f.dataType.simpleString()}"
+                    for f in declared.fields
+                ),
             )
         return reader.option("dbtable", f"({statement}) datahub_src").load()
 
@@ -169,7 +216,7 @@ class _Reader:
                 f"{', '.join(missing)} that the query does not return; it "
                 f"returns {', '.join(df.columns)}"
             )
-        return df.select(*[f"`{have[f.name.lower()]}`" for f in declared.fields])
+        return df.select(*[_spark_col(have[f.name.lower()]) for f in declared.fields])
 
     def bounds(self, schema: T.StructType, row) -> tuple[Any, Any] | None:
         """(min, max) of the partition column from a bounds query's row (None: no split)."""

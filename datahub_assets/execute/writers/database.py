@@ -3,9 +3,12 @@
 Two phases, so the reporting table only ever changes inside one database transaction:
 
 1. **Stage.** Spark writes the frame in parallel over JDBC into a fresh staging table next to
-   the target (same schema/database), named `<table[:40]>__dhstage_<10 hex>` (unique per
-   write; `batchsize` = `writeBatchSize`). Nothing reads it; a failure here leaves the target
-   untouched.
+   the target (same schema/database), named `<first 40 bytes of table>__dhstage_<10 hex>`:
+   at most 60 bytes, so no database cuts it, unique per write, and checked to be no existing
+   relation's name (`batchsize` = `writeBatchSize`). Nothing reads it; a failure here leaves
+   the target untouched. A column whose name has a quote character (`"`, `` ` ``) is staged
+   under a plain alias (`jdbc.spark_aliases`: Spark before 4.1 does not double the quote in
+   the SQL it generates) and gets its name back by a quoted RENAME COLUMN / INSERT ... SELECT.
 2. **Move.** One DB-API transaction (`Endpoint.connect()`) moves the rows into the target:
 
    - append: INSERT … SELECT (PostgreSQL also drops the staging table inside the transaction:
@@ -22,9 +25,14 @@ Two phases, so the reporting table only ever changes inside one database transac
    constraint on exactly `keys` (the error names the statement to add); incoming rows with
    the same key fail the write (the database cannot say which one wins).
 
+Names the database cannot hold as written (a PostgreSQL name over 63 bytes, which it would
+cut; a MariaDB one over 64 characters; empty names, NUL, ...: `Dialect.name_problem`) are
+refused, naming the column or table, before anything is written.
+
 Any failure rolls the transaction back (the target is exactly as before) and the staging
-table is dropped in a `finally` (best effort). Errors are `DatabaseTargetError`s whose text has
-the password scrubbed and which chain no driver exception (the cause's text could carry it).
+table is dropped in a `finally` (best effort); the cleanup drops only tables this write
+created. Errors are `DatabaseTargetError`s whose text has the password scrubbed and which
+chain no driver exception (the cause's text could carry it).
 """
 
 from __future__ import annotations
@@ -37,13 +45,22 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql.types import StringType
 
-from datahub_assets.execute.jdbc import DbConnection, DbCursor, Endpoint, JdbcError
+from datahub_assets.execute.jdbc import (
+    DbConnection,
+    DbCursor,
+    Dialect,
+    Endpoint,
+    JdbcError,
+    spark_aliases,
+)
 from datahub_assets.execute.outcomes import TargetOutcome
 from datahub_assets.spec.models import DatabaseTarget, TableRef
 
 LOG = logging.getLogger("datahub")
 STAGE_TAG = "__dhstage_"
 OLD_TAG = "__dhold_"
+SIDE_HEAD_BYTES = 40
+"""Bytes of the target's name that start its staging/swapped-out table names (`_side_name`)."""
 MARIADB_KEY_VARCHAR = 255
 """String key columns of a merge target MariaDB creates: VARCHAR(255) (a key cannot be TEXT)."""
 TRANSACTIONAL_ENGINES = {"innodb", "rocksdb"}
@@ -75,11 +92,10 @@ class _Sql:
     def __init__(self, endpoint: Endpoint):
         self.dialect = endpoint.dialect
         self.pg = endpoint.dialect.name == "postgresql"
-        self._q = endpoint.dialect.quote("x")[0]
 
     def col(self, name: str) -> str:
         """One column name, quoted whole (a dot in it stays part of the name)."""
-        return self._q + name.replace(self._q, self._q * 2) + self._q
+        return self.dialect.quote_name(name)
 
     def table(self, schema: str, name: str) -> str:
         return f"{self.col(schema)}.{self.col(name)}"
@@ -123,28 +139,21 @@ def _write(
     incoming = list(df.columns)
     mode = target.mode
     keys = list(target.keys)
-    if mode == "merge":
-        missing = [k for k in keys if k not in incoming]
-        if missing:
-            raise DatabaseTargetError(
-                f"merge keys {', '.join(missing)} are not columns of the data "
-                f"(columns: {', '.join(incoming)})"
-            )
-    lowered = [c.lower() for c in incoming]
-    if len(set(lowered)) != len(lowered):
-        raise DatabaseTargetError(
-            f"the data has columns differing only in case ({', '.join(incoming)}); rename one"
-        )
+    _check_columns(incoming, keys, mode, target.table_name or "", endpoint.dialect)
+    # Spark writes the staging table under names it quotes right; the statements here
+    # (quoted by `_Sql`) give the columns their names back
+    aliases = spark_aliases(incoming)
+    staged = {c: aliases.get(c, c) for c in incoming}
 
     conn = endpoint.connect()
-    stage_name = old_name = None
+    owned: list[str] = []  # tables this write made: the only ones the cleanup may drop
     table: _Table | None = None
     committed = False
     try:
         table = _locate(conn, sql, target.table_name)
         _precheck(table, incoming, keys, mode, sql)
+        stage_name = _fresh_name(conn.cursor(), sql, table, STAGE_TAG)
         conn.rollback()  # end the catalog reads: no snapshot or lock held during the write
-        stage_name = f"{table.name[:40]}{STAGE_TAG}{uuid.uuid4().hex[:10]}"
         stage = sql.table(table.schema, stage_name)
         log.info(
             "database target %s (%s, %s): staging %d columns into %s",
@@ -154,40 +163,29 @@ def _write(
             len(incoming),
             stage_name,
         )
-        writer = (
-            df.write.format("jdbc")
-            .options(**endpoint.spark_options())
-            .option("dbtable", stage)
-            .mode("error")
-        )
-        if target.write_batch_size:
-            writer = writer.option("batchsize", str(target.write_batch_size))
-        types = (
-            _create_types(df, keys)
-            if (mode == "merge" and not table.exists and not sql.pg)
-            else None
-        )
-        if types:
-            writer = writer.option("createTableColumnTypes", types)
-        writer.save()
+        owned.append(stage_name)  # absent a moment ago; Spark creates it or fails ("error")
+        _stage(df, target, endpoint, stage, staged, table, sql)
 
         cur = conn.cursor()
         rows = _count(cur, f"SELECT COUNT(*) FROM {stage}")
         if mode == "merge":
-            _no_duplicate_keys(cur, sql, stage, keys, table.qualified)
+            _no_duplicate_keys(cur, sql, stage, keys, staged, table.qualified)
             conn.rollback()
         tgt = sql.table(table.schema, table.name)
         created = not table.exists
+        if created or mode == "overwrite":
+            _name_columns(cur, sql, stage, aliases)
         if created:
             _create_from_stage(cur, sql, table, stage_name, keys if mode == "merge" else [])
         elif mode == "overwrite":
-            # MariaDB swaps the old table out under this name and drops it after the swap
-            old_name = f"{table.name[:40]}{OLD_TAG}{uuid.uuid4().hex[:10]}"
+            # MariaDB swaps the old table out under a fresh name and drops it after the swap
+            old_name = None if sql.pg else _fresh_name(cur, sql, table, OLD_TAG)
             _replace(cur, sql, table, stage_name, old_name)
+            owned += [old_name] if old_name else []
         else:
             if mode == "truncateInsert":
                 cur.execute(f"TRUNCATE TABLE {tgt}" if sql.pg else f"DELETE FROM {tgt}")
-            cur.execute(_insert(sql, tgt, stage, incoming, table, mode, keys))
+            cur.execute(_insert(sql, tgt, stage, staged, table, mode, keys))
             if sql.pg:
                 cur.execute(f"DROP TABLE {stage}")
         in_target = _count(cur, f"SELECT COUNT(*) FROM {tgt}")
@@ -216,7 +214,103 @@ def _write(
     finally:  # runs before the outcome is returned
         if not committed:
             _quietly(conn.rollback)
-        _cleanup(conn, endpoint, sql, table, stage_name, old_name, log)
+        _cleanup(conn, endpoint, sql, table, owned, log)
+
+
+def _check_columns(
+    incoming: list[str], keys: list[str], mode: str, where: str, dialect: Dialect
+) -> None:
+    """The data's column names as the target needs them: merge keys among them, no two
+    differing only in case, each one the database holds as written."""
+    if mode == "merge":
+        missing = [k for k in keys if k not in incoming]
+        if missing:
+            raise DatabaseTargetError(
+                f"merge keys {', '.join(missing)} are not columns of the data "
+                f"(columns: {', '.join(incoming)})"
+            )
+    lowered = [c.lower() for c in incoming]
+    if len(set(lowered)) != len(lowered):
+        raise DatabaseTargetError(
+            f"the data has columns differing only in case ({', '.join(incoming)}); rename one"
+        )
+    for name in incoming:
+        problem = dialect.name_problem(name)
+        if problem:
+            raise DatabaseTargetError(
+                f"column {name!r} cannot be a column of {where} ({dialect.label}): it "
+                f"{problem}; give it another name with a <rename> step before the target"
+            )
+
+
+def _stage(
+    df: DataFrame,
+    target: DatabaseTarget,
+    endpoint: Endpoint,
+    stage: str,
+    staged: dict[str, str],
+    table: _Table,
+    sql: _Sql,
+) -> None:
+    """Spark writes `df` into the new table `stage`, its columns named as `staged` says."""
+    frame = df.toDF(*staged.values()) if any(k != v for k, v in staged.items()) else df
+    writer = (
+        frame.write.format("jdbc")
+        .options(**endpoint.spark_options())
+        .option("dbtable", stage)
+        .mode("error")
+    )
+    if target.write_batch_size:
+        writer = writer.option("batchsize", str(target.write_batch_size))
+    keys = [staged[k] for k in target.keys]
+    types = (
+        _create_types(frame, keys)
+        if (target.mode == "merge" and not table.exists and not sql.pg)
+        else None
+    )
+    if types:
+        writer = writer.option("createTableColumnTypes", types)
+    writer.save()
+
+
+def _head(name: str) -> str:
+    """The first `SIDE_HEAD_BYTES` bytes of `name` (whole characters) that start the names
+    of its staging and swapped-out tables."""
+    return name.encode()[:SIDE_HEAD_BYTES].decode(errors="ignore")
+
+
+def _side_name(name: str, tag: str) -> str:
+    """A staging (`STAGE_TAG`) or swapped-out (`OLD_TAG`) table name of table `name`:
+    `<_head(name)><tag><10 random hex>`, at most 60 bytes and 60 characters, so no database
+    cuts it (PostgreSQL keeps 63 bytes, MariaDB/MySQL 64 characters) and its whole random
+    suffix makes it unique."""
+    return f"{_head(name)}{tag}{uuid.uuid4().hex[:10]}"
+
+
+def _fresh_name(cur: DbCursor, sql: _Sql, table: _Table, tag: str) -> str:
+    """A `_side_name` of `table` that is neither the table's own name nor the name of any
+    relation in its schema now: the write creates it, so the cleanup can drop it."""
+    for _ in range(5):
+        name = _side_name(table.name, tag)
+        if name.lower() != table.name.lower() and not _relation_exists(cur, sql, table, name):
+            return name
+    raise DatabaseTargetError(
+        f"no free name for a {tag.strip('_')} table next to {table.qualified} (5 tries)"
+    )
+
+
+def _relation_exists(cur: DbCursor, sql: _Sql, table: _Table, name: str) -> bool:
+    if sql.pg:  # tables, views, indexes, sequences share one namespace
+        statement = (
+            "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s"
+        )
+    else:
+        statement = (
+            "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s"
+        )
+    cur.execute(statement, (table.schema, name))
+    return cur.fetchone() is not None
 
 
 # ----------------------------------------------------------------------------- the target
@@ -230,6 +324,11 @@ def _locate(conn, sql: _Sql, name: str | None) -> _Table:
         raise DatabaseTargetError(
             f"table name {name!r} must be `table` or `{'schema' if sql.pg else 'database'}.table`"
         )
+    for part in parts:
+        problem = sql.dialect.name_problem(part)
+        if problem:
+            what = f"table name {name!r}" + (f": {part!r}" if len(parts) > 1 else "")
+            raise DatabaseTargetError(f"{what} {problem}; shorten it")
     cur = conn.cursor()
     return _locate_pg(cur, parts) if sql.pg else _locate_mariadb(cur, parts)
 
@@ -345,7 +444,7 @@ def _precheck(table: _Table, incoming: list[str], keys: list[str], mode: str, sq
             tgt = sql.table(table.schema, table.name)
             add = (
                 f"ALTER TABLE {tgt} ADD CONSTRAINT "
-                f"{sql.col(table.name[:40] + '_merge_key')} UNIQUE ({cols})"
+                f"{sql.col(_head(table.name) + '_merge_key')} UNIQUE ({cols})"
                 if sql.pg
                 else f"ALTER TABLE {tgt} ADD UNIQUE KEY ({cols})"
             )
@@ -393,8 +492,10 @@ def _count(cur: DbCursor, statement: str) -> int:
     return int(_scalar(cur, statement))
 
 
-def _no_duplicate_keys(cur, sql: _Sql, stage: str, keys: list[str], where: str) -> None:
-    cols = ", ".join(sql.col(k) for k in keys)
+def _no_duplicate_keys(
+    cur, sql: _Sql, stage: str, keys: list[str], staged: dict[str, str], where: str
+) -> None:
+    cols = ", ".join(sql.col(staged[k]) for k in keys)
     cur.execute(
         f"SELECT {cols}, COUNT(*) FROM {stage} GROUP BY {cols} HAVING COUNT(*) > 1 "
         f"ORDER BY COUNT(*) DESC LIMIT 3"
@@ -419,13 +520,21 @@ def _no_duplicate_keys(cur, sql: _Sql, stage: str, keys: list[str], where: str) 
 
 
 def _insert(
-    sql: _Sql, tgt: str, stage: str, incoming: list[str], table: _Table, mode: str, keys: list[str]
+    sql: _Sql,
+    tgt: str,
+    stage: str,
+    staged: dict[str, str],
+    table: _Table,
+    mode: str,
+    keys: list[str],
 ) -> str:
+    """INSERT ... SELECT of the staging table's columns (`staged`: data column -> staging
+    column) into the target's columns of the same names."""
     names = _column_map(table)
-    into = [names[c.lower()] for c in incoming]
+    into = [names[c.lower()] for c in staged]
     statement = (
         f"INSERT INTO {tgt} ({', '.join(sql.col(c) for c in into)}) "
-        f"SELECT {', '.join(sql.col(c) for c in incoming)} FROM {stage}"
+        f"SELECT {', '.join(sql.col(c) for c in staged.values())} FROM {stage}"
     )
     if mode != "merge":
         return statement
@@ -444,6 +553,19 @@ def _insert(
     return f"{statement} ON DUPLICATE KEY UPDATE {sets}"
 
 
+def _name_columns(cur, sql: _Sql, stage: str, aliases: dict[str, str]) -> None:
+    """The staging table's aliased columns (`jdbc.spark_aliases`) get their names back
+    before it becomes the target."""
+    if not aliases:
+        return
+    renames = [f"RENAME COLUMN {sql.col(a)} TO {sql.col(n)}" for n, a in aliases.items()]
+    if sql.pg:  # one RENAME per ALTER TABLE
+        for rename in renames:
+            cur.execute(f"ALTER TABLE {stage} {rename}")
+    else:
+        cur.execute(f"ALTER TABLE {stage} {', '.join(renames)}")
+
+
 def _create_from_stage(cur, sql: _Sql, table: _Table, stage_name: str, keys: list[str]) -> None:
     """A missing target: the staging table becomes it (with a primary key on merge keys)."""
     stage = sql.table(table.schema, stage_name)
@@ -455,10 +577,12 @@ def _create_from_stage(cur, sql: _Sql, table: _Table, stage_name: str, keys: lis
         cur.execute(f"RENAME TABLE {stage} TO {sql.table(table.schema, table.name)}")
 
 
-def _replace(cur, sql: _Sql, table: _Table, stage_name: str, old_name: str) -> None:
+def _replace(cur, sql: _Sql, table: _Table, stage_name: str, old_name: str | None) -> None:
+    """The staging table replaces the target (MariaDB: the target moves to `old_name`, None
+    on PostgreSQL)."""
     tgt = sql.table(table.schema, table.name)
     stage = sql.table(table.schema, stage_name)
-    if sql.pg:  # DDL is transactional: readers see the old table until COMMIT
+    if sql.pg or old_name is None:  # transactional DDL: readers see the old table until COMMIT
         cur.execute(f"DROP TABLE {tgt}")
         cur.execute(f"ALTER TABLE {stage} RENAME TO {sql.col(table.name)}")
     else:  # one RENAME TABLE swaps both names atomically
@@ -478,12 +602,11 @@ def _cleanup(
     endpoint: Endpoint,
     sql: _Sql,
     table: _Table | None,
-    stage_name: str | None,
-    old_name: str | None,
+    leftovers: list[str],
     log: logging.Logger,
 ) -> None:
-    """Drop the staging (and swapped-out) table if still there; best effort."""
-    leftovers = [n for n in (stage_name, old_name) if n]
+    """Drop the staging (and swapped-out) table if still there; best effort. `leftovers`
+    holds only names this write made (`_fresh_name`): never a table it did not create."""
     try:
         if table is not None and leftovers:
             own = _quietly(conn.rollback) is None
