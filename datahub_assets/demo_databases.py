@@ -2,7 +2,7 @@
 
 `datahub demo` starts both under `$DATAHUB_HOME/servers/` on the loopback ports that
 `pipelines_xml/crm/app.yaml` resolves (127.0.0.1:54329 and :27019 unless CRM_DB_ADDRESS and
-PRODUCTS_MONGO_URI say otherwise), and (re)seeds them deterministically:
+CRM_PRODUCTS_MONGO_URI say otherwise), and (re)seeds them deterministically:
 
 PostgreSQL database `crm` (user `datahub`, trust auth on loopback: the secret `CRM_DB` is
 just the user name `datahub`):
@@ -13,7 +13,7 @@ just the user name `datahub`):
                     updated later with a new status)
   reporting         an empty schema: the service export's merge target lands there
 MongoDB-wire (`nx-27017`) database `catalog`, collection `products` (secret
-`PRODUCTS_MONGO_URI` = mongodb://127.0.0.1:<port>/): 40 documents with nested documents
+`CRM_PRODUCTS_MONGO_URI` = mongodb://127.0.0.1:<port>/): 40 documents with nested documents
 (`category.main`, `dimensions.{width,height,depth}`), arrays of scalars (`tags`) and of
 documents (`variants[].{color, stock}`), and a few documents missing optional fields.
 
@@ -51,9 +51,9 @@ def server_root(home: Path, kind: str) -> Path:
 
 def ports() -> tuple[int, int]:
     """(PostgreSQL, MongoDB) ports: those app.yaml will read from CRM_DB_ADDRESS and
-    PRODUCTS_MONGO_URI when they are set, else 54329 and 27019."""
+    CRM_PRODUCTS_MONGO_URI when they are set, else 54329 and 27019."""
     address = env_value("CRM_DB_ADDRESS") or f"127.0.0.1:{PG_PORT}"
-    uri = urlsplit(env_value("PRODUCTS_MONGO_URI") or f"mongodb://127.0.0.1:{MONGO_PORT}/")
+    uri = urlsplit(env_value("CRM_PRODUCTS_MONGO_URI") or f"mongodb://127.0.0.1:{MONGO_PORT}/")
     return int(address.rsplit(":", 1)[1]), uri.port or MONGO_PORT
 
 

@@ -223,7 +223,7 @@ def _batch_bytes(paths: list[str], pattern: str, s3: _S3Stores) -> int:
             remote.append(path)
             continue
         with contextlib.suppress(FileNotFoundError):
-            total += Path(_local(path)).stat().st_size
+            total += Path(_local(path)).lstat().st_size  # a link is rejected, never read
     if not remote:
         return total
     store = s3.store()

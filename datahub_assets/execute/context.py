@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -12,9 +14,21 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 
 from datahub_assets.engines.base import Engine, spark_engine
-from datahub_assets.spec.models import TableRef
+from datahub_assets.spec.models import PipelineSpec, TableRef
 from datahub_resources import secrets
 from datahub_resources.settings import Settings
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,150}")
+
+
+def work_name(spec: PipelineSpec) -> str:
+    """The pipeline's folder in a run's work folders: `<app>.<pipeline id>` (unique in the
+    project), as one safe path component (anything else: its safe characters and a hash)."""
+    name = spec.key
+    if _SAFE_NAME.fullmatch(name) and ".." not in name:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    return f"{re.sub(r'[^A-Za-z0-9_-]', '_', name)[:100]}-{digest}"
 
 
 @dataclass
@@ -58,6 +72,14 @@ class ExecContext:
         """The app's definitions folder (schemaRef and lookups resolve here)."""
         return self.settings.pipelines_dir / self.app
 
+    @property
+    def work_folder(self) -> Path:
+        """This pipeline's folder of the run's ingest work: `$DATAHUB_HOME/ingest/<run>/
+        <app>.<pipeline>/`, never shared by two pipelines of one run (they may run in
+        parallel and have sources of the same id)."""
+        name = work_name(self.spec) if self.spec else f"{self.app}._"
+        return self.settings.home / "ingest" / self.run_id / name
+
     def data_path(self, path: str) -> str:
         """A data path: s3:// and absolute paths as written, else under DATAHUB_DATA_DIR/<app>/."""
         return self.settings.data_path(self.app, path)
@@ -69,9 +91,9 @@ class ExecContext:
         return str(self.app_dir / path)
 
     def secret(self, name: str) -> str:
-        return secrets.resolve(name)
+        return secrets.resolve(name, self.app)
 
     def mask_key(self, secret_ref: str | None) -> str:
         if secret_ref:
-            return secrets.resolve(secret_ref)
+            return secrets.resolve(secret_ref, self.app)
         return secrets.default_mask_key(self.settings.home)

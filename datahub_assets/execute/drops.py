@@ -40,10 +40,8 @@ below a linked folder is left where it is (`skipped`), neither read nor moved.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import re
 import shutil
 import uuid
 from collections.abc import Callable
@@ -57,7 +55,7 @@ from pyiceberg.table import Table
 from pyspark.sql import DataFrame
 
 from datahub_assets.engines.api import F, T
-from datahub_assets.execute.context import ExecContext
+from datahub_assets.execute.context import ExecContext, work_name
 from datahub_assets.execute.malformed import CORRUPT, CORRUPT_OPTIONS, with_corrupt
 from datahub_assets.execute.readers._files import options, schema_for
 from datahub_assets.execute.writers.multi_commit import TableChange, change_of
@@ -77,7 +75,6 @@ from datahub_resources import s3
 
 LINEAGE_COLUMNS = ("_source_file", "_ingested_at", "_run_id")
 INGEST, REJECTED, DUPLICATE = "ingest", "rejected", "duplicate"
-_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,150}")
 
 
 @dataclass
@@ -221,16 +218,6 @@ def plan_batch(
     for path, why in batch.skipped:
         ctx.log.info("file drop %s left in landing: %s", path, why)
     return batch
-
-
-def work_name(spec: PipelineSpec) -> str:
-    """The pipeline's folder in a run's work folders: `<app>.<pipeline id>` (unique in the
-    project), as one safe path component (anything else: its safe characters and a hash)."""
-    name = spec.key
-    if _SAFE_NAME.fullmatch(name) and ".." not in name:
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
-    return f"{re.sub(r'[^A-Za-z0-9_-]', '_', name)[:100]}-{digest}"
 
 
 def _requested(

@@ -127,7 +127,9 @@ def check(
     if not data:  # Spark refuses a query of the helper column alone
         raise MalformedError(f"source {source.id!r}: no record parses as {source.kind}")
     bad = df.where(F.col(CORRUPT).isNotNull()).select(
-        F.col(CORRUPT).alias("raw"), F.col(file_col).alias("file"), *[F.col(f"`{c}`") for c in data]
+        F.col(CORRUPT).alias("raw"),
+        F.col(file_col).alias("file"),
+        *[F.col("`" + c.replace("`", "``") + "`") for c in data],
     )
     rows = bad.limit(limit + 1).toArrow().select(["raw", "file"]).to_pylist()
     if len(rows) > limit:

@@ -340,7 +340,7 @@ class PipelineCheck:
         self.jdbc_endpoint(src, app, what)
         if (src.sql is None) == (src.table_name is None):
             self.err(src, f"{what} needs exactly one of <sql> or <table name=...>")
-        self.db_table_name(src, src.table_name, what)
+        self.db_table_name(src, src.table_name, what, app)
         if (src.partition_column is None) != (src.num_partitions is None):
             self.err(
                 src,
@@ -386,9 +386,11 @@ class PipelineCheck:
             self.err(src, f"{what}: {e}")
             return []
 
-    def db_table_name(self, node: Any, name: str | None, what: str) -> None:
+    def db_table_name(self, node: Any, name: str | None, what: str, app: AppConfig) -> None:
         """`table` or `schema.table` (PostgreSQL) / `database.table` (MariaDB, MySQL): what
-        the JDBC reader quotes and the database writer locates."""
+        the JDBC reader quotes and the database writer locates; each part a name the
+        database holds as written (PostgreSQL would cut a long one: a write under the cut
+        name is never found again)."""
         if name is None:
             return
         parts = name.split(".")
@@ -398,6 +400,13 @@ class PipelineCheck:
                 f'{what}: <table name="{name}"> is not a table name; allowed: table or '
                 "schema.table (database.table on MariaDB/MySQL)",
             )
+            return
+        conn = app.connections.get(node.connection) if node.connection else None
+        dialect = dialect_of_url(node.jdbc_url or (conn.jdbc_url if conn else None))
+        for part in parts if dialect else ():
+            problem = jdbc_name_problem(part, dialect or "")
+            if problem:
+                self.err(node, f'{what}: <table name="{name}">: "{part}" {problem}; shorten it')
 
     def mongo_source(self, src: MongoSource, app: AppConfig) -> None:
         what = f'<mongo> source "{src.id}"'
@@ -519,7 +528,7 @@ class PipelineCheck:
                 self.jdbc_endpoint(target, app, "<database> target")
                 if target.table_name is None:
                     self.err(target, "<database> target needs <table name=...>")
-                self.db_table_name(target, target.table_name, "<database> target")
+                self.db_table_name(target, target.table_name, "<database> target", app)
                 if target.keys and mode != "merge":
                     self.err(
                         target,

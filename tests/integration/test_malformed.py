@@ -249,3 +249,20 @@ def test_a_plain_source_quarantines_when_asked(spark, settings):
     assert outcome.rows == good
     assert [(r["_line"], r["_raw"]) for r in rows] == [(N // 2, EXTRA)]
     assert rows[0]["_source_file"].endswith(str(path))
+
+
+def test_a_backtick_in_a_csv_header_is_a_column_name_not_syntax(spark, settings):
+    """#19 (finding 1's neighbour): a header names a column with a backtick; the malformed
+    rows' query quotes it (it failed with INVALID_ATTRIBUTE_NAME_SYNTAX)."""
+    spec = _project(settings)
+    text = "order_id,amount,st`atus\n1,1.5,paid\n2,2.5\n3,3.5,open\n"
+    _drop(settings, "orders.csv", text)
+    catalog = load_catalog(settings)
+
+    (outcome,) = run_pipeline(spec, _ctx(spark, settings), catalog)
+
+    df = read_table(spark, catalog, ORDERS)
+    assert "st`atus" in df.columns
+    assert sorted(r["st`atus"] for r in df.collect()) == ["open", "paid"]
+    assert outcome.extra["malformed_rows"] == 1
+    assert [q[2] for q in _quarantine(spark, catalog)] == ["2 fields, expected 3"]

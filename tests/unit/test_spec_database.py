@@ -322,3 +322,19 @@ def test_app_yaml_connection_values_expand_environment_variables(tmp_path, monke
     monkeypatch.setenv("CRM_TEST_ADDR", "db.prod:6432")
     spec = load_project(tmp_path).pipelines[0]
     assert spec.endpoint(spec.pipeline.sources[0]).jdbc_url == "jdbc:postgresql://db.prod:6432/crm"
+
+
+def test_table_names_the_database_would_cut_or_refuse_are_load_errors(tmp_path):
+    """#19 finding 2: a PostgreSQL name over 63 bytes (cut by the server: the write's table
+    is never found again) or a MariaDB name over 64 characters is refused at file:line."""
+    long_pg = "é" * 32  # 64 bytes in UTF-8, 32 characters
+    errors = _errors(
+        tmp_path,
+        f'<database id="a" connection="crm"><table name="public.{long_pg}"/></database>',
+        targets=f"""<database jdbcUrl="jdbc:mariadb://r/x" mode="append">
+      <table name="db.{"t" * 65}"/></database>
+    <database id="ok" connection="crm" mode="append"><table name="{"é" * 31}x"/></database>""",
+    )
+    find_error(errors, F, 3, f'"{long_pg}" is 64 bytes long', "shorten it")
+    find_error(errors, F, 6, f'"{"t" * 65}" is 65 characters long', "shorten it")
+    assert not [e for e in errors if e.line == 8], errors  # 63 bytes: PostgreSQL holds it

@@ -78,7 +78,7 @@ def infer_schema_file(
     ref = spec.endpoint(source).uri_secret_ref
     if not ref:
         raise MongoCommandError(f"source {source.id!r}: no uriSecretRef")
-    uri = secrets.resolve(ref)
+    uri = secrets.resolve(ref, spec.app)
     query = parse_json(source.filter, "filter", source.id) or {}
     projection = parse_json(source.projection, "projection", source.id)
     try:

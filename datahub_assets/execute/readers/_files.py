@@ -105,8 +105,9 @@ def duck_root(path: str, source_id: str, ctx: ExecContext) -> str | None:
 
 
 def s3_folder(ctx: ExecContext, source_id: str):
-    """Where the S3 objects of a source are downloaded for the DuckDB engine."""
-    return ctx.settings.home / "ingest" / ctx.run_id / "_s3" / source_id
+    """Where the S3 objects of a source are downloaded for the DuckDB engine: below the
+    pipeline's own work folder (two pipelines of a run may have sources of one id)."""
+    return ctx.work_folder / "_s3" / source_id
 
 
 def s3_download(path: str, source_id: str, ctx: ExecContext, parquet: bool) -> list[str]:

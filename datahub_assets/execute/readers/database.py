@@ -133,7 +133,11 @@ class _Reader:
         if src.sql is None:  # the spec validation requires <table> or <sql>
             raise SourceError(f"source {src.id!r}: neither <table> nor <sql> is set")
         # a trailing `-- comment` must not swallow the `) alias` the statement is wrapped in
-        return sql_params.render(src.sql.strip().rstrip(";"), literal, self.ep.dialect.name) + "\n"
+        try:
+            sql = sql_params.render(src.sql.strip().rstrip(";"), literal, self.ep.dialect.name)
+        except sql_params.SqlScanError as e:  # the loader refuses it first; a run may skip it
+            raise SourceError(f"source {src.id!r}: {e}") from e
+        return sql + "\n"
 
     def options(self, fetch: bool = True) -> dict[str, str]:
         init = _session_init(self.source, self.ep)
