@@ -285,13 +285,14 @@ def dialect_of(url: str) -> Dialect:
     return DIALECTS[m["scheme"].lower()]
 
 
-def endpoint(url: str, user_secret_ref: str | None) -> Endpoint:
+def endpoint(url: str, user_secret_ref: str | None, app: str | None = None) -> Endpoint:
     """The endpoint of `url` with the credentials of secret `user_secret_ref`
-    (`user:password`; a value without a colon is a user with no password)."""
+    (`user:password`; a value without a colon is a user with no password), a secret of app
+    `app`'s scope."""
     dialect = dialect_of(url)
     user = password = None
     if user_secret_ref:
-        value = secrets.resolve(user_secret_ref)
+        value = secrets.resolve(user_secret_ref, app)
         user, sep, rest = value.partition(":")
         password = rest if sep else None
     return Endpoint(
@@ -308,4 +309,4 @@ def endpoint_for(spec, node) -> Endpoint:
     conn = spec.endpoint(node)
     if not conn.jdbc_url:
         raise JdbcError(f"<database> {getattr(node, 'id', None) or ''} has no jdbcUrl")
-    return endpoint(conn.jdbc_url, conn.user_secret_ref)
+    return endpoint(conn.jdbc_url, conn.user_secret_ref, spec.app)

@@ -235,7 +235,7 @@ INPUTS = {
 @pytest.fixture
 def engines(spark, settings, monkeypatch):
     """(spark ctx, duckdb ctx, duckdb engine) with PII_KEY set."""
-    monkeypatch.setenv("PII_KEY", SECRET)
+    monkeypatch.setenv("EQ_PII_KEY", SECRET)
     duck = duckdb_engine(settings)
     sctx = ExecContext(spark=spark, settings=settings, app="eq")
     dctx = ExecContext(spark=duck.session, settings=settings, app="eq", engine=duck)
@@ -628,7 +628,11 @@ def test_flatten(engines, arrays):
 def test_mask_same_hashes_and_tokens(engines):
     steps = [
         m.Mask(
-            source="people", columns="name, pid", strategy="hash", secret_ref="PII_KEY", output="h"
+            source="people",
+            columns="name, pid",
+            strategy="hash",
+            secret_ref="EQ_PII_KEY",
+            output="h",
         ),
         m.Mask(source="people", columns="name", strategy="hash", output="h_install"),
         m.Mask(source="people", columns="name, cc", strategy="redact", keep_last=2, output="r"),
@@ -637,11 +641,11 @@ def test_mask_same_hashes_and_tokens(engines):
             source="people",
             columns="name, pid",
             strategy="tokenize",
-            secret_ref="PII_KEY",
+            secret_ref="EQ_PII_KEY",
             output="t",
         ),
         m.Mask(
-            source="orders", columns="g", strategy="tokenize", secret_ref="PII_KEY", output="tu"
+            source="orders", columns="g", strategy="tokenize", secret_ref="EQ_PII_KEY", output="tu"
         ),
     ]
     outputs = [s.result for s in steps]
@@ -658,7 +662,7 @@ def test_mask_encrypt_decrypts_to_the_same_values(engines):
             source="orders",
             columns="g, amount",
             strategy="encrypt",
-            secret_ref="PII_KEY",
+            secret_ref="EQ_PII_KEY",
             output="e",
         )
     ]

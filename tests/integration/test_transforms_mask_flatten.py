@@ -23,7 +23,7 @@ SECRET = "s3cr3t-mask-key"
 
 @pytest.fixture
 def ctx(spark, settings, monkeypatch):
-    monkeypatch.setenv("PII_KEY", SECRET)
+    monkeypatch.setenv("SHOP_PII_KEY", SECRET)
     return ExecContext(spark=spark, settings=settings, app="shop")
 
 
@@ -41,7 +41,7 @@ def people(spark):
 
 
 def masked(ctx, people, **kw):
-    step = m.Mask(source="p", secret_ref="PII_KEY", **kw)
+    step = m.Mask(source="p", secret_ref="SHOP_PII_KEY", **kw)
     return {r["id"]: r for r in apply_steps([step], {"p": people}, ctx)["p"].collect()}
 
 
@@ -54,7 +54,7 @@ def test_hash_is_salted_sha256(ctx, people):
     assert out[3]["card"] is None
     ids = (
         apply_steps(
-            [m.Mask(source="p", columns="id", strategy="hash", secret_ref="PII_KEY")],
+            [m.Mask(source="p", columns="id", strategy="hash", secret_ref="SHOP_PII_KEY")],
             {"p": people},
             ctx,
         )["p"]
@@ -117,7 +117,7 @@ def test_mask_errors_never_show_the_secret(ctx, people, caplog):
     assert "column 'mail' not found in dataset 'p'" in str(err.value)
     key_hex = hashlib.sha256(SECRET.encode()).hexdigest().upper()
     for strategy in ("hash", "tokenize"):
-        step = m.Mask(source="p", columns="email", strategy=strategy, secret_ref="PII_KEY")
+        step = m.Mask(source="p", columns="email", strategy=strategy, secret_ref="SHOP_PII_KEY")
         out = apply_steps([step], {"p": people}, ctx)["p"]
         # a later failure anywhere prints the plan: the key material is no longer in it
         with pytest.raises(AnalysisException) as later:

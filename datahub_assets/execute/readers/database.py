@@ -74,7 +74,7 @@ def _endpoint(source: DatabaseSource, ctx: ExecContext) -> Endpoint:
         return endpoint_for(ctx.spec, source)
     from datahub_assets.execute.jdbc import endpoint
 
-    return endpoint(source.jdbc_url or "", source.user_secret_ref)
+    return endpoint(source.jdbc_url or "", source.user_secret_ref, ctx.app)
 
 
 def _session_init(source: DatabaseSource, ep: Endpoint) -> list[str]:
