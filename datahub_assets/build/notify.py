@@ -20,6 +20,7 @@ the run's log behind the run's link.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import time
@@ -139,7 +140,7 @@ def summarize(
     if error:
         text += f"; error {error['class']}: {error['message']}"
     return {
-        "text": f"{text} ({link})",
+        "text": slack_text(f"{text} ({link})"),
         "job": job.name,
         "app": job.app,
         "run_id": run.run_id,
@@ -153,8 +154,15 @@ def summarize(
     }
 
 
+def slack_text(text: str) -> str:
+    """`text` as Slack-compatible message text: `&`, `<` and `>` escaped as Slack documents,
+    so names and error text never become `<!channel>` mentions or `<url|label>` links."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _body(payload: dict) -> str:
-    lines = [payload["text"], "", f"run: {payload.get('run_url', '')}"]
+    """The e-mail body: the message as written (the webhook `text` unescaped), the steps."""
+    lines = [html.unescape(payload["text"]), "", f"run: {payload.get('run_url', '')}"]
     for step in payload.get("steps", []):
         lines.append(
             f"  {step['pipeline']}: {step['status']}"
@@ -296,8 +304,10 @@ def check_sla(
             continue
         at = datetime.fromtimestamp(last.timestamp, UTC).isoformat(timespec="seconds")
         payload = {
-            "text": f"Data Hub SLA missed: {name} was last materialised at {at} "
-            f"(SLA {seconds / 3600:g} h)",
+            "text": slack_text(
+                f"Data Hub SLA missed: {name} was last materialised at {at} "
+                f"(SLA {seconds / 3600:g} h)"
+            ),
             "kind": "sla_miss",
             "asset": name,
             "app": app,
@@ -313,7 +323,7 @@ def check_sla(
             notes.smtp,
             payload,
             f"[Data Hub] SLA missed: {name}",
-            payload["text"],
+            html.unescape(payload["text"]),
             log,
             attempts=attempts,
             app=app,

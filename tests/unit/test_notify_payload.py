@@ -90,3 +90,19 @@ def test_a_long_message_is_cut():
     text = notice("x" * 5000 + "\nsecond line")
     assert len(text) == NOTICE_CHARS
     assert text.endswith("…")
+
+
+def test_slack_text_cannot_mention_or_link_and_mail_shows_it_as_written():
+    """#19 finding 12: a pipeline name or error text in a webhook's `text` never becomes a
+    Slack `<!channel>` mention or a `<url|label>` link; the e-mail body shows it unescaped."""
+    from datahub_assets.build.notify import _body, slack_text
+
+    raw = "job x: failed; error E: <!channel> see <https://evil.example|docs> & more &amp;"
+    text = slack_text(raw)
+    assert "<" not in text
+    assert ">" not in text
+    assert text == (
+        "job x: failed; error E: &lt;!channel&gt; see &lt;https://evil.example|docs&gt; "
+        "&amp; more &amp;amp;"
+    )
+    assert _body({"text": text, "run_url": "u", "steps": []}).splitlines()[0] == raw
