@@ -9,6 +9,10 @@ number (double), boolean, object -> struct, array -> array; `["T", "null"]` type
 non-`required` properties are nullable; local `$ref`s (`#/definitions/x`, `#/$defs/x`).
 A property's `description` is the column's description.
 
+Limits (spec/limits.py): the file's size, MAX_NESTING levels of types, and MAX_SCHEMA_TYPES
+types once every `$ref` and named-type reference is expanded where it is used (a few KB
+of `$ref`s ten wide and twelve deep would otherwise be 10^12 types).
+
 The result (`SchemaFile`) is kept in the PipelineSpec (`PipelineSpec.schemas`), so a run
 converts it to Spark types (`execute/schemas.py`) without reading or parsing the file again.
 """
@@ -20,6 +24,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from datahub_assets.spec.limits import (
+    MAX_NESTING,
+    MAX_SCHEMA_FILE_BYTES,
+    MAX_SCHEMA_TYPES,
+    size_problem,
+)
 
 TypeName = Literal[
     "boolean",
@@ -116,10 +127,46 @@ def _name(node: Any, where: str) -> str:
     return name
 
 
+def _nesting_error(where: str) -> SchemaFileError:
+    return SchemaFileError(
+        f"{where}: types nested deeper than {MAX_NESTING} levels ($ref chains and named "
+        "types included; a recursive schema?): flatten it"
+    )
+
+
+def _check_expansion(t: ColumnType, where: str) -> None:
+    """Refuse a parsed type whose shared parts (a JSON Schema `$ref` target, an Avro named
+    type: one object, used in many places), copied where used as every later reader does
+    (Spark types, the run's schema checks), would be more than MAX_SCHEMA_TYPES types or
+    nest deeper than MAX_NESTING. Computed on the shared form, memoised: linear."""
+    memo: dict[int, tuple[int, int]] = {}  # id -> (types, levels) once expanded
+
+    def walk(x: ColumnType, level: int) -> tuple[int, int]:
+        if id(x) not in memo:
+            if level > MAX_NESTING:
+                raise _nesting_error(where)
+            inner = [x.element] if x.element is not None else []
+            found = [walk(y, level + 1) for y in [*inner, *(f.type for f in x.fields)]]
+            memo[id(x)] = (1 + sum(n for n, _ in found), 1 + max((d for _, d in found), default=0))
+        types, levels = memo[id(x)]
+        if level + levels - 1 > MAX_NESTING:
+            raise _nesting_error(where)
+        if types > MAX_SCHEMA_TYPES:
+            raise SchemaFileError(
+                f"{where}: expands to more than {MAX_SCHEMA_TYPES:,} types (each $ref or "
+                "named type is copied where it is used): reference shared definitions "
+                "less deeply, or split the schema"
+            )
+        return types, levels
+
+    walk(t, 1)
+
+
 class _Avro:
     def __init__(self, where: str) -> None:
         self.where = where
         self.named: dict[str, ColumnType] = {}
+        self.depth = 0
 
     def error(self, what: Any) -> SchemaFileError:
         return SchemaFileError(f"{self.where}: unsupported Avro type {json.dumps(what)}")
@@ -165,6 +212,15 @@ class _Avro:
         return ColumnType(name="decimal", precision=precision, scale=scale)
 
     def complex(self, t: dict) -> ColumnType | None:
+        self.depth += 1
+        try:
+            if self.depth > MAX_NESTING:
+                raise _nesting_error(self.where)
+            return self.complex_type(t)
+        finally:
+            self.depth -= 1
+
+    def complex_type(self, t: dict) -> ColumnType | None:
         kind = t["type"]
         if kind == "record":
             fields = t.get("fields", [])
@@ -201,19 +257,23 @@ def avro_columns(doc: Any, where: str = "schema") -> tuple[SchemaColumn, ...]:
     if not isinstance(doc, dict) or doc.get("type") != "record":
         raise SchemaFileError(f"{where}: an .avsc schemaRef must be an Avro record")
     dtype, _ = _Avro(where).convert(doc)
+    _check_expansion(dtype, where)  # named types are shared, not copied
     return dtype.fields
 
 
+_Seen = dict[int, tuple[ColumnType, bool]]  # id of a $ref target -> its converted type
 _JSON_SIMPLE: dict[str, TypeName] = {"integer": "long", "number": "double", "boolean": "boolean"}
 _JSON_FORMATS: dict[str, TypeName] = {"date": "date", "date-time": "timestamp"}
 
 
-def _json_type(node: Any, root: dict, where: str, depth: int = 0) -> tuple[ColumnType, bool]:
+def _json_type(
+    node: Any, root: dict, where: str, depth: int, seen: _Seen
+) -> tuple[ColumnType, bool]:
     """(type, nullable by type list) of a JSON Schema node."""
     if not isinstance(node, dict):
         raise SchemaFileError(f"{where}: a JSON Schema node must be an object, got {node!r:.80}")
-    if depth > 64:
-        raise SchemaFileError(f"{where}: $ref chain too deep (a recursive schema?)")
+    if depth > MAX_NESTING:
+        raise _nesting_error(where)
     if "$ref" in node:
         ref = node["$ref"]
         parts = ref.split("/") if isinstance(ref, str) else [""]
@@ -224,7 +284,9 @@ def _json_type(node: Any, root: dict, where: str, depth: int = 0) -> tuple[Colum
             target = target.get(p) if isinstance(target, dict) else None
         if not isinstance(target, dict):
             raise SchemaFileError(f"{where}: $ref {ref!r} does not resolve")
-        return _json_type(target, root, where, depth + 1)
+        if id(target) not in seen:  # each target converted once, then shared
+            seen[id(target)] = _json_type(target, root, where, depth + 1, seen)
+        return seen[id(target)]
     kind = node.get("type", "object" if "properties" in node else None)
     nullable = False
     if isinstance(kind, list):
@@ -239,21 +301,25 @@ def _json_type(node: Any, root: dict, where: str, depth: int = 0) -> tuple[Colum
     if isinstance(kind, str) and kind in _JSON_SIMPLE:
         return ColumnType(name=_JSON_SIMPLE[kind]), nullable
     if kind == "object":
-        return ColumnType(name="struct", fields=_json_fields(node, root, where, depth)), nullable
+        fields = _json_fields(node, root, where, depth, seen)
+        return ColumnType(name="struct", fields=fields), nullable
     if kind == "array":
-        item, _ = _json_type(node.get("items", {"type": "string"}), root, where, depth + 1)
+        items = node.get("items", {"type": "string"})
+        item, _ = _json_type(items, root, where, depth + 1, seen)
         return ColumnType(name="array", element=item, element_nullable=True), nullable
     raise SchemaFileError(f"{where}: unsupported JSON Schema type {json.dumps(kind)}")
 
 
-def _json_fields(node: dict, root: dict, where: str, depth: int) -> tuple[SchemaColumn, ...]:
+def _json_fields(
+    node: dict, root: dict, where: str, depth: int, seen: _Seen
+) -> tuple[SchemaColumn, ...]:
     required = node.get("required", [])
     props = node.get("properties", {})
     if not isinstance(props, dict) or not isinstance(required, list):
         raise SchemaFileError(f"{where}: `properties` must be an object and `required` a list")
     cols = []
     for name, sub in props.items():
-        dtype, null_type = _json_type(sub, root, where, depth + 1)
+        dtype, null_type = _json_type(sub, root, where, depth + 1, seen)
         cols.append(
             SchemaColumn(
                 name=name,
@@ -267,9 +333,10 @@ def _json_fields(node: dict, root: dict, where: str, depth: int) -> tuple[Schema
 
 def json_schema_columns(doc: Any, where: str = "schema") -> tuple[SchemaColumn, ...]:
     """The columns of a JSON Schema object (parsed .json)."""
-    dtype = _json_type(doc, doc, where)[0] if isinstance(doc, dict) else None
+    dtype = _json_type(doc, doc, where, 0, {})[0] if isinstance(doc, dict) else None
     if dtype is None or dtype.name != "struct":
         raise SchemaFileError(f"{where}: a JSON schemaRef must describe an object")
+    _check_expansion(dtype, where)
     return dtype.fields
 
 
@@ -279,6 +346,9 @@ def parse_schema_text(text: str, name: str) -> tuple[SchemaColumn, ...]:
         raise SchemaFileError(
             f"{name}: a schemaRef must be an Avro .avsc or a JSON Schema .json file"
         )
+    too_big = size_problem(len(text.encode("utf-8", "surrogatepass")), *_SCHEMA_SIZE)
+    if too_big:
+        raise SchemaFileError(f"{name}: {too_big}")
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -293,6 +363,9 @@ def parse_schema_text(text: str, name: str) -> tuple[SchemaColumn, ...]:
         raise SchemaFileError(f"{name}: nested too deeply") from None
 
 
+_SCHEMA_SIZE = (MAX_SCHEMA_FILE_BYTES, "schemaRef files", "keep the columns the pipeline reads")
+
+
 def is_remote(ref: str) -> bool:
     """A schemaRef read at run time only (s3://...): not checked at load."""
     return "://" in ref
@@ -304,7 +377,12 @@ def read_schema_file(app_dir: Path, ref: str) -> SchemaFile:
     if not path.is_file():
         raise SchemaFileError(f"schema file not found: {path}")
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:  # never more than the limit (and one byte) in memory
+            data = handle.read(MAX_SCHEMA_FILE_BYTES + 1)
+        too_big = size_problem(max(len(data), path.stat().st_size), *_SCHEMA_SIZE)
+        if too_big:
+            raise SchemaFileError(f"{ref}: {too_big}")
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SchemaFileError(f"schema file not readable: {path} ({exc})") from None
     return SchemaFile(ref=ref, columns=parse_schema_text(text, ref))

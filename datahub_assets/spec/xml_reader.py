@@ -14,6 +14,7 @@ from lxml import etree  # pyright: ignore[reportAttributeAccessIssue]  # compile
 from pydantic import ValidationError
 
 from datahub_assets.spec.errors import LocMap, SpecError, SpecErrors, Where, from_validation_error
+from datahub_assets.spec.limits import MAX_NESTING, size_problem
 from datahub_assets.spec.models import Pipeline
 
 XSD_PATH = Path(__file__).with_name("pipeline.xsd")
@@ -101,6 +102,11 @@ def _tag_of(node: Any) -> str | None:
     return _local(node.tag) if node is not None else None
 
 
+def _short(value: str, keep: int = 200) -> str:
+    """`value` for an error message: a huge one cut, with its length."""
+    return value if len(value) <= keep else f"{value[:keep]}... ({len(value):,} characters)"
+
+
 def _rewrite(el: str, attr: str | None, body: str, node: Any, xsd: Path = XSD_PATH) -> str | None:
     parent = _tag_of(node.getparent()) if node is not None else None
     decls = xsd_declarations(xsd)
@@ -116,17 +122,17 @@ def _rewrite(el: str, attr: str | None, body: str, node: Any, xsd: Path = XSD_PA
         re.S,
     ):
         allowed = ", ".join(re.findall(r"'([^']*)'", m.group(2)))
-        return f"{what.format(v=m.group(1))} is not allowed{on}; allowed: {allowed}"
+        return f"{what.format(v=_short(m.group(1)))} is not allowed{on}; allowed: {allowed}"
     if m := re.search(r"\[facet 'pattern'\] The value '(.*)' is not accepted", body, re.S):
         return (
-            f"{what.format(v=m.group(1))}{on} is not a valid name; allowed: letters, "
+            f"{what.format(v=_short(m.group(1)))}{on} is not a valid name; allowed: letters, "
             "digits and _, not starting with a digit"
         )
     if "[facet 'minLength']" in body:
         return f"{attr}{on} must not be empty" if attr else f"<{el}> must not be empty"
     if m := re.search(r"'(.*)' is not a valid value of the atomic type 'xs:(\w+)'", body, re.S):
         help_ = _TYPE_HELP.get(m.group(2), m.group(2))
-        return f"{what.format(v=m.group(1))}{on} is not valid; allowed: {help_}"
+        return f"{what.format(v=_short(m.group(1)))}{on} is not valid; allowed: {help_}"
     if m := re.search(r"The attribute '(.*)' is not allowed", body):
         return f'unknown attribute "{m.group(1)}" on <{el}>; allowed: {", ".join(attrs)}'
     if m := re.search(r"The attribute '(.*)' is required but missing", body):
@@ -145,7 +151,7 @@ def _rewrite(el: str, attr: str | None, body: str, node: Any, xsd: Path = XSD_PA
         return f"the root element must be <{', '.join(roots)}>, found <{el}>"
     if "Character content" in body:
         return f"<{el}> must not contain text"
-    return f"<{el}>: {body.strip()}"
+    return f"<{el}>: {_short(body.strip(), 500)}"
 
 
 def _xsd_errors(
@@ -159,7 +165,8 @@ def _xsd_errors(
     for entry in schema.error_log:
         m = _ERR.match(entry.message)
         if not m:
-            out.append(SpecError(file, entry.line, entry.column or 1, entry.message))
+            message = _short(entry.message, 500)
+            out.append(SpecError(file, entry.line or 1, entry.column or 1, message))
             continue
         el, attr, body = m.group(1), m.group(2), m.group(3)
         message = _rewrite(el, attr, body, by_line.get((entry.line, el)), xsd)
@@ -253,17 +260,80 @@ def _text(el: Any) -> str:
     return (el.text or "").strip()
 
 
+# the XML prolog up to a DOCTYPE: declaration, then white space, comments and processing
+# instructions (each alternative starts differently and stops at its first end: linear)
+_DOCTYPE = re.compile(
+    r"\A\ufeff?(?:<\?xml(?:(?!\?>).)*\?>)?(?:\s|<!--(?:(?!-->).)*-->|<\?(?:(?!\?>).)*\?>)*"
+    r"<!DOCTYPE",
+    re.S,
+)
+_NO_DTD = (
+    "<!DOCTYPE is not allowed in a definition (no DTDs, entity declarations or entity "
+    "references): remove it and write the values out"
+)
+
+
+def _doctype_error(text: str, file: str) -> SpecError | None:
+    """A DOCTYPE in the prolog, refused before parsing (finding 5: entities stay unread)."""
+    m = _DOCTYPE.match(text)
+    if m is None:
+        return None
+    at = m.end() - len("<!DOCTYPE")
+    line = text.count("\n", 0, at) + 1
+    return SpecError(file, line, at - (text.rfind("\n", 0, at) + 1) + 1, _NO_DTD)
+
+
+def _too_deep(what: str) -> str:
+    return (
+        f"{what} is nested deeper than {MAX_NESTING} levels (elements inside each other); "
+        "a definition needs a handful: flatten it"
+    )
+
+
+def _structure_errors(root: Any, file: str) -> list[SpecError]:
+    """What the parser let through but a definition never has: a DTD or entity nodes (not
+    resolved: kept as nodes), or elements nested deeper than MAX_NESTING."""
+    if root.getroottree().docinfo.doctype:
+        return [SpecError(file, 1, 1, _NO_DTD)]
+    for node in root.iter(etree.Entity):
+        line = node.sourceline or 1
+        return [SpecError(file, line, 1, f"entity reference {node.text}: {_NO_DTD}")]
+    depth = 0
+    for event, el in etree.iterwalk(root, events=("start", "end")):
+        depth += 1 if event == "start" else -1
+        if depth > MAX_NESTING:
+            return [SpecError(file, el.sourceline or 1, 1, _too_deep(f"<{_local(el.tag)}>"))]
+    return []
+
+
 def parse_checked(
     text: str, file: str, schema: etree.XMLSchema, xsd: Path = XSD_PATH
 ) -> tuple[Any, list[str]]:
     """(root element, lines) of a well-formed document valid against `schema` (from `xsd`);
-    SpecErrors with file:line:col otherwise. Pipelines and job pipelines share it."""
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+    SpecErrors with file:line:col otherwise. Pipelines and job pipelines share it.
+
+    Limits (spec/limits.py): the file's size, no DOCTYPE, entities never resolved, no
+    network, lxml's caps on text size and depth (`huge_tree` off), MAX_NESTING levels."""
+    data = text.encode("utf-8", "surrogatepass")
+    refused = size_problem(len(data))
+    if refused:
+        raise SpecErrors([SpecError(file, 1, 1, refused)])
+    doctype = _doctype_error(text, file)
+    if doctype:
+        raise SpecErrors([doctype])
+    parser = etree.XMLParser(
+        resolve_entities=False, no_network=True, huge_tree=False, load_dtd=False
+    )
     try:
-        root = etree.fromstring(text.encode("utf-8"), parser)
+        root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as exc:
         line, col = exc.position if exc.position else (0, 0)
+        if "Excessive depth" in exc.msg:  # libxml2's own cap (256), hint for lxml users
+            raise SpecErrors([SpecError(file, line, col, _too_deep("an element"))]) from None
         raise SpecErrors([SpecError(file, line, col, f"not well-formed XML: {exc.msg}")]) from None
+    structure = _structure_errors(root, file)
+    if structure:
+        raise SpecErrors(structure)
     lines = text.splitlines()
     if not schema.validate(root):
         raise SpecErrors(_xsd_errors(root, schema, file, lines, xsd))

@@ -15,9 +15,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 from yaml.constructor import SafeConstructor
+from yaml.error import MarkedYAMLError
+from yaml.events import AliasEvent, MappingStartEvent, SequenceStartEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from datahub_assets.spec.errors import LocMap, SpecError, SpecErrors, Where, from_validation_error
+from datahub_assets.spec.limits import MAX_NESTING, size_problem
 from datahub_assets.spec.models import (
     AppConfig,
     Check,
@@ -129,7 +132,7 @@ class _Builder:
                 and kind == "mongo"
                 and not isinstance(val, ScalarNode)
             ):
-                data[key] = json.dumps(SafeConstructor().construct_object(val, deep=True))
+                data[key] = self.json_text(val, key)
             else:
                 data[key] = self.value(val, sub)
                 if key in ("sql", "query") and isinstance(data[key], str):
@@ -140,6 +143,25 @@ class _Builder:
             data["table"] = data.pop("name")
             self.locs[(*path, "table")] = self.locs[(*path, "name")]
         return data
+
+    def json_text(self, node: Node, key: str) -> str | None:
+        """A Mongo `filter`/`projection` written as a YAML mapping or list, as JSON text;
+        YAML-only values (dates, binary, sets, bad explicit tags) are located errors."""
+
+        def refuse(value: Any) -> Any:
+            raise TypeError(f"{type(value).__name__} {value!s:.80}")
+
+        try:
+            return json.dumps(SafeConstructor().construct_object(node, deep=True), default=refuse)
+        except (yaml.YAMLError, ValueError, TypeError) as exc:
+            reason = getattr(exc, "problem", None) or str(exc)
+            self.err(
+                node,
+                f"{key} on mongo is not JSON ({reason}); write it with mappings, lists, "
+                "strings, numbers, true/false and null: quote dates and other values "
+                '("2020-01-01") or use MongoDB extended JSON ({"$date": "2020-01-01T00:00:00Z"})',
+            )
+            return None
 
     def section(self, key_node: Node, node: Node, name: str) -> list[dict]:
         if not isinstance(node, SequenceNode):
@@ -187,9 +209,58 @@ class _Builder:
         return data
 
 
+class _Refused(MarkedYAMLError):
+    """A YAML construct the loader refuses (spec/limits.py); `problem` says what to do."""
+
+
+class _LimitedLoader(yaml.SafeLoader):
+    """SafeLoader composition that refuses an alias of a list or mapping (each use would be
+    read again: 10 aliases per level is 10^levels nodes; `&r [*r]` never ends) and nesting
+    deeper than MAX_NESTING (the composer recurses once per level). Aliases of single
+    values stay: they cost one node each."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        if self.check_event(AliasEvent):
+            event = self.peek_event()
+            anchored = self.anchors.get(event.anchor)
+            if anchored is not None and not isinstance(anchored, ScalarNode):
+                raise _Refused(
+                    problem=f"YAML alias *{event.anchor} repeats a list or mapping "
+                    f"(anchored &{event.anchor} at line {anchored.start_mark.line + 1}); "
+                    "aliases may name single values only (merge keys `<<: *name` "
+                    "included): write the list or mapping out where it is used",
+                    problem_mark=event.start_mark,
+                )
+            return super().compose_node(parent, index)
+        if not self.check_event(SequenceStartEvent, MappingStartEvent):
+            return super().compose_node(parent, index)
+        self.depth += 1
+        try:
+            if self.depth > MAX_NESTING:
+                raise _Refused(
+                    problem=f"nested deeper than {MAX_NESTING} levels (lists and mappings "
+                    "inside each other); a definition needs a handful: flatten it",
+                    problem_mark=self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
 def _compose(text: str, file: str) -> Node:
+    too_big = size_problem(len(text.encode("utf-8", "surrogatepass")))
+    if too_big:
+        raise SpecErrors([SpecError(file, 1, 1, too_big)])
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_LimitedLoader)
+    except _Refused as exc:
+        mark = exc.problem_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise SpecErrors([SpecError(file, line, col, str(exc.problem))]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         if mark is not None:
