@@ -5,20 +5,27 @@ plus an optional `<app>/app.yaml`, and job pipelines in `<app>/jobs/` (read firs
 parameters a job declares may be used by the pipelines it runs; resolved last, against the
 loaded pipelines: `spec/jobs.py`). `schemas/` and `lookups/` are not pipelines. Every
 problem in every file is raised together.
+
+Each file is read under a guard (`_guarded`): whatever goes wrong while reading one file
+(its SpecErrors, bad UTF-8, a file over the size limit of spec/limits.py, or an unexpected
+exception) becomes that file's located errors, and the other files are still read.
 """
 
 from __future__ import annotations
 
 import difflib
+import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from datahub_assets.spec.engine_rules import engine_errors, resolve_requested
 from datahub_assets.spec.errors import SpecError, SpecErrors
 from datahub_assets.spec.job_models import JobPipeline
 from datahub_assets.spec.jobs import JobCheck, job_parameters, read_job_text
+from datahub_assets.spec.limits import MAX_DEFINITION_BYTES, size_problem
 from datahub_assets.spec.models import (
     LAYER_ALIASES,
     LAYERS,
@@ -41,6 +48,8 @@ APP_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 LAYER_DIRS = (*LAYERS, *LAYER_ALIASES)
 SKIPPED_DIRS = ("jobs", "schemas", "lookups", "python")  # python/: datahub_assets/python/
 SUFFIXES = (".xml", ".yaml", ".yml")
+_log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 def read_pipeline_text(text: str, file: str) -> Pipeline:
@@ -77,6 +86,45 @@ class _State:
         loc = getattr(node, "loc", None)
         line, col = (loc.line, loc.column) if loc else (0, 0)
         self.errors.append(SpecError(file, line, col, message))
+
+
+def read_definition(path: Path, rel: str) -> str:
+    """The text of a definition file, read no further than the size limit (a bigger file
+    is refused without being read whole)."""
+    with path.open("rb") as handle:
+        data = handle.read(MAX_DEFINITION_BYTES + 1)
+    too_big = size_problem(max(len(data), path.stat().st_size))
+    if too_big:
+        raise SpecErrors([SpecError(rel, 1, 1, too_big)])
+    return data.decode("utf-8")
+
+
+def _guarded(state: _State, rel: str, read: Callable[[], _T]) -> _T | None:
+    """`read()` (which reads the file `rel`), or None with its problems in `state.errors`:
+    its SpecErrors, bad UTF-8 at its line, or an unexpected exception, named, at line 1.
+    One file's trouble never stops the load of the others."""
+    try:
+        return read()
+    except SpecErrors as exc:
+        state.errors += exc.errors
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1 if isinstance(exc.object, bytes) else 0
+        state.errors.append(SpecError(rel, line, 0, f"not UTF-8 text: {exc.reason}"))
+    except Exception as exc:  # noqa: BLE001 - the guard: one file's error, never the load's
+        _log.debug("unexpected error reading %s", rel, exc_info=True)
+        text = str(exc)
+        text = text if len(text) <= 300 else f"{text[:300]}..."
+        state.errors.append(
+            SpecError(
+                rel,
+                1,
+                1,
+                f"could not be read: {type(exc).__name__}: {text} (an unexpected error in "
+                "the loader: please report it with this file; until it is fixed, change "
+                "or remove the file)",
+            )
+        )
+    return None
 
 
 def load_project(pipelines_dir: Path, default_engine: str | None = None) -> Project:
@@ -128,12 +176,9 @@ def _read_jobs(state: _State, app_dir: Path) -> None:
         if not (file.is_file() and file.suffix in SUFFIXES) or file.name.startswith("."):
             continue
         rel = state.rel(file)
-        try:
-            state.jobs.append((app_dir.name, rel, read_job_text(file.read_text("utf-8"), rel)))
-        except SpecErrors as exc:
-            state.errors += exc.errors
-        except UnicodeDecodeError as exc:
-            state.err(rel, f"not UTF-8 text: {exc.reason}")
+        job = _guarded(state, rel, lambda f=file, r=rel: read_job_text(read_definition(f, r), r))
+        if job is not None:
+            state.jobs.append((app_dir.name, rel, job))
 
 
 def _load_app(state: _State, app_dir: Path) -> None:
@@ -141,13 +186,11 @@ def _load_app(state: _State, app_dir: Path) -> None:
     config = AppConfig()
     for name in ("app.yaml", "app.yml"):
         if (app_dir / name).is_file():
-            path = app_dir / name
-            try:
-                config = read_app_yaml(path.read_text("utf-8"), state.rel(path))
-            except SpecErrors as exc:
-                state.errors += exc.errors
-            except UnicodeDecodeError as exc:
-                state.err(state.rel(path), f"not UTF-8 text: {exc.reason}")
+            path, rel = app_dir / name, state.rel(app_dir / name)
+            config = (
+                _guarded(state, rel, lambda p=path, r=rel: read_app_yaml(read_definition(p, r), r))
+                or AppConfig()
+            )
             problem = cron_problem(config.maintenance.schedule)
             if problem:
                 state.err(
@@ -184,16 +227,17 @@ def _load_app(state: _State, app_dir: Path) -> None:
 
 def _load_file(state: _State, app: str, folder: str, path: Path, config: AppConfig) -> None:
     rel = state.rel(path)
-    try:
-        pipeline = read_pipeline_text(path.read_text("utf-8"), rel)
-    except SpecErrors as exc:
-        state.errors += exc.errors
+    loaded = _guarded(state, rel, lambda: _check_file(state, app, folder, path, config))
+    if loaded is None:
         state.broken_apps.add(app)
         return
-    except UnicodeDecodeError as exc:
-        state.err(rel, f"not UTF-8 text: {exc.reason}")
-        state.broken_apps.add(app)
-        return
+    state.loaded.append(loaded)
+
+
+def _check_file(state: _State, app: str, folder: str, path: Path, config: AppConfig) -> _Loaded:
+    """One pipeline file read and checked alone; its rule errors go to `state.errors`."""
+    rel = state.rel(path)
+    pipeline = read_pipeline_text(read_definition(path, rel), rel)
     check = PipelineCheck(pipeline, rel)
     params = state.job_params.get(f"{app}.{pipeline.id}", frozenset())
     check.run(folder, config, params, app_dir=state.root / app)
@@ -203,7 +247,7 @@ def _load_file(state: _State, app: str, folder: str, path: Path, config: AppConf
         pipeline.engine, config.engine, state.default_engine, rel, _line(pipeline)
     )
     state.errors += engine_errors(pipeline, rel, engine, origin)
-    state.loaded.append(_Loaded(app, rel, pipeline, targets, check.schemas))
+    return _Loaded(app, rel, pipeline, targets, check.schemas)
 
 
 def _line(p: Pipeline) -> int:
