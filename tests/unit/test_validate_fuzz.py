@@ -16,6 +16,10 @@ anything else:
    which is where an invalid cron used to fail with no file:line.
 
 The case count and the time taken are reported as a warning (visible in `pytest -q`).
+
+A second test (issue #19 finding 5) reads hostile shapes under a deadline: alias bombs,
+recursive aliases, DOCTYPEs and entities, deep nesting, huge values, `$ref` fan-out (the
+shapes of tests/unit/test_loader_limits.py, spliced into the example files).
 """
 
 from __future__ import annotations
@@ -27,21 +31,25 @@ import time
 import warnings
 from collections import Counter
 from pathlib import Path
+from typing import Any, cast
 
+import test_loader_limits as ltl
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from lxml import etree
+from lxml import etree  # pyright: ignore[reportAttributeAccessIssue]  # compiled, no stubs
 
-from datahub_assets.spec.errors import SpecErrors
+from datahub_assets.spec.errors import SpecError, SpecErrors
 from datahub_assets.spec.jobs import read_job_text
 from datahub_assets.spec.loader import LAYER_DIRS, load_project, read_pipeline_text
 from datahub_assets.spec.models import AppConfig
+from datahub_assets.spec.schema_files import SchemaFileError, parse_schema_text
 from datahub_assets.spec.validate import PipelineCheck
 from datahub_assets.spec.yaml_reader import read_app_yaml
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "pipelines_xml"
 CASES = 10_000
+ALL_HEALTH_CHECKS = cast("list[HealthCheck]", list(HealthCheck))  # an enum, seen as its meta
 FULL_LOAD_EVERY = 15  # of the cases whose file alone is accepted
 BUILD_EVERY = 10  # of the full loads that are accepted
 
@@ -179,7 +187,7 @@ def _typed(value: str, b: int) -> object:
 
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: the mutator only
 _YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-_PARSED: dict[str, object] = {}
+_PARSED: dict[str, Any] = {}
 
 
 def _mutate_yaml(text: str, steps: list) -> str:
@@ -290,7 +298,7 @@ def test_loader_accepts_or_locates_every_mutated_definition(tmp_path):
         database=None,
         derandomize=True,
         deadline=None,
-        suppress_health_check=list(HealthCheck),
+        suppress_health_check=ALL_HEALTH_CHECKS,
     )
     @given(case=cases)
     def check(case):
@@ -329,3 +337,235 @@ def test_loader_accepts_or_locates_every_mutated_definition(tmp_path):
     # a builtin category: pytest-xdist's controller re-imports a warning's class by module
     # name, which a test module is not (a class defined here crashed the worker)
     warnings.warn(UserWarning(report), stacklevel=1)
+
+
+# ------------------------------------------------- hostile shapes (issue #19 finding 5)
+
+HOSTILE_CASES = 250
+HOSTILE_LOAD_EVERY = 12  # of each kind's cases: loaded with its app (`load_project`) too
+HOSTILE_SECONDS = 3.0  # per case; each is read in milliseconds once the loader is bounded
+
+
+def _corpus_of(kind: str) -> list[int]:
+    """Indexes of the corpus files of one kind: xml, yaml (pipelines and jobs), app."""
+
+    def of(rel: str) -> str:
+        if rel.endswith("app.yaml"):
+            return "app"
+        return "xml" if rel.endswith(".xml") else "yaml"
+
+    return [i for i, (_, rel, _) in enumerate(CORPUS) if of(rel) == kind]
+
+
+XML_FILES, YAML_FILES = _corpus_of("xml"), _corpus_of("yaml")
+HOSTILE_KINDS = (
+    "alias bomb", "recursive alias", "yaml nesting", "doctype", "huge attribute",
+    "xml nesting", "huge yaml value", "$ref fan-out", "avro fan-out",
+)  # fmt: skip
+hostile_cases = st.tuples(  # the kind: each in turn (the test's case count), not drawn
+    st.integers(0, 1 << 16),  # which file / element / attribute
+    st.integers(1, 13),  # levels
+    st.integers(1, 12),  # width
+    st.integers(0, 1_300_000),  # size: some over MAX_DEFINITION_BYTES (1 MiB)
+)
+
+
+def _alias_text(pick: int, levels: int, width: int) -> tuple[str, str]:
+    """(file, text) with an alias bomb where each kind of file reads values."""
+    builders = [
+        ("p/raw/bomb.yaml", ltl.yaml_pipeline_with_bomb),
+        ("p/app.yaml", ltl.app_yaml_with_bomb),
+        ("p/jobs/bomb.yaml", ltl.job_yaml_with_bomb),
+    ]
+    file, build = builders[pick % len(builders)]
+    return file, build(levels, width)
+
+
+def _recursive_alias(pick: int, levels: int) -> str:
+    """A corpus YAML file with a self-referencing anchor spliced in at a line start."""
+    _, rel, text = CORPUS[YAML_FILES[pick % len(YAML_FILES)]]
+    lines = text.splitlines()
+    at = 1 + pick % max(1, len(lines) - 1)
+    shapes = ["x: &r [*r]", "x: &r {a: *r}", "x: &r\n  - [*r]", "x: &r {a: [{b: *r}]}"]
+    return "\n".join([*lines[:at], shapes[levels % len(shapes)], *lines[at:]]) + "\n"
+
+
+def _nested_yaml(levels: int, width: int, size: int) -> str:
+    depth = (levels * width * 7 + size) % 3000 + 1
+    if width % 2:  # flow style
+        return ltl.nested_yaml(depth)
+    block = "".join("  " * i + "- \n" for i in range(depth))
+    return f"{ltl.HEAD}\nmetadata:\n  description:\n{block}"
+
+
+def _xml_tree(pick: int) -> tuple[str, Any]:
+    _, rel, text = CORPUS[XML_FILES[pick % len(XML_FILES)]]
+    return rel, etree.fromstring(text.encode("utf-8"))
+
+
+def _doctype(pick: int, levels: int) -> tuple[str, str]:
+    """A corpus XML file with a DOCTYPE (of the shapes in test_loader_limits) and an
+    entity reference in an element's text or an attribute."""
+    rel, root = _xml_tree(pick)
+    prolog, ref = list(ltl.DOCTYPES.values())[levels % len(ltl.DOCTYPES)]
+    elements = [e for e in root.iter() if isinstance(e.tag, str)]
+    el = elements[pick % len(elements)]
+    marker = "ENTITYREF"
+    if levels % 2 and el.attrib:
+        el.attrib[sorted(el.attrib)[0]] = marker
+    else:
+        el.text = marker
+    body = etree.tostring(root, encoding="unicode").replace(marker, ref or "&e;")
+    decl = '<?xml version="1.0" encoding="UTF-8"?>\n' if pick % 3 else ""
+    return rel, f"{decl}<!-- a comment -->\n{prolog}{body}\n"
+
+
+def _huge_attribute(pick: int, size: int) -> tuple[str, str]:
+    rel, root = _xml_tree(pick)
+    elements = [e for e in root.iter() if isinstance(e.tag, str)]
+    el = elements[(pick // 7) % len(elements)]
+    names = sorted(el.attrib) or ATTRS
+    el.attrib[names[pick % len(names)]] = "\u00e9x"[pick % 2] * size
+    return rel, etree.tostring(root, encoding="unicode")
+
+
+def _nested_xml(pick: int, levels: int, width: int) -> tuple[str, str]:
+    rel, root = _xml_tree(pick)
+    elements = [e for e in root.iter() if isinstance(e.tag, str)]
+    el = elements[pick % len(elements)]
+    depth = (levels * width * 13 + pick) % 600 + 1
+    inner = el
+    for _ in range(depth):
+        inner = etree.SubElement(inner, TAGS[pick % len(TAGS)])
+    return rel, etree.tostring(root, encoding="unicode")
+
+
+def _huge_yaml_value(pick: int, size: int) -> tuple[str, str]:
+    _, rel, text = CORPUS[YAML_FILES[pick % len(YAML_FILES)]]
+    return rel, _mutate_yaml(text, [("set", pick, pick, "x" * size)])
+
+
+def _hostile_text(kind: str, case: tuple) -> tuple[str, str]:
+    """(file relative to the pipelines dir, text) of one hostile case."""
+    pick, levels, width, size = case
+    if kind == "alias bomb":
+        return _alias_text(pick, levels, width)
+    if kind == "recursive alias":
+        return CORPUS[YAML_FILES[pick % len(YAML_FILES)]][1], _recursive_alias(pick, levels)
+    if kind == "yaml nesting":
+        return "p/raw/nested.yaml", _nested_yaml(levels, width, size)
+    if kind == "doctype":
+        return _doctype(pick, levels)
+    if kind == "huge attribute":
+        return _huge_attribute(pick, size)
+    if kind == "xml nesting":
+        return _nested_xml(pick, levels, width)
+    if kind == "huge yaml value":
+        return _huge_yaml_value(pick, size)
+    if kind == "$ref fan-out":
+        return "p/schemas/fan.json", ltl.ref_fanout(levels, width)
+    return "p/schemas/fan.avsc", ltl.avro_fanout(levels, width)
+
+
+def _read_alone(rel: str, text: str) -> None:
+    """The reader of `rel`'s kind; accepted, or errors located in `rel` (a schema file's
+    error names it: the pipeline's schemaRef line carries it)."""
+    schema = rel.endswith((".json", ".avsc"))
+    found: list[SpecError] = []
+    try:
+        if schema:
+            parse_schema_text(text, rel)
+        elif rel.endswith(("app.yaml", "app.yml")):
+            read_app_yaml(text, rel)
+        elif rel.split("/")[-2] == "jobs":
+            read_job_text(text, rel)
+        else:
+            read_pipeline_text(text, rel)
+    except SchemaFileError as exc:
+        found = [SpecError(rel, 1, 1, str(exc))]
+    except SpecErrors as exc:
+        found = exc.errors
+    if not found:
+        return
+    _located(found, rel, file=rel)
+    if schema:
+        assert found[0].message.startswith(f"{rel}: "), found[0].message[:200]
+    if not rel.endswith(".yaml"):  # huge values are quoted cut short
+        assert max(len(e.message) for e in found) < 2000, found[0].message[:200]
+
+
+def _hostile_load(tmp_path: Path, rel: str, text: str) -> None:
+    """The app of `rel` (an example app, else an empty one) loaded with the hostile file
+    in place: every error located (a schema file's, at the schemaRef naming it)."""
+    app = rel.split("/")[0]
+    root = tmp_path / "hostile"
+    shutil.rmtree(root, ignore_errors=True)
+    if (EXAMPLES / app).is_dir():
+        shutil.copytree(EXAMPLES / app, root / app)
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    if rel.endswith((".json", ".avsc")):
+        ref = f"schemas/{path.name}"
+        pipeline = (
+            f'<pipeline id="fan" layer="raw">\n<sources>\n'
+            f'<parquet id="a" path="in/a" schemaRef="{ref}"/>\n</sources>\n'
+            '<targets><table table="fan"/></targets>\n</pipeline>\n'
+        )
+        (root / app / "raw").mkdir(parents=True, exist_ok=True)
+        (root / app / "raw" / "fan.xml").write_text(pipeline, encoding="utf-8")
+    try:
+        load_project(root, default_engine="spark")
+    except SpecErrors as exc:
+        _located(exc.errors, rel)
+
+
+def _bounded_read(kind: str, rel: str, text: str, read: Any) -> None:
+    """`read(rel, text)` within HOSTILE_SECONDS; a hang is this case's failure."""
+    try:
+        with ltl.bounded(HOSTILE_SECONDS):
+            read(rel, text)
+    except ltl.Hung as exc:  # a BaseException: hypothesis would stop without the case
+        raise AssertionError(f"{kind} in {rel} ({len(text):,} chars): {exc}") from None
+
+
+def _hostile_run(kind: str, seen: list[tuple]) -> Any:
+    """The property for one kind of shape; the cases it ran are appended to `seen`."""
+
+    @settings(
+        max_examples=HOSTILE_CASES // len(HOSTILE_KINDS),
+        database=None,
+        derandomize=True,
+        deadline=None,
+        suppress_health_check=ALL_HEALTH_CHECKS,
+        phases=[Phase.explicit, Phase.generate],  # no shrinking: a hang costs seconds a try
+    )
+    @given(case=hostile_cases)
+    def check(case):
+        seen.append(case)
+        _bounded_read(kind, *_hostile_text(kind, case), _read_alone)
+
+    return check
+
+
+def test_loader_bounds_hostile_definitions(tmp_path):
+    """Issue #19 finding 5, so it cannot regress: alias bombs and recursive aliases, deep
+    YAML and XML nesting, DOCTYPEs with entities (in text and attributes), huge attribute
+    and YAML values (some over the file-size limit), `$ref` and Avro named-type fan-out;
+    each read alone within HOSTILE_SECONDS ends accepted or in located errors, and every
+    HOSTILE_LOAD_EVERY-th case of each kind loaded with its app (`load_project`) does too."""
+    counts: Counter[str] = Counter()
+    started = time.perf_counter()
+    for kind in HOSTILE_KINDS:
+        seen: list[tuple] = []
+        _hostile_run(kind, seen)()
+        counts[kind] = len(seen)
+        for case in seen[HOSTILE_LOAD_EVERY - 1 :: HOSTILE_LOAD_EVERY]:
+            counts[f"{kind} loaded"] += 1
+            rel, text = _hostile_text(kind, case)
+            _bounded_read(kind, rel, text, lambda r, t: _hostile_load(tmp_path, r, t))
+    seconds = time.perf_counter() - started
+    assert all(counts[k] >= HOSTILE_CASES // len(HOSTILE_KINDS) for k in HOSTILE_KINDS), counts
+    assert all(counts[f"{k} loaded"] >= 2 for k in HOSTILE_KINDS), counts
+    summary = ", ".join(f"{k} {v}" for k, v in counts.items())
+    warnings.warn(UserWarning(f"hostile fuzz: {summary} in {seconds:.0f} s"), stacklevel=1)
