@@ -25,6 +25,7 @@ from types import ModuleType
 import dagster as dg
 
 from datahub_assets.spec.errors import SpecError
+from datahub_assets.spec.limits import MAX_DEFINITION_BYTES
 from datahub_assets.spec.models import LAYERS, TableRef
 from datahub_resources.iceberg_io import IO_MANAGER_KEY
 
@@ -92,9 +93,11 @@ def _owner(app_dir: Path) -> str | None:
         path = app_dir / name
         if path.is_file():
             try:
+                if path.stat().st_size > MAX_DEFINITION_BYTES:
+                    return None
                 owner = (yaml.safe_load(path.read_text("utf-8")) or {}).get("owner")
-            except (yaml.YAMLError, AttributeError, UnicodeDecodeError):
-                return None  # reported by the spec loader
+            except Exception:  # noqa: BLE001 - reported, located, by the spec loader
+                return None
             if not owner:
                 return None
             owner = str(owner).strip()

@@ -99,6 +99,8 @@ def locate(locs: LocMap, path: TreePath) -> tuple[Where, str | None]:
 
 def _message(err: Any, field: str | int | None, element: str, allowed: list[str]) -> str:
     kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
+    if isinstance(value, str) and len(value) > 200:  # a huge value: its start and its length
+        value = f"{value[:200]}... ({len(value):,} characters)"
     if kind == "missing":
         return f'{element} is missing required field "{field}"'
     if kind == "extra_forbidden":

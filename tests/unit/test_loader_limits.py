@@ -469,3 +469,28 @@ def test_an_unexpected_exception_in_one_file_is_that_files_located_error(tmp_pat
     err = find_error(info.value.errors, "good/raw/boom.xml", 1, "KeyError", "surprise")
     assert "report" in err.message
     find_error(info.value.errors, "good/raw/w.xml", 2, 'layer="nope"')
+
+
+def test_deep_app_yaml_beside_python_assets_is_that_files_error(tmp_path):
+    """Python asset discovery reads app.yaml's owner itself: a hostile app.yaml there is the
+    spec loader's located error, not a RecursionError out of discovery."""
+    depth = 5000
+    root = write(
+        tmp_path / "p",
+        {
+            "shop/app.yaml": f"owner: {'[' * depth}{']' * depth}\n",
+            "shop/python/assets.py": "X = 1\n",
+            "shop/raw/p.yaml": f"{HEAD}\n{SOURCES}",
+        },
+    )
+    with bounded(30), pytest.raises(SpecErrors) as info:
+        load_project(root, default_engine="spark")
+    find_error(info.value.errors, "shop/app.yaml", 1, "nested deeper than")
+
+
+def test_a_huge_invalid_value_is_quoted_short():
+    value = "x" * 100_000
+    text = f"pipeline: {{id: p, version: 1, layer: raw, engine: {value}}}\n{SOURCES}"
+    errors = errors_of(read_pipeline_text, text, "a/raw/p.yaml")
+    assert all(len(e.message) < 1000 for e in errors), [len(e.message) for e in errors]
+    assert any("100,000 characters" in e.message for e in errors), errors
