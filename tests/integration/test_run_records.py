@@ -355,7 +355,8 @@ def test_the_ops_assets_record_render_and_print(instance, settings, monkeypatch)
     assert page.exists()
     assert meta["runs"].value == 4
     assert meta["failed"].value == 1
-    assert "| shop.orders_raw |" in meta["summary"].value
+    # Markdown rendered by the UI: every cell literal text, `_` escaped (runs/summary.md_cell)
+    assert "| shop.orders\\_raw |" in meta["summary"].value
     assert 'id="kpi-failed"><span class="value bad" data-value="1"' in page.read_text()
     assert result.asset_materializations_for_node("ops__pipeline_runs")[0].asset_key == RUNS_KEY
     assert result.asset_materializations_for_node("ops__dashboard")[0].asset_key == DASHBOARD_KEY
