@@ -151,7 +151,7 @@ def _setup(root: Path, memory_limit: str, threads: int | None):
 
 
 def _run(spec, settings, catalog, run_id: str) -> dict:
-    from datahub_assets.engines.duckdb import duckdb_engine
+    from datahub_assets.engines.duckdb.session import duckdb_engine
     from datahub_assets.execute.context import ExecContext
     from datahub_assets.execute.runner import run_pipeline
 

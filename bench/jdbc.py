@@ -117,7 +117,7 @@ def _platform(server, partitioning: str) -> float:
 
 
 def main() -> None:
-    from datahub_resources import local_servers
+    from datahub_assets.demo import local_servers
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=5_000_000)

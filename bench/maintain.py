@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     import pyarrow as pa
     from pyspark.sql import functions as F
 
-    from datahub_assets.execute.table_reader import data_files, read_table
-    from datahub_assets.execute.writers.table import write_table
+    from datahub_assets.iceberg.read import data_files, read_table
+    from datahub_assets.iceberg.table import write_table
     from datahub_assets.spec.models import TableRef, TableTarget
     from datahub_resources.iceberg import load_catalog
     from datahub_resources.settings import Settings

@@ -77,7 +77,7 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, nargs="*", default=[1, 2, 4, 8])
     args = ap.parse_args()
 
-    from datahub_resources import local_servers
+    from datahub_assets.demo import local_servers
 
     server = local_servers.start_mongo(STATE)
     uri = server.mongo_uri

@@ -71,10 +71,10 @@ from dagster._core.storage.dagster_run import DagsterRun  # noqa: E402
 from dagster._serdes import serialize_value  # noqa: E402
 
 from bench.common import BENCH, WORK, machine, now, revision, write_json  # noqa: E402
-from datahub_assets.build.project import build_assets  # noqa: E402
-from datahub_assets.build.sensors import watch_sensors  # noqa: E402
 from datahub_assets.ingest.planner import WatchCursor  # noqa: E402
 from datahub_assets.ingest.store import store_for  # noqa: E402
+from datahub_assets.orchestration.project import build_assets  # noqa: E402
+from datahub_assets.orchestration.sensors import watch_sensors  # noqa: E402
 from datahub_assets.spec.loader import load_project  # noqa: E402
 from datahub_resources import deployment  # noqa: E402
 
@@ -181,8 +181,8 @@ class Ticker:
     def fill_directly(self, infos, batch_size: int) -> str:
         """The cursor the fill ticks would leave (every listed file in a batch of
         `batch_size`, each batch's run in progress), built without ticking."""
-        from datahub_assets.build.sensors import BATCH_TAG, WATCH_TAG
         from datahub_assets.ingest.planner import short_fingerprint
+        from datahub_assets.orchestration.sensors import BATCH_TAG, WATCH_TAG
 
         cursor, at = WatchCursor(), time.time()
         infos = sorted(infos, key=lambda i: (i.modified, i.path))
@@ -601,7 +601,7 @@ def _ctx(spark, settings, run_id: str):
             spark=spark, settings=settings, app=APP, run_id=run_id, run_date=date.today()
         )
         return
-    from datahub_assets.engines.duckdb import duckdb_engine
+    from datahub_assets.engines.duckdb.session import duckdb_engine
 
     engine = duckdb_engine(settings)
     try:

@@ -2,7 +2,7 @@
 
 `datahub_assets/defs/pipelines/defs.yaml` instantiates the `DataHubPipelines` component
 (datahub_assets/components/), whose `build_defs` calls the one builder,
-`datahub_assets.build.project.build_definitions` (read specs → validate → build assets,
+`datahub_assets.orchestration.project.build_definitions` (read specs → validate → build assets,
 sensors, jobs, schedules → attach resources and the executor): add new definitions there.
 `dg` commands, workspace.yaml and `-m datahub_assets.definitions` all load this module, so
 they all get the same definitions, built once at import (a forkserver preloads it).
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from datahub_assets.build.project import paused_gc
+from datahub_assets.orchestration.project import paused_gc
 
 
 def _project_root() -> Path:

@@ -5,7 +5,7 @@ pipelines (`spec.models.TableRef`).
 
 `load_input` gives an input the table's current snapshot, in the type its annotation asks for:
 - `pyspark.sql.DataFrame` (or no annotation): a lazy Spark Connect frame (pyiceberg plans the
-  snapshot's files, Spark reads them: `execute.table_reader.read_table`); any size.
+  snapshot's files, Spark reads them: `iceberg.read.read_table`); any size.
 - `pyarrow.Table` / `pandas.DataFrame`: read by pyiceberg in this process, for small tables:
   a table with more than `max_local_rows` rows (snapshot summary) is refused.
 
@@ -114,9 +114,9 @@ def _keep_outcome(run_id: str, key: dg.AssetKey, outcome) -> None:
 
 def _write(spark: SparkSession, catalog, write, *, run_id: str, log):
     """Stage -> audit branch -> checks on the audited snapshot -> one catalog commit: the
-    XML targets' write path (`execute.writers.tables.write_tables`) for one `TableWrite`.
+    XML targets' write path (`iceberg.tables.write_tables`) for one `TableWrite`.
     Raises ChecksFailed (nothing published) when a blocking check fails."""
-    from datahub_assets.execute.writers.tables import write_tables
+    from datahub_assets.iceberg.tables import write_tables
 
     (outcome,) = write_tables(spark, catalog, [write], run_id=run_id, log=log, label=write.where)
     return outcome
@@ -137,7 +137,7 @@ def _referenced(ref, checks) -> dict:
 
 def output_metadata(outcome) -> dict[str, Any]:
     """What the UI shows of a Python asset's materialisation (the XML assets' fields)."""
-    from datahub_assets.build.metadata import table_metadata
+    from datahub_assets.runtime.metadata import table_metadata
 
     metadata = table_metadata(outcome)
     # the Python asset's table name even before its first snapshot
@@ -165,7 +165,7 @@ class IcebergIOManager(dg.ConfigurableIOManager):
     )
 
     def load_input(self, context: dg.InputContext) -> Any:
-        from datahub_assets.execute.table_reader import load_table, read_table
+        from datahub_assets.iceberg.read import load_table, read_table
 
         ref = table_ref(context.asset_key)
         kind = _wanted(getattr(context.dagster_type, "typing_type", None))
@@ -187,7 +187,7 @@ class IcebergIOManager(dg.ConfigurableIOManager):
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         from datahub_assets.execute.outcomes import ChecksFailed
-        from datahub_assets.execute.writers.tables import TableWrite
+        from datahub_assets.iceberg.tables import TableWrite
         from datahub_assets.python.checks import from_json
         from datahub_assets.spec.models import TableTarget
         from datahub_resources.settings import Settings

@@ -8,7 +8,7 @@ ReleaseExecute calls, which keep the process from exiting) reattaching to a dead
   and reattach failures are retried with backoff 100 ms doubling to 2 s for at most
   `DATAHUB_SPARK_RETRY_SECONDS` (default 10) per call, then the call raises. That covers a
   network blip; a Connect endpoint that restarts takes longer, loses the session anyway, and
-  the step's `spark_session` retry (build/retries.py) reconnects.
+  the step's `spark_session` retry (runtime/retries.py) reconnects.
 - **Watchdog** (local server only): a daemon thread checks every
   `DATAHUB_SPARK_WATCHDOG_SECONDS` (default 1; 0 turns it off) that the server process
   recorded in `<state_dir>/server.json` is alive. When it is gone it closes the session's gRPC

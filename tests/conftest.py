@@ -50,7 +50,7 @@ APP_USER_PASSWORD = "s3cr3t-P@ss:w0rd'\\\\"
 def postgres_server():
     """A private PostgreSQL cluster (initdb in a temp dir) on a free loopback port, with a
     password-only role `app_user` (password in `APP_USER_PASSWORD`) besides trust `datahub`."""
-    from datahub_resources import local_servers
+    from datahub_assets.demo import local_servers
 
     def start(root: Path):
         server = local_servers.start_postgres(root)
@@ -67,13 +67,13 @@ def postgres_url(postgres_server):
 
 
 def _private_server(start, prefix: str):
-    """A server from `datahub_resources.local_servers` in its own temp dir (not under pytest's
+    """A server from `datahub_assets.demo.local_servers` in its own temp dir (not under pytest's
     tmp root, which is private to root: the servers run as postgres/mysql), stopped and
     purged at the end."""
     import shutil
     import tempfile
 
-    from datahub_resources import local_servers
+    from datahub_assets.demo import local_servers
 
     root = Path(tempfile.mkdtemp(prefix=prefix))
     try:
@@ -86,7 +86,7 @@ def _private_server(start, prefix: str):
 @pytest.fixture(scope="session")
 def mariadb_server():
     """A private MariaDB server (mariadb-install-db in a temp dir), root without password."""
-    from datahub_resources.local_servers import start_mariadb
+    from datahub_assets.demo.local_servers import start_mariadb
 
     yield from _private_server(start_mariadb, "datahub-mariadb-")
 
@@ -94,6 +94,6 @@ def mariadb_server():
 @pytest.fixture(scope="session")
 def mongo_server():
     """The nx-27017 MongoDB-wire server on a free loopback port, data in a temp dir."""
-    from datahub_resources.local_servers import start_mongo
+    from datahub_assets.demo.local_servers import start_mongo
 
     yield from _private_server(start_mongo, "datahub-mongo-")

@@ -19,7 +19,7 @@ SNAPSHOT = REPO / "tests" / "snapshots" / "definitions.json"
 
 def _graph_snapshot() -> dict:
     """The graph every entry point serves: the one builder (`build_definitions`)."""
-    from datahub_assets.build.project import build_definitions
+    from datahub_assets.orchestration.project import build_definitions
 
     defs = build_definitions(REPO / "pipelines_xml")
     jobs = [j for j in defs.jobs if not j.name.startswith("__")]

@@ -4,7 +4,7 @@ what loading through the `DataHubPipelines` component adds."""
 
 from __future__ import annotations
 
-from datahub_assets.build.project import build_definitions
+from datahub_assets.orchestration.project import build_definitions
 from datahub_resources.settings import Settings
 
 # built at import, like datahub_assets.definitions

@@ -9,10 +9,11 @@ A `defs.yaml` instantiates it (the project's own: `datahub_assets/defs/pipelines
       executor: in_process
 
 It builds nothing itself: `build_defs` resolves the two settings (environment first, then
-the YAML, then the defaults) and calls `datahub_assets.build.project.build_definitions`, the one
-builder, so what `-m datahub_assets.definitions` and the `dg` CLI load is the same. Importing
-this module stays cheap (the `dg` registry imports it to list and document component types):
-the builder is imported only when definitions are built.
+the YAML, then the defaults) and calls
+`datahub_assets.orchestration.project.build_definitions`, the one builder, so what
+`-m datahub_assets.definitions` and the `dg` CLI load is the same. Importing this module
+stays cheap (the `dg` registry imports it to list and document component types): the
+builder is imported only when definitions are built.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class DataHubPipelines(dg.Component, dg.Model, dg.Resolvable):
         return Settings.from_env().executor or self.executor
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
-        from datahub_assets.build.project import build_definitions
+        from datahub_assets.orchestration.project import build_definitions
 
         return build_definitions(
             self.resolved_pipelines_dir(context.project_root),

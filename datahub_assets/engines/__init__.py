@@ -2,7 +2,7 @@
 
 The transformation, check, masking, quarantine and drift code is written once against the
 PySpark DataFrame API. On Spark it runs on the Spark Connect session; on DuckDB it runs on a
-`sqlframe` DuckDB session (the PySpark API compiled to DuckDB SQL, `engines/duckdb.py`),
+`sqlframe` DuckDB session (the PySpark API compiled to DuckDB SQL, `engines/duckdb/session.py`),
 injected, never `sqlframe.activate()`d, so both engines live in one process.
 
 Code that builds columns imports `F`, `T` and `Window` from `engines.api`: they resolve to

@@ -5,7 +5,7 @@ records and the policy has been applied to them:
 
 - `quarantine` (the default in the raw layer when the pipeline has a table target): the
   records go to `<first table>__quarantine` (`Prepared.quarantine`, staged and committed
-  with the run's tables by `writers.quarantine_write`); the count is
+  with the run's tables by `iceberg.quarantine_write`); the count is
   `datahub/malformed_rows` and, for a file drop, each file's ledger row `invalid_rows`;
 - `drop`: counted the same way, not kept;
 - `fail` (the default elsewhere): a file drop rejects each file holding one to

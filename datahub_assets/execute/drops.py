@@ -24,7 +24,7 @@ with lineage columns, and after the commit move every file out of landing.
    columns cannot shift values. Every row gets `_source_file` (the path
    as landed), `_ingested_at` (the run's ingest time) and `_run_id`.
 3. The runner commits the table targets and the ledger entries (`ledger_entries`,
-   `ledger_change`) in one catalog transaction (`writers.tables.write_tables`).
+   `ledger_change`) in one catalog transaction (`iceberg.tables.write_tables`).
 4. `finish`: ingested and already-ingested files move to `processed/<date>/` (with their
    sidecars). A move that fails leaves the file in landing; the ledger makes the next run
    move it without ingesting it again. A move never replaces a file: when the name is taken
@@ -58,7 +58,7 @@ from datahub_assets.engines.api import F, T
 from datahub_assets.execute.context import ExecContext, work_name
 from datahub_assets.execute.malformed import CORRUPT, CORRUPT_OPTIONS, with_corrupt
 from datahub_assets.execute.readers._files import options, schema_for
-from datahub_assets.execute.writers.multi_commit import TableChange, change_of
+from datahub_assets.iceberg.multi_commit import TableChange, change_of
 from datahub_assets.ingest import paths
 from datahub_assets.ingest.fileinfo import FileInfo
 from datahub_assets.ingest.ledger import LedgerEntry, ingested, ledger_ref, ledger_transaction
@@ -540,7 +540,7 @@ def read_drops(source, ctx: ExecContext, batch: DropBatch) -> DataFrame:
 
 def _local_group(batch: DropBatch, files: list[DropFile], source_id: str, group: int) -> dict:
     """{local file: landed path} of one group: links in the run folder (S3 objects are
-    downloaded: the DuckDB engine reads local files, `engines/duckdb_read.py`)."""
+    downloaded: the DuckDB engine reads local files, `engines/duckdb/read.py`)."""
     folder = batch.workdir / source_id / f"g{group}"
     out = {}
     for i, f in enumerate(files):
@@ -551,7 +551,7 @@ def _local_group(batch: DropBatch, files: list[DropFile], source_id: str, group:
 
 def _read_drops_duckdb(source, ctx: ExecContext, batch: DropBatch) -> DataFrame:
     """`read_drops` on the DuckDB engine: the same columns, types and lineage."""
-    from datahub_assets.engines import duckdb_read as R
+    from datahub_assets.engines.duckdb import read as R
     from datahub_assets.execute.readers.csv import csv_options
 
     files = batch.with_status(INGEST, source.id)
@@ -602,7 +602,7 @@ def empty_drops(source, ctx: ExecContext) -> DataFrame:
         ]
     )
     if ctx.on_duckdb:
-        from datahub_assets.engines.duckdb_read import empty
+        from datahub_assets.engines.duckdb.read import empty
 
         return empty(schema)
     return ctx.spark.createDataFrame([], schema)

@@ -55,7 +55,7 @@ from datahub_assets.engines.api import F, T, current
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.readers import materialise, read_source
 from datahub_assets.execute.readers.database import read_increment
-from datahub_assets.execute.table_reader import TableNotFoundError, load_table
+from datahub_assets.iceberg.read import TableNotFoundError, load_table
 from datahub_assets.spec.models import TableRef
 
 PROPERTY_PREFIX = "datahub.watermark."

@@ -119,7 +119,7 @@ def check(
         return df, Found()
     # Spark's CSV parser checks the field count only over the columns a query needs, so the
     # good and the malformed frames must see every column, whatever the query selects
-    if not current().is_duckdb:  # DuckDB's reader (engines/duckdb_read.py) checks every field
+    if not current().is_duckdb:  # DuckDB's reader (engines/duckdb/read.py) checks every field
         df.sparkSession.conf.set("spark.sql.csv.parser.columnPruning.enabled", "false")
     file_col = "_source_file" if "_source_file" in df.columns else FILE_COL
     data = [c for c in df.columns if c not in (CORRUPT, FILE_COL, *LINEAGE)]
@@ -181,7 +181,7 @@ def quarantine_frame(spark, found: Found, run_id: str, where: str) -> DataFrame:
         ),
     )
     if current().is_duckdb:
-        from datahub_assets.engines.duckdb_read import from_arrow
+        from datahub_assets.engines.duckdb.read import from_arrow
 
         return from_arrow(table).withColumn(
             "_quarantined_at", F.current_timestamp().cast(T.TimestampType())

@@ -35,7 +35,7 @@ class TargetOutcome:
     committed_with: tuple[tuple[str, int | None], ...] = ()
     """Other tables the same catalog commit changed for this write (its quarantine tables,
     the file-drop ledger): (identifier, main snapshot before the commit), so
-    `writers.tables.roll_back` can restore them."""
+    `iceberg.tables.roll_back` can restore them."""
 
 
 class ChecksFailed(PipelineRunError):

@@ -4,7 +4,7 @@ Order for a table target: rows are validated (quarantined, dropped or failing th
 incoming schema is compared with the table's and the target's policy applied, then the frame is
 staged. Source-level `onInvalid` runs right after the source is read, against its `schemaRef`.
 Quarantined rows land in `<table>__quarantine` (same namespace) in the same catalog commit as
-the run's tables (`writers.quarantine_write`).
+the run's tables (`iceberg.quarantine_write`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from datahub_assets.execute.quarantine import (
     validate_rows,
 )
 from datahub_assets.execute.schemas import schema_for
-from datahub_assets.execute.table_reader import TableNotFoundError, load_table
+from datahub_assets.iceberg.read import TableNotFoundError, load_table
 from datahub_assets.spec.models import ResolvedTarget, TableRef, TableTarget
 from datahub_resources.iceberg import iceberg_to_spark_schema
 

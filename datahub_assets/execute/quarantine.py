@@ -25,8 +25,8 @@ from typing import Any
 
 from pyspark.sql import Column, DataFrame
 
-from datahub_assets.engines import duckdb_functions as DX
 from datahub_assets.engines.api import F, T
+from datahub_assets.engines.duckdb import functions as DX
 from datahub_assets.execute.checks.predicates import failing, qcol
 from datahub_assets.spec.models import (
     AcceptedValuesCheck,

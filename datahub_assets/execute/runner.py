@@ -1,10 +1,10 @@
 """One pipeline run: read sources → apply transformations → write every target.
 
 The runner orchestrates; the tables are written by ONE call of the write path
-(`writers.tables.write_tables`: stage every table, audit, checks, one catalog commit with the
+(`iceberg.tables.write_tables`: stage every table, audit, checks, one catalog commit with the
 quarantine rows and the file-drop ledger), all or nothing. Each table target is loaded once
 (`_load_tables`) and that Table serves the watermarks, the drift check and the write. If an
-export fails after publishing, `writers.tables.roll_back` moves every table of the commit
+export fails after publishing, `iceberg.tables.roll_back` moves every table of the commit
 back, so a failed run leaves every table as it was. Exports run after the tables are
 published and read the published files back instead of recomputing the plan.
 
@@ -44,12 +44,12 @@ from datahub_assets.execute.mongo.source import read_mongo_source
 from datahub_assets.execute.outcomes import ChecksFailed, PipelineRunError, TargetOutcome
 from datahub_assets.execute.quality import Prepared, prepare_table, validate_source
 from datahub_assets.execute.readers import read_source
-from datahub_assets.execute.table_reader import TableNotFoundError, load_table, read_table
 from datahub_assets.execute.transforms import apply_steps
-from datahub_assets.execute.writers.audit import ConcurrentCommitError
 from datahub_assets.execute.writers.csv_export import write_csv
-from datahub_assets.execute.writers.multi_commit import TableChange, commit_tables
-from datahub_assets.execute.writers.tables import TableWrite, read_written, roll_back, write_tables
+from datahub_assets.iceberg.audit import ConcurrentCommitError
+from datahub_assets.iceberg.multi_commit import TableChange, commit_tables
+from datahub_assets.iceberg.read import TableNotFoundError, load_table, read_table
+from datahub_assets.iceberg.tables import TableWrite, read_written, roll_back, write_tables
 from datahub_assets.ingest.ledger import ensure_ledger, ingested
 from datahub_assets.ingest.validate import Rejection
 from datahub_assets.spec.check_targets import checks_by_target, referenced, table_targets

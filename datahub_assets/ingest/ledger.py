@@ -5,7 +5,7 @@ where it was, what became of it (`ingested` with the rows it added and the data 
 they are in, or `rejected` with the rule and reason) and where it was moved. A file version is
 ingested exactly once because its ledger row is committed in the SAME atomic catalog commit as
 the rows it adds (`ledger_transaction` stages the uncommitted pyiceberg transaction; the write
-path, `execute.writers.tables`, commits it together with the data tables' publish): either
+path, `iceberg.tables`, commits it together with the data tables' publish): either
 both are visible or neither. This package never imports `execute`
 (tests/unit/test_import_cycles.py).
 

@@ -106,7 +106,7 @@ def _apps_of(context: dg.OpExecutionContext, settings: dict[str, Maintenance]) -
 
 
 def _job(settings: dict[str, Maintenance]) -> dg.JobDefinition:
-    from datahub_assets.build.factory import SPARK_POOL
+    from datahub_assets.orchestration.factory import SPARK_POOL
 
     @dg.op(
         name=OP_NAME,
@@ -155,8 +155,8 @@ def run_maintenance(
 ) -> dg.Output[None]:
     """Maintain every table of `apps`; the summary as output metadata, a Failure naming the
     tables that failed."""
-    from datahub_assets.execute.table_reader import data_files
-    from datahub_assets.maintenance.cli import tables_of
+    from datahub_assets.cli.maintain import tables_of
+    from datahub_assets.iceberg.read import data_files
     from datahub_assets.maintenance.tables import _groups, maintain_table
     from datahub_assets.spec.durations import parse_duration
 

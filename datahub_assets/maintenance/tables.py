@@ -36,8 +36,8 @@ from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.table import Table
 from pyspark.sql import SparkSession
 
-from datahub_assets.execute.table_reader import data_files, file_key, read_files, spark_path
-from datahub_assets.execute.writers.table import _data_file, _delete_folder, _written_files
+from datahub_assets.iceberg.read import data_files, file_key, read_files, spark_path
+from datahub_assets.iceberg.table import _data_file, _delete_folder, _written_files
 from datahub_resources.iceberg import iceberg_to_spark_schema
 
 COMPACTION_PROPERTY = "datahub.maintenance"

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 from pyiceberg.exceptions import CommitFailedException
 
-from datahub_assets.build.automation import on_cron
+from datahub_assets.orchestration.automation import on_cron
 from datahub_assets.runs.page import render
 from datahub_assets.runs.store import RUNS_REF, read_rows
 from datahub_assets.runs.summary import markdown, rate_text, summarise

@@ -45,7 +45,7 @@ from pyiceberg.types import (
     TimestamptzType,
 )
 
-from datahub_assets.execute.writers.multi_commit import change_of, commit_tables
+from datahub_assets.iceberg.multi_commit import change_of, commit_tables
 from datahub_assets.spec.models import TableRef
 from datahub_resources.iceberg import ensure_namespace
 

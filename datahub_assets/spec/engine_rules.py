@@ -280,11 +280,11 @@ def _query(sql: str, params: list | None = None) -> list[tuple]:
 def duckdb_function_names() -> frozenset[str]:
     """Lower-case names of DuckDB's functions and macros (an in-memory database's
     `duckdb_functions()`, read once per process), plus the functions the DuckDB engine adds to
-    its connections (`engines/duckdb_functions.py` `FUNCTION_NAMES`, when it declares them)."""
+    its connections (`engines/duckdb/functions.py` `FUNCTION_NAMES`, when it declares them)."""
     rows = _query("SELECT DISTINCT function_name FROM duckdb_functions()")
     names = {str(name).lower() for (name,) in rows}
     try:
-        added = importlib.import_module("datahub_assets.engines.duckdb_functions")
+        added = importlib.import_module("datahub_assets.engines.duckdb.functions")
     except ImportError:
         added = None
     names.update(str(n).lower() for n in getattr(added, "FUNCTION_NAMES", ()))

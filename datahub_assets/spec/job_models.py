@@ -2,7 +2,7 @@
 
 A job pipeline (`<app>/jobs/<job>.xml|.yaml`) orders existing data pipelines, with a failure
 policy per pipeline, run parameters and notifications. `JobPipeline` is what the file says;
-`JobSpec` is the validated job the build stage turns into a Dagster job (`build/jobs.py`).
+`JobSpec` is the validated job the build stage turns into a Dagster job (`orchestration/jobs.py`).
 Notification targets are also the app-wide defaults of `app.yaml` (`AppNotifications`).
 This module imports neither dagster nor pyspark.
 """

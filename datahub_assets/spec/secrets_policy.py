@@ -6,7 +6,7 @@
   expanded (`spec/yaml_reader.py`).
 - A webhook is https://; http:// only to a loopback host, unless the operator sets
   DATAHUB_WEBHOOK_ALLOW_HTTP=1 (the payload and the bearer token would cross the network in
-  clear). A URL held in a urlSecretRef is checked when it is sent (`build/notify_delivery.py`).
+  clear). A URL held in a urlSecretRef is checked when it is sent (`runtime/notify_delivery.py`).
 - An SMTP password (`userSecretRef`) never crosses the network in clear: it needs
   `starttls: true` or `ssl: true`, a loopback server excepted.
 

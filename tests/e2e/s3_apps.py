@@ -71,7 +71,7 @@ def base_env(root: Path, data: str, warehouse: str, aws: dict[str, str]) -> dict
 
 def materialize(env: dict[str, str], keys: list[str]) -> None:
     """Materialise `keys` once the landing files are older than minAgeSeconds."""
-    from datahub_assets.demo_data import settle
+    from datahub_assets.demo.data import settle
 
     settle(Path(env["DATAHUB_PIPELINES_DIR"]))
     run(

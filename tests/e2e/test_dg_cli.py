@@ -150,7 +150,7 @@ def test_dg_lists_and_documents_the_component_type(tmp_path):
 
 @pytest.mark.spark
 def test_dg_launch_materialises_a_selection(tmp_path):
-    from datahub_assets.demo_data import generate, settle
+    from datahub_assets.demo.data import generate, settle
 
     env = _env(tmp_path)
     generate(tmp_path / "data", rows=100, seed=7)
@@ -214,7 +214,7 @@ def _asset_keys(port: int) -> set[str]:
 
 
 def test_dg_dev_docs_tab_and_a_new_pipeline_after_reload(tmp_path):
-    from datahub_resources.local_servers import free_port
+    from datahub_assets.demo.local_servers import free_port
 
     pipes = tmp_path / "pipes"
     env = _env(tmp_path, pipes)

@@ -47,7 +47,7 @@ def demo_spark(tmp_path_factory):
 
 
 def _demo(tmp_path_factory, engine: str):
-    from datahub_resources.local_servers import free_port
+    from datahub_assets.demo.local_servers import free_port
 
     root = tmp_path_factory.mktemp(f"demo_{engine}")
     home = root / "home"

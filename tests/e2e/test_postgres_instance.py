@@ -84,7 +84,7 @@ def _row_count(catalog_uri: str, warehouse: str) -> int:
 @pytest.fixture
 def databases(postgres_server):
     """Two fresh databases on the private cluster: the Dagster instance's and the catalog's."""
-    from datahub_resources import local_servers
+    from datahub_assets.demo import local_servers
 
     suffix = uuid.uuid4().hex[:8]
     names = (f"dagster_{suffix}", f"catalog_{suffix}")

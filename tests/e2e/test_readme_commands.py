@@ -215,7 +215,7 @@ def _port_open(port: int) -> bool:
 def home(tmp_path):
     """A private project: the example apps copied (commands write schemas and new apps into
     the pipelines dir), data, catalog, Dagster instance, crm servers on free ports."""
-    from datahub_resources.local_servers import free_port
+    from datahub_assets.demo.local_servers import free_port
 
     pipelines = tmp_path / "pipelines"
     shutil.copytree(REPO / "pipelines_xml", pipelines)
@@ -585,7 +585,7 @@ def _spark_server(s: Session, env: dict[str, str], tmp: Path) -> None:
 def _probe_make_dev(env: dict[str, str], tmp: Path) -> str | None:
     """Start `make dev` (port from DAGSTER_WEBSERVER_PORT), wait for /server_info to answer
     200, stop it; None, or what went wrong."""
-    from datahub_resources.local_servers import free_port
+    from datahub_assets.demo.local_servers import free_port
 
     port = free_port()
     log_path = tmp / "make-dev.log"

@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.spark, pytest.mark.xdist_group("e2e"
 
 @pytest.fixture(scope="module")
 def s3_demo(s3_endpoint, tmp_path_factory):
-    from datahub_assets.demo_data import generate
+    from datahub_assets.demo.data import generate
     from datahub_resources import spark_server
     from tests.s3 import ACCESS_KEY, REGION, SECRET_KEY, make_client
 
@@ -68,7 +68,7 @@ def _text(client, bucket: str, key: str) -> str:
 
 
 def test_every_table_is_in_the_s3_warehouse_and_every_drop_was_taken(s3_demo):
-    from datahub_assets.execute.table_reader import data_files
+    from datahub_assets.iceberg.read import data_files
 
     client, bucket, catalog = s3_demo["client"], s3_demo["bucket"], s3_demo["catalog"]
     for identifier in s3_apps.tables():

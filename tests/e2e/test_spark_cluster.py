@@ -49,7 +49,7 @@ def master_state(ui_port: int) -> dict:
 
 def start_cluster(root: Path, workers: int = 2, worker_memory: str = "1536m"):
     """(master URL, master UI port, processes) of a standalone cluster on loopback."""
-    from datahub_resources.local_servers import free_port
+    from datahub_assets.demo.local_servers import free_port
 
     port, ui = free_port(), free_port()
     env = os.environ | {
@@ -142,7 +142,7 @@ def cluster(tmp_path_factory):
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory):
     """The apps on `local[*]` (the shared test server), data and warehouse on local disk."""
-    from datahub_assets.demo_data import generate
+    from datahub_assets.demo.data import generate
 
     root = tmp_path_factory.mktemp("local_run")
     generate(root / "data", rows=200)
@@ -156,7 +156,7 @@ def local_run(tmp_path_factory):
 def test_apps_on_a_standalone_cluster_through_an_external_endpoint_equal_local(
     cluster, local_run, s3_endpoint, tmp_path_factory
 ):
-    from datahub_assets.demo_data import generate
+    from datahub_assets.demo.data import generate
     from datahub_resources import spark_server
     from tests.s3 import ACCESS_KEY, REGION, SECRET_KEY, make_client
 

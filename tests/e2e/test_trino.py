@@ -120,7 +120,7 @@ class Trino:
 @pytest.fixture
 def trino_env(tmp_path, postgres_server):
     """The environment deploy/trino/ reads, for a fresh catalog database and warehouse."""
-    from datahub_resources import local_servers
+    from datahub_assets.demo import local_servers
 
     database = f"catalog_{uuid.uuid4().hex[:8]}"
     local_servers.create_database(postgres_server, database)
@@ -202,9 +202,9 @@ def trino(tmp_path, trino_env):
 
 
 def test_trino_reads_data_hub_tables_through_the_deploy_catalog(spark, settings, trino_env, trino):
-    from datahub_assets.execute.writers.table import write_table
+    from datahub_assets.cli.sql import query
+    from datahub_assets.iceberg.table import write_table
     from datahub_assets.spec.models import TableRef, TableTarget
-    from datahub_assets.sql_cli import query
     from datahub_resources.iceberg import open_catalog
 
     catalog = open_catalog(trino_env["_catalog_uri"], trino_env["DATAHUB_WAREHOUSE"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from datahub_assets.build.project import build_assets
+from datahub_assets.orchestration.project import build_assets
 from datahub_assets.spec.loader import load_project
 from datahub_resources.deployment import resources
 

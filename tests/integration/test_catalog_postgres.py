@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pyspark.sql import Row
 
-from datahub_assets.execute.table_reader import read_table
-from datahub_assets.execute.writers.table import write_table
+from datahub_assets.iceberg.read import read_table
+from datahub_assets.iceberg.table import write_table
 from datahub_assets.spec.models import TableRef, TableTarget
 from datahub_resources.iceberg import load_catalog
 from datahub_resources.settings import Settings

@@ -175,8 +175,8 @@ def test_invalid_checks_fail_with_a_reason(spark, df, ctx):
 
 
 def test_referential_against_iceberg_table(spark, df, ctx, settings):
-    from datahub_assets.execute.table_reader import read_table
-    from datahub_assets.execute.writers.table import write_table
+    from datahub_assets.iceberg.read import read_table
+    from datahub_assets.iceberg.table import write_table
     from datahub_resources.iceberg import load_catalog
 
     catalog = load_catalog(settings)

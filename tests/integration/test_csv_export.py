@@ -14,7 +14,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from datahub_assets.engines.api import use
-from datahub_assets.engines.duckdb import duckdb_engine
+from datahub_assets.engines.duckdb.session import duckdb_engine
 from datahub_assets.execute.writers.csv_export import MARKER, write_csv
 from datahub_assets.spec.models import CsvTarget
 from datahub_resources import s3

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 from pyiceberg.io.pyarrow import parquet_file_to_data_file
 
-from datahub_assets.execute.writers import pyiceberg_compat as compat
-from datahub_assets.execute.writers.table import abort, commit, stage_write
+from datahub_assets.iceberg import pyiceberg_compat as compat
+from datahub_assets.iceberg.table import abort, commit, stage_write
 from datahub_assets.spec.models import TableRef, TableTarget
 from datahub_resources.iceberg import load_catalog
 

@@ -9,10 +9,10 @@ from decimal import Decimal
 
 import pytest
 
+from datahub_assets.demo import local_servers
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.runner import PipelineRunError, run_pipeline
 from datahub_assets.spec.loader import load_project
-from datahub_resources import local_servers
 from datahub_resources.iceberg import load_catalog
 from tests.conftest import APP_USER_PASSWORD
 

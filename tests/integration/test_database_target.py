@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from datahub_assets.demo.local_servers import create_database
 from datahub_assets.execute import jdbc
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.runner import PipelineRunError, run_pipeline
@@ -17,7 +18,6 @@ from datahub_assets.execute.writers.database import DatabaseTargetError, write_d
 from datahub_assets.spec.loader import load_project
 from datahub_assets.spec.models import DatabaseTarget, TableRef
 from datahub_resources.iceberg import load_catalog
-from datahub_resources.local_servers import create_database
 from tests.conftest import APP_USER_PASSWORD
 
 pytestmark = pytest.mark.spark
@@ -467,7 +467,7 @@ def test_a_dagster_run_shows_no_credentials(settings, db):
     import dagster as dg
     from dagster._serdes import serialize_value
 
-    from datahub_assets.build.project import build_assets
+    from datahub_assets.orchestration.project import build_assets
     from datahub_resources.deployment import resources
 
     _project(settings, db, "order_id,amount\n1,5.0\n")

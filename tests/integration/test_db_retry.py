@@ -14,9 +14,9 @@ import threading
 import dagster as dg
 import pytest
 
-from datahub_assets.build.project import build_assets
+from datahub_assets.demo import local_servers
+from datahub_assets.orchestration.project import build_assets
 from datahub_assets.spec.loader import load_project
-from datahub_resources import local_servers
 from datahub_resources.deployment import resources
 from datahub_resources.iceberg import load_catalog
 
@@ -69,7 +69,7 @@ class ResettingProxy:
 
 @pytest.mark.usefixtures("spark")
 def test_connection_reset_is_retried_and_the_run_succeeds(settings, postgres_server, monkeypatch):
-    from datahub_assets.build import retries
+    from datahub_assets.runtime import retries
 
     monkeypatch.setattr(retries, "DB_CONNECTION", retries.RetryClass("db_connection", 3, 0))
     local_servers.create_database(postgres_server, "crm_retry")

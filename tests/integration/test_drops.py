@@ -80,7 +80,7 @@ def _ctx(spark, settings, run_id="run-1"):
 
 
 def _rows(spark, catalog):
-    from datahub_assets.execute.table_reader import read_table
+    from datahub_assets.iceberg.read import read_table
     from datahub_assets.spec.models import TableRef
 
     ref = TableRef(app="shop", layer="raw", table="orders")
@@ -208,7 +208,7 @@ def test_a_failed_commit_leaves_files_for_the_retry(spark, settings, monkeypatch
     landing = _landing(settings)
     a = _drop(landing, "a.csv", "order_id,amount\n1,10\n")
     catalog = load_catalog(settings)
-    from datahub_assets.execute.writers import tables as publish
+    from datahub_assets.iceberg import tables as publish
 
     real = publish.commit_tables
 
@@ -314,7 +314,7 @@ def test_declared_schema_reads_reordered_columns_by_name(spark, settings):
     missing = _drop(landing, "c.csv", "order_id,total\n3,1\n")
     catalog = load_catalog(settings)
     run_pipeline(spec, _ctx(spark, settings), catalog)
-    from datahub_assets.execute.table_reader import read_table
+    from datahub_assets.iceberg.read import read_table
     from datahub_assets.spec.models import TableRef
 
     df = read_table(spark, catalog, TableRef(app="shop", layer="raw", table="orders"))

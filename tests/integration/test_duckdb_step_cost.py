@@ -14,12 +14,12 @@ import pytest
 from pydantic import TypeAdapter
 from sqlglot import exp
 
-from datahub_assets.engines import duckdb_functions as DX
 from datahub_assets.engines.api import F, T, use
-from datahub_assets.engines.duckdb import DatahubDuckDBDataFrame, duckdb_engine
-from datahub_assets.engines.duckdb_write import read_files
-from datahub_assets.execute.writers.schema_evolution import align
-from datahub_assets.execute.writers.tables import PipelineRunError, TableWrite, write_tables
+from datahub_assets.engines.duckdb import functions as DX
+from datahub_assets.engines.duckdb.session import DatahubDuckDBDataFrame, duckdb_engine
+from datahub_assets.engines.duckdb.write import read_files
+from datahub_assets.iceberg.schema_evolution import align
+from datahub_assets.iceberg.tables import PipelineRunError, TableWrite, write_tables
 from datahub_assets.spec.models import Check, TableRef, TableTarget
 from datahub_resources.iceberg import load_catalog, spark_to_iceberg_schema
 
@@ -98,7 +98,7 @@ def test_write_without_checks_is_one_commit_and_with_checks_still_audited(engine
 
 
 def test_direct_write_fails_whole_when_another_run_committed_first(engine, settings, monkeypatch):
-    from datahub_assets.execute.writers import tables
+    from datahub_assets.iceberg import tables
 
     catalog = load_catalog(settings)
     _write(engine, catalog, [(1, "a")], run="r1")

@@ -13,7 +13,7 @@ from decimal import Decimal
 import dagster as dg
 import pytest
 
-from datahub_assets.build.project import build_assets
+from datahub_assets.orchestration.project import build_assets
 from datahub_assets.spec.loader import load_project
 from datahub_resources import spark_server
 from datahub_resources.deployment import resources

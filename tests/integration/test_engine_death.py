@@ -48,9 +48,9 @@ RUNNER = r"""
 import json, os, sys, time
 from pathlib import Path
 import dagster as dg
-from datahub_assets.build.project import build_assets
+from datahub_assets.orchestration.project import build_assets
 from datahub_assets.execute import runner
-from datahub_assets.execute.writers import tables as publish
+from datahub_assets.iceberg import tables as publish
 from datahub_assets.spec.loader import load_project
 from datahub_resources import spark_server
 from datahub_resources.deployment import resources
@@ -95,7 +95,7 @@ print("EVENTS " + json.dumps(events))
 CLI = r"""
 import sys, time
 from pathlib import Path
-from datahub_assets.execute.writers import tables
+from datahub_assets.iceberg import tables
 markers = Path(sys.argv.pop(1))
 real = tables.stage_write
 def wrapped(*args, **kwargs):

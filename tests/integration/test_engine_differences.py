@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from datahub_assets.engines.api import current, use
-from datahub_assets.engines.duckdb import duckdb_engine
+from datahub_assets.engines.duckdb.session import duckdb_engine
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.readers import read_source
 from datahub_assets.execute.runner import build_datasets, run_pipeline

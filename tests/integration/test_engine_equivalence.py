@@ -23,7 +23,7 @@ import pyarrow as pa
 import pytest
 
 from datahub_assets.engines.api import use
-from datahub_assets.engines.duckdb import duckdb_engine
+from datahub_assets.engines.duckdb.session import duckdb_engine
 from datahub_assets.execute.checks import evaluate_checks
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.quarantine import validate_rows

@@ -1,5 +1,5 @@
 """File sources read on both engines give the same frame: columns, types, values, source file
-columns and malformed-record verdicts (engines/duckdb_read.py against Spark's readers).
+columns and malformed-record verdicts (engines/duckdb/read.py against Spark's readers).
 
 Each case reads the same files with the Spark engine (the shared Spark Connect server) and with
 the DuckDB engine (`duckdb_engine(settings)` inside `engines.api.use`), and compares the two
@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from datahub_assets.engines.api import use
-from datahub_assets.engines.duckdb import duckdb_engine
+from datahub_assets.engines.duckdb.session import duckdb_engine
 from datahub_assets.execute import malformed
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.drops import plan_batch, read_drops
@@ -510,7 +510,7 @@ def test_csv_malformed_lines_same_verdicts(spark, data):
 def test_csv_malformed_large_files_and_latin1_line_mode(spark, data, monkeypatch):
     """Large files are split into lines by DuckDB's CSV reader (not from their whole text):
     the same verdicts, also for a non-UTF-8 file."""
-    from datahub_assets.engines import duckdb_read
+    from datahub_assets.engines.duckdb import read as duckdb_read
 
     monkeypatch.setattr(duckdb_read, "SMALL_FILE", 0)
     lines = ["id,name"] + [f"{i},Zoë {i}" for i in range(1, 100)]

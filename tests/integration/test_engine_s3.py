@@ -1,5 +1,5 @@
 """S3 on the DuckDB engine (no httpfs: pyarrow's S3 client registered as an fsspec filesystem,
-engines/duckdb_s3.py), against Spark (S3A) on the same moto S3 server.
+engines/duckdb/s3.py), against Spark (S3A) on the same moto S3 server.
 
 The whole platform is on S3 here: data paths (DATAHUB_DATA_DIR=s3://...), the Iceberg warehouse
 (DATAHUB_WAREHOUSE=s3://...), file drops and CSV exports. The same pipelines run in two apps,
@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from datahub_assets.engines import duckdb_s3
-from datahub_assets.engines.duckdb import duckdb_engine
+from datahub_assets.engines.duckdb import s3 as duckdb_s3
+from datahub_assets.engines.duckdb.session import duckdb_engine
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.runner import run_pipeline
 from datahub_assets.ingest.ledger import ledger_ref

@@ -23,10 +23,10 @@ from pyiceberg.types import LongType, NestedField, StringType
 
 from datahub_assets.engines.api import T, use
 from datahub_assets.engines.base import spark_engine
-from datahub_assets.engines.duckdb import duckdb_engine
-from datahub_assets.execute.table_reader import read_table
+from datahub_assets.engines.duckdb.session import duckdb_engine
 from datahub_assets.execute.writers.csv_export import write_csv
-from datahub_assets.execute.writers.tables import (
+from datahub_assets.iceberg.read import read_table
+from datahub_assets.iceberg.tables import (
     ChecksFailed,
     PipelineRunError,
     TableWrite,

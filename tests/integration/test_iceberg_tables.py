@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from datahub_assets.execute.table_reader import TableNotFoundError, read_table
-from datahub_assets.execute.writers.schema_evolution import SchemaMismatchError
-from datahub_assets.execute.writers.table import (
+from datahub_assets.iceberg.read import TableNotFoundError, read_table
+from datahub_assets.iceberg.schema_evolution import SchemaMismatchError
+from datahub_assets.iceberg.table import (
     abort,
     commit,
     rollback,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from datahub_assets.build import jobs as jobs_module
-from datahub_assets.build.jobs import build_jobs
+from datahub_assets.orchestration import jobs as jobs_module
+from datahub_assets.orchestration.jobs import build_jobs
 from datahub_assets.spec.loader import load_project
 from datahub_resources.deployment import resources
 from datahub_resources.iceberg import load_catalog
@@ -207,7 +207,7 @@ def test_run_date_and_parameters_reach_the_pipeline(settings):
 
 def _asset_project(settings):
     _project(settings, "halt")
-    from datahub_assets.build.project import build_assets
+    from datahub_assets.orchestration.project import build_assets
 
     project = load_project(settings.pipelines_dir)
     return {a.node_def.name: a for a in build_assets(project)}
@@ -217,8 +217,8 @@ def _asset_project(settings):
 def test_commit_conflict_is_retried(settings, monkeypatch):
     """Another writer commits to the table between this run's staging and its publish: the
     step fails with a real catalog conflict, is retried, and the retry publishes."""
-    from datahub_assets.build import retries
     from datahub_assets.execute import runner
+    from datahub_assets.runtime import retries
 
     monkeypatch.setattr(retries, "COMMIT_CONFLICT", retries.RetryClass("commit_conflict", 3, 0))
     asset = _asset_project(settings)["shop__bronze__a"]
@@ -245,8 +245,9 @@ def test_commit_conflict_is_retried(settings, monkeypatch):
 
 SPARK_DROP = """
 import dagster as dg
-from datahub_assets.build import factory, retries
-from datahub_assets.build.project import build_assets
+from datahub_assets.orchestration import factory
+from datahub_assets.runtime import retries
+from datahub_assets.orchestration.project import build_assets
 from datahub_assets.spec.loader import load_project
 from datahub_resources.deployment import resources
 from datahub_resources.settings import Settings

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from datahub_assets.engines.api import use
-from datahub_assets.engines.duckdb import duckdb_engine
+from datahub_assets.engines.duckdb.session import duckdb_engine
 from datahub_assets.execute import drops
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.runner import run_pipeline

@@ -16,7 +16,7 @@ from pyiceberg.table.update import AssertRefSnapshotId
 from pyiceberg.types import LongType, NestedField
 
 from datahub_assets.execute.drops import ledger_change
-from datahub_assets.execute.writers.multi_commit import change_of, commit_tables
+from datahub_assets.iceberg.multi_commit import change_of, commit_tables
 from datahub_assets.ingest import ledger as ledger_mod
 from datahub_assets.ingest.ledger import (
     COMPACT_AFTER_FILES,

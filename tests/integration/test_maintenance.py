@@ -13,8 +13,8 @@ import pytest
 from pyiceberg.table.refs import SnapshotRefType
 from pyiceberg.table.update import SetSnapshotRefUpdate
 
-from datahub_assets.execute.table_reader import data_files, read_table
-from datahub_assets.execute.writers.table import write_table
+from datahub_assets.iceberg.read import data_files, read_table
+from datahub_assets.iceberg.table import write_table
 from datahub_assets.maintenance.tables import (
     Report,
     compact,

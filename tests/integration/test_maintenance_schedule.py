@@ -11,8 +11,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from datahub_assets.execute.table_reader import data_files
-from datahub_assets.execute.writers.table import write_table
+from datahub_assets.iceberg.read import data_files
+from datahub_assets.iceberg.table import write_table
 from datahub_assets.maintenance.defs import (
     APPS_TAG,
     JOB_NAME,
@@ -157,8 +157,8 @@ def test_an_unknown_app_in_the_tag_fails_the_step_naming_the_known_ones(settings
 
 
 def test_the_project_definitions_hold_the_job_and_its_schedules(tmp_path):
-    """build/project.py adds them: they load beside the project's own definitions."""
-    from datahub_assets.build.project import build_definitions
+    """orchestration/project.py adds them: they load beside the project's own definitions."""
+    from datahub_assets.orchestration.project import build_definitions
 
     root = tmp_path / "pipelines"
     _, schedules = maintenance_definitions(_project(root))

@@ -16,7 +16,7 @@ import pytest
 
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.runner import PipelineRunError, run_pipeline
-from datahub_assets.execute.table_reader import read_table
+from datahub_assets.iceberg.read import read_table
 from datahub_assets.ingest.ledger import ledger_ref, read_ledger
 from datahub_assets.ingest.validate import SCAN_BYTES
 from datahub_assets.spec.loader import load_project

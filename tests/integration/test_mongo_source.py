@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 import pytest
 from pymongo import MongoClient
 
+from datahub_assets.cli.mongo import infer_schema_file
 from datahub_assets.execute.context import ExecContext
-from datahub_assets.execute.mongo.cli import infer_schema_file
 from datahub_assets.execute.mongo.read import plan_read
 from datahub_assets.execute.mongo.source import read_mongo
 from datahub_assets.execute.runner import PipelineRunError, run_pipeline

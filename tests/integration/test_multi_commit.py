@@ -16,7 +16,7 @@ from pyiceberg.table import Table
 from pyiceberg.table.update import AssertRefSnapshotId, SetPropertiesUpdate
 from pyiceberg.types import LongType, NestedField
 
-from datahub_assets.execute.writers.multi_commit import TableChange, change_of, commit_tables
+from datahub_assets.iceberg.multi_commit import TableChange, change_of, commit_tables
 from datahub_resources.iceberg import open_catalog
 
 SCHEMA = Schema(NestedField(1, "id", LongType(), required=False))

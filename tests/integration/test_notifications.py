@@ -14,8 +14,8 @@ import dagster as dg
 import pytest
 from aiosmtpd.controller import Controller
 
-from datahub_assets.build.jobs import build_jobs
-from datahub_assets.build.notify import check_sla, notification_sensors, sla_assets
+from datahub_assets.orchestration.jobs import build_jobs
+from datahub_assets.orchestration.notify import check_sla, notification_sensors, sla_assets
 from datahub_assets.spec.loader import load_project
 from datahub_resources.deployment import resources
 
@@ -242,7 +242,7 @@ def test_sla_miss_notifies_once_per_materialization(settings, sinks):
 
 
 def test_dead_targets_are_logged_and_never_raise():
-    from datahub_assets.build.notify_delivery import deliver
+    from datahub_assets.runtime.notify_delivery import deliver
     from datahub_assets.spec.job_models import SmtpServer, WebhookNotification
 
     logs: list[str] = []

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from datahub_assets.build.notify_delivery import deliver
+from datahub_assets.runtime.notify_delivery import deliver
 from datahub_assets.spec.job_models import EmailNotification, SmtpServer, WebhookNotification
 
 MAIL = EmailNotification.model_validate({"to": "ops@example.com"})

@@ -6,10 +6,10 @@ from datetime import datetime
 
 import pytest
 
-from datahub_assets.execute.table_reader import read_table
-from datahub_assets.execute.writers.audit import audit_commit
-from datahub_assets.execute.writers.table import stage_write, write_table
-from datahub_assets.ops import history, parse_table, rollback
+from datahub_assets.cli.ops import history, parse_table, rollback
+from datahub_assets.iceberg.audit import audit_commit
+from datahub_assets.iceberg.read import read_table
+from datahub_assets.iceberg.table import stage_write, write_table
 from datahub_assets.spec.models import TableRef, TableTarget
 from datahub_resources.iceberg import load_catalog
 

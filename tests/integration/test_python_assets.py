@@ -18,7 +18,7 @@ import pytest
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
-from datahub_assets.execute.writers.table import write_table
+from datahub_assets.iceberg.table import write_table
 from datahub_assets.python import checks as c
 from datahub_assets.python import table_asset
 from datahub_assets.spec.errors import SpecErrors
@@ -347,7 +347,7 @@ def _project(tmp_path: Path, python: str, reader: bool = True) -> Path:
 
 
 def test_an_xml_pipeline_reads_a_python_assets_table(tmp_path):
-    from datahub_assets.build.project import build_definitions
+    from datahub_assets.orchestration.project import build_definitions
 
     root = _project(tmp_path, PY_ASSET)
     project = load_project(root)
@@ -408,7 +408,7 @@ CYCLE_READER = """<?xml version="1.0" encoding="UTF-8"?>
 
 
 def test_a_cycle_through_a_python_asset_is_located(tmp_path):
-    from datahub_assets.build.project import build_definitions
+    from datahub_assets.orchestration.project import build_definitions
 
     root = _project(tmp_path, PY_ASSET.replace("silver.orders", "service.features_copy"))
     (root / "shop" / "service" / "features_copy.xml").write_text(CYCLE_READER)

@@ -188,7 +188,7 @@ def test_table_source_uses_read_table(ctx, spark):
 
 
 def test_unreachable_database_names_source_url_and_reason(ctx):
-    from datahub_resources.local_servers import free_port
+    from datahub_assets.demo.local_servers import free_port
 
     url = f"jdbc:postgresql://127.0.0.1:{free_port()}/y"  # nothing listens there
     with pytest.raises(SourceError, match=f"source 'd': cannot connect to {url}: .*refused"):

@@ -223,7 +223,7 @@ def test_a_catch_up_that_loses_a_race_reads_again(instance, catalog, monkeypatch
 
 
 def test_rolling_the_table_back_records_the_runs_again(instance, catalog):
-    from datahub_assets.ops import parse_table, rollback
+    from datahub_assets.cli.ops import parse_table, rollback
 
     _run(instance)
     sync_once(instance, catalog)
@@ -261,8 +261,8 @@ def test_canceled_runs_and_failures_outside_any_step(instance, catalog):
 
 
 def test_job_pipeline_steps_report_what_their_policy_swallowed(instance, catalog):
-    """build/jobs.py: a step whose pipeline failed under onFailure=continue succeeds and says
-    so in an observation; a step a halt kept from starting observes `halted`."""
+    """orchestration/jobs.py: a step whose pipeline failed under onFailure=continue succeeds
+    and says so in an observation; a step a halt kept from starting observes `halted`."""
 
     def step(name: str, outcome: str | None):
         @dg.op(name=name, tags={"datahub/pipeline": f"shop.{name}"})
@@ -400,7 +400,7 @@ SILVER_XML = """<pipeline id="orders_silver" layer="silver">
 @pytest.mark.spark
 @pytest.mark.usefixtures("spark")
 def test_real_pipeline_runs_are_recorded(settings, instance, catalog):
-    from datahub_assets.build.project import build_assets
+    from datahub_assets.orchestration.project import build_assets
     from datahub_assets.spec.loader import load_project
     from datahub_resources.deployment import resources
 
@@ -468,7 +468,7 @@ DROP_XML = """<pipeline id="events_raw" layer="raw">
 def test_a_file_drop_run_records_the_rows_it_read(settings, instance, catalog):
     """Two files, 5 data lines, one of them malformed (an extra field: quarantined): the run
     record reads 5 rows and writes 4, as the file ledger counts them."""
-    from datahub_assets.build.project import build_assets
+    from datahub_assets.orchestration.project import build_assets
     from datahub_assets.spec.loader import load_project
     from datahub_resources.deployment import resources
 

@@ -155,7 +155,7 @@ def test_server_secrets_stay_off_the_command_line(s3_platform):
 def test_drops_raw_silver_lookup_json_and_export_all_on_s3(s3_platform):
     from datahub_assets.execute.context import ExecContext
     from datahub_assets.execute.runner import run_pipeline
-    from datahub_assets.execute.table_reader import data_files
+    from datahub_assets.iceberg.read import data_files
     from datahub_assets.ingest.ledger import ledger_ref
     from datahub_assets.spec.loader import load_project
 
@@ -238,7 +238,7 @@ def test_drops_raw_silver_lookup_json_and_export_all_on_s3(s3_platform):
 
     # a second overwrite replaces the partitioned files; Spark reads the table back from S3
     run_pipeline(specs["orders_silver"], ctx("run-silver-2"), catalog)
-    from datahub_assets.execute.table_reader import read_table
+    from datahub_assets.iceberg.read import read_table
     from datahub_assets.spec.models import TableRef
 
     df = read_table(spark, catalog, TableRef(app="shop", layer="silver", table="orders"))

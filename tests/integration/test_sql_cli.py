@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from datahub_assets import cli
-from datahub_assets.execute.writers.table import write_table
+from datahub_assets.cli.sql import dotted_names, resolve
+from datahub_assets.iceberg.table import write_table
 from datahub_assets.spec.models import TableRef, TableTarget
-from datahub_assets.sql_cli import dotted_names, resolve
 from datahub_resources.iceberg import load_catalog
 
 TABLES = {"shop_raw": {"orders", "orders__files"}, "shop_gold": {"totals"}}

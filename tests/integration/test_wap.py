@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from datahub_assets.execute.table_reader import TableNotFoundError, read_table
-from datahub_assets.execute.writers.audit import (
+from datahub_assets.iceberg.audit import (
     ConcurrentCommitError,
     audit_branch,
     audit_commit,
     discard,
     publish,
 )
-from datahub_assets.execute.writers.table import commit, stage_write, write_table
+from datahub_assets.iceberg.read import TableNotFoundError, read_table
+from datahub_assets.iceberg.table import commit, stage_write, write_table
 from datahub_assets.spec.models import TableRef, TableTarget
 from datahub_resources.iceberg import load_catalog
 

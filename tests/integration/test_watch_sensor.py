@@ -10,9 +10,9 @@ import time
 import dagster as dg
 import pytest
 
-from datahub_assets.build import sensors
-from datahub_assets.build.project import build_assets
-from datahub_assets.build.sensors import BATCH_TAG, INGEST_TAG, WATCH_TAG, watch_sensors
+from datahub_assets.orchestration import sensors
+from datahub_assets.orchestration.project import build_assets
+from datahub_assets.orchestration.sensors import BATCH_TAG, INGEST_TAG, WATCH_TAG, watch_sensors
 from datahub_assets.spec.loader import load_project
 from datahub_resources.deployment import resources
 
@@ -211,7 +211,7 @@ def test_files_of_a_failed_run_are_asked_for_again_after_a_backoff(project, monk
     defs, instance, landing = project
     a = _drop(landing, "a.csv", "id,amount\n1,1\n")
     first = _tick(defs, instance)
-    from datahub_assets.execute.writers import tables as publish
+    from datahub_assets.iceberg import tables as publish
 
     def unreachable(*_args, **_kwargs):
         raise RuntimeError("catalog unreachable")
@@ -283,7 +283,7 @@ def test_s3_drops_through_the_dagster_s3_resource_with_an_endpoint_override(sett
         f"rejected/{day}/orders/b.csv",
         f"rejected/{day}/orders/b.csv.reason.json",
     ]
-    from datahub_assets.execute.table_reader import read_table
+    from datahub_assets.iceberg.read import read_table
     from datahub_assets.spec.models import TableRef
     from datahub_resources.iceberg import load_catalog
     from datahub_resources.spark import connect

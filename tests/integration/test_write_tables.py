@@ -10,8 +10,8 @@ import pytest
 from pydantic import TypeAdapter
 
 from datahub_assets.execute.drops import ledger_change
-from datahub_assets.execute.writers.table import write_table
-from datahub_assets.execute.writers.tables import ChecksFailed, TableWrite, roll_back, write_tables
+from datahub_assets.iceberg.table import write_table
+from datahub_assets.iceberg.tables import ChecksFailed, TableWrite, roll_back, write_tables
 from datahub_assets.ingest.ledger import LedgerEntry, ensure_ledger, ledger_ref, read_ledger
 from datahub_assets.spec.models import Check, TableRef, TableTarget
 from datahub_resources.iceberg import load_catalog

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from datahub_assets.build.project import build_assets
+from datahub_assets.orchestration.project import build_assets
 from datahub_assets.spec.loader import load_project
 from datahub_resources.deployment import resources
 

@@ -9,8 +9,8 @@ import dagster as dg
 import pytest
 import yaml
 
-from datahub_assets.build.project import build_definitions
 from datahub_assets.components import DataHubPipelines
+from datahub_assets.orchestration.project import build_definitions
 
 REPO = Path(__file__).resolve().parents[2]
 TYPE_NAME = "datahub_assets.components.DataHubPipelines"

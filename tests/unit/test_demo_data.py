@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from datahub_assets.demo_data import generate
+from datahub_assets.demo.data import generate
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS = 400

@@ -1,10 +1,10 @@
-"""The DuckDB engine's session (engines/duckdb.py): limits, spill folder, one connection per
+"""The DuckDB engine's session (engines/duckdb/session.py): limits, spill folder, one connection per
 run without state leaking from the previous run, PySpark's withColumn semantics."""
 
 from __future__ import annotations
 
 from datahub_assets.engines.api import F, current, use
-from datahub_assets.engines.duckdb import duckdb_engine
+from datahub_assets.engines.duckdb.session import duckdb_engine
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.transforms import apply_steps
 from datahub_assets.spec import models as m

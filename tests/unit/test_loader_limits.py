@@ -31,7 +31,7 @@ import pytest
 from spec_helpers import find_error, write
 
 from datahub_assets import cli
-from datahub_assets.build.project import build_definitions  # Dagster imported at collection
+from datahub_assets.orchestration.project import build_definitions  # Dagster imported at collection
 from datahub_assets.spec.errors import SpecError, SpecErrors
 from datahub_assets.spec.jobs import read_job_text
 from datahub_assets.spec.loader import load_project, read_pipeline_text

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from datahub_resources import local_servers
+from datahub_assets.demo import local_servers
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="the service folder is only used when the servers run as root"

@@ -1,4 +1,4 @@
-"""What `execute.writers.pyiceberg_compat` relies on in pyiceberg still exists, with the
+"""What `iceberg.pyiceberg_compat` relies on in pyiceberg still exists, with the
 signature it calls. After a pyiceberg upgrade a failure here names the attribute that moved:
 adapt pyiceberg_compat (only there), then widen the pin in pyproject.toml."""
 
@@ -16,7 +16,7 @@ from pyiceberg.io.fileformat import DataFileStatistics
 from pyiceberg.schema import Schema
 from pyiceberg.table import CommitTableResponse, Table, Transaction
 
-from datahub_assets.execute.writers import pyiceberg_compat as compat
+from datahub_assets.iceberg import pyiceberg_compat as compat
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from datahub_assets.build.project import build_assets
+from datahub_assets.orchestration.project import build_assets
 from datahub_assets.spec.loader import load_project
 
 REPO = Path(__file__).resolve().parents[2]

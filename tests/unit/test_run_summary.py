@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from datahub_assets.runs.cli import parse_since
+from datahub_assets.cli.runs import parse_since
 from datahub_assets.runs.page import render
 from datahub_assets.runs.records import signature, trigger_of
 from datahub_assets.runs.summary import markdown, summarise

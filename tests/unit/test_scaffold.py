@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 from datahub_assets import cli
-from datahub_assets.scaffold import (
+from datahub_assets.cli.scaffold import (
     SOURCES,
     TARGETS,
     Request,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from datahub_assets.build.params import run_parameters
-from datahub_assets.build.retries import (
+from datahub_assets.runtime.params import run_parameters
+from datahub_assets.runtime.retries import (
     COMMIT_CONFLICT,
     DB_CONNECTION,
     SPARK_SESSION,

@@ -278,7 +278,7 @@ def _build(root: Path) -> None:
     """Stage 3: Dagster definitions of an accepted app build and are loadable."""
     import dagster as dg
 
-    from datahub_assets.build.project import build_definitions
+    from datahub_assets.orchestration.project import build_definitions
 
     dg.Definitions.validate_loadable(build_definitions(root))
 

@@ -381,7 +381,7 @@ def test_column_descriptions_yaml_and_duplicates(tmp_path):
     ],
 )
 def test_referential_ref_is_checked(tmp_path, ref, fragment):
-    """`build/checks.py` unpacked the ref while building the Dagster definitions."""
+    """`orchestration/checks.py` unpacked the ref while building the Dagster definitions."""
     text = pipeline(checks=f'<referential column="id" ref="{ref}"/>')
     expect(tmp_path, text, "<referential", fragment)
 

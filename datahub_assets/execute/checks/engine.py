@@ -14,9 +14,9 @@ from datetime import datetime
 
 from pyspark.sql import DataFrame, SparkSession
 
-from datahub_assets.engines import duckdb_functions as DX
 from datahub_assets.engines.api import T
-from datahub_assets.engines.duckdb_functions import type_string
+from datahub_assets.engines.duckdb import functions as DX
+from datahub_assets.engines.duckdb.functions import type_string
 from datahub_assets.execute.checks import aggregate as agg
 from datahub_assets.execute.checks import results, samples
 from datahub_assets.execute.checks.duration import parse_duration

@@ -7,8 +7,8 @@ from functools import reduce
 
 from pyspark.sql import Column
 
-from datahub_assets.engines import duckdb_functions as DX
 from datahub_assets.engines.api import F
+from datahub_assets.engines.duckdb import functions as DX
 from datahub_assets.spec.models import (
     AcceptedValuesCheck,
     ExpressionCheck,

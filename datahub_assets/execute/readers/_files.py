@@ -76,7 +76,7 @@ def duck_files(
     cannot be installed offline, so the objects of an s3:// path are downloaded into the
     run's folder first (`s3_download`; `duck_call` reads them into the run's database and
     removes the copies)."""
-    from datahub_assets.engines import duckdb_read
+    from datahub_assets.engines.duckdb import read as duckdb_read
 
     local = _local(path)
     if local is None:
@@ -136,8 +136,8 @@ def duck_call(source_id: str, path: str, read, ctx: ExecContext | None = None):
     """`read()` on the DuckDB engine, its errors as a SourceError naming the source. For an
     s3:// path (`ctx` given) the rows are computed into the run's database, the downloaded
     copies removed and the file column names the objects (s3a://, as Spark's does)."""
-    from datahub_assets.engines import duckdb_read
     from datahub_assets.engines.api import current
+    from datahub_assets.engines.duckdb import read as duckdb_read
 
     try:
         df = read()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame
 
-from datahub_assets.engines import duckdb_read
 from datahub_assets.engines.api import F
+from datahub_assets.engines.duckdb import read as duckdb_read
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.malformed import CORRUPT_OPTIONS, FILE_COL, with_corrupt
 from datahub_assets.execute.readers._files import (
@@ -66,7 +66,7 @@ def csv_options(source: CsvSource) -> duckdb_read.CsvOptions:
 
 
 def read_csv_duckdb(source: CsvSource, ctx: ExecContext, path: str, corrupt: bool) -> DataFrame:
-    """`read_csv` on the DuckDB engine (`engines.duckdb_read`: Spark's columns and types)."""
+    """`read_csv` on the DuckDB engine (`engines.duckdb.read`: Spark's columns and types)."""
     files = duck_files(path, source.id, ctx)
     schema = schema_for(source.schema_ref, ctx) if source.schema_ref else None
     return duck_call(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame
 
-from datahub_assets.engines import duckdb_read
 from datahub_assets.engines.api import F
+from datahub_assets.engines.duckdb import read as duckdb_read
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.malformed import CORRUPT_OPTIONS, FILE_COL, with_corrupt
 from datahub_assets.execute.readers._files import (

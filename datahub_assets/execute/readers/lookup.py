@@ -6,8 +6,8 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame
 
-from datahub_assets.engines import duckdb_read
 from datahub_assets.engines.api import F
+from datahub_assets.engines.duckdb import read as duckdb_read
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.readers._files import (
     check_exists,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame
 
-from datahub_assets.engines import duckdb_functions as DX
 from datahub_assets.engines.api import F
+from datahub_assets.engines.duckdb import functions as DX
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.transforms._base import (
     TransformError,

@@ -11,8 +11,8 @@ from collections import Counter
 from pyspark.sql import Column, DataFrame
 from pyspark.sql.types import ArrayType, DataType, MapType
 
-from datahub_assets.engines import duckdb_functions as DX
 from datahub_assets.engines.api import F, T
+from datahub_assets.engines.duckdb import functions as DX
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.transforms._base import TransformError, dataset, register
 from datahub_assets.spec.models import Flatten

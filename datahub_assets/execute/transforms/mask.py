@@ -27,8 +27,8 @@ import itertools
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pyspark.sql import Column, DataFrame
 
-from datahub_assets.engines import duckdb_functions as DX
 from datahub_assets.engines.api import F, current
+from datahub_assets.engines.duckdb import functions as DX
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.transforms._base import (
     TransformError,

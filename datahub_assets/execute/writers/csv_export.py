@@ -8,7 +8,7 @@ moves the new files into the existing folder (each file appears whole), `error` 
 files are removed. s3:// paths use Spark's writer directly (S3 has no rename): readers may
 see a partially written export there. The row count comes from one `count()` of the frame,
 locally checkpointed first so the write does not recompute it. On the DuckDB engine DuckDB
-writes the files (`engines.duckdb_write.write_csv_folder`: Spark's file names, folders,
+writes the files (`engines.duckdb.write.write_csv_folder`: Spark's file names, folders,
 quoting and value formats), on S3 too (`write_csv_s3`: Spark's save modes).
 
 Every export folder (local or S3) carries a `_DATAHUB_EXPORT` marker naming the target that
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 
-from datahub_assets.engines import duckdb_write
+from datahub_assets.engines.duckdb import write as duckdb_write
 from datahub_assets.spec.models import CsvTarget
 from datahub_resources import s3
 

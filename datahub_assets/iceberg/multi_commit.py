@@ -53,7 +53,7 @@ from sqlalchemy import CursorResult, update
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm import Session
 
-from datahub_assets.execute.writers import pyiceberg_compat as compat
+from datahub_assets.iceberg import pyiceberg_compat as compat
 
 
 @dataclass(frozen=True)

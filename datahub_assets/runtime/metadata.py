@@ -1,5 +1,6 @@
-"""What the Dagster UI shows of a table materialisation, for XML targets (`build/factory.py`,
-`build/jobs.py`) and Python assets (`datahub_resources/iceberg_io.py`) alike."""
+"""What the Dagster UI shows of a table materialisation, for XML targets
+(`orchestration/factory.py`, `orchestration/jobs.py`) and Python assets
+(`datahub_resources/iceberg_io.py`) alike."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from typing import Any
 
 import dagster as dg
 
-from datahub_assets.build.keys import asset_key
 from datahub_assets.execute.outcomes import TargetOutcome
+from datahub_assets.orchestration.keys import asset_key
 
 ROWS_WRITTEN = "datahub/rows_written"
 

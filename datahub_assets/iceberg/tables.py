@@ -1,14 +1,14 @@
 """The one write path into Iceberg tables: stage -> audit -> checks -> one catalog commit.
 
     write_tables(spark, catalog, [TableWrite, ...], run_id=..., log=...)
-      1 stage      the engine writes each frame's Parquet files (`writers.table.stage_write`),
-                   schema evolution staged with it (`writers.schema_evolution`); the
-                   quarantine frames likewise (`writers.quarantine_write`)
+      1 stage      the engine writes each frame's Parquet files (`iceberg.table.stage_write`),
+                   schema evolution staged with it (`iceberg.schema_evolution`); the
+                   quarantine frames likewise (`iceberg.quarantine_write`)
       2 audit      each table's snapshot is committed on the run's audit branch, main
-                   unmoved (`writers.audit`)
+                   unmoved (`iceberg.audit`)
       3 checks     the checks run on the audited snapshots; an `error` failure discards
                    every branch and raises ChecksFailed
-      4 publish    ONE catalog commit (`writers.multi_commit`): main of every table moves to
+      4 publish    ONE catalog commit (`iceberg.multi_commit`): main of every table moves to
                    its audited snapshot, the quarantine rows and `also_commit`'s changes (the
                    file-drop ledger) land in the same transaction - all or nothing
     roll_back(catalog, outcomes)  after a later failure (an export): every table of the
@@ -44,18 +44,18 @@ from pyspark.sql import DataFrame, SparkSession
 from datahub_assets.engines.api import T
 from datahub_assets.execute.checks import CheckOutcome, evaluate_checks
 from datahub_assets.execute.outcomes import ChecksFailed, PipelineRunError, TargetOutcome
-from datahub_assets.execute.table_reader import data_files, read_files, read_table
-from datahub_assets.execute.writers import pyiceberg_compat as compat
-from datahub_assets.execute.writers.audit import (
+from datahub_assets.iceberg import pyiceberg_compat as compat
+from datahub_assets.iceberg.audit import (
     audit_branch,
     audit_commit,
     discard,
     publish_change,
     rollback_change,
 )
-from datahub_assets.execute.writers.multi_commit import TableChange, change_of, commit_tables
-from datahub_assets.execute.writers.quarantine_write import QuarantineWrites, stage_quarantine
-from datahub_assets.execute.writers.table import (
+from datahub_assets.iceberg.multi_commit import TableChange, change_of, commit_tables
+from datahub_assets.iceberg.quarantine_write import QuarantineWrites, stage_quarantine
+from datahub_assets.iceberg.read import data_files, read_files, read_table
+from datahub_assets.iceberg.table import (
     CommitResult,
     StagedWrite,
     abort,

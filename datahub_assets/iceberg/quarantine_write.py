@@ -23,9 +23,9 @@ from pyspark.sql import DataFrame, SparkSession
 
 from datahub_assets.engines.api import F
 from datahub_assets.execute.malformed import MALFORMED_RULE
-from datahub_assets.execute.table_reader import TableNotFoundError, load_table, read_files
-from datahub_assets.execute.writers.multi_commit import TableChange, change_of
-from datahub_assets.execute.writers.table import StagedWrite, abort, produce_snapshot, stage_write
+from datahub_assets.iceberg.multi_commit import TableChange, change_of
+from datahub_assets.iceberg.read import TableNotFoundError, load_table, read_files
+from datahub_assets.iceberg.table import StagedWrite, abort, produce_snapshot, stage_write
 from datahub_assets.spec.models import TableRef, TableTarget
 from datahub_resources.iceberg import ensure_namespace, spark_to_iceberg_schema
 

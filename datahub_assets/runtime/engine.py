@@ -65,7 +65,7 @@ def open_engine(
     if choice.engine != "duckdb":
         yield OpenEngine(spark_engine(spark_resource.get_session()), choice)
         return
-    from datahub_assets.engines.duckdb import duckdb_engine  # DuckDB runs only
+    from datahub_assets.engines.duckdb.session import duckdb_engine  # DuckDB runs only
 
     engine = duckdb_engine(settings)
     try:

@@ -8,7 +8,7 @@ driver. Files are matched by column name (the table's name mapping); the writers
 produce delete files (copy-on-write), so a data-file list is the whole snapshot.
 
 On the DuckDB engine (a sqlframe DuckDB session) DuckDB's `read_parquet` reads the same
-files with the same read schema (`engines.duckdb_write.read_files`), as a lazy view.
+files with the same read schema (`engines.duckdb.write.read_files`), as a lazy view.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from pyiceberg.table import Table
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
-from datahub_assets.engines import duckdb_write
 from datahub_assets.engines.api import T
+from datahub_assets.engines.duckdb import write as duckdb_write
 from datahub_assets.spec.models import TableRef
 from datahub_resources import s3
 from datahub_resources.iceberg import iceberg_to_spark_schema
@@ -71,7 +71,7 @@ def data_files(table: Table, snapshot_id: int | None = None) -> list:
 
 def read_files(spark: SparkSession, paths: list[str], schema: StructType) -> DataFrame:
     """Frame over Parquet `paths` with `schema`; no paths -> empty frame. On a DuckDB
-    session: `engines.duckdb_write.read_files` (schema of either engine's types)."""
+    session: `engines.duckdb.write.read_files` (schema of either engine's types)."""
     if duckdb_write.is_duckdb(spark):
         return duckdb_write.read_files(spark, paths, schema)
     if not paths:

@@ -1,4 +1,4 @@
-"""The DuckDB side of the table write path and of Iceberg reads (`execute.table_reader`,
+"""The DuckDB side of the table write path and of Iceberg reads (`iceberg.read`,
 `execute.writers.*` branch here when the frame or session is the DuckDB engine's).
 
 - `read_files`: Parquet data files planned by pyiceberg, read by DuckDB's `read_parquet`
@@ -19,7 +19,7 @@
   them (`part-00000-<uuid>-c000.csv`, `col=value/` folders, Spark's value formats).
 
 Object storage: s3:// and s3a:// paths go to DuckDB as written; the run's connection serves
-them through pyarrow's S3 client (`engines.duckdb_s3`, DuckDB's httpfs extension cannot be
+them through pyarrow's S3 client (`engines.duckdb.s3`, DuckDB's httpfs extension cannot be
 downloaded offline). `write_csv_s3`: a CSV export to S3 with Spark's save modes.
 """
 
@@ -34,7 +34,7 @@ from typing import Any
 import duckdb
 from sqlframe.duckdb import DuckDBDataFrame, DuckDBSession
 
-from datahub_assets.engines import duckdb_s3
+from datahub_assets.engines.duckdb import s3 as duckdb_s3
 
 _NAMES = itertools.count(1)
 

@@ -23,8 +23,9 @@ from sqlframe.duckdb import DuckDBDataFrame, DuckDBSession, Window
 from sqlframe.duckdb import functions as DF
 from sqlframe.duckdb.table import DuckDBTable
 
-from datahub_assets.engines import duckdb_s3, duckdb_types
 from datahub_assets.engines.base import Engine
+from datahub_assets.engines.duckdb import s3 as duckdb_s3
+from datahub_assets.engines.duckdb import types as duckdb_types
 from datahub_resources.settings import Settings
 
 _TEMP_TABLES = itertools.count(1)

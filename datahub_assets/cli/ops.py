@@ -15,7 +15,7 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot, ancestors_of
 
-from datahub_assets.execute.table_reader import load_table
+from datahub_assets.iceberg.read import load_table
 from datahub_assets.spec.models import TableRef
 
 

@@ -12,7 +12,7 @@ asset graph alone. It also keeps load linear: a job's graph and its schedule are
 from the job's own steps, never by resolving a selection against the asset graph.
 
 onFailure, per op (the exception is classified first: transient failures are retried
-everywhere, `build/retries.py`):
+everywhere, `runtime/retries.py`):
 - `retry`: `dg.RetryRequested` (maxRetries, retryDelaySeconds doubling) reruns only this
   step; when retries are spent it behaves like `halt`. A failed blocking check is not
   retried (the same data gives the same verdict).
@@ -31,19 +31,19 @@ Skipped/continued/halted pipelines are recorded as `AssetObservation`s on their 
 # no `from __future__ import annotations`: Dagster reads the ops' context annotation
 import dagster as dg
 
-from datahub_assets.build.engine_run import OpenEngine, open_engine
-from datahub_assets.build.factory import (
+from datahub_assets.execute.outcomes import ChecksFailed
+from datahub_assets.execute.runner import run_pipeline
+from datahub_assets.orchestration.factory import (
     FULL_REFRESH_TAG,
     SPARK_POOL,
     _drop_events,
     _result,
 )
-from datahub_assets.build.keys import asset_key
-from datahub_assets.build.metadata import check_results
-from datahub_assets.build.params import RUN_DATE_TAG, run_parameters
-from datahub_assets.build.retries import transient_retry
-from datahub_assets.execute.outcomes import ChecksFailed
-from datahub_assets.execute.runner import run_pipeline
+from datahub_assets.orchestration.keys import asset_key
+from datahub_assets.runtime.engine import OpenEngine, open_engine
+from datahub_assets.runtime.metadata import check_results
+from datahub_assets.runtime.params import RUN_DATE_TAG, run_parameters
+from datahub_assets.runtime.retries import transient_retry
 from datahub_assets.spec.columns import column_descriptions
 from datahub_assets.spec.job_models import JobSpec, JobStep
 from datahub_assets.spec.models import PipelineSpec, Project

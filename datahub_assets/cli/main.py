@@ -52,13 +52,13 @@ def _reset_demo(settings: Settings) -> None:
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from datahub_assets.demo_data import generate
+    from datahub_assets.demo.data import generate
 
     if args.fresh:
         _reset_demo(settings)
         print(f"dropped the tables and sample files of {', '.join(DEMO_APPS)}")
     if args.touch_crm:
-        from datahub_assets.demo_databases import touch_crm
+        from datahub_assets.demo.databases import touch_crm
 
         touch_crm(settings.home)
         print("crm: updated customer 1 and added orders (one at the watermark's timestamp)")
@@ -67,7 +67,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     count = sum(len(v) for v in files.values())
     print(f"wrote {count} sample files for {', '.join(sorted(files))} under {settings.data_dir}")
     _settle(settings)
-    from datahub_assets.demo_databases import seed_crm
+    from datahub_assets.demo.databases import seed_crm
 
     counts = seed_crm(settings.home, rows=args.rows, seed=args.seed)
     print(
@@ -78,10 +78,10 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _launch(args: argparse.Namespace, settings: Settings) -> int:
-    """A run of the workspace's code location (see datahub_assets/launch.py)."""
+    """A run of the workspace's code location (see datahub_assets/cli/launch.py)."""
     import dagster as dg
 
-    from datahub_assets.launch import LaunchError, launch_assets
+    from datahub_assets.cli.launch import LaunchError, launch_assets
 
     workspace = Path(args.workspace).resolve()
     if not workspace.exists():
@@ -107,7 +107,7 @@ def _launch(args: argparse.Namespace, settings: Settings) -> int:
 
 def _engines_of_run(instance, run_id: str) -> list[str]:
     """One line per materialised asset of the run: the engine that ran it and why (the
-    `datahub/engine` metadata of `build/engine_run.py`; Python assets run on Spark)."""
+    `datahub/engine` metadata of `runtime/engine.py`; Python assets run on Spark)."""
     import dagster as dg
 
     records = instance.get_records_for_run(
@@ -138,14 +138,14 @@ def _engines_of_run(instance, run_id: str) -> list[str]:
 def _settle(settings: Settings) -> None:
     """Wait until the sample files are older than the watched sources' minAgeSeconds
     (`demo_data.settle`)."""
-    from datahub_assets.demo_data import settle
+    from datahub_assets.demo.data import settle
 
     print("waiting for the files to settle in landing (minAgeSeconds)")
     settle(settings.pipelines_dir, DEMO_APPS)
 
 
 def _servers(args: argparse.Namespace, settings: Settings) -> int:
-    from datahub_assets import demo_databases as dbs
+    from datahub_assets.demo import databases as dbs
 
     if args.action == "stop":
         stopped = dbs.stop_servers(settings.home, purge=args.purge)
@@ -192,7 +192,7 @@ def _tables(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _history(args: argparse.Namespace, settings: Settings) -> int:
-    from datahub_assets.ops import history, parse_table
+    from datahub_assets.cli.ops import history, parse_table
     from datahub_resources.iceberg import load_catalog
 
     rows = history(load_catalog(settings), parse_table(args.table))
@@ -227,7 +227,7 @@ def _history(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _rollback(args: argparse.Namespace, settings: Settings) -> int:
-    from datahub_assets.ops import parse_table, rollback
+    from datahub_assets.cli.ops import parse_table, rollback
     from datahub_resources.iceberg import load_catalog
 
     before, after = rollback(load_catalog(settings), parse_table(args.table), args.to)
@@ -255,7 +255,7 @@ def _spark(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _watermark(args: argparse.Namespace, settings: Settings) -> int:
-    from datahub_assets import ops
+    from datahub_assets.cli import ops
     from datahub_assets.spec.loader import load_project
     from datahub_resources.iceberg import load_catalog
 
@@ -336,19 +336,19 @@ def main(argv: list[str] | None = None) -> int:
     mark.add_argument("--source", default=None, help="only this source (reset)")
     spark = sub.add_parser("spark", help="the local shared Spark Connect server")
     spark.add_argument("action", choices=["status", "start", "stop"])
-    from datahub_assets.execute.mongo import cli as mongo_cli
+    from datahub_assets.cli import mongo as mongo_cli
 
     mongo_cli.add_parser(sub)
-    from datahub_assets.runs import cli as runs_cli
+    from datahub_assets.cli import runs as runs_cli
 
     runs_cli.add_parser(sub)
-    from datahub_assets import sql_cli
+    from datahub_assets.cli import sql as sql_cli
 
     sql_cli.add_parser(sub)
-    from datahub_assets.maintenance import cli as maintain_cli
+    from datahub_assets.cli import maintain as maintain_cli
 
     maintain_cli.add_parser(sub)
-    from datahub_assets import scaffold
+    from datahub_assets.cli import scaffold
 
     scaffold.add_parser(sub)
     args = parser.parse_args(argv)

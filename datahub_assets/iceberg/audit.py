@@ -35,10 +35,10 @@ from pyiceberg.table.update import (
     SetSnapshotRefUpdate,
 )
 
-from datahub_assets.execute.table_reader import TableNotFoundError, load_table
-from datahub_assets.execute.writers import pyiceberg_compat as compat
-from datahub_assets.execute.writers.multi_commit import TableChange, commit_tables
-from datahub_assets.execute.writers.table import (
+from datahub_assets.iceberg import pyiceberg_compat as compat
+from datahub_assets.iceberg.multi_commit import TableChange, commit_tables
+from datahub_assets.iceberg.read import TableNotFoundError, load_table
+from datahub_assets.iceberg.table import (
     CommitResult,
     StagedWrite,
     commit_result,

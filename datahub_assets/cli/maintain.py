@@ -65,7 +65,7 @@ def maintain(
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from datahub_assets.ops import parse_table
+    from datahub_assets.cli.ops import parse_table
     from datahub_assets.spec.loader import load_project
     from datahub_resources.iceberg import load_catalog
 

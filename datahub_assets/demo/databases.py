@@ -29,7 +29,7 @@ from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from datahub_resources import local_servers
+from datahub_assets.demo import local_servers
 from datahub_resources.settings import env_value
 
 PG_PORT = 54329

@@ -17,7 +17,7 @@ rewritten without those keys, plus the incoming rows deduplicated last-wins; oth
 are untouched). The transaction asserts the snapshot it was staged on, so a concurrent
 commit fails instead of being lost. `abort` deletes the staged files; `rollback` moves the
 table back to an earlier snapshot when a later target of the same run fails. For blocking
-checks, `writers.audit` commits the same snapshot staged (main unmoved) and publishes it later.
+checks, `iceberg.audit` commits the same snapshot staged (main unmoved) and publishes it later.
 """
 
 from __future__ import annotations
@@ -37,9 +37,10 @@ from pyiceberg.table.refs import MAIN_BRANCH
 from pyiceberg.transforms import IdentityTransform
 from pyspark.sql import DataFrame, SparkSession
 
-from datahub_assets.engines import duckdb_write
 from datahub_assets.engines.api import F, T, Window
-from datahub_assets.execute.table_reader import (
+from datahub_assets.engines.duckdb import write as duckdb_write
+from datahub_assets.iceberg import pyiceberg_compat as compat
+from datahub_assets.iceberg.read import (
     TableNotFoundError,
     data_files,
     file_key,
@@ -47,8 +48,7 @@ from datahub_assets.execute.table_reader import (
     read_files,
     spark_path,
 )
-from datahub_assets.execute.writers import pyiceberg_compat as compat
-from datahub_assets.execute.writers.schema_evolution import align, evolve_schema
+from datahub_assets.iceberg.schema_evolution import align, evolve_schema
 from datahub_assets.spec.models import TableRef, TableTarget
 from datahub_resources import s3
 from datahub_resources.iceberg import (
@@ -355,7 +355,7 @@ def total_records(table, snapshot_id: int | None) -> int | None:
 def commit(staged: StagedWrite) -> CommitResult:
     """Publish the staged files in ONE transaction (schema change + snapshot on main).
 
-    For write-audit-publish (the snapshot on a branch first) see `writers.audit`."""
+    For write-audit-publish (the snapshot on a branch first) see `iceberg.audit`."""
     started = time.monotonic()
     produce_snapshot(staged, MAIN_BRANCH)
     table = compat.plain_table(staged.txn.commit_transaction())  # as committed: no reload

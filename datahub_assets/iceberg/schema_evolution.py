@@ -20,8 +20,8 @@ from pyiceberg.schema import Schema
 from pyspark.sql import DataFrame
 from pyspark.sql import types as st
 
-from datahub_assets.engines import duckdb_write
 from datahub_assets.engines.api import F, T
+from datahub_assets.engines.duckdb import write as duckdb_write
 from datahub_resources.iceberg import iceberg_type_to_spark, spark_to_iceberg_schema
 
 

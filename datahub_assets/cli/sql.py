@@ -6,7 +6,7 @@ file path. The query runs on Spark Connect like a pipeline step:
 
 1. the catalog is listed (metadata only) and the query is scanned for dotted names that are
    tables of it, skipping string literals, quoted identifiers and comments;
-2. each table named is read as the pipelines read it (`execute/table_reader.py`: pyiceberg
+2. each table named is read as the pipelines read it (`iceberg/read.py`: pyiceberg
    plans the current snapshot's files, Spark reads them with the table's schema) and
    registered as a temporary view of the session, named `` `<namespace>.<table>` ``;
 3. the query, with those names pointing at the views, runs on Spark; at most `--limit` rows
@@ -158,7 +158,7 @@ def list_tables(catalog) -> dict[str, set[str]]:
 
 def register_views(spark, catalog, used: Sequence[tuple[str, str]]) -> None:
     """Each table of `used` as a temporary view of its current snapshot."""
-    from datahub_assets.execute.table_reader import data_files, read_files
+    from datahub_assets.iceberg.read import data_files, read_files
     from datahub_resources.iceberg import iceberg_to_spark_schema
 
     for namespace, table_name in used:

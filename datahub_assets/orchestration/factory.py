@@ -13,17 +13,17 @@ from typing import Any
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
-from datahub_assets.build.automation import condition_for
-from datahub_assets.build.checks import check_specs
-from datahub_assets.build.engine_run import OpenEngine, open_engine
-from datahub_assets.build.keys import asset_key, op_name, owners, split_tags
-from datahub_assets.build.metadata import ROWS_WRITTEN, check_results, table_metadata
-from datahub_assets.build.params import run_parameters
-from datahub_assets.build.retries import transient_retry
 from datahub_assets.engines.choice import requested_engine
 from datahub_assets.execute.drops import REJECTED
 from datahub_assets.execute.outcomes import ChecksFailed, TargetOutcome
 from datahub_assets.execute.runner import run_pipeline
+from datahub_assets.orchestration.automation import condition_for
+from datahub_assets.orchestration.checks import check_specs
+from datahub_assets.orchestration.keys import asset_key, op_name, owners, split_tags
+from datahub_assets.runtime.engine import OpenEngine, open_engine
+from datahub_assets.runtime.metadata import ROWS_WRITTEN, check_results, table_metadata
+from datahub_assets.runtime.params import run_parameters
+from datahub_assets.runtime.retries import transient_retry
 from datahub_assets.spec.columns import column_descriptions
 from datahub_assets.spec.durations import parse_duration
 from datahub_assets.spec.models import PipelineSpec, ResolvedTarget, TableRef
@@ -261,7 +261,7 @@ class _Step:
 def _run_step(step: _Step, context, engine: OpenEngine, catalog, files, config):
     """Run the pipeline on `engine` and yield what the UI shows of it."""
     spec, settings, is_drop = step.spec, step.settings, step.is_drop
-    # run date and :name parameters from the run's tags (build/params.py)
+    # run date and :name parameters from the run's tags (runtime/params.py)
     run_date, params = run_parameters(context.run.tags)
     ctx = engine.exec_context(
         settings=settings,

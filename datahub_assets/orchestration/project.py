@@ -18,12 +18,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from datahub_assets.build.automation import automation_sensors, watched_closure
-from datahub_assets.build.factory import build_pipeline_asset
-from datahub_assets.build.jobs import build_jobs
-from datahub_assets.build.notify import notification_sensors
-from datahub_assets.build.sensors import watch_sensors
 from datahub_assets.maintenance.defs import maintenance_definitions
+from datahub_assets.orchestration.automation import automation_sensors, watched_closure
+from datahub_assets.orchestration.factory import build_pipeline_asset
+from datahub_assets.orchestration.jobs import build_jobs
+from datahub_assets.orchestration.notify import notification_sensors
+from datahub_assets.orchestration.sensors import watch_sensors
 from datahub_assets.python.discovery import cycles, discover
 from datahub_assets.runs.defs import ops_definitions
 from datahub_assets.spec.errors import SpecErrors

@@ -28,9 +28,9 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from datahub_assets.build.jobs import OUTCOME_KEY, op_name
-from datahub_assets.build.keys import asset_key
-from datahub_assets.build.notify_delivery import deliver, wants
+from datahub_assets.orchestration.jobs import OUTCOME_KEY, op_name
+from datahub_assets.orchestration.keys import asset_key
+from datahub_assets.runtime.notify_delivery import deliver, wants
 from datahub_assets.spec.durations import parse_duration
 from datahub_assets.spec.job_models import AppNotifications, JobSpec, SmtpServer
 from datahub_assets.spec.models import Project
