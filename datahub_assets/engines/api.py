@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from datahub_assets.engines.base import Engine, spark_engine
+from datahub_assets.engines.base import Engine
+from datahub_assets.engines.spark.session import spark_engine
 
 _CURRENT: ContextVar[Engine | None] = ContextVar("datahub_engine", default=None)
 

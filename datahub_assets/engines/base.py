@@ -1,17 +1,22 @@
-"""The `Engine` a pipeline runs on: its session and its F / T / Window namespaces."""
+"""The `Engine` a pipeline runs on: its session, its F / T / Window namespaces, and the
+operations whose code differs per engine (`read_ops.ReadOps`, `write_ops.WriteOps`; each
+engine's package implements them: `engines/spark/`, `engines/duckdb/`). Code outside
+`engines/` asks the engine; it never tests which one it is."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
+
+from datahub_assets.engines.read_ops import ReadOps
+from datahub_assets.engines.write_ops import WriteOps
 
 ENGINES = ("spark", "duckdb")
 CHOICES = (*ENGINES, "auto")
 
 
 @dataclass(frozen=True)
-class Engine:
+class Engine(ReadOps, WriteOps):
     name: str
     """"spark" or "duckdb"."""
     functions: Any
@@ -36,33 +41,3 @@ class Engine:
         if not self.is_duckdb:
             raise TypeError("the Spark engine has no DuckDB connection")
         return self.session._conn
-
-
-def _spark_errors() -> tuple[type[BaseException], ...]:
-    from pyspark.errors import PySparkException
-
-    return (PySparkException,)
-
-
-@cache
-def _spark_namespaces() -> tuple[Any, Any, Any]:
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-    from pyspark.sql import types as T
-
-    return F, T, Window
-
-
-def spark_engine(session: Any = None) -> Engine:
-    """The Spark engine over `session` (a Spark Connect session)."""
-    if session is None:
-        return _spark_without_session()
-    F, T, Window = _spark_namespaces()
-    return Engine("spark", F, T, Window, session, _spark_errors())
-
-
-@cache
-def _spark_without_session() -> Engine:
-    """The Spark namespaces without a session (built once, on first use)."""
-    F, T, Window = _spark_namespaces()
-    return Engine("spark", F, T, Window, None, _spark_errors())

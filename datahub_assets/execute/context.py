@@ -13,7 +13,8 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
-from datahub_assets.engines.base import Engine, spark_engine
+from datahub_assets.engines.base import Engine
+from datahub_assets.engines.spark.session import spark_engine
 from datahub_assets.spec.models import PipelineSpec, TableRef
 from datahub_resources import secrets
 from datahub_resources.settings import Settings

@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from datahub_assets.engines.base import Engine, spark_engine
+from datahub_assets.engines.base import Engine
+from datahub_assets.engines.spark.session import spark_engine
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.spec.models import PipelineSpec
 from datahub_resources.settings import Settings

@@ -22,8 +22,8 @@ from pyiceberg.table import TableProperties
 from pyiceberg.types import LongType, NestedField, StringType
 
 from datahub_assets.engines.api import T, use
-from datahub_assets.engines.base import spark_engine
 from datahub_assets.engines.duckdb.session import duckdb_engine
+from datahub_assets.engines.spark.session import spark_engine
 from datahub_assets.execute.writers.csv_export import write_csv
 from datahub_assets.iceberg.read import read_table
 from datahub_assets.iceberg.tables import (

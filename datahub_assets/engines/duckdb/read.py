@@ -54,6 +54,7 @@ from typing import Any
 import duckdb
 
 from datahub_assets.engines.api import current
+from datahub_assets.engines.read_ops import ReadOps
 
 FILE_COL = "__dh_file"
 CORRUPT = "_corrupt_record"
@@ -821,3 +822,7 @@ def rebase_files(df: Any, old: str, new: str) -> Any:
     col = ident(FILE_COL)
     fixed = f"CASE WHEN prefix({col}, {lit(old)}) THEN {lit(new)} || {col}[{len(old) + 1}:] END"
     return register(f"SELECT * REPLACE ({fixed} AS {col}) FROM ({sql})")
+
+
+class DuckDBReadOps(ReadOps):
+    """Reading on DuckDB (`engines.read_ops.ReadOps`)."""

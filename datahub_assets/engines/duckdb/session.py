@@ -14,6 +14,7 @@ place) and computes a frame's schema once; everything else is sqlframe's.
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ from sqlframe.duckdb.table import DuckDBTable
 from datahub_assets.engines.base import Engine
 from datahub_assets.engines.duckdb import s3 as duckdb_s3
 from datahub_assets.engines.duckdb import types as duckdb_types
+from datahub_assets.engines.duckdb.read import DuckDBReadOps
+from datahub_assets.engines.duckdb.write import DuckDBWriteOps
 from datahub_resources.settings import Settings
 
 _TEMP_TABLES = itertools.count(1)
@@ -114,6 +117,11 @@ class DatahubDuckDBSession(DuckDBSession):
     _table = DatahubDuckDBTable
 
 
+@dataclass(frozen=True)
+class DuckDBEngine(DuckDBReadOps, DuckDBWriteOps, Engine):
+    """DuckDB through sqlframe: the operations of `duckdb/read.py` and `duckdb/write.py`."""
+
+
 def _errors() -> tuple[type[BaseException], ...]:
     from sqlframe.base.exceptions import SQLFrameException
     from sqlglot.errors import SqlglotError
@@ -154,7 +162,7 @@ def duckdb_engine(settings: Settings, conn: duckdb.DuckDBPyConnection | None = N
     session = object.__new__(DatahubDuckDBSession)  # not the singleton of the last run
     session.__init__(conn=conn)
     _BaseSession._instance = session
-    return Engine("duckdb", DF, duckdb_types, Window, session, _errors())
+    return DuckDBEngine("duckdb", DF, duckdb_types, Window, session, _errors())
 
 
 def spill_dir(settings: Settings) -> Path:

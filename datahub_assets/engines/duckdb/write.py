@@ -35,6 +35,7 @@ import duckdb
 from sqlframe.duckdb import DuckDBDataFrame, DuckDBSession
 
 from datahub_assets.engines.duckdb import s3 as duckdb_s3
+from datahub_assets.engines.write_ops import WriteOps
 
 _NAMES = itertools.count(1)
 
@@ -403,3 +404,7 @@ def write_csv_s3(
         duckdb_s3.delete_below(conn, prefix)
     write_csv_folder(df, prefix, partition_by, header, delimiter, compression)
     return True
+
+
+class DuckDBWriteOps(WriteOps):
+    """Writing on DuckDB (`engines.write_ops.WriteOps`)."""

@@ -1,0 +1,1 @@
+"""The Spark engine (Spark Connect): its session, readers and writers."""
