@@ -36,6 +36,12 @@ class Engine(ReadOps, WriteOps):
         return self.name == "duckdb"
 
     @property
+    def spark_session(self) -> Any:
+        """The Spark session when this is the Spark engine (the watchdog, retries and
+        interrupts act on it), else None."""
+        return None
+
+    @property
     def connection(self) -> Any:
         """The DuckDB connection under a DuckDB session (DuckDB-only operations)."""
         if not self.is_duckdb:

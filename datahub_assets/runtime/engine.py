@@ -36,7 +36,7 @@ class OpenEngine:
     @property
     def spark_session(self) -> Any:
         """The Spark session when the run is on Spark (watchdog, retries), else None."""
-        return None if self.engine.is_duckdb else self.engine.session
+        return self.engine.spark_session
 
     def exec_context(self, **fields: Any) -> ExecContext:
         """The run's ExecContext on this engine: its session, the engine and why it ran."""

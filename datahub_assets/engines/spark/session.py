@@ -15,6 +15,10 @@ from datahub_assets.engines.spark.write import SparkWriteOps
 class SparkEngine(SparkReadOps, SparkWriteOps, Engine):
     """Spark Connect: the operations of `spark/read.py` and `spark/write.py`."""
 
+    @property
+    def spark_session(self) -> Any:
+        return self.session
+
 
 def _spark_errors() -> tuple[type[BaseException], ...]:
     from pyspark.errors import PySparkException
