@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from datahub_assets.spec.models import CommaList, Node
+from datahub_assets.spec.nodes import CommaList, Node
 
 OnFailure = Literal["retry", "halt", "skip", "continue"]
 NotifyOn = Literal["failure", "success", "completion", "sla"]
@@ -179,14 +179,3 @@ class JobSpec(BaseModel):
         out: dict[str, str | None] = {RUN_DATE: RUN_DATE_TEMPLATE}
         out.update({p.name: p.default for p in self.job.parameters})
         return out
-
-
-def _complete_models() -> None:
-    from datahub_assets.spec import models
-
-    names = {"AppNotifications": AppNotifications, "JobSpec": JobSpec}
-    models.AppConfig.model_rebuild(_types_namespace=names)
-    models.Project.model_rebuild(_types_namespace=names)
-
-
-_complete_models()

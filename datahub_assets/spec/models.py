@@ -2,7 +2,9 @@
 
 Field names are snake_case; the XML attribute / YAML key is the camelCase alias
 (`keep_last` <-> `keepLast`). Readers (xml_reader, yaml_reader) turn a file into a plain
-tree of dicts carrying source locations and validate it into these frozen models.
+tree of dicts carrying source locations and validate it into these frozen models. Every element
+is a `spec/nodes.py` `Node`; app.yaml's notifications and the project's jobs are the models of
+`spec/job_models.py`.
 This module imports neither dagster nor pyspark.
 """
 
@@ -13,19 +15,20 @@ import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
-from pydantic.alias_generators import to_camel
 
+from datahub_assets.spec.job_models import AppNotifications, JobSpec
 from datahub_assets.spec.mini import (
     parse_cast_types,
     parse_defaults,
     parse_lookup_on,
     parse_rename_mapping,
 )
+from datahub_assets.spec.nodes import CommaList, Node
+from datahub_assets.spec.nodes import Loc as Loc  # the model's API too (secrets_policy)
 from datahub_assets.spec.schema_files import SchemaFile
 
-if TYPE_CHECKING:  # completed at the end of this module (job pipelines)
+if TYPE_CHECKING:
     from datahub_assets.spec.engine_rules import EngineBlocker
-    from datahub_assets.spec.job_models import AppNotifications, JobSpec
 
 LAYERS: tuple[str, ...] = ("raw", "bronze", "silver", "gold", "service")
 LAYER_ALIASES: dict[str, str] = {"staging": "raw", "standardization": "silver"}
@@ -53,17 +56,7 @@ def _canonical_layer(value: Any) -> Any:
     return value
 
 
-def _split_commas(value: Any) -> Any:
-    """`"a, b,c"` -> ("a", "b", "c"); lists from YAML pass through."""
-    if isinstance(value, str):
-        return tuple(part.strip() for part in value.split(",") if part.strip())
-    if isinstance(value, list | tuple):
-        return tuple(str(v).strip() for v in value)
-    return value
-
-
 CanonicalLayer = Annotated[Layer, BeforeValidator(_canonical_layer)]
-CommaList = Annotated[tuple[str, ...], BeforeValidator(_split_commas)]
 
 
 def _pairs_schema(example: str) -> WithJsonSchema:
@@ -91,30 +84,6 @@ LookupOn = Annotated[Pairs, BeforeValidator(parse_lookup_on), _pairs_schema("cou
 LookupDefaults = Annotated[
     Pairs, BeforeValidator(parse_defaults), _pairs_schema("country_name:Unknown")
 ]
-
-
-class Loc(BaseModel):
-    """Where an element starts in its definition file."""
-
-    model_config = ConfigDict(frozen=True)
-    file: str = Field(description="Definition file, relative to the pipelines dir.")
-    line: int = Field(default=0, description="Line where the element starts (1-based).")
-    column: int = Field(default=0, description="Column where the element starts (1-based).")
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}"
-
-
-class Node(BaseModel):
-    """Base of every element: frozen, unknown attributes rejected, camelCase aliases."""
-
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        populate_by_name=True,
-        alias_generator=to_camel,
-    )
-    loc: Loc | None = Field(default=None, exclude=True, description="Source location.")
 
 
 # --------------------------------------------------------------------------- sources
@@ -917,8 +886,3 @@ class Project(BaseModel):
 
     def by_table(self) -> dict[TableRef, PipelineSpec]:
         return {t.ref: p for p in self.pipelines for t in p.targets}
-
-
-# job pipelines and notifications live in their own module, which builds on Node and
-# completes AppConfig and Project (their annotations name its models) when it is imported
-import datahub_assets.spec.job_models  # noqa: E402, F401
