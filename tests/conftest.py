@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.s3"]
+# tests/support/fixtures.py: the engine pair and the catalog fixture
+pytest_plugins = ["tests.s3", "tests.support.fixtures"]
 
 REPO = Path(__file__).resolve().parents[1]
 # One shared server for the whole test session (and for parallel workers / helpers).
