@@ -1,5 +1,6 @@
-"""The check engine: every kind passing and failing with exact counts (checked against plain
-Python over the same rows), samples, and one Spark aggregation for the column checks."""
+"""The check engine on both engines (Spark Connect and DuckDB, the `engine_pair` fixture): every
+kind passing and failing with exact counts (checked against plain Python over the same rows),
+samples, and one aggregation job for the column checks."""
 
 from __future__ import annotations
 
@@ -11,10 +12,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from datahub_assets.execute.checks import aggregate, evaluate_checks
-from datahub_assets.execute.context import ExecContext
 from datahub_assets.spec.models import Check, TableRef, TableTarget
-
-pytestmark = pytest.mark.spark
 
 NOW = datetime(2024, 6, 1, 12, 0, 0)
 COLS = ["id", "line", "email", "amount", "status", "qty", "price", "total", "updated_at", "cust"]
@@ -41,24 +39,30 @@ def chk(**kw):
 
 
 @pytest.fixture
-def df(spark):
-    return spark.createDataFrame(ROWS, DDL)
+def session(engine_pair):
+    """The session the test's frames are made from (Spark's or the DuckDB engine's)."""
+    return engine_pair.session
 
 
 @pytest.fixture
-def ctx(spark, settings):
-    return ExecContext(spark=spark, settings=settings, app="shop", run_id="test")
+def df(session):
+    return session.createDataFrame(ROWS, DDL)
 
 
-def run(spark, df, ctx, *checks, **kw):
-    return evaluate_checks(spark, df, list(checks), ctx, now=NOW, **kw)
+@pytest.fixture
+def ctx(engine_pair):
+    return engine_pair.context(run_id="test")
+
+
+def run(session, df, ctx, *checks, **kw):
+    return evaluate_checks(session, df, list(checks), ctx, now=NOW, **kw)
 
 
 def count(pred):
     return sum(1 for r in DICTS if pred(r))
 
 
-def test_row_checks_exact_counts(spark, df, ctx):
+def test_row_checks_exact_counts(session, df, ctx):
     accepted = {"new", "paid", "shipped", "cancelled"}
     pattern = r"^[^@]+@[^@]+$"
     cases = [
@@ -88,7 +92,7 @@ def test_row_checks_exact_counts(spark, df, ctx):
         ),
         (chk(kind="expression", expr="qty > 0"), 0),
     ]
-    outcomes = run(spark, df, ctx, *[c for c, _ in cases])
+    outcomes = run(session, df, ctx, *[c for c, _ in cases])
     for (check, expected), o in zip(cases, outcomes, strict=True):
         assert (o.name, o.failing_rows, o.total_rows) == (check.check_name, expected, 8), o
         assert o.passed == (expected == 0)
@@ -101,22 +105,22 @@ def test_row_checks_exact_counts(spark, df, ctx):
     assert outcomes[8].kind == "expression"
 
 
-def test_samples_hold_failing_rows_as_given(spark, df, ctx):
-    (o,) = run(spark, df, ctx, chk(kind="regex", column="email", pattern=r"^[^@]+@[^@]+$"))
+def test_samples_hold_failing_rows_as_given(session, df, ctx):
+    (o,) = run(session, df, ctx, chk(kind="regex", column="email", pattern=r"^[^@]+@[^@]+$"))
     assert sorted(s["email"] for s in o.sample) == ["***", "bad-email"]  # masked stays masked
     assert list(o.sample[0])[:6] == ["email", "id", "line", "amount", "status", "qty"]
-    (o,) = run(spark, df, ctx, chk(kind="notNull", columns="amount"))
+    (o,) = run(session, df, ctx, chk(kind="notNull", columns="amount"))
     assert o.sample == [
         {"amount": None, "id": 3, "line": 1, "email": "c@x.org", "status": None, "qty": 2}
     ]
 
 
-def test_unique_over_two_columns(spark, df, ctx):
+def test_unique_over_two_columns(session, df, ctx):
     keys = [(r["id"], r["line"]) for r in DICTS if r["id"] is not None]
     dup_rows = sum(1 for k in keys if keys.count(k) > 1)
     dup_keys = len({k for k in keys if keys.count(k) > 1})
     bad, good, single = run(
-        spark,
+        session,
         df,
         ctx,
         chk(kind="unique", columns="id,line"),
@@ -133,9 +137,9 @@ def test_unique_over_two_columns(spark, df, ctx):
     assert single.failing_rows == sum(1 for i in ids if ids.count(i) > 1) == 6
 
 
-def test_row_count_bounds(spark, df, ctx):
+def test_row_count_bounds(session, df, ctx):
     outcomes = run(
-        spark,
+        session,
         df,
         ctx,
         chk(kind="rowCount", min=1, max=8),
@@ -146,9 +150,9 @@ def test_row_count_bounds(spark, df, ctx):
     assert outcomes[1].description == "8 rows, expected at least 9"
 
 
-def test_freshness_with_fixed_now(spark, df, ctx):
+def test_freshness_with_fixed_now(session, df, ctx):
     fresh, stale = run(
-        spark,
+        session,
         df,
         ctx,
         chk(kind="freshness", column="updated_at", maxAge="PT6H"),
@@ -164,9 +168,13 @@ def test_freshness_with_fixed_now(spark, df, ctx):
     assert stale.description == "newest updated_at is 5m old (limit PT1M)"
 
 
-def test_invalid_checks_fail_with_a_reason(spark, df, ctx):
+def test_invalid_checks_fail_with_a_reason(session, df, ctx):
     missing, bad_expr = run(
-        spark, df, ctx, chk(kind="notNull", columns="nope"), chk(kind="expression", expr="qty + 1")
+        session,
+        df,
+        ctx,
+        chk(kind="notNull", columns="nope"),
+        chk(kind="expression", expr="qty + 1"),
     )
     assert not missing.passed
     assert "nope" in missing.description
@@ -174,7 +182,7 @@ def test_invalid_checks_fail_with_a_reason(spark, df, ctx):
     assert "not boolean" in bad_expr.description
 
 
-def test_referential_against_iceberg_table(spark, df, ctx, settings):
+def test_referential_against_iceberg_table(session, df, ctx, settings):
     from datahub_assets.iceberg.read import read_table
     from datahub_assets.iceberg.table import write_table
     from datahub_resources.iceberg import load_catalog
@@ -183,20 +191,20 @@ def test_referential_against_iceberg_table(spark, df, ctx, settings):
     ref = TableRef(app="shop", layer="silver", table="customers")
     known = [100, 101, 102, 998]
     write_table(
-        spark,
+        session,
         catalog,
         ref,
-        spark.createDataFrame([(k, f"c{k}") for k in known], "customer_id long, name string"),
+        session.createDataFrame([(k, f"c{k}") for k in known], "customer_id long, name string"),
         TableTarget(table="customers", mode="overwrite"),
         "test",
     )
     check = chk(kind="referential", column="cust", ref="silver.customers.customer_id")
     (o,) = run(
-        spark,
+        session,
         df,
         ctx,
         check,
-        read_table=lambda r: read_table(spark, catalog, r),
+        read_table=lambda r: read_table(session, catalog, r),
         referenced={check.check_name: ref},
     )
     expected = count(lambda r: r["cust"] is not None and r["cust"] not in known)
@@ -204,11 +212,11 @@ def test_referential_against_iceberg_table(spark, df, ctx, settings):
     assert [s["cust"] for s in o.sample] == [999]
     ok = chk(kind="referential", column="cust", ref="silver.customers.customer_id", name="ok")
     (o,) = run(
-        spark,
+        session,
         df.where("cust <> 999"),
         ctx,
         ok,
-        read_table=lambda r: read_table(spark, catalog, r),
+        read_table=lambda r: read_table(session, catalog, r),
         referenced={"ok": ref},
     )
     assert o.passed
@@ -222,7 +230,7 @@ def _avsc(tmp_path, fields):
     return str(path)
 
 
-def test_schema_check(spark, df, ctx, tmp_path):
+def test_schema_check(session, df, ctx, tmp_path):
     ok = _avsc(
         tmp_path,
         [
@@ -231,22 +239,22 @@ def test_schema_check(spark, df, ctx, tmp_path):
             {"name": "line", "type": "int"},
         ],
     )
-    (o,) = run(spark, df, ctx, chk(kind="schema", schemaRef=ok))
+    (o,) = run(session, df, ctx, chk(kind="schema", schemaRef=ok))
     assert o.passed
     assert o.failing_rows == 0
     assert "extra_columns" in o.metadata
     nn = _avsc(tmp_path, [{"name": "id", "type": "long"}, {"name": "email", "type": "string"}])
-    (o,) = run(spark, df, ctx, chk(kind="schema", schemaRef=nn))
+    (o,) = run(session, df, ctx, chk(kind="schema", schemaRef=nn))
     expected = count(lambda r: r["id"] is None or r["email"] is None)
     assert (o.passed, o.failing_rows) == (False, expected) == (False, 2)
     assert {(s["id"], s["email"]) for s in o.sample} == {(2, None), (None, "d@x.org")}
     bad = _avsc(tmp_path, [{"name": "id", "type": "string"}, {"name": "gone", "type": "long"}])
-    (o,) = run(spark, df, ctx, chk(kind="schema", schemaRef=bad))
+    (o,) = run(session, df, ctx, chk(kind="schema", schemaRef=bad))
     assert (o.passed, o.failing_rows) == (False, 8)
     assert o.metadata["issues"] == ["column id is bigint, expected string", "column gone missing"]
 
 
-def test_ten_passing_column_checks_are_one_job(spark, df, ctx, tmp_path, monkeypatch):
+def test_ten_passing_column_checks_are_one_job(session, df, ctx, tmp_path, monkeypatch):
     calls = []
     real = aggregate.run_aggregation
     monkeypatch.setattr(aggregate, "run_aggregation", lambda f: calls.append(1) or real(f))
@@ -267,6 +275,6 @@ def test_ten_passing_column_checks_are_one_job(spark, df, ctx, tmp_path, monkeyp
         chk(kind="schema", schemaRef=schema),
         chk(kind="range", column="price", max=5),
     ]
-    outcomes = run(spark, df, ctx, *checks)
+    outcomes = run(session, df, ctx, *checks)
     assert all(o.passed for o in outcomes), [o.description for o in outcomes if not o.passed]
     assert (len(calls), len(sampled)) == (1, 0)

@@ -1,4 +1,5 @@
-"""Source readers and schemaRef conversion on a real Spark Connect server."""
+"""Source readers on both engines (Spark Connect and DuckDB, the `engine_pair` fixture), and
+schemaRef conversion; every expectation is written by hand and is the same on both."""
 
 from __future__ import annotations
 
@@ -6,22 +7,30 @@ import datetime as dt
 import json
 from decimal import Decimal
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import types as T
 
-from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.readers import SourceError, read_source
 from datahub_assets.execute.schemas import SchemaError, avro_to_struct, json_schema_to_struct
 from datahub_assets.spec import models as m
-
-pytestmark = pytest.mark.spark
+from tests.support.context import exec_context
+from tests.support.frames import dtypes, row_tuples
+from tests.support.net import free_port
 
 
 @pytest.fixture
-def ctx(spark, settings):
+def ctx(engine_pair, settings):
     (settings.data_dir / "shop").mkdir(parents=True)
     (settings.pipelines_dir / "shop" / "schemas").mkdir(parents=True)
-    return ExecContext(spark=spark, settings=settings, app="shop")
+    return engine_pair.context()
+
+
+@pytest.fixture
+def session(engine_pair):
+    """The session the test's frames are made from (Spark's or the DuckDB engine's)."""
+    return engine_pair.session
 
 
 def write(ctx, rel: str, text: str, app_folder: bool = False):
@@ -33,7 +42,7 @@ def write(ctx, rel: str, text: str, app_folder: bool = False):
 
 
 def rows(df):
-    return sorted((tuple(r) for r in df.collect()), key=repr)
+    return sorted(row_tuples(df), key=repr)
 
 
 AVRO = {
@@ -67,7 +76,7 @@ JSON_SCHEMA = {
 def test_csv_with_header_all_strings(ctx):
     write(ctx, "landing/c.csv", "id,name\n1,Ann\n2,Bob\n")
     df = read_source(m.CsvSource(id="c", path="landing/c.csv"), ctx)
-    assert df.dtypes == [("id", "string"), ("name", "string")]
+    assert dtypes(df) == [("id", "string"), ("name", "string")]
     assert rows(df) == [("1", "Ann"), ("2", "Bob")]
 
 
@@ -82,7 +91,7 @@ def test_csv_without_header_delimiter_null_value_infer(ctx):
         infer_schema=True,
     )
     df = read_source(src, ctx)
-    assert df.dtypes == [("_c0", "int"), ("_c1", "string"), ("_c2", "double")]
+    assert dtypes(df) == [("_c0", "int"), ("_c1", "string"), ("_c2", "double")]
     assert rows(df) == [(1, "Ann", None), (2, None, 3.5)]
 
 
@@ -95,7 +104,7 @@ def test_csv_schema_ref_avro(ctx):
     )
     src = m.CsvSource(id="o", path="landing/o.csv", schema_ref="schemas/orders.avsc")
     df = read_source(src, ctx)
-    assert df.dtypes == [
+    assert dtypes(df) == [
         ("id", "bigint"),
         ("customer", "string"),
         ("day", "date"),
@@ -119,7 +128,7 @@ def test_csv_schema_ref_json_schema_and_date_format(ctx):
         schema_ref="schemas/people.json",
     )
     df = read_source(src, ctx)
-    assert df.dtypes == [
+    assert dtypes(df) == [
         ("id", "bigint"),
         ("name", "string"),
         ("born", "date"),
@@ -158,12 +167,15 @@ def test_json_lines_multiline_and_nested_schema(ctx):
     write(ctx, "schemas/m.json", json.dumps(schema), app_folder=True)
     src = m.JsonSource(id="m", path="landing/m.json", multiline=True, schema_ref="schemas/m.json")
     df = read_source(src, ctx)
-    assert df.dtypes == [("id", "bigint"), ("tags", "array<string>")]
+    assert dtypes(df) == [("id", "bigint"), ("tags", "array<string>")]
 
 
-def test_parquet_and_eager_load_policy(ctx, spark, settings):
-    out = str(settings.data_dir / "shop" / "landing" / "pq")
-    spark.createDataFrame([(1, "x"), (2, "y")], "id int, v string").write.parquet(out)
+def test_parquet_and_eager_load_policy(ctx, settings):
+    # the input folder is written with pyarrow, the same for both engines
+    out = settings.data_dir / "shop" / "landing" / "pq"
+    out.mkdir(parents=True)
+    schema = pa.schema([("id", pa.int32()), ("v", pa.string())])
+    pq.write_table(pa.table({"id": [1, 2], "v": ["x", "y"]}, schema), out / "part-0.parquet")
     df = read_source(m.ParquetSource(id="p", path="landing/pq", load_policy="eager"), ctx)
     assert rows(df) == [(1, "x"), (2, "y")]
 
@@ -176,10 +188,10 @@ def test_lookup_reads_from_app_folder(ctx):
     assert rows(bare) == [("007", "Bond"), ("DE", "Germany")]
 
 
-def test_table_source_uses_read_table(ctx, spark):
+def test_table_source_uses_read_table(ctx, session):
     ref = m.TableRef(app="shop", layer="silver", table="orders")
     seen = []
-    ctx.read_table = lambda r: seen.append(r) or spark.createDataFrame([(1,)], "id int")
+    ctx.read_table = lambda r: seen.append(r) or session.createDataFrame([(1,)], "id int")
     df = read_source(m.TableSource(id="o", ref="silver.orders"), ctx, ref)
     assert rows(df) == [(1,)]
     assert seen == [ref]
@@ -187,9 +199,11 @@ def test_table_source_uses_read_table(ctx, spark):
         read_source(m.TableSource(id="o", ref="silver.orders"), ctx)
 
 
-def test_unreachable_database_names_source_url_and_reason(ctx):
-    from datahub_assets.demo.local_servers import free_port
-
+# Spark only by nature: DuckDB has no database (JDBC) reader (a <database> source keeps a
+# pipeline on Spark, spec/engine_rules.py)
+@pytest.mark.spark
+def test_unreachable_database_names_source_url_and_reason(spark, settings):
+    ctx = exec_context(settings, spark)
     url = f"jdbc:postgresql://127.0.0.1:{free_port()}/y"  # nothing listens there
     with pytest.raises(SourceError, match=f"source 'd': cannot connect to {url}: .*refused"):
         read_source(m.DatabaseSource(id="d", jdbc_url=url, table_name="t"), ctx)
