@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame
 
 from datahub_assets.engines.api import F, T
-from datahub_assets.engines.duckdb.functions import type_string
+from datahub_assets.engines.columns import type_string
 from datahub_assets.iceberg.schema_evolution import (
     spark_type_widens,
     without_nullability,

@@ -26,7 +26,7 @@ from typing import Any
 from pyspark.sql import Column, DataFrame
 
 from datahub_assets.engines.api import F, T
-from datahub_assets.engines.duckdb import functions as DX
+from datahub_assets.engines.columns import array_field, engine_type, to_json, try_cast, type_string
 from datahub_assets.execute.checks.predicates import failing, qcol
 from datahub_assets.spec.models import (
     AcceptedValuesCheck,
@@ -66,7 +66,7 @@ def row_rules(checks: Sequence[Any]) -> list[Any]:
 
 def _as_text(c: Column, dtype: T.DataType) -> Column:
     if isinstance(dtype, T.StructType | T.ArrayType | T.MapType):
-        return DX.to_json(c, dtype)
+        return to_json(c, dtype)
     return c.cast("string")
 
 
@@ -97,9 +97,7 @@ def _entry(condition: Column, rule: str, reason: Column) -> Column:
 
 def _reasons(checks: Column) -> Column:
     """The `reason` of each (rule, reason) struct of the array."""
-    if DX.on_duckdb():  # DuckDB cannot take a field of a list of structs
-        return F.transform(checks, lambda e: e.getField("reason"))
-    return checks.getField("reason")
+    return array_field(checks, "reason")
 
 
 def validate_rows(
@@ -109,14 +107,14 @@ def validate_rows(
     _rule). Valid rows have the declared columns in declared order, then any input column
     the schema does not declare, unchanged (schema drift decides about those at the target).
     Both frames share one lazy plan; nothing runs here."""
-    schema = DX.engine_type(schema)  # a table's schema arrives as PySpark types
+    schema = engine_type(schema)  # a table's schema arrives as PySpark types
     fields = {f.name: f for f in df.schema.fields}
     index = {f.name: i for i, f in enumerate(df.schema.fields)}
     declared = {f.name for f in schema.fields}
     extras = [f.name for f in df.schema.fields if f.name not in declared]
     typed = [
         (
-            DX.try_cast(qcol(f.name), f.dataType, fields[f.name].dataType)
+            try_cast(qcol(f.name), f.dataType, fields[f.name].dataType)
             if f.name in fields
             else F.lit(None).cast(f.dataType)
         ).alias(f.name)
@@ -131,7 +129,7 @@ def validate_rows(
             reason = F.concat(
                 F.lit(f"column '{f.name}': value '"),
                 _as_text(orig, fields[f.name].dataType),
-                F.lit(f"' is not {DX.type_string(f.dataType)}"),
+                F.lit(f"' is not {type_string(f.dataType)}"),
             )
             entries.append(_entry(orig.isNotNull() & qcol(f.name).isNull(), "cast", reason))
         if not f.nullable:

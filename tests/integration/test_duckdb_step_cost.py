@@ -15,7 +15,7 @@ from pydantic import TypeAdapter
 from sqlglot import exp
 
 from datahub_assets.engines.api import F, T, use
-from datahub_assets.engines.duckdb import functions as DX
+from datahub_assets.engines.duckdb import spark_sql as DX
 from datahub_assets.engines.duckdb.session import DatahubDuckDBDataFrame, duckdb_engine
 from datahub_assets.engines.duckdb.write import read_files
 from datahub_assets.iceberg.schema_evolution import align

@@ -1,5 +1,5 @@
-"""The DuckDB side of the table write path and of Iceberg reads (`iceberg.read`,
-`execute.writers.*` branch here when the frame or session is the DuckDB engine's).
+"""The DuckDB engine's writing, storage and column operations (`DuckDBWriteOps`, the
+`engines.write_ops.WriteOps` of DuckDB), and the table storage they use.
 
 - `read_files`: Parquet data files planned by pyiceberg, read by DuckDB's `read_parquet`
   with the table's read schema (a Spark or sqlframe `StructType`): columns matched by name
@@ -17,6 +17,9 @@
   `monotonically_increasing_id`), for last-wins deduplication.
 - `write_csv_folder`: the CSV files of an export, laid out and formatted as Spark writes
   them (`part-00000-<uuid>-c000.csv`, `col=value/` folders, Spark's value formats).
+- `DuckDBWriteOps`: the operations over the functions above, and columns with Spark's results
+  where sqlframe's differ (Spark SQL through `engines.duckdb.spark_sql`, the Python functions
+  of `engines.duckdb.udfs`).
 
 Object storage: s3:// and s3a:// paths go to DuckDB as written; the run's connection serves
 them through pyarrow's S3 client (`engines.duckdb.s3`, DuckDB's httpfs extension cannot be
@@ -26,15 +29,27 @@ downloaded offline). `write_csv_s3`: a CSV export to S3 with Spark's save modes.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import uuid
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import duckdb
 from sqlframe.duckdb import DuckDBDataFrame, DuckDBSession
+from sqlframe.duckdb import functions as DF
 
 from datahub_assets.engines.duckdb import s3 as duckdb_s3
+from datahub_assets.engines.duckdb import spark_sql
+from datahub_assets.engines.duckdb.spark_json import type_json
+from datahub_assets.engines.duckdb.udfs import (
+    ENCRYPT_FN,
+    SPARK_JSON_FN,
+    TOKENIZE_FN,
+    call,
+    ensure_functions,
+)
 from datahub_assets.engines.write_ops import WriteOps
 
 _NAMES = itertools.count(1)
@@ -406,5 +421,170 @@ def write_csv_s3(
     return True
 
 
+# ----------------------------------------------------------------------------- the operations
+
+_INTEGRAL = ("ByteType", "ShortType", "IntegerType", "LongType")
+_INTEGER_TYPES = ("tinyint", "smallint", "int", "integer", "bigint")
+_KEY_TABLES = itertools.count(1)
+
+
 class DuckDBWriteOps(WriteOps):
-    """Writing on DuckDB (`engines.write_ops.WriteOps`)."""
+    """Writing on DuckDB (module doc)."""
+
+    # --- table storage ------------------------------------------------------------------------
+
+    def read_data_files(
+        self, session: Any, paths: Sequence[str], schema: Any, file_column: str | None = None
+    ) -> Any:
+        return read_files(session, list(paths), schema, file_column)
+
+    def write_staged_parquet(
+        self, df: Any, folder: str, partition_by: Sequence[str], part_column: str
+    ) -> None:
+        write_parquet(df, folder, list(partition_by), part_column)
+
+    def with_row_order(self, df: Any, column: str) -> Any:
+        return with_input_order(df, column)
+
+    def error_column(self, message: str) -> Any:
+        return error_column(DF, message)
+
+    # --- CSV exports --------------------------------------------------------------------------
+
+    def write_csv_folder(
+        self,
+        df: Any,
+        folder: str,
+        partition_by: Sequence[str],
+        header: bool,
+        delimiter: str,
+        compression: str,
+    ) -> None:
+        write_csv_folder(df, folder, list(partition_by), header, delimiter, compression)
+
+    def write_csv_remote(
+        self,
+        df: Any,
+        path: str,
+        mode: str,
+        partition_by: Sequence[str],
+        header: bool,
+        delimiter: str,
+        compression: str,
+    ) -> None:
+        write_csv_s3(df, path, mode, list(partition_by), header, delimiter, compression)
+
+    # --- columns ------------------------------------------------------------------------------
+
+    def broadcast(self, df: Any) -> Any:
+        """A hint only: the frame itself (DuckDB's optimiser picks the build side)."""
+        return df
+
+    def explode_outer(self, col: Any) -> Any:
+        """UNNEST of the list, a null or empty list giving one null row."""
+        return DF.explode(DF.when(DF.size(col) > 0, col).otherwise(DF.array(DF.lit(None))))
+
+    def row_order_id(self) -> Any:
+        """`row_number() OVER ()`: consecutive, in the input order (the connection keeps
+        insertion order: `preserve_insertion_order`)."""
+        from sqlglot import exp
+
+        return spark_sql.column_of(exp.Window(this=exp.RowNumber()))
+
+    def try_cast(self, col: Any, dtype: Any, source: Any) -> Any:
+        """DuckDB's TRY_CAST to the Spark type; a string becomes an integer only when it is
+        written as one (DuckDB's TRY_CAST also reads '1.5' and '1e3', Spark's does not)."""
+        from sqlglot import exp
+
+        to = exp.DataType.build(dtype.simpleString(), dialect="spark")
+        cast = spark_sql.column_of(exp.TryCast(this=col.expression, to=to))
+        if type(dtype).__name__ in _INTEGRAL and type(source).__name__ == "StringType":
+            return DF.when(DF.trim(col).rlike(r"^[+-]?[0-9]+$"), cast)
+        return cast
+
+    def cast(self, col: Any, to: str, source: Any) -> Any:
+        """A double becomes a decimal through its shortest text, a timestamp a string
+        without an offset, a string an integer only when written as one (else an error)."""
+        kind = type(source).__name__
+        target = to.strip().lower()
+        if kind == "DoubleType" and target.startswith("decimal"):
+            return col.cast("string").cast(to)
+        if kind == "TimestampType" and target == "string":
+            return col.cast("timestamp_ntz").cast("string")
+        if kind == "StringType" and target in _INTEGER_TYPES:
+            ok = col.isNull() | col.rlike(spark_sql.INTEGER_TEXT)
+            fail = call("error", DF.lit("[CAST_INVALID_INPUT] not an integer"))
+            return DF.when(ok, col).otherwise(fail).cast(to)
+        return col.cast(to)
+
+    def element_count(self, col: Any, dtype: Any) -> Any:
+        fn = "cardinality" if type(dtype).__name__ == "MapType" else "len"
+        return call(fn, col).cast("int")  # DuckDB's is UBIGINT
+
+    def aggregate_result(self, fn: str, out: Any, dtype: Any) -> Any:
+        """Spark's result types: DuckDB's sum of integers is HUGEINT and of decimal(p,s)
+        decimal(38,s), its avg of a decimal a double; Spark gives bigint, decimal(p+10,s) and
+        decimal(p+4,s+4)."""
+        if fn not in ("sum", "avg"):
+            return out
+        kind = type(dtype).__name__
+        if kind == "DecimalType":
+            p, s = dtype.precision, dtype.scale
+            extra = 10 if fn == "sum" else 4
+            scale = s if fn == "sum" else min(38, s + 4)
+            return out.cast(f"decimal({min(38, p + extra)},{scale})")
+        if fn == "sum" and kind in _INTEGRAL:
+            return out.cast("bigint")
+        return out.cast("double")
+
+    def map_entries(self, col: Any) -> Any:
+        return call("map_entries", col)
+
+    def to_json(self, col: Any, dtype: Any) -> Any:
+        """DuckDB's `to_json` re-written as Spark's text (`engines.duckdb.spark_json`)."""
+        ensure_functions(names={SPARK_JSON_FN})
+        return call(SPARK_JSON_FN, call("to_json", col), DF.lit(json.dumps(type_json(dtype))))
+
+    def expr(self, text: str, df: Any) -> Any:
+        return spark_sql.expr(text, df)
+
+    def array_field(self, col: Any, name: str) -> Any:
+        """DuckDB cannot take a field of a list of structs: a lambda over the list."""
+        return DF.transform(col, lambda e: e.getField(name))
+
+    # --- steps --------------------------------------------------------------------------------
+
+    def select_exprs(self, df: Any, exprs: Sequence[str]) -> Any:
+        return df.select(*[c for e in exprs for c in spark_sql.select_list(e, df)])
+
+    def sql_query(self, session: Any, query: str, datasets: Mapping[str, Any]) -> Any:
+        """The datasets as views of the session; the query translated with Spark's result
+        types (`engines.duckdb.spark_sql.spark_query`)."""
+        for name, df in datasets.items():
+            df.createOrReplaceTempView(name)
+        return session.sql(spark_sql.spark_query(query, dict(datasets)))
+
+    def mask_token(self, key: Any, value: Any) -> Any:
+        """The registered tokenize function (`engines.duckdb.udfs`: Spark's bytes)."""
+        ensure_functions(names={TOKENIZE_FN})
+        return call(TOKENIZE_FN, key, value)
+
+    def mask_encrypt(self, key: Any, value: Any) -> Any:
+        ensure_functions(names={ENCRYPT_FN})
+        return call(ENCRYPT_FN, key, value)
+
+    def key_relation(
+        self, session: Any, salt_column: str, salt: str, key_column: str, key: bytes
+    ) -> Any:
+        """A table of the run's database filled through query parameters."""
+        name = f"__datahub_mask_keys_{next(_KEY_TABLES)}"
+        _conn(session).execute(
+            f'CREATE OR REPLACE TABLE "{name}" AS SELECT ?::VARCHAR AS "{salt_column}", '
+            f'?::BLOB AS "{key_column}"',
+            [salt, key],
+        )
+        return session.table(name)
+
+    def collect_dicts(self, df: Any) -> list[dict[str, Any]]:
+        """Through Arrow: sqlframe's collect() turns decimals into floats."""
+        return df.toArrow().to_pylist()

@@ -15,8 +15,7 @@ from datetime import datetime
 from pyspark.sql import DataFrame, SparkSession
 
 from datahub_assets.engines.api import T
-from datahub_assets.engines.duckdb import functions as DX
-from datahub_assets.engines.duckdb.functions import type_string
+from datahub_assets.engines.columns import expr, type_string
 from datahub_assets.execute.checks import aggregate as agg
 from datahub_assets.execute.checks import results, samples
 from datahub_assets.execute.checks.duration import parse_duration
@@ -34,7 +33,7 @@ def _problem(check, df: DataFrame, columns: list[str]) -> str | None:
         return f"column {', '.join(missing)} not in the target"
     if check.kind == "expression":
         try:
-            dtype = df.select(DX.expr(check.expr, df).alias("x")).schema.fields[0].dataType
+            dtype = df.select(expr(check.expr, df).alias("x")).schema.fields[0].dataType
         except Exception as exc:  # analysis error: bad column or syntax
             return f"expression ({check.expr}) is invalid: {str(exc).splitlines()[0][:300]}"
         if not isinstance(dtype, T.BooleanType):

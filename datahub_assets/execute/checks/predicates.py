@@ -8,7 +8,7 @@ from functools import reduce
 from pyspark.sql import Column
 
 from datahub_assets.engines.api import F
-from datahub_assets.engines.duckdb import functions as DX
+from datahub_assets.engines.columns import expr
 from datahub_assets.spec.models import (
     AcceptedValuesCheck,
     ExpressionCheck,
@@ -58,7 +58,7 @@ def failing(check) -> Column:
         return c.isNotNull() & ~c.cast("string").rlike(check.pattern)
     if isinstance(check, ExpressionCheck):
         # a row passes only when the expression is TRUE: false and null both fail
-        return ~F.coalesce(DX.expr(check.expr).cast("boolean"), F.lit(False))
+        return ~F.coalesce(expr(check.expr).cast("boolean"), F.lit(False))
     if isinstance(check, ReferentialCheck):
         return qcol(check.column).isNotNull()  # candidates; the anti join decides
     raise TypeError(f"a {check.kind} check is table-level: it has no failing-row predicate")

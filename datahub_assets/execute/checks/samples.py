@@ -23,9 +23,7 @@ def sample_columns(df_columns: Sequence[str], check_cols: Sequence[str]) -> list
 
 def collect_sample(frame: DataFrame, columns: Sequence[str]) -> list[dict]:
     picked = frame.select(*[qcol(c) for c in columns]).limit(SAMPLE_ROWS)
-    if current().is_duckdb:  # sqlframe's collect() turns decimals into floats; Arrow does not
-        return [{k: json_safe(v) for k, v in r.items()} for r in picked.toArrow().to_pylist()]
-    return [{k: json_safe(v) for k, v in row.asDict().items()} for row in picked.collect()]
+    return [{k: json_safe(v) for k, v in r.items()} for r in current().collect_dicts(picked)]
 
 
 def where_sample(df: DataFrame, predicate: Column, check_cols: Sequence[str]) -> list[dict]:

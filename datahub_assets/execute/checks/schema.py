@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from datahub_assets.engines.api import T
-from datahub_assets.engines.duckdb.functions import type_string
+from datahub_assets.engines.columns import type_string
 from datahub_assets.execute.schemas import load_schema
 
 

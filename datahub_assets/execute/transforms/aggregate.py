@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame
 
+from datahub_assets.engines import columns
 from datahub_assets.engines.api import F
-from datahub_assets.engines.duckdb import functions as DX
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.transforms._base import (
     TransformError,
@@ -44,7 +44,7 @@ def _metric_column(df: DataFrame, fn: str, column: str | None, alias: str) -> Co
             raise TransformError(f"aggregate: {fn}(*) is not a metric; only count:*")
         return F.count(F.lit(1)).alias(alias)
     dtype = next(f.dataType for f in df.schema.fields if f.name == column)
-    return DX.aggregate(fn, F.col(f"`{column}`"), dtype).alias(alias)
+    return columns.aggregate(fn, F.col(f"`{column}`"), dtype).alias(alias)
 
 
 @register("aggregate")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame
 
+from datahub_assets.engines import columns
 from datahub_assets.engines.api import F
-from datahub_assets.engines.duckdb import functions as DX
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.transforms._base import (
     TransformError,
@@ -31,5 +31,5 @@ def cast(step: Cast, datasets: dict[str, DataFrame], _ctx: ExecContext) -> DataF
     require_columns(df, types, step.kind, step.source)
     source = {f.name: f.dataType for f in df.schema.fields}
     return df.withColumns(
-        {col: DX.cast(F.col(f"`{col}`"), t, source[col]) for col, t in types.items()}
+        {col: columns.cast(F.col(f"`{col}`"), t, source[col]) for col, t in types.items()}
     )

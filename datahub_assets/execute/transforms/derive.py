@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame
 
-from datahub_assets.engines.duckdb import functions as DX
+from datahub_assets.engines.columns import expr
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.transforms._base import dataset, register
 from datahub_assets.spec.models import Derive
@@ -14,4 +14,4 @@ from datahub_assets.spec.models import Derive
 def derive(step: Derive, datasets: dict[str, DataFrame], _ctx: ExecContext) -> DataFrame:
     """`column = expr`; an existing column of that name is replaced in place."""
     df = dataset(datasets, step.source, step.kind)
-    return df.withColumn(step.column, DX.expr(step.expr, df))
+    return df.withColumn(step.column, expr(step.expr, df))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame
 
-from datahub_assets.engines.duckdb import functions as DX
+from datahub_assets.engines.columns import expr
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.transforms._base import dataset, register
 from datahub_assets.spec.models import Filter
@@ -14,4 +14,4 @@ from datahub_assets.spec.models import Filter
 def filter_rows(step: Filter, datasets: dict[str, DataFrame], _ctx: ExecContext) -> DataFrame:
     """Rows where `condition` is true (null counts as false, as in SQL WHERE)."""
     df = dataset(datasets, step.source, step.kind)
-    return df.where(DX.expr(step.condition, df))
+    return df.where(expr(step.condition, df))

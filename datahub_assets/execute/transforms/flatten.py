@@ -12,7 +12,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql.types import ArrayType, DataType, MapType
 
 from datahub_assets.engines.api import F, T
-from datahub_assets.engines.duckdb import functions as DX
+from datahub_assets.engines.columns import explode_outer, map_entries, size, to_json
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.transforms._base import TransformError, dataset, register
 from datahub_assets.spec.models import Flatten
@@ -46,9 +46,9 @@ class _Pass:
         if self.arrays == "first":
             return self.expand(F.try_element_at(col, F.lit(1)), name, dtype.elementType)
         if self.arrays == "count":
-            return [DX.size(col, dtype).alias(name)]
+            return [size(col, dtype).alias(name)]
         if self.arrays == "json":
-            return [DX.to_json(col, dtype).alias(name)]
+            return [to_json(col, dtype).alias(name)]
         if self.arrays == "index":  # items_0_name, items_1_name, ... (null past the end)
             return [
                 c
@@ -60,16 +60,16 @@ class _Pass:
         if self.exploded:  # explode: one array per pass, the rest on the next passes
             return [col.alias(name)]
         self.exploded = True
-        return [DX.explode_outer(col).alias(name)]
+        return [explode_outer(col).alias(name)]
 
     def _map(self, col: Column, name: str, dtype: MapType) -> list[Column]:
         """Maps as key/value: entries sorted by key, then the array policy applies to them
         (`m_key`/`m_value` per row for explode and first, `m_0_key`... for index)."""
         if self.arrays == "json":
-            return [DX.to_json(col, dtype).alias(name)]
+            return [to_json(col, dtype).alias(name)]
         if self.arrays == "count":
-            return [DX.size(col, dtype).alias(name)]
-        entries = F.array_sort(DX.map_entries(col))
+            return [size(col, dtype).alias(name)]
+        entries = F.array_sort(map_entries(col))
         entry_type = T.ArrayType(
             T.StructType(
                 [

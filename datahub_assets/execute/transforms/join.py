@@ -7,7 +7,7 @@ from collections import Counter
 from pyspark.sql import DataFrame
 
 from datahub_assets.engines.api import F
-from datahub_assets.engines.duckdb.functions import broadcast
+from datahub_assets.engines.columns import broadcast
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.transforms._base import (
     TransformError,

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import itertools
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pyspark.sql import Column, DataFrame
 
 from datahub_assets.engines.api import F, current
-from datahub_assets.engines.duckdb import functions as DX
+from datahub_assets.engines.write_ops import MASK_IV_BYTES, TOKEN_PREFIX
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.transforms._base import (
     TransformError,
@@ -39,9 +38,7 @@ from datahub_assets.execute.transforms._base import (
 )
 from datahub_assets.spec.models import Mask
 
-TOKEN_PREFIX = "tok_"
 REDACTED = "***"
-_IV_BYTES = 12
 
 
 def derive_key(secret: str | bytes) -> bytes:
@@ -51,7 +48,7 @@ def derive_key(secret: str | bytes) -> bytes:
 
 
 def _open(blob: bytes, secret: str | bytes) -> str:
-    iv, sealed = blob[:_IV_BYTES], blob[_IV_BYTES:]
+    iv, sealed = blob[:MASK_IV_BYTES], blob[MASK_IV_BYTES:]
     return AESGCM(derive_key(secret)).decrypt(iv, sealed, None).decode()
 
 
@@ -84,35 +81,18 @@ def _redact(value: Column, keep_last: int) -> Column:
 
 
 def _tokenize(value: Column) -> Column:
-    if DX.on_duckdb():
-        return DX.aes_gcm_token(F.col(_KEY), value)
-    data = value.cast("binary")
-    iv = F.substring(F.unhex(F.sha2(F.concat(F.col(_KEY), data), 256)), 1, _IV_BYTES)
-    sealed = F.aes_encrypt(data, F.col(_KEY), F.lit("GCM"), F.lit("DEFAULT"), iv)
-    return F.concat(F.lit(TOKEN_PREFIX), F.base64(sealed))
+    return current().mask_token(F.col(_KEY), value)
 
 
 def _encrypt(value: Column) -> Column:
-    if DX.on_duckdb():
-        return DX.aes_gcm_encrypt(F.col(_KEY), value)
-    return F.base64(F.aes_encrypt(value, F.col(_KEY), F.lit("GCM")))
-
-
-_KEY_TABLES = itertools.count(1)
+    return current().mask_encrypt(F.col(_KEY), value)
 
 
 def _keys_relation(ctx: ExecContext, secret: str, key: bytes) -> DataFrame:
-    """The one-row (salt, key) relation. On DuckDB a table of the run's database filled
-    through query parameters, so the key material is never in a query's text."""
-    if not DX.on_duckdb():
-        keys = ctx.spark.createDataFrame([(secret, key)], f"{_SALT} string, {_KEY} binary")
-        return F.broadcast(keys)
-    name = f"__datahub_mask_keys_{next(_KEY_TABLES)}"
-    current().connection.execute(
-        f'CREATE OR REPLACE TABLE "{name}" AS SELECT ?::VARCHAR AS "{_SALT}", ?::BLOB AS "{_KEY}"',
-        [secret, key],
-    )
-    return ctx.spark.table(name)
+    """The one-row (salt, key) relation (a broadcast frame on Spark; on DuckDB a table of the
+    run's database filled through query parameters, so the key material is never in a
+    query's text)."""
+    return current().key_relation(ctx.spark, _SALT, secret, _KEY, key)
 
 
 @register("mask")

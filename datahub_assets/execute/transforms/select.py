@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame
 
-from datahub_assets.engines.duckdb import functions as DX
+from datahub_assets.engines.api import current
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.transforms._base import (
     TransformError,
@@ -22,6 +22,4 @@ def select(step: Select, datasets: dict[str, DataFrame], _ctx: ExecContext) -> D
     exprs = split_top_level(step.columns)
     if not exprs:
         raise TransformError(f"select: no columns given for dataset {step.source!r}")
-    if DX.on_duckdb():
-        return df.select(*[c for e in exprs for c in DX.select_list(e, df)])
-    return df.selectExpr(*exprs)
+    return current().select_exprs(df, exprs)
