@@ -7,8 +7,9 @@ smaller decimals) are widened by Spark's Parquet reader. No table data passes th
 driver. Files are matched by column name (the table's name mapping); the writers never
 produce delete files (copy-on-write), so a data-file list is the whole snapshot.
 
-On the DuckDB engine (a sqlframe DuckDB session) DuckDB's `read_parquet` reads the same
-files with the same read schema (`engines.duckdb.write.read_files`), as a lazy view.
+The engine of the session reads the files (`WriteOps.read_data_files`): on the DuckDB engine
+(a sqlframe DuckDB session) DuckDB's `read_parquet` reads them with the same read schema, as a
+lazy view.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from datahub_assets.engines.api import T
-from datahub_assets.engines.duckdb import write as duckdb_write
+from datahub_assets.engines.frames import write_ops_of
 from datahub_assets.spec.models import TableRef
 from datahub_resources import s3
 from datahub_resources.iceberg import iceberg_to_spark_schema
@@ -70,13 +71,9 @@ def data_files(table: Table, snapshot_id: int | None = None) -> list:
 
 
 def read_files(spark: SparkSession, paths: list[str], schema: StructType) -> DataFrame:
-    """Frame over Parquet `paths` with `schema`; no paths -> empty frame. On a DuckDB
-    session: `engines.duckdb.write.read_files` (schema of either engine's types)."""
-    if duckdb_write.is_duckdb(spark):
-        return duckdb_write.read_files(spark, paths, schema)
-    if not paths:
-        return spark.createDataFrame([], schema)
-    return spark.read.schema(schema).parquet(*[spark_path(p) for p in paths])
+    """Frame over Parquet `paths` with `schema`; no paths -> empty frame. Read by the engine
+    of `spark` (a Spark session or the DuckDB engine's: a schema of either engine's types)."""
+    return write_ops_of(spark).read_data_files(spark, paths, schema)
 
 
 def read_table(

@@ -21,7 +21,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import types as st
 
 from datahub_assets.engines.api import F, T
-from datahub_assets.engines.duckdb import write as duckdb_write
+from datahub_assets.engines.frames import write_ops_of
 from datahub_resources.iceberg import iceberg_type_to_spark, spark_to_iceberg_schema
 
 
@@ -142,9 +142,7 @@ def _same_shape(a: Any, b: Any) -> bool:
 
 def _raise_error(df: DataFrame, message: str):
     """A column failing the query with `message` (Spark `raise_error`, DuckDB `error()`)."""
-    if duckdb_write.is_duckdb(df):
-        return duckdb_write.error_column(F, message)
-    return F.raise_error(F.lit(message))
+    return write_ops_of(df).error_column(message)
 
 
 def align(df: DataFrame, schema: Schema, where: str) -> DataFrame:

@@ -1,8 +1,9 @@
-"""Iceberg table writes in two phases: Spark stages Parquet files, pyiceberg commits them.
+"""Iceberg table writes in two phases: the engine stages Parquet files, pyiceberg commits them.
 
 `stage_write` aligns the frame to the table schema (adding new columns, widening int->long,
-float->double, decimal precision; anything else is an error), then Spark writes Parquet in
-parallel into `<table location>/data/<commit uuid>/`, a folder no other run uses. Partitioned
+float->double, decimal precision; anything else is an error), then the frame's engine writes
+Parquet (`WriteOps.write_staged_parquet`: Spark in parallel, or DuckDB) into
+`<table location>/data/<commit uuid>/`, a folder no other run uses. Partitioned
 tables are written with `partitionBy` on a hash of the partition columns (directory names
 stay short whatever the values), so each file holds ONE partition value while the columns
 stay inside the file and the partition is read back from the column statistics (or, for
@@ -30,15 +31,17 @@ from dataclasses import dataclass, field
 
 import pyarrow.fs as pafs
 from pyiceberg.catalog import Catalog
+from pyiceberg.io import FileIO
 from pyiceberg.manifest import DataFile
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.table import Table, TableProperties, Transaction
+from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.refs import MAIN_BRANCH
 from pyiceberg.transforms import IdentityTransform
 from pyspark.sql import DataFrame, SparkSession
 
 from datahub_assets.engines.api import F, T, Window
-from datahub_assets.engines.duckdb import write as duckdb_write
+from datahub_assets.engines.frames import write_ops_of
 from datahub_assets.iceberg import pyiceberg_compat as compat
 from datahub_assets.iceberg.read import (
     TableNotFoundError,
@@ -46,7 +49,6 @@ from datahub_assets.iceberg.read import (
     file_key,
     load_table,
     read_files,
-    spark_path,
 )
 from datahub_assets.iceberg.schema_evolution import align, evolve_schema
 from datahub_assets.spec.models import TableRef, TableTarget
@@ -110,14 +112,16 @@ def _fs(uri: str) -> tuple[pafs.FileSystem, str, str]:
     return filesystem, path, prefix
 
 
-def _delete_folder(folder: str) -> None:
+def delete_folder(folder: str) -> None:
+    """Delete `folder` (a staging folder of data files) and what it holds, if it exists."""
     filesystem, path, _ = _fs(folder)
     if filesystem.get_file_info(path).type != pafs.FileType.NotFound:
         filesystem.delete_dir(path)
 
 
-def _written_files(folder: str) -> list[str]:
-    """Parquet files Spark committed into `folder`; its marker and checksum files removed."""
+def written_files(folder: str) -> list[str]:
+    """Parquet files a writer committed into `folder` (full URIs, sorted); Spark's marker and
+    checksum files removed."""
     filesystem, path, prefix = _fs(folder)
     result = []
     for info in filesystem.get_file_info(pafs.FileSelector(path, recursive=True)):
@@ -131,7 +135,11 @@ def _written_files(folder: str) -> list[str]:
     return sorted(result)
 
 
-_data_file = compat.data_file  # the name maintenance/tables.py imports
+def folder_data_files(io: FileIO, metadata: TableMetadata, folder: str) -> list[DataFile]:
+    """The DataFile records of the Parquet files written into `folder` (`written_files`), built
+    from their footers (read in parallel) for the table `metadata`."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(lambda u: compat.data_file(io, metadata, u), written_files(folder)))
 
 
 def _open_transaction(
@@ -180,10 +188,7 @@ def _open_transaction(
 def _dedupe_last(df: DataFrame, keys: list[str]) -> DataFrame:
     order = "__datahub_order"
     w = Window.partitionBy(*keys).orderBy(F.col(order).desc())
-    if duckdb_write.is_duckdb(df):
-        ranked = duckdb_write.with_input_order(df, order)
-    else:
-        ranked = df.withColumn(order, F.monotonically_increasing_id())
+    ranked = write_ops_of(df).with_row_order(df, order)
     return ranked.withColumn("__rn", F.row_number().over(w)).where("__rn = 1").drop("__rn", order)
 
 
@@ -210,12 +215,8 @@ def _merge_frame(
         return incoming, []
     read_schema = iceberg_to_spark_schema(old_schema, T)
     paths = [f.file_path for f in current.values()]
-    if duckdb_write.is_duckdb(spark):  # DuckDB names each row's file with filename=
-        existing = duckdb_write.read_files(spark, paths, read_schema, "__file")
-        existing = existing.select(*keys, "__file")
-    else:
-        existing = read_files(spark, paths, read_schema)
-        existing = existing.select(*keys, F.col("_metadata.file_path").alias("__file"))
+    existing = write_ops_of(spark).read_data_files(spark, paths, read_schema, "__file")
+    existing = existing.select(*keys, "__file")
     hits = existing.join(incoming.select(*keys), keys, "left_semi").select("__file").distinct()
     touched = [current[file_key(r["__file"])] for r in hits.collect()]
     if not touched:
@@ -224,19 +225,6 @@ def _merge_frame(
     kept = align(kept, target_schema, ref.identifier)
     kept = kept.join(incoming.select(*keys), keys, "left_anti")
     return kept.unionByName(incoming), touched
-
-
-def _spark_write(out: DataFrame, folder: str, parts: list[str]) -> None:
-    writer = out
-    if parts:
-        # hash distribution (Iceberg's default for partitioned tables): one file per
-        # partition and task instead of one per partition and input split
-        writer = out.withColumn(PART_COL, F.xxhash64(*[F.col(c) for c in parts]))
-        writer = writer.repartition(F.col(PART_COL))
-    w = writer.write.mode("error").option(
-        "mapreduce.fileoutputcommitter.marksuccessfuljobs", "false"
-    )
-    (w.partitionBy(PART_COL) if parts else w).parquet(spark_path(folder))
 
 
 def stage_write(
@@ -280,17 +268,9 @@ def stage_write(
             out, staged.removed = _merge_frame(
                 spark, ref, current_table, old_schema, out, list(target.keys), new_schema
             )
-        if duckdb_write.is_duckdb(out):
-            duckdb_write.write_parquet(out, folder, parts, PART_COL)
-        else:
-            _spark_write(out, folder, parts)
+        write_ops_of(out).write_staged_parquet(out, folder, parts, PART_COL)
         io = compat.transaction_table(txn).io
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            files = list(
-                pool.map(
-                    lambda u: compat.data_file(io, txn.table_metadata, u), _written_files(folder)
-                )
-            )
+        files = folder_data_files(io, txn.table_metadata, folder)
         for f in files:
             if f.record_count == 0:
                 io.delete(f.file_path)
@@ -302,7 +282,7 @@ def stage_write(
                 current = [f for f in current if f.partition in present]
             staged.removed = current
     except BaseException:
-        _delete_folder(folder)
+        delete_folder(folder)
         raise
     staged.stage_seconds = time.monotonic() - started
     return staged
@@ -365,7 +345,7 @@ def commit(staged: StagedWrite) -> CommitResult:
 
 def abort(staged: StagedWrite) -> None:
     """Delete the staged files (the table never referenced them)."""
-    _delete_folder(staged.folder)
+    delete_folder(staged.folder)
 
 
 def rollback(catalog: Catalog, ref: TableRef, snapshot_id: int | None) -> None:

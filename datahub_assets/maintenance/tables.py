@@ -37,7 +37,7 @@ from pyiceberg.table import Table
 from pyspark.sql import SparkSession
 
 from datahub_assets.iceberg.read import data_files, file_key, read_files, spark_path
-from datahub_assets.iceberg.table import _data_file, _delete_folder, _written_files
+from datahub_assets.iceberg.table import delete_folder, folder_data_files
 from datahub_resources.iceberg import iceberg_to_spark_schema
 
 COMPACTION_PROPERTY = "datahub.maintenance"
@@ -168,9 +168,9 @@ def _rewrite(spark: SparkSession, table: Table, group: list, target: int) -> lis
         df.write.mode("error").option(
             "mapreduce.fileoutputcommitter.marksuccessfuljobs", "false"
         ).parquet(spark_path(folder))
-        return [_data_file(table.io, table.metadata, uri) for uri in _written_files(folder)]
+        return folder_data_files(table.io, table.metadata, folder)
     except BaseException:
-        _delete_folder(folder)
+        delete_folder(folder)
         raise
 
 

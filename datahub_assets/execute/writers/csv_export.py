@@ -7,9 +7,9 @@ moves the new files into the existing folder (each file appears whole), `error` 
 `ignore` does nothing when the folder already exists. Spark's `_SUCCESS` and `.crc` side
 files are removed. s3:// paths use Spark's writer directly (S3 has no rename): readers may
 see a partially written export there. The row count comes from one `count()` of the frame,
-locally checkpointed first so the write does not recompute it. On the DuckDB engine DuckDB
-writes the files (`engines.duckdb.write.write_csv_folder`: Spark's file names, folders,
-quoting and value formats), on S3 too (`write_csv_s3`: Spark's save modes).
+locally checkpointed first so the write does not recompute it. The engine that made the
+frame writes the files (`WriteOps.write_csv_folder` / `write_csv_remote`): on DuckDB with
+Spark's file names, folders, quoting and value formats, on S3 with Spark's save modes.
 
 Every export folder (local or S3) carries a `_DATAHUB_EXPORT` marker naming the target that
 wrote it (`owner`, the target's asset key). `overwrite` replaces only an empty folder or one
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 
-from datahub_assets.engines.duckdb import write as duckdb_write
+from datahub_assets.engines.frames import write_ops_of
 from datahub_assets.spec.models import CsvTarget
 from datahub_resources import s3
 
@@ -48,21 +48,6 @@ class ExportResult:
 def expand_path(path: str, run_date: date) -> str:
     """`exports/%Y/%m/%d/x` -> `exports/2024/03/01/x` (any strftime code; `%%` is `%`)."""
     return run_date.strftime(path) if "%" in path else path
-
-
-def _options(target: CsvTarget) -> dict[str, str]:
-    return {
-        "header": str(target.header).lower(),
-        "sep": target.delimiter,
-        "compression": target.compression,
-    }
-
-
-def _writer(df: DataFrame, target: CsvTarget, mode: str):
-    writer = df.write.mode(mode).options(**_options(target))
-    if target.partition_by:
-        writer = writer.partitionBy(*target.partition_by)
-    return writer
 
 
 def _clean(folder: Path) -> tuple[str, ...]:
@@ -162,18 +147,15 @@ def _write_remote(df: DataFrame, target: CsvTarget, path: str, owner: str) -> Ex
         )
     df = df.localCheckpoint()
     rows = df.count()
-    if duckdb_write.is_duckdb(df):
-        duckdb_write.write_csv_s3(
-            df,
-            path,
-            target.mode,
-            list(target.partition_by),
-            target.header,
-            target.delimiter,
-            target.compression,
-        )
-    else:
-        _writer(df, target, target.mode).csv(s3.to_spark(path))
+    write_ops_of(df).write_csv_remote(
+        df,
+        path,
+        target.mode,
+        list(target.partition_by),
+        target.header,
+        target.delimiter,
+        target.compression,
+    )
     if client is not None and (target.mode == "overwrite" or not existed):
         bucket, prefix = _s3_key(path)
         client.put_object(Bucket=bucket, Key=prefix + MARKER, Body=f"{owner}\n".encode())
@@ -210,17 +192,14 @@ def write_csv(
     try:
         df = df.localCheckpoint()
         rows = df.count()
-        if duckdb_write.is_duckdb(df):
-            duckdb_write.write_csv_folder(
-                df,
-                str(tmp),
-                list(target.partition_by),
-                target.header,
-                target.delimiter,
-                target.compression,
-            )
-        else:
-            _writer(df, target, "error").csv(str(tmp))
+        write_ops_of(df).write_csv_folder(
+            df,
+            str(tmp),
+            list(target.partition_by),
+            target.header,
+            target.delimiter,
+            target.compression,
+        )
         files = _clean(tmp)
         (tmp / MARKER).write_text(f"{owner}\n", "utf-8")
         if target.mode == "append" and final.exists():
