@@ -23,7 +23,6 @@ and a Spark SQL text is translated once per process however many pipelines repea
 from __future__ import annotations
 
 import functools
-import importlib
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -279,16 +278,11 @@ def _query(sql: str, params: list | None = None) -> list[tuple]:
 @functools.cache
 def duckdb_function_names() -> frozenset[str]:
     """Lower-case names of DuckDB's functions and macros (an in-memory database's
-    `duckdb_functions()`, read once per process), plus the functions the DuckDB engine adds to
-    its connections (`engines/duckdb/functions.py` `FUNCTION_NAMES`, when it declares them)."""
+    `duckdb_functions()`, read once per process). The Python functions the DuckDB engine
+    registers on its connections (`engines/duckdb/udfs.py`) are not among them: Spark SQL never
+    names them (the engine's translation calls them), so they decide nothing here."""
     rows = _query("SELECT DISTINCT function_name FROM duckdb_functions()")
-    names = {str(name).lower() for (name,) in rows}
-    try:
-        added = importlib.import_module("datahub_assets.engines.duckdb.functions")
-    except ImportError:
-        added = None
-    names.update(str(n).lower() for n in getattr(added, "FUNCTION_NAMES", ()))
-    return frozenset(names)
+    return frozenset(str(name).lower() for (name,) in rows)
 
 
 @functools.lru_cache(maxsize=1024)
