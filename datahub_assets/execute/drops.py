@@ -9,14 +9,16 @@ with lineage columns, and after the commit move every file out of landing.
    `rejected/<date>/` at once with `<file>.reason.json`. Valid files whose fingerprint the
    ledger already holds (a crash after the commit, a retried run, a second request) are not
    read again: they only move to processed/.
-2. `read_drops`: Spark reads the valid files from one work folder per read, so Spark lists
-   one path, not hundreds: local files through hard links (a private copy where hard links
-   are refused; never through a symbolic link, `ingest.store`) in
+2. `read_drops` (one loop for both engines; the engine reads each group of files,
+   `engines.read_ops`): Spark reads the valid files from one work folder per read, so Spark
+   lists one path, not hundreds: local files through hard links (a private copy where hard
+   links are refused; never through a symbolic link, `ingest.store`) in
    `$DATAHUB_HOME/ingest/<run id>/<app>.<pipeline>/`; S3 objects through server-side copies
    (pinned to the validated ETag, so a file replaced since validation fails the run instead
    of being read) under `<root>_ingest/<run id>/<app>.<pipeline>/` in the same bucket
    (`<root>` is where processed/ and rejected/ go; listings never enter `_` folders), read by
-   Spark straight from S3 (`s3a://`), so a remote cluster reads them too. The pipeline in the
+   Spark straight from S3 (`s3a://`), so a remote cluster reads them too. DuckDB reads the
+   links in the same work folder, S3 objects downloaded there. The pipeline in the
    path keeps the steps of one run apart (the multiprocess executor runs several pipelines of
    a run at once, and source ids are unique only within a pipeline). The work folder is
    removed after the step (the run folder with its last pipeline). CSV files
@@ -52,12 +54,13 @@ from pathlib import Path
 
 from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 
 from datahub_assets.engines.api import F, T
+from datahub_assets.engines.read_ops import CORRUPT, LINEAGE_COLUMNS, Lineage, StagedFolder
 from datahub_assets.execute.context import ExecContext, work_name
-from datahub_assets.execute.malformed import CORRUPT, CORRUPT_OPTIONS, with_corrupt
-from datahub_assets.execute.readers._files import options, schema_for
+from datahub_assets.execute.readers._files import schema_for
+from datahub_assets.execute.readers.csv import csv_format
 from datahub_assets.iceberg.multi_commit import TableChange, change_of
 from datahub_assets.ingest import paths
 from datahub_assets.ingest.fileinfo import FileInfo
@@ -73,7 +76,6 @@ from datahub_assets.ingest.validate import Rejection, reason_document, validate_
 from datahub_assets.spec.models import PipelineSpec, TableRef
 from datahub_resources import s3
 
-LINEAGE_COLUMNS = ("_source_file", "_ingested_at", "_run_id")
 INGEST, REJECTED, DUPLICATE = "ingest", "rejected", "duplicate"
 
 
@@ -90,7 +92,7 @@ class DropFile:
     moved_to: str | None = None
     move_error: str | None = None
     local: str | None = None
-    """The local file Spark reads (work-folder link, copy or download)."""
+    """The local file the engine reads (work-folder link, copy or download)."""
     dest: str | None = None
     """Where the file goes (processed/ or rejected/), once chosen: the ledger's `moved_to`."""
     sidecars: tuple[str, ...] | None = None
@@ -130,7 +132,7 @@ class DropBatch:
     patterns: dict[str, str] = field(default_factory=dict)
     run_id: str = ""
     staged: list[str] = field(default_factory=list)
-    """S3 copies made for Spark to read (removed by `cleanup`)."""
+    """S3 copies made for the engine to read (removed by `cleanup`)."""
 
     def with_status(self, status: str, source_id: str | None = None) -> list[DropFile]:
         return [
@@ -391,10 +393,10 @@ def _link(batch: DropBatch, f: DropFile, folder: Path, index: int) -> str:
 
 
 def _s3_folder(
-    batch: DropBatch, store: S3Store, files: list[DropFile], source_id: str, group: int, spark
-) -> tuple[str, dict[str, str]]:
-    """`_folder` on S3: server-side copies of the validated object versions, in parallel.
-    Spark reaches the bucket as the run's S3 client does (`s3.bucket_conf`: the `s3`
+    batch: DropBatch, store: S3Store, files: list[DropFile], source_id: str, group: int
+) -> StagedFolder:
+    """`_Group.folder` on S3: server-side copies of the validated object versions, in parallel.
+    The engine reaches the bucket as the run's S3 client does (`s3.bucket_conf`: the `s3`
     resource's own endpoint and keys for MinIO-like stores, as session settings)."""
     pattern = batch.patterns[source_id]
     match = paths.compiled(pattern).root.match(files[0].info.path)
@@ -412,42 +414,53 @@ def _s3_folder(
             )
         )
     bucket = folder.split("://", 1)[1].split("/", 1)[0]
-    for key, value in s3.bucket_conf(store.client, bucket).items():
-        spark.conf.set(key, value)
-    return s3.to_spark(folder), names
+    return StagedFolder(folder, names, s3.bucket_conf(store.client, bucket))
 
 
-def _folder(
-    batch: DropBatch, files: list[DropFile], source_id: str, group: int, spark
-) -> tuple[str, dict[str, str]]:
-    """(folder, link name -> landed path) of one group of files. Spark reads the FOLDER: a
-    read of N paths makes Spark Connect list the N paths again at every analysis of the plan,
-    as a distributed job above 32 paths (measured 2.45 s per analysis at 500 paths, 0.19 s
-    for one folder)."""
-    store = batch.stores[source_id]
-    if isinstance(store, S3Store):
-        return _s3_folder(batch, store, files, source_id, group, spark)
-    folder = batch.workdir / source_id / f"g{group}"
-    names = {}
-    for i, f in enumerate(files):
-        f.local = _link(batch, f, folder, i)
-        names[Path(f.local).name] = f.info.path
-    return str(folder), names
+@dataclass(frozen=True)
+class _Group:
+    """One group of a batch's files read together (`engines.read_ops.DropFiles`), staged in
+    the form the engine asks for."""
+
+    batch: DropBatch
+    files: list[DropFile]
+    source_id: str
+    index: int
+
+    def folder(self) -> StagedFolder:
+        """The files in one folder the engine reads whole: a read of N paths makes Spark
+        Connect list the N paths again at every analysis of the plan, as a distributed job
+        above 32 paths (measured 2.45 s per analysis at 500 paths, 0.19 s for one folder).
+        Local files: links in the run folder; S3 objects: copies in their bucket."""
+        store = self.batch.stores[self.source_id]
+        if isinstance(store, S3Store):
+            return _s3_folder(self.batch, store, self.files, self.source_id, self.index)
+        folder = self.batch.workdir / self.source_id / f"g{self.index}"
+        names = {}
+        for i, f in enumerate(self.files):
+            f.local = _link(self.batch, f, folder, i)
+            names[Path(f.local).name] = f.info.path
+        return StagedFolder(str(folder), names)
+
+    def local_files(self) -> dict[str, str]:
+        """{local file: landed path}: links in the run folder (S3 objects downloaded there)."""
+        folder = self.batch.workdir / self.source_id / f"g{self.index}"
+        out = {}
+        for i, f in enumerate(self.files):
+            f.local = _link(self.batch, f, folder, i)
+            out[str(Path(f.local).absolute())] = f.info.path
+        return out
 
 
-def _with_lineage(df: DataFrame, names: dict[str, str], batch: DropBatch, run_id: str) -> DataFrame:
-    mapping = F.create_map(*[F.lit(x) for kv in names.items() for x in kv])
-    return df.select(
-        "*",
-        F.element_at(mapping, F.col("_metadata.file_name")).alias("_source_file"),
-        F.lit(batch.ingested_at).cast(T.TimestampType()).alias("_ingested_at"),
-        F.lit(run_id).alias("_run_id"),
-    )
+def _col(name: str) -> Column:
+    """The column `name`, whatever characters it holds (backquoted, backquotes doubled)."""
+    return F.col("`" + name.replace("`", "``") + "`")
 
 
 def _csv_schema(header: tuple[str, ...], declared: T.StructType | None) -> T.StructType | None:
     """Read schema of one header group: declared types by (case-insensitive) name, the
-    rest strings; None without a declared schema (Spark names the columns from the header)."""
+    rest strings; None without a declared schema (the engine names the columns from the
+    header)."""
     if declared is None:
         return None
     by_name = {f.name.lower(): f for f in declared.fields}
@@ -475,7 +488,7 @@ def _declared_names(df: DataFrame, declared: T.StructType, header: tuple[str, ..
     schema's order, then the helper and lineage columns."""
     return df.select(
         *[
-            F.col(f"`{c}`").alias(d.name)
+            _col(c).alias(d.name)
             for d in declared.fields
             for c in header
             if c.lower() == d.name.lower()
@@ -488,100 +501,32 @@ def _declared_names(df: DataFrame, declared: T.StructType, header: tuple[str, ..
 def read_drops(source, ctx: ExecContext, batch: DropBatch) -> DataFrame:
     """Step 2 of the module doc: the valid new files of `source` with lineage columns.
     `source` may be a copy without schemaRef (onInvalid reads raw values first). csv and
-    json frames carry the helper column `_corrupt_record` (`execute.malformed`)."""
-    if ctx.on_duckdb:
-        return _read_drops_duckdb(source, ctx, batch)
+    json frames carry the helper column `_corrupt_record` (`execute.malformed`). The engine
+    reads each group (`engines.read_ops`: `read_drop_csv`, `read_drop_json`,
+    `read_drop_parquet`), asking it for the folder or the local files it reads."""
+    engine = ctx.active_engine
     files = batch.with_status(INGEST, source.id)
     declared = schema_for(source.schema_ref, ctx) if source.schema_ref else None
-    spark = ctx.spark
+    lineage = Lineage(batch.ingested_at, ctx.run_id)
     frames: list[DataFrame] = []
     if source.kind == "csv":
-        groups = _header_groups(source, files)
-        opts = options(
-            header=source.header,
-            sep=source.delimiter,
-            quote=source.quote,
-            escape=source.escape,
-            encoding=source.encoding,
-            nullValue=source.null_value,
-            dateFormat=source.date_format,
-            inferSchema=source.infer_schema and declared is None,
-        )
-        for n, (header, group) in enumerate(groups.items()):
-            reader = spark.read.options(**opts, **CORRUPT_OPTIONS)
+        fmt = csv_format(source)
+        infer = bool(source.infer_schema) and declared is None
+        for n, (header, group) in enumerate(_header_groups(source, files).items()):
             schema = _csv_schema(header, declared) if header else declared
-            folder, names = _folder(batch, group, source.id, n, spark)
-            if schema is None:  # malformed records need an explicit schema: Spark's own
-                schema = spark.read.options(**opts).csv(folder).schema
-            df = _with_lineage(
-                reader.schema(with_corrupt(schema)).csv(folder), names, batch, ctx.run_id
-            )
+            staged = _Group(batch, group, source.id, n)
+            df = engine.read_drop_csv(staged, fmt, schema, infer, lineage)
             if declared is not None and header:
                 df = _declared_names(df, declared, header)
             frames.append(df)
     else:
-        folder, names = _folder(batch, files, source.id, 0, spark)
-        reader = spark.read
+        staged = _Group(batch, files, source.id, 0)
         if source.kind == "json":
-            reader = reader.options(**options(multiLine=source.multiline))
-            schema = declared if declared is not None else reader.json(folder).schema
-            df = reader.schema(with_corrupt(schema)).options(**CORRUPT_OPTIONS).json(folder)
+            df = engine.read_drop_json(staged, bool(source.multiline), declared, lineage)
         else:
-            df = reader.option("mergeSchema", "true").parquet(folder)
-        df = _with_lineage(df, names, batch, ctx.run_id)
+            df = engine.read_drop_parquet(staged, lineage)
         if source.kind == "parquet" and declared is not None:
-            df = df.select(*[F.col(f"`{d.name}`") for d in declared.fields], *LINEAGE_COLUMNS)
-        frames.append(df)
-    result = frames[0]
-    for other in frames[1:]:
-        result = result.unionByName(other, allowMissingColumns=True)
-    return result
-
-
-def _local_group(batch: DropBatch, files: list[DropFile], source_id: str, group: int) -> dict:
-    """{local file: landed path} of one group: links in the run folder (S3 objects are
-    downloaded: the DuckDB engine reads local files, `engines/duckdb/read.py`)."""
-    folder = batch.workdir / source_id / f"g{group}"
-    out = {}
-    for i, f in enumerate(files):
-        f.local = _link(batch, f, folder, i)
-        out[str(Path(f.local).absolute())] = f.info.path
-    return out
-
-
-def _read_drops_duckdb(source, ctx: ExecContext, batch: DropBatch) -> DataFrame:
-    """`read_drops` on the DuckDB engine: the same columns, types and lineage."""
-    from datahub_assets.engines.duckdb import read as R
-    from datahub_assets.execute.readers.csv import csv_options
-
-    files = batch.with_status(INGEST, source.id)
-    declared = schema_for(source.schema_ref, ctx) if source.schema_ref else None
-    frames: list[DataFrame] = []
-    if source.kind == "csv":
-        groups = _header_groups(source, files)
-        for n, (header, group) in enumerate(groups.items()):
-            landed = _local_group(batch, group, source.id, n)
-            schema = _csv_schema(header, declared) if header else declared
-            df = R.read_csv(
-                list(landed),
-                csv_options(source),
-                schema=schema,
-                infer=bool(source.infer_schema) and declared is None,
-                corrupt=True,
-            )
-            df = R.with_lineage(df, landed, batch.ingested_at, ctx.run_id)
-            if declared is not None and header:
-                df = _declared_names(df, declared, header)
-            frames.append(df)
-    else:
-        landed = _local_group(batch, files, source.id, 0)
-        if source.kind == "json":
-            df = R.read_json(list(landed), bool(source.multiline), declared, corrupt=True)
-        else:
-            df = R.read_parquet(list(landed), file_col=True)
-        df = R.with_lineage(df, landed, batch.ingested_at, ctx.run_id)
-        if source.kind == "parquet" and declared is not None:
-            df = df.select(*[F.col(d.name) for d in declared.fields], *LINEAGE_COLUMNS)
+            df = df.select(*[_col(d.name) for d in declared.fields], *LINEAGE_COLUMNS)
         frames.append(df)
     result = frames[0]
     for other in frames[1:]:
@@ -601,11 +546,7 @@ def empty_drops(source, ctx: ExecContext) -> DataFrame:
             T.StructField("_run_id", T.StringType()),
         ]
     )
-    if ctx.on_duckdb:
-        from datahub_assets.engines.duckdb.read import empty
-
-        return empty(schema)
-    return ctx.spark.createDataFrame([], schema)
+    return ctx.active_engine.empty_frame(schema)
 
 
 # ---------------------------------------------------------------------------------- ledger

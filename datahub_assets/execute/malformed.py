@@ -6,10 +6,11 @@ a CSV line with more or fewer fields than the header, a line whose quote is not 
 fields run together, so the count is off), a JSON line that is not valid JSON or not an object,
 and, with a declared schema, a value that does not parse as its type.
 
-How they are found. Spark reads every csv/json source in PERMISSIVE mode with the helper
-column `_corrupt_record` in its read schema (`with_corrupt`, `CORRUPT_OPTIONS`): Spark fills it
-with the record's raw text exactly when the record is malformed (a CSV record with another
-token count than the schema is malformed in Spark 4). `check` then splits the frame:
+How they are found. The engine reads every csv/json source with the helper column
+`_corrupt_record` (`engines.read_ops`, `corrupt=True`): it holds the record's raw text exactly
+when the record is malformed (Spark's PERMISSIVE mode, where a CSV record with another token
+count than the schema is malformed in Spark 4; DuckDB's reader gives the same verdicts).
+`check` then splits the frame:
 
 - good rows: `_corrupt_record IS NULL`, helper column removed, so it never reaches a table's
   schema (and a JSON source without schemaRef never infers it into the table);
@@ -42,13 +43,10 @@ import pyarrow as pa
 from pyspark.sql import DataFrame
 
 from datahub_assets.engines.api import F, T, current
+from datahub_assets.engines.read_ops import CORRUPT, FILE_COL, LINEAGE_COLUMNS
 
-CORRUPT = "_corrupt_record"
-CORRUPT_OPTIONS = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
 MALFORMED_RULE = "malformed"
-FILE_COL = "__dh_file"
 MAX_MALFORMED_PER_RUN = 200_000
-LINEAGE = ("_source_file", "_ingested_at", "_run_id")
 
 QUARANTINE_SCHEMA = T.StructType(
     [
@@ -66,13 +64,6 @@ QUARANTINE_SCHEMA = T.StructType(
 
 class MalformedError(ValueError):
     """Too many malformed records, or onInvalid="fail" on a source that is not a file drop."""
-
-
-def with_corrupt(schema: T.StructType) -> T.StructType:
-    """`schema` plus the helper column (string, last) when it lacks it."""
-    if CORRUPT in schema.fieldNames():
-        return schema
-    return T.StructType([*schema.fields, T.StructField(CORRUPT, T.StringType())])
 
 
 @dataclass
@@ -113,16 +104,14 @@ def check(
     limit: int = MAX_MALFORMED_PER_RUN,
 ) -> tuple[DataFrame, Found]:
     """(good rows without the helper column, the malformed records) of a csv/json frame read
-    with `with_corrupt`. `df` has `_source_file` (file drops; `local_of` maps it to the local
-    file Spark read) or the helper `__dh_file` (a plain read: `_metadata.file_path`)."""
+    with the helper column. `df` has `_source_file` (file drops; `local_of` maps it to the
+    local file the engine read) or the helper `__dh_file` (a plain read)."""
     if CORRUPT not in df.columns:
         return df, Found()
-    # Spark's CSV parser checks the field count only over the columns a query needs, so the
-    # good and the malformed frames must see every column, whatever the query selects
-    if not current().is_duckdb:  # DuckDB's reader (engines/duckdb/read.py) checks every field
-        df.sparkSession.conf.set("spark.sql.csv.parser.columnPruning.enabled", "false")
+    # the good and the malformed frames must see every field, whatever the query selects
+    current().parse_every_field(df)
     file_col = "_source_file" if "_source_file" in df.columns else FILE_COL
-    data = [c for c in df.columns if c not in (CORRUPT, FILE_COL, *LINEAGE)]
+    data = [c for c in df.columns if c not in (CORRUPT, FILE_COL, *LINEAGE_COLUMNS)]
     good = df.where(F.col(CORRUPT).isNull()).drop(CORRUPT, FILE_COL)
     if not data:  # Spark refuses a query of the helper column alone
         raise MalformedError(f"source {source.id!r}: no record parses as {source.kind}")
@@ -139,7 +128,7 @@ def check(
             "encoding?)"
         )
     schema = T.StructType(
-        [f for f in df.schema.fields if f.name not in (CORRUPT, FILE_COL, *LINEAGE)]
+        [f for f in df.schema.fields if f.name not in (CORRUPT, FILE_COL, *LINEAGE_COLUMNS)]
     )
     records = [
         Record(file=r["file"], raw=r["raw"], reason=reason(r["raw"], source, schema)) for r in rows
@@ -180,15 +169,8 @@ def quarantine_frame(spark, found: Found, run_id: str, where: str) -> DataFrame:
             ]
         ),
     )
-    if current().is_duckdb:
-        from datahub_assets.engines.duckdb.read import from_arrow
-
-        return from_arrow(table).withColumn(
-            "_quarantined_at", F.current_timestamp().cast(T.TimestampType())
-        )
-    schema = T.StructType(QUARANTINE_SCHEMA.fields[:-1])
-    df = spark.createDataFrame(table.to_pandas(), schema)
-    return df.withColumn("_quarantined_at", F.current_timestamp())
+    df = current().from_arrow(table, T.StructType(QUARANTINE_SCHEMA.fields[:-1]), spark)
+    return df.withColumn("_quarantined_at", F.current_timestamp().cast(T.TimestampType()))
 
 
 # ------------------------------------------------------------------------------ reasons

@@ -17,7 +17,7 @@ import pytest
 
 from datahub_assets.engines.api import use
 from datahub_assets.engines.duckdb.session import duckdb_engine
-from datahub_assets.execute import drops
+from datahub_assets.execute import drops, runner
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.runner import run_pipeline
 from datahub_assets.ingest import store as store_module
@@ -312,7 +312,7 @@ def test_two_pipelines_running_inside_one_run_each_ingest_their_own_files(settin
     specs = _specs(settings, *TWO)
     a, b = _two_drops(settings)
     catalog = load_catalog(settings)
-    real = drops._read_drops_duckdb
+    real = drops.read_drops
     ran: list = []
 
     def read_then_run_b(source, ctx, batch):
@@ -322,7 +322,7 @@ def test_two_pipelines_running_inside_one_run_each_ingest_their_own_files(settin
             ran[0] = run_pipeline(specs["returns_raw"], _ctx(settings, "same-run"), catalog)
         return frame
 
-    monkeypatch.setattr(drops, "_read_drops_duckdb", read_then_run_b)
+    monkeypatch.setattr(runner, "read_drops", read_then_run_b)
     run_pipeline(specs["orders_raw"], _ctx(settings, "same-run"), catalog)
 
     assert ran

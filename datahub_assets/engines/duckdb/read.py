@@ -1,10 +1,12 @@
-"""File sources on the DuckDB engine, read as Spark reads them (same columns, types, values).
+"""The DuckDB engine's reading operations (`DuckDBReadOps`, `engines.read_ops.ReadOps`): file
+sources and file drops read as Spark reads them (same columns, types, values).
 
 Every reader runs DuckDB SQL on the run's connection (`engines.api.current().connection`),
 keeps the result as a plain view or table of the run's in-memory database (sqlframe cannot
 see TEMP objects) and returns `session.table(name)`, a frame of the sqlframe DuckDB session.
-Paths are local files (readers/_files.py downloads s3:// objects first: DuckDB's httpfs
-extension cannot be installed offline).
+Paths are local files: the operations ask the caller for local copies (`FileSet.local_files`,
+`DropFiles.local_files`: s3:// objects downloaded first, as DuckDB's httpfs extension cannot
+be installed offline).
 
 CSV. DuckDB's own parser reads every value as VARCHAR, so the column types are decided here
 by Spark's `inferSchema` rules (`infer_csv_types`: int, bigint, decimal(n,0) for integers
@@ -47,18 +49,31 @@ import io
 import itertools
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from datahub_assets.engines.api import current
-from datahub_assets.engines.read_ops import ReadOps
+from datahub_assets.engines.read_ops import (
+    CORRUPT,
+    FILE_COL,
+    CsvFormat,
+    DropFiles,
+    FileReadError,
+    FileSet,
+    Lineage,
+    ReadOps,
+)
 
-FILE_COL = "__dh_file"
-CORRUPT = "_corrupt_record"
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 _NAMES = itertools.count(1)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICRO = timedelta(microseconds=1)
 
 
 class DuckReadError(ValueError):
@@ -107,21 +122,6 @@ def _count(conn: duckdb.DuckDBPyConnection, sql: str) -> int:
 def _columns(conn: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[str, str]]:
     rel = conn.sql(sql)
     return [(n, str(t)) for n, t in zip(rel.columns, rel.types, strict=True)]
-
-
-def local_files(pattern: str) -> list[str]:
-    """The files a local path, folder or glob names (a folder: every file below it that is
-    not hidden or `_`-prefixed, as Spark lists it)."""
-    path = Path(pattern)
-    if path.is_dir():
-        return sorted(
-            str(p)
-            for p in path.rglob("*")
-            if p.is_file() and not any(part[:1] in "._" for part in p.relative_to(path).parts)
-        )
-    import glob
-
-    return sorted(p for p in glob.glob(pattern) if Path(p).is_file())  # noqa: PTH207
 
 
 def _file_expr(col: str) -> str:
@@ -726,10 +726,6 @@ def read_json(
 # --------------------------------------------------------------------------- Parquet
 
 
-def parquet_files(path: str) -> list[str]:
-    return [p for p in local_files(path) if not Path(p).name.startswith(("_", "."))]
-
-
 def _partition_type(values: set[str]) -> str:
     """DuckDB type of a partition column as Spark infers it from the folder names
     (int, bigint, double, date, else string; `__HIVE_DEFAULT_PARTITION__` is null)."""
@@ -824,5 +820,117 @@ def rebase_files(df: Any, old: str, new: str) -> Any:
     return register(f"SELECT * REPLACE ({fixed} AS {col}) FROM ({sql})")
 
 
+def csv_options(fmt: CsvFormat) -> CsvOptions:
+    """The `CsvOptions` of a source's CSV format."""
+    return CsvOptions(
+        header=fmt.header,
+        delimiter=fmt.delimiter,
+        quote=fmt.quote,
+        escape=fmt.escape,
+        encoding=fmt.encoding,
+        null_value=fmt.null_value,
+        date_format=fmt.date_format,
+    )
+
+
 class DuckDBReadOps(ReadOps):
-    """Reading on DuckDB (`engines.read_ops.ReadOps`)."""
+    """Reading on DuckDB (`engines.read_ops.ReadOps`): the readers above on local copies of
+    the files (`FileSet.local_files`, `DropFiles.local_files`)."""
+
+    errors: tuple[type[BaseException], ...]
+    functions: Any
+
+    def _read(self, files: FileSet, read: Callable[[], Any]) -> Any:
+        """`read()`, its errors as `FileReadError`. Downloaded objects: the rows are computed
+        into the run's database, the copies removed, the file column names the objects
+        (s3a://, as Spark's does)."""
+        try:
+            df = read()
+            folder = files.download_folder()
+            if folder is not None:
+                df = rebase_files(df, f"file:{folder}/", "s3a://").localCheckpoint()
+                files.release()
+            return df
+        except (*self.errors, ValueError, OSError) as exc:
+            raise FileReadError(str(exc).strip().split("\n", 1)[0][:600]) from None
+
+    # --- file sources -------------------------------------------------------------------------
+
+    def read_csv(
+        self,
+        files: FileSet,
+        fmt: CsvFormat,
+        schema: Any = None,
+        infer: bool = False,
+        corrupt: bool = False,
+    ) -> Any:
+        local = files.local_files()
+        return self._read(
+            files,
+            lambda: read_csv(local, csv_options(fmt), schema=schema, infer=infer, corrupt=corrupt),
+        )
+
+    def read_json(
+        self, files: FileSet, multiline: bool, schema: Any = None, corrupt: bool = False
+    ) -> Any:
+        local = files.local_files()
+        return self._read(files, lambda: read_json(local, multiline, schema, corrupt))
+
+    def read_parquet(self, files: FileSet) -> Any:
+        local = files.local_files(parquet=True)
+        root = files.local_root()
+        return self._read(files, lambda: read_parquet(local, root=root))
+
+    # --- file drops ---------------------------------------------------------------------------
+
+    def read_drop_csv(
+        self,
+        files: DropFiles,
+        fmt: CsvFormat,
+        schema: Any,
+        infer: bool,
+        lineage: Lineage,
+    ) -> Any:
+        landed = files.local_files()
+        df = read_csv(list(landed), csv_options(fmt), schema=schema, infer=infer, corrupt=True)
+        return with_lineage(df, landed, lineage.ingested_at, lineage.run_id)
+
+    def read_drop_json(
+        self, files: DropFiles, multiline: bool, schema: Any, lineage: Lineage
+    ) -> Any:
+        landed = files.local_files()
+        df = read_json(list(landed), multiline, schema, corrupt=True)
+        return with_lineage(df, landed, lineage.ingested_at, lineage.run_id)
+
+    def read_drop_parquet(self, files: DropFiles, lineage: Lineage) -> Any:
+        landed = files.local_files()
+        df = read_parquet(list(landed), file_col=True)
+        return with_lineage(df, landed, lineage.ingested_at, lineage.run_id)
+
+    def empty_frame(self, schema: Any) -> Any:
+        return empty(schema)
+
+    # --- malformed records --------------------------------------------------------------------
+
+    def parse_every_field(self, df: Any) -> None:
+        """Nothing to do: the CSV reader above checks every field of each record."""
+
+    def from_arrow(self, table: pa.Table, schema: Any, session: Any) -> Any:  # noqa: ARG002
+        """A table of the run's database (the Arrow types are the columns' types)."""
+        return from_arrow(table)
+
+    # --- incremental reads --------------------------------------------------------------------
+
+    def timestamp_literal(self, iso: str) -> Any:
+        """No timestamp_micros in sqlframe; DuckDB parses ISO-8601."""
+        return self.functions.lit(iso).cast("timestamp")
+
+    def max_micros(self, df: Any, col: Any) -> int | None:
+        """The newest value itself (a datetime; sqlframe gives UTC as a naive one)."""
+        row = df.agg(self.functions.max(col)).first()
+        newest = row[0] if row is not None else None
+        if newest is None:
+            return None
+        if newest.tzinfo is None:
+            newest = newest.replace(tzinfo=UTC)
+        return (newest - EPOCH) // MICRO

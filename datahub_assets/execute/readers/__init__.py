@@ -11,9 +11,8 @@ from collections.abc import Callable
 
 from pyspark.sql import DataFrame
 
-from datahub_assets.engines.api import F, current
+from datahub_assets.engines.api import current
 from datahub_assets.execute.context import ExecContext
-from datahub_assets.execute.readers._files import SourceError
 from datahub_assets.execute.readers.csv import read_csv
 from datahub_assets.execute.readers.database import read_database
 from datahub_assets.execute.readers.json import read_json
@@ -22,6 +21,7 @@ from datahub_assets.execute.readers.mongo import read_mongo
 from datahub_assets.execute.readers.parquet import read_parquet
 from datahub_assets.execute.readers.table import read_table_source
 from datahub_assets.execute.schemas import SchemaError
+from datahub_assets.execute.sources import SourceError, materialise
 from datahub_assets.spec.models import TableRef
 
 __all__ = ["READERS", "SourceError", "materialise", "read_source"]
@@ -34,12 +34,6 @@ READERS: dict[str, Callable[..., DataFrame]] = {
     "database": read_database,
     "mongo": read_mongo,
 }
-
-
-def materialise(df: DataFrame) -> DataFrame:
-    """Compute `df` now and keep it on the cluster (a local checkpoint: works on Spark
-    Connect, cuts the lineage, so files moved after the read no longer matter)."""
-    return df.localCheckpoint(eager=True)
 
 
 def read_source(
@@ -62,7 +56,7 @@ def read_source(
         raise SourceError(f"source {source.id!r}: unknown source kind {source.kind!r}")
     if source.load_policy == "eager":
         df = materialise(df)
-        if source.kind == "lookup" and not current().is_duckdb:
-            df = F.broadcast(df)
+        if source.kind == "lookup":
+            df = current().broadcast(df)
         ctx.log.debug("source %s materialised (loadPolicy=eager)", source.id)
     return df

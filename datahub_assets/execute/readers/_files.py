@@ -1,23 +1,31 @@
-"""Shared pieces of the file readers: path checks, schemaRef loading, load policy."""
+"""Shared pieces of the file readers: path checks, schemaRef loading, the source's files as the
+engine asks for them (`SourceFiles`), the engine's read errors as the source's (`read_with`)."""
 
 from __future__ import annotations
 
 import glob
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from glob import has_magic
 from pathlib import Path
 
-from pyspark.errors import AnalysisException
-from pyspark.sql import DataFrame, DataFrameReader
+from pyspark.sql import DataFrame
 from pyspark.sql.types import StructType
 
+from datahub_assets.engines.read_ops import FileReadError, NoFileMatches
 from datahub_assets.execute import schemas
 from datahub_assets.execute.context import ExecContext
-from datahub_resources.s3 import to_spark as spark_path
+from datahub_assets.execute.sources import SourceError
 
-
-class SourceError(ValueError):
-    """A source cannot be read: names the source id and the offending path or value."""
+__all__ = [
+    "SourceError",
+    "SourceFiles",
+    "check_exists",
+    "local_files",
+    "read_with",
+    "schema_for",
+]
 
 
 def _local(path: str) -> str | None:
@@ -30,8 +38,8 @@ def _local(path: str) -> str | None:
 def check_exists(path: str, source_id: str) -> None:
     """A local path or glob must match at least one file or folder.
 
-    Hadoop brace patterns (`{a,b}`) and remote paths (s3://) are left to Spark, whose
-    error is translated by `resolve`.
+    Hadoop brace patterns (`{a,b}`) and remote paths (s3://) are left to the engine, whose
+    error `read_with` translates.
     """
     local = _local(path)
     if local is None or "{" in local:
@@ -49,64 +57,69 @@ def schema_for(ref: str, ctx: ExecContext) -> StructType:
     return schemas.schema_for(ctx.spec, ref, local if local is not None else path)
 
 
-def reader(ctx: ExecContext, schema_ref: str | None) -> DataFrameReader:
-    """A DataFrameReader with the explicit schema of `schema_ref`, if any."""
-    r = ctx.spark.read
-    return r.schema(schema_for(schema_ref, ctx)) if schema_ref else r
-
-
-__all__ = [
-    "SourceError",
-    "check_exists",
-    "duck_call",
-    "duck_files",
-    "duck_root",
-    "options",
-    "reader",
-    "resolve",
-    "schema_for",
-    "spark_path",
-]
-
-
-def duck_files(
-    path: str, source_id: str, ctx: ExecContext | None = None, parquet: bool = False
-) -> list[str]:
-    """The local files a path names, for the DuckDB engine. DuckDB's httpfs extension
-    cannot be installed offline, so the objects of an s3:// path are downloaded into the
-    run's folder first (`s3_download`; `duck_call` reads them into the run's database and
-    removes the copies)."""
-    from datahub_assets.engines.duckdb import read as duckdb_read
-
-    local = _local(path)
-    if local is None:
-        if ctx is None or not path.startswith(("s3://", "s3a://")):
-            raise SourceError(
-                f"source {source_id!r}: {path!r}: the DuckDB engine reads local files and "
-                "s3:// objects only"
-            )
-        files = s3_download(path, source_id, ctx, parquet)
+def local_files(pattern: str, parquet: bool = False) -> list[str]:
+    """The files a local path, folder or glob names, as Spark lists them (a folder: every file
+    below it that is not hidden or `_`-prefixed); `parquet`: no `_`/`.` file either."""
+    path = Path(pattern)
+    if path.is_dir():
+        found = sorted(
+            str(p)
+            for p in path.rglob("*")
+            if p.is_file() and not any(part[:1] in "._" for part in p.relative_to(path).parts)
+        )
     else:
-        files = duckdb_read.parquet_files(local) if parquet else duckdb_read.local_files(local)
-    if not files:
-        raise SourceError(f"source {source_id!r}: no file matches path {path!r}")
-    return files
+        found = sorted(p for p in glob.glob(pattern) if Path(p).is_file())  # noqa: PTH207
+    if parquet:
+        return [p for p in found if not Path(p).name.startswith(("_", "."))]
+    return found
 
 
-def duck_root(path: str, source_id: str, ctx: ExecContext) -> str | None:
-    """The local folder a parquet source reads (its `key=value` sub-folders are partition
-    columns), or None for files and globs."""
-    local = _local(path)
-    if local is None:  # downloaded S3 objects keep their keys under the run folder
-        key = path.split("://", 1)[1].rstrip("/")
-        local = str(s3_folder(ctx, source_id) / key)
-        return local if not has_magic(key) else None
-    return local if Path(local).is_dir() else None
+@dataclass(frozen=True)
+class SourceFiles:
+    """The files of a file source's `path` (`engines.read_ops.FileSet`): the path itself for
+    an engine that reads it (Spark), or local copies (DuckDB: its httpfs extension cannot be
+    installed offline, so the objects of an s3:// path are downloaded into the run's folder,
+    `s3_folder`, and removed once read)."""
+
+    path: str
+    source_id: str
+    ctx: ExecContext
+
+    def local_files(self, parquet: bool = False) -> list[str]:
+        local = _local(self.path)
+        if local is None:
+            if not self.path.startswith(("s3://", "s3a://")):
+                raise SourceError(
+                    f"source {self.source_id!r}: {self.path!r}: the DuckDB engine reads local "
+                    "files and s3:// objects only"
+                )
+            files = s3_download(self.path, self.source_id, self.ctx, parquet)
+        else:
+            files = local_files(local, parquet)
+        if not files:
+            raise SourceError(f"source {self.source_id!r}: no file matches path {self.path!r}")
+        return files
+
+    def local_root(self) -> str | None:
+        local = _local(self.path)
+        if local is None:  # downloaded S3 objects keep their keys under the run folder
+            key = self.path.split("://", 1)[1].rstrip("/")
+            local = str(s3_folder(self.ctx, self.source_id) / key)
+            return local if not has_magic(key) else None
+        return local if Path(local).is_dir() else None
+
+    def download_folder(self) -> str | None:
+        if _local(self.path) is not None:
+            return None
+        return str(s3_folder(self.ctx, self.source_id))
+
+    def release(self) -> None:
+        shutil.rmtree(s3_folder(self.ctx, self.source_id), ignore_errors=True)
 
 
-def s3_folder(ctx: ExecContext, source_id: str):
-    """Where the S3 objects of a source are downloaded for the DuckDB engine: below the
-    pipeline's own work folder (two pipelines of a run may have sources of one id)."""
+def s3_folder(ctx: ExecContext, source_id: str) -> Path:
+    """Where the S3 objects of a source are downloaded for an engine reading local files:
+    below the pipeline's own work folder (two pipelines of a run may have sources of one id)."""
     return ctx.work_folder / "_s3" / source_id
 
 
@@ -132,43 +145,14 @@ def s3_download(path: str, source_id: str, ctx: ExecContext, parquet: bool) -> l
     return out
 
 
-def duck_call(source_id: str, path: str, read, ctx: ExecContext | None = None):
-    """`read()` on the DuckDB engine, its errors as a SourceError naming the source. For an
-    s3:// path (`ctx` given) the rows are computed into the run's database, the downloaded
-    copies removed and the file column names the objects (s3a://, as Spark's does)."""
-    from datahub_assets.engines.api import current
-    from datahub_assets.engines.duckdb import read as duckdb_read
-
+def read_with(files: SourceFiles, read: Callable[[], DataFrame]) -> DataFrame:
+    """`read()`, an engine's read of `files`; what the engine rejects is the source's
+    `SourceError` (naming the source id and the path)."""
     try:
-        df = read()
-        if ctx is not None and _local(path) is None:
-            folder = s3_folder(ctx, source_id)
-            df = duckdb_read.rebase_files(df, f"file:{folder}/", "s3a://").localCheckpoint()
-            shutil.rmtree(folder, ignore_errors=True)
-        return df
-    except SourceError:
-        raise
-    except (*current().errors, ValueError, OSError) as exc:
-        first_line = str(exc).strip().split("\n", 1)[0][:600]
-        raise SourceError(f"source {source_id!r} ({path}): {first_line}") from None
-
-
-def options(**values: object) -> dict[str, str]:
-    """Reader options without the unset ones, as strings Spark understands."""
-    out = {}
-    for key, value in values.items():
-        if value is not None:
-            out[key] = str(value).lower() if isinstance(value, bool) else str(value)
-    return out
-
-
-def resolve(df: DataFrame, source_id: str, path: str) -> DataFrame:
-    """Analyse `df` now, so a missing path or bad option fails here with the source id."""
-    try:
-        df.isLocal()  # analyses the plan on the server: paths, schema inference, options
-    except AnalysisException as exc:
-        if "PATH_NOT_FOUND" in str(exc):
-            raise SourceError(f"source {source_id!r}: no file matches path {path!r}") from None
-        first_line = str(exc).strip().split("\n", 1)[0][:600]
-        raise SourceError(f"source {source_id!r} ({path}): {first_line}") from None
-    return df
+        return read()
+    except NoFileMatches:
+        raise SourceError(
+            f"source {files.source_id!r}: no file matches path {files.path!r}"
+        ) from None
+    except FileReadError as exc:
+        raise SourceError(f"source {files.source_id!r} ({files.path}): {exc}") from None

@@ -6,16 +6,9 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame
 
-from datahub_assets.engines.api import F
-from datahub_assets.engines.duckdb import read as duckdb_read
+from datahub_assets.engines.read_ops import CsvFormat
 from datahub_assets.execute.context import ExecContext
-from datahub_assets.execute.readers._files import (
-    check_exists,
-    duck_call,
-    duck_files,
-    resolve,
-    spark_path,
-)
+from datahub_assets.execute.readers._files import SourceFiles, check_exists, read_with
 from datahub_assets.spec.models import LookupSource
 
 
@@ -30,12 +23,11 @@ def lookup_path(source: LookupSource, ctx: ExecContext) -> str:
 
 
 def read_lookup(source: LookupSource, ctx: ExecContext) -> DataFrame:
-    """CSV with a header; every column a string (codes such as `007` keep leading zeros)."""
+    """CSV with a header; every column a string (codes such as `007` keep leading zeros).
+    Marked for broadcast (a hint: nothing on DuckDB, whose joins pick their build side)."""
     path = lookup_path(source, ctx)
     check_exists(path, source.id)
-    if ctx.on_duckdb:  # no broadcast hint on DuckDB (its joins pick their own build side)
-        files = duck_files(path, source.id, ctx)
-        options = duckdb_read.CsvOptions(header=True)
-        return duck_call(source.id, path, lambda: duckdb_read.read_csv(files, options), ctx)
-    df = resolve(ctx.spark.read.option("header", "true").csv(spark_path(path)), source.id, path)
-    return F.broadcast(df)
+    files = SourceFiles(path, source.id, ctx)
+    engine = ctx.active_engine
+    df = read_with(files, lambda: engine.read_csv(files, CsvFormat(header=True)))
+    return engine.broadcast(df)
