@@ -57,7 +57,12 @@ def infer_schema_file(
 ) -> tuple[Path, int, int]:
     """(written file, documents sampled, top-level fields)."""
     from datahub_assets.execute.mongo import infer
-    from datahub_assets.execute.mongo.read import _client, _sample, parse_json, secrets_of
+    from datahub_assets.execute.mongo.read import (
+        mongo_client,
+        parse_json,
+        sample_documents,
+        secrets_of,
+    )
     from datahub_assets.execute.mongo.worker import scrub
     from datahub_assets.execute.schemas import load_schema
     from datahub_assets.spec.loader import load_project
@@ -82,9 +87,9 @@ def infer_schema_file(
     query = parse_json(source.filter, "filter", source.id) or {}
     projection = parse_json(source.projection, "projection", source.id)
     try:
-        client = _client(uri)
+        client = mongo_client(uri)
         try:
-            docs = _sample(
+            docs = sample_documents(
                 client[source.database][source.collection], query, source.sample_size, projection
             )
         finally:

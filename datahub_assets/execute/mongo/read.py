@@ -35,8 +35,8 @@ from pyspark.sql.pandas.types import to_arrow_schema
 
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.mongo import infer, worker
-from datahub_assets.execute.readers._files import SourceError
 from datahub_assets.execute.schemas import schema_for
+from datahub_assets.execute.sources import SourceError
 from datahub_assets.spec.models import MongoSource
 
 cloudpickle.register_pickle_by_value(worker)  # workers need pymongo + pyarrow, not Data Hub
@@ -75,7 +75,7 @@ def secrets_of(uri: str) -> tuple[str, ...]:
     return tuple(sorted({s for s in out if len(s) >= 3}, key=len, reverse=True))
 
 
-def _client(uri: str, timeout: int = 10_000):
+def mongo_client(uri: str, timeout: int = 10_000):
     """A client whose server selection and connect give up after `timeout` ms
     (DATAHUB_MONGO_TIMEOUT_MS, `Settings.mongo_timeout_ms`)."""
     from pymongo import MongoClient
@@ -314,7 +314,7 @@ class MongoPlan:
         return self.ctx.spark.range(0, n, 1, n).mapInArrow(worker.make_reader(config), out_schema)
 
 
-def _sample(coll, query: dict, size: int, projection: dict | None) -> list[dict]:
+def sample_documents(coll, query: dict, size: int, projection: dict | None) -> list[dict]:
     """`size` random documents matching `query` ($sample); servers whose $match cannot
     compare some values answer nothing, then the first `size` documents are taken."""
     pipeline: list[dict] = [{"$match": query}] if query else []
@@ -362,7 +362,7 @@ def plan_read(
     )
     try:
         settings = ctx.settings
-        client = _client(uri, settings.mongo_timeout_ms)
+        client = mongo_client(uri, settings.mongo_timeout_ms)
         try:
             coll = client[source.database][source.collection]
             plan.estimated = coll.estimated_document_count()
@@ -370,14 +370,14 @@ def plan_read(
                 plan.estimated, settings.mongo_docs_per_partition, settings.mongo_max_partitions
             )
             if schema is None:
-                plan.sample = _sample(coll, query, source.sample_size, projection)
+                plan.sample = sample_documents(coll, query, source.sample_size, projection)
                 plan.inferred = infer.infer_schema(plan.sample)
                 inferred = spark_type(plan.inferred)
                 if not isinstance(inferred, T.StructType):  # documents infer to a struct
                     raise TypeError(f"inferred a {inferred.simpleString()}, not a struct")
                 plan.schema = relaxed(inferred)
             elif parts > 1 or need_sample:
-                plan.sample = _sample(coll, query, max(BOUNDARY_SAMPLE * parts, 128), None)
+                plan.sample = sample_documents(coll, query, max(BOUNDARY_SAMPLE * parts, 128), None)
             if parts > 1:
                 plan.points = _points(coll, plan.sample, parts)
         finally:
@@ -415,7 +415,8 @@ def _points(coll, sample: list[dict], parts: int) -> list[Any]:
         return []
     ids = [d["_id"] for d in sample if "_id" in d]
     if len(ids) < parts:  # e.g. a projection without _id: sample the _ids on their own
-        ids = [d["_id"] for d in _sample(coll, {}, max(BOUNDARY_SAMPLE * parts, 128), None)]
+        sampled = sample_documents(coll, {}, max(BOUNDARY_SAMPLE * parts, 128), None)
+        ids = [d["_id"] for d in sampled]
     if len(ids) < parts:
         return []
     return split_points(ids, parts, kind)
@@ -426,11 +427,13 @@ __all__ = [
     "and_query",
     "bracket",
     "column_paths",
+    "mongo_client",
     "parse_json",
     "partitions_for",
     "plan_read",
     "range_queries",
     "relaxed",
+    "sample_documents",
     "schema_defaults",
     "secrets_of",
     "spark_type",

@@ -32,19 +32,19 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from datahub_assets.execute.context import ExecContext
-from datahub_assets.execute.incremental import (
-    Watermark,
-    WatermarkState,
-    _max_watermark,
-    _resolve_column,
-)
 from datahub_assets.execute.mongo import worker
 from datahub_assets.execute.mongo.read import MongoPlan, bracket, column_paths, plan_read
 from datahub_assets.execute.outcomes import PipelineRunError
 from datahub_assets.execute.quality import Prepared
 from datahub_assets.execute.quarantine import InvalidRowsError, apply_policy, quarantine_ref
-from datahub_assets.execute.readers import materialise
+from datahub_assets.execute.sources import materialise
 from datahub_assets.execute.transforms.flatten import flatten_frame
+from datahub_assets.execute.watermarks import (
+    Watermark,
+    WatermarkState,
+    max_watermark,
+    resolve_column,
+)
 from datahub_assets.spec.models import MongoSource, TableRef
 
 
@@ -143,10 +143,10 @@ def _incremental(
 ) -> tuple[DataFrame, Watermark | None]:
     """(rows above `previous` and at most the new watermark, new watermark)."""
     source = plan.source
-    column = _resolve_column(df, source.id, incremental_column)
+    column = resolve_column(df, source.id, incremental_column)
     col = F.col(f"`{column.name}`")
     df = df.where(col.isNotNull()) if previous is None else df.where(col > previous.literal())
-    newest = _max_watermark(df, col, column.dataType)
+    newest = max_watermark(df, col, column.dataType)
     if newest is None:
         ctx.log.info(
             "source %s: no documents above watermark %s",

@@ -46,7 +46,9 @@ from pyspark.sql import types as T
 
 from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.jdbc import Endpoint, JdbcError, endpoint_for, spark_aliases
-from datahub_assets.execute.readers._files import SourceError, schema_for
+from datahub_assets.execute.readers._files import schema_for
+from datahub_assets.execute.sources import SourceError
+from datahub_assets.execute.watermarks import Watermark
 from datahub_assets.spec import sql_params
 from datahub_assets.spec.models import DatabaseSource
 
@@ -334,8 +336,8 @@ def _scrubbed(source: DatabaseSource, ctx: ExecContext, exc: Exception) -> Sourc
 # ----------------------------------------------------------------------------- incremental
 
 
-def watermark_value(wm) -> Any:
-    """A committed `incremental.Watermark` as a Python value for `Dialect.literal`."""
+def watermark_value(wm: Watermark | None) -> Any:
+    """A committed `Watermark` as a Python value for `Dialect.literal`."""
     if wm is None:
         return None
     kind = wm.type
@@ -354,22 +356,24 @@ def watermark_value(wm) -> Any:
     return wm.value
 
 
-def _watermark_of(value: Any, dtype: T.DataType, watermark_cls):
+def _watermark_of(value: Any, dtype: T.DataType) -> Watermark | None:
     if value is None:
         return None
     if isinstance(dtype, T.TimestampType):  # `_Reader.first` made it UTC-aware
         text = value.astimezone(UTC).isoformat(timespec="microseconds")
-        return watermark_cls(type="timestamp", value=text)
+        return Watermark(type="timestamp", value=text)
     if isinstance(dtype, T.TimestampNTZType):
-        return watermark_cls(
+        return Watermark(
             type="timestamp_ntz", value=value.isoformat(sep=" ", timespec="microseconds")
         )
     if isinstance(dtype, T.DateType):
-        return watermark_cls(type="date", value=value.isoformat())
-    return watermark_cls(type=dtype.simpleString(), value=str(value))
+        return Watermark(type="date", value=value.isoformat())
+    return Watermark(type=dtype.simpleString(), value=str(value))
 
 
-def read_increment(source: DatabaseSource, ctx: ExecContext, previous, watermark_cls):
+def read_increment(
+    source: DatabaseSource, ctx: ExecContext, previous: Watermark | None
+) -> tuple[DataFrame, Watermark | None]:
     """(rows with previous <= column <= newest, newest watermark); `previous` None reads all.
 
     The slice is computed on the database in the same query as the partition bounds, so the
@@ -388,7 +392,7 @@ def read_increment(source: DatabaseSource, ctx: ExecContext, previous, watermark
         schema, row = reader.first(reader.bounds_and_newest_sql(low, column))
         dtype = schema["newest"].dataType
         newest_value = row["newest"]
-        newest = _watermark_of(newest_value, dtype, watermark_cls)
+        newest = _watermark_of(newest_value, dtype)
         if newest is None:
             ctx.log.info(
                 "source %s: no rows at or above watermark %s",

@@ -7,13 +7,6 @@ misfit documents and pushes the incremental watermark into the query.
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from datahub_assets.execute.mongo.source import read_mongo
 
-from datahub_assets.execute.context import ExecContext
-from datahub_assets.spec.models import MongoSource
-
-
-def read_mongo(source: MongoSource, ctx: ExecContext) -> DataFrame:
-    from datahub_assets.execute.mongo.source import read_mongo as read  # import cycle
-
-    return read(source, ctx)
+__all__ = ["read_mongo"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 
 from datahub_assets.execute.context import ExecContext
-from datahub_assets.execute.readers._files import SourceError
+from datahub_assets.execute.sources import SourceError
 from datahub_assets.spec.models import TableRef, TableSource
 
 
