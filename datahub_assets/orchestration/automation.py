@@ -15,7 +15,7 @@ from functools import cache
 import dagster as dg
 
 from datahub_assets.orchestration.checks import check_specs
-from datahub_assets.orchestration.keys import asset_key
+from datahub_assets.runtime.keys import asset_key
 from datahub_assets.spec.models import PipelineSpec, Project, TableRef
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from datahub_assets.orchestration.keys import asset_key
+from datahub_assets.runtime.keys import asset_key
 from datahub_assets.spec.check_targets import check_target, referenced, table_targets
 from datahub_assets.spec.models import PipelineSpec, ReferentialCheck
 

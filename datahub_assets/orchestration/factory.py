@@ -1,12 +1,12 @@
 """Typed pipeline spec → one Dagster multi_asset (one AssetSpec per target).
 
-Building opens no Spark session and reads no data: the asset body calls
-`execute.runner.run_pipeline` with the spec when a run materialises it.
+Building opens no engine, catalog or connection and reads no data: the asset body is
+`runtime.step.asset_step`, which runs the pipeline when a run materialises it.
 """
 
 import hashlib
+import re
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,25 +14,45 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from datahub_assets.engines.choice import requested_engine
-from datahub_assets.execute.drops import REJECTED
-from datahub_assets.execute.outcomes import ChecksFailed, TargetOutcome
-from datahub_assets.execute.runner import run_pipeline
 from datahub_assets.orchestration.automation import condition_for
 from datahub_assets.orchestration.checks import check_specs
-from datahub_assets.orchestration.keys import asset_key, op_name, owners, split_tags
-from datahub_assets.runtime.engine import OpenEngine, open_engine
-from datahub_assets.runtime.metadata import ROWS_WRITTEN, check_results, table_metadata
-from datahub_assets.runtime.params import run_parameters
-from datahub_assets.runtime.retries import transient_retry
+from datahub_assets.runtime.keys import SPARK_POOL, asset_key, op_name
+from datahub_assets.runtime.step import FULL_REFRESH_TAG, PipelineStep, asset_step
 from datahub_assets.spec.columns import column_descriptions
 from datahub_assets.spec.durations import parse_duration
 from datahub_assets.spec.models import PipelineSpec, ResolvedTarget, TableRef
-from datahub_resources import spark_watchdog
 from datahub_resources.iceberg import IcebergResource
 from datahub_resources.settings import Settings
 from datahub_resources.spark import SparkConnectResource
 
-SPARK_POOL = "spark"
+_TAG_VALUE = re.compile(r"^[A-Za-z0-9_.-]{0,63}$")
+_TAG_KEY = re.compile(r"^([A-Za-z0-9_.-]{1,63}/)?[A-Za-z0-9_.-]{1,63}$")
+
+
+def owners(spec: PipelineSpec) -> list[str]:
+    """Dagster owners are emails or `team:<name>`; a plain owner is read as a team."""
+    if not spec.owner:
+        return []
+    owner = spec.owner.strip()
+    if "@" in owner or owner.startswith("team:"):
+        return [owner]
+    return [f"team:{re.sub(r'[^A-Za-z0-9_.-]', '-', owner)}"]
+
+
+def split_tags(spec: PipelineSpec) -> tuple[dict[str, str], dict[str, str]]:
+    """(tags Dagster accepts, the rest) — the rest is kept as metadata, nothing is dropped."""
+    valid: dict[str, str] = {
+        "datahub/app": spec.app,
+        "datahub/layer": spec.layer,
+        "datahub/pipeline": spec.pipeline.id,
+    }
+    other: dict[str, str] = {}
+    for key, value in spec.tags.items():
+        if _TAG_KEY.match(key) and _TAG_VALUE.match(value):
+            valid[key] = value
+        else:
+            other[key] = value
+    return {k: v for k, v in valid.items() if _TAG_VALUE.match(v)}, other
 
 
 def _kinds(target: ResolvedTarget, engine: str) -> set[str]:
@@ -146,25 +166,11 @@ def _freshness(sla: str | None) -> dg.FreshnessPolicy | None:
     return dg.FreshnessPolicy.time_window(fail_window=window, warn_window=window * 0.8)
 
 
-def _result(
-    outcome: TargetOutcome,
-    descriptions: dict[str, str] | None = None,
-    engine: dict[str, str] | None = None,
-) -> dg.MaterializeResult:
-    """The materialisation of one target; `descriptions` (column -> text, from schemaRef
-    files and `<columns>`, `spec.columns.column_descriptions`) describe the column schema;
-    `engine`: which engine ran the pipeline and why (`datahub/engine`, `.../engine_reason`)."""
-    metadata = table_metadata(outcome, descriptions)
-    metadata.update({f"datahub/{k}": v for k, v in (engine or {}).items()})
-    return dg.MaterializeResult(asset_key=asset_key(outcome.ref), metadata=metadata)
-
-
-FULL_REFRESH_TAG = "datahub/full_refresh"
 FULL_REFRESH_CONFIG = dg.Field(
     bool,
     default_value=False,
     description="Ignore the committed watermarks of the incremental sources and read every "
-    "row again (also set by the run tag datahub/full_refresh=true).",
+    f"row again (also set by the run tag {FULL_REFRESH_TAG}=true).",
 )
 
 FILES_CONFIG = dg.Field(
@@ -175,68 +181,6 @@ FILES_CONFIG = dg.Field(
 )
 
 
-def _drop_events(spec: PipelineSpec, drops, materialized: bool):
-    """What the UI shows of a file-drop batch: one observation per rejected file, and, when
-    nothing was materialised, one observation of the batch on each target."""
-    for f in drops.with_status(REJECTED):
-        for t in spec.targets:
-            yield dg.AssetObservation(
-                asset_key=asset_key(t.ref),
-                metadata={
-                    "datahub/file": f.info.path,
-                    "datahub/rejected_rule": f.rejection.rule,
-                    "datahub/rejected_reason": f.rejection.message,
-                    "datahub/moved_to": f.moved_to or "(still in landing)",
-                },
-            )
-    if not materialized:
-        meta = {f"datahub/{k}": v for k, v in drops.metadata().items()}
-        for t in spec.targets:
-            yield dg.AssetObservation(asset_key=asset_key(t.ref), metadata=meta)
-
-
-def _nothing_new(spec: PipelineSpec, context, iceberg: IcebergResource):
-    """A run started by hand (UI, CLI, a job) found no new file: the raw step is a no-op that
-    still materialises its current tables, so the downstream assets selected in the run are
-    recomputed from them. Sensor runs (their files in the run config) never get here: a
-    batch with nothing new must not re-run downstream."""
-    sources = ", ".join(s.id for s in spec.watched_sources)
-    catalog = iceberg.catalog()
-    for t in spec.targets:
-        ident = (t.ref.namespace, t.ref.table)
-        if t.target.kind != "table" or not catalog.table_exists(ident):
-            context.log.info(
-                "%s: file-drop source(s) %s had nothing new and %s holds no data "
-                "yet; nothing to recompute from",
-                spec.key,
-                sources,
-                t.ref,
-            )
-            continue
-        snapshot = catalog.load_table(ident).current_snapshot()
-        context.log.info(
-            "%s: file-drop source(s) %s had nothing new; %s is unchanged (snapshot "
-            "%s) and downstream assets in this run recompute from it",
-            spec.key,
-            sources,
-            t.ref,
-            snapshot.snapshot_id if snapshot else "-",
-        )
-        total = (snapshot.summary or {}).get("total-records") if snapshot else None
-        yield dg.MaterializeResult(
-            asset_key=asset_key(t.ref),
-            metadata={
-                **({"dagster/row_count": int(total)} if total is not None else {}),
-                ROWS_WRITTEN: 0,
-                "datahub/nothing_new": True,
-                "datahub/sources_without_new_files": sources,
-                "datahub/snapshot_id": dg.MetadataValue.text(
-                    str(snapshot.snapshot_id) if snapshot else ""
-                ),
-            },
-        )
-
-
 def _config_schema(spec: PipelineSpec, is_drop: bool) -> dict | None:
     """Run config of a pipeline's step: the files of a drop batch; full refresh when it has
     incremental sources."""
@@ -244,62 +188,6 @@ def _config_schema(spec: PipelineSpec, is_drop: bool) -> dict | None:
     if any(s.incremental is not None for s in spec.pipeline.sources):
         schema["full_refresh"] = FULL_REFRESH_CONFIG
     return schema or None
-
-
-@dataclass(frozen=True)
-class _Step:
-    """What a pipeline's asset body knows from load time."""
-
-    spec: PipelineSpec
-    settings: Settings
-    is_drop: bool
-    descriptions: dict
-    iceberg: IcebergResource
-    s3_client: Any
-
-
-def _run_step(step: _Step, context, engine: OpenEngine, catalog, files, config):
-    """Run the pipeline on `engine` and yield what the UI shows of it."""
-    spec, settings, is_drop = step.spec, step.settings, step.is_drop
-    # run date and :name parameters from the run's tags (runtime/params.py)
-    run_date, params = run_parameters(context.run.tags)
-    ctx = engine.exec_context(
-        settings=settings,
-        app=spec.app,
-        run_id=context.run.run_id,
-        run_date=run_date,
-        log=context.log,
-        s3_client=step.s3_client,
-        spec=spec,
-        params=params,
-        full_refresh=bool(config.get("full_refresh"))
-        or context.run.tags.get(FULL_REFRESH_TAG, "").lower() == "true",
-    )
-    try:
-        outcomes = run_pipeline(spec, ctx, catalog, files=files)
-    except ChecksFailed as failed:
-        # write-audit-publish: the audited snapshots were not published; report why
-        for outcome in failed.outcomes:
-            yield from check_results(outcome, published=False)
-        if ctx.drops is not None:
-            yield from _drop_events(spec, ctx.drops, materialized=False)
-        raise dg.Failure(description=str(failed), allow_retries=False) from None
-    except Exception as exc:
-        # a dead server: SparkServerDied
-        exc = spark_watchdog.explain(exc, engine.spark_session)
-        # raises RetryRequested when transient
-        transient_retry(context.op_execution_context, exc, engine.spark_session)
-        raise exc
-    except BaseException:  # terminated (DagsterExecutionInterruptedError): stop Spark's work
-        spark_watchdog.interrupt(engine.spark_session, context.log)
-        raise
-    if ctx.drops is not None:
-        yield from _drop_events(spec, ctx.drops, materialized=bool(outcomes))
-    if is_drop and not outcomes and files is None:
-        yield from _nothing_new(spec, context, step.iceberg)
-    for outcome in outcomes:
-        yield _result(outcome, step.descriptions.get(outcome.ref, {}), engine.metadata())
-        yield from check_results(outcome, published=True)
 
 
 def build_pipeline_asset(
@@ -314,40 +202,15 @@ def build_pipeline_asset(
     may materialise nothing (every file rejected or already ingested): its specs are then
     skippable, and its checks optional (can_subset), so downstream assets do not run. A run
     started by hand (no files in the config) with nothing new materialises the current tables
-    instead (`_nothing_new`), so an explicit materialisation of downstream assets recomputes."""
+    instead (`runtime.step.asset_step`), so an explicit materialisation of downstream assets
+    recomputes."""
     settings = settings or Settings.from_env()  # read at load, never in a run
-    descriptions = {t.ref: column_descriptions(spec, t) for t in spec.targets}
-    is_drop = bool(spec.watched_sources)
+    step = PipelineStep.of(spec, settings)
+    is_drop = step.is_drop
     engine, _ = requested_engine(spec, settings)  # spark, duckdb or auto (decided per run)
     specs = [_asset_spec(spec, t, pipelines_dir, downstream_of_watch, engine) for t in spec.targets]
     if is_drop:
         specs = [s.replace_attributes(skippable=True) for s in specs]
-
-    def body(
-        context: dg.AssetExecutionContext,
-        spark: SparkConnectResource,
-        iceberg: IcebergResource,
-        s3_client=None,
-    ):
-        if is_drop and len(context.selected_asset_keys) != len(specs):
-            raise dg.Failure(
-                f"{spec.file}: a file-drop pipeline writes all its targets in one "
-                "commit; select all of them"
-            )
-        config = context.op_config or {}
-        files = config.get("files") if is_drop else None
-        catalog = iceberg.catalog()
-        with open_engine(
-            spec, settings, spark, catalog, context.run.tags, files, context.log
-        ) as engine:
-            yield from _run_step(
-                _Step(spec, settings, is_drop, descriptions, iceberg, s3_client),
-                context,
-                engine,
-                catalog,
-                files,
-                config,
-            )
 
     decorate = dg.multi_asset(
         name=op_name(spec),
@@ -364,7 +227,7 @@ def build_pipeline_asset(
         def _pipeline(
             context: dg.AssetExecutionContext, spark: SparkConnectResource, iceberg: IcebergResource
         ):
-            yield from body(context, spark, iceberg)
+            yield from asset_step(step, context, spark, iceberg)
     else:
 
         @decorate
@@ -374,6 +237,6 @@ def build_pipeline_asset(
             iceberg: IcebergResource,
             s3: S3Resource,
         ):
-            yield from body(context, spark, iceberg, s3.get_client)
+            yield from asset_step(step, context, spark, iceberg, s3.get_client)
 
     return _pipeline

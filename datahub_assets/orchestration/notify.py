@@ -28,9 +28,9 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from datahub_assets.orchestration.jobs import OUTCOME_KEY, op_name
-from datahub_assets.orchestration.keys import asset_key
+from datahub_assets.runtime.keys import asset_key, job_op_name
 from datahub_assets.runtime.notify_delivery import deliver, wants
+from datahub_assets.runtime.step import OUTCOME_KEY
 from datahub_assets.spec.durations import parse_duration
 from datahub_assets.spec.job_models import AppNotifications, JobSpec, SmtpServer
 from datahub_assets.spec.models import Project
@@ -80,7 +80,11 @@ def summarize(
     """The notification payload of a finished job run (Slack-compatible `text` first);
     `ui_url` is DATAHUB_UI_URL (`Settings.ui_url`)."""
     steps = {
-        op_name(job, s): {"pipeline": s.pipeline_key, "status": "not started", "duration_s": None}
+        job_op_name(job, s): {
+            "pipeline": s.pipeline_key,
+            "status": "not started",
+            "duration_s": None,
+        }
         for s in job.steps
     }
     started: dict[str, float] = {}

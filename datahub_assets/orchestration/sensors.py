@@ -22,7 +22,7 @@ import dagster as dg
 
 from datahub_assets.ingest.planner import WatchCursor, plan_tick, settle
 from datahub_assets.ingest.store import store_for
-from datahub_assets.orchestration.keys import asset_key, op_name
+from datahub_assets.runtime.keys import asset_key, op_name
 from datahub_assets.spec.models import PipelineSpec, Project
 from datahub_resources.settings import Settings
 

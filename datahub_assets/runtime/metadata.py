@@ -1,6 +1,6 @@
-"""What the Dagster UI shows of a table materialisation, for XML targets
-(`orchestration/factory.py`, `orchestration/jobs.py`) and Python assets
-(`datahub_resources/iceberg_io.py`) alike."""
+"""What the Dagster UI shows of a table materialisation and its checks, for XML targets
+(`runtime/step.py`: asset steps and job ops) and Python assets (`python/assets.py`,
+`datahub_resources/iceberg_io.py`) alike."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 
 from datahub_assets.execute.outcomes import TargetOutcome
-from datahub_assets.orchestration.keys import asset_key
+from datahub_assets.runtime.keys import asset_key
 
 ROWS_WRITTEN = "datahub/rows_written"
 

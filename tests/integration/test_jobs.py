@@ -6,8 +6,8 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from datahub_assets.orchestration import jobs as jobs_module
 from datahub_assets.orchestration.jobs import build_jobs
+from datahub_assets.runtime import step as jobs_module
 from datahub_assets.spec.loader import load_project
 from datahub_resources.deployment import resources
 from datahub_resources.iceberg import load_catalog
@@ -245,7 +245,7 @@ def test_commit_conflict_is_retried(settings, monkeypatch):
 
 SPARK_DROP = """
 import dagster as dg
-from datahub_assets.orchestration import factory
+from datahub_assets.runtime import step as factory
 from datahub_assets.runtime import retries
 from datahub_assets.orchestration.project import build_assets
 from datahub_assets.spec.loader import load_project
