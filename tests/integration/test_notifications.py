@@ -5,7 +5,6 @@ logged and never raises."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -15,9 +14,11 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from datahub_assets.orchestration.jobs import build_jobs
-from datahub_assets.orchestration.notify import check_sla, notification_sensors, sla_assets
+from datahub_assets.orchestration.notify import notification_sensors, sla_assets
+from datahub_assets.runtime.notify import check_sla
 from datahub_assets.spec.loader import load_project
 from datahub_resources.deployment import resources
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.spark
 
@@ -57,12 +58,6 @@ APP = """notifications:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class _Mailbox:
     def __init__(self):
         self.messages = []
@@ -75,7 +70,7 @@ class _Mailbox:
 @pytest.fixture
 def sinks():
     box = _Mailbox()
-    smtp = Controller(box, hostname="127.0.0.1", port=_free_port())
+    smtp = Controller(box, hostname="127.0.0.1", port=free_port())
     smtp.start()
     posts = []
 
@@ -115,7 +110,7 @@ def _setup(settings, sinks, bad: bool, bad_pipeline: str = PIPELINE, bad_value: 
         (landing / "f.csv").write_text(
             "x\n1\n" + (f"{bad_value}\n" if pid == "bad" and bad else "")
         )
-    (app / "jobs" / "nightly.xml").write_text(JOB.format(http=sinks["http"], dead=_free_port()))
+    (app / "jobs" / "nightly.xml").write_text(JOB.format(http=sinks["http"], dead=free_port()))
     (app / "app.yaml").write_text(APP.format(smtp=sinks["smtp"], http=sinks["http"]))
     project = load_project(settings.pipelines_dir)
     (job,) = build_jobs(project)[0]
@@ -246,10 +241,10 @@ def test_dead_targets_are_logged_and_never_raise():
     from datahub_assets.spec.job_models import SmtpServer, WebhookNotification
 
     logs: list[str] = []
-    dead = WebhookNotification(url=f"http://127.0.0.1:{_free_port()}/x", on="failure")
+    dead = WebhookNotification(url=f"http://127.0.0.1:{free_port()}/x", on="failure")
     failed = deliver(
         [dead],
-        SmtpServer(port=_free_port()),
+        SmtpServer(port=free_port()),
         {"text": "x"},
         "s",
         "b",

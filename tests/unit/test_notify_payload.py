@@ -9,7 +9,7 @@ import inspect
 import pytest
 
 from datahub_assets.execute.writers import database
-from datahub_assets.orchestration.notify import NOTICE_CHARS, notice
+from datahub_assets.runtime.notify import NOTICE_CHARS, notice
 
 
 class _Cursor:
@@ -95,7 +95,7 @@ def test_a_long_message_is_cut():
 def test_slack_text_cannot_mention_or_link_and_mail_shows_it_as_written():
     """#19 finding 12: a pipeline name or error text in a webhook's `text` never becomes a
     Slack `<!channel>` mention or a `<url|label>` link; the e-mail body shows it unescaped."""
-    from datahub_assets.orchestration.notify import _body, slack_text
+    from datahub_assets.runtime.notify import _body, slack_text
 
     raw = "job x: failed; error E: <!channel> see <https://evil.example|docs> & more &amp;"
     text = slack_text(raw)
