@@ -62,11 +62,8 @@ class ExecContext:
 
     @property
     def active_engine(self) -> Engine:
+        """The run's engine (what differs per engine is an operation of it)."""
         return self.engine or spark_engine(self.spark)
-
-    @property
-    def on_duckdb(self) -> bool:
-        return self.engine is not None and self.engine.is_duckdb
 
     @property
     def app_dir(self) -> Path:

@@ -309,7 +309,7 @@ def test_csv_large_clean_file_streams_and_one_quoted_newline_falls_back(spark, d
     def read(src):
         def run(ctx):
             good, found[ctx.active_engine.name] = _checked(src, ctx)
-            if ctx.on_duckdb:
+            if ctx.active_engine.name == "duckdb":
                 tables[src.id] = _read_tables(ctx)
             return good
 
