@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -25,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import APP_USER_PASSWORD
+from tests.support.net import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 TRINO_VERSION = "476"
@@ -73,12 +73,6 @@ def trino_home() -> Path:
     (work / ".complete").touch()
     work.rename(home)
     return home
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Trino:
@@ -147,7 +141,7 @@ def trino(tmp_path, trino_env):
             "(set DATAHUB_TRINO_JAVA_HOME)"
         )
     home = trino_home()
-    etc, port = tmp_path / "trino-etc", _free_port()
+    etc, port = tmp_path / "trino-etc", free_port()
     (etc / "catalog").mkdir(parents=True)
     (etc / "node.properties").write_text(
         f"node.environment=test\nnode.id=datahub-test\nnode.data-dir={tmp_path / 'trino'}\n"

@@ -256,10 +256,10 @@ EXPORT_TO_LANDING = """<pipeline id="dump" layer="bronze">
 def test_a_run_cannot_replace_the_apps_landing_folder(spark, settings):
     """`<csv path="landing" mode="overwrite"/>` is a path the loader accepts (below the app's
     data folder); the run used to replace the landing folder, deleting every dropped file."""
-    from datahub_assets.execute.context import ExecContext
     from datahub_assets.execute.runner import PipelineRunError, run_pipeline
     from datahub_assets.spec.loader import load_project
     from datahub_resources.iceberg import load_catalog
+    from tests.support.context import exec_context
 
     folder = settings.pipelines_dir / "shop" / "bronze"
     folder.mkdir(parents=True)
@@ -268,7 +268,7 @@ def test_a_run_cannot_replace_the_apps_landing_folder(spark, settings):
     (landing / "orders").mkdir(parents=True)
     (landing / "orders" / "a.csv").write_text("order_id,total\n1,5.0\n")
     (spec,) = load_project(settings.pipelines_dir).pipelines
-    ctx = ExecContext(spark=spark, settings=settings, app="shop", run_id="r1")
+    ctx = exec_context(spark, settings, app="shop", run_id="r1")
     with pytest.raises(
         PipelineRunError, match=f"shop/bronze/dump.xml:3: csv export failed.*{MARKER}"
     ):

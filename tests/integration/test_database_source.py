@@ -10,11 +10,11 @@ from decimal import Decimal
 import pytest
 
 from datahub_assets.demo import local_servers
-from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.runner import PipelineRunError, run_pipeline
 from datahub_assets.spec.loader import load_project
 from datahub_resources.iceberg import load_catalog
 from tests.conftest import APP_USER_PASSWORD
+from tests.support.context import exec_context
 
 pytestmark = pytest.mark.spark
 
@@ -121,7 +121,7 @@ def _pipeline(settings, url, body, targets, layer="raw", app_yaml=None, job=None
 
 
 def _ctx(spark, settings, run_id="r1", **kw):
-    return ExecContext(spark=spark, settings=settings, app="crm", run_id=run_id, **kw)
+    return exec_context(spark, settings, app="crm", run_id=run_id, **kw)
 
 
 def _table(catalog, name="people", ns="crm_raw"):

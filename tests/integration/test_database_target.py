@@ -12,13 +12,13 @@ import pytest
 
 from datahub_assets.demo.local_servers import create_database
 from datahub_assets.execute import jdbc
-from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.runner import PipelineRunError, run_pipeline
 from datahub_assets.execute.writers.database import DatabaseTargetError, write_database
 from datahub_assets.spec.loader import load_project
 from datahub_assets.spec.models import DatabaseTarget, TableRef
 from datahub_resources.iceberg import load_catalog
 from tests.conftest import APP_USER_PASSWORD
+from tests.support.context import exec_context
 
 pytestmark = pytest.mark.spark
 
@@ -432,7 +432,7 @@ def _snapshot(catalog) -> int:
 def test_a_run_exports_and_a_failing_export_rolls_the_iceberg_table_back(spark, settings, db):
     spec = _project(settings, db, "order_id,amount\n1,5.0\n2,7.5\n3,1.0\n")
     catalog = load_catalog(settings)
-    ctx = ExecContext(spark=spark, settings=settings, app="shop", run_id="run1")
+    ctx = exec_context(spark, settings, app="shop", run_id="run1")
     outcomes = run_pipeline(spec, ctx, catalog)
     by_kind = {o.kind: o for o in outcomes}
     assert by_kind["database"].rows == 3
@@ -446,7 +446,7 @@ def test_a_run_exports_and_a_failing_export_rolls_the_iceberg_table_back(spark, 
     check = "ALTER TABLE report ADD CONSTRAINT amount_small CHECK (amount < 100)"
     db.run(check)
     spec = _project(settings, db, "order_id,amount\n1,6.0\n4,500.0\n")
-    ctx = ExecContext(spark=spark, settings=settings, app="shop", run_id="run2")
+    ctx = exec_context(spark, settings, app="shop", run_id="run2")
     with pytest.raises(PipelineRunError) as err:
         run_pipeline(spec, ctx, catalog)
     text = _no_secret(err.value)

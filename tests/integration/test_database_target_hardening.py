@@ -10,7 +10,6 @@ import logging
 import pytest
 
 from datahub_assets.execute import jdbc
-from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.readers import SourceError, read_source
 from datahub_assets.execute.runner import PipelineRunError, run_pipeline
 from datahub_assets.execute.writers import database
@@ -21,6 +20,7 @@ from datahub_resources.iceberg import load_catalog
 from tests.conftest import APP_USER_PASSWORD
 from tests.integration import test_database_target as base
 from tests.integration.test_database_target import REF, Db, _staging_left
+from tests.support.context import exec_context
 
 pytestmark = pytest.mark.spark
 
@@ -157,7 +157,7 @@ def test_a_dropped_csv_header_cannot_drop_a_table(spark, settings, db):
     _keep(db)
     payload = PG_PAYLOAD
     spec = _project(settings, db, f"id,{payload}")
-    ctx = ExecContext(spark=spark, settings=settings, app="shop", run_id="r1")
+    ctx = exec_context(spark, settings, app="shop", run_id="r1")
     (out,) = run_pipeline(spec, ctx, load_catalog(settings))
     assert out.rows == 2
     _kept(db)
@@ -236,7 +236,7 @@ def test_a_source_table_with_hostile_column_names_is_read_as_is(spark, settings,
         SOURCE_PIPELINE.format(url=db.url, secret=SECRET, body=body, extra=extra)
     )
     (spec,) = load_project(settings.pipelines_dir).pipelines
-    ctx = ExecContext(spark=spark, settings=settings, app="shop", run_id="r1")
+    ctx = exec_context(spark, settings, app="shop", run_id="r1")
     (out,) = run_pipeline(spec, ctx, load_catalog(settings))
     assert out.rows == 2
     _kept(db)
@@ -348,7 +348,7 @@ def test_a_mariadb_name_longer_than_64_characters_is_refused(spark, db):
 def test_a_failed_whole_run_names_the_target_element(spark, settings, db):
     """A refused column name fails the run with the <database> element's file:line."""
     spec = _project(settings, db, "id," + "z" * 70)
-    ctx = ExecContext(spark=spark, settings=settings, app="shop", run_id="r1")
+    ctx = exec_context(spark, settings, app="shop", run_id="r1")
     with pytest.raises(PipelineRunError) as err:
         run_pipeline(spec, ctx, load_catalog(settings))
     loc = spec.targets[0].target.loc
@@ -381,7 +381,7 @@ def test_spark_is_given_only_names_it_quotes_right(spark, settings, db, monkeypa
     _keep(db)
     _write(spark, db, "overwrite")
     src = DatabaseSource(id="r", jdbc_url=db.url, user_secret_ref=SECRET, table_name="report")
-    df = reader.read_database(src, ExecContext(spark=spark, settings=settings, app="shop"))
+    df = reader.read_database(src, exec_context(spark, settings, app="shop"))
     assert df.columns == ["id", *HOSTILE]
     assert sorted(tuple(r) for r in df.collect()) == [
         (1, "a", "b", "c", "d"),
@@ -417,7 +417,7 @@ def test_a_schema_ref_types_hostile_source_columns(spark, settings, db):
         table_name="src",
         schema_ref="schemas/src.json",
     )
-    ctx = ExecContext(spark=spark, settings=settings, app="shop")
+    ctx = exec_context(spark, settings, app="shop")
     df = read_source(src, ctx)
     assert df.dtypes == [("id", "bigint"), (name, "bigint")]
     assert [tuple(r) for r in df.collect()] == [(1, 7)]
@@ -431,4 +431,4 @@ def test_a_source_table_name_longer_than_63_bytes_is_refused(spark, settings, db
     db.run(f"CREATE TABLE {'t' * 63} (id integer)", f"INSERT INTO {'t' * 63} VALUES (1)")
     src = DatabaseSource(id="r", jdbc_url=db.url, user_secret_ref=SECRET, table_name="t" * 64)
     with pytest.raises(SourceError, match="64 bytes long in UTF-8; PostgreSQL keeps only"):
-        read_source(src, ExecContext(spark=spark, settings=settings, app="shop"))
+        read_source(src, exec_context(spark, settings, app="shop"))

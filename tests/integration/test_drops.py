@@ -15,11 +15,13 @@ from pathlib import Path
 import pytest
 
 from datahub_assets.execute import drops
-from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.runner import PipelineRunError, run_pipeline
 from datahub_assets.ingest.ledger import ledger_ref
 from datahub_assets.spec.loader import load_project
+from datahub_assets.spec.models import TableRef
 from datahub_resources.iceberg import load_catalog
+from tests.support.context import exec_context
+from tests.support.iceberg import frame_rows
 
 pytestmark = pytest.mark.spark
 
@@ -74,20 +76,13 @@ def _drop(folder: Path, name: str, text: str, mtime: float = OLD) -> Path:
 
 
 def _ctx(spark, settings, run_id="run-1"):
-    return ExecContext(
-        spark=spark, settings=settings, app="shop", run_id=run_id, run_date=date(2026, 11, 22)
-    )
+    return exec_context(spark, settings, run_id=run_id, run_date=date(2026, 11, 22))
 
 
 def _rows(spark, catalog):
-    from datahub_assets.iceberg.read import read_table
-    from datahub_assets.spec.models import TableRef
-
     ref = TableRef(app="shop", layer="raw", table="orders")
-    if not catalog.table_exists(ref.namespace + "." + ref.table):
-        return []
-    df = read_table(spark, catalog, ref)
-    return sorted((r["order_id"], r["_source_file"], r["_run_id"]) for r in df.collect())
+    columns = ("order_id", "_source_file", "_run_id")
+    return frame_rows(spark, catalog, ref, order=None, columns=columns, missing_ok=True)
 
 
 def _ledger(catalog):

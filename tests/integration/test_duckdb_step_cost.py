@@ -22,6 +22,7 @@ from datahub_assets.iceberg.schema_evolution import align
 from datahub_assets.iceberg.tables import PipelineRunError, TableWrite, write_tables
 from datahub_assets.spec.models import Check, TableRef, TableTarget
 from datahub_resources.iceberg import load_catalog, spark_to_iceberg_schema
+from tests.support.iceberg import table_rows
 
 LOG = logging.getLogger("test")
 REF = TableRef(app="shop", layer="silver", table="items")
@@ -69,8 +70,7 @@ def _commits(catalog) -> int:
 
 
 def _rows(catalog):
-    arrow = catalog.load_table((REF.namespace, REF.table)).scan().to_arrow()
-    return sorted(tuple(r.values()) for r in arrow.to_pylist())
+    return table_rows(catalog, REF)
 
 
 def test_write_without_checks_is_one_commit_and_with_checks_still_audited(engine, settings):

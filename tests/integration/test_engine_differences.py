@@ -53,6 +53,7 @@ from datahub_assets.spec.loader import load_project
 from datahub_resources import secrets
 from datahub_resources.iceberg import load_catalog
 from datahub_resources.settings import Settings
+from tests.support.context import exec_context
 
 pytestmark = pytest.mark.spark
 
@@ -114,14 +115,11 @@ def _duck_settings(tmp_path: Path) -> Settings:
 
 
 def _spark_ctx(spark, settings: Settings, spec=None, run_id: str = "t") -> ExecContext:
-    return ExecContext(spark=spark, settings=settings, app=APP, run_id=run_id, spec=spec)
+    return exec_context(spark, settings, app=APP, run_id=run_id, spec=spec)
 
 
 def _duck_ctx(settings: Settings, spec=None, run_id: str = "t") -> ExecContext:
-    engine = duckdb_engine(settings)
-    return ExecContext(
-        spark=engine.session, settings=settings, app=APP, run_id=run_id, spec=spec, engine=engine
-    )
+    return exec_context(duckdb_engine(settings), settings, app=APP, run_id=run_id, spec=spec)
 
 
 def _plain(value: Any) -> Any:

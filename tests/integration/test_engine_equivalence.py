@@ -25,11 +25,11 @@ import pytest
 from datahub_assets.engines.api import use
 from datahub_assets.engines.duckdb.session import duckdb_engine
 from datahub_assets.execute.checks import evaluate_checks
-from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.quarantine import validate_rows
 from datahub_assets.execute.transforms import apply_steps
 from datahub_assets.execute.transforms.mask import decrypt_value, detokenize
 from datahub_assets.spec import models as m
+from tests.support.context import exec_context
 
 pytestmark = pytest.mark.spark
 
@@ -237,8 +237,8 @@ def engines(spark, settings, monkeypatch):
     """(spark ctx, duckdb ctx, duckdb engine) with PII_KEY set."""
     monkeypatch.setenv("EQ_PII_KEY", SECRET)
     duck = duckdb_engine(settings)
-    sctx = ExecContext(spark=spark, settings=settings, app="eq")
-    dctx = ExecContext(spark=duck.session, settings=settings, app="eq", engine=duck)
+    sctx = exec_context(spark, settings, app="eq")
+    dctx = exec_context(duck, settings, app="eq")
     return sctx, dctx, duck
 
 
@@ -927,7 +927,7 @@ def test_deduplicate_first_and_last_follow_input_order_on_duckdb(settings):
     for i in range(n):
         first.setdefault(i * 7919 % 1000, i)
         last[i * 7919 % 1000] = i
-    dctx = ExecContext(spark=duck.session, settings=settings, app="eq", engine=duck)
+    dctx = exec_context(duck, settings, app="eq")
     steps = [
         m.Deduplicate(source="big", keys="k", output="first"),
         m.Deduplicate(source="big", keys="k", keep="last", output="last"),

@@ -30,6 +30,7 @@ from datahub_assets.execute.readers import SourceError, read_source
 from datahub_assets.spec import models as m
 from datahub_assets.spec.loader import load_project
 from datahub_resources.iceberg import load_catalog
+from tests.support.context import exec_context
 
 pytestmark = pytest.mark.spark
 
@@ -39,11 +40,8 @@ pytestmark = pytest.mark.spark
 
 def _ctx(engine: str, spark, settings, run_id: str = "run") -> ExecContext:
     if engine == "spark":
-        return ExecContext(spark=spark, settings=settings, app="shop", run_id=f"{run_id}-s")
-    e = duckdb_engine(settings)
-    return ExecContext(
-        spark=e.session, settings=settings, app="shop", run_id=f"{run_id}-d", engine=e
-    )
+        return exec_context(spark, settings, run_id=f"{run_id}-s")
+    return exec_context(duckdb_engine(settings), settings, run_id=f"{run_id}-d")
 
 
 def _norm(value):

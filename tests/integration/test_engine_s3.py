@@ -30,6 +30,7 @@ from datahub_resources import s3
 from datahub_resources.iceberg import load_catalog
 from datahub_resources.settings import Settings
 from tests.s3 import ACCESS_KEY, REGION, SECRET_KEY
+from tests.support.context import exec_context
 
 pytestmark = pytest.mark.spark
 
@@ -100,14 +101,8 @@ def platform(spark, s3_client, tmp_path, monkeypatch):
 
 
 def _ctx(engine: str, spark, settings, app: str, run_id: str) -> ExecContext:
-    if engine == "spark":
-        return ExecContext(
-            spark=spark, settings=settings, app=app, run_id=run_id, run_date=RUN_DATE
-        )
-    e = duckdb_engine(settings)
-    return ExecContext(
-        spark=e.session, settings=settings, app=app, run_id=run_id, run_date=RUN_DATE, engine=e
-    )
+    on = spark if engine == "spark" else duckdb_engine(settings)
+    return exec_context(on, settings, app=app, run_id=run_id, run_date=RUN_DATE)
 
 
 def _put(client, bucket: str, key: str, body: str | bytes) -> None:

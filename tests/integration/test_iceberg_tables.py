@@ -20,20 +20,15 @@ from datahub_assets.iceberg.table import (
     write_table,
 )
 from datahub_assets.spec.models import TableRef, TableTarget
-from datahub_resources.iceberg import load_catalog
+from tests.support.iceberg import frame_rows
 
 pytestmark = pytest.mark.spark
 
 REF = TableRef(app="shop", layer="silver", table="orders")
 
 
-@pytest.fixture
-def catalog(settings):
-    return load_catalog(settings)
-
-
 def _rows(spark, catalog, ref=REF, snapshot_id=None, order="id"):
-    return [tuple(r) for r in read_table(spark, catalog, ref, snapshot_id).orderBy(order).collect()]
+    return frame_rows(spark, catalog, ref, snapshot_id=snapshot_id, order=order)
 
 
 def _table_files(settings) -> list[str]:

@@ -8,11 +8,12 @@ import json
 import pytest
 
 from datahub_assets.execute import incremental, runner
-from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.runner import PipelineRunError, run_pipeline
 from datahub_assets.spec.errors import SpecErrors
 from datahub_assets.spec.loader import load_project
 from datahub_resources.iceberg import load_catalog
+from tests.support.context import exec_context
+from tests.support.iceberg import table_rows
 
 pytestmark = pytest.mark.spark
 
@@ -54,12 +55,11 @@ def _drop(settings, name: str, text: str) -> None:
 
 
 def _ctx(spark, settings, run_id="test"):
-    return ExecContext(spark=spark, settings=settings, app="shop", run_id=run_id)
+    return exec_context(spark, settings, run_id=run_id)
 
 
 def _rows(catalog, table="events"):
-    rows = catalog.load_table(f"shop_bronze.{table}").scan().to_arrow().to_pylist()
-    return sorted((r["id"], r["total"]) for r in rows)
+    return table_rows(catalog, f"shop_bronze.{table}", "id", "total")
 
 
 def _snapshot(catalog, table="events"):

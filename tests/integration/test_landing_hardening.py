@@ -25,6 +25,8 @@ from datahub_assets.ingest.ledger import ledger_ref
 from datahub_assets.ingest.store import LinkRefused, LocalStore, S3Store, store_for
 from datahub_assets.spec.loader import load_project
 from datahub_resources.iceberg import load_catalog
+from tests.support.context import exec_context
+from tests.support.iceberg import table_rows
 
 DAY = date(2026, 11, 22)
 PIPELINE = """<pipeline id="{id}" version="1.0.0" layer="raw">
@@ -57,15 +59,7 @@ def _orders(settings, path="landing/orders/*.csv"):
 
 
 def _ctx(settings, run_id: str, s3_client=None) -> ExecContext:
-    engine = duckdb_engine(settings)
-    ctx = ExecContext(
-        spark=engine.session,
-        settings=settings,
-        app="shop",
-        run_id=run_id,
-        run_date=DAY,
-        engine=engine,
-    )
+    ctx = exec_context(duckdb_engine(settings), settings, run_id=run_id, run_date=DAY)
     ctx.s3_client = s3_client
     return ctx
 
@@ -77,10 +71,8 @@ def _put(path: Path, text: str) -> Path:
 
 
 def _rows(catalog, table: str) -> list[tuple]:
-    if not catalog.table_exists(f"shop_raw.{table}"):
-        return []
-    rows = catalog.load_table(f"shop_raw.{table}").scan().to_arrow().to_pylist()
-    return sorted((str(r["order_id"]), r["_source_file"]) for r in rows)
+    rows = table_rows(catalog, f"shop_raw.{table}", "order_id", "_source_file", missing_ok=True)
+    return sorted((str(order_id), file) for order_id, file in rows)
 
 
 def _ledger(catalog, pipeline: str) -> list[dict]:

@@ -28,7 +28,7 @@ from datahub_assets.ingest.ledger import (
     ledger_ref,
     read_ledger,
 )
-from datahub_resources.iceberg import open_catalog
+from tests.support.iceberg import folder_catalog
 
 REF = ledger_ref("shop", "orders_drop")
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -36,7 +36,7 @@ T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 @pytest.fixture
 def catalog(tmp_path):
-    catalog = open_catalog(f"sqlite:///{tmp_path}/c.db", f"file://{tmp_path}/wh")
+    catalog = folder_catalog(tmp_path)
     yield catalog
     catalog.engine.dispose()
 
@@ -234,7 +234,7 @@ def test_ledger_on_postgres_with_racing_creators(postgres_url, tmp_path):
     writers = 4
     # opened up front: the first SqlCatalog on a fresh database creates the catalog's own
     # tables, which pyiceberg does not do race-safely
-    catalogs = [open_catalog(postgres_url, f"file://{tmp_path}/wh") for _ in range(writers)]
+    catalogs = [folder_catalog(tmp_path, postgres_url) for _ in range(writers)]
     barrier = threading.Barrier(writers, timeout=60)
     uuids: list[str] = []
     errors: list[BaseException] = []

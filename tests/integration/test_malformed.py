@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.runner import PipelineRunError, run_pipeline
 from datahub_assets.iceberg.read import read_table
 from datahub_assets.ingest.ledger import ledger_ref, read_ledger
@@ -22,6 +21,7 @@ from datahub_assets.ingest.validate import SCAN_BYTES
 from datahub_assets.spec.loader import load_project
 from datahub_assets.spec.models import TableRef
 from datahub_resources.iceberg import load_catalog
+from tests.support.context import exec_context
 
 pytestmark = pytest.mark.spark
 
@@ -68,9 +68,7 @@ def _drop(settings, name: str, text: str) -> Path:
 
 
 def _ctx(spark, settings, run_id="run-1"):
-    return ExecContext(
-        spark=spark, settings=settings, app="shop", run_id=run_id, run_date=date(2026, 11, 22)
-    )
+    return exec_context(spark, settings, run_id=run_id, run_date=date(2026, 11, 22))
 
 
 def _csv(n: int, bad: dict[int, str]) -> tuple[str, int]:

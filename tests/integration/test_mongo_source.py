@@ -9,7 +9,6 @@ import pytest
 from pymongo import MongoClient
 
 from datahub_assets.cli.mongo import infer_schema_file
-from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.mongo.read import plan_read
 from datahub_assets.execute.mongo.source import read_mongo
 from datahub_assets.execute.runner import PipelineRunError, run_pipeline
@@ -18,6 +17,7 @@ from datahub_assets.spec.loader import load_project
 from datahub_assets.spec.models import MongoSource
 from datahub_resources.iceberg import load_catalog
 from datahub_resources.settings import Settings
+from tests.support.context import exec_context
 
 pytestmark = pytest.mark.spark
 SECRET = "SHOP_TEST_MONGO_URI"
@@ -48,7 +48,7 @@ def mongo(mongo_server, monkeypatch, request):
 def _ctx(spark, settings, app="shop"):
     # settings read now: the tests set DATAHUB_MONGO_* after the `settings` fixture ran
     del settings
-    return ExecContext(spark=spark, settings=Settings.from_env(), app=app, run_id="test")
+    return exec_context(spark, Settings.from_env(), app=app, run_id="test")
 
 
 def _source(db, **kw) -> MongoSource:

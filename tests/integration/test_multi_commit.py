@@ -17,7 +17,7 @@ from pyiceberg.table.update import AssertRefSnapshotId, SetPropertiesUpdate
 from pyiceberg.types import LongType, NestedField
 
 from datahub_assets.iceberg.multi_commit import TableChange, change_of, commit_tables
-from datahub_resources.iceberg import open_catalog
+from tests.support.iceberg import folder_catalog, table_column
 
 SCHEMA = Schema(NestedField(1, "id", LongType(), required=False))
 
@@ -28,11 +28,8 @@ def _ids(*ids: int) -> pa.Table:
 
 @pytest.fixture(params=["sqlite", "sqlite-no-rowcount", "postgres"])
 def catalog(request, tmp_path):
-    if request.param == "postgres":
-        uri = request.getfixturevalue("postgres_url")
-    else:
-        uri = f"sqlite:///{tmp_path}/c.db"
-    catalog = open_catalog(uri, f"file://{tmp_path}/wh")
+    uri = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    catalog = folder_catalog(tmp_path, uri)
     if request.param == "sqlite-no-rowcount":  # the SELECT ... FOR UPDATE path
         catalog.engine.dialect.supports_sane_rowcount = False
     yield catalog
@@ -41,9 +38,7 @@ def catalog(request, tmp_path):
 
 def _another_process(catalog, tmp_path) -> Catalog:
     """A catalog of its own (own engine and connections) on the same database."""
-    return open_catalog(
-        catalog.engine.url.render_as_string(hide_password=False), f"file://{tmp_path}/wh"
-    )
+    return folder_catalog(tmp_path, catalog.engine.url.render_as_string(hide_password=False))
 
 
 @pytest.fixture
@@ -62,7 +57,7 @@ def _table(catalog: Catalog, namespace: str, name: str, *ids: int) -> Table:
 
 
 def _rows(catalog: Catalog, table: Table) -> list[int]:
-    return sorted(catalog.load_table(table.name()).scan().to_arrow()["id"].to_pylist())
+    return table_column(catalog, table.name(), "id")
 
 
 def _append(table: Table, *ids: int) -> TableChange:
@@ -232,7 +227,7 @@ class _RecordingCatalog:
 
 
 def test_other_catalogs_commit_one_by_one(tmp_path):
-    catalog = open_catalog(f"sqlite:///{tmp_path}/c.db", f"file://{tmp_path}/wh")
+    catalog = folder_catalog(tmp_path)
     catalog.create_namespace("ns")
     a, b = _table(catalog, "ns", "a"), _table(catalog, "ns", "b")
     changes = [TableChange(a, (), ()), TableChange(b, (), ())]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
-import socket
 import ssl
 import threading
 import time
@@ -24,14 +23,9 @@ from cryptography.x509.oid import NameOID
 
 from datahub_assets.runtime.notify_delivery import deliver
 from datahub_assets.spec.job_models import EmailNotification, SmtpServer, WebhookNotification
+from tests.support.net import free_port
 
 MAIL = EmailNotification.model_validate({"to": "ops@example.com"})
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +91,7 @@ def tls_smtp(request, certificate):
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_tls.load_cert_chain(cert_file, key_file)
     box = _Mailbox()
-    port = _free_port()
+    port = free_port()
     kw: dict = {"authenticator": _authenticator(box)}
     if request.param == "ssl":  # TLS from the start: AUTH is offered on it
         kw |= {"ssl_context": server_tls, "auth_require_tls": False}

@@ -8,24 +8,14 @@ import pytest
 
 from datahub_assets.cli.ops import history, parse_table, rollback
 from datahub_assets.iceberg.audit import audit_commit
-from datahub_assets.iceberg.read import read_table
 from datahub_assets.iceberg.table import stage_write, write_table
 from datahub_assets.spec.models import TableRef, TableTarget
-from datahub_resources.iceberg import load_catalog
+from tests.support.iceberg import frame_rows
 
 pytestmark = pytest.mark.spark
 
 REF = TableRef(app="shop", layer="silver", table="orders")
 SCHEMA = "id int, name string"
-
-
-@pytest.fixture
-def catalog(settings):
-    return load_catalog(settings)
-
-
-def _rows(spark, catalog):
-    return [tuple(r) for r in read_table(spark, catalog, REF).orderBy("id").collect()]
 
 
 def _write(spark, catalog, rows, run_id, mode="append"):
@@ -88,12 +78,12 @@ def test_history_newest_first_with_ops_and_counts(spark, catalog, three):
 def test_rollback_to_parent_then_explicit_ids(spark, catalog, three):
     s1, s2, s3 = three
     assert rollback(catalog, REF) == (s3, s2)
-    assert _rows(spark, catalog) == [(1, "a"), (2, "b"), (3, "c")]
+    assert frame_rows(spark, catalog, REF) == [(1, "a"), (2, "b"), (3, "c")]
     # forward again to a snapshot that is no longer an ancestor of main
     assert rollback(catalog, REF, s3) == (s2, s3)
-    assert _rows(spark, catalog) == [(9, "z")]
+    assert frame_rows(spark, catalog, REF) == [(9, "z")]
     assert rollback(catalog, REF, s1) == (s3, s1)
-    assert _rows(spark, catalog) == [(1, "a"), (2, "b")]
+    assert frame_rows(spark, catalog, REF) == [(1, "a"), (2, "b")]
     assert catalog.load_table(REF.identifier).current_snapshot().snapshot_id == s1
     current = [r["snapshot_id"] for r in history(catalog, REF) if r["current"]]
     assert current == [s1]

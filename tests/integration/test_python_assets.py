@@ -24,18 +24,13 @@ from datahub_assets.python import table_asset
 from datahub_assets.spec.errors import SpecErrors
 from datahub_assets.spec.loader import load_project
 from datahub_assets.spec.models import TableRef, TableTarget
-from datahub_resources.iceberg import IcebergResource, load_catalog
+from datahub_resources.iceberg import IcebergResource
 from datahub_resources.iceberg_io import IO_MANAGER_KEY, IcebergIOManager
 from datahub_resources.spark import SparkConnectResource
 
 ORDERS = TableRef(app="shop", layer="silver", table="orders")
 OUT = TableRef(app="shop", layer="gold", table="features")
 ORDER_ROWS = [(1, "a", 10), (2, "b", 20), (3, "a", 5)]
-
-
-@pytest.fixture
-def catalog(settings):
-    return load_catalog(settings)
 
 
 @pytest.fixture

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.outcomes import ChecksFailed
 from datahub_assets.execute.runner import run_pipeline
 from datahub_assets.spec.loader import load_project
 from datahub_resources.iceberg import load_catalog
+from tests.support.context import exec_context
 
 pytestmark = pytest.mark.spark
 
@@ -33,7 +33,7 @@ def _run(spark, settings, rows: str):
     landing.mkdir(parents=True, exist_ok=True)
     (landing / "c.csv").write_text(rows)
     (spec,) = load_project(settings.pipelines_dir).pipelines
-    ctx = ExecContext(spark=spark, settings=settings, app="shop", run_id="run-0001")
+    ctx = exec_context(spark, settings, app="shop", run_id="run-0001")
     return run_pipeline(spec, ctx, load_catalog(settings))
 
 
@@ -106,7 +106,7 @@ def test_bad_rows_are_quarantined_with_reasons(spark, settings):
     # x is not a long, abc not a double, -5 breaks the row-level range rule at the target
     (landing / "o.csv").write_text("id,amount\n1,10.5\nx,3\n3,abc\n4,-5\n5,\n")
     (spec,) = load_project(settings.pipelines_dir).pipelines
-    ctx = ExecContext(spark=spark, settings=settings, app="shop", run_id="run-q")
+    ctx = exec_context(spark, settings, app="shop", run_id="run-q")
     (outcome,) = run_pipeline(spec, ctx, load_catalog(settings))
 
     catalog = load_catalog(settings)
@@ -137,7 +137,7 @@ def test_schema_drift_policy(spark, settings, policy):
     landing = settings.data_dir / "shop" / "landing" / "c"
     landing.mkdir(parents=True)
     (spec,) = load_project(settings.pipelines_dir).pipelines
-    ctx = ExecContext(spark=spark, settings=settings, app="shop", run_id="run-d")
+    ctx = exec_context(spark, settings, app="shop", run_id="run-d")
     (landing / "c.csv").write_text("id,name\n1,a\n")
     (first,) = run_pipeline(spec, ctx, load_catalog(settings))
     (landing / "c.csv").write_text("id,name,extra\n2,b,x\n")

@@ -203,7 +203,7 @@ def test_table_source_uses_read_table(ctx, session):
 # pipeline on Spark, spec/engine_rules.py)
 @pytest.mark.spark
 def test_unreachable_database_names_source_url_and_reason(spark, settings):
-    ctx = exec_context(settings, spark)
+    ctx = exec_context(spark, settings)
     url = f"jdbc:postgresql://127.0.0.1:{free_port()}/y"  # nothing listens there
     with pytest.raises(SourceError, match=f"source 'd': cannot connect to {url}: .*refused"):
         read_source(m.DatabaseSource(id="d", jdbc_url=url, table_name="t"), ctx)

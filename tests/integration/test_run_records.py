@@ -21,7 +21,7 @@ from datahub_assets.runs.defs import DASHBOARD_KEY, RUNS_KEY, SENSOR_NAME, ops_d
 from datahub_assets.runs.store import CURSOR_PROPERTY, commit, cursor_of, ensure_table, read_rows
 from datahub_assets.runs.sync import sync_all, sync_once
 from datahub_assets.spec.models import Project
-from datahub_resources.iceberg import IcebergResource, load_catalog
+from datahub_resources.iceberg import IcebergResource
 
 
 def stand_in(app: str, pid: str, layer: str, deps=(), checks=(), warn_fails=False):
@@ -82,11 +82,6 @@ def instance(tmp_path):
     (tmp_path / "dagster").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as inst:
         yield inst
-
-
-@pytest.fixture
-def catalog(settings):
-    return load_catalog(settings)
 
 
 def _by(rows):

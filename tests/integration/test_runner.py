@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.runner import PipelineRunError, run_pipeline
 from datahub_assets.spec.loader import load_project
 from datahub_resources.iceberg import load_catalog
+from tests.support.context import exec_context
 
 pytestmark = pytest.mark.spark
 
@@ -52,7 +52,7 @@ def _state(catalog):
 
 
 def _ctx(spark, settings):
-    return ExecContext(spark=spark, settings=settings, app="shop", run_id="test")
+    return exec_context(spark, settings, run_id="test")
 
 
 def test_run_writes_every_target(spark, settings):

@@ -153,11 +153,11 @@ def test_server_secrets_stay_off_the_command_line(s3_platform):
 
 
 def test_drops_raw_silver_lookup_json_and_export_all_on_s3(s3_platform):
-    from datahub_assets.execute.context import ExecContext
     from datahub_assets.execute.runner import run_pipeline
     from datahub_assets.iceberg.read import data_files
     from datahub_assets.ingest.ledger import ledger_ref
     from datahub_assets.spec.loader import load_project
+    from tests.support.context import exec_context
 
     settings, spark, catalog, client, bucket = s3_platform
     app = settings.pipelines_dir / "shop"
@@ -180,9 +180,7 @@ def test_drops_raw_silver_lookup_json_and_export_all_on_s3(s3_platform):
     specs = {p.pipeline.id: p for p in project.pipelines}
 
     def ctx(run_id):
-        return ExecContext(
-            spark=spark, settings=settings, app="shop", run_id=run_id, run_date=date(2026, 11, 22)
-        )
+        return exec_context(spark, settings, run_id=run_id, run_date=date(2026, 11, 22))
 
     (raw,) = run_pipeline(specs["orders_raw"], ctx("run-raw"), catalog)
     assert raw.rows == 3
@@ -246,16 +244,14 @@ def test_drops_raw_silver_lookup_json_and_export_all_on_s3(s3_platform):
 
 
 def test_parquet_glob_source_on_s3(s3_platform):
-    from datahub_assets.execute.context import ExecContext
     from datahub_assets.execute.readers.parquet import read_parquet
     from datahub_assets.spec.models import ParquetSource
+    from tests.support.context import exec_context
 
     settings, spark, _, client, bucket = s3_platform
     spark.range(5).write.mode("overwrite").parquet(f"s3a://{bucket}/data/pq/in/part1")
     spark.range(5, 7).write.mode("overwrite").parquet(f"s3a://{bucket}/data/pq/in/part2")
-    ctx = ExecContext(
-        spark=spark, settings=settings, app="pq", run_id="r", run_date=date(2026, 11, 22)
-    )
+    ctx = exec_context(spark, settings, app="pq", run_id="r", run_date=date(2026, 11, 22))
     df = read_parquet(ParquetSource(id="p", path="in/*/*.parquet"), ctx)
     assert sorted(r["id"] for r in df.collect()) == list(range(7))
 

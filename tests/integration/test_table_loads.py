@@ -8,10 +8,10 @@ from collections import Counter
 
 import pytest
 
-from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.runner import run_pipeline
 from datahub_assets.spec.loader import load_project
 from datahub_resources.iceberg import load_catalog
+from tests.support.context import exec_context
 
 pytestmark = pytest.mark.spark
 
@@ -52,10 +52,10 @@ def test_each_table_is_loaded_a_bounded_number_of_times_per_run(spark, settings)
     (landing / "a.csv").write_text("order_id,price\n1,5.0\n2,3.0\n3,4.5\n")
     (spec,) = load_project(settings.pipelines_dir).pipelines
     catalog = load_catalog(settings)
-    ctx = ExecContext(spark=spark, settings=settings, app="shop", run_id="first")
+    ctx = exec_context(spark, settings, app="shop", run_id="first")
     run_pipeline(spec, ctx, catalog)  # creates the tables
     counts = _counting(catalog)
-    ctx = ExecContext(spark=spark, settings=settings, app="shop", run_id="second")
+    ctx = exec_context(spark, settings, app="shop", run_id="second")
     run_pipeline(spec, ctx, catalog)
     # measured: 10 loads per table before the one write path, now 4 per table: the runner's
     # one load (watermarks, drift and the write share it) + the catalog's own read of the

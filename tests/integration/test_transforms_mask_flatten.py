@@ -11,10 +11,10 @@ from cryptography.exceptions import InvalidTag
 from pyspark.errors import AnalysisException
 from pyspark.sql import functions as F
 
-from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.transforms import TransformError, apply_steps
 from datahub_assets.execute.transforms.mask import decrypt_value, detokenize
 from datahub_assets.spec import models as m
+from tests.support.context import exec_context
 
 pytestmark = pytest.mark.spark
 
@@ -24,7 +24,7 @@ SECRET = "s3cr3t-mask-key"
 @pytest.fixture
 def ctx(spark, settings, monkeypatch):
     monkeypatch.setenv("SHOP_PII_KEY", SECRET)
-    return ExecContext(spark=spark, settings=settings, app="shop")
+    return exec_context(spark, settings)
 
 
 @pytest.fixture

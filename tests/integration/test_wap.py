@@ -20,7 +20,7 @@ from datahub_assets.iceberg.audit import (
 from datahub_assets.iceberg.read import TableNotFoundError, read_table
 from datahub_assets.iceberg.table import commit, stage_write, write_table
 from datahub_assets.spec.models import TableRef, TableTarget
-from datahub_resources.iceberg import load_catalog
+from tests.support.iceberg import frame_rows
 
 pytestmark = pytest.mark.spark
 
@@ -30,14 +30,8 @@ REPO = Path(__file__).resolve().parents[2]
 BRANCH = "audit_r2"
 
 
-@pytest.fixture
-def catalog(settings):
-    return load_catalog(settings)
-
-
 def _rows(spark, catalog, snapshot_id=None):
-    frame = read_table(spark, catalog, REF, snapshot_id)
-    return [tuple(r) for r in frame.orderBy("id").collect()]
+    return frame_rows(spark, catalog, REF, snapshot_id=snapshot_id)
 
 
 def _other_process_rows(ref=REF) -> list[tuple]:

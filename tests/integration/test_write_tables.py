@@ -15,6 +15,7 @@ from datahub_assets.iceberg.tables import ChecksFailed, TableWrite, roll_back, w
 from datahub_assets.ingest.ledger import LedgerEntry, ensure_ledger, ledger_ref, read_ledger
 from datahub_assets.spec.models import Check, TableRef, TableTarget
 from datahub_resources.iceberg import load_catalog
+from tests.support.iceberg import table_rows
 
 pytestmark = pytest.mark.spark
 
@@ -32,11 +33,6 @@ def _main(catalog, ref):
         return "missing"
     snapshot = catalog.load_table((ref.namespace, ref.table)).current_snapshot()
     return snapshot.snapshot_id if snapshot else None
-
-
-def _rows(catalog, ref):
-    arrow = catalog.load_table((ref.namespace, ref.table)).scan().to_arrow()
-    return sorted(tuple(r.values()) for r in arrow.to_pylist())
 
 
 def _ledger(catalog):
@@ -109,14 +105,14 @@ def test_write_tables_is_all_or_nothing_with_quarantine_and_rollback(spark, sett
     assert (orders.rows, orders.table_rows) == (2, 3)
     assert (items.rows, items.table_rows) == (2, 3)  # merge: rewrote the file of id 1
     assert orders.extra["source"] == "test"
-    assert _rows(catalog, ORDERS) == [(1, 5), (3, 10), (4, 99)]
-    assert _rows(catalog, ITEMS) == [(1, "A"), (2, "b"), (3, "c")]
-    assert _rows(catalog, QUARANTINE) == [("x", "not a number")]
+    assert table_rows(catalog, ORDERS) == [(1, 5), (3, 10), (4, 99)]
+    assert table_rows(catalog, ITEMS) == [(1, "A"), (2, "b"), (3, "c")]
+    assert table_rows(catalog, QUARANTINE) == [("x", "not a number")]
     assert [e.fingerprint for e in _ledger(catalog)] == ["f1"]
 
     # an export failed: everything of that commit goes back, the ledger included
     roll_back(catalog, outcomes)
     assert _main(catalog, ORDERS) == before[ORDERS]
     assert _main(catalog, ITEMS) == before[ITEMS]
-    assert _rows(catalog, QUARANTINE) == []
+    assert table_rows(catalog, QUARANTINE) == []
     assert _ledger(catalog) == []

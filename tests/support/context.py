@@ -11,7 +11,7 @@ from datahub_assets.execute.context import ExecContext
 from datahub_resources.settings import Settings
 
 
-def exec_context(settings: Settings, on: Any, *, app: str = "shop", **kw: Any) -> ExecContext:
+def exec_context(on: Any, settings: Settings, *, app: str = "shop", **kw: Any) -> ExecContext:
     """A step's context over `on`: a Spark session (the Spark engine, `engine` left unset as a
     Spark run leaves it) or an `Engine` such as `duckdb_engine(settings)` (frames from its
     session). `kw`: any other ExecContext field (run_id, run_date, spec, ...)."""
@@ -35,4 +35,4 @@ class EngineUnderTest:
 
     def context(self, *, app: str = "shop", **kw: Any) -> ExecContext:
         """`exec_context` on this engine."""
-        return exec_context(self.settings, self.engine or self.session, app=app, **kw)
+        return exec_context(self.engine or self.session, self.settings, app=app, **kw)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datahub_assets.engines.api import F, current, use
 from datahub_assets.engines.duckdb.session import duckdb_engine
-from datahub_assets.execute.context import ExecContext
 from datahub_assets.execute.transforms import apply_steps
 from datahub_assets.spec import models as m
 from datahub_resources.settings import Settings
+from tests.support.context import exec_context
 
 
 def _settings(tmp_path, **env) -> Settings:
@@ -42,7 +42,7 @@ def test_each_run_gets_a_fresh_database_and_catalog(tmp_path):
         (["order_ts", "x"], "SELECT max(order_ts) AS m, count(*) AS n FROM orders"),
     ):
         engine = duckdb_engine(settings)
-        ctx = ExecContext(spark=engine.session, settings=settings, app="x", engine=engine)
+        ctx = exec_context(engine, settings, app="x")
         with use(engine):
             frame = engine.session.createDataFrame([(1, 2), (3, 4)], columns)
             out = apply_steps([m.Sql(output="r", query=query)], {"orders": frame}, ctx)["r"]
@@ -85,7 +85,7 @@ def test_joins_by_dataset_alias_in_consecutive_runs(tmp_path):
     )
     for run in range(3):
         engine = duckdb_engine(settings)
-        ctx = ExecContext(spark=engine.session, settings=settings, app="x", engine=engine)
+        ctx = exec_context(engine, settings, app="x")
         with use(engine):
             s = engine.session
             datasets = {
