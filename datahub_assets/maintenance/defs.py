@@ -25,6 +25,7 @@ from typing import Any
 
 import dagster as dg
 
+from datahub_assets.runtime.keys import SPARK_POOL
 from datahub_assets.spec.models import AppConfig, Maintenance, Project
 
 JOB_NAME = "datahub_maintenance"
@@ -106,8 +107,6 @@ def _apps_of(context: dg.OpExecutionContext, settings: dict[str, Maintenance]) -
 
 
 def _job(settings: dict[str, Maintenance]) -> dg.JobDefinition:
-    from datahub_assets.orchestration.factory import SPARK_POOL
-
     @dg.op(
         name=OP_NAME,
         required_resource_keys={"spark", "iceberg"},

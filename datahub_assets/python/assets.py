@@ -29,12 +29,12 @@ import dagster as dg
 
 from datahub_assets.python.checks import to_json
 from datahub_assets.python.discovery import CURRENT
+from datahub_assets.runtime.keys import SPARK_POOL  # the pool of every pipeline step
 from datahub_assets.runtime.metadata import check_results
 from datahub_assets.spec.models import LAYER_ALIASES, LAYERS, Check, TableRef, TableTarget
 from datahub_resources.iceberg_io import IO_MANAGER_KEY, take_outcome
 
 WRITE_MODES = ("append", "overwrite", "merge")
-SPARK_POOL = "spark"  # the pool of the XML assets' steps (orchestration/factory.py)
 
 
 def table_key(app: str, ref: str) -> dg.AssetKey:

@@ -51,7 +51,7 @@ _STEP_EVENTS = {
     E.ASSET_OBSERVATION,
 }
 # a job pipeline's step that swallowed its pipeline's failure (onFailure skip / continue) or
-# did not start it (halt) succeeds, and says so in an observation (orchestration/jobs.py)
+# did not start it (halt) succeeds, and says so in an observation (runtime/step.py (`job_step`))
 JOB_OUTCOME = "datahub/job_outcome"
 _JOB_OUTCOMES = {"skipped": FAILED, "failed_continued": FAILED, "halted": SKIPPED}
 MESSAGE_MAX = 4000
