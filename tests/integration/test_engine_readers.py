@@ -31,6 +31,7 @@ from datahub_assets.spec import models as m
 from datahub_assets.spec.loader import load_project
 from datahub_resources.iceberg import load_catalog
 from tests.support.context import exec_context
+from tests.support.frames import dtypes
 
 pytestmark = pytest.mark.spark
 
@@ -58,7 +59,7 @@ def _norm(value):
 
 def result(df) -> tuple[list[tuple[str, str]], list[tuple]]:
     """(columns with their types, sorted rows) of a frame of either engine."""
-    types = [(f.name, f.dataType.simpleString().replace(" ", "")) for f in df.schema.fields]
+    types = dtypes(df)
     table = df.toArrow()
     rows = [tuple(_norm(v) for v in r.values()) for r in table.to_pylist()]
     return types, sorted(rows, key=repr)
