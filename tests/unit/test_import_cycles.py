@@ -232,6 +232,23 @@ def test_the_graph_covers_both_packages():
     assert "datahub_assets.spec.models" in graph["datahub_assets.spec.loader"]
 
 
+def test_ingest_does_not_import_execute():
+    """The file-drop store and ledger (`ingest`) sit below the pipeline run (`execute`), which
+    imports them; no module of ingest imports one of execute (the two packages stay apart)."""
+    graph = import_graph()
+    edges = {(a, b) for a, targets in graph.items() for b in targets}
+    into = "datahub_assets.execute"
+    ingest_to_execute = sorted(
+        f"{a} -> {b}"
+        for a, b in edges
+        if a.startswith("datahub_assets.ingest") and (b == into or b.startswith(f"{into}."))
+    )
+    assert any(a.startswith(into) and b.startswith("datahub_assets.ingest") for a, b in edges), (
+        "the walker found no execute -> ingest import at all"
+    )
+    assert not ingest_to_execute, f"ingest must not import execute: {ingest_to_execute}"
+
+
 def test_no_import_cycles_beyond_the_known_ones():
     graph = import_graph()
     found = cycles(graph)
