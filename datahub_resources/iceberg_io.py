@@ -188,7 +188,7 @@ class IcebergIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         from datahub_assets.execute.outcomes import ChecksFailed
         from datahub_assets.iceberg.tables import TableWrite
-        from datahub_assets.python.checks import from_json
+        from datahub_assets.spec.check_json import from_json
         from datahub_assets.spec.models import TableTarget
         from datahub_resources.settings import Settings
 

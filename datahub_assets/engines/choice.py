@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from datahub_assets.spec.engine_rules import resolve_requested
+from datahub_assets.spec.engine_rules import blockers_of, resolve_requested
 from datahub_assets.spec.models import (
     ENGINE_NAMES,
     CsvSource,
@@ -108,7 +108,7 @@ def choose(
 
 
 def _refuse_blocked(spec: PipelineSpec, origin: str) -> None:
-    blockers = spec.duckdb_blockers
+    blockers = blockers_of(spec)
     if blockers:
         raise EngineRefused(
             f"pipeline {spec.key} cannot run on DuckDB (engine=duckdb from {origin}): "
@@ -123,7 +123,7 @@ def _auto(
     files: Mapping[str, Iterable[str]] | None,
     origin: str,
 ) -> Choice:
-    blockers = spec.duckdb_blockers
+    blockers = blockers_of(spec)
     if blockers:
         first, *rest = blockers
         more = f" (and {len(rest)} more)" if rest else ""

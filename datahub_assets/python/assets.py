@@ -27,10 +27,10 @@ from typing import Any, Literal
 
 import dagster as dg
 
-from datahub_assets.python.checks import to_json
 from datahub_assets.python.discovery import CURRENT
 from datahub_assets.runtime.keys import SPARK_POOL  # the pool of every pipeline step
 from datahub_assets.runtime.metadata import check_results
+from datahub_assets.spec.check_json import to_json
 from datahub_assets.spec.models import LAYER_ALIASES, LAYERS, Check, TableRef, TableTarget
 from datahub_resources.iceberg_io import IO_MANAGER_KEY, take_outcome
 

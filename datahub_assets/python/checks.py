@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import TypeAdapter
-
 from datahub_assets.spec.models import (
     AcceptedValuesCheck,
     Check,
@@ -32,7 +30,6 @@ from datahub_assets.spec.models import (
 )
 
 Severity = Literal["error", "warn"]
-_CHECKS: TypeAdapter[list[Check]] = TypeAdapter(list[Check])
 
 
 def not_null(*columns: str, name: str | None = None, severity: Severity = "error") -> Check:
@@ -96,12 +93,3 @@ def referential(column: str, ref: str, name: str | None = None, severity: Severi
 def schema(schema_ref: str, name: str | None = None, severity: Severity = "error") -> Check:
     """The frame against an .avsc / JSON Schema file (relative to the app folder)."""
     return SchemaCheck(schema_ref=schema_ref, name=name, severity=severity)
-
-
-def to_json(checks: list[Check] | tuple[Check, ...]) -> str:
-    """The checks as JSON (the `datahub/checks` metadata the IO manager reads back)."""
-    return _CHECKS.dump_json(list(checks), by_alias=True, exclude_none=True).decode()
-
-
-def from_json(text: str) -> list[Check]:
-    return _CHECKS.validate_json(text)

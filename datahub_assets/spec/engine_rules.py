@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,7 @@ from datahub_assets.spec.models import (
     Join,
     MongoSource,
     Pipeline,
+    PipelineSpec,
     RegexCheck,
     Select,
     Sort,
@@ -108,6 +110,21 @@ def engine_errors(pipeline: Pipeline, file: str, requested: str, origin: str) ->
 
 
 # --------------------------------------------------------------------------- blockers
+
+
+_BLOCKERS: dict[int, tuple[EngineBlocker, ...]] = {}
+
+
+def blockers_of(spec: PipelineSpec) -> tuple[EngineBlocker, ...]:
+    """What keeps `spec` off DuckDB (`duckdb_blockers` of its pipeline); empty when it can run
+    there. Computed on first use (a run on `auto`), not at load: load refuses them only for
+    an explicit engine="duckdb"; kept while the spec lives."""
+    key = id(spec)
+    found = _BLOCKERS.get(key)
+    if found is None:
+        found = _BLOCKERS[key] = duckdb_blockers(spec.pipeline, spec.file)
+        weakref.finalize(spec, _BLOCKERS.pop, key, None)
+    return found
 
 
 def duckdb_blockers(pipeline: Pipeline, file: str) -> tuple[EngineBlocker, ...]:
@@ -304,6 +321,7 @@ def _regex_problem(pattern: str) -> str | None:
 
 __all__ = [
     "EngineBlocker",
+    "blockers_of",
     "duckdb_blockers",
     "duckdb_function_names",
     "engine_errors",

@@ -10,9 +10,8 @@ This module imports neither dagster nor pyspark.
 
 from __future__ import annotations
 
-import functools
 import re
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
@@ -26,9 +25,6 @@ from datahub_assets.spec.mini import (
 from datahub_assets.spec.nodes import CommaList, Node
 from datahub_assets.spec.nodes import Loc as Loc  # the model's API too (secrets_policy)
 from datahub_assets.spec.schema_files import SchemaFile
-
-if TYPE_CHECKING:
-    from datahub_assets.spec.engine_rules import EngineBlocker
 
 LAYERS: tuple[str, ...] = ("raw", "bronze", "silver", "gold", "service")
 LAYER_ALIASES: dict[str, str] = {"staging": "raw", "standardization": "silver"}
@@ -833,16 +829,6 @@ class PipelineSpec(BaseModel):
     app_engine: EngineName | None = Field(
         default=None, description="app.yaml's engine (the pipeline's own engine= wins)."
     )
-
-    @functools.cached_property
-    def duckdb_blockers(self) -> tuple[EngineBlocker, ...]:
-        """What keeps this pipeline off DuckDB (`spec/engine_rules.py` `EngineBlocker`s:
-        database/mongo sources, database targets, Spark SQL that does not transpile or names
-        a function DuckDB lacks); empty when it can run there. Computed on first use (a run
-        on `auto`), not at load: load refuses them only for an explicit engine="duckdb"."""
-        from datahub_assets.spec.engine_rules import duckdb_blockers
-
-        return duckdb_blockers(self.pipeline, self.file)
 
     def endpoint(self, node: Any) -> Connection:
         """Where a database/mongo source or target connects: its own attributes, else those of

@@ -21,6 +21,7 @@ from pyspark.sql import types as T
 from datahub_assets.iceberg.table import write_table
 from datahub_assets.python import checks as c
 from datahub_assets.python import table_asset
+from datahub_assets.spec import check_json
 from datahub_assets.spec.errors import SpecErrors
 from datahub_assets.spec.loader import load_project
 from datahub_assets.spec.models import TableRef, TableTarget
@@ -181,7 +182,7 @@ def test_a_plain_dagster_asset_with_the_io_manager_and_metadata(catalog):
         metadata={
             "datahub/write_mode": "merge",
             "datahub/keys": "id",
-            "datahub/checks": c.to_json([c.range_("amount", max=15, severity="warn")]),
+            "datahub/checks": check_json.to_json([c.range_("amount", max=15, severity="warn")]),
         },
     )
     def features(src: pd.DataFrame) -> pd.DataFrame:
@@ -322,6 +323,7 @@ WRITER = """<?xml version="1.0" encoding="UTF-8"?>
 """
 PY_ASSET = """
 from datahub_assets.python import table_asset
+from datahub_assets.spec import check_json
 
 @table_asset(layer="gold", ins={"orders": "silver.orders"})
 def features(orders):

@@ -14,6 +14,7 @@ from spec_helpers import find_error, write
 
 from datahub_assets import cli
 from datahub_assets.engines.choice import requested_engine
+from datahub_assets.spec.engine_rules import blockers_of
 from datahub_assets.spec.errors import SpecError, SpecErrors
 from datahub_assets.spec.jsonschema import yaml_json_schema
 from datahub_assets.spec.loader import load_project
@@ -187,7 +188,7 @@ def test_same_pipelines_load_on_spark_and_auto(tmp_path):
     root = write(tmp_path / "p", files)
     for engine in ("spark", "auto"):
         (spec,) = load_project(root, default_engine=engine).pipelines
-        assert [b.what for b in spec.duckdb_blockers] == ['<database> source "users"']
+        assert [b.what for b in blockers_of(spec)] == ['<database> source "users"']
 
 
 def test_refusal_names_app_yaml_as_the_origin(tmp_path):
@@ -250,7 +251,7 @@ def test_spark_sql_that_does_not_translate_is_refused_at_its_line(tmp_path):
     assert len(errors) == 9
     auto = write(tmp_path / "q", {"shop/silver/p.xml": text.replace('"duckdb"', '"auto"')})
     (spec,) = load_project(auto).pipelines
-    assert [b.line for b in spec.duckdb_blockers] == sorted(e.line for e in errors)
+    assert [b.line for b in blockers_of(spec)] == sorted(e.line for e in errors)
 
 
 def test_translatable_pipeline_loads_on_duckdb(tmp_path):
@@ -266,12 +267,12 @@ def test_translatable_pipeline_loads_on_duckdb(tmp_path):
     )
     (spec,) = load_project(root).pipelines
     assert spec.pipeline.engine == "duckdb"
-    assert spec.duckdb_blockers == ()
+    assert blockers_of(spec) == ()
 
 
 def test_example_apps_load_on_auto_and_only_crm_database_pipelines_are_blocked():
     project = load_project(Path("pipelines_xml"), default_engine="auto")
-    blocked = {s.key: [b.what for b in s.duckdb_blockers] for s in project.pipelines}
+    blocked = {s.key: [b.what for b in blockers_of(s)] for s in project.pipelines}
     assert {k: v for k, v in blocked.items() if v} == {
         "crm.customers_extract": ['<database> source "customers"'],
         "crm.orders_extract": ['<database> source "orders"'],
