@@ -323,7 +323,6 @@ WRITER = """<?xml version="1.0" encoding="UTF-8"?>
 """
 PY_ASSET = """
 from datahub_assets.python import table_asset
-from datahub_assets.spec import check_json
 
 @table_asset(layer="gold", ins={"orders": "silver.orders"})
 def features(orders):
