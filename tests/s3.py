@@ -24,6 +24,21 @@ SECRET_KEY = "testing"
 REGION = "us-east-1"
 
 
+def use_bucket_env(monkeypatch: pytest.MonkeyPatch, client: Any) -> None:
+    """The AWS environment of the moto server behind `client` for this test (boto3, Spark's
+    S3A and pyiceberg read it), with no other endpoint, session or profile around."""
+    env = {
+        "AWS_ENDPOINT_URL": client.meta.endpoint_url,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_REGION": REGION,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+
+
 class S3Bucket(NamedTuple):
     """A boto3 client for the test endpoint and a bucket created for one test."""
 

@@ -19,7 +19,7 @@ from datahub_assets.execute.writers.csv_export import MARKER, write_csv
 from datahub_assets.spec.models import CsvTarget
 from datahub_resources import s3
 from datahub_resources.settings import Settings
-from tests.s3 import ACCESS_KEY, REGION, SECRET_KEY
+from tests.s3 import use_bucket_env
 
 pytestmark = pytest.mark.spark
 
@@ -181,16 +181,7 @@ def bucket_env(spark, s3_client, tmp_path, monkeypatch):
     """(settings, client, bucket): the AWS environment of a moto bucket, Spark's S3A settings
     for it."""
     client, bucket = s3_client
-    env = {
-        "AWS_ENDPOINT_URL": client.meta.endpoint_url,
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-        "AWS_REGION": REGION,
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
+    use_bucket_env(monkeypatch, client)
     settings = Settings.from_env(
         {"DATAHUB_HOME": str(tmp_path / "home"), "DATAHUB_DATA_DIR": f"s3://{bucket}/data"}
     )

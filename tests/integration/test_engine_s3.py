@@ -29,7 +29,7 @@ from datahub_assets.spec.loader import load_project
 from datahub_resources import s3
 from datahub_resources.iceberg import load_catalog
 from datahub_resources.settings import Settings
-from tests.s3 import ACCESS_KEY, REGION, SECRET_KEY
+from tests.s3 import use_bucket_env
 from tests.support.context import exec_context
 
 pytestmark = pytest.mark.spark
@@ -73,16 +73,7 @@ SILVER = """<pipeline id="orders_silver" version="1.0.0" layer="silver">
 def platform(spark, s3_client, tmp_path, monkeypatch):
     """(settings, client, bucket): data, warehouse and drops in one moto bucket."""
     client, bucket = s3_client
-    env = {
-        "AWS_ENDPOINT_URL": client.meta.endpoint_url,
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-        "AWS_REGION": REGION,
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
+    use_bucket_env(monkeypatch, client)
     settings = Settings.from_env(
         {
             "DATAHUB_HOME": str(tmp_path / "home"),
