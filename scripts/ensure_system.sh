@@ -15,6 +15,10 @@ command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(maria
 docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 \
   || need+=(docker-compose)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)  # the dashboard's headless browser test
+# the portal's browser tests drive Chromium through Selenium with Debian's matching driver
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+# deploy/nginx: the authenticating proxy in front of the Dagster UI, tested with a real nginx
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "installing system packages: ${need[*]}"
 SUDO=""

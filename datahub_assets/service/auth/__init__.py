@@ -1,0 +1,1 @@
+"""See datahub_assets/service/__init__.py."""

@@ -1,0 +1,1 @@
+"""The service's state database (DATAHUB_STATE_URI): models and migrations."""
