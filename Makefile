@@ -108,6 +108,11 @@ bench-duckdb: setup
 	$(BIN)/python bench/run.py watch-burst --engine duckdb
 	$(BIN)/python bench/run.py overhead --engine duckdb
 
+# issue #21: the front door (bench/service/README.md); results into bench/RESULTS.md
+.PHONY: bench-service
+bench-service: setup
+	$(BIN)/python bench/run.py service
+
 spark-stop:
 	-$(BIN)/datahub spark stop
 

@@ -18,6 +18,8 @@
     .venv/bin/python bench/run.py chaos           # file drops under the daemon, a fault per round
     .venv/bin/python bench/run.py malformed       # CSV with 0.1 % malformed lines vs clean
     .venv/bin/python bench/run.py maintain        # 1,000 small appends, before/after compaction
+    .venv/bin/python bench/run.py service         # the front door: change validation, listing
+                                  [--only validate,list,approve]  # load, approve → UI
     .venv/bin/python bench/run.py all
 
 Extra arguments after the name go to that benchmark (e.g. `load --sizes 200 2000`).
@@ -53,6 +55,7 @@ MODULES = {
     "malformed": ["bench.malformed"],
     "maintain": ["bench.maintain"],
     "s3-cluster": ["bench.s3_cluster"],
+    "service": ["bench.service.run_service"],
 }
 ALL = ("tpch", "load", "overhead", "tpch-platform")
 RESULTS = ROOT / "bench" / "_work" / "results"
