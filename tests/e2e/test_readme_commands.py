@@ -22,6 +22,12 @@ is strict (a listed command that works, or is no longer run, fails the test).
 runs with `-o .venv/.installed` so that a pyproject.toml newer than the venv does not make it
 reinstall the shared virtualenv in the middle of a test run (`make test` ran setup already).
 
+The service's commands (`datahub serve`, `users`, `tokens`, `audit`) run in
+test_sign_in_and_create_a_pipeline, which follows README's "Sign in and create a pipeline":
+its bash block's commands as written, then the browser steps through the API (a change by an
+editor, refused to its author, approved by a second user), the asset in `dg list defs` and
+load_project, and an audit row for every step.
+
 Not run here, with the reason:
 - `make demo`, `make test` (the code block above the table): `make test` runs this test, and
   `make demo` is `datahub validate`, `datahub spark start`, `datahub demo --fresh`,
@@ -49,6 +55,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -66,6 +74,20 @@ GOLD_IDENT = ("ecommerce_gold", "customer_360")
 EXCLUDED = {
     "make bench-": "benchmarks (minutes to hours) that write bench/RESULTS.md figures",
 }
+# the service's commands: run by test_sign_in_and_create_a_pipeline (the README walkthrough),
+# which fails when one of them is not run there
+SERVICE_KEYS = frozenset(
+    {
+        "datahub serve",
+        "datahub users add",
+        "datahub users grant",
+        "datahub users revoke",
+        "datahub users list",
+        "datahub tokens create",
+        "datahub audit",
+    }
+)
+WALKTHROUGH = "## Sign in and create a pipeline"
 # commands that fail today, each with the reason; strict: once one works, the test fails
 # until its entry is removed here
 KNOWN_FAILURES: dict[str, str] = {}
@@ -144,6 +166,7 @@ class Session:
         effect: Callable[[str], object] | None = None,
         env: dict[str, str] | None = None,
         codes: tuple[int, ...] = (0,),
+        stdin: str | None = None,
     ) -> str:
         """Run `argv` for the README command `key`; its options must be the README's; the exit
         code must be in `codes` and `effect(output)` must hold. The output ('' on failure)."""
@@ -162,6 +185,7 @@ class Session:
                 [exe, *argv[1:]],
                 env=env or self.env,
                 cwd=REPO,
+                input=stdin,
                 capture_output=True,
                 text=True,
                 timeout=900,
@@ -487,7 +511,7 @@ def test_every_everyday_command_in_the_readme(home):
 
     # ---------------------------------------------------------------- coverage
     for key, command in documented.items():
-        if key in s.ran or any(key.startswith(x) for x in EXCLUDED):
+        if key in s.ran or key in SERVICE_KEYS or any(key.startswith(x) for x in EXCLUDED):
             continue
         s.failures.append(f"README command `{command}` has no case in this test")
     for command in set(KNOWN_FAILURES) - set(s.known):
@@ -624,6 +648,295 @@ def _probe_make_dev(env: dict[str, str], tmp: Path) -> str | None:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=30)
+
+
+# ------------------------------------------------------------------------- the walkthrough
+
+RETURNS_XML = """<pipeline id="returns_raw" version="1.0.0" layer="raw">
+  <metadata>
+    <owner>ecommerce-data</owner>
+    <description>Returned orders from the shop backend, as delivered</description>
+  </metadata>
+  <sources>
+    <csv id="returns" path="landing/returns/*.csv" header="true"/>
+  </sources>
+  <targets>
+    <table table="returns" mode="append"/>
+  </targets>
+  <checks>
+    <rowCount min="1"/>
+  </checks>
+</pipeline>
+"""
+RETURNS_KEY = "ecommerce/raw/returns"
+
+
+def walkthrough_commands(text: str) -> list[str]:
+    """The shell lines of the walkthrough's first ```bash block, comments dropped."""
+    body = text.split(WALKTHROUGH, 1)[1]
+    match = re.search(r"```bash\n(.*?)```", body, re.S)
+    assert match, f"README: no ```bash block under {WALKTHROUGH!r}"
+    lines = (line.split("#", 1)[0].strip() for line in match.group(1).splitlines())
+    return [line for line in lines if line]
+
+
+def _documented_key(line: str, documented: dict[str, str]) -> str | None:
+    """The everyday-commands key a walkthrough line is an instance of (the longest prefix)."""
+    keys = [k for k in documented if line == k or line.startswith(k + " ")]
+    return max(keys, key=len) if keys else None
+
+
+class Api:
+    """JSON calls to the running service (urllib: what any script can do)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def call(
+        self, method: str, path: str, token: str | None = None, body=None, form=None
+    ) -> tuple[int, object]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        data = None
+        if form is not None:
+            data = urllib.parse.urlencode(form).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        elif body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        req = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=300) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                return exc.code, json.loads(raw)
+            except ValueError:
+                return exc.code, raw.decode(errors="replace")
+
+
+def _serve(env: dict[str, str], tmp: Path, port: int) -> subprocess.Popen:
+    """`datahub serve --host 127.0.0.1 --port PORT`, once /api/v1/health answers 200."""
+    log = (tmp / "serve.log").open("w")
+    proc = subprocess.Popen(
+        [str(BIN / "datahub"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"datahub serve exited {proc.returncode}:\n{_tail(tmp)}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=5) as r:
+                if r.status == 200 and json.loads(r.read()) == {"status": "ok"}:
+                    return proc
+        except OSError:
+            pass
+        time.sleep(0.5)
+    _stop(proc)
+    raise AssertionError(f"datahub serve: no /api/v1/health in 180 s:\n{_tail(tmp)}")
+
+
+def _tail(tmp: Path) -> str:
+    return (tmp / "serve.log").read_text()[-3000:]
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+
+
+def _audit_rows(env: dict[str, str]) -> list[tuple[str, str, str, str]]:
+    """(actor, action, target, outcome) of every audit row in the state database."""
+    import sqlalchemy as sa
+
+    uri = env.get("DATAHUB_STATE_URI") or f"sqlite:///{env['DATAHUB_HOME']}/hub.db"
+    engine = sa.create_engine(uri)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text("select actor, action, target, outcome from audit_events order by id")
+            )
+            return [tuple(r) for r in rows]
+    finally:
+        engine.dispose()
+
+
+def test_sign_in_and_create_a_pipeline(home):
+    """README's "Sign in and create a pipeline", as a new user follows it on the example
+    project: the walkthrough's commands as written (users, grants; `make dev` as
+    `datahub serve` on a free port, whose probe is the other test's; `make demo`'s parts are
+    run there and by tests/e2e/test_examples_cli.py, and nothing here reads data), then what the
+    browser steps do, through the API: alice (editor) signs in and opens a change adding
+    ecommerce's raw `returns` pipeline, may not approve it herself, bob (approver) approves it
+    with an API token from `datahub tokens create`; the merge is one commit with the trailers,
+    the asset is in `dg list defs` and in load_project, and every step is in the audit log
+    (`datahub audit`, and the rows in the state database). Then `datahub users revoke` makes
+    the app invisible to alice (404)."""
+    tmp, env = home
+    text = README.read_text()
+    rows = documented_rows(text)
+    documented = {key_of(c): c for c, _ in rows}
+    s = Session(env, documented, {key_of(c): row for c, row in rows})
+    pipelines = Path(env["DATAHUB_PIPELINES_DIR"])
+    passwords: dict[str, str] = {}
+    for line in walkthrough_commands(text):
+        argv = shlex.split(line)
+        if argv[:2] in (["make", "demo"], ["make", "dev"]):
+            continue
+        key = _documented_key(line, documented)
+        if key is None:
+            s.failures.append(f"walkthrough line `{line}` is no everyday command")
+            continue
+        stdin = None
+        if "--password-stdin" in argv:
+            name = argv[3]
+            passwords[name] = f"walkthrough-{name}-password"
+            stdin = passwords[name] + "\n"  # typed, then Enter (and Ctrl-D)
+        s.run(key, argv, stdin=stdin)
+    assert {"alice", "bob"} <= set(passwords), f"the walkthrough adds {sorted(passwords)}"
+    s.run(
+        "datahub users list",
+        ["datahub", "users", "list"],
+        lambda out: (
+            all(x in out for x in ("alice", "bob", "ecommerce", "editor", "approver"))
+            or "alice/bob or their ecommerce roles missing"
+        ),
+    )
+
+    from datahub_assets.demo.local_servers import free_port
+
+    port = free_port()
+    s.ran.add("datahub serve")
+    server = _serve(env, tmp, port)
+    try:
+        _walk(s, env, Api(f"http://127.0.0.1:{port}"), passwords, pipelines)
+    finally:
+        _stop(server)
+    missing = SERVICE_KEYS - s.ran
+    if missing:
+        s.failures.append(f"the walkthrough test ran none of {sorted(missing)}")
+    assert not s.failures, f"{len(s.failures)} walkthrough step(s) failed:\n\n" + "\n\n".join(
+        s.failures
+    )
+
+
+def _walk(s: Session, env: dict[str, str], api: Api, passwords: dict, pipelines: Path) -> None:
+    status, answer = api.call(
+        "POST", "/api/v1/auth/token", form={"username": "alice", "password": "wrong-password"}
+    )
+    assert status == 401, f"a wrong password: {status} {answer}"
+    status, answer = api.call(
+        "POST", "/api/v1/auth/token", form={"username": "alice", "password": passwords["alice"]}
+    )
+    assert status == 200, f"alice signs in: {status} {answer}"
+    assert isinstance(answer, dict)
+    alice = answer["access_token"]
+    status, apps = api.call("GET", "/api/v1/apps", alice)
+    assert status == 200, f"GET /api/v1/apps: {status} {apps}"
+    assert isinstance(apps, list)
+    assert [(a["app"], a["role"]) for a in apps] == [("ecommerce", "editor")], apps
+
+    change_body = {
+        "app": "ecommerce",
+        "title": "ecommerce: returned orders, as delivered",
+        "files": [{"path": "raw/returns.xml", "content": RETURNS_XML}],
+    }
+    status, change = api.call("POST", "/api/v1/changes", alice, change_body)
+    assert status == 201, f"create the change: {status} {change}"
+    assert isinstance(change, dict)
+    assert change["status"] == "open", change
+    assert change["validation"]["ok"], change
+    assert not (pipelines / "ecommerce" / "raw" / "returns.xml").exists(), "written before approval"
+    cid = change["id"]
+    status, own = api.call("POST", f"/api/v1/changes/{cid}/approve", alice, {})
+    assert status == 403, f"the author approves her own change: {status} {own}"
+
+    out = s.run(
+        "datahub tokens create",
+        ["datahub", "tokens", "create", "bob", "--expires", "1d"],
+        lambda out: bool(out.split()) or "no token printed",
+    )
+    bob = out.split()[-1] if out.split() else ""
+    status, merged = api.call("POST", f"/api/v1/changes/{cid}/approve", bob, {})
+    assert status == 200, f"bob approves: {status} {merged}"
+    assert isinstance(merged, dict)
+    assert merged["status"] == "merged", merged
+    _merged_commit(pipelines, merged["commit"], cid)
+
+    s.run(
+        "dg list defs",
+        ["dg", "list", "defs", "--assets", f'key:"{RETURNS_KEY}"'],
+        _contains(RETURNS_KEY),
+    )
+    from datahub_assets.spec.loader import load_project
+
+    project = load_project(pipelines, default_engine="duckdb")
+    keys = {"/".join(t.ref.asset_path) for p in project.pipelines for t in p.targets}
+    assert RETURNS_KEY in keys, "load_project does not list the approved asset"
+
+    s.run(
+        "datahub audit",
+        ["datahub", "audit", "--since", "1d"],
+        _contains("user.add", "user.grant", "login", "token.create", "change.create"),
+    )
+    s.run(
+        "datahub audit",
+        ["datahub", "audit", "--app", "ecommerce"],
+        _contains("change.approve", cid),
+    )
+    _audited(env, cid)
+
+    s.run("datahub users revoke", ["datahub", "users", "revoke", "alice", "--app", "ecommerce"])
+    status, gone = api.call("GET", "/api/v1/apps/ecommerce/pipelines", alice)
+    assert status == 404, f"alice after the revoke: {status} {str(gone)[:300]}"
+
+
+def _merged_commit(pipelines: Path, commit: str, cid: str) -> None:
+    """HEAD of the pipelines work tree is the change's one commit, with its trailers."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(pipelines), *args], capture_output=True, text=True, check=True
+        ).stdout
+
+    assert git("rev-parse", "HEAD").strip() == commit
+    message = git("log", "-1", "--format=%B")
+    for trailer in (f"Change-Id: {cid}", "Requested-by: alice", "Approved-by: bob"):
+        assert trailer in message, f"commit message lacks {trailer!r}:\n{message}"
+    assert git("log", "-1", "--format=%an").strip() == "alice"
+    assert git("show", "--name-only", "--format=", "HEAD").split() == ["ecommerce/raw/returns.xml"]
+    assert (pipelines / "ecommerce" / "raw" / "returns.xml").read_text() == RETURNS_XML
+
+
+def _audited(env: dict[str, str], cid: str) -> None:
+    """Every step of the walkthrough has its audit row (actor, action, outcome)."""
+    rows = _audit_rows(env)
+    seen = {(actor, action, outcome) for actor, action, _, outcome in rows}
+    for actor, action, outcome in (
+        ("alice", "login", "ok"),
+        ("alice", "change.create", "ok"),
+        ("alice", "change.approve", "denied"),
+        ("bob", "change.approve", "ok"),
+    ):
+        assert (actor, action, outcome) in seen, f"no audit row {actor} {action} {outcome}: {rows}"
+    assert any(a == "alice" and act == "login" and o != "ok" for a, act, _, o in rows), rows
+    for action, name in (("user.add", "alice"), ("user.add", "bob"), ("user.grant", "alice")):
+        assert any(act == action and name in target for _, act, target, _ in rows), (action, rows)
+    assert any(act == "token.create" and "bob" in target for _, act, target, _ in rows), rows
+    assert any(act == "change.approve" and cid in target for _, act, target, _ in rows), rows
+    text = repr(rows)
+    assert "walkthrough-alice-password" not in text
+    assert "walkthrough-bob-password" not in text
 
 
 def test_the_readme_table_parses():
