@@ -109,13 +109,13 @@ def measure(n: int, repeat: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--n", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     before = machine()
-    result = {"benchmark": "service_approve_visible", "time": now(), "revision": revision()}
+    result: dict = {"benchmark": "service_approve_visible", "time": now(), "revision": revision()}
     result |= measure(args.n, args.repeat)
     result["machine"] = {**before, "loadavg_after": machine()["loadavg"]}
     if args.out:

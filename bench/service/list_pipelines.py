@@ -142,7 +142,7 @@ def measure(n: int, layout: str, clients: int, per_client: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--layout", choices=("one", "spread"), default="one")
     parser.add_argument("--clients", type=int, default=20)
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     before = machine()
-    result = {"benchmark": "service_list_pipelines", "time": now(), "revision": revision()}
+    result: dict = {"benchmark": "service_list_pipelines", "time": now(), "revision": revision()}
     result |= measure(args.n, args.layout, args.clients, args.requests)
     result["machine"] = {**before, "loadavg_after": machine()["loadavg"]}
     if args.out:

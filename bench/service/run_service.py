@@ -126,7 +126,7 @@ def markdown(results: dict[str, dict]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--only", default="validate,list,approve")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
