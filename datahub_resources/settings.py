@@ -112,6 +112,35 @@ VARIABLES: tuple[Variable, ...] = (
         "1: webhooks may use http:// to any host (default: https://, http:// to loopback only).",
     ),
     Variable("DATAHUB_SMTP_CA_FILE", "(the system CAs)", "CA bundle that verifies SMTP TLS."),
+    # the front door (`datahub serve`, datahub_assets/service/settings.py reads these)
+    Variable(
+        "DATAHUB_STATE_URI",
+        "sqlite:///$DATAHUB_HOME/hub.db",
+        "SQLAlchemy URI of the service's state (users, tokens, changes, audit).",
+    ),
+    Variable(
+        "DATAHUB_SERVICE_SECRET",
+        "(a key file $DATAHUB_HOME/secrets/service.key)",
+        "Key that signs access tokens (at least 32 characters).",
+    ),
+    Variable(
+        "DATAHUB_DAGSTER_URL",
+        "(unset: no reload)",
+        "Dagster webserver the service reloads the code location on after a merge.",
+    ),
+    Variable("DATAHUB_COOKIE_SECURE", "0", "1: the session cookie is sent over HTTPS only."),
+    Variable("DATAHUB_ACCESS_TOKEN_MINUTES", "15", "Lifetime of an access token."),
+    Variable("DATAHUB_SESSION_HOURS", "8", "Lifetime of a browser session."),
+    Variable("DATAHUB_MAX_BODY_BYTES", "5242880", "Largest request body the service reads."),
+    Variable("DATAHUB_OIDC_ISSUER", "(unset: no OpenID Connect)", "OpenID Connect issuer URL."),
+    Variable("DATAHUB_OIDC_CLIENT_ID", "(unset)", "OpenID Connect client id."),
+    Variable("DATAHUB_OIDC_CLIENT_SECRET", "(unset)", "OpenID Connect client secret."),
+    Variable("DATAHUB_OIDC_GROUPS_CLAIM", "groups", "ID-token claim listing the user's groups."),
+    Variable(
+        "DATAHUB_OIDC_GROUP_GRANTS",
+        "(unset)",
+        "group:app:role[:pii] comma-separated; app * with admin or operator: platform roles.",
+    ),
 )
 NAMES = frozenset(v.name for v in VARIABLES)
 

@@ -1,0 +1,217 @@
+"""`create_app()`: the service's FastAPI application (`datahub serve` runs it under uvicorn).
+
+It puts `settings`, `state` (the state database) and `registry` (the pipelines' git work
+tree) on `app.state`, installs `authz.decide.authorize` on every route, includes every
+router of api/ and pages/, mounts /static, and wraps everything in two ASGI middlewares:
+a body size limit (DATAHUB_MAX_BODY_BYTES: 413 before the body is read, nothing written)
+and the security headers of every answer. Errors are JSON `{"detail": ...}`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.requests import Request
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from datahub_assets.service.authz.decide import authorize
+from datahub_assets.service.settings import ServiceSettings
+from datahub_assets.service.state.db import State
+
+log = logging.getLogger(__name__)
+
+ROUTER_PACKAGES = ("datahub_assets.service.api", "datahub_assets.service.pages")
+"""Every module of these packages with a module-level `router = APIRouter()` is included."""
+
+STATIC = Path(__file__).resolve().parent / "pages" / "static"
+
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'self'; object-src 'none'"
+)
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "img-src 'self' data: https://fastapi.tiangolo.com; frame-ancestors 'none'; "
+    "object-src 'none'"
+)
+DOCS_PATHS = ("/docs", "/redoc")
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    settings = settings or ServiceSettings.from_env()
+    app = FastAPI(
+        title="Data Hub",
+        summary="The front door: pipelines, changes and approvals, per-app permissions, audit",
+        version="1",
+        dependencies=[Depends(authorize)],
+    )
+    app.state.settings = settings
+    app.state.state = State(settings.state_uri)
+    app.state.registry = _registry(settings)
+    for router in routers():
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
+    app.add_exception_handler(Exception, _internal_error)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)  # outermost: the 413 gets the headers too
+    return app
+
+
+def _registry(settings: ServiceSettings) -> Any:
+    """Helper B's Registry (makes DATAHUB_PIPELINES_DIR a git work tree), or None while
+    registry/changes.py does not exist."""
+    try:
+        module = importlib.import_module("datahub_assets.service.registry.changes")
+    except ModuleNotFoundError as exc:
+        if exc.name != "datahub_assets.service.registry.changes":
+            raise
+        log.warning("the registry (registry/changes.py) is missing: /api/v1/apps answers 501")
+        return None
+    return module.Registry(settings)
+
+
+def routers() -> list[APIRouter]:
+    """The `router` of every module of ROUTER_PACKAGES, in module name order."""
+    found = []
+    for package_name in ROUTER_PACKAGES:
+        package = importlib.import_module(package_name)
+        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+            if info.ispkg:
+                continue
+            module = importlib.import_module(f"{package_name}.{info.name}")
+            router = getattr(module, "router", None)
+            if isinstance(router, APIRouter):
+                found.append(router)
+    return found
+
+
+def iter_routes(routes: list[BaseRoute] | None = None, app: FastAPI | None = None) -> Iterator[Any]:
+    """Every route of `app`, included routers flattened (FastAPI keeps them nested)."""
+    for route in routes if routes is not None else (app.routes if app else []):
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from iter_routes(list(inner.routes))
+        else:
+            yield route
+
+
+async def _internal_error(_request: Request, _exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": "internal error (see the service log)"}, status_code=500)
+
+
+class SecurityHeaders:
+    """Headers on every answer: no sniffing, no framing, no referrer across sites, a CSP
+    allowing only the service itself (the OpenAPI pages also load Swagger's assets)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        csp = DOCS_CSP if path in DOCS_PATHS else PAGE_CSP
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (k, v)
+                    for k, v in message.get("headers", [])
+                    if k.lower() not in _SECURITY_NAMES
+                ]
+                headers += [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"x-frame-options", b"DENY"),
+                    (b"referrer-policy", b"same-origin"),
+                    (b"content-security-policy", csp.encode()),
+                ]
+                if not path.startswith("/static/"):
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+_SECURITY_NAMES = {
+    b"x-content-type-options",
+    b"x-frame-options",
+    b"referrer-policy",
+    b"content-security-policy",
+    b"cache-control",
+}
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Bodies over `max_bytes` answer 413: at once when Content-Length says so, else as soon
+    as the streamed body passes the limit (the handler fails before it writes anything)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers", [])).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await self._refuse(send)
+            return
+        seen = 0
+        exceeded = False
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    exceeded = True
+                    raise _TooLarge()
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if exceeded:
+                return  # whatever the app answers after the overflow, the answer is 413
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:  # _TooLarge, or what a parser made of it
+            if not exceeded:
+                raise
+        if exceeded and not started:
+            await self._refuse(send)
+        elif exceeded:
+            log.warning("a body over %d bytes after the answer had started", self.max_bytes)
+
+    async def _refuse(self, send: Send) -> None:
+        response = JSONResponse(
+            {"detail": f"the request body is larger than {self.max_bytes} bytes"},
+            status_code=413,
+        )
+        await response({"type": "http"}, _no_receive, send)
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}

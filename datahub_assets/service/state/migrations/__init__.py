@@ -1,0 +1,1 @@
+"""Alembic migrations of the state database (`state.db.migrate(uri)` runs them)."""
