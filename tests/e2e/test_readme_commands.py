@@ -925,10 +925,14 @@ def _audited(env: dict[str, str], cid: str) -> None:
     for actor, action, outcome in (
         ("alice", "login", "ok"),
         ("alice", "change.create", "ok"),
-        ("alice", "change.approve", "denied"),
         ("bob", "change.approve", "ok"),
     ):
         assert (actor, action, outcome) in seen, f"no audit row {actor} {action} {outcome}: {rows}"
+    # her own approval was refused by the authorization dependency (action "access")
+    assert any(
+        (actor, action, outcome) == ("alice", "access", "denied") and f"{cid}/approve" in target
+        for actor, action, target, outcome in rows
+    ), rows
     assert any(a == "alice" and act == "login" and o != "ok" for a, act, _, o in rows), rows
     for action, name in (("user.add", "alice"), ("user.add", "bob"), ("user.grant", "alice")):
         assert any(act == action and name in target for _, act, target, _ in rows), (action, rows)
