@@ -68,8 +68,12 @@ def platform_settings(settings: Any, pipelines_dir: Path):
 
     if isinstance(settings, Settings):
         base = settings
-    else:  # ServiceSettings: the platform's settings of the same environment
-        base = getattr(settings, "platform", None) or Settings.from_env()
+    elif getattr(settings, "platform", None) is not None:  # ServiceSettings.from_env
+        base = settings.platform
+    else:  # ServiceSettings made by hand: the environment, with its home and folders
+        env = {**os.environ, "DATAHUB_HOME": str(settings.home)}
+        env["DATAHUB_DATA_DIR"] = str(settings.data_dir)
+        base = Settings.from_env(env)
     data_dir = getattr(settings, "data_dir", None) or base.data_dir
     return replace(base, pipelines_dir=Path(pipelines_dir), data_dir=Path(data_dir))
 
