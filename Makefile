@@ -44,9 +44,17 @@ demo: setup
 	@echo "CSV exports: $(DATAHUB_DATA_DIR)/<app>/service/"
 	@echo "Open the Dagster UI with:  make dev   (then http://localhost:3000)"
 
+# the Dagster UI (dg dev, http://localhost:3000) and beside it the front door (datahub serve,
+# http://127.0.0.1:$(SERVICE_PORT)), which reloads the UI's code location after an approved
+# change; Ctrl-C (or dg dev ending) stops both
+SERVICE_PORT ?= 8080
 dev: export DATAHUB_ENGINE ?= auto
+dev: export DATAHUB_DAGSTER_URL ?= http://127.0.0.1:3000
 dev: setup
-	$(BIN)/dg dev
+	@$(BIN)/datahub serve --port $(SERVICE_PORT) & serve=$$!; \
+	  trap 'kill $$serve 2>/dev/null; wait $$serve 2>/dev/null' EXIT INT TERM; \
+	  echo "the front door: http://127.0.0.1:$(SERVICE_PORT) (users: datahub users add NAME --password-stdin)"; \
+	  $(BIN)/dg dev
 
 lint: setup
 	$(BIN)/ruff check datahub_assets datahub_resources tests bench

@@ -351,6 +351,13 @@ def main(argv: list[str] | None = None) -> int:
     from datahub_assets.cli import scaffold
 
     scaffold.add_parser(sub)
+    from datahub_assets.cli import audit as audit_cli
+    from datahub_assets.cli import serve as serve_cli
+    from datahub_assets.cli import users as users_cli
+
+    serve_cli.add_parser(sub)
+    users_cli.add_parser(sub)
+    audit_cli.add_parser(sub)
     args = parser.parse_args(argv)
     handler = {
         "validate": _validate,
@@ -367,6 +374,10 @@ def main(argv: list[str] | None = None) -> int:
         "sql": sql_cli.run,
         "maintain": maintain_cli.run,
         "new": scaffold.run,
+        "serve": serve_cli.run,
+        "users": users_cli.run,
+        "tokens": users_cli.run,
+        "audit": audit_cli.run,
     }
     try:
         return handler[args.command](args, Settings.from_env())
