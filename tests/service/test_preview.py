@@ -21,7 +21,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 RAW = """<pipeline id="orders_raw" version="1.0.0" layer="raw">
   <sources>
     <csv id="orders" path="landing/orders/*.csv" inferSchema="true">
-      <watch/>
+      <watch minAgeSeconds="0"/>
     </csv>
   </sources>
   <targets>
@@ -238,7 +238,7 @@ def test_a_definition_that_does_not_load_is_reported_in_its_file(shop):
     assert result["tables"] == []
     assert result["errors"]
     assert all(e["file"] == "shop/raw/orders.xml" for e in result["errors"])
-    assert any(e["line"] == 13 for e in result["errors"])
+    assert any(e["line"] == 12 for e in result["errors"])
 
 
 def test_a_change_without_pipelines_says_so(shop):
@@ -268,7 +268,7 @@ def test_the_time_bound_stops_a_preview(shop, monkeypatch):
     import datahub_assets.execute.preview as ep
 
     def endless(_spec, ctx, _catalog, _n):
-        ctx.engine.connection.execute("select count(*) from range(100000000000) a")
+        ctx.engine.connection.execute("select sum(i * i) from range(100000000000) t(i)")
         raise AssertionError("not interrupted")
 
     monkeypatch.setattr(ep, "preview_pipeline", endless)
@@ -480,10 +480,15 @@ def _audit(service_settings, action: str) -> list:
         return [(r.actor, r.target, r.outcome, r.app) for r in rows]
 
 
+def _unwatched(text: str) -> str:
+    """A second pipeline of the same landing files: read, not watched (one owner per drop)."""
+    return text.replace('      <watch minAgeSeconds="0"/>\n', "")
+
+
 def test_preview_of_a_draft_through_the_api(shop, tmp_path):
     settings = shop
     client, tokens, service_settings = _service(settings, tmp_path)
-    draft = RAW.replace("orders_raw", "orders_draft").replace('table="orders"', 'table="draft"')
+    draft = _unwatched(RAW.replace("orders_raw", "orders_draft").replace('"orders"', '"draft"'))
     body = {"files": [{"path": "raw/draft.xml", "content": draft}], "sample_rows": 10}
     data_before = _tree(settings.data_dir)
     with client:
@@ -512,7 +517,7 @@ def test_preview_of_a_draft_through_the_api(shop, tmp_path):
 def test_preview_of_a_change_through_the_api(shop, tmp_path):
     settings = shop
     client, tokens, service_settings = _service(settings, tmp_path)
-    draft = RAW.replace("orders_raw", "orders_two").replace('table="orders"', 'table="two"')
+    draft = _unwatched(RAW.replace("orders_raw", "orders_two").replace('"orders"', '"two"'))
     with client:
         created = client.post(
             "/api/v1/changes",

@@ -41,6 +41,7 @@ from datahub_assets.spec.models import PipelineSpec, Project, TableRef, TableTar
 SAMPLE_ROWS_MAX = 1000
 TIMEOUT_S = 60.0
 MAX_PIPELINES = 10
+MIN_SECRET_CHARS = 6
 SAMPLED = ("<database> source", "<mongo> source", "<database> target")
 _LOCK = threading.Lock()
 _LOCATED = re.compile(r"^(?P<file>[^\s:]+):(?P<line>\d+)(?::(?P<column>\d+))?: (?P<msg>.*)$", re.S)
@@ -253,14 +254,21 @@ def preview_spec(
 
 
 def app_secret_values(app: str) -> list[str]:
-    """Values of the environment variables app `app` may name as secrets (to scrub)."""
+    """Values of the environment variables app `app` may name as secrets, and their parts a
+    message may quote alone (the password of `user:password`, a URI's user info), to scrub."""
+    from datahub_assets.execute.mongo.read import secrets_of
     from datahub_resources.secrets import scope_problem
 
-    values = []
+    values: set[str] = set()
     for name, value in os.environ.items():
-        if len(value) >= 4 and scope_problem(name, app) is None:
-            values.append(value)
-    return sorted(set(values), key=len, reverse=True)
+        if len(value) < MIN_SECRET_CHARS or scope_problem(name, app) is not None:
+            continue
+        values.add(value)
+        if "://" in value:
+            values.update(secrets_of(value))
+        elif ":" in value:
+            values.add(value.split(":", 1)[1])
+    return sorted((v for v in values if len(v) >= MIN_SECRET_CHARS), key=len, reverse=True)
 
 
 def scrub(obj: Any, values: list[str]) -> Any:

@@ -333,16 +333,17 @@ def _pipeline_sources(pipelines_dir: Path, app: str) -> list[tuple[str, Any]]:
     return out
 
 
-def _static_prefix(pattern: str) -> str:
-    """The folder part of a glob before its first wildcard."""
+def _landing_folder(root: Path, pattern: str) -> Path:
+    """The folder a source's path names: the part of a glob before its first wildcard, the
+    path itself when it is a folder, else its parent."""
     parts = Path(pattern).parts
-    fixed = []
+    fixed: list[str] = []
     for part in parts:
         if any(ch in part for ch in "*?[{"):
-            break
+            return root.joinpath(*fixed)
         fixed.append(part)
-    path = Path(*fixed) if fixed else Path()
-    return str(path if len(fixed) < len(parts) else path.parent)
+    path = root.joinpath(*fixed)
+    return path if path.is_dir() else path.parent
 
 
 def landing(pipelines_dir: Path, app: str, data_dir: Path) -> list[LandingFile]:
@@ -354,7 +355,7 @@ def landing(pipelines_dir: Path, app: str, data_dir: Path) -> list[LandingFile]:
         path = source.path
         if "://" in path or path.startswith("/") or ".." in Path(path).parts:
             continue
-        folder = root / _static_prefix(path)
+        folder = _landing_folder(root, path)
         if not folder.is_dir():
             continue
         for file in sorted(folder.rglob("*")):
