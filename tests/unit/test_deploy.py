@@ -12,12 +12,18 @@
   the same pip commands;
 - the Helm values: the keys we set exist in the chart's values schema (and, when the chart is
   on disk, the merged values validate against its values.schema.json), no secret is written;
+- the front door (contract section 6): the compose `service` and `proxy`, the webserver
+  published only through the proxy, the nginx image and its template's variables, and the
+  `datahub-service` chart rendered by a small renderer of the Go-template subset it uses
+  (no `helm` here): deployments, Secrets by name, the pipelines volume shared with the code
+  location (the real nginx runs in tests/e2e/test_nginx_dagster.py);
 - the Trino catalog: the properties name the SQL catalog pyiceberg writes.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import re
 import shlex
@@ -25,6 +31,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -104,6 +111,7 @@ def test_the_instance_reads_every_postgres_field_from_the_environment(tmp_path, 
         DagsterPostgresStorage.config_type(), validated["storage"]["postgres"]
     )
     assert resolved.success, resolved.errors
+    assert resolved.value is not None
     url = make_url(pg_url_from_config(resolved.value))
     assert (url.drivername, url.host, url.port, url.username, url.password, url.database) == (
         "postgresql+psycopg2",
@@ -134,7 +142,10 @@ SERVICES = {
     "spark-master",
     "spark-worker",
     "spark-connect",
+    "pipelines-init",
     "code",
+    "service",
+    "proxy",
     "webserver",
     "daemon",
     "trino",
@@ -179,6 +190,12 @@ def test_docker_compose_parses_the_stack(tmp_path):
     assert code_env["DATAHUB_CATALOG_URI"] == (
         "postgresql+psycopg://datahub:change-me@postgres:5432/datahub_catalog"
     )
+    service_env = rendered["services"]["service"]["environment"]
+    assert service_env["DATAHUB_STATE_URI"] == (
+        "postgresql+psycopg://datahub:change-me@postgres:5432/datahub_state"
+    )
+    assert len(service_env["DATAHUB_SERVICE_SECRET"]) >= 32
+    assert "ports" not in rendered["services"]["webserver"]
 
     # without the passwords the stack refuses to render instead of using a default
     (work / ".env").write_text("")
@@ -238,7 +255,13 @@ def test_every_variable_is_set_where_it_is_read():
     env = _env_example()
     catalog_uri = _interpolate(code["DATAHUB_CATALOG_URI"], env)
     assert catalog_uri.startswith("postgresql+psycopg://")
-    assert {code["DAGSTER_PG_DB"], catalog_uri.rsplit("/", 1)[1]} == created
+    state_uri = _interpolate(_environment(services["service"])["DATAHUB_STATE_URI"], env)
+    assert state_uri.startswith("postgresql+psycopg://")
+    assert {
+        code["DAGSTER_PG_DB"],
+        catalog_uri.rsplit("/", 1)[1],
+        state_uri.rsplit("/", 1)[1],
+    } == created
     # Trino reads the same catalog database and warehouse
     trino = _environment(services["trino"])
     properties = (DEPLOY / "trino" / "catalog" / "datahub.properties").read_text()
@@ -253,11 +276,15 @@ def test_every_variable_is_set_where_it_is_read():
 def test_credentials_are_required_and_documented_never_defaulted():
     text = (DEPLOY / "compose.yaml").read_text()
     required = {m.group(1) for m in _VAR.finditer(text) if (m.group(2) or "").endswith("?")}
-    assert required == {"POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD"}
+    assert required == {"POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "DATAHUB_SERVICE_SECRET"}
     assert required <= set(_env_example())
     for match in _VAR.finditer(text):
-        if "PASSWORD" in match.group(1):
+        if "PASSWORD" in match.group(1) or match.group(1) == "DATAHUB_SERVICE_SECRET":
             assert match.group(2) == ":?", f"{match.group(0)} must not have a default"
+    # the example key is long enough for the service (it refuses fewer than 32 characters)
+    from datahub_assets.service.settings import MIN_SECRET_CHARS
+
+    assert len(_env_example()["DATAHUB_SERVICE_SECRET"]) >= MIN_SECRET_CHARS
     ignored = (DEPLOY / ".gitignore").read_text().split()
     assert {".env", "app-secrets.env"} <= set(ignored)
 
@@ -285,7 +312,7 @@ def _args(dockerfile: Path) -> dict[str, str]:
     return dict(arg.split("=", 1) for kind, arg in _instructions(dockerfile) if kind == "ARG")
 
 
-@pytest.mark.parametrize("name", DOCKERFILES)
+@pytest.mark.parametrize("name", [*DOCKERFILES, "nginx/Dockerfile"])
 def test_copied_files_exist_and_pass_the_dockerignore(name):
     dockerfile = DEPLOY / name
     allowed = [
@@ -691,14 +718,257 @@ def test_helm_values_validate_against_the_charts_schema():
             "DATAHUB_HELM_CHART_DIR to a copy of helm/dagster of dagster-io/dagster "
             "to validate; the keys are still checked against CHART_KEYS above"
         )
-    import json
-
     import jsonschema
 
-    schema = _local_refs_only(json.loads(schema_file.read_text()))
+    schema: Any = _local_refs_only(json.loads(schema_file.read_text()))
     merged = _merge(yaml.safe_load(defaults_file.read_text()), _values())
     errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(merged), key=str)
     assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors[:20])
+
+
+# ---------------------------------------------------------------- the front door (#21)
+
+NGINX_VARIABLES = {"DATAHUB_PROXY_PORT", "DATAHUB_SERVICE_UPSTREAM", "DAGSTER_WEBSERVER_UPSTREAM"}
+
+
+def _command_port(command: list[str], flag: str) -> str:
+    return command[command.index(flag) + 1]
+
+
+def test_the_dagster_ui_is_published_only_through_the_proxy():
+    services = _compose()["services"]
+    published = {name: s["ports"] for name, s in services.items() if s.get("ports")}
+    assert "webserver" not in published, "the Dagster UI must be reached through the proxy"
+    assert "service" not in published, "the service is reached through the proxy"
+    (proxy_port,) = published["proxy"]
+    proxy_env = _environment(services["proxy"])
+    assert proxy_port.startswith("127.0.0.1:")
+    assert proxy_port.endswith(":" + proxy_env["DATAHUB_PROXY_PORT"])
+    # the upstreams are the services, on the ports their commands listen on
+    webserver, service = services["webserver"]["command"], services["service"]["command"]
+    assert proxy_env["DAGSTER_WEBSERVER_UPSTREAM"] == "webserver:" + _command_port(webserver, "-p")
+    assert service[:2] == ["datahub", "serve"]
+    assert proxy_env["DATAHUB_SERVICE_UPSTREAM"] == "service:" + _command_port(service, "--port")
+    assert set(proxy_env) == NGINX_VARIABLES
+    # the service reloads the code location through the webserver, inside the network
+    service_env = _environment(services["service"])
+    assert service_env["DATAHUB_DAGSTER_URL"] == "http://webserver:" + _command_port(
+        webserver, "-p"
+    )
+    # the service and the code location read and write one pipelines tree
+    for name in ("service", "code"):
+        env = _environment(services[name])
+        mounts = dict(v.split(":", 1) for v in services[name]["volumes"])
+        assert mounts["pipelines"] == env["DATAHUB_PIPELINES_DIR"], name
+        assert services[name]["depends_on"]["pipelines-init"] == {
+            "condition": "service_completed_successfully"
+        }
+    # every variable the service reads is one the platform declares
+    from datahub_resources.settings import NAMES
+
+    unknown = {k for k in service_env if k.startswith("DATAHUB_")} - NAMES
+    assert not unknown, f"not declared in datahub_resources/settings.py VARIABLES: {unknown}"
+
+
+def test_the_nginx_template_and_its_entrypoint_agree():
+    conf = (DEPLOY / "nginx" / "datahub.conf").read_text()
+    body = "\n".join(line for line in conf.splitlines() if not line.lstrip().startswith("#"))
+    assert set(re.findall(r"\$\{(\w+)\}", body)) == NGINX_VARIABLES
+    entrypoint = (DEPLOY / "nginx" / "entrypoint.sh").read_text()
+    (listed,) = re.findall(r"envsubst '([^']+)'", entrypoint)
+    assert set(re.findall(r"\$\{(\w+)\}", listed)) == NGINX_VARIABLES
+    for required in ("auth_request /_auth;", "proxy_pass_request_body off;", "internal;"):
+        assert required in body
+    assert "proxy_pass http://datahub_service/auth/verify;" in body
+    assert "return 302 /login?next=$request_uri;" in body
+    dockerfile = dict(_instructions(DEPLOY / "nginx" / "Dockerfile"))
+    assert dockerfile["FROM"].startswith("debian:")
+    assert "nginx" in dockerfile["RUN"].split()
+
+
+# A renderer of the Go-template subset the datahub-service chart uses: {{ .Values.a.b }},
+# {{ .Release.Name }}, {{ .field }} / {{ $var }} in a range, `| quote`, `| toYaml | nindent N`,
+# {{- if X }}..{{- end }}, {{- range $k, $v := X }} and {{- range X }}; `{{-` / `-}}` trim
+# whitespace. Anything else fails the test, so the templates stay within what is checked.
+
+_ACTION = re.compile(r"\{\{(-?)\s*(.*?)\s*(-?)\}\}", re.S)
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    pos, trim_next = 0, False
+    for m in _ACTION.finditer(text):
+        chunk = text[pos : m.start()]
+        if trim_next:
+            chunk = chunk.lstrip()
+        if m.group(1):
+            chunk = chunk.rstrip()
+        out.append(("text", chunk))
+        out.append(("action", m.group(2)))
+        pos, trim_next = m.end(), bool(m.group(3))
+    tail = text[pos:]
+    out.append(("text", tail.lstrip() if trim_next else tail))
+    return out
+
+
+def _parse(tokens: list[tuple[str, str]], i: int = 0) -> tuple[list, int]:
+    nodes: list = []
+    while i < len(tokens):
+        kind, value = tokens[i]
+        i += 1
+        if kind == "text":
+            nodes.append(("text", value))
+        elif value == "end":
+            return nodes, i
+        elif value.startswith(("if ", "range ")):
+            word, _, expr = value.partition(" ")
+            body, i = _parse(tokens, i)
+            nodes.append((word, expr, body))
+        elif value.startswith("/*"):
+            continue
+        else:
+            nodes.append(("expr", value))
+    return nodes, i
+
+
+def _lookup(path: str, dot, scope: dict):
+    if path.startswith("$"):
+        return scope[path]
+    value = dot
+    for part in path.strip(".").split("."):
+        assert isinstance(value, dict), f"template: {path}: {part} of a non-map"
+        assert part in value, f"template: {path} is not set"
+        value = value[part]
+    return value
+
+
+def _value(expr: str, dot, scope: dict) -> Any:
+    head, *filters = [part.strip() for part in expr.split("|")]
+    assert re.fullmatch(r"[.$][\w.]*", head), f"template: unsupported expression {expr!r}"
+    value = _lookup(head, dot, scope)
+    for f in filters:
+        name, *args = f.split()
+        if name == "quote":
+            value = json.dumps(str(value))
+        elif name == "toYaml":
+            value = yaml.safe_dump(value, default_flow_style=False, sort_keys=False).rstrip()
+        elif name == "nindent":
+            pad = " " * int(args[0])
+            value = "\n" + "\n".join(pad + line for line in str(value).splitlines())
+        else:
+            raise AssertionError(f"template: unsupported function {name!r}")
+    return value
+
+
+def _emit(nodes: list, dot, scope: dict) -> str:
+    out = []
+    for node in nodes:
+        if node[0] == "text":
+            out.append(node[1])
+        elif node[0] == "expr":
+            value = _value(node[1], dot, scope)
+            out.append(str(value).lower() if isinstance(value, bool) else str(value))
+        elif node[0] == "if":
+            if _value(node[1], dot, scope):
+                out.append(_emit(node[2], dot, scope))
+        else:  # range
+            m = re.fullmatch(r"(?:(\$\w+),\s*(\$\w+)\s*:=\s*)?(\S+)", node[1])
+            assert m, f"template: unsupported range {node[1]!r}"
+            items = _value(m.group(3), dot, scope)
+            if m.group(1):
+                for key, value in (items or {}).items():
+                    out.append(_emit(node[2], dot, scope | {m.group(1): key, m.group(2): value}))
+            else:
+                for item in items or []:
+                    out.append(_emit(node[2], item, scope))
+    return "".join(out)
+
+
+def render_chart(chart: Path, release: str, overrides: dict | None = None) -> list[dict]:
+    values = _merge(yaml.safe_load((chart / "values.yaml").read_text()), overrides or {})
+    root = {"Values": values, "Release": {"Name": release}}
+    documents = []
+    for template in sorted((chart / "templates").glob("*.yaml")):
+        nodes, _ = _parse(_tokens(template.read_text()))
+        text = _emit(nodes, root, {})
+        documents += [d for d in yaml.safe_load_all(text) if d]
+    return documents
+
+
+SERVICE_CHART = DEPLOY / "helm" / "datahub-service"
+
+
+def _by_kind(documents: list[dict]) -> dict[tuple[str, str], dict]:
+    return {(d["kind"], d["metadata"]["name"]): d for d in documents}
+
+
+def test_the_service_chart_renders_the_service_and_the_proxy():
+    chart = yaml.safe_load((SERVICE_CHART / "Chart.yaml").read_text())
+    assert chart["apiVersion"] == "v2"
+    assert chart["name"] == "datahub-service"
+    docs = _by_kind(render_chart(SERVICE_CHART, "datahub-service"))
+    assert set(docs) == {
+        ("Deployment", "datahub-service-service"),
+        ("Service", "datahub-service-service"),
+        ("Deployment", "datahub-service-proxy"),
+        ("Service", "datahub-service-proxy"),
+        ("PersistentVolumeClaim", "datahub-pipelines"),
+    }
+    values = yaml.safe_load((SERVICE_CHART / "values.yaml").read_text())
+    service = docs[("Deployment", "datahub-service-service")]["spec"]["template"]["spec"]
+    (container,) = service["containers"]
+    assert container["command"][:2] == ["datahub", "serve"]
+    port = int(_command_port(container["command"], "--port"))
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["DATAHUB_PIPELINES_DIR"] == values["pipelines"]["mountPath"]
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {env["DATAHUB_PIPELINES_DIR"]}
+    secrets = {s["secretRef"]["name"] for s in container["envFrom"]}
+    assert secrets == {"datahub-service"} | SECRETS - {"datahub-dagster-postgresql"}
+    # nothing secret in the values: the state URI, the key, the OIDC client secret are Secrets
+    for name in ("DATAHUB_STATE_URI", "DATAHUB_SERVICE_SECRET", "DATAHUB_OIDC_CLIENT_SECRET"):
+        assert name not in env
+    assert not any(re.search(r"://[^/@\s]+:[^/@\s]+@", str(v)) for v in env.values())
+    readme = (DEPLOY / "README.md").read_text()
+    assert "`datahub-service`" in readme, "the service's Secret is described in the README"
+    # the proxy: the service's Service and the dagster chart's webserver Service
+    proxy = docs[("Deployment", "datahub-service-proxy")]["spec"]["template"]["spec"]
+    (nginx,) = proxy["containers"]
+    proxy_env = {e["name"]: e["value"] for e in nginx["env"]}
+    assert set(proxy_env) == NGINX_VARIABLES
+    assert proxy_env["DATAHUB_SERVICE_UPSTREAM"] == f"datahub-service-service:{port}"
+    assert docs[("Service", "datahub-service-service")]["spec"]["ports"][0]["port"] == port
+    # release `datahub` of dagster/dagster names its webserver Service datahub-dagster-webserver
+    assert proxy_env["DAGSTER_WEBSERVER_UPSTREAM"] == "datahub-dagster-webserver:80"
+    assert env["DATAHUB_DAGSTER_URL"] == "http://datahub-dagster-webserver:80"
+    # the code location (deploy/helm/values.yaml) mounts the same claim at the same path
+    (deployment,) = _values()["dagster-user-deployments"]["deployments"]
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in deployment["volumes"]}
+    assert claims == {values["pipelines"]["claimName"]}
+    assert deployment["env"]["DATAHUB_PIPELINES_DIR"] == values["pipelines"]["mountPath"]
+    assert {m["mountPath"] for m in deployment["volumeMounts"]} == {
+        values["pipelines"]["mountPath"]
+    }
+    # the Dagster chart exposes no ingress: the proxy is the only door
+    assert "ingress" not in _values()
+
+
+def test_the_service_chart_ingress_points_at_the_proxy():
+    docs = _by_kind(
+        render_chart(
+            SERVICE_CHART,
+            "door",
+            {
+                "ingress": {"enabled": True, "tlsSecretName": "door-tls"},
+                "pipelines": {"create": False},
+            },
+        )
+    )
+    assert ("PersistentVolumeClaim", "datahub-pipelines") not in docs
+    ingress = docs[("Ingress", "door")]["spec"]
+    assert ingress["tls"][0]["secretName"] == "door-tls"
+    (rule,) = ingress["rules"]
+    (path,) = rule["http"]["paths"]
+    assert path["backend"]["service"]["name"] == "door-proxy"
 
 
 # --------------------------------------------------------------------------------- Trino
