@@ -144,3 +144,24 @@ def test_bad_settings_name_the_variable(tmp_path, env, message):
 def test_bad_group_grants_are_refused(bad):
     with pytest.raises(ValueError, match="group:app:role"):
         parse_group_grants(bad)
+
+
+def test_the_service_on_postgresql(tmp_path, pg_uri):
+    """Sign-in, a token, a revocation and the audit rows on PostgreSQL (DateTime with time
+    zone, the append-only triggers in place)."""
+    from tests.service.conftest import PASSWORD, make_hub
+
+    hub = make_hub(tmp_path, pg_uri)
+    try:
+        hub.add_user("ann", grants={"shop": "viewer"})
+        client = hub.client()
+        form = {"username": "ann", "password": PASSWORD}
+        token = client.post("/api/v1/auth/token", data=form).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        assert client.get("/api/v1/me", headers=headers).json()["grants"][0]["app"] == "shop"
+        assert client.post("/api/v1/auth/revoke", headers=headers).status_code == 200
+        assert client.get("/api/v1/me", headers=headers).status_code == 401
+        actions = [(e.action, e.outcome) for e in hub.events()]
+        assert actions == [("login", "ok"), ("token.revoke", "ok"), ("access", "denied")]
+    finally:
+        hub.state.dispose()

@@ -2,9 +2,10 @@
 
 Access tokens (`POST /api/v1/auth/token`): JWT, HS256 with the service key, claims `sub`
 (user name), `uid`, `iat`, `exp`, `jti`, `typ="access"`, `iss`/`aud` fixed, and `pwd`: a short
-hash of the user's password hash, so a password change (or a deleted and re-created user)
-invalidates every access token issued before it. Decoding pins the algorithm (no `none`, no
-RS/HS confusion) and requires every claim; revoked `jti`s are refused.
+hash of the user's password hash and creation time, so a password change (or a deleted and
+re-created user) invalidates every access token issued before it. Decoding pins the
+algorithm (no `none`, no RS/HS confusion) and requires every claim; revoked `jti`s are
+refused.
 
 API tokens (`datahub tokens create`): `dh_<key_id>_<secret>`; only sha256(secret) is stored
 and compared in constant time; they expire (optionally) and can be revoked."""
@@ -48,7 +49,9 @@ class Credential:
 
 
 def password_marker(user: User) -> str:
-    return hashlib.sha256((user.password_hash or "").encode()).hexdigest()[:16]
+    """Changes when the password does, and differs for a re-created user of the same name."""
+    created = as_utc(user.created_at).isoformat() if user.created_at else ""
+    return hashlib.sha256(f"{user.password_hash or ''}|{created}".encode()).hexdigest()[:16]
 
 
 def issue_access_token(user: User, key: bytes, ttl_s: int) -> tuple[str, int]:
