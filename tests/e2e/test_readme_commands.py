@@ -607,16 +607,22 @@ def _spark_server(s: Session, env: dict[str, str], tmp: Path) -> None:
 
 
 def _probe_make_dev(env: dict[str, str], tmp: Path) -> str | None:
-    """Start `make dev` (port from DAGSTER_WEBSERVER_PORT), wait for /server_info to answer
-    200, stop it; None, or what went wrong."""
+    """Start `make dev` (port from DAGSTER_WEBSERVER_PORT, the service's from SERVICE_PORT),
+    wait for the webserver's /server_info and the service's /api/v1/health to answer 200,
+    stop it; None, or what went wrong."""
     from datahub_assets.demo.local_servers import free_port
 
-    port = free_port()
+    port, service_port = free_port(), free_port()
     log_path = tmp / "make-dev.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(
             ["make", "-o", ".venv/.installed", "dev"],
-            env=env | {"DAGSTER_WEBSERVER_PORT": str(port)},
+            env=env
+            | {
+                "DAGSTER_WEBSERVER_PORT": str(port),
+                "SERVICE_PORT": str(service_port),
+                "DATAHUB_DAGSTER_URL": f"http://127.0.0.1:{port}",
+            },
             cwd=REPO,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -624,22 +630,25 @@ def _probe_make_dev(env: dict[str, str], tmp: Path) -> str | None:
         )
     try:
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
+        waiting = {
+            f"http://127.0.0.1:{port}/server_info": "dagster_webserver_version",
+            f"http://127.0.0.1:{service_port}/api/v1/health": '"status":"ok"',
+        }
+        while time.monotonic() < deadline and waiting:
             if proc.poll() is not None:
                 return f"exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}"
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/server_info", timeout=5
-                ) as resp:
-                    if resp.status == 200 and "dagster_webserver_version" in resp.read().decode():
-                        return None
-            except OSError:
-                pass
+            for url, needle in list(waiting.items()):
+                try:
+                    with urllib.request.urlopen(url, timeout=5) as resp:
+                        body = resp.read().decode().replace(" ", "")
+                        if resp.status == 200 and needle in body:
+                            del waiting[url]
+                except OSError:
+                    pass
             time.sleep(2)
-        return (
-            f"no HTTP 200 from /server_info on port {port} in 300 s:\n"
-            + (log_path.read_text()[-3000:])
-        )
+        if not waiting:
+            return None
+        return f"no HTTP 200 from {sorted(waiting)} in 300 s:\n" + log_path.read_text()[-3000:]
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
