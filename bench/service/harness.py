@@ -69,6 +69,9 @@ class Project:
     manifest: dict
     extra_env: dict[str, str] = field(default_factory=dict)
 
+    def manifest_apps(self) -> list[str]:
+        return sorted(d.name for d in self.pipelines.iterdir() if d.is_dir())
+
     @property
     def home(self) -> Path:
         return self.root / "home"
