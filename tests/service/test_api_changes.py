@@ -161,7 +161,7 @@ def test_bad_titles_and_bodies(api):
     r = api(
         "POST", "/api/v1/changes", "ed", content=body, headers={"Content-Type": "application/json"}
     )
-    assert r.status_code == 422
+    assert r.status_code in (400, 422), r.text  # not JSON text: refused before any handler
     surrogate = json.dumps(_new()).replace("team-shop", "\\udc80")
     r = api(
         "POST",

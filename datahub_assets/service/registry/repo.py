@@ -157,6 +157,7 @@ class PipelinesRepo:
         with self._lock:
             try:
                 found = self.repo.commit(sha)
+                _ = found.tree  # reads the object: an unknown id fails here
             except (ValueError, git.BadName, git.BadObject):
                 found = None
             if found is None or not found.hexsha.startswith(sha):
