@@ -843,10 +843,12 @@ def _lookup(path: str, dot, scope: dict):
 
 
 def _value(expr: str, dot, scope: dict) -> Any:
+    """`X`, `X | f args`, `f X | g args` (Go templates pass the piped value last)."""
     head, *filters = [part.strip() for part in expr.split("|")]
-    assert re.fullmatch(r"[.$][\w.]*", head), f"template: unsupported expression {expr!r}"
-    value = _lookup(head, dot, scope)
-    for f in filters:
+    *call, operand = head.split()
+    assert re.fullmatch(r"[.$][\w.]*", operand), f"template: unsupported expression {expr!r}"
+    value = _lookup(operand, dot, scope)
+    for f in [" ".join(call)] * bool(call) + filters:
         name, *args = f.split()
         if name == "quote":
             value = json.dumps(str(value))
