@@ -370,7 +370,7 @@ def test_a_database_source_is_sampled_with_a_limit(shop, crm_db):
     (table,) = result["tables"]
     assert len(table["rows"]) == 50
     assert [c["name"] for c in table["columns"]] == ["id", "name", "joined"]
-    (check,) = result["checks"]
+    check = {c["name"]: c for c in result["checks"]}["notNull_name"]
     assert (check["passed"], check["failing_rows"]) == (False, 1)
     assert PASSWORD not in json.dumps(result)
 
