@@ -36,7 +36,7 @@ def run(args: argparse.Namespace, _settings: Settings) -> int:
         f"datahub serve: http://{args.host}:{args.port} (OpenAPI at /docs), state "
         f"{_safe_uri(service.state_uri)}, pipelines {service.pipelines_dir}\n"
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, server_header=False)
     return 0
 
 
