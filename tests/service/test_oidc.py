@@ -9,8 +9,9 @@ TestClient; the browser's hops to the provider are real HTTP requests.
 A full login maps the groups claim to grants (and the operator flag: /auth/verify answers
 204), a second login with other groups removes what the provider no longer gives and keeps a
 grant on an app the mapping does not name. A wrong nonce, state, signature, audience, an
-expired id_token, a provider error, a local user of the same name and a callback without its
-cookie are refused and audited, and create no user and no session."""
+expired id_token, one signed with HMAC (the client secret), a provider error, a local user of
+the same name and a callback without its cookie are refused and audited, and create no user
+and no session."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import httpx
 import pytest
 import uvicorn
 from joserfc import jwt
-from joserfc.jwk import RSAKey
+from joserfc.jwk import OctKey, RSAKey
 from sqlalchemy import func, select
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -138,6 +139,8 @@ class Provider:
             "nonce": "a-replayed-nonce" if "nonce" in self.spoil else nonce,
             **self.claims,
         }
+        if "hs256" in self.spoil:  # "signed" with the client secret everyone configured
+            return jwt.encode({"alg": "HS256"}, claims, OctKey.import_key(CLIENT_SECRET))
         key = self.other_key if "signature" in self.spoil else self.key
         return jwt.encode({"alg": "RS256", "kid": "idp-1"}, claims, key)
 
@@ -312,6 +315,7 @@ def test_a_login_maps_groups_to_grants_and_the_next_login_follows_the_groups(ser
         ("nonce", "nonce"),
         ("state", "state"),
         ("signature", "signature"),
+        ("hs256", "signature"),
         ("aud", "aud"),
         ("exp", "expired"),
         ("error", "access_denied"),
