@@ -9,16 +9,20 @@ and the security headers of every answer. Errors are JSON `{"detail": ...}`.
 
 from __future__ import annotations
 
+import html
 import importlib
 import logging
 import pkgutil
 from collections.abc import Iterator
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -62,6 +66,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     for router in routers():
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _internal_error)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)  # outermost: the 413 gets the headers too
@@ -104,6 +109,29 @@ def iter_routes(routes: list[BaseRoute] | None = None, app: FastAPI | None = Non
             yield from iter_routes(list(inner.routes))
         else:
             yield route
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """JSON `{"detail"}` (FastAPI's answer), except a browser's page request, which gets a
+    small HTML page with the same status, detail and headers."""
+    assert isinstance(exc, StarletteHTTPException)
+    path = request.url.path
+    browser = "text/html" in request.headers.get("accept", "")
+    is_page = not path.startswith(("/api/", "/auth/", "/static/")) and path not in DOCS_PATHS
+    if not (browser and is_page) or exc.status_code < 400:
+        return await http_exception_handler(request, exc)
+    title = HTTPStatus(exc.status_code).phrase if exc.status_code in _STATUSES else "Error"
+    body = (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        f"<title>{exc.status_code} {html.escape(title)} · Data Hub</title></head>"
+        f"<body><h1>{exc.status_code} {html.escape(title)}</h1>"
+        f'<p>{html.escape(str(exc.detail))}</p><p><a href="/apps">Your apps</a></p>'
+        "</body></html>"
+    )
+    return HTMLResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+_STATUSES = {s.value for s in HTTPStatus}
 
 
 async def _internal_error(_request: Request, _exc: Exception) -> JSONResponse:

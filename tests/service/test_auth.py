@@ -365,3 +365,15 @@ def test_a_body_over_the_limit_is_413_and_writes_nothing(hub: Hub):
     assert streamed.status_code == 413
     with hub.state.session() as db:
         assert db.scalars(select(Change)).all() == []
+
+
+def test_a_browser_gets_refusals_of_pages_as_html_and_scripts_as_json(hub: Hub):
+    hub.add_user("ed", grants={"shop": "editor"})
+    client, _ = hub.browser("ed")
+    page = client.get("/apps/other", headers={"accept": "text/html"})
+    assert page.status_code == 404
+    assert page.headers["content-type"].startswith("text/html")
+    assert "app &#x27;other&#x27; not found" in page.text
+    assert client.get("/apps/other").json() == {"detail": "app 'other' not found"}
+    api = hub.client().get("/api/v1/me", headers={"accept": "text/html"})
+    assert api.json() == {"detail": "missing Authorization: Bearer token"}
