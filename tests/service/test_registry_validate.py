@@ -4,6 +4,7 @@ as located errors, nothing written; and the plan and diff of a change."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from datahub_assets.service.registry.changes import Registry
 from datahub_assets.service.registry.diff import change_diff
 from datahub_assets.service.registry.errors import PathRefused
 from datahub_assets.service.registry.plan import plan
+from datahub_assets.spec.errors import SpecErrors
 from tests.service.registry_fixtures import (
     BILLION_LAUGHS,
     DOCTYPE_EXTERNAL,
@@ -44,7 +46,28 @@ def test_a_valid_change(registry):
     )
     assert result == {"ok": True, "errors": []}
     assert _snapshot(registry.root) == before
-    assert not any((registry.root / ".git" / validation.OVERLAYS).iterdir())
+    scratch = registry.root / ".git" / validation.OVERLAYS
+    deadline = time.monotonic() + 10
+    while any(scratch.iterdir()):  # the overlay is removed in the background
+        assert time.monotonic() < deadline, list(scratch.iterdir())
+        time.sleep(0.05)
+
+
+@pytest.mark.usefixtures("registry")
+def test_the_parse_cache_answers_as_a_fresh_parse():
+    from datahub_assets.spec import loader
+
+    assert isinstance(loader.read_pipeline_text, validation.ParseCache)
+    text = raw_xml("items")
+    first = loader.read_pipeline_text(text, "shop/raw/a.xml")
+    assert loader.read_pipeline_text(text, "shop/raw/a.xml") is first
+    assert first == validation.ParseCache(loader.read_pipeline_text.read)(text, "shop/raw/a.xml")
+    assert loader.read_pipeline_text(text, "shop/raw/b.xml").loc.file == "shop/raw/b.xml"
+    bad = text.replace("append", "sideways")
+    for _ in range(2):
+        with pytest.raises(SpecErrors) as err:
+            loader.read_pipeline_text(bad, "shop/raw/c.xml")
+        assert "sideways" in str(err.value)
 
 
 def test_errors_are_located_in_the_change_app_relative(registry):

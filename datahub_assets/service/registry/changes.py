@@ -11,6 +11,7 @@ location is reloaded after the merge; a failed reload is reported and audited, n
 from __future__ import annotations
 
 import contextlib
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -57,12 +58,18 @@ def _text(data: bytes | None) -> str | None:
 class Registry:
     """One per service process (app.state.registry); thread-safe."""
 
-    def __init__(self, settings: ServiceSettings) -> None:
+    def __init__(self, settings: ServiceSettings, *, warm: bool = True) -> None:
+        """`warm`: load the project once in the background (fills the parse cache and the
+        base's errors, so the first validation is as quick as the next ones)."""
         self.settings = settings
         self.root = Path(settings.pipelines_dir).absolute()
         self.repo = PipelinesRepo(self.root)
         self.index = PipelineIndex(self.repo)
         self._base: tuple[str, set] | None = None
+        self._base_lock = threading.Lock()
+        validation.install_parse_cache()
+        if warm:
+            threading.Thread(target=self._base_errors, name="registry-warm", daemon=True).start()
 
     # ------------------------------------------------------------------ pipelines
     def apps(self) -> dict[str, int]:
@@ -95,13 +102,14 @@ class Registry:
     # ------------------------------------------------------------------ validation
     def _base_errors(self) -> set:
         """Errors of the tree at HEAD (computed once per HEAD, only when needed)."""
-        head = self.repo.head()
-        cached = self._base
-        if cached is not None and cached[0] == head:
-            return cached[1]
-        keys = validation.base_error_keys(self.root)
-        self._base = (head, keys)
-        return keys
+        with self._base_lock:
+            head = self.repo.head()
+            cached = self._base
+            if cached is not None and cached[0] == head:
+                return cached[1]
+            keys = validation.base_error_keys(self.root)
+            self._base = (head, keys)
+            return keys
 
     def _validate(self, app: str, files: list[FileChange]) -> dict:
         result, _ = validation.validate_change(self.root, app, files, self._base_errors)

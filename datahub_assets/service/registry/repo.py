@@ -81,18 +81,9 @@ class PipelinesRepo:
         return repo
 
     def _import(self, repo: Repo) -> None:
-        """The first commit: every file now in the folder (dot-files and .git left out)."""
-        files = []
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                if name.startswith("."):
-                    continue
-                path = Path(dirpath) / name
-                if path.is_file() or path.is_symlink():
-                    files.append(path.relative_to(self.root).as_posix())
-        if files:
-            repo.index.add(files)
+        """The first commit: every file now in the folder (as `git add --all` sees it:
+        .gitignore applies), committed by Data Hub."""
+        repo.git.add("--all", "--", ".")  # an argument list, no shell
         repo.index.commit(IMPORT_MESSAGE, author=COMMITTER, committer=COMMITTER, skip_hooks=True)
 
     # ------------------------------------------------------------------ reading
