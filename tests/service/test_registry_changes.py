@@ -116,6 +116,9 @@ def test_open_and_approve_is_one_commit(setup):
     assert found["assets"] == [["shop", "raw", "items"]]
     assert [(h["author"], h["approver"]) for h in found["history"]] == [("ed", "ann")]
     assert registry.apps() == {"other": 1, "shop": 3}
+    assert registry.repo.head_fast() == head.hexsha
+    git.Repo(registry.root).git.pack_refs("--all")  # refs in .git/packed-refs only
+    assert registry.repo.head_fast() == head.hexsha
     with state.session() as db, pytest.raises(Conflict, match="merged"):
         registry.approve(db, change_id, "bob")
 

@@ -15,6 +15,7 @@ Who may call is decided by `authorize` (authz/rules.py); the registry's refusals
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
@@ -88,9 +89,14 @@ def refused(exc: RegistryError) -> HTTPException:
 
 
 @router.get("/api/v1/apps/{app}/pipelines", response_model=list[PipelineRow])
-def list_pipelines(app: str, request: Request) -> Response:
+async def list_pipelines(app: str, request: Request) -> Response:
+    """Answered from the registry's cache (by HEAD commit) on the event loop; a miss (the
+    first listing of a commit) is built in the thread pool."""
+    registry = registry_of(request)
     try:
-        body = registry_of(request).pipelines_json(app)
+        body = registry.cached_pipelines_json(app)
+        if body is None:
+            body = await run_in_threadpool(registry.pipelines_json, app)
     except RegistryError as exc:
         raise refused(exc) from None
     return Response(content=body, media_type="application/json")

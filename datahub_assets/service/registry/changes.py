@@ -82,6 +82,10 @@ class Registry:
         """`pipelines(app)` as the encoded JSON answer (cached by HEAD)."""
         return self.index.rows_json(check_app(app))
 
+    def cached_pipelines_json(self, app: str) -> bytes | None:
+        """`pipelines_json(app)` if already built for HEAD, else None (never blocks)."""
+        return self.index.cached_json(check_app(app))
+
     def pipeline(self, app: str, pipeline_id: str) -> dict | None:
         """The pipeline with its file's text at HEAD (secrets appear there only as
         *SecretRef names: definitions never hold values) and the commits that changed it."""

@@ -16,7 +16,7 @@ from pathlib import PurePosixPath
 from datahub_assets.service.registry.paths import APP
 from datahub_assets.service.registry.plan import PIPELINE_FOLDERS, is_pipeline_path
 from datahub_assets.service.registry.repo import PipelinesRepo
-from datahub_assets.spec.loader import read_pipeline_text
+from datahub_assets.spec import loader
 from datahub_assets.spec.validate import PipelineCheck, canonical_layer
 
 
@@ -25,7 +25,7 @@ def pipeline_row(app: str, path: str, data: bytes) -> dict:
     file = f"{app}/{path}"
     folder = PurePosixPath(path).parts[0]
     try:
-        pipeline = read_pipeline_text(data.decode("utf-8"), file)
+        pipeline = loader.read_pipeline_text(data.decode("utf-8"), file)  # the parse cache
         targets = PipelineCheck(pipeline, file).resolve_targets(app)
     except Exception as exc:  # noqa: BLE001 - one unreadable file is its row's "error"
         first = str(exc).splitlines()[-1].strip() if str(exc) else type(exc).__name__
@@ -65,7 +65,7 @@ class PipelineIndex:
         self._building: dict[str, threading.Lock] = {}
 
     def _current(self) -> str:
-        head = self.repo.head()
+        head = self.repo.head_fast()
         with self._lock:
             if head != self._head:
                 self._head, self._apps, self._counts, self._building = head, {}, None, {}
@@ -97,6 +97,14 @@ class PipelineIndex:
             if is_pipeline_path(path):
                 rows.append(pipeline_row(app, path, data))
         return rows
+
+    def cached_json(self, app: str) -> bytes | None:
+        """The answer of `rows_json(app)` when it is built for the current HEAD, else None:
+        never waits for git or a build (for the event loop)."""
+        self._current()
+        with self._lock:
+            hit = self._apps.get(app)
+        return hit.json if hit is not None else None
 
     def rows(self, app: str) -> list[dict]:
         return self._app(app).rows

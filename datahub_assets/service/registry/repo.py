@@ -29,6 +29,7 @@ IMPORT_MESSAGE = "Data Hub: import pipeline definitions"
 COMMITTER = Actor("Data Hub", "datahub@datahub.local")
 LOCK_FILE = "datahub-merge.lock"
 SHA = re.compile(r"^[0-9a-f]{7,40}$")
+FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 TRAILER = re.compile(r"^(Change-Id|Requested-by|Approved-by):\s*(.+?)\s*$", re.MULTILINE)
 
 
@@ -90,6 +91,23 @@ class PipelinesRepo:
     def head(self) -> str:
         with self._lock:
             return self.repo.head.commit.hexsha
+
+    def head_fast(self) -> str:
+        """HEAD's commit id from .git's files (HEAD, the loose ref or packed-refs), without
+        the thread lock: never waits for another git call. Falls back to `head()`."""
+        git_dir = Path(self.repo.git_dir)
+        try:
+            head = (git_dir / "HEAD").read_text().strip()
+            sha = head
+            if head.startswith("ref: "):
+                ref = head.removeprefix("ref: ")
+                loose = git_dir / ref
+                sha = loose.read_text().strip() if loose.is_file() else _packed(git_dir, ref)
+            if FULL_SHA.match(sha):
+                return sha
+        except OSError:
+            pass
+        return self.head()
 
     def blob(self, path: str, commit: str | None = None) -> bytes | None:
         """The bytes of `path` (pipelines-dir relative) at `commit` (default HEAD)."""
@@ -228,6 +246,18 @@ class PipelinesRepo:
         except KeyError:
             return False
         return True
+
+
+def _packed(git_dir: Path, ref: str) -> str:
+    """The id of `ref` in .git/packed-refs ("" when it is not there)."""
+    packed = git_dir / "packed-refs"
+    if not packed.is_file():
+        return ""
+    for line in packed.read_text().splitlines():
+        sha, _, name = line.partition(" ")
+        if name == ref:
+            return sha
+    return ""
 
 
 def _write_no_follow(full: Path, data: bytes) -> None:
