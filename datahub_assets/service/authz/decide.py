@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 from fastapi import Depends, HTTPException
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from datahub_assets.service import audit
@@ -111,14 +112,24 @@ async def authorize(request: Request, db: Session = Depends(get_db)) -> None:
             500, f"no authorization rule for {request.method} {path} (authz/rules.py)"
         )
     kind = _kind(path)
+    # what needs the body is read here (async); the database work runs in a worker thread,
+    # never on the event loop (a wait for a SQLite lock must not stop every other request)
+    csrf = await _presented_csrf(request) if kind == "page" and request.method == "POST" else None
+    body = await _json_body(request) if rule.app_from == "body" else None
+    await run_in_threadpool(_authorize, request, db, rule, kind, csrf, body)
+
+
+def _authorize(
+    request: Request, db: Session, rule: Rule, kind: str, csrf: str | None, body: Any
+) -> None:
     if rule.who == "public":
         _optional_session(request, db, kind)
         return
     who = _authenticate(request, db, kind)
     request.state.principal = who
     if kind == "page" and request.method == "POST":
-        await _check_csrf(request, db)
-    await _decide(request, db, rule, who)
+        _check_csrf(request, db, csrf)
+    _decide(request, db, rule, who, body)
 
 
 # --- authentication ------------------------------------------------------------------------
@@ -199,13 +210,16 @@ def _optional_session(request: Request, db: Session, kind: str) -> None:
         request.state.principal = principal_of(found[1], "session")
 
 
-async def _check_csrf(request: Request, db: Session) -> None:
-    web = request.state.web_session
+async def _presented_csrf(request: Request) -> str | None:
     presented = request.headers.get(sessions.CSRF_HEADER)
     if presented is None and request.headers.get("content-type", "").startswith(FORM_TYPES):
         value = (await request.form()).get(sessions.CSRF_FIELD)
         presented = value if isinstance(value, str) else None
-    if not sessions.csrf_ok(web, presented):
+    return presented
+
+
+def _check_csrf(request: Request, db: Session, presented: str | None) -> None:
+    if not sessions.csrf_ok(request.state.web_session, presented):
         raise deny(
             request,
             db,
@@ -218,7 +232,7 @@ async def _check_csrf(request: Request, db: Session) -> None:
 # --- the decision ----------------------------------------------------------------------------
 
 
-async def _decide(request: Request, db: Session, rule: Rule, who: Principal) -> None:
+def _decide(request: Request, db: Session, rule: Rule, who: Principal, body: Any) -> None:
     if rule.who == "user":
         return
     if rule.who == "admin" and not who.admin:
@@ -230,11 +244,11 @@ async def _decide(request: Request, db: Session, rule: Rule, who: Principal) -> 
     ):
         raise deny(request, db, 403, "the audit log needs admin, or approver on an app")
     if rule.who == "app":
-        await _decide_app(request, db, rule, who)
+        _decide_app(request, db, rule, who, body)
 
 
-async def _decide_app(request: Request, db: Session, rule: Rule, who: Principal) -> None:
-    app, change, files = await _app_of(request, db, rule)
+def _decide_app(request: Request, db: Session, rule: Rule, who: Principal, body: Any) -> None:
+    app, change, files = _app_of(request, db, rule, body)
     role = who.role_on(app)
     if role is None:
         what = f"change {change.id!r}" if change is not None else f"app {app!r}"
@@ -249,8 +263,8 @@ async def _decide_app(request: Request, db: Session, rule: Rule, who: Principal)
         raise deny(request, db, 403, "changes to python/ files of an app need the admin role")
 
 
-async def _app_of(
-    request: Request, db: Session, rule: Rule
+def _app_of(
+    request: Request, db: Session, rule: Rule, body: Any
 ) -> tuple[str, Change | None, list[Any]]:
     """(app, the change for change routes, the change's or body's file paths)."""
     if rule.app_from == "path":
@@ -264,7 +278,8 @@ async def _app_of(
             raise deny(request, db, 404, f"change {change_id!r} not found", record=False)
         request.state.change = change
         return change.app, change, [f.get("path") for f in change.files or []]
-    body = await _json_body(request, db)
+    if not isinstance(body, dict):
+        raise deny(request, db, 422, "the body is not a JSON object", record=False)
     app = body.get("app")
     if not isinstance(app, str) or not app:
         raise deny(request, db, 422, 'the body needs "app": the app\'s name', record=False)
@@ -273,14 +288,11 @@ async def _app_of(
     return app, None, paths
 
 
-async def _json_body(request: Request, db: Session) -> dict[str, Any]:
+async def _json_body(request: Request) -> Any:
     try:
-        body = await request.json()
+        return await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
-        body = None
-    if not isinstance(body, dict):
-        raise deny(request, db, 422, "the body is not a JSON object", record=False)
-    return body
+        return None
 
 
 def _is_python(path: Any) -> bool:
