@@ -201,6 +201,8 @@ def test_invisible_and_missing_apps_answer_alike(walk):
         answer = client.get(f"/api/v1/apps/{app}/pipelines", headers=hub.bearer("editor"))
         assert answer.status_code == 404
         assert answer.json() == {"detail": f"app {app!r} not found"}
+        refusal = hub.events("access")[-1]
+        assert (refusal.actor, refusal.app, refusal.outcome) == ("editor", app, "denied")
 
 
 def test_a_change_of_an_invisible_app_is_404_like_an_unknown_one(walk):

@@ -251,11 +251,11 @@ def _decide(request: Request, db: Session, rule: Rule, who: Principal, body: Any
 
 def _decide_app(request: Request, db: Session, rule: Rule, who: Principal, body: Any) -> None:
     app, change, files = _app_of(request, db, rule, body)
+    request.state.app = app  # the refusals below are audited under the app too
     role = who.role_on(app)
     if role is None:
         what = f"change {change.id!r}" if change is not None else f"app {app!r}"
         raise deny(request, db, 404, f"{what} not found", reason=f"app {app!r} invisible")
-    request.state.app = app
     assert rule.min_role is not None
     if role < rule.min_role:
         raise deny(request, db, 403, f"this needs the {rule.min_role.name} role on app {app!r}")
