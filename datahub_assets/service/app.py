@@ -152,8 +152,12 @@ class SecurityHeaders:
         path = scope.get("path", "")
         csp = DOCS_CSP if path in DOCS_PATHS else PAGE_CSP
 
+        started = False
+
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = [
                     (k, v)
                     for k, v in message.get("headers", [])
@@ -170,7 +174,13 @@ class SecurityHeaders:
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            if not started:  # the 500 gets the headers too; the error is still raised (logged)
+                answer = JSONResponse({"detail": "internal error (see the service log)"}, 500)
+                await answer(scope, _no_receive, send_with_headers)
+            raise
 
 
 _SECURITY_NAMES = {

@@ -377,3 +377,20 @@ def test_a_browser_gets_refusals_of_pages_as_html_and_scripts_as_json(hub: Hub):
     assert client.get("/apps/other").json() == {"detail": "app 'other' not found"}
     api = hub.client().get("/api/v1/me", headers={"accept": "text/html"})
     assert api.json() == {"detail": "missing Authorization: Bearer token"}
+
+
+def test_an_internal_error_is_json_with_the_headers_and_no_trace(hub: Hub):
+    @hub.app.get("/api/v1/health/boom")
+    def boom() -> None:
+        raise RuntimeError("secret-ish internals")
+
+    from datahub_assets.service.authz.rules import PUBLIC, RULES
+
+    RULES[("GET", "/api/v1/health/boom")] = PUBLIC
+    try:
+        answer = hub.client().get("/api/v1/health/boom")
+    finally:
+        del RULES[("GET", "/api/v1/health/boom")]
+    assert answer.status_code == 500
+    assert answer.json() == {"detail": "internal error (see the service log)"}
+    assert answer.headers["x-frame-options"] == "DENY"
