@@ -141,7 +141,7 @@ def test_forged_access_tokens_are_401(hub: Hub):
     )
     forged = {
         "wrong key": jwt.encode(claims, "x" * 40, algorithm="HS256"),
-        "alg none": jwt.encode(claims, None, algorithm="none"),
+        "alg none": jwt.encode(claims, None, algorithm="none"),  # pyright: ignore[reportArgumentType]
         "RS256": jwt.encode(claims, private, algorithm="RS256"),
         "HS256 keyed with a public key": _hs256(claims, public_pem),
         "other audience": jwt.encode(
