@@ -206,6 +206,15 @@ def test_sql_looking_text_everywhere(api):
     assert change_count(api.state) == 1
 
 
+def test_a_50_mb_body_is_refused_and_writes_nothing(api):
+    body = _new()
+    body["files"][0]["content"] = "x" * (50 << 20)
+    r = api("POST", "/api/v1/changes", "ed", json=body)
+    assert r.status_code == 413
+    assert change_count(api.state) == 0
+    assert len(commits(api.root)) == 1
+
+
 def test_python_files_need_admin(api):
     body = {
         "app": "shop",

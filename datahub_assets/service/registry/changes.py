@@ -311,6 +311,8 @@ class Registry:
         )
         audit("ok", {"commit": sha})
         db.commit()
+        # the app's listing at the new HEAD, built while Dagster reloads
+        threading.Thread(target=self.index.rows, args=(app,), daemon=True).start()
         reloaded = reload_location(self.settings.dagster_url)
         if not reloaded["ok"]:
             record(
