@@ -259,6 +259,36 @@ def test_two_racing_approvals_merge_once_postgres(tmp_path, postgres_server):
     state.dispose()
 
 
+def _stale_claim(state, change_id: str) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from datahub_assets.service.state.db import utcnow
+
+    with state.session() as db:
+        db.execute(
+            update(Change)
+            .where(Change.id == change_id)
+            .values(status="merging", decided_at=utcnow() - timedelta(hours=1))
+        )
+
+
+def test_a_claim_left_by_a_dead_process_is_recovered(setup):
+    registry, state = setup
+    change_id = _open(registry, state)
+    _stale_claim(state, change_id)  # died before committing: open again, then merged
+    with state.session() as db:
+        assert registry.approve(db, change_id, "ann")["status"] == "merged"
+    sha = commits(registry.root)[0].hexsha
+    _stale_claim(state, change_id)  # died after committing: merged with its commit
+    with state.session() as db, pytest.raises(Conflict, match="merged"):
+        registry.approve(db, change_id, "bob")
+    row = _get(state, change_id)
+    assert (row.status, row.commit, row.decided_by) == ("merged", sha, "ann")
+    assert len(commits(registry.root)) == 2
+
+
 def test_reject(setup):
     registry, state = setup
     change_id = _open(registry, state)

@@ -14,6 +14,7 @@ import contextlib
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 
 MAX_TITLE = 200
 MAX_REASON = 2000
+STALE_MERGE = timedelta(minutes=10)
+"""A claim (status merging) older than this was left by a process that died mid-merge."""
 STATUSES = ("open", "invalid", "merging", "merged", "rejected")
 
 
@@ -281,13 +284,15 @@ class Registry:
         if change.author == approver:
             audit("denied", "the author of a change cannot approve it")
             raise NotAllowed("the author of a change cannot approve it; ask another approver")
+        if change.status == "merging":
+            self._recover_stale(db, change)
         if change.status != "open":
             audit("invalid", f"change is {change.status}")
             raise Conflict(f"change {change.id} is {change.status}; only an open change merges")
         claimed = db.execute(
             update(Change)
             .where(Change.id == change.id, Change.status == "open")
-            .values(status="merging")
+            .values(status="merging", decided_at=utcnow())
             .execution_options(synchronize_session=False)
         )
         if getattr(claimed, "rowcount", 0) != 1:
@@ -297,12 +302,12 @@ class Registry:
         try:
             sha = self._merge(change, approver)
         except Conflict as exc:
-            self._set(db, change.id, status="open")
+            self._set(db, change.id, status="open", decided_at=None)
             audit("invalid", exc.detail)
             db.commit()
             raise
         except Exception as exc:
-            self._set(db, change.id, status="open")
+            self._set(db, change.id, status="open", decided_at=None)
             audit("error", f"{type(exc).__name__}: {str(exc)[:300]}")
             db.commit()
             raise
@@ -327,6 +332,30 @@ class Registry:
             )
         db.refresh(change)
         return {"status": "merged", "commit": sha, "reload": reloaded}
+
+    def _recover_stale(self, db: Session, change: Change) -> None:
+        """A claim left by a process that died while merging (older than STALE_MERGE): the
+        change is merged if the branch has its commit (its Change-Id trailer), else open."""
+        claimed = change.decided_at
+        if claimed is not None and utcnow() - as_utc(claimed) < STALE_MERGE:
+            return
+        found = self.repo.change_commit(change.id)
+        if found is not None:
+            values: dict[str, Any] = {
+                "status": "merged",
+                "commit": found.commit,
+                "decided_by": found.approver,
+            }
+        else:
+            values = {"status": "open", "decided_at": None}
+        db.execute(
+            update(Change)
+            .where(Change.id == change.id, Change.status == "merging")
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        db.commit()
+        db.refresh(change)
 
     def _set(self, db: Session, change_id: str, **values: Any) -> None:
         db.execute(

@@ -54,6 +54,7 @@ class HistoryEntry:
     approver: str | None
     time: str
     message: str
+    change_id: str | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -192,6 +193,16 @@ class PipelinesRepo:
             commits = list(self.repo.iter_commits("HEAD", paths=[path], max_count=max_count))
             return [_entry(c) for c in commits]
 
+    def change_commit(self, change_id: str, max_count: int = 1000) -> HistoryEntry | None:
+        """The commit of the branch carrying `Change-Id: <change_id>` (None: not merged)."""
+        if not re.fullmatch(r"[0-9a-f]{1,64}", change_id):
+            return None
+        with self._lock:
+            for commit in self.repo.iter_commits("HEAD", max_count=max_count):
+                if _entry(commit).change_id == change_id:
+                    return _entry(commit)
+        return None
+
     def work_blob_id(self, path: str) -> str | None:
         """The blob id of the work-tree file (None: absent)."""
         full = self.root / path
@@ -287,4 +298,5 @@ def _entry(commit: git.Commit) -> HistoryEntry:
         approver=trailers.get("Approved-by"),
         time=datetime.fromtimestamp(commit.committed_date, UTC).isoformat(),
         message=message.strip(),
+        change_id=trailers.get("Change-Id"),
     )
