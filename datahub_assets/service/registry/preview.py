@@ -27,7 +27,6 @@ answer wherever they would appear.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 import uuid
@@ -37,6 +36,7 @@ from typing import Any
 
 from datahub_assets.spec.errors import SpecErrors
 from datahub_assets.spec.models import PipelineSpec, Project, TableRef, TableTarget
+from datahub_resources.settings import environ
 
 SAMPLE_ROWS_MAX = 1000
 TIMEOUT_S = 60.0
@@ -72,7 +72,7 @@ def platform_settings(settings: Any, pipelines_dir: Path):
     elif getattr(settings, "platform", None) is not None:  # ServiceSettings.from_env
         base = settings.platform
     else:  # ServiceSettings made by hand: the environment, with its home and folders
-        env = {**os.environ, "DATAHUB_HOME": str(settings.home)}
+        env = {**environ(), "DATAHUB_HOME": str(settings.home)}
         env["DATAHUB_DATA_DIR"] = str(settings.data_dir)
         base = Settings.from_env(env)
     data_dir = getattr(settings, "data_dir", None) or base.data_dir
@@ -260,7 +260,7 @@ def app_secret_values(app: str) -> list[str]:
     from datahub_resources.secrets import scope_problem
 
     values: set[str] = set()
-    for name, value in os.environ.items():
+    for name, value in environ().items():
         if len(value) < MIN_SECRET_CHARS or scope_problem(name, app) is not None:
             continue
         values.add(value)
