@@ -108,6 +108,18 @@ def markdown(results: dict[str, dict]) -> str:
                     f"| {_ms(lat['p99'])} | {run['answer_bytes']} |"
                 )
         lines.append("")
+        for r in rows:
+            first = "; ".join(
+                f"{v['s']} s ({v['pipelines']} rows)" for v in r["first_request"].values()
+            )
+            lines.append(
+                f"- {r['layout']} ({', '.join(r['apps'])}): p95 {_ms(r['pipelines_p95_s'])} ms vs "
+                f"health {_ms(r['health_p95_s'])} ms (× {r['ratio_p95_vs_health']}); target ≤ "
+                f"{_ms(r['target_p95_s'])} ms {'met' if r['met'] else 'NOT met'}; first request "
+                f"per app (the listing built at HEAD): {first}; load {r['machine']['loadavg']} → "
+                f"{r['machine']['loadavg_after']}, revision {r['revision']}."
+            )
+        lines.append("")
     rows = [results[k] for k in ("approve_50", "approve_2000") if k in results]
     if rows:
         lines += [
@@ -129,10 +141,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--only", default="validate,list,approve")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--report", action="store_true", help="only rebuild service.md from the JSON files"
+    )
     args = parser.parse_args()
     results: dict[str, dict] = {}
     rc = 0
-    for part in args.only.split(","):
+    for part in [] if args.report else args.only.split(","):
         for name, extra in PARTS[part]:
             extra = _quick(extra, part) if args.quick else extra
             if args.quick and not extra:
@@ -146,6 +161,12 @@ def main() -> None:
             rc = rc or code
             if out.exists():
                 results[name] = json.loads(out.read_text())
+    if args.report:
+        for part in args.only.split(","):
+            for name, _ in PARTS[part]:
+                out = RESULTS / f"service_{name}.json"
+                if out.exists():
+                    results[name] = json.loads(out.read_text())
     text = markdown(results)
     (RESULTS / "service.md").write_text(text + "\n")
     print(text)
