@@ -8,6 +8,7 @@ to the fields, submit → a change), the review page (no approve button for the 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from datetime import UTC, datetime
 
@@ -36,6 +37,11 @@ USERS = {
 CSV = "id,status,amount\n1,new,10\n2,paid,20\n3,paid,\n"
 
 
+@functools.cache
+def _password_hash() -> str:
+    return hash_password(PASSWORD)  # argon2 takes a while: one hash for every user
+
+
 @pytest.fixture
 def portal(tmp_path, settings):
     service_settings = dataclasses.replace(settings_for(tmp_path), platform=settings)
@@ -44,7 +50,7 @@ def portal(tmp_path, settings):
         for name, (admin, grants) in USERS.items():
             user = User(
                 username=name,
-                password_hash=hash_password(PASSWORD),
+                password_hash=_password_hash(),
                 admin=admin,
                 created_at=datetime.now(UTC),
             )

@@ -106,6 +106,7 @@ async def login_submit(request: Request, db: Session = Depends(get_db)) -> Respo
     outcome = await run_in_threadpool(login.sign_in, request, db, username, password)
     if outcome.session is None:
         return _login_page(request, next_url, outcome.error, username, outcome.status)
+    db.commit()  # before the browser follows the redirect (get_db commits after the answer)
     response = _see_other(next_url)
     settings = request.app.state.settings
     sessions.set_cookie(response, outcome.session, settings.cookie_secure, settings.session_ttl_s)
@@ -118,6 +119,7 @@ def logout(request: Request, db: Session = Depends(get_db)) -> RedirectResponse:
     session_id = request.cookies.get(sessions.COOKIE)
     if session_id:
         login.sign_out(request, db, session_id)
+        db.commit()
     response = _see_other("/login")
     sessions.clear_cookie(response, request.app.state.settings.cookie_secure)
     return response
@@ -236,6 +238,7 @@ def approve(change_id: str, request: Request, db: Session = Depends(get_db)) -> 
         )
     except RegistryError as error:
         return _decision_failed(request, db, change_id, error)
+    db.commit()  # the next page reads the decision
     return _see_other(f"/changes/{change_id}")
 
 
@@ -253,6 +256,7 @@ async def reject(change_id: str, request: Request, db: Session = Depends(get_db)
         )
     except RegistryError as error:
         return _decision_failed(request, db, change_id, error)
+    db.commit()  # the next page reads the decision
     return _see_other(f"/changes/{change_id}")
 
 

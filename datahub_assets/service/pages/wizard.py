@@ -291,4 +291,5 @@ async def submit(app: str, request: Request, db: Session = Depends(get_db)) -> R
     except RegistryError as error:
         result["general"].append(str(error.detail))
         return _page(request, db, app, draft, status=error.status, result=result)
+    db.commit()  # before the browser follows the redirect (get_db commits after the answer)
     return RedirectResponse(f"/changes/{change.id}", status_code=303)
