@@ -4,6 +4,7 @@ as located errors, nothing written; and the plan and diff of a change."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -32,11 +33,15 @@ def registry(tmp_path) -> Registry:
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in root.rglob("*")
-        if p.is_file() and ".git" not in p.relative_to(root).parts
-    }
+    """The work tree's files (not .git's: overlays are removed there in the background)."""
+    out = {}
+    for folder, dirs, files in os.walk(root):
+        if Path(folder) == root:
+            dirs[:] = [d for d in dirs if d != ".git"]
+        for name in files:
+            path = Path(folder) / name
+            out[path.relative_to(root).as_posix()] = path.read_bytes()
+    return out
 
 
 def test_a_valid_change(registry):
@@ -53,21 +58,31 @@ def test_a_valid_change(registry):
         time.sleep(0.05)
 
 
-@pytest.mark.usefixtures("registry")
 def test_the_parse_cache_answers_as_a_fresh_parse():
-    from datahub_assets.spec import loader
+    from datahub_assets.spec.loader import ParseCache, read_pipeline_text
 
-    assert isinstance(loader.read_pipeline_text, validation.ParseCache)
+    cache = ParseCache(read_pipeline_text, size=2)
     text = raw_xml("items")
-    first = loader.read_pipeline_text(text, "shop/raw/a.xml")
-    assert loader.read_pipeline_text(text, "shop/raw/a.xml") is first
-    assert first == validation.ParseCache(loader.read_pipeline_text.read)(text, "shop/raw/a.xml")
-    assert loader.read_pipeline_text(text, "shop/raw/b.xml").loc.file == "shop/raw/b.xml"
+    first = cache(text, "shop/raw/a.xml")
+    assert cache(text, "shop/raw/a.xml") is first
+    assert first == read_pipeline_text(text, "shop/raw/a.xml")
+    assert cache(text, "shop/raw/b.xml").loc.file == "shop/raw/b.xml"
     bad = text.replace("append", "sideways")
     for _ in range(2):
         with pytest.raises(SpecErrors) as err:
-            loader.read_pipeline_text(bad, "shop/raw/c.xml")
+            cache(bad, "shop/raw/c.xml")
         assert "sideways" in str(err.value)
+    assert cache(text, "shop/raw/a.xml") is not first  # a.xml was the least recently used
+
+
+def test_the_loader_itself_is_never_patched(registry):
+    """The registry passes its cache to load_project: the module's reader stays the plain
+    function, so other loads in the process (the CLI, tests) never go through a cache."""
+    from datahub_assets.spec import loader
+
+    registry.validate("shop", [{"path": "raw/ingest_items.xml", "content": raw_xml("items")}])
+    assert loader.read_pipeline_text.__name__ == "read_pipeline_text"
+    assert not isinstance(loader.read_pipeline_text, loader.ParseCache)
 
 
 def test_errors_are_located_in_the_change_app_relative(registry):
@@ -103,6 +118,9 @@ def test_a_change_to_another_app_reports_its_files_pipelines_dir_relative(regist
 def test_errors_already_at_the_base_elsewhere_are_not_the_change(registry):
     broken = registry.root / "other" / "raw" / "broken.xml"
     broken.write_text("<pipeline id='broken'")
+    # committed on the branch by someone else (the base's errors are those of HEAD)
+    registry.repo.repo.index.add(["other/raw/broken.xml"])
+    registry.repo.repo.index.commit("a broken file elsewhere")
     result = registry.validate(
         "shop", [{"path": "raw/ingest_items.xml", "content": raw_xml("items")}]
     )

@@ -70,7 +70,6 @@ class Registry:
         self.index = PipelineIndex(self.repo)
         self._base: tuple[str, set] | None = None
         self._base_lock = threading.Lock()
-        validation.install_parse_cache()
         if warm:
             threading.Thread(target=self._base_errors, name="registry-warm", daemon=True).start()
 

@@ -2,7 +2,7 @@
 HEAD commit: a request costs one look at HEAD and a dictionary lookup (no load, no git log).
 
 A row: {"id", "layer", "path" (app-relative), "version", "assets": [[app, layer, table]]}.
-Each file is read alone (spec.loader.read_pipeline_text and the targets it resolves), so one
+Each file is read alone (the service's parse cache and the targets it resolves), so one
 broken file elsewhere in the project hides nothing: a file that cannot be read is listed
 with its file name as id, no assets and "error".
 """
@@ -13,10 +13,10 @@ import json
 import threading
 from pathlib import PurePosixPath
 
+from datahub_assets.service.registry.parsing import PARSE_CACHE
 from datahub_assets.service.registry.paths import APP
 from datahub_assets.service.registry.plan import PIPELINE_FOLDERS, is_pipeline_path
 from datahub_assets.service.registry.repo import PipelinesRepo
-from datahub_assets.spec import loader
 from datahub_assets.spec.validate import PipelineCheck, canonical_layer
 
 
@@ -25,7 +25,7 @@ def pipeline_row(app: str, path: str, data: bytes) -> dict:
     file = f"{app}/{path}"
     folder = PurePosixPath(path).parts[0]
     try:
-        pipeline = loader.read_pipeline_text(data.decode("utf-8"), file)  # the parse cache
+        pipeline = PARSE_CACHE(data.decode("utf-8"), file)
         targets = PipelineCheck(pipeline, file).resolve_targets(app)
     except Exception as exc:  # noqa: BLE001 - one unreadable file is its row's "error"
         first = str(exc).splitlines()[-1].strip() if str(exc) else type(exc).__name__

@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from datahub_assets.spec import loader
+from datahub_assets.service.registry.parsing import PARSE_CACHE
 from datahub_assets.spec.models import LAYER_ALIASES, LAYERS
 from datahub_assets.spec.validate import PipelineCheck
 
@@ -43,7 +43,7 @@ def pipeline_assets(app: str, path: str, text: str | None) -> dict[AssetKey, str
         return {}
     file = f"{app}/{path}"
     try:
-        pipeline = loader.read_pipeline_text(text, file)  # the parse cache, once installed
+        pipeline = PARSE_CACHE(text, file)
         targets = PipelineCheck(pipeline, file).resolve_targets(app)
     except Exception:  # noqa: BLE001 - an unreadable file defines no asset (validation says why)
         return {}

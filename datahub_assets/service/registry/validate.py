@@ -17,66 +17,19 @@ import os
 import shutil
 import tempfile
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
+from datahub_assets.service.registry.parsing import PARSE_CACHE
 from datahub_assets.service.registry.paths import FileChange, target_in_tree
-from datahub_assets.spec import loader
 from datahub_assets.spec.errors import SpecError, SpecErrors
 from datahub_assets.spec.loader import load_project
 from datahub_assets.spec.models import Project
 
 OVERLAYS = "datahub-overlays"
-PARSE_CACHE_ENTRIES = 20_000
 _log = logging.getLogger(__name__)
 
 ErrorKey = tuple[str, int, int, str]
-
-
-class ParseCache:
-    """SHIM (helper B, issue #21; to become a `load_project` option in spec/loader.py):
-    the loader's `read_pipeline_text` remembered by (file, text). Parsing is some 45 % of a
-    load and a change rewrites a handful of the project's files, so the overlay's load
-    re-parses only those. Pipelines are frozen models and the key is the exact text and
-    file name, so a hit is what a fresh parse returns (its SpecErrors too); other
-    exceptions are not remembered. Installed once per process by `install_parse_cache`."""
-
-    def __init__(self, read: Callable[[str, str], Any], size: int = PARSE_CACHE_ENTRIES):
-        self.read = read
-        self.size = size
-        self._lock = threading.Lock()
-        self._done: OrderedDict[tuple[str, str], Any] = OrderedDict()
-
-    def __call__(self, text: str, file: str) -> Any:
-        key = (file, text)
-        with self._lock:
-            hit = self._done.get(key)
-            if hit is not None:
-                self._done.move_to_end(key)
-        if hit is None:
-            try:
-                hit = self.read(text, file)
-            except SpecErrors as exc:
-                hit = exc.errors
-            with self._lock:
-                self._done[key] = hit
-                while len(self._done) > self.size:
-                    self._done.popitem(last=False)
-        if isinstance(hit, list):
-            raise SpecErrors(list(hit))
-        return hit
-
-
-def install_parse_cache() -> None:
-    """Wrap spec.loader.read_pipeline_text in a ParseCache (once per process)."""
-    with _INSTALL_LOCK:
-        if not isinstance(loader.read_pipeline_text, ParseCache):
-            loader.read_pipeline_text = ParseCache(loader.read_pipeline_text)
-
-
-_INSTALL_LOCK = threading.Lock()
 
 
 def scratch_dir(root: Path) -> Path | None:
@@ -155,7 +108,7 @@ def load_errors(tree: Path, blame: str = "") -> tuple[Project | None, list[SpecE
     """load_project over `tree`: the project, or None and every error. A crash of the loader
     (a bug) becomes one located error on `blame` (a file of the change)."""
     try:
-        return load_project(tree), []
+        return load_project(tree, parse=PARSE_CACHE), []
     except SpecErrors as exc:
         return None, [_unrooted(e, tree) for e in exc.errors]
     except Exception as exc:  # noqa: BLE001 - the loader's own failure is the change's error
