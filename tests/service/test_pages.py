@@ -499,3 +499,45 @@ def test_wizard_preview_shows_first_rows_and_checks_and_writes_nothing(portal):
         headers=HTMX,
     )
     assert elsewhere.status_code == 404
+
+
+def test_the_wizard_works_without_javascript(portal):
+    app, _, _ = portal
+    client = sign_in(app, "ed")
+    token = csrf(client)
+    # a kind chosen and a check added: the whole page again, with the new fields
+    page = client.post(
+        "/apps/shop/new/fields",
+        data=wizard_form_data(source_kind="database", add_check="1") | {"csrf": token},
+    )
+    assert page.status_code == 200
+    assert "<html" in page.text
+    assert 'name="source.jdbcUrl"' in page.text
+    assert 'name="check.2.kind"' in page.text
+    assert '<noscript><button type="submit" name="add_check"' in page.text
+    # preview posts the form and gets the page with the rows
+    preview = client.post("/apps/shop/new/preview", data=wizard_form_data() | {"csrf": token})
+    assert preview.status_code == 200
+    assert "<html" in preview.text
+    assert "<td>paid</td>" in preview.text
+    # a check row removed with htmx: an empty fragment
+    removed = client.post(
+        "/apps/shop/new/fields",
+        data={"section": "check", "index": "0", "check.0.kind": "", "csrf": token},
+        headers=HTMX,
+    )
+    assert removed.status_code == 200
+    assert removed.text == ""
+    assert removed.headers["HX-Trigger-After-Settle"] == "revalidate"
+
+
+def test_the_app_page_lists_open_changes_and_the_login_cookie_is_strict(portal):
+    app, _, _ = portal
+    change_id = _open_change(app, "<i>payments</i>")
+    page = sign_in(app, "vi").get("/apps/shop").text
+    assert f'href="/changes/{change_id}">&lt;i&gt;payments&lt;/i&gt;</a>' in page
+    login = _client(app).get("/login")
+    cookie = login.headers["set-cookie"].lower()
+    assert "datahub_login_csrf=" in cookie
+    assert "httponly" in cookie
+    assert "samesite=strict" in cookie
