@@ -234,3 +234,14 @@ def test_a_linked_worktree(tmp_path):
     repo.git.pack_refs("--all")
     assert registry.repo.head_fast() == sha
     assert git.Repo(linked).git.status("--porcelain") == ""
+
+
+def test_overlays_are_made_in_the_enclosing_repos_git_dir(tmp_path):
+    """Same file system as the work tree, so an overlay hard-links instead of copying."""
+    from datahub_assets.service.registry.validate import OVERLAYS, scratch_dir
+
+    outer = tmp_path / "checkout"
+    (outer / "sub" / "pipes").mkdir(parents=True)
+    git.Repo.init(outer)
+    assert scratch_dir(outer / "sub" / "pipes") == (outer / ".git" / OVERLAYS).resolve()
+    assert scratch_dir(tmp_path / "elsewhere") is None

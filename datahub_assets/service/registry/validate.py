@@ -33,13 +33,19 @@ ErrorKey = tuple[str, int, int, str]
 
 
 def scratch_dir(root: Path) -> Path | None:
-    """Where overlays are made: inside the repo's .git (same file system, never loaded)."""
-    git_dir = Path(root) / ".git"
-    if not git_dir.is_dir():
-        return None
-    folder = git_dir / OVERLAYS
-    folder.mkdir(exist_ok=True)
-    return folder
+    """Where overlays are made: inside the git dir of the repository that holds `root` (its
+    own, or the enclosing checkout's: same file system, so files are hard-linked; never
+    loaded). None (the system's temp folder) when no `.git` folder is found."""
+    here = Path(root).resolve()
+    for folder in (here, *here.parents):
+        git_dir = folder / ".git"
+        if git_dir.is_dir():
+            scratch = git_dir / OVERLAYS
+            scratch.mkdir(exist_ok=True)
+            return scratch
+        if git_dir.exists():  # a linked worktree's `.git` file: use the system temp folder
+            return None
+    return None
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
