@@ -541,3 +541,22 @@ def test_the_app_page_lists_open_changes_and_the_login_cookie_is_strict(portal):
     assert "datahub_login_csrf=" in cookie
     assert "httponly" in cookie
     assert "samesite=strict" in cookie
+
+
+def test_the_app_page_shows_each_pipelines_last_run(portal):
+    from datahub_assets.runs.store import commit, ensure_table
+    from datahub_resources.iceberg import load_catalog
+
+    app, _, settings = portal
+    table = ensure_table(load_catalog(settings.platform))
+    started = datetime.now(UTC)
+    rows = [
+        {"run_id": "r1", "pipeline": "shop.ingest_orders", "app": "shop", "layer": "raw",
+         "status": "failed", "started_at": started.replace(year=started.year - 1)},
+        {"run_id": "r2", "pipeline": "shop.ingest_orders", "app": "shop", "layer": "raw",
+         "status": "success", "started_at": started},
+    ]  # fmt: skip
+    commit(table, rows, cursor=1)
+    page = sign_in(app, "vi").get("/apps/shop").text
+    assert '<span class="status success">success</span>' in page
+    assert "could not be read" not in page

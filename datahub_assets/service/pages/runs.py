@@ -16,15 +16,15 @@ WINDOW = timedelta(days=30)
 COLUMNS = ("pipeline", "app", "status", "started_at", "ended_at", "rows_written")
 _log = logging.getLogger("datahub.service.pages")
 _lock = threading.Lock()
-_cache: dict[str, Any] = {"at": 0.0, "rows": None}
+_cache: dict[str, tuple[float, list[dict[str, Any]] | None]] = {}  # catalog → (read at, rows)
 
 
-def _read(settings: Any) -> list[dict[str, Any]] | None:
+def _read(platform: Any) -> list[dict[str, Any]] | None:
     from datahub_assets.runs.store import read_rows
     from datahub_resources.iceberg import load_catalog
 
     try:
-        catalog = load_catalog(getattr(settings, "platform", None))
+        catalog = load_catalog(platform)
         return read_rows(catalog, since=datetime.now(UTC) - WINDOW, columns=COLUMNS)
     except Exception as exc:  # noqa: BLE001 - the page works without run records
         _log.warning("run records not readable: %s", type(exc).__name__)
@@ -32,11 +32,14 @@ def _read(settings: Any) -> list[dict[str, Any]] | None:
 
 
 def _rows(settings: Any) -> list[dict[str, Any]] | None:
+    platform = getattr(settings, "platform", None)
+    key = str(getattr(platform, "catalog_uri", "") or "env")
     with _lock:
-        if time.monotonic() - _cache["at"] > TTL_S:
-            _cache["rows"] = _read(settings)
-            _cache["at"] = time.monotonic()
-        return _cache["rows"]
+        read_at, rows = _cache.get(key, (0.0, None))
+        if time.monotonic() - read_at > TTL_S or not read_at:
+            rows = _read(platform)
+            _cache[key] = (time.monotonic(), rows)
+        return rows
 
 
 def last_runs(settings: Any, app: str) -> dict[str, dict[str, Any]] | None:
