@@ -79,6 +79,8 @@ def _round(i: int, service_url: str, dagster_url: str, editor: str, approver: st
         "change": change["id"],
         "commit": answer.get("commit"),
         "approve_call_s": round(approve_s, 3),
+        "reload_s": (answer.get("reload") or {}).get("seconds"),
+        "reload_ok": (answer.get("reload") or {}).get("ok"),
         "approve_to_visible_s": round(visible_s, 3),
         "location_statuses_seen": sorted(s for s in statuses if s),
     }

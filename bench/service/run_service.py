@@ -125,14 +125,17 @@ def markdown(results: dict[str, dict]) -> str:
         lines += [
             "**3. Approve → asset visible in Dagster's GraphQL**",
             "",
-            "| pipelines | webserver start s | approve call s (each) "
+            "| pipelines | webserver start s | approve call s (each) | of which the reload s "
             "| approve → visible s (each) |",
-            "|---:|---:|---|---|",
+            "|---:|---:|---|---|---|",
         ]
         for r in rows:
             calls = " / ".join(str(x["approve_call_s"]) for x in r["rounds"])
             seen = " / ".join(str(x["approve_to_visible_s"]) for x in r["rounds"])
-            lines.append(f"| {r['n']:,} | {r['dagster_webserver_startup_s']} | {calls} | {seen} |")
+            reload = " / ".join(str(x.get("reload_s", "—")) for x in r["rounds"])
+            lines.append(
+                f"| {r['n']:,} | {r['dagster_webserver_startup_s']} | {calls} | {reload} | {seen} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
