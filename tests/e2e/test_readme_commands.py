@@ -889,7 +889,7 @@ def _walk(s: Session, env: dict[str, str], api: Api, passwords: dict, pipelines:
     )
     from datahub_assets.spec.loader import load_project
 
-    project = load_project(pipelines, default_engine="duckdb")
+    project = load_project(pipelines, default_engine="auto")
     keys = {"/".join(t.ref.asset_path) for p in project.pipelines for t in p.targets}
     assert RETURNS_KEY in keys, "load_project does not list the approved asset"
 
