@@ -28,7 +28,7 @@ def read_audit(
     app: str | None = Query(None, description="only this app's events"),
     limit: int = Query(1000, ge=1, le=10_000),
     who: Principal = Depends(principal),
-    db: Session = Depends(get_db),
+    db: Session = Depends(get_db, scope="function"),
 ) -> list[dict[str, Any]]:
     try:
         start = audit.parse_since(since or "7d")

@@ -32,7 +32,7 @@ class TokenAnswer(BaseModel):
 def issue_token(
     request: Request,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
-    db: Session = Depends(get_db),
+    db: Session = Depends(get_db, scope="function"),
 ) -> TokenAnswer:
     """Sign in with `username` and `password` (OAuth2 password form). Rate limited: 5 failures
     per user name or 20 per client address in 15 minutes answer 429 with Retry-After."""
@@ -62,7 +62,7 @@ def revoke(
     request: Request,
     body: Annotated[RevokeBody | None, Body()] = None,
     who: Principal = Depends(principal),
-    db: Session = Depends(get_db),
+    db: Session = Depends(get_db, scope="function"),
 ) -> dict[str, Any]:
     """Without a body: revoke the token this call presents. With `{"token_id"}`: revoke that
     API token (your own; admins: anyone's)."""

@@ -107,7 +107,7 @@ def _audit_refusal(
 def create_change(
     body: ChangeIn,
     request: Request,
-    db: Session = Depends(get_db),
+    db: Session = Depends(get_db, scope="function"),
     who: Principal = Depends(principal),
 ) -> dict:
     registry = registry_of(request)
@@ -132,7 +132,7 @@ def list_changes(
     request: Request,
     app: str | None = Query(default=None, max_length=64),
     status: str | None = Query(default=None, description=" | ".join(STATUSES)),
-    db: Session = Depends(get_db),
+    db: Session = Depends(get_db, scope="function"),
     who: Principal = Depends(principal),
 ) -> list[dict]:
     if app is not None and not who.can_see(app):
@@ -144,7 +144,9 @@ def list_changes(
 
 
 @router.get("/api/v1/changes/{change_id}", response_model=ChangeOut)
-def get_change(change_id: str, request: Request, db: Session = Depends(get_db)) -> dict:
+def get_change(
+    change_id: str, request: Request, db: Session = Depends(get_db, scope="function")
+) -> dict:
     registry = registry_of(request)
     try:
         return registry.view(registry.get(db, change_id))
@@ -156,7 +158,7 @@ def get_change(change_id: str, request: Request, db: Session = Depends(get_db)) 
 def approve_change(
     change_id: str,
     request: Request,
-    db: Session = Depends(get_db),
+    db: Session = Depends(get_db, scope="function"),
     who: Principal = Depends(principal),
 ) -> dict:
     try:
@@ -170,7 +172,7 @@ def reject_change(
     change_id: str,
     body: RejectIn,
     request: Request,
-    db: Session = Depends(get_db),
+    db: Session = Depends(get_db, scope="function"),
     who: Principal = Depends(principal),
 ) -> dict:
     try:

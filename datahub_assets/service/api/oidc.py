@@ -81,7 +81,7 @@ def oidc_callback(
     code: str | None = None,
     state: str | None = None,
     error: str | None = None,
-    db: Session = Depends(get_db),
+    db: Session = Depends(get_db, scope="function"),
 ) -> Response:
     settings = _settings(request)
     if settings.oidc is None:

@@ -126,7 +126,7 @@ def revert_commit(
     app: str,
     body: RevertIn,
     request: Request,
-    db: Session = Depends(get_db),
+    db: Session = Depends(get_db, scope="function"),
     who: Principal = Depends(principal),
 ) -> dict:
     registry = registry_of(request)

@@ -70,7 +70,7 @@ def run_preview(
 
 @router.post("/api/v1/apps/{app}/preview")
 def preview_draft(
-    app: str, body: PreviewBody, request: Request, db: Session = Depends(get_db)
+    app: str, body: PreviewBody, request: Request, db: Session = Depends(get_db, scope="function")
 ) -> dict[str, Any]:
     """Run the draft's pipelines on a sample of their sources; writes nothing."""
     files = [{"path": f.path, "content": f.content} for f in body.files]
@@ -82,7 +82,7 @@ def preview_change(
     change_id: str,
     request: Request,
     body: ChangePreviewBody | None = None,
-    db: Session = Depends(get_db),
+    db: Session = Depends(get_db, scope="function"),
 ) -> dict[str, Any]:
     """Run the change's pipelines on a sample of their sources; writes nothing."""
     change = db.get(Change, change_id)

@@ -99,7 +99,7 @@ def deny(
     return HTTPException(status, detail, headers=headers)
 
 
-async def authorize(request: Request, db: Session = Depends(get_db)) -> None:
+async def authorize(request: Request, db: Session = Depends(get_db, scope="function")) -> None:
     request.state.principal = None
     request.state.app = None
     request.state.change = None

@@ -92,7 +92,9 @@ def login_form(request: Request, next: str | None = None) -> Response:  # noqa: 
 
 
 @router.post("/login")
-async def login_submit(request: Request, db: Session = Depends(get_db)) -> Response:
+async def login_submit(
+    request: Request, db: Session = Depends(get_db, scope="function")
+) -> Response:
     form = await request.form()
     username = str(form.get("username") or "")[:255]
     password = str(form.get("password") or "")
@@ -115,7 +117,7 @@ async def login_submit(request: Request, db: Session = Depends(get_db)) -> Respo
 
 
 @router.post("/logout")
-def logout(request: Request, db: Session = Depends(get_db)) -> RedirectResponse:
+def logout(request: Request, db: Session = Depends(get_db, scope="function")) -> RedirectResponse:
     session_id = request.cookies.get(sessions.COOKIE)
     if session_id:
         login.sign_out(request, db, session_id)
@@ -129,7 +131,7 @@ def logout(request: Request, db: Session = Depends(get_db)) -> RedirectResponse:
 
 
 @router.get("/apps")
-def apps_page(request: Request, db: Session = Depends(get_db)) -> HTMLResponse:
+def apps_page(request: Request, db: Session = Depends(get_db, scope="function")) -> HTMLResponse:
     principal = me(request)
     counts: dict[str, int] = request.app.state.registry.apps()
     rows = [
@@ -160,7 +162,9 @@ def asset_url(ui_url: str | None, key: list[str] | tuple[str, ...]) -> str | Non
 
 
 @router.get("/apps/{app}")
-def app_page(app: str, request: Request, db: Session = Depends(get_db)) -> HTMLResponse:
+def app_page(
+    app: str, request: Request, db: Session = Depends(get_db, scope="function")
+) -> HTMLResponse:
     principal = me(request)
     registry = request.app.state.registry
     settings = request.app.state.settings
@@ -191,7 +195,7 @@ def app_page(app: str, request: Request, db: Session = Depends(get_db)) -> HTMLR
 
 @router.get("/apps/{app}/pipelines/{pipeline_id}")
 def pipeline_page(
-    app: str, pipeline_id: str, request: Request, db: Session = Depends(get_db)
+    app: str, pipeline_id: str, request: Request, db: Session = Depends(get_db, scope="function")
 ) -> HTMLResponse:
     registry = request.app.state.registry
     settings = request.app.state.settings
@@ -216,7 +220,9 @@ def pipeline_page(
 
 
 @router.get("/changes/{change_id}")
-def change_page(change_id: str, request: Request, db: Session = Depends(get_db)) -> HTMLResponse:
+def change_page(
+    change_id: str, request: Request, db: Session = Depends(get_db, scope="function")
+) -> HTMLResponse:
     change = load_change(db, change_id)
     return render(request, db, "change.html", change_context(request, change))
 
@@ -230,7 +236,9 @@ def _decision_failed(
 
 
 @router.post("/changes/{change_id}/approve")
-def approve(change_id: str, request: Request, db: Session = Depends(get_db)) -> Response:
+def approve(
+    change_id: str, request: Request, db: Session = Depends(get_db, scope="function")
+) -> Response:
     principal = me(request)
     try:
         request.app.state.registry.approve(
@@ -243,7 +251,9 @@ def approve(change_id: str, request: Request, db: Session = Depends(get_db)) -> 
 
 
 @router.post("/changes/{change_id}/reject")
-async def reject(change_id: str, request: Request, db: Session = Depends(get_db)) -> Response:
+async def reject(
+    change_id: str, request: Request, db: Session = Depends(get_db, scope="function")
+) -> Response:
     principal = me(request)
     form = await request.form()
     reason = str(form.get("reason") or "").strip()
@@ -272,7 +282,10 @@ def audit_apps(principal: Principal) -> list[str] | None:
 
 @router.get("/audit")
 def audit_page(
-    request: Request, app: str = "", since: str = "7d", db: Session = Depends(get_db)
+    request: Request,
+    app: str = "",
+    since: str = "7d",
+    db: Session = Depends(get_db, scope="function"),
 ) -> HTMLResponse:
     principal = me(request)
     error = ""

@@ -67,7 +67,9 @@ def _page(
 
 
 @router.get("/apps/{app}/new")
-def wizard_page(app: str, request: Request, db: Session = Depends(get_db)) -> HTMLResponse:
+def wizard_page(
+    app: str, request: Request, db: Session = Depends(get_db, scope="function")
+) -> HTMLResponse:
     params = dict(request.query_params)
     draft = wizard.parse_form(params)
     if not params:
@@ -85,7 +87,9 @@ def _next_index(form: dict[str, str]) -> int:
 
 
 @router.post("/apps/{app}/new/fields")
-async def fields(app: str, request: Request, db: Session = Depends(get_db)) -> Response:
+async def fields(
+    app: str, request: Request, db: Session = Depends(get_db, scope="function")
+) -> Response:
     form = await _form(request)
     draft = wizard.parse_form(form)
     section = form.get("section", "")
@@ -200,7 +204,9 @@ def evaluate(request: Request, app: str, draft: Draft) -> dict[str, Any]:
 
 
 @router.post("/apps/{app}/new/validate")
-async def validate(app: str, request: Request, db: Session = Depends(get_db)) -> Response:
+async def validate(
+    app: str, request: Request, db: Session = Depends(get_db, scope="function")
+) -> Response:
     draft = wizard.parse_form(await _form(request))
     result = await run_in_threadpool(evaluate, request, app, draft)
     if is_htmx(request):
@@ -239,7 +245,9 @@ def _change_files(db: Session, app: str, change_id: str) -> list[dict]:
 
 
 @router.post("/apps/{app}/new/preview")
-async def preview(app: str, request: Request, db: Session = Depends(get_db)) -> Response:
+async def preview(
+    app: str, request: Request, db: Session = Depends(get_db, scope="function")
+) -> Response:
     form = await _form(request)
     change_id = form.get("change_id", "")
     draft = wizard.parse_form(form)
@@ -267,7 +275,9 @@ async def preview(app: str, request: Request, db: Session = Depends(get_db)) -> 
 
 
 @router.post("/apps/{app}/new/submit")
-async def submit(app: str, request: Request, db: Session = Depends(get_db)) -> Response:
+async def submit(
+    app: str, request: Request, db: Session = Depends(get_db, scope="function")
+) -> Response:
     principal = me(request)
     draft = wizard.parse_form(await _form(request))
     result = await run_in_threadpool(evaluate, request, app, draft)

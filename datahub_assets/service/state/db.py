@@ -114,7 +114,10 @@ def _is_deliberate(exc: BaseException) -> bool:
 
 
 def get_db(request: Request) -> Iterator[Session]:
-    """FastAPI dependency: the request's session (see the module docstring)."""
+    """FastAPI dependency: the request's session (see the module docstring). Always used
+    as `Depends(get_db, scope="function")`: the session commits when the handler returns,
+    BEFORE the answer is sent, so a client that reads right after a write (a redirect
+    after a form, a GET after a POST) sees it (the default scope commits after sending)."""
     state: State = request.app.state.state
     db = state._sessions()
     try:
