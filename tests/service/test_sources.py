@@ -228,6 +228,29 @@ def test_landing_files_and_a_csv_header(app):
     assert events["rows"][1] == [2, None, '{"a": 1}']
 
 
+def test_files_no_pipeline_reads_yet_are_listed_from_the_apps_landing_folder(app):
+    """A new pipeline's files wait in <app>/landing/ before any definition names them: the
+    wizard shows their header too (data files only, by suffix; the readers' own folders
+    keep their source and pipeline)."""
+    landing = app.data_dir / "shop" / "landing"
+    (landing / "payments").mkdir(parents=True)
+    (landing / "payments" / "p1.csv").write_text("payment_id,amount\n7,1.5\n")
+    (landing / "payments" / "notes.md").write_text("# not data\n")
+    (landing / "orders").mkdir()
+    (landing / "orders" / "a.csv").write_text("id;amount\n1;2.5\n")
+    files = {f["name"]: f for f in src.landing_files(app.pipelines_dir, "shop", app.data_dir)}
+    assert sorted(files) == ["landing/orders/a.csv", "landing/payments/p1.csv"]
+    assert files["landing/payments/p1.csv"]["pipeline"] is None
+    assert files["landing/orders/a.csv"]["pipeline"] is not None
+    header = src.landing_header(app.pipelines_dir, "shop", "landing/payments/p1.csv", app.data_dir)
+    assert header == {
+        "name": "landing/payments/p1.csv",
+        "kind": "csv",
+        "header": ["payment_id", "amount"],
+        "rows": [["7", "1.5"]],
+    }
+
+
 @pytest.mark.parametrize(
     "name",
     [

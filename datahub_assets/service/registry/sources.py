@@ -334,8 +334,9 @@ def _pipeline_sources(pipelines_dir: Path, app: str) -> list[tuple[str, Any]]:
 
 
 def _landing_folder(root: Path, pattern: str) -> Path:
-    """The folder a source's path names: the part of a glob before its first wildcard, the
-    path itself when it is a folder, else its parent."""
+    """The folder a source's path names: the part of a glob before its first wildcard, a
+    file's parent, else the path itself (a folder not made yet lists nothing, never its
+    parent's other files)."""
     parts = Path(pattern).parts
     fixed: list[str] = []
     for part in parts:
@@ -343,49 +344,68 @@ def _landing_folder(root: Path, pattern: str) -> Path:
             return root.joinpath(*fixed)
         fixed.append(part)
     path = root.joinpath(*fixed)
-    return path if path.is_dir() else path.parent
+    return path.parent if path.is_file() else path
 
 
 def landing(pipelines_dir: Path, app: str, data_dir: Path) -> list[LandingFile]:
-    """Files in the landing folders of the app's csv/json sources, below
-    DATAHUB_DATA_DIR/<app>/ (symlinks leaving it are not listed)."""
+    """Files in the landing folders of the app's csv/json sources, and in the app's drop
+    folder DATAHUB_DATA_DIR/<app>/landing/ (where a new pipeline's files wait before any
+    pipeline reads them), below DATAHUB_DATA_DIR/<app>/ (symlinks leaving it are not
+    listed)."""
     root = (Path(data_dir) / app).resolve()
     found: dict[str, LandingFile] = {}
     for pipeline_id, source in _pipeline_sources(pipelines_dir, app):
         path = source.path
         if "://" in path or path.startswith("/") or ".." in Path(path).parts:
             continue
-        folder = _landing_folder(root, path)
-        if not folder.is_dir():
-            continue
-        for file in sorted(folder.rglob("*")):
-            if len(found) >= MAX_FILES:
-                break
-            rel_parts = file.relative_to(root).parts
-            if any(p.startswith((".", "_")) for p in rel_parts) or not file.is_file():
-                continue
-            real = file.resolve()
-            if not real.is_relative_to(root):
-                continue
-            name = "/".join(rel_parts)
-            found.setdefault(
-                name,
-                LandingFile(
-                    name,
-                    real,
-                    real.stat().st_size,
-                    source.id,
-                    pipeline_id,
-                    source.kind,
-                    getattr(source, "delimiter", ",") or ",",
-                ),
-            )
+        delimiter = getattr(source, "delimiter", ",") or ","
+        _collect(
+            found, root, _landing_folder(root, path), source.id, pipeline_id, source.kind, delimiter
+        )
+    for file_kind, suffixes in UNREAD_KINDS.items():
+        _collect(found, root, root / "landing", "", "", file_kind, ",", suffixes)
     return sorted(found.values(), key=lambda f: f.name)
+
+
+# files in <app>/landing/ that no pipeline reads yet, by suffix
+UNREAD_KINDS = {"csv": (".csv", ".tsv", ".txt"), "json": (".json", ".jsonl", ".ndjson")}
+
+
+def _collect(
+    found: dict[str, LandingFile],
+    root: Path,
+    folder: Path,
+    source: str,
+    pipeline: str,
+    kind: str,
+    delimiter: str,
+    suffixes: tuple[str, ...] | None = None,
+) -> None:
+    """Add the files below `folder` (not dot/underscore ones, not leaving `root`) to
+    `found`, first come first kept, at most MAX_FILES in all."""
+    if not folder.is_dir():
+        return
+    for file in sorted(folder.rglob("*")):
+        if len(found) >= MAX_FILES:
+            return
+        rel_parts = file.relative_to(root).parts
+        if any(p.startswith((".", "_")) for p in rel_parts) or not file.is_file():
+            continue
+        if suffixes is not None and file.suffix.lower() not in suffixes:
+            continue
+        real = file.resolve()
+        if not real.is_relative_to(root):
+            continue
+        name = "/".join(rel_parts)
+        found.setdefault(
+            name,
+            LandingFile(name, real, real.stat().st_size, source, pipeline, kind, delimiter),
+        )
 
 
 def landing_files(pipelines_dir: Path, app: str, data_dir: Path) -> list[dict]:
     return [
-        {"name": f.name, "size": f.size, "source": f.source, "pipeline": f.pipeline}
+        {"name": f.name, "size": f.size, "source": f.source or None, "pipeline": f.pipeline or None}
         for f in landing(pipelines_dir, app, data_dir)
     ]
 
