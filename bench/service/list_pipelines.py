@@ -12,7 +12,9 @@ Layouts (say which when quoting a number):
 - `spread`: 100 apps of 50 (bench/load's layout), the clients cycling over 4 apps they can
   view (4 different cache entries, answers of 50 pipelines).
 
-The client: one asyncio process, an httpx.AsyncClient with at most `--clients` connections,
+The server's own CPU time per request (from /proc) is reported beside each run, so the
+service's cost is told apart from the client's and the queueing. The client: one asyncio
+process, an httpx.AsyncClient with at most `--clients` connections,
 `--clients` workers each sending `--requests` requests back to back (a closed loop: a worker
 sends its next request when the previous answer is read in full). Each request is timed from
 send to the last byte; non-200 answers and exceptions are errors. The caller is a viewer
@@ -33,6 +35,14 @@ from bench.common import machine, now, revision, write_json
 from bench.service.harness import add_user, project, serve, sign_in, summary
 
 TARGET_P95_S = 0.100
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (/proc/<pid>/stat)."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _load(
@@ -116,7 +126,10 @@ def measure(n: int, layout: str, clients: int, per_client: int) -> dict:
             ("pipelines", paths),
         ):
             auth = sign_in(server, "bench_viewer") if label == "pipelines" else None
+            cpu_before = cpu_seconds(server.pid)
             row = asyncio.run(_load(server.url, targets, auth, clients, per_client))
+            server_cpu = cpu_seconds(server.pid) - cpu_before
+            row["server_cpu_ms_per_request"] = round(1000 * server_cpu / max(1, row["answered"]), 2)
             runs.append({"call": label, **row})
         startup_s = server.started_s
     pipelines = [r for r in runs if r["call"] == "pipelines"]

@@ -96,8 +96,9 @@ def markdown(results: dict[str, dict]) -> str:
             "**2. GET /api/v1/apps/{app}/pipelines, 5,000 pipelines, "
             f"{rows[0]['clients']} concurrent clients**",
             "",
-            "| layout | call | requests | errors | req/s | p50 ms | p95 ms | p99 ms | bytes |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| layout | call | requests | errors | req/s | p50 ms | p95 ms | p99 ms | bytes "
+            "| server CPU ms/req |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in rows:
             for run in r["runs"]:
@@ -105,7 +106,8 @@ def markdown(results: dict[str, dict]) -> str:
                 lines.append(
                     f"| {r['layout']} | {run['call']} | {run['answered']} | {run['error_count']} "
                     f"| {run['requests_per_s']} | {_ms(lat['p50'])} | {_ms(lat['p95'])} "
-                    f"| {_ms(lat['p99'])} | {run['answer_bytes']} |"
+                    f"| {_ms(lat['p99'])} | {run['answer_bytes']} "
+                    f"| {run.get('server_cpu_ms_per_request', '—')} |"
                 )
         lines.append("")
         for r in rows:
