@@ -377,6 +377,13 @@ def test_a_callback_without_its_cookie_or_to_elsewhere_is_refused(service, provi
     assert parse_qs(urlsplit(start.headers["location"]).query)["code_challenge_method"] == ["S256"]
 
 
+def test_the_sign_in_page_offers_the_provider(service):
+    client, _ = service
+    page = client.get("/login", params={"next": "/apps/shop"})
+    assert page.status_code == 200
+    assert 'href="/auth/oidc/login?next=/apps/shop"' in page.text
+
+
 def test_without_a_provider_the_routes_answer_404(tmp_path):
     from fastapi.testclient import TestClient
 
@@ -397,6 +404,7 @@ def test_without_a_provider_the_routes_answer_404(tmp_path):
     with TestClient(create_app(settings)) as client:
         assert client.get("/auth/oidc/login", follow_redirects=False).status_code == 404
         assert client.get("/auth/oidc/callback?code=x&state=y").status_code == 404
+        assert "/auth/oidc/login" not in client.get("/login").text
 
 
 def test_the_mapping_takes_the_highest_role_and_only_speaks_for_what_it_names():

@@ -69,7 +69,13 @@ def _login_page(
         request,
         None,
         "login.html",
-        {"login_csrf": token, "next": next_url, "error": error, "username": username},
+        {
+            "login_csrf": token,
+            "next": next_url,
+            "error": error,
+            "username": username,
+            "oidc": request.app.state.settings.oidc is not None,
+        },
         status_code=status,
     )
     response.set_cookie(
