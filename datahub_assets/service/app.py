@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from datahub_assets.service.auth.tokens import AuthCache, signal_path
 from datahub_assets.service.authz.decide import authorize
 from datahub_assets.service.settings import ServiceSettings
 from datahub_assets.service.state.db import State
@@ -63,6 +64,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.state = State(settings.state_uri)
     app.state.registry = _registry(settings)
+    # bearer tokens checked in the last seconds (auth/tokens.py says for how long)
+    app.state.auth_cache = AuthCache(signal=signal_path(app.state.state.engine.url))
     for router in routers():
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")

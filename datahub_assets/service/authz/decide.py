@@ -118,7 +118,31 @@ async def authorize(request: Request, db: Session = Depends(get_db, scope="funct
     # never on the event loop (a wait for a SQLite lock must not stop every other request)
     csrf = await _presented_csrf(request) if kind == "page" and request.method == "POST" else None
     body = await _json_body(request) if rule.app_from == "body" else None
+    if kind == "api" and _allowed_from_cache(request, rule, body):
+        return  # a token checked in the last seconds, a decision needing no database
     await run_in_threadpool(_authorize, request, db, rule, kind, csrf, body)
+
+
+def _allowed_from_cache(request: Request, rule: Rule, body: Any) -> bool:
+    """True when the bearer token is in the app's `auth_cache` (auth/tokens.py: how long an
+    entry is trusted) and the rule lets its principal through without reading the database.
+    Anything else (a miss, a refusal, a change route) goes the full way in the thread pool,
+    which audits refusals."""
+    token = _bearer(request)
+    if token is None or rule.app_from == "change":
+        return False
+    cache: tokens.AuthCache | None = getattr(request.app.state, "auth_cache", None)
+    hit = cache.get(tokens.AuthCache.key(token)) if cache is not None else None
+    if hit is None:
+        return False
+    credential, who = hit
+    target = _app_of_request(request, rule, body) if rule.who == "app" else (None, [])
+    if target is None or _refusal(rule, who, target[0], None, target[1]) is not None:
+        return False
+    request.state.credential = credential
+    request.state.principal = who
+    request.state.app = target[0]
+    return True
 
 
 def _authorize(
@@ -191,15 +215,23 @@ def _authenticate_api(request: Request, db: Session) -> Principal:
             headers=challenge,
             record=not quiet,
         )
-    settings = request.app.state.settings
+    cache: tokens.AuthCache = getattr(request.app.state, "auth_cache", None) or tokens.AuthCache(0)
+    key = cache.key(token)
+    hit = cache.get(key)
+    if hit is not None:
+        request.state.credential = hit[0]
+        return hit[1]
+    stamp = cache.stamp()  # before the reads: a change committed meanwhile voids the entry
     try:
-        credential = tokens.authenticate_bearer(db, token, settings.secret_key)
+        credential = tokens.authenticate_bearer(db, token, request.app.state.settings.secret_key)
     except tokens.InvalidToken as exc:
         raise deny(
             request, db, 401, "invalid or expired token", reason=str(exc), headers=challenge
         ) from None
+    who = principal_of(credential.user, credential.kind)
+    cache.put(key, credential, who, stamp)
     request.state.credential = credential
-    return principal_of(credential.user, credential.kind)
+    return who
 
 
 def _optional_session(request: Request, db: Session, kind: str) -> None:
@@ -235,44 +267,57 @@ def _check_csrf(request: Request, db: Session, presented: str | None) -> None:
 
 
 def _decide(request: Request, db: Session, rule: Rule, who: Principal, body: Any) -> None:
-    if rule.who == "user":
-        return
+    app, change, files = None, None, []
+    if rule.who == "app":
+        app, change, files = _app_of(request, db, rule, body)
+        request.state.app = app  # the refusals below are audited under the app too
+    refusal = _refusal(rule, who, app, change, files)
+    if refusal is not None:
+        status, detail, reason = refusal
+        raise deny(request, db, status, detail, reason=reason)
+
+
+Refusal = tuple[int, str, str | None]  # status, detail, the audit's reason (None: the detail)
+
+
+def _refusal(
+    rule: Rule, who: Principal, app: str | None, change: Change | None, files: list[Any]
+) -> Refusal | None:
+    """Why `rule` refuses `who` (on `app`, for `change` and its `files`); None: allowed."""
     if rule.who == "admin" and not who.admin:
-        raise deny(request, db, 403, "this needs the admin role")
+        return 403, "this needs the admin role", None
     if rule.who == "operator" and not (who.operator or who.admin):
-        raise deny(request, db, 403, "this needs the operator role")
+        return 403, "this needs the operator role", None
     if rule.who == "auditor" and not (
         who.admin or any(g.role >= Role.approver for g in who.grants.values())
     ):
-        raise deny(request, db, 403, "the audit log needs admin, or approver on an app")
+        return 403, "the audit log needs admin, or approver on an app", None
     if rule.who == "app":
-        _decide_app(request, db, rule, who, body)
+        return _app_refusal(rule, who, app or "", change, files)
+    return None
 
 
-def _decide_app(request: Request, db: Session, rule: Rule, who: Principal, body: Any) -> None:
-    app, change, files = _app_of(request, db, rule, body)
-    request.state.app = app  # the refusals below are audited under the app too
+def _app_refusal(
+    rule: Rule, who: Principal, app: str, change: Change | None, files: list[Any]
+) -> Refusal | None:
     role = who.role_on(app)
     if role is None:
         what = f"change {change.id!r}" if change is not None else f"app {app!r}"
-        raise deny(request, db, 404, f"{what} not found", reason=f"app {app!r} invisible")
+        return 404, f"{what} not found", f"app {app!r} invisible"
     assert rule.min_role is not None
     if role < rule.min_role:
-        raise deny(request, db, 403, f"this needs the {rule.min_role.name} role on app {app!r}")
+        return 403, f"this needs the {rule.min_role.name} role on app {app!r}", None
     if rule.not_author and change is not None and change.author == who.username:
-        raise deny(request, db, 403, "the author of a change cannot approve it")
+        return 403, "the author of a change cannot approve it", None
     if rule.python_admin and not who.admin and any(map(_is_python, files)):
-        raise deny(request, db, 403, "changes to python/ files of an app need the admin role")
+        return 403, "changes to python/ files of an app need the admin role", None
+    return None
 
 
 def _app_of(
     request: Request, db: Session, rule: Rule, body: Any
 ) -> tuple[str, Change | None, list[Any]]:
     """(app, the change for change routes, the change's or body's file paths)."""
-    if rule.app_from == "path":
-        return str(request.path_params.get("app", "")), None, []
-    if rule.app_from == "query":
-        return request.query_params.get("app", ""), None, []
     if rule.app_from == "change":
         change_id = str(request.path_params.get("change_id", ""))
         change = db.get(Change, change_id) if len(change_id) <= 32 else None
@@ -280,14 +325,26 @@ def _app_of(
             raise deny(request, db, 404, f"change {change_id!r} not found", record=False)
         request.state.change = change
         return change.app, change, [f.get("path") for f in change.files or []]
-    if not isinstance(body, dict):
+    if rule.app_from == "body" and not isinstance(body, dict):
         raise deny(request, db, 422, "the body is not a JSON object", record=False)
-    app = body.get("app")
-    if not isinstance(app, str) or not app:
+    target = _app_of_request(request, rule, body)
+    if target is None:
         raise deny(request, db, 422, 'the body needs "app": the app\'s name', record=False)
-    files = body.get("files")
+    return target[0], None, target[1]
+
+
+def _app_of_request(request: Request, rule: Rule, body: Any) -> tuple[str, list[Any]] | None:
+    """(app, the body's file paths) from the path, query or body; None: no app in the body."""
+    if rule.app_from == "path":
+        return str(request.path_params.get("app", "")), []
+    if rule.app_from == "query":
+        return request.query_params.get("app", ""), []
+    app = body.get("app") if isinstance(body, dict) else None
+    if not isinstance(app, str) or not app:
+        return None
+    files = body.get("files") if isinstance(body, dict) else None
     paths = [f.get("path") for f in files if isinstance(f, dict)] if isinstance(files, list) else []
-    return app, None, paths
+    return app, paths
 
 
 async def _json_body(request: Request) -> Any:
