@@ -19,6 +19,8 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)  # the dashboard's headl
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 # deploy/nginx: the authenticating proxy in front of the Dagster UI, tested with a real nginx
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+# bench/service/list_pipelines.py: a C load generator beside the Python client (make bench-service)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "installing system packages: ${need[*]}"
 SUDO=""
