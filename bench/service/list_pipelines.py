@@ -29,7 +29,8 @@ tree, /proc) and the client's own CPU per request, so what the service costs is 
 from what the client and the box cost. The caller is a viewer signed in with an access token
 (POST /api/v1/auth/token, a fresh one per run), so each call pays the real authentication
 and authorization. One warm-up per server and app first (the registry's first listing of a
-commit, reported apart). Order per round: every server × client × (health, pipelines).
+commit, reported apart), then a wait until every server is idle (its background load
+done). Order per round: every server × client × (health, pipelines).
 Target (issue #21): p95 ≤ 100 ms.
 """
 
@@ -173,6 +174,19 @@ def warm(server: Server, paths: list[str], token: str, workers: int) -> dict[str
                 if fast == 3:
                     break
     return first
+
+
+def quiesce(server: Server, timeout: float = 180) -> float:
+    """Seconds until the server's process tree is idle (< 5 % of a core over 1 s): the
+    registry loads the project in the background after start, which is not the load
+    measured."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        before = cpu_seconds(server.pid)
+        time.sleep(1.0)
+        if cpu_seconds(server.pid) - before < 0.05:
+            break
+    return round(time.perf_counter() - start, 1)
 
 
 # --- clients ----------------------------------------------------------------------------------
@@ -320,6 +334,8 @@ def measure(args: argparse.Namespace) -> dict:
                 "startup_s": server.started_s,
                 "first_request": warm(server, paths, token, v.workers),
             }
+        for v in variants:
+            servers[v.label]["idle_after_s"] = quiesce(started[v.label])
         for round_ in range(1, args.rounds + 1):
             for v in variants:
                 for client in clients:
