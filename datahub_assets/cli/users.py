@@ -230,6 +230,9 @@ def _tokens(db: Session, args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace, _settings: Settings, stdin: TextIO | None = None) -> int:
+    # imported for its session hooks: a change to users, grants or tokens committed here
+    # signals the running servers on this host, whose token caches drop it at once
+    from datahub_assets.service.auth import tokens  # noqa: F401
     from datahub_assets.service.settings import ServiceSettings
     from datahub_assets.service.state.db import State, migrate
 

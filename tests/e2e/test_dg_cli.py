@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.support.processes import stop_group
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -262,12 +263,6 @@ def test_dg_dev_docs_tab_and_a_new_pipeline_after_reload(tmp_path):
         _wait_loaded(port, proc, time.time() + 240)
         assert "shop/silver/orders_clean" in _asset_keys(port)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
+        stop_group(proc, grace=60)
         log.close()
     assert "SupersessionWarning" not in (tmp_path / "dg-dev.log").read_text()

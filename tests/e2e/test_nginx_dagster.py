@@ -15,7 +15,6 @@ import base64
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from urllib.parse import urlencode
 import pytest
 
 from datahub_assets.demo.local_servers import free_port
+from tests.support.processes import stop_group
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -86,16 +86,6 @@ def _wait_loaded(base: str, proc: subprocess.Popen, log: Path, timeout: float) -
             return
         time.sleep(1)
     raise AssertionError(f"the code location did not load in {timeout} s")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
 
 
 def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -236,7 +226,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         )
     finally:
         for proc in reversed(procs):
-            _stop(proc)
+            stop_group(proc)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -50,7 +50,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -62,6 +61,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from tests.support.processes import stop_group
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -650,13 +651,7 @@ def _probe_make_dev(env: dict[str, str], tmp: Path) -> str | None:
             return None
         return f"no HTTP 200 from {sorted(waiting)} in 300 s:\n" + log_path.read_text()[-3000:]
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
+        stop_group(proc, grace=60)
 
 
 # ------------------------------------------------------------------------- the walkthrough
@@ -746,22 +741,12 @@ def _serve(env: dict[str, str], tmp: Path, port: int) -> subprocess.Popen:
         except OSError:
             pass
         time.sleep(0.5)
-    _stop(proc)
+    stop_group(proc)
     raise AssertionError(f"datahub serve: no /api/v1/health in 180 s:\n{_tail(tmp)}")
 
 
 def _tail(tmp: Path) -> str:
     return (tmp / "serve.log").read_text()[-3000:]
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
 
 
 def _audit_rows(env: dict[str, str]) -> list[tuple[str, str, str, str]]:
@@ -830,7 +815,7 @@ def test_sign_in_and_create_a_pipeline(home):
     try:
         _walk(s, env, Api(f"http://127.0.0.1:{port}"), passwords, pipelines)
     finally:
-        _stop(server)
+        stop_group(server)
     missing = SERVICE_KEYS - s.ran
     if missing:
         s.failures.append(f"the walkthrough test ran none of {sorted(missing)}")

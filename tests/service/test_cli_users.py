@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import getpass
 import io
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -107,3 +111,41 @@ def test_tokens_create_list_revoke(cli, hub: Hub):
     created = hub.events("token.create")
     assert len(created) == 1
     assert token.split("_", 2)[2] not in (created[0].detail or "")
+
+
+def test_a_grant_from_the_cli_process_signals_running_servers(hub: Hub):
+    """A server caches checked tokens for a few seconds; a `datahub users ...` in another
+    process must void those caches at once (the auth signal file next to the state DB)."""
+    from sqlalchemy.engine import make_url
+
+    from datahub_assets.service.auth.tokens import signal_path
+
+    hub.add_user("carol")
+    signal = signal_path(make_url(hub.settings.state_uri))
+    before = signal.read_bytes() if signal.exists() else b""
+    env = {
+        **os.environ,
+        "DATAHUB_HOME": str(hub.settings.home),
+        "DATAHUB_STATE_URI": hub.settings.state_uri,
+        "DATAHUB_PIPELINES_DIR": str(hub.settings.pipelines_dir),
+        "DATAHUB_SERVICE_SECRET": hub.settings.secret_key.decode(),
+    }
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("datahub")),
+            "users",
+            "grant",
+            "carol",
+            "--app",
+            "shop",
+            "--role",
+            "viewer",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert signal.exists()
+    assert signal.read_bytes() != before
