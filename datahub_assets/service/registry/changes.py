@@ -107,14 +107,15 @@ class Registry:
 
     # ------------------------------------------------------------------ validation
     def _base_errors(self) -> set:
-        """Errors of the tree at HEAD (computed once per HEAD, only when needed)."""
+        """Errors of the work tree as it stands (computed once per HEAD and state of the
+        tree's files, only when needed: an uncommitted edit in a checkout counts too)."""
         with self._base_lock:
-            head = self.repo.head()
+            key = f"{self.repo.head()}:{validation.tree_signature(self.root)}"
             cached = self._base
-            if cached is not None and cached[0] == head:
+            if cached is not None and cached[0] == key:
                 return cached[1]
             keys = validation.base_error_keys(self.root)
-            self._base = (head, keys)
+            self._base = (key, keys)
             return keys
 
     def _validate(self, app: str, files: list[FileChange]) -> dict:

@@ -12,6 +12,7 @@ goes wrong in the loader becomes a located error, never an exception.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
@@ -168,6 +169,28 @@ def change_errors(
 
 def _key(e: SpecError) -> ErrorKey:
     return (e.file, e.line, e.column, e.message)
+
+
+def tree_signature(root: Path) -> str:
+    """A digest of the work tree's files (path, size, modification time; top-level dot
+    entries such as .git left out): the base's errors are those of the tree as it stands,
+    so an edit not committed yet (a checkout's pipelines folder) computes them anew."""
+    digest = hashlib.sha256()
+    root = Path(root)
+    for dirpath, dirnames, filenames in os.walk(root):
+        if Path(dirpath) == root:
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            filenames = [f for f in filenames if not f.startswith(".")]
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            try:
+                info = path.lstat()
+            except OSError:
+                continue
+            rel = path.relative_to(root).as_posix()
+            digest.update(f"{rel}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 def base_error_keys(root: Path) -> set[ErrorKey]:
