@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
-from fastapi.exception_handlers import http_exception_handler
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -27,6 +28,7 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from datahub_assets.service import audit
 from datahub_assets.service.auth.tokens import AuthCache, signal_path
 from datahub_assets.service.authz.decide import authorize
 from datahub_assets.service.settings import ServiceSettings
@@ -70,6 +72,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(Exception, _internal_error)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)  # outermost: the 413 gets the headers too
@@ -112,6 +115,27 @@ def iter_routes(routes: list[BaseRoute] | None = None, app: FastAPI | None = Non
             yield from iter_routes(list(inner.routes))
         else:
             yield route
+
+
+async def _invalid_request(request: Request, exc: Exception) -> Response:
+    """FastAPI's 422 for a body or query that does not match the route's schema (raised
+    after `authorize` let the call through); a refused state-changing call is audited too
+    (action "access", outcome "invalid"; the values sent are not copied into the log)."""
+    assert isinstance(exc, RequestValidationError)
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        try:
+            with request.app.state.state.session() as db:
+                audit.record_request(
+                    request,
+                    db,
+                    "access",
+                    f"{request.method} {request.url.path}",
+                    "invalid",
+                    detail={"status": 422, "reason": "the request does not match the schema"},
+                )
+        except Exception:  # noqa: BLE001 - the answer stays a 422 even if the log cannot be written
+            log.exception("could not audit a refused request")
+    return await request_validation_exception_handler(request, exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
